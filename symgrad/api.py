@@ -1,0 +1,187 @@
+"""The public names of ../shared/API.md: var, const, parse, the transformations and compile.
+
+Imports everything to its left (graph, ops, parse, differentiate, codegen); cli imports only this.
+"""
+
+import keyword
+
+import numpy as np
+
+from .codegen import build_function, generate
+from .differentiate import grad, hessian, hvp, jacobian, jvp, vjp  # noqa: F401 (public names)
+from .errors import ParseError, ShapeError, SymgradError  # noqa: F401
+from .graph import default_graph, use_graph  # noqa: F401
+from .ops import Expr, check_name, check_shape, graph_of
+from .parse import from_sympy, parse, to_sympy  # noqa: F401
+from .render import describe, dot_source, format_value, table, write_picture  # noqa: F401
+
+DTYPES = ("float64", "float32")
+
+
+def var(name, shape=(), dtype="float64", graph=None):
+    """The variable called ``name``; the same name always denotes the same variable.
+
+    ``shape`` entries are ints or dimension names such as ``"n"``, bound at call time.
+
+    >>> import symgrad as sg
+    >>> sg.var("W", shape=(4, 3)).shape
+    (4, 3)
+    """
+    check_name(name)
+    dtype = str(np.dtype(dtype)) if dtype is not None else "float64"
+    if dtype not in DTYPES:
+        raise SymgradError(f"variable dtype must be one of {DTYPES}, got {dtype}")
+    graph = default_graph() if graph is None else graph
+    return Expr(graph, graph.variable(name, check_shape(shape), dtype))
+
+
+class CompiledFunction:
+    """A compiled set of outputs: call it with arrays for the inputs, read ``.source``.
+
+    Arguments are checked (count, shapes, named dimensions) before the emitted code runs.
+    """
+
+    def __init__(self, function, source, inputs, single):
+        self._function = function
+        self.source = source
+        self._single = single
+        self.input_names = [e.name for e in inputs]
+        self._specs = [(e.name, e.shape, np.dtype(e.dtype)) for e in inputs]
+        self._positions = {name: i for i, name in enumerate(self.input_names)}
+
+    def __repr__(self):
+        return f"<symgrad compiled function ({', '.join(self.input_names)})>"
+
+    def _bind(self, args, kwargs):
+        if len(args) > len(self._specs):
+            raise SymgradError(f"expected at most {len(self._specs)} arguments "
+                               f"({', '.join(self.input_names)}), got {len(args)}")
+        values = list(args) + [None] * (len(self._specs) - len(args))
+        given = [True] * len(args) + [False] * (len(self._specs) - len(args))
+        for name, value in kwargs.items():
+            position = self._positions.get(name)
+            if position is None:
+                raise SymgradError(f"unexpected argument {name!r}; the inputs are "
+                                   f"{', '.join(self.input_names)}")
+            if given[position]:
+                raise SymgradError(f"argument {name!r} given twice")
+            values[position], given[position] = value, True
+        missing = [n for n, g in zip(self.input_names, given) if not g]
+        if missing:
+            raise SymgradError(f"missing argument(s): {', '.join(missing)}")
+        return values
+
+    def _check(self, values):
+        arrays = []
+        bound = {}
+        for value, (name, shape, dtype) in zip(values, self._specs):
+            try:
+                array = np.asarray(value, dtype=dtype)
+            except (TypeError, ValueError) as error:
+                raise SymgradError(f"argument {name!r}: cannot convert to {dtype} ({error})") \
+                    from None
+            if array.ndim != len(shape):
+                raise ShapeError(f"argument {name!r} must have shape {shape}, got {array.shape}")
+            for axis, (want, got) in enumerate(zip(shape, array.shape)):
+                if isinstance(want, str):
+                    first = bound.setdefault(want, (got, name))
+                    if first[0] != got:
+                        raise ShapeError(f"argument {name!r}: dimension {want!r} is {got} on axis "
+                                         f"{axis}, but {first[0]} in argument {first[1]!r}")
+                elif want != got:
+                    raise ShapeError(f"argument {name!r} must have shape {shape}, "
+                                     f"got {array.shape}")
+            arrays.append(array)
+        return arrays
+
+    def __call__(self, *args, **kwargs):
+        results = self._function(*self._check(self._bind(args, kwargs)))
+        return results[0] if self._single else results
+
+
+def compile(outputs, inputs=None, name="f"):
+    """Compile ``outputs`` (one Expr or a list) into a Python function of ``inputs``.
+
+    ``inputs`` defaults to every free variable of the outputs in sorted order. A single output
+    returns one array, a list returns a tuple.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> fn = sg.compile([x * x, sg.grad(x * x, x)], inputs=[x])
+    >>> fn(3.0)
+    (np.float64(9.0), np.float64(6.0))
+    """
+    single = isinstance(outputs, Expr)
+    outputs = [outputs] if single else list(outputs)
+    if not outputs or not all(isinstance(o, Expr) for o in outputs):
+        raise SymgradError("compile needs an expression or a non-empty list of expressions")
+    if not name.isidentifier() or not name.isascii() or keyword.iskeyword(name):
+        raise SymgradError(f"function name {name!r} must be an identifier")
+    if inputs is None:
+        free = {}
+        for output in outputs:
+            free.update(output.variables)
+        inputs = [free[k] for k in sorted(free)]
+    inputs = list(inputs)
+    for e in inputs:
+        if not isinstance(e, Expr) or e.op != "var":
+            raise SymgradError(f"inputs must be variables, got {e!r}")
+    names = [e.name for e in inputs]
+    if len(set(names)) != len(names):
+        raise SymgradError(f"an input is listed twice: {names}")
+    graph = graph_of(*outputs, *inputs)
+    with graph.lock:
+        source, namespace = generate(graph, [o.node for o in outputs], [e.node for e in inputs],
+                                     name)
+    function = build_function(source, namespace, name)
+    return CompiledFunction(function, source, inputs, single)
+
+
+def _outputs_and_inputs(outputs, inputs):
+    outputs = [outputs] if isinstance(outputs, Expr) else list(outputs)
+    if inputs is None:
+        free = {}
+        for output in outputs:
+            free.update(output.variables)
+        inputs = [free[k] for k in sorted(free)]
+    graph = graph_of(*outputs, *inputs)
+    return graph, [o.node for o in outputs], [i.node for i in inputs]
+
+
+def _rows(outputs, inputs, at):
+    graph, output_nodes, input_nodes = _outputs_and_inputs(outputs, inputs)
+    values = None
+    if at is not None:
+        names = [graph.nodes[n]["attrs"]["name"] for n in input_nodes]
+        missing = [n for n in names if n not in at]
+        if missing:
+            raise SymgradError(f"no value given for {', '.join(missing)}")
+        values = {n: np.asarray(at[n], dtype=graph.nodes[i]["dtype"])
+                  for n, i in zip(names, input_nodes)}
+    with graph.lock:
+        rows, _ = describe(graph, output_nodes, input_nodes, values)
+    return graph, rows
+
+
+def show_graph(outputs, inputs=None, at=None):
+    """The graph behind ``outputs`` as an aligned table, one node per line in evaluation order,
+    derivative nodes marked; with ``at`` (input name -> value) every node's value is shown.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> print(sg.show_graph(sg.grad(x * x, x)).splitlines()[0].split())
+    ['name', 'kind', 'op', 'shape', 'code']
+    """
+    _, rows = _rows(outputs, inputs, at)
+    return table(rows, show_values=at is not None)
+
+
+def to_dot(outputs, inputs=None, at=None):
+    """Graphviz DOT source of the graph behind ``outputs`` (derivative nodes drawn dashed)."""
+    graph, rows = _rows(outputs, inputs, at)
+    return dot_source(graph, rows)
+
+
+def draw(outputs, path, inputs=None, at=None):
+    """Write a picture (.svg, .png or .pdf) of the graph behind ``outputs`` with Graphviz."""
+    write_picture(to_dot(outputs, inputs, at), path)

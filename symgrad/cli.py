@@ -1,0 +1,260 @@
+"""The `symgrad` command: print, draw and evaluate derivatives of a formula.
+
+argparse over api only (it never touches a Graph). User mistakes exit with status 2 and one line
+on standard error; anything else is a symgrad bug and keeps its traceback.
+"""
+
+import argparse
+import json
+import math
+import re
+import sys
+
+import numpy as np
+
+from . import api
+from .errors import SymgradError
+
+
+class UsageError(SymgradError):
+    """A malformed command line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _split_top_level(text):
+    """Split on commas outside brackets: "W=[[1,2]],x=3" -> ["W=[[1,2]]", "x=3"]."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char in "[(":
+            depth += 1
+        elif char in "])":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _assignments(text, option):
+    result = {}
+    for part in _split_top_level(text):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"{option}: expected NAME=VALUE, got {part!r}")
+        api.check_name(name)
+        if name in result:
+            raise UsageError(f"{option}: {name} given twice")
+        result[name] = value.strip()
+    return result
+
+
+def parse_at(text):
+    """--at x=1,W=[[1,2],[3,4]]: numbers and nested lists (read as JSON, never evaluated)."""
+    values = {}
+    for name, value in _assignments(text, "--at").items():
+        try:
+            parsed = json.loads(value.replace("inf", "Infinity").replace("nan", "NaN")
+                                if re.fullmatch(r"[-+]?(inf|nan)", value) else value)
+            array = np.asarray(parsed, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise UsageError(f"--at: the value of {name} must be a number or a nested list of "
+                             f"numbers, got {value!r}") from None
+        values[name] = array
+    return values
+
+
+def parse_shapes(text):
+    """--shape W=4x3,v=3,X=nx784 (dimensions separated by 'x'; '()' or '' for a scalar)."""
+    shapes = {}
+    for name, value in _assignments(text, "--shape").items():
+        if value in ("", "()"):
+            shapes[name] = ()
+            continue
+        dims = []
+        for dim in value.split("x") if not value.startswith("(") else \
+                value.strip("()").replace(" ", "").split(","):
+            if not dim:
+                continue
+            dims.append(int(dim) if dim.isdigit() else dim)
+        shapes[name] = tuple(dims)
+    return shapes
+
+
+def build_parser():
+    parser = _Parser(prog="symgrad", description="Symbol-to-symbol derivatives of a formula: "
+                     "print the gradient graph, draw it, emit NumPy code, or evaluate it.")
+    parser.add_argument("--version", action="version", version=f"symgrad {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, help_text in [("grad", "gradient (or derivatives up to --order) of a scalar formula"),
+                            ("hessian", "Hessian of a scalar formula")]:
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("expr", help='the formula, e.g. "(x + y) * max(y, z)"')
+        command.add_argument("--wrt", help="variables to differentiate by, comma-separated "
+                             "(default: every free variable, sorted)")
+        command.add_argument("--at", help="values: x=1,y=2 or W=[[1,2],[3,4]]")
+        command.add_argument("--shape", help="shapes of tensor variables: W=4x3,v=3 (inferred "
+                             "from --at when given there)")
+        command.add_argument("--format", choices=["text", "dot", "code", "json"], default="text")
+        command.add_argument("-o", "--output", help="write a picture of the graph (.svg, .png, "
+                             ".pdf) instead of printing")
+        if name == "grad":
+            command.add_argument("--order", type=int, default=1,
+                                 help="derivatives of order 1..N (one --wrt variable)")
+    return parser
+
+
+def _version():
+    from . import __version__
+    return __version__
+
+
+def _jsonable(value):
+    array = np.asarray(value)
+    if array.shape == ():
+        number = float(array)
+        if math.isfinite(number):
+            return number
+        return "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+    return [_jsonable(v) for v in array]
+
+
+def _request(args):
+    """Parse the formula and build the requested derivatives: (value, wrt, outputs, labels)."""
+    at = parse_at(args.at) if args.at else None
+    shapes = parse_shapes(args.shape) if args.shape else {}
+    for name, value in (at or {}).items():
+        shapes.setdefault(name, value.shape)
+    f = api.parse(args.expr, shapes=shapes)
+    free = f.variables
+    if args.wrt:
+        names = [n.strip() for n in args.wrt.split(",") if n.strip()]
+        for name in names:
+            api.check_name(name)
+        if len(set(names)) != len(names):
+            raise UsageError("--wrt lists a variable twice")
+        wrt = [free[n] if n in free else api.var(n, shapes.get(n, ())) for n in names]
+    else:
+        wrt = list(free.values())
+    if not wrt:
+        raise UsageError("the formula has no variables to differentiate by")
+    if f.shape != ():
+        raise UsageError(f"the formula must be scalar to differentiate, but its shape is "
+                         f"{f.shape}; wrap it in sum(...)")
+    return f, wrt, at
+
+
+def _derivatives(args, f, wrt):
+    """Outputs and how to report them, for grad (with --order) and hessian."""
+    if args.command == "hessian":
+        gradients = api.grad(f, wrt)
+        blocks = api.hessian(f, wrt)
+        return [f, *gradients, *[b for row in blocks for b in row]], {"grad": gradients,
+                                                                      "hessian": blocks}
+    if args.order < 1:
+        raise UsageError("--order must be at least 1")
+    if args.order == 1:
+        gradients = api.grad(f, wrt)
+        return [f, *gradients], {"grad": gradients}
+    if len(wrt) != 1 or wrt[0].shape != ():
+        raise UsageError("--order N needs exactly one scalar --wrt variable")
+    derivatives = [api.grad(f, wrt[0])]
+    for _ in range(args.order - 1):
+        # a derivative that has become constant is differentiated to zero, not refused
+        derivatives.append(api.grad(derivatives[-1], wrt[0], disconnected="zero"))
+    return [f, *derivatives], {"derivatives": derivatives}
+
+
+def _evaluate(outputs, inputs, at):
+    names = [v.name for v in inputs]
+    missing = [n for n in names if n not in at]
+    if missing:
+        raise UsageError(f"--at gives no value for {', '.join(missing)}")
+    unused = sorted(set(at) - set(names))
+    if unused:
+        raise UsageError(f"--at gives a value for {', '.join(unused)}, which the formula does "
+                         f"not use")
+    function = api.compile(outputs, inputs=inputs)
+    with np.errstate(all="ignore"):
+        return dict(zip((id(o) for o in outputs), function(*[at[n] for n in names])))
+
+
+def _json_report(f, wrt, report, values):
+    def value_of(e):
+        return _jsonable(values[id(e)])
+    result = {"value": value_of(f)}
+    if "grad" in report:
+        result["grad"] = {w.name: value_of(g) for w, g in zip(wrt, report["grad"])}
+    if "derivatives" in report:
+        result["derivatives"] = [value_of(d) for d in report["derivatives"]]
+    if "hessian" in report:
+        sizes = [int(np.prod(w.shape)) for w in wrt]
+        rows = [np.hstack([np.asarray(values[id(b)]).reshape(sizes[i], sizes[j])
+                           for j, b in enumerate(row)]) for i, row in enumerate(report["hessian"])]
+        result["hessian"] = _jsonable(np.vstack(rows))
+    return result
+
+
+def _summary(f, wrt, report, values):
+    lines = [f"value = {api.format_value(values[id(f)])}"]
+    for w, g in zip(wrt, report.get("grad", [])):
+        lines.append(f"d/d{w.name} = {api.format_value(values[id(g)])}")
+    for k, d in enumerate(report.get("derivatives", []), start=1):
+        lines.append(f"d{k}/d{wrt[0].name}{k} = {api.format_value(values[id(d)])}"
+                     if k > 1 else f"d/d{wrt[0].name} = {api.format_value(values[id(d)])}")
+    if "hessian" in report:
+        for w, row in zip(wrt, report["hessian"]):
+            cells = ", ".join(api.format_value(values[id(b)]) for b in row)
+            lines.append(f"hessian row {w.name}: {cells}")
+    return "\n".join(lines)
+
+
+def run(argv):
+    args = build_parser().parse_args(argv)
+    with api.use_graph():
+        f, wrt, at = _request(args)
+        outputs, report = _derivatives(args, f, wrt)
+        inputs = list(f.variables.values())
+        inputs += [w for w in wrt if w.name not in f.variables]
+        inputs.sort(key=lambda v: v.name)
+        if args.output:
+            api.draw(outputs, args.output, inputs=inputs, at=at)
+            return f"wrote {args.output}"
+        if args.format == "dot":
+            return api.to_dot(outputs, inputs=inputs, at=at).rstrip("\n")
+        if args.format == "code":
+            return api.compile(outputs, inputs=inputs, name="f").source.rstrip("\n")
+        if args.format == "json":
+            if at is None:
+                raise UsageError("--format json prints values: give --at")
+            return json.dumps(_json_report(f, wrt, report, _evaluate(outputs, inputs, at)))
+        text = api.show_graph(outputs, inputs=inputs, at=at)
+        if at is not None:
+            text += "\n\n" + _summary(f, wrt, report, _evaluate(outputs, inputs, at))
+        return text
+
+
+def main(argv=None):
+    try:
+        output = run(sys.argv[1:] if argv is None else argv)
+    except SymgradError as error:
+        message = " ".join(str(error).split()) if not isinstance(error, api.ParseError) \
+            else _one_line_parse_error(error)
+        print(f"symgrad: error: {message}", file=sys.stderr)
+        return 2
+    print(output)
+    return 0
+
+
+def _one_line_parse_error(error):
+    where = f" at column {error.position + 1}" if error.position is not None else ""
+    return f"{error.reason}{where}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

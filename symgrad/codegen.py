@@ -1,0 +1,227 @@
+"""Graph -> plain NumPy source: one statement per needed node, in evaluation order.
+
+Owns every generated name (inputs keep theirs, intermediates are t0, t1..., gradients d_out_d_x)
+and the namespace the source is compiled in. Imports graph, ops and errors.
+"""
+
+import keyword
+import linecache
+import string
+import itertools
+
+import numpy as np
+
+from .errors import SymgradError
+from .ops import OPS, literal
+
+# Names the emitted source itself relies on; a variable with one of these names is renamed.
+RESERVED = frozenset({"np", "float"})
+_FORMATTER = string.Formatter()
+_counter = itertools.count()
+
+
+class Namer:
+    """Hands out unique Python names, keeping the users' own wherever they are free."""
+
+    def __init__(self, taken=()):
+        self.taken = set(RESERVED) | set(taken)
+        self._temps = itertools.count()
+
+    def claim(self, wanted):
+        name = wanted
+        suffix = 2
+        while name in self.taken or keyword.iskeyword(name):
+            name = f"{wanted}_{suffix}"
+            suffix += 1
+        self.taken.add(name)
+        return name
+
+    def temp(self):
+        while True:
+            name = f"t{next(self._temps)}"
+            if name not in self.taken:
+                self.taken.add(name)
+                return name
+
+
+class _LazyLiterals(dict):
+    """Attribute values turned into source only when a template names them."""
+
+    def __init__(self, attrs):
+        super().__init__()
+        self.attrs = attrs
+
+    def __missing__(self, key):
+        return literal(self.attrs[key])
+
+
+class EmitContext:
+    """What an op's emitter sees: operand source, attributes, shapes and naming services."""
+
+    def __init__(self, generator, node, args):
+        data = generator.graph.nodes[node]
+        self.args = args
+        self.attrs = data["attrs"]
+        self.shape = data["shape"]
+        self.shapes = [generator.graph.nodes[i]["shape"] for i in data["inputs"]]
+        self.out = generator.names[node]
+        self._generator = generator
+
+    def dim(self, name):
+        """Source for the run-time length of dimension ``name``."""
+        return self._generator.dim(name)
+
+    def temp(self, suffix):
+        return self._generator.namer.claim(f"{self.out}_{suffix}")
+
+
+def _hint_name(graph, hint):
+    """``d_out_d_x`` for a gradient, ``d2_out_d_x_d_y`` for a second derivative, ...: the chain of
+    variables is read back through the hints of the nodes it was differentiated from."""
+    kind, of, *wrt = hint
+    wrt_chain = list(wrt)
+    seen = set()
+    # a gradient can be a node of its own function (d/dy of sin(x) * exp(y)): stop at a repeat
+    while graph.name_hints.get(of, ("",))[0] in ("grad", "jacobian") and kind != "hvp" \
+            and of not in seen:
+        seen.add(of)
+        _, of, *inner = graph.name_hints[of]
+        wrt_chain = inner + wrt_chain
+    base = graph.nodes[of]["attrs"]["name"] if graph.nodes[of]["op"] == "var" else "out"
+    labels = [graph.nodes[w]["attrs"]["name"] if graph.nodes[w]["op"] == "var" else "t"
+              for w in wrt_chain]
+    if kind == "hvp":
+        return f"hvp_{base}_{'_'.join(labels)}"
+    if len(labels) == 1:
+        return f"d_{base}_d_{labels[0]}"
+    return f"d{len(labels)}_{base}_" + "_".join(f"d_{label}" for label in labels)
+
+
+class SourceGenerator:
+    """Emits one Python function computing ``outputs`` from ``inputs`` (variable nodes)."""
+
+    def __init__(self, graph, outputs, inputs, function_name="f"):
+        self.graph = graph
+        self.outputs = list(outputs)
+        self.inputs = list(inputs)
+        self.function_name = function_name
+        self.order = graph.ancestors_in_order(self.outputs)
+        input_set = set(self.inputs)
+        for node in self.order:
+            data = graph.nodes[node]
+            if data["op"] == "var" and node not in input_set:
+                raise SymgradError(f"the outputs depend on variable {data['attrs']['name']!r}, "
+                                   f"which is not among the inputs")
+        var_names = [graph.nodes[n]["attrs"]["name"] for n in self.inputs]
+        self.namer = Namer()
+        self.names = {}
+        for node, name in zip(self.inputs, var_names):
+            self.names[node] = self.namer.claim(name)
+        self.namespace = {"np": np, "float": float, "__builtins__": {}}
+        self._dims = {}
+        self._constants = 0
+        self.statements = {}
+
+    def dim(self, name):
+        if name not in self._dims:
+            for node in self.inputs:
+                shape = self.graph.nodes[node]["shape"]
+                if name in shape:
+                    self._dims[name] = (self.namer.claim(f"dim_{name}"),
+                                        f"np.shape({self.names[node]})[{shape.index(name)}]")
+                    break
+            else:
+                raise SymgradError(f"dimension {name!r} is not the length of any input's axis")
+        return self._dims[name][0]
+
+    def _operand(self, node):
+        """Source for a node used as an operand: its name, or a literal for scalar constants."""
+        if node in self.names:
+            return self.names[node]
+        data = self.graph.nodes[node]
+        value = data["value"]
+        if value.shape == () and value.dtype != bool:
+            return literal(float(value))
+        if value.shape == ():
+            return repr(bool(value))
+        name = self.namer.claim(f"c{self._constants}")
+        self._constants += 1
+        self.namespace[name] = value
+        self.names[node] = name
+        return name
+
+    def _comment(self, data):
+        source = data.get("grad_of")
+        if not data["derivative"] or source is None:
+            return ""
+        if source in self.names:
+            return f"  # grad of {self.names[source]}"
+        return f"  # grad of {self.graph.nodes[source]['op']}"
+
+    def body(self):
+        lines = []
+        for node in self.order:
+            data = self.graph.nodes[node]
+            if data["op"] in ("var", "const"):
+                continue
+            hint = self.graph.name_hints.get(node) if data["derivative"] else None
+            name = _hint_name(self.graph, hint) if hint else None
+            self.names[node] = self.namer.claim(name) if name else self.namer.temp()
+            args = [self._operand(i) for i in data["inputs"]]
+            emitter = OPS[data["op"]].numpy
+            ctx = EmitContext(self, node, args)
+            if isinstance(emitter, str):
+                emitted = _FORMATTER.vformat(emitter, args, _LazyLiterals(data["attrs"]))
+            else:
+                emitted = emitter(ctx)
+            statements = [f"{ctx.out} = {emitted}"] if isinstance(emitted, str) else emitted
+            self.statements[node] = statements
+            comment = self._comment(data)
+            lines.extend(statement + comment for statement in statements)
+        return lines
+
+    def _returned(self, node):
+        data = self.graph.nodes[node]
+        if data["op"] == "const" and data["value"].shape == ():
+            return f"np.{data['value'].dtype}({self._operand(node)})"
+        if data["op"] in ("broadcast_to_like", "var"):
+            return f"np.array({self._operand(node)})"  # a fresh, writable array, not a view
+        return self._operand(node)
+
+    def source(self, trace=False):
+        """The function's source; with ``trace`` it returns a dict of every named value instead."""
+        body = self.body()
+        returned = [self._returned(n) for n in self.outputs]
+        if trace:
+            named = [n for n in self.order if n in self.names]
+            returned = ["{" + ", ".join(f"{self.names[n]!r}: {self.names[n]}" for n in named) + "}"]
+        params = ", ".join(self.names[n] for n in self.inputs)
+        lines = [f"def {self.function_name}({params}):"]
+        lines += [f"    {name} = {expression}" for name, expression in self._dims.values()]
+        lines += [f"    {line}" for line in body]
+        lines.append(f"    return {', '.join(returned)}" + ("," if len(returned) == 1 else ""))
+        return "\n".join(lines) + "\n"
+
+
+def generate(graph, outputs, inputs, function_name="f"):
+    """Source of a function returning a tuple of ``outputs``, and the namespace it needs.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> src, _ = generate(x.graph, [sg.sin(x).node], [x.node])
+    >>> print(src, end="")
+    def f(x):
+        t0 = np.sin(x)
+        return t0,
+    """
+    generator = SourceGenerator(graph, outputs, inputs, function_name)
+    return generator.source(), generator.namespace
+
+
+def build_function(source, namespace, function_name="f"):
+    """Compile generated ``source`` in ``namespace`` (NumPy and nothing else from outside)."""
+    filename = f"<symgrad-{next(_counter)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace[function_name]
+

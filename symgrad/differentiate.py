@@ -1,0 +1,298 @@
+"""Symbol-to-symbol differentiation: reverse accumulation appends derivative nodes to the same graph.
+
+`backprop` is the textbook build_grad; grad, vjp, jacobian, hessian, hvp and jvp are built on it.
+Imports graph, ops and errors.
+"""
+
+import warnings
+
+import numpy as np
+
+from .errors import ShapeError, SymgradError, UndefinedGradientError
+from .ops import (OPS, Expr, broadcast_to_like, const, expand_dims, graph_of, stop_gradient, sum,
+                  zeros_like)
+from .ops.printing import to_text
+
+DISCONNECTED_POLICIES = ("raise", "warn", "zero")
+
+
+class DisconnectedWarning(UserWarning):
+    """An output does not depend on a variable it was differentiated with respect to."""
+
+
+def _differentiable_inputs(data):
+    skip = OPS[data["op"]].nondifferentiable
+    return [(p, i) for p, i in enumerate(data["inputs"]) if p not in skip]
+
+
+def backprop(graph, output, cotangent, wrt):
+    """Reverse accumulation from ``output`` seeded with ``cotangent`` (an Expr of shape
+    ``batch + output.shape``). Returns ({wrt node: gradient Expr or None}, set of wrt nodes that
+    ``output`` depends on differentiably).
+
+    1. Order the output's ancestors topologically (iterative DFS).
+    2. Keep the nodes on a differentiable path from a ``wrt`` node to the output.
+    3. Visit them in reverse, summing each node's incoming contributions and calling its op's rule.
+    """
+    order = graph.ancestors_in_order([output])
+    wrt = set(wrt)
+    reaches_wrt = set()
+    for node in order:
+        data = graph.nodes[node]
+        if node in wrt or any(i in reaches_wrt for _, i in _differentiable_inputs(data)):
+            reaches_wrt.add(node)
+    feeds_output = {output}
+    for node in reversed(order):
+        if node in feeds_output:
+            feeds_output.update(i for _, i in _differentiable_inputs(graph.nodes[node]))
+    on_path = reaches_wrt & feeds_output
+
+    level = max(graph.nodes[output]["order"], cotangent.data["order"]) + 1
+    leading = cotangent.ndim - len(graph.nodes[output]["shape"])
+    contributions = {output: [cotangent]}
+    gradients = {}
+    for node in reversed(order):
+        if node not in on_path or node not in contributions:
+            continue
+        data = graph.nodes[node]
+        with graph.deriving(level, grad_of=node):
+            g = _total(contributions.pop(node))
+            if node in wrt:
+                gradients[node] = g
+            if not data["inputs"]:
+                continue
+            op = OPS[data["op"]]
+            if op.vjp is None:
+                raise UndefinedGradientError(_no_rule_message(graph, node, wrt, output))
+            inputs = [Expr(graph, i) for i in data["inputs"]]
+            results = op.vjp(g, Expr(graph, node), *inputs, **data["attrs"])
+        for position, (operand, result) in enumerate(zip(data["inputs"], results)):
+            if result is None or operand not in on_path or position in op.nondifferentiable:
+                continue
+            expected = cotangent.shape[:leading] + graph.nodes[operand]["shape"]
+            if result.shape != expected:
+                raise SymgradError(f"internal: the {data['op']} rule gave operand {position} a "
+                                   f"gradient of shape {result.shape}, expected {expected}")
+            contributions.setdefault(operand, []).append(result)
+    connected = {w for w in wrt if w in feeds_output}
+    return {w: gradients.get(w) for w in wrt}, connected
+
+
+
+def _total(terms):
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def _no_rule_message(graph, node, wrt, output):
+    import networkx as nx
+    path = []
+    for source in wrt:
+        try:
+            path = nx.shortest_path(graph, source, node)
+            break
+        except nx.NetworkXNoPath:
+            continue
+    steps = " -> ".join(_describe(graph, n) for n in path) or _describe(graph, node)
+    return (f"op {graph.nodes[node]['op']!r} has no derivative rule; it lies on the path "
+            f"{steps} -> ... -> output")
+
+
+def _describe(graph, node):
+    data = graph.nodes[node]
+    return data["attrs"]["name"] if data["op"] == "var" else data["op"]
+
+
+# -- the public transformations -----------------------------------------------------------------------
+
+
+def _as_list(wrt):
+    if isinstance(wrt, Expr):
+        return [wrt], True
+    if isinstance(wrt, (list, tuple)) and all(isinstance(w, Expr) for w in wrt) and wrt:
+        return list(wrt), False
+    raise SymgradError("wrt must be an expression or a non-empty list/tuple of expressions")
+
+
+def _check_policy(disconnected):
+    if disconnected not in DISCONNECTED_POLICIES:
+        raise SymgradError(f"disconnected must be one of {DISCONNECTED_POLICIES}, "
+                           f"got {disconnected!r}")
+
+
+def _wrt_label(w):
+    return w.name if w.op == "var" else to_text(w, limit=40)
+
+
+def _vjp_nodes(y, wrts, cotangent, disconnected):
+    """Gradients of <y, cotangent> with respect to each of ``wrts``, applying the policy."""
+    graph = y.graph
+    table, connected = backprop(graph, y.node, cotangent, [w.node for w in wrts])
+    leading = cotangent.ndim - y.ndim
+    results = []
+    for w in wrts:
+        g = table[w.node]
+        if w.node not in connected:
+            message = (f"the output does not depend on {_wrt_label(w)!r}; pass "
+                       f"disconnected='zero' for a zero gradient")
+            if disconnected == "raise":
+                raise UndefinedGradientError(message)
+            if disconnected == "warn":
+                warnings.warn(message, DisconnectedWarning, stacklevel=3)
+        if g is None:
+            with graph.deriving(y.data["order"] + 1):
+                g = zeros_like(w) if not leading else _batched_zeros(cotangent, leading, w)
+        results.append(g)
+    return results
+
+
+def _batched_zeros(cotangent, leading, w):
+    batch = cotangent.shape[:leading]
+    if all(isinstance(d, int) for d in batch + w.shape):
+        return const(np.zeros(batch + w.shape, dtype=w.dtype), w.graph)
+    # named dimensions: zeros shaped by the cotangent's batch axes and by w, built from both
+    batch_zeros = sum(cotangent, axis=tuple(range(leading, cotangent.ndim))) * 0.0
+    return broadcast_to_like(expand_dims(batch_zeros, tuple(range(-w.ndim, 0))), zeros_like(w))
+
+
+def _graph_of(*exprs):
+    if not all(isinstance(e, Expr) for e in exprs):
+        raise SymgradError("differentiate expressions built with symgrad (sg.var, sg.parse, ...)")
+    return graph_of(*exprs)
+
+
+def _name(graph, node, hint, mark):
+    """Suggest a readable name for a result node, if this call created it (a gradient may be an
+    existing node, even the function itself: d/dy of x * y is x)."""
+    if node >= mark:
+        graph.name_hints.setdefault(node, hint)
+
+
+def grad(f, wrt, disconnected="raise"):
+    """The gradient of scalar ``f``: one Expr shaped like ``wrt``, or a list for a list ``wrt``.
+
+    >>> from symgrad import var, grad
+    >>> x = var("x")
+    >>> str(grad(x ** 3, x))
+    '3.0 * x ** 2.0'
+    """
+    wrts, single = _as_list(wrt)
+    _check_policy(disconnected)
+    graph = _graph_of(f, *wrts)
+    if f.shape != ():
+        raise ShapeError(f"grad needs a scalar output, got shape {f.shape}; use jacobian or vjp")
+    with graph.atomic():
+        mark = graph.next_key
+        seed = const(np.ones((), dtype=f.dtype), graph)
+        results = _vjp_nodes(f, wrts, seed, disconnected)
+        for w, g in zip(wrts, results):
+            _name(graph, g.node, ("grad", f.node, w.node), mark)
+    return results[0] if single else results
+
+
+def vjp(y, wrt, u, disconnected="raise"):
+    """Reverse mode with a given cotangent: ``u`` has shape ``y.shape`` (or leading batch axes
+    followed by it); the result has shape ``wrt.shape`` (after the same batch axes)."""
+    wrts, single = _as_list(wrt)
+    _check_policy(disconnected)
+    graph = _graph_of(y, *wrts)
+    with graph.atomic():
+        mark = graph.next_key
+        u = u if isinstance(u, Expr) else const(u, graph)
+        if tuple(u.shape[u.ndim - y.ndim:]) != tuple(y.shape) or u.ndim < y.ndim:
+            raise ShapeError(f"vjp: the cotangent's shape {u.shape} does not end with the "
+                             f"output's shape {y.shape}")
+        results = _vjp_nodes(y, wrts, u, disconnected)
+    return results[0] if single else results
+
+
+def jacobian(y, wrt, disconnected="raise"):
+    """The Jacobian, shape ``y.shape + wrt.shape``, built as one vjp whose cotangent is the identity
+    carried as leading batch axes: the graph does not grow with the number of outputs.
+
+    >>> from symgrad import var, jacobian
+    >>> jacobian(var("v", shape=(3,)) * 2.0, var("v", shape=(3,))).shape
+    (3, 3)
+    """
+    wrts, single = _as_list(wrt)
+    graph = _graph_of(y, *wrts)
+    if not all(isinstance(d, int) for d in y.shape):
+        raise ShapeError(f"jacobian needs an output of known shape, got {y.shape}")
+    size = int(np.prod(y.shape, dtype=np.int64))
+    with graph.atomic():
+        mark = graph.next_key
+        identity = const(np.eye(size, dtype=y.dtype).reshape(y.shape + y.shape), graph)
+        results = vjp(y, wrts, identity, disconnected)
+        for w, j in zip(wrts, results):
+            _name(graph, j.node, ("jacobian", y.node, w.node), mark)
+    return results[0] if single else results
+
+
+def hessian(f, wrt, disconnected="raise"):
+    """Second derivatives of scalar ``f``: shape ``wrt.shape + wrt.shape``; for a list ``wrt``, a
+    list of lists of blocks ``H[i][j]`` of shape ``wrt[i].shape + wrt[j].shape``."""
+    wrts, single = _as_list(wrt)
+    graph = _graph_of(f, *wrts)
+    with graph.atomic():
+        mark = graph.next_key
+        gradients = grad(f, wrts, disconnected)
+        # a zero second derivative is a fine Hessian block, never an error
+        blocks = [jacobian(g, wrts, "zero") for g in gradients]
+        for i, row in enumerate(blocks):
+            for j, block in enumerate(row):
+                _name(graph, block.node, ("hessian", f.node, wrts[i].node, wrts[j].node), mark)
+    return blocks[0][0] if single else blocks
+
+
+def hvp(f, wrt, v, disconnected="raise"):
+    """Hessian-vector product: the gradient of <grad f, v>, never forming the Hessian. ``v`` is a
+    constant for this product even when it is computed in the graph."""
+    wrts, single = _as_list(wrt)
+    vs = [v] if single else list(v)
+    if len(vs) != len(wrts):
+        raise SymgradError(f"hvp: {len(wrts)} variables but {len(vs)} directions")
+    graph = _graph_of(f, *wrts)
+    with graph.atomic():
+        mark = graph.next_key
+        gradients = grad(f, wrts, disconnected)
+        inner = None
+        for g, direction in zip(gradients, vs):
+            direction = stop_gradient(direction if isinstance(direction, Expr)
+                                      else const(direction, graph))
+            if direction.shape != g.shape:
+                raise ShapeError(f"hvp: direction of shape {direction.shape} for a variable of "
+                                 f"shape {g.shape}")
+            term = sum(g * direction)
+            inner = term if inner is None else inner + term
+        results = grad(inner, wrts, "zero")
+        for w, h in zip(wrts, results):
+            _name(graph, h.node, ("hvp", f.node, w.node), mark)
+    return results[0] if single else results
+
+
+def jvp(y, wrt, t, disconnected="raise"):
+    """Forward mode: the directional derivative ``J t``, shape ``y.shape``.
+
+    Derived by transposition: ``u -> vjp(y, wrt, u)`` is linear, so differentiating it with respect
+    to a placeholder ``u`` and pulling back ``t`` gives ``J t`` from the reverse rules alone.
+    """
+    wrts, single = _as_list(wrt)
+    ts = [t] if single else list(t)
+    if len(ts) != len(wrts):
+        raise SymgradError(f"jvp: {len(wrts)} variables but {len(ts)} tangents")
+    graph = _graph_of(y, *wrts)
+    with graph.atomic():
+        mark = graph.next_key
+        placeholder = zeros_like(y)
+        pulled = vjp(y, wrts, placeholder, disconnected)
+        result = None
+        for p, tangent in zip(pulled, ts):
+            tangent = tangent if isinstance(tangent, Expr) else const(tangent, graph)
+            if tangent.shape != p.shape:
+                raise ShapeError(f"jvp: tangent of shape {tangent.shape} for a variable of shape "
+                                 f"{p.shape}")
+            term = vjp(p, placeholder, stop_gradient(tangent), "zero")
+            result = term if result is None else result + term
+    return result

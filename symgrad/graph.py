@@ -1,0 +1,175 @@
+"""The IR: one networkx DiGraph of expression nodes, appended to and never rewritten in place.
+
+Owns node storage, hash-consing, the name -> variable table, topological walks and rollback.
+Stores each node's op as a string and never imports ops (see STYLE.md, section 1).
+"""
+
+import contextlib
+import contextvars
+import threading
+
+import networkx as nx
+
+from .errors import ShapeError
+
+
+class Graph(nx.DiGraph):
+    """An expression DAG whose node keys are integers in creation order.
+
+    Node data: ``op`` (str), ``inputs`` (tuple of node keys, in operand order; a DiGraph cannot hold
+    the two edges of ``x * x``), ``attrs`` (dict), ``shape`` (tuple of ints and dimension names),
+    ``dtype`` (str), ``order`` (0 for forward nodes, k for nodes appended by a k-th differentiation),
+    ``derivative`` (``order > 0``) and ``grad_of`` (the forward node whose derivative rule built it).
+    Edge data: ``positions``, the operand indices at which the source feeds the target.
+
+    Because a node's inputs always exist before it, ascending keys are a topological order.
+
+    >>> g = Graph()
+    >>> x = g.variable("x", ())
+    >>> g.add("sin", (x,), {}, (), "float64") == g.add("sin", (x,), {}, (), "float64")
+    True
+    """
+
+    def __init__(self, incoming_graph_data=None, **attr):
+        super().__init__(incoming_graph_data, **attr)
+        self._cons = {}
+        self._variables = {}
+        self._next_key = 0
+        self.lock = threading.RLock()
+        self._order = 0
+        self._grad_of = None
+        self.name_hints = {}
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def add(self, op, inputs, attrs, shape, dtype, value=None):
+        """Return the node for ``op(*inputs, **attrs)``, creating it only if it does not exist."""
+        inputs = tuple(inputs)
+        key = (op, inputs, tuple(sorted(attrs.items())))
+        with self.lock:
+            node = self._cons.get(key)
+            if node is not None:
+                return node
+            node = self._next_key
+            self._next_key += 1
+            self.add_node(node, op=op, inputs=inputs, attrs=dict(attrs), shape=tuple(shape),
+                          dtype=dtype, order=self._order, derivative=self._order > 0,
+                          grad_of=self._grad_of, key=key)
+            if value is not None:
+                self.nodes[node]["value"] = value
+            for position, operand in enumerate(inputs):
+                if self.has_edge(operand, node):
+                    self[operand][node]["positions"] += (position,)
+                else:
+                    self.add_edge(operand, node, positions=(position,))
+            self._cons[key] = node
+            return node
+
+    def variable(self, name, shape, dtype="float64"):
+        """The node of variable ``name``; the same name always means the same variable."""
+        shape = tuple(shape)
+        with self.lock:
+            node = self._variables.get(name)
+            if node is not None:
+                data = self.nodes[node]
+                if data["shape"] != shape or data["dtype"] != dtype:
+                    raise ShapeError(
+                        f"variable {name!r} already exists with shape {data['shape']} and dtype "
+                        f"{data['dtype']}; it cannot be redeclared with shape {shape} and dtype "
+                        f"{dtype}")
+                return node
+            node = self.add("var", (), {"name": name}, shape, dtype)
+            self._variables[name] = node
+            return node
+
+    @property
+    def next_key(self):
+        """The key the next new node will get: nodes at or above it were added after this call."""
+        return self._next_key
+
+    @property
+    def variables(self):
+        """Name -> node of every variable in the graph."""
+        return dict(self._variables)
+
+    @contextlib.contextmanager
+    def atomic(self):
+        """Hold the graph's lock; if the block raises, remove every node it added."""
+        with self.lock:
+            mark = self._next_key
+            try:
+                yield
+            except BaseException:
+                self._rollback(mark)
+                raise
+
+    @contextlib.contextmanager
+    def deriving(self, order, grad_of=None):
+        """Stamp nodes created inside the block as derivative nodes of ``order``."""
+        with self.lock:
+            saved = self._order, self._grad_of
+            self._order, self._grad_of = order, grad_of
+            try:
+                yield
+            finally:
+                self._order, self._grad_of = saved
+
+    def _rollback(self, mark):
+        doomed = [node for node in range(mark, self._next_key) if node in self]
+        for node in doomed:
+            data = self.nodes[node]
+            self._cons.pop(data["key"], None)
+            if data["op"] == "var":
+                self._variables.pop(data["attrs"]["name"], None)
+            self.name_hints.pop(node, None)
+        self.remove_nodes_from(doomed)
+        self._next_key = mark
+
+    # -- walking ----------------------------------------------------------------------------------
+
+    def ancestors_in_order(self, roots):
+        """The roots and everything they depend on, each after its inputs (iterative DFS)."""
+        seen = set()
+        order = []
+        for root in roots:
+            if root in seen:
+                continue
+            seen.add(root)
+            stack = [(root, iter(self.nodes[root]["inputs"]))]
+            while stack:
+                node, pending = stack[-1]
+                for operand in pending:
+                    if operand not in seen:
+                        seen.add(operand)
+                        stack.append((operand, iter(self.nodes[operand]["inputs"])))
+                        break
+                else:
+                    stack.pop()
+                    order.append(node)
+        return order
+
+
+_DEFAULT_GRAPH = Graph()
+_CURRENT_GRAPH = contextvars.ContextVar("symgrad_current_graph", default=None)
+
+
+def default_graph():
+    """The graph new variables and constants go into: the innermost ``use_graph``, else a global one."""
+    graph = _CURRENT_GRAPH.get()
+    return _DEFAULT_GRAPH if graph is None else graph
+
+
+@contextlib.contextmanager
+def use_graph(graph=None):
+    """Build into ``graph`` (a new one by default) inside the block.
+
+    >>> with use_graph() as g:
+    ...     default_graph() is g
+    True
+    """
+    graph = Graph() if graph is None else graph
+    token = _CURRENT_GRAPH.set(graph)
+    try:
+        yield graph
+    finally:
+        _CURRENT_GRAPH.reset(token)

@@ -1,0 +1,15 @@
+"""Every op symgrad knows, grouped by family; importing this package registers them all in OPS.
+
+Imports graph and errors only (each family module states its own imports).
+"""
+
+from .core import (OPS, Expr, Op, apply, broadcast_shapes, check_name, check_shape, const, defop, graph_of,
+                   lift, literal, normalize_axes)
+from .elementwise import (absolute, add, clip, cos, divide, exp, expm1, heaviside, leaky_relu, log,
+                          log1p, maximum, minimum, multiply, negative, power, relu, sigmoid, sign,
+                          sin, softplus, sqrt, subtract, tan, tanh, where)
+from .linalg import dot, matmul
+from .printing import to_text
+from .reduce import log_softmax, logsumexp, max, mean, min, softmax
+from .shape import (broadcast_to_like, concatenate, expand_dims, getitem, reshape, squeeze,
+                    stop_gradient, sum, transpose, unbroadcast, zeros_like)

@@ -1,0 +1,416 @@
+"""Op records, the OPS table, and Expr, the handle through which Python operators build nodes.
+
+The op families (shape, elementwise, reduce, linalg) register themselves here with `defop`.
+Imports only graph and errors.
+"""
+
+import hashlib
+import keyword
+import math
+import numbers
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ShapeError, SymgradError
+from ..graph import Graph, default_graph
+
+
+@dataclass(frozen=True)
+class Op:
+    """Everything symgrad knows about one primitive, in one place.
+
+    shape:      (input shapes, **attrs) -> output shape; raises ShapeError
+    numpy:      a template such as "np.sin({0})" (operands by position, attrs by name), or a
+                function of an emission context returning an expression or a list of statements
+    vjp:        (g, out, *inputs, **attrs) -> one Expr or None per input. ``g`` may carry leading
+                batch axes in front of ``out.shape`` (that is how Jacobians stay one graph), so a
+                rule addresses axes from the right.
+    dtype:      (input dtypes, **attrs) -> output dtype
+    simplify:   (inputs, **attrs) -> an existing Expr equal to the result, or None
+    nondifferentiable: operand positions that no gradient flows into (masks, shape donors)
+    """
+
+    name: str
+    arity: int | None
+    shape: Callable
+    numpy: str | Callable
+    vjp: Callable | None
+    dtype: Callable
+    simplify: Callable | None = None
+    nondifferentiable: tuple = field(default=())
+
+
+OPS: dict[str, Op] = {}
+
+
+def float_dtype(dtypes, **attrs):
+    """The floating dtype arithmetic on ``dtypes`` produces (booleans count as float64)."""
+    floats = [d for d in dtypes if d != "bool"]
+    if not floats:
+        return "float64"
+    result = np.result_type(*floats)
+    return str(result) if np.issubdtype(result, np.floating) else "float64"
+
+
+def bool_dtype(dtypes, **attrs):
+    return "bool"
+
+
+def same_dtype(dtypes, **attrs):
+    return dtypes[0]
+
+
+def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=None,
+          nondifferentiable=()):
+    """Register a primitive; see Op for the meaning of each field."""
+    if name in OPS:
+        raise SymgradError(f"op {name!r} is already defined")
+    OPS[name] = Op(name, arity, shape, numpy, vjp, dtype, simplify, tuple(nondifferentiable))
+    return OPS[name]
+
+
+# -- shapes -----------------------------------------------------------------------------------------
+
+
+def broadcast_shapes(*shapes):
+    """NumPy broadcasting over shapes whose entries are ints or dimension names.
+
+    >>> broadcast_shapes(("n", 1), (3,))
+    ('n', 3)
+    """
+    ndim = max((len(s) for s in shapes), default=0)
+    result = []
+    for axis in range(-ndim, 0):
+        dims = {s[axis] for s in shapes if len(s) >= -axis and s[axis] != 1}
+        if len(dims) > 1:
+            raise ShapeError(f"shapes {' and '.join(map(str, shapes))} do not broadcast "
+                             f"(axis {axis}: {' vs '.join(map(str, sorted(dims, key=str)))})")
+        result.append(dims.pop() if dims else 1)
+    return tuple(result)
+
+
+def same_shape(shapes, **attrs):
+    return shapes[0]
+
+
+def broadcast_shape(shapes, **attrs):
+    return broadcast_shapes(*shapes)
+
+
+def normalize_axes(axis, ndim):
+    """Axes as a sorted tuple of negative ints (counted from the right, so that a rule stays
+    right when its operand carries leading batch axes); None means all axes."""
+    if axis is None:
+        return tuple(range(-ndim, 0))
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    normalized = []
+    for a in axes:
+        if not isinstance(a, numbers.Integral) or isinstance(a, bool):
+            raise ShapeError(f"axis must be an int or a tuple of ints, got {a!r}")
+        if not -ndim <= a < ndim:
+            raise ShapeError(f"axis {a} is out of range for {ndim} dimensions")
+        normalized.append(int(a) - ndim if a >= 0 else int(a))
+    if len(set(normalized)) != len(normalized):
+        raise ShapeError(f"repeated axis in {axis!r}")
+    return tuple(sorted(normalized))
+
+
+def check_shape(shape):
+    """A user shape as a tuple of non-negative ints and identifier dimension names."""
+    if isinstance(shape, (numbers.Integral, str)):
+        shape = (shape,)
+    result = []
+    for dim in shape:
+        if isinstance(dim, str):
+            if not dim.isidentifier() or not dim.isascii():
+                raise ShapeError(f"dimension name {dim!r} must be an ASCII identifier")
+        elif isinstance(dim, numbers.Integral) and not isinstance(dim, bool) and dim >= 0:
+            dim = int(dim)
+        else:
+            raise ShapeError(f"dimension {dim!r} must be a non-negative int or a name")
+        result.append(dim)
+    return tuple(result)
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_name(name):
+    """A variable name: an ASCII identifier, not a Python keyword, not a dunder.
+
+    Names reach generated source verbatim, so nothing else may pass.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise SymgradError(f"variable name {name!r} must be an ASCII identifier "
+                           f"(letters, digits and _, not starting with a digit)")
+    if keyword.iskeyword(name) or name.startswith("__"):
+        raise SymgradError(f"variable name {name!r} is reserved")
+    return name
+
+
+# -- literals for generated source -------------------------------------------------------------------
+
+
+def literal(value):
+    """Python source for an attribute value; only numbers, tuples, None and bools reach here."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, numbers.Integral):
+        return repr(int(value))
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if math.isnan(value):
+            return "np.nan"
+        if math.isinf(value):
+            return "np.inf" if value > 0 else "(-np.inf)"
+        return repr(value) if value >= 0 else f"({value!r})"
+    if isinstance(value, tuple):
+        inner = ", ".join(literal(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, slice):
+        return f"slice({literal(value.start)}, {literal(value.stop)}, {literal(value.step)})"
+    if value is Ellipsis:
+        return "..."
+    raise SymgradError(f"cannot write {type(value).__name__} {value!r} into generated source")
+
+
+# -- expressions ---------------------------------------------------------------------------------------
+
+
+class Expr:
+    """A handle on one node of a Graph. Operators build new nodes in the same graph.
+
+    >>> from symgrad import var
+    >>> x = var("x")
+    >>> (x * x).shape
+    ()
+    """
+
+    __slots__ = ("graph", "node")
+    __array_ufunc__ = None          # so that ndarray + Expr defers to Expr.__radd__
+    __hash__ = None                 # == builds a comparison node, like NumPy's
+
+    def __init__(self, graph, node):
+        self.graph = graph
+        self.node = node
+
+    @property
+    def data(self):
+        return self.graph.nodes[self.node]
+
+    @property
+    def op(self):
+        return self.data["op"]
+
+    @property
+    def attrs(self):
+        return dict(self.data["attrs"])
+
+    @property
+    def inputs(self):
+        return [Expr(self.graph, n) for n in self.data["inputs"]]
+
+    @property
+    def shape(self):
+        return self.data["shape"]
+
+    @property
+    def ndim(self):
+        return len(self.data["shape"])
+
+    @property
+    def dtype(self):
+        return self.data["dtype"]
+
+    @property
+    def is_derivative(self):
+        return self.data["derivative"]
+
+    @property
+    def name(self):
+        """The variable's name, for a variable; None otherwise."""
+        return self.data["attrs"]["name"] if self.op == "var" else None
+
+    @property
+    def variables(self):
+        """Name -> variable of the free variables of this expression, in sorted order."""
+        found = {}
+        for node in self.graph.ancestors_in_order([self.node]):
+            data = self.graph.nodes[node]
+            if data["op"] == "var":
+                found[data["attrs"]["name"]] = Expr(self.graph, node)
+        return dict(sorted(found.items()))
+
+    def __repr__(self):
+        from .printing import to_text
+        return f"Expr({to_text(self, limit=120)}, shape={self.shape})"
+
+    def __str__(self):
+        from .printing import to_text
+        return to_text(self)
+
+    def __bool__(self):
+        raise SymgradError("the truth value of a symbolic expression is unknown until it is "
+                           "evaluated; use sg.where for a condition")
+
+    def __len__(self):
+        if not self.shape or not isinstance(self.shape[0], int):
+            raise SymgradError(f"len() of an expression of shape {self.shape}")
+        return self.shape[0]
+
+    def __iter__(self):
+        raise SymgradError("symbolic expressions are not iterable; index them instead")
+
+    # arithmetic
+    def __add__(self, other): return apply("add", self, other)
+    def __radd__(self, other): return apply("add", other, self)
+    def __sub__(self, other): return apply("subtract", self, other)
+    def __rsub__(self, other): return apply("subtract", other, self)
+    def __mul__(self, other): return apply("multiply", self, other)
+    def __rmul__(self, other): return apply("multiply", other, self)
+    def __truediv__(self, other): return apply("divide", self, other)
+    def __rtruediv__(self, other): return apply("divide", other, self)
+    def __pow__(self, other): return apply("power", self, other)
+    def __rpow__(self, other): return apply("power", other, self)
+    def __matmul__(self, other): return apply("matmul", self, other)
+    def __rmatmul__(self, other): return apply("matmul", other, self)
+    def __neg__(self): return apply("negative", self)
+    def __pos__(self): return self
+    def __abs__(self): return apply("absolute", self)
+
+    # comparisons: boolean nodes through which no gradient flows
+    def __lt__(self, other): return apply("less", self, other)
+    def __le__(self, other): return apply("less_equal", self, other)
+    def __gt__(self, other): return apply("greater", self, other)
+    def __ge__(self, other): return apply("greater_equal", self, other)
+    def __eq__(self, other): return apply("equal", self, other)
+    def __ne__(self, other): return apply("not_equal", self, other)
+
+    # shape
+    def __getitem__(self, index):
+        from .shape import getitem
+        return getitem(self, index)
+
+    @property
+    def T(self):
+        return apply("transpose", self, axes=tuple(range(self.ndim - 1, -1, -1)))
+
+    def reshape(self, *shape):
+        from .shape import reshape
+        return reshape(self, shape[0] if len(shape) == 1 and not isinstance(shape[0], (int, str))
+                       else shape)
+
+    def transpose(self, *axes):
+        from .shape import transpose
+        return transpose(self, axes[0] if len(axes) == 1 and axes[0] is not None
+                         and not isinstance(axes[0], int) else (axes or None))
+
+    # reductions
+    def sum(self, axis=None, keepdims=False):
+        return apply("sum", self, axis=normalize_axes(axis, self.ndim), keepdims=bool(keepdims))
+
+    def mean(self, axis=None, keepdims=False):
+        from .reduce import mean
+        return mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        from .reduce import max
+        return max(self, axis, keepdims)
+
+    def min(self, axis=None, keepdims=False):
+        from .reduce import min
+        return min(self, axis, keepdims)
+
+
+def graph_of(*operands):
+    """The one graph the Expr operands live in (the default graph when there are none)."""
+    graph = None
+    for operand in operands:
+        if isinstance(operand, Expr):
+            if graph is None:
+                graph = operand.graph
+            elif operand.graph is not graph:
+                raise SymgradError("cannot combine expressions from two different graphs")
+    return default_graph() if graph is None else graph
+
+
+def const(value, graph=None, dtype=None):
+    """A constant node holding ``value`` (a number or an array; kept read-only).
+
+    >>> const(2.0).shape
+    ()
+    """
+    graph = default_graph() if graph is None else graph
+    array = np.array(value, dtype=dtype, copy=True)
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise SymgradError(f"cannot make a constant from {type(value).__name__} {value!r}")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise SymgradError("complex constants are not supported")
+    if array.dtype != bool and not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float64)
+    array.setflags(write=False)
+    digest = hashlib.sha256(array.tobytes()).hexdigest()
+    node = graph.add("const", (), {"digest": digest, "dtype": str(array.dtype)}, array.shape,
+                     str(array.dtype), value=array)
+    return Expr(graph, node)
+
+
+def lift(value, graph, float_hint="float64"):
+    """An Expr for an operand: Exprs pass through, numbers and arrays become constants.
+
+    A Python number takes the float dtype of the expression it meets (``x32 * 2.0`` stays float32).
+    """
+    if isinstance(value, Expr):
+        if value.graph is not graph:
+            raise SymgradError("cannot combine expressions from two different graphs")
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return const(bool(value), graph)
+    if isinstance(value, numbers.Real) and not isinstance(value, np.generic):
+        return const(value, graph, dtype=float_hint)
+    if isinstance(value, (np.ndarray, np.generic, list, tuple, numbers.Number)):
+        return const(value, graph)
+    raise SymgradError(f"cannot use {type(value).__name__} {value!r} in an expression")
+
+
+def constant_value(expr):
+    """The value of a constant node, else None."""
+    return expr.data.get("value") if expr.op == "const" else None
+
+
+def is_scalar_constant(expr, number):
+    value = constant_value(expr)
+    return value is not None and value.shape == () and value == number
+
+
+def apply(name, *operands, **attrs):
+    """Build ``name(*operands, **attrs)`` in the operands' graph, checking shapes first so that a
+    failure adds nothing."""
+    op = OPS[name]
+    if op.arity is not None and len(operands) != op.arity:
+        raise SymgradError(f"{name} takes {op.arity} operands, got {len(operands)}")
+    graph = graph_of(*operands)
+    hint = next((o.dtype for o in operands if isinstance(o, Expr) and o.dtype != "bool"),
+                "float64")
+    exprs = [lift(o, graph, hint) for o in operands]
+    if op.simplify is not None:
+        simpler = op.simplify(exprs, **attrs)
+        if simpler is not None:
+            return simpler
+    shapes = [e.shape for e in exprs]
+    try:
+        shape = op.shape(shapes, **attrs)
+    except ShapeError as error:
+        described = ", ".join(str(s) for s in shapes)
+        raise ShapeError(f"{name}: {error} (operand shapes {described})") from None
+    dtype = op.dtype([e.dtype for e in exprs], **attrs)
+    return Expr(graph, graph.add(name, [e.node for e in exprs], attrs, shape, dtype))
+
+
+# Leaves: a variable is bound to an argument and a constant to a literal or a namespace entry by
+# codegen, so neither has an emission template or a rule.
+defop("var", 0, lambda shapes, name: (), None, None, dtype=same_dtype)
+defop("const", 0, lambda shapes, digest, dtype: (), None, None, dtype=same_dtype)

@@ -1,0 +1,246 @@
+"""Element-wise ops: arithmetic, transcendental functions, activations, comparisons and where.
+
+Kinks and ties follow one convention, the midpoint of the one-sided derivatives: at a tie
+``maximum``/``minimum`` split the gradient evenly, so ``relu'(0) = 1/2`` (relu is ``maximum(x, 0)``),
+``abs'(0) = 0`` (abs is ``maximum(x, -x)``) and ``clip`` is half-open at its bounds.
+Imports ops.core and ops.shape.
+"""
+
+import numpy as np
+
+from .core import (Expr, apply, bool_dtype, broadcast_shape, const, constant_value, defop,
+                   float_dtype, is_scalar_constant, same_shape)
+from .shape import unbroadcast
+
+
+def _to_input(g, out, x):
+    """Sum the cotangent ``g`` of ``out`` down to operand ``x``'s shape, keeping batch axes."""
+    return unbroadcast(g, x.shape, g.ndim - out.ndim)
+
+
+def _fold(function):
+    """A simplify hook that evaluates ``function`` when every operand is a scalar constant."""
+    def simplify(inputs, **attrs):
+        values = [constant_value(x) for x in inputs]
+        if all(v is not None and v.shape == () and v.dtype != bool for v in values):
+            with np.errstate(all="ignore"):
+                result = function(*values)
+            return apply_constant(result, inputs[0])
+        return None
+    return simplify
+
+
+def apply_constant(value, like):
+    return const(np.asarray(value, dtype=like.dtype), like.graph)
+
+
+def _identity_when(check):
+    """A simplify hook returning the operand ``check`` picks when the other one is neutral,
+    provided that dropping the other changes neither shape nor dtype."""
+    def simplify(inputs, **attrs):
+        kept = check(*inputs)
+        if kept is None or any(x.dtype != kept.dtype for x in inputs):
+            return None
+        return kept if broadcast_shape([x.shape for x in inputs]) == kept.shape else None
+    return simplify
+
+
+def _chain(*hooks):
+    def simplify(inputs, **attrs):
+        for hook in hooks:
+            result = hook(inputs, **attrs)
+            if result is not None:
+                return result
+        return None
+    return simplify
+
+
+# -- unary functions: one line each, the derivative reusing ``out`` where the math allows ----------
+
+
+def unary(name, numpy_name, vjp, fold=True):
+    """Register ``name`` as ``np.<numpy_name>`` with derivative rule ``vjp(g, out, x)``."""
+    function = getattr(np, numpy_name)
+    defop(name, 1, same_shape, f"np.{numpy_name}({{0}})", lambda g, out, x: [vjp(g, out, x)],
+          simplify=_fold(function) if fold else None)
+
+    def build(x):
+        return apply(name, x)
+    build.__name__ = name
+    build.__doc__ = f"Element-wise ``np.{numpy_name}``, differentiable."
+    return build
+
+
+sin = unary("sin", "sin", lambda g, out, x: g * cos(x))
+cos = unary("cos", "cos", lambda g, out, x: -(g * sin(x)))
+tan = unary("tan", "tan", lambda g, out, x: g * (1.0 + out ** 2))
+exp = unary("exp", "exp", lambda g, out, x: g * out)
+log = unary("log", "log", lambda g, out, x: g / x)
+log1p = unary("log1p", "log1p", lambda g, out, x: g / (1.0 + x))
+expm1 = unary("expm1", "expm1", lambda g, out, x: g * (out + 1.0))
+sqrt = unary("sqrt", "sqrt", lambda g, out, x: g / (2.0 * out))
+tanh = unary("tanh", "tanh", lambda g, out, x: g * (1.0 - out ** 2))
+sign = unary("sign", "sign", lambda g, out, x: None)
+absolute = unary("absolute", "abs", lambda g, out, x: g * sign(x))
+
+defop("negative", 1, same_shape, "-{0}", lambda g, out, x: [-g],
+      simplify=_chain(_fold(np.negative),
+                      lambda inputs: inputs[0].inputs[0] if inputs[0].op == "negative" else None))
+
+
+def negative(x):
+    return apply("negative", x)
+
+
+def _heaviside_simplify(inputs, at_zero):
+    value = constant_value(inputs[0])
+    if value is not None and value.shape == ():
+        return apply_constant(np.heaviside(value, at_zero), inputs[0])
+    return None
+
+
+defop("heaviside", 1, same_shape, "np.heaviside({0}, {at_zero})", lambda g, out, x, at_zero: [None],
+      simplify=_heaviside_simplify, nondifferentiable=(0,))
+
+
+def heaviside(x, at_zero=0.5):
+    """The unit step, ``at_zero`` at 0; the derivative of relu and of maximum's selection."""
+    return apply("heaviside", x, at_zero=float(at_zero))
+
+
+# Stable forms: sigmoid = exp(-log(1 + exp(-x))) never overflows and keeps relative accuracy in
+# both tails; softplus = log(exp(0) + exp(x)) through logaddexp never overflows either.
+defop("sigmoid", 1, same_shape, "np.exp(-np.logaddexp(0.0, -{0}))",
+      lambda g, out, x: [g * (out * (1.0 - out))])
+defop("softplus", 1, same_shape, "np.logaddexp(0.0, {0})", lambda g, out, x: [g * sigmoid(x)])
+defop("relu", 1, same_shape, "np.maximum({0}, 0.0)", lambda g, out, x: [g * heaviside(x)])
+defop("leaky_relu", 1, same_shape, "np.where({0} > 0.0, {0}, {alpha} * {0})",
+      lambda g, out, x, alpha: [g * (alpha + (1.0 - alpha) * heaviside(x))])
+
+
+def sigmoid(x):
+    """The logistic function ``1 / (1 + exp(-x))``, computed without overflow.
+
+    >>> from symgrad import var
+    >>> sigmoid(var("x")).op
+    'sigmoid'
+    """
+    return apply("sigmoid", x)
+
+
+def softplus(x):
+    """``log(1 + exp(x))`` without overflow; its derivative is ``sigmoid(x)``."""
+    return apply("softplus", x)
+
+
+def relu(x):
+    """``maximum(x, 0)``; the derivative at 0 is 1/2 (see the module's tie convention)."""
+    return apply("relu", x)
+
+
+def leaky_relu(x, alpha=0.01):
+    """``x`` where positive, ``alpha * x`` elsewhere; the derivative at 0 is ``(1 + alpha) / 2``."""
+    return apply("leaky_relu", x, alpha=float(alpha))
+
+
+# -- binary arithmetic -----------------------------------------------------------------------------
+
+
+def _either_side(number):
+    def check(x, y):
+        if is_scalar_constant(y, number):
+            return x
+        return y if is_scalar_constant(x, number) else None
+    return check
+
+
+def _right_is(number):
+    def check(x, y):
+        return x if is_scalar_constant(y, number) else None
+    return check
+
+
+defop("add", 2, broadcast_shape, "{0} + {1}",
+      lambda g, out, x, y: [_to_input(g, out, x), _to_input(g, out, y)],
+      simplify=_chain(_fold(np.add), _identity_when(_either_side(0))))
+defop("subtract", 2, broadcast_shape, "{0} - {1}",
+      lambda g, out, x, y: [_to_input(g, out, x), _to_input(-g, out, y)],
+      simplify=_chain(_fold(np.subtract), _identity_when(_right_is(0))))
+defop("multiply", 2, broadcast_shape, "{0} * {1}",
+      lambda g, out, x, y: [_to_input(g * y, out, x), _to_input(g * x, out, y)],
+      simplify=_chain(_fold(np.multiply), _identity_when(_either_side(1))))
+defop("divide", 2, broadcast_shape, "{0} / {1}",
+      lambda g, out, x, y: [_to_input(g / y, out, x), _to_input(-(g * out) / y, out, y)],
+      simplify=_chain(_fold(np.divide), _identity_when(_right_is(1))))
+defop("power", 2, broadcast_shape, "{0} ** {1}",
+      lambda g, out, x, y: [_to_input(g * (y * x ** (y - 1.0)), out, x),
+                            _to_input(g * (out * log(x)), out, y)],
+      simplify=_chain(_fold(np.power), _identity_when(_right_is(1))))
+
+
+def _maximum_vjp(g, out, x, y):
+    return [_to_input(g * heaviside(x - y), out, x), _to_input(g * heaviside(y - x), out, y)]
+
+
+def _minimum_vjp(g, out, x, y):
+    return [_to_input(g * heaviside(y - x), out, x), _to_input(g * heaviside(x - y), out, y)]
+
+
+defop("maximum", 2, broadcast_shape, "np.maximum({0}, {1})", _maximum_vjp,
+      simplify=_fold(np.maximum))
+defop("minimum", 2, broadcast_shape, "np.minimum({0}, {1})", _minimum_vjp,
+      simplify=_fold(np.minimum))
+
+
+def add(x, y): return apply("add", x, y)
+def subtract(x, y): return apply("subtract", x, y)
+def multiply(x, y): return apply("multiply", x, y)
+def divide(x, y): return apply("divide", x, y)
+def power(x, y): return apply("power", x, y)
+
+
+def maximum(x, y):
+    """Element-wise maximum; at a tie each operand gets half the gradient.
+
+    >>> from symgrad import var
+    >>> maximum(var("y"), var("z")).op
+    'maximum'
+    """
+    return apply("maximum", x, y)
+
+
+def minimum(x, y):
+    """Element-wise minimum; at a tie each operand gets half the gradient."""
+    return apply("minimum", x, y)
+
+
+def clip(x, lower, upper):
+    """``minimum(maximum(x, lower), upper)``, with maximum's tie convention at the bounds."""
+    return minimum(maximum(x, lower), upper)
+
+
+# -- comparisons and selection: no gradient flows through a boolean ---------------------------------
+
+for _name, _symbol in [("less", "<"), ("less_equal", "<="), ("greater", ">"),
+                       ("greater_equal", ">="), ("equal", "=="), ("not_equal", "!=")]:
+    defop(_name, 2, broadcast_shape, f"{{0}} {_symbol} {{1}}", lambda g, out, x, y: [None, None],
+          dtype=bool_dtype, nondifferentiable=(0, 1))
+
+
+def _where_vjp(g, out, condition, x, y):
+    return [None, _to_input(where(condition, g, 0.0), out, x),
+            _to_input(where(condition, 0.0, g), out, y)]
+
+
+defop("where", 3, broadcast_shape, "np.where({0}, {1}, {2})", _where_vjp,
+      dtype=lambda dtypes: float_dtype(dtypes[1:]), nondifferentiable=(0,))
+
+
+def where(condition, x, y):
+    """``x`` where ``condition`` holds, else ``y``; the gradient goes only to the branch taken."""
+    return apply("where", condition, x, y)
+
+
+__all__ = ["sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "sign", "absolute",
+           "negative", "heaviside", "sigmoid", "softplus", "relu", "leaky_relu", "add", "subtract",
+           "multiply", "divide", "power", "maximum", "minimum", "clip", "where", "Expr"]

@@ -1,0 +1,167 @@
+"""Reductions beyond sum: mean, max, min, logsumexp, and the normalisers softmax and log_softmax.
+
+Each is stable in value and gradient: logsumexp and the softmaxes shift by the maximum before
+exponentiating, and their rules reuse ``out`` rather than recomputing exponentials.
+Imports ops.core, ops.shape and ops.elementwise.
+"""
+
+from ..errors import ShapeError
+from .core import apply, defop, literal, normalize_axes, same_dtype
+from .elementwise import exp, where
+from .shape import broadcast_to_like, emit_reduction, expand_dims, reduced_shape
+
+
+def _reduce(name, x, axis, keepdims):
+    return apply(name, x, axis=normalize_axes(axis, x.ndim), keepdims=bool(keepdims))
+
+
+def _kept(e, axis, keepdims):
+    """A reduced value with its reduced axes restored as size one, to broadcast against the input."""
+    return e if keepdims else expand_dims(e, axis)
+
+
+# -- mean ------------------------------------------------------------------------------------------
+
+
+def _count(x, axis):
+    dims = [x.shape[a] for a in axis]
+    if all(isinstance(d, int) for d in dims):
+        total = 1
+        for d in dims:
+            total *= d
+        return float(total)
+    return apply("axis_size", x, axis=axis)
+
+
+def _emit_axis_size(ctx):
+    factors = [f"np.shape({ctx.args[0]})[{a}]" for a in ctx.attrs["axis"]]
+    return f"float({' * '.join(factors)})" if factors else "1.0"
+
+
+defop("axis_size", 1, lambda shapes, axis: (), _emit_axis_size, lambda g, out, x, axis: [None],
+      nondifferentiable=(0,))
+
+
+def _mean_vjp(g, out, x, axis, keepdims):
+    return [broadcast_to_like(_kept(g, axis, keepdims), x) / _count(x, axis)]
+
+
+defop("mean", 1, reduced_shape, emit_reduction("mean"), _mean_vjp,
+      simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
+
+
+def mean(x, axis=None, keepdims=False):
+    """Arithmetic mean over ``axis`` (all axes by default); named dimensions are counted at run time.
+
+    >>> from symgrad import var
+    >>> mean(var("X", shape=("n", 3)), axis=0).shape
+    (3,)
+    """
+    return _reduce("mean", x, axis, keepdims)
+
+
+# -- max and min: ties share the gradient evenly ----------------------------------------------------
+
+
+def _extremum_vjp(g, out, x, axis, keepdims):
+    hits = where(x == _kept(out, axis, keepdims), 1.0, 0.0)
+    share = hits / apply("sum", hits, axis=axis, keepdims=True)
+    return [_kept(g, axis, keepdims) * share]
+
+
+defop("max", 1, reduced_shape, emit_reduction("max"), _extremum_vjp, dtype=same_dtype,
+      simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
+defop("min", 1, reduced_shape, emit_reduction("min"), _extremum_vjp, dtype=same_dtype,
+      simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
+
+
+def max(x, axis=None, keepdims=False):
+    """Largest entry over ``axis`` (all by default); tied maxima share the gradient evenly."""
+    return _reduce("max", x, axis, keepdims)
+
+
+def min(x, axis=None, keepdims=False):
+    """Smallest entry over ``axis`` (all by default); tied minima share the gradient evenly."""
+    return _reduce("min", x, axis, keepdims)
+
+
+# -- logsumexp, softmax, log_softmax -----------------------------------------------------------------
+
+
+def _axis_argument(ctx):
+    axis = ctx.attrs["axis"]
+    if len(axis) == len(ctx.shapes[0]):
+        return ""
+    return f", axis={literal(axis[0] if len(axis) == 1 else axis)}"
+
+
+def _emit_logsumexp(ctx):
+    x, out = ctx.args[0], ctx.out
+    shift = ctx.temp("max")
+    axis = _axis_argument(ctx)
+    kept = shift if ctx.attrs["keepdims"] else f"np.squeeze({shift}{axis})"
+    return [f"{shift} = np.max({x}{axis}, keepdims=True)",
+            # an all -inf (or +inf) slice would give inf - inf; shifting by 0 there is exact
+            f"{shift} = np.where(np.isfinite({shift}), {shift}, 0.0)",
+            f"{out} = np.log(np.sum(np.exp({x} - {shift}){axis}"
+            f"{', keepdims=True' if ctx.attrs['keepdims'] else ''})) + {kept}"]
+
+
+defop("logsumexp", 1, reduced_shape, _emit_logsumexp,
+      lambda g, out, x, axis, keepdims: [_kept(g, axis, keepdims)
+                                         * exp(x - _kept(out, axis, keepdims))])
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """``log(sum(exp(x), axis))`` computed without overflow; its gradient is ``softmax(x)``."""
+    return _reduce("logsumexp", x, axis, keepdims)
+
+
+def _single_axis(x, axis):
+    if x.ndim == 0:
+        raise ShapeError("softmax needs at least one dimension")
+    (axis,) = normalize_axes(axis, x.ndim)
+    return axis
+
+
+def _emit_softmax(ctx):
+    x, out, axis = ctx.args[0], ctx.out, ctx.attrs["axis"]
+    return [f"{out} = np.exp({x} - np.max({x}, axis={axis}, keepdims=True))",
+            f"{out} /= np.sum({out}, axis={axis}, keepdims=True)"]
+
+
+def _emit_log_softmax(ctx):
+    x, out, axis = ctx.args[0], ctx.out, ctx.attrs["axis"]
+    return [f"{out} = {x} - np.max({x}, axis={axis}, keepdims=True)",
+            f"{out} -= np.log(np.sum(np.exp({out}), axis={axis}, keepdims=True))"]
+
+
+def _normaliser_shape(shapes, axis):
+    if not shapes[0] or not -len(shapes[0]) <= axis < 0:
+        raise ShapeError(f"axis {axis} is out of range for shape {shapes[0]}")
+    return shapes[0]
+
+
+# d softmax = diag(p) - p p^T applied to g; d log_softmax = I - 1 p^T applied to g
+defop("softmax", 1, _normaliser_shape, _emit_softmax,
+      lambda g, out, x, axis: [out * (g - apply("sum", g * out, axis=(axis,), keepdims=True))])
+defop("log_softmax", 1, _normaliser_shape, _emit_log_softmax,
+      lambda g, out, x, axis: [g - exp(out) * apply("sum", g, axis=(axis,), keepdims=True)])
+
+
+def softmax(x, axis=-1):
+    """``exp(x) / sum(exp(x), axis)``, shifted by the maximum so it never overflows.
+
+    >>> from symgrad import var
+    >>> softmax(var("z", shape=(4,))).shape
+    (4,)
+    """
+    return apply("softmax", x, axis=_single_axis(x, axis))
+
+
+def log_softmax(x, axis=-1):
+    """``x - logsumexp(x, axis, keepdims=True)``, stable for any magnitude of ``x``."""
+    return apply("log_softmax", x, axis=_single_axis(x, axis))
+
+
+__all__ = ["mean", "max", "min", "logsumexp", "softmax", "log_softmax"]

@@ -1,0 +1,503 @@
+"""Ops that move, replicate and sum entries: sum and its adjoint broadcast, expand_dims/squeeze,
+reshape, transpose, indexing and its adjoint scatter, concatenate, zeros_like, stop_gradient.
+
+Imports only ops.core.
+"""
+
+import builtins
+import numbers
+
+from ..errors import ShapeError, SymgradError
+from .core import Expr, apply, broadcast_shapes, defop, literal, normalize_axes, same_dtype
+
+
+def _static(shape):
+    return all(isinstance(d, int) for d in shape)
+
+
+def _leading_axes(g, out):
+    """How many batch axes the cotangent ``g`` carries in front of ``out``'s shape."""
+    return g.ndim - out.ndim
+
+
+# -- sum and broadcast: each the other's adjoint -----------------------------------------------------
+
+
+def reduced_shape(shapes, axis, keepdims, **_):
+    shape = shapes[0]
+    ndim = len(shape)
+    if any(not -ndim <= a < 0 for a in axis):
+        raise ShapeError(f"axis {axis} is out of range for {ndim} dimensions")
+    if keepdims:
+        return tuple(1 if i - ndim in axis else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i - ndim not in axis)
+
+
+def emit_reduction(function):
+    """Emitter for np.<function>(x, axis=..., keepdims=...), omitting what the default says."""
+    def emit(ctx):
+        axis, keepdims = ctx.attrs["axis"], ctx.attrs["keepdims"]
+        parts = [ctx.args[0]]
+        if len(axis) != len(ctx.shapes[0]):
+            parts.append(f"axis={literal(axis[0] if len(axis) == 1 else axis)}")
+        if keepdims:
+            parts.append("keepdims=True")
+        return f"np.{function}({', '.join(parts)})"
+    return emit
+
+
+def sum(x, axis=None, keepdims=False):
+    """Sum over ``axis`` (all axes by default).
+
+    >>> from symgrad import var
+    >>> sum(var("v", shape=(3,))).shape
+    ()
+    """
+    x = x if isinstance(x, Expr) else apply("stop_gradient", x)
+    return apply("sum", x, axis=normalize_axes(axis, x.ndim), keepdims=bool(keepdims))
+
+
+def _sum_vjp(g, out, x, axis, keepdims):
+    if not keepdims:
+        g = expand_dims(g, axis)
+    return [broadcast_to_like(g, x)]
+
+
+def _sum_simplify(inputs, axis, keepdims):
+    return inputs[0] if not axis else None
+
+
+defop("sum", 1, reduced_shape, emit_reduction("sum"), _sum_vjp, simplify=_sum_simplify)
+
+
+def _broadcast_shape(shapes, **_):
+    return broadcast_shapes(*shapes)
+
+
+def _emit_broadcast(ctx):
+    if _static(ctx.shape):
+        return f"np.broadcast_to({ctx.args[0]}, {literal(ctx.shape)})"
+    return (f"np.broadcast_to({ctx.args[0]}, "
+            f"np.broadcast_shapes(np.shape({ctx.args[0]}), np.shape({ctx.args[1]})))")
+
+
+def _broadcast_vjp(g, out, x, like):
+    return [unbroadcast(g, x.shape, _leading_axes(g, out)), None]
+
+
+def _broadcast_simplify(inputs):
+    x, like = inputs
+    return x if broadcast_shapes(x.shape, like.shape) == x.shape else None
+
+
+defop("broadcast_to_like", 2, _broadcast_shape, _emit_broadcast, _broadcast_vjp,
+      dtype=same_dtype, simplify=_broadcast_simplify, nondifferentiable=(1,))
+
+
+def broadcast_to_like(x, like):
+    """``x`` broadcast against ``like``'s shape (``like`` only lends its shape)."""
+    return apply("broadcast_to_like", x, like)
+
+
+def unbroadcast(g, shape, leading=0):
+    """Sum the cotangent ``g`` back down to ``shape``, keeping ``leading`` batch axes in front.
+
+    Every tensor rule ends with this, as autograd's do: broadcasting copies, so its adjoint sums.
+    """
+    extra = g.ndim - leading - len(shape)
+    if extra < 0:
+        raise SymgradError(f"internal: a cotangent of shape {g.shape} is smaller than {shape}")
+    summed_size_one = tuple(i - len(shape) for i, d in enumerate(shape)
+                            if d == 1 and g.shape[leading + extra + i] != 1)
+    if summed_size_one:
+        g = apply("sum", g, axis=summed_size_one, keepdims=True)
+    if extra:
+        g = apply("sum", g, axis=tuple(range(-len(shape) - extra, -len(shape))), keepdims=False)
+    return g
+
+
+# -- inserting and removing axes of size one ---------------------------------------------------------
+
+
+def _expanded_shape(shapes, axis, **_):
+    shape = shapes[0]
+    ndim = len(shape) + len(axis)
+    positions = {a + ndim for a in axis}
+    if any(not 0 <= p < ndim for p in positions):
+        raise ShapeError(f"cannot insert axes {axis} into {len(shape)} dimensions")
+    dims = iter(shape)
+    return tuple(1 if i in positions else next(dims) for i in range(ndim))
+
+
+defop("expand_dims", 1, _expanded_shape, "np.expand_dims({0}, {axis})",
+      lambda g, out, x, axis: [squeeze(g, axis)], dtype=same_dtype,
+      simplify=lambda inputs, axis: inputs[0] if not axis else None)
+
+
+def expand_dims(x, axis):
+    """Insert size-one axes at ``axis`` (positions in the result)."""
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    ndim = x.ndim + len(axes)
+    return apply("expand_dims", x, axis=normalize_axes(axes, ndim))
+
+
+def _squeezed_shape(shapes, axis, **_):
+    shape = shapes[0]
+    if any(not -len(shape) <= a < 0 or shape[a] != 1 for a in axis):
+        raise ShapeError(f"cannot squeeze axes {axis} of shape {shape}: each must have size one")
+    return tuple(d for i, d in enumerate(shape) if i - len(shape) not in axis)
+
+
+defop("squeeze", 1, _squeezed_shape, "np.squeeze({0}, {axis})",
+      lambda g, out, x, axis: [expand_dims(g, axis)], dtype=same_dtype,
+      simplify=lambda inputs, axis: inputs[0] if not axis else None)
+
+
+def squeeze(x, axis):
+    """Remove the size-one axes ``axis``."""
+    return apply("squeeze", x, axis=normalize_axes(axis, x.ndim))
+
+
+# -- reshape -----------------------------------------------------------------------------------------
+
+
+def _product(dims):
+    result = 1
+    for d in dims:
+        result *= d
+    return result
+
+
+def resolve_reshape(old, new):
+    """The target shape with -1 filled in, checked against the old shape's size.
+
+    Named dimensions must reappear in the target unchanged (or be absorbed by a -1).
+    """
+    new = tuple(new)
+    for d in new:
+        if isinstance(d, bool) or not (isinstance(d, str) or (isinstance(d, numbers.Integral)
+                                                              and d >= -1)):
+            raise ShapeError(f"invalid dimension {d!r} in reshape target {new}")
+    new = tuple(int(d) if isinstance(d, numbers.Integral) else d for d in new)
+    if new.count(-1) > 1:
+        raise ShapeError("only one dimension of a reshape target can be -1")
+    old_names = sorted(d for d in old if isinstance(d, str))
+    new_names = sorted(d for d in new if isinstance(d, str))
+    old_size = _product(d for d in old if isinstance(d, int))
+    new_size = _product(d for d in new if isinstance(d, int) and d != -1)
+    if -1 in new:
+        if old_names == new_names and new_size and old_size % new_size == 0:
+            fill = old_size // new_size
+        else:
+            missing = list(old_names)
+            for name in new_names:
+                if name in missing:
+                    missing.remove(name)
+            if len(missing) == 1 and len(new_names) == len(old_names) - 1 and old_size == new_size:
+                fill = missing[0]
+            else:
+                raise ShapeError(f"cannot infer -1 when reshaping {old} to {new}")
+        new = tuple(fill if d == -1 else d for d in new)
+    elif old_names != new_names or old_size != new_size:
+        raise ShapeError(f"cannot reshape {old} to {new}: sizes differ")
+    return new
+
+
+def _emit_shape(ctx, shape):
+    return literal(tuple(ctx.dim(d) if isinstance(d, str) else d for d in shape)).replace("'", "")
+
+
+defop("reshape", 1, lambda shapes, shape: shape,
+      lambda ctx: f"np.reshape({ctx.args[0]}, {_emit_shape(ctx, ctx.attrs['shape'])})",
+      lambda g, out, x, shape: [reshape_like(g, x, _leading_axes(g, out))], dtype=same_dtype)
+
+
+def _reshape_like_shape(shapes, keep):
+    g, like = shapes
+    target = tuple(g[:keep]) + tuple(like)
+    if _static(g) and _static(target) and _product(g) != _product(target):
+        raise ShapeError(f"cannot reshape {g} to {target}")
+    return target
+
+
+def _emit_reshape_like(ctx):
+    if _static(ctx.shape):
+        return f"np.reshape({ctx.args[0]}, {literal(ctx.shape)})"
+    keep = ctx.attrs["keep"]
+    return f"np.reshape({ctx.args[0]}, np.shape({ctx.args[0]})[:{keep}] + np.shape({ctx.args[1]}))"
+
+
+defop("reshape_like", 2, _reshape_like_shape, _emit_reshape_like,
+      lambda g, out, x, like, keep: [reshape_like(g, x, _leading_axes(g, out)), None],
+      dtype=same_dtype, nondifferentiable=(1,),
+      simplify=lambda inputs, keep: inputs[0] if inputs[0].shape == tuple(
+          inputs[0].shape[:keep]) + tuple(inputs[1].shape) else None)
+
+
+def reshape_like(x, like, keep=0):
+    """``x`` reshaped to its first ``keep`` axes followed by ``like``'s shape."""
+    return apply("reshape_like", x, like, keep=keep)
+
+
+def reshape(x, shape):
+    """``x`` with a new shape; one entry may be -1, named dimensions must be kept.
+
+    >>> from symgrad import var
+    >>> reshape(var("m", shape=(2, 3)), (-1,)).shape
+    (6,)
+    """
+    shape = (shape,) if isinstance(shape, (numbers.Integral, str)) else tuple(shape)
+    target = resolve_reshape(x.shape, shape)
+    if target == x.shape:
+        return x
+    return apply("reshape", x, shape=target)
+
+
+# -- transpose -----------------------------------------------------------------------------------------
+
+
+def _transposed_shape(shapes, axes):
+    shape = shapes[0]
+    if sorted(axes) != list(range(len(shape))):
+        raise ShapeError(f"axes {axes} are not a permutation of {len(shape)} dimensions")
+    return tuple(shape[a] for a in axes)
+
+
+def _emit_transpose(ctx):
+    axes = ctx.attrs["axes"]
+    if list(axes) == list(range(len(axes) - 1, -1, -1)):
+        return f"{ctx.args[0]}.T"
+    return f"np.transpose({ctx.args[0]}, {literal(axes)})"
+
+
+def _transpose_vjp(g, out, x, axes):
+    leading = _leading_axes(g, out)
+    inverse = [0] * len(axes)
+    for position, axis in enumerate(axes):
+        inverse[axis] = position
+    return [apply("transpose", g, axes=tuple(range(leading)) + tuple(leading + a for a in inverse))]
+
+
+def _transpose_simplify(inputs, axes):
+    x = inputs[0]
+    if list(axes) == list(range(len(axes))):
+        return x
+    if x.op == "transpose":
+        inner = x.attrs["axes"]
+        return transpose(x.inputs[0], tuple(inner[a] for a in axes))
+    return None
+
+
+defop("transpose", 1, _transposed_shape, _emit_transpose, _transpose_vjp, dtype=same_dtype,
+      simplify=_transpose_simplify)
+
+
+def transpose(x, axes=None):
+    """Permute axes (reverse them by default), as ``np.transpose``."""
+    if axes is None:
+        axes = tuple(range(x.ndim - 1, -1, -1))
+    axes = tuple(a + x.ndim if isinstance(a, numbers.Integral) and a < 0 else a for a in axes)
+    return apply("transpose", x, axes=axes)
+
+
+def swap_last_axes(x):
+    axes = list(range(x.ndim))
+    axes[-2], axes[-1] = axes[-1], axes[-2]
+    return apply("transpose", x, axes=tuple(axes))
+
+
+# -- indexing: basic (int, slice, None, ...) indexing and its adjoint, a scatter into zeros ---------
+
+_NEWAXIS = ("newaxis",)
+
+
+def normalize_index(index, ndim):
+    """An index as a hashable tuple covering every axis: ints, ("slice", a, b, c), ("newaxis",)."""
+    items = index if isinstance(index, tuple) else (index,)
+    consumed = 0
+    for item in items:
+        if isinstance(item, (numbers.Integral, slice)) and not isinstance(item, bool):
+            consumed += 1
+        elif item is not None and item is not Ellipsis:
+            raise SymgradError(f"unsupported index {item!r}: use ints, slices, None or ...")
+    if consumed > ndim:
+        raise ShapeError(f"too many indices ({consumed}) for {ndim} dimensions")
+    if sum(item is Ellipsis for item in items) > 1:
+        raise ShapeError("an index can only have a single ellipsis")
+    normalized = []
+    for item in items:
+        if item is Ellipsis:
+            normalized.extend([("slice", None, None, None)] * (ndim - consumed))
+        elif item is None:
+            normalized.append(_NEWAXIS)
+        elif isinstance(item, slice):
+            parts = (item.start, item.stop, item.step)
+            for part in parts:
+                if part is not None and (not isinstance(part, numbers.Integral)
+                                         or isinstance(part, bool)):
+                    raise SymgradError(f"slice bounds must be ints or None, got {part!r}")
+            if item.step == 0:
+                raise ShapeError("slice step cannot be zero")
+            normalized.append(("slice",) + tuple(None if p is None else int(p) for p in parts))
+        else:
+            normalized.append(int(item))
+    if Ellipsis not in items:
+        normalized.extend([("slice", None, None, None)] * (ndim - consumed))
+    return tuple(normalized)
+
+
+def _indexed_shape(shapes, index, **_):
+    dims = iter(shapes[0])
+    result = []
+    for item in index:
+        if item == _NEWAXIS:
+            result.append(1)
+            continue
+        dim = next(dims)
+        if isinstance(item, int):
+            if isinstance(dim, int) and not -dim <= item < dim:
+                raise ShapeError(f"index {item} is out of bounds for an axis of size {dim}")
+        elif isinstance(dim, int):
+            result.append(len(range(*slice(*item[1:]).indices(dim))))
+        elif item[1:] in ((None, None, None), (None, None, 1), (None, None, -1)):
+            result.append(dim)
+        else:
+            raise ShapeError(f"slicing the named dimension {dim!r} with "
+                             f"{_index_source((item,))} is not supported: its length is unknown")
+    return tuple(result)
+
+
+def _index_source(index):
+    parts = []
+    for item in index:
+        if item == _NEWAXIS:
+            parts.append("None")
+        elif isinstance(item, int):
+            parts.append(str(item))
+        else:
+            start, stop, step = ("" if p is None else str(p) for p in item[1:])
+            parts.append(f"{start}:{stop}" + (f":{step}" if step else ""))
+    while parts and parts[-1] == ":":
+        parts.pop()
+    return ", ".join(parts) if parts else "..."
+
+
+defop("getitem", 1, _indexed_shape, lambda ctx: f"{ctx.args[0]}[{_index_source(ctx.attrs['index'])}]",
+      lambda g, out, x, index: [apply("index_grad", g, x, index=index,
+                                      keep=_leading_axes(g, out))],
+      dtype=same_dtype,
+      simplify=lambda inputs, index: inputs[0] if all(
+          item == ("slice", None, None, None) for item in index) else None)
+
+
+def _emit_index_grad(ctx):
+    g, like = ctx.args
+    keep = ctx.attrs["keep"]
+    if _static(ctx.shape):
+        zeros = f"np.zeros({literal(ctx.shape)})"
+    else:
+        zeros = f"np.zeros(np.shape({g})[:{keep}] + np.shape({like}))"
+    prefix = "..., " if keep else ""
+    return [f"{ctx.out} = {zeros}", f"{ctx.out}[{prefix}{_index_source(ctx.attrs['index'])}] = {g}"]
+
+
+def _index_grad_vjp(g, out, x, like, index, keep):
+    leading = g.ndim - like.ndim
+    return [apply("getitem", g, index=(("slice", None, None, None),) * leading + index), None]
+
+
+defop("index_grad", 2,
+      lambda shapes, index, keep: tuple(shapes[0][:keep]) + tuple(shapes[1]),
+      _emit_index_grad, _index_grad_vjp, nondifferentiable=(1,))
+
+
+def getitem(x, index):
+    """Basic NumPy indexing: ints, slices, None and one ellipsis."""
+    return apply("getitem", x, index=normalize_index(index, x.ndim))
+
+
+# -- concatenate ---------------------------------------------------------------------------------------
+
+
+def _concatenated_shape(shapes, axis):
+    first = shapes[0]
+    ndim = len(first)
+    if ndim == 0:
+        raise ShapeError("zero-dimensional arrays cannot be concatenated")
+    if any(len(s) != ndim for s in shapes):
+        raise ShapeError("all operands must have the same number of dimensions")
+    if not -ndim <= axis < 0:
+        raise ShapeError(f"axis {axis} is out of range for {ndim} dimensions")
+    for s in shapes:
+        for i in range(ndim):
+            if i - ndim != axis and s[i] != first[i]:
+                raise ShapeError(f"shapes {first} and {s} differ off the concatenation axis")
+    along = [s[axis] for s in shapes]
+    if not all(isinstance(d, int) for d in along):
+        raise ShapeError(f"concatenating along a named dimension ({along}) is not supported")
+    result = list(first)
+    result[axis] = builtins.sum(along)
+    return tuple(result)
+
+
+def _emit_concatenate(ctx):
+    return f"np.concatenate([{', '.join(ctx.args)}], axis={ctx.attrs['axis']})"
+
+
+def _concatenate_vjp(g, out, *parts, axis):
+    grads = []
+    start = 0
+    for part in parts:
+        stop = start + part.shape[axis]
+        index = [("slice", None, None, None)] * g.ndim
+        index[axis] = ("slice", start, stop, None)
+        grads.append(apply("getitem", g, index=tuple(index)))
+        start = stop
+    return grads
+
+
+defop("concatenate", None, _concatenated_shape, _emit_concatenate, _concatenate_vjp,
+      simplify=lambda inputs, axis: inputs[0] if len(inputs) == 1 else None)
+
+
+def concatenate(parts, axis=0):
+    """Join expressions along an existing axis, as ``np.concatenate``."""
+    parts = list(parts)
+    if not parts:
+        raise ShapeError("concatenate needs at least one operand")
+    ndim = max(p.ndim if isinstance(p, Expr) else len(getattr(p, "shape", ())) for p in parts)
+    (axis,) = normalize_axes(axis, ndim) if ndim else (axis,)
+    return apply("concatenate", *parts, axis=axis)
+
+
+# -- zeros and stop_gradient ---------------------------------------------------------------------------
+
+
+def _emit_zeros_like(ctx):
+    if _static(ctx.shape):
+        return f"np.zeros({literal(ctx.shape)})"
+    return f"np.zeros(np.shape({ctx.args[0]}))"
+
+
+defop("zeros_like", 1, lambda shapes: shapes[0], _emit_zeros_like, lambda g, out, x: [None],
+      nondifferentiable=(0,))
+
+
+def zeros_like(x):
+    """Zeros of ``x``'s shape (``x`` only lends its shape)."""
+    return apply("zeros_like", x)
+
+
+defop("stop_gradient", 1, lambda shapes: shapes[0], "{0}", lambda g, out, x: [None],
+      dtype=same_dtype, nondifferentiable=(0,))
+
+
+def stop_gradient(x):
+    """``x``'s value, treated as a constant by every differentiation.
+
+    >>> from symgrad import var, grad
+    >>> x = var("x")
+    >>> grad(x * stop_gradient(x), x).op
+    'stop_gradient'
+    """
+    return apply("stop_gradient", x)

@@ -1,0 +1,674 @@
+"""Formula text and SymPy expressions -> graph nodes, through a whitelisted grammar of our own.
+
+The text is tokenized and parsed here, never handed to eval, exec, ast, sympify or parse_expr:
+only the names, functions and literals listed below can come out of it. Imports ops and errors.
+"""
+
+import keyword
+import math
+import numbers
+import re
+
+import numpy as np
+
+from . import ops
+from .errors import ParseError, ShapeError, SymgradError
+from .graph import default_graph
+from .ops import Expr, check_name, check_shape, const
+
+MAX_LENGTH = 100_000
+MAX_DEPTH = 100
+
+# -- tokens ------------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"""
+    (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op>\*\*|<=|>=|==|!=|\.\.\.|[-+*/@()\[\],:.=<>])
+  | (?P<space>[ \t\r\n]+)
+""", re.VERBOSE)
+
+_HINTS = {"^": "use ** for powers", "'": "strings are not allowed", '"': "strings are not allowed",
+          ";": "only one expression is allowed", "{": "braces are not allowed",
+          "}": "braces are not allowed", "!": "use != for inequality",
+          "&": "bitwise operators are not allowed", "|": "bitwise operators are not allowed",
+          "~": "bitwise operators are not allowed", "%": "% is not supported",
+          "#": "comments are not allowed", "\\": "backslashes are not allowed",
+          "$": "unexpected character", "`": "unexpected character", "?": "unexpected character"}
+
+
+def tokenize(text):
+    """(kind, text, position) triples ending with ("end", "", len(text))."""
+    tokens = []
+    position = 0
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            char = text[position]
+            if char in _HINTS:
+                raise ParseError(f"unexpected {char!r}: {_HINTS[char]}", text, position)
+            raise ParseError(f"unexpected character {char!r} (U+{ord(char):04X}); formulas use "
+                             f"ASCII names, numbers and operators", text, position)
+        kind = match.lastgroup
+        if kind == "op" and match.group() == ":" and text.startswith(":=", position):
+            raise ParseError("assignment expressions (:=) are not allowed", text, position)
+        if kind != "space":
+            tokens.append((kind, match.group(), position))
+        position = match.end()
+    tokens.append(("end", "", len(text)))
+    return tokens
+
+
+# -- values the parser passes around: expressions, or literals still usable as axes and indices -------
+
+
+class Literal:
+    """A literal number, tuple, None or bool, kept as such until it meets an expression."""
+
+    __slots__ = ("value", "position")
+
+    def __init__(self, value, position):
+        self.value = value
+        self.position = position
+
+
+_CONSTANTS = {"pi": math.pi, "E": math.e, "inf": math.inf, "nan": math.nan}
+_STATIC = {"None": None, "True": True, "False": False}
+
+
+def _unary(function):
+    return {"fn": function, "args": ("x",)}
+
+
+_FUNCTIONS = {
+    **{name: _unary(getattr(ops, name)) for name in
+       ["sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "sigmoid", "relu",
+        "softplus", "sign", "stop_gradient"]},
+    "abs": _unary(ops.absolute),
+    "leaky_relu": {"fn": ops.leaky_relu, "args": ("x", "alpha"), "static": ("alpha",)},
+    "maximum": {"fn": ops.maximum, "args": ("x", "y")},
+    "minimum": {"fn": ops.minimum, "args": ("x", "y")},
+    "where": {"fn": ops.where, "args": ("condition", "x", "y")},
+    "clip": {"fn": ops.clip, "args": ("x", "lower", "upper")},
+    "matmul": {"fn": ops.matmul, "args": ("a", "b")},
+    "dot": {"fn": ops.dot, "args": ("a", "b")},
+    **{name: {"fn": getattr(ops, name), "args": ("x", "axis", "keepdims"),
+              "static": ("axis", "keepdims")} for name in ["sum", "mean", "logsumexp"]},
+    **{name: {"fn": getattr(ops, name), "args": ("x", "axis"), "static": ("axis",)}
+       for name in ["softmax", "log_softmax"]},
+    "transpose": {"fn": ops.transpose, "args": ("x", "axes"), "static": ("axes",)},
+    "reshape": {"fn": ops.reshape, "args": ("x", "shape"), "static": ("shape",)},
+    "concatenate": {"fn": ops.concatenate, "args": ("parts", "axis"), "static": ("axis",)},
+}
+# max/min: two operands are element-wise, one operand a reduction (as the contract says)
+_EXTREMA = {"max": (ops.maximum, ops.max), "min": (ops.minimum, ops.min)}
+_METHODS = {"sum": "sum", "mean": "mean", "max": "max", "min": "min", "reshape": "reshape",
+            "transpose": "transpose"}
+
+FUNCTION_NAMES = tuple(sorted(list(_FUNCTIONS) + list(_EXTREMA)))
+
+
+class _Parser:
+    """Recursive descent over the token list, its depth bounded by ``max_depth``.
+
+    expression := additive [comparison additive]
+    additive   := term (('+' | '-') term)*
+    term       := unary (('*' | '/' | '@') unary)*
+    unary      := ('-' | '+') unary | power
+    power      := postfix ['**' unary]
+    postfix    := atom ('[' subscripts ']' | '.' NAME ['(' arguments ')'])*
+    atom       := NUMBER | NAME | NAME '(' arguments ')' | '(' expression [',' ...] ')' | '[' list ']'
+    """
+
+    def __init__(self, text, graph, shapes, max_depth):
+        self.text = text
+        self.tokens = tokenize(text)
+        self.index = 0
+        self.graph = graph
+        self.shapes = shapes
+        self.max_depth = max_depth
+        self.depth = 0
+
+    # token helpers
+    def peek(self, offset=0):
+        return self.tokens[min(self.index + offset, len(self.tokens) - 1)]
+
+    def next(self):
+        token = self.tokens[self.index]
+        self.index += 1
+        return token
+
+    def accept(self, text):
+        if self.peek()[1] == text and self.peek()[0] != "end":
+            return self.next()
+        return None
+
+    def expect(self, text, context):
+        token = self.peek()
+        if token[1] != text or token[0] == "end":
+            found = "the end of the formula" if token[0] == "end" else repr(token[1])
+            raise self.error(f"expected {text!r} {context}, found {found}", token[2])
+        return self.next()
+
+    def error(self, message, position):
+        return ParseError(message, self.text, position)
+
+    def enter(self, position):
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise self.error(f"the formula nests deeper than {self.max_depth} levels", position)
+
+    def leave(self):
+        self.depth -= 1
+
+    # building
+    def expr(self, value):
+        """An Expr for a parsed value: literals become constants, nothing else is accepted."""
+        if isinstance(value, Expr):
+            return value
+        if isinstance(value.value, bool) or value.value is None or isinstance(value.value, tuple):
+            raise self.error(f"{value.value!r} cannot be used as a value here", value.position)
+        try:
+            number = float(value.value)
+        except OverflowError:
+            raise self.error("number too large", value.position) from None
+        return const(number, self.graph)
+
+    def build(self, position, function, *args, **kwargs):
+        """Call an op function, tying any shape or usage error to the formula position."""
+        try:
+            return function(*args, **kwargs)
+        except ParseError:
+            raise
+        except SymgradError as error:
+            located = f"{error} (at column {position + 1} of {self._excerpt()})"
+            raise type(error)(located) from None
+
+    def _excerpt(self):
+        return repr(self.text if len(self.text) <= 60 else self.text[:57] + "...")
+
+    # grammar
+    def parse(self):
+        if self.peek()[0] == "end":
+            raise self.error("empty formula", 0)
+        value = self.expression()
+        token = self.peek()
+        if token[0] != "end":
+            raise self.error(f"unexpected {token[1]!r} after a complete expression", token[2])
+        return self.expr(value)
+
+    _COMPARISONS = {"<": "less", "<=": "less_equal", ">": "greater", ">=": "greater_equal",
+                    "==": "equal", "!=": "not_equal"}
+
+    def expression(self):
+        left = self.additive()
+        token = self.peek()
+        if token[0] == "op" and token[1] in self._COMPARISONS:
+            self.next()
+            right = self.additive()
+            after = self.peek()
+            if after[0] == "op" and after[1] in self._COMPARISONS:
+                raise self.error("chained comparisons are not allowed; use where()", after[2])
+            return self.build(token[2], ops.apply, self._COMPARISONS[token[1]],
+                              self.expr(left), self.expr(right))
+        if token[0] == "op" and token[1] == "=":
+            raise self.error("assignment is not allowed (use == to compare)", token[2])
+        return left
+
+    def additive(self):
+        left = self.term()
+        while self.peek()[1] in ("+", "-") and self.peek()[0] == "op":
+            _, symbol, position = self.next()
+            right = self.term()
+            name = "add" if symbol == "+" else "subtract"
+            left = self.build(position, ops.apply, name, self.expr(left), self.expr(right))
+        return left
+
+    def term(self):
+        left = self.unary()
+        while self.peek()[1] in ("*", "/", "@") and self.peek()[0] == "op":
+            _, symbol, position = self.next()
+            right = self.unary()
+            name = {"*": "multiply", "/": "divide", "@": "matmul"}[symbol]
+            left = self.build(position, ops.apply, name, self.expr(left), self.expr(right))
+        return left
+
+    def unary(self):
+        token = self.peek()
+        if token[0] == "op" and token[1] in ("-", "+"):
+            self.next()
+            self.enter(token[2])
+            operand = self.unary()
+            self.leave()
+            if token[1] == "+":
+                return operand
+            if isinstance(operand, Literal) and isinstance(operand.value, numbers.Number) \
+                    and not isinstance(operand.value, bool):
+                return Literal(-operand.value, token[2])
+            return self.build(token[2], ops.negative, self.expr(operand))
+        return self.power()
+
+    def power(self):
+        base = self.postfix()
+        token = self.peek()
+        if token[0] == "op" and token[1] == "**":
+            self.next()
+            self.enter(token[2])
+            exponent = self.unary()
+            self.leave()
+            return self.build(token[2], ops.power, self.expr(base), self.expr(exponent))
+        return base
+
+    def postfix(self):
+        value = self.atom()
+        while True:
+            token = self.peek()
+            if token[1] == "[" and token[0] == "op":
+                self.next()
+                index = self.subscripts()
+                self.expect("]", "to close the index")
+                value = self.build(token[2], ops.getitem, self.expr(value), index)
+            elif token[1] == "." and token[0] == "op":
+                self.next()
+                name_token = self.next()
+                if name_token[0] != "name":
+                    raise self.error("expected an attribute name after '.'", name_token[2])
+                value = self.attribute(self.expr(value), name_token)
+            elif token[1] == "(" and token[0] == "op":
+                raise self.error("only named functions can be called", token[2])
+            else:
+                return value
+
+    def attribute(self, value, token):
+        _, name, position = token
+        if name == "T":
+            return self.build(position, lambda e: e.T, value)
+        if name not in _METHODS:
+            raise self.error(f"attribute {name!r} is not allowed; the allowed ones are .T and "
+                             f"{', '.join('.' + m + '()' for m in _METHODS)}", position)
+        self.expect("(", f"after .{name}")
+        args, kwargs = self.arguments()
+        static = [self.static(a) for a in args]
+        static_kwargs = {k: self.static(v) for k, v in kwargs.items()}
+        method = getattr(value, _METHODS[name])
+        if name in ("reshape", "transpose") and len(static) > 1:
+            static = [tuple(static)]
+        return self.build(position, method, *static, **static_kwargs)
+
+    def subscripts(self):
+        items = []
+        while True:
+            items.append(self.subscript())
+            if not self.accept(","):
+                break
+            if self.peek()[1] == "]":
+                break
+        return items[0] if len(items) == 1 else tuple(items)
+
+    def subscript(self):
+        token = self.peek()
+        if token[1] == "..." and token[0] == "op":
+            self.next()
+            return Ellipsis
+        parts = []
+        current = None
+        while True:
+            token = self.peek()
+            if token[1] == ":" and token[0] == "op":
+                self.next()
+                parts.append(current)
+                current = None
+                continue
+            if token[1] in (",", "]") and token[0] == "op":
+                break
+            if current is not None:
+                raise self.error(f"unexpected {token[1]!r} in an index", token[2])
+            current = self.static_int_or_none(self.expression(), "index")
+        parts.append(current)
+        if len(parts) == 1:
+            if current is None and token[1] != "]" and token[1] != ",":
+                raise self.error("empty index", token[2])
+            return current
+        if len(parts) > 3:
+            raise self.error("a slice has at most three parts", token[2])
+        return slice(*parts)
+
+    def static_int_or_none(self, value, what):
+        if isinstance(value, Literal) and (value.value is None or (
+                isinstance(value.value, int) and not isinstance(value.value, bool))):
+            return value.value
+        position = value.position if isinstance(value, Literal) else self.peek()[2]
+        raise self.error(f"an {what} must be an integer literal or None", position)
+
+    def static(self, value):
+        """The Python value of a literal argument (axis, keepdims, alpha, shape...)."""
+        if isinstance(value, Literal):
+            return value.value
+        if isinstance(value, list):
+            raise self.error("a list is only allowed as concatenate's first argument",
+                             self.peek()[2])
+        raise self.error("this argument must be a literal (a number, a tuple of numbers, None, "
+                         "True or False)", self.peek()[2])
+
+    def arguments(self):
+        """Arguments up to the closing ')': positional values, then name=literal keywords."""
+        args, kwargs = [], {}
+        if self.accept(")"):
+            return args, kwargs
+        while True:
+            token, after = self.peek(), self.peek(1)
+            if token[0] == "name" and after[1] == "=" and after[0] == "op":
+                self.next()
+                self.next()
+                if token[1] in kwargs:
+                    raise self.error(f"keyword {token[1]!r} repeated", token[2])
+                kwargs[token[1]] = self.expression()
+            else:
+                if kwargs:
+                    raise self.error("positional argument after a keyword argument", token[2])
+                args.append(self.expression())
+            if self.accept(")"):
+                return args, kwargs
+            self.expect(",", "between arguments")
+            if self.accept(")"):
+                return args, kwargs
+
+    def atom(self):
+        kind, text, position = token = self.next()
+        if kind == "number":
+            return self.number(text, position)
+        if kind == "name":
+            return self.name(token)
+        if text == "(":
+            self.enter(position)
+            value = self.expression()
+            if self.accept(","):
+                items = [value]
+                while self.peek()[1] != ")":
+                    items.append(self.expression())
+                    if not self.accept(","):
+                        break
+                self.expect(")", "to close the tuple")
+                self.leave()
+                return Literal(tuple(self.static(i) for i in items), position)
+            self.expect(")", "to close the parenthesis")
+            self.leave()
+            return value
+        if text == "[":
+            self.enter(position)
+            items = []
+            while self.peek()[1] != "]":
+                items.append(self.expression())
+                if not self.accept(","):
+                    break
+            self.expect("]", "to close the list")
+            self.leave()
+            return items
+        if kind == "end":
+            raise self.error("the formula ends too early", position)
+        raise self.error(f"unexpected {text!r}", position)
+
+    def number(self, text, position):
+        if re.fullmatch(r"\d+", text):
+            if len(text) > 300:
+                raise self.error("integer literal too long", position)
+            return Literal(int(text), position)
+        value = float(text)
+        return Literal(value, position)
+
+    def name(self, token):
+        _, name, position = token
+        if keyword.iskeyword(name) and name not in _STATIC:
+            raise self.error(f"the keyword {name!r} is not allowed", position)
+        if name.startswith("__"):
+            raise self.error(f"names starting with '__' are not allowed ({name!r})", position)
+        if self.peek()[1] == "(" and self.peek()[0] == "op":
+            return self.call(token)
+        if name in _STATIC:
+            return Literal(_STATIC[name], position)
+        if name in _CONSTANTS:
+            return Literal(_CONSTANTS[name], position)
+        return self.variable(name, position)
+
+    def variable(self, name, position):
+        existing = self.graph.variables.get(name)
+        if name in self.shapes:
+            shape = self.shapes[name]
+        elif existing is not None:
+            shape = self.graph.nodes[existing]["shape"]
+        else:
+            shape = ()
+        try:
+            return Expr(self.graph, self.graph.variable(name, check_shape(shape)))
+        except ShapeError as error:
+            raise ShapeError(f"{error} (at column {position + 1})") from None
+
+    def call(self, token):
+        _, name, position = token
+        self.next()  # (
+        self.enter(position)
+        args, kwargs = self.arguments()
+        self.leave()
+        if name in _EXTREMA:
+            elementwise, reduction = _EXTREMA[name]
+            if len(args) == 2 and not kwargs:
+                return self.build(position, elementwise, self.expr(args[0]), self.expr(args[1]))
+            spec = {"fn": reduction, "args": ("x", "axis", "keepdims"),
+                    "static": ("axis", "keepdims")}
+        elif name in _FUNCTIONS:
+            spec = _FUNCTIONS[name]
+        else:
+            raise self.error(f"unknown function {name!r}; known functions: "
+                             f"{', '.join(FUNCTION_NAMES)}", position)
+        parameters, static = spec["args"], spec.get("static", ())
+        if len(args) > len(parameters):
+            raise self.error(f"{name}() takes at most {len(parameters)} arguments "
+                             f"({', '.join(parameters)}), got {len(args)}", position)
+        bound = dict(zip(parameters, args))
+        for key, value in kwargs.items():
+            if key not in parameters:
+                raise self.error(f"{name}() has no argument {key!r}", position)
+            if key in bound:
+                raise self.error(f"{name}() got {key!r} twice", position)
+            bound[key] = value
+        required = [p for p in parameters if p not in static]
+        missing = [p for p in required if p not in bound]
+        if missing:
+            raise self.error(f"{name}() is missing {', '.join(missing)}", position)
+        values = {}
+        for key, value in bound.items():
+            if key in static:
+                values[key] = self.static(value)
+            elif key == "parts":
+                if not isinstance(value, list):
+                    raise self.error("concatenate takes a list such as [a, b]", position)
+                values[key] = [self.expr(v) for v in value]
+            else:
+                if isinstance(value, list):
+                    raise self.error(f"{name}() does not take a list", position)
+                values[key] = self.expr(value)
+        return self.build(position, spec["fn"], **values)
+
+
+def parse(text, shapes=None, graph=None, max_length=MAX_LENGTH, max_depth=MAX_DEPTH):
+    """Turn a formula into an expression; free names become variables.
+
+    Names are scalars unless ``shapes`` gives a shape (or the graph already has the variable);
+    ``max(a, b)`` is element-wise and ``max(a)`` a reduction. Nothing in ``text`` is executed.
+
+    >>> import symgrad as sg
+    >>> str(sg.parse("(x + y) * max(y, z)"))
+    '(x + y) * maximum(y, z)'
+    """
+    if not isinstance(text, str):
+        raise ParseError(f"a formula must be a string, got {type(text).__name__}")
+    if len(text) > max_length:
+        raise ParseError(f"the formula has {len(text)} characters, more than the limit of "
+                         f"{max_length} (raise max_length to allow it)")
+    shapes = dict(shapes or {})
+    for name in shapes:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise SymgradError(f"shapes names variables; {name!r} is not a name")
+    graph = default_graph() if graph is None else graph
+    with graph.atomic():
+        try:
+            return _Parser(text, graph, shapes, max_depth).parse()
+        except RecursionError:
+            # only reachable when max_depth was raised past what the interpreter's stack allows
+            raise ParseError(f"the formula nests too deeply for this interpreter; keep max_depth "
+                             f"below {max_depth}", text) from None
+
+
+# -- SymPy --------------------------------------------------------------------------------------------
+
+
+def _sympy_table(sympy):
+    return {
+        sympy.sin: ops.sin, sympy.cos: ops.cos, sympy.tan: ops.tan, sympy.exp: ops.exp,
+        sympy.log: ops.log, sympy.tanh: ops.tanh, sympy.Abs: ops.absolute, sympy.sign: ops.sign,
+    }
+
+
+def from_sympy(expression, shapes=None, graph=None):
+    """A symgrad expression for a scalar SymPy expression (symbols become variables).
+
+    >>> import sympy, symgrad as sg
+    >>> x = sympy.Symbol("x")
+    >>> str(sg.from_sympy(sympy.sin(x) * x))
+    'x * sin(x)'
+    """
+    import sympy
+
+    if not isinstance(expression, sympy.Basic):
+        raise SymgradError(f"from_sympy takes a SymPy expression, got {type(expression).__name__}")
+    graph = default_graph() if graph is None else graph
+    shapes = dict(shapes or {})
+    table = _sympy_table(sympy)
+    built = {}
+    with graph.atomic():
+        stack = [(expression, False)]
+        while stack:
+            node, ready = stack.pop()
+            if node in built:
+                continue
+            if not ready:
+                stack.append((node, True))
+                stack.extend((a, False) for a in node.args if a not in built)
+                continue
+            args = [built[a] for a in node.args]
+            built[node] = _from_sympy_node(sympy, table, node, args, graph, shapes, check_name)
+    return built[expression]
+
+
+def _from_sympy_node(sympy, table, node, args, graph, shapes, check_name):
+    if isinstance(node, sympy.Symbol):
+        name = check_name(node.name)
+        return Expr(graph, graph.variable(name, check_shape(shapes.get(name, ()))))
+    if node.is_Number or isinstance(node, sympy.NumberSymbol):
+        if not node.is_real:
+            raise SymgradError(f"complex SymPy number {node} is not supported")
+        return const(float(node), graph)
+    if isinstance(node, sympy.Add):
+        return _fold_chain(args, lambda a, b: a + b)
+    if isinstance(node, sympy.Mul):
+        return _fold_chain(args, lambda a, b: a * b)
+    if isinstance(node, sympy.Pow):
+        base, exponent = args
+        if node.exp == sympy.Rational(1, 2):
+            return ops.sqrt(base)
+        if node.exp == -1:
+            return 1.0 / base
+        return base ** exponent
+    if isinstance(node, (sympy.Max, sympy.Min)):
+        return _fold_chain(args, ops.maximum if isinstance(node, sympy.Max) else ops.minimum)
+    if isinstance(node, sympy.Heaviside):
+        at_zero = node.args[1] if len(node.args) > 1 else sympy.Rational(1, 2)
+        return ops.heaviside(args[0], float(at_zero))
+    relations = {sympy.StrictLessThan: "less", sympy.LessThan: "less_equal",
+                 sympy.StrictGreaterThan: "greater", sympy.GreaterThan: "greater_equal",
+                 sympy.Equality: "equal", sympy.Unequality: "not_equal"}
+    if type(node) in relations:
+        return ops.apply(relations[type(node)], *args)
+    if node in (sympy.true, sympy.false):
+        return const(bool(node), graph)
+    if isinstance(node, sympy.functions.elementary.piecewise.ExprCondPair):
+        return tuple(args)
+    if isinstance(node, sympy.Piecewise):
+        result = const(np.nan, graph)
+        for value, condition in reversed(args):
+            result = ops.where(condition, value, result)
+        return result
+    for sympy_function, function in table.items():
+        if node.func == sympy_function:
+            return function(*args)
+    raise SymgradError(f"cannot convert SymPy {type(node).__name__} ({node}) to symgrad")
+
+
+def _fold_chain(args, combine):
+    result = args[0]
+    for arg in args[1:]:
+        result = combine(result, arg)
+    return result
+
+
+def to_sympy(expr):
+    """The SymPy expression of a scalar symgrad expression (variables become Symbols).
+
+    >>> import symgrad as sg
+    >>> sg.to_sympy(sg.parse("sigmoid(x)"))
+    1/(1 + exp(-x))
+    """
+    import sympy
+    graph = expr.graph
+    built = {}
+    for node in graph.ancestors_in_order([expr.node]):
+        data = graph.nodes[node]
+        if data["shape"] != ():
+            raise SymgradError(f"to_sympy takes scalar expressions; {data['op']} has shape "
+                               f"{data['shape']}")
+        args = [built[i] for i in data["inputs"]]
+        built[node] = _to_sympy_node(sympy, data, args)
+    return built[expr.node]
+
+
+def _to_sympy_node(sympy, data, args):
+    op, attrs = data["op"], data["attrs"]
+    if op == "var":
+        return sympy.Symbol(attrs["name"])
+    if op == "const":
+        value = data["value"].item()
+        if isinstance(value, bool):
+            return sympy.true if value else sympy.false
+        if math.isfinite(value) and float(value).is_integer():
+            return sympy.Integer(int(value))
+        return sympy.Float(value) if math.isfinite(value) else (
+            sympy.nan if math.isnan(value) else sympy.oo if value > 0 else -sympy.oo)
+    simple = {
+        "add": lambda a, b: a + b, "subtract": lambda a, b: a - b,
+        "multiply": lambda a, b: a * b, "divide": lambda a, b: a / b,
+        "power": lambda a, b: a ** b, "negative": lambda a: -a, "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "exp": sympy.exp, "log": sympy.log,
+        "log1p": lambda a: sympy.log(1 + a), "expm1": lambda a: sympy.exp(a) - 1,
+        "sqrt": sympy.sqrt, "tanh": sympy.tanh, "absolute": sympy.Abs, "sign": sympy.sign,
+        "sigmoid": lambda a: 1 / (1 + sympy.exp(-a)),
+        "softplus": lambda a: sympy.log(1 + sympy.exp(a)),
+        "relu": lambda a: sympy.Max(a, 0),
+        "leaky_relu": lambda a: sympy.Piecewise((a, a > 0), (attrs["alpha"] * a, True)),
+        "heaviside": lambda a: sympy.Heaviside(a, sympy.nsimplify(attrs.get("at_zero", 0.5))),
+        "maximum": sympy.Max, "minimum": sympy.Min,
+        "where": lambda c, a, b: sympy.Piecewise((a, c), (b, True)),
+        "less": sympy.Lt, "less_equal": sympy.Le, "greater": sympy.Gt,
+        "greater_equal": sympy.Ge, "equal": sympy.Eq, "not_equal": sympy.Ne,
+        "logsumexp": lambda a: a,
+        "zeros_like": lambda a: sympy.Integer(0), "axis_size": lambda a: sympy.Integer(1),
+    }
+    passthrough = ("stop_gradient", "sum", "mean", "max", "min", "broadcast_to_like",
+                   "reshape", "reshape_like", "transpose", "expand_dims", "squeeze", "getitem",
+                   "concatenate")
+    if op in passthrough:
+        return args[0]
+    if op in simple:
+        return simple[op](*args)
+    raise SymgradError(f"op {op!r} has no SymPy equivalent")
+
+
+__all__ = ["parse", "from_sympy", "to_sympy", "tokenize", "FUNCTION_NAMES"]
