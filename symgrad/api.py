@@ -99,7 +99,10 @@ class CompiledFunction:
         return results[0] if self._single else results
 
 
-def compile(outputs, inputs=None, name="f"):
+BACKENDS = ("numpy",)
+
+
+def compile(outputs, inputs=None, name="f", backend="numpy"):
     """Compile ``outputs`` (one Expr or a list) into a Python function of ``inputs``.
 
     ``inputs`` defaults to every free variable of the outputs in sorted order. A single output
@@ -111,6 +114,9 @@ def compile(outputs, inputs=None, name="f"):
     >>> fn(3.0)
     (np.float64(9.0), np.float64(6.0))
     """
+    if backend not in BACKENDS:
+        raise SymgradError(f"backend {backend!r} is not available; available: "
+                           f"{', '.join(BACKENDS)}")
     single = isinstance(outputs, Expr)
     outputs = [outputs] if single else list(outputs)
     if not outputs or not all(isinstance(o, Expr) for o in outputs):

@@ -45,6 +45,19 @@ def _identity_when(check):
     return simplify
 
 
+def _through_broadcasts(name):
+    """A simplify hook that feeds ``name`` the operands of explicit broadcasts directly when the
+    result keeps its shape: NumPy broadcasts inside the element-wise op for free."""
+    def simplify(inputs, **attrs):
+        if not any(x.op == "broadcast_to_like" for x in inputs):
+            return None
+        inner = [x.inputs[0] if x.op == "broadcast_to_like" else x for x in inputs]
+        if broadcast_shape([x.shape for x in inner]) != broadcast_shape([x.shape for x in inputs]):
+            return None
+        return apply(name, *inner, **attrs)
+    return simplify
+
+
 def _chain(*hooks):
     def simplify(inputs, **attrs):
         for hook in hooks:
@@ -162,20 +175,25 @@ def _right_is(number):
 
 defop("add", 2, broadcast_shape, "{0} + {1}",
       lambda g, out, x, y: [_to_input(g, out, x), _to_input(g, out, y)],
-      simplify=_chain(_fold(np.add), _identity_when(_either_side(0))))
+      simplify=_chain(_fold(np.add), _identity_when(_either_side(0)),
+                      _through_broadcasts("add")))
 defop("subtract", 2, broadcast_shape, "{0} - {1}",
       lambda g, out, x, y: [_to_input(g, out, x), _to_input(-g, out, y)],
-      simplify=_chain(_fold(np.subtract), _identity_when(_right_is(0))))
+      simplify=_chain(_fold(np.subtract), _identity_when(_right_is(0)),
+                      _through_broadcasts("subtract")))
 defop("multiply", 2, broadcast_shape, "{0} * {1}",
       lambda g, out, x, y: [_to_input(g * y, out, x), _to_input(g * x, out, y)],
-      simplify=_chain(_fold(np.multiply), _identity_when(_either_side(1))))
+      simplify=_chain(_fold(np.multiply), _identity_when(_either_side(1)),
+                      _through_broadcasts("multiply")))
 defop("divide", 2, broadcast_shape, "{0} / {1}",
       lambda g, out, x, y: [_to_input(g / y, out, x), _to_input(-(g * out) / y, out, y)],
-      simplify=_chain(_fold(np.divide), _identity_when(_right_is(1))))
+      simplify=_chain(_fold(np.divide), _identity_when(_right_is(1)),
+                      _through_broadcasts("divide")))
 defop("power", 2, broadcast_shape, "{0} ** {1}",
       lambda g, out, x, y: [_to_input(g * (y * x ** (y - 1.0)), out, x),
                             _to_input(g * (out * log(x)), out, y)],
-      simplify=_chain(_fold(np.power), _identity_when(_right_is(1))))
+      simplify=_chain(_fold(np.power), _identity_when(_right_is(1)),
+                      _through_broadcasts("power")))
 
 
 def _maximum_vjp(g, out, x, y):
@@ -187,9 +205,9 @@ def _minimum_vjp(g, out, x, y):
 
 
 defop("maximum", 2, broadcast_shape, "np.maximum({0}, {1})", _maximum_vjp,
-      simplify=_fold(np.maximum))
+      simplify=_chain(_fold(np.maximum), _through_broadcasts("maximum")))
 defop("minimum", 2, broadcast_shape, "np.minimum({0}, {1})", _minimum_vjp,
-      simplify=_fold(np.minimum))
+      simplify=_chain(_fold(np.minimum), _through_broadcasts("minimum")))
 
 
 def add(x, y): return apply("add", x, y)
@@ -233,7 +251,8 @@ def _where_vjp(g, out, condition, x, y):
 
 
 defop("where", 3, broadcast_shape, "np.where({0}, {1}, {2})", _where_vjp,
-      dtype=lambda dtypes: float_dtype(dtypes[1:]), nondifferentiable=(0,))
+      dtype=lambda dtypes: float_dtype(dtypes[1:]), simplify=_through_broadcasts("where"),
+      nondifferentiable=(0,))
 
 
 def where(condition, x, y):

@@ -8,7 +8,10 @@ import builtins
 import numbers
 
 from ..errors import ShapeError, SymgradError
-from .core import Expr, apply, broadcast_shapes, defop, literal, normalize_axes, same_dtype
+import numpy as np
+
+from .core import (Expr, apply, broadcast_shapes, const, defop, literal, normalize_axes,
+                   same_dtype)
 
 
 def _static(shape):
@@ -129,9 +132,21 @@ def _expanded_shape(shapes, axis, **_):
     return tuple(1 if i in positions else next(dims) for i in range(ndim))
 
 
+def _view_simplify(function):
+    """No axes: the operand itself; a constant operand: a constant (these are cheap views)."""
+    def simplify(inputs, axis):
+        x = inputs[0]
+        if not axis:
+            return x
+        if x.op == "const":
+            return const(function(x.data["value"], axis), x.graph)
+        return None
+    return simplify
+
+
 defop("expand_dims", 1, _expanded_shape, "np.expand_dims({0}, {axis})",
       lambda g, out, x, axis: [squeeze(g, axis)], dtype=same_dtype,
-      simplify=lambda inputs, axis: inputs[0] if not axis else None)
+      simplify=_view_simplify(np.expand_dims))
 
 
 def expand_dims(x, axis):
@@ -150,7 +165,7 @@ def _squeezed_shape(shapes, axis, **_):
 
 defop("squeeze", 1, _squeezed_shape, "np.squeeze({0}, {axis})",
       lambda g, out, x, axis: [expand_dims(g, axis)], dtype=same_dtype,
-      simplify=lambda inputs, axis: inputs[0] if not axis else None)
+      simplify=_view_simplify(np.squeeze))
 
 
 def squeeze(x, axis):
