@@ -299,14 +299,18 @@ class Expr:
         return apply("transpose", self, axes=tuple(range(self.ndim - 1, -1, -1)))
 
     def reshape(self, *shape):
+        """``e.reshape((2, 3))`` or ``e.reshape(2, 3)``, as NumPy accepts both."""
         from .shape import reshape
-        return reshape(self, shape[0] if len(shape) == 1 and not isinstance(shape[0], (int, str))
-                       else shape)
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = shape[0]
+        return reshape(self, shape)
 
     def transpose(self, *axes):
+        """``e.transpose()``, ``e.transpose((1, 0))`` or ``e.transpose(1, 0)``."""
         from .shape import transpose
-        return transpose(self, axes[0] if len(axes) == 1 and axes[0] is not None
-                         and not isinstance(axes[0], int) else (axes or None))
+        if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
+            axes = axes[0]
+        return transpose(self, axes or None)
 
     # reductions
     def sum(self, axis=None, keepdims=False):
@@ -353,8 +357,9 @@ def const(value, graph=None, dtype=None):
         array = array.astype(np.float64)
     array.setflags(write=False)
     digest = hashlib.sha256(array.tobytes()).hexdigest()
-    node = graph.add("const", (), {"digest": digest, "dtype": str(array.dtype)}, array.shape,
-                     str(array.dtype), value=array)
+    # the bytes alone do not identify an array: eye(3) and eye(3)[..., None] share them
+    attrs = {"digest": digest, "dtype": str(array.dtype), "shape": array.shape}
+    node = graph.add("const", (), attrs, array.shape, str(array.dtype), value=array)
     return Expr(graph, node)
 
 
@@ -413,4 +418,4 @@ def apply(name, *operands, **attrs):
 # Leaves: a variable is bound to an argument and a constant to a literal or a namespace entry by
 # codegen, so neither has an emission template or a rule.
 defop("var", 0, lambda shapes, name: (), None, None, dtype=same_dtype)
-defop("const", 0, lambda shapes, digest, dtype: (), None, None, dtype=same_dtype)
+defop("const", 0, lambda shapes, digest, dtype, shape: shape, None, None, dtype=same_dtype)

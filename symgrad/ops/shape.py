@@ -504,7 +504,8 @@ def zeros_like(x):
 
 
 defop("stop_gradient", 1, lambda shapes: shapes[0], "{0}", lambda g, out, x: [None],
-      dtype=same_dtype, nondifferentiable=(0,))
+      dtype=same_dtype, nondifferentiable=(0,),
+      simplify=lambda inputs: inputs[0] if inputs[0].op in ("const", "stop_gradient") else None)
 
 
 def stop_gradient(x):
