@@ -83,6 +83,11 @@ class Graph(nx.DiGraph):
             return node
 
     @property
+    def building_derivatives(self):
+        """True inside ``deriving``: the nodes being added belong to a derivative."""
+        return self._order > 0
+
+    @property
     def next_key(self):
         """The key the next new node will get: nodes at or above it were added after this call."""
         return self._next_key

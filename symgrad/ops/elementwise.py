@@ -58,6 +58,48 @@ def _through_broadcasts(name):
     return simplify
 
 
+def _into_selection(name, positions):
+    """While derivatives are built, ``where(c, a, 0) * d`` becomes ``where(c, a * d, 0)`` (and so
+    for ``/``): a local derivative that is infinite where the other branch was taken (sqrt'(0),
+    log'(0)) then never meets the zero cotangent there, so no NaN leaks out of the branch not
+    taken. Forward expressions are left as written."""
+    def simplify(inputs, **attrs):
+        if not inputs[0].graph.building_derivatives:
+            return None
+        for position in positions:
+            selection = inputs[position]
+            if selection.op != "where":
+                continue
+            condition, taken, other = selection.inputs
+            operands = list(inputs)
+            if is_scalar_constant(other, 0):
+                operands[position] = taken
+                return where(condition, apply(name, *operands), 0.0)
+            if is_scalar_constant(taken, 0):
+                operands[position] = other
+                return where(condition, 0.0, apply(name, *operands))
+        return None
+    return simplify
+
+
+def _selections_added(name):
+    """While derivatives are built, ``where(c, a, 0) + where(c, b, 0)`` is ``where(c, a + b, 0)``, so
+    the selection keeps guarding what the sum meets next."""
+    def simplify(inputs, **attrs):
+        x, y = inputs
+        if not x.graph.building_derivatives or x.op != "where" or y.op != "where":
+            return None
+        (cx, ax, bx), (cy, ay, by) = x.inputs, y.inputs
+        if cx.node != cy.node:
+            return None
+        if is_scalar_constant(bx, 0) and is_scalar_constant(by, 0):
+            return where(cx, apply(name, ax, ay), 0.0)
+        if is_scalar_constant(ax, 0) and is_scalar_constant(ay, 0):
+            return where(cx, 0.0, apply(name, bx, by))
+        return None
+    return simplify
+
+
 def _chain(*hooks):
     def simplify(inputs, **attrs):
         for hook in hooks:
@@ -98,7 +140,8 @@ absolute = unary("absolute", "abs", lambda g, out, x: g * sign(x))
 
 defop("negative", 1, same_shape, "-{0}", lambda g, out, x: [-g],
       simplify=_chain(_fold(np.negative),
-                      lambda inputs: inputs[0].inputs[0] if inputs[0].op == "negative" else None))
+                      lambda inputs: inputs[0].inputs[0] if inputs[0].op == "negative" else None,
+                      _into_selection("negative", (0,))))
 
 
 def negative(x):
@@ -176,19 +219,19 @@ def _right_is(number):
 defop("add", 2, broadcast_shape, "{0} + {1}",
       lambda g, out, x, y: [_to_input(g, out, x), _to_input(g, out, y)],
       simplify=_chain(_fold(np.add), _identity_when(_either_side(0)),
-                      _through_broadcasts("add")))
+                      _through_broadcasts("add"), _selections_added("add")))
 defop("subtract", 2, broadcast_shape, "{0} - {1}",
       lambda g, out, x, y: [_to_input(g, out, x), _to_input(-g, out, y)],
       simplify=_chain(_fold(np.subtract), _identity_when(_right_is(0)),
-                      _through_broadcasts("subtract")))
+                      _through_broadcasts("subtract"), _selections_added("subtract")))
 defop("multiply", 2, broadcast_shape, "{0} * {1}",
       lambda g, out, x, y: [_to_input(g * y, out, x), _to_input(g * x, out, y)],
       simplify=_chain(_fold(np.multiply), _identity_when(_either_side(1)),
-                      _through_broadcasts("multiply")))
+                      _through_broadcasts("multiply"), _into_selection("multiply", (0, 1))))
 defop("divide", 2, broadcast_shape, "{0} / {1}",
       lambda g, out, x, y: [_to_input(g / y, out, x), _to_input(-(g * out) / y, out, y)],
       simplify=_chain(_fold(np.divide), _identity_when(_right_is(1)),
-                      _through_broadcasts("divide")))
+                      _through_broadcasts("divide"), _into_selection("divide", (0,))))
 defop("power", 2, broadcast_shape, "{0} ** {1}",
       lambda g, out, x, y: [_to_input(g * (y * x ** (y - 1.0)), out, x),
                             _to_input(g * (out * log(x)), out, y)],
