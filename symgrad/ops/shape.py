@@ -337,7 +337,7 @@ def normalize_index(index, ndim):
             raise SymgradError(f"unsupported index {item!r}: use ints, slices, None or ...")
     if consumed > ndim:
         raise ShapeError(f"too many indices ({consumed}) for {ndim} dimensions")
-    if sum(item is Ellipsis for item in items) > 1:
+    if builtins.sum(item is Ellipsis for item in items) > 1:
         raise ShapeError("an index can only have a single ellipsis")
     normalized = []
     for item in items:
