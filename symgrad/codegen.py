@@ -117,6 +117,7 @@ class SourceGenerator:
         self.names = {}
         for node, name in zip(self.inputs, var_names):
             self.names[node] = self.namer.claim(name)
+        self.input_names = {self.names[node] for node in self.inputs}
         self.namespace = {"np": np, "float": float, "__builtins__": {}}
         self._dims = {}
         self._constants = 0
@@ -164,11 +165,15 @@ class SourceGenerator:
             data = self.graph.nodes[node]
             if data["op"] in ("var", "const"):
                 continue
+            args = [self._operand(i) for i in data["inputs"]]
+            emitter = OPS[data["op"]].numpy
+            if emitter == "{0}":
+                # an identity at run time (stop_gradient): no statement, just another name
+                self.names[node] = args[0]
+                continue
             hint = self.graph.name_hints.get(node) if data["derivative"] else None
             name = _hint_name(self.graph, hint) if hint else None
             self.names[node] = self.namer.claim(name) if name else self.namer.temp()
-            args = [self._operand(i) for i in data["inputs"]]
-            emitter = OPS[data["op"]].numpy
             ctx = EmitContext(self, node, args)
             if isinstance(emitter, str):
                 emitted = _FORMATTER.vformat(emitter, args, _LazyLiterals(data["attrs"]))
@@ -184,8 +189,11 @@ class SourceGenerator:
         data = self.graph.nodes[node]
         if data["op"] == "const" and data["value"].shape == ():
             return f"np.{data['value'].dtype}({self._operand(node)})"
-        if data["op"] in ("broadcast_to_like", "var"):
-            return f"np.array({self._operand(node)})"  # a fresh, writable array, not a view
+        if data["op"] in ("broadcast_to_like", "var") or self.names.get(node) in self.input_names:
+            # a fresh array, not a read-only view nor the caller's own argument
+            if data["shape"] == ():
+                return f"np.{data['dtype']}({self._operand(node)})"
+            return f"np.array({self._operand(node)})"
         return self._operand(node)
 
     def source(self, trace=False):

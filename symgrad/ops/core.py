@@ -387,8 +387,9 @@ def constant_value(expr):
 
 
 def is_scalar_constant(expr, number):
+    """Whether ``expr`` is a constant holding the single value ``number`` (any all-ones shape)."""
     value = constant_value(expr)
-    return value is not None and value.shape == () and value == number
+    return value is not None and value.size == 1 and value.reshape(()) == number
 
 
 def apply(name, *operands, **attrs):

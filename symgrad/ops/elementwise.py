@@ -74,12 +74,17 @@ def _into_selection(name, positions):
             operands = list(inputs)
             if is_scalar_constant(other, 0):
                 operands[position] = taken
-                return where(condition, apply(name, *operands), 0.0)
+                return _same_shape(where(condition, apply(name, *operands), 0.0), inputs)
             if is_scalar_constant(taken, 0):
                 operands[position] = other
-                return where(condition, 0.0, apply(name, *operands))
+                return _same_shape(where(condition, 0.0, apply(name, *operands)), inputs)
         return None
     return simplify
+
+
+def _same_shape(rewritten, inputs):
+    """The rewrite if it has the shape the original op would have had, else None."""
+    return rewritten if rewritten.shape == broadcast_shape([x.shape for x in inputs]) else None
 
 
 def _selections_added(name):
@@ -93,9 +98,9 @@ def _selections_added(name):
         if cx.node != cy.node:
             return None
         if is_scalar_constant(bx, 0) and is_scalar_constant(by, 0):
-            return where(cx, apply(name, ax, ay), 0.0)
+            return _same_shape(where(cx, apply(name, ax, ay), 0.0), inputs)
         if is_scalar_constant(ax, 0) and is_scalar_constant(ay, 0):
-            return where(cx, 0.0, apply(name, bx, by))
+            return _same_shape(where(cx, 0.0, apply(name, bx, by)), inputs)
         return None
     return simplify
 
