@@ -219,7 +219,9 @@ def resolve_reshape(old, new):
 
 
 def _emit_shape(ctx, shape):
-    return literal(tuple(ctx.dim(d) if isinstance(d, str) else d for d in shape)).replace("'", "")
+    """A shape tuple in source, named dimensions read from the arguments at run time."""
+    dims = [ctx.dim(d) if isinstance(d, str) else literal(d) for d in shape]
+    return f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
 
 
 defop("reshape", 1, lambda shapes, shape: shape,
@@ -382,7 +384,8 @@ def _indexed_shape(shapes, index, **_):
     return tuple(result)
 
 
-def _index_source(index):
+def _index_source(index, trim=True):
+    """Index source such as ``1:, 0``; ``trim`` drops trailing full slices (they read as noise)."""
     parts = []
     for item in index:
         if item == _NEWAXIS:
@@ -392,7 +395,7 @@ def _index_source(index):
         else:
             start, stop, step = ("" if p is None else str(p) for p in item[1:])
             parts.append(f"{start}:{stop}" + (f":{step}" if step else ""))
-    while parts and parts[-1] == ":":
+    while trim and parts and parts[-1] == ":":
         parts.pop()
     return ", ".join(parts) if parts else "..."
 
@@ -412,8 +415,9 @@ def _emit_index_grad(ctx):
         zeros = f"np.zeros({literal(ctx.shape)})"
     else:
         zeros = f"np.zeros(np.shape({g})[:{keep}] + np.shape({like}))"
-    prefix = "..., " if keep else ""
-    return [f"{ctx.out} = {zeros}", f"{ctx.out}[{prefix}{_index_source(ctx.attrs['index'])}] = {g}"]
+    # the batch axes of the cotangent come first; the index addresses the axes after them
+    index = ":, " * keep + _index_source(ctx.attrs["index"], trim=False)
+    return [f"{ctx.out} = {zeros}", f"{ctx.out}[{index}] = {g}"]
 
 
 def _index_grad_vjp(g, out, x, like, index, keep):

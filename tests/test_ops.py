@@ -1,0 +1,734 @@
+"""Every op in sg.OPS, table-driven, as JAX's LAX_GRAD_OPS tests are.
+
+CASES says how to build each op from random inputs and what NumPy computes for it. Each case is
+checked for its shape rule, its emitted code, its vjp against central differences (also with
+batched cotangents), its jvp, and its second derivatives; scalar ops are checked against SymPy.
+Defining an op without a case fails test_every_op_has_a_case. The tie conventions and the
+large-input behaviour of the stable ops have their own tests at the end.
+"""
+
+import dataclasses
+import itertools
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pytest
+import sympy
+
+import symgrad as sg
+from symgrad.ops import apply, expand_dims, heaviside, squeeze
+from symgrad.ops.shape import normalize_index
+
+DIMS = {"n": 5}             # the size bound to the symbolic dimension at call time
+NAMES = "abc"               # variable names of a case's inputs, by position
+LEAVES = {"var", "const"}
+EPS = 1e-6                  # central-difference step
+RTOL, ATOL = 1e-6, 1e-6     # tolerances against central differences
+MARGIN = 0.05               # sampled inputs keep at least this far from kinks and ties
+ALPHA = 0.1                 # leaky_relu slope used throughout
+
+
+# -- input domains ---------------------------------------------------------------------------------
+
+
+def normal(rng, shape):
+    return rng.standard_normal(shape)
+
+
+def positive(rng, shape):
+    return rng.uniform(0.5, 2.0, shape)
+
+
+def nonzero(rng, shape):
+    return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.5, 2.0, shape)
+
+
+def uniform(low, high):
+    def sample(rng, shape):
+        return rng.uniform(low, high, shape)
+    return sample
+
+
+def integers(rng, shape):
+    """Small integers as floats, so that comparisons meet ties."""
+    return rng.integers(-1, 2, shape).astype(np.float64)
+
+
+def itself(a, *rest):
+    return a
+
+
+def difference(a, b):
+    return a - b
+
+
+def first_two_gap(axis):
+    """Distances between the two largest and the two smallest entries over ``axis``: max and min
+    reductions have a tie where either vanishes."""
+    def kink(a):
+        axes = tuple(range(a.ndim)) if axis is None else tuple(np.atleast_1d(axis) % a.ndim)
+        moved = np.moveaxis(a, axes, tuple(range(a.ndim - len(axes), a.ndim)))
+        ordered = np.sort(moved.reshape(moved.shape[:a.ndim - len(axes)] + (-1,)), axis=-1)
+        return np.concatenate([(ordered[..., -1] - ordered[..., -2]).ravel(),
+                               (ordered[..., 1] - ordered[..., 0]).ravel()])
+    return kink
+
+
+# -- the table -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    op: str
+    label: str
+    build: Callable         # input Exprs -> an Expr whose op is ``op``
+    shapes: tuple           # one shape per input; "n" is bound to DIMS["n"] at call time
+    reference: Callable     # input arrays -> NumPy's answer
+    domains: tuple = ()     # one sampler per input, standard normal by default
+    kink: Callable = None   # input arrays -> distances to a kink or tie, kept above MARGIN
+
+    @property
+    def id(self):
+        return f"{self.op}-{self.label}"
+
+    @property
+    def differentiable(self):
+        """Input positions a gradient flows into (the op's operands, by position)."""
+        skip = sg.OPS[self.op].nondifferentiable
+        return [i for i in range(len(self.shapes)) if i not in skip]
+
+    @property
+    def nondifferentiable(self):
+        return [i for i in range(len(self.shapes)) if i not in self.differentiable]
+
+    @property
+    def symbolic(self):
+        return any(isinstance(d, str) for shape in self.shapes for d in shape)
+
+
+def unary(op, build, reference, domain=normal, kink=None):
+    return [Case(op, label, build, (shape,), reference, (domain,), kink)
+            for label, shape in [("matrix", (3, 4)), ("batch", ("n", 3))]]
+
+
+BINARY_SHAPES = [("same", (3, 4), (3, 4)), ("broadcast", (3, 1), (4,)), ("scalar", (), (3,)),
+                 ("batch", ("n", 1), (4,))]
+
+
+def binary(op, build, reference, domains=(normal, normal), kink=None, shapes=BINARY_SHAPES):
+    return [Case(op, label, build, (a, b), reference, domains, kink) for label, a, b in shapes]
+
+
+def reduction(op, label, shape, build, reference, axis, keepdims=False, kink=None):
+    return Case(op, label, lambda a: build(a, axis=axis, keepdims=keepdims), (shape,),
+                lambda a: reference(a, axis=axis, keepdims=keepdims), (normal,),
+                kink and kink(axis))
+
+
+def reductions(op, build, reference, kink=None):
+    return [reduction(op, label, shape, build, reference, axis, keepdims, kink)
+            for label, shape, axis, keepdims in [("all", (3, 4), None, False),
+                                                 ("axis0", (3, 4), 0, False),
+                                                 ("axes-keepdims", (2, 3, 4), (0, 2), True),
+                                                 ("batch", ("n", 3), -1, False),
+                                                 ("over-n", ("n", 3), 0, False)]]
+
+
+def np_logsumexp(a, axis=None, keepdims=False):
+    return np.log(np.sum(np.exp(a), axis=axis, keepdims=keepdims))
+
+
+def np_softmax(a, axis):
+    e = np.exp(a)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def normalisers(op, build, reference):
+    return [Case(op, label, lambda a, axis=axis: build(a, axis=axis), (shape,),
+                 lambda a, axis=axis: reference(a, axis))
+            for label, shape, axis in [("vector", (4,), -1), ("rows", (3, 4), -1),
+                                       ("columns", (3, 4), 0), ("batch", ("n", 4), -1),
+                                       ("over-n", ("n", 3), 0)]]
+
+
+def getitem_case(label, shape, index):
+    return Case("getitem", label, lambda a: a[index], (shape,), lambda a: a[index])
+
+
+def index_grad_case(label, g_shape, like_shape, index, keep=0):
+    normalized = normalize_index(index, len(like_shape))
+
+    def reference(g, like):
+        result = np.zeros(g.shape[:keep] + like.shape)
+        result[(slice(None),) * keep + index] = g
+        return result
+    return Case("index_grad", label,
+                lambda g, like: apply("index_grad", g, like, index=normalized, keep=keep),
+                (g_shape, like_shape), reference)
+
+
+def reshape_like_case(label, shape, like_shape, keep=0):
+    return Case("reshape_like", label, lambda a, like: apply("reshape_like", a, like, keep=keep),
+                (shape, like_shape), lambda a, like: a.reshape(a.shape[:keep] + like.shape))
+
+
+def concatenate_case(label, shapes, axis):
+    return Case("concatenate", label, lambda *parts: sg.concatenate(parts, axis=axis), shapes,
+                lambda *parts: np.concatenate(parts, axis=axis))
+
+
+def np_broadcast_to_like(a, like):
+    return np.broadcast_to(a, np.broadcast_shapes(a.shape, like.shape))
+
+
+CASES = [
+    # element-wise functions
+    *unary("sin", sg.sin, np.sin),
+    *unary("cos", sg.cos, np.cos),
+    *unary("tan", sg.tan, np.tan, uniform(-1.2, 1.2)),
+    *unary("exp", sg.exp, np.exp),
+    *unary("log", sg.log, np.log, positive),
+    *unary("log1p", sg.log1p, np.log1p, uniform(-0.5, 2.0)),
+    *unary("expm1", sg.expm1, np.expm1),
+    *unary("sqrt", sg.sqrt, np.sqrt, positive),
+    *unary("tanh", sg.tanh, np.tanh),
+    *unary("sign", sg.sign, np.sign, kink=itself),
+    *unary("absolute", abs, np.abs, kink=itself),
+    *unary("negative", lambda a: -a, np.negative),
+    *unary("heaviside", heaviside, lambda a: np.heaviside(a, 0.5), kink=itself),
+    *unary("sigmoid", sg.sigmoid, lambda a: 1.0 / (1.0 + np.exp(-a)), uniform(-4.0, 4.0)),
+    *unary("softplus", sg.softplus, lambda a: np.log1p(np.exp(a)), uniform(-4.0, 4.0)),
+    *unary("relu", sg.relu, lambda a: np.maximum(a, 0.0), kink=itself),
+    *unary("leaky_relu", lambda a: sg.leaky_relu(a, alpha=ALPHA),
+           lambda a: np.where(a > 0, a, ALPHA * a), kink=itself),
+    # binary arithmetic, with broadcasting
+    *binary("add", lambda a, b: a + b, np.add),
+    *binary("subtract", lambda a, b: a - b, np.subtract),
+    *binary("multiply", lambda a, b: a * b, np.multiply),
+    *binary("divide", lambda a, b: a / b, np.divide, (normal, nonzero)),
+    *binary("power", lambda a, b: a ** b, np.power, (positive, normal)),
+    *binary("maximum", sg.maximum, np.maximum, kink=difference),
+    *binary("minimum", sg.minimum, np.minimum, kink=difference),
+    # comparisons and selection
+    *[case for name, build, reference in [
+        ("less", lambda a, b: a < b, np.less),
+        ("less_equal", lambda a, b: a <= b, np.less_equal),
+        ("greater", lambda a, b: a > b, np.greater),
+        ("greater_equal", lambda a, b: a >= b, np.greater_equal),
+        ("equal", lambda a, b: a == b, np.equal),
+        ("not_equal", lambda a, b: a != b, np.not_equal)]
+      for case in binary(name, build, reference, (integers, integers),
+                         shapes=[BINARY_SHAPES[1], BINARY_SHAPES[3]])],
+    *[Case("where", label, lambda c, a, b: sg.where(c > 0, a, b), shapes,
+           lambda c, a, b: np.where(c > 0, a, b), kink=lambda c, a, b: c)
+      for label, shapes in [("same", ((3, 4), (3, 4), (3, 4))),
+                            ("broadcast", ((3, 1), (4,), ())),
+                            ("batch", (("n", 1), ("n", 4), (4,)))]],
+    # reductions
+    *reductions("sum", sg.sum, np.sum),
+    *reductions("mean", sg.mean, np.mean),
+    *reductions("max", sg.max, np.max, kink=first_two_gap),
+    *reductions("min", sg.min, np.min, kink=first_two_gap),
+    *[reduction("logsumexp", label, shape, sg.logsumexp, np_logsumexp, axis, keepdims)
+      for label, shape, axis, keepdims in [("all", (3, 4), None, False),
+                                           ("axis1-keepdims", (3, 4), 1, True),
+                                           ("batch", ("n", 3), -1, False),
+                                           ("over-n", ("n", 3), 0, False)]],
+    *normalisers("softmax", sg.softmax, np_softmax),
+    *normalisers("log_softmax", sg.log_softmax, lambda a, axis: np.log(np_softmax(a, axis))),
+    Case("axis_size", "static", lambda a: apply("axis_size", a, axis=(-1,)), ((3, 4),),
+         lambda a: np.float64(a.shape[-1])),
+    Case("axis_size", "batch", lambda a: apply("axis_size", a, axis=(-3, -1)), (("n", 3, 2),),
+         lambda a: np.float64(a.shape[0] * a.shape[2])),
+    # moving, replicating and selecting entries
+    Case("broadcast_to_like", "rows", lambda a, b: apply("broadcast_to_like", a, b),
+         ((3, 1), (2, 3, 4)), np_broadcast_to_like),
+    Case("broadcast_to_like", "scalar", lambda a, b: apply("broadcast_to_like", a, b),
+         ((), (3,)), np_broadcast_to_like),
+    Case("broadcast_to_like", "batch", lambda a, b: apply("broadcast_to_like", a, b),
+         ((4,), ("n", 4)), np_broadcast_to_like),
+    Case("broadcast_to_like", "batch-rows", lambda a, b: apply("broadcast_to_like", a, b),
+         (("n", 1), (3,)), np_broadcast_to_like),
+    Case("expand_dims", "front", lambda a: expand_dims(a, 0), ((3, 4),),
+         lambda a: np.expand_dims(a, 0)),
+    Case("expand_dims", "batch", lambda a: expand_dims(a, (0, -1)), (("n", 3),),
+         lambda a: np.expand_dims(a, (0, -1))),
+    Case("squeeze", "middle", lambda a: squeeze(a, 1), ((3, 1, 4),), lambda a: np.squeeze(a, 1)),
+    Case("squeeze", "two", lambda a: squeeze(a, (0, 2)), ((1, 3, 1),),
+         lambda a: np.squeeze(a, (0, 2))),
+    Case("squeeze", "batch", lambda a: squeeze(a, -1), (("n", 1),), lambda a: np.squeeze(a, -1)),
+    Case("reshape", "matrix", lambda a: sg.reshape(a, (2, 6)), ((3, 4),),
+         lambda a: a.reshape(2, 6)),
+    Case("reshape", "infer", lambda a: a.reshape((6, -1)), ((2, 3, 4),),
+         lambda a: a.reshape(6, -1)),
+    Case("reshape", "batch-merge", lambda a: a.reshape(("n", 6)), (("n", 3, 2),),
+         lambda a: a.reshape(a.shape[0], 6)),
+    Case("reshape", "batch-split", lambda a: a.reshape(("n", 2, 3)), (("n", 6),),
+         lambda a: a.reshape(a.shape[0], 2, 3)),
+    reshape_like_case("static", (3, 4), (2, 6)),
+    reshape_like_case("keep", (2, 3, 4), (12,), keep=1),
+    reshape_like_case("batch", ("n", 6), ("n", 2, 3)),
+    Case("transpose", "matrix", lambda a: a.T, ((3, 4),), lambda a: a.T),
+    Case("transpose", "cycle", lambda a: sg.transpose(a, (1, 2, 0)), ((2, 3, 4),),
+         lambda a: np.transpose(a, (1, 2, 0))),
+    Case("transpose", "batch", lambda a: a.T, (("n", 3),), lambda a: a.T),
+    Case("transpose", "batch-last", lambda a: sg.transpose(a, (0, 2, 1)), (("n", 2, 3),),
+         lambda a: np.transpose(a, (0, 2, 1))),
+    getitem_case("tail", (4, 3), slice(1, None)),
+    getitem_case("column", (3, 4), (slice(None), 0)),
+    getitem_case("newaxis-step", (5, 3), (None, slice(None, None, 2))),
+    getitem_case("int-slice", (3, 4), (-1, slice(1, 3))),
+    getitem_case("batch-ellipsis", ("n", 3), (Ellipsis, 1)),
+    getitem_case("batch-reverse", ("n", 3), (slice(None, None, -1), None)),
+    getitem_case("batch-columns", ("n", 3), (slice(None), slice(1, None))),
+    getitem_case("batch-int", ("n", 3), 0),
+    index_grad_case("column", (3,), (3, 4), (slice(None), 1)),
+    index_grad_case("tail", (3, 3), (4, 3), (slice(1, None),)),
+    index_grad_case("keep", (2, 3), (3, 4), (slice(None), 1), keep=1),
+    index_grad_case("keep-tail", (2, 3, 3), (4, 3), (slice(1, None),), keep=1),
+    index_grad_case("batch", ("n",), ("n", 3), (slice(None), 0)),
+    concatenate_case("rows", ((2, 3), (4, 3)), 0),
+    concatenate_case("three", ((2, 1), (2, 2), (2, 3)), 1),
+    concatenate_case("batch", (("n", 2), ("n", 3)), -1),
+    Case("zeros_like", "matrix", lambda a: apply("zeros_like", a), ((3, 4),), np.zeros_like),
+    Case("zeros_like", "batch", lambda a: apply("zeros_like", a), (("n", 3),), np.zeros_like),
+    Case("stop_gradient", "matrix", sg.stop_gradient, ((3, 4),), np.copy),
+    Case("stop_gradient", "batch", sg.stop_gradient, (("n", 3),), np.copy),
+    # matrix products
+    *[Case("matmul", label, lambda a, b: a @ b, shapes, np.matmul)
+      for label, shapes in [("matrix", ((3, 4), (4, 2))), ("vector-matrix", ((4,), (4, 2))),
+                            ("matrix-vector", ((3, 4), (4,))), ("vector-vector", ((4,), (4,))),
+                            ("stacked", ((2, 3, 4), (4, 5))),
+                            ("broadcast-batch", ((2, 1, 3, 4), (5, 4, 2))),
+                            ("batch", (("n", 4), (4, 3))),
+                            ("contract-n", ((2, "n"), ("n", 3)))]],
+    Case("matmul", "dot", sg.dot, ((3, 4), (4,)), np.dot),
+]
+
+CASES_BY_OP = {}
+for _case in CASES:
+    CASES_BY_OP.setdefault(_case.op, []).append(_case)
+
+
+def cases(where=lambda case: True):
+    """Parametrize a test over the CASES ``where`` selects."""
+    def decorate(test):
+        params = []
+        for case in CASES:
+            if not where(case):
+                continue
+            params.append(pytest.param(case, id=case.id))
+        return pytest.mark.parametrize("case", params)(test)
+    return decorate
+
+
+# Independent SymPy formulas for the ops that take scalars; the symgrad side is the op's first case
+# built on scalar variables.
+SYMPY = {
+    "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "exp": sympy.exp, "log": sympy.log,
+    "log1p": lambda a: sympy.log(1 + a),
+    "expm1": lambda a: sympy.exp(a) - 1,
+    "sqrt": sympy.sqrt, "tanh": sympy.tanh, "sign": sympy.sign, "absolute": sympy.Abs,
+    "negative": lambda a: -a,
+    "heaviside": lambda a: sympy.Heaviside(a, sympy.S.Half),
+    "sigmoid": lambda a: 1 / (1 + sympy.exp(-a)),
+    "softplus": lambda a: sympy.log(1 + sympy.exp(a)),
+    "relu": lambda a: sympy.Max(a, 0),
+    "leaky_relu": lambda a: sympy.Piecewise((a, a > 0), (sympy.nsimplify(ALPHA) * a, True)),
+    "add": lambda a, b: a + b,
+    "subtract": lambda a, b: a - b,
+    "multiply": lambda a, b: a * b,
+    "divide": lambda a, b: a / b,
+    "power": lambda a, b: a ** b,
+    "maximum": sympy.Max,
+    "minimum": sympy.Min,
+    "less": lambda a, b: sympy.Piecewise((1, a < b), (0, True)),
+    "less_equal": lambda a, b: sympy.Piecewise((1, a <= b), (0, True)),
+    "greater": lambda a, b: sympy.Piecewise((1, a > b), (0, True)),
+    "greater_equal": lambda a, b: sympy.Piecewise((1, a >= b), (0, True)),
+    "equal": lambda a, b: sympy.Piecewise((1, sympy.Eq(a, b)), (0, True)),
+    "not_equal": lambda a, b: sympy.Piecewise((1, sympy.Ne(a, b)), (0, True)),
+    "where": lambda c, a, b: sympy.Piecewise((a, c > 0), (b, True)),
+}
+
+# Ops with no SymPy check, and why; every op is in exactly one of SYMPY and NO_SYMPY.
+NO_SYMPY = {
+    **dict.fromkeys(["sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax",
+                     "axis_size"], "reduces over an axis"),
+    **dict.fromkeys(["broadcast_to_like", "expand_dims", "squeeze", "reshape", "reshape_like",
+                     "transpose", "getitem", "index_grad", "concatenate", "matmul"],
+                    "moves or contracts axes of an array"),
+    "zeros_like": "a constant: its operand only lends a shape",
+    "stop_gradient": "its derivative is zero by design, unlike the function it computes",
+}
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def concrete(shape):
+    return tuple(DIMS.get(d, d) for d in shape)
+
+
+def sample(case, seed=0):
+    """Random inputs from the case's domains, away from its kinks; fixed per case."""
+    rng = np.random.default_rng([zlib.crc32(case.id.encode()), seed])
+    domains = case.domains or (normal,) * len(case.shapes)
+    for _ in range(1000):
+        arrays = [np.asarray(domain(rng, concrete(shape)), dtype=np.float64)
+                  for domain, shape in zip(domains, case.shapes)]
+        if case.kink is None or np.min(np.abs(case.kink(*arrays)), initial=np.inf) > MARGIN:
+            return arrays, rng
+    raise AssertionError(f"{case.id}: could not sample away from the kinks")
+
+
+def build(case):
+    inputs = [sg.var(name, shape=shape) for name, shape in zip(NAMES, case.shapes)]
+    return inputs, case.build(*inputs)
+
+
+def central_difference(f, args, position, direction=None):
+    """d f(args) / d args[position] by central differences: the whole gradient array, or with
+    ``direction`` (one array per argument) the derivative along it (f may return several arrays)."""
+    if direction is not None:
+        plus = [a + EPS * d for a, d in zip(args, direction)]
+        minus = [a - EPS * d for a, d in zip(args, direction)]
+        return [(p - m) / (2 * EPS) for p, m in zip(f(*plus), f(*minus))]
+    x = args[position]
+    gradient = np.zeros(x.shape)
+    for index in np.ndindex(x.shape):
+        step = np.zeros(x.shape)
+        step[index] = EPS
+        plus, minus = list(args), list(args)
+        plus[position], minus[position] = x + step, x - step
+        gradient[index] = (f(*plus) - f(*minus)) / (2 * EPS)
+    return gradient
+
+
+# -- the table covers every op ---------------------------------------------------------------------
+
+
+def test_every_op_has_a_case():
+    missing = set(sg.OPS) - LEAVES - set(CASES_BY_OP)
+    assert not missing, f"ops with no entry in CASES: {sorted(missing)}"
+    assert not set(CASES_BY_OP) - set(sg.OPS), "CASES names ops that do not exist"
+
+
+def test_every_op_has_a_case_with_a_symbolic_dimension():
+    missing = [op for op, op_cases in CASES_BY_OP.items()
+               if not any(case.symbolic for case in op_cases)]
+    assert not missing, f"ops with no case using the dimension 'n': {missing}"
+
+
+def test_every_op_is_checked_against_sympy_or_says_why():
+    ops = set(sg.OPS) - LEAVES
+    assert not set(SYMPY) & set(NO_SYMPY)
+    assert set(SYMPY) | set(NO_SYMPY) == ops, \
+        f"add to SYMPY or NO_SYMPY: {sorted(ops - set(SYMPY) - set(NO_SYMPY))}"
+
+
+def test_case_ids_are_unique():
+    ids = [case.id for case in CASES]
+    assert len(ids) == len(set(ids))
+
+
+# -- per case: shape rule, emitted code, first and second derivatives ------------------------------
+
+
+@cases()
+def test_shape_rule_matches_numpy(case):
+    arrays, _ = sample(case)
+    _, out = build(case)
+    expected = np.asarray(case.reference(*arrays))
+    assert out.op == case.op
+    assert concrete(out.shape) == expected.shape
+    assert out.dtype == ("bool" if expected.dtype == bool else "float64")
+
+
+@cases()
+def test_emitted_code_matches_numpy(case):
+    arrays, _ = sample(case)
+    inputs, out = build(case)
+    got = np.asarray(sg.compile(out, inputs=inputs)(*arrays))
+    expected = np.asarray(case.reference(*arrays))
+    assert got.shape == expected.shape
+    assert got.dtype == expected.dtype
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def _vjp_function(case):
+    """The compiled forward value and vjp of the case, and sampled inputs and cotangent."""
+    arrays, rng = sample(case)
+    inputs, out = build(case)
+    u = sg.var("u", shape=out.shape)
+    wrts = [inputs[i] for i in case.differentiable]
+    gradients = sg.vjp(out, wrts, u)
+    forward = sg.compile(out, inputs=inputs)
+    backward = sg.compile(gradients, inputs=[*inputs, u])
+    u_value = rng.standard_normal(concrete(out.shape))
+    return arrays, u_value, forward, backward, (inputs, out, u, wrts, gradients)
+
+
+@cases(lambda case: case.differentiable)
+def test_vjp_matches_finite_differences(case):
+    arrays, u_value, forward, backward, _ = _vjp_function(case)
+    got = backward(*arrays, u_value)
+
+    def objective(*args):
+        return np.sum(forward(*args) * u_value)
+
+    for position, gradient in zip(case.differentiable, got):
+        assert gradient.shape == arrays[position].shape
+        np.testing.assert_allclose(gradient, central_difference(objective, arrays, position),
+                                   rtol=RTOL, atol=ATOL, err_msg=f"operand {position}")
+
+
+@cases(lambda case: case.differentiable)
+def test_vjp_with_batched_cotangent_matches_each_row(case):
+    arrays, _, _, backward, (inputs, out, u, wrts, _) = _vjp_function(case)
+    batched = sg.var("U", shape=(2,) + out.shape)
+    fn = sg.compile(sg.vjp(out, wrts, batched), inputs=[*inputs, batched])
+    rows = np.random.default_rng(1).standard_normal((2,) + concrete(out.shape))
+    got = fn(*arrays, rows)
+    for k in range(2):
+        for position, batch, row in zip(case.differentiable, got, backward(*arrays, rows[k])):
+            assert batch.shape == (2,) + arrays[position].shape
+            np.testing.assert_allclose(batch[k], row, rtol=1e-12, atol=1e-12,
+                                       err_msg=f"operand {position}, row {k}")
+
+
+@cases(lambda case: case.differentiable)
+def test_hvp_matches_finite_differences_of_the_gradient(case):
+    arrays, u_value, _, backward, (inputs, out, u, wrts, _) = _vjp_function(case)
+    directions = [sg.var(f"v{i}", shape=w.shape) for i, w in enumerate(wrts)]
+    products = sg.hvp(sg.sum(out * u), wrts, directions)
+    fn = sg.compile(products, inputs=[*inputs, u, *directions])
+    rng = np.random.default_rng(2)
+    for _ in range(2):
+        v_values = [rng.standard_normal(arrays[i].shape) for i in case.differentiable]
+        got = fn(*arrays, u_value, *v_values)
+        along = [np.zeros(a.shape) for a in arrays]
+        for i, v in zip(case.differentiable, v_values):
+            along[i] = v
+        expected = central_difference(lambda *args: backward(*args, u_value), arrays, None,
+                                      direction=along)
+        for position, h, e in zip(case.differentiable, got, expected):
+            assert h.shape == arrays[position].shape
+            np.testing.assert_allclose(h, e, rtol=RTOL, atol=ATOL, err_msg=f"operand {position}")
+
+
+@cases(lambda case: case.differentiable)
+def test_jvp_matches_directional_finite_differences(case):
+    arrays, rng = sample(case)
+    inputs, out = build(case)
+    wrts = [inputs[i] for i in case.differentiable]
+    tangents = [sg.var(f"t{i}", shape=w.shape) for i, w in enumerate(wrts)]
+    fn = sg.compile(sg.jvp(out, wrts, tangents), inputs=[*inputs, *tangents])
+    forward = sg.compile([out], inputs=inputs)
+    along = [np.zeros(a.shape) for a in arrays]
+    for i in case.differentiable:
+        along[i] = rng.standard_normal(arrays[i].shape)
+    got = fn(*arrays, *(along[i] for i in case.differentiable))
+    (expected,) = central_difference(forward, arrays, None, direction=along)
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+
+
+@cases(lambda case: case.differentiable and not case.symbolic)
+def test_hessian_matches_finite_differences_of_the_gradient(case):
+    arrays, u_value, _, backward, (inputs, out, u, wrts, _) = _vjp_function(case)
+    blocks = sg.hessian(sg.sum(out * u), wrts)
+    fn = sg.compile(list(itertools.chain(*blocks)), inputs=[*inputs, u])
+    got = fn(*arrays, u_value)
+    count = len(wrts)
+    for j, position in enumerate(case.differentiable):
+        columns = [np.zeros(arrays[i].shape + arrays[position].shape)
+                   for i in case.differentiable]
+        for index in np.ndindex(arrays[position].shape):
+            along = [np.zeros(a.shape) for a in arrays]
+            along[position][index] = 1.0
+            for column, d in zip(columns, central_difference(
+                    lambda *args: backward(*args, u_value), arrays, None, along)):
+                column[(Ellipsis,) + index] = d
+        for i in range(count):
+            np.testing.assert_allclose(got[i * count + j], columns[i], rtol=RTOL, atol=ATOL,
+                                       err_msg=f"block ({i}, {j})")
+
+
+@cases(lambda case: case.nondifferentiable)
+def test_nondifferentiable_operands_get_zero_gradient(case):
+    arrays, rng = sample(case)
+    inputs, out = build(case)
+    u = sg.var("u", shape=out.shape)
+    wrts = [inputs[i] for i in case.nondifferentiable]
+    fn = sg.compile(sg.vjp(out, wrts, u, disconnected="zero"), inputs=[*inputs, u])
+    got = fn(*arrays, rng.standard_normal(concrete(out.shape)))
+    for position, gradient in zip(case.nondifferentiable, got):
+        np.testing.assert_array_equal(gradient, np.zeros(arrays[position].shape))
+
+
+# -- scalar ops against SymPy ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", sorted(SYMPY))
+def test_first_and_second_derivatives_match_sympy(op):
+    case = CASES_BY_OP[op][0]
+    case = dataclasses.replace(case, shapes=((),) * len(case.shapes))
+    xs, out = build(case)
+    assert out.shape == () and out.op == op
+    f = sg.where(out, 1.0, 0.0) if out.dtype == "bool" else out
+    first = sg.grad(f, xs, disconnected="zero")
+    second = [sg.grad(g, xs, disconnected="zero") for g in first]
+    fn = sg.compile([f, *first, *itertools.chain(*second)], inputs=xs)
+
+    symbols = sympy.symbols(list(NAMES[:len(xs)]), real=True)
+    expr = SYMPY[op](*symbols)
+    expected_exprs = [expr, *(sympy.diff(expr, s) for s in symbols),
+                      *(sympy.diff(expr, s, t) for s in symbols for t in symbols)]
+    for seed in range(4):
+        arrays, _ = sample(case, seed)
+        point = {s: sympy.Float(float(a)) for s, a in zip(symbols, arrays)}
+        expected = [float(e.subs(point)) for e in expected_exprs]
+        np.testing.assert_allclose(np.array(fn(*arrays), dtype=float), expected,
+                                   rtol=1e-10, atol=1e-12, err_msg=f"at {point}")
+
+
+# -- conventions: ties split evenly, documented derivatives ----------------------------------------
+
+
+def compiled_derivative(build_output, value):
+    """d/dx of sum(build_output(x)) at ``value`` (x has value's shape)."""
+    value = np.asarray(value, dtype=np.float64)
+    with sg.use_graph():
+        x = sg.var("x", shape=value.shape)
+        gradient = sg.grad(sg.sum(build_output(x)), x, disconnected="zero")
+        return sg.compile(gradient, inputs=[x])(value)
+
+
+def test_sigmoid_derivative_is_s_times_one_minus_s():
+    points = np.linspace(-8.0, 8.0, 9)
+    s = 1.0 / (1.0 + np.exp(-points))
+    np.testing.assert_allclose(compiled_derivative(sg.sigmoid, points), s * (1.0 - s),
+                               rtol=1e-12)
+
+
+def test_softplus_derivative_is_sigmoid_and_half_at_zero():
+    assert compiled_derivative(sg.softplus, 0.0) == 0.5
+    points = np.linspace(-8.0, 8.0, 9)
+    np.testing.assert_allclose(compiled_derivative(sg.softplus, points),
+                               1.0 / (1.0 + np.exp(-points)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("build_output, at_zero", [
+    (sg.relu, 0.5), (abs, 0.0), (sg.sign, 0.0), (heaviside, 0.0),
+    (lambda x: sg.leaky_relu(x, alpha=ALPHA), (1.0 + ALPHA) / 2),
+], ids=["relu", "abs", "sign", "heaviside", "leaky_relu"])
+def test_derivative_at_the_kink(build_output, at_zero):
+    assert compiled_derivative(build_output, 0.0) == at_zero
+    np.testing.assert_array_equal(compiled_derivative(build_output, np.zeros(3)), at_zero)
+
+
+@pytest.mark.parametrize("function", [sg.maximum, sg.minimum], ids=["maximum", "minimum"])
+def test_elementwise_tie_splits_the_gradient_evenly(function):
+    x, y = sg.var("x"), sg.var("y")
+    fn = sg.compile(sg.grad(function(x, y), [x, y]), inputs=[x, y])
+    assert fn(1.5, 1.5) == (0.5, 0.5)
+    assert compiled_derivative(lambda z: function(z, z), 1.5) == 1.0
+    # broadcast: the scalar collects half of each tie it takes part in
+    a, b = sg.var("a", shape=(3,)), sg.var("b")
+    fn = sg.compile(sg.grad(sg.sum(function(a, b)), [a, b]), inputs=[a, b])
+    grad_a, grad_b = fn(np.array([1.0, 1.0, 1.0]), 1.0)
+    np.testing.assert_array_equal(grad_a, [0.5, 0.5, 0.5])
+    assert grad_b == 1.5
+
+
+@pytest.mark.parametrize("reduce", [sg.max, sg.min], ids=["max", "min"])
+def test_reduction_ties_share_the_gradient_evenly(reduce):
+    sign = 1.0 if reduce is sg.max else -1.0
+    np.testing.assert_allclose(compiled_derivative(reduce, sign * np.array([1.0, 3.0, 3.0, 2.0])),
+                               [0.0, 0.5, 0.5, 0.0])
+    rows = sign * np.array([[2.0, 2.0, 2.0], [1.0, 0.0, 1.0]])
+    np.testing.assert_allclose(compiled_derivative(lambda x: reduce(x, axis=1), rows),
+                               [[1 / 3, 1 / 3, 1 / 3], [0.5, 0.0, 0.5]])
+    np.testing.assert_allclose(compiled_derivative(lambda x: reduce(x, axis=0), rows.T),
+                               [[1 / 3, 0.5], [1 / 3, 0.0], [1 / 3, 0.5]])
+
+
+# -- the normalisers' Jacobians --------------------------------------------------------------------
+
+
+def test_softmax_jacobian_is_diag_p_minus_p_p_transpose():
+    z = np.array([0.3, -1.2, 2.0, 0.1, -0.5])
+    x = sg.var("x", shape=(5,))
+    p, jacobian = sg.compile([sg.softmax(x), sg.jacobian(sg.softmax(x), x)], inputs=[x])(z)
+    np.testing.assert_allclose(p, np_softmax(z, -1), rtol=1e-12)
+    np.testing.assert_allclose(jacobian, np.diag(p) - np.outer(p, p), rtol=1e-12, atol=1e-15)
+
+
+def test_softmax_jacobian_over_rows_is_block_diagonal():
+    z = np.random.default_rng(3).standard_normal((2, 3))
+    x = sg.var("x", shape=(2, 3))
+    jacobian = sg.compile(sg.jacobian(sg.softmax(x, axis=1), x), inputs=[x])(z)
+    expected = np.zeros((2, 3, 2, 3))
+    for row in range(2):
+        p = np_softmax(z[row], -1)
+        expected[row, :, row, :] = np.diag(p) - np.outer(p, p)
+    np.testing.assert_allclose(jacobian, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_log_softmax_jacobian_is_identity_minus_ones_p_transpose():
+    z = np.array([0.3, -1.2, 2.0, 0.1])
+    x = sg.var("x", shape=(4,))
+    jacobian = sg.compile(sg.jacobian(sg.log_softmax(x), x), inputs=[x])(z)
+    p = np_softmax(z, -1)
+    np.testing.assert_allclose(jacobian, np.eye(4) - np.outer(np.ones(4), p), rtol=1e-12,
+                               atol=1e-15)
+
+
+# -- stability for large inputs --------------------------------------------------------------------
+
+
+def _stable_logsumexp(z):
+    top = np.max(z)
+    return top + np.log(np.sum(np.exp(z - top)))
+
+
+def _stable_sigmoid(z):
+    return np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))),
+                    np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
+
+
+# op -> (build, value, gradient of <out, u>) with the expectations written in stable NumPy
+STABLE = {
+    "sigmoid": (sg.sigmoid, _stable_sigmoid,
+                lambda z, u: u * _stable_sigmoid(z) * _stable_sigmoid(-z)),
+    "softplus": (sg.softplus, lambda z: np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z))),
+                 lambda z, u: u * _stable_sigmoid(z)),
+    "logsumexp": (sg.logsumexp, _stable_logsumexp,
+                  lambda z, u: u * np.exp(z - _stable_logsumexp(z))),
+    "log_softmax": (sg.log_softmax, lambda z: z - _stable_logsumexp(z),
+                    lambda z, u: u - np.exp(z - _stable_logsumexp(z)) * np.sum(u)),
+    "softmax": (sg.softmax, lambda z: np.exp(z - _stable_logsumexp(z)),
+                lambda z, u: (lambda p: p * (u - np.sum(u * p)))(np.exp(z - _stable_logsumexp(z)))),
+}
+EXTREMES = {"mixed": [1000.0, -1000.0, 0.0, 999.0], "all-large": [1000.0, 1001.0, 999.5, 1000.0],
+            "all-small": [-1000.0, -1001.0, -999.5, -1000.0]}
+
+
+@pytest.mark.parametrize("inputs", EXTREMES.values(), ids=EXTREMES.keys())
+@pytest.mark.parametrize("op", STABLE)
+def test_stable_for_large_inputs(op, inputs):
+    build_output, value, vjp = STABLE[op]
+    z = np.array(inputs)
+    x = sg.var("x", shape=(4,))
+    out = build_output(x)
+    u = sg.var("u", shape=out.shape)
+    v = sg.var("v", shape=(4,))
+    u_value = np.array([0.5, -1.0, 2.0, 0.25]) if out.ndim else np.float64(1.5)
+    fn = sg.compile([out, sg.vjp(out, x, u), sg.hvp(sg.sum(out * u), x, v)], inputs=[x, u, v])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        got_value, got_gradient, got_hvp = fn(z, u_value, np.ones(4))
+    np.testing.assert_allclose(got_value, value(z), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(got_gradient, vjp(z, u_value), rtol=1e-12, atol=1e-300)
+    assert np.all(np.isfinite(got_hvp))
