@@ -8,11 +8,11 @@
 [15.0, 5.0, 8.0, 0.0]
 """
 
-from .api import CompiledFunction, compile, draw, show_graph, to_dot, var
+from .api import CompiledFunction, check_grad, compile, defop, draw, show_graph, to_dot, var
 from .differentiate import DisconnectedWarning, grad, hessian, hvp, jacobian, jvp, vjp
 from .errors import ParseError, ShapeError, SymgradError, UndefinedGradientError
 from .graph import Graph, default_graph, use_graph
-from .ops import (Expr, OPS, clip, concatenate, const, cos, dot, exp, expm1, leaky_relu, log,
+from .ops import (Expr, OPS, clip, custom_gradient, concatenate, const, cos, dot, exp, expm1, leaky_relu, log,
                   log1p, log_softmax, logsumexp, matmul, max, maximum, mean, min, minimum, relu,
                   reshape, sigmoid, sign, sin, softmax, softplus, sqrt, stop_gradient, sum, tan,
                   tanh, transpose, where)
@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CompiledFunction", "DisconnectedWarning", "Expr", "Graph", "OPS", "ParseError", "ShapeError",
-    "SymgradError", "UndefinedGradientError", "abs", "clip", "compile", "concatenate", "const",
+    "SymgradError", "UndefinedGradientError", "abs", "check_grad", "clip", "compile",
+    "custom_gradient", "defop", "concatenate", "const",
     "cos", "default_graph", "dot", "draw", "show_graph", "to_dot", "exp", "expm1", "from_sympy", "grad", "hessian", "hvp",
     "jacobian", "jvp", "leaky_relu", "log", "log1p", "log_softmax", "logsumexp", "matmul", "max",
     "maximum", "mean", "min", "minimum", "parse", "relu", "reshape", "sigmoid", "sign", "sin",

@@ -191,3 +191,77 @@ def to_dot(outputs, inputs=None, at=None):
 def draw(outputs, path, inputs=None, at=None):
     """Write a picture (.svg, .png or .pdf) of the graph behind ``outputs`` with Graphviz."""
     write_picture(to_dot(outputs, inputs, at), path)
+
+
+def defop(name, arity, shape, numpy, vjp, dtype=None, nondifferentiable=()):
+    """Register a new primitive and return the function that builds it.
+
+    ``shape(input_shapes, **attrs)`` gives the output shape; ``numpy`` is an emission template
+    (operands ``{0}, {1}...``, attributes by name) or a function of the emission context; ``vjp(g,
+    out, *inputs, **attrs)`` returns one Expr or None per input, built from existing ops, so that
+    the new op can be differentiated to any order. ``g`` may carry leading batch axes (Jacobians
+    use them): address the op's own axes from the right.
+
+    >>> import symgrad as sg
+    >>> cube = sg.defop("cube_example", 1, lambda shapes: shapes[0], "{0} ** 3",
+    ...                 vjp=lambda g, out, x: [g * 3.0 * x ** 2])
+    >>> x = sg.var("x")
+    >>> sg.compile([cube(x), sg.grad(cube(x), x), sg.grad(sg.grad(cube(x), x), x)])(2.0)
+    (np.float64(8.0), np.float64(12.0), np.float64(12.0))
+    >>> del sg.OPS["cube_example"]
+    """
+    from .ops import OPS, apply
+    from .ops import defop as register
+    from .ops.core import float_dtype
+    if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
+        raise SymgradError(f"op name {name!r} must be an ASCII identifier")
+    if name in OPS:
+        raise SymgradError(f"op {name!r} already exists")
+    if not callable(shape) or not callable(vjp) or not (isinstance(numpy, str) or callable(numpy)):
+        raise SymgradError("defop needs a shape function, a NumPy template (or emitter) and a vjp")
+    register(name, arity, shape, numpy, vjp, dtype=dtype or float_dtype,
+             nondifferentiable=tuple(nondifferentiable))
+
+    def build(*operands, **attrs):
+        return apply(name, *operands, **attrs)
+    build.__name__ = name
+    return build
+
+
+def check_grad(f, at, wrt=None, step=1e-6):
+    """Compare the symbolic gradient of scalar ``f`` with central differences at ``at`` (input name
+    -> value). Returns {variable name: worst relative error over its entries}, where the relative
+    error of one entry is ``|symbolic - numeric| / max(|symbolic|, |numeric|, 1e-8)``.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> sg.check_grad(sg.sin(x) * x, {"x": 0.7})["x"] < 1e-8
+    True
+    """
+    wrt = list(f.variables.values()) if wrt is None else (
+        [wrt] if isinstance(wrt, Expr) else list(wrt))
+    inputs = list(f.variables.values())
+    names = [v.name for v in inputs]
+    missing = [n for n in names if n not in at]
+    if missing:
+        raise SymgradError(f"check_grad: no value given for {', '.join(missing)}")
+    value = compile(f, inputs=inputs)
+    gradient = compile(grad(f, wrt, disconnected="zero"), inputs=inputs)
+    point = {n: np.array(at[n], dtype=np.float64) for n in names}
+    symbolic = gradient(**point)
+    symbolic = symbolic if isinstance(symbolic, tuple) else (symbolic,)
+    report = {}
+    for w, analytic in zip(wrt, symbolic):
+        base = point[w.name]
+        numeric = np.zeros(base.shape)
+        for index in np.ndindex(base.shape):
+            shifted = dict(point)
+            for sign in (1.0, -1.0):
+                moved = base.copy()
+                moved[index] += sign * step
+                shifted[w.name] = moved
+                numeric[index] += sign * value(**shifted) / (2.0 * step)
+        analytic = np.asarray(analytic)
+        scale = np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), 1e-8)
+        report[w.name] = float(np.max(np.abs(analytic - numeric) / scale)) if numeric.size else 0.0
+    return report

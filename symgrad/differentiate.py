@@ -135,8 +135,12 @@ def _vjp_nodes(y, wrts, cotangent, disconnected):
     for w in wrts:
         g = table[w.node]
         if w.node not in connected:
-            message = (f"the output does not depend on {_wrt_label(w)!r}; pass "
-                       f"disconnected='zero' for a zero gradient")
+            if w.node in graph.ancestors_in_order([y.node]):
+                reason = (f"the output depends on {_wrt_label(w)!r} only through operations no "
+                          f"gradient flows through (comparisons, masks, stop_gradient, shapes)")
+            else:
+                reason = f"the output does not depend on {_wrt_label(w)!r}"
+            message = f"{reason}; pass disconnected='zero' for a zero gradient"
             if disconnected == "raise":
                 raise UndefinedGradientError(message)
             if disconnected == "warn":

@@ -281,7 +281,7 @@ def minimum(x, y):
 
 
 def clip(x, lower, upper):
-    """``minimum(maximum(x, lower), upper)``, with maximum's tie convention at the bounds."""
+    """``minimum(maximum(x, lower), upper)``; at a bound the derivative is 1/2 (the tie rule)."""
     return minimum(maximum(x, lower), upper)
 
 
