@@ -403,9 +403,21 @@ def _index_source(index, trim=True):
 defop("getitem", 1, _indexed_shape, lambda ctx: f"{ctx.args[0]}[{_index_source(ctx.attrs['index'])}]",
       lambda g, out, x, index: [apply("index_grad", g, x, index=index,
                                       keep=_leading_axes(g, out))],
-      dtype=same_dtype,
-      simplify=lambda inputs, index: inputs[0] if all(
-          item == ("slice", None, None, None) for item in index) else None)
+      dtype=same_dtype, simplify=lambda inputs, index: _getitem_simplify(inputs[0], index))
+
+
+def _python_index(index):
+    return tuple(None if item == _NEWAXIS else item if isinstance(item, int)
+                 else slice(*item[1:]) for item in index)
+
+
+def _getitem_simplify(x, index):
+    if all(item == ("slice", None, None, None) for item in index):
+        return x
+    if x.op == "const":
+        # also keeps a subscript off an inlined scalar literal (2.0[None] is not Python)
+        return const(x.data["value"][_python_index(index)], x.graph)
+    return None
 
 
 def _emit_index_grad(ctx):
