@@ -8,7 +8,7 @@
 [15.0, 5.0, 8.0, 0.0]
 """
 
-from .api import CompiledFunction, check_grad, compile, defop, draw, show_graph, to_dot, var
+from .api import CompiledFunction, __version__, check_grad, compile, defop, draw, show_graph, to_dot, var
 from .differentiate import DisconnectedWarning, grad, hessian, hvp, jacobian, jvp, vjp
 from .errors import ParseError, ShapeError, SymgradError, UndefinedGradientError
 from .graph import Graph, default_graph, use_graph
@@ -19,7 +19,6 @@ from .ops import (Expr, OPS, clip, custom_gradient, concatenate, const, cos, dot
 from .ops import absolute as abs
 from .parse import from_sympy, parse, to_sympy
 
-__version__ = "0.1.0"
 
 __all__ = [
     "CompiledFunction", "DisconnectedWarning", "Expr", "Graph", "OPS", "ParseError", "ShapeError",

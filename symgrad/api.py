@@ -15,6 +15,7 @@ from .ops import Expr, check_name, check_shape, graph_of
 from .parse import from_sympy, parse, to_sympy  # noqa: F401
 from .render import describe, dot_source, format_value, table, write_picture  # noqa: F401
 
+__version__ = "0.1.0"
 DTYPES = ("float64", "float32")
 
 

@@ -89,7 +89,7 @@ def parse_shapes(text):
 def build_parser():
     parser = _Parser(prog="symgrad", description="Symbol-to-symbol derivatives of a formula: "
                      "print the gradient graph, draw it, emit NumPy code, or evaluate it.")
-    parser.add_argument("--version", action="version", version=f"symgrad {_version()}")
+    parser.add_argument("--version", action="version", version=f"symgrad {api.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, help_text in [("grad", "gradient (or derivatives up to --order) of a scalar formula"),
                             ("hessian", "Hessian of a scalar formula")]:
@@ -107,11 +107,6 @@ def build_parser():
             command.add_argument("--order", type=int, default=1,
                                  help="derivatives of order 1..N (one --wrt variable)")
     return parser
-
-
-def _version():
-    from . import __version__
-    return __version__
 
 
 def _jsonable(value):

@@ -4,10 +4,12 @@ The text is tokenized and parsed here, never handed to eval, exec, ast, sympify 
 only the names, functions and literals listed below can come out of it. Imports ops and errors.
 """
 
+import contextlib
 import keyword
 import math
 import numbers
 import re
+import sys
 
 import numpy as np
 
@@ -18,6 +20,8 @@ from .ops import Expr, check_name, check_shape, const
 
 MAX_LENGTH = 100_000
 MAX_DEPTH = 100
+MAX_DEPTH_CEILING = 500     # deeper recursive descent would risk the C stack
+FRAMES_PER_LEVEL = 12
 
 # -- tokens ------------------------------------------------------------------------------------------
 
@@ -60,6 +64,16 @@ def tokenize(text):
 
 
 # -- values the parser passes around: expressions, or literals still usable as axes and indices -------
+
+
+class ListLiteral:
+    """``[a, b, ...]``: only concatenate's first argument may be one."""
+
+    __slots__ = ("items", "position")
+
+    def __init__(self, items, position):
+        self.items = items
+        self.position = position
 
 
 class Literal:
@@ -108,6 +122,10 @@ _METHODS = {"sum": "sum", "mean": "mean", "max": "max", "min": "min", "reshape":
 FUNCTION_NAMES = tuple(sorted(list(_FUNCTIONS) + list(_EXTREMA)))
 
 
+class _Unbuilt:
+    """What a value is while the grammar alone is being checked, before anything is built."""
+
+
 class _Parser:
     """Recursive descent over the token list, its depth bounded by ``max_depth``.
 
@@ -120,7 +138,7 @@ class _Parser:
     atom       := NUMBER | NAME | NAME '(' arguments ')' | '(' expression [',' ...] ')' | '[' list ']'
     """
 
-    def __init__(self, text, graph, shapes, max_depth):
+    def __init__(self, text, graph, shapes, max_depth, check_only=False):
         self.text = text
         self.tokens = tokenize(text)
         self.index = 0
@@ -128,6 +146,8 @@ class _Parser:
         self.shapes = shapes
         self.max_depth = max_depth
         self.depth = 0
+        self.positions = {}
+        self.check_only = check_only
 
     # token helpers
     def peek(self, offset=0):
@@ -164,18 +184,23 @@ class _Parser:
     # building
     def expr(self, value):
         """An Expr for a parsed value: literals become constants, nothing else is accepted."""
-        if isinstance(value, Expr):
+        if isinstance(value, (Expr, _Unbuilt)):
             return value
+        if isinstance(value, ListLiteral):
+            raise self.error("a list is only allowed as concatenate's first argument",
+                             value.position)
         if isinstance(value.value, bool) or value.value is None or isinstance(value.value, tuple):
             raise self.error(f"{value.value!r} cannot be used as a value here", value.position)
         try:
             number = float(value.value)
         except OverflowError:
             raise self.error("number too large", value.position) from None
-        return const(number, self.graph)
+        return _Unbuilt() if self.check_only else const(number, self.graph)
 
     def build(self, position, function, *args, **kwargs):
         """Call an op function, tying any shape or usage error to the formula position."""
+        if self.check_only:
+            return _Unbuilt()
         try:
             return function(*args, **kwargs)
         except ParseError:
@@ -290,10 +315,10 @@ class _Parser:
         args, kwargs = self.arguments()
         static = [self.static(a) for a in args]
         static_kwargs = {k: self.static(v) for k, v in kwargs.items()}
-        method = getattr(value, _METHODS[name])
         if name in ("reshape", "transpose") and len(static) > 1:
             static = [tuple(static)]
-        return self.build(position, method, *static, **static_kwargs)
+        return self.build(position, lambda e, *a, **k: getattr(e, _METHODS[name])(*a, **k), value,
+                          *static, **static_kwargs)
 
     def subscripts(self):
         items = []
@@ -307,6 +332,8 @@ class _Parser:
 
     def subscript(self):
         token = self.peek()
+        if token[1] in ("]", ",") and token[0] == "op":
+            raise self.error("empty index", token[2])
         if token[1] == "..." and token[0] == "op":
             self.next()
             return Ellipsis
@@ -344,11 +371,18 @@ class _Parser:
         """The Python value of a literal argument (axis, keepdims, alpha, shape...)."""
         if isinstance(value, Literal):
             return value.value
-        if isinstance(value, list):
+        if isinstance(value, ListLiteral):
             raise self.error("a list is only allowed as concatenate's first argument",
-                             self.peek()[2])
+                             value.position)
         raise self.error("this argument must be a literal (a number, a tuple of numbers, None, "
-                         "True or False)", self.peek()[2])
+                         "True or False)", self.positions.get(id(value), self.peek()[2]))
+
+    def argument(self):
+        """One argument, its start remembered so that a complaint about it points there."""
+        position = self.peek()[2]
+        value = self.expression()
+        self.positions[id(value)] = position
+        return value
 
     def arguments(self):
         """Arguments up to the closing ')': positional values, then name=literal keywords."""
@@ -362,11 +396,11 @@ class _Parser:
                 self.next()
                 if token[1] in kwargs:
                     raise self.error(f"keyword {token[1]!r} repeated", token[2])
-                kwargs[token[1]] = self.expression()
+                kwargs[token[1]] = self.argument()
             else:
                 if kwargs:
                     raise self.error("positional argument after a keyword argument", token[2])
-                args.append(self.expression())
+                args.append(self.argument())
             if self.accept(")"):
                 return args, kwargs
             self.expect(",", "between arguments")
@@ -403,7 +437,7 @@ class _Parser:
                     break
             self.expect("]", "to close the list")
             self.leave()
-            return items
+            return ListLiteral(items, position)
         if kind == "end":
             raise self.error("the formula ends too early", position)
         raise self.error(f"unexpected {text!r}", position)
@@ -414,6 +448,8 @@ class _Parser:
                 raise self.error("integer literal too long", position)
             return Literal(int(text), position)
         value = float(text)
+        if math.isinf(value):
+            raise self.error("number too large", position)
         return Literal(value, position)
 
     def name(self, token):
@@ -431,6 +467,8 @@ class _Parser:
         return self.variable(name, position)
 
     def variable(self, name, position):
+        if self.check_only:
+            return _Unbuilt()
         existing = self.graph.variables.get(name)
         if name in self.shapes:
             shape = self.shapes[name]
@@ -480,12 +518,10 @@ class _Parser:
             if key in static:
                 values[key] = self.static(value)
             elif key == "parts":
-                if not isinstance(value, list):
+                if not isinstance(value, ListLiteral):
                     raise self.error("concatenate takes a list such as [a, b]", position)
-                values[key] = [self.expr(v) for v in value]
+                values[key] = [self.expr(v) for v in value.items]
             else:
-                if isinstance(value, list):
-                    raise self.error(f"{name}() does not take a list", position)
                 values[key] = self.expr(value)
         return self.build(position, spec["fn"], **values)
 
@@ -510,13 +546,39 @@ def parse(text, shapes=None, graph=None, max_length=MAX_LENGTH, max_depth=MAX_DE
         if not isinstance(name, str) or not name.isidentifier():
             raise SymgradError(f"shapes names variables; {name!r} is not a name")
     graph = default_graph() if graph is None else graph
-    with graph.atomic():
+    if not isinstance(max_depth, int) or not 1 <= max_depth <= MAX_DEPTH_CEILING:
+        raise SymgradError(f"max_depth must be an int from 1 to {MAX_DEPTH_CEILING}")
+    with graph.atomic(), _stack_room(max_depth * FRAMES_PER_LEVEL):
+        # the grammar is checked in full before any node is built, so that text outside the
+        # grammar is always a ParseError, never a shape error from the part before it
+        checker = _Parser(text, graph, shapes, max_depth, check_only=True)
+        parser = _Parser(text, graph, shapes, max_depth)
         try:
-            return _Parser(text, graph, shapes, max_depth).parse()
+            checker.parse()
+            return parser.parse()
         except RecursionError:
-            # only reachable when max_depth was raised past what the interpreter's stack allows
-            raise ParseError(f"the formula nests too deeply for this interpreter; keep max_depth "
-                             f"below {max_depth}", text) from None
+            raise ParseError("the formula nests too deeply for the interpreter's stack", text,
+                             max(checker.peek()[2], parser.peek()[2])) from None
+
+
+@contextlib.contextmanager
+def _stack_room(frames):
+    """Make sure ``frames`` more Python frames fit under the recursion limit while parsing: each
+    level of nesting costs the recursive-descent parser about FRAMES_PER_LEVEL frames."""
+    depth = 0
+    frame = sys._getframe()
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    limit = sys.getrecursionlimit()
+    needed = depth + frames + 100
+    if needed > limit:
+        sys.setrecursionlimit(needed)
+    try:
+        yield
+    finally:
+        if needed > limit:
+            sys.setrecursionlimit(limit)
 
 
 # -- SymPy --------------------------------------------------------------------------------------------

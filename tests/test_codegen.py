@@ -1,0 +1,302 @@
+"""Graph -> NumPy source: golden sources, names, argument checks and the sandbox it runs in."""
+
+import textwrap
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad import codegen
+
+RNG = np.random.default_rng(7)
+
+
+def golden(text):
+    return textwrap.dedent(text).lstrip("\n")
+
+
+# -- golden sources --------------------------------------------------------------------------------
+
+
+def test_golden_forward_function():
+    x, y = sg.var("x"), sg.var("y")
+    fn = sg.compile(sg.sin(x) * sg.exp(y))
+    assert fn.source == golden("""
+        def f(x, y):
+            t0 = np.sin(x)
+            t1 = np.exp(y)
+            t2 = t0 * t1
+            return t2,
+        """)
+
+
+def test_golden_gradient():
+    x, y = sg.var("x"), sg.var("y")
+    f = sg.sin(x) * sg.exp(y)
+    fn = sg.compile([f, *sg.grad(f, [x, y])])
+    # d/dy of sin(x) * exp(y) is the function itself: hash-consing finds t2 again
+    assert fn.source == golden("""
+        def f(x, y):
+            t0 = np.sin(x)
+            t1 = np.exp(y)
+            t2 = t0 * t1
+            t3 = np.cos(x)  # grad of t0
+            d_out_d_x = t1 * t3  # grad of t0
+            return t2, d_out_d_x, t2
+        """)
+    value, gx, gy = fn(0.3, -0.2)
+    assert gx == pytest.approx(np.cos(0.3) * np.exp(-0.2))
+    assert gy == pytest.approx(value)
+
+
+def test_golden_second_derivative():
+    x = sg.var("x")
+    fn = sg.compile(sg.grad(sg.grad(x ** 3, x), x))
+    assert fn.source == golden("""
+        def f(x):
+            t0 = 2.0 * x  # grad of power
+            d2_out_d_x_d_x = 3.0 * t0  # grad of power
+            return d2_out_d_x_d_x,
+        """)
+    assert fn(2.0) == pytest.approx(12.0)
+
+
+def test_golden_hessian_row_names_both_variables():
+    x, y = sg.var("x"), sg.var("y")
+    fn = sg.compile(sg.hessian(x ** 3 * y, [x, y])[0])
+    assert fn.source == golden("""
+        def f(x, y):
+            t0 = y * 3.0  # grad of multiply
+            t1 = 2.0 * x  # grad of power
+            d2_out_d_x_d_x = t0 * t1  # grad of power
+            t2 = x ** 2.0  # grad of power
+            d2_out_d_x_d_y = 3.0 * t2  # grad of power
+            return d2_out_d_x_d_x, d2_out_d_x_d_y
+        """)
+    assert fn(2.0, 5.0) == pytest.approx((6 * 2.0 * 5.0, 3 * 4.0))
+
+
+def test_the_source_is_plain_numpy_that_runs_on_its_own():
+    x, y, z = sg.var("x"), sg.var("y"), sg.var("z")
+    f = (x + y) * sg.maximum(y, z) + sg.tanh(x * z) / (1.0 + y ** 2)
+    fn = sg.compile([f, *sg.grad(f, [x, y, z])])
+    namespace = {"np": np}
+    exec(fn.source, namespace)                      # the printed text alone, with NumPy
+    for _ in range(5):
+        point = RNG.normal(size=3)
+        np.testing.assert_allclose(namespace["f"](*point), fn(*point), rtol=1e-15)
+
+
+# -- names -----------------------------------------------------------------------------------------
+
+
+def test_variables_keep_their_names():
+    weight, bias, inputs = sg.var("weight", (2, 3)), sg.var("bias", (2,)), sg.var("inputs", (3,))
+    loss = sg.sum(sg.tanh(weight @ inputs + bias))
+    fn = sg.compile([loss, *sg.grad(loss, [weight, bias])], inputs=[weight, bias, inputs])
+    header = fn.source.splitlines()[0]
+    assert header == "def f(weight, bias, inputs):"
+    assert "weight @ inputs" in fn.source
+    assert "d_out_d_weight" in fn.source and "d_out_d_bias" in fn.source
+    assert fn.input_names == ["weight", "bias", "inputs"]
+
+
+def test_the_function_name_can_be_chosen():
+    x = sg.var("x")
+    fn = sg.compile(sg.sin(x), name="forward")
+    assert fn.source.startswith("def forward(x):")
+    assert fn(0.5) == pytest.approx(np.sin(0.5))
+
+
+def test_names_the_source_needs_are_not_shadowed_by_variables():
+    names = ["np", "float", "t0", "d_out_d_x", "f", "c0", "x"]
+    v = {n: sg.var(n) for n in names}
+    e = sg.sin(v["np"]) * v["float"] + v["t0"] * v["x"] + v["d_out_d_x"] * v["f"] - v["c0"]
+    fn = sg.compile([e, sg.grad(e, v["x"])], inputs=[v[n] for n in names])
+    values = dict(zip(names, RNG.normal(size=len(names))))
+    expected = (np.sin(values["np"]) * values["float"] + values["t0"] * values["x"]
+                + values["d_out_d_x"] * values["f"] - values["c0"])
+    value, gx = fn(**values)
+    assert value == pytest.approx(expected)
+    assert gx == pytest.approx(values["t0"])
+    assert fn.input_names == names
+
+
+def test_derivative_statements_carry_a_grad_of_comment():
+    x, y = sg.var("x"), sg.var("y")
+    f = sg.log(1.0 + x ** 2) * sg.cos(y)
+    fn = sg.compile([f, *sg.grad(f, [x, y])])
+    forward = sg.compile(f).source.splitlines()[1:-1]
+    body = fn.source.splitlines()[1:-1]
+    assert body[:len(forward)] == forward
+    assert all("#" not in line for line in forward)
+    derivative = body[len(forward):]
+    assert derivative
+    assert all("  # grad of " in line for line in derivative)
+
+
+# -- calling ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def matrices():
+    X, Y = sg.var("X", ("n", 3)), sg.var("Y", ("n", 2))
+    fn = sg.compile(sg.sum(X) + sg.sum(Y) * 2.0, inputs=[X, Y])
+    return fn
+
+
+def test_positional_and_keyword_calls_agree(matrices):
+    X, Y = RNG.normal(size=(4, 3)), RNG.normal(size=(4, 2))
+    expected = X.sum() + 2 * Y.sum()
+    assert matrices(X, Y) == pytest.approx(expected)
+    assert matrices(X=X, Y=Y) == pytest.approx(expected)
+    assert matrices(Y=Y, X=X) == pytest.approx(expected)
+    assert matrices(X, Y=Y) == pytest.approx(expected)
+    assert matrices(X.tolist(), Y.tolist()) == pytest.approx(expected)
+
+
+def test_a_symbolic_dimension_binds_per_call(matrices):
+    for n in (1, 2, 7):
+        X, Y = np.ones((n, 3)), np.ones((n, 2))
+        assert matrices(X, Y) == pytest.approx(7 * n)
+
+
+def error_of(call):
+    with pytest.raises(sg.SymgradError) as info:
+        call()
+    return info.value, str(info.value)
+
+
+def test_wrong_argument_count_is_an_error_naming_the_arguments(matrices):
+    X, Y = np.ones((4, 3)), np.ones((4, 2))
+    _, message = error_of(lambda: matrices(X))
+    assert "Y" in message
+    _, message = error_of(lambda: matrices(X, Y, X))
+    assert "3" in message
+    _, message = error_of(lambda: matrices(X, Y, Z=X))
+    assert "'Z'" in message
+    _, message = error_of(lambda: matrices(X, X=X))
+    assert "'X'" in message
+
+
+def test_a_wrong_shape_names_the_argument(matrices):
+    error, message = error_of(lambda: matrices(np.ones((4, 3)), np.ones((4, 3))))
+    assert isinstance(error, sg.ShapeError)
+    assert "'Y'" in message
+    error, message = error_of(lambda: matrices(np.ones(3), np.ones((4, 2))))
+    assert isinstance(error, sg.ShapeError) and "'X'" in message
+    error, message = error_of(lambda: matrices(np.ones((4, 3, 1)), np.ones((4, 2))))
+    assert isinstance(error, sg.ShapeError) and "'X'" in message
+
+
+def test_inconsistent_symbolic_dimensions_name_both_arguments(matrices):
+    error, message = error_of(lambda: matrices(np.ones((4, 3)), np.ones((5, 2))))
+    assert isinstance(error, sg.ShapeError)
+    assert "'Y'" in message and "'X'" in message and "'n'" in message
+    assert "4" in message and "5" in message
+
+
+def test_an_unconvertible_argument_names_the_argument():
+    x = sg.var("x")
+    fn = sg.compile(x * 2.0)
+    _, message = error_of(lambda: fn("abc"))
+    assert "'x'" in message
+    _, message = error_of(lambda: fn(object()))
+    assert "'x'" in message
+
+
+def test_fixed_shapes_are_checked_exactly():
+    W = sg.var("W", (2, 3))
+    fn = sg.compile(W.T)
+    np.testing.assert_array_equal(fn(np.arange(6.0).reshape(2, 3)), np.arange(6.0).reshape(2, 3).T)
+    error, message = error_of(lambda: fn(np.ones((3, 2))))
+    assert isinstance(error, sg.ShapeError) and "'W'" in message
+
+
+def test_one_output_gives_an_array_and_a_list_gives_a_tuple():
+    x = sg.var("x")
+    single = sg.compile(x * 2.0)(3.0)
+    assert np.ndim(single) == 0 and single == 6.0
+    pair = sg.compile([x * 2.0, x * 3.0])(3.0)
+    assert isinstance(pair, tuple) and pair == (6.0, 9.0)
+    one = sg.compile([x * 2.0])(3.0)
+    assert isinstance(one, tuple) and one == (6.0,)
+
+
+def test_a_returned_input_is_a_copy():
+    v = sg.var("v", (3,))
+    fn = sg.compile([v, sg.grad(sg.sum(v * v) / 2.0, v)])
+    argument = np.arange(3.0)
+    same, grad = fn(argument)
+    same[0] = 99.0
+    grad[1] = 99.0
+    np.testing.assert_array_equal(argument, [0.0, 1.0, 2.0])
+
+
+def test_inputs_must_cover_the_outputs_and_be_distinct_variables():
+    x, y = sg.var("x"), sg.var("y")
+    with pytest.raises(sg.SymgradError, match="'y'"):
+        sg.compile(x * y, inputs=[x])
+    with pytest.raises(sg.SymgradError):
+        sg.compile(x * y, inputs=[x, y, x])
+    with pytest.raises(sg.SymgradError):
+        sg.compile(x * y, inputs=[x, y * 2.0])
+    with pytest.raises(sg.SymgradError):
+        sg.compile([], inputs=[x])
+    # an extra input is fine: the function ignores it
+    assert sg.compile(x * 2.0, inputs=[x, y])(1.0, 5.0) == 2.0
+
+
+# -- nothing can be injected -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [
+    "x; import os", "x\nimport os", "x)\n    import os\n    (y", "__class__", "__import__", "__x",
+    "a b", "a-b", "1x", "", "x.y", "lambda", "def", "None", "\u0177", "\uff58", "x\u0301",
+    "\u03b1", "x\x00", "x\n",
+])
+def test_variable_names_that_could_inject_code_are_refused(name):
+    with pytest.raises(sg.SymgradError):
+        sg.var(name)
+    assert sg.default_graph().number_of_nodes() == 0
+
+
+def test_function_names_that_could_inject_code_are_refused():
+    x = sg.var("x")
+    for name in ("f(): pass\nimport os\ndef g", "f g", "lambda", "\uff46"):
+        with pytest.raises(sg.SymgradError):
+            sg.compile(x, name=name)
+
+
+def test_the_namespace_has_no_builtins():
+    x, v = sg.var("x"), sg.var("v", (3,))
+    f = sg.sum(sg.exp(v * x) * sg.const(np.arange(3.0)))
+    source, namespace = codegen.generate(x.graph, [f.node], [x.node, v.node])
+    assert namespace["__builtins__"] == {}
+    extra = set(namespace) - {"np", "float", "__builtins__"}
+    assert all(isinstance(namespace[name], np.ndarray) for name in extra)     # constants only
+    for word in ("import", "open", "exec", "eval", "__", "getattr", "lambda"):
+        assert word not in source
+
+
+def test_compiled_source_cannot_call_open_or_import(tmp_path):
+    x = sg.var("x")
+    _, namespace = codegen.generate(x.graph, [sg.sin(x).node], [x.node])
+    path = tmp_path / "created"
+    attempts = {
+        "open": f"def f(x):\n    return open({str(path)!r}, 'w')\n",
+        "import": "def f(x):\n    import os\n    return os.getcwd()\n",
+        "dunder import": "def f(x):\n    return __import__('os')\n",
+        "eval": "def f(x):\n    return eval('1')\n",
+    }
+    for label, source in attempts.items():
+        function = codegen.build_function(source, dict(namespace))
+        with pytest.raises((NameError, ImportError)):
+            function(1.0)
+    assert not path.exists()
+
+
+def test_compiled_functions_run_in_that_namespace():
+    x = sg.var("x")
+    fn = sg.compile(sg.sin(x))
+    assert fn._function.__globals__["__builtins__"] == {}

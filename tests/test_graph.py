@@ -1,0 +1,263 @@
+"""The IR: hash-consing, variables by name, rollback of failed calls, topological walks."""
+
+import random
+
+import networkx as nx
+import numpy as np
+import pytest
+import sympy
+
+import symgrad as sg
+from symgrad.graph import Graph
+
+
+def snapshot(graph):
+    """Everything a failed call must leave untouched."""
+    return (graph.number_of_nodes(), graph.number_of_edges(), graph.next_key,
+            sorted(graph.nodes), sorted(graph.edges(data="positions")), graph.variables,
+            dict(graph.name_hints))
+
+
+# -- the graph object ------------------------------------------------------------------------------
+
+
+def test_expressions_live_in_one_networkx_digraph(fresh_graph):
+    x = sg.var("x")
+    f = sg.sin(x) * x
+    assert isinstance(f.graph, nx.DiGraph)
+    assert f.graph is x.graph is fresh_graph is sg.default_graph()
+    assert f.node in f.graph
+    assert f.graph.has_edge(x.node, f.node)
+
+
+def test_node_keys_are_in_creation_order():
+    x = sg.var("x")
+    a = sg.exp(x)
+    b = a + 1.0
+    c = b * a
+    assert x.node < a.node < b.node < c.node
+    assert list(x.graph.nodes) == sorted(x.graph.nodes)
+
+
+def test_use_graph_nests_and_restores():
+    outer = sg.default_graph()
+    with sg.use_graph() as inner:
+        assert sg.default_graph() is inner is not outer
+        assert sg.var("x").graph is inner
+    assert sg.default_graph() is outer
+    assert "x" not in outer.variables
+
+
+# -- hash-consing ----------------------------------------------------------------------------------
+
+
+def test_same_op_on_same_operands_is_the_same_node():
+    x, y = sg.var("x"), sg.var("y")
+    assert (x + y).node == (x + y).node
+    assert sg.sin(x * y).node == sg.sin(x * y).node
+    assert (x + y).node != (y + x).node            # operand order matters
+    assert (x + y).node != (x - y).node
+
+
+def test_constants_with_the_same_value_are_one_node():
+    x = sg.var("x")
+    assert (x * 2.0).node == (x * 2.0).node
+    assert sg.const(np.eye(3)).node == sg.const(np.eye(3)).node
+    assert sg.const(np.eye(3)).node != sg.const(np.eye(3) * 2).node
+    assert sg.const(np.zeros(2)).node != sg.const(np.zeros((2, 1))).node
+
+
+def test_attributes_are_part_of_the_key():
+    v = sg.var("v", shape=(3, 4))
+    assert v.sum(axis=0).node == v.sum(axis=0).node
+    assert v.sum(axis=0).node != v.sum(axis=1).node
+    assert v.sum(axis=0).node != v.sum(axis=0, keepdims=True).node
+
+
+def test_graph_add_hash_conses_directly():
+    g = Graph()
+    x = g.variable("x", ())
+    a = g.add("sin", (x,), {}, (), "float64")
+    assert g.add("sin", (x,), {}, (), "float64") == a
+    assert g.add("cos", (x,), {}, (), "float64") != a
+    assert g.number_of_nodes() == 3
+
+
+def test_x_times_x_has_one_edge_with_both_positions():
+    x = sg.var("x")
+    square = x * x
+    graph = square.graph
+    assert graph.nodes[square.node]["inputs"] == (x.node, x.node)
+    assert graph.number_of_edges(x.node, square.node) == 1
+    assert graph.edges[x.node, square.node]["positions"] == (0, 1)
+    y = sg.var("y")
+    product = x * y
+    assert graph.edges[x.node, product.node]["positions"] == (0,)
+    assert graph.edges[y.node, product.node]["positions"] == (1,)
+
+
+def test_parsed_and_built_expressions_share_nodes():
+    x, y = sg.var("x"), sg.var("y")
+    built = sg.sin(x) * y
+    before = built.graph.number_of_nodes()
+    assert sg.parse("sin(x) * y").node == built.node
+    assert built.graph.number_of_nodes() == before
+
+
+# -- variables -------------------------------------------------------------------------------------
+
+
+def test_variables_are_identified_by_name():
+    a = sg.var("x")
+    b = sg.var("x")
+    assert a.node == b.node
+    assert sg.parse("x").node == a.node
+    assert sg.var("W", shape=(2, 3)).node == sg.var("W", shape=(2, 3)).node
+    assert sg.var("y").node != a.node
+    assert sg.default_graph().variables == {"x": a.node, "W": sg.var("W", (2, 3)).node,
+                                            "y": sg.var("y").node}
+
+
+def test_redeclaring_a_variable_with_another_shape_is_a_shape_error():
+    sg.var("x")
+    sg.var("W", shape=(2, 3))
+    with pytest.raises(sg.ShapeError):
+        sg.var("x", shape=(3,))
+    with pytest.raises(sg.ShapeError):
+        sg.var("W", shape=(3, 2))
+    with pytest.raises(sg.ShapeError):
+        sg.var("W", shape=("n", 3))
+    with pytest.raises(sg.ShapeError):
+        sg.parse("x + 1", shapes={"x": (2,)})
+    assert sg.var("W", shape=(2, 3)).shape == (2, 3)
+
+
+def test_the_same_name_in_another_graph_is_another_variable():
+    sg.var("x")
+    with sg.use_graph():
+        assert sg.var("x", shape=(5,)).shape == (5,)
+    assert sg.var("x").shape == ()
+
+
+def test_variables_of_an_expression_are_sorted_and_free_only():
+    z, a, m = sg.var("z"), sg.var("a"), sg.var("m")
+    f = z * sg.exp(a) + 1.0
+    assert list(f.variables) == ["a", "z"]
+    assert f.variables["z"].node == z.node
+    assert list(m.variables) == ["m"]
+    assert sg.const(1.0).variables == {}
+
+
+# -- failed calls leave the graph as it was --------------------------------------------------------
+
+
+@pytest.fixture
+def prepared():
+    x, y, z = sg.var("x"), sg.var("y"), sg.var("z")
+    v = sg.var("v", shape=(3,))
+    built = {"x": x, "y": y, "z": z, "v": v, "u4": sg.var("u4", shape=(4,)), "f": sg.sin(x) * y,
+             "vx": v * x}
+    return built
+
+
+FAILURES = {
+    "grad of a non-scalar": (lambda e: sg.grad(e["vx"], e["x"]), sg.ShapeError),
+    "parse error midway": (lambda e: sg.parse("sin(x) + cos(y) * (z + exp(q) +"), sg.ParseError),
+    "unknown function midway": (lambda e: sg.parse("sin(x) + exp(newvar) * foo(y)"), sg.ParseError),
+    "shape error midway": (lambda e: sg.parse("sin(x) + y @ z"), sg.ShapeError),
+    "shape error with shapes": (
+        lambda e: sg.parse("tanh(W @ u) + 1", shapes={"W": (2, 3), "u": (4,)}), sg.ShapeError),
+    "redeclared in a formula": (lambda e: sg.parse("exp(newvar) + x", shapes={"x": (2,)}),
+                                sg.ShapeError),
+    "broadcast failure": (lambda e: e["v"] + e["u4"], sg.ShapeError),
+    "disconnected grad": (lambda e: sg.grad(e["f"], [e["x"], e["z"]]), sg.UndefinedGradientError),
+    "disconnected hessian": (lambda e: sg.hessian(e["f"], [e["x"], e["z"]]),
+                             sg.UndefinedGradientError),
+    "bad jvp tangent": (lambda e: sg.jvp(e["vx"], e["x"], np.ones(2)), sg.ShapeError),
+    "bad hvp direction": (lambda e: sg.hvp(e["f"], e["x"], np.ones(3)), sg.ShapeError),
+    "bad vjp cotangent": (lambda e: sg.vjp(e["vx"], e["v"], np.ones(4)), sg.ShapeError),
+    "unconvertible sympy": (
+        lambda e: sg.from_sympy(sympy.sin(sympy.Symbol("a")) + sympy.zeta(sympy.Symbol("b"))),
+        sg.SymgradError),
+}
+
+
+@pytest.mark.parametrize("name", list(FAILURES))
+def test_a_failed_call_leaves_the_graph_unchanged(prepared, name):
+    call, error = FAILURES[name]
+    graph = sg.default_graph()
+    before = snapshot(graph)
+    with pytest.raises(error):
+        call(prepared)
+    assert snapshot(graph) == before
+    # and the graph still works: a new node gets the next key, hash-consing still finds old ones
+    assert (prepared["x"] + prepared["y"]).node == (prepared["x"] + prepared["y"]).node
+    assert (sg.sin(prepared["x"]) * prepared["y"]).node == prepared["f"].node
+
+
+def test_a_variable_created_by_a_failed_call_is_forgotten():
+    with pytest.raises(sg.ParseError):
+        sg.parse("exp(fresh) + $")
+    assert "fresh" not in sg.default_graph().variables
+    assert sg.var("fresh", shape=(2,)).shape == (2,)       # no stale declaration left behind
+
+
+def test_atomic_rolls_back_every_node_added_in_the_block():
+    g = Graph()
+    x = g.variable("x", ())
+    sin = g.add("sin", (x,), {}, (), "float64")
+    before = snapshot(g)
+    with pytest.raises(RuntimeError):
+        with g.atomic():
+            y = g.variable("y", ())
+            a = g.add("multiply", (sin, y), {}, (), "float64")
+            g.add("multiply", (a, a), {}, (), "float64")
+            assert g.add("sin", (x,), {}, (), "float64") == sin
+            raise RuntimeError("boom")
+    assert snapshot(g) == before
+    again = g.add("multiply", (sin, sin), {}, (), "float64")
+    assert again == before[2]                                  # keys resume where they were
+    assert set(g.predecessors(again)) == {sin}
+
+
+def test_a_successful_atomic_block_keeps_its_nodes():
+    g = Graph()
+    with g.atomic():
+        x = g.variable("x", ())
+        g.add("sin", (x,), {}, (), "float64")
+    assert g.number_of_nodes() == 2
+
+
+# -- walks -----------------------------------------------------------------------------------------
+
+
+def test_ancestors_in_order_is_a_topological_order_of_exactly_the_ancestors():
+    rng = random.Random(0)
+    g = Graph()
+    nodes = [g.variable(f"v{i}", ()) for i in range(5)]
+    for i in range(300):
+        arity = rng.choice([1, 2, 3])
+        inputs = tuple(rng.choice(nodes) for _ in range(arity))
+        nodes.append(g.add(f"op{arity}", inputs, {"i": i}, (), "float64"))
+    for root_set in ([nodes[-1]], nodes[-5:], [nodes[150], nodes[3], nodes[150]]):
+        order = g.ancestors_in_order(root_set)
+        expected = set(root_set).union(*(nx.ancestors(g, r) for r in root_set))
+        assert set(order) == expected
+        assert len(order) == len(expected)                 # no duplicates
+        position = {node: i for i, node in enumerate(order)}
+        for node in order:
+            for operand in g.nodes[node]["inputs"]:
+                assert position[operand] < position[node]
+
+
+def test_ancestors_in_order_is_iterative_on_a_30000_node_chain():
+    g = Graph()
+    node = g.variable("x", ())
+    first = node
+    for i in range(30_000):
+        node = g.add("sin" if i % 2 else "cos", (node,), {}, (), "float64")
+    order = g.ancestors_in_order([node])
+    assert len(order) == 30_001
+    assert order[0] == first and order[-1] == node
+    assert order == sorted(order)
+
