@@ -250,26 +250,31 @@ def hessian(f, wrt, disconnected="raise"):
     return blocks[0][0] if single else blocks
 
 
+def _directions(graph, wrts, directions, single, what):
+    """One direction per variable, arrays lifted to constants, each shaped like its variable."""
+    directions = [directions] if single else list(directions)
+    if len(directions) != len(wrts):
+        raise SymgradError(f"{what}: {len(wrts)} variables but {len(directions)} directions")
+    lifted = []
+    for w, direction in zip(wrts, directions):
+        direction = direction if isinstance(direction, Expr) else const(direction, graph)
+        if direction.shape != w.shape:
+            raise ShapeError(f"{what}: a direction of shape {direction.shape} for "
+                             f"{_wrt_label(w)!r} of shape {w.shape}")
+        lifted.append(direction)
+    return lifted
+
+
 def hvp(f, wrt, v, disconnected="raise"):
     """Hessian-vector product: the gradient of <grad f, v>, never forming the Hessian. ``v`` is a
     constant for this product even when it is computed in the graph."""
     wrts, single = _as_list(wrt)
-    vs = [v] if single else list(v)
-    if len(vs) != len(wrts):
-        raise SymgradError(f"hvp: {len(wrts)} variables but {len(vs)} directions")
     graph = _graph_of(f, *wrts)
     with graph.atomic():
         mark = graph.next_key
+        directions = _directions(graph, wrts, v, single, "hvp")
         gradients = grad(f, wrts, disconnected)
-        inner = None
-        for g, direction in zip(gradients, vs):
-            direction = stop_gradient(direction if isinstance(direction, Expr)
-                                      else const(direction, graph))
-            if direction.shape != g.shape:
-                raise ShapeError(f"hvp: direction of shape {direction.shape} for a variable of "
-                                 f"shape {g.shape}")
-            term = sum(g * direction)
-            inner = term if inner is None else inner + term
+        inner = _total([sum(g * stop_gradient(d)) for g, d in zip(gradients, directions)])
         results = grad(inner, wrts, "zero")
         for w, h in zip(wrts, results):
             _name(graph, h.node, ("hvp", f.node, w.node), mark)
@@ -283,20 +288,10 @@ def jvp(y, wrt, t, disconnected="raise"):
     to a placeholder ``u`` and pulling back ``t`` gives ``J t`` from the reverse rules alone.
     """
     wrts, single = _as_list(wrt)
-    ts = [t] if single else list(t)
-    if len(ts) != len(wrts):
-        raise SymgradError(f"jvp: {len(wrts)} variables but {len(ts)} tangents")
     graph = _graph_of(y, *wrts)
     with graph.atomic():
-        mark = graph.next_key
+        tangents = _directions(graph, wrts, t, single, "jvp")
         placeholder = zeros_like(y)
         pulled = vjp(y, wrts, placeholder, disconnected)
-        result = None
-        for p, tangent in zip(pulled, ts):
-            tangent = tangent if isinstance(tangent, Expr) else const(tangent, graph)
-            if tangent.shape != p.shape:
-                raise ShapeError(f"jvp: tangent of shape {tangent.shape} for a variable of shape "
-                                 f"{p.shape}")
-            term = vjp(p, placeholder, stop_gradient(tangent), "zero")
-            result = term if result is None else result + term
-    return result
+        return _total([vjp(p, placeholder, stop_gradient(tangent), "zero")
+                       for p, tangent in zip(pulled, tangents)])
