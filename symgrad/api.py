@@ -190,8 +190,10 @@ def to_dot(outputs, inputs=None, at=None):
 
 
 def draw(outputs, path, inputs=None, at=None):
-    """Write a picture (.svg, .png or .pdf) of the graph behind ``outputs`` with Graphviz."""
-    write_picture(to_dot(outputs, inputs, at), path)
+    """Write a picture of the graph behind ``outputs``: .svg, .png or .pdf through Graphviz when
+    it is installed, .svg drawn by symgrad itself otherwise."""
+    graph, rows = _rows(outputs, inputs, at)
+    write_picture(graph, rows, path)
 
 
 def defop(name, arity, shape, numpy, vjp, dtype=None, nondifferentiable=()):

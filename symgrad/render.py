@@ -125,16 +125,101 @@ def dot_source(graph, rows):
     return "\n".join(lines) + "\n"
 
 
-def write_picture(dot, path):
-    """Render DOT to ``path`` (.svg or .png) with Graphviz's dot."""
+def write_picture(graph, rows, path):
+    """Render the graph to ``path``: with Graphviz's dot when it is installed (.svg, .png, .pdf),
+    else as SVG drawn here, so that pictures need nothing beyond pip-installed symgrad."""
     suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if suffix not in ("svg", "png", "pdf"):
         raise SymgradError(f"cannot tell the picture format of {path!r}: use .svg, .png or .pdf")
     executable = shutil.which("dot")
     if executable is None:
-        raise SymgradError("drawing pictures needs Graphviz's 'dot' on PATH (for example "
-                           "'apt-get install graphviz'); '--format dot' prints the DOT source")
-    result = subprocess.run([executable, f"-T{suffix}", "-o", path], input=dot.encode(),
-                            capture_output=True, check=False)
+        if suffix != "svg":
+            raise SymgradError(f"writing .{suffix} needs Graphviz's 'dot' on PATH (for example "
+                               f"'apt-get install graphviz'); .svg works without it")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(svg_source(graph, rows))
+        return
+    result = subprocess.run([executable, f"-T{suffix}", "-o", path],
+                            input=dot_source(graph, rows).encode(), capture_output=True,
+                            check=False)
     if result.returncode != 0:
         raise SymgradError(f"dot failed: {result.stderr.decode(errors='replace').strip()}")
+
+
+_FILL = {"input": "#e8f5e9", "const": "#ffffff", "forward": "#e3f2fd", "grad": "#ffe0b2"}
+_ROW_HEIGHT, _GAP, _CHAR, _LINE = 90, 24, 7.2, 15
+
+
+def _layers(graph, rows):
+    """Rows by depth (1 + the deepest operand), each layer ordered by its operands' mean position
+    (one barycentre sweep, enough to keep most edges from crossing)."""
+    depth, layers = {}, []
+    for row in rows:
+        inputs = [i for i in graph.nodes[row["node"]]["inputs"] if i in depth]
+        depth[row["node"]] = 1 + max((depth[i] for i in inputs), default=-1)
+        while len(layers) <= depth[row["node"]]:
+            layers.append([])
+        layers[depth[row["node"]]].append(row)
+    rank = {}
+    for layer in layers:
+        def barycentre(row):
+            inputs = [rank[i] for i in graph.nodes[row["node"]]["inputs"] if i in rank]
+            return sum(inputs) / len(inputs) if inputs else 0.0
+        layer.sort(key=barycentre)
+        for position, row in enumerate(layer):
+            rank[row["node"]] = position - len(layer) / 2
+    return layers
+
+
+def _label_lines(row, names):
+    lines = [row["name"] or ""] if row["kind"] == "input" else [names[row["node"]], row["op"]]
+    if row["kind"] == "const":
+        lines = [row["code"]]
+    if row["value"] is not None:
+        lines.append("= " + format_value(row["value"], width=24))
+    return lines
+
+
+def svg_source(graph, rows):
+    """The graph as standalone SVG in evaluation order from top to bottom: forward nodes blue,
+    derivative nodes dashed orange, inputs green, outputs with a double border."""
+    from xml.sax.saxutils import escape
+    _, names = to_dot(rows)
+    layers = _layers(graph, rows)
+    boxes = {}
+    width = 0
+    for depth, layer in enumerate(layers):
+        sizes = [max(len(t) for t in _label_lines(row, names)) * _CHAR + 24 for row in layer]
+        x = _GAP
+        for row, size in zip(layer, sizes):
+            lines = _label_lines(row, names)
+            height = len(lines) * _LINE + 14
+            boxes[row["node"]] = (x, depth * _ROW_HEIGHT + _GAP, size, height, row, lines)
+            x += size + _GAP
+        width = max(width, x)
+    height = len(layers) * _ROW_HEIGHT + _GAP
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height}" '
+           f'font-family="Helvetica, Arial, sans-serif" font-size="12">',
+           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
+           'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker>'
+           '</defs>']
+    for node, (x, y, w, h, row, _) in boxes.items():
+        for operand in graph.nodes[node]["inputs"]:
+            if operand in boxes:
+                ox, oy, ow, oh = boxes[operand][:4]
+                dash = ' stroke-dasharray="5,3" stroke="#e65100"' if row["kind"] == "grad" \
+                    else ' stroke="#555"'
+                out.append(f'<line x1="{ox + ow / 2:.1f}" y1="{oy + oh}" x2="{x + w / 2:.1f}" '
+                           f'y2="{y}"{dash} marker-end="url(#arrow)"/>')
+    for node, (x, y, w, h, row, lines) in boxes.items():
+        stroke = "#e65100" if row["kind"] == "grad" else "#333"
+        dash = ' stroke-dasharray="5,3"' if row["kind"] == "grad" else ""
+        radius = h / 2 if row["kind"] == "input" else 8
+        border = 3 if row["output"] else 1
+        out.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{h}" rx="{radius}" '
+                   f'fill="{_FILL[row["kind"]]}" stroke="{stroke}" stroke-width="{border}"{dash}/>')
+        for i, text in enumerate(lines):
+            out.append(f'<text x="{x + w / 2:.1f}" y="{y + 7 + _LINE * (i + 0.8):.1f}" '
+                       f'text-anchor="middle">{escape(text)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"

@@ -19,7 +19,7 @@ def constant_text(value):
     return f"const{list(value.shape)}"
 
 
-def node_text(data, operands):
+def node_text(data, operands, input_ndim=None):
     """Text and precedence of one node given its operands' (text, precedence) pairs."""
     op, attrs = data["op"], data["attrs"]
     if op == "var":
@@ -41,6 +41,10 @@ def node_text(data, operands):
         text, precedence = operands[0]
         return f"{text if precedence == _ATOM else f'({text})'}.T", _ATOM
     shown = {k: v for k, v in attrs.items() if k not in ("keep",)}
+    if shown.get("keepdims") is False:
+        del shown["keepdims"]
+    if "axis" in shown and isinstance(shown["axis"], tuple) and len(shown["axis"]) == input_ndim:
+        del shown["axis"]       # a reduction over every axis reads best without one
     arguments = [text for text, _ in operands] + [f"{k}={v!r}" for k, v in sorted(shown.items())]
     return f"{op}({', '.join(arguments)})", _ATOM
 
@@ -56,6 +60,7 @@ def to_text(expr, limit=2000):
     texts = {}
     for node in graph.ancestors_in_order([expr.node]):
         data = graph.nodes[node]
-        text, precedence = node_text(data, [texts[i] for i in data["inputs"]])
+        first_ndim = len(graph.nodes[data["inputs"][0]]["shape"]) if data["inputs"] else None
+        text, precedence = node_text(data, [texts[i] for i in data["inputs"]], first_ndim)
         texts[node] = (text if len(text) <= limit else text[:limit] + "...", precedence)
     return texts[expr.node][0]
