@@ -6,11 +6,28 @@ Stores each node's op as a string and never imports ops (see STYLE.md, section 1
 
 import contextlib
 import contextvars
+import keyword
+import re
 import threading
 
 import networkx as nx
 
-from .errors import ShapeError
+from .errors import ShapeError, SymgradError
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_name(name):
+    """A variable name: an ASCII identifier, not a Python keyword, not a dunder.
+
+    Names reach generated source verbatim, so nothing else may pass.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise SymgradError(f"variable name {name!r} must be an ASCII identifier "
+                           f"(letters, digits and _, not starting with a digit)")
+    if keyword.iskeyword(name) or name.startswith("__"):
+        raise SymgradError(f"variable name {name!r} is reserved")
+    return name
 
 
 class Graph(nx.DiGraph):
@@ -51,7 +68,9 @@ class Graph(nx.DiGraph):
             if node is not None:
                 return node
             node = self._next_key
-            self._next_key += 1
+            while node in self._node:       # a networkx copy holds nodes but no cons table
+                node += 1
+            self._next_key = node + 1
             self.add_node(node, op=op, inputs=inputs, attrs=dict(attrs), shape=tuple(shape),
                           dtype=dtype, order=self._order, derivative=self._order > 0,
                           grad_of=self._grad_of, key=key)
@@ -67,6 +86,7 @@ class Graph(nx.DiGraph):
 
     def variable(self, name, shape, dtype="float64"):
         """The node of variable ``name``; the same name always means the same variable."""
+        check_name(name)
         shape = tuple(shape)
         with self.lock:
             node = self._variables.get(name)
@@ -127,8 +147,9 @@ class Graph(nx.DiGraph):
             if data["op"] == "var":
                 self._variables.pop(data["attrs"]["name"], None)
             self.name_hints.pop(node, None)
+        # keys are not handed out again: an Expr that escaped the failed block must not come to
+        # denote some later node
         self.remove_nodes_from(doomed)
-        self._next_key = mark
 
     # -- walking ----------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ShapeError, SymgradError
-from ..graph import Graph, default_graph
+from ..graph import check_name, default_graph  # noqa: F401 (check_name is re-exported)
 
 
 @dataclass(frozen=True)
@@ -135,22 +135,6 @@ def check_shape(shape):
     return tuple(result)
 
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def check_name(name):
-    """A variable name: an ASCII identifier, not a Python keyword, not a dunder.
-
-    Names reach generated source verbatim, so nothing else may pass.
-    """
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise SymgradError(f"variable name {name!r} must be an ASCII identifier "
-                           f"(letters, digits and _, not starting with a digit)")
-    if keyword.iskeyword(name) or name.startswith("__"):
-        raise SymgradError(f"variable name {name!r} is reserved")
-    return name
-
-
 # -- literals for generated source -------------------------------------------------------------------
 
 
@@ -159,14 +143,16 @@ def literal(value):
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, numbers.Integral):
-        return repr(int(value))
+        value = int(value)
+        return repr(value) if value >= 0 else f"({value!r})"
     if isinstance(value, numbers.Real):
         value = float(value)
         if math.isnan(value):
             return "np.nan"
         if math.isinf(value):
             return "np.inf" if value > 0 else "(-np.inf)"
-        return repr(value) if value >= 0 else f"({value!r})"
+        # parenthesised when negative, -0.0 included, so that "{0} ** {1}" stays one power
+        return repr(value) if math.copysign(1.0, value) > 0 else f"({value!r})"
     if isinstance(value, tuple):
         inner = ", ".join(literal(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
@@ -401,19 +387,22 @@ def apply(name, *operands, **attrs):
     graph = graph_of(*operands)
     hint = next((o.dtype for o in operands if isinstance(o, Expr) and o.dtype != "bool"),
                 "float64")
-    exprs = [lift(o, graph, hint) for o in operands]
-    if op.simplify is not None:
-        simpler = op.simplify(exprs, **attrs)
-        if simpler is not None:
-            return simpler
-    shapes = [e.shape for e in exprs]
-    try:
-        shape = op.shape(shapes, **attrs)
-    except ShapeError as error:
-        described = ", ".join(str(s) for s in shapes)
-        raise ShapeError(f"{name}: {error} (operand shapes {described})") from None
-    dtype = op.dtype([e.dtype for e in exprs], **attrs)
-    return Expr(graph, graph.add(name, [e.node for e in exprs], attrs, shape, dtype))
+    # under the lock: a failure leaves no lifted constant behind, and the derivative-only
+    # rewrites see only the derivatives this thread is building
+    with graph.atomic():
+        exprs = [lift(o, graph, hint) for o in operands]
+        shapes = [e.shape for e in exprs]
+        try:
+            shape = op.shape(shapes, **attrs)
+        except ShapeError as error:
+            described = ", ".join(str(s) for s in shapes)
+            raise ShapeError(f"{name}: {error} (operand shapes {described})") from None
+        if op.simplify is not None:
+            simpler = op.simplify(exprs, **attrs)
+            if simpler is not None:
+                return simpler
+        dtype = op.dtype([e.dtype for e in exprs], **attrs)
+        return Expr(graph, graph.add(name, [e.node for e in exprs], attrs, shape, dtype))
 
 
 # Leaves: a variable is bound to an argument and a constant to a literal or a namespace entry by
