@@ -7,7 +7,7 @@ import keyword
 
 import numpy as np
 
-from .codegen import build_function, generate
+from .codegen import RESERVED, build_function, generate
 from .differentiate import grad, hessian, hvp, jacobian, jvp, vjp  # noqa: F401 (public names)
 from .errors import ParseError, ShapeError, SymgradError  # noqa: F401
 from .graph import default_graph, use_graph  # noqa: F401
@@ -122,8 +122,10 @@ def compile(outputs, inputs=None, name="f", backend="numpy"):
     outputs = [outputs] if single else list(outputs)
     if not outputs or not all(isinstance(o, Expr) for o in outputs):
         raise SymgradError("compile needs an expression or a non-empty list of expressions")
-    if not name.isidentifier() or not name.isascii() or keyword.iskeyword(name):
-        raise SymgradError(f"function name {name!r} must be an identifier")
+    if not name.isidentifier() or not name.isascii() or keyword.iskeyword(name) \
+            or name in RESERVED:
+        raise SymgradError(f"function name {name!r} must be an identifier other than "
+                           f"{', '.join(sorted(RESERVED))}")
     if inputs is None:
         free = {}
         for output in outputs:

@@ -5,6 +5,7 @@ and the namespace the source is compiled in. Imports graph, ops and errors.
 """
 
 import keyword
+import numbers
 import linecache
 import string
 import itertools
@@ -14,6 +15,9 @@ import numpy as np
 from .errors import SymgradError
 from .ops import OPS, literal
 
+# Ops whose NumPy result may share memory with an operand (or is a constant itself).
+VIEW_OPS = frozenset({"var", "const", "broadcast_to_like", "transpose", "reshape", "reshape_like",
+                      "getitem", "expand_dims", "squeeze", "stop_gradient", "custom_gradient"})
 # Names the emitted source itself relies on; a variable with one of these names is renamed.
 RESERVED = frozenset({"np", "float"})
 _FORMATTER = string.Formatter()
@@ -55,13 +59,29 @@ class _LazyLiterals(dict):
         return literal(self.attrs[key])
 
 
+def _plain(value):
+    """An attribute value as a plain bool, int, float, str, None or tuple of them, so that an
+    emitter formatting it into source cannot run a subclass's own __format__ or __repr__."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    raise SymgradError(f"attribute value {value!r} cannot be written into generated source")
+
+
 class EmitContext:
     """What an op's emitter sees: operand source, attributes, shapes and naming services."""
 
     def __init__(self, generator, node, args):
         data = generator.graph.nodes[node]
         self.args = args
-        self.attrs = data["attrs"]
+        self.attrs = {key: _plain(value) for key, value in data["attrs"].items()}
         self.shape = data["shape"]
         self.shapes = [generator.graph.nodes[i]["shape"] for i in data["inputs"]]
         self.out = generator.names[node]
@@ -113,7 +133,7 @@ class SourceGenerator:
                 raise SymgradError(f"the outputs depend on variable {data['attrs']['name']!r}, "
                                    f"which is not among the inputs")
         var_names = [graph.nodes[n]["attrs"]["name"] for n in self.inputs]
-        self.namer = Namer()
+        self.namer = Namer(taken=[function_name])
         self.names = {}
         for node, name in zip(self.inputs, var_names):
             self.names[node] = self.namer.claim(name)
@@ -167,10 +187,14 @@ class SourceGenerator:
                 continue
             args = [self._operand(i) for i in data["inputs"]]
             emitter = OPS[data["op"]].numpy
-            if emitter == "{0}":
+            if emitter == "{0}" and args[0].isidentifier():
                 # an identity at run time (stop_gradient): no statement, just another name
                 self.names[node] = args[0]
                 continue
+            if emitter == "{0}":
+                # an identity of an inlined literal: give it a NumPy type, as ops expect arrays
+                scalar = "bool_" if data["dtype"] == "bool" else data["dtype"]
+                emitter = f"np.{scalar}({{0}})"
             hint = self.graph.name_hints.get(node) if data["derivative"] else None
             name = _hint_name(self.graph, hint) if hint else None
             self.names[node] = self.namer.claim(name) if name else self.namer.temp()
@@ -186,13 +210,14 @@ class SourceGenerator:
         return lines
 
     def _returned(self, node):
+        """An output as a fresh array: never a view of an argument or of a constant, never the
+        read-only result of a broadcast."""
         data = self.graph.nodes[node]
-        if data["op"] == "const" and data["value"].shape == ():
-            return f"np.{data['value'].dtype}({self._operand(node)})"
-        if data["op"] in ("broadcast_to_like", "var") or self.names.get(node) in self.input_names:
-            # a fresh array, not a read-only view nor the caller's own argument
+        if data["op"] in VIEW_OPS or self.names.get(node) in self.input_names \
+                or self.names.get(node) in self.namespace:
             if data["shape"] == ():
-                return f"np.{data['dtype']}({self._operand(node)})"
+                scalar = "bool_" if data["dtype"] == "bool" else data["dtype"]
+                return f"np.{scalar}({self._operand(node)})"
             return f"np.array({self._operand(node)})"
         return self._operand(node)
 
