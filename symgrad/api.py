@@ -36,6 +36,30 @@ def var(name, shape=(), dtype="float64", graph=None):
     return Expr(graph, graph.variable(name, check_shape(shape), dtype))
 
 
+def check_arguments(specs, values):
+    """Arrays for ``values`` checked against ``specs`` ((name, shape, dtype) per input): count of
+    axes, fixed lengths, and one length per named dimension across all the arguments."""
+    arrays = []
+    bound = {}
+    for value, (name, shape, dtype) in zip(values, specs):
+        try:
+            array = np.asarray(value, dtype=dtype)
+        except (TypeError, ValueError) as error:
+            raise SymgradError(f"argument {name!r}: cannot convert to {dtype} ({error})") from None
+        if array.ndim != len(shape):
+            raise ShapeError(f"argument {name!r} must have shape {shape}, got {array.shape}")
+        for axis, (want, got) in enumerate(zip(shape, array.shape)):
+            if isinstance(want, str):
+                first = bound.setdefault(want, (got, name))
+                if first[0] != got:
+                    raise ShapeError(f"argument {name!r}: dimension {want!r} is {got} on axis "
+                                     f"{axis}, but {first[0]} in argument {first[1]!r}")
+            elif want != got:
+                raise ShapeError(f"argument {name!r} must have shape {shape}, got {array.shape}")
+        arrays.append(array)
+    return arrays
+
+
 class CompiledFunction:
     """A compiled set of outputs: call it with arrays for the inputs, read ``.source``.
 
@@ -73,27 +97,7 @@ class CompiledFunction:
         return values
 
     def _check(self, values):
-        arrays = []
-        bound = {}
-        for value, (name, shape, dtype) in zip(values, self._specs):
-            try:
-                array = np.asarray(value, dtype=dtype)
-            except (TypeError, ValueError) as error:
-                raise SymgradError(f"argument {name!r}: cannot convert to {dtype} ({error})") \
-                    from None
-            if array.ndim != len(shape):
-                raise ShapeError(f"argument {name!r} must have shape {shape}, got {array.shape}")
-            for axis, (want, got) in enumerate(zip(shape, array.shape)):
-                if isinstance(want, str):
-                    first = bound.setdefault(want, (got, name))
-                    if first[0] != got:
-                        raise ShapeError(f"argument {name!r}: dimension {want!r} is {got} on axis "
-                                         f"{axis}, but {first[0]} in argument {first[1]!r}")
-                elif want != got:
-                    raise ShapeError(f"argument {name!r} must have shape {shape}, "
-                                     f"got {array.shape}")
-            arrays.append(array)
-        return arrays
+        return check_arguments(self._specs, values)
 
     def __call__(self, *args, **kwargs):
         results = self._function(*self._check(self._bind(args, kwargs)))
@@ -165,8 +169,9 @@ def _rows(outputs, inputs, at):
         missing = [n for n in names if n not in at]
         if missing:
             raise SymgradError(f"no value given for {', '.join(missing)}")
-        values = {n: np.asarray(at[n], dtype=graph.nodes[i]["dtype"])
-                  for n, i in zip(names, input_nodes)}
+        specs = [(n, graph.nodes[i]["shape"], np.dtype(graph.nodes[i]["dtype"]))
+                 for n, i in zip(names, input_nodes)]
+        values = dict(zip(names, check_arguments(specs, [at[n] for n in names])))
     with graph.lock:
         rows, _ = describe(graph, output_nodes, input_nodes, values)
     return graph, rows

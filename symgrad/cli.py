@@ -55,12 +55,15 @@ def _assignments(text, option):
 
 
 def parse_at(text):
-    """--at x=1,W=[[1,2],[3,4]]: numbers and nested lists (read as JSON, never evaluated)."""
+    """--at x=1,W=[[1,2],[3,4]]: numbers and nested lists (read as JSON, never evaluated);
+    inf, -inf and nan are accepted as bare values."""
     values = {}
     for name, value in _assignments(text, "--at").items():
         try:
-            parsed = json.loads(value.replace("inf", "Infinity").replace("nan", "NaN")
-                                if re.fullmatch(r"[-+]?(inf|nan)", value) else value)
+            if re.fullmatch(r"[-+]?(inf|nan)", value):
+                parsed = float(value)
+            else:
+                parsed = json.loads(value)
             array = np.asarray(parsed, dtype=np.float64)
         except (ValueError, TypeError):
             raise UsageError(f"--at: the value of {name} must be a number or a nested list of "
@@ -70,18 +73,26 @@ def parse_at(text):
 
 
 def parse_shapes(text):
-    """--shape W=4x3,v=3,X=nx784 (dimensions separated by 'x'; '()' or '' for a scalar)."""
+    """--shape W=4x3,v=3,X=nx784, or W=(4,3) (needed for dimension names containing an x);
+    '()' or '' is a scalar."""
     shapes = {}
     for name, value in _assignments(text, "--shape").items():
-        if value in ("", "()"):
-            shapes[name] = ()
-            continue
+        value = value.replace(" ", "")
+        if value.startswith("("):
+            parts = [p for p in value.strip("()").split(",") if p]
+        else:
+            parts = value.split("x") if value else []
+            if any(not p for p in parts):
+                raise UsageError(f"--shape: cannot read {name}={value}; write dimension names "
+                                 f"containing an x as {name}=(xs,3)")
         dims = []
-        for dim in value.split("x") if not value.startswith("(") else \
-                value.strip("()").replace(" ", "").split(","):
-            if not dim:
-                continue
-            dims.append(int(dim) if dim.isdigit() else dim)
+        for part in parts:
+            if part.isdigit():
+                dims.append(int(part))
+            elif part.isidentifier() and part.isascii():
+                dims.append(part)
+            else:
+                raise UsageError(f"--shape: {part!r} in {name} is neither a length nor a name")
         shapes[name] = tuple(dims)
     return shapes
 

@@ -156,8 +156,8 @@ def _batched_zeros(cotangent, leading, w):
     batch = cotangent.shape[:leading]
     if all(isinstance(d, int) for d in batch + w.shape):
         return const(np.zeros(batch + w.shape, dtype=w.dtype), w.graph)
-    # named dimensions: zeros shaped by the cotangent's batch axes and by w, built from both
-    batch_zeros = sum(cotangent, axis=tuple(range(leading, cotangent.ndim))) * 0.0
+    # named dimensions: zeros shaped by the cotangent's batch axes and by w, from shapes alone
+    batch_zeros = zeros_like(sum(cotangent, axis=tuple(range(leading, cotangent.ndim))))
     return broadcast_to_like(expand_dims(batch_zeros, tuple(range(-w.ndim, 0))), zeros_like(w))
 
 

@@ -10,6 +10,7 @@ import math
 import numbers
 import re
 import sys
+import threading
 
 import numpy as np
 
@@ -208,6 +209,9 @@ class _Parser:
         except SymgradError as error:
             located = f"{error} (at column {position + 1} of {self._excerpt()})"
             raise type(error)(located) from None
+        except (TypeError, ValueError) as error:
+            # a literal argument of the wrong kind, such as softmax(x, None)
+            raise self.error(f"invalid argument: {error}", position) from None
 
     def _excerpt(self):
         return repr(self.text if len(self.text) <= 60 else self.text[:57] + "...")
@@ -290,8 +294,10 @@ class _Parser:
             token = self.peek()
             if token[1] == "[" and token[0] == "op":
                 self.next()
+                self.enter(token[2])
                 index = self.subscripts()
                 self.expect("]", "to close the index")
+                self.leave()
                 value = self.build(token[2], ops.getitem, self.expr(value), index)
             elif token[1] == "." and token[0] == "op":
                 self.next()
@@ -312,7 +318,9 @@ class _Parser:
             raise self.error(f"attribute {name!r} is not allowed; the allowed ones are .T and "
                              f"{', '.join('.' + m + '()' for m in _METHODS)}", position)
         self.expect("(", f"after .{name}")
+        self.enter(position)
         args, kwargs = self.arguments()
+        self.leave()
         static = [self.static(a) for a in args]
         static_kwargs = {k: self.static(v) for k, v in kwargs.items()}
         if name in ("reshape", "transpose") and len(static) > 1:
@@ -561,6 +569,9 @@ def parse(text, shapes=None, graph=None, max_length=MAX_LENGTH, max_depth=MAX_DE
                              max(checker.peek()[2], parser.peek()[2])) from None
 
 
+_RECURSION_LIMIT_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _stack_room(frames):
     """Make sure ``frames`` more Python frames fit under the recursion limit while parsing: each
@@ -570,15 +581,18 @@ def _stack_room(frames):
     while frame is not None:
         depth += 1
         frame = frame.f_back
-    limit = sys.getrecursionlimit()
-    needed = depth + frames + 100
-    if needed > limit:
-        sys.setrecursionlimit(needed)
-    try:
-        yield
-    finally:
+    # the limit is process-wide: parses that need more room take turns, so none lowers it
+    # under another and the original value always comes back
+    with _RECURSION_LIMIT_LOCK:
+        limit = sys.getrecursionlimit()
+        needed = depth + frames + 100
         if needed > limit:
-            sys.setrecursionlimit(limit)
+            sys.setrecursionlimit(needed)
+        try:
+            yield
+        finally:
+            if needed > limit:
+                sys.setrecursionlimit(limit)
 
 
 # -- SymPy --------------------------------------------------------------------------------------------

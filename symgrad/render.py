@@ -136,8 +136,11 @@ def write_picture(graph, rows, path):
         if suffix != "svg":
             raise SymgradError(f"writing .{suffix} needs Graphviz's 'dot' on PATH (for example "
                                f"'apt-get install graphviz'); .svg works without it")
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(svg_source(graph, rows))
+        try:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(svg_source(graph, rows))
+        except OSError as error:
+            raise SymgradError(f"cannot write {path}: {error.strerror}") from None
         return
     result = subprocess.run([executable, f"-T{suffix}", "-o", path],
                             input=dot_source(graph, rows).encode(), capture_output=True,

@@ -238,10 +238,22 @@ defop("divide", 2, broadcast_shape, "{0} / {1}",
       simplify=_chain(_fold(np.divide), _identity_when(_right_is(1)),
                       _through_broadcasts("divide"), _into_selection("divide", (0,))))
 defop("power", 2, broadcast_shape, "{0} ** {1}",
-      lambda g, out, x, y: [_to_input(g * (y * x ** (y - 1.0)), out, x),
-                            _to_input(g * (out * log(x)), out, y)],
+      lambda g, out, x, y: [_power_base_vjp(g, out, x, y), _power_exponent_vjp(g, out, x, y)],
       simplify=_chain(_fold(np.power), _identity_when(_right_is(1)),
                       _through_broadcasts("power")))
+
+
+def _power_base_vjp(g, out, x, y):
+    if x.op == "const":
+        return None         # no gradient is asked of a constant: build nothing for it
+    return _to_input(g * (y * x ** (y - 1.0)), out, x)
+
+
+def _power_exponent_vjp(g, out, x, y):
+    if y.op == "const":
+        return None
+    # d(x**y)/dy = x**y log x, whose limit at x = 0 (where x**y = 0 for y > 0) is 0, not nan
+    return _to_input(g * (out * log(where(x == 0.0, 1.0, x))), out, y)
 
 
 def _maximum_vjp(g, out, x, y):

@@ -30,8 +30,10 @@ def node_text(data, operands, input_ndim=None):
     if op in _INFIX:
         symbol, precedence = _INFIX[op]
         (left, lp), (right, rp) = operands
-        # ** is right-associative, the others left-associative
-        left = left if lp > precedence or (lp == precedence and op != "power") else f"({left})"
+        # ** is right-associative, the others left-associative; comparisons do not chain
+        chains = precedence > 0
+        left = left if lp > precedence or (lp == precedence and op != "power" and chains) \
+            else f"({left})"
         right = right if rp > precedence or (rp == precedence and op == "power") else f"({right})"
         return f"{left} {symbol} {right}", precedence
     if op == "negative":
