@@ -300,3 +300,33 @@ def test_compiled_functions_run_in_that_namespace():
     x = sg.var("x")
     fn = sg.compile(sg.sin(x))
     assert fn._function.__globals__["__builtins__"] == {}
+
+
+# -- regressions from review -------------------------------------------------------------------------
+
+
+def test_negative_zero_and_negative_int_literals_keep_their_sign_in_powers():
+    y = sg.var("y")
+    fn = sg.compile(sg.const(-0.0) ** y, inputs=[y])
+    with np.errstate(divide="ignore"):
+        assert fn(-2.0) == np.inf                      # (-0.0) ** -2 is +inf; -0.0 ** -2 would be -inf
+    from symgrad.ops import literal
+    assert literal(-2) == "(-2)" and literal(-0.0) == "(-0.0)"
+
+
+def test_outputs_never_share_memory_with_arguments_or_constants():
+    m = sg.var("m", shape=(2, 3))
+    a = np.ones((2, 3))
+    for output in (m.T, m.reshape((3, 2)), m[0], m[None], m):
+        assert not np.shares_memory(sg.compile(output, inputs=[m])(a), a)
+    constant = sg.compile(sg.const(np.arange(3.0)), inputs=[])
+    first = constant()
+    first[0] = 99.0
+    assert constant()[0] == 0.0
+
+
+def test_the_function_cannot_be_named_after_what_the_code_uses():
+    x = sg.var("x")
+    with pytest.raises(sg.SymgradError):
+        sg.compile(sg.sin(x), name="np")
+    np.testing.assert_allclose(sg.compile(x * np.ones(3), name="c0")(2.0), [2.0, 2.0, 2.0])

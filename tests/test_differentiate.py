@@ -449,3 +449,33 @@ def test_ties_split_the_gradient_evenly():
     v = sg.var("v", (4,))
     tied = evaluate(sg.grad(sg.max(v), v), [v], np.array([1.0, 3.0, 3.0, 0.0]))
     np.testing.assert_array_equal(tied, [0.0, 0.5, 0.5, 0.0])
+
+
+def test_power_exponent_derivative_is_zero_at_a_zero_base():
+    x, y = sg.var("x"), sg.var("y")
+    fn = sg.compile(sg.grad(x ** y, y), inputs=[x, y])
+    assert fn(0.0, 2.0) == 0.0                      # the limit of x**y log x, not nan
+    np.testing.assert_allclose(fn(3.0, 2.0), 9.0 * np.log(3.0))
+
+
+def test_building_from_several_threads_gives_correct_results():
+    import threading
+    x = sg.var("x", shape=(4,))
+    errors = []
+
+    def work(k):
+        try:
+            f = sg.sum(sg.sin(x * float(k)) * x)
+            g = sg.compile(sg.grad(f, x), inputs=[x])
+            point = np.linspace(0.1, 0.4, 4)
+            expected = np.sin(k * point) + k * point * np.cos(k * point)
+            np.testing.assert_allclose(g(point), expected, rtol=1e-12)
+        except Exception as error:          # collected, so the main thread's assert reports it
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
