@@ -130,12 +130,7 @@ def compile(outputs, inputs=None, name="f", backend="numpy"):
             or name in RESERVED:
         raise SymgradError(f"function name {name!r} must be an identifier other than "
                            f"{', '.join(sorted(RESERVED))}")
-    if inputs is None:
-        free = {}
-        for output in outputs:
-            free.update(output.variables)
-        inputs = [free[k] for k in sorted(free)]
-    inputs = list(inputs)
+    inputs = _free_variables(outputs) if inputs is None else list(inputs)
     for e in inputs:
         if not isinstance(e, Expr) or e.op != "var":
             raise SymgradError(f"inputs must be variables, got {e!r}")
@@ -150,13 +145,17 @@ def compile(outputs, inputs=None, name="f", backend="numpy"):
     return CompiledFunction(function, source, inputs, single)
 
 
+def _free_variables(outputs):
+    """Every free variable of the outputs, sorted by name (the default inputs)."""
+    free = {}
+    for output in outputs:
+        free.update(output.variables)
+    return [free[name] for name in sorted(free)]
+
+
 def _outputs_and_inputs(outputs, inputs):
     outputs = [outputs] if isinstance(outputs, Expr) else list(outputs)
-    if inputs is None:
-        free = {}
-        for output in outputs:
-            free.update(output.variables)
-        inputs = [free[k] for k in sorted(free)]
+    inputs = _free_variables(outputs) if inputs is None else list(inputs)
     graph = graph_of(*outputs, *inputs)
     return graph, [o.node for o in outputs], [i.node for i in inputs]
 

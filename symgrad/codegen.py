@@ -1,7 +1,7 @@
 """Graph -> plain NumPy source: one statement per needed node, in evaluation order.
 
 Owns every generated name (inputs keep theirs, intermediates are t0, t1..., gradients d_out_d_x)
-and the namespace the source is compiled in. Imports graph, ops and errors.
+and the namespace the source is compiled in. Imports ops and errors.
 """
 
 import keyword

@@ -6,6 +6,7 @@ Imports graph, ops and errors.
 
 import warnings
 
+import networkx as nx
 import numpy as np
 
 from .errors import ShapeError, SymgradError, UndefinedGradientError
@@ -87,7 +88,6 @@ def _total(terms):
 
 
 def _no_rule_message(graph, node, wrt, output):
-    import networkx as nx
     path = []
     for source in wrt:
         try:

@@ -117,8 +117,7 @@ _FUNCTIONS = {
 }
 # max/min: two operands are element-wise, one operand a reduction (as the contract says)
 _EXTREMA = {"max": (ops.maximum, ops.max), "min": (ops.minimum, ops.min)}
-_METHODS = {"sum": "sum", "mean": "mean", "max": "max", "min": "min", "reshape": "reshape",
-            "transpose": "transpose"}
+_METHODS = ("sum", "mean", "max", "min", "reshape", "transpose")
 
 FUNCTION_NAMES = tuple(sorted(list(_FUNCTIONS) + list(_EXTREMA)))
 
@@ -325,7 +324,7 @@ class _Parser:
         static_kwargs = {k: self.static(v) for k, v in kwargs.items()}
         if name in ("reshape", "transpose") and len(static) > 1:
             static = [tuple(static)]
-        return self.build(position, lambda e, *a, **k: getattr(e, _METHODS[name])(*a, **k), value,
+        return self.build(position, lambda e, *a, **k: getattr(e, name)(*a, **k), value,
                           *static, **static_kwargs)
 
     def subscripts(self):
@@ -491,7 +490,7 @@ class _Parser:
 
     def call(self, token):
         _, name, position = token
-        self.next()  # (
+        self.next()
         self.enter(position)
         args, kwargs = self.arguments()
         self.leave()
@@ -632,11 +631,11 @@ def from_sympy(expression, shapes=None, graph=None):
                 stack.extend((a, False) for a in node.args if a not in built)
                 continue
             args = [built[a] for a in node.args]
-            built[node] = _from_sympy_node(sympy, table, node, args, graph, shapes, check_name)
+            built[node] = _from_sympy_node(sympy, table, node, args, graph, shapes)
     return built[expression]
 
 
-def _from_sympy_node(sympy, table, node, args, graph, shapes, check_name):
+def _from_sympy_node(sympy, table, node, args, graph, shapes):
     if isinstance(node, sympy.Symbol):
         name = check_name(node.name)
         return Expr(graph, graph.variable(name, check_shape(shapes.get(name, ()))))

@@ -1,7 +1,7 @@
 """Views of a graph for people: an aligned table in evaluation order, Graphviz DOT, and pictures.
 
 Names and statements come from codegen, so the table, the drawing and the emitted code agree.
-Imports graph, ops and codegen.
+Imports codegen and errors.
 """
 
 import json
@@ -90,7 +90,7 @@ def _quote(text):
     return json.dumps(str(text))
 
 
-def to_dot(rows, title="symgrad"):
+def _dot_nodes(rows, title="symgrad"):
     """Graphviz DOT: forward nodes as blue boxes, derivative nodes as dashed orange boxes, inputs as
     ellipses; the outputs have a double border. Operands feed their consumers in evaluation order."""
     lines = [f"digraph {_quote(title)} {{", "  rankdir=TB;",
@@ -113,7 +113,7 @@ def to_dot(rows, title="symgrad"):
 
 
 def dot_source(graph, rows):
-    lines, names = to_dot(rows)
+    lines, names = _dot_nodes(rows)
     shown = set(names)
     for row in rows:
         inputs = graph.nodes[row["node"]]["inputs"]
@@ -187,7 +187,7 @@ def svg_source(graph, rows):
     """The graph as standalone SVG in evaluation order from top to bottom: forward nodes blue,
     derivative nodes dashed orange, inputs green, outputs with a double border."""
     from xml.sax.saxutils import escape
-    _, names = to_dot(rows)
+    _, names = _dot_nodes(rows)
     layers = _layers(graph, rows)
     boxes = {}
     width = 0

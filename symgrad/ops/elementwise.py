@@ -25,12 +25,12 @@ def _fold(function):
         if all(v is not None and v.shape == () and v.dtype != bool for v in values):
             with np.errstate(all="ignore"):
                 result = function(*values)
-            return apply_constant(result, inputs[0])
+            return _constant_like(result, inputs[0])
         return None
     return simplify
 
 
-def apply_constant(value, like):
+def _constant_like(value, like):
     return const(np.asarray(value, dtype=like.dtype), like.graph)
 
 
@@ -156,7 +156,7 @@ def negative(x):
 def _heaviside_simplify(inputs, at_zero):
     value = constant_value(inputs[0])
     if value is not None and value.shape == ():
-        return apply_constant(np.heaviside(value, at_zero), inputs[0])
+        return _constant_like(np.heaviside(value, at_zero), inputs[0])
     return None
 
 
