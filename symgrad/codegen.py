@@ -95,28 +95,6 @@ class EmitContext:
         return self._generator.namer.claim(f"{self.out}_{suffix}")
 
 
-def _hint_name(graph, hint):
-    """``d_out_d_x`` for a gradient, ``d2_out_d_x_d_y`` for a second derivative, ...: the chain of
-    variables is read back through the hints of the nodes it was differentiated from."""
-    kind, of, *wrt = hint
-    wrt_chain = list(wrt)
-    seen = set()
-    # a gradient can be a node of its own function (d/dy of sin(x) * exp(y)): stop at a repeat
-    while graph.name_hints.get(of, ("",))[0] in ("grad", "jacobian") and kind != "hvp" \
-            and of not in seen:
-        seen.add(of)
-        _, of, *inner = graph.name_hints[of]
-        wrt_chain = inner + wrt_chain
-    base = graph.nodes[of]["attrs"]["name"] if graph.nodes[of]["op"] == "var" else "out"
-    labels = [graph.nodes[w]["attrs"]["name"] if graph.nodes[w]["op"] == "var" else "t"
-              for w in wrt_chain]
-    if kind == "hvp":
-        return f"hvp_{base}_{'_'.join(labels)}"
-    if len(labels) == 1:
-        return f"d_{base}_d_{labels[0]}"
-    return f"d{len(labels)}_{base}_" + "_".join(f"d_{label}" for label in labels)
-
-
 class SourceGenerator:
     """Emits one Python function computing ``outputs`` from ``inputs`` (variable nodes)."""
 
@@ -195,8 +173,7 @@ class SourceGenerator:
                 # an identity of an inlined literal: give it a NumPy type, as ops expect arrays
                 scalar = "bool_" if data["dtype"] == "bool" else data["dtype"]
                 emitter = f"np.{scalar}({{0}})"
-            hint = self.graph.name_hints.get(node) if data["derivative"] else None
-            name = _hint_name(self.graph, hint) if hint else None
+            name = self.graph.readable_name(node) if data["derivative"] else None
             self.names[node] = self.namer.claim(name) if name else self.namer.temp()
             ctx = EmitContext(self, node, args)
             if isinstance(emitter, str):

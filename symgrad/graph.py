@@ -56,6 +56,7 @@ class Graph(nx.DiGraph):
         self._order = 0
         self._grad_of = None
         self.name_hints = {}
+        self.rewrites = {}      # node -> (rule, what it replaced): how a node came to be
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -147,9 +148,35 @@ class Graph(nx.DiGraph):
             if data["op"] == "var":
                 self._variables.pop(data["attrs"]["name"], None)
             self.name_hints.pop(node, None)
+            self.rewrites.pop(node, None)
         # keys are not handed out again: an Expr that escaped the failed block must not come to
         # denote some later node
         self.remove_nodes_from(doomed)
+
+    def readable_name(self, node):
+        """The name a derivative result suggests for itself: ``d_out_d_x`` for a gradient,
+        ``d2_out_d_x_d_y`` for a second derivative, ``hvp_out_x``; None for other nodes. The chain
+        of variables is read back through the hints of the nodes it was differentiated from."""
+        hint = self.name_hints.get(node)
+        if hint is None or isinstance(hint, str):
+            return hint
+        kind, of, *wrt = hint
+        wrt_chain = list(wrt)
+        seen = set()
+        # a gradient can be a node of its own function (d/dy of sin(x) * exp(y)): stop at a repeat
+        while (self.name_hints.get(of, ("",))[0] in ("grad", "jacobian") and kind != "hvp"
+               and of not in seen):
+            seen.add(of)
+            _, of, *inner = self.name_hints[of]
+            wrt_chain = inner + wrt_chain
+        base = self.nodes[of]["attrs"]["name"] if self.nodes[of]["op"] == "var" else "out"
+        labels = [self.nodes[w]["attrs"]["name"] if self.nodes[w]["op"] == "var" else "t"
+                  for w in wrt_chain]
+        if kind == "hvp":
+            return f"hvp_{base}_{'_'.join(labels)}"
+        if len(labels) == 1:
+            return f"d_{base}_d_{labels[0]}"
+        return f"d{len(labels)}_{base}_" + "_".join(f"d_{label}" for label in labels)
 
     # -- walking ----------------------------------------------------------------------------------
 
