@@ -8,6 +8,7 @@ import keyword
 import numpy as np
 
 from .codegen import RESERVED, build_function, generate
+from .optimize import optimize as run_optimizer
 from .differentiate import grad, hessian, hvp, jacobian, jvp, vjp  # noqa: F401 (public names)
 from .errors import ParseError, ShapeError, SymgradError  # noqa: F401
 from .graph import default_graph, use_graph  # noqa: F401
@@ -73,6 +74,7 @@ class CompiledFunction:
         self.input_names = [e.name for e in inputs]
         self._specs = [(e.name, e.shape, np.dtype(e.dtype)) for e in inputs]
         self._positions = {name: i for i, name in enumerate(self.input_names)}
+        self.rewrites = []
 
     def __repr__(self):
         return f"<symgrad compiled function ({', '.join(self.input_names)})>"
@@ -107,11 +109,12 @@ class CompiledFunction:
 BACKENDS = ("numpy",)
 
 
-def compile(outputs, inputs=None, name="f", backend="numpy"):
+def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, explain=False):
     """Compile ``outputs`` (one Expr or a list) into a Python function of ``inputs``.
 
     ``inputs`` defaults to every free variable of the outputs in sorted order. A single output
-    returns one array, a list returns a tuple.
+    returns one array, a list returns a tuple. ``optimize=False`` emits the graph as built;
+    ``explain=True`` prints every rewrite (also kept in ``fn.rewrites``).
 
     >>> import symgrad as sg
     >>> x = sg.var("x")
@@ -138,11 +141,39 @@ def compile(outputs, inputs=None, name="f", backend="numpy"):
     if len(set(names)) != len(names):
         raise SymgradError(f"an input is listed twice: {names}")
     graph = graph_of(*outputs, *inputs)
+    output_nodes, input_nodes = [o.node for o in outputs], [e.node for e in inputs]
     with graph.lock:
-        source, namespace = generate(graph, [o.node for o in outputs], [e.node for e in inputs],
-                                     name)
+        rewrites = construction_rewrites(graph, output_nodes)
+        if optimize:
+            optimized = run_optimizer(graph, output_nodes, input_nodes)
+            graph, output_nodes, input_nodes = (optimized.graph, optimized.outputs,
+                                                optimized.inputs)
+            rewrites += [str(applied) for applied in optimized.applied]
+        source, namespace = generate(graph, output_nodes, input_nodes, name)
     function = build_function(source, namespace, name)
-    return CompiledFunction(function, source, inputs, single)
+    compiled = CompiledFunction(function, source, inputs, single)
+    compiled.rewrites = rewrites
+    if explain:
+        print(explain_text(rewrites))
+    return compiled
+
+
+def construction_rewrites(graph, outputs):
+    """The stability rewrites made while the outputs' expressions were built, as text."""
+    found = []
+    for node in graph.ancestors_in_order(outputs):
+        if node in graph.rewrites:
+            rule, before = graph.rewrites[node]
+            found.append(f"{rule}: {before}")
+    return found
+
+
+def explain_text(rewrites):
+    """The report ``explain=True`` prints: one line per rewrite, which pattern and where."""
+    if not rewrites:
+        return "symgrad: no rewrites applied"
+    return "\n".join([f"symgrad: {len(rewrites)} rewrite(s) applied"]
+                     + [f"  {line}" for line in rewrites])
 
 
 def _free_variables(outputs):

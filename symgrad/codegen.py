@@ -153,6 +153,8 @@ class SourceGenerator:
         source = data.get("grad_of")
         if not data["derivative"] or source is None:
             return ""
+        if isinstance(source, str):         # the optimiser keeps only the op of a pruned node
+            return f"  # grad of {source}"
         if source in self.names:
             return f"  # grad of {self.names[source]}"
         return f"  # grad of {self.graph.nodes[source]['op']}"
@@ -173,7 +175,7 @@ class SourceGenerator:
                 # an identity of an inlined literal: give it a NumPy type, as ops expect arrays
                 scalar = "bool_" if data["dtype"] == "bool" else data["dtype"]
                 emitter = f"np.{scalar}({{0}})"
-            name = self.graph.readable_name(node) if data["derivative"] else None
+            name = self.graph.readable_name(node)
             self.names[node] = self.namer.claim(name) if name else self.namer.temp()
             ctx = EmitContext(self, node, args)
             if isinstance(emitter, str):

@@ -176,6 +176,8 @@ class Graph(nx.DiGraph):
             return f"hvp_{base}_{'_'.join(labels)}"
         if len(labels) == 1:
             return f"d_{base}_d_{labels[0]}"
+        if len(set(labels)) == 1:
+            return f"d{len(labels)}_{base}_d_{labels[0]}{len(labels)}"
         return f"d{len(labels)}_{base}_" + "_".join(f"d_{label}" for label in labels)
 
     # -- walking ----------------------------------------------------------------------------------

@@ -1,0 +1,141 @@
+"""Algebraic rewrites that keep values identical (up to rounding) where the inputs are valid:
+cancellations, canonical forms that let common subexpressions meet, constants gathered together,
+and zeros dropped from derivatives.
+
+Imports ops and optimize.rebuild.
+"""
+
+import numpy as np
+
+from ..ops import apply, broadcast_shapes, const
+from ..ops.core import constant_value, is_scalar_constant
+from .rebuild import rewrite
+
+
+def _scalar(expr):
+    value = constant_value(expr)
+    if value is not None and value.size == 1 and value.dtype != bool:
+        return float(value.reshape(()))
+    return None
+
+
+@rewrite("log")
+def cancel_log_exp(data, inputs):
+    (x,) = inputs
+    return x.inputs[0] if x.op == "exp" else None
+
+
+@rewrite("exp")
+def cancel_exp_log(data, inputs):
+    # exp(log x) = x for x > 0, the only inputs where the original is defined
+    (x,) = inputs
+    return x.inputs[0] if x.op == "log" else None
+
+
+@rewrite("multiply")
+def square_product_of_equals(data, inputs):
+    x, y = inputs
+    return apply("power", x, 2.0) if x.node == y.node else None
+
+
+@rewrite("multiply")
+def gather_constant_factors(data, inputs):
+    """(x * a) * b -> x * (a b) and (-x) * a -> x * (-a): constants meet and fold, and equal
+    products written in different orders become one node."""
+    x, y = inputs
+    if _scalar(x) is not None and _scalar(y) is None:
+        x, y = y, x
+    factor = _scalar(y)
+    if factor is None or y.shape != () and broadcast_shapes(x.shape, y.shape) != x.shape:
+        return None
+    if x.op == "multiply":
+        a, b = x.inputs
+        for inner, other in ((b, a), (a, b)):
+            inner_factor = _scalar(inner)
+            if inner_factor is not None and inner.shape == ():
+                return apply("multiply", other, inner_factor * factor)
+    if x.op == "negative":
+        return apply("multiply", x.inputs[0], -factor)
+    return None
+
+
+@rewrite("multiply")
+def negate_instead_of_times_minus_one(data, inputs):
+    x, y = inputs
+    for minus_one, other in ((y, x), (x, y)):
+        if is_scalar_constant(minus_one, -1) and broadcast_shapes(x.shape, y.shape) == other.shape:
+            return apply("negative", other)
+    return None
+
+
+@rewrite("negative")
+def negate_constant_factor(data, inputs):
+    (x,) = inputs
+    if x.op == "multiply":
+        a, b = x.inputs
+        for inner, other in ((b, a), (a, b)):
+            factor = _scalar(inner)
+            if factor is not None and inner.shape == ():
+                return apply("multiply", other, -factor)
+    return None
+
+
+@rewrite("add")
+def subtract_a_negation(data, inputs):
+    x, y = inputs
+    if y.op == "negative":
+        return apply("subtract", x, y.inputs[0])
+    if x.op == "negative":
+        return apply("subtract", y, x.inputs[0])
+    return None
+
+
+@rewrite("subtract")
+def add_a_negation(data, inputs):
+    x, y = inputs
+    return apply("add", x, y.inputs[0]) if y.op == "negative" else None
+
+
+@rewrite("multiply")
+def fold_mul_by_zero_in_derivatives(data, inputs):
+    # only in derivatives: there 0 * (anything) is the exact zero of a missing contribution,
+    # while a forward 0 * inf must stay nan
+    if not data["derivative"]:
+        return None
+    x, y = inputs
+    for zero, other in ((x, y), (y, x)):
+        if is_scalar_constant(zero, 0) and broadcast_shapes(x.shape, y.shape) == other.shape:
+            return apply("zeros_like", other)
+    return None
+
+
+@rewrite("add")
+def drop_added_zeros(data, inputs):
+    x, y = inputs
+    for zero, other in ((x, y), (y, x)):
+        if zero.op == "zeros_like" and broadcast_shapes(x.shape, y.shape) == other.shape \
+                and other.dtype == data["dtype"]:
+            return other
+    return None
+
+
+@rewrite("sum")
+def sum_of_a_broadcast_scalar(data, inputs, axis, keepdims):
+    """sum(broadcast(c, like)) over every axis = c * size(like), with no array in between."""
+    (x,) = inputs
+    if x.op != "broadcast_to_like" or keepdims or len(axis) != x.ndim:
+        return None
+    value, like = x.inputs
+    if value.ndim and any(d != 1 for d in value.shape):
+        return None
+    scalar = apply("reshape", value, shape=()) if value.ndim else value
+    if all(isinstance(d, int) for d in x.shape):
+        return apply("multiply", scalar, float(np.prod(x.shape)))
+    return apply("multiply", scalar, apply("axis_size", like, axis=tuple(range(-like.ndim, 0))))
+
+
+RULES = [cancel_log_exp, cancel_exp_log, square_product_of_equals, gather_constant_factors,
+         negate_instead_of_times_minus_one, negate_constant_factor, subtract_a_negation, add_a_negation,
+         fold_mul_by_zero_in_derivatives, drop_added_zeros, sum_of_a_broadcast_scalar]
+
+__all__ = ["RULES", "const"]

@@ -1,0 +1,97 @@
+"""The loop every pass runs in: copy the nodes the outputs need into a fresh graph, in evaluation
+order, offering each node to the pass's rewrites before building it as it was.
+
+Building through ``apply`` in a hash-consed graph does three things on the way: merges common
+subexpressions, runs every op's local simplifications, and drops dead nodes (only ancestors of the
+outputs are copied). Imports graph and ops.
+"""
+
+from dataclasses import dataclass
+
+from ..graph import Graph
+from ..ops import Expr, apply, const
+from ..ops.printing import to_text
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One rewrite that fired: its name, and the expression it replaced (as text)."""
+    rule: str
+    where: str
+
+    def __str__(self):
+        return f"{self.rule}: {self.where}"
+
+
+def rewrite(*ops):
+    """Mark a function ``rule(node, inputs, **attrs) -> Expr | None`` as a rewrite of ``ops``."""
+    def register(rule):
+        rule.ops = ops
+        return rule
+    return register
+
+
+def index_rules(rules):
+    by_op = {}
+    for rule in rules:
+        for op in rule.ops:
+            by_op.setdefault(op, []).append(rule)
+    return by_op
+
+
+def rebuild(source, outputs, inputs, rules, log):
+    """Copy what ``outputs`` need from ``source`` into a new Graph, applying ``rules`` (op ->
+    list of rewrites). Returns the new graph and the map from old node keys to new ones."""
+    target = Graph()
+    mapping = {}
+    with target.lock:
+        for node in inputs:
+            data = source.nodes[node]
+            mapping[node] = target.variable(data["attrs"]["name"], data["shape"], data["dtype"])
+        for node in source.ancestors_in_order(outputs):
+            if node in mapping:
+                continue
+            data = source.nodes[node]
+            if data["op"] == "var":
+                mapping[node] = target.variable(data["attrs"]["name"], data["shape"],
+                                                data["dtype"])
+                continue
+            if data["op"] == "const":
+                mapping[node] = const(data["value"], target).node
+                continue
+            operands = [Expr(target, mapping[i]) for i in data["inputs"]]
+            with target.deriving(data["order"], grad_of=carried_grad_of(source, data, mapping)):
+                result = None
+                for rule in rules.get(data["op"], ()):
+                    result = rule(data, operands, **data["attrs"])
+                    if result is not None:
+                        log.append(Applied(rule.__name__, to_text(Expr(source, node), limit=80)))
+                        break
+                if result is None:
+                    result = apply(data["op"], *operands, **data["attrs"])
+            mapping[node] = result.node
+            name = source.readable_name(node) if data["derivative"] else None
+            if name and result.node not in target.name_hints:
+                target.name_hints[result.node] = name
+            if node in source.rewrites and result.node not in target.rewrites:
+                target.rewrites[result.node] = source.rewrites[node]
+    name_outputs(source, outputs, target, mapping)
+    return target, mapping
+
+
+def carried_grad_of(source, data, mapping):
+    """What a copied derivative node says it came from: the copy of that forward node, or, when
+    the forward node was not needed, its op's name (for the comment in the emitted code)."""
+    origin = data["grad_of"]
+    if origin is None or isinstance(origin, str):
+        return origin
+    return mapping[origin] if origin in mapping else source.nodes[origin]["op"]
+
+
+def name_outputs(source, outputs, target, mapping):
+    """An output keeps the name its own derivative call suggested, even when the optimised graph
+    merged it with a node that suggested another."""
+    for node in outputs:
+        name = source.readable_name(node) if source.nodes[node]["derivative"] else None
+        if name:
+            target.name_hints[mapping[node]] = name
