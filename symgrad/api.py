@@ -305,3 +305,45 @@ def check_grad(f, at, wrt=None, step=1e-6):
         scale = np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), 1e-8)
         report[w.name] = float(np.max(np.abs(analytic - numeric) / scale)) if numeric.size else 0.0
     return report
+
+
+def _nodes_by_order(graph, outputs):
+    counts = {}
+    for node in graph.ancestors_in_order(outputs):
+        data = graph.nodes[node]
+        if data["op"] not in ("var", "const"):
+            counts[data["order"]] = counts.get(data["order"], 0) + 1
+    return counts
+
+
+def graph_stats(outputs, inputs=None):
+    """Operation nodes per derivative order (0 is the forward pass) as built and after
+    optimisation: {order: (built, optimised)}.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> sg.graph_stats([sg.tanh(x), sg.grad(sg.tanh(x), x)])
+    {0: (1, 1), 1: (2, 2)}
+    """
+    graph, output_nodes, input_nodes = _outputs_and_inputs(outputs, inputs)
+    with graph.lock:
+        built = _nodes_by_order(graph, output_nodes)
+        optimized = run_optimizer(graph, output_nodes, input_nodes)
+    after = _nodes_by_order(optimized.graph, optimized.outputs)
+    return {order: (built.get(order, 0), after.get(order, 0))
+            for order in sorted(set(built) | set(after))}
+
+
+def stats_text(stats):
+    """The --stats table: nodes per order before and after optimisation, and each order's size
+    relative to the optimised forward pass."""
+    forward = max(stats.get(0, (0, 0))[1], 1)
+    lines = ["order  part        built  optimised  vs forward"]
+    for order, (built, after) in stats.items():
+        part = "forward" if order == 0 else f"derivative"
+        lines.append(f"{order:>5}  {part:<10}  {built:>5}  {after:>9}  {after / forward:>9.2f}x")
+    total_built = sum(b for b, _ in stats.values())
+    total_after = sum(a for _, a in stats.values())
+    lines.append(f"{'all':>5}  {'':<10}  {total_built:>5}  {total_after:>9}  "
+                 f"{total_after / forward:>9.2f}x")
+    return "\n".join(lines)

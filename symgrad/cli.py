@@ -114,6 +114,10 @@ def build_parser():
         command.add_argument("--format", choices=["text", "dot", "code", "json"], default="text")
         command.add_argument("-o", "--output", help="write a picture of the graph (.svg, .png, "
                              ".pdf) instead of printing")
+        command.add_argument("--explain", action="store_true",
+                             help="list every rewrite the optimiser and the stability rules made")
+        command.add_argument("--stats", action="store_true",
+                             help="node counts per derivative order, before and after optimising")
         if name == "grad":
             command.add_argument("--order", type=int, default=1,
                                  help="derivatives of order 1..N (one --wrt variable)")
@@ -228,6 +232,16 @@ def run(argv):
         inputs = list(f.variables.values())
         inputs += [w for w in wrt if w.name not in f.variables]
         inputs.sort(key=lambda v: v.name)
+        if args.explain or args.stats:
+            notes = []
+            if args.explain:
+                notes.append(api.explain_text(api.compile(outputs, inputs=inputs).rewrites))
+            if args.stats:
+                notes.append(api.stats_text(api.graph_stats(outputs, inputs=inputs)))
+            # beside machine-readable output the notes go to standard error
+            machine = args.format in ("json", "dot") or args.output
+            print("\n\n".join(notes) + ("" if machine else "\n"),
+                  file=sys.stderr if machine else sys.stdout)
         if args.output:
             api.draw(outputs, args.output, inputs=inputs, at=at)
             return f"wrote {args.output}"
