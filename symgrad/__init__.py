@@ -8,7 +8,8 @@
 [15.0, 5.0, 8.0, 0.0]
 """
 
-from .api import CompiledFunction, __version__, check_grad, compile, defop, draw, show_graph, to_dot, var
+from .api import (CompiledFunction, __version__, check_grad, compile, defop, draw, graph_stats,
+                  show_graph, to_dot, var)
 from .differentiate import DisconnectedWarning, grad, hessian, hvp, jacobian, jvp, vjp
 from .errors import ParseError, ShapeError, SymgradError, UndefinedGradientError
 from .graph import Graph, default_graph, use_graph
@@ -24,7 +25,7 @@ __all__ = [
     "CompiledFunction", "DisconnectedWarning", "Expr", "Graph", "OPS", "ParseError", "ShapeError",
     "SymgradError", "UndefinedGradientError", "abs", "check_grad", "clip", "compile",
     "custom_gradient", "defop", "concatenate", "const",
-    "cos", "default_graph", "dot", "draw", "show_graph", "to_dot", "exp", "expm1", "from_sympy", "grad", "hessian", "hvp",
+    "cos", "default_graph", "dot", "draw", "graph_stats", "show_graph", "to_dot", "exp", "expm1", "from_sympy", "grad", "hessian", "hvp",
     "jacobian", "jvp", "leaky_relu", "log", "log1p", "log_softmax", "logsumexp", "matmul", "max",
     "maximum", "mean", "min", "minimum", "parse", "relu", "reshape", "sigmoid", "sign", "sin",
     "softmax", "softplus", "sqrt", "stop_gradient", "sum", "tan", "tanh", "to_sympy", "transpose",

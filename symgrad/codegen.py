@@ -18,6 +18,9 @@ from .ops import OPS, literal
 # Ops whose NumPy result may share memory with an operand (or is a constant itself).
 VIEW_OPS = frozenset({"var", "const", "broadcast_to_like", "transpose", "reshape", "reshape_like",
                       "getitem", "expand_dims", "squeeze", "stop_gradient", "custom_gradient"})
+# Ops whose result is a new array (not a view, not a caller's or a constant's memory): only these
+# may be written to in place or released early. User-defined ops are not assumed to be.
+FRESH_OPS = frozenset(OPS) - VIEW_OPS - {"custom_gradient"}
 # Names the emitted source itself relies on; a variable with one of these names is renamed.
 RESERVED = frozenset({"np", "float"})
 _FORMATTER = string.Formatter()
@@ -140,7 +143,9 @@ class SourceGenerator:
         data = self.graph.nodes[node]
         value = data["value"]
         if value.shape == () and value.dtype != bool:
-            return literal(float(value))
+            text = literal(float(value))
+            # parenthesised when negative, -0.0 included, so that "x ** {1}" stays one power
+            return f"({text})" if text.startswith("-") else text
         if value.shape == ():
             return repr(bool(value))
         name = self.namer.claim(f"c{self._constants}")
@@ -160,8 +165,26 @@ class SourceGenerator:
         return f"  # grad of {self.graph.nodes[source]['op']}"
 
     def body(self):
-        lines = []
+        """One statement per node; an array operand is released (``del``) right after its last
+        use, and a sum whose left operand dies there accumulates into that operand's buffer."""
+        position = {node: k for k, node in enumerate(self.order)}
+        last_use = {}
         for node in self.order:
+            for operand in self.graph.nodes[node]["inputs"]:
+                last_use[operand] = position[node]
+        for node in self.outputs:
+            last_use[node] = len(self.order)
+        for node in reversed(self.order):
+            # an array lives as long as any view of it: writing into it or releasing it earlier
+            # would change (or keep alive) what the view shows
+            data = self.graph.nodes[node]
+            if data["op"] in VIEW_OPS and data["inputs"]:
+                base = data["inputs"][0]
+                last_use[base] = max(last_use.get(base, -1), last_use.get(node, -1))
+        owned = set()           # nodes whose value is a fresh array no one else holds
+        dying = {}              # statement index -> names of owned arrays last used there
+        lines = []
+        for k, node in enumerate(self.order):
             data = self.graph.nodes[node]
             if data["op"] in ("var", "const"):
                 continue
@@ -178,7 +201,11 @@ class SourceGenerator:
             name = self.graph.readable_name(node)
             self.names[node] = self.namer.claim(name) if name else self.namer.temp()
             ctx = EmitContext(self, node, args)
-            if isinstance(emitter, str):
+            buffer = self._accumulation_buffer(data, k, owned, last_use)
+            if buffer is not None:
+                other = args[1] if self.names.get(data["inputs"][0]) == buffer else args[0]
+                emitted = f"np.add({buffer}, {other}, out={buffer})"
+            elif isinstance(emitter, str):
                 emitted = _FORMATTER.vformat(emitter, args, _LazyLiterals(data["attrs"]))
             else:
                 emitted = emitter(ctx)
@@ -186,7 +213,26 @@ class SourceGenerator:
             self.statements[node] = statements
             comment = self._comment(data)
             lines.extend(statement + comment for statement in statements)
+            if data["shape"] != () and (data["op"] in FRESH_OPS or buffer is not None):
+                owned.add(node)
+                dying.setdefault(last_use.get(node, k), []).append(self.names[node])
+            if dying.get(k):
+                lines.append(f"del {', '.join(sorted(dying.pop(k)))}")
         return lines
+
+    def _accumulation_buffer(self, data, k, owned, last_use):
+        """The name of an add's operand whose array can take the sum in place: a fresh array of
+        the result's shape and dtype that dies at this very statement."""
+        if data["op"] != "add" or data["shape"] == ():
+            return None
+        for operand in data["inputs"]:
+            operand_data = self.graph.nodes[operand]
+            name = self.names.get(operand)
+            if (operand in owned and last_use.get(operand) == k
+                    and operand_data["shape"] == data["shape"]
+                    and operand_data["dtype"] == data["dtype"]):
+                return name
+        return None
 
     def _returned(self, node):
         """An output as a fresh array: never a view of an argument or of a constant, never the

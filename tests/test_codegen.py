@@ -318,7 +318,7 @@ def test_negative_zero_and_negative_int_literals_keep_their_sign_in_powers():
     with np.errstate(divide="ignore"):
         assert fn(-2.0) == np.inf                      # (-0.0) ** -2 is +inf; -0.0 ** -2 would be -inf
     from symgrad.ops import literal
-    assert literal(-2) == "(-2)" and literal(-0.0) == "(-0.0)"
+    assert literal(-2) == "-2" and "(-0.0) ** y" in fn.source
 
 
 def test_outputs_never_share_memory_with_arguments_or_constants():

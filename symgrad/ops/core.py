@@ -139,20 +139,19 @@ def check_shape(shape):
 
 
 def literal(value):
-    """Python source for an attribute value; only numbers, tuples, None and bools reach here."""
+    """Python source for a value: numbers, tuples, slices, ..., None and bools. A negative number
+    is written bare (``-1``); where it stands as an operand, codegen parenthesises it."""
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, numbers.Integral):
-        value = int(value)
-        return repr(value) if value >= 0 else f"({value!r})"
+        return repr(int(value))
     if isinstance(value, numbers.Real):
         value = float(value)
         if math.isnan(value):
             return "np.nan"
         if math.isinf(value):
-            return "np.inf" if value > 0 else "(-np.inf)"
-        # parenthesised when negative, -0.0 included, so that "{0} ** {1}" stays one power
-        return repr(value) if math.copysign(1.0, value) > 0 else f"({value!r})"
+            return "np.inf" if value > 0 else "-np.inf"
+        return repr(value)
     if isinstance(value, tuple):
         inner = ", ".join(literal(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
