@@ -18,20 +18,27 @@ def _to_input(g, out, x):
     return unbroadcast(g, x.shape, g.ndim - out.ndim)
 
 
+FOLD_LIMIT = 4096      # entries: larger constant results stay computed at run time
+
+
 def _fold(function):
-    """A simplify hook that evaluates ``function`` when every operand is a scalar constant."""
+    """A simplify hook that evaluates ``function`` when every operand is a constant (and the
+    result is small enough to be worth keeping as one)."""
     def simplify(inputs, **attrs):
         values = [constant_value(x) for x in inputs]
-        if all(v is not None and v.shape == () and v.dtype != bool for v in values):
-            with np.errstate(all="ignore"):
-                result = function(*values)
-            return _constant_like(result, inputs[0])
+        if all(v is not None and v.dtype != bool for v in values):
+            shape = np.broadcast_shapes(*(v.shape for v in values))
+            if int(np.prod(shape, dtype=np.int64)) <= FOLD_LIMIT:
+                with np.errstate(all="ignore"):
+                    result = function(*values)
+                return _constant_like(result, inputs)
         return None
     return simplify
 
 
-def _constant_like(value, like):
-    return const(np.asarray(value, dtype=like.dtype), like.graph)
+def _constant_like(value, inputs):
+    dtype = float_dtype([x.dtype for x in inputs])
+    return const(np.asarray(value, dtype=dtype), inputs[0].graph)
 
 
 def _identity_when(check):
@@ -45,13 +52,31 @@ def _identity_when(check):
     return simplify
 
 
+def _unspread(x):
+    """What a broadcast spreads: its operand, or the scalar under a chain of broadcasts and
+    inserted axes (the gradient of a mean is such a chain)."""
+    if x.op == "broadcast_to_like":
+        core = x.inputs[0]
+    elif x.op == "expand_dims":
+        core = x
+    else:
+        return x
+    while core.op in ("broadcast_to_like", "expand_dims") and core.inputs[0].ndim <= core.ndim:
+        if core.inputs[0].shape == ():
+            return core.inputs[0]
+        core = core.inputs[0]
+    return x.inputs[0] if x.op == "broadcast_to_like" else x
+
+
 def _through_broadcasts(name):
     """A simplify hook that feeds ``name`` the operands of explicit broadcasts directly when the
     result keeps its shape: NumPy broadcasts inside the element-wise op for free."""
     def simplify(inputs, **attrs):
-        if not any(x.op == "broadcast_to_like" for x in inputs):
+        if not any(x.op in ("broadcast_to_like", "expand_dims") for x in inputs):
             return None
-        inner = [x.inputs[0] if x.op == "broadcast_to_like" else x for x in inputs]
+        inner = [_unspread(x) for x in inputs]
+        if all(a.node == b.node for a, b in zip(inner, inputs)):
+            return None
         if broadcast_shape([x.shape for x in inner]) != broadcast_shape([x.shape for x in inputs]):
             return None
         return apply(name, *inner, **attrs)
@@ -156,7 +181,7 @@ def negative(x):
 def _heaviside_simplify(inputs, at_zero):
     value = constant_value(inputs[0])
     if value is not None and value.shape == ():
-        return _constant_like(np.heaviside(value, at_zero), inputs[0])
+        return _constant_like(np.heaviside(value, at_zero), inputs)
     return None
 
 

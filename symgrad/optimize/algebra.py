@@ -134,8 +134,23 @@ def sum_of_a_broadcast_scalar(data, inputs, axis, keepdims):
     return apply("multiply", scalar, apply("axis_size", like, axis=tuple(range(-like.ndim, 0))))
 
 
+@rewrite("add", "subtract", "multiply", "divide", "power")
+def scalar_arithmetic_before_broadcast(data, inputs):
+    """broadcast(a, like) * s -> broadcast(a * s, like) for a scalar s: one multiplication
+    instead of one per entry, and the broadcast may then vanish into a later op."""
+    x, y = inputs
+    for position, (spread, scalar) in enumerate(((x, y), (y, x))):
+        if spread.op == "broadcast_to_like" and scalar.shape == () and \
+                broadcast_shapes(x.shape, y.shape) == spread.shape:
+            value, like = spread.inputs
+            operands = (value, scalar) if position == 0 else (scalar, value)
+            return apply("broadcast_to_like", apply(data["op"], *operands), like)
+    return None
+
+
 RULES = [cancel_log_exp, cancel_exp_log, square_product_of_equals, gather_constant_factors,
          negate_instead_of_times_minus_one, negate_constant_factor, subtract_a_negation, add_a_negation,
-         fold_mul_by_zero_in_derivatives, drop_added_zeros, sum_of_a_broadcast_scalar]
+         fold_mul_by_zero_in_derivatives, drop_added_zeros, sum_of_a_broadcast_scalar,
+         scalar_arithmetic_before_broadcast]
 
 __all__ = ["RULES", "const"]
