@@ -162,9 +162,9 @@ def construction_rewrites(graph, outputs):
     """The stability rewrites made while the outputs' expressions were built, as text."""
     found = []
     for node in graph.ancestors_in_order(outputs):
-        if node in graph.rewrites:
-            rule, before = graph.rewrites[node]
-            found.append(f"{rule}: {before}")
+        for rule, before in graph.rewrites.get(node, []):
+            if f"{rule}: {before}" not in found:
+                found.append(f"{rule}: {before}")
     return found
 
 

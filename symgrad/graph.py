@@ -56,7 +56,7 @@ class Graph(nx.DiGraph):
         self._order = 0
         self._grad_of = None
         self.name_hints = {}
-        self.rewrites = {}      # node -> (rule, what it replaced): how a node came to be
+        self.rewrites = {}      # node -> [(rule, what it replaced)]: how a node came to be
 
     # -- building ---------------------------------------------------------------------------------
 

@@ -168,8 +168,19 @@ tanh = unary("tanh", "tanh", lambda g, out, x: g * (1.0 - out ** 2))
 sign = unary("sign", "sign", lambda g, out, x: None)
 absolute = unary("absolute", "abs", lambda g, out, x: g * sign(x))
 
+def _inside_broadcast(name):
+    """f(broadcast(a, like)) -> broadcast(f(a), like): the function runs on the small operand."""
+    def simplify(inputs, **attrs):
+        (x,) = inputs
+        if x.op != "broadcast_to_like":
+            return None
+        value, like = x.inputs
+        return apply("broadcast_to_like", apply(name, value, **attrs), like)
+    return simplify
+
+
 defop("negative", 1, same_shape, "-{0}", lambda g, out, x: [-g],
-      simplify=_chain(_fold(np.negative),
+      simplify=_chain(_fold(np.negative), _inside_broadcast("negative"),
                       lambda inputs: inputs[0].inputs[0] if inputs[0].op == "negative" else None,
                       _into_selection("negative", (0,))))
 

@@ -18,9 +18,13 @@ from .reduce import log_softmax, logsumexp
 VIEWS = ("reshape", "transpose", "getitem", "expand_dims", "squeeze")
 
 
-def _recorded(rule, before, result):
-    if result is not None:
-        result.graph.rewrites.setdefault(result.node, (rule, before))
+def _recorded(rule, before, result, operand):
+    """Note on ``result`` that ``rule`` made it, after what made its ``operand`` (a chain such as
+    log(1 - sigmoid(x)) -> log(sigmoid(-x)) -> -softplus(x) keeps both steps)."""
+    records = result.graph.rewrites.setdefault(result.node, [])
+    for record in result.graph.rewrites.get(operand.node, []) + [(rule, before)]:
+        if record not in records:
+            records.append(record)
     return result
 
 
@@ -84,14 +88,14 @@ def _stable_log(inputs):
     for rule in LOG_RULES:
         result = rule(x)
         if result is not None:
-            return _recorded(rule.__name__, f"log({x.op}(...))", result)
+            return _recorded(rule.__name__, f"log({x.op}(...))", result, x)
     return None
 
 
 def _stable_log1p(inputs):
     (x,) = inputs
     if x.op == "exp":
-        return _recorded("log1p_of_exp", "log1p(exp(...))", softplus(x.inputs[0]))
+        return _recorded("log1p_of_exp", "log1p(exp(...))", softplus(x.inputs[0]), x)
     return None
 
 
@@ -99,7 +103,8 @@ def _stable_one_minus(inputs):
     one, x = inputs
     if is_scalar_constant(one, 1) and x.op == "sigmoid" and x.shape == one.shape or (
             is_scalar_constant(one, 1) and x.op == "sigmoid" and one.shape == ()):
-        return _recorded("one_minus_sigmoid", "1 - sigmoid(...)", sigmoid(negative(x.inputs[0])))
+        return _recorded("one_minus_sigmoid", "1 - sigmoid(...)", sigmoid(negative(x.inputs[0])),
+                         x)
     return None
 
 

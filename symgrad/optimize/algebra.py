@@ -22,14 +22,19 @@ def _scalar(expr):
 @rewrite("log")
 def cancel_log_exp(data, inputs):
     (x,) = inputs
-    return x.inputs[0] if x.op == "exp" else None
+    return _same_dtype(x.inputs[0], data) if x.op == "exp" else None
 
 
 @rewrite("exp")
 def cancel_exp_log(data, inputs):
     # exp(log x) = x for x > 0, the only inputs where the original is defined
     (x,) = inputs
-    return x.inputs[0] if x.op == "log" else None
+    return _same_dtype(x.inputs[0], data) if x.op == "log" else None
+
+
+def _same_dtype(candidate, data):
+    """``candidate`` if it has the replaced node's dtype (log(exp(mask)) is not the mask)."""
+    return candidate if candidate.dtype == data["dtype"] else None
 
 
 @rewrite("multiply")
@@ -126,12 +131,15 @@ def sum_of_a_broadcast_scalar(data, inputs, axis, keepdims):
     if x.op != "broadcast_to_like" or keepdims or len(axis) != x.ndim:
         return None
     value, like = x.inputs
-    if value.ndim and any(d != 1 for d in value.shape):
-        return None
-    scalar = apply("reshape", value, shape=()) if value.ndim else value
+    while value.op == "expand_dims":            # the scalar a sum's gradient spread
+        value = value.inputs[0]
+    if value.op == "const" and value.data["value"].size == 1:
+        value = const(value.data["value"].reshape(()), value.graph)
+    if value.shape != ():
+        return None         # reshaping it first would cost the statement the rewrite saves
     if all(isinstance(d, int) for d in x.shape):
-        return apply("multiply", scalar, float(np.prod(x.shape)))
-    return apply("multiply", scalar, apply("axis_size", like, axis=tuple(range(-like.ndim, 0))))
+        return apply("multiply", value, float(np.prod(x.shape)))
+    return apply("multiply", value, apply("axis_size", like, axis=tuple(range(-like.ndim, 0))))
 
 
 @rewrite("add", "subtract", "multiply", "divide", "power")

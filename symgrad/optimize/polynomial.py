@@ -2,13 +2,19 @@
 
 Each derivative of tanh is a polynomial in t = tanh(x), but the product rule builds it as a tree
 that doubles at every order. Here every maximal cluster of element-wise +, -, *, negation and
-integer powers is read as a polynomial in its leaves (the nodes feeding it), expanded by SymPy and
-rebuilt in Horner form when that takes fewer operations: the n-th derivative then costs O(n)
-statements instead of O(2^n). Clusters are bounded in size, degree and terms, so SymPy's work is.
+integer powers over a single leaf (the node feeding it, constants aside) in a derivative is read as
+exact coefficients, computed bottom-up, and rebuilt in Horner form when that takes fewer
+operations: the n-th derivative then costs O(n) statements instead of O(2^n). SymPy factors out
+(1 - t**2) where the polynomial vanishes, so that the tails stay accurate. Cluster size and degree
+are bounded, and so is the total work per graph.
 
-Imports ops and optimize.rebuild.
+Imports graph, ops and optimize.rebuild.
 """
 
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
 import sympy
 
 from ..graph import Graph
@@ -16,10 +22,9 @@ from ..ops import Expr, apply, const
 from .rebuild import Applied, carried_grad_of, name_outputs
 
 POLYNOMIAL_OPS = ("add", "subtract", "multiply", "negative", "power")
-MAX_CLUSTER = 400
+MAX_CLUSTER = 50_000
 MAX_DEGREE = 40
-MAX_TERMS = 300          # of the expanded polynomial, bounded before SymPy expands
-EXPLORATION_BUDGET = 200_000    # cluster nodes visited per graph: keeps the pass linear
+EXPLORATION_BUDGET = 1_000_000    # cluster nodes visited per graph: keeps the pass linear
 
 
 def _integer_exponent(graph, node):
@@ -58,84 +63,107 @@ def _cluster(graph, root):
     return members, leaves
 
 
-def _term_bound(graph, root, members):
-    """An upper bound on the number of terms of the expanded cluster, computed without expanding
-    (a product of n binomials would expand to 2**n terms)."""
-    terms = {}
-    for node in sorted(members):
-        data = graph.nodes[node]
-        args = [terms.get(i, 1) for i in data["inputs"]]
-        if data["op"] in ("add", "subtract"):
-            terms[node] = args[0] + args[1]
-        elif data["op"] == "multiply":
-            terms[node] = args[0] * args[1]
-        elif data["op"] == "negative":
-            terms[node] = args[0]
-        else:
-            terms[node] = args[0] ** _integer_exponent(graph, node)
-        if terms[node] > MAX_TERMS * 100:
-            return terms[node]
-    return terms[root]
+def _add(a, b, sign=1):
+    longer, shorter = (a, b) if len(a) >= len(b) else (b, a)
+    result = list(longer) if longer is a else [sign * c for c in longer]
+    for k, c in enumerate(shorter):
+        result[k] += c if shorter is a else sign * c
+    return result
 
 
-def _to_sympy(graph, root, members, symbols):
-    built = {}
+def _multiply(a, b):
+    result = [Fraction(0)] * (len(a) + len(b) - 1)
+    for i, x in enumerate(a):
+        if x:
+            for j, y in enumerate(b):
+                result[i + j] += x * y
+    return result
+
+
+def _coefficients(graph, root, members, leaf_values):
+    """The cluster as exact coefficients in its one variable leaf, lowest degree first, computed
+    bottom-up (never expanding a tree of products term by term); None past MAX_DEGREE."""
+    values = dict(leaf_values)
     for node in sorted(members):            # keys ascend in evaluation order
         data = graph.nodes[node]
-        args = [built.get(i, symbols.get(i)) for i in data["inputs"]]
         op = data["op"]
+        args = [values[i] for i in (data["inputs"][:1] if op == "power" else data["inputs"])]
         if op == "add":
-            built[node] = args[0] + args[1]
+            value = _add(args[0], args[1])
         elif op == "subtract":
-            built[node] = args[0] - args[1]
+            value = _add(args[0], args[1], sign=-1)
         elif op == "multiply":
-            built[node] = args[0] * args[1]
+            value = _multiply(args[0], args[1])
         elif op == "negative":
-            built[node] = -args[0]
+            value = [-c for c in args[0]]
         else:
-            built[node] = args[0] ** _integer_exponent(graph, node)
-    return built[root]
+            value = [Fraction(1)]
+            for _ in range(_integer_exponent(graph, node)):
+                value = _multiply(value, args[0])
+        while len(value) > 1 and value[-1] == 0:
+            value.pop()
+        if len(value) - 1 > MAX_DEGREE:
+            return None
+        values[node] = value
+    return values[root]
 
 
-def _leaf_symbols(graph, leaves):
-    symbols = {}
-    for k, leaf in enumerate(leaves):
+def _leaf_values(graph, leaves):
+    """Coefficient lists for the leaves: constants (also broadcast seeds such as ones(x.shape))
+    are numbers; every other leaf is the variable t. None when there is not exactly one."""
+    values, variables = {}, []
+    for leaf in leaves:
         data = graph.nodes[leaf]
-        if data["op"] == "broadcast_to_like":         # a seed such as ones(x.shape): a number
+        if data["op"] == "broadcast_to_like":
             data = graph.nodes[data["inputs"][0]]
-        if data["op"] == "const" and data["value"].size == 1 and data["dtype"] != "bool":
-            value = float(data["value"].reshape(()))
-            symbols[leaf] = sympy.Integer(int(value)) if value.is_integer() and abs(value) < 2**53 \
-                else sympy.Float(value)
+        if data["op"] == "const" and data["value"].size == 1 and data["dtype"] != "bool" \
+                and np.isfinite(data["value"]).all():
+            values[leaf] = [Fraction(float(data["value"].reshape(())))]
         else:
-            symbols[leaf] = sympy.Symbol(f"l{k}")
-    return symbols
+            values[leaf] = [Fraction(0), Fraction(1)]
+            variables.append(leaf)
+    return (values, variables[0]) if len(variables) == 1 else (None, None)
 
 
-def _horner_plan(coefficients):
-    """(coefficients in the variable used, whether that variable is t**2, whether the result is
-    multiplied by t once more): an odd or even polynomial, like every derivative of tanh, is
-    evaluated in t**2 for half the work."""
-    degree = len(coefficients) - 1
+@dataclass(frozen=True)
+class HornerPlan:
+    """How to evaluate a polynomial p(t) with few operations and no needless cancellation:
+    p(t) = t**odd * (1 - u)**vanishing * q(u), with u = t**2 when ``squared`` (p even or odd,
+    like every derivative of tanh) and u = t otherwise; q is evaluated by Horner's rule.
+    Taking the factor (1 - u) out keeps the result accurate where p is small because t**2 is
+    near 1 (the tails of tanh's derivatives), which Horner on the expanded form is not."""
+    coefficients: tuple         # of q, highest degree first
+    squared: bool
+    odd: bool
+    vanishing: int
+
+    @property
+    def cost(self):
+        return (2 * (len(self.coefficients) - 1) + self.squared + self.odd
+                + (2 + (self.vanishing > 1) if self.vanishing else 0))
+
+
+def _horner_plan(polynomial):
+    coefficients = polynomial.all_coeffs()
+    degree = polynomial.degree()
     present = [degree - k for k, c in enumerate(coefficients) if c != 0]
-    if len(present) > 1 and len({d % 2 for d in present}) == 1:
-        odd = present[0] % 2
-        squared = [c for k, c in enumerate(coefficients) if (degree - k) % 2 == odd]
-        return squared, True, bool(odd)
-    return coefficients, False, False
+    if len(present) < 2 or len({d % 2 for d in present}) != 1:
+        return HornerPlan(tuple(float(c) for c in coefficients), False, False, 0)
+    odd = present[0] % 2
+    u = sympy.Symbol("u")
+    in_u = sympy.Poly([c for k, c in enumerate(coefficients) if (degree - k) % 2 == odd], u)
+    vanishing = 0
+    if in_u.domain.is_Exact:
+        while in_u.degree() > 0 and in_u.eval(1) == 0:
+            in_u = sympy.div(in_u, sympy.Poly(1 - u, u))[0]
+            vanishing += 1
+    return HornerPlan(tuple(float(c) for c in in_u.all_coeffs()), True, bool(odd), vanishing)
 
 
-def _horner_cost(coefficients):
-    plan, squared, odd = _horner_plan(coefficients)
-    return 2 * (len(plan) - 1) + squared + odd
-
-
-def _build_horner(coefficients, leaf):
-    """sum c_k t**k evaluated as ((c_n u + c_{n-1}) u + ...) with u = t or t**2."""
-    plan, squared, odd = _horner_plan(coefficients)
-    variable = apply("power", leaf, 2.0) if squared else leaf
+def _build_horner(plan, leaf):
+    variable = apply("power", leaf, 2.0) if plan.squared else leaf
     result = None
-    for coefficient in plan:
+    for coefficient in plan.coefficients:
         if result is None:
             result = const(coefficient, leaf.graph)
             continue
@@ -144,7 +172,22 @@ def _build_horner(coefficients, leaf):
             result = apply("add", result, coefficient)
         elif coefficient < 0:
             result = apply("subtract", result, -coefficient)
-    return apply("multiply", leaf, result) if odd else result
+    if plan.vanishing:
+        complement = apply("subtract", 1.0, variable)
+        if plan.vanishing > 1:
+            complement = apply("power", complement, float(plan.vanishing))
+        result = apply("multiply", result, complement)
+    return apply("multiply", leaf, result) if plan.odd else result
+
+
+def _removable(candidates, root, consumers):
+    """The nodes that disappear when ``root`` is replaced: the cluster's members and constant
+    leaves (broadcast seeds) that nothing outside the cluster consumes, also as a shape donor."""
+    gone = {root}
+    for node in sorted(candidates, reverse=True):
+        if node != root and consumers.get(node, set()) <= gone:
+            gone.add(node)
+    return gone
 
 
 def canonicalize(graph, outputs, inputs, applied):
@@ -162,7 +205,8 @@ def canonicalize(graph, outputs, inputs, applied):
         if budget <= 0:
             break
         shape = graph.nodes[node]["shape"]
-        if not _is_polynomial(graph, node, shape):
+        # derivatives only: a forward p * 0.0 must keep its nan at p = inf, which expanding drops
+        if not graph.nodes[node]["derivative"] or not _is_polynomial(graph, node, shape):
             continue
         is_root = node in output_set or any(
             not _is_polynomial(graph, c, shape) or c in replacements
@@ -173,22 +217,17 @@ def canonicalize(graph, outputs, inputs, applied):
         budget -= MAX_CLUSTER if members is None else len(members)
         if members is None or len(members) < 4:
             continue
-        if _term_bound(graph, node, members) > MAX_TERMS * 100:
+        leaf_values, leaf = _leaf_values(graph, leaves)
+        if leaf is None or graph.nodes[leaf]["shape"] != shape:
+            continue        # several leaves (or none): no cheap canonical form to aim for
+        coefficients = _coefficients(graph, node, members, leaf_values)
+        if coefficients is None or len(coefficients) < 2:
             continue
-        symbols = _leaf_symbols(graph, leaves)
-        variables = [s for s in symbols.values() if isinstance(s, sympy.Symbol)]
-        if len(variables) != 1:
-            continue        # several leaves: no cheap canonical form to aim for
-        expression = sympy.expand(_to_sympy(graph, node, members, symbols))
-        if not expression.has(variables[0]):
-            continue
-        polynomial = sympy.Poly(expression, variables[0])
-        if polynomial.degree() > MAX_DEGREE:
-            continue
-        coefficients = [float(c) for c in polynomial.all_coeffs()]
-        if _horner_cost(coefficients) < len(members):
-            leaf = next(leaf for leaf, s in symbols.items() if s is variables[0])
-            replacements[node] = (coefficients, leaf)
+        polynomial = sympy.Poly(list(reversed(coefficients)), sympy.Symbol("t"))
+        plan = _horner_plan(polynomial)
+        seeds = {k for k in leaves if k != leaf and graph.nodes[k]["op"] == "broadcast_to_like"}
+        if plan.cost < len(_removable(members | seeds, node, consumers)):
+            replacements[node] = (plan, leaf)
     if not replacements:
         return graph, outputs, inputs
     target = Graph()
@@ -210,16 +249,12 @@ def canonicalize(graph, outputs, inputs, applied):
                     mapping[node] = const(data["value"], target).node
                     continue
                 if node in replacements:
-                    coefficients, leaf = replacements[node]
-                    result = _build_horner(coefficients, Expr(target, mapping[leaf]))
-                    if result.shape != data["shape"]:
-                        result = apply("broadcast_to_like", result,
-                                       Expr(target, mapping[leaf]))
+                    plan, leaf = replacements[node]
+                    result = _build_horner(plan, Expr(target, mapping[leaf]))
                     applied.append(Applied(
                         "horner_form_of_polynomial",
-                        f"degree {len(coefficients) - 1} in one leaf: "
-                        f"{len(_cluster(graph, node)[0])} operations -> "
-                        f"{_horner_cost(coefficients)}"))
+                        f"a polynomial of {len(_cluster(graph, node)[0])} operations in one "
+                        f"leaf -> {plan.cost}"))
                 else:
                     operands = [Expr(target, mapping[i]) for i in data["inputs"]]
                     result = apply(data["op"], *operands, **data["attrs"])

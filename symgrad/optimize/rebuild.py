@@ -73,8 +73,8 @@ def rebuild(source, outputs, inputs, rules, log):
             name = source.readable_name(node) if data["derivative"] else None
             if name and result.node not in target.name_hints:
                 target.name_hints[result.node] = name
-            if node in source.rewrites and result.node not in target.rewrites:
-                target.rewrites[result.node] = source.rewrites[node]
+            records = target.rewrites.setdefault(result.node, [])
+            records.extend(r for r in source.rewrites.get(node, []) if r not in records)
     name_outputs(source, outputs, target, mapping)
     return target, mapping
 

@@ -1,0 +1,920 @@
+"""The optimiser (symgrad/optimize), the stability rewrites (ops/stability) and the lean code codegen
+emits from them, against independent references.
+
+Every rewrite is checked on an expression holding its pattern: it fires, and the optimised function
+agrees with ``optimize=False`` and with NumPy, SymPy or a closed form. Sizes are statements of the
+emitted source (assignments executed per call, ``del`` and ``return`` not counted), never times.
+"""
+
+import re
+
+import numpy as np
+import pytest
+import sympy
+
+import symgrad as sg
+from symgrad import cli
+from symgrad.ops import broadcast_to_like, const, stability
+from symgrad.optimize import algebra
+
+RNG_SEED = 20240604
+
+
+def statements(source):
+    """Statements executed per call: the body's lines, without ``del`` and ``return``."""
+    body = source.splitlines()[1:]
+    return sum(1 for line in body
+               if line.strip() and not line.strip().startswith(("del ", "return")))
+
+
+def rule_names(compiled):
+    return [line.split(":")[0] for line in compiled.rewrites]
+
+
+def random_arguments(inputs, rng, low=0.5, high=2.0):
+    """Positive values, so that log and sqrt stay defined."""
+    return [rng.uniform(low, high, size=v.shape) for v in inputs]
+
+
+def with_grads(f, wrt):
+    """A scalar and its gradients: the outputs every rewrite case compiles."""
+    return [f, *sg.grad(f, wrt, disconnected="zero")]
+
+
+def assert_same_results(got, expected, rtol=1e-12, atol=1e-12):
+    got = got if isinstance(got, tuple) else (got,)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    assert len(got) == len(expected)
+    for k, (a, b) in enumerate(zip(got, expected)):
+        assert np.shape(a) == np.shape(b), f"output {k}: shape {np.shape(a)} vs {np.shape(b)}"
+        assert np.asarray(a).dtype == np.asarray(b).dtype, f"output {k}: dtype"
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"output {k}")
+
+
+def relative_error(got, expected):
+    """Worst absolute difference relative to the largest entry of the reference (at least 1)."""
+    got, expected = np.asarray(got, dtype=float), np.asarray(expected, dtype=float)
+    assert got.shape == expected.shape
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1.0)
+    return float(np.max(np.abs(got - expected), initial=0.0)) / scale
+
+
+def compile_both(outputs, inputs):
+    return (sg.compile(outputs, inputs=inputs),
+            sg.compile(outputs, inputs=inputs, optimize=False))
+
+
+# -- 1. every algebraic rewrite: fires, and keeps values and gradients -----------------------------
+#
+# Each case builds (outputs, inputs) holding the rule's pattern, either in the forward expression
+# (its gradients come along) or in the derivative the outputs contain.
+
+
+def _cancel_log_exp():
+    x, y = sg.var("x", shape=(3,)), sg.var("y", shape=(3,))
+    return with_grads(sg.sum(sg.log(sg.exp(sg.sin(x))) * y), [x, y]), [x, y]
+
+
+def _cancel_exp_log():
+    x, y = sg.var("x", shape=(3,)), sg.var("y", shape=(3,))
+    return with_grads(sg.sum(sg.exp(sg.log(x)) * y), [x, y]), [x, y]
+
+
+def _square_product_of_equals():
+    x, y = sg.var("x", shape=(2, 3)), sg.var("y", shape=(2, 3))
+    return with_grads(sg.sum(sg.sin(x) * sg.sin(x) * y), [x, y]), [x, y]
+
+
+def _gather_constant_factors():
+    x, y = sg.var("x", shape=(3,)), sg.var("y", shape=(3,))
+    f = sg.sum((sg.sin(x) * 2.0) * 3.0 * y + (-sg.cos(x)) * 5.0)
+    return with_grads(f, [x, y]), [x, y]
+
+
+def _negate_instead_of_times_minus_one():
+    x, y = sg.var("x", shape=(3,)), sg.var("y", shape=(3,))
+    return with_grads(sg.sum(sg.sin(x) * -1.0 * y), [x, y]), [x, y]
+
+
+def _negate_constant_factor():
+    x, y = sg.var("x", shape=(3,)), sg.var("y", shape=(3,))
+    return with_grads(sg.sum(-(sg.sin(x) * 3.0) * y), [x, y]), [x, y]
+
+
+def _subtract_a_negation():
+    x, y = sg.var("x", shape=(3,)), sg.var("y", shape=(3,))
+    return with_grads(sg.sum((x + -sg.sin(y)) * x + (-x + y) * y), [x, y]), [x, y]
+
+
+def _add_a_negation():
+    x, y = sg.var("x", shape=(3,)), sg.var("y", shape=(3,))
+    return with_grads(sg.sum((x - -sg.sin(y)) * x), [x, y]), [x, y]
+
+
+def _fold_mul_by_zero_in_derivatives():
+    # d/dx sin(0 x) y multiplies the cotangent by the constant 0 while deriving
+    x, y = sg.var("x", shape=(3,)), sg.var("y", shape=(3,))
+    return with_grads(sg.sum(sg.sin(x * 0.0) * y) + sg.sum(x * y), [x, y]), [x, y]
+
+
+def _drop_added_zeros():
+    # the second derivative of s t in s is zeros_like(s), added here to t**2
+    s, t = sg.var("s"), sg.var("t")
+    zero = sg.grad(sg.grad(s * t, s), s, disconnected="zero")
+    return with_grads(zero + t * t * s, [s, t]), [s, t]
+
+
+def _sum_of_a_broadcast_scalar():
+    # grad of sum(x) s in x is s spread over x; summing it back is 3 s
+    x, s = sg.var("x", shape=(3,)), sg.var("s")
+    h = sg.sum(sg.grad(sg.sum(x) * s, x)) * s
+    return with_grads(h, [x, s]), [x, s]
+
+
+def _scalar_arithmetic_before_broadcast():
+    x, s, t = sg.var("x", shape=(3,)), sg.var("s"), sg.var("t")
+    spread = sg.grad(sg.sum(x) * s, x)
+    return with_grads(sg.sum(sg.sin(spread * t)), [s, t]), [x, s, t]
+
+
+ALGEBRA_CASES = {
+    "cancel_log_exp": _cancel_log_exp,
+    "cancel_exp_log": _cancel_exp_log,
+    "square_product_of_equals": _square_product_of_equals,
+    "gather_constant_factors": _gather_constant_factors,
+    "negate_instead_of_times_minus_one": _negate_instead_of_times_minus_one,
+    "negate_constant_factor": _negate_constant_factor,
+    "subtract_a_negation": _subtract_a_negation,
+    "add_a_negation": _add_a_negation,
+    "fold_mul_by_zero_in_derivatives": _fold_mul_by_zero_in_derivatives,
+    "drop_added_zeros": _drop_added_zeros,
+    "sum_of_a_broadcast_scalar": _sum_of_a_broadcast_scalar,
+    "scalar_arithmetic_before_broadcast": _scalar_arithmetic_before_broadcast,
+}
+
+
+def test_every_algebra_rule_has_a_case():
+    missing = [rule.__name__ for rule in algebra.RULES if rule.__name__ not in ALGEBRA_CASES]
+    assert not missing, f"rules in algebra.RULES with no case in ALGEBRA_CASES: {missing}"
+
+
+@pytest.mark.parametrize("rule", sorted(ALGEBRA_CASES))
+def test_algebra_rule_fires_and_keeps_values_and_gradients(rule):
+    if rule not in [r.__name__ for r in algebra.RULES]:
+        pytest.skip(f"{rule} is not in algebra.RULES")
+    outputs, inputs = ALGEBRA_CASES[rule]()
+    optimized, raw = compile_both(outputs, inputs)
+    assert rule in rule_names(optimized)
+    rng = np.random.default_rng(RNG_SEED)
+    for _ in range(3):
+        args = random_arguments(inputs, rng)
+        assert_same_results(optimized(*args), raw(*args))
+
+
+@pytest.mark.parametrize("rule", sorted(ALGEBRA_CASES))
+def test_algebra_rule_never_grows_the_program(rule):
+    if rule not in [r.__name__ for r in algebra.RULES]:
+        pytest.skip(f"{rule} is not in algebra.RULES")
+    outputs, inputs = ALGEBRA_CASES[rule]()
+    optimized, raw = compile_both(outputs, inputs)
+    assert statements(optimized.source) <= statements(raw.source)
+    stats = sg.graph_stats(outputs, inputs=inputs)
+    assert sum(a for _, a in stats.values()) <= sum(b for b, _ in stats.values()), stats
+
+
+def test_each_algebra_rule_alone_keeps_values():
+    """Run as the only rule of a one-pass pipeline, each rewrite still fires and keeps values."""
+    from symgrad.codegen import build_function, generate
+    from symgrad.optimize import optimize
+    rng = np.random.default_rng(RNG_SEED)
+    for rule in algebra.RULES:
+        with sg.use_graph():
+            outputs, inputs = ALGEBRA_CASES[rule.__name__]()
+            graph = outputs[0].graph
+            result = optimize(graph, [o.node for o in outputs], [v.node for v in inputs],
+                              passes=[("alone", [rule])])
+            assert rule.__name__ in [a.rule for a in result.applied]
+            source, namespace = generate(result.graph, result.outputs, result.inputs)
+            alone = build_function(source, namespace)
+            raw = sg.compile(outputs, inputs=inputs, optimize=False)
+            args = random_arguments(inputs, rng)
+            assert_same_results(tuple(alone(*args)), raw(*args))
+
+
+def test_algebra_rewrites_match_sympy():
+    """The optimised function of a formula full of patterns against SymPy's own value and
+    gradient of the same formula."""
+    x, y = sg.var("x"), sg.var("y")
+    f = (sg.log(sg.exp(x)) * y + (x * 2.0) * 3.0 * y - -(x * y) + x * x * (-1.0)
+         + sg.exp(sg.log(y)) * y)
+    fn = sg.compile([f, *sg.grad(f, [x, y])], inputs=[x, y])
+    assert {"cancel_log_exp", "cancel_exp_log", "gather_constant_factors"} <= set(rule_names(fn))
+    sx, sy = sympy.symbols("x y", positive=True)
+    expression = sx * sy + 6 * sx * sy + sx * sy - sx ** 2 + sy ** 2
+    reference = sympy.lambdify((sx, sy), [expression, sympy.diff(expression, sx),
+                                          sympy.diff(expression, sy)])
+    for x0, y0 in [(0.3, 1.7), (2.5, 0.2), (-1.25, 3.0)]:
+        np.testing.assert_allclose(fn(x0, y0), reference(x0, y0), rtol=1e-12)
+
+
+# -- bugs the cases above do not reach ---------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+def test_cancel_exp_log_of_a_boolean_still_negates():
+    x = sg.var("x", shape=(3,))
+    fn = sg.compile(-sg.exp(sg.log(x > 0.0)), inputs=[x])
+    np.testing.assert_array_equal(fn(np.array([0.5, -1.0, 2.0])), [-1.0, -0.0, -1.0])
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+def test_cancel_log_exp_of_a_boolean_keeps_a_float_dtype():
+    x = sg.var("x", shape=(3,))
+    fn = sg.compile([sg.log(sg.exp(x > 0.0)), sg.sum(sg.exp(sg.log(x > 0.0)))], inputs=[x])
+    logged, total = fn(np.array([0.5, -1.0, 2.0]))
+    np.testing.assert_array_equal(logged, [1.0, 0.0, 1.0])
+    assert logged.dtype.kind == "f" and np.asarray(total).dtype.kind == "f"
+
+
+def test_horner_form_keeps_the_shape_of_the_replaced_node():
+    x, s = sg.var("x", shape=(3,)), sg.var("s", shape=(1,))
+    u = s * broadcast_to_like(const(2.0), x)
+    p = u * u
+    for k in range(6):
+        p = p + u * u * float(k + 2)
+    optimized, raw = compile_both([p], [s, x])
+    args = [np.array([0.7]), np.zeros(3)]
+    assert_same_results(optimized(*args), raw(*args))      # got shape (1,), expected (3,)
+    np.testing.assert_allclose(raw(*args)[0], np.full(3, 28 * 4 * 0.49))
+
+
+def test_horner_form_keeps_nan_of_forward_zero_products():
+    x = sg.var("x", shape=(3,))
+    p = x
+    for _ in range(5):
+        p = p * x + x
+    optimized, raw = compile_both([p * 0.0 + x], [x])
+    with np.errstate(all="ignore"):
+        got, expected = optimized(np.array([np.inf, 1.0, 2.0])), raw(np.array([np.inf, 1.0, 2.0]))
+    np.testing.assert_array_equal(expected[0], [np.nan, 1.0, 2.0])
+    np.testing.assert_array_equal(got[0], expected[0])
+
+
+# -- 1. the polynomial (Horner) pass ---------------------------------------------------------------
+
+
+def tanh_derivatives(x, order):
+    """Derivatives 1..order of tanh, element-wise on a vector, by repeated grad of a sum."""
+    derivatives, d = [], sg.tanh(x)
+    for _ in range(order):
+        d = sg.grad(sg.sum(d), x)
+        derivatives.append(d)
+    return derivatives
+
+
+def sympy_tanh_derivative(n, values):
+    s = sympy.Symbol("s")
+    return sympy.lambdify(s, sympy.diff(sympy.tanh(s), s, n), "numpy")(values)
+
+
+@pytest.mark.parametrize("order", [3, 5, 8])
+def test_horner_form_fires_and_keeps_values(order):
+    x = sg.var("x", shape=("n",))
+    d = tanh_derivatives(x, order)[-1]
+    optimized, raw = compile_both([d, sg.grad(sg.sum(d), x)], [x])
+    assert "horner_form_of_polynomial" in rule_names(optimized)
+    values = np.random.default_rng(RNG_SEED).uniform(-3.0, 3.0, 25)
+    got, expected = optimized(values), raw(values)
+    for a, b in zip(got, expected):
+        assert relative_error(a, b) < 1e-9
+    assert relative_error(got[0], sympy_tanh_derivative(order, values)) < 1e-9
+    assert relative_error(got[1], sympy_tanh_derivative(order + 1, values)) < 1e-9
+
+
+@pytest.mark.parametrize("order", [1, 3, 5, 8])
+def test_horner_form_never_grows_the_program(order):
+    x = sg.var("x", shape=("n",))
+    d = tanh_derivatives(x, order)[-1]
+    outputs = [d, sg.grad(sg.sum(d), x)]
+    optimized, raw = compile_both(outputs, [x])
+    assert statements(optimized.source) <= statements(raw.source)
+    stats = sg.graph_stats(outputs, inputs=[x])
+    assert sum(a for _, a in stats.values()) <= sum(b for b, _ in stats.values())
+
+
+def test_tanh_derivatives_stay_polynomial_past_order_8():
+    counts = {}
+    for order in (5, 10):
+        with sg.use_graph():
+            x = sg.var("x", shape=("n",))
+            counts[order] = statements(sg.compile(tanh_derivatives(x, order)[-1],
+                                                  inputs=[x]).source)
+    assert counts[10] <= 3 * counts[5], counts
+
+
+def test_horner_form_of_a_one_leaf_polynomial_matches_sympy():
+    # a product-rule tree in u = sin(x): every derivative of u**6 in u is a polynomial in u
+    x = sg.var("x", shape=(5,))
+    u = sg.sin(x)
+    p = u ** 6.0
+    for _ in range(4):
+        p = sg.grad(sg.sum(p), x) * 0.5 + p * u
+    fn = sg.compile(p, inputs=[x])
+    values = np.random.default_rng(RNG_SEED).uniform(-1.5, 1.5, 5)
+    s = sympy.Symbol("s")
+    q = sympy.sin(s) ** 6
+    for _ in range(4):
+        q = sympy.diff(q, s) / 2 + q * sympy.sin(s)
+    reference = sympy.lambdify(s, q, "numpy")(values)
+    assert relative_error(fn(values), reference) < 1e-12
+    assert relative_error(sg.compile(p, inputs=[x], optimize=False)(values), reference) < 1e-12
+
+
+def test_horner_form_is_as_accurate_as_the_graph_in_the_tails():
+    import mpmath
+    x = sg.var("x", shape=("n",))
+    d = tanh_derivatives(x, 8)[-1]
+    optimized, raw = compile_both(d, [x])
+    values = np.array([-10.0, -8.0, -6.0, 5.0, 7.0, 9.5])
+    s = sympy.Symbol("s")
+    exact = sympy.lambdify(s, sympy.diff(sympy.tanh(s), s, 8), "mpmath")
+    with mpmath.workdps(50):
+        reference = np.array([float(exact(mpmath.mpf(float(v)))) for v in values])
+
+    def worst(got):
+        return float(np.max(np.abs(got - reference) / np.abs(reference)))
+    assert worst(raw(values)) < 1e-7
+    assert worst(optimized(values)) <= 10 * worst(raw(values))
+
+
+# -- 1 and 4. stability rewrites ---------------------------------------------------------------------
+
+
+def _naive_softmax(v):
+    e = np.exp(v - np.max(v))
+    return e / np.sum(e)
+
+
+WEIGHTS = np.array([1.0, -2.0, 0.5, 3.0])
+
+# (rule, case id, builder of a scalar from v of shape (4,), the same in plain NumPy, CLI formula)
+STABILITY_CASES = [
+    ("log_of_softmax", "log_softmax",
+     lambda v: sg.sum(sg.log(sg.softmax(v)) * WEIGHTS),
+     lambda v: np.sum(np.log(_naive_softmax(v)) * WEIGHTS), "sum(log(softmax(v)))"),
+    ("log_of_sum_of_exp", "logsumexp",
+     lambda v: sg.log(sg.sum(sg.exp(v))),
+     lambda v: np.log(np.sum(np.exp(v))), "log(sum(exp(v)))"),
+    ("log_of_one_plus_exp", "softplus",
+     lambda v: sg.sum(sg.log(1.0 + sg.exp(v)) * WEIGHTS),
+     lambda v: np.sum(np.log(1.0 + np.exp(v)) * WEIGHTS), "sum(log(1 + exp(v)))"),
+    ("log_of_one_plus_exp", "softplus_swapped",
+     lambda v: sg.sum(sg.log(sg.exp(v) + 1.0)),
+     lambda v: np.sum(np.log(np.exp(v) + 1.0)), "sum(log(exp(v) + 1))"),
+    ("log_of_sigmoid", "log_sigmoid",
+     lambda v: sg.sum(sg.log(sg.sigmoid(v)) * WEIGHTS),
+     lambda v: np.sum(np.log(1.0 / (1.0 + np.exp(-v))) * WEIGHTS), "sum(log(sigmoid(v)))"),
+    ("log_through_view", "reshape",
+     lambda v: sg.sum(sg.log(sg.reshape(sg.softmax(v), (2, 2))) * WEIGHTS.reshape(2, 2)),
+     lambda v: np.sum(np.log(_naive_softmax(v)) * WEIGHTS),
+     "sum(log(reshape(softmax(v), (2, 2))))"),
+    ("log_through_view", "getitem",
+     lambda v: sg.sum(sg.log(sg.softmax(v)[1:]) * WEIGHTS[1:]),
+     lambda v: np.sum(np.log(_naive_softmax(v))[1:] * WEIGHTS[1:]),
+     "sum(log(softmax(v)[1:]))"),
+    ("log_through_view", "transpose",
+     lambda v: sg.sum(sg.log(sg.transpose(sg.softmax(sg.reshape(v, (2, 2)), axis=1)))
+                      * WEIGHTS.reshape(2, 2)),
+     lambda v: np.sum(np.log(np.stack([_naive_softmax(r) for r in v.reshape(2, 2)])).T
+                      * WEIGHTS.reshape(2, 2)),
+     "sum(log(transpose(softmax(reshape(v, (2, 2)), axis=1))))"),
+    ("log_of_scaled", "scaled_softmax",
+     lambda v: sg.sum(sg.log(3.0 * sg.softmax(v)) * WEIGHTS),
+     lambda v: np.sum(np.log(3.0 * _naive_softmax(v)) * WEIGHTS), "sum(log(3 * softmax(v)))"),
+    ("log1p_of_exp", "log1p_exp",
+     lambda v: sg.sum(sg.log1p(sg.exp(v)) * WEIGHTS),
+     lambda v: np.sum(np.log1p(np.exp(v)) * WEIGHTS), "sum(log1p(exp(v)))"),
+    ("one_minus_sigmoid", "one_minus_sigmoid",
+     lambda v: sg.sum((1.0 - sg.sigmoid(v)) * WEIGHTS),
+     lambda v: np.sum((1.0 - 1.0 / (1.0 + np.exp(-v))) * WEIGHTS), "sum(1 - sigmoid(v))"),
+]
+STABILITY_IDS = [case[1] for case in STABILITY_CASES]
+
+
+def test_every_stability_rewrite_has_a_case():
+    names = [rule.__name__ for rule in stability.LOG_RULES] + ["log1p_of_exp", "one_minus_sigmoid"]
+    covered = {case[0] for case in STABILITY_CASES}
+    assert not [n for n in names if n not in covered]
+
+
+def finite_difference_gradient(function, point, step=1e-6):
+    gradient = np.zeros_like(point)
+    for i in range(point.size):
+        shift = np.zeros_like(point)
+        shift[i] = step
+        gradient[i] = (function(point + shift) - function(point - shift)) / (2 * step)
+    return gradient
+
+
+@pytest.mark.parametrize("rule, case, build, naive, formula", STABILITY_CASES, ids=STABILITY_IDS)
+def test_stability_rewrite_fires_and_keeps_values(rule, case, build, naive, formula):
+    v = sg.var("v", shape=(4,))
+    f = build(v)
+    optimized, raw = compile_both(with_grads(f, [v]), [v])
+    assert rule in rule_names(optimized) and rule in rule_names(raw)
+    rng = np.random.default_rng(RNG_SEED)
+    for _ in range(3):
+        point = rng.uniform(-3.0, 3.0, 4)
+        value, gradient = optimized(point)
+        assert_same_results((value, gradient), raw(point))
+        np.testing.assert_allclose(value, naive(point), rtol=1e-12)
+        np.testing.assert_allclose(gradient, finite_difference_gradient(naive, point),
+                                   rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("rule, case, build, naive, formula", STABILITY_CASES, ids=STABILITY_IDS)
+def test_stability_rewrite_is_finite_at_plus_minus_1000(rule, case, build, naive, formula):
+    v = sg.var("v", shape=(4,))
+    f = build(v)
+    outputs = with_grads(f, [v])
+    for optimize in (True, False):
+        fn = sg.compile(outputs, inputs=[v], optimize=optimize)
+        for point in ([1000.0, -1000.0, 0.5, -0.25], [-1000.0, 1000.0, 1000.0, -1000.0],
+                      [1000.0] * 4, [-1000.0] * 4):
+            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+                value, gradient = fn(np.array(point))
+            assert np.all(np.isfinite(value)) and np.all(np.isfinite(gradient)), (point, optimize)
+
+
+@pytest.mark.parametrize("rule, case, build, naive, formula", STABILITY_CASES, ids=STABILITY_IDS)
+def test_stability_rewrite_is_explained(rule, case, build, naive, formula, capsys):
+    v = sg.var("v", shape=(4,))
+    sg.compile(with_grads(build(v), [v]), inputs=[v], explain=True)
+    printed = capsys.readouterr().out
+    assert re.search(rf"^\s+{rule}: ", printed, re.MULTILINE), printed
+    assert cli.main(["grad", formula, "--shape", "v=4", "--explain"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(rf"^\s+{rule}: ", printed, re.MULTILINE), printed
+
+
+def test_explain_reports_no_rewrites_and_algebra_rewrites(capsys):
+    x = sg.var("x")
+    sg.compile(sg.sin(x), explain=True)
+    assert "no rewrites" in capsys.readouterr().out
+    assert cli.main(["grad", "log(exp(x)) * y", "--explain"]) == 0
+    assert "cancel_log_exp: " in capsys.readouterr().out
+
+
+def test_explain_names_the_rewrite_of_this_expression_when_nodes_are_shared():
+    x = sg.var("x")
+    sg.compile(sg.log(1.0 + sg.exp(x)))
+    assert "log1p_of_exp" in rule_names(sg.compile(sg.log1p(sg.exp(x))))
+
+
+def test_explain_names_every_stability_rewrite_of_a_chain():
+    x = sg.var("x")
+    fn = sg.compile(sg.log(1.0 - sg.sigmoid(x)))
+    assert {"one_minus_sigmoid", "log_of_sigmoid"} <= set(rule_names(fn))
+
+
+# -- 2 and 7. optimising never grows the program ----------------------------------------------------
+
+
+def _textbook_product():
+    x, y, z = sg.var("x"), sg.var("y"), sg.var("z")
+    f = (x + y) * z
+    return [f, *sg.grad(f, [x, y, z])], [x, y, z]
+
+
+def _textbook_max():
+    x, y, z = sg.var("x"), sg.var("y"), sg.var("z")
+    f = (x + y) * sg.maximum(y, z)
+    return [f, *sg.grad(f, [x, y, z])], [x, y, z]
+
+
+def _textbook_power():
+    x = sg.var("x")
+    d = x ** 5.0
+    derivatives = []
+    for _ in range(3):
+        d = sg.grad(d, x)
+        derivatives.append(d)
+    return derivatives, [x]
+
+
+def _tanh_derivatives():
+    x = sg.var("x", shape=(4,))
+    return tanh_derivatives(x, 6), [x]
+
+
+def _rosenbrock_hessian():
+    x = sg.var("x", shape=(6,))
+    f = sg.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    return [f, sg.grad(f, x), sg.hessian(f, x)], [x]
+
+
+def _softmax_cross_entropy():
+    z, y = sg.var("z", shape=(5, 4)), sg.var("y", shape=(5, 4))
+    loss = -sg.mean(sg.sum(y * sg.log(sg.softmax(z, axis=1)), axis=1))
+    return [loss, sg.grad(loss, z)], [z, y]
+
+
+def _small_mlp():
+    X, Y = sg.var("X", shape=("n", 6)), sg.var("Y", shape=("n", 3))
+    W1, b1 = sg.var("W1", shape=(6, 5)), sg.var("b1", shape=(5,))
+    W2, b2 = sg.var("W2", shape=(5, 3)), sg.var("b2", shape=(3,))
+    logits = sg.relu(X @ W1 + b1) @ W2 + b2
+    loss = (-sg.mean(sg.sum(Y * sg.log_softmax(logits, axis=1), axis=1))
+            + 1e-4 * (sg.sum(W1 ** 2) + sg.sum(W2 ** 2)))
+    return [loss, *sg.grad(loss, [W1, b1, W2, b2])], [X, Y, W1, b1, W2, b2]
+
+
+def _iterated_map():
+    x = sg.var("x", shape=(3,))
+    xk = x
+    for _ in range(6):
+        xk = sg.sin(xk) * xk + xk ** 2
+    f = sg.sum(xk)
+    return [f, sg.grad(f, x), sg.hvp(f, x, x)], [x]
+
+
+PROGRAMS = {
+    "textbook_product": _textbook_product,
+    "textbook_max": _textbook_max,
+    "textbook_power": _textbook_power,
+    "tanh_derivatives": _tanh_derivatives,
+    "rosenbrock_hessian": _rosenbrock_hessian,
+    "softmax_cross_entropy": _softmax_cross_entropy,
+    "mlp_gradient": _small_mlp,
+    "iterated_map_hvp": _iterated_map,
+}
+
+
+def program_arguments(inputs, rng):
+    return [rng.uniform(-1.0, 1.0, size=tuple(4 if isinstance(d, str) else d for d in v.shape))
+            for v in inputs]
+
+
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+def test_optimising_never_grows_the_program(program):
+    outputs, inputs = PROGRAMS[program]()
+    optimized, raw = compile_both(outputs, inputs)
+    assert statements(optimized.source) <= statements(raw.source)
+    args = program_arguments(inputs, np.random.default_rng(RNG_SEED))
+    assert_same_results(optimized(*args), raw(*args), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+def test_graph_stats_optimised_totals_never_exceed_built(program):
+    outputs, inputs = PROGRAMS[program]()
+    stats = sg.graph_stats(outputs, inputs=inputs)
+    assert stats and all(isinstance(k, int) and k >= 0 for k in stats)
+    assert sum(after for _, after in stats.values()) <= sum(built for built, _ in stats.values())
+
+
+def test_graph_stats_counts_each_derivative_order():
+    x = sg.var("x")
+    derivatives, d = [], sg.tanh(x)
+    for _ in range(4):
+        d = sg.grad(d, x)
+        derivatives.append(d)
+    stats = sg.graph_stats([sg.tanh(x), *derivatives], inputs=[x])
+    assert sorted(stats) == [0, 1, 2, 3, 4]
+    assert stats[0] == (1, 1)           # tanh
+    assert all(after <= built for built, after in stats.values()), stats
+    assert sum(a for _, a in stats.values()) < sum(b for b, _ in stats.values())
+
+
+def test_cli_stats_reports_optimised_totals_at_most_built(capsys):
+    assert cli.main(["grad", "tanh(x)", "--wrt", "x", "--order", "5", "--stats"]) == 0
+    printed = capsys.readouterr().out
+    rows = {}
+    for line in printed.splitlines():
+        match = re.match(r"\s*(\d+|all)\s+(?:forward|derivative)?\s+(\d+)\s+(\d+)\s+([\d.]+)x",
+                         line)
+        if match:
+            rows[match.group(1)] = (int(match.group(2)), int(match.group(3)))
+    assert set(rows) == {"0", "1", "2", "3", "4", "5", "all"}, printed
+    built, after = rows["all"]
+    assert after <= built
+    assert built == sum(rows[str(k)][0] for k in range(6))
+    assert after == sum(rows[str(k)][1] for k in range(6))
+
+
+# -- 3. the user's graph is never changed -------------------------------------------------------------
+
+
+def snapshot(graph):
+    return (graph.number_of_nodes(), graph.number_of_edges(), graph.next_key,
+            {n: (d["op"], d["inputs"], d["order"]) for n, d in graph.nodes(data=True)},
+            dict(graph.rewrites), dict(graph.name_hints))
+
+
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+def test_compile_never_changes_the_users_graph(program, capsys):
+    outputs, inputs = PROGRAMS[program]()
+    graph = outputs[0].graph
+    before = snapshot(graph)
+    sg.compile(outputs, inputs=inputs)
+    sg.compile(outputs, inputs=inputs, optimize=False)
+    sg.compile(outputs, inputs=inputs, explain=True)
+    sg.graph_stats(outputs, inputs=inputs)
+    capsys.readouterr()
+    assert snapshot(graph) == before
+
+
+def test_compile_never_changes_the_graph_of_rewritten_patterns():
+    for build in list(ALGEBRA_CASES.values()):
+        with sg.use_graph() as graph:
+            outputs, inputs = build()
+            before = snapshot(graph)
+            sg.compile(outputs, inputs=inputs)
+            assert snapshot(graph) == before, build.__name__
+
+
+# -- 5. the figures of issue 4 --------------------------------------------------------------------------
+
+
+def mlp_784_500_400_10():
+    X, Y = sg.var("X", shape=("n", 784)), sg.var("Y", shape=("n", 10))
+    W1, b1 = sg.var("W1", shape=(784, 500)), sg.var("b1", shape=(500,))
+    W2, b2 = sg.var("W2", shape=(500, 400)), sg.var("b2", shape=(400,))
+    W3, b3 = sg.var("W3", shape=(400, 10)), sg.var("b3", shape=(10,))
+    logits = sg.relu(sg.relu(X @ W1 + b1) @ W2 + b2) @ W3 + b3
+    loss = (-sg.mean(sg.sum(Y * sg.log_softmax(logits, axis=1), axis=1))
+            + 1e-4 * (sg.sum(W1 ** 2) + sg.sum(W2 ** 2) + sg.sum(W3 ** 2)))
+    return loss, [X, Y], [W1, b1, W2, b2, W3, b3]
+
+
+def hand_written_backprop(X, Y, W1, b1, W2, b2, W3, b3):
+    a1 = X @ W1 + b1
+    h1 = np.maximum(a1, 0.0)
+    a2 = h1 @ W2 + b2
+    h2 = np.maximum(a2, 0.0)
+    z = h2 @ W3 + b3
+    shifted = z - z.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    n = X.shape[0]
+    loss = -np.mean(np.sum(Y * log_p, axis=1)) + 1e-4 * sum(np.sum(W ** 2) for W in (W1, W2, W3))
+    dz = (np.exp(log_p) * Y.sum(axis=1, keepdims=True) - Y) / n
+    dW3, db3 = h2.T @ dz + 2e-4 * W3, dz.sum(axis=0)
+    da2 = (dz @ W3.T) * (a2 > 0)
+    dW2, db2 = h1.T @ da2 + 2e-4 * W2, da2.sum(axis=0)
+    da1 = (da2 @ W2.T) * (a1 > 0)
+    dW1, db1 = X.T @ da1 + 2e-4 * W1, da1.sum(axis=0)
+    return loss, dW1, db1, dW2, db2, dW3, db3
+
+
+def test_issue_mlp_gradient_at_most_3x_forward_statements():
+    loss, data, params = mlp_784_500_400_10()
+    forward = sg.compile(loss, inputs=data + params)
+    step = sg.compile([loss, *sg.grad(loss, params)], inputs=data + params)
+    assert statements(step.source) <= 3 * statements(forward.source)
+    rng = np.random.default_rng(RNG_SEED)
+    n = 6
+    X = rng.standard_normal((n, 784))
+    Y = np.eye(10)[rng.integers(0, 10, n)]
+    weights = [rng.standard_normal((784, 500)) * 0.05, rng.standard_normal(500) * 0.1,
+               rng.standard_normal((500, 400)) * 0.06, rng.standard_normal(400) * 0.1,
+               rng.standard_normal((400, 10)) * 0.07, rng.standard_normal(10) * 0.1]
+    got = step(X, Y, *weights)
+    expected = hand_written_backprop(X, Y, *weights)
+    for a, b in zip(got, expected):
+        assert relative_error(a, b) < 1e-12
+    np.testing.assert_allclose(forward(X, Y, *weights), expected[0], rtol=1e-12)
+
+
+def test_issue_iterated_map_gradient_at_most_4x_forward_statements():
+    x = sg.var("x")
+    xk = x
+    for _ in range(80):
+        xk = sg.sin(xk) * xk + xk ** 2
+    forward = sg.compile(xk, inputs=[x])
+    gradient = sg.compile([xk, sg.grad(xk, x)], inputs=[x])
+    assert statements(gradient.source) <= 4 * statements(forward.source)
+    for x0 in (0.5, -0.3, 0.05):
+        value, derivative = x0, 1.0
+        for _ in range(80):     # forward-mode by hand: d x_{k+1} = (cos x x + sin x + 2 x) d x_k
+            value, derivative = (np.sin(value) * value + value ** 2,
+                                 (np.cos(value) * value + np.sin(value) + 2 * value) * derivative)
+        got_value, got_derivative = gradient(x0)
+        np.testing.assert_allclose(got_value, value, rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(got_derivative, derivative, rtol=1e-10, atol=1e-300)
+        np.testing.assert_allclose(forward(x0), value, rtol=1e-12, atol=1e-300)
+
+
+def test_issue_tanh_eighth_derivative_at_most_6x_fourth():
+    counts = {}
+    values = np.random.default_rng(RNG_SEED).uniform(-3.0, 3.0, 17)
+    for order in range(1, 9):
+        with sg.use_graph():
+            x = sg.var("x", shape=("n",))
+            fn = sg.compile(tanh_derivatives(x, order)[-1], inputs=[x])
+            counts[order] = statements(fn.source)
+            assert relative_error(fn(values), sympy_tanh_derivative(order, values)) < 1e-9
+    assert counts[8] <= 6 * counts[4], counts
+    # polynomial, not geometric: each order adds a bounded number of statements
+    assert max(counts[k + 1] - counts[k] for k in range(1, 8)) <= 4, counts
+
+
+# -- 6. lean code: del and in-place accumulation never change results ---------------------------------
+
+
+def assert_fresh(results, arguments):
+    """No returned array shares memory with an argument, nor with another returned array."""
+    results = results if isinstance(results, tuple) else (results,)
+    for k, result in enumerate(results):
+        for argument in arguments:
+            assert not np.shares_memory(result, argument), f"output {k} aliases an argument"
+        for j in range(k):
+            if results[j] is not result:
+                assert not np.shares_memory(result, results[j]), f"outputs {j} and {k} overlap"
+
+
+def without_lean_code(compiled):
+    """The same function with every ``del`` dropped and every ``np.add(a, b, out=a)`` written
+    ``a + b``: what the emitted code computes before the memory economies."""
+    source = "\n".join(line for line in compiled.source.splitlines()
+                       if not line.strip().startswith("del "))
+    source = re.sub(r"np\.add\((\w+), (\w+), out=\1\)", r"(\1 + \2)", source)
+    namespace = dict(compiled._function.__globals__)
+    exec(source, namespace)
+    function = namespace[compiled._function.__name__]
+    return lambda *arguments: function(*compiled._check(arguments))
+
+
+def check_lean(outputs, inputs, arguments, reference, expect_in_place=None):
+    optimized, raw = compile_both(outputs, inputs)
+    if expect_in_place is not None:
+        assert ("out=" in optimized.source) == expect_in_place, optimized.source
+    kept = [a.copy() for a in arguments]
+    got, expected = optimized(*arguments), raw(*arguments)
+    assert_same_results(got, expected)
+    for compiled, results in ((optimized, got), (raw, expected)):
+        plain = without_lean_code(compiled)(*arguments)
+        assert_same_results(results if isinstance(results, tuple) else (results,), plain,
+                            rtol=0, atol=0)
+    got = got if isinstance(got, tuple) else (got,)
+    for a, b in zip(got, reference(*kept)):
+        assert np.shape(a) == np.shape(b)
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    for argument, copy in zip(arguments, kept):
+        np.testing.assert_array_equal(argument, copy)       # arguments never written to
+    assert_fresh(got, arguments)
+    assert_fresh(raw(*arguments), arguments)
+    return optimized
+
+
+@pytest.fixture
+def square():
+    rng = np.random.default_rng(RNG_SEED)
+    return rng.standard_normal((3, 3)), rng.standard_normal((3, 3)), rng.standard_normal(3)
+
+
+def test_lean_output_view_of_an_accumulated_intermediate(square):
+    A, B = sg.var("A", shape=(3, 3)), sg.var("B", shape=(3, 3))
+    P = sg.exp(A) @ B
+    check_lean([sg.transpose(P), P + A, sg.reshape(P, (9,))], [A, B], list(square[:2]),
+               lambda a, b: [(np.exp(a) @ b).T, np.exp(a) @ b + a, (np.exp(a) @ b).ravel()])
+
+
+def test_lean_live_view_read_after_the_accumulation(square):
+    A, B = sg.var("A", shape=(3, 3)), sg.var("B", shape=(3, 3))
+    Q = sg.exp(A)
+    check_lean([(Q + B) * sg.transpose(Q), (Q * B + A) @ sg.transpose(Q * B)], [A, B],
+               list(square[:2]),
+               lambda a, b: [(np.exp(a) + b) * np.exp(a).T,
+                             (np.exp(a) * b + a) @ (np.exp(a) * b).T])
+
+
+def test_lean_accumulation_with_a_view_of_its_own_buffer(square):
+    A = sg.var("A", shape=(3, 3))
+    Q = sg.exp(A)
+    check_lean([Q + sg.transpose(Q)], [A], [square[0]],
+               lambda a: [np.exp(a) + np.exp(a).T], expect_in_place=True)
+
+
+def test_lean_repeated_operand(square):
+    A = sg.var("A", shape=(3, 3))
+    Q = sg.sin(A)
+    check_lean([Q + Q, (Q * 2.0 + Q * 2.0) + Q], [A], [square[0]],
+               lambda a: [2 * np.sin(a), 5 * np.sin(a)], expect_in_place=True)
+
+
+def test_lean_broadcasting_adds_never_accumulate_into_the_smaller_operand(square):
+    A, v = sg.var("A", shape=(3, 3)), sg.var("v", shape=(3,))
+    c = sg.var("c", shape=(3, 1))
+    outputs = [sg.exp(v) + A, A + sg.exp(v), sg.exp(c) + sg.exp(v), sg.exp(A) + v,
+               sg.exp(v) + sg.exp(A)]
+    column = np.random.default_rng(1).standard_normal((3, 1))
+    fn = check_lean(outputs, [A, v, c], [square[0], square[2], column],
+                    lambda a, vv, cc: [np.exp(vv) + a, a + np.exp(vv), np.exp(cc) + np.exp(vv),
+                                       np.exp(a) + vv, np.exp(vv) + np.exp(a)],
+                    expect_in_place=True)
+    for buffer in re.findall(r"np\.add\((\w+), \w+, out=\1\)", fn.source):
+        definition = re.search(rf"^\s+{buffer} = (.*)$", fn.source, re.MULTILINE).group(1)
+        assert definition == "np.exp(A)", fn.source       # only a (3, 3) buffer takes the sum
+
+
+def test_lean_outputs_that_are_views_or_inputs_are_fresh_arrays(square):
+    A, B = sg.var("A", shape=(3, 3)), sg.var("B", shape=(3, 3))
+    outputs = [A, sg.transpose(A), sg.reshape(A, (9,)), A[1:, :2], sg.stop_gradient(B),
+               A + 0.0, B * 1.0, sg.exp(sg.log(B)), sg.transpose(sg.transpose(A)),
+               sg.sum(A, axis=0, keepdims=True)[0], sg.grad(sg.sum(A), A)]
+    a, b = square[0], np.abs(square[1]) + 0.5
+    check_lean(outputs, [A, B], [a, b],
+               lambda a, b: [a, a.T, a.ravel(), a[1:, :2], b, a, b, b, a, a.sum(axis=0),
+                             np.ones((3, 3))])
+
+
+def test_lean_gradient_accumulates_into_buffers_with_live_views(square):
+    # d/dA sum(sin A sin(A)^T * B) sums two contributions, one of them through a transpose
+    A, B = sg.var("A", shape=(3, 3)), sg.var("B", shape=(3, 3))
+    f = sg.sum(sg.sin(A) @ sg.transpose(sg.sin(A)) * B)
+    check_lean([f, sg.grad(f, A), sg.grad(f, B)], [A, B], list(square[:2]),
+               lambda a, b: [np.sum(np.sin(a) @ np.sin(a).T * b),
+                             np.cos(a) * ((b + b.T) @ np.sin(a)), np.sin(a) @ np.sin(a).T],
+               expect_in_place=True)
+
+
+def test_lean_named_dimensions_and_float32(square):
+    X = sg.var("X", shape=("n", 3), dtype="float32")
+    W = sg.var("W", shape=(3, 3))
+    h = sg.tanh(X @ W)
+    f = sg.sum(h * h + h)
+    arguments = [np.random.default_rng(2).standard_normal((5, 3)).astype(np.float32), square[0]]
+    check_lean([f, sg.grad(f, W), h + sg.transpose(sg.transpose(h))], [X, W], arguments,
+               lambda x, w: [np.sum(np.tanh(x @ w) ** 2 + np.tanh(x @ w)),
+                             x.T.astype(float) @ ((2 * np.tanh(x @ w) + 1)
+                                                  * (1 - np.tanh(x @ w) ** 2)),
+                             2 * np.tanh(x @ w)])
+
+
+def test_lean_code_releases_and_accumulates_in_the_mlp():
+    loss, data, params = mlp_784_500_400_10()
+    step = sg.compile([loss, *sg.grad(loss, params)], inputs=data + params)
+    lines = [line.strip() for line in step.source.splitlines()]
+    assert any(line.startswith("del ") for line in lines)
+    accumulations = [line for line in lines if "out=" in line]
+    assert len(accumulations) >= 3         # each weight: data term + L2 term into one buffer
+    for line in accumulations:
+        assert re.search(r"= np\.add\((\w+), \w+, out=\1\)", line), line
+
+
+FUZZ_OPS = 8
+
+
+def _fuzz_program(rng, size=14):
+    return [(int(rng.integers(FUZZ_OPS)), int(rng.integers(k + 2)), int(rng.integers(k + 2)))
+            for k in range(size)]
+
+
+def _run_program(program, a, b, library):
+    """The program's values in symgrad (library sg) or NumPy (library np)."""
+    symbolic = library is sg
+    values = [a, b]
+    for op, i, j in program:
+        x, y = values[i], values[j]
+        if op == 0:
+            values.append(sg.sin(x) if symbolic else np.sin(x))
+        elif op == 1:
+            values.append(x + y)
+        elif op == 2:
+            values.append(x * y)
+        elif op == 3:
+            values.append(sg.transpose(x) if symbolic else x.T)
+        elif op == 4:
+            values.append(x - y)
+        elif op == 5:
+            values.append(x @ y * 0.3)
+        elif op == 6:
+            values.append(sg.reshape(sg.reshape(x, (9,)) * 0.5, (3, 3)) if symbolic else x * 0.5)
+        else:
+            values.append(x + x[0])
+    return values
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_lean_code_on_random_graphs_of_views_and_sums(seed):
+    """Random DAGs of shared (3, 3) intermediates, transposes, reshapes and sums: outputs against
+    NumPy, the gradient against central differences, and against the code without del/out=."""
+    rng = np.random.default_rng(seed)
+    program = _fuzz_program(rng)
+    picks = sorted({int(k) for k in rng.integers(2, len(program) + 2, 3)})
+    A, B = sg.var("A", shape=(3, 3)), sg.var("B", shape=(3, 3))
+    nodes = _run_program(program, A, B, sg)
+    f = sg.sum(nodes[picks[-1]] * nodes[picks[0]])
+    outputs = [nodes[k] for k in picks] + [f, *sg.grad(f, [A, B], disconnected="zero")]
+    a, b = rng.standard_normal((3, 3)), rng.standard_normal((3, 3))
+
+    def reference(a, b):
+        values = _run_program(program, a, b, np)
+        return [values[k] for k in picks] + [np.sum(values[picks[-1]] * values[picks[0]])]
+    optimized = check_lean(outputs, [A, B], [a, b], reference)
+    got = optimized(a, b)
+    da, db = rng.standard_normal((3, 3)), rng.standard_normal((3, 3))
+    step = 1e-6
+    numeric = (reference(a + step * da, b + step * db)[-1]
+               - reference(a - step * da, b - step * db)[-1]) / (2 * step)
+    analytic = np.sum(got[-2] * da) + np.sum(got[-1] * db)
+    assert abs(analytic - numeric) <= 1e-6 * max(1.0, abs(numeric))
