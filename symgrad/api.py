@@ -340,7 +340,7 @@ def stats_text(stats):
     forward = max(stats.get(0, (0, 0))[1], 1)
     lines = ["order  part        built  optimised  vs forward"]
     for order, (built, after) in stats.items():
-        part = "forward" if order == 0 else f"derivative"
+        part = "forward" if order == 0 else "derivative"
         lines.append(f"{order:>5}  {part:<10}  {built:>5}  {after:>9}  {after / forward:>9.2f}x")
     total_built = sum(b for b, _ in stats.values())
     total_after = sum(a for _, a in stats.values())

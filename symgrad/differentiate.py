@@ -203,7 +203,6 @@ def vjp(y, wrt, u, disconnected="raise"):
     _check_policy(disconnected)
     graph = _graph_of(y, *wrts)
     with graph.atomic():
-        mark = graph.next_key
         u = u if isinstance(u, Expr) else const(u, graph)
         if tuple(u.shape[u.ndim - y.ndim:]) != tuple(y.shape) or u.ndim < y.ndim:
             raise ShapeError(f"vjp: the cotangent's shape {u.shape} does not end with the "

@@ -17,9 +17,8 @@ from fractions import Fraction
 import numpy as np
 import sympy
 
-from ..graph import Graph
 from ..ops import Expr, apply, const
-from .rebuild import Applied, carried_grad_of, name_outputs
+from .rebuild import Applied, rebuild
 
 POLYNOMIAL_OPS = ("add", "subtract", "multiply", "negative", "power")
 MAX_CLUSTER = 50_000
@@ -227,40 +226,17 @@ def canonicalize(graph, outputs, inputs, applied):
         plan = _horner_plan(polynomial)
         seeds = {k for k in leaves if k != leaf and graph.nodes[k]["op"] == "broadcast_to_like"}
         if plan.cost < len(_removable(members | seeds, node, consumers)):
-            replacements[node] = (plan, leaf)
+            replacements[node] = (plan, leaf, len(members))
     if not replacements:
         return graph, outputs, inputs
-    target = Graph()
-    mapping = {}
-    with target.lock:
-        for node in inputs:
-            data = graph.nodes[node]
-            mapping[node] = target.variable(data["attrs"]["name"], data["shape"], data["dtype"])
-        for node in order:
-            if node in mapping:
-                continue
-            data = graph.nodes[node]
-            with target.deriving(data["order"], grad_of=carried_grad_of(graph, data, mapping)):
-                if data["op"] == "var":
-                    mapping[node] = target.variable(data["attrs"]["name"], data["shape"],
-                                                    data["dtype"])
-                    continue
-                if data["op"] == "const":
-                    mapping[node] = const(data["value"], target).node
-                    continue
-                if node in replacements:
-                    plan, leaf = replacements[node]
-                    result = _build_horner(plan, Expr(target, mapping[leaf]))
-                    applied.append(Applied(
-                        "horner_form_of_polynomial",
-                        f"a polynomial of {len(_cluster(graph, node)[0])} operations in one "
-                        f"leaf -> {plan.cost}"))
-                else:
-                    operands = [Expr(target, mapping[i]) for i in data["inputs"]]
-                    result = apply(data["op"], *operands, **data["attrs"])
-            mapping[node] = result.node
-            name = graph.readable_name(node) if data["derivative"] else None
-            if name and result.node not in target.name_hints:
-                target.name_hints[result.node] = name
-    name_outputs(graph, outputs, target, mapping)
+
+    def replace(node, lookup):
+        if node not in replacements:
+            return None
+        plan, leaf, size = replacements[node]
+        applied.append(Applied("horner_form_of_polynomial",
+                               f"a polynomial of {size} operations in one leaf -> {plan.cost}"))
+        return _build_horner(plan, lookup(leaf))
+
+    target, mapping = rebuild(graph, outputs, inputs, {}, applied, replace)
     return target, [mapping[o] for o in outputs], [mapping[i] for i in inputs]

@@ -39,9 +39,10 @@ def index_rules(rules):
     return by_op
 
 
-def rebuild(source, outputs, inputs, rules, log):
+def rebuild(source, outputs, inputs, rules, log, replace=None):
     """Copy what ``outputs`` need from ``source`` into a new Graph, applying ``rules`` (op ->
-    list of rewrites). Returns the new graph and the map from old node keys to new ones."""
+    list of rewrites), and first ``replace(node, lookup)`` when given (``lookup(old key)`` is the
+    copy's Expr). Returns the new graph and the map from old node keys to new ones."""
     target = Graph()
     mapping = {}
     with target.lock:
@@ -61,8 +62,8 @@ def rebuild(source, outputs, inputs, rules, log):
                 continue
             operands = [Expr(target, mapping[i]) for i in data["inputs"]]
             with target.deriving(data["order"], grad_of=carried_grad_of(source, data, mapping)):
-                result = None
-                for rule in rules.get(data["op"], ()):
+                result = replace(node, lambda key: Expr(target, mapping[key])) if replace else None
+                for rule in rules.get(data["op"], ()) if result is None else ():
                     result = rule(data, operands, **data["attrs"])
                     if result is not None:
                         log.append(Applied(rule.__name__, to_text(Expr(source, node), limit=80)))
