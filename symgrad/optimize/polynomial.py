@@ -153,9 +153,12 @@ def _horner_plan(polynomial):
     in_u = sympy.Poly([c for k, c in enumerate(coefficients) if (degree - k) % 2 == odd], u)
     vanishing = 0
     if in_u.domain.is_Exact:
-        while in_u.degree() > 0 and in_u.eval(1) == 0:
-            in_u = sympy.div(in_u, sympy.Poly(1 - u, u))[0]
-            vanishing += 1
+        factor = sympy.Poly(1 - u, u)
+        while in_u.degree() > 0:
+            quotient, remainder = sympy.div(in_u, factor)
+            if not remainder.is_zero:
+                break
+            in_u, vanishing = quotient, vanishing + 1
     return HornerPlan(tuple(float(c) for c in in_u.all_coeffs()), True, bool(odd), vanishing)
 
 
