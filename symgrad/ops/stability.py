@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from .core import OPS, apply, constant_value, is_scalar_constant
+from .core import OPS, apply, broadcast_shapes, constant_value, is_scalar_constant
 from .elementwise import log, negative, sigmoid, softplus
 from .reduce import log_softmax, logsumexp
 
@@ -78,9 +78,19 @@ LOG_RULES = [log_of_softmax, log_of_sum_of_exp, log_of_one_plus_exp, log_of_sigm
 
 
 def _stabilizable(x):
-    return any(rule is not log_through_view and rule is not log_of_scaled and rule(x) is not None
-               for rule in LOG_RULES) if x.op in ("softmax", "sum", "add", "sigmoid") else \
-        x.op in VIEWS and _stabilizable(x.inputs[0])
+    """Whether one of the direct rules would rewrite log(x), looking through views; a check of
+    the pattern only, so that asking builds nothing."""
+    while x.op in VIEWS:
+        x = x.inputs[0]
+    if x.op in ("softmax", "sigmoid"):
+        return True
+    if x.op == "sum":
+        return x.inputs[0].op == "exp"
+    if x.op == "add":
+        a, b = x.inputs
+        return any(is_scalar_constant(one, 1) and other.op == "exp" and other.shape == x.shape
+                   for one, other in ((a, b), (b, a)))
+    return False
 
 
 def _stable_log(inputs):
@@ -101,8 +111,8 @@ def _stable_log1p(inputs):
 
 def _stable_one_minus(inputs):
     one, x = inputs
-    if is_scalar_constant(one, 1) and x.op == "sigmoid" and x.shape == one.shape or (
-            is_scalar_constant(one, 1) and x.op == "sigmoid" and one.shape == ()):
+    if is_scalar_constant(one, 1) and x.op == "sigmoid" \
+            and broadcast_shapes(one.shape, x.shape) == x.shape:
         return _recorded("one_minus_sigmoid", "1 - sigmoid(...)", sigmoid(negative(x.inputs[0])),
                          x)
     return None
