@@ -249,7 +249,13 @@ class SourceGenerator:
     def source(self, trace=False):
         """The function's source; with ``trace`` it returns a dict of every named value instead."""
         body = self.body()
-        returned = [self._returned(n) for n in self.outputs]
+        returned = []
+        for k, node in enumerate(self.outputs):
+            value = self._returned(node)
+            # the same node asked for twice comes back as two arrays, not one array twice
+            if node in self.outputs[:k] and not value.startswith("np."):
+                value = f"np.array({value})" if self.graph.nodes[node]["shape"] != () else value
+            returned.append(value)
         if trace:
             named = [n for n in self.order if n in self.names]
             returned = ["{" + ", ".join(f"{self.names[n]!r}: {self.names[n]}" for n in named) + "}"]

@@ -337,3 +337,11 @@ def test_the_function_cannot_be_named_after_what_the_code_uses():
     with pytest.raises(sg.SymgradError):
         sg.compile(sg.sin(x), name="np")
     np.testing.assert_allclose(sg.compile(x * np.ones(3), name="c0")(2.0), [2.0, 2.0, 2.0])
+
+
+def test_the_same_output_twice_comes_back_as_two_arrays():
+    x = sg.var("x", shape=(3,))
+    y = sg.sin(x)
+    first, second = sg.compile([y, y], inputs=[x])(np.ones(3))
+    np.testing.assert_array_equal(first, second)
+    assert not np.shares_memory(first, second)
