@@ -119,6 +119,7 @@ class SourceGenerator:
         for node, name in zip(self.inputs, var_names):
             self.names[node] = self.namer.claim(name)
         self.input_names = {self.names[node] for node in self.inputs}
+        self.float64_only = all(graph.nodes[n]["dtype"] == "float64" for n in self.inputs)
         self.namespace = {"np": np, "float": float, "__builtins__": {}}
         self._dims = {}
         self._constants = 0
@@ -178,9 +179,9 @@ class SourceGenerator:
             # an array lives as long as any view of it: writing into it or releasing it earlier
             # would change (or keep alive) what the view shows
             data = self.graph.nodes[node]
-            if data["op"] in VIEW_OPS and data["inputs"]:
-                base = data["inputs"][0]
-                last_use[base] = max(last_use.get(base, -1), last_use.get(node, -1))
+            if data["op"] not in FRESH_OPS:     # views, aliases, and ops symgrad cannot vouch for
+                for base in data["inputs"]:
+                    last_use[base] = max(last_use.get(base, -1), last_use.get(node, -1))
         owned = set()           # nodes whose value is a fresh array no one else holds
         dying = {}              # statement index -> names of owned arrays last used there
         lines = []
@@ -223,7 +224,9 @@ class SourceGenerator:
     def _accumulation_buffer(self, data, k, owned, last_use):
         """The name of an add's operand whose array can take the sum in place: a fresh array of
         the result's shape and dtype that dies at this very statement."""
-        if data["op"] != "add" or data["shape"] == ():
+        if data["op"] != "add" or data["shape"] == () or not self.float64_only:
+            # with float32 inputs a Python-number constant keeps float32 at run time, so the
+            # buffer's dtype there is not the one the graph records
             return None
         for operand in data["inputs"]:
             operand_data = self.graph.nodes[operand]
@@ -238,7 +241,7 @@ class SourceGenerator:
         """An output as a fresh array: never a view of an argument or of a constant, never the
         read-only result of a broadcast."""
         data = self.graph.nodes[node]
-        if data["op"] in VIEW_OPS or self.names.get(node) in self.input_names \
+        if data["op"] not in FRESH_OPS or self.names.get(node) in self.input_names \
                 or self.names.get(node) in self.namespace:
             if data["shape"] == ():
                 scalar = "bool_" if data["dtype"] == "bool" else data["dtype"]

@@ -918,3 +918,44 @@ def test_lean_code_on_random_graphs_of_views_and_sums(seed):
                - reference(a - step * da, b - step * db)[-1]) / (2 * step)
     analytic = np.sum(got[-2] * da) + np.sum(got[-1] * db)
     assert abs(analytic - numeric) <= 1e-6 * max(1.0, abs(numeric))
+
+
+# -- regressions from review ---------------------------------------------------------------------
+
+
+def test_horner_coefficients_of_a_difference_of_equal_terms():
+    x = sg.var("x", shape=(3,))
+    fn = sg.compile(sg.grad(sg.sum(3.0 * sg.tanh(x - x)), x), inputs=[x])
+    np.testing.assert_array_equal(fn(np.array([0.3, -1.0, 2.0])), np.zeros(3))
+
+
+def test_negating_a_mask_keeps_its_float_result():
+    x = sg.var("x", shape=(3,))
+    fn = sg.compile((x > 0) * -1.0, inputs=[x])
+    np.testing.assert_array_equal(fn(np.array([1.0, -1.0, 2.0])), [-1.0, 0.0, -1.0])
+
+
+def test_gathering_constants_never_overflows_or_underflows():
+    x = sg.var("x", shape=(2,))
+    big = sg.compile((x * 1e200) * 1e200 * 0.0 + (x * 1e-200) * 1e-200, inputs=[x])
+    raw = sg.compile((x * 1e200) * 1e200 * 0.0 + (x * 1e-200) * 1e-200, inputs=[x],
+                     optimize=False)
+    point = np.array([0.0, 1.0])
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(big(point), raw(point))
+
+
+def test_a_user_view_op_keeps_its_base_from_being_written_in_place():
+    reverse = sg.defop("reverse_for_test", 1, lambda shapes: shapes[0], "{0}[::-1]",
+                       vjp=lambda g, out, x: [g[::-1]])
+    try:
+        x, y = sg.var("x", shape=(3,)), sg.var("y", shape=(3,))
+        s = sg.sin(x)
+        fn = sg.compile([reverse(s), s + y], inputs=[x, y])
+        a, b = np.array([0.1, 0.2, 0.3]), np.array([1.0, 2.0, 3.0])
+        first, second = fn(a, b)
+        np.testing.assert_allclose(first, np.sin(a)[::-1])
+        np.testing.assert_allclose(second, np.sin(a) + b)
+        assert not np.shares_memory(sg.compile(reverse(x), inputs=[x])(a), a)
+    finally:
+        del sg.OPS["reverse_for_test"]

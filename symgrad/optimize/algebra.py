@@ -5,6 +5,8 @@ and zeros dropped from derivatives.
 Imports ops and optimize.rebuild.
 """
 
+import math
+
 import numpy as np
 
 from ..ops import apply, broadcast_shapes, const
@@ -57,7 +59,8 @@ def gather_constant_factors(data, inputs):
         a, b = x.inputs
         for inner, other in ((b, a), (a, b)):
             inner_factor = _scalar(inner)
-            if inner_factor is not None and inner.shape == ():
+            if inner_factor is not None and inner.shape == () \
+                    and _representable(inner_factor * factor, inner_factor, factor):
                 return apply("multiply", other, inner_factor * factor)
     if x.op == "negative":
         return apply("multiply", x.inputs[0], -factor)
@@ -68,9 +71,19 @@ def gather_constant_factors(data, inputs):
 def negate_instead_of_times_minus_one(data, inputs):
     x, y = inputs
     for minus_one, other in ((y, x), (x, y)):
-        if is_scalar_constant(minus_one, -1) and broadcast_shapes(x.shape, y.shape) == other.shape:
+        if is_scalar_constant(minus_one, -1) and other.dtype == data["dtype"] \
+                and broadcast_shapes(x.shape, y.shape) == other.shape:
             return apply("negative", other)
     return None
+
+
+def _representable(product, *factors):
+    """Whether gathering factors into ``product`` keeps its value: no overflow to inf, no
+    underflow to zero (x * 1e200 * 1e200 is not x * inf), and no zero factor, whose product
+    with an intermediate inf must stay nan."""
+    if any(f == 0 for f in factors):
+        return False
+    return math.isfinite(product) and abs(product) > 1e-300
 
 
 @rewrite("negative")

@@ -63,10 +63,12 @@ def _cluster(graph, root):
 
 
 def _add(a, b, sign=1):
-    longer, shorter = (a, b) if len(a) >= len(b) else (b, a)
-    result = list(longer) if longer is a else [sign * c for c in longer]
-    for k, c in enumerate(shorter):
-        result[k] += c if shorter is a else sign * c
+    """Coefficients of a + sign * b."""
+    result = [Fraction(0)] * max(len(a), len(b))
+    for k, c in enumerate(a):
+        result[k] += c
+    for k, c in enumerate(b):
+        result[k] += sign * c
     return result
 
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from ..graph import Graph
 from ..ops import Expr, apply, const
-from ..ops.printing import to_text
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
                 for rule in rules.get(data["op"], ()) if result is None else ():
                     result = rule(data, operands, **data["attrs"])
                     if result is not None:
-                        log.append(Applied(rule.__name__, to_text(Expr(source, node), limit=80)))
+                        log.append(Applied(rule.__name__, _where(source, node)))
                         break
                 if result is None:
                     result = apply(data["op"], *operands, **data["attrs"])
@@ -78,6 +77,15 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
             records.extend(r for r in source.rewrites.get(node, []) if r not in records)
     name_outputs(source, outputs, target, mapping)
     return target, mapping
+
+
+def _where(source, node):
+    """A short description of the node a rewrite replaced: its op and its operands' ops (constant
+    time: describing the whole expression would make every rewrite cost its ancestors)."""
+    data = source.nodes[node]
+    operands = ", ".join(source.nodes[i]["op"] if source.nodes[i]["op"] != "var"
+                         else source.nodes[i]["attrs"]["name"] for i in data["inputs"])
+    return f"{data['op']}({operands})"
 
 
 def carried_grad_of(source, data, mapping):
