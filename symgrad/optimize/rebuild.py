@@ -73,8 +73,9 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
             name = source.readable_name(node) if data["derivative"] else None
             if name and result.node not in target.name_hints:
                 target.name_hints[result.node] = name
-            records = target.rewrites.setdefault(result.node, [])
-            records.extend(r for r in source.rewrites.get(node, []) if r not in records)
+            if node in source.rewrites:
+                records = target.rewrites.setdefault(result.node, [])
+                records.extend(r for r in source.rewrites[node] if r not in records)
     name_outputs(source, outputs, target, mapping)
     return target, mapping
 
