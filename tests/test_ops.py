@@ -681,6 +681,21 @@ def test_softmax_jacobian_over_rows_is_block_diagonal():
     np.testing.assert_allclose(jacobian, expected, rtol=1e-12, atol=1e-15)
 
 
+def test_softmax_over_two_axes_has_the_flattened_closed_form():
+    # normalising over the last two axes of (2, 3, 4) is a softmax of each flattened (12,) block
+    z = np.random.default_rng(5).standard_normal((2, 3, 4))
+    x = sg.var("x", shape=(2, 3, 4))
+    p = sg.softmax(x, axis=(1, 2))
+    p, jacobian = sg.compile([p, sg.jacobian(sg.softmax(x, axis=(-1, -2)), x)], inputs=[x])(z)
+    expected = np.zeros((2, 12, 2, 12))
+    for block in range(2):
+        q = np_softmax(z[block].ravel(), -1)
+        np.testing.assert_allclose(p[block].ravel(), q, rtol=1e-12)
+        expected[block, :, block, :] = np.diag(q) - np.outer(q, q)
+    np.testing.assert_allclose(jacobian, expected.reshape(2, 3, 4, 2, 3, 4), rtol=1e-12,
+                               atol=1e-15)
+
+
 def test_log_softmax_jacobian_is_identity_minus_ones_p_transpose():
     z = np.array([0.3, -1.2, 2.0, 0.1])
     x = sg.var("x", shape=(4,))

@@ -45,7 +45,7 @@ def node_text(data, operands, input_ndim=None):
     shown = {k: v for k, v in attrs.items() if k not in ("keep",)}
     if shown.get("keepdims") is False:
         del shown["keepdims"]
-    if "axis" in shown and isinstance(shown["axis"], tuple) and len(shown["axis"]) == input_ndim:
+    if "keepdims" in attrs and len(attrs["axis"]) == input_ndim:
         del shown["axis"]       # a reduction over every axis reads best without one
     arguments = [text for text, _ in operands] + [f"{k}={v!r}" for k, v in sorted(shown.items())]
     return f"{op}({', '.join(arguments)})", _ATOM

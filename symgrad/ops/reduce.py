@@ -117,51 +117,62 @@ def logsumexp(x, axis=None, keepdims=False):
     return _reduce("logsumexp", x, axis, keepdims)
 
 
-def _single_axis(x, axis):
+def _normalised_axes(x, axis):
+    """softmax and log_softmax normalise over one axis or a tuple of them (as SciPy and JAX do);
+    None is refused rather than read as "all axes", which a batch dimension would silently join."""
     if x.ndim == 0:
         raise ShapeError("softmax needs at least one dimension")
-    (axis,) = normalize_axes(axis, x.ndim)
-    return axis
+    if axis is None:
+        raise ShapeError("softmax needs an axis (an int or a tuple of ints), not None")
+    return normalize_axes(axis, x.ndim)
+
+
+def _axis_literal(ctx):
+    axis = ctx.attrs["axis"]
+    return literal(axis[0] if len(axis) == 1 else axis)
 
 
 def _emit_softmax(ctx):
-    x, out, axis = ctx.args[0], ctx.out, ctx.attrs["axis"]
+    x, out, axis = ctx.args[0], ctx.out, _axis_literal(ctx)
     return [f"{out} = np.exp({x} - np.max({x}, axis={axis}, keepdims=True))",
             f"{out} /= np.sum({out}, axis={axis}, keepdims=True)"]
 
 
 def _emit_log_softmax(ctx):
-    x, out, axis = ctx.args[0], ctx.out, ctx.attrs["axis"]
+    x, out, axis = ctx.args[0], ctx.out, _axis_literal(ctx)
     return [f"{out} = {x} - np.max({x}, axis={axis}, keepdims=True)",
             f"{out} -= np.log(np.sum(np.exp({out}), axis={axis}, keepdims=True))"]
 
 
 def _normaliser_shape(shapes, axis):
-    if not shapes[0] or not -len(shapes[0]) <= axis < 0:
+    if not shapes[0] or not all(-len(shapes[0]) <= a < 0 for a in axis):
         raise ShapeError(f"axis {axis} is out of range for shape {shapes[0]}")
     return shapes[0]
 
 
 # d softmax = diag(p) - p p^T applied to g; d log_softmax = I - 1 p^T applied to g
 defop("softmax", 1, _normaliser_shape, _emit_softmax,
-      lambda g, out, x, axis: [out * (g - apply("sum", g * out, axis=(axis,), keepdims=True))])
+      lambda g, out, x, axis: [out * (g - apply("sum", g * out, axis=axis, keepdims=True))])
 defop("log_softmax", 1, _normaliser_shape, _emit_log_softmax,
-      lambda g, out, x, axis: [g - exp(out) * apply("sum", g, axis=(axis,), keepdims=True)])
+      lambda g, out, x, axis: [g - exp(out) * apply("sum", g, axis=axis, keepdims=True)])
 
 
 def softmax(x, axis=-1):
-    """``exp(x) / sum(exp(x), axis)``, shifted by the maximum so it never overflows.
+    """``exp(x) / sum(exp(x), axis)``, shifted by the maximum so it never overflows. ``axis`` is
+    an int or a tuple of ints.
 
     >>> from symgrad import var
     >>> softmax(var("z", shape=(4,))).shape
     (4,)
+    >>> softmax(var("Z", shape=(2, 3, 4)), axis=(1, 2)).shape
+    (2, 3, 4)
     """
-    return apply("softmax", x, axis=_single_axis(x, axis))
+    return apply("softmax", x, axis=_normalised_axes(x, axis))
 
 
 def log_softmax(x, axis=-1):
     """``x - logsumexp(x, axis, keepdims=True)``, stable for any magnitude of ``x``."""
-    return apply("log_softmax", x, axis=_single_axis(x, axis))
+    return apply("log_softmax", x, axis=_normalised_axes(x, axis))
 
 
 __all__ = ["mean", "max", "min", "logsumexp", "softmax", "log_softmax"]
