@@ -27,6 +27,32 @@ _FORMATTER = string.Formatter()
 _counter = itertools.count()
 
 
+def _is_name(text):
+    return isinstance(text, str) and text.isascii() and text.isidentifier()
+
+
+def _check_name(text, what):
+    """The last guard before a name is written into source, whoever built the graph (a node added
+    with Graph.add never went through check_name)."""
+    if not _is_name(text):
+        raise SymgradError(f"{what} {text!r} cannot be written into generated source: it must be "
+                           f"an ASCII identifier")
+    return text
+
+
+def _scalar_type(dtype):
+    """``np.float64``-style source for a node's dtype, checked because it is written verbatim."""
+    if dtype == "bool":
+        return "np.bool_"
+    try:
+        valid = _is_name(dtype) and np.dtype(dtype).name == dtype
+    except TypeError:
+        valid = False
+    if not valid:
+        raise SymgradError(f"dtype {dtype!r} cannot be written into generated source")
+    return f"np.{dtype}"
+
+
 class Namer:
     """Hands out unique Python names, keeping the users' own wherever they are free."""
 
@@ -35,7 +61,7 @@ class Namer:
         self._temps = itertools.count()
 
     def claim(self, wanted):
-        name = wanted
+        name = _check_name(wanted, "name")
         suffix = 2
         while name in self.taken or keyword.iskeyword(name):
             name = f"{wanted}_{suffix}"
@@ -72,7 +98,9 @@ def _plain(value):
     if isinstance(value, numbers.Real):
         return float(value)
     if isinstance(value, str):
-        return str(value)
+        # emitters may format a string attribute (a dimension name, a rule key) straight into
+        # source: only a name can pass, never an expression or a statement
+        return _check_name(str(value), "attribute value")
     if isinstance(value, tuple):
         return tuple(_plain(v) for v in value)
     raise SymgradError(f"attribute value {value!r} cannot be written into generated source")
@@ -105,7 +133,9 @@ class SourceGenerator:
         self.graph = graph
         self.outputs = list(outputs)
         self.inputs = list(inputs)
-        self.function_name = function_name
+        if function_name in RESERVED or keyword.iskeyword(function_name):
+            raise SymgradError(f"function name {function_name!r} is reserved")
+        self.function_name = _check_name(function_name, "function name")
         self.order = graph.ancestors_in_order(self.outputs)
         input_set = set(self.inputs)
         for node in self.order:
@@ -160,10 +190,13 @@ class SourceGenerator:
         if not data["derivative"] or source is None:
             return ""
         if isinstance(source, str):         # the optimiser keeps only the op of a pruned node
-            return f"  # grad of {source}"
-        if source in self.names:
-            return f"  # grad of {self.names[source]}"
-        return f"  # grad of {self.graph.nodes[source]['op']}"
+            label = source
+        elif source in self.names:
+            label = self.names[source]
+        else:
+            label = self.graph.nodes[source]["op"]
+        # a newline in an op name would end the comment and start a statement
+        return f"  # grad of {label}" if _is_name(label) else ""
 
     def body(self):
         """One statement per node; an array operand is released (``del``) right after its last
@@ -197,8 +230,7 @@ class SourceGenerator:
                 continue
             if emitter == "{0}":
                 # an identity of an inlined literal: give it a NumPy type, as ops expect arrays
-                scalar = "bool_" if data["dtype"] == "bool" else data["dtype"]
-                emitter = f"np.{scalar}({{0}})"
+                emitter = f"{_scalar_type(data['dtype'])}({{0}})"
             name = self.graph.readable_name(node)
             self.names[node] = self.namer.claim(name) if name else self.namer.temp()
             ctx = EmitContext(self, node, args)
@@ -244,8 +276,7 @@ class SourceGenerator:
         if data["op"] not in FRESH_OPS or self.names.get(node) in self.input_names \
                 or self.names.get(node) in self.namespace:
             if data["shape"] == ():
-                scalar = "bool_" if data["dtype"] == "bool" else data["dtype"]
-                return f"np.{scalar}({self._operand(node)})"
+                return f"{_scalar_type(data['dtype'])}({self._operand(node)})"
             return f"np.array({self._operand(node)})"
         return self._operand(node)
 

@@ -10,8 +10,8 @@ import networkx as nx
 import numpy as np
 
 from .errors import ShapeError, SymgradError, UndefinedGradientError
-from .ops import (OPS, Expr, broadcast_to_like, const, expand_dims, graph_of, stop_gradient, sum,
-                  zeros_like)
+from .ops import (OPS, Expr, broadcast_to_like, const, expand_dims, graph_of, identity_like,
+                  stop_gradient, sum, zeros_like)
 from .ops.printing import to_text
 
 DISCONNECTED_POLICIES = ("raise", "warn", "zero")
@@ -221,12 +221,13 @@ def jacobian(y, wrt, disconnected="raise"):
     """
     wrts, single = _as_list(wrt)
     graph = _graph_of(y, *wrts)
-    if not all(isinstance(d, int) for d in y.shape):
-        raise ShapeError(f"jacobian needs an output of known shape, got {y.shape}")
-    size = int(np.prod(y.shape, dtype=np.int64))
     with graph.atomic():
         mark = graph.next_key
-        identity = const(np.eye(size, dtype=y.dtype).reshape(y.shape + y.shape), graph)
+        if all(isinstance(d, int) for d in y.shape):
+            size = int(np.prod(y.shape, dtype=np.int64))
+            identity = const(np.eye(size, dtype=y.dtype).reshape(y.shape + y.shape), graph)
+        else:                           # a named dimension's size is known only at run time
+            identity = identity_like(y)
         results = vjp(y, wrts, identity, disconnected)
         for w, j in zip(wrts, results):
             _name(graph, j.node, ("jacobian", y.node, w.node), mark)

@@ -31,7 +31,7 @@ _TOKEN = re.compile(r"""
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>\*\*|<=|>=|==|!=|\.\.\.|[-+*/@()\[\],:.=<>])
   | (?P<space>[ \t\r\n]+)
-""", re.VERBOSE)
+""", re.VERBOSE | re.ASCII)     # ASCII: \d would otherwise read '３' or '٣' as the digit 3
 
 _HINTS = {"^": "use ** for powers", "'": "strings are not allowed", '"': "strings are not allowed",
           ";": "only one expression is allowed", "{": "braces are not allowed",
@@ -450,7 +450,7 @@ class _Parser:
         raise self.error(f"unexpected {text!r}", position)
 
     def number(self, text, position):
-        if re.fullmatch(r"\d+", text):
+        if re.fullmatch(r"[0-9]+", text):
             if len(text) > 300:
                 raise self.error("integer literal too long", position)
             return Literal(int(text), position)

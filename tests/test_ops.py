@@ -294,6 +294,10 @@ CASES = [
     concatenate_case("batch", (("n", 2), ("n", 3)), -1),
     Case("zeros_like", "matrix", lambda a: apply("zeros_like", a), ((3, 4),), np.zeros_like),
     Case("zeros_like", "batch", lambda a: apply("zeros_like", a), (("n", 3),), np.zeros_like),
+    Case("identity_like", "matrix", lambda a: apply("identity_like", a), ((2, 3),),
+         lambda a: np.eye(a.size).reshape(a.shape * 2)),
+    Case("identity_like", "batch", lambda a: apply("identity_like", a), (("n", 3),),
+         lambda a: np.eye(a.size).reshape(a.shape * 2)),
     Case("stop_gradient", "matrix", sg.stop_gradient, ((3, 4),), np.copy),
     Case("stop_gradient", "batch", sg.stop_gradient, (("n", 3),), np.copy),
     # matrix products
@@ -360,7 +364,7 @@ NO_SYMPY = {
     **dict.fromkeys(["broadcast_to_like", "expand_dims", "squeeze", "reshape", "reshape_like",
                      "transpose", "getitem", "index_grad", "concatenate", "matmul"],
                     "moves or contracts axes of an array"),
-    "zeros_like": "a constant: its operand only lends a shape",
+    **dict.fromkeys(["zeros_like", "identity_like"], "a constant: its operand only lends a shape"),
     "stop_gradient": "its derivative is zero by design, unlike the function it computes",
 }
 

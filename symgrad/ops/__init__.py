@@ -13,5 +13,5 @@ from .linalg import dot, matmul
 from .printing import to_text
 from .reduce import log_softmax, logsumexp, max, mean, min, softmax
 from . import stability  # noqa: F401 (registers the stability rewrites)
-from .shape import (broadcast_to_like, concatenate, expand_dims, getitem, reshape, squeeze,
-                    stop_gradient, sum, transpose, unbroadcast, zeros_like)
+from .shape import (broadcast_to_like, concatenate, expand_dims, getitem, identity_like, reshape,
+                    squeeze, stop_gradient, sum, transpose, unbroadcast, zeros_like)

@@ -46,13 +46,19 @@ class Op:
 OPS: dict[str, Op] = {}
 
 
+_FLOAT_DTYPES = {}     # input dtypes -> result: a handful of combinations, asked for at every node
+
+
 def float_dtype(dtypes, **attrs):
     """The floating dtype arithmetic on ``dtypes`` produces (booleans count as float64)."""
-    floats = [d for d in dtypes if d != "bool"]
-    if not floats:
-        return "float64"
-    result = np.result_type(*floats)
-    return str(result) if np.issubdtype(result, np.floating) else "float64"
+    key = tuple(dtypes)
+    result = _FLOAT_DTYPES.get(key)
+    if result is None:
+        floats = [d for d in key if d != "bool"]
+        promoted = np.result_type(*floats) if floats else np.dtype(np.float64)
+        result = str(promoted) if np.issubdtype(promoted, np.floating) else "float64"
+        _FLOAT_DTYPES[key] = result
+    return result
 
 
 def bool_dtype(dtypes, **attrs):
@@ -184,7 +190,9 @@ class Expr:
 
     @property
     def data(self):
-        return self.graph.nodes[self.node]
+        # the node's dict read straight from networkx's storage: every rule and simplification
+        # reads it many times per node built, and the NodeView lookup would triple the cost
+        return self.graph._node[self.node]
 
     @property
     def op(self):

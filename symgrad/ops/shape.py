@@ -1,5 +1,5 @@
 """Ops that move, replicate and sum entries: sum and its adjoint broadcast, expand_dims/squeeze,
-reshape, transpose, indexing and its adjoint scatter, concatenate, zeros_like, stop_gradient.
+reshape, transpose, indexing and its adjoint scatter, concatenate, zeros_like, identity_like, stop_gradient.
 
 Imports only ops.core.
 """
@@ -517,6 +517,21 @@ defop("zeros_like", 1, lambda shapes: shapes[0], _emit_zeros_like, lambda g, out
 def zeros_like(x):
     """Zeros of ``x``'s shape (``x`` only lends its shape)."""
     return apply("zeros_like", x)
+
+
+def _emit_identity_like(ctx):
+    x = ctx.args[0]
+    return f"np.eye(np.size({x})).reshape(np.shape({x}) * 2)"
+
+
+defop("identity_like", 1, lambda shapes: shapes[0] + shapes[0], _emit_identity_like,
+      lambda g, out, x: [None], nondifferentiable=(0,))
+
+
+def identity_like(x):
+    """The identity map on ``x``'s entries, shape ``x.shape + x.shape``; a named dimension's size
+    is read from ``x`` at run time (``x`` only lends its shape)."""
+    return apply("identity_like", x)
 
 
 defop("stop_gradient", 1, lambda shapes: shapes[0], "{0}", lambda g, out, x: [None],
