@@ -192,6 +192,27 @@ def vector_function_jacobian(x):
     return J
 
 
+def test_jacobian_and_hessian_over_a_named_dimension_are_sized_at_run_time():
+    # regression (property tests): a named dimension in the output used to be a ShapeError
+    X, W = sg.var("X", shape=("n", 3)), sg.var("W", shape=(3, 2))
+    y = sg.tanh(X @ W)
+    f = sg.sum(sg.sin(X) ** 2)
+    J, H = sg.jacobian(y, X), sg.hessian(f, X)
+    assert (J.shape, H.shape) == (("n", 2, "n", 3), ("n", 3, "n", 3))
+    fn = sg.compile([J, H], inputs=[X, W])
+    rng = np.random.default_rng(11)
+    W0 = rng.standard_normal((3, 2))
+    for n in (1, 4):
+        X0 = rng.standard_normal((n, 3))
+        jacobian, hessian = fn(X0, W0)
+        expected = finite_difference_jacobian(lambda x: np.tanh(x.reshape(n, 3) @ W0).ravel(),
+                                              X0.ravel())
+        assert relative_error(jacobian.reshape(n * 2, n * 3), expected) < 1e-6
+        # d2/dx2 sin(x)^2 = 2 cos(2x), and entries never mix
+        assert relative_error(hessian.reshape(n * 3, n * 3), np.diag(2 * np.cos(2 * X0.ravel()))) \
+            < 1e-12
+
+
 def test_jvp_vjp_and_jacobian_of_a_nonlinear_vector_function():
     x = sg.var("x", shape=(5,))
     t = sg.var("t", shape=(5,))

@@ -1,0 +1,774 @@
+"""Property-based gradient tests: random well-typed expression graphs against independent references.
+
+Hypothesis draws a graph step by step: scalar and tensor variables (some with the symbolic batch
+dimension ``"b"``), every op of the public contract, broadcasting, reductions over random axes,
+slicing, matmul chains. Each graph is then checked against references that share no code with
+symgrad's rules:
+
+- first derivatives (``grad``, ``jacobian``, ``vjp``, ``jvp``) against central finite differences;
+- second derivatives (``hvp``, ``hessian``) against finite differences of the (checked) gradient;
+- scalar graphs, built in parallel from SymPy's own functions, against ``sympy.diff`` to 1e-8.
+
+Every compiled function is compiled twice, with and without the optimiser, and both must pass.
+
+Points are drawn away from kinks: a finite difference is taken at two step sizes, and a point
+where they disagree (a kink, a discontinuity or an overflow within the step) is rejected rather
+than judged. Rejections are rare and shown by ``--hypothesis-show-statistics``.
+
+Profiles (registered in ``tests/conftest.py``): ``ci`` is the default, derandomized so CI always
+tries the same graphs; ``long`` tries at least 10,000 graphs (5,000 per test) with fresh seeds::
+
+    SYMGRAD_HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties.py \\
+        --hypothesis-show-statistics -q
+"""
+
+import math
+
+import numpy as np
+import pytest
+import sympy
+from hypothesis import assume, event, given, note, strategies as st
+
+import symgrad as sg
+from symgrad.ops.printing import to_text
+
+BATCH = "b"                     # the symbolic dimension; bound to 1..3 at evaluation time
+STEP = 1e-5                     # finite-difference step (relative to one, inputs are O(1))
+CONSTANT_STREAM = 1             # random constants never share a random stream with points
+MAX_MAGNITUDE = 1e6             # a value this large makes differences meaningless: reject
+TENSOR_SHAPES = [(), (3,), (4,), (2, 3), (3, 2), (BATCH,), (BATCH, 3), (BATCH, 2, 3), (2, 1, 3)]
+
+
+# -- drawing graphs --------------------------------------------------------------------------------
+
+
+class GraphDrawer:
+    """Builds one random expression graph from Hypothesis draws, one op per step.
+
+    ``pool`` holds the expressions built so far; every step applies one op kind to entries of the
+    pool (preferring recent ones, so graphs grow deep as well as wide) and appends the result.
+    """
+
+    def __init__(self, draw):
+        self.draw = draw
+        self.pool = []
+        self.variables = {}
+        self.used = set()       # pool entries consumed by a later step
+
+    # building blocks
+
+    def variable(self, shape):
+        name = f"x{len(self.variables)}"
+        self.variables[name] = sg.var(name, shape=shape)
+        return self.variables[name]
+
+    def pick(self, accept=lambda e: True):
+        candidates = [e for e in self.pool if accept(e)]
+        if not candidates:
+            return None
+        recent = candidates[-3:]
+        chosen = self.draw(st.sampled_from(recent[::-1] + candidates[:-3]))
+        self.used.add(id(chosen))
+        return chosen
+
+    def constant_like(self, e):
+        """A constant array broadcasting against ``e`` (a trailing part of its static shape)."""
+        trailing = []
+        for d in reversed(e.shape):
+            if not isinstance(d, int):
+                break
+            trailing.insert(0, d)
+        keep = self.draw(st.integers(0, len(trailing)))
+        shape = tuple(trailing[len(trailing) - keep:])
+        seed = self.draw(st.integers(0, 2**16))
+        # a stream of its own: a constant equal to a coordinate of the point would put the point
+        # exactly on a kink of maximum(x, c), where central differences cannot tell
+        value = np.random.default_rng([seed, CONSTANT_STREAM]).uniform(-1.5, 1.5, shape)
+        return sg.const(value) if shape else float(value)
+
+    def partner(self, e):
+        """A second operand that broadcasts against ``e``: from the pool, a reduction of ``e``,
+        a new variable or a constant."""
+        way = self.draw(st.sampled_from(["pool", "reduced", "variable", "constant"]))
+        if way == "pool":
+            other = self.pick(lambda o: o is not e and broadcasts(o.shape, e.shape))
+            if other is not None:
+                return other
+        if way == "reduced" and e.ndim:
+            axes = self.draw(st.sets(st.integers(0, e.ndim - 1), min_size=1))
+            return sg.sum(e, axis=tuple(sorted(axes)), keepdims=True) * 0.5
+        if way == "variable":
+            shape = e.shape[self.draw(st.integers(0, e.ndim)):]
+            return self.variable(shape)
+        return self.constant_like(e)
+
+    def positive(self, e):
+        """``e`` mapped into positive values bounded away from zero, in one of several ways."""
+        way = self.draw(st.sampled_from(["square", "exp", "softplus", "sigmoid", "abs"]))
+        if way == "square":
+            return e * e + 0.5
+        if way == "exp":
+            return sg.exp(sg.tanh(e))
+        if way == "softplus":
+            return sg.softplus(e) + 0.25
+        if way == "sigmoid":
+            return sg.sigmoid(e) + 0.2
+        return abs(e) + 0.3
+
+    def axes(self, e, allow_none=True):
+        """A random axis argument for a reduction of ``e``: None, an int (maybe negative) or a tuple."""
+        choices = ["int", "tuple"] + (["none"] if allow_none else [])
+        way = self.draw(st.sampled_from(choices))
+        if way == "none":
+            return None
+        if way == "int":
+            axis = self.draw(st.integers(0, e.ndim - 1))
+            return axis - e.ndim if self.draw(st.booleans()) else axis
+        return tuple(sorted(self.draw(st.sets(st.integers(0, e.ndim - 1), min_size=1))))
+
+    # the graph
+
+    def build(self, steps):
+        for _ in range(self.draw(st.integers(1, 2))):
+            self.pool.append(self.variable(self.draw(st.sampled_from(TENSOR_SHAPES))))
+        for _ in range(steps):
+            kind = self.draw(st.sampled_from(sorted(TENSOR_KINDS)))
+            built = TENSOR_KINDS[kind](self)
+            if built is None:           # the kind does not apply to this pool: a plain unary op
+                kind, built = "sin", sg.sin(self.pick())
+            event(f"op {kind}")
+            self.pool.append(built)
+        return self.pool[-1]
+
+    def sinks(self):
+        """The pool entries no step consumed: the outputs of the graph."""
+        return [e for e in self.pool if id(e) not in self.used]
+
+
+def broadcasts(a, b):
+    """Whether shapes ``a`` and ``b`` broadcast to ``b`` (symbolic dimensions match by name)."""
+    if len(a) > len(b):
+        return False
+    return all(x == y or x == 1 for x, y in zip(a[::-1], b[::-1]))
+
+
+def _binary(function):
+    def build(d):
+        a = d.pick()
+        return function(a, d.partner(a))
+    return build
+
+
+def _unary(function, domain=None):
+    def build(d):
+        a = d.pick()
+        return function(domain(d, a) if domain else a)
+    return build
+
+
+def _positive(d, e):
+    return d.positive(e)
+
+
+def _reduction(function):
+    def build(d):
+        a = d.pick(lambda e: e.ndim > 0)
+        if a is None:
+            return None
+        axis, keepdims = d.axes(a), d.draw(st.booleans())
+        if function is None:          # the Expr methods, as users write them
+            method = d.draw(st.sampled_from(["sum", "mean", "max", "min"]))
+            return getattr(a, method)(axis=axis, keepdims=keepdims)
+        return function(a, axis=axis, keepdims=keepdims)
+    return build
+
+
+def _normaliser(function):
+    def build(d):
+        a = d.pick(lambda e: e.ndim > 0)
+        if a is None:
+            return None
+        return function(a, axis=d.axes(a, allow_none=False))
+    return build
+
+
+def _power(d):
+    a = d.pick()
+    way = d.draw(st.sampled_from(["integer", "real", "symbolic"]))
+    if way == "integer":
+        return a ** d.draw(st.sampled_from([2, 3]))
+    if way == "real":
+        return d.positive(a) ** d.draw(st.sampled_from([0.5, -1.5, 2.5, -1.0]))
+    return d.positive(a) ** sg.tanh(d.partner(a))
+
+
+def _divide(d):
+    a = d.pick()
+    return a / d.positive(d.partner(a))
+
+
+def _where(d):
+    a = d.pick()
+    b = d.partner(a)
+    compare = d.draw(st.sampled_from(["<", "<=", ">", ">="]))
+    condition = {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[compare]
+    if d.draw(st.booleans()):
+        return sg.where(condition, a, b)
+    return sg.where(condition, sg.sin(a), 0.0)
+
+
+def _clip(d):
+    low = d.draw(st.sampled_from([-1.0, -0.5, 0.0]))
+    return sg.clip(d.pick(), low, low + d.draw(st.sampled_from([0.3, 1.0, 2.0])))
+
+
+def _leaky_relu(d):
+    return sg.leaky_relu(d.pick(), d.draw(st.sampled_from([0.01, 0.1, 0.3])))
+
+
+def _tan(d):
+    return sg.tan(sg.tanh(d.pick()))       # |tanh| < 1 < pi/2 keeps tan away from its poles
+
+
+def _exp(d):
+    a = d.pick()
+    return (sg.exp if d.draw(st.booleans()) else sg.expm1)(a)
+
+
+def _matmul(d):
+    a = d.pick(lambda e: e.ndim > 0)
+    if a is None:
+        return None
+    k = d.draw(st.integers(1, 3))
+    on_the_left = d.draw(st.booleans())
+    if on_the_left:                       # W @ a contracts a's first non-batch axis
+        if a.ndim == 1:
+            return d.variable((k, a.shape[0])) @ a
+        return d.variable((k, a.shape[-2])) @ a
+    result = a @ d.variable((a.shape[-1], k))
+    if d.draw(st.booleans()):             # a chain
+        result = result @ d.variable((k, d.draw(st.integers(1, 3))))
+    return result
+
+
+def _dot(d):
+    a = d.pick(lambda e: e.ndim == 1)
+    if a is None:
+        return None
+    other = d.pick(lambda e: e.shape == a.shape and e is not a)
+    return sg.dot(a, other if other is not None else d.variable(a.shape))
+
+
+def _transpose(d):
+    a = d.pick(lambda e: e.ndim > 1)
+    if a is None:
+        return None
+    if d.draw(st.booleans()):
+        return a.T
+    return sg.transpose(a, tuple(d.draw(st.permutations(range(a.ndim)))))
+
+
+def _reshape(d):
+    a = d.pick(lambda e: e.ndim > 0)
+    if a is None:
+        return None
+    named = [i for i, dim in enumerate(a.shape) if not isinstance(dim, int)]
+    static = [dim for dim in a.shape if isinstance(dim, int)]
+    size = math.prod(static)
+    factors = [f for f in range(1, size + 1) if size % f == 0]
+    first = d.draw(st.sampled_from(factors))
+    target = [first, size // first] if d.draw(st.booleans()) else [size]
+    if d.draw(st.booleans()) and not named:
+        target[0] = -1
+    if named:                             # keep the named dimension in front
+        target = [a.shape[named[0]]] + target
+        a = sg.transpose(a, tuple(named + [i for i in range(a.ndim) if i not in named]))
+    return sg.reshape(a, tuple(target))
+
+
+def _index_part(d, dim):
+    if not isinstance(dim, int):
+        return slice(None)
+    way = d.draw(st.sampled_from(["int", "slice", "all", "reverse"]))
+    if way == "int":
+        return d.draw(st.integers(-dim, dim - 1))
+    if way == "slice":
+        start = d.draw(st.integers(0, dim - 1))
+        return slice(start, d.draw(st.integers(start + 1, dim)))
+    if way == "reverse":
+        return slice(None, None, -1)
+    return slice(None)
+
+
+def _getitem(d):
+    a = d.pick(lambda e: e.ndim > 0)
+    if a is None:
+        return a
+    index = [_index_part(d, dim) for dim in a.shape[:d.draw(st.integers(1, a.ndim))]]
+    if d.draw(st.booleans()):
+        index.insert(d.draw(st.integers(0, len(index))), None)
+    if d.draw(st.booleans()) and len(index) < a.ndim:
+        index = [Ellipsis] + index[1:] if index and index[0] == slice(None) else index
+    return a[tuple(index)]
+
+
+def _concatenate(d):
+    a = d.pick(lambda e: any(isinstance(dim, int) for dim in e.shape))
+    if a is None:
+        return None
+    axis = d.draw(st.sampled_from([i for i, dim in enumerate(a.shape) if isinstance(dim, int)]))
+    other = d.pick(lambda e: e is not a and e.shape == a.shape)
+    if other is None:
+        other = d.draw(st.sampled_from([sg.sin, sg.tanh, lambda e: e * e]))(a)
+    return sg.concatenate([a, other], axis=axis - a.ndim if d.draw(st.booleans()) else axis)
+
+
+TENSOR_KINDS = {
+    "add": _binary(lambda a, b: a + b),
+    "subtract": _binary(lambda a, b: b - a),
+    "multiply": _binary(lambda a, b: a * b),
+    "divide": _divide,
+    "power": _power,
+    "negative": _unary(lambda a: -a),
+    "maximum": _binary(sg.maximum),
+    "minimum": _binary(sg.minimum),
+    "where": _where,
+    "clip": _clip,
+    "sin": _unary(sg.sin),
+    "cos": _unary(sg.cos),
+    "tan": _tan,
+    "exp": _exp,
+    "log": _unary(sg.log, _positive),
+    "log1p": _unary(sg.log1p, _positive),
+    "sqrt": _unary(sg.sqrt, _positive),
+    "tanh": _unary(sg.tanh),
+    "sigmoid": _unary(sg.sigmoid),
+    "relu": _unary(sg.relu),
+    "leaky_relu": _leaky_relu,
+    "softplus": _unary(sg.softplus),
+    "abs": _unary(sg.abs),
+    "sign": _binary(lambda a, b: sg.sign(a) * b),
+    "sum": _reduction(sg.sum),
+    "mean": _reduction(sg.mean),
+    "max": _reduction(sg.max),
+    "min": _reduction(sg.min),
+    "methods": _reduction(None),
+    "logsumexp": _reduction(sg.logsumexp),
+    "softmax": _normaliser(sg.softmax),
+    "log_softmax": _normaliser(sg.log_softmax),
+    "matmul": _matmul,
+    "dot": _dot,
+    "transpose": _transpose,
+    "reshape": _reshape,
+    "getitem": _getitem,
+    "concatenate": _concatenate,
+}
+
+# every differentiable function of the public contract (API.md) is drawn; stop_gradient and
+# custom_gradient change what the derivative means, so they are tested against their own rules
+CONTRACT = {"sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "sigmoid", "relu",
+            "leaky_relu", "softplus", "abs", "sign", "maximum", "minimum", "where", "clip", "sum",
+            "mean", "max", "min", "logsumexp", "softmax", "log_softmax", "matmul", "dot",
+            "transpose", "reshape", "concatenate", "add", "subtract", "multiply", "divide", "power",
+            "negative", "getitem"}
+
+
+def test_the_generator_draws_every_op_of_the_contract():
+    drawn = set(TENSOR_KINDS) | {"expm1"}           # _exp draws exp or expm1
+    assert CONTRACT <= drawn, CONTRACT - drawn
+    assert CONTRACT <= set(SCALAR_KINDS) | {"sum", "mean", "max", "min", "logsumexp", "softmax",
+                                             "log_softmax", "matmul", "dot", "transpose",
+                                             "reshape", "concatenate", "getitem"}
+
+
+# -- numbers ---------------------------------------------------------------------------------------
+
+
+class Point:
+    """Values for the variables of a graph, flattened into one vector for finite differences."""
+
+    def __init__(self, variables, batch, seed):
+        self.names = sorted(variables)
+        rng = np.random.default_rng(seed)
+        self.batch = batch
+        self.shapes = [tuple(batch if d == BATCH else d for d in variables[n].shape)
+                       for n in self.names]
+        self.sizes = [math.prod(s) for s in self.shapes]
+        self.flat = rng.uniform(-1.5, 1.5, sum(self.sizes))
+
+    def split(self, flat):
+        parts, start = [], 0
+        for shape, size in zip(self.shapes, self.sizes):
+            parts.append(flat[start:start + size].reshape(shape))
+            start += size
+        return parts
+
+    def direction(self, seed):
+        return np.random.default_rng(seed).standard_normal(self.flat.size)
+
+
+def flat(results):
+    """One vector of every result's entries, in order."""
+    return np.concatenate([np.ravel(np.asarray(r, dtype=float)) for r in results])
+
+
+def finite(values):
+    return bool(np.all(np.isfinite(values)) and np.all(np.abs(values) < MAX_MAGNITUDE))
+
+
+def difference_along(function, point, direction, step):
+    return (function(point + step * direction) - function(point - step * direction)) / (2 * step)
+
+
+def assert_matches_differences(analytic, function, point, directions, what):
+    """Check ``analytic[:, k]`` against central differences of ``function`` along ``directions[k]``.
+
+    The difference is taken at STEP and 2*STEP. Their disagreement estimates the truncation error;
+    where it is large the point is too close to a kink and is rejected, otherwise the analytic
+    derivative must lie within that estimate plus rounding.
+    """
+    analytic = np.asarray(analytic, dtype=float).reshape(-1, len(directions))
+    fine = np.stack([difference_along(function, point, u, STEP) for u in directions], axis=1)
+    coarse = np.stack([difference_along(function, point, u, 2 * STEP) for u in directions], axis=1)
+    assume(finite(fine) and finite(coarse))
+    scale = 1.0 + np.abs(fine)
+    truncation = np.abs(fine - coarse)
+    smooth = bool(np.all(truncation <= 1e-3 * scale))
+    if not smooth:
+        event("rejected: a kink or discontinuity within the step")
+    assume(smooth)
+    error = np.abs(analytic - fine)
+    bound = 2 * truncation + 1e-6 * scale
+    worst = np.unravel_index(np.argmax(error - bound), error.shape)
+    assert np.all(error <= bound), (
+        f"{what}: entry {worst} is {analytic[worst]!r}, finite differences give {fine[worst]!r}")
+
+
+def compiled_both_ways(outputs, inputs):
+    """The same outputs compiled with and without the optimiser."""
+    return [sg.compile(outputs, inputs=inputs, optimize=optimize) for optimize in (True, False)]
+
+
+def draw_case(data, max_steps=8):
+    """A graph (f scalar, the variables, the sinks) and a point away from overflow."""
+    drawer = GraphDrawer(data.draw)
+    drawer.build(data.draw(st.integers(1, max_steps), label="steps"))
+    sinks = drawer.sinks()
+    weights = [1.0 + 0.25 * i for i in range(len(sinks))]     # no two sinks cancel
+    f = sum((w * sg.sum(s) for w, s in zip(weights, sinks)), start=sg.const(0.0))
+    note(f"f = {to_text(f, limit=2000)}")
+    variables = drawer.variables
+    point = Point(variables, data.draw(st.integers(1, 3), label="batch"),
+                  data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    return f, drawer, [variables[n] for n in point.names], point
+
+
+# -- first order -----------------------------------------------------------------------------------
+
+
+@given(st.data())
+def test_gradients_match_finite_differences(data):
+    with sg.use_graph():
+        f, _, inputs, point = draw_case(data)
+        grads = sg.grad(f, inputs, disconnected="zero")
+        value = sg.compile(f, inputs=inputs, optimize=False)
+        assume(finite(value(*point.split(point.flat))))
+        identity = np.eye(point.flat.size)
+        for fn in compiled_both_ways([f, *grads], inputs):
+            def of(x, fn=fn):
+                return np.asarray(fn(*point.split(x))[0], dtype=float).reshape(1)
+            results = fn(*point.split(point.flat))
+            gradient = flat(results[1:])
+            assume(finite(gradient))
+            assert_matches_differences(gradient, of, point.flat, identity, "grad")
+
+
+@given(st.data())
+def test_jacobian_vjp_and_jvp_match_finite_differences(data):
+    with sg.use_graph():
+        _, drawer, inputs, point = draw_case(data)
+        y = drawer.pool[-1]
+        y_shape = tuple(point.batch if d == BATCH else d for d in y.shape)
+        forward = sg.compile(y, inputs=inputs, optimize=False)
+
+        def of(x):
+            return np.asarray(forward(*point.split(x)), dtype=float).ravel()
+
+        assume(finite(of(point.flat)))
+        jacobians = sg.jacobian(y, inputs, disconnected="zero")
+        u = sg.var("u_cotangent", shape=y.shape)
+        tangents = [sg.var(f"t_{v.name}", shape=v.shape) for v in inputs]
+        pullback = sg.vjp(y, inputs, u, disconnected="zero")
+        pushforward = sg.jvp(y, inputs, tangents, disconnected="zero")
+        u_value = np.random.default_rng(1).standard_normal(y_shape)
+        t_flat = point.direction(2)
+        identity = np.eye(point.flat.size)
+        for fn in compiled_both_ways([*jacobians, *pullback, pushforward],
+                                     [*inputs, u, *tangents]):
+            results = fn(*point.split(point.flat), u_value, *point.split(t_flat))
+            size = max(1, math.prod(y_shape))
+            jacobian = np.concatenate([np.reshape(j, (size, -1)) for j in results[:len(inputs)]],
+                                      axis=1)
+            assume(finite(jacobian))
+            assert_matches_differences(jacobian, of, point.flat, identity, "jacobian")
+            vjp = flat(results[len(inputs):2 * len(inputs)])
+            np.testing.assert_allclose(vjp, u_value.ravel() @ jacobian, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(np.ravel(results[-1]), jacobian @ t_flat,
+                                       rtol=1e-9, atol=1e-9)
+
+
+# -- second order ----------------------------------------------------------------------------------
+
+
+@given(st.data())
+def test_hvp_and_hessian_match_differences_of_the_gradient(data):
+    with sg.use_graph():
+        f, _, inputs, point = draw_case(data, max_steps=6)
+        grads = sg.grad(f, inputs, disconnected="zero")
+        gradient_fn = sg.compile(grads, inputs=inputs, optimize=False)
+
+        def gradient_of(x):
+            return flat(gradient_fn(*point.split(x)))
+
+        assume(finite(gradient_of(point.flat)))
+        directions = [sg.var(f"v_{v.name}", shape=v.shape) for v in inputs]
+        products = sg.hvp(f, inputs, directions, disconnected="zero")
+        direction = point.direction(3)
+        for fn in compiled_both_ways(products, [*inputs, *directions]):
+            product = flat(fn(*point.split(point.flat), *point.split(direction)))
+            assume(finite(product))
+            assert_matches_differences(product, gradient_of, point.flat, [direction], "hvp")
+        if point.flat.size > 24:
+            return                                # dense Hessians only for small variables
+        blocks = sg.hessian(f, inputs, disconnected="zero")
+        for fn in compiled_both_ways([b for row in blocks for b in row], inputs):
+            results = fn(*point.split(point.flat))
+            rows = []
+            for i, size_i in enumerate(point.sizes):
+                row = [np.reshape(results[i * len(inputs) + j], (size_i, size_j))
+                       for j, size_j in enumerate(point.sizes)]
+                rows.append(np.concatenate(row, axis=1))
+            hessian = np.concatenate(rows, axis=0)
+            assume(finite(hessian))
+            assert_matches_differences(hessian, gradient_of, point.flat,
+                                       np.eye(point.flat.size), "hessian")
+
+
+# -- scalar graphs against SymPy -------------------------------------------------------------------
+
+EXACT_CONSTANTS = [-1.5, -0.75, 0.5, 1.25, 2.0]     # binary fractions: the same number in both
+
+
+class ScalarDrawer:
+    """Builds a scalar graph twice, step by step: in symgrad and with SymPy's own functions.
+
+    ``kinks`` collects SymPy expressions whose zeros are kinks or jumps of the graph (the
+    argument of relu, abs and sign, the difference of max/min/where operands, clip's distances
+    to its bounds), so that points near them are rejected rather than judged.
+    """
+
+    def __init__(self, draw):
+        self.draw = draw
+        self.pool = []                # (symgrad Expr, SymPy expression) pairs
+        self.symbols = {}
+        self.kinks = []
+
+    def variable(self):
+        name = f"x{len(self.symbols)}"
+        self.symbols[name] = sympy.Symbol(name, real=True)
+        return sg.var(name), self.symbols[name]
+
+    def pick(self):
+        recent = self.pool[-3:]
+        return self.draw(st.sampled_from(recent[::-1] + self.pool[:-3]))
+
+    def partner(self, pair):
+        way = self.draw(st.sampled_from(["pool", "variable", "constant"]))
+        others = [p for p in self.pool if p is not pair]
+        if way == "pool" and others:
+            return self.draw(st.sampled_from(others))
+        if way == "variable":
+            return self.variable()
+        c = self.draw(st.sampled_from(EXACT_CONSTANTS))
+        return c, sympy.nsimplify(c)
+
+    def positive(self, pair):
+        (e, s), way = pair, self.draw(st.sampled_from(["square", "exp", "softplus", "sigmoid",
+                                                        "abs"]))
+        half, quarter, fifth = sympy.Rational(1, 2), sympy.Rational(1, 4), sympy.Rational(1, 5)
+        if way == "square":
+            return e * e + 0.5, s * s + half
+        if way == "exp":
+            return sg.exp(sg.tanh(e)), sympy.exp(sympy.tanh(s))
+        if way == "softplus":
+            return sg.softplus(e) + 0.25, sympy.log(1 + sympy.exp(s)) + quarter
+        if way == "sigmoid":
+            return sg.sigmoid(e) + 0.2, 1 / (1 + sympy.exp(-s)) + fifth
+        self.kinks.append(s)
+        return abs(e) + 0.3, sympy.Abs(s) + 3 * sympy.Rational(1, 10)
+
+    def build(self, steps):
+        for _ in range(self.draw(st.integers(1, 3))):
+            self.pool.append(self.variable())
+        for _ in range(steps):
+            kind = self.draw(st.sampled_from(sorted(SCALAR_KINDS)))
+            event(f"scalar op {kind}")
+            self.pool.append(SCALAR_KINDS[kind](self))
+        return self.pool[-1]
+
+
+def _scalar_binary(ours, theirs, kink=False):
+    def build(d):
+        (a, sa) = pair = d.pick()
+        b, sb = d.partner(pair)
+        if kink:
+            d.kinks.append(sa - sb)
+        return ours(a, b), theirs(sa, sb)
+    return build
+
+
+def _scalar_unary(ours, theirs, domain=None, kink=False):
+    def build(d):
+        pair = d.pick()
+        a, sa = domain(d, pair) if domain else pair
+        if kink:
+            d.kinks.append(sa)
+        return ours(a), theirs(sa)
+    return build
+
+
+def _scalar_power(d):
+    pair = d.pick()
+    way = d.draw(st.sampled_from(["integer", "real", "symbolic"]))
+    if way == "integer":
+        n = d.draw(st.sampled_from([2, 3]))
+        return pair[0] ** n, pair[1] ** n
+    base, symbolic_base = d.positive(pair)
+    if way == "real":
+        p = d.draw(st.sampled_from([0.5, -1.5, 2.5, -1.0]))
+        return base ** p, symbolic_base ** sympy.nsimplify(p)
+    e, s = d.partner(pair)
+    return base ** sg.tanh(e), symbolic_base ** sympy.tanh(s)
+
+
+def _scalar_where(d):
+    (a, sa) = pair = d.pick()
+    b, sb = d.partner(pair)
+    d.kinks.append(sa - sb)
+    compare = d.draw(st.sampled_from(["<", ">="]))
+    if compare == "<":
+        return sg.where(a < b, a, b), sympy.Piecewise((sa, sa < sb), (sb, True))
+    return sg.where(a >= b, sg.sin(a), 0.0), sympy.Piecewise((sympy.sin(sa), sa >= sb), (0, True))
+
+
+def _scalar_clip(d):
+    a, sa = d.pick()
+    low = d.draw(st.sampled_from([-1.0, -0.5, 0.0]))
+    high = low + d.draw(st.sampled_from([0.5, 1.0, 2.0]))
+    d.kinks += [sa - sympy.nsimplify(low), sa - sympy.nsimplify(high)]
+    return sg.clip(a, low, high), sympy.Min(sympy.Max(sa, sympy.nsimplify(low)),
+                                             sympy.nsimplify(high))
+
+
+def _scalar_divide(d):
+    (a, sa) = pair = d.pick()
+    b, sb = d.positive(d.partner(pair))
+    return a / b, sa / sb
+
+
+def _scalar_sign(d):
+    (a, sa) = pair = d.pick()
+    b, sb = d.partner(pair)
+    d.kinks.append(sa)
+    return sg.sign(a) * b, sympy.sign(sa) * sb
+
+
+def _scalar_leaky_relu(d):
+    a, sa = d.pick()
+    slope = d.draw(st.sampled_from([0.125, 0.25]))
+    d.kinks.append(sa)
+    return sg.leaky_relu(a, slope), sympy.Max(sa, sympy.nsimplify(slope) * sa)
+
+
+SCALAR_KINDS = {
+    "add": _scalar_binary(lambda a, b: a + b, lambda a, b: a + b),
+    "subtract": _scalar_binary(lambda a, b: a - b, lambda a, b: a - b),
+    "multiply": _scalar_binary(lambda a, b: a * b, lambda a, b: a * b),
+    "divide": _scalar_divide,
+    "power": _scalar_power,
+    "negative": _scalar_unary(lambda a: -a, lambda a: -a),
+    "maximum": _scalar_binary(sg.maximum, sympy.Max, kink=True),
+    "minimum": _scalar_binary(sg.minimum, sympy.Min, kink=True),
+    "where": _scalar_where,
+    "clip": _scalar_clip,
+    "sin": _scalar_unary(sg.sin, sympy.sin),
+    "cos": _scalar_unary(sg.cos, sympy.cos),
+    "tan": _scalar_unary(lambda a: sg.tan(sg.tanh(a)), lambda a: sympy.tan(sympy.tanh(a))),
+    "exp": _scalar_unary(sg.exp, sympy.exp),
+    "expm1": _scalar_unary(sg.expm1, lambda a: sympy.exp(a) - 1),
+    "log": _scalar_unary(sg.log, sympy.log, _positive),
+    "log1p": _scalar_unary(sg.log1p, lambda a: sympy.log(1 + a), _positive),
+    "sqrt": _scalar_unary(sg.sqrt, sympy.sqrt, _positive),
+    "tanh": _scalar_unary(sg.tanh, sympy.tanh),
+    "sigmoid": _scalar_unary(sg.sigmoid, lambda a: 1 / (1 + sympy.exp(-a))),
+    "relu": _scalar_unary(sg.relu, lambda a: sympy.Max(a, 0), kink=True),
+    "leaky_relu": _scalar_leaky_relu,
+    "softplus": _scalar_unary(sg.softplus, lambda a: sympy.log(1 + sympy.exp(a))),
+    "abs": _scalar_unary(sg.abs, sympy.Abs, kink=True),
+    "sign": _scalar_sign,
+}
+
+
+def derivative(expression, *symbols):
+    """``sympy.diff`` with its DiracDelta terms dropped: they vanish away from the kinks, and
+    points near kinks are rejected, but SymPy leaves ``DiracDelta(tan(0.4))`` unevaluated."""
+    return sympy.diff(expression, *symbols).replace(sympy.DiracDelta, lambda *args: sympy.S.Zero)
+
+
+def sympy_value(expression, at):
+    """``expression`` at the point (``at`` holds exact Rationals), to 30 digits.
+
+    evalf with substitution evaluates functions such as sign() of an unevaluated argument, but
+    cannot compare a structural zero (``Max(-1, x - Abs(x))`` at ``x > 0``); substituting first
+    keeps that zero exact. Each way covers what the other cannot.
+    """
+    try:
+        value = complex(expression.evalf(30, subs=at))
+    except (TypeError, ValueError):
+        value = complex(expression.subs(at).evalf(30))
+    assume(abs(value.imag) < 1e-12)
+    return value.real
+
+
+@given(st.data())
+def test_scalar_derivatives_match_sympy(data):
+    with sg.use_graph():
+        drawer = ScalarDrawer(data.draw)
+        f, reference = drawer.build(data.draw(st.integers(1, 6), label="steps"))
+        note(f"f = {to_text(f, limit=2000)}\nSymPy: {reference}")
+        names = sorted(drawer.symbols)
+        symbols = [drawer.symbols[n] for n in names]
+        rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+        point = rng.uniform(-1.5, 1.5, len(names))
+        at = {s: sympy.Rational(float(x)) for s, x in zip(symbols, point)}
+        for kink in drawer.kinks:
+            near = abs(sympy_value(sympy.sympify(kink), at)) < 1e-6
+            if near:
+                event("rejected: a kink at the point")
+            assume(not near)
+        inputs = [sg.var(n) for n in names]
+        grads = sg.grad(f, inputs, disconnected="zero")
+        hessian = sg.hessian(f, inputs, disconnected="zero")
+        expected_value = sympy_value(reference, at)
+        expected_grad = [sympy_value(derivative(reference, s), at) for s in symbols]
+        expected_hessian = [[sympy_value(derivative(reference, s, t), at) for t in symbols]
+                            for s in symbols]
+        assume(finite(np.array([expected_value, *expected_grad])))
+        assume(finite(np.array(expected_hessian)))
+        for fn in compiled_both_ways([f, *grads, *(h for row in hessian for h in row)], inputs):
+            value, *rest = (float(r) for r in fn(*point))
+            n = len(names)
+            np.testing.assert_allclose(value, expected_value, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(rest[:n], expected_grad, rtol=1e-8, atol=1e-10)
+            np.testing.assert_allclose(np.reshape(rest[n:], (n, n)), expected_hessian,
+                                       rtol=1e-7, atol=1e-9)
