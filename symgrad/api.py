@@ -4,6 +4,10 @@ Imports everything to its left (graph, ops, parse, differentiate, codegen); cli 
 """
 
 import keyword
+import math
+import numbers
+import os
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -101,7 +105,7 @@ class CompiledFunction:
     def _check(self, values):
         return check_arguments(self._specs, values)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, /, *args, **kwargs):     # '/': an input may be called self
         results = self._function(*self._check(self._bind(args, kwargs)))
         return results[0] if self._single else results
 
@@ -125,21 +129,11 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
     if backend not in BACKENDS:
         raise SymgradError(f"backend {backend!r} is not available; available: "
                            f"{', '.join(BACKENDS)}")
-    single = isinstance(outputs, Expr)
-    outputs = [outputs] if single else list(outputs)
-    if not outputs or not all(isinstance(o, Expr) for o in outputs):
-        raise SymgradError("compile needs an expression or a non-empty list of expressions")
-    if not name.isidentifier() or not name.isascii() or keyword.iskeyword(name) \
-            or name in RESERVED:
+    if not isinstance(name, str) or not name.isidentifier() or not name.isascii() \
+            or keyword.iskeyword(name) or name in RESERVED:
         raise SymgradError(f"function name {name!r} must be an identifier other than "
                            f"{', '.join(sorted(RESERVED))}")
-    inputs = _free_variables(outputs) if inputs is None else list(inputs)
-    for e in inputs:
-        if not isinstance(e, Expr) or e.op != "var":
-            raise SymgradError(f"inputs must be variables, got {e!r}")
-    names = [e.name for e in inputs]
-    if len(set(names)) != len(names):
-        raise SymgradError(f"an input is listed twice: {names}")
+    single, outputs, inputs = _checked(outputs, inputs, "compile")
     graph = graph_of(*outputs, *inputs)
     output_nodes, input_nodes = [o.node for o in outputs], [e.node for e in inputs]
     with graph.lock:
@@ -184,16 +178,46 @@ def _free_variables(outputs):
     return [free[name] for name in sorted(free)]
 
 
-def _outputs_and_inputs(outputs, inputs):
-    outputs = [outputs] if isinstance(outputs, Expr) else list(outputs)
-    inputs = _free_variables(outputs) if inputs is None else list(inputs)
+def _checked(outputs, inputs, what):
+    """(whether one output was given alone, the outputs, the inputs) after checking them: a list
+    of expressions, and variables without repeats (every free variable by default)."""
+    single = isinstance(outputs, Expr)
+    if single:
+        outputs = [outputs]
+    elif isinstance(outputs, (list, tuple)):
+        outputs = list(outputs)
+    if not outputs or not isinstance(outputs, list) \
+            or not all(isinstance(o, Expr) for o in outputs):
+        raise SymgradError(f"{what} needs an expression or a non-empty list of expressions, "
+                           f"got {outputs!r}")
+    if inputs is None:
+        inputs = _free_variables(outputs)
+    elif isinstance(inputs, Expr):
+        inputs = [inputs]
+    elif isinstance(inputs, (list, tuple)):
+        inputs = list(inputs)
+    else:
+        raise SymgradError(f"{what}: inputs must be a list of variables, got {inputs!r}")
+    for e in inputs:
+        if not isinstance(e, Expr) or e.op != "var":
+            raise SymgradError(f"{what}: inputs must be variables, got {e!r}")
+    names = [e.name for e in inputs]
+    if len(set(names)) != len(names):
+        raise SymgradError(f"{what}: an input is listed twice: {names}")
+    return single, outputs, inputs
+
+
+def _outputs_and_inputs(outputs, inputs, what):
+    _, outputs, inputs = _checked(outputs, inputs, what)
     graph = graph_of(*outputs, *inputs)
     return graph, [o.node for o in outputs], [i.node for i in inputs]
 
 
-def _rows(outputs, inputs, at):
-    graph, output_nodes, input_nodes = _outputs_and_inputs(outputs, inputs)
+def _rows(outputs, inputs, at, what="show_graph"):
+    graph, output_nodes, input_nodes = _outputs_and_inputs(outputs, inputs, what)
     values = None
+    if at is not None and not isinstance(at, Mapping):
+        raise SymgradError(f"{what}: at maps input names to values, got {at!r}")
     if at is not None:
         names = [graph.nodes[n]["attrs"]["name"] for n in input_nodes]
         missing = [n for n in names if n not in at]
@@ -216,20 +240,26 @@ def show_graph(outputs, inputs=None, at=None):
     >>> print(sg.show_graph(sg.grad(x * x, x)).splitlines()[0].split())
     ['name', 'kind', 'op', 'shape', 'code']
     """
-    _, rows = _rows(outputs, inputs, at)
+    _, rows = _rows(outputs, inputs, at, "show_graph")
     return table(rows, show_values=at is not None)
 
 
 def to_dot(outputs, inputs=None, at=None):
     """Graphviz DOT source of the graph behind ``outputs`` (derivative nodes drawn dashed)."""
-    graph, rows = _rows(outputs, inputs, at)
+    graph, rows = _rows(outputs, inputs, at, "to_dot")
     return dot_source(graph, rows)
 
 
 def draw(outputs, path, inputs=None, at=None):
     """Write a picture of the graph behind ``outputs``: .svg, .png or .pdf through Graphviz when
     it is installed, .svg drawn by symgrad itself otherwise."""
-    graph, rows = _rows(outputs, inputs, at)
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        path = None
+    if not isinstance(path, str):
+        raise SymgradError("draw needs a file path ending in .svg, .png or .pdf")
+    graph, rows = _rows(outputs, inputs, at, "draw")
     write_picture(graph, rows, path)
 
 
@@ -278,16 +308,33 @@ def check_grad(f, at, wrt=None, step=1e-6):
     >>> sg.check_grad(sg.sin(x) * x, {"x": 0.7})["x"] < 1e-8
     True
     """
-    wrt = list(f.variables.values()) if wrt is None else (
-        [wrt] if isinstance(wrt, Expr) else list(wrt))
+    # everything is checked before the gradient is built, so that a mistake adds nothing
+    if not isinstance(f, Expr):
+        raise SymgradError(f"check_grad needs an expression, got {f!r}")
+    if f.shape != ():
+        raise ShapeError(f"check_grad needs a scalar function, got shape {f.shape}")
+    if not isinstance(at, Mapping):
+        raise SymgradError(f"check_grad: at maps variable names to values, got {at!r}")
+    if isinstance(step, bool) or not isinstance(step, numbers.Real) or not step > 0 \
+            or not math.isfinite(step):
+        raise SymgradError(f"check_grad: step must be a positive number, got {step!r}")
     inputs = list(f.variables.values())
     names = [v.name for v in inputs]
+    wrt = inputs if wrt is None else [wrt] if isinstance(wrt, Expr) else list(wrt) \
+        if isinstance(wrt, (list, tuple)) else [wrt]
+    for w in wrt:
+        if not isinstance(w, Expr) or w.op != "var" or w.name not in names:
+            raise SymgradError(f"check_grad: wrt must be variables of the function "
+                               f"({', '.join(names)}), got {w!r}")
     missing = [n for n in names if n not in at]
     if missing:
         raise SymgradError(f"check_grad: no value given for {', '.join(missing)}")
-    value = compile(f, inputs=inputs)
-    gradient = compile(grad(f, wrt, disconnected="zero"), inputs=inputs)
-    point = {n: np.array(at[n], dtype=np.float64) for n in names}
+    specs = [(v.name, v.shape, np.dtype(v.dtype)) for v in inputs]
+    checked = check_arguments(specs, [at[n] for n in names])
+    point = {n: np.array(a, dtype=np.float64) for n, a in zip(names, checked)}
+    with f.graph.atomic():
+        value = compile(f, inputs=inputs)
+        gradient = compile(grad(f, wrt, disconnected="zero"), inputs=inputs)
     symbolic = gradient(**point)
     symbolic = symbolic if isinstance(symbolic, tuple) else (symbolic,)
     report = {}
@@ -325,7 +372,7 @@ def graph_stats(outputs, inputs=None):
     >>> sg.graph_stats([sg.tanh(x), sg.grad(sg.tanh(x), x)])
     {0: (1, 1), 1: (2, 2)}
     """
-    graph, output_nodes, input_nodes = _outputs_and_inputs(outputs, inputs)
+    graph, output_nodes, input_nodes = _outputs_and_inputs(outputs, inputs, "graph_stats")
     with graph.lock:
         built = _nodes_by_order(graph, output_nodes)
         optimized = run_optimizer(graph, output_nodes, input_nodes)

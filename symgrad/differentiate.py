@@ -9,12 +9,15 @@ import warnings
 import networkx as nx
 import numpy as np
 
-from .errors import ShapeError, SymgradError, UndefinedGradientError
+from .errors import InternalError, ShapeError, SymgradError, UndefinedGradientError
 from .ops import (OPS, Expr, broadcast_to_like, const, expand_dims, graph_of, identity_like,
                   stop_gradient, sum, zeros_like)
 from .ops.printing import to_text
 
 DISCONNECTED_POLICIES = ("raise", "warn", "zero")
+# Rules symgrad wrote itself: a malformed result from one of them is a bug in symgrad, while one
+# from a user's rule (sg.defop, sg.custom_gradient) is the user's to fix.
+BUILTIN_RULES = frozenset(OPS) - {"custom_gradient"}
 
 
 class DisconnectedWarning(UserWarning):
@@ -66,18 +69,32 @@ def backprop(graph, output, cotangent, wrt):
             if op.vjp is None:
                 raise UndefinedGradientError(_no_rule_message(graph, node, wrt, output))
             inputs = [Expr(graph, i) for i in data["inputs"]]
-            results = op.vjp(g, Expr(graph, node), *inputs, **data["attrs"])
+            results = list(op.vjp(g, Expr(graph, node), *inputs, **data["attrs"]))
+        if len(results) != len(inputs):
+            raise _rule_error(data["op"], f"returned {len(results)} gradients for "
+                                          f"{len(inputs)} operands")
         for position, (operand, result) in enumerate(zip(data["inputs"], results)):
             if result is None or operand not in on_path or position in op.nondifferentiable:
                 continue
             expected = cotangent.shape[:leading] + graph.nodes[operand]["shape"]
+            if not isinstance(result, Expr) or result.graph is not graph:
+                raise _rule_error(data["op"], f"gave operand {position} {result!r}, not an "
+                                              f"expression of this graph")
             if result.shape != expected:
-                raise SymgradError(f"internal: the {data['op']} rule gave operand {position} a "
-                                   f"gradient of shape {result.shape}, expected {expected}")
+                raise _rule_error(data["op"], f"gave operand {position} a gradient of shape "
+                                              f"{result.shape}, expected {expected}")
             contributions.setdefault(operand, []).append(result)
     connected = {w for w in wrt if w in feeds_output}
     return {w: gradients.get(w) for w in wrt}, connected
 
+
+
+def _rule_error(op, what):
+    if op in BUILTIN_RULES:
+        return InternalError(f"the derivative rule of the built-in op {op!r} {what}")
+    return SymgradError(f"the derivative rule of {op!r} {what}; a rule returns one expression "
+                        f"shaped like its operand (with g's leading batch axes), or None, per "
+                        f"operand")
 
 
 def _total(terms):
@@ -109,11 +126,18 @@ def _describe(graph, node):
 
 
 def _as_list(wrt):
+    """(list of wrt variables, whether one was given alone)."""
     if isinstance(wrt, Expr):
-        return [wrt], True
-    if isinstance(wrt, (list, tuple)) and all(isinstance(w, Expr) for w in wrt) and wrt:
-        return list(wrt), False
-    raise SymgradError("wrt must be an expression or a non-empty list/tuple of expressions")
+        wrts, single = [wrt], True
+    elif isinstance(wrt, (list, tuple)) and all(isinstance(w, Expr) for w in wrt) and wrt:
+        wrts, single = list(wrt), False
+    else:
+        raise SymgradError("wrt must be a variable or a non-empty list/tuple of variables")
+    for w in wrts:
+        if w.op != "var":
+            raise SymgradError(f"wrt must be variables (sg.var, or a name in a parsed formula); "
+                               f"{to_text(w, limit=40)!r} is a {w.op} expression")
+    return wrts, single
 
 
 def _check_policy(disconnected):
@@ -200,6 +224,13 @@ def vjp(y, wrt, u, disconnected="raise"):
     """Reverse mode with a given cotangent: ``u`` has shape ``y.shape`` (or leading batch axes
     followed by it); the result has shape ``wrt.shape`` (after the same batch axes)."""
     wrts, single = _as_list(wrt)
+    results = _vjp(y, wrts, u, disconnected)
+    return results[0] if single else results
+
+
+def _vjp(y, wrts, u, disconnected):
+    """vjp for a list ``wrts`` of any expressions (jvp differentiates with respect to one that
+    is not a variable)."""
     _check_policy(disconnected)
     graph = _graph_of(y, *wrts)
     with graph.atomic():
@@ -207,8 +238,7 @@ def vjp(y, wrt, u, disconnected="raise"):
         if tuple(u.shape[u.ndim - y.ndim:]) != tuple(y.shape) or u.ndim < y.ndim:
             raise ShapeError(f"vjp: the cotangent's shape {u.shape} does not end with the "
                              f"output's shape {y.shape}")
-        results = _vjp_nodes(y, wrts, u, disconnected)
-    return results[0] if single else results
+        return _vjp_nodes(y, wrts, u, disconnected)
 
 
 def jacobian(y, wrt, disconnected="raise"):
@@ -293,5 +323,5 @@ def jvp(y, wrt, t, disconnected="raise"):
         tangents = _directions(graph, wrts, t, single, "jvp")
         placeholder = zeros_like(y)
         pulled = vjp(y, wrts, placeholder, disconnected)
-        return _total([vjp(p, placeholder, stop_gradient(tangent), "zero")
+        return _total([_vjp(p, [placeholder], stop_gradient(tangent), "zero")[0]
                        for p, tangent in zip(pulled, tangents)])

@@ -19,7 +19,9 @@ class ParseError(SymgradError, ValueError):
         self.text = text
         self.position = position
         self.reason = message
-        if text is not None and position is not None and len(text) <= 200 and "\n" not in text:
+        # the text is echoed only when printable: a control character or a bidi override in it
+        # could redraw the terminal the message lands in
+        if text is not None and position is not None and len(text) <= 200 and text.isprintable():
             message = f"{message} at column {position + 1}\n  {text}\n  {' ' * position}^"
         elif position is not None:
             message = f"{message} at column {position + 1}"
@@ -27,7 +29,27 @@ class ParseError(SymgradError, ValueError):
 
 
 class ShapeError(SymgradError, ValueError):
-    """Operand shapes that an op cannot accept, or a variable redeclared with another shape."""
+    """Operand shapes that an op cannot accept, or a variable redeclared with another shape.
+
+    Raised by an op, the message reads ``op: reason (operand shapes ...) (called at file:line)``;
+    ``reason``, ``op``, ``shapes`` and ``where`` keep the parts (``where`` is None for a parsed
+    formula, whose message gives the column instead).
+    """
+
+    def __init__(self, message, op=None, shapes=None, where=None):
+        self.reason, self.op, self.shapes, self.where = message, op, shapes, where
+        if op is not None:
+            message = f"{op}: {message}"
+        if shapes is not None:
+            message += f" (operand shapes {', '.join(map(str, shapes))})"
+        if where is not None:
+            message += f" (called at {where})"
+        super().__init__(message)
+
+
+class InternalError(RuntimeError):
+    """A broken invariant inside symgrad: a bug to report, never a mistake in the input. It is
+    deliberately not a SymgradError, so that the CLI shows its traceback."""
 
 
 class UndefinedGradientError(SymgradError):

@@ -57,6 +57,8 @@ class Graph(nx.DiGraph):
         self._grad_of = None
         self.name_hints = {}
         self.rewrites = {}      # node -> [(rule, what it replaced)]: how a node came to be
+        self._atomic_depth = 0
+        self._undo = []         # (node, its count of rewrite records before) inside atomic blocks
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -118,16 +120,34 @@ class Graph(nx.DiGraph):
         """Name -> node of every variable in the graph."""
         return dict(self._variables)
 
+    def note_rewrites(self, node, records):
+        """Add ``records`` to how ``node`` came to be (once each). ``node`` may be older than the
+        atomic block noting them: if the block fails, they are taken back with its nodes."""
+        with self.lock:
+            existing = self.rewrites.get(node, [])
+            new = [r for r in dict.fromkeys(records) if r not in existing]
+            if not new:
+                return
+            if self._atomic_depth:
+                self._undo.append((node, len(existing)))
+            self.rewrites[node] = existing + new
+
     @contextlib.contextmanager
     def atomic(self):
-        """Hold the graph's lock; if the block raises, remove every node it added."""
+        """Hold the graph's lock; if the block raises, remove every node it added (and every
+        rewrite record it noted)."""
         with self.lock:
-            mark = self._next_key
+            mark, undo_mark = self._next_key, len(self._undo)
+            self._atomic_depth += 1
             try:
                 yield
             except BaseException:
-                self._rollback(mark)
+                self._rollback(mark, undo_mark)
                 raise
+            finally:
+                self._atomic_depth -= 1
+                if not self._atomic_depth:
+                    self._undo.clear()
 
     @contextlib.contextmanager
     def deriving(self, order, grad_of=None):
@@ -140,7 +160,13 @@ class Graph(nx.DiGraph):
             finally:
                 self._order, self._grad_of = saved
 
-    def _rollback(self, mark):
+    def _rollback(self, mark, undo_mark):
+        for node, count in reversed(self._undo[undo_mark:]):
+            if count:
+                self.rewrites[node] = self.rewrites[node][:count]
+            else:
+                del self.rewrites[node]
+        del self._undo[undo_mark:]
         doomed = [node for node in range(mark, self._next_key) if node in self]
         for node in doomed:
             data = self.nodes[node]
@@ -223,6 +249,9 @@ def use_graph(graph=None):
     True
     """
     graph = Graph() if graph is None else graph
+    if not isinstance(graph, Graph):
+        raise SymgradError(f"use_graph takes a symgrad Graph (or nothing), got "
+                           f"{type(graph).__name__}")
     token = _CURRENT_GRAPH.set(graph)
     try:
         yield graph

@@ -4,11 +4,15 @@ The op families (shape, elementwise, reduce, linalg) register themselves here wi
 Imports only graph and errors.
 """
 
+import functools
 import hashlib
+import inspect
 import keyword
 import math
 import numbers
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -307,7 +311,8 @@ class Expr:
 
     # reductions
     def sum(self, axis=None, keepdims=False):
-        return apply("sum", self, axis=normalize_axes(axis, self.ndim), keepdims=bool(keepdims))
+        from .shape import sum
+        return sum(self, axis, keepdims)
 
     def mean(self, axis=None, keepdims=False):
         from .reduce import mean
@@ -341,7 +346,11 @@ def const(value, graph=None, dtype=None):
     ()
     """
     graph = default_graph() if graph is None else graph
-    array = np.array(value, dtype=dtype, copy=True)
+    try:
+        array = np.array(value, dtype=dtype, copy=True)
+    except (TypeError, ValueError) as error:         # ragged lists, unknown dtypes
+        raise SymgradError(f"cannot make a constant from {type(value).__name__} {value!r}: "
+                           f"{error}") from None
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise SymgradError(f"cannot make a constant from {type(value).__name__} {value!r}")
     if np.issubdtype(array.dtype, np.complexfloating):
@@ -396,20 +405,80 @@ def apply(name, *operands, **attrs):
                 "float64")
     # under the lock: a failure leaves no lifted constant behind, and the derivative-only
     # rewrites see only the derivatives this thread is building
-    with graph.atomic():
-        exprs = [lift(o, graph, hint) for o in operands]
-        shapes = [e.shape for e in exprs]
-        try:
-            shape = op.shape(shapes, **attrs)
-        except ShapeError as error:
-            described = ", ".join(str(s) for s in shapes)
-            raise ShapeError(f"{name}: {error} (operand shapes {described})") from None
-        if op.simplify is not None:
-            simpler = op.simplify(exprs, **attrs)
-            if simpler is not None:
-                return simpler
-        dtype = op.dtype([e.dtype for e in exprs], **attrs)
-        return Expr(graph, graph.add(name, [e.node for e in exprs], attrs, shape, dtype))
+    try:
+        with graph.atomic():
+            exprs = [lift(o, graph, hint) for o in operands]
+            shape = op.shape([e.shape for e in exprs], **attrs)
+            if op.simplify is not None:
+                simpler = op.simplify(exprs, **attrs)
+                if simpler is not None:
+                    return simpler
+            dtype = op.dtype([e.dtype for e in exprs], **attrs)
+            return Expr(graph, graph.add(name, [e.node for e in exprs], attrs, shape, dtype))
+    except ShapeError as error:
+        raise located(error, name, operands) from None
+
+
+# -- shape errors that say which op, on what, and where ------------------------------------------------
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# parse ties its errors to a column of the formula, which says more than the line that parsed it
+_LOCATES_ITSELF = os.path.join(_PACKAGE, "parse.py")
+
+
+def call_site():
+    """``file:line in function`` of the innermost caller outside the symgrad package, or None
+    inside a parse. Only called on the error path: walking frames costs nothing on success."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename == _LOCATES_ITSELF:
+            return None
+        if not filename.startswith(_PACKAGE + os.sep):
+            return f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+        frame = frame.f_back
+    return None
+
+
+def _shape_of(operand):
+    if isinstance(operand, Expr):
+        return operand.shape
+    try:
+        return np.shape(operand)
+    except ValueError:                  # a ragged list: it has no shape to show
+        return "?"
+
+
+def located(error, name, operands):
+    """``error`` restated as op ``name``'s: the op the user called comes first, then the reason,
+    the shapes of ``operands`` and the caller's line. An op built inside another (clip builds
+    maximum) is restated again by the outer one, so the message names what the user called."""
+    return ShapeError(error.reason, op=name, shapes=[_shape_of(o) for o in operands], where=call_site())
+
+
+def op_function(name, operands=1):
+    """Decorate the public function of op ``name`` that checks its arguments before ``apply`` or
+    builds several nodes: a ShapeError from it reads like apply's (op, operand shapes, caller's
+    line) and a failure adds no node. ``operands`` counts the leading arguments that are operands,
+    or is "list" when the first argument is a list of them (concatenate)."""
+    def decorate(function):
+        names = list(inspect.signature(function).parameters)[:1 if operands == "list" else operands]
+
+        @functools.wraps(function)
+        def build(*args, **kwargs):
+            # the operands whether passed by position or, as parse passes them, by name
+            given = [args[i] if i < len(args) else kwargs.get(name)
+                     for i, name in enumerate(names)]
+            if operands == "list":
+                given = list(given[0]) if isinstance(given[0], (list, tuple)) else []
+            graph = graph_of(*given)
+            try:
+                with graph.atomic():
+                    return function(*args, **kwargs)
+            except ShapeError as error:
+                raise located(error, name, given) from None
+        return build
+    return decorate
 
 
 # Leaves: a variable is bound to an argument and a constant to a literal or a namespace entry by

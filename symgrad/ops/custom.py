@@ -8,14 +8,19 @@ Imports ops.core only.
 import itertools
 
 from ..errors import SymgradError
-from .core import Expr, apply, defop, same_dtype
+from .core import Expr, apply, defop, lift, same_dtype
 
 _RULES = {}
 _rule_keys = itertools.count()
 
 
 def _custom_vjp(g, out, value, *inputs, rule):
-    results = list(_RULES[rule](g, out, *inputs))
+    results = _RULES[rule](g, out, *inputs)
+    if not isinstance(results, (list, tuple)):
+        raise SymgradError(f"a custom gradient rule returns a list with one gradient (or None) "
+                           f"per input, got {results!r}")
+    # numbers and arrays are constant gradients; anything else is refused by lift
+    results = [None if r is None else lift(r, g.graph) for r in results]
     if len(results) != len(inputs):
         raise SymgradError(f"a custom gradient rule returned {len(results)} gradients for "
                            f"{len(inputs)} inputs")
@@ -43,4 +48,8 @@ def custom_gradient(value, inputs, vjp):
         raise SymgradError("custom_gradient needs a callable vjp(g, out, *inputs)")
     rule = f"rule{next(_rule_keys)}"
     _RULES[rule] = vjp
-    return apply("custom_gradient", value, *inputs, rule=rule)
+    try:
+        return apply("custom_gradient", value, *inputs, rule=rule)
+    except BaseException:
+        del _RULES[rule]        # no node refers to it
+        raise

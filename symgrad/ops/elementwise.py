@@ -9,7 +9,7 @@ Imports ops.core and ops.shape.
 import numpy as np
 
 from .core import (Expr, apply, bool_dtype, broadcast_shape, const, constant_value, defop,
-                   float_dtype, is_scalar_constant, same_shape)
+                   float_dtype, is_scalar_constant, op_function, same_shape)
 from .shape import unbroadcast
 
 
@@ -328,6 +328,7 @@ def minimum(x, y):
     return apply("minimum", x, y)
 
 
+@op_function("clip", operands=3)
 def clip(x, lower, upper):
     """``minimum(maximum(x, lower), upper)``; at a bound the derivative is 1/2 (the tie rule)."""
     return minimum(maximum(x, lower), upper)

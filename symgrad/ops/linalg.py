@@ -4,14 +4,14 @@ Imports ops.core and ops.shape.
 """
 
 from ..errors import ShapeError
-from .core import apply, broadcast_shapes, defop
+from .core import apply, broadcast_shapes, defop, op_function
 from .shape import expand_dims, squeeze, swap_last_axes, unbroadcast
 
 
 def _matmul_shape(shapes):
     a, b = shapes
     if not a or not b:
-        raise ShapeError("matmul does not accept scalars; use *")
+        raise ShapeError("scalar operands are not accepted; use *")
     a2 = a if len(a) >= 2 else (1,) + tuple(a)
     b2 = b if len(b) >= 2 else tuple(b) + (1,)
     if a2[-1] != b2[-2]:
@@ -48,12 +48,13 @@ def matmul(a, b):
     return apply("matmul", a, b)
 
 
+@op_function("dot", operands=2)
 def dot(a, b):
     """``np.dot`` for operands of at most two dimensions: a product with a scalar, else matmul."""
     a_ndim, b_ndim = (len(getattr(e, "shape", ())) for e in (a, b))
     if a_ndim == 0 or b_ndim == 0:
         return apply("multiply", a, b)
     if a_ndim > 2 or b_ndim > 2:
-        raise ShapeError("dot of arrays with more than two dimensions: use matmul (batch "
-                         "semantics) or reshape first")
+        raise ShapeError("operands with more than two dimensions are not accepted: use "
+                         "matmul (batch semantics) or reshape first")
     return apply("matmul", a, b)

@@ -6,7 +6,7 @@ Imports ops.core, ops.shape and ops.elementwise.
 """
 
 from ..errors import ShapeError
-from .core import apply, defop, literal, normalize_axes, same_dtype
+from .core import apply, defop, literal, normalize_axes, op_function, same_dtype
 from .elementwise import exp, where
 from .shape import broadcast_to_like, emit_reduction, expand_dims, reduced_shape
 
@@ -50,6 +50,7 @@ defop("mean", 1, reduced_shape, emit_reduction("mean"), _mean_vjp,
       simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
 
 
+@op_function("mean")
 def mean(x, axis=None, keepdims=False):
     """Arithmetic mean over ``axis`` (all axes by default); named dimensions are counted at run time.
 
@@ -75,11 +76,13 @@ defop("min", 1, reduced_shape, emit_reduction("min"), _extremum_vjp, dtype=same_
       simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
 
 
+@op_function("max")
 def max(x, axis=None, keepdims=False):
     """Largest entry over ``axis`` (all by default); tied maxima share the gradient evenly."""
     return _reduce("max", x, axis, keepdims)
 
 
+@op_function("min")
 def min(x, axis=None, keepdims=False):
     """Smallest entry over ``axis`` (all by default); tied minima share the gradient evenly."""
     return _reduce("min", x, axis, keepdims)
@@ -112,6 +115,7 @@ defop("logsumexp", 1, reduced_shape, _emit_logsumexp,
                                          * exp(x - _kept(out, axis, keepdims))])
 
 
+@op_function("logsumexp")
 def logsumexp(x, axis=None, keepdims=False):
     """``log(sum(exp(x), axis))`` computed without overflow; its gradient is ``softmax(x)``."""
     return _reduce("logsumexp", x, axis, keepdims)
@@ -121,9 +125,9 @@ def _normalised_axes(x, axis):
     """softmax and log_softmax normalise over one axis or a tuple of them (as SciPy and JAX do);
     None is refused rather than read as "all axes", which a batch dimension would silently join."""
     if x.ndim == 0:
-        raise ShapeError("softmax needs at least one dimension")
+        raise ShapeError("needs at least one dimension")
     if axis is None:
-        raise ShapeError("softmax needs an axis (an int or a tuple of ints), not None")
+        raise ShapeError("needs an axis (an int or a tuple of ints), not None")
     return normalize_axes(axis, x.ndim)
 
 
@@ -157,6 +161,7 @@ defop("log_softmax", 1, _normaliser_shape, _emit_log_softmax,
       lambda g, out, x, axis: [g - exp(out) * apply("sum", g, axis=axis, keepdims=True)])
 
 
+@op_function("softmax")
 def softmax(x, axis=-1):
     """``exp(x) / sum(exp(x), axis)``, shifted by the maximum so it never overflows. ``axis`` is
     an int or a tuple of ints.
@@ -170,6 +175,7 @@ def softmax(x, axis=-1):
     return apply("softmax", x, axis=_normalised_axes(x, axis))
 
 
+@op_function("log_softmax")
 def log_softmax(x, axis=-1):
     """``x - logsumexp(x, axis, keepdims=True)``, stable for any magnitude of ``x``."""
     return apply("log_softmax", x, axis=_normalised_axes(x, axis))

@@ -11,7 +11,7 @@ from ..errors import ShapeError, SymgradError
 import numpy as np
 
 from .core import (Expr, apply, broadcast_shapes, const, defop, literal, normalize_axes,
-                   same_dtype)
+                   op_function, same_dtype)
 
 
 def _static(shape):
@@ -49,6 +49,7 @@ def emit_reduction(function):
     return emit
 
 
+@op_function("sum")
 def sum(x, axis=None, keepdims=False):
     """Sum over ``axis`` (all axes by default).
 
@@ -149,6 +150,7 @@ defop("expand_dims", 1, _expanded_shape, "np.expand_dims({0}, {axis})",
       simplify=_view_simplify(np.expand_dims))
 
 
+@op_function("expand_dims")
 def expand_dims(x, axis):
     """Insert size-one axes at ``axis`` (positions in the result)."""
     axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
@@ -168,6 +170,7 @@ defop("squeeze", 1, _squeezed_shape, "np.squeeze({0}, {axis})",
       simplify=_view_simplify(np.squeeze))
 
 
+@op_function("squeeze")
 def squeeze(x, axis):
     """Remove the size-one axes ``axis``."""
     return apply("squeeze", x, axis=normalize_axes(axis, x.ndim))
@@ -256,6 +259,7 @@ def reshape_like(x, like, keep=0):
     return apply("reshape_like", x, like, keep=keep)
 
 
+@op_function("reshape")
 def reshape(x, shape):
     """``x`` with a new shape; one entry may be -1, named dimensions must be kept.
 
@@ -309,6 +313,7 @@ defop("transpose", 1, _transposed_shape, _emit_transpose, _transpose_vjp, dtype=
       simplify=_transpose_simplify)
 
 
+@op_function("transpose")
 def transpose(x, axes=None):
     """Permute axes (reverse them by default), as ``np.transpose``."""
     if axes is None:
@@ -442,6 +447,7 @@ defop("index_grad", 2,
       _emit_index_grad, _index_grad_vjp, nondifferentiable=(1,))
 
 
+@op_function("getitem")
 def getitem(x, index):
     """Basic NumPy indexing: ints, slices, None and one ellipsis."""
     return apply("getitem", x, index=normalize_index(index, x.ndim))
@@ -491,11 +497,12 @@ defop("concatenate", None, _concatenated_shape, _emit_concatenate, _concatenate_
       simplify=lambda inputs, axis: inputs[0] if len(inputs) == 1 else None)
 
 
+@op_function("concatenate", operands="list")
 def concatenate(parts, axis=0):
     """Join expressions along an existing axis, as ``np.concatenate``."""
     parts = list(parts)
     if not parts:
-        raise ShapeError("concatenate needs at least one operand")
+        raise ShapeError("needs at least one operand")
     ndim = max(p.ndim if isinstance(p, Expr) else len(getattr(p, "shape", ())) for p in parts)
     (axis,) = normalize_axes(axis, ndim) if ndim else (axis,)
     return apply("concatenate", *parts, axis=axis)

@@ -21,10 +21,8 @@ VIEWS = ("reshape", "transpose", "getitem", "expand_dims", "squeeze")
 def _recorded(rule, before, result, operand):
     """Note on ``result`` that ``rule`` made it, after what made its ``operand`` (a chain such as
     log(1 - sigmoid(x)) -> log(sigmoid(-x)) -> -softplus(x) keeps both steps)."""
-    records = result.graph.rewrites.setdefault(result.node, [])
-    for record in result.graph.rewrites.get(operand.node, []) + [(rule, before)]:
-        if record not in records:
-            records.append(record)
+    records = result.graph.rewrites.get(operand.node, []) + [(rule, before)]
+    result.graph.note_rewrites(result.node, records)
     return result
 
 
