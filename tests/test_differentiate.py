@@ -458,24 +458,4 @@ def test_power_exponent_derivative_is_zero_at_a_zero_base():
     np.testing.assert_allclose(fn(3.0, 2.0), 9.0 * np.log(3.0))
 
 
-def test_building_from_several_threads_gives_correct_results():
-    import threading
-    x = sg.var("x", shape=(4,))
-    errors = []
-
-    def work(k):
-        try:
-            f = sg.sum(sg.sin(x * float(k)) * x)
-            g = sg.compile(sg.grad(f, x), inputs=[x])
-            point = np.linspace(0.1, 0.4, 4)
-            expected = np.sin(k * point) + k * point * np.cos(k * point)
-            np.testing.assert_allclose(g(point), expected, rtol=1e-12)
-        except Exception as error:          # collected, so the main thread's assert reports it
-            errors.append(error)
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(1, 9)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+# Threads sharing one graph: tests/test_reliability.py.

@@ -7,6 +7,7 @@ asserts anything about time.
 
 import dataclasses
 import functools
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -506,3 +507,264 @@ def test_a_failed_custom_gradient_does_not_keep_its_rule():
     with pytest.raises(sg.SymgradError):
         sg.custom_gradient(sg.var("x"), ["not an operand"], lambda g, out, x: [g])
     assert custom._RULES == rules
+
+
+# == 4. several threads on one graph ===============================================================
+
+THREADS = 8
+ROUNDS = 3
+
+
+@pytest.fixture
+def fast_switching():
+    """Switch threads every 10 microseconds instead of every 5 ms, so that their steps interleave
+    finely and a missing lock shows up (it does: with Graph.lock made a no-op, these tests fail)."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(interval)
+
+
+def check_invariants(graph):
+    """What every Graph must satisfy, however its nodes were added (and some rolled back)."""
+    nodes = set(graph)
+    keys = set()
+    for node, data in graph.nodes(data=True):
+        inputs = data["inputs"]
+        assert all(operand < node for operand in inputs), "keys are not in topological order"
+        assert set(graph.predecessors(node)) == set(inputs)
+        for operand in set(inputs):
+            positions = tuple(p for p, i in enumerate(inputs) if i == operand)
+            assert graph[operand][node]["positions"] == positions
+        assert data["key"][:2] == (data["op"], inputs)
+        assert graph._cons[data["key"]] == node, "hash-cons table out of step with the nodes"
+        keys.add(data["key"])
+        assert data["derivative"] == (data["order"] > 0)
+        assert data["grad_of"] is None or data["grad_of"] in nodes
+    assert len(keys) == len(nodes), "two nodes with the same op, operands and attributes"
+    assert all(u < v for u, v in graph.edges)
+    assert len(graph._cons) == len(nodes) and set(graph._cons.values()) == nodes
+    assert graph._variables == {data["attrs"]["name"]: node for node, data in
+                                graph.nodes(data=True) if data["op"] == "var"}
+    assert not nodes or graph.next_key > max(nodes)
+    assert set(graph.name_hints) <= nodes and set(graph.rewrites) <= nodes
+    # no block is left open, nothing is left stamped as a derivative
+    assert (graph._atomic_depth, graph._undo, graph._order, graph._grad_of) == (0, [], 0, None)
+
+
+def run_together(work, count=THREADS):
+    """Run ``work(k)`` on ``count`` threads released at once; their results, or the first error."""
+    import threading
+    barrier = threading.Barrier(count)
+    results, errors = [None] * count, []
+
+    def run(k):
+        try:
+            barrier.wait()
+            results[k] = work(k)
+        except BaseException as error:      # noqa: BLE001 (re-raised in the main thread)
+            errors.append(error)
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def model(c):
+    """f = c sum(tanh(W v)) + sin(c x) sum(v^2) and its derivatives, by hand in NumPy."""
+    def at(x, v, W):
+        t = np.tanh(W @ v)
+        s = 1.0 - t ** 2
+        f = c * np.sum(t) + np.sin(c * x) * np.sum(v * v)
+        gW = c * np.outer(s, v)
+        gv = c * W.T @ s + 2.0 * np.sin(c * x) * v
+        gx = c * np.cos(c * x) * np.sum(v * v)
+        hxx = -c * c * np.sin(c * x) * np.sum(v * v)
+
+        def hvp_v(d):       # d/dv of gv . d: c W^T (-2 t s (W d)) + 2 sin(c x) d
+            return c * W.T @ (-2.0 * t * s * (W @ d)) + 2.0 * np.sin(c * x) * d
+        return f, gW, gv, gx, hxx, hvp_v
+    return at
+
+
+def build_model(graph, c):
+    with sg.use_graph(graph):
+        x, v, W = sg.var("x"), sg.var("v", shape=(3,)), sg.var("W", shape=(3, 3))
+        # the same c in several threads builds the very same nodes: hash-consing under contention
+        return x, v, W, c * sg.sum(sg.tanh(W @ v)) + sg.sin(c * x) * sg.sum(v * v)
+
+
+def point_for(k, round_):
+    rng = np.random.default_rng(1000 * round_ + k)
+    return rng.uniform(-1, 1), rng.uniform(-1, 1, 3), rng.uniform(-1, 1, (3, 3)), \
+        rng.uniform(-1, 1, 3)
+
+
+def test_threads_building_differentiating_and_compiling_on_one_graph(fast_switching):
+    graph = sg.Graph()
+    kept = []           # every expression a thread returned, checked again at the end
+
+    def work(k, round_):
+        c = float(1 + k % 3)
+        x, v, W, f = build_model(graph, c)
+        gW, gv, gx = sg.grad(f, [W, v, x])
+        # a failing call between two successful ones must roll back only its own nodes
+        with pytest.raises(sg.UndefinedGradientError):
+            sg.grad(sg.exp(f) * c, [x, graph_variable(graph, "unused")])
+        with sg.use_graph(graph), pytest.raises(sg.ShapeError):
+            sg.parse(f"exp(x * {k + round_}) + tanh(W @ v) + u4", shapes={"u4": (4,)})
+        hxx = sg.hessian(f, x)
+        x0, v0, W0, d = point_for(k, round_)
+        hv = sg.hvp(f, v, d)
+        outputs = [f, gW, gv, gx, hxx, hv]
+        fn = sg.compile(outputs, inputs=[x, v, W], optimize=bool(k % 2))
+        got = fn(x0, v0, W0)
+        f_, gW_, gv_, gx_, hxx_, hvp_ = model(c)(x0, v0, W0)
+        for value, want in zip(got, [f_, gW_, gv_, gx_, hxx_, hvp_(d)]):
+            np.testing.assert_allclose(value, want, rtol=1e-12, atol=1e-14)
+        return c, outputs, (x, v, W), (x0, v0, W0, d)
+
+    for round_ in range(ROUNDS):
+        kept.extend(run_together(lambda k: work(k, round_)))
+        check_invariants(graph)
+    # every thread's expressions survived the others' failures and still compute the same values
+    for c, outputs, inputs, (x0, v0, W0, d) in kept:
+        assert all(o.node in graph for o in outputs)
+        got = sg.compile(outputs, inputs=list(inputs), optimize=False)(x0, v0, W0)
+        f_, gW_, gv_, gx_, hxx_, hvp_ = model(c)(x0, v0, W0)
+        for value, want in zip(got, [f_, gW_, gv_, gx_, hxx_, hvp_(d)]):
+            np.testing.assert_allclose(value, want, rtol=1e-12, atol=1e-14)
+
+
+def graph_variable(graph, name):
+    return sg.var(name, graph=graph)
+
+
+def test_hessian_vector_products_agree_with_finite_differences_of_the_gradient():
+    """The hand-derived hvp reference of the threads test, checked once against the gradient."""
+    x0, v0, W0, d = point_for(0, 0)
+    at = model(2.0)
+    step = 1e-6
+    finite = (at(x0, v0 + step * d, W0)[2] - at(x0, v0 - step * d, W0)[2]) / (2 * step)
+    np.testing.assert_allclose(at(x0, v0, W0)[5](d), finite, rtol=1e-7, atol=1e-9)
+    finite_x = (at(x0 + step, v0, W0)[3] - at(x0 - step, v0, W0)[3]) / (2 * step)
+    np.testing.assert_allclose(at(x0, v0, W0)[4], finite_x, rtol=1e-7, atol=1e-9)
+
+
+def test_threads_building_the_same_chain_get_the_same_nodes(fast_switching):
+    """Eight threads build one 300-step chain at once: every step is one node for all of them,
+    and the graph holds exactly what one thread alone would have built."""
+    graph = sg.Graph()
+
+    def chain(k):
+        with sg.use_graph(graph):
+            e = sg.var("x")
+            steps = []
+            for i in range(300):
+                e = sg.sin(e) * 0.5 + e * float(i % 7)
+                steps.append(e.node)
+            return steps, sg.grad(e, sg.var("x")).node
+
+    results = run_together(chain)
+    assert all(result == results[0] for result in results)
+    check_invariants(graph)
+    alone = sg.Graph()
+    with sg.use_graph(alone):
+        e = sg.var("x")
+        for i in range(300):
+            e = sg.sin(e) * 0.5 + e * float(i % 7)
+        sg.grad(e, sg.var("x"))
+    assert graph.number_of_nodes() == alone.number_of_nodes()
+    assert graph.number_of_edges() == alone.number_of_edges()
+
+
+def test_threads_compiling_the_same_outputs_at_once(fast_switching):
+    graph = sg.Graph()
+    x, v, W, f = build_model(graph, 1.5)
+    outputs = [f, *sg.grad(f, [W, v, x]), sg.hessian(f, v)]
+    nodes = graph.number_of_nodes()
+    x0, v0, W0, _ = point_for(0, 7)
+    compiled = run_together(lambda k: sg.compile(outputs, inputs=[x, v, W],
+                                                 optimize=k % 2 == 0))
+    assert graph.number_of_nodes() == nodes          # compiling adds nothing to the graph
+    assert len({fn.source for fn in compiled[0::2]}) == 1
+    assert len({fn.source for fn in compiled[1::2]}) == 1
+    want = model(1.5)(x0, v0, W0)
+    for fn in compiled:
+        got = fn(x0, v0, W0)
+        for value, expected in zip(got, want[:4]):
+            np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-14)
+    check_invariants(graph)
+
+
+def test_failing_threads_never_roll_back_another_threads_nodes(fast_switching):
+    """Half the threads fail over and over (after building nodes each time), half build; the
+    graph ends up holding exactly the builders' nodes, as if the failures had never run."""
+    def declare(graph):
+        """The variables, and the functions the failing threads differentiate (built first:
+        only what a failing call itself builds must vanish)."""
+        with sg.use_graph(graph):
+            x, v, W = sg.var("x"), sg.var("v", shape=(3,)), sg.var("W", shape=(3, 3))
+            sg.var("u4", shape=(4,))
+            return x, v, W, [sg.sum(sg.tanh(W @ v)) * float(i + 1) for i in range(40)]
+
+    def build(graph, k, i):
+        with sg.use_graph(graph):
+            f = sg.parse(f"sum(tanh(W @ v) * {k}) + sin(x * {i})")
+        return [f, *sg.grad(f, [v, x])]
+
+    graph = sg.Graph()
+    x, v, W, doomed = declare(graph)
+
+    def work(k):
+        if k % 2 == 0:
+            return [build(graph, k, i) for i in range(40)]
+        for i in range(40):
+            with sg.use_graph(graph), pytest.raises(sg.ShapeError):
+                sg.parse(f"sin(x * {i}) * exp(x) + tanh(W @ v) * {k} + u4")
+            with pytest.raises(sg.UndefinedGradientError):
+                sg.hessian(doomed[i], [v, x])
+        return None
+
+    results = run_together(work)
+    check_invariants(graph)
+    alone = sg.Graph()
+    x, v, W, _ = declare(alone)
+    for k in range(0, THREADS, 2):
+        for i in range(40):
+            build(alone, k, i)
+    assert graph.number_of_nodes() == alone.number_of_nodes()
+    kinds = lambda g: sorted((d["op"], d["shape"]) for _, d in g.nodes(data=True))  # noqa: E731
+    assert kinds(graph) == kinds(alone)
+    W0, v0 = np.eye(3) * 0.5, np.array([0.1, -0.4, 0.8])
+    t = np.tanh(W0 @ v0)
+    for k, built in enumerate(results):
+        for i, (f, gv, gx) in enumerate(built or []):
+            value, grad_v, grad_x = sg.compile([f, gv, gx], optimize=False)(W0, v0, 0.3)
+            np.testing.assert_allclose(value, k * np.sum(t) + np.sin(0.3 * i), rtol=1e-13)
+            np.testing.assert_allclose(grad_v, k * W0.T @ (1 - t ** 2), rtol=1e-13)
+            np.testing.assert_allclose(grad_x, i * np.cos(0.3 * i), rtol=1e-13, atol=1e-15)
+
+
+def test_each_thread_builds_into_its_own_use_graph(fast_switching):
+    """use_graph is per thread (a context variable): threads in their own graphs never see each
+    other's, and none of them builds into the process-wide default graph."""
+    from symgrad.graph import _DEFAULT_GRAPH
+    before = snapshot(_DEFAULT_GRAPH)
+
+    def work(k):
+        with sg.use_graph() as graph:
+            x = sg.var("x", shape=(k + 1,))         # the same name, another shape in each graph
+            f = sg.sum(sg.sin(x) * float(k))
+            g = sg.grad(f, x)
+            assert sg.default_graph() is graph and f.graph is graph and g.graph is graph
+            check_invariants(graph)
+            return sg.compile(g, inputs=[x])(np.arange(k + 1.0)), k
+
+    for value, k in run_together(work):
+        np.testing.assert_allclose(value, k * np.cos(np.arange(k + 1.0)), rtol=1e-15)
+    assert snapshot(_DEFAULT_GRAPH) == before
