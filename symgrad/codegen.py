@@ -133,7 +133,9 @@ class SourceGenerator:
         self.graph = graph
         self.outputs = list(outputs)
         self.inputs = list(inputs)
-        if function_name in RESERVED or keyword.iskeyword(function_name):
+        # a dunder would rebind the namespace's own entries (def __builtins__ ...)
+        if function_name in RESERVED or keyword.iskeyword(function_name) \
+                or str(function_name).startswith("__"):
             raise SymgradError(f"function name {function_name!r} is reserved")
         self.function_name = _check_name(function_name, "function name")
         self.order = graph.ancestors_in_order(self.outputs)
