@@ -155,6 +155,8 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
 def construction_rewrites(graph, outputs):
     """The stability rewrites made while the outputs' expressions were built, as text."""
     found = []
+    if not graph.rewrites:
+        return found            # no walk over the outputs' ancestors for nothing
     for node in graph.ancestors_in_order(outputs):
         for rule, before in graph.rewrites.get(node, []):
             if f"{rule}: {before}" not in found:

@@ -38,27 +38,28 @@ def backprop(graph, output, cotangent, wrt):
     2. Keep the nodes on a differentiable path from a ``wrt`` node to the output.
     3. Visit them in reverse, summing each node's incoming contributions and calling its op's rule.
     """
+    nodes = graph._node             # networkx's node dicts, read directly in these linear loops
     order = graph.ancestors_in_order([output])
     wrt = set(wrt)
     reaches_wrt = set()
     for node in order:
-        data = graph.nodes[node]
+        data = nodes[node]
         if node in wrt or any(i in reaches_wrt for _, i in _differentiable_inputs(data)):
             reaches_wrt.add(node)
     feeds_output = {output}
     for node in reversed(order):
         if node in feeds_output:
-            feeds_output.update(i for _, i in _differentiable_inputs(graph.nodes[node]))
+            feeds_output.update(i for _, i in _differentiable_inputs(nodes[node]))
     on_path = reaches_wrt & feeds_output
 
-    level = max(graph.nodes[output]["order"], cotangent.data["order"]) + 1
-    leading = cotangent.ndim - len(graph.nodes[output]["shape"])
+    level = max(nodes[output]["order"], cotangent.data["order"]) + 1
+    leading = cotangent.ndim - len(nodes[output]["shape"])
     contributions = {output: [cotangent]}
     gradients = {}
     for node in reversed(order):
         if node not in on_path or node not in contributions:
             continue
-        data = graph.nodes[node]
+        data = nodes[node]
         with graph.deriving(level, grad_of=node):
             g = _total(contributions.pop(node))
             if node in wrt:
@@ -76,7 +77,7 @@ def backprop(graph, output, cotangent, wrt):
         for position, (operand, result) in enumerate(zip(data["inputs"], results)):
             if result is None or operand not in on_path or position in op.nondifferentiable:
                 continue
-            expected = cotangent.shape[:leading] + graph.nodes[operand]["shape"]
+            expected = cotangent.shape[:leading] + nodes[operand]["shape"]
             if not isinstance(result, Expr) or result.graph is not graph:
                 raise _rule_error(data["op"], f"gave operand {position} {result!r}, not an "
                                               f"expression of this graph")

@@ -15,6 +15,8 @@ import networkx as nx
 from .errors import ShapeError, SymgradError
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# one shared tuple per operand position instead of one per edge (most edges have one position)
+_POSITIONS = tuple((position,) for position in range(8))
 
 
 def check_name(name):
@@ -78,12 +80,14 @@ class Graph(nx.DiGraph):
                           dtype=dtype, order=self._order, derivative=self._order > 0,
                           grad_of=self._grad_of, key=key)
             if value is not None:
-                self.nodes[node]["value"] = value
+                self._node[node]["value"] = value
             for position, operand in enumerate(inputs):
-                if self.has_edge(operand, node):
-                    self[operand][node]["positions"] += (position,)
+                edge = self._succ[operand].get(node)
+                if edge is not None:
+                    edge["positions"] += (position,)
                 else:
-                    self.add_edge(operand, node, positions=(position,))
+                    self.add_edge(operand, node, positions=_POSITIONS[position]
+                                  if position < len(_POSITIONS) else (position,))
             self._cons[key] = node
             return node
 
@@ -132,33 +136,14 @@ class Graph(nx.DiGraph):
                 self._undo.append((node, len(existing)))
             self.rewrites[node] = existing + new
 
-    @contextlib.contextmanager
     def atomic(self):
         """Hold the graph's lock; if the block raises, remove every node it added (and every
         rewrite record it noted)."""
-        with self.lock:
-            mark, undo_mark = self._next_key, len(self._undo)
-            self._atomic_depth += 1
-            try:
-                yield
-            except BaseException:
-                self._rollback(mark, undo_mark)
-                raise
-            finally:
-                self._atomic_depth -= 1
-                if not self._atomic_depth:
-                    self._undo.clear()
+        return _Atomic(self)
 
-    @contextlib.contextmanager
     def deriving(self, order, grad_of=None):
         """Stamp nodes created inside the block as derivative nodes of ``order``."""
-        with self.lock:
-            saved = self._order, self._grad_of
-            self._order, self._grad_of = order, grad_of
-            try:
-                yield
-            finally:
-                self._order, self._grad_of = saved
+        return _Deriving(self, order, grad_of)
 
     def _rollback(self, mark, undo_mark):
         for node, count in reversed(self._undo[undo_mark:]):
@@ -210,24 +195,72 @@ class Graph(nx.DiGraph):
 
     def ancestors_in_order(self, roots):
         """The roots and everything they depend on, each after its inputs (iterative DFS)."""
+        nodes = self._node
         seen = set()
         order = []
         for root in roots:
             if root in seen:
                 continue
             seen.add(root)
-            stack = [(root, iter(self.nodes[root]["inputs"]))]
+            stack = [(root, iter(nodes[root]["inputs"]))]
             while stack:
                 node, pending = stack[-1]
                 for operand in pending:
                     if operand not in seen:
                         seen.add(operand)
-                        stack.append((operand, iter(self.nodes[operand]["inputs"])))
+                        stack.append((operand, iter(nodes[operand]["inputs"])))
                         break
                 else:
                     stack.pop()
                     order.append(node)
         return order
+
+
+class _Atomic:
+    """Graph.atomic as a plain context manager: it wraps every node built, so it is kept cheaper
+    than a generator-based one."""
+
+    __slots__ = ("graph", "mark", "undo_mark")
+
+    def __init__(self, graph):
+        self.graph = graph
+
+    def __enter__(self):
+        graph = self.graph
+        graph.lock.acquire()
+        self.mark, self.undo_mark = graph._next_key, len(graph._undo)
+        graph._atomic_depth += 1
+
+    def __exit__(self, kind, error, traceback):
+        graph = self.graph
+        try:
+            if kind is not None:
+                graph._rollback(self.mark, self.undo_mark)
+        finally:
+            graph._atomic_depth -= 1
+            if not graph._atomic_depth:
+                graph._undo.clear()
+            graph.lock.release()
+        return False
+
+
+class _Deriving:
+    __slots__ = ("graph", "stamp", "saved")
+
+    def __init__(self, graph, order, grad_of):
+        self.graph, self.stamp = graph, (order, grad_of)
+
+    def __enter__(self):
+        graph = self.graph
+        graph.lock.acquire()
+        self.saved = graph._order, graph._grad_of
+        graph._order, graph._grad_of = self.stamp
+
+    def __exit__(self, kind, error, traceback):
+        graph = self.graph
+        graph._order, graph._grad_of = self.saved
+        graph.lock.release()
+        return False
 
 
 _DEFAULT_GRAPH = Graph()

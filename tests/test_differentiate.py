@@ -90,32 +90,7 @@ def test_grad_of_the_same_function_twice_adds_nothing_the_second_time():
     assert f.graph.number_of_nodes() == count
 
 
-def chain_reference(a, steps):
-    """Value and derivative of the chain a <- a + 1e-4 * sin(a), by the chain rule in NumPy."""
-    derivative = 1.0
-    for _ in range(steps):
-        derivative *= 1.0 + 1e-4 * np.cos(a)
-        a = a + np.sin(a) * 1e-4
-    return a, derivative
-
-
-def test_a_30000_node_chain_differentiates_and_compiles():
-    x = sg.var("x")
-    e = x
-    steps = 10_000
-    for _ in range(steps):
-        e = e + sg.sin(e) * 1e-4                      # three new nodes per step
-    assert e.graph.number_of_nodes() >= 30_000
-    g = sg.grad(e, x)
-    fn = sg.compile([e, g], inputs=[x])
-    value, derivative = fn(0.3)
-    expected_value, expected_derivative = chain_reference(0.3, steps)
-    assert value == pytest.approx(expected_value, rel=1e-12)
-    assert derivative == pytest.approx(expected_derivative, rel=1e-10)
-    h = 1e-5
-    finite = (chain_reference(0.3 + h, steps)[0] - chain_reference(0.3 - h, steps)[0]) / (2 * h)
-    assert derivative == pytest.approx(finite, rel=1e-6)
-    assert list(e.variables) == ["x"]
+# A 100,000-node graph (and a deep hvp) differentiated and compiled: tests/test_reliability.py.
 
 
 # -- Jacobians and Hessians against SymPy ----------------------------------------------------------

@@ -7,6 +7,7 @@ asserts anything about time.
 
 import dataclasses
 import functools
+import math
 import sys
 from types import SimpleNamespace
 
@@ -768,3 +769,113 @@ def test_each_thread_builds_into_its_own_use_graph(fast_switching):
     for value, k in run_together(work):
         np.testing.assert_allclose(value, k * np.cos(np.arange(k + 1.0)), rtol=1e-15)
     assert snapshot(_DEFAULT_GRAPH) == before
+
+
+# == 5. scale: 100,000 nodes, nothing recursive ==================================================
+
+CHAIN_STEPS = 26_200        # three nodes a step: about 78,600 nodes, each depending on the last
+PYRAMID_WIDTH = 120         # 120 * 121 / 2 positions, three nodes each: about 21,800 nodes
+STEP = 1e-4
+
+
+def chain_reference(x0, steps):
+    """y <- y + STEP sin(y) with its first and second derivatives by y_0 (forward mode, by hand):
+    y' <- y' (1 + STEP cos y), y'' <- y'' (1 + STEP cos y) - STEP sin(y) y'^2."""
+    y, d1, d2 = x0, 1.0, 0.0
+    for _ in range(steps):
+        factor = 1.0 + STEP * math.cos(y)
+        d2 = d2 * factor - STEP * math.sin(y) * d1 * d1
+        d1 = d1 * factor
+        y = y + STEP * math.sin(y)
+    return y, d1, d2
+
+
+def pyramid_reference(a):
+    """Layers L_{k+1} = sin(L_k[:-1]) + 0.5 L_k[1:] down to one entry; that entry and its gradient
+    by L_0 = a (reverse mode, by hand: each entry feeds two of the next layer)."""
+    layers = [np.asarray(a, dtype=float)]
+    while len(layers[-1]) > 1:
+        last = layers[-1]
+        layers.append(np.sin(last[:-1]) + 0.5 * last[1:])
+    adjoint = np.ones(1)
+    for last in reversed(layers[:-1]):
+        below = np.zeros(len(last))
+        below[:-1] += adjoint * np.cos(last[:-1])
+        below[1:] += adjoint * 0.5
+        adjoint = below
+    return layers[-1][0], adjoint
+
+
+def test_a_100000_node_graph_differentiates_compiles_and_evaluates():
+    """An unrolled recurrence (depth ~78,000) plus a wide pyramid of scalar nodes that each feed
+    two others: ~100,000 forward nodes, ~270,000 with the gradient, compiled without the
+    optimiser and checked against NumPy loops. Anything recursive over the graph would exceed
+    the recursion limit many times over; the limit is left as it is."""
+    limit = sys.getrecursionlimit()
+    x, a = sg.var("x"), sg.var("a", shape=(PYRAMID_WIDTH,))
+    step = sg.const(STEP)
+    y = x
+    for _ in range(CHAIN_STEPS):
+        y = y + sg.sin(y) * step
+    layer = [a[i] for i in range(PYRAMID_WIDTH)]
+    while len(layer) > 1:
+        layer = [sg.sin(p) + q * 0.5 for p, q in zip(layer[:-1], layer[1:])]
+    f = y + layer[0]
+    graph = f.graph
+    forward = graph.number_of_nodes()
+    assert forward >= 100_000
+    gx, ga = sg.grad(f, [x, a])
+    assert graph.number_of_nodes() >= 2.5 * forward
+    fn = sg.compile([f, gx, ga], inputs=[x, a], optimize=False)
+    a0 = np.linspace(-1.0, 1.0, PYRAMID_WIDTH)
+    value, slope, gradient = fn(0.3, a0)
+    y_end, d1, _ = chain_reference(0.3, CHAIN_STEPS)
+    top, adjoint = pyramid_reference(a0)
+    assert value == pytest.approx(y_end + top, rel=1e-12)
+    assert slope == pytest.approx(d1, rel=1e-10)
+    np.testing.assert_allclose(gradient, adjoint, rtol=1e-10, atol=1e-12)
+    # keys still in topological order (the full check_invariants would cost a second here)
+    assert all(i < node for node, data in graph.nodes(data=True) for i in data["inputs"])
+    assert sys.getrecursionlimit() == limit
+
+
+def test_a_deep_hessian_vector_product_and_the_optimiser_at_depth():
+    """Second order through a 1,500-step recurrence (4,500 forward nodes, 30,000 with both
+    derivatives, depth 4,500): the hvp builds the gradient, then the gradient of its inner
+    product, on the same graph. The optimiser, too slow for the 100,000-node test (about 30 s
+    there), rewrites the value and gradient at this depth."""
+    limit = sys.getrecursionlimit()
+    steps = 1_500
+    x = sg.var("x")
+    y = x
+    for _ in range(steps):
+        y = y + sg.sin(y) * STEP
+    h = sg.hvp(y, x, 1.5)
+    g = sg.grad(y, x)
+    value, slope, curvature = sg.compile([y, g, h], inputs=[x], optimize=False)(0.3)
+    y_end, d1, d2 = chain_reference(0.3, steps)
+    assert value == pytest.approx(y_end, rel=1e-13)
+    assert slope == pytest.approx(d1, rel=1e-12)
+    assert curvature == pytest.approx(1.5 * d2, rel=1e-10)
+    value, slope = sg.compile([y, g], inputs=[x], optimize=True)(0.3)
+    assert value == pytest.approx(y_end, rel=1e-13)
+    assert slope == pytest.approx(d1, rel=1e-12)
+    assert sys.getrecursionlimit() == limit
+
+
+def test_the_chain_reference_agrees_with_finite_differences():
+    """The hand-written forward-mode reference, checked once by central differences."""
+    h = 1e-5
+    steps = 2_000
+    _, d1, d2 = chain_reference(0.3, steps)
+    plus, minus = chain_reference(0.3 + h, steps), chain_reference(0.3 - h, steps)
+    assert d1 == pytest.approx((plus[0] - minus[0]) / (2 * h), rel=1e-8)
+    assert d2 == pytest.approx((plus[1] - minus[1]) / (2 * h), rel=1e-6)
+    a0 = np.linspace(-1.0, 1.0, 12)
+    _, adjoint = pyramid_reference(a0)
+    for i in range(12):
+        up, down = a0.copy(), a0.copy()
+        up[i] += h
+        down[i] -= h
+        finite = (pyramid_reference(up)[0] - pyramid_reference(down)[0]) / (2 * h)
+        assert adjoint[i] == pytest.approx(finite, rel=1e-7, abs=1e-10)

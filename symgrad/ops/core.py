@@ -401,13 +401,15 @@ def apply(name, *operands, **attrs):
     if op.arity is not None and len(operands) != op.arity:
         raise SymgradError(f"{name} takes {op.arity} operands, got {len(operands)}")
     graph = graph_of(*operands)
-    hint = next((o.dtype for o in operands if isinstance(o, Expr) and o.dtype != "bool"),
-                "float64")
     # under the lock: a failure leaves no lifted constant behind, and the derivative-only
     # rewrites see only the derivatives this thread is building
     try:
         with graph.atomic():
-            exprs = [lift(o, graph, hint) for o in operands]
+            exprs = list(operands)
+            if not all(isinstance(o, Expr) for o in exprs):    # lift passes Exprs through
+                hint = next((o.dtype for o in operands
+                             if isinstance(o, Expr) and o.dtype != "bool"), "float64")
+                exprs = [lift(o, graph, hint) for o in operands]
             shape = op.shape([e.shape for e in exprs], **attrs)
             if op.simplify is not None:
                 simpler = op.simplify(exprs, **attrs)
