@@ -15,7 +15,7 @@ from .codegen import RESERVED, build_function, generate
 from .optimize import optimize as run_optimizer
 from .differentiate import grad, hessian, hvp, jacobian, jvp, vjp  # noqa: F401 (public names)
 from .errors import ParseError, ShapeError, SymgradError  # noqa: F401
-from .graph import default_graph, use_graph  # noqa: F401
+from .graph import Graph, default_graph, use_graph  # noqa: F401
 from .ops import Expr, check_name, check_shape, graph_of
 from .parse import from_sympy, parse, to_sympy  # noqa: F401
 from .render import describe, dot_source, format_value, table, write_picture  # noqa: F401
@@ -34,11 +34,20 @@ def var(name, shape=(), dtype="float64", graph=None):
     (4, 3)
     """
     check_name(name)
-    dtype = str(np.dtype(dtype)) if dtype is not None else "float64"
+    try:
+        dtype = str(np.dtype(dtype)) if dtype is not None else "float64"
+    except TypeError:
+        dtype = repr(dtype)
     if dtype not in DTYPES:
         raise SymgradError(f"variable dtype must be one of {DTYPES}, got {dtype}")
+    try:
+        shape = check_shape(shape)
+    except ShapeError as error:
+        raise ShapeError(f"variable {name!r}: {error}") from None
     graph = default_graph() if graph is None else graph
-    return Expr(graph, graph.variable(name, check_shape(shape), dtype))
+    if not isinstance(graph, Graph):
+        raise SymgradError(f"var: graph must be a symgrad Graph, got {type(graph).__name__}")
+    return Expr(graph, graph.variable(name, shape, dtype))
 
 
 def check_arguments(specs, values):

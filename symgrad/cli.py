@@ -1,7 +1,8 @@
 """The `symgrad` command: print, draw and evaluate derivatives of a formula.
 
 argparse over api only (it never touches a Graph). User mistakes exit with status 2 and one line
-on standard error; anything else is a symgrad bug and keeps its traceback.
+on standard error; anything else is a symgrad bug: its traceback is printed, with a request to
+report it, and the status is 1.
 """
 
 import argparse
@@ -9,6 +10,7 @@ import json
 import math
 import re
 import sys
+import traceback
 
 import numpy as np
 
@@ -63,11 +65,15 @@ def parse_at(text):
             if re.fullmatch(r"[-+]?(inf|nan)", value):
                 parsed = float(value)
             else:
+                # JSON's true, false and null would pass as 1, 0 and nan: refuse them
                 parsed = json.loads(value)
+                if re.search(r"\b(true|false|null)\b", value):
+                    raise ValueError("not a number")
             array = np.asarray(parsed, dtype=np.float64)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):     # deep nesting: json recurses
+            shown = value if len(value) <= 60 else value[:57] + "..."
             raise UsageError(f"--at: the value of {name} must be a number or a nested list of "
-                             f"numbers, got {value!r}") from None
+                             f"numbers, got {shown!r}") from None
         values[name] = array
     return values
 
@@ -259,6 +265,11 @@ def run(argv):
         return text
 
 
+BUG_STATUS = 1
+BUG_REPORT = ("symgrad: internal error: this is a bug in symgrad, not a mistake in the command "
+              "line; please report it with the command and the traceback above")
+
+
 def main(argv=None):
     try:
         output = run(sys.argv[1:] if argv is None else argv)
@@ -267,6 +278,13 @@ def main(argv=None):
             else _one_line_parse_error(error)
         print(f"symgrad: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("symgrad: interrupted", file=sys.stderr)
+        return 130
+    except Exception:       # noqa: BLE001 (everything that is not a SymgradError is a bug)
+        traceback.print_exc()
+        print(BUG_REPORT, file=sys.stderr)
+        return BUG_STATUS
     print(output)
     return 0
 

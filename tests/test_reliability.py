@@ -155,6 +155,9 @@ _add("var named with a digit first", "var", SE, lambda e, o: lambda: sg.var("2x"
 _add("var named with a keyword", "var", SE, lambda e, o: lambda: sg.var("lambda"))
 _add("var with a negative dimension", "var", SH, lambda e, o: lambda: sg.var("n1", shape=(-1,)))
 _add("var of an integer dtype", "var", SE, lambda e, o: lambda: sg.var("n2", dtype="int64"))
+_add("var of a dtype NumPy does not know", "var", SE,
+     lambda e, o: lambda: sg.var("n3", dtype="nonsense"))
+_add("var in something that is not a graph", "var", SE, lambda e, o: lambda: sg.var("n4", graph=5))
 _add("const of a string", "const", SE, lambda e, o: lambda: sg.const("abc"))
 _add("const of a ragged list", "const", SE, lambda e, o: lambda: sg.const([[1.0, 2.0], [3.0]]))
 _add("const of a complex number", "const", SE, lambda e, o: lambda: sg.const(1 + 2j))
@@ -879,3 +882,344 @@ def test_the_chain_reference_agrees_with_finite_differences():
         down[i] -= h
         finite = (pyramid_reference(up)[0] - pyramid_reference(down)[0]) / (2 * h)
         assert adjoint[i] == pytest.approx(finite, rel=1e-7, abs=1e-10)
+
+
+# == 6. errors that help ===========================================================================
+
+
+@pytest.fixture
+def shaped():
+    e = SimpleNamespace()
+    e.x, e.v, e.u4 = sg.var("x"), sg.var("v", shape=(3,)), sg.var("u4", shape=(4,))
+    e.W, e.T3 = sg.var("W", shape=(2, 3)), sg.var("T3", shape=(2, 2, 2))
+    e.X = sg.var("X", shape=("n", 3))
+    return e
+
+
+# (op the message must start with, operand shapes it must list, the call: one line each, so
+# that the line the message points at is the lambda's own)
+SHAPE_MESSAGES = [
+    ("add", [(3,), (4,)], lambda e: e.v + e.u4),
+    ("subtract", [(4,), (3,)], lambda e: e.u4 - e.v),
+    ("multiply", [(3,), (4,)], lambda e: e.v * e.u4),
+    ("divide", [(3,), (4,)], lambda e: e.v / e.u4),
+    ("power", [(3,), (4,)], lambda e: e.v ** e.u4),
+    ("less", [(3,), (4,)], lambda e: e.v < e.u4),
+    ("add", [(3,), (4,)], lambda e: e.v + np.ones(4)),
+    ("matmul", [(2, 3), (4,)], lambda e: e.W @ e.u4),
+    ("matmul", [(), (3,)], lambda e: sg.matmul(e.x, e.v)),
+    ("dot", [(2, 2, 2), (2, 2, 2)], lambda e: sg.dot(e.T3, e.T3)),
+    ("maximum", [(3,), (4,)], lambda e: sg.maximum(e.v, e.u4)),
+    ("minimum", [(3,), (4,)], lambda e: sg.minimum(e.v, e.u4)),
+    ("where", [(4,), (3,), ()], lambda e: sg.where(e.u4 > 0.0, e.v, 0.0)),
+    ("clip", [(3,), (), (4,)], lambda e: sg.clip(e.v, 0.0, e.u4)),
+    ("concatenate", [(3,), (2, 3)], lambda e: sg.concatenate([e.v, e.W])),
+    ("concatenate", [], lambda e: sg.concatenate([])),
+    ("concatenate", [(), ()], lambda e: sg.concatenate([e.x, e.x])),
+    ("concatenate", [(2, 3), (2, 2)], lambda e: sg.concatenate([e.W, e.T3[0]], axis=0)),
+    ("concatenate", [("n", 3), ("n", 3)], lambda e: sg.concatenate([e.X, e.X], axis=0)),
+    ("reshape", [(3,)], lambda e: e.v.reshape(5)),
+    ("reshape", [(2, 3)], lambda e: sg.reshape(e.W, (-1, -1))),
+    ("reshape", [(3,)], lambda e: sg.reshape(e.v, (2, -1))),
+    ("reshape", [(3,)], lambda e: sg.reshape(e.v, (1.5,))),
+    ("transpose", [(2, 3)], lambda e: sg.transpose(e.W, (0, 0))),
+    ("getitem", [(3,)], lambda e: e.v[3]),
+    ("getitem", [(3,)], lambda e: e.v[0, 0]),
+    ("getitem", [(3,)], lambda e: e.v[..., ...]),
+    ("getitem", [(3,)], lambda e: e.v[::0]),
+    ("getitem", [("n", 3)], lambda e: e.X[1:]),
+    ("sum", [(3,)], lambda e: e.v.sum(axis=1)),
+    ("sum", [(3,)], lambda e: sg.sum(e.v, axis="a")),
+    ("mean", [(2, 3)], lambda e: e.W.mean(axis=(0, 0))),
+    ("max", [(3,)], lambda e: sg.max(e.v, axis=-2)),
+    ("min", [(3,)], lambda e: e.v.min(axis=2)),
+    ("logsumexp", [(3,)], lambda e: sg.logsumexp(e.v, axis=1)),
+    ("softmax", [()], lambda e: sg.softmax(e.x)),
+    ("softmax", [(3,)], lambda e: sg.softmax(e.v, axis=None)),
+    ("log_softmax", [(2, 3)], lambda e: sg.log_softmax(e.W, axis=3)),
+    ("rel_shaped", [(3,), (4,)], lambda e, shaped_op: shaped_op(e.v, e.u4)),
+]
+
+# ShapeError raise sites in symgrad/ops that no public call can reach, and why
+UNREACHABLE_RAISES = {
+    ("core.py", "dimension name"): "check_shape: variable declarations, not ops (the message "
+                                   "names the variable; see test_a_bad_variable_shape_names_it)",
+    ("core.py", "must be a non-negative int"): "check_shape, as above",
+    ("shape.py", "axis {axis} is out of range for {ndim}"): "reduced_shape: reductions normalise "
+                                                            "(and check) their axes before apply",
+    ("reduce.py", "out of range for shape"): "softmax normalises (and checks) its axes first",
+    ("shape.py", "cannot insert axes"): "expand_dims is internal and normalises its axes first",
+    ("shape.py", "cannot squeeze axes"): "squeeze is internal (derivative rules only)",
+    ("shape.py", "cannot reshape {g} to {target}"): "reshape_like is internal (rules only)",
+    ("shape.py", "axis {axis} is out of range for {ndim} dim"): "concatenate normalises its axis",
+}
+
+
+def _raise_sites():
+    """(file, line, source line) of every ``raise ShapeError`` in symgrad/ops."""
+    import pathlib
+    import symgrad.ops
+    sites = []
+    for path in sorted(pathlib.Path(symgrad.ops.__file__).parent.glob("*.py")):
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines, start=1):
+            if "raise ShapeError(" in line:
+                # the message may continue on the next line
+                sites.append((path.name, number, line + " " + lines[number].strip()))
+    return sites
+
+
+def _site_of(filename, line, sites):
+    """The raise site a constructor call at ``filename:line`` belongs to (calls span lines)."""
+    candidates = [s for s in sites if s[0] == filename and s[1] <= line <= s[1] + 2]
+    return max(candidates, key=lambda s: s[1]) if candidates else None
+
+
+@pytest.fixture
+def shaped_op():
+    yield sg.defop("rel_shaped", 2, lambda shapes: _same_or_shape_error(*shapes), "{0} + {1}",
+                   vjp=lambda g, out, a, b: [g, g])
+    sg.OPS.pop("rel_shaped", None)
+
+
+def _raise_of(call, e, shaped_op):
+    return call(e, shaped_op) if call.__code__.co_argcount == 2 else call(e)
+
+
+@pytest.mark.parametrize("op, shapes, call", SHAPE_MESSAGES,
+                         ids=[f"{op}-{i}" for i, (op, _, _) in enumerate(SHAPE_MESSAGES)])
+def test_a_shape_error_names_the_op_the_shapes_and_the_line(op, shapes, call, shaped, shaped_op):
+    with pytest.raises(sg.ShapeError) as raised:
+        _raise_of(call, shaped, shaped_op)
+    error = raised.value
+    message = str(error)
+    assert message.startswith(f"{op}: "), message
+    assert (error.op, error.shapes) == (op, shapes)
+    assert f"(operand shapes {', '.join(map(str, shapes))})" in message
+    assert error.reason and error.reason in message and not error.reason.startswith(op)
+    where = f"{__file__}:{call.__code__.co_firstlineno} in <lambda>"
+    assert error.where == where and message.endswith(f"(called at {where})")
+
+
+def test_every_shape_error_raise_site_in_the_ops_is_reached_or_explained(shaped, shaped_op,
+                                                                         monkeypatch):
+    sites = _raise_sites()
+    reached = set()
+    original = sg.ShapeError.__init__
+
+    def recording(self, *args, **kwargs):
+        caller = sys._getframe(1)
+        site = _site_of(caller.f_code.co_filename.rsplit("/", 1)[-1], caller.f_lineno, sites)
+        if site is not None and "symgrad/ops/" in caller.f_code.co_filename:
+            reached.add(site)
+        original(self, *args, **kwargs)
+    monkeypatch.setattr(sg.ShapeError, "__init__", recording)
+    for _, _, call in SHAPE_MESSAGES:
+        with pytest.raises(sg.ShapeError):
+            _raise_of(call, shaped, shaped_op)
+    unexplained = [s for s in sites if s not in reached and not any(
+        s[0] == f and fragment in s[2] for f, fragment in UNREACHABLE_RAISES)]
+    assert unexplained == [], "ShapeError raise sites no table entry reaches"
+    explained_but_reached = [key for key in UNREACHABLE_RAISES
+                             if any(s[0] == key[0] and key[1] in s[2] for s in reached)]
+    assert explained_but_reached == []
+
+
+def test_a_bad_variable_shape_names_it():
+    with pytest.raises(sg.ShapeError, match=r"^variable 'bad': dimension -1 must be"):
+        sg.var("bad", shape=(-1,))
+    with pytest.raises(sg.ShapeError, match=r"^variable 'bad': dimension name 'a b'"):
+        sg.var("bad", shape=("a b",))
+
+
+@pytest.mark.parametrize("text, op, column", [
+    ("sin(x) + v + u4", "add", 12),
+    ("sum(W @ u4)", "matmul", 7),
+    ("reshape(v, 5)", "reshape", 1),
+    ("exp(x) * softmax(x)", "softmax", 10),
+    ("v[3] + x", "getitem", 2),
+])
+def test_a_parsed_formula_says_the_column_instead(text, op, column, shaped):
+    with pytest.raises(sg.ShapeError) as raised:
+        sg.parse(text)
+    message = str(raised.value)
+    assert message.startswith(f"{op}: ") and "(operand shapes " in message
+    assert message.endswith(f"(at column {column} of {text!r})")
+    assert "called at" not in message
+
+
+def test_locating_the_caller_costs_nothing_on_success(monkeypatch, shaped):
+    """The frame walk runs only when an error is raised."""
+    import symgrad.ops.core as core
+
+    def forbidden():
+        raise AssertionError("call_site ran on the success path")
+    monkeypatch.setattr(core, "call_site", forbidden)
+    e = shaped
+    f = sg.sum(sg.clip(e.v, 0.0, 1.0) * e.W) + sg.softmax(e.v).max() + e.v.reshape(3, 1).sum()
+    f = f + sg.parse("sum(tanh(W @ v))") + sg.concatenate([e.v, e.u4]).mean()
+    sg.compile([f, *sg.grad(f, [e.v, e.W]), sg.hessian(f, e.v)])
+    monkeypatch.undo()
+    with pytest.raises(sg.ShapeError, match="called at"):
+        e.v + e.u4
+
+
+# -- compiled functions name the argument ---------------------------------------------------------
+
+
+@pytest.fixture
+def compiled():
+    alpha, beta = sg.var("alpha", shape=("n", 3)), sg.var("beta", shape=("n",))
+    gamma = sg.var("gamma", dtype="float32")
+    f = sg.sum(alpha * beta[:, None]) * gamma
+    return sg.compile([f, sg.grad(f, alpha)], inputs=[alpha, beta, gamma])
+
+
+ARGUMENT_ERRORS = {
+    "too many": ((np.ones((2, 3)), np.ones(2), 1.0, 4.0), {}, sg.SymgradError,
+                 "at most 3 arguments (alpha, beta, gamma), got 4"),
+    "missing": ((np.ones((2, 3)),), {"gamma": 1.0}, sg.SymgradError, "missing argument(s): beta"),
+    "unknown keyword": ((np.ones((2, 3)), np.ones(2), 1.0), {"delta": 1.0}, sg.SymgradError,
+                        "unexpected argument 'delta'"),
+    "given twice": ((np.ones((2, 3)), np.ones(2), 1.0), {"beta": np.ones(2)}, sg.SymgradError,
+                    "argument 'beta' given twice"),
+    "wrong number of axes": ((np.ones(3), np.ones(2), 1.0), {}, sg.ShapeError,
+                             "argument 'alpha' must have shape ('n', 3), got (3,)"),
+    "wrong fixed length": ((np.ones((2, 4)), np.ones(2), 1.0), {}, sg.ShapeError,
+                           "argument 'alpha' must have shape ('n', 3), got (2, 4)"),
+    "named dimension mismatch": ((np.ones((2, 3)), np.ones(5), 1.0), {}, sg.ShapeError,
+                                 "argument 'beta': dimension 'n' is 5 on axis 0, but 2 in "
+                                 "argument 'alpha'"),
+    "a scalar for a named dimension": ((np.ones((2, 3)), 1.0, 1.0), {}, sg.ShapeError,
+                                       "argument 'beta' must have shape ('n',), got ()"),
+    "a string": ((np.ones((2, 3)), np.ones(2), "one"), {}, sg.SymgradError,
+                 "argument 'gamma': cannot convert to float32"),
+    "a complex number": ((np.ones((2, 3)), np.ones(2), 1j), {}, sg.SymgradError,
+                         "argument 'gamma': cannot convert to float32"),
+    "a ragged list": (([[1.0, 2.0, 3.0], [1.0]], np.ones(2), 1.0), {}, sg.SymgradError,
+                      "argument 'alpha': cannot convert to float64"),
+}
+
+
+@pytest.mark.parametrize("name", list(ARGUMENT_ERRORS))
+def test_a_compiled_function_names_the_offending_argument(name, compiled):
+    args, kwargs, error, fragment = ARGUMENT_ERRORS[name]
+    with pytest.raises(error) as raised:
+        compiled(*args, **kwargs)
+    assert fragment in str(raised.value)
+    # and it still works
+    value, gradient = compiled(np.ones((2, 3)), np.array([1.0, 2.0]), np.float32(2.0))
+    assert value == pytest.approx(18.0)
+    np.testing.assert_array_equal(gradient, [[2.0] * 3, [4.0] * 3])
+
+
+# -- the command line: one line for a mistake, a traceback for a bug -----------------------------
+
+
+def run_cli(capsys, *argv):
+    from symgrad.cli import main
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:         # argparse's --help and --version
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# user mistakes not already in tests/test_cli.py's BAD table
+CLI_MISTAKES = {
+    "shape mismatch in the formula": ["grad", "sum(W @ v)", "--shape", "W=2x3,v=4"],
+    "shape mismatch with --at": ["grad", "sum(v)", "--at", "v=[1,2]", "--shape", "v=3"],
+    "index out of range": ["grad", "v[5]", "--shape", "v=3"],
+    "softmax of a scalar": ["grad", "softmax(x)"],
+    "bad --shape: double x": ["grad", "x * y", "--shape", "W=2xx3"],
+    "bad --shape: negative": ["grad", "x * y", "--shape", "W=-3"],
+    "bad --shape: no name": ["grad", "x * y", "--shape", "=3"],
+    "bad --shape: bad name": ["grad", "x * y", "--shape", "W=(a-b,3)"],
+    "bad --at: JSON true": ["grad", "x * y", "--at", "x=true,y=1", "--format", "json"],
+    "bad --at: JSON null": ["grad", "x * y", "--at", "x=[null],y=1", "--format", "json"],
+    "bad --at: an object": ["grad", "x * y", "--at", 'x={"a":1},y=1'],
+    "bad --at: nested past JSON's recursion": ["grad", "x", "--at",
+                                               "x=" + "[" * 100_000 + "]" * 100_000],
+    "bad --wrt: digit first": ["grad", "x * y", "--wrt", "1x"],
+    "bad --wrt: keyword": ["grad", "x * y", "--wrt", "lambda"],
+    "disconnected --wrt": ["grad", "x * y", "--wrt", "z", "--at", "x=1,y=2", "--format", "json"],
+    "--order with several --wrt": ["grad", "x * y", "--order", "3", "--wrt", "x,y"],
+    "--order on hessian": ["hessian", "x * y", "--order", "2"],
+    "unknown format": ["grad", "x * y", "--format", "xml"],
+    "unwritable -o (no such folder)": ["grad", "x * y", "-o", "/nonexistent/folder/g.svg"],
+    "unwritable -o (a folder)": ["grad", "x * y", "-o", "/"],
+    "formula too long": ["grad", "x" + " + x" * 30_000],
+    "formula too deep": ["grad", "(" * 1000 + "x" + ")" * 1000],
+    "number too large": ["grad", "1e999 * x"],
+    "a NUL character": ["grad", "x\x00"],
+}
+
+
+@pytest.mark.parametrize("argv", list(CLI_MISTAKES.values()), ids=list(CLI_MISTAKES))
+def test_a_cli_mistake_is_one_line_and_status_2(argv, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("symgrad: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and "internal error" not in err
+    assert len(err) < 400
+    assert list(tmp_path.iterdir()) == []
+
+
+def _bug_in(monkeypatch, target, error):
+    def broken(*args, **kwargs):
+        raise error
+    monkeypatch.setattr(target[0], target[1], broken)
+
+
+@pytest.mark.parametrize("where, error", [
+    ("grad", RuntimeError("simulated bug in grad")),
+    ("compile", KeyError("simulated bug in compile")),
+    ("show_graph", AttributeError("simulated bug in show_graph")),
+    ("parse", TypeError("simulated bug in parse")),
+])
+def test_a_symgrad_bug_in_the_cli_prints_its_traceback(where, error, capsys, monkeypatch):
+    import symgrad.cli as cli
+    _bug_in(monkeypatch, (cli.api, where), error)
+    code, out, err = run_cli(capsys, "grad", "x * y", "--at", "x=1,y=2")
+    assert code not in (0, 2)
+    assert out == ""
+    assert "Traceback (most recent call last)" in err
+    assert f"{type(error).__name__}: " in err and "simulated bug" in err
+    assert err.rstrip().splitlines()[-1] == cli.BUG_REPORT
+
+
+def test_a_broken_builtin_rule_is_a_bug_not_a_user_mistake(capsys, monkeypatch):
+    """A built-in derivative rule giving the wrong shape is symgrad's bug (errors.InternalError,
+    not a SymgradError): the CLI shows the traceback."""
+    import symgrad.cli as cli
+    broken = dataclasses.replace(sg.OPS["sin"], vjp=lambda g, out, x: [sg.sum(g)[None, None]])
+    monkeypatch.setitem(sg.OPS, "sin", broken)
+    code, _, err = run_cli(capsys, "grad", "sin(v)[0]", "--shape", "v=3")
+    assert code not in (0, 2)
+    assert "InternalError: the derivative rule of the built-in op 'sin'" in err
+    assert err.rstrip().splitlines()[-1] == cli.BUG_REPORT
+
+
+def test_the_cli_process_exit_statuses():
+    """Through a real process: a mistake is status 2 and one line, a bug is a traceback."""
+    import subprocess
+    mistake = subprocess.run([sys.executable, "-m", "symgrad.cli", "grad", "sum(W @ v)",
+                              "--shape", "W=2x3,v=4"], capture_output=True, text=True,
+                             timeout=120, check=False)
+    assert mistake.returncode == 2 and mistake.stdout == ""
+    assert mistake.stderr.startswith("symgrad: error: matmul: ")
+    assert mistake.stderr.count("\n") == 1
+    assert "(at column 7 of 'sum(W @ v)')" in mistake.stderr
+    program = ("import sys, symgrad.cli as cli\n"
+               "def broken(*args, **kwargs):\n    raise RuntimeError('simulated bug')\n"
+               "cli.api.hessian = broken\n"
+               "sys.exit(cli.main(['hessian', 'x * y']))\n")
+    bug = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert bug.returncode not in (0, 2)
+    assert "Traceback (most recent call last)" in bug.stderr
+    assert "RuntimeError: simulated bug" in bug.stderr
+    assert "please report it" in bug.stderr

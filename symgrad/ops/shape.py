@@ -7,7 +7,7 @@ Imports only ops.core.
 import builtins
 import numbers
 
-from ..errors import ShapeError, SymgradError
+from ..errors import InternalError, ShapeError, SymgradError
 import numpy as np
 
 from .core import (Expr, apply, broadcast_shapes, const, defop, literal, normalize_axes,
@@ -110,7 +110,7 @@ def unbroadcast(g, shape, leading=0):
     """
     extra = g.ndim - leading - len(shape)
     if extra < 0:
-        raise SymgradError(f"internal: a cotangent of shape {g.shape} is smaller than {shape}")
+        raise InternalError(f"a cotangent of shape {g.shape} is smaller than {shape}")
     summed_size_one = tuple(i - len(shape) for i, d in enumerate(shape)
                             if d == 1 and g.shape[leading + extra + i] != 1)
     if summed_size_one:
