@@ -47,6 +47,11 @@ class ShapeError(SymgradError, ValueError):
         super().__init__(message)
 
 
+class ArgumentError(SymgradError, TypeError):
+    """A non-operand argument of the wrong kind: a slope that is not a number, a reshape target or
+    transpose axes that are not ints. In a formula it is a ParseError at the argument."""
+
+
 class InternalError(RuntimeError):
     """A broken invariant inside symgrad: a bug to report, never a mistake in the input. It is
     deliberately not a SymgradError, so that the CLI shows its traceback."""

@@ -15,7 +15,7 @@ import threading
 import numpy as np
 
 from . import ops
-from .errors import ParseError, ShapeError, SymgradError
+from .errors import ArgumentError, ParseError, ShapeError, SymgradError
 from .graph import default_graph
 from .ops import Expr, check_name, check_shape, const
 
@@ -205,11 +205,14 @@ class _Parser:
             return function(*args, **kwargs)
         except ParseError:
             raise
+        except ArgumentError as error:
+            # a literal argument of the wrong kind, such as transpose(x, 5)
+            raise self.error(f"invalid argument: {error}", position) from None
         except SymgradError as error:
             located = f"{error} (at column {position + 1} of {self._excerpt()})"
             raise type(error)(located) from None
         except (TypeError, ValueError) as error:
-            # a literal argument of the wrong kind, such as softmax(x, None)
+            # arguments Python itself refuses, such as an unknown keyword: sum(x, axes=1)
             raise self.error(f"invalid argument: {error}", position) from None
 
     def _excerpt(self):
@@ -641,7 +644,8 @@ def _from_sympy_node(sympy, table, node, args, graph, shapes):
         return Expr(graph, graph.variable(name, check_shape(shapes.get(name, ()))))
     if node.is_Number or isinstance(node, sympy.NumberSymbol):
         if not node.is_real:
-            raise SymgradError(f"complex SymPy number {node} is not supported")
+            kind = "complex" if node.is_finite else "non-finite"
+            raise SymgradError(f"{kind} SymPy number {node} is not supported")
         return const(float(node), graph)
     if isinstance(node, sympy.Add):
         return _fold_chain(args, lambda a, b: a + b)
@@ -694,6 +698,8 @@ def to_sympy(expr):
     1/(1 + exp(-x))
     """
     import sympy
+    if not isinstance(expr, Expr):
+        raise SymgradError(f"to_sympy takes a symgrad expression, got {type(expr).__name__}")
     graph = expr.graph
     built = {}
     for node in graph.ancestors_in_order([expr.node]):

@@ -141,6 +141,7 @@ class Case:
 
 CASES = []
 SE, SH, PE, UG = sg.SymgradError, sg.ShapeError, sg.ParseError, sg.UndefinedGradientError
+AE = sg.ArgumentError
 
 
 def _add(name, covers, error, make):
@@ -235,6 +236,15 @@ _add("transpose with a repeated axis", "transpose", SH,
      lambda e, o: functools.partial(sg.transpose, e.W, (0, 0)))
 _add("transpose with too few axes", "transpose", SH,
      lambda e, o: functools.partial(sg.transpose, e.T3, (1, 0)))
+_add("leaky_relu with a slope that is not a number", "leaky_relu", AE,
+     lambda e, o: functools.partial(sg.leaky_relu, e.v, "abc"))
+_add("reshape to None", "reshape", AE, lambda e, o: functools.partial(sg.reshape, e.W, None))
+_add("transpose with an int for axes", "transpose", AE,
+     lambda e, o: functools.partial(sg.transpose, e.W, 5))
+_add("transpose with float axes", "transpose", AE,
+     lambda e, o: functools.partial(sg.transpose, e.W, (1.0, 0.0)))
+_add("concatenate along axis None", "concatenate", AE,
+     lambda e, o: functools.partial(sg.concatenate, [e.W, e.W], axis=None))
 _add("sum over a missing axis", "sum", SH, lambda e, o: functools.partial(sg.sum, e.v, axis=1))
 _add("sum of an array over a missing axis", "sum", SH,
      lambda e, o: functools.partial(sg.sum, np.ones(3), axis=5))
@@ -299,6 +309,7 @@ _add("from_sympy of something that is not SymPy", "from_sympy", SE,
 _add("from_sympy with a clashing shape", "from_sympy", SH,
      lambda e, o: functools.partial(sg.from_sympy, sympy.sin(e.sympy_x), shapes={"x": (2,)}))
 _add("to_sympy of a vector", "to_sympy", SE, lambda e, o: functools.partial(sg.to_sympy, e.vx))
+_add("to_sympy of a string", "to_sympy", SE, lambda e, o: functools.partial(sg.to_sympy, "x"))
 _add("to_sympy of an op SymPy does not know", "to_sympy", SE,
      lambda e, o: functools.partial(sg.to_sympy, o.norule(e.x)))
 
@@ -437,6 +448,7 @@ EXEMPT = {
     "SymgradError": "an exception class, not a call",
     "ParseError": "an exception class, not a call",
     "ShapeError": "an exception class, not a call",
+    "ArgumentError": "an exception class, not a call",
     "UndefinedGradientError": "an exception class, not a call",
     "DisconnectedWarning": "a warning class, not a call",
 }

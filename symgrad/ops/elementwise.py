@@ -6,8 +6,11 @@ Kinks and ties follow one convention, the midpoint of the one-sided derivatives:
 Imports ops.core and ops.shape.
 """
 
+import numbers
+
 import numpy as np
 
+from ..errors import ArgumentError
 from .core import (Expr, apply, bool_dtype, broadcast_shape, const, constant_value, defop,
                    float_dtype, is_scalar_constant, op_function, same_shape)
 from .shape import unbroadcast
@@ -237,6 +240,8 @@ def relu(x):
 
 def leaky_relu(x, alpha=0.01):
     """``x`` where positive, ``alpha * x`` elsewhere; the derivative at 0 is ``(1 + alpha) / 2``."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise ArgumentError(f"leaky_relu: the slope alpha must be a real number, got {alpha!r}")
     return apply("leaky_relu", x, alpha=float(alpha))
 
 

@@ -7,7 +7,7 @@ Imports only ops.core.
 import builtins
 import numbers
 
-from ..errors import InternalError, ShapeError, SymgradError
+from ..errors import ArgumentError, InternalError, ShapeError, SymgradError
 import numpy as np
 
 from .core import (Expr, apply, broadcast_shapes, const, defop, literal, normalize_axes,
@@ -267,7 +267,13 @@ def reshape(x, shape):
     >>> reshape(var("m", shape=(2, 3)), (-1,)).shape
     (6,)
     """
-    shape = (shape,) if isinstance(shape, (numbers.Integral, str)) else tuple(shape)
+    if isinstance(shape, (numbers.Integral, str)):
+        shape = (shape,)
+    elif isinstance(shape, (tuple, list)):
+        shape = tuple(shape)
+    else:
+        raise ArgumentError(f"reshape: the target must be an int, a name or a tuple of them, "
+                            f"got {shape!r}")
     target = resolve_reshape(x.shape, shape)
     if target == x.shape:
         return x
@@ -318,6 +324,9 @@ def transpose(x, axes=None):
     """Permute axes (reverse them by default), as ``np.transpose``."""
     if axes is None:
         axes = tuple(range(x.ndim - 1, -1, -1))
+    if not isinstance(axes, (tuple, list)) or not all(
+            isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axes):
+        raise ArgumentError(f"transpose: axes must be a tuple of ints, got {axes!r}")
     axes = tuple(a + x.ndim if isinstance(a, numbers.Integral) and a < 0 else a for a in axes)
     return apply("transpose", x, axes=axes)
 
@@ -504,6 +513,8 @@ def concatenate(parts, axis=0):
     if not parts:
         raise ShapeError("needs at least one operand")
     ndim = max(p.ndim if isinstance(p, Expr) else len(getattr(p, "shape", ())) for p in parts)
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise ArgumentError(f"concatenate: axis must be an int, got {axis!r}")
     (axis,) = normalize_axes(axis, ndim) if ndim else (axis,)
     return apply("concatenate", *parts, axis=axis)
 
