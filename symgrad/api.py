@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .codegen import RESERVED, build_function, generate
+from .codegen import RESERVED, build_function, generate, generate_scalar
 from .optimize import optimize as run_optimizer
 from .differentiate import grad, hessian, hvp, jacobian, jvp, vjp  # noqa: F401 (public names)
 from .errors import ParseError, ShapeError, SymgradError  # noqa: F401
@@ -88,6 +88,7 @@ class CompiledFunction:
         self._specs = [(e.name, e.shape, np.dtype(e.dtype)) for e in inputs]
         self._positions = {name: i for i, name in enumerate(self.input_names)}
         self.rewrites = []
+        self.scalar_source = None   # the Python-float fast path of an all-scalar graph, if any
 
     def __repr__(self):
         return f"<symgrad compiled function ({', '.join(self.input_names)})>"
@@ -118,6 +119,26 @@ class CompiledFunction:
         results = self._function(*self._check(self._bind(args, kwargs)))
         return results[0] if self._single else results
 
+    def _general(self, values, extra, unexpected):
+        """The scalar entry's way out: the arguments it was given (missing ones are a suffix of
+        ``values``), bound, checked and run through the NumPy function."""
+        given = tuple(v for v in values if v is not _MISSING) + extra
+        return CompiledFunction.__call__(self, *given, **unexpected)
+
+    def _enter_through(self, scalar_source, namespace, name):
+        """Make calls go straight into the generated scalar entry: it becomes this object's
+        ``__call__`` (on a class of its own), so no Python-level method runs in between."""
+        namespace.update(_sg_missing=_MISSING, _sg_general=self._general)
+        entry = build_function(scalar_source, namespace, name)
+        self.__class__ = type("CompiledFunction", (CompiledFunction,),
+                              {"__call__": staticmethod(entry), "__slots__": (),
+                               "__doc__": CompiledFunction.__doc__})
+        self.scalar_source = scalar_source
+
+
+# a parameter the caller left out of a scalar entry call
+_MISSING = type("Missing", (), {"__repr__": lambda self: "<missing>"})()
+
 
 BACKENDS = ("numpy",)
 
@@ -129,10 +150,16 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
     returns one array, a list returns a tuple. ``optimize=False`` emits the graph as built;
     ``explain=True`` prints every rewrite (also kept in ``fn.rewrites``).
 
+    A graph of float64 scalars also gets a fast path (``fn.scalar_source``): called with Python
+    floats, it runs as plain float and ``math`` code and returns floats; any other arguments, and
+    values where ``math`` raises while NumPy answers inf or nan, go through the NumPy function.
+
     >>> import symgrad as sg
     >>> x = sg.var("x")
     >>> fn = sg.compile([x * x, sg.grad(x * x, x)], inputs=[x])
     >>> fn(3.0)
+    (9.0, 6.0)
+    >>> fn(np.float64(3.0))
     (np.float64(9.0), np.float64(6.0))
     """
     if backend not in BACKENDS:
@@ -153,8 +180,12 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
                                                 optimized.inputs)
             rewrites += [str(applied) for applied in optimized.applied]
         source, namespace = generate(graph, output_nodes, input_nodes, name)
+        scalar_source, scalar_namespace = generate_scalar(graph, output_nodes, input_nodes, name,
+                                                          single)
     function = build_function(source, namespace, name)
     compiled = CompiledFunction(function, source, inputs, single)
+    if scalar_source is not None:
+        compiled._enter_through(scalar_source, scalar_namespace, name)
     compiled.rewrites = rewrites
     if explain:
         print(explain_text(rewrites))

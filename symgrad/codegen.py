@@ -4,11 +4,12 @@ Owns every generated name (inputs keep theirs, intermediates are t0, t1..., grad
 and the namespace the source is compiled in. Imports ops and errors.
 """
 
-import keyword
-import numbers
-import linecache
-import string
 import itertools
+import keyword
+import linecache
+import math
+import numbers
+import string
 
 import numpy as np
 
@@ -23,6 +24,12 @@ VIEW_OPS = frozenset({"var", "const", "broadcast_to_like", "transpose", "reshape
 FRESH_OPS = frozenset(OPS) - VIEW_OPS - {"custom_gradient"}
 # Names the emitted source itself relies on; a variable with one of these names is renamed.
 RESERVED = frozenset({"np", "float"})
+# The scalar fast path's own names (an input with one of them is renamed in its entry).
+SCALAR_NAMES = frozenset({"math", "_sg_missing", "_sg_float", "_sg_general", "_sg_extra",
+                          "_sg_unexpected", "_sg_refusals", "type"})
+# How Python's float arithmetic and the math module refuse what NumPy answers with inf or nan
+# (1/0, log(0), exp(1000), sqrt(-1)): the fast path then hands the call to the NumPy code.
+SCALAR_REFUSALS = (ArithmeticError, ValueError)
 _FORMATTER = string.Formatter()
 _counter = itertools.count()
 
@@ -129,8 +136,9 @@ class EmitContext:
 class SourceGenerator:
     """Emits one Python function computing ``outputs`` from ``inputs`` (variable nodes)."""
 
-    def __init__(self, graph, outputs, inputs, function_name="f"):
+    def __init__(self, graph, outputs, inputs, function_name="f", scalar=False):
         self.graph = graph
+        self.scalar = scalar        # emit each op's Python-float form (Op.scalar)
         self.outputs = list(outputs)
         self.inputs = list(inputs)
         # a dunder would rebind the namespace's own entries (def __builtins__ ...)
@@ -146,7 +154,7 @@ class SourceGenerator:
                 raise SymgradError(f"the outputs depend on variable {data['attrs']['name']!r}, "
                                    f"which is not among the inputs")
         var_names = [graph.nodes[n]["attrs"]["name"] for n in self.inputs]
-        self.namer = Namer(taken=[function_name])
+        self.namer = Namer(taken=[function_name, *(SCALAR_NAMES if scalar else ())])
         self.names = {}
         for node, name in zip(self.inputs, var_names):
             self.names[node] = self.namer.claim(name)
@@ -225,8 +233,8 @@ class SourceGenerator:
             if data["op"] in ("var", "const"):
                 continue
             args = [self._operand(i) for i in data["inputs"]]
-            emitter = OPS[data["op"]].numpy
-            if emitter == "{0}" and args[0].isidentifier():
+            emitter = OPS[data["op"]].scalar if self.scalar else OPS[data["op"]].numpy
+            if emitter == "{0}" and (args[0].isidentifier() or self.scalar):
                 # an identity at run time (stop_gradient): no statement, just another name
                 self.names[node] = args[0]
                 continue
@@ -248,6 +256,8 @@ class SourceGenerator:
             self.statements[node] = statements
             comment = self._comment(data)
             lines.extend(statement + comment for statement in statements)
+            if self.scalar:
+                continue                # floats: nothing to release, nothing to reuse
             if data["shape"] != () and (data["op"] in FRESH_OPS or buffer is not None):
                 owned.add(node)
                 dying.setdefault(last_use.get(node, k), []).append(self.names[node])
@@ -258,7 +268,7 @@ class SourceGenerator:
     def _accumulation_buffer(self, data, k, owned, last_use):
         """The name of an add's operand whose array can take the sum in place: a fresh array of
         the result's shape and dtype that dies at this very statement."""
-        if data["op"] != "add" or data["shape"] == () or not self.float64_only:
+        if data["op"] != "add" or data["shape"] == () or not self.float64_only or self.scalar:
             # with float32 inputs a Python-number constant keeps float32 at run time, so the
             # buffer's dtype there is not the one the graph records
             return None
@@ -275,6 +285,8 @@ class SourceGenerator:
         """An output as a fresh array: never a view of an argument or of a constant, never the
         read-only result of a broadcast."""
         data = self.graph.nodes[node]
+        if self.scalar:
+            return self._operand(node)      # a float is immutable: never a copy
         if data["op"] not in FRESH_OPS or self.names.get(node) in self.input_names \
                 or self.names.get(node) in self.namespace:
             if data["shape"] == ():
@@ -301,6 +313,56 @@ class SourceGenerator:
         lines += [f"    {line}" for line in body]
         lines.append(f"    return {', '.join(returned)}" + ("," if len(returned) == 1 else ""))
         return "\n".join(lines) + "\n"
+
+
+def scalar_ready(graph, outputs, inputs, function_name):
+    """Whether the fast path applies: every needed node a float64 (or, inside, boolean) scalar
+    with a Python-float form, every input and output a float64 scalar, and a function name that
+    does not hide a name the entry uses."""
+    if not inputs or function_name in SCALAR_NAMES:
+        return False
+    if any(graph.nodes[node]["dtype"] != "float64" for node in outputs):
+        return False            # a comparison's result stays a NumPy bool
+    for node in inputs:
+        data = graph.nodes[node]
+        if data["shape"] != () or data["dtype"] != "float64":
+            return False
+    for node in graph.ancestors_in_order(outputs):
+        data = graph.nodes[node]
+        if data["shape"] != () or data["dtype"] not in ("float64", "bool"):
+            return False
+        if data["op"] not in ("var", "const") and OPS[data["op"]].scalar is None:
+            return False
+    return True
+
+
+def generate_scalar(graph, outputs, inputs, function_name, single):
+    """The entry of an all-scalar graph: Python floats go through ``math`` code, inline; any other
+    argument, or a value ``math`` refuses, goes to ``_sg_general`` (the checked NumPy function).
+
+    Returns (source, namespace), or (None, None) when scalar_ready says no.
+    """
+    if not scalar_ready(graph, outputs, inputs, function_name):
+        return None, None
+    generator = SourceGenerator(graph, outputs, inputs, function_name, scalar=True)
+    body = generator.body()
+    returned = ", ".join(generator._returned(node) for node in outputs)
+    params = [generator.names[n] for n in inputs]
+    floats = " and ".join(f"type({p}) is _sg_float" for p in params)
+    # positional-only parameters: a keyword lands in _sg_unexpected, and the general path binds
+    # it (and names the argument when the call is wrong) as it binds every other call
+    lines = [f"def {function_name}({', '.join(f'{p}=_sg_missing' for p in params)}, /, "
+             f"*_sg_extra, **_sg_unexpected):",
+             f"    if {floats} and not _sg_extra and not _sg_unexpected:",
+             "        try:"]
+    lines += [f"            {line}" for line in body]
+    lines += [f"            return {returned}" + ("" if single or len(outputs) > 1 else ","),
+              "        except _sg_refusals:",
+              "            pass    # math refuses where NumPy answers inf or nan: NumPy answers",
+              f"    return _sg_general(({', '.join(params)},), _sg_extra, _sg_unexpected)"]
+    namespace = dict(generator.namespace, math=math, type=type, _sg_float=float,
+                     _sg_refusals=SCALAR_REFUSALS)
+    return "\n".join(lines) + "\n", namespace
 
 
 def generate(graph, outputs, inputs, function_name="f"):

@@ -345,3 +345,78 @@ def test_the_same_output_twice_comes_back_as_two_arrays():
     first, second = sg.compile([y, y], inputs=[x])(np.ones(3))
     np.testing.assert_array_equal(first, second)
     assert not np.shares_memory(first, second)
+
+
+# -- the scalar fast path ----------------------------------------------------------------------------
+
+# values where float and math code is most likely to part from NumPy: signed zeros, ties with the
+# other operand (0.5), the overflow and domain edges, and the non-finite values
+EDGES = [0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 2.0, 1e-300, -1e-300, 30.0, -30.0, 710.0, -710.0,
+         1e308, -1e308, np.inf, -np.inf, np.nan]
+
+# every op with a Python-float form, on scalars x and y (y = 0.5 makes ties with EDGES)
+SCALAR_BUILDERS = {
+    **{name: (lambda f: lambda x, y: f(x))(getattr(sg, name))
+       for name in ["sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "sign",
+                    "abs", "sigmoid", "softplus", "relu"]},
+    "leaky_relu": lambda x, y: sg.leaky_relu(x, 0.1),
+    "negative": lambda x, y: -x,
+    "add": lambda x, y: x + y, "subtract": lambda x, y: x - y, "multiply": lambda x, y: x * y,
+    "divide": lambda x, y: x / y, "reciprocal": lambda x, y: 1.0 / x,
+    "square": lambda x, y: x ** 2.0, "power": lambda x, y: x ** y, "cube": lambda x, y: x ** 3.0,
+    "maximum": sg.maximum, "minimum": sg.minimum, "clip": lambda x, y: sg.clip(x, -1.0, y),
+    "where": lambda x, y: sg.where(x < y, x * 2.0, y), "stop_gradient": lambda x, y: sg.stop_gradient(x),
+}
+
+
+def same_numbers(a, b):
+    return (np.isnan(a) and np.isnan(b)) or a == b and np.signbit(a) == np.signbit(b)
+
+
+@pytest.mark.parametrize("op", sorted(SCALAR_BUILDERS))
+def test_the_scalar_fast_path_gives_numpys_answers_and_derivatives(op):
+    x, y = sg.var("x"), sg.var("y")
+    f = SCALAR_BUILDERS[op](x, y)
+    fn = sg.compile([f, *sg.grad(f, [x, y], disconnected="zero")], inputs=[x, y])
+    assert fn.scalar_source is not None, "this graph should have a fast path"
+    assert all(type(v) is float for v in fn(0.25, 0.5))        # floats in, floats out
+    for a in EDGES:
+        for b in (0.5, a, -2.0):
+            with np.errstate(all="ignore"):
+                fast = fn(float(a), float(b))
+                reference = fn(np.float64(a), np.float64(b))      # the NumPy function
+            for got, want in zip(fast, reference):
+                # math's libm and NumPy's may round a transcendental function differently, and
+                # sigmoid' = s (1 - s) turns one ulp of s near 1 into 1e-15 relative
+                assert same_numbers(got, want) or abs(got - want) <= 1e-12 * abs(want), \
+                    f"{op} at ({a}, {b}): fast path {fast}, NumPy {reference}"
+
+
+def test_the_scalar_entry_binds_and_checks_like_the_numpy_function():
+    x, y = sg.var("x"), sg.var("y")
+    fn = sg.compile([x * y, sg.grad(x * y, x)], inputs=[x, y])
+    assert fn.scalar_source is not None
+    assert fn(2.0, y=3.0) == fn(x=2.0, y=3.0) == (6.0, 3.0)
+    assert fn(2, 3.0) == (6.0, 3.0)                     # an int goes through NumPy
+    for call, message in [(lambda: fn(2.0), "missing argument"),
+                          (lambda: fn(2.0, 3.0, 4.0), "at most 2"),
+                          (lambda: fn(2.0, 3.0, x=1.0), "given twice"),
+                          (lambda: fn(2.0, z=1.0), "unexpected argument 'z'"),
+                          (lambda: fn(np.ones(2), 1.0), "argument 'x'")]:
+        with pytest.raises(sg.SymgradError, match=message):
+            call()
+
+
+def test_graphs_with_arrays_or_boolean_outputs_have_no_scalar_fast_path():
+    x, v = sg.var("x"), sg.var("v", shape=(2,))
+    assert sg.compile(sg.sum(v * x)).scalar_source is None
+    assert sg.compile(x < 1.0).scalar_source is None
+    assert sg.compile(sg.logsumexp(sg.reshape(x, (1,)))).scalar_source is None
+
+
+def test_inputs_named_like_the_fast_paths_own_names_are_renamed_in_it():
+    math_, type_ = sg.var("math"), sg.var("type")
+    fn = sg.compile(sg.sin(math_) * type_, inputs=[math_, type_])
+    assert fn.scalar_source is not None
+    assert fn(0.5, 2.0) == pytest.approx(2 * np.sin(0.5))
+    assert fn(type=2.0, math=0.5) == pytest.approx(2 * np.sin(0.5))

@@ -22,6 +22,7 @@ tries the same graphs; ``long`` tries at least 10,000 graphs (5,000 per test) wi
         --hypothesis-show-statistics -q
 """
 
+import itertools
 import math
 
 import numpy as np
@@ -765,8 +766,10 @@ def test_scalar_derivatives_match_sympy(data):
                             for s in symbols]
         assume(finite(np.array([expected_value, *expected_grad])))
         assume(finite(np.array(expected_hessian)))
-        for fn in compiled_both_ways([f, *grads, *(h for row in hessian for h in row)], inputs):
-            value, *rest = (float(r) for r in fn(*point))
+        compiled = compiled_both_ways([f, *grads, *(h for row in hessian for h in row)], inputs)
+        # NumPy scalars take the NumPy function; Python floats the scalar fast path
+        for fn, arguments in itertools.product(compiled, [list(point), point.tolist()]):
+            value, *rest = (float(r) for r in fn(*arguments))
             n = len(names)
             np.testing.assert_allclose(value, expected_value, rtol=1e-9, atol=1e-12)
             np.testing.assert_allclose(rest[:n], expected_grad, rtol=1e-8, atol=1e-10)

@@ -35,6 +35,10 @@ class Op:
     dtype:      (input dtypes, **attrs) -> output dtype
     simplify:   (inputs, **attrs) -> an existing Expr equal to the result, or None
     nondifferentiable: operand positions that no gradient flows into (masks, shape donors)
+    scalar:     the op on Python floats (``math`` functions, conditional expressions), a template
+                or emitter like ``numpy``, for the fast path of all-scalar graphs; None when the
+                op has none. It must give NumPy's answer, or raise ArithmeticError/ValueError
+                where NumPy would answer inf or nan (the call then goes to the NumPy code).
     """
 
     name: str
@@ -45,6 +49,7 @@ class Op:
     dtype: Callable
     simplify: Callable | None = None
     nondifferentiable: tuple = field(default=())
+    scalar: str | Callable | None = None
 
 
 OPS: dict[str, Op] = {}
@@ -74,11 +79,12 @@ def same_dtype(dtypes, **attrs):
 
 
 def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=None,
-          nondifferentiable=()):
+          nondifferentiable=(), scalar=None):
     """Register a primitive; see Op for the meaning of each field."""
     if name in OPS:
         raise SymgradError(f"op {name!r} is already defined")
-    OPS[name] = Op(name, arity, shape, numpy, vjp, dtype, simplify, tuple(nondifferentiable))
+    OPS[name] = Op(name, arity, shape, numpy, vjp, dtype, simplify, tuple(nondifferentiable),
+                   scalar)
     return OPS[name]
 
 

@@ -146,11 +146,12 @@ def _chain(*hooks):
 # -- unary functions: one line each, the derivative reusing ``out`` where the math allows ----------
 
 
-def unary(name, numpy_name, vjp, fold=True):
-    """Register ``name`` as ``np.<numpy_name>`` with derivative rule ``vjp(g, out, x)``."""
+def unary(name, numpy_name, vjp, scalar=None):
+    """Register ``name`` as ``np.<numpy_name>`` with derivative rule ``vjp(g, out, x)``; on Python
+    floats it is ``math.<numpy_name>`` unless ``scalar`` says otherwise."""
     function = getattr(np, numpy_name)
     defop(name, 1, same_shape, f"np.{numpy_name}({{0}})", lambda g, out, x: [vjp(g, out, x)],
-          simplify=_fold(function) if fold else None)
+          simplify=_fold(function), scalar=scalar or f"math.{numpy_name}({{0}})")
 
     def build(x):
         return apply(name, x)
@@ -168,8 +169,10 @@ log1p = unary("log1p", "log1p", lambda g, out, x: g / (1.0 + x))
 expm1 = unary("expm1", "expm1", lambda g, out, x: g * (out + 1.0))
 sqrt = unary("sqrt", "sqrt", lambda g, out, x: g / (2.0 * out))
 tanh = unary("tanh", "tanh", lambda g, out, x: g * (1.0 - out ** 2))
-sign = unary("sign", "sign", lambda g, out, x: None)
-absolute = unary("absolute", "abs", lambda g, out, x: g * sign(x))
+# the conditional expressions keep NumPy's answers at 0 and for nan (which fails every comparison)
+sign = unary("sign", "sign", lambda g, out, x: None,
+             scalar="(1.0 if {0} > 0.0 else -1.0 if {0} < 0.0 else {0})")
+absolute = unary("absolute", "abs", lambda g, out, x: g * sign(x), scalar="math.fabs({0})")
 
 def _inside_broadcast(name):
     """f(broadcast(a, like)) -> broadcast(f(a), like): the function runs on the small operand."""
@@ -182,7 +185,7 @@ def _inside_broadcast(name):
     return simplify
 
 
-defop("negative", 1, same_shape, "-{0}", lambda g, out, x: [-g],
+defop("negative", 1, same_shape, "-{0}", lambda g, out, x: [-g], scalar="-{0}",
       simplify=_chain(_fold(np.negative), _inside_broadcast("negative"),
                       lambda inputs: inputs[0].inputs[0] if inputs[0].op == "negative" else None,
                       _into_selection("negative", (0,))))
@@ -200,7 +203,8 @@ def _heaviside_simplify(inputs, at_zero):
 
 
 defop("heaviside", 1, same_shape, "np.heaviside({0}, {at_zero})", lambda g, out, x, at_zero: [None],
-      simplify=_heaviside_simplify, nondifferentiable=(0,))
+      simplify=_heaviside_simplify, nondifferentiable=(0,),
+      scalar="(1.0 if {0} > 0.0 else 0.0 if {0} < 0.0 else {at_zero} if {0} == 0.0 else {0})")
 
 
 def heaviside(x, at_zero=0.5):
@@ -211,11 +215,17 @@ def heaviside(x, at_zero=0.5):
 # Stable forms: sigmoid = exp(-log(1 + exp(-x))) never overflows and keeps relative accuracy in
 # both tails; softplus = log(exp(0) + exp(x)) through logaddexp never overflows either.
 defop("sigmoid", 1, same_shape, "np.exp(-np.logaddexp(0.0, -{0}))",
-      lambda g, out, x: [g * (out * (1.0 - out))])
-defop("softplus", 1, same_shape, "np.logaddexp(0.0, {0})", lambda g, out, x: [g * sigmoid(x)])
-defop("relu", 1, same_shape, "np.maximum({0}, 0.0)", lambda g, out, x: [g * heaviside(x)])
+      lambda g, out, x: [g * (out * (1.0 - out))],
+      # the NumPy form with logaddexp written out as NumPy computes it, branch for branch
+      scalar="(math.exp(-math.log1p(math.exp(-{0}))) if {0} > 0.0 "
+             "else math.exp({0} - math.log1p(math.exp({0}))))")
+defop("softplus", 1, same_shape, "np.logaddexp(0.0, {0})", lambda g, out, x: [g * sigmoid(x)],
+      scalar="({0} + math.log1p(math.exp(-{0})) if {0} > 0.0 else math.log1p(math.exp({0})))")
+defop("relu", 1, same_shape, "np.maximum({0}, 0.0)", lambda g, out, x: [g * heaviside(x)],
+      scalar="({0} if {0} >= 0.0 else 0.0 if {0} < 0.0 else {0})")
 defop("leaky_relu", 1, same_shape, "np.where({0} > 0.0, {0}, {alpha} * {0})",
-      lambda g, out, x, alpha: [g * (alpha + (1.0 - alpha) * heaviside(x))])
+      lambda g, out, x, alpha: [g * (alpha + (1.0 - alpha) * heaviside(x))],
+      scalar="({0} if {0} > 0.0 else {alpha} * {0})")
 
 
 def sigmoid(x):
@@ -265,23 +275,33 @@ def _right_is(number):
 defop("add", 2, broadcast_shape, "{0} + {1}",
       lambda g, out, x, y: [_to_input(g, out, x), _to_input(g, out, y)],
       simplify=_chain(_fold(np.add), _identity_when(_either_side(0)),
-                      _through_broadcasts("add"), _selections_added("add")))
+                      _through_broadcasts("add"), _selections_added("add")),
+      scalar="{0} + {1}")
 defop("subtract", 2, broadcast_shape, "{0} - {1}",
       lambda g, out, x, y: [_to_input(g, out, x), _to_input(-g, out, y)],
       simplify=_chain(_fold(np.subtract), _identity_when(_right_is(0)),
-                      _through_broadcasts("subtract"), _selections_added("subtract")))
+                      _through_broadcasts("subtract"), _selections_added("subtract")),
+      scalar="{0} - {1}")
 defop("multiply", 2, broadcast_shape, "{0} * {1}",
       lambda g, out, x, y: [_to_input(g * y, out, x), _to_input(g * x, out, y)],
       simplify=_chain(_fold(np.multiply), _identity_when(_either_side(1)),
-                      _through_broadcasts("multiply"), _into_selection("multiply", (0, 1))))
+                      _through_broadcasts("multiply"), _into_selection("multiply", (0, 1))),
+      scalar="{0} * {1}")
 defop("divide", 2, broadcast_shape, "{0} / {1}",
       lambda g, out, x, y: [_to_input(g / y, out, x), _to_input(-(g * out) / y, out, y)],
       simplify=_chain(_fold(np.divide), _identity_when(_right_is(1)),
-                      _through_broadcasts("divide"), _into_selection("divide", (0,))))
+                      _through_broadcasts("divide"), _into_selection("divide", (0,))),
+      scalar="{0} / {1}")
 defop("power", 2, broadcast_shape, "{0} ** {1}",
       lambda g, out, x, y: [_power_base_vjp(g, out, x, y), _power_exponent_vjp(g, out, x, y)],
       simplify=_chain(_fold(np.power), _identity_when(_right_is(1)),
-                      _through_broadcasts("power")))
+                      _through_broadcasts("power")),
+      scalar=lambda ctx: _scalar_power(*ctx.args))
+
+
+def _scalar_power(base, exponent):
+    # math.pow raises where float ** would answer a complex number (a negative base)
+    return f"{base} * {base}" if exponent == "2.0" else f"math.pow({base}, {exponent})"
 
 
 def _power_base_vjp(g, out, x, y):
@@ -305,10 +325,13 @@ def _minimum_vjp(g, out, x, y):
     return [_to_input(g * heaviside(y - x), out, x), _to_input(g * heaviside(x - y), out, y)]
 
 
+# on floats, the last branch is reached only with a nan operand, which the sum propagates
 defop("maximum", 2, broadcast_shape, "np.maximum({0}, {1})", _maximum_vjp,
-      simplify=_chain(_fold(np.maximum), _through_broadcasts("maximum")))
+      simplify=_chain(_fold(np.maximum), _through_broadcasts("maximum")),
+      scalar="({0} if {0} >= {1} else {1} if {1} > {0} else {0} + {1})")
 defop("minimum", 2, broadcast_shape, "np.minimum({0}, {1})", _minimum_vjp,
-      simplify=_chain(_fold(np.minimum), _through_broadcasts("minimum")))
+      simplify=_chain(_fold(np.minimum), _through_broadcasts("minimum")),
+      scalar="({0} if {0} <= {1} else {1} if {1} < {0} else {0} + {1})")
 
 
 def add(x, y): return apply("add", x, y)
@@ -344,7 +367,7 @@ def clip(x, lower, upper):
 for _name, _symbol in [("less", "<"), ("less_equal", "<="), ("greater", ">"),
                        ("greater_equal", ">="), ("equal", "=="), ("not_equal", "!=")]:
     defop(_name, 2, broadcast_shape, f"{{0}} {_symbol} {{1}}", lambda g, out, x, y: [None, None],
-          dtype=bool_dtype, nondifferentiable=(0, 1))
+          dtype=bool_dtype, nondifferentiable=(0, 1), scalar=f"{{0}} {_symbol} {{1}}")
 
 
 def _where_vjp(g, out, condition, x, y):
@@ -353,6 +376,7 @@ def _where_vjp(g, out, condition, x, y):
 
 
 defop("where", 3, broadcast_shape, "np.where({0}, {1}, {2})", _where_vjp,
+      scalar="({1} if {0} else {2})",
       dtype=lambda dtypes: float_dtype(dtypes[1:]), simplify=_through_broadcasts("where"),
       nondifferentiable=(0,))
 

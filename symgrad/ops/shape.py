@@ -529,7 +529,7 @@ def _emit_zeros_like(ctx):
 
 
 defop("zeros_like", 1, lambda shapes: shapes[0], _emit_zeros_like, lambda g, out, x: [None],
-      nondifferentiable=(0,))
+      nondifferentiable=(0,), scalar="0.0")
 
 
 def zeros_like(x):
@@ -543,7 +543,7 @@ def _emit_identity_like(ctx):
 
 
 defop("identity_like", 1, lambda shapes: shapes[0] + shapes[0], _emit_identity_like,
-      lambda g, out, x: [None], nondifferentiable=(0,))
+      lambda g, out, x: [None], nondifferentiable=(0,), scalar="1.0")
 
 
 def identity_like(x):
@@ -553,7 +553,7 @@ def identity_like(x):
 
 
 defop("stop_gradient", 1, lambda shapes: shapes[0], "{0}", lambda g, out, x: [None],
-      dtype=same_dtype, nondifferentiable=(0,),
+      dtype=same_dtype, nondifferentiable=(0,), scalar="{0}",
       simplify=lambda inputs: inputs[0] if inputs[0].op in ("const", "stop_gradient") else None)
 
 
