@@ -244,10 +244,11 @@ class SourceGenerator:
             name = self.graph.readable_name(node)
             self.names[node] = self.namer.claim(name) if name else self.namer.temp()
             ctx = EmitContext(self, node, args)
-            buffer = self._accumulation_buffer(data, k, owned, last_use)
+            buffer = self._reusable_buffer(data, k, owned, last_use)
             if buffer is not None:
-                other = args[1] if self.names.get(data["inputs"][0]) == buffer else args[0]
-                emitted = f"np.add({buffer}, {other}, out={buffer})"
+                attrs = _LazyLiterals(data["attrs"])
+                attrs["out"] = buffer
+                emitted = _FORMATTER.vformat(OPS[data["op"]].numpy_into, args, attrs)
             elif isinstance(emitter, str):
                 emitted = _FORMATTER.vformat(emitter, args, _LazyLiterals(data["attrs"]))
             else:
@@ -265,10 +266,12 @@ class SourceGenerator:
                 lines.append(f"del {', '.join(sorted(dying.pop(k)))}")
         return lines
 
-    def _accumulation_buffer(self, data, k, owned, last_use):
-        """The name of an add's operand whose array can take the sum in place: a fresh array of
-        the result's shape and dtype that dies at this very statement."""
-        if data["op"] != "add" or data["shape"] == () or not self.float64_only or self.scalar:
+    def _reusable_buffer(self, data, k, owned, last_use):
+        """The name of an operand whose array can take the result in place (Op.numpy_into): a
+        fresh array of the result's shape and dtype that dies at this very statement. Saves an
+        allocation, and for large arrays the page faults of touching new memory."""
+        if OPS[data["op"]].numpy_into is None or data["shape"] == () or not self.float64_only \
+                or self.scalar:
             # with float32 inputs a Python-number constant keeps float32 at run time, so the
             # buffer's dtype there is not the one the graph records
             return None

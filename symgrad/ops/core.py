@@ -39,6 +39,9 @@ class Op:
                 or emitter like ``numpy``, for the fast path of all-scalar graphs; None when the
                 op has none. It must give NumPy's answer, or raise ArithmeticError/ValueError
                 where NumPy would answer inf or nan (the call then goes to the NumPy code).
+    numpy_into: the NumPy emission writing into an existing array ``{out}`` of the result's shape
+                (a ufunc's ``out=``), for codegen to reuse an operand's buffer that dies there;
+                None when the op cannot write in place.
     """
 
     name: str
@@ -50,6 +53,7 @@ class Op:
     simplify: Callable | None = None
     nondifferentiable: tuple = field(default=())
     scalar: str | Callable | None = None
+    numpy_into: str | None = None
 
 
 OPS: dict[str, Op] = {}
@@ -79,12 +83,12 @@ def same_dtype(dtypes, **attrs):
 
 
 def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=None,
-          nondifferentiable=(), scalar=None):
+          nondifferentiable=(), scalar=None, numpy_into=None):
     """Register a primitive; see Op for the meaning of each field."""
     if name in OPS:
         raise SymgradError(f"op {name!r} is already defined")
     OPS[name] = Op(name, arity, shape, numpy, vjp, dtype, simplify, tuple(nondifferentiable),
-                   scalar)
+                   scalar, numpy_into)
     return OPS[name]
 
 

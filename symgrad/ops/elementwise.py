@@ -151,7 +151,8 @@ def unary(name, numpy_name, vjp, scalar=None):
     floats it is ``math.<numpy_name>`` unless ``scalar`` says otherwise."""
     function = getattr(np, numpy_name)
     defop(name, 1, same_shape, f"np.{numpy_name}({{0}})", lambda g, out, x: [vjp(g, out, x)],
-          simplify=_fold(function), scalar=scalar or f"math.{numpy_name}({{0}})")
+          simplify=_fold(function), scalar=scalar or f"math.{numpy_name}({{0}})",
+          numpy_into=f"np.{numpy_name}({{0}}, out={{out}})")
 
     def build(x):
         return apply(name, x)
@@ -186,6 +187,7 @@ def _inside_broadcast(name):
 
 
 defop("negative", 1, same_shape, "-{0}", lambda g, out, x: [-g], scalar="-{0}",
+      numpy_into="np.negative({0}, out={out})",
       simplify=_chain(_fold(np.negative), _inside_broadcast("negative"),
                       lambda inputs: inputs[0].inputs[0] if inputs[0].op == "negative" else None,
                       _into_selection("negative", (0,))))
@@ -204,7 +206,8 @@ def _heaviside_simplify(inputs, at_zero):
 
 defop("heaviside", 1, same_shape, "np.heaviside({0}, {at_zero})", lambda g, out, x, at_zero: [None],
       simplify=_heaviside_simplify, nondifferentiable=(0,),
-      scalar="(1.0 if {0} > 0.0 else 0.0 if {0} < 0.0 else {at_zero} if {0} == 0.0 else {0})")
+      scalar="(1.0 if {0} > 0.0 else 0.0 if {0} < 0.0 else {at_zero} if {0} == 0.0 else {0})",
+      numpy_into="np.heaviside({0}, {at_zero}, out={out})")
 
 
 def heaviside(x, at_zero=0.5):
@@ -220,9 +223,11 @@ defop("sigmoid", 1, same_shape, "np.exp(-np.logaddexp(0.0, -{0}))",
       scalar="(math.exp(-math.log1p(math.exp(-{0}))) if {0} > 0.0 "
              "else math.exp({0} - math.log1p(math.exp({0}))))")
 defop("softplus", 1, same_shape, "np.logaddexp(0.0, {0})", lambda g, out, x: [g * sigmoid(x)],
-      scalar="({0} + math.log1p(math.exp(-{0})) if {0} > 0.0 else math.log1p(math.exp({0})))")
+      scalar="({0} + math.log1p(math.exp(-{0})) if {0} > 0.0 else math.log1p(math.exp({0})))",
+      numpy_into="np.logaddexp(0.0, {0}, out={out})")
 defop("relu", 1, same_shape, "np.maximum({0}, 0.0)", lambda g, out, x: [g * heaviside(x)],
-      scalar="({0} if {0} >= 0.0 else 0.0 if {0} < 0.0 else {0})")
+      scalar="({0} if {0} >= 0.0 else 0.0 if {0} < 0.0 else {0})",
+      numpy_into="np.maximum({0}, 0.0, out={out})")
 defop("leaky_relu", 1, same_shape, "np.where({0} > 0.0, {0}, {alpha} * {0})",
       lambda g, out, x, alpha: [g * (alpha + (1.0 - alpha) * heaviside(x))],
       scalar="({0} if {0} > 0.0 else {alpha} * {0})")
@@ -276,22 +281,22 @@ defop("add", 2, broadcast_shape, "{0} + {1}",
       lambda g, out, x, y: [_to_input(g, out, x), _to_input(g, out, y)],
       simplify=_chain(_fold(np.add), _identity_when(_either_side(0)),
                       _through_broadcasts("add"), _selections_added("add")),
-      scalar="{0} + {1}")
+      scalar="{0} + {1}", numpy_into="np.add({0}, {1}, out={out})")
 defop("subtract", 2, broadcast_shape, "{0} - {1}",
       lambda g, out, x, y: [_to_input(g, out, x), _to_input(-g, out, y)],
       simplify=_chain(_fold(np.subtract), _identity_when(_right_is(0)),
                       _through_broadcasts("subtract"), _selections_added("subtract")),
-      scalar="{0} - {1}")
+      scalar="{0} - {1}", numpy_into="np.subtract({0}, {1}, out={out})")
 defop("multiply", 2, broadcast_shape, "{0} * {1}",
       lambda g, out, x, y: [_to_input(g * y, out, x), _to_input(g * x, out, y)],
       simplify=_chain(_fold(np.multiply), _identity_when(_either_side(1)),
                       _through_broadcasts("multiply"), _into_selection("multiply", (0, 1))),
-      scalar="{0} * {1}")
+      scalar="{0} * {1}", numpy_into="np.multiply({0}, {1}, out={out})")
 defop("divide", 2, broadcast_shape, "{0} / {1}",
       lambda g, out, x, y: [_to_input(g / y, out, x), _to_input(-(g * out) / y, out, y)],
       simplify=_chain(_fold(np.divide), _identity_when(_right_is(1)),
                       _through_broadcasts("divide"), _into_selection("divide", (0,))),
-      scalar="{0} / {1}")
+      scalar="{0} / {1}", numpy_into="np.divide({0}, {1}, out={out})")
 defop("power", 2, broadcast_shape, "{0} ** {1}",
       lambda g, out, x, y: [_power_base_vjp(g, out, x, y), _power_exponent_vjp(g, out, x, y)],
       simplify=_chain(_fold(np.power), _identity_when(_right_is(1)),
@@ -328,10 +333,12 @@ def _minimum_vjp(g, out, x, y):
 # on floats, the last branch is reached only with a nan operand, which the sum propagates
 defop("maximum", 2, broadcast_shape, "np.maximum({0}, {1})", _maximum_vjp,
       simplify=_chain(_fold(np.maximum), _through_broadcasts("maximum")),
-      scalar="({0} if {0} >= {1} else {1} if {1} > {0} else {0} + {1})")
+      scalar="({0} if {0} >= {1} else {1} if {1} > {0} else {0} + {1})",
+      numpy_into="np.maximum({0}, {1}, out={out})")
 defop("minimum", 2, broadcast_shape, "np.minimum({0}, {1})", _minimum_vjp,
       simplify=_chain(_fold(np.minimum), _through_broadcasts("minimum")),
-      scalar="({0} if {0} <= {1} else {1} if {1} < {0} else {0} + {1})")
+      scalar="({0} if {0} <= {1} else {1} if {1} < {0} else {0} + {1})",
+      numpy_into="np.minimum({0}, {1}, out={out})")
 
 
 def add(x, y): return apply("add", x, y)
