@@ -309,6 +309,8 @@ CASES = [
                             ("batch", (("n", 4), (4, 3))),
                             ("contract-n", ((2, "n"), ("n", 3)))]],
     Case("matmul", "dot", sg.dot, ((3, 4), (4,)), np.dot),
+    Case("inner", "matrix", lambda a, b: apply("inner", a, b), ((3, 4), (3, 4)), np.vdot),
+    Case("inner", "batch", lambda a, b: apply("inner", a, b), (("n", 3), ("n", 3)), np.vdot),
 ]
 
 CASES_BY_OP = {}
@@ -362,7 +364,7 @@ NO_SYMPY = {
     **dict.fromkeys(["sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax",
                      "axis_size"], "reduces over an axis"),
     **dict.fromkeys(["broadcast_to_like", "expand_dims", "squeeze", "reshape", "reshape_like",
-                     "transpose", "getitem", "index_grad", "concatenate", "matmul"],
+                     "transpose", "getitem", "index_grad", "concatenate", "matmul", "inner"],
                     "moves or contracts axes of an array"),
     **dict.fromkeys(["zeros_like", "identity_like"], "a constant: its operand only lends a shape"),
     "stop_gradient": "its derivative is zero by design, unlike the function it computes",

@@ -124,6 +124,13 @@ def _drop_added_zeros():
     return with_grads(zero + t * t * s, [s, t]), [s, t]
 
 
+def _sum_of_products_as_inner_product():
+    # an L2 penalty and a dot product written out: np.vdot, no array of products
+    W, V = sg.var("W", shape=(3, 4)), sg.var("V", shape=(3, 4))
+    h = 0.5 * sg.sum(W ** 2) + sg.sum(sg.tanh(W) * V)
+    return with_grads(h, [W, V]), [W, V]
+
+
 def _sum_of_a_broadcast_scalar():
     # grad of sum(x) s in x is s spread over x; summing it back is 3 s
     x, s = sg.var("x", shape=(3,)), sg.var("s")
@@ -149,6 +156,7 @@ ALGEBRA_CASES = {
     "fold_mul_by_zero_in_derivatives": _fold_mul_by_zero_in_derivatives,
     "drop_added_zeros": _drop_added_zeros,
     "sum_of_a_broadcast_scalar": _sum_of_a_broadcast_scalar,
+    "sum_of_products_as_inner_product": _sum_of_products_as_inner_product,
     "scalar_arithmetic_before_broadcast": _scalar_arithmetic_before_broadcast,
 }
 

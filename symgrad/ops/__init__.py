@@ -9,7 +9,7 @@ from .custom import custom_gradient
 from .elementwise import (absolute, add, clip, cos, divide, exp, expm1, heaviside, leaky_relu, log,
                           log1p, maximum, minimum, multiply, negative, power, relu, sigmoid, sign,
                           sin, softplus, sqrt, subtract, tan, tanh, where)
-from .linalg import dot, matmul
+from .linalg import dot, inner, matmul
 from .printing import to_text
 from .reduce import log_softmax, logsumexp, max, mean, min, softmax
 from . import stability  # noqa: F401 (registers the stability rewrites)

@@ -1,4 +1,5 @@
-"""Matrix products: matmul with NumPy's rules for 1-D operands and broadcast batch axes, and dot.
+"""Matrix products: matmul with NumPy's rules for 1-D operands and broadcast batch axes, dot, and
+inner, the sum of an elementwise product over every axis.
 
 Imports ops.core and ops.shape.
 """
@@ -46,6 +47,33 @@ def matmul(a, b):
     (4,)
     """
     return apply("matmul", a, b)
+
+
+def _inner_shape(shapes):
+    a, b = shapes
+    if a != b or not a:
+        raise ShapeError(f"operands must be arrays of one shape, got {a} and {b}")
+    return ()
+
+
+def _inner_vjp(g, out, a, b):
+    # g (a scalar, or a Jacobian's batch of them) scales every entry of the other operand
+    g = expand_dims(g, tuple(range(-a.ndim, 0)))
+    return [g * b, g * a]
+
+
+defop("inner", 2, _inner_shape, "np.vdot({0}, {1})", _inner_vjp)
+
+
+def inner(a, b):
+    """``sum(a * b)`` over every axis for ``a`` and ``b`` of one shape, as ``np.vdot``: no array
+    of products in between. The optimiser writes sums of products and of squares this way.
+
+    >>> from symgrad import var
+    >>> inner(var("W", shape=(4, 3)), var("W", shape=(4, 3))).shape
+    ()
+    """
+    return apply("inner", a, b)
 
 
 @op_function("dot", operands=2)

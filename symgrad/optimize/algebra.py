@@ -155,6 +155,24 @@ def sum_of_a_broadcast_scalar(data, inputs, axis, keepdims):
     return apply("multiply", value, apply("axis_size", like, axis=tuple(range(-like.ndim, 0))))
 
 
+@rewrite("sum")
+def sum_of_products_as_inner_product(data, inputs, axis, keepdims):
+    """sum(a * b) and sum(a ** 2) over every axis -> inner(a, b), one np.vdot: no array of
+    products (an L2 penalty on a weight matrix, a squared norm, a dot product written out)."""
+    (x,) = inputs
+    if keepdims or not x.ndim or len(axis) != x.ndim:
+        return None
+    if x.op == "multiply":
+        a, b = x.inputs
+    elif x.op == "power" and is_scalar_constant(x.inputs[1], 2):
+        a = b = x.inputs[0]
+    else:
+        return None
+    if a.shape != x.shape or b.shape != x.shape or a.dtype != b.dtype:
+        return None         # a broadcast operand: the products are more than the operands
+    return apply("inner", a, b)
+
+
 @rewrite("add", "subtract", "multiply", "divide", "power")
 def scalar_arithmetic_before_broadcast(data, inputs):
     """broadcast(a, like) * s -> broadcast(a * s, like) for a scalar s: one multiplication
@@ -172,6 +190,6 @@ def scalar_arithmetic_before_broadcast(data, inputs):
 RULES = [cancel_log_exp, cancel_exp_log, square_product_of_equals, gather_constant_factors,
          negate_instead_of_times_minus_one, negate_constant_factor, subtract_a_negation, add_a_negation,
          fold_mul_by_zero_in_derivatives, drop_added_zeros, sum_of_a_broadcast_scalar,
-         scalar_arithmetic_before_broadcast]
+         sum_of_products_as_inner_product, scalar_arithmetic_before_broadcast]
 
 __all__ = ["RULES", "const"]
