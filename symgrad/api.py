@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .codegen import RESERVED, build_function, generate, generate_scalar
+from .codegen import RESERVED, build_function, generate, generate_entry, generate_scalar
 from .optimize import optimize as run_optimizer
 from .differentiate import grad, hessian, hvp, jacobian, jvp, vjp  # noqa: F401 (public names)
 from .errors import ParseError, ShapeError, SymgradError  # noqa: F401
@@ -89,6 +89,7 @@ class CompiledFunction:
         self._positions = {name: i for i, name in enumerate(self.input_names)}
         self.rewrites = []
         self.scalar_source = None   # the Python-float fast path of an all-scalar graph, if any
+        self.entry_source = None    # the generated argument checks in front of the function
 
     def __repr__(self):
         return f"<symgrad compiled function ({', '.join(self.input_names)})>"
@@ -125,15 +126,16 @@ class CompiledFunction:
         given = tuple(v for v in values if v is not _MISSING) + extra
         return CompiledFunction.__call__(self, *given, **unexpected)
 
-    def _enter_through(self, scalar_source, namespace, name):
-        """Make calls go straight into the generated scalar entry: it becomes this object's
-        ``__call__`` (on a class of its own), so no Python-level method runs in between."""
-        namespace.update(_sg_missing=_MISSING, _sg_general=self._general)
-        entry = build_function(scalar_source, namespace, name)
+    def _enter_through(self, entry_source, namespace, name):
+        """Make calls go straight into a generated entry (codegen.generate_entry or
+        generate_scalar): it becomes this object's ``__call__`` (on a class of its own), so no
+        Python-level method runs between the caller and the checks."""
+        namespace.update(_sg_missing=_MISSING, _sg_general=self._general, _sg_body=self._function)
+        entry = build_function(entry_source, namespace, name)
         self.__class__ = type("CompiledFunction", (CompiledFunction,),
                               {"__call__": staticmethod(entry), "__slots__": (),
                                "__doc__": CompiledFunction.__doc__})
-        self.scalar_source = scalar_source
+        self.entry_source = entry_source
 
 
 # a parameter the caller left out of a scalar entry call
@@ -180,12 +182,16 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
                                                 optimized.inputs)
             rewrites += [str(applied) for applied in optimized.applied]
         source, namespace = generate(graph, output_nodes, input_nodes, name)
-        scalar_source, scalar_namespace = generate_scalar(graph, output_nodes, input_nodes, name,
-                                                          single)
+        entry_source, entry_namespace = generate_scalar(graph, output_nodes, input_nodes, name,
+                                                        single)
+        scalar = entry_source is not None
+        if not scalar:
+            entry_source, entry_namespace = generate_entry(graph, input_nodes, name, single)
     function = build_function(source, namespace, name)
     compiled = CompiledFunction(function, source, inputs, single)
-    if scalar_source is not None:
-        compiled._enter_through(scalar_source, scalar_namespace, name)
+    if entry_source is not None:
+        compiled._enter_through(entry_source, entry_namespace, name)
+        compiled.scalar_source = entry_source if scalar else None
     compiled.rewrites = rewrites
     if explain:
         print(explain_text(rewrites))

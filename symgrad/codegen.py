@@ -24,9 +24,10 @@ VIEW_OPS = frozenset({"var", "const", "broadcast_to_like", "transpose", "reshape
 FRESH_OPS = frozenset(OPS) - VIEW_OPS - {"custom_gradient"}
 # Names the emitted source itself relies on; a variable with one of these names is renamed.
 RESERVED = frozenset({"np", "float"})
-# The scalar fast path's own names (an input with one of them is renamed in its entry).
+# The entries' own names (an input with one of them is renamed in the entry).
 SCALAR_NAMES = frozenset({"math", "_sg_missing", "_sg_float", "_sg_general", "_sg_extra",
-                          "_sg_unexpected", "_sg_refusals", "type"})
+                          "_sg_unexpected", "_sg_refusals", "type", "_sg_body", "_sg_ndarray",
+                          "_sg_float64", "_sg_float32", "_sg_float64_scalar"})
 # How Python's float arithmetic and the math module refuse what NumPy answers with inf or nan
 # (1/0, log(0), exp(1000), sqrt(-1)): the fast path then hands the call to the NumPy code.
 SCALAR_REFUSALS = (ArithmeticError, ValueError)
@@ -365,6 +366,61 @@ def generate_scalar(graph, outputs, inputs, function_name, single):
               f"    return _sg_general(({', '.join(params)},), _sg_extra, _sg_unexpected)"]
     namespace = dict(generator.namespace, math=math, type=type, _sg_float=float,
                      _sg_refusals=SCALAR_REFUSALS)
+    return "\n".join(lines) + "\n", namespace
+
+
+def generate_entry(graph, inputs, function_name, single):
+    """The entry of a NumPy function: arguments that already are what the body expects (arrays of
+    the declared dtype and shape, NumPy floats for float64 scalars, Python floats made NumPy
+    floats so that 1/0 is inf as in NumPy) go straight to ``_sg_body``, checked by a few attribute
+    comparisons; anything else goes to ``_sg_general``, which converts, checks and names the
+    argument at fault.
+
+    Returns (source, namespace), or (None, None) for an input dtype the checks cannot name or a
+    function name the entry itself uses; the namespace lacks ``_sg_body``, ``_sg_general`` and ``_sg_missing``, which the caller supplies.
+    """
+    if function_name in SCALAR_NAMES or any(graph.nodes[node]["dtype"] not in ("float64", "float32")
+                                            for node in inputs):
+        return None, None           # the entry's def would hide a name it uses
+    namer = Namer(taken=[function_name, *SCALAR_NAMES])
+    params = [namer.claim(graph.nodes[node]["attrs"]["name"]) for node in inputs]
+    checks = []
+    conversions = []
+    bound = {}              # dimension name -> the source of its length in the first argument
+    for param, node in zip(params, inputs):
+        shape, dtype = graph.nodes[node]["shape"], graph.nodes[node]["dtype"]
+        if shape == () and dtype == "float64":
+            conversions.append(f"    if type({param}) is _sg_float:\n"
+                               f"        {param} = _sg_float64_scalar({param})")
+            checks.append(f"type({param}) is _sg_float64_scalar")
+            continue
+        checks.append(f"type({param}) is _sg_ndarray and {param}.dtype is _sg_{dtype}")
+        if all(isinstance(d, int) for d in shape):
+            checks.append(f"{param}.shape == {literal(tuple(shape))}")
+            continue
+        checks.append(f"{param}.ndim == {len(shape)}")
+        for axis, dim in enumerate(shape):
+            length = f"{param}.shape[{axis}]"
+            if isinstance(dim, int):
+                checks.append(f"{length} == {dim}")
+            elif dim in bound:
+                checks.append(f"{length} == {bound[dim]}")
+            else:
+                bound[dim] = length
+    checks += ["not _sg_extra", "not _sg_unexpected"]
+    arguments = ", ".join(params)
+    call = f"_sg_body({arguments})" + ("[0]" if single else "")
+    signature = [f"{p}=_sg_missing" for p in params] + (["/"] if params else []) \
+        + ["*_sg_extra", "**_sg_unexpected"]
+    lines = [f"def {function_name}({', '.join(signature)}):", *conversions,
+             "    if (" + "\n            and ".join(checks) + "):",
+             f"        return {call}",
+             f"    return _sg_general(({arguments}{',' if params else ''}), _sg_extra, "
+             f"_sg_unexpected)"]
+    namespace = {"type": type, "_sg_ndarray": np.ndarray, "_sg_float64": np.dtype("float64"),
+                 "_sg_float32": np.dtype("float32"), "_sg_float": float,
+                 "_sg_float64_scalar": np.float64,
+                 "__builtins__": {}}
     return "\n".join(lines) + "\n", namespace
 
 

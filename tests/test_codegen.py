@@ -420,3 +420,36 @@ def test_inputs_named_like_the_fast_paths_own_names_are_renamed_in_it():
     assert fn.scalar_source is not None
     assert fn(0.5, 2.0) == pytest.approx(2 * np.sin(0.5))
     assert fn(type=2.0, math=0.5) == pytest.approx(2 * np.sin(0.5))
+
+
+# -- the entry: argument checks in front of the NumPy function --------------------------------------
+
+
+def test_the_entry_passes_ready_arrays_straight_through_and_converts_the_rest():
+    X, v, s = sg.var("X", shape=("n", 3)), sg.var("v", shape=(3,)), sg.var("s")
+    fn = sg.compile([sg.sum(X @ v) / s, sg.grad(sg.sum(X @ v) / s, v)], inputs=[X, v, s])
+    assert "X.shape[1] == 3" in fn.entry_source and "v.shape == (3,)" in fn.entry_source
+    rng = np.random.default_rng(4)
+    X0, v0 = rng.standard_normal((5, 3)), rng.standard_normal(3)
+    expected = (np.sum(X0 @ v0) / 2.0, X0.sum(axis=0) / 2.0)
+    variants = [(X0, v0, 2.0), (X0, v0, np.float64(2.0)), (X0, v0, np.array(2.0)),
+                (X0.tolist(), list(v0), 2), (np.asfortranarray(X0), v0[::1], 2.0),
+                (X0.astype(np.float32), v0, 2.0)]
+    for arguments in variants:
+        value, gradient = fn(*arguments)
+        np.testing.assert_allclose(value, expected[0], rtol=1e-6)
+        np.testing.assert_allclose(gradient, expected[1], rtol=1e-6)
+    with np.errstate(all="ignore"):
+        assert fn(X0, v0, 0.0)[0] == np.inf * np.sign(expected[0])   # NumPy's 1/0, not Python's
+
+
+def test_the_entry_checks_every_named_dimension_against_its_first_binding():
+    X, Y = sg.var("X", shape=("n", 3)), sg.var("Y", shape=("n", 2))
+    fn = sg.compile(sg.sum(X) + sg.sum(Y), inputs=[X, Y])
+    assert fn(np.ones((4, 3)), np.ones((4, 2))) == 20.0
+    with pytest.raises(sg.ShapeError, match="dimension 'n' is 5"):
+        fn(np.ones((4, 3)), np.ones((5, 2)))
+    with pytest.raises(sg.ShapeError, match="argument 'X'"):
+        fn(np.ones((4, 4)), np.ones((4, 2)))
+    with pytest.raises(sg.ShapeError, match="argument 'X'"):
+        fn(np.ones(4), np.ones((4, 2)))
