@@ -76,18 +76,26 @@ class Graph(nx.DiGraph):
             while node in self._node:       # a networkx copy holds nodes but no cons table
                 node += 1
             self._next_key = node + 1
-            self.add_node(node, op=op, inputs=inputs, attrs=dict(attrs), shape=tuple(shape),
-                          dtype=dtype, order=self._order, derivative=self._order > 0,
-                          grad_of=self._grad_of, key=key)
+            # networkx's own storage, written as add_node and add_edge would write it: this runs
+            # once per node built, and the two calls cost more than the rest of building one
+            data = {"op": op, "inputs": inputs, "attrs": dict(attrs), "shape": tuple(shape),
+                    "dtype": dtype, "order": self._order, "derivative": self._order > 0,
+                    "grad_of": self._grad_of, "key": key}
             if value is not None:
-                self._node[node]["value"] = value
+                data["value"] = value
+            self._node[node] = data
+            self._succ[node] = {}
+            incoming = self._pred[node] = {}
             for position, operand in enumerate(inputs):
-                edge = self._succ[operand].get(node)
+                edge = incoming.get(operand)
                 if edge is not None:
                     edge["positions"] += (position,)
                 else:
-                    self.add_edge(operand, node, positions=_POSITIONS[position]
-                                  if position < len(_POSITIONS) else (position,))
+                    edge = {"positions": _POSITIONS[position] if position < len(_POSITIONS)
+                            else (position,)}
+                    self._succ[operand][node] = edge
+                    incoming[operand] = edge
+            nx._clear_cache(self)
             self._cons[key] = node
             return node
 

@@ -36,8 +36,12 @@ def optimize(graph, outputs, inputs, passes=None):
         current = target
         if len(applied) == fired:
             break       # the copy just made changed nothing a rewrite could see
+    fired = len(applied)
     current, current_outputs, current_inputs = polynomial.canonicalize(
         current, current_outputs, current_inputs, applied)
+    if len(applied) == fired:
+        # nothing to canonicalise: the last round's copy already is the fixed point
+        return Optimized(current, current_outputs, current_inputs, applied)
     target, mapping = rebuild(current, current_outputs, current_inputs, rules, applied)
     return Optimized(target, [mapping[o] for o in current_outputs],
                      [mapping[i] for i in current_inputs], applied)
