@@ -22,6 +22,10 @@ VIEW_OPS = frozenset({"var", "const", "broadcast_to_like", "transpose", "reshape
 # Ops whose result is a new array (not a view, not a caller's or a constant's memory): only these
 # may be written to in place or released early. User-defined ops are not assumed to be.
 FRESH_OPS = frozenset(OPS) - VIEW_OPS - {"custom_gradient"}
+# Built-in ops (those registered when this module is imported) whose value is computed at compile
+# time when every operand is a constant; a user's op may have effects, so it always runs.
+FOLDABLE_OPS = frozenset(OPS) - {"var", "const"}
+FOLD_LIMIT = 1_000_000      # entries: a larger constant result stays a statement
 # Names the emitted source itself relies on; a variable with one of these names is renamed.
 RESERVED = frozenset({"np", "float"})
 # The entries' own names (an input with one of them is renamed in the entry).
@@ -165,6 +169,7 @@ class SourceGenerator:
         self._dims = {}
         self._constants = 0
         self.statements = {}
+        self.folded = {}            # node -> its value, computed here from constant operands
 
     def dim(self, name):
         if name not in self._dims:
@@ -183,7 +188,7 @@ class SourceGenerator:
         if node in self.names:
             return self.names[node]
         data = self.graph.nodes[node]
-        value = data["value"]
+        value = self.folded[node] if node in self.folded else data["value"]
         if value.shape == () and value.dtype != bool:
             text = literal(float(value))
             # parenthesised when negative, -0.0 included, so that "x ** {1}" stays one power
@@ -242,6 +247,11 @@ class SourceGenerator:
             if emitter == "{0}":
                 # an identity of an inlined literal: give it a NumPy type, as ops expect arrays
                 emitter = f"{_scalar_type(data['dtype'])}({{0}})"
+            if not self.scalar and node not in self.outputs and self._constant_operands(data):
+                value = self._evaluate(node, data, emitter, args)
+                if value is not None:
+                    self.folded[node] = value
+                    continue
             name = self.graph.readable_name(node)
             self.names[node] = self.namer.claim(name) if name else self.namer.temp()
             ctx = EmitContext(self, node, args)
@@ -266,6 +276,40 @@ class SourceGenerator:
             if dying.get(k):
                 lines.append(f"del {', '.join(sorted(dying.pop(k)))}")
         return lines
+
+    def _constant_operands(self, data):
+        """Whether ``data``'s node can be computed now: a built-in op on constants only, with a
+        result of at most FOLD_LIMIT entries."""
+        if data["op"] not in FOLDABLE_OPS or not data["inputs"]:
+            return False
+        if not all(isinstance(d, int) for d in data["shape"]) or \
+                math.prod(data["shape"]) > FOLD_LIMIT:
+            return False
+        return all(i in self.folded or self.graph.nodes[i]["op"] == "const"
+                   for i in data["inputs"])
+
+    def _evaluate(self, node, data, emitter, args):
+        """The node's value, computed once by its own emission, or None when that fails (the
+        statement is then emitted and fails, or warns, at run time as it would have)."""
+        self.names[node] = "_sg_folded"
+        try:
+            ctx = EmitContext(self, node, args)
+            emitted = (_FORMATTER.vformat(emitter, args, _LazyLiterals(data["attrs"]))
+                       if isinstance(emitter, str) else emitter(ctx))
+            statements = [f"_sg_folded = {emitted}"] if isinstance(emitted, str) else emitted
+            source = "def _sg_fold():\n" + "".join(f"    {s}\n" for s in statements) \
+                + "    return _sg_folded\n"
+            with np.errstate(all="ignore"):
+                value = np.array(build_function(source, dict(self.namespace), "_sg_fold")(),
+                                 dtype=data["dtype"])
+        except Exception:           # noqa: BLE001 (whatever it is, the run-time code shows it)
+            return None
+        finally:
+            del self.names[node]
+        if value.shape != tuple(data["shape"]):
+            return None
+        value.setflags(write=False)
+        return value
 
     def _reusable_buffer(self, data, k, owned, last_use):
         """The name of an operand whose array can take the result in place (Op.numpy_into): a

@@ -131,6 +131,13 @@ def _sum_of_products_as_inner_product():
     return with_grads(h, [W, V]), [W, V]
 
 
+def _negate_after_summing():
+    # a softmax-like cotangent: the negation of a product, summed over the last axis
+    Z = sg.var("Z", shape=(3, 4))
+    h = sg.sum(sg.sum(-(sg.exp(Z) * Z), axis=-1) ** 2)
+    return with_grads(h, [Z]), [Z]
+
+
 def _sum_of_a_broadcast_scalar():
     # grad of sum(x) s in x is s spread over x; summing it back is 3 s
     x, s = sg.var("x", shape=(3,)), sg.var("s")
@@ -156,6 +163,7 @@ ALGEBRA_CASES = {
     "fold_mul_by_zero_in_derivatives": _fold_mul_by_zero_in_derivatives,
     "drop_added_zeros": _drop_added_zeros,
     "sum_of_a_broadcast_scalar": _sum_of_a_broadcast_scalar,
+    "negate_after_summing": _negate_after_summing,
     "sum_of_products_as_inner_product": _sum_of_products_as_inner_product,
     "scalar_arithmetic_before_broadcast": _scalar_arithmetic_before_broadcast,
 }

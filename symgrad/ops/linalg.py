@@ -25,6 +25,12 @@ def _matmul_vjp(g, out, a, b):
     # Promote 1-D operands to matrices as NumPy does, so that one pair of formulas serves:
     # d(a @ b) = g @ b^T for a, a^T @ g for b; then undo the promotion and the batch broadcast.
     leading = g.ndim - out.ndim
+    # A matrix and a vector: the vector's gradient written as one matrix product, so that a
+    # Jacobian's batch of cotangents in g makes one product, not a matrix-vector product per row.
+    if a.ndim == 2 and b.ndim == 1:             # a (m, k) @ b (k,), g (..., m)
+        return [expand_dims(g, -1) * b, g @ a]
+    if a.ndim == 1 and b.ndim == 2:             # a (k,) @ b (k, n), g (..., n)
+        return [g @ swap_last_axes(b), expand_dims(a, -1) * expand_dims(g, -2)]
     a2 = a if a.ndim >= 2 else expand_dims(a, 0)
     b2 = b if b.ndim >= 2 else expand_dims(b, -1)
     g2 = g if b.ndim >= 2 else expand_dims(g, -1)

@@ -156,6 +156,15 @@ def sum_of_a_broadcast_scalar(data, inputs, axis, keepdims):
 
 
 @rewrite("sum")
+def negate_after_summing(data, inputs, axis, keepdims):
+    """sum(-x) -> -sum(x): the negation runs on the (smaller) sum, not on every entry."""
+    (x,) = inputs
+    if x.op != "negative":
+        return None
+    return apply("negative", apply("sum", x.inputs[0], axis=axis, keepdims=keepdims))
+
+
+@rewrite("sum")
 def sum_of_products_as_inner_product(data, inputs, axis, keepdims):
     """sum(a * b) and sum(a ** 2) over every axis -> inner(a, b), one np.vdot: no array of
     products (an L2 penalty on a weight matrix, a squared norm, a dot product written out)."""
@@ -190,6 +199,7 @@ def scalar_arithmetic_before_broadcast(data, inputs):
 RULES = [cancel_log_exp, cancel_exp_log, square_product_of_equals, gather_constant_factors,
          negate_instead_of_times_minus_one, negate_constant_factor, subtract_a_negation, add_a_negation,
          fold_mul_by_zero_in_derivatives, drop_added_zeros, sum_of_a_broadcast_scalar,
+         negate_after_summing,
          sum_of_products_as_inner_product, scalar_arithmetic_before_broadcast]
 
 __all__ = ["RULES", "const"]
