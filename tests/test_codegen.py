@@ -453,3 +453,31 @@ def test_the_entry_checks_every_named_dimension_against_its_first_binding():
         fn(np.ones((4, 4)), np.ones((4, 2)))
     with pytest.raises(sg.ShapeError, match="argument 'X'"):
         fn(np.ones(4), np.ones((4, 2)))
+
+
+# -- constants computed at compile time ---------------------------------------------------------------
+
+
+def test_built_in_ops_on_constants_are_computed_once_at_compile_time():
+    A = np.random.default_rng(6).standard_normal((4, 3))
+    x = sg.var("x", shape=(3,))
+    y = (sg.const(A).T @ sg.const(A)) @ x + sg.sum(sg.exp(sg.const(A)))
+    fn = sg.compile(y, inputs=[x])
+    statements = [line for line in fn.source.splitlines() if " = " in line]
+    assert len(statements) == 2, fn.source          # the product with x, and the sum with it
+    x0 = np.arange(3.0)
+    np.testing.assert_allclose(fn(x0), A.T @ A @ x0 + np.exp(A).sum(), rtol=1e-12)
+    assert sg.compile(y, inputs=[x], optimize=False)(x0) == pytest.approx(fn(x0), rel=1e-12)
+
+
+def test_user_ops_on_constants_run_at_call_time():
+    # a user's op may have effects (a random draw, a counter): it is never computed in advance
+    def emit(ctx):
+        return f"{ctx.args[0]} * 3.0"
+
+    triple = sg.defop("triple_at_run_time", 1, lambda shapes: shapes[0], emit,
+                      lambda g, out, x: [g * 3.0])
+    x = sg.var("x")
+    fn = sg.compile(triple(sg.const(np.arange(2.0))) * x, inputs=[x])
+    assert "* 3.0" in fn.source
+    np.testing.assert_allclose(fn(2.0), [0.0, 6.0])
