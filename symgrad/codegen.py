@@ -256,10 +256,14 @@ class SourceGenerator:
             self.names[node] = self.namer.claim(name) if name else self.namer.temp()
             ctx = EmitContext(self, node, args)
             buffer = self._reusable_buffer(data, k, owned, last_use)
-            if buffer is not None:
+            into = OPS[data["op"]].numpy_into
+            if buffer is not None and not isinstance(into, str):
+                ctx.into = buffer
+                emitted = into(ctx)
+            elif buffer is not None:
                 attrs = _LazyLiterals(data["attrs"])
                 attrs["out"] = buffer
-                emitted = _FORMATTER.vformat(OPS[data["op"]].numpy_into, args, attrs)
+                emitted = _FORMATTER.vformat(into, args, attrs)
             elif isinstance(emitter, str):
                 emitted = _FORMATTER.vformat(emitter, args, _LazyLiterals(data["attrs"]))
             else:
@@ -320,7 +324,10 @@ class SourceGenerator:
             # with float32 inputs a Python-number constant keeps float32 at run time, so the
             # buffer's dtype there is not the one the graph records
             return None
-        for operand in data["inputs"]:
+        positions = OPS[data["op"]].into_positions
+        for position, operand in enumerate(data["inputs"]):
+            if positions is not None and position not in positions:
+                continue
             operand_data = self.graph.nodes[operand]
             name = self.names.get(operand)
             if (operand in owned and last_use.get(operand) == k

@@ -477,7 +477,10 @@ def test_user_ops_on_constants_run_at_call_time():
 
     triple = sg.defop("triple_at_run_time", 1, lambda shapes: shapes[0], emit,
                       lambda g, out, x: [g * 3.0])
-    x = sg.var("x")
-    fn = sg.compile(triple(sg.const(np.arange(2.0))) * x, inputs=[x])
-    assert "* 3.0" in fn.source
-    np.testing.assert_allclose(fn(2.0), [0.0, 6.0])
+    try:
+        x = sg.var("x")
+        fn = sg.compile(triple(sg.const(np.arange(2.0))) * x, inputs=[x])
+        assert "* 3.0" in fn.source
+        np.testing.assert_allclose(fn(2.0), [0.0, 6.0])
+    finally:
+        del sg.OPS["triple_at_run_time"]

@@ -169,6 +169,18 @@ def index_grad_case(label, g_shape, like_shape, index, keep=0):
                 (g_shape, like_shape), reference)
 
 
+def index_add_case(label, base_shape, g_shape, index, keep=0):
+    normalized = normalize_index(index, len(base_shape) - keep)
+
+    def reference(base, g):
+        result = base.copy()
+        result[(slice(None),) * keep + index] += g
+        return result
+    return Case("index_add", label,
+                lambda base, g: apply("index_add", base, g, index=normalized, keep=keep),
+                (base_shape, g_shape), reference)
+
+
 def reshape_like_case(label, shape, like_shape, keep=0):
     return Case("reshape_like", label, lambda a, like: apply("reshape_like", a, like, keep=keep),
                 (shape, like_shape), lambda a, like: a.reshape(a.shape[:keep] + like.shape))
@@ -289,6 +301,10 @@ CASES = [
     index_grad_case("keep", (2, 3), (3, 4), (slice(None), 1), keep=1),
     index_grad_case("keep-tail", (2, 3, 3), (4, 3), (slice(1, None),), keep=1),
     index_grad_case("batch", ("n",), ("n", 3), (slice(None), 0)),
+    index_add_case("tail", (4, 3), (3, 3), (slice(1, None),)),
+    index_add_case("column", (3, 4), (3,), (slice(None), 1)),
+    index_add_case("keep", (2, 3, 4), (2, 3), (slice(None), 1), keep=1),
+    index_add_case("batch", ("n", 3), ("n",), (slice(None), 0)),
     concatenate_case("rows", ((2, 3), (4, 3)), 0),
     concatenate_case("three", ((2, 1), (2, 2), (2, 3)), 1),
     concatenate_case("batch", (("n", 2), ("n", 3)), -1),
@@ -364,7 +380,8 @@ NO_SYMPY = {
     **dict.fromkeys(["sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax",
                      "axis_size"], "reduces over an axis"),
     **dict.fromkeys(["broadcast_to_like", "expand_dims", "squeeze", "reshape", "reshape_like",
-                     "transpose", "getitem", "index_grad", "concatenate", "matmul", "inner"],
+                     "transpose", "getitem", "index_grad", "index_add", "concatenate", "matmul",
+                     "inner"],
                     "moves or contracts axes of an array"),
     **dict.fromkeys(["zeros_like", "identity_like"], "a constant: its operand only lends a shape"),
     "stop_gradient": "its derivative is zero by design, unlike the function it computes",

@@ -138,6 +138,13 @@ def _negate_after_summing():
     return with_grads(h, [Z]), [Z]
 
 
+def _add_into_the_slice():
+    # Rosenbrock's shape: the gradient of x reaches it through two overlapping slices
+    x = sg.var("x", shape=(5,))
+    h = sg.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    return with_grads(h, [x]), [x]
+
+
 def _sum_of_a_broadcast_scalar():
     # grad of sum(x) s in x is s spread over x; summing it back is 3 s
     x, s = sg.var("x", shape=(3,)), sg.var("s")
@@ -164,6 +171,7 @@ ALGEBRA_CASES = {
     "drop_added_zeros": _drop_added_zeros,
     "sum_of_a_broadcast_scalar": _sum_of_a_broadcast_scalar,
     "negate_after_summing": _negate_after_summing,
+    "add_into_the_slice": _add_into_the_slice,
     "sum_of_products_as_inner_product": _sum_of_products_as_inner_product,
     "scalar_arithmetic_before_broadcast": _scalar_arithmetic_before_broadcast,
 }

@@ -922,6 +922,8 @@ SHAPE_MESSAGES = [
     ("matmul", [(), (3,)], lambda e: sg.matmul(e.x, e.v)),
     ("dot", [(2, 2, 2), (2, 2, 2)], lambda e: sg.dot(e.T3, e.T3)),
     ("inner", [(3,), (4,)], lambda e: apply("inner", e.v, e.u4)),
+    ("index_add", [(4,), (4,)],
+     lambda e: apply("index_add", e.u4, e.u4, index=(("slice", 1, 3, None),), keep=0)),
     ("maximum", [(3,), (4,)], lambda e: sg.maximum(e.v, e.u4)),
     ("minimum", [(3,), (4,)], lambda e: sg.minimum(e.v, e.u4)),
     ("where", [(4,), (3,), ()], lambda e: sg.where(e.u4 > 0.0, e.v, 0.0)),

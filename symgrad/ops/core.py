@@ -41,7 +41,9 @@ class Op:
                 where NumPy would answer inf or nan (the call then goes to the NumPy code).
     numpy_into: the NumPy emission writing into an existing array ``{out}`` of the result's shape
                 (a ufunc's ``out=``), for codegen to reuse an operand's buffer that dies there;
-                None when the op cannot write in place.
+                a template, or an emitter of statements reading ``ctx.into``; None when the op
+                cannot write in place.
+    into_positions: the operands whose buffer numpy_into may take (None: any of them)
     """
 
     name: str
@@ -53,7 +55,8 @@ class Op:
     simplify: Callable | None = None
     nondifferentiable: tuple = field(default=())
     scalar: str | Callable | None = None
-    numpy_into: str | None = None
+    numpy_into: str | Callable | None = None
+    into_positions: tuple | None = None
 
 
 OPS: dict[str, Op] = {}
@@ -83,12 +86,12 @@ def same_dtype(dtypes, **attrs):
 
 
 def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=None,
-          nondifferentiable=(), scalar=None, numpy_into=None):
+          nondifferentiable=(), scalar=None, numpy_into=None, into_positions=None):
     """Register a primitive; see Op for the meaning of each field."""
     if name in OPS:
         raise SymgradError(f"op {name!r} is already defined")
     OPS[name] = Op(name, arity, shape, numpy, vjp, dtype, simplify, tuple(nondifferentiable),
-                   scalar, numpy_into)
+                   scalar, numpy_into, into_positions)
     return OPS[name]
 
 

@@ -456,6 +456,34 @@ defop("index_grad", 2,
       _emit_index_grad, _index_grad_vjp, nondifferentiable=(1,))
 
 
+def _index_add_shape(shapes, index, keep):
+    base, g = shapes
+    if tuple(base[:keep]) != tuple(g[:keep]) or _indexed_shape([base[keep:]], index) != g[keep:]:
+        raise ShapeError(f"{g} is not the shape of {base} indexed by the index")
+    return tuple(base)
+
+
+def _index_add_source(ctx):
+    return ":, " * ctx.attrs["keep"] + _index_source(ctx.attrs["index"], trim=False)
+
+
+def _index_add_vjp(g, out, base, update, index, keep):
+    leading = g.ndim - out.ndim
+    return [g, apply("getitem", g, index=(("slice", None, None, None),) * (leading + keep) + index)]
+
+
+# base + index_grad(g, index): g added into a copy of base, or into base's own buffer when it
+# dies there (codegen's in-place rule) - the optimiser writes sums of index gradients this way,
+# so that slicing's gradient needs no array of zeros
+defop("index_add", 2, _index_add_shape,
+      lambda ctx: [f"{ctx.out} = np.array({ctx.args[0]})",
+                   f"{ctx.out}[{_index_add_source(ctx)}] += {ctx.args[1]}"],
+      _index_add_vjp,
+      numpy_into=lambda ctx: [f"{ctx.into}[{_index_add_source(ctx)}] += {ctx.args[1]}",
+                              f"{ctx.out} = {ctx.into}"],
+      into_positions=(0,))
+
+
 @op_function("getitem")
 def getitem(x, index):
     """Basic NumPy indexing: ints, slices, None and one ellipsis."""

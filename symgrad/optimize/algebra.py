@@ -155,6 +155,19 @@ def sum_of_a_broadcast_scalar(data, inputs, axis, keepdims):
     return apply("multiply", value, apply("axis_size", like, axis=tuple(range(-like.ndim, 0))))
 
 
+@rewrite("add")
+def add_into_the_slice(data, inputs):
+    """a + index_grad(g, index) -> index_add(a, g, index): g added into the slice of (a copy of,
+    or the dying buffer of) a, with no array of zeros spread around it (slicing's gradient)."""
+    for base, spread in (inputs, inputs[::-1]):
+        if spread.op == "index_grad" and base.shape == spread.shape == data["shape"] \
+                and base.dtype == data["dtype"]:
+            update = spread.inputs[0]
+            return apply("index_add", base, update, index=spread.attrs["index"],
+                         keep=spread.attrs["keep"])
+    return None
+
+
 @rewrite("sum")
 def negate_after_summing(data, inputs, axis, keepdims):
     """sum(-x) -> -sum(x): the negation runs on the (smaller) sum, not on every entry."""
@@ -199,7 +212,7 @@ def scalar_arithmetic_before_broadcast(data, inputs):
 RULES = [cancel_log_exp, cancel_exp_log, square_product_of_equals, gather_constant_factors,
          negate_instead_of_times_minus_one, negate_constant_factor, subtract_a_negation, add_a_negation,
          fold_mul_by_zero_in_derivatives, drop_added_zeros, sum_of_a_broadcast_scalar,
-         negate_after_summing,
+         negate_after_summing, add_into_the_slice,
          sum_of_products_as_inner_product, scalar_arithmetic_before_broadcast]
 
 __all__ = ["RULES", "const"]
