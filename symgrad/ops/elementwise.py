@@ -322,12 +322,15 @@ def _power_exponent_vjp(g, out, x, y):
     return _to_input(g * (out * log(where(x == 0.0, 1.0, x))), out, y)
 
 
+# One step serves both operands: H(y - x) = 1 - H(x - y), at a tie (1/2) and for nan alike.
 def _maximum_vjp(g, out, x, y):
-    return [_to_input(g * heaviside(x - y), out, x), _to_input(g * heaviside(y - x), out, y)]
+    step = heaviside(x - y)
+    return [_to_input(g * step, out, x), _to_input(g * (1.0 - step), out, y)]
 
 
 def _minimum_vjp(g, out, x, y):
-    return [_to_input(g * heaviside(y - x), out, x), _to_input(g * heaviside(x - y), out, y)]
+    step = heaviside(y - x)
+    return [_to_input(g * step, out, x), _to_input(g * (1.0 - step), out, y)]
 
 
 # on floats, the last branch is reached only with a nan operand, which the sum propagates
