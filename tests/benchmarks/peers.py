@@ -1,0 +1,824 @@
+"""Speed against peers: symgrad's compiled NumPy next to hand-written NumPy, JAX, PyTorch, autograd
+and PyTensor, on the same workloads, in one process.
+
+Run with ``python tests/benchmarks/peers.py [--quick] [--only NAME[,NAME...]] [--markdown FILE]``
+(see README.md in this folder; ``--peers`` and ``--repeats`` narrow a run down). A peer that is not
+installed is left out with a note; a ``symgrad numba`` column appears once symgrad.api.BACKENDS
+has "numba".
+
+Each workload is one function yielding ``Case`` rows: a hand-written NumPy reference (the ratio
+base), the expected results, and one setup per implementation. Every implementation is written
+once, generically, over a small math namespace (``ns.sum``, ``ns.tanh``...), and each framework's
+``Adapter`` turns it into a gradient, HVP, Hessian or n-th derivative function the way that
+framework is normally used (``jax.jit`` of ``jax.grad``, ``torch.autograd.grad``, ...).
+
+Method: every implementation is set up and called once (warm-up, under a time limit: 120 s, 30 s
+with --quick), its result checked against the expected one (scale-relative error,
+max |got - want| / max |want|, tolerance 1e-8; any disagreement or exception fails the run); then
+``repeats`` rounds, each timing every implementation once in turn (round robin, starting point
+rotated each round), each timing a loop of enough calls to last ``min_sample`` seconds; the
+figure is the median per call. JAX results are waited for (``block_until_ready``).
+
+The MLP is the model of memory.py, with its data and its hand-written backprop as the reference;
+its loss is written here once over ``ns`` like every other workload, symgrad included, rather
+than taken from memory.build (which compiles for one backend only). The tanh, iterated-map and
+chain references come from graph_economy.py.
+"""
+
+import os
+
+# Two threads on a shared 2-core machine: when another process holds a core, each parallel
+# region waits for a descheduled thread. Measured: NumPy's OpenBLAS took 16 ms for a
+# 100x200 @ 200x100 product (0.09 ms on one thread); PyTorch's OpenMP pool made its HVP at
+# n = 1e5 470 ms instead of 3-5 ms in one full run and not in another. So one thread each unless
+# the caller sets these (before NumPy and PyTorch are imported). JAX keeps its default pool.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import datetime
+import gc
+import importlib
+import importlib.metadata
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from types import SimpleNamespace
+from typing import Callable
+
+import numpy as np
+import scipy
+from numpy.polynomial import Polynomial
+from scipy.optimize import rosen_der, rosen_hess_prod
+from scipy.special import softmax
+
+import _common  # first: puts the checkout on sys.path
+from graph_economy import (NODES_PER_CHAIN_STEP, chain_reference, iterated_map_reference,
+                           tanh_derivative_reference)
+from memory import hand_backprop, problem as mlp_problem, DECAY, SIZES, BATCH
+
+import symgrad as sg
+import symgrad.api
+
+SEED = 0
+RTOL = 1e-8
+CHAIN_NODES = 10_000
+TANH_POINTS = 1_000_000
+MAP_POINTS = 100_000
+MAP_STEPS = (10, 20, 40, 80)
+TANH_ORDERS = range(1, 7)
+
+
+# -- generic workloads: f(ns, *args), ns being one framework's math namespace ----------------
+
+def rosenbrock(ns, x):
+    d = x[1:] - x[:-1] ** 2
+    return ns.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def mlp_loss(ns, X, Y, W1, b1, W2, b2, W3, b3):
+    """memory.py's loss: MLP 784-500-400-10, ReLU, mean log-softmax cross-entropy, L2 on weights."""
+    logits = ns.relu(ns.relu(X @ W1 + b1) @ W2 + b2) @ W3 + b3
+    return (-ns.mean(ns.sum(Y * ns.log_softmax(logits, axis=1), axis=1))
+            + DECAY * (ns.sum(W1 ** 2) + ns.sum(W2 ** 2) + ns.sum(W3 ** 2)))
+
+
+def tanh(ns, x):
+    return ns.tanh(x)
+
+
+def logsumexp_quadratic(A, ns, x):
+    return ns.logsumexp(ns.const(A) @ x) + 0.5 * ns.sum(x * x)
+
+
+def scalar_max(ns, x, y, z):
+    return (x + y) * ns.maximum(y, z)
+
+
+def scalar_mul(ns, x, y, z):
+    return (x + y) * z
+
+
+def iterated_map(steps, ns, x):
+    for _ in range(steps):
+        x = ns.sin(x) * x + x ** 2
+    return ns.sum(x)
+
+
+def chain(steps, ns, y):
+    for _ in range(steps):
+        y = ns.sin(y) * 0.5 + y
+    return ns.sum(y)
+
+
+# -- hand-written NumPy references: what a careful person writes -------------------------------
+
+def hand_rosen_grad(x):
+    xm = x[:-1]
+    d = x[1:] - xm * xm
+    g = np.empty_like(x)
+    g[0] = 0.0
+    np.multiply(d, 200.0, out=g[1:])
+    d *= xm
+    d *= -400.0
+    d += 2.0 * xm
+    d -= 2.0
+    g[:-1] += d
+    return g
+
+
+def hand_rosen_hvp(x, p):
+    xm = x[:-1]
+    diagonal = np.full_like(x, 200.0)
+    diagonal[0] = 0.0
+    diagonal[:-1] += 1200.0 * xm * xm
+    diagonal[:-1] -= 400.0 * x[1:]
+    diagonal[:-1] += 2.0
+    off = -400.0 * xm
+    hp = diagonal
+    hp *= p
+    hp[:-1] += off * p[1:]
+    hp[1:] += off * p[:-1]
+    return hp
+
+
+def tanh_derivative_coefficients(n):
+    """d^n tanh / dx^n = t^odd * Q(t^2), t = tanh(x): (coefficients of Q, low first; odd)."""
+    p = Polynomial([0.0, 1.0])
+    for _ in range(n):
+        p = Polynomial([1.0, 0.0, -1.0]) * p.deriv()
+    odd = n % 2 == 0
+    return p.coef[int(odd)::2].copy(), odd
+
+
+def hand_tanh_derivative(x, q, odd):
+    t = np.tanh(x)
+    s = np.square(t)
+    acc = s * q[-1]
+    acc += q[-2]
+    for c in q[-3::-1]:
+        acc *= s
+        acc += c
+    if odd:
+        acc *= t
+    return acc
+
+
+def hand_hessian(x, A):
+    z = A @ x
+    z -= z.max()
+    p = np.exp(z)
+    p /= p.sum()
+    Ap = A.T @ p
+    H = (A.T * p) @ A
+    H -= np.outer(Ap, Ap)
+    H.flat[::H.shape[0] + 1] += 1.0
+    return H
+
+
+def hand_scalar_max(x, y, z):
+    s = x + y
+    return (y, y + s, 0.0) if y > z else (z, z, s)
+
+
+def hand_scalar_mul(x, y, z):
+    return z, z, x + y
+
+
+def hand_iterated_map(x, steps):
+    """Forward pass storing x_k and sin(x_k), then the reverse sweep."""
+    xs, sines = [], []
+    for k in range(steps):
+        s = np.sin(x)
+        xs.append(x)
+        sines.append(s)
+        if k < steps - 1:       # x_K itself is not needed for the gradient
+            x = s * x
+            x += np.square(xs[-1])
+    g = np.ones_like(x)
+    for x, s in zip(reversed(xs), reversed(sines)):
+        d = np.cos(x)
+        d *= x
+        d += s
+        d += x
+        d += x
+        g *= d
+    return g
+
+
+# -- adapters: one per framework ---------------------------------------------------------------
+
+class Adapter:
+    """How one framework differentiates a generic f(ns, *args).
+
+    Each method returns a zero-argument ``run`` computing the derivative at the given (NumPy)
+    arguments, which it converts once, outside ``run``. ``compiles`` says whether a cold start
+    (build, differentiate, compile, first call) means anything for the framework.
+    """
+    label = version = note = ""
+    compiles = False
+
+    def grad(self, f, args, wrt, value=False):
+        raise NotImplementedError
+
+    def hvp(self, f, x, v):
+        raise NotImplementedError
+
+    def hessian(self, f, x):
+        raise NotImplementedError
+
+    def derivative(self, f, x, n):
+        """Elementwise n-th derivative of an elementwise f."""
+        raise NotImplementedError
+
+    def numpy(self, result):
+        """The results of ``run`` as a flat tuple of NumPy arrays."""
+        if isinstance(result, (tuple, list)):
+            return tuple(a for r in result for a in self.numpy(r))
+        return (np.asarray(result, dtype=np.float64),)
+
+
+class Symgrad(Adapter):
+    compiles = True
+
+    def __init__(self, backend="numpy"):
+        self.backend = backend
+        self.label = "symgrad" if backend == "numpy" else f"symgrad {backend}"
+        self.version = sg.__version__
+
+    def _compiled(self, build, args):
+        with sg.use_graph():
+            variables = [sg.var(f"a{i}", shape=np.shape(a)) for i, a in enumerate(args)]
+            fn = sg.compile(list(build(*variables)), inputs=variables, backend=self.backend)
+        return lambda: fn(*args)
+
+    def grad(self, f, args, wrt, value=False):
+        def build(*variables):
+            y = f(sg, *variables)
+            gradients = sg.grad(y, [variables[i] for i in wrt])
+            return [y, *gradients] if value else gradients
+        return self._compiled(build, args)
+
+    def hvp(self, f, x, v):
+        return self._compiled(lambda x, v: [sg.hvp(f(sg, x), x, v)], (x, v))
+
+    def hessian(self, f, x):
+        return self._compiled(lambda x: [sg.hessian(f(sg, x), x)], (x,))
+
+    def derivative(self, f, x, n):
+        def build(x):
+            d = f(sg, x)
+            for _ in range(n):
+                d = sg.grad(sg.sum(d), x)
+            return [d]
+        return self._compiled(build, (x,))
+
+
+class Jax(Adapter):
+    compiles = True
+
+    def __init__(self, jax):
+        import jax.numpy as jnp
+        from jax.scipy.special import logsumexp
+        jax.config.update("jax_enable_x64", True)
+        self.jax, self.jnp = jax, jnp
+        self.label, self.version = "JAX", jax.__version__
+        self.note = f"jit, x64, devices {', '.join(map(str, jax.devices()))}"
+        self.ns = SimpleNamespace(
+            sum=jnp.sum, mean=jnp.mean, tanh=jnp.tanh, sin=jnp.sin, maximum=jnp.maximum,
+            relu=jax.nn.relu, logsumexp=logsumexp, log_softmax=jax.nn.log_softmax,
+            const=jnp.asarray)
+
+    def _run(self, fn, args):
+        native = [self.jnp.asarray(a) for a in args]
+        return lambda: self.jax.block_until_ready(fn(*native))
+
+    def grad(self, f, args, wrt, value=False):
+        differentiate = self.jax.value_and_grad if value else self.jax.grad
+        return self._run(self.jax.jit(differentiate(partial(f, self.ns), argnums=tuple(wrt))),
+                         args)
+
+    def hvp(self, f, x, v):
+        g = self.jax.grad(partial(f, self.ns))
+        return self._run(self.jax.jit(lambda x, v: self.jax.jvp(g, (x,), (v,))[1]), (x, v))
+
+    def hessian(self, f, x):
+        return self._run(self.jax.jit(self.jax.hessian(partial(f, self.ns))), (x,))
+
+    def derivative(self, f, x, n):
+        d = partial(f, self.ns)
+        for _ in range(n):
+            d = self.jax.grad(d)
+        return self._run(self.jax.jit(self.jax.vmap(d)), (x,))
+
+
+class Torch(Adapter):
+    def __init__(self, torch):
+        self.torch = torch
+        self.label, self.version = "PyTorch", torch.__version__
+        self.note = (f"eager, {torch.get_num_threads()} intra-op / "
+                     f"{torch.get_num_interop_threads()} inter-op threads")
+        self.ns = SimpleNamespace(
+            sum=lambda a, axis=None: a.sum() if axis is None else a.sum(dim=axis),
+            mean=torch.mean, tanh=torch.tanh, sin=torch.sin, maximum=torch.maximum,
+            relu=torch.relu, logsumexp=lambda a: torch.logsumexp(a.reshape(-1), dim=0),
+            log_softmax=lambda a, axis: torch.log_softmax(a, dim=axis), const=torch.from_numpy)
+
+    def _tensors(self, args, wrt=()):
+        return [self.torch.from_numpy(np.asarray(a, dtype=np.float64)).requires_grad_(i in wrt)
+                for i, a in enumerate(args)]
+
+    def grad(self, f, args, wrt, value=False):
+        tensors = self._tensors(args, wrt)
+        leaves = [tensors[i] for i in wrt]
+
+        def run():
+            y = f(self.ns, *tensors)
+            gradients = self.torch.autograd.grad(y, leaves)
+            return (y.detach(), *gradients) if value else gradients
+        return run
+
+    def hvp(self, f, x, v):
+        x, v = self._tensors((x, v), wrt=(0,))
+
+        def run():
+            (g,) = self.torch.autograd.grad(f(self.ns, x), x, create_graph=True)
+            return self.torch.autograd.grad(g, x, grad_outputs=v)
+        return run
+
+    def hessian(self, f, x):
+        (x,) = self._tensors((x,))
+        hessian = self.torch.func.hessian(partial(f, self.ns))
+        return lambda: hessian(x)
+
+    def derivative(self, f, x, n):
+        (x,) = self._tensors((x,), wrt=(0,))
+
+        def run():
+            d = f(self.ns, x)
+            for k in range(n):
+                (d,) = self.torch.autograd.grad(d.sum(), x, create_graph=k < n - 1)
+            return d
+        return run
+
+    def numpy(self, result):
+        if isinstance(result, self.torch.Tensor):
+            return (result.detach().numpy(),)
+        return super().numpy(result)
+
+
+class Autograd(Adapter):
+    def __init__(self, autograd):
+        import autograd.numpy as anp
+        from autograd.scipy.special import logsumexp
+        self.autograd = autograd
+        self.label, self.version = "autograd", importlib.metadata.version("autograd")
+        self.ns = SimpleNamespace(
+            sum=anp.sum, mean=anp.mean, tanh=anp.tanh, sin=anp.sin, maximum=anp.maximum,
+            relu=lambda a: anp.maximum(a, 0.0), logsumexp=logsumexp,
+            log_softmax=lambda a, axis: a - logsumexp(a, axis=axis, keepdims=True),
+            const=lambda a: a)
+
+    def grad(self, f, args, wrt, value=False):
+        differentiate = self.autograd.value_and_grad if value else self.autograd.grad
+        fn = differentiate(partial(f, self.ns), argnum=tuple(wrt))
+        return lambda: fn(*args)
+
+    def hvp(self, f, x, v):
+        fn = self.autograd.hessian_vector_product(partial(f, self.ns))
+        return lambda: fn(x, v)
+
+    def hessian(self, f, x):
+        fn = self.autograd.hessian(partial(f, self.ns))
+        return lambda: fn(x)
+
+    def derivative(self, f, x, n):
+        d = partial(f, self.ns)
+        for _ in range(n):
+            d = self.autograd.elementwise_grad(d)
+        return lambda: d(x)
+
+
+class PyTensor(Adapter):
+    compiles = True
+
+    def __init__(self, pytensor):
+        import pytensor.gradient
+        import pytensor.tensor as pt
+        from pytensor.tensor.special import log_softmax
+        # PyTensor's gradient and rewrites recurse about once per level of the graph
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
+        self.pytensor, self.pt = pytensor, pt
+        self.label, self.version = "PyTensor", pytensor.__version__
+        config = pytensor.config
+        self.note = f"mode {config.mode}, linker {config.linker}, cxx {config.cxx or 'none'}"
+        self.ns = SimpleNamespace(
+            sum=pt.sum, mean=pt.mean, tanh=pt.tanh, sin=pt.sin, maximum=pt.maximum,
+            relu=lambda a: pt.maximum(a, 0.0), logsumexp=pt.logsumexp, log_softmax=log_softmax,
+            const=pt.constant)
+
+    def _function(self, build, args):
+        variables = [self.pt.tensor(f"a{i}", dtype="float64", shape=np.shape(a))
+                     for i, a in enumerate(args)]
+        fn = self.pytensor.function(variables, list(build(*variables)))
+        return lambda: fn(*args)
+
+    def grad(self, f, args, wrt, value=False):
+        def build(*variables):
+            y = f(self.ns, *variables)
+            gradients = self.pytensor.grad(y, [variables[i] for i in wrt])
+            return [y, *gradients] if value else gradients
+        return self._function(build, args)
+
+    def hvp(self, f, x, v):
+        hvp = self.pytensor.gradient.hessian_vector_product
+        return self._function(lambda x, v: [hvp(f(self.ns, x), x, v)], (x, v))
+
+    def hessian(self, f, x):
+        # pytensor.gradient.hessian loops with scan; the vectorized Jacobian of the gradient is
+        # what a careful user writes
+        def build(x):
+            g = self.pytensor.grad(f(self.ns, x), x)
+            return [self.pytensor.gradient.jacobian(g, x, vectorize=True)]
+        return self._function(build, (x,))
+
+    def derivative(self, f, x, n):
+        def build(x):
+            d = f(self.ns, x)
+            for _ in range(n):
+                d = self.pytensor.grad(self.pt.sum(d), x)
+            return [d]
+        return self._function(build, (x,))
+
+
+PEERS = (("jax", Jax), ("torch", Torch), ("autograd", Autograd), ("pytensor", PyTensor))
+
+
+def adapters(wanted=None):
+    """(available adapters, symgrad first; notes on the peers left out)."""
+    found = [Symgrad(backend) for backend in ("numpy", "numba") if backend in symgrad.api.BACKENDS]
+    missing = []
+    for module, adapter in PEERS:
+        if wanted is not None and module not in wanted:
+            missing.append(f"{module}: not asked for (--peers)")
+            continue
+        try:
+            found.append(adapter(importlib.import_module(module)))
+        except ImportError as error:
+            missing.append(f"{module}: not installed ({error})")
+    return found, missing
+
+
+# -- cases -------------------------------------------------------------------------------------
+
+@dataclass
+class Case:
+    """One row: the hand-written reference (None: no ratio, times shown in seconds), the expected
+    results, and per implementation a ``setup() -> run`` (or a string: why it is skipped)."""
+    workload: str
+    name: str
+    hand: Callable | None
+    want: tuple
+    setups: dict
+    floor: float = 0.0      # errors are relative to max(max |want|, floor)
+
+
+@dataclass
+class Config:
+    adapters: list
+    quick: bool
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(SEED))
+
+    def setups(self, method, *args, skip=()):
+        """{label: setup} calling ``adapter.method(*args)``; ``skip``: labels left out."""
+        return {a.label: ("skipped (--quick)" if a.label in skip else
+                          partial(getattr(a, method), *args))
+                for a in self.adapters}
+
+
+def rosenbrock_cases(cfg):
+    for n in (1_000,) if cfg.quick else (1_000, 100_000):
+        x, v = cfg.rng.uniform(-2.0, 2.0, n), cfg.rng.standard_normal(n)
+        yield Case("rosenbrock", f"Rosenbrock gradient, n={n:,}", partial(hand_rosen_grad, x),
+                   (rosen_der(x),), cfg.setups("grad", rosenbrock, (x,), (0,)))
+        yield Case("rosenbrock", f"Rosenbrock HVP, n={n:,}", partial(hand_rosen_hvp, x, v),
+                   (rosen_hess_prod(x, v),), cfg.setups("hvp", rosenbrock, x, v))
+
+
+def mlp_cases(cfg):
+    args = mlp_problem()
+    order = ("X", "Y", "W1", "b1", "W2", "b2", "W3", "b3")
+    values = tuple(args[name] for name in order)
+    yield Case("mlp", f"MLP {'-'.join(map(str, SIZES))} loss+gradient, batch {BATCH}",
+               partial(hand_backprop, **args), hand_backprop(**args),
+               cfg.setups("grad", mlp_loss, values, range(2, 8), True))
+
+
+def tanh_cases(cfg):
+    x = cfg.rng.uniform(-2.0, 2.0, TANH_POINTS)
+    for n in TANH_ORDERS:
+        q, odd = tanh_derivative_coefficients(n)
+        slow = ("autograd",) if cfg.quick and n >= 5 else ()
+        yield Case("tanh", f"tanh derivative order {n}, {TANH_POINTS:,} points",
+                   partial(hand_tanh_derivative, x, q, odd), (tanh_derivative_reference(x, n),),
+                   cfg.setups("derivative", tanh, x, n, skip=slow))
+
+
+def hessian_cases(cfg):
+    m, n = 200, 100
+    A = cfg.rng.standard_normal((m, n)) / np.sqrt(n)
+    x = cfg.rng.standard_normal(n)
+    p = softmax(A @ x)
+    want = A.T @ (np.diag(p) - np.outer(p, p)) @ A + np.eye(n)
+    yield Case("hessian", f"dense Hessian {n}x{n}, logsumexp(Ax) + x·x/2",
+               partial(hand_hessian, x, A), (want,),
+               cfg.setups("hessian", partial(logsumexp_quadratic, A), x))
+
+
+def scalar_cases(cfg):
+    at = (-2.0, 5.0, -4.0)
+    for name, f, hand, want in (("(x + y) * max(y, z)", scalar_max, hand_scalar_max, (5, 8, 0)),
+                                ("(x + y) * z", scalar_mul, hand_scalar_mul, (-4, -4, 3))):
+        yield Case("scalar", f"scalar gradient {name}", partial(hand, *at),
+                   tuple(np.float64(w) for w in want), cfg.setups("grad", f, at, (0, 1, 2)))
+
+
+def map_cases(cfg):
+    # entries in (-0.5, 0.5) stay finite (the map's other fixed point, 0.511, repels); they fall
+    # to 0 quickly, so beyond K ~ 20 most gradient entries underflow to 0
+    x = cfg.rng.uniform(-0.5, 0.5, MAP_POINTS)
+    for steps in MAP_STEPS:
+        yield Case("map", f"iterated map K={steps}, {MAP_POINTS:,} points",
+                   partial(hand_iterated_map, x, steps), (iterated_map_reference(x, steps)[1],),
+                   cfg.setups("grad", partial(iterated_map, steps), (x,), (0,)))
+
+
+def cold_start(adapter, f, args):
+    """A run that builds, differentiates and compiles f, then calls it once."""
+    return lambda: adapter.grad(f, args, (0,), value=True)()
+
+
+def compile_cases(cfg):
+    steps = CHAIN_NODES // NODES_PER_CHAIN_STEP
+    y = cfg.rng.uniform(-0.5, 0.5, 4)
+    with sg.use_graph() as graph:
+        y0 = sg.var("y", shape=y.shape)
+        f = chain(steps, sg, y0)
+        sg.grad(f, y0)
+        nodes = graph.number_of_nodes()
+    f = partial(chain, steps)
+    setups = {}
+    for a in cfg.adapters:
+        if not a.compiles:
+            setups[a.label] = "n/a (no compile step)"
+        elif cfg.quick and a.label == "PyTensor":
+            setups[a.label] = "skipped (--quick)"
+        else:
+            setups[a.label] = partial(cold_start, a, f, (y,))
+    # the chain settles on +-pi, where each link halves the gradient: after ~1,100 links the
+    # gradient underflows (to 0, a subnormal or, flushed, the smallest normal), so errors are
+    # taken relative to max(|want|, 1)
+    yield Case("compile", f"cold start, {nodes:,}-node gradient (s)", None,
+               chain_reference(y, steps), setups, floor=1.0)
+
+
+WORKLOADS = {"rosenbrock": rosenbrock_cases, "mlp": mlp_cases, "tanh": tanh_cases,
+             "hessian": hessian_cases, "scalar": scalar_cases, "map": map_cases,
+             "compile": compile_cases}
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+class TimeLimit(BaseException):
+    """Not an Exception: PyTensor's rewriter logs and skips rewrites that raise Exceptions."""
+
+
+@contextmanager
+def time_limit(seconds):
+    """Raise TimeLimit in the main thread after ``seconds`` (at the next Python instruction),
+    and again every second should something catch it."""
+    def expire(signum, frame):
+        raise TimeLimit
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def disagreement(got, want, floor=0.0):
+    """max |got - want| / max(max |want|, floor): scale-relative, robust to entries near 0."""
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        return np.inf
+    scale = max(float(np.max(np.abs(want), initial=0.0)), floor, np.finfo(np.float64).tiny)
+    return float(np.max(np.abs(got - want), initial=0.0)) / scale
+
+
+def sample(run, number):
+    """Seconds per call of ``number`` calls of ``run``, garbage collection off (as timeit)."""
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in range(number):
+            run()
+        return (time.perf_counter() - start) / number
+    finally:
+        gc.enable()
+
+
+@dataclass
+class Row:
+    case: Case
+    seconds: dict = field(default_factory=dict)     # label -> median seconds per call
+    errors: dict = field(default_factory=dict)      # label -> relative error vs want
+    cells: dict = field(default_factory=dict)       # label -> text instead of a time
+    failures: list = field(default_factory=list)
+
+
+def measure(case, adapters, opts):
+    """Warm up and check every implementation, then time them round robin."""
+    row = Row(case)
+    runs = {}
+    implementations = ([("hand-written", lambda: case.hand, Adapter())] if case.hand else [])
+    implementations += [(a.label, case.setups[a.label], a) for a in adapters]
+    for label, setup, adapter in implementations:
+        if isinstance(setup, str):
+            row.cells[label] = setup
+            continue
+        try:
+            with time_limit(opts.limit):
+                start = time.perf_counter()
+                run = setup()
+                result = run()
+                first = time.perf_counter() - start
+        except TimeLimit:
+            row.cells[label] = f"> {opts.limit:g} s"
+            continue
+        except Exception as error:          # a broken implementation must not hide the others
+            row.cells[label] = "error"
+            row.failures.append(f"{case.name}: {label} raised {type(error).__name__}: {error}")
+            continue
+        got = adapter.numpy(result)
+        if len(got) != len(case.want):
+            row.failures.append(f"{case.name}: {label} returned {len(got)} results, "
+                                f"expected {len(case.want)}")
+            row.cells[label] = "error"
+            continue
+        row.errors[label] = max(disagreement(g, w, case.floor) for g, w in zip(got, case.want))
+        if not row.errors[label] <= RTOL:
+            row.failures.append(f"{case.name}: {label} disagrees with the reference "
+                                f"(max relative error {row.errors[label]:.1e} > {RTOL:g})")
+        runs[label] = run
+        row.seconds[label] = []
+        print(f"    {label:<16} first call {first:8.3f} s, error {row.errors[label]:.1e}",
+              file=sys.stderr, flush=True)
+    if case.hand is None:
+        # cold starts: each run builds everything again; first calls were the warm-up
+        numbers = {label: 1 for label in runs}
+    else:
+        numbers = {label: max(1, round(opts.min_sample / max(sample(run, 1), 1e-9)))
+                   for label, run in runs.items()}
+    labels = list(runs)
+    for r in range(opts.repeats):
+        gc.collect()
+        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+            row.seconds[label].append(sample(runs[label], numbers[label]))
+    row.seconds = {label: statistics.median(s) for label, s in row.seconds.items()}
+    return row
+
+
+# -- reporting ---------------------------------------------------------------------------------
+
+def duration(seconds):
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
+
+
+def ratio(x):
+    return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
+
+
+def results_table(rows, labels):
+    header = ["workload", *labels, "hand-written NumPy", "max rel. error"]
+    lines = []
+    for row in rows:
+        hand = row.seconds.get("hand-written")
+        cells = [row.case.name]
+        for label in labels:
+            if label in row.cells:
+                cells.append(row.cells[label])
+            elif hand is None:
+                cells.append(f"{row.seconds[label]:.2f} s")
+            else:
+                cells.append(ratio(row.seconds[label] / hand))
+        cells.append(duration(hand) if hand is not None else "—")
+        errors = row.errors.values()
+        cells.append(f"{max(errors):.0e}" if errors else "—")
+        lines.append(cells)
+    return header, lines
+
+
+def markdown(header, lines):
+    out = ["| " + " | ".join(header) + " |",
+           "| --- |" + " ---: |" * (len(header) - 1)]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in lines]
+    return "\n".join(out)
+
+
+def checkout():
+    """The checkout's commit, marked "+ changes" when symgrad/ differs from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=_common.ROOT, capture_output=True,
+                              text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
+    return commit + (" + changes" if git("status", "--porcelain", "symgrad") else "")
+
+
+def machine_lines(found, missing):
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next(line.split(":", 1)[1].strip() for line in cpuinfo
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    lines = [f"machine: {model}, {cores} cores usable ({os.cpu_count()} online), "
+             f"{platform.system()} {platform.release()}",
+             f"Python {platform.python_version()}, NumPy {np.__version__}, "
+             f"SciPy {scipy.__version__}; "
+             + ", ".join(f"{v}={os.environ[v]}" for v in ("OPENBLAS_NUM_THREADS",
+                                                          "OMP_NUM_THREADS"))
+             + f"; symgrad {sg.__version__} at {checkout()}, "
+             f"backends {', '.join(symgrad.api.BACKENDS)}"]
+    lines += [f"{a.label} {a.version}" + (f" ({a.note})" if a.note else "")
+              for a in found if not isinstance(a, Symgrad)]
+    lines += [f"left out: {note}" for note in missing]
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="3 repeats, n=1e5 Rosenbrock and the slowest peers' worst cases "
+                             "skipped")
+    parser.add_argument("--only", default=None, metavar="NAME[,NAME...]",
+                        help=f"workloads to run, among {', '.join(WORKLOADS)}")
+    parser.add_argument("--markdown", default=None, metavar="FILE",
+                        help="also write the table (with the machine lines) to FILE")
+    parser.add_argument("--peers", default=None, metavar="NAME[,NAME...]",
+                        help=f"peers to run, among {', '.join(m for m, _ in PEERS)} (default all)")
+    parser.add_argument("--repeats", type=int, default=None, help="timing rounds (7; --quick 3)")
+    opts = parser.parse_args(argv)
+    opts.repeats = opts.repeats or (3 if opts.quick else 7)
+    opts.min_sample = 0.02 if opts.quick else 0.1     # seconds of calls per timing
+    opts.limit = 30.0 if opts.quick else 120.0        # seconds allowed for setup + first call
+    names = list(WORKLOADS) if opts.only is None else opts.only.split(",")
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload(s) {', '.join(unknown)}; choose among "
+                     f"{', '.join(WORKLOADS)}")
+
+    started = time.perf_counter()
+    found, missing = adapters(None if opts.peers is None else opts.peers.split(","))
+    header_lines = machine_lines(found, missing)
+    header_lines.append(f"{datetime.date.today()}; {opts.repeats} rounds, medians; "
+                        f"{'--quick' if opts.quick else 'full run'}")
+    print("\n".join(header_lines), flush=True)
+    cfg = Config(found, opts.quick)
+    rows = []
+    for name in names:
+        for case in WORKLOADS[name](cfg):
+            print(f"  {case.name}", file=sys.stderr, flush=True)
+            rows.append(measure(case, found, opts))
+
+    labels = [a.label for a in found]
+    header, lines = results_table(rows, labels)
+    print("\nmedian time per call relative to hand-written NumPy (lower is faster); "
+          "cold start rows in seconds\n")
+    print(markdown(header, lines))
+    failures = [f for row in rows for f in row.failures]
+    elapsed = time.perf_counter() - started
+    print(f"\nwhole run: {elapsed:.0f} s")
+    if opts.markdown:
+        with open(opts.markdown, "w") as out:
+            out.write("  \n".join(header_lines) + "\n\n" + markdown(header, lines) + "\n")
+    if failures:
+        print("\n".join(f"FAILED: {f}" for f in failures))
+        raise SystemExit(1)
+    print(f"all results agree with their references (tolerance {RTOL:g} relative)")
+
+
+if __name__ == "__main__":
+    main()
