@@ -99,9 +99,15 @@ def _rule_error(op, what):
 
 
 def _total(terms):
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
+    """The sum of ``terms``; a term that comes k times (x * x gives g x twice) is added once, as
+    k times it: one pass instead of k, and exact (k x is as close to x + ... + x as can be)."""
+    counts = {}
+    for term in terms:
+        counts.setdefault(term.node, [term, 0])[1] += 1
+    total = None
+    for term, count in counts.values():
+        term = term if count == 1 else term * float(count)
+        total = term if total is None else total + term
     return total
 
 
