@@ -434,3 +434,18 @@ def test_power_exponent_derivative_is_zero_at_a_zero_base():
 
 
 # Threads sharing one graph: tests/test_reliability.py.
+
+
+def test_a_contribution_that_comes_twice_is_added_once_as_twice_it():
+    # d(a * a) gives g a through both operands: one node 2 (g a), not (g a) + (g a)
+    x = sg.var("x", shape=(4,))
+    a = sg.sin(x)
+    gradient = sg.grad(sg.sum(sg.exp(a * a)), x)
+    graph = gradient.graph
+    derivative_adds = [n for n, d in graph.nodes(data=True)
+                       if d["derivative"] and d["op"] == "add" and len(set(d["inputs"])) == 1]
+    assert derivative_adds == []
+    x0 = np.array([0.1, -0.7, 1.3, 2.0])
+    expected = np.exp(np.sin(x0) ** 2) * 2 * np.sin(x0) * np.cos(x0)
+    np.testing.assert_allclose(sg.compile(gradient, inputs=[x], optimize=False)(x0), expected,
+                               rtol=1e-14)
