@@ -428,11 +428,12 @@ def generate_entry(graph, inputs, function_name, single):
     argument at fault.
 
     Returns (source, namespace), or (None, None) for an input dtype the checks cannot name or a
-    function name the entry itself uses; the namespace lacks ``_sg_body``, ``_sg_general`` and ``_sg_missing``, which the caller supplies.
+    function name the entry itself uses; the namespace lacks ``_sg_body``, ``_sg_general`` and
+    ``_sg_missing``, which the caller supplies.
     """
     if function_name in SCALAR_NAMES or any(graph.nodes[node]["dtype"] not in ("float64", "float32")
                                             for node in inputs):
-        return None, None           # the entry's def would hide a name it uses
+        return None, None
     namer = Namer(taken=[function_name, *SCALAR_NAMES])
     params = [namer.claim(graph.nodes[node]["attrs"]["name"]) for node in inputs]
     checks = []
