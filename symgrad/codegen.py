@@ -138,6 +138,14 @@ class EmitContext:
         return self._generator.namer.claim(f"{self.out}_{suffix}")
 
 
+def _statements(emitter, ctx, attrs):
+    """The statements assigning ``ctx.out`` from an op's template (formatted with the operands
+    and ``attrs``) or emitter (called with ``ctx``)."""
+    emitted = (_FORMATTER.vformat(emitter, ctx.args, attrs) if isinstance(emitter, str)
+               else emitter(ctx))
+    return [f"{ctx.out} = {emitted}"] if isinstance(emitted, str) else emitted
+
+
 class SourceGenerator:
     """Emits one Python function computing ``outputs`` from ``inputs`` (variable nodes)."""
 
@@ -255,20 +263,12 @@ class SourceGenerator:
             name = self.graph.readable_name(node)
             self.names[node] = self.namer.claim(name) if name else self.namer.temp()
             ctx = EmitContext(self, node, args)
+            attrs = _LazyLiterals(data["attrs"])
             buffer = self._reusable_buffer(data, k, owned, last_use)
-            into = OPS[data["op"]].numpy_into
-            if buffer is not None and not isinstance(into, str):
-                ctx.into = buffer
-                emitted = into(ctx)
-            elif buffer is not None:
-                attrs = _LazyLiterals(data["attrs"])
-                attrs["out"] = buffer
-                emitted = _FORMATTER.vformat(into, args, attrs)
-            elif isinstance(emitter, str):
-                emitted = _FORMATTER.vformat(emitter, args, _LazyLiterals(data["attrs"]))
-            else:
-                emitted = emitter(ctx)
-            statements = [f"{ctx.out} = {emitted}"] if isinstance(emitted, str) else emitted
+            if buffer is not None:
+                ctx.into = attrs["out"] = buffer
+                emitter = OPS[data["op"]].numpy_into
+            statements = _statements(emitter, ctx, attrs)
             self.statements[node] = statements
             comment = self._comment(data)
             lines.extend(statement + comment for statement in statements)
@@ -297,10 +297,8 @@ class SourceGenerator:
         statement is then emitted and fails, or warns, at run time as it would have)."""
         self.names[node] = "_sg_folded"
         try:
-            ctx = EmitContext(self, node, args)
-            emitted = (_FORMATTER.vformat(emitter, args, _LazyLiterals(data["attrs"]))
-                       if isinstance(emitter, str) else emitter(ctx))
-            statements = [f"_sg_folded = {emitted}"] if isinstance(emitted, str) else emitted
+            statements = _statements(emitter, EmitContext(self, node, args),
+                                     _LazyLiterals(data["attrs"]))
             source = "def _sg_fold():\n" + "".join(f"    {s}\n" for s in statements) \
                 + "    return _sg_folded\n"
             with np.errstate(all="ignore"):
@@ -404,20 +402,36 @@ def generate_scalar(graph, outputs, inputs, function_name, single):
     returned = ", ".join(generator._returned(node) for node in outputs)
     params = [generator.names[n] for n in inputs]
     floats = " and ".join(f"type({p}) is _sg_float" for p in params)
-    # positional-only parameters: a keyword lands in _sg_unexpected, and the general path binds
-    # it (and names the argument when the call is wrong) as it binds every other call
-    lines = [f"def {function_name}({', '.join(f'{p}=_sg_missing' for p in params)}, /, "
-             f"*_sg_extra, **_sg_unexpected):",
+    lines = [_entry_def(function_name, params),
              f"    if {floats} and not _sg_extra and not _sg_unexpected:",
              "        try:"]
     lines += [f"            {line}" for line in body]
     lines += [f"            return {returned}" + ("" if single or len(outputs) > 1 else ","),
               "        except _sg_refusals:",
               "            pass    # math refuses where NumPy answers inf or nan: NumPy answers",
-              f"    return _sg_general(({', '.join(params)},), _sg_extra, _sg_unexpected)"]
-    namespace = dict(generator.namespace, math=math, type=type, _sg_float=float,
-                     _sg_refusals=SCALAR_REFUSALS)
+              _entry_way_out(params)]
+    namespace = dict(generator.namespace, math=math, _sg_refusals=SCALAR_REFUSALS,
+                     **_ENTRY_NAMESPACE)
     return "\n".join(lines) + "\n", namespace
+
+
+def _entry_def(function_name, params):
+    """An entry's def line. Its parameters are positional-only: a keyword lands in
+    _sg_unexpected, and the general path binds it (and names the argument when the call is
+    wrong) as it binds every other call."""
+    signature = [f"{p}=_sg_missing" for p in params] + (["/"] if params else []) \
+        + ["*_sg_extra", "**_sg_unexpected"]
+    return f"def {function_name}({', '.join(signature)}):"
+
+
+def _entry_way_out(params):
+    """An entry's last line: the call as given, to the converting, argument-naming path."""
+    return f"    return _sg_general(({''.join(f'{p}, ' for p in params)}), _sg_extra, " \
+           f"_sg_unexpected)"
+
+
+# what both entries' checks need besides the caller-supplied _sg_body/_sg_general/_sg_missing
+_ENTRY_NAMESPACE = {"type": type, "_sg_float": float, "__builtins__": {}}
 
 
 def generate_entry(graph, inputs, function_name, single):
@@ -462,17 +476,12 @@ def generate_entry(graph, inputs, function_name, single):
     checks += ["not _sg_extra", "not _sg_unexpected"]
     arguments = ", ".join(params)
     call = f"_sg_body({arguments})" + ("[0]" if single else "")
-    signature = [f"{p}=_sg_missing" for p in params] + (["/"] if params else []) \
-        + ["*_sg_extra", "**_sg_unexpected"]
-    lines = [f"def {function_name}({', '.join(signature)}):", *conversions,
+    lines = [_entry_def(function_name, params), *conversions,
              "    if (" + "\n            and ".join(checks) + "):",
              f"        return {call}",
-             f"    return _sg_general(({arguments}{',' if params else ''}), _sg_extra, "
-             f"_sg_unexpected)"]
-    namespace = {"type": type, "_sg_ndarray": np.ndarray, "_sg_float64": np.dtype("float64"),
-                 "_sg_float32": np.dtype("float32"), "_sg_float": float,
-                 "_sg_float64_scalar": np.float64,
-                 "__builtins__": {}}
+             _entry_way_out(params)]
+    namespace = dict(_ENTRY_NAMESPACE, _sg_ndarray=np.ndarray, _sg_float64=np.dtype("float64"),
+                     _sg_float32=np.dtype("float32"), _sg_float64_scalar=np.float64)
     return "\n".join(lines) + "\n", namespace
 
 

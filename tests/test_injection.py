@@ -208,8 +208,8 @@ def test_dimension_names(name):
 # -- constants and attribute values ---------------------------------------------------------------
 
 
-class EvilFloat(float):
-    """A number whose text is code: only its value may reach the source."""
+class EvilText:
+    """Mixed into a number: its text is code, so only its value may reach the source."""
 
     def __repr__(self):
         return f"__import__('os').system('touch {MARKER}')"
@@ -220,15 +220,11 @@ class EvilFloat(float):
         return repr(self)
 
 
-class EvilInt(int):
-    def __repr__(self):
-        return f"__import__('os').system('touch {MARKER}')"
+class EvilFloat(EvilText, float):
+    pass
 
-    __str__ = __repr__
 
-    def __format__(self, spec):
-        return repr(self)
-
+class EvilInt(EvilText, int):
     def __index__(self):
         return int(self)
 
