@@ -426,8 +426,8 @@ def _entry_def(function_name, params):
 
 def _entry_way_out(params):
     """An entry's last line: the call as given, to the converting, argument-naming path."""
-    return f"    return _sg_general(({''.join(f'{p}, ' for p in params)}), _sg_extra, " \
-           f"_sg_unexpected)"
+    given = ", ".join(params) + ("," if params else "")
+    return f"    return _sg_general(({given}), _sg_extra, _sg_unexpected)"
 
 
 # what both entries' checks need besides the caller-supplied _sg_body/_sg_general/_sg_missing
