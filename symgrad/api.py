@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .codegen import RESERVED, build_function, generate, generate_entry, generate_scalar
+from .fuse import generate_fused, numba_available
 from .optimize import optimize as run_optimizer
 from .differentiate import grad, hessian, hvp, jacobian, jvp, vjp  # noqa: F401 (public names)
 from .errors import ParseError, ShapeError, SymgradError  # noqa: F401
@@ -90,6 +91,7 @@ class CompiledFunction:
         self.rewrites = []
         self.scalar_source = None   # the Python-float fast path of an all-scalar graph, if any
         self.entry_source = None    # the generated argument checks in front of the function
+        self.kernel_source = ""     # backend="numba": the module of fused loops ``source`` calls
 
     def __repr__(self):
         return f"<symgrad compiled function ({', '.join(self.input_names)})>"
@@ -142,7 +144,8 @@ class CompiledFunction:
 _MISSING = type("Missing", (), {"__repr__": lambda self: "<missing>"})()
 
 
-BACKENDS = ("numpy",)
+# "numba" (symgrad.fuse) when Numba is installed: pip install 'symgrad[numba]'
+BACKENDS = ("numpy", "numba") if numba_available() else ("numpy",)
 
 
 def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, explain=False):
@@ -164,6 +167,9 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
     >>> fn(np.float64(3.0))
     (np.float64(9.0), np.float64(6.0))
     """
+    if backend == "numba" and backend not in BACKENDS:
+        raise SymgradError("backend 'numba' needs Numba, which is not installed: "
+                           "pip install 'symgrad[numba]'")
     if backend not in BACKENDS:
         raise SymgradError(f"backend {backend!r} is not available; available: "
                            f"{', '.join(BACKENDS)}")
@@ -181,7 +187,12 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
             graph, output_nodes, input_nodes = (optimized.graph, optimized.outputs,
                                                 optimized.inputs)
             rewrites += [str(applied) for applied in optimized.applied]
-        source, namespace = generate(graph, output_nodes, input_nodes, name)
+        kernel_source = ""
+        if backend == "numba":
+            source, namespace, kernel_source = generate_fused(graph, output_nodes, input_nodes,
+                                                              name)
+        else:
+            source, namespace = generate(graph, output_nodes, input_nodes, name)
         entry_source, entry_namespace = generate_scalar(graph, output_nodes, input_nodes, name,
                                                         single)
         scalar = entry_source is not None
@@ -189,6 +200,7 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
             entry_source, entry_namespace = generate_entry(graph, input_nodes, name, single)
     function = build_function(source, namespace, name)
     compiled = CompiledFunction(function, source, inputs, single)
+    compiled.kernel_source = kernel_source
     if entry_source is not None:
         compiled._enter_through(entry_source, entry_namespace, name)
         compiled.scalar_source = entry_source if scalar else None

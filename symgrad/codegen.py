@@ -13,7 +13,7 @@ import string
 
 import numpy as np
 
-from .errors import SymgradError
+from .errors import InternalError, SymgradError
 from .ops import OPS, literal
 
 # Ops whose NumPy result may share memory with an operand (or is a constant itself).
@@ -222,16 +222,24 @@ class SourceGenerator:
         # a newline in an op name would end the comment and start a statement
         return f"  # grad of {label}" if _is_name(label) else ""
 
+    def steps(self):
+        """What the body computes, in order: here one step per node; a backend that fuses
+        nodes (symgrad.fuse) returns some of them grouped."""
+        return self.order
+
+    def _step_operands(self, step):
+        return self.graph.nodes[step]["inputs"]
+
     def body(self):
-        """One statement per node; an array operand is released (``del``) right after its last
+        """One statement per step; an array operand is released (``del``) right after its last
         use, and a sum whose left operand dies there accumulates into that operand's buffer."""
-        position = {node: k for k, node in enumerate(self.order)}
+        steps = self.steps()
         last_use = {}
-        for node in self.order:
-            for operand in self.graph.nodes[node]["inputs"]:
-                last_use[operand] = position[node]
+        for k, step in enumerate(steps):
+            for operand in self._step_operands(step):
+                last_use[operand] = k
         for node in self.outputs:
-            last_use[node] = len(self.order)
+            last_use[node] = len(steps)
         for node in reversed(self.order):
             # an array lives as long as any view of it: writing into it or releasing it earlier
             # would change (or keep alive) what the view shows
@@ -242,44 +250,63 @@ class SourceGenerator:
         owned = set()           # nodes whose value is a fresh array no one else holds
         dying = {}              # statement index -> names of owned arrays last used there
         lines = []
-        for k, node in enumerate(self.order):
-            data = self.graph.nodes[node]
-            if data["op"] in ("var", "const"):
-                continue
-            args = [self._operand(i) for i in data["inputs"]]
-            emitter = OPS[data["op"]].scalar if self.scalar else OPS[data["op"]].numpy
-            if emitter == "{0}" and (args[0].isidentifier() or self.scalar):
-                # an identity at run time (stop_gradient): no statement, just another name
-                self.names[node] = args[0]
-                continue
-            if emitter == "{0}":
-                # an identity of an inlined literal: give it a NumPy type, as ops expect arrays
-                emitter = f"{_scalar_type(data['dtype'])}({{0}})"
-            if not self.scalar and node not in self.outputs and self._constant_operands(data):
-                value = self._evaluate(node, data, emitter, args)
-                if value is not None:
-                    self.folded[node] = value
-                    continue
-            name = self.graph.readable_name(node)
-            self.names[node] = self.namer.claim(name) if name else self.namer.temp()
-            ctx = EmitContext(self, node, args)
-            attrs = _LazyLiterals(data["attrs"])
-            buffer = self._reusable_buffer(data, k, owned, last_use)
-            if buffer is not None:
-                ctx.into = attrs["out"] = buffer
-                emitter = OPS[data["op"]].numpy_into
-            statements = _statements(emitter, ctx, attrs)
-            self.statements[node] = statements
-            comment = self._comment(data)
-            lines.extend(statement + comment for statement in statements)
-            if self.scalar:
-                continue                # floats: nothing to release, nothing to reuse
-            if data["shape"] != () and (data["op"] in FRESH_OPS or buffer is not None):
+        for k, step in enumerate(steps):
+            if isinstance(step, int):
+                fresh = self._node_statements(step, k, owned, last_use, lines)
+            else:
+                fresh = self.step_statements(step, lines)
+            for node in fresh:
                 owned.add(node)
                 dying.setdefault(last_use.get(node, k), []).append(self.names[node])
             if dying.get(k):
                 lines.append(f"del {', '.join(sorted(dying.pop(k)))}")
         return lines
+
+    def step_statements(self, step, lines):
+        """Emit a step that is not a single node (see ``steps``) into ``lines``; returns the
+        nodes it leaves as fresh arrays."""
+        raise InternalError(f"unknown step {step!r}")
+
+    def _node_statements(self, node, k, owned, last_use, lines):
+        """Emit ``node``'s statements into ``lines``; returns [node] when they leave it a fresh
+        array that this function owns."""
+        data = self.graph.nodes[node]
+        if data["op"] in ("var", "const"):
+            return ()
+        args = [self._operand(i) for i in data["inputs"]]
+        emitter = OPS[data["op"]].scalar if self.scalar else OPS[data["op"]].numpy
+        if emitter == "{0}" and (args[0].isidentifier() or self.scalar):
+            # an identity at run time (stop_gradient): no statement, just another name
+            self.names[node] = args[0]
+            return ()
+        if emitter == "{0}":
+            # an identity of an inlined literal: give it a NumPy type, as ops expect arrays
+            emitter = f"{_scalar_type(data['dtype'])}({{0}})"
+        if not self.scalar and node not in self.outputs and self._constant_operands(data):
+            value = self._evaluate(node, data, emitter, args)
+            if value is not None:
+                self.folded[node] = value
+                return ()
+        self.names[node] = self.new_name(node)
+        ctx = EmitContext(self, node, args)
+        attrs = _LazyLiterals(data["attrs"])
+        buffer = self._reusable_buffer(data, k, owned, last_use)
+        if buffer is not None:
+            ctx.into = attrs["out"] = buffer
+            emitter = OPS[data["op"]].numpy_into
+        statements = _statements(emitter, ctx, attrs)
+        self.statements[node] = statements
+        comment = self._comment(data)
+        lines.extend(statement + comment for statement in statements)
+        if self.scalar:
+            return ()               # floats: nothing to release, nothing to reuse
+        if data["shape"] != () and (data["op"] in FRESH_OPS or buffer is not None):
+            return (node,)
+        return ()
+
+    def new_name(self, node):
+        name = self.graph.readable_name(node)
+        return self.namer.claim(name) if name else self.namer.temp()
 
     def _constant_operands(self, data):
         """Whether ``data``'s node can be computed now: a built-in op on constants only, with a
