@@ -129,7 +129,7 @@ class FusingGenerator(SourceGenerator):
 
     def _fusable(self, node):
         data = self.graph.nodes[node]
-        if data["op"] not in FUSABLE_OPS or data["shape"] == () \
+        if data["op"] not in FUSABLE_OPS or _single(data["shape"]) \
                 or data["dtype"] not in ("float64", "bool"):
             return False
         for operand in data["inputs"]:
@@ -170,6 +170,9 @@ class FusingGenerator(SourceGenerator):
             barriers = set()
             for operand in data["inputs"]:
                 barriers |= barred.get(operand, no_groups)
+                reading = group_of.get(operand)
+                if reading is not None and operand in reading.reductions:
+                    barriers.add(reading)       # a sum is complete only when its loop ends
             shape, accumulated = data["shape"], self._full_sum_of(node)
             if accumulated is not None:
                 shape = self.graph.nodes[accumulated[0]]["shape"]
@@ -187,8 +190,7 @@ class FusingGenerator(SourceGenerator):
                     latest_groups.append(group)
             for operand in data["inputs"]:
                 reading = group_of.get(operand)
-                if reading is not None and (not joins or reading is not group
-                                            or operand in reading.reductions):
+                if reading is not None and (not joins or reading is not group):
                     barriers.add(reading)
             if joins:
                 group.members.append(node)

@@ -1,0 +1,290 @@
+"""The fusing backend (symgrad.fuse, ``backend="numba"``): its loops against independent references
+(SciPy's Rosenbrock derivatives, closed forms, np.tanh) and against the NumPy backend on random
+graphs; how it groups; its disk cache; and what it leaves to NumPy."""
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import rosen_der, rosen_hess_prod
+
+import symgrad as sg
+from symgrad import api, fuse
+from symgrad.errors import SymgradError
+from symgrad.ops.elementwise import heaviside
+from test_properties import draw_case, finite
+
+pytestmark = pytest.mark.skipif("numba" not in api.BACKENDS, reason="Numba is not installed")
+
+LONG = fuse.PARALLEL_MIN + 17       # loops this long run in parallel (prange)
+
+
+def kernel_count(fn):
+    return fn.kernel_source.count("def _sg_kernel_") // 2    # each: a loop and its caller
+
+
+def ulps(got, want):
+    """Distance in units of the last place of ``want``; equal infinities and nans are 0."""
+    got, want = np.asarray(got), np.asarray(want)
+    same = (got == want) | (np.isnan(got) & np.isnan(want))
+    distance = np.abs(got - want) / np.spacing(np.abs(want))
+    return np.where(same, 0.0, distance)
+
+
+def rosenbrock(x):
+    d = x[1:] - x[:-1] ** 2
+    return sg.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+# -- against independent references ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1000, LONG])
+def test_rosenbrock_gradient_and_hvp_match_scipy(n):
+    with sg.use_graph():
+        x, v = sg.var("x", shape=(n,)), sg.var("v", shape=(n,))
+        f = rosenbrock(x)
+        fn = sg.compile([f, sg.grad(f, x), sg.hvp(f, x, v)], inputs=[x, v], backend="numba")
+    rng = np.random.default_rng(n)
+    at, direction = rng.uniform(-2, 2, n), rng.standard_normal(n)
+    value, gradient, product = fn(at, direction)
+    want_value = np.sum(100.0 * (at[1:] - at[:-1] ** 2) ** 2 + (1.0 - at[:-1]) ** 2)
+    assert value == pytest.approx(want_value, rel=1e-12)
+    np.testing.assert_allclose(gradient, rosen_der(at), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(product, rosen_hess_prod(at, direction), rtol=1e-12, atol=1e-9)
+    # the element-wise work of all three is loops; only slicing and scattering stay NumPy
+    assert kernel_count(fn) >= 1 and "np.multiply" not in fn.source
+
+
+@pytest.mark.parametrize("n", [1000, LONG])
+def test_tanh_in_loops_is_within_a_few_ulps_of_numpy(n):
+    with sg.use_graph():
+        x = sg.var("x", shape=(n,))
+        t = sg.tanh(x)
+        both = sg.compile([t, t > 2.0], inputs=[x], backend="numba")     # two ops: one loop
+    assert "_sg_tanh(" in both.kernel_source
+
+    def fn(at):
+        return both(at)[0]
+
+    rng = np.random.default_rng(1)
+    for scale in (1e-12, 1e-3, 0.3466, 1.0, 5.0, 25.0):
+        at = rng.uniform(-scale, scale, n)
+        assert ulps(fn(at), np.tanh(at)).max() <= 3.2, scale
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-300, -5e-324, 0.34657359027997264,
+                        -0.34657359027997264, 19.06, 20.0, -40.0, 1e308, -1e308])
+    at = np.resize(special, n)
+    got = fn(at)
+    assert ulps(got, np.tanh(at)).max() <= 3.2
+    assert np.array_equal(np.signbit(got), np.signbit(np.tanh(at)))      # -0.0 stays -0.0
+
+
+@pytest.mark.parametrize("order", range(1, 7))
+def test_tanh_derivatives_match_the_closed_form(order):
+    # d^n tanh = P_n(t), t = tanh x, with P_0 = t and P_{n+1} = (1 - t^2) P_n'
+    polynomial = np.polynomial.Polynomial([0.0, 1.0])
+    for _ in range(order):
+        polynomial = np.polynomial.Polynomial([1.0, 0.0, -1.0]) * polynomial.deriv()
+    with sg.use_graph():
+        x = sg.var("x", shape=(LONG,))
+        d = sg.tanh(x)
+        for _ in range(order):
+            d = sg.grad(sg.sum(d), x)
+        fn = sg.compile(d, inputs=[x], backend="numba")
+    at = np.random.default_rng(order).uniform(-3, 3, LONG)
+    want = polynomial(np.tanh(at))
+    np.testing.assert_allclose(fn(at), want, rtol=1e-11, atol=1e-11 * np.abs(want).max())
+    assert kernel_count(fn) == 1 and "np." not in fn.source.split("= _sg_kernel_0")[1]
+
+
+def test_sigmoid_derivative_and_a_softmax_jacobian_match_closed_forms():
+    with sg.use_graph():
+        x = sg.var("x", shape=(50,))
+        s = sg.sigmoid(x)
+        p = sg.softmax(x)
+        fn = sg.compile([sg.grad(sg.sum(s), x), sg.jacobian(p, x)], inputs=[x], backend="numba")
+    at = np.random.default_rng(2).standard_normal(50)
+    sigma = 1.0 / (1.0 + np.exp(-at))
+    probabilities = np.exp(at - at.max()) / np.exp(at - at.max()).sum()
+    derivative, jacobian = fn(at)
+    np.testing.assert_allclose(derivative, sigma * (1.0 - sigma), rtol=1e-12)
+    np.testing.assert_allclose(jacobian, np.diag(probabilities)
+                               - np.outer(probabilities, probabilities), atol=1e-15)
+
+
+# -- the same answers as the NumPy backend ---------------------------------------------------------
+
+
+def both_backends(outputs, inputs):
+    return [sg.compile(outputs, inputs=inputs, backend=b) for b in ("numpy", "numba")]
+
+
+def assert_same(got, want):
+    for g, w in zip(got, want):
+        assert np.shape(g) == np.shape(w) and np.asarray(g).dtype == np.asarray(w).dtype
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-13, equal_nan=True)
+
+
+def test_edges_give_numpys_answers():
+    """Division by zero, nan, ties of maximum and where, comparisons (boolean results), sqrt of
+    a negative: the loops answer what NumPy answers, without raising."""
+    with sg.use_graph():
+        x, y = sg.var("x", shape=(8,)), sg.var("y", shape=(8,))
+        outputs = [x / y + sg.sqrt(x) * 2.0, sg.maximum(x, y) * 3.0 - x,
+                   sg.grad(sg.sum(sg.maximum(x, y) * sg.relu(x)), x),
+                   sg.where(x > y, x * y, x - y) * 2.0, (x * 2.0) > y,
+                   heaviside(x * y, 0.25) + sg.sign(x) * 1.0 + sg.abs(y) * 1.0]
+        numpy_fn, numba_fn = both_backends(outputs, [x, y])
+    at_x = np.array([1.0, -1.0, 0.0, 2.0, np.nan, np.inf, -0.0, 3.0])
+    at_y = np.array([0.0, 0.0, 0.0, 2.0, 1.0, 1.0, 0.0, -np.inf])
+    with np.errstate(all="ignore"):
+        want = numpy_fn(at_x, at_y)
+    assert_same(numba_fn(at_x, at_y), want)
+    assert kernel_count(numba_fn) >= 1
+
+
+def test_named_dimensions_matrices_scalars_and_broadcast_constants():
+    with sg.use_graph():
+        X = sg.var("X", shape=("b", 3))
+        w = sg.var("w", shape=(3,))
+        c = sg.var("c")
+        scale = sg.sum(X * X)                      # a sum the later loop reads: two loops
+        y = sg.tanh(X @ w) * c + sg.sin(X[:, 0] * 2.0) - scale * 1e-3
+        f = sg.sum(y * y) + sg.sum((X - c) ** 3.0 * 0.5)
+        outputs = [f, *sg.grad(f, [X, w, c]), X - sg.mean(X, axis=0) * c]
+        numpy_fn, numba_fn = both_backends(outputs, [X, w, c])
+    rng = np.random.default_rng(3)
+    for batch in (1, 4, 200):
+        args = rng.standard_normal((batch, 3)), rng.standard_normal(3), 0.7
+        assert_same(numba_fn(*args), numpy_fn(*args))
+    # a non-contiguous matrix is read through a copy, not as if it were contiguous
+    wide = rng.standard_normal((3, 5)).T[:, :3]
+    assert_same(numba_fn(np.asfortranarray(wide[:4]), args[1], 0.3),
+                numpy_fn(np.asfortranarray(wide[:4]), args[1], 0.3))
+
+
+def test_a_sum_is_complete_before_anything_reads_it():
+    """x - sum(x*x) must not fold the subtraction into the loop that is still summing."""
+    with sg.use_graph():
+        x = sg.var("x", shape=(LONG,))
+        total = sg.sum(x * x * 0.5)
+        out = (x - total) * 2.0
+        numpy_fn, numba_fn = both_backends([out, total], [x])
+    at = np.random.default_rng(4).standard_normal(LONG)
+    assert_same(numba_fn(at), numpy_fn(at))
+    assert kernel_count(numba_fn) == 2
+
+
+def test_float32_and_scalar_graphs_stay_with_numpy():
+    with sg.use_graph():
+        x = sg.var("x", shape=(10,), dtype="float32")
+        fn = sg.compile(sg.grad(sg.sum(sg.sin(x) * x), x), inputs=[x], backend="numba")
+        assert fn.kernel_source == "" and fn(np.ones(10, np.float32)).dtype == np.float32
+    with sg.use_graph():
+        x, y = sg.var("x"), sg.var("y")
+        fn = sg.compile(sg.grad((x + y) * sg.maximum(x, y), [x, y]), inputs=[x, y],
+                        backend="numba")
+        assert fn.kernel_source == "" and fn.scalar_source is not None
+        assert fn(2.0, 3.0) == (3.0, 8.0)
+
+
+def test_threads_share_compiled_loops():
+    with sg.use_graph():
+        x = sg.var("x", shape=(LONG,))
+        fn = sg.compile(sg.grad(rosenbrock(x), x), inputs=[x], backend="numba")
+    points = [np.random.default_rng(k).uniform(-2, 2, LONG) for k in range(4)]
+    results = [None] * len(points)
+
+    def work(k):
+        for _ in range(3):
+            results[k] = fn(points[k])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(points))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for point, result in zip(points, results):
+        np.testing.assert_allclose(result, rosen_der(point), rtol=1e-12, atol=1e-9)
+
+
+settings.register_profile("fuse", max_examples=15, deadline=None, derandomize=True)
+
+
+@settings(settings.get_profile("fuse"))
+@given(st.data())
+def test_random_graphs_give_the_numpy_backends_values_and_gradients(data):
+    with sg.use_graph():
+        f, _, inputs, point = draw_case(data)
+        grads = sg.grad(f, inputs, disconnected="zero")
+        numpy_fn, numba_fn = both_backends([f, *grads], inputs)
+    args = point.split(point.flat)
+    with np.errstate(all="ignore"):
+        want = numpy_fn(*args)
+    if not all(finite(np.ravel(w)) for w in want):
+        return          # compared where the values are ordinary numbers
+    got = numba_fn(*args)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-9 * (1.0 + np.abs(w).max()))
+
+
+# -- the disk cache --------------------------------------------------------------------------------
+
+
+def test_kernels_are_cached_on_disk_and_a_changed_file_is_rewritten(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fuse, "_modules", {})
+    with sg.use_graph():
+        x = sg.var("x", shape=(100,))
+        fn = sg.compile(sg.grad(sg.sum(sg.cos(x) * x * x), x), inputs=[x], backend="numba")
+    (module,) = (tmp_path / "kernels").glob("sg_*.py")
+    assert module.read_text() == fn.kernel_source
+    at = np.linspace(-1, 1, 100)
+    np.testing.assert_allclose(fn(at), -np.sin(at) * at ** 2 + 2 * at * np.cos(at), rtol=1e-12)
+    assert list((tmp_path / "kernels" / "__pycache__").glob("*.nbi"))    # Numba's index
+
+    module.write_text("raise SystemExit('not ours')\n")
+    monkeypatch.setattr(fuse, "_modules", {})
+    with sg.use_graph():
+        x = sg.var("x", shape=(100,))
+        again = sg.compile(sg.grad(sg.sum(sg.cos(x) * x * x), x), inputs=[x], backend="numba")
+    assert module.read_text() == again.kernel_source
+    np.testing.assert_allclose(again(at), fn(at))
+
+
+def test_a_second_process_loads_the_compiled_loops(tmp_path):
+    """The second process finds Numba's machine code on disk: it compiles nothing."""
+    script = textwrap.dedent("""
+        import numpy as np, symgrad as sg
+        from numba.core.dispatcher import Dispatcher
+        with sg.use_graph():
+            x = sg.var("x", shape=(64,))
+            fn = sg.compile(sg.grad(sg.sum(sg.sin(x) * x * 3.0), x), inputs=[x], backend="numba")
+        fn(np.ones(64))
+        from symgrad import fuse
+        (module,) = fuse._modules.values()
+        loop = module._sg_kernel_0_loop
+        print(sum(loop.stats.cache_hits.values()), sum(loop.stats.cache_misses.values()))
+    """)
+    env = {"SYMGRAD_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+    def run():
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, check=True)
+        return tuple(int(n) for n in done.stdout.split())
+
+    assert run() == (0, 1)
+    assert run() == (1, 0)
+
+
+def test_without_numba_the_backend_says_how_to_get_it(monkeypatch):
+    monkeypatch.setattr(api, "BACKENDS", ("numpy",))
+    with sg.use_graph():
+        x = sg.var("x", shape=(3,))
+        with pytest.raises(SymgradError, match=r"pip install 'symgrad\[numba\]'"):
+            sg.compile(x * 2.0, inputs=[x], backend="numba")
