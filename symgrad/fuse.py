@@ -248,31 +248,39 @@ class FusingGenerator(SourceGenerator):
     # -- emission -------------------------------------------------------------------------------
 
     def step_statements(self, group, lines):
-        """The call of the group's kernel, which returns its results as flat arrays (and sums as
-        floats), then reshaped to the group's shape."""
+        """The group's results: arrays allocated here (or kept in the workspace) that its kernel
+        fills, and sums the kernel returns as floats."""
+        shape_donor = next(self._operand(i) for i in group.operands
+                           if self.graph.nodes[i]["shape"] == group.shape)
+        shape = (repr(tuple(group.shape)) if all(isinstance(d, int) for d in group.shape)
+                 else f"np.shape({shape_donor})")
+        filled, summed = [], []
+        for node in group.outputs:
+            self.names[node] = self.new_name(node)
+            if node in group.reductions:
+                summed.append(self.names[node])
+                continue
+            buffer = None if self.graph.nodes[node]["dtype"] == "bool" \
+                else self.workspace_slot(node)
+            dtype = "np.bool_" if self.graph.nodes[node]["dtype"] == "bool" else "np.float64"
+            lines.append(f"{self.names[node]} = {buffer or f'np.empty({shape}, {dtype})'}")
+            filled.append(self.names[node] if len(group.shape) == 1
+                          else f"np.ravel({self.names[node]})")
         kernel, arguments = self._kernel(group)
         name = self.namer.claim(f"_sg_kernel_{len(self.kernels)}")
         self.kernels.append((name, kernel.replace("def _sg_kernel(", f"def {name}(", 1)))
-        self.namespace[name] = None         # bound to the compiled kernel by fuse.compile_kernels
-        for node in group.outputs:
-            self.names[node] = self.new_name(node)
-        results = ", ".join(self.names[n] for n in group.outputs)
-        lines.append(f"{results}, = {name}({', '.join(arguments)})  # fused: "
-                     f"{len(group.members)} ops")
-        shape_donor = next(self.names[i] for i in group.operands
-                           if self.graph.nodes[i]["shape"] == group.shape)
-        for node in group.outputs:
-            if node in group.reductions:
-                if node in self.outputs:
-                    lines.append(f"{self.names[node]} = np.float64({self.names[node]})")
-            elif len(group.shape) != 1:
-                lines.append(f"{self.names[node]} = {self.names[node]}.reshape("
-                             f"np.shape({shape_donor}))")
+        self.namespace[name] = None         # bound to the compiled kernel by generate_fused
+        call = f"{name}({', '.join(arguments + filled)})  # fused: {len(group.members)} ops"
+        lines.append(f"{', '.join(summed)}, = {call}" if summed else call)
+        for node in group.reductions:
+            if node in self.outputs:
+                lines.append(f"{self.names[node]} = np.float64({self.names[node]})")
         return [n for n in group.outputs if n not in group.reductions]
 
     def _kernel(self, group):
-        """A kernel's source (named ``_sg_kernel``) and the argument expressions of its call.
-        Its names are its own (a0, s0, v0, o0, r0): no user text reaches it."""
+        """A kernel's source (named ``_sg_kernel``) and the argument expressions of its call
+        (the arrays it fills come after them). Its names are its own (a0, s0, v0, o0, r0): no
+        user text reaches it."""
         local = {}
         params, arguments, loads = [], [], []
         for operand in group.operands:
@@ -317,16 +325,15 @@ class FusingGenerator(SourceGenerator):
                 setup.append(f"r{k} = 0.0")
                 returned.append(f"r{k}")
             else:
-                dtype = "np.bool_" if self.graph.nodes[node]["dtype"] == "bool" else "np.float64"
-                setup.append(f"o{k} = np.empty(n, {dtype})")
+                params.append(f"o{k}")
                 body.append(f"o{k}[i] = v{k}")
-                returned.append(f"o{k}")
         lines = [f"def _sg_kernel({', '.join(params)}):", *(f"    {s}" for s in setup),
                  f"    if n >= {PARALLEL_MIN}:",
                  "        for i in prange(n):", *(f"            {s}" for s in body),
                  "    else:",
-                 "        for i in range(n):", *(f"            {s}" for s in body),
-                 f"    return {', '.join(returned)},"]
+                 "        for i in range(n):", *(f"            {s}" for s in body)]
+        if returned:
+            lines.append(f"    return {', '.join(returned)},")
         return "\n".join(lines) + "\n", arguments
 
     def kernel_module(self):

@@ -4,9 +4,12 @@ import textwrap
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import symgrad as sg
 from symgrad import codegen
+from test_properties import draw_case
 
 RNG = np.random.default_rng(7)
 
@@ -484,3 +487,80 @@ def test_user_ops_on_constants_run_at_call_time():
         np.testing.assert_allclose(fn(2.0), [0.0, 6.0])
     finally:
         del sg.OPS["triple_at_run_time"]
+
+
+# -- the workspace: large intermediates in buffers kept between calls --------------------------------
+
+
+def test_large_intermediates_live_in_a_workspace_the_caller_never_sees():
+    from scipy.optimize import rosen_der, rosen_hess_prod
+    n = codegen.WORKSPACE_MIN + 3
+    x, v = sg.var("x", shape=(n,)), sg.var("v", shape=(n,))
+    d = x[1:] - x[:-1] ** 2
+    f = sg.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2)
+    fn = sg.compile([sg.grad(f, x), sg.hvp(f, x, v), d * 1.0], inputs=[x, v])
+    assert "out=_sg_ws[" in fn.source and "_sg_give(_sg_ws)" in fn.source
+    rng = np.random.default_rng(5)
+    first_at = rng.uniform(-2, 2, n), rng.standard_normal(n)
+    first = fn(*first_at)
+    kept = [np.copy(a) for a in first]
+    second_at = rng.uniform(-2, 2, n), rng.standard_normal(n)
+    second = fn(*second_at)
+    for a, b in zip(first, kept):           # the second call overwrote no result of the first
+        assert np.array_equal(a, b)
+    for (gradient, product, _), (at, direction) in [(first, first_at), (second, second_at)]:
+        np.testing.assert_allclose(gradient, rosen_der(at), rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(product, rosen_hess_prod(at, direction), rtol=1e-12, atol=1e-9)
+    assert not any(np.shares_memory(a, b) for a in first for b in second)
+
+
+def test_concurrent_calls_each_take_their_own_workspace():
+    import threading
+    n = codegen.WORKSPACE_MIN
+    x = sg.var("x", shape=(n,))
+    y = sg.sin(x) * x + x ** 2.0
+    fn = sg.compile([sg.grad(sg.sum(y * y), x)], inputs=[x])
+    points = [np.random.default_rng(k).standard_normal(n) for k in range(6)]
+    want = [2 * (np.sin(p) * p + p ** 2) * (np.cos(p) * p + np.sin(p) + 2 * p) for p in points]
+    failures = []
+
+    def work(k):
+        for _ in range(20):
+            (got,) = fn(points[k])
+            if not np.allclose(got, want[k], rtol=1e-12):
+                failures.append(k)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(points))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.data())
+def test_every_intermediate_in_the_workspace_changes_no_result(data):
+    """Random graphs compiled with every float64 intermediate in the workspace (WORKSPACE_MIN
+    = 1) give bit for bit what they give without one, call after call."""
+    with sg.use_graph():
+        f, _, inputs, point = draw_case(data)
+        outputs = [f, *sg.grad(f, inputs, disconnected="zero")]
+        plain = sg.compile(outputs, inputs=inputs)
+        saved = codegen.WORKSPACE_MIN
+        codegen.WORKSPACE_MIN = 1
+        try:
+            kept = sg.compile(outputs, inputs=inputs)
+        finally:
+            codegen.WORKSPACE_MIN = saved
+    args = point.split(point.flat)
+    other = point.split(point.flat[::-1].copy())
+    with np.errstate(all="ignore"):
+        want, want_other = plain(*args), plain(*other)
+        first = kept(*args)
+        first_copy = [np.copy(a) for a in first]
+        for got, expected in [(kept(*other), want_other), (first, want), (kept(*args), want)]:
+            for g, w in zip(got, expected):
+                assert np.array_equal(g, w, equal_nan=True)
+    for a, b in zip(first, first_copy):
+        assert np.array_equal(a, b, equal_nan=True)

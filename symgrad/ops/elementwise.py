@@ -301,7 +301,15 @@ defop("power", 2, broadcast_shape, "{0} ** {1}",
       lambda g, out, x, y: [_power_base_vjp(g, out, x, y), _power_exponent_vjp(g, out, x, y)],
       simplify=_chain(_fold(np.power), _identity_when(_right_is(1)),
                       _through_broadcasts("power")),
-      scalar=lambda ctx: _scalar_power(*ctx.args))
+      scalar=lambda ctx: _scalar_power(*ctx.args), numpy_into=lambda ctx: _power_into(ctx))
+
+
+def _power_into(ctx):
+    base, exponent = ctx.args
+    # x ** 2.0 is NumPy's square; np.power itself would take the general (slower) path
+    if exponent == "2.0":
+        return f"np.square({base}, out={ctx.into})"
+    return f"np.power({base}, {exponent}, out={ctx.into})"
 
 
 def _scalar_power(base, exponent):
