@@ -45,10 +45,17 @@ FUSABLE_OPS = frozenset(name for name, op in OPS.items()
                         if op.scalar is not None and name not in NUMPY_FASTER
                         and name not in ("identity_like", "stop_gradient"))
 # Loops at least this long run on every core (Numba's prange); shorter ones stay on one, where
-# waking the thread pool (some microseconds) would cost more than it saves.
+# waking the thread pool (some microseconds) would cost more than it saves. Each kernel is
+# compiled twice, lazily: its serial loop at the first short call, its parallel loop (slower to
+# compile) at the first long one.
 PARALLEL_MIN = 1 << 16
-KERNEL_OPTIONS = ("cache=True, error_model='numpy', nogil=True, parallel=True, "
-                  "fastmath={'contract'}")
+KERNEL_OPTIONS = "cache=True, error_model='numpy', nogil=True, fastmath={'contract'}"
+# LLVM's time grows faster than the loop body (measured: a 600-op body 9 s, 2,400 ops 2 min), so
+# a group takes at most this many ops; a longer chain becomes several loops.
+GROUP_LIMIT = 200
+# Arrays of a static shape with fewer entries stay NumPy: a loop costs about half a second to
+# compile, which calls on such arrays (well under a microsecond per op) never win back.
+FUSE_MIN = 64
 
 
 def _horner(variable, coefficients):
@@ -129,6 +136,9 @@ class FusingGenerator(SourceGenerator):
 
     def _fusable(self, node):
         data = self.graph.nodes[node]
+        if all(isinstance(d, int) for d in data["shape"]) \
+                and math.prod(data["shape"]) < FUSE_MIN:
+            return False
         if data["op"] not in FUSABLE_OPS or _single(data["shape"]) \
                 or data["dtype"] not in ("float64", "bool"):
             return False
@@ -185,7 +195,8 @@ class FusingGenerator(SourceGenerator):
                     and all(self.graph.nodes[i]["dtype"] == "float64" for i in accumulated)
             else:
                 joins = data["op"] not in ("var", "const") and self._fusable(node)
-                if joins and (group is None or group in barriers):
+                if joins and (group is None or group in barriers
+                              or len(group.members) >= GROUP_LIMIT):
                     group = latest[shape] = Group(shape, len(latest_groups := self._groups))
                     latest_groups.append(group)
             for operand in data["inputs"]:
@@ -266,9 +277,9 @@ class FusingGenerator(SourceGenerator):
             lines.append(f"{self.names[node]} = {buffer or f'np.empty({shape}, {dtype})'}")
             filled.append(self.names[node] if len(group.shape) == 1
                           else f"np.ravel({self.names[node]})")
-        kernel, arguments = self._kernel(group)
+        kernel, arguments, length = self._kernel(group)
         name = self.namer.claim(f"_sg_kernel_{len(self.kernels)}")
-        self.kernels.append((name, kernel.replace("def _sg_kernel(", f"def {name}(", 1)))
+        self.kernels.append((name, kernel.replace("def _sg_kernel(", f"def {name}(", 1), length))
         self.namespace[name] = None         # bound to the compiled kernel by generate_fused
         call = f"{name}({', '.join(arguments + filled)})  # fused: {len(group.members)} ops"
         lines.append(f"{', '.join(summed)}, = {call}" if summed else call)
@@ -317,7 +328,7 @@ class FusingGenerator(SourceGenerator):
             ctx = _KernelContext(data, args, local[node])
             form = LOOP_FORMS.get(data["op"], OPS[data["op"]].scalar)
             body.extend(_statements(form, ctx, _LazyLiterals(data["attrs"])))
-        first_array = next(p for p in params if p.startswith("a"))
+        first_array = next(p for p in params if p.startswith("a"))   # its length is the loop's
         setup, returned = [f"n = {first_array}.shape[0]"], []
         for node in group.outputs:
             k = group.members.index(node)
@@ -328,13 +339,10 @@ class FusingGenerator(SourceGenerator):
                 params.append(f"o{k}")
                 body.append(f"o{k}[i] = v{k}")
         lines = [f"def _sg_kernel({', '.join(params)}):", *(f"    {s}" for s in setup),
-                 f"    if n >= {PARALLEL_MIN}:",
-                 "        for i in prange(n):", *(f"            {s}" for s in body),
-                 "    else:",
-                 "        for i in range(n):", *(f"            {s}" for s in body)]
+                 "    for i in range(n):", *(f"        {s}" for s in body)]
         if returned:
             lines.append(f"    return {', '.join(returned)},")
-        return "\n".join(lines) + "\n", arguments
+        return "\n".join(lines) + "\n", arguments, first_array
 
     def kernel_module(self):
         """Source of the module holding every kernel of the function (empty: none).
@@ -346,11 +354,17 @@ class FusingGenerator(SourceGenerator):
         if not self.kernels:
             return ""
         parts = [KERNEL_HEADER]
-        for name, source in self.kernels:
+        for name, source, length in self.kernels:
             params = source[source.index("(") + 1:source.index(")")]
-            parts.append(f"@njit({KERNEL_OPTIONS})\n"
-                         f"{source.replace(f'def {name}(', f'def {name}_loop(', 1)}\n"
-                         f"def {name}({params}):\n    return {name}_loop({params})\n")
+            serial = source.replace(f"def {name}(", f"def {name}_serial(", 1)
+            parallel = source.replace(f"def {name}(", f"def {name}_parallel(", 1) \
+                .replace("    for i in range(n):", "    for i in prange(n):", 1)
+            parts.append(f"@njit({KERNEL_OPTIONS})\n{serial}\n"
+                         f"@njit({KERNEL_OPTIONS}, parallel=True)\n{parallel}\n"
+                         f"def {name}({params}):\n"
+                         f"    if {length}.shape[0] >= {PARALLEL_MIN}:\n"
+                         f"        return {name}_parallel({params})\n"
+                         f"    return {name}_serial({params})\n")
         return "\n\n".join(parts)
 
 
@@ -432,7 +446,7 @@ def generate_fused(graph, outputs, inputs, function_name):
     module_source = generator.kernel_module()
     if module_source:
         module = load_kernels(module_source)
-        for name, _ in generator.kernels:
+        for name, _, _ in generator.kernels:
             generator.namespace[name] = getattr(module, name)
     return source, generator.namespace, module_source
 

@@ -24,8 +24,17 @@ pytestmark = pytest.mark.skipif("numba" not in api.BACKENDS, reason="Numba is no
 LONG = fuse.PARALLEL_MIN + 17       # loops this long run in parallel (prange)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def fuse_small_arrays():
+    """The tests' small arrays fuse too (by default, static shapes under FUSE_MIN entries stay
+    NumPy: see test_small_static_arrays_stay_numpy)."""
+    saved, fuse.FUSE_MIN = fuse.FUSE_MIN, 1
+    yield
+    fuse.FUSE_MIN = saved
+
+
 def kernel_count(fn):
-    return fn.kernel_source.count("def _sg_kernel_") // 2    # each: a loop and its caller
+    return fn.kernel_source.count("def _sg_kernel_") // 3    # serial, parallel, their caller
 
 
 def ulps(got, want):
@@ -268,7 +277,7 @@ def test_a_second_process_loads_the_compiled_loops(tmp_path):
         fn(np.ones(64))
         from symgrad import fuse
         (module,) = fuse._modules.values()
-        loop = module._sg_kernel_0_loop
+        loop = module._sg_kernel_0_serial
         print(sum(loop.stats.cache_hits.values()), sum(loop.stats.cache_misses.values()))
     """)
     env = {"SYMGRAD_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
@@ -288,3 +297,27 @@ def test_without_numba_the_backend_says_how_to_get_it(monkeypatch):
         x = sg.var("x", shape=(3,))
         with pytest.raises(SymgradError, match=r"pip install 'symgrad\[numba\]'"):
             sg.compile(x * 2.0, inputs=[x], backend="numba")
+
+
+def test_small_static_arrays_stay_numpy(monkeypatch):
+    monkeypatch.setattr(fuse, "FUSE_MIN", 64)
+    with sg.use_graph():
+        small, named = sg.var("small", shape=(63,)), sg.var("named", shape=("n",))
+        fn = sg.compile([sg.sin(small) * small + 1.0, sg.sin(named) * named + 1.0],
+                        inputs=[small, named], backend="numba")
+    assert kernel_count(fn) == 1        # the named length may be long: it fuses
+    at = np.linspace(-1, 1, 63)
+    for got in fn(at, at):
+        np.testing.assert_allclose(got, np.sin(at) * at + 1.0, rtol=1e-15)
+
+
+def test_long_chains_become_several_loops(monkeypatch):
+    monkeypatch.setattr(fuse, "GROUP_LIMIT", 10)
+    with sg.use_graph():
+        x = y = sg.var("x", shape=(100,))
+        for _ in range(12):
+            y = sg.sin(y) * 0.5 + y
+        numpy_fn, numba_fn = both_backends([y, sg.grad(sg.sum(y), x)], [x])
+    assert kernel_count(numba_fn) >= 4
+    at = np.linspace(-2, 2, 100)
+    assert_same(numba_fn(at), numpy_fn(at))
