@@ -256,7 +256,7 @@ class Symgrad(Adapter):
         with sg.use_graph():
             variables = [sg.var(f"a{i}", shape=np.shape(a)) for i, a in enumerate(args)]
             fn = sg.compile(list(build(*variables)), inputs=variables, backend=self.backend)
-        return lambda: fn(*args)
+        return partial(fn, *args)       # called as the hand-written functions are
 
     def grad(self, f, args, wrt, value=False):
         def build(*variables):
