@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ArgumentError
 from .core import (Expr, apply, bool_dtype, broadcast_shape, const, constant_value, defop,
-                   float_dtype, is_scalar_constant, op_function, same_shape)
+                   float_dtype, is_scalar_constant, literal, op_function, same_shape)
 from .shape import unbroadcast
 
 
@@ -204,10 +204,26 @@ def _heaviside_simplify(inputs, at_zero):
     return None
 
 
-defop("heaviside", 1, same_shape, "np.heaviside({0}, {at_zero})", lambda g, out, x, at_zero: [None],
+# np.heaviside is a scalar loop (3.7 ns an entry; 238 us on a 128x500 ReLU layer); np.sign is
+# SIMD, and sign / 2 + 1/2 is exactly the step with 1/2 at zero (nan stays nan): 60 us in place
+def _emit_heaviside(ctx):
+    x, at_zero = ctx.args[0], ctx.attrs["at_zero"]
+    if at_zero != 0.5:
+        return f"np.heaviside({x}, {literal(at_zero)})"
+    return f"np.sign({x}) * 0.5 + 0.5"
+
+
+def _emit_heaviside_into(ctx):
+    x, at_zero = ctx.args[0], ctx.attrs["at_zero"]
+    if at_zero != 0.5:
+        return [f"{ctx.out} = np.heaviside({x}, {literal(at_zero)}, out={ctx.into})"]
+    return [f"{ctx.out} = np.sign({x}, out={ctx.into})", f"{ctx.out} *= 0.5", f"{ctx.out} += 0.5"]
+
+
+defop("heaviside", 1, same_shape, _emit_heaviside, lambda g, out, x, at_zero: [None],
       simplify=_heaviside_simplify, nondifferentiable=(0,),
       scalar="(1.0 if {0} > 0.0 else 0.0 if {0} < 0.0 else {at_zero} if {0} == 0.0 else {0})",
-      numpy_into="np.heaviside({0}, {at_zero}, out={out})")
+      numpy_into=_emit_heaviside_into)
 
 
 def heaviside(x, at_zero=0.5):
