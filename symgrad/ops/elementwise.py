@@ -28,13 +28,17 @@ def _fold(function):
     """A simplify hook that evaluates ``function`` when every operand is a constant (and the
     result is small enough to be worth keeping as one)."""
     def simplify(inputs, **attrs):
-        values = [constant_value(x) for x in inputs]
-        if all(v is not None and v.dtype != bool for v in values):
-            shape = np.broadcast_shapes(*(v.shape for v in values))
-            if int(np.prod(shape, dtype=np.int64)) <= FOLD_LIMIT:
-                with np.errstate(all="ignore"):
-                    result = function(*values)
-                return _constant_like(result, inputs)
+        values = []
+        for x in inputs:        # most operands are not constants: stop at the first
+            value = constant_value(x)
+            if value is None or value.dtype == bool:
+                return None
+            values.append(value)
+        shape = np.broadcast_shapes(*(v.shape for v in values))
+        if int(np.prod(shape, dtype=np.int64)) <= FOLD_LIMIT:
+            with np.errstate(all="ignore"):
+                result = function(*values)
+            return _constant_like(result, inputs)
         return None
     return simplify
 
