@@ -282,7 +282,7 @@ class SourceGenerator:
         output, which the caller keeps) of a static shape with at least WORKSPACE_MIN entries."""
         data = self.graph.nodes[node]
         shape = data["shape"]
-        if not self.workspace or node in self.outputs or data["dtype"] != "float64" \
+        if not self.workspace or not shape or node in self.outputs or data["dtype"] != "float64" \
                 or not self.float64_only or not all(isinstance(d, int) for d in shape) \
                 or math.prod(shape) < WORKSPACE_MIN:
             return None

