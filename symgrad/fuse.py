@@ -111,14 +111,12 @@ def _single(shape):
 class Group:
     """Element-wise nodes of one shape computed by one loop, with the full sums over them."""
 
-    def __init__(self, shape, number):
+    def __init__(self, shape):
         self.shape = shape
-        self.number = number
         self.members = []           # in evaluation order
         self.reductions = set()     # members that are sums (their shape is ())
         self.operands = []          # nodes outside the group that members read, first use first
         self.outputs = []           # members read outside the group: the loop's results
-        self.name = None
 
     def __repr__(self):
         return f"<fused group of {len(self.members)} nodes>"
@@ -129,7 +127,7 @@ class FusingGenerator(SourceGenerator):
 
     def __init__(self, graph, outputs, inputs, function_name="f"):
         super().__init__(graph, outputs, inputs, function_name)
-        self.kernels = []               # (name, source) of each kernel, in emission order
+        self.kernels = []       # (name, source, the parameter giving the length) of each kernel
         self._groups = []
 
     # -- grouping -------------------------------------------------------------------------------
@@ -197,8 +195,8 @@ class FusingGenerator(SourceGenerator):
                 joins = data["op"] not in ("var", "const") and self._fusable(node)
                 if joins and (group is None or group in barriers
                               or len(group.members) >= GROUP_LIMIT):
-                    group = latest[shape] = Group(shape, len(latest_groups := self._groups))
-                    latest_groups.append(group)
+                    group = latest[shape] = Group(shape)
+                    self._groups.append(group)
             for operand in data["inputs"]:
                 reading = group_of.get(operand)
                 if reading is not None and (not joins or reading is not group):
@@ -243,13 +241,14 @@ class FusingGenerator(SourceGenerator):
             for operand in self.graph.nodes[node]["inputs"]:
                 if operand in group_of and group_of.get(node) is not group_of[operand]:
                     read_outside.add(operand)
-        for step in groups:
-            members = set(step.members)
-            for node in step.members:
+        for group in groups:
+            seen = set(group.members)
+            for node in group.members:
                 for operand in self.graph.nodes[node]["inputs"]:
-                    if operand not in members and operand not in step.operands:
-                        step.operands.append(operand)
-            step.outputs = [n for n in step.members if n in read_outside or n in outputs]
+                    if operand not in seen:
+                        seen.add(operand)
+                        group.operands.append(operand)
+            group.outputs = [n for n in group.members if n in read_outside or n in outputs]
 
     def _step_operands(self, step):
         if isinstance(step, Group):
