@@ -325,9 +325,8 @@ class SourceGenerator:
         attrs = _LazyLiterals(data["attrs"])
         buffer = self._reusable_buffer(node, k, owned, last_use)
         if buffer is None and OPS[data["op"]].numpy_into is not None \
-                and OPS[data["op"]].into_positions is None and data["op"] in FRESH_OPS:
-            # an op that may write into any operand's buffer builds on no operand's content:
-            # it writes every entry of out, whatever was there before
+                and OPS[data["op"]].into_positions in (None, ()) and data["op"] in FRESH_OPS:
+            # numpy_into writes every entry of out, whatever was there before (Op.into_positions)
             buffer = self.workspace_slot(node)
         if buffer is not None:
             ctx.into = attrs["out"] = buffer

@@ -43,7 +43,10 @@ class Op:
                 (a ufunc's ``out=``), for codegen to reuse an operand's buffer that dies there;
                 a template, or an emitter of statements reading ``ctx.into``; None when the op
                 cannot write in place.
-    into_positions: the operands whose buffer numpy_into may take (None: any of them)
+    into_positions: the operands whose buffer numpy_into may take (None: any of them; an empty
+                tuple: none, though numpy_into may still fill a buffer of codegen's own).
+                With None or (), numpy_into writes every entry of out; otherwise it builds
+                on the content of the operand whose buffer it takes.
     """
 
     name: str
