@@ -158,6 +158,20 @@ def _scalar_arithmetic_before_broadcast():
     return with_grads(sg.sum(sg.sin(spread * t)), [s, t]), [x, s, t]
 
 
+def _factor_out_a_common_factor():
+    # the iterated map's step: the cotangent scales three contributions, one of them nested
+    x, g = sg.var("x", shape=(4,)), sg.var("g", shape=(4,))
+    y = sg.sin(x) * x + x ** 2
+    return [sg.grad(sg.sum(y * g), x), g * sg.exp(x) - sg.cos(x) * g], [x, g]
+
+
+def test_a_common_factor_stays_when_a_product_is_read_elsewhere():
+    x, g = sg.var("x", shape=(4,)), sg.var("g", shape=(4,))
+    shared = g * sg.sin(x)
+    fn = sg.compile([shared + g * x, shared], inputs=[x, g])
+    assert "factor_out_a_common_factor" not in rule_names(fn)
+
+
 ALGEBRA_CASES = {
     "cancel_log_exp": _cancel_log_exp,
     "cancel_exp_log": _cancel_exp_log,
@@ -174,6 +188,7 @@ ALGEBRA_CASES = {
     "add_into_the_slice": _add_into_the_slice,
     "sum_of_products_as_inner_product": _sum_of_products_as_inner_product,
     "scalar_arithmetic_before_broadcast": _scalar_arithmetic_before_broadcast,
+    "factor_out_a_common_factor": _factor_out_a_common_factor,
 }
 
 

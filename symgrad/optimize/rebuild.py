@@ -6,6 +6,7 @@ subexpressions, runs every op's local simplifications, and drops dead nodes (onl
 outputs are copied). Imports graph and ops.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 
 from ..graph import Graph
@@ -22,10 +23,13 @@ class Applied:
         return f"{self.rule}: {self.where}"
 
 
-def rewrite(*ops):
-    """Mark a function ``rule(node, inputs, **attrs) -> Expr | None`` as a rewrite of ``ops``."""
+def rewrite(*ops, uses=False):
+    """Mark a function ``rule(node, inputs, **attrs) -> Expr | None`` as a rewrite of ``ops``;
+    with ``uses`` it is also given ``uses=[...]``, how many nodes (and outputs) read each of its
+    operands in the graph being rebuilt, for rewrites that pay off only when an operand dies."""
     def register(rule):
         rule.ops = ops
+        rule.wants_uses = uses
         return rule
     return register
 
@@ -44,11 +48,15 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
     copy's Expr). Returns the new graph and the map from old node keys to new ones."""
     target = Graph()
     mapping = {}
+    needed = source.ancestors_in_order(outputs)
+    uses = Counter(outputs)
+    for node in needed:
+        uses.update(source.nodes[node]["inputs"])
     with target.lock:
         for node in inputs:
             data = source.nodes[node]
             mapping[node] = target.variable(data["attrs"]["name"], data["shape"], data["dtype"])
-        for node in source.ancestors_in_order(outputs):
+        for node in needed:
             if node in mapping:
                 continue
             data = source.nodes[node]
@@ -63,7 +71,8 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
             with target.deriving(data["order"], grad_of=carried_grad_of(source, data, mapping)):
                 result = replace(node, lambda key: Expr(target, mapping[key])) if replace else None
                 for rule in rules.get(data["op"], ()) if result is None else ():
-                    result = rule(data, operands, **data["attrs"])
+                    extra = {"uses": [uses[i] for i in data["inputs"]]} if rule.wants_uses else {}
+                    result = rule(data, operands, **data["attrs"], **extra)
                     if result is not None:
                         log.append(Applied(rule.__name__, _where(source, node)))
                         break
