@@ -172,6 +172,21 @@ def test_a_common_factor_stays_when_a_product_is_read_elsewhere():
     assert "factor_out_a_common_factor" not in rule_names(fn)
 
 
+def _one_number_as_a_scalar():
+    # an HVP's seed is a constant of shape (1,): the Rosenbrock HVP multiplied by it
+    x, v = sg.var("x", shape=(5,)), sg.var("v", shape=(5,))
+    d = x[1:] - x[:-1] ** 2
+    f = sg.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2)
+    return [sg.hvp(f, x, v), x * sg.const(np.array([3.0]))], [x, v]
+
+
+def _constant_factor_outward():
+    # Rosenbrock's gradient: (d * -200) * (2 * x) is (d * x) * -400
+    x = sg.var("x", shape=(6,))
+    d = x[1:] - x[:-1] ** 2
+    return with_grads(sg.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2), [x]), [x]
+
+
 ALGEBRA_CASES = {
     "cancel_log_exp": _cancel_log_exp,
     "cancel_exp_log": _cancel_exp_log,
@@ -189,6 +204,8 @@ ALGEBRA_CASES = {
     "sum_of_products_as_inner_product": _sum_of_products_as_inner_product,
     "scalar_arithmetic_before_broadcast": _scalar_arithmetic_before_broadcast,
     "factor_out_a_common_factor": _factor_out_a_common_factor,
+    "one_number_as_a_scalar": _one_number_as_a_scalar,
+    "constant_factor_outward": _constant_factor_outward,
 }
 
 
