@@ -76,11 +76,10 @@ def test_golden_hessian_row_names_both_variables():
     fn = sg.compile(sg.hessian(x ** 3 * y, [x, y])[0])
     assert fn.source == golden("""
         def f(x, y):
-            t0 = y * 3.0  # grad of multiply
-            t1 = 2.0 * x  # grad of power
-            d2_out_d_x2 = t0 * t1  # grad of power
-            t2 = x ** 2.0  # grad of power
-            d2_out_d_x_d_y = 3.0 * t2  # grad of power
+            t0 = x * y  # grad of power
+            d2_out_d_x2 = t0 * 6.0  # grad of power
+            t1 = x ** 2.0  # grad of power
+            d2_out_d_x_d_y = 3.0 * t1  # grad of power
             return d2_out_d_x2, d2_out_d_x_d_y
         """)
     assert fn(2.0, 5.0) == pytest.approx((6 * 2.0 * 5.0, 3 * 4.0))
