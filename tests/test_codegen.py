@@ -76,7 +76,7 @@ def test_golden_hessian_row_names_both_variables():
     fn = sg.compile(sg.hessian(x ** 3 * y, [x, y])[0])
     assert fn.source == golden("""
         def f(x, y):
-            t0 = x * y  # grad of power
+            t0 = y * x  # grad of power
             d2_out_d_x2 = t0 * 6.0  # grad of power
             t1 = x ** 2.0  # grad of power
             d2_out_d_x_d_y = 3.0 * t1  # grad of power

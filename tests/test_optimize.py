@@ -180,7 +180,7 @@ def _one_number_as_a_scalar():
     return [sg.hvp(f, x, v), x * sg.const(np.array([3.0]))], [x, v]
 
 
-def _constant_factor_outward():
+def _constants_of_two_products_meet():
     # Rosenbrock's gradient: (d * -200) * (2 * x) is (d * x) * -400
     x = sg.var("x", shape=(6,))
     d = x[1:] - x[:-1] ** 2
@@ -205,7 +205,7 @@ ALGEBRA_CASES = {
     "scalar_arithmetic_before_broadcast": _scalar_arithmetic_before_broadcast,
     "factor_out_a_common_factor": _factor_out_a_common_factor,
     "one_number_as_a_scalar": _one_number_as_a_scalar,
-    "constant_factor_outward": _constant_factor_outward,
+    "constants_of_two_products_meet": _constants_of_two_products_meet,
 }
 
 

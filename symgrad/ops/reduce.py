@@ -17,7 +17,7 @@ def _reduce(name, x, axis, keepdims):
 
 def _kept(e, axis, keepdims):
     """A reduced value with its reduced axes restored as size one, to broadcast against the input."""
-    return e if keepdims else expand_dims(e, axis)
+    return e if keepdims or not e.ndim else expand_dims(e, axis)
 
 
 # -- mean ------------------------------------------------------------------------------------------

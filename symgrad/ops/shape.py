@@ -62,7 +62,9 @@ def sum(x, axis=None, keepdims=False):
 
 
 def _sum_vjp(g, out, x, axis, keepdims):
-    if not keepdims:
+    # a scalar cotangent (of a sum over every axis) broadcasts as it is: restoring the summed
+    # axes would turn a constant seed into a constant array of shape (1, ...)
+    if not keepdims and g.ndim:
         g = expand_dims(g, axis)
     return [broadcast_to_like(g, x)]
 
