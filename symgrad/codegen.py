@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import InternalError, SymgradError
 from .ops import OPS, literal
+from .ops.shape import index_grad_target
 
 # Ops whose NumPy result may share memory with an operand (or is a constant itself).
 VIEW_OPS = frozenset({"var", "const", "broadcast_to_like", "transpose", "reshape", "reshape_like",
@@ -188,6 +189,8 @@ class SourceGenerator:
         self.slot_shapes = []       # workspace slot -> its array's shape
         self.slot_of = {}           # node -> the workspace slot holding its value
         self._free_slots = {}       # shape -> slots no live value holds
+        self._scatter = {}          # value -> the index_grad whose slice it is written into
+        self._scattered = set()     # index_grad nodes whose arrays exist already
 
     def dim(self, name):
         if name not in self._dims:
@@ -260,6 +263,7 @@ class SourceGenerator:
         owned = set()           # nodes whose value is a fresh array no one else holds
         dying = {}              # statement index -> names of owned arrays last used there
         lines = []
+        self._scatter = self._scatter_targets(steps) if self.workspace else {}
         for k, step in enumerate(steps):
             if isinstance(step, int):
                 fresh = self._node_statements(step, k, owned, last_use, lines)
@@ -276,6 +280,30 @@ class SourceGenerator:
                         slot = self.slot_of.pop(node)
                         self._free_slots.setdefault(self.slot_shapes[slot], []).append(slot)
         return lines
+
+    def _scatter_targets(self, steps):
+        """{value: index_grad node} where the op computing a cotangent can write it straight into
+        the slice of the zeros its only reader, an index_grad of static shape, starts from: one
+        pass instead of an array and a copy (slicing's gradient, as a careful hand writes it)."""
+        readers = {}
+        for step in steps:
+            for operand in self._step_operands(step):
+                readers.setdefault(operand, []).append(step)
+        targets = {}
+        for step in steps:
+            if not isinstance(step, int) or self.graph.nodes[step]["op"] != "index_grad":
+                continue
+            value = self.graph.nodes[step]["inputs"][0]
+            data = self.graph.nodes[value]
+            op = OPS.get(data["op"])
+            if (readers.get(value) == [step] and value not in self.outputs and op is not None
+                    and op.numpy_into is not None and op.into_positions in (None, ())
+                    and data["op"] in FRESH_OPS and data["shape"] != () and self.float64_only
+                    and data["dtype"] == "float64" and isinstance(value, int)
+                    and all(isinstance(d, int) for d in self.graph.nodes[step]["shape"])
+                    and not self._constant_operands(data)):
+                targets[value] = step
+        return targets
 
     def workspace_slot(self, node):
         """Source of a kept buffer for ``node``'s value, or None: a float64 intermediate (not an
@@ -320,9 +348,14 @@ class SourceGenerator:
             if value is not None:
                 self.folded[node] = value
                 return ()
+        if node in self._scattered:         # its value was written into its buffer already
+            self.statements[node] = []
+            return (node,)
         self.names[node] = self.new_name(node)
         ctx = EmitContext(self, node, args)
         attrs = _LazyLiterals(data["attrs"])
+        if node in self._scatter:
+            return self._into_the_slice(node, ctx, attrs, lines)
         buffer = self._reusable_buffer(node, k, owned, last_use)
         if buffer is None and OPS[data["op"]].numpy_into is not None \
                 and OPS[data["op"]].into_positions in (None, ()) and data["op"] in FRESH_OPS:
@@ -340,6 +373,23 @@ class SourceGenerator:
         if data["shape"] != () and (data["op"] in FRESH_OPS or buffer is not None):
             return (node,)
         return ()
+
+    def _into_the_slice(self, node, ctx, attrs, lines):
+        """Emit the zeros of ``node``'s index_grad reader, then ``node`` into its slice; the
+        reader emits nothing when its turn comes."""
+        reader = self._scatter[node]
+        self.names[reader] = self.new_name(reader)
+        # its shape is static: the zeros read neither operand (the second may not exist yet)
+        reader_args = [self.names[node], "None"]
+        zeros, index = index_grad_target(EmitContext(self, reader, reader_args))
+        lines.append(f"{self.names[reader]} = {zeros}{self._comment(self.graph.nodes[reader])}")
+        ctx.into = attrs["out"] = f"{self.names[reader]}[{index}]"
+        statements = _statements(OPS[self.graph.nodes[node]["op"]].numpy_into, ctx, attrs)
+        self.statements[node] = statements
+        comment = self._comment(self.graph.nodes[node])
+        lines.extend(statement + comment for statement in statements)
+        self._scattered.add(reader)
+        return (node,)      # a view of the reader's array: released after its one use
 
     def new_name(self, node):
         name = self.graph.readable_name(node)

@@ -1,5 +1,6 @@
 """Graph -> NumPy source: golden sources, names, argument checks and the sandbox it runs in."""
 
+import re
 import textwrap
 
 import numpy as np
@@ -564,3 +565,24 @@ def test_every_intermediate_in_the_workspace_changes_no_result(data):
                 np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-300, equal_nan=True)
     for a, b in zip(first, first_copy):
         assert np.array_equal(a, b, equal_nan=True)
+
+
+def test_a_cotangent_is_computed_straight_into_the_slice_of_its_gradient():
+    from scipy.optimize import rosen_der
+    x = sg.var("x", shape=(50,))
+    d = x[1:] - x[:-1] ** 2
+    f = sg.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2)
+    fn = sg.compile(sg.grad(f, x), inputs=[x])
+    lines = [line.split("  #")[0].strip() for line in fn.source.splitlines()]
+    into = [line for line in lines if re.search(r"out=\w+\[:-1\]\)$", line)]
+    assert len(into) == 1                                   # x[:-1]'s cotangent, in place
+    assert not any(re.match(r"\w+\[:-1\] = ", line) for line in lines)     # and no copy of it
+    at = np.linspace(-1.5, 2.0, 50)
+    np.testing.assert_allclose(fn(at), rosen_der(at), rtol=1e-12)
+    # read by anything else too, the cotangent stays an array of its own
+    shared = x[:-1] * 3.0
+    both = sg.compile([sg.grad(sg.sum(sg.sin(shared)), x), sg.cos(shared) * 3.0], inputs=[x])
+    assert not any("out=" in line and "[" in line.split("out=")[1] for line in
+                   both.source.splitlines())
+    np.testing.assert_allclose(both(at)[0][:-1], 3.0 * np.cos(3.0 * at[:-1]), rtol=1e-13)
+    assert both(at)[0][-1] == 0.0

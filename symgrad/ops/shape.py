@@ -436,7 +436,9 @@ def _getitem_simplify(x, index):
     return None
 
 
-def _emit_index_grad(ctx):
+def index_grad_target(ctx):
+    """(the zeros an index_grad starts from, the index its cotangent is written at), as source.
+    Codegen also uses it to have the op computing the cotangent write straight into the slice."""
     g, like = ctx.args
     keep = ctx.attrs["keep"]
     if _static(ctx.shape):
@@ -444,8 +446,12 @@ def _emit_index_grad(ctx):
     else:
         zeros = f"np.zeros(np.shape({g})[:{keep}] + np.shape({like}))"
     # the batch axes of the cotangent come first; the index addresses the axes after them
-    index = ":, " * keep + _index_source(ctx.attrs["index"], trim=False)
-    return [f"{ctx.out} = {zeros}", f"{ctx.out}[{index}] = {g}"]
+    return zeros, ":, " * keep + _index_source(ctx.attrs["index"], trim=False)
+
+
+def _emit_index_grad(ctx):
+    zeros, index = index_grad_target(ctx)
+    return [f"{ctx.out} = {zeros}", f"{ctx.out}[{index}] = {ctx.args[0]}"]
 
 
 def _index_grad_vjp(g, out, x, like, index, keep):
