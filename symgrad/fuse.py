@@ -306,7 +306,7 @@ class FusingGenerator(SourceGenerator):
                 if data["shape"] != ():
                     source = f"np.ravel({source})[0]"
                 name = f"s{len(params)}"
-                arguments.append(f"{'bool' if data['dtype'] == 'bool' else 'float'}({source})")
+                arguments.append(f"{'np.bool_' if data['dtype'] == 'bool' else 'float'}({source})")
                 local[operand] = name
             else:
                 name = f"a{len(params)}"

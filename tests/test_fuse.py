@@ -321,3 +321,16 @@ def test_long_chains_become_several_loops(monkeypatch):
     assert kernel_count(numba_fn) >= 4
     at = np.linspace(-2, 2, 100)
     assert_same(numba_fn(at), numpy_fn(at))
+
+
+def test_a_boolean_scalar_read_by_a_loop():
+    """Found by the random graphs: a comparison of two reductions (a 0-d boolean) read inside a
+    loop is passed as np.bool_ (the generated function has no builtins)."""
+    with sg.use_graph():
+        x = sg.var("x", shape=(2, 3))
+        top = sg.max(x, keepdims=True)
+        flag = top < sg.sum(top, axis=(-2,), keepdims=True) * 0.5
+        y = sg.where(sg.reshape(flag, ()), x * 2.0, x - 1.0) + sg.sin(x)
+        numpy_fn, numba_fn = both_backends([y, sg.grad(sg.sum(y), x)], [x])
+    for at in (np.linspace(-1, 1, 6).reshape(2, 3), -np.linspace(-1, 1, 6).reshape(2, 3) - 3.0):
+        assert_same(numba_fn(at), numpy_fn(at))
