@@ -374,21 +374,25 @@ class SourceGenerator:
             return (node,)
         return ()
 
-    def _into_the_slice(self, node, ctx, attrs, lines):
-        """Emit the zeros of ``node``'s index_grad reader, then ``node`` into its slice; the
-        reader emits nothing when its turn comes."""
+    def _scatter_view(self, node, lines):
+        """Emit the zeros of ``node``'s index_grad reader (which then emits nothing when its
+        turn comes) and return the source of the slice ``node``'s value is to be written into."""
         reader = self._scatter[node]
         self.names[reader] = self.new_name(reader)
         # its shape is static: the zeros read neither operand (the second may not exist yet)
         reader_args = [self.names[node], "None"]
         zeros, index = index_grad_target(EmitContext(self, reader, reader_args))
         lines.append(f"{self.names[reader]} = {zeros}{self._comment(self.graph.nodes[reader])}")
-        ctx.into = attrs["out"] = f"{self.names[reader]}[{index}]"
+        self._scattered.add(reader)
+        return f"{self.names[reader]}[{index}]"
+
+    def _into_the_slice(self, node, ctx, attrs, lines):
+        """Emit ``node`` straight into the slice of its index_grad reader's zeros."""
+        ctx.into = attrs["out"] = self._scatter_view(node, lines)
         statements = _statements(OPS[self.graph.nodes[node]["op"]].numpy_into, ctx, attrs)
         self.statements[node] = statements
         comment = self._comment(self.graph.nodes[node])
         lines.extend(statement + comment for statement in statements)
-        self._scattered.add(reader)
         return (node,)      # a view of the reader's array: released after its one use
 
     def new_name(self, node):

@@ -263,11 +263,17 @@ class FusingGenerator(SourceGenerator):
                            if self.graph.nodes[i]["shape"] == group.shape)
         shape = (repr(tuple(group.shape)) if all(isinstance(d, int) for d in group.shape)
                  else f"np.shape({shape_donor})")
-        filled, summed = [], []
+        filled, summed, fresh = [], [], []
         for node in group.outputs:
             self.names[node] = self.new_name(node)
             if node in group.reductions:
                 summed.append(self.names[node])
+                continue
+            fresh.append(node)
+            if node in self._scatter and len(group.shape) == 1:
+                # the loop fills the slice of the gradient it is the only part of (a view)
+                lines.append(f"{self.names[node]} = {self._scatter_view(node, lines)}")
+                filled.append(self.names[node])
                 continue
             buffer = None if self.graph.nodes[node]["dtype"] == "bool" \
                 else self.workspace_slot(node)
@@ -284,7 +290,7 @@ class FusingGenerator(SourceGenerator):
         for node in group.reductions:
             if node in self.outputs:
                 lines.append(f"{self.names[node]} = np.float64({self.names[node]})")
-        return [n for n in group.outputs if n not in group.reductions]
+        return fresh
 
     def _kernel(self, group):
         """A kernel's source (named ``_sg_kernel``) and the argument expressions of its call
