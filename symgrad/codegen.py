@@ -14,7 +14,7 @@ import string
 import numpy as np
 
 from .errors import InternalError, SymgradError
-from .ops import OPS, literal
+from .ops import OPS, literal, static_shape
 from .ops.shape import index_grad_target
 
 # Ops whose NumPy result may share memory with an operand (or is a constant itself).
@@ -143,6 +143,13 @@ class EmitContext:
 
     def temp(self, suffix):
         return self._generator.namer.claim(f"{self.out}_{suffix}")
+
+
+def _fills_any_buffer(op_name):
+    """Whether the op, a fresh array, can write its result into any array of its shape: its
+    numpy_into writes every entry of out, whatever was there before (Op.into_positions)."""
+    op = OPS[op_name]
+    return op.numpy_into is not None and op.into_positions in (None, ()) and op_name in FRESH_OPS
 
 
 def _statements(emitter, ctx, attrs):
@@ -295,12 +302,10 @@ class SourceGenerator:
                 continue
             value = self.graph.nodes[step]["inputs"][0]
             data = self.graph.nodes[value]
-            op = OPS.get(data["op"])
-            if (readers.get(value) == [step] and value not in self.outputs and op is not None
-                    and op.numpy_into is not None and op.into_positions in (None, ())
-                    and data["op"] in FRESH_OPS and data["shape"] != () and self.float64_only
-                    and data["dtype"] == "float64" and isinstance(value, int)
-                    and all(isinstance(d, int) for d in self.graph.nodes[step]["shape"])
+            if (readers.get(value) == [step] and value not in self.outputs
+                    and _fills_any_buffer(data["op"]) and data["shape"] != ()
+                    and self.float64_only and data["dtype"] == "float64"
+                    and static_shape(self.graph.nodes[step]["shape"])
                     and not self._constant_operands(data)):
                 targets[value] = step
         return targets
@@ -311,7 +316,7 @@ class SourceGenerator:
         data = self.graph.nodes[node]
         shape = data["shape"]
         if not self.workspace or not shape or node in self.outputs or data["dtype"] != "float64" \
-                or not self.float64_only or not all(isinstance(d, int) for d in shape) \
+                or not self.float64_only or not static_shape(shape) \
                 or math.prod(shape) < WORKSPACE_MIN:
             return None
         free = self._free_slots.get(tuple(shape))
@@ -357,9 +362,7 @@ class SourceGenerator:
         if node in self._scatter:
             return self._into_the_slice(node, ctx, attrs, lines)
         buffer = self._reusable_buffer(node, k, owned, last_use)
-        if buffer is None and OPS[data["op"]].numpy_into is not None \
-                and OPS[data["op"]].into_positions in (None, ()) and data["op"] in FRESH_OPS:
-            # numpy_into writes every entry of out, whatever was there before (Op.into_positions)
+        if buffer is None and _fills_any_buffer(data["op"]):
             buffer = self.workspace_slot(node)
         if buffer is not None:
             ctx.into = attrs["out"] = buffer
@@ -404,8 +407,7 @@ class SourceGenerator:
         result of at most FOLD_LIMIT entries."""
         if data["op"] not in FOLDABLE_OPS or not data["inputs"]:
             return False
-        if not all(isinstance(d, int) for d in data["shape"]) or \
-                math.prod(data["shape"]) > FOLD_LIMIT:
+        if not static_shape(data["shape"]) or math.prod(data["shape"]) > FOLD_LIMIT:
             return False
         return all(i in self.folded or self.graph.nodes[i]["op"] == "const"
                    for i in data["inputs"])
@@ -608,7 +610,7 @@ def generate_entry(graph, inputs, function_name, single):
             checks.append(f"type({param}) is _sg_float64_scalar")
             continue
         checks.append(f"type({param}) is _sg_ndarray and {param}.dtype is _sg_{dtype}")
-        if all(isinstance(d, int) for d in shape):
+        if static_shape(shape):
             checks.append(f"{param}.shape == {literal(tuple(shape))}")
             continue
         checks.append(f"{param}.ndim == {len(shape)}")

@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import InternalError, ShapeError, SymgradError, UndefinedGradientError
 from .ops import (OPS, Expr, broadcast_to_like, const, expand_dims, graph_of, identity_like,
-                  stop_gradient, sum, zeros_like)
+                  static_shape, stop_gradient, sum, zeros_like)
 from .ops.printing import to_text
 
 DISCONNECTED_POLICIES = ("raise", "warn", "zero")
@@ -185,7 +185,7 @@ def _vjp_nodes(y, wrts, cotangent, disconnected):
 
 def _batched_zeros(cotangent, leading, w):
     batch = cotangent.shape[:leading]
-    if all(isinstance(d, int) for d in batch + w.shape):
+    if static_shape(batch + w.shape):
         return const(np.zeros(batch + w.shape, dtype=w.dtype), w.graph)
     # named dimensions: zeros shaped by the cotangent's batch axes and by w, from shapes alone
     batch_zeros = zeros_like(sum(cotangent, axis=tuple(range(leading, cotangent.ndim))))
@@ -260,7 +260,7 @@ def jacobian(y, wrt, disconnected="raise"):
     graph = _graph_of(y, *wrts)
     with graph.atomic():
         mark = graph.next_key
-        if all(isinstance(d, int) for d in y.shape):
+        if static_shape(y.shape):
             size = int(np.prod(y.shape, dtype=np.int64))
             identity = const(np.eye(size, dtype=y.dtype).reshape(y.shape + y.shape), graph)
         else:                           # a named dimension's size is known only at run time

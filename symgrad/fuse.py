@@ -32,7 +32,7 @@ import networkx as nx
 
 from .codegen import SourceGenerator, _LazyLiterals, _plain, _statements
 from .errors import SymgradError
-from .ops import OPS, literal
+from .ops import OPS, literal, static_shape
 
 # Ops computed faster by NumPy's SIMD ufuncs than inside a loop (measurements above); sigmoid
 # and softplus are exp and log1p inside.
@@ -126,15 +126,14 @@ class FusingGenerator(SourceGenerator):
 
     def __init__(self, graph, outputs, inputs, function_name="f"):
         super().__init__(graph, outputs, inputs, function_name)
-        self.kernels = []       # (name, source, the parameter giving the length) of each kernel
+        self.kernels = []       # (name, parameters, body, the parameter giving the length)
         self._groups = []
 
     # -- grouping -------------------------------------------------------------------------------
 
     def _fusable(self, node):
         data = self.graph.nodes[node]
-        if all(isinstance(d, int) for d in data["shape"]) \
-                and math.prod(data["shape"]) < FUSE_MIN:
+        if static_shape(data["shape"]) and math.prod(data["shape"]) < FUSE_MIN:
             return False
         if data["op"] not in FUSABLE_OPS or _single(data["shape"]) \
                 or data["dtype"] not in ("float64", "bool"):
@@ -191,7 +190,7 @@ class FusingGenerator(SourceGenerator):
                     and data["dtype"] == "float64" \
                     and all(self.graph.nodes[i]["dtype"] == "float64" for i in accumulated)
             else:
-                joins = data["op"] not in ("var", "const") and self._fusable(node)
+                joins = self._fusable(node)     # never a variable or constant (no scalar form)
                 if joins and (group is None or group in barriers
                               or len(group.members) >= GROUP_LIMIT):
                     group = latest[shape] = Group(shape)
@@ -261,7 +260,7 @@ class FusingGenerator(SourceGenerator):
         fills, and sums the kernel returns as floats."""
         shape_donor = next(self._operand(i) for i in group.operands
                            if self.graph.nodes[i]["shape"] == group.shape)
-        shape = (repr(tuple(group.shape)) if all(isinstance(d, int) for d in group.shape)
+        shape = (repr(tuple(group.shape)) if static_shape(group.shape)
                  else f"np.shape({shape_donor})")
         filled, summed, fresh = [], [], []
         for node in group.outputs:
@@ -275,15 +274,16 @@ class FusingGenerator(SourceGenerator):
                 lines.append(f"{self.names[node]} = {self._scatter_view(node, lines)}")
                 filled.append(self.names[node])
                 continue
-            buffer = None if self.graph.nodes[node]["dtype"] == "bool" \
-                else self.workspace_slot(node)
-            dtype = "np.bool_" if self.graph.nodes[node]["dtype"] == "bool" else "np.float64"
-            lines.append(f"{self.names[node]} = {buffer or f'np.empty({shape}, {dtype})'}")
+            if self.graph.nodes[node]["dtype"] == "bool":
+                buffer = f"np.empty({shape}, np.bool_)"
+            else:
+                buffer = self.workspace_slot(node) or f"np.empty({shape}, np.float64)"
+            lines.append(f"{self.names[node]} = {buffer}")
             filled.append(self.names[node] if len(group.shape) == 1
                           else f"np.ravel({self.names[node]})")
-        kernel, arguments, length = self._kernel(group)
+        params, body, arguments, length = self._kernel(group)
         name = self.namer.claim(f"_sg_kernel_{len(self.kernels)}")
-        self.kernels.append((name, kernel.replace("def _sg_kernel(", f"def {name}(", 1), length))
+        self.kernels.append((name, params, body, length))
         self.namespace[name] = None         # bound to the compiled kernel by generate_fused
         call = f"{name}({', '.join(arguments + filled)})  # fused: {len(group.members)} ops"
         lines.append(f"{', '.join(summed)}, = {call}" if summed else call)
@@ -293,9 +293,10 @@ class FusingGenerator(SourceGenerator):
         return fresh
 
     def _kernel(self, group):
-        """A kernel's source (named ``_sg_kernel``) and the argument expressions of its call
-        (the arrays it fills come after them). Its names are its own (a0, s0, v0, o0, r0): no
-        user text reaches it."""
+        """A kernel's parameters, its body (the source after the def line), the argument
+        expressions of its call (the arrays it fills come after them) and the parameter whose
+        length is the loop's. Its names are its own (a0, s0, v0, o0, r0): no user text reaches
+        it."""
         local = {}
         params, arguments, loads = [], [], []
         for operand in group.operands:
@@ -342,11 +343,11 @@ class FusingGenerator(SourceGenerator):
             else:
                 params.append(f"o{k}")
                 body.append(f"o{k}[i] = v{k}")
-        lines = [f"def _sg_kernel({', '.join(params)}):", *(f"    {s}" for s in setup),
-                 "    for i in range(n):", *(f"        {s}" for s in body)]
+        lines = [*(f"    {s}" for s in setup), "    for i in range(n):",
+                 *(f"        {s}" for s in body)]
         if returned:
             lines.append(f"    return {', '.join(returned)},")
-        return "\n".join(lines) + "\n", arguments, first_array
+        return ", ".join(params), "\n".join(lines) + "\n", arguments, first_array
 
     def kernel_module(self):
         """Source of the module holding every kernel of the function (empty: none).
@@ -358,13 +359,11 @@ class FusingGenerator(SourceGenerator):
         if not self.kernels:
             return ""
         parts = [KERNEL_HEADER]
-        for name, source, length in self.kernels:
-            params = source[source.index("(") + 1:source.index(")")]
-            serial = source.replace(f"def {name}(", f"def {name}_serial(", 1)
-            parallel = source.replace(f"def {name}(", f"def {name}_parallel(", 1) \
-                .replace("    for i in range(n):", "    for i in prange(n):", 1)
-            parts.append(f"@njit({KERNEL_OPTIONS})\n{serial}\n"
-                         f"@njit({KERNEL_OPTIONS}, parallel=True)\n{parallel}\n"
+        for name, params, body, length in self.kernels:
+            parallel = body.replace("    for i in range(n):", "    for i in prange(n):", 1)
+            parts.append(f"@njit({KERNEL_OPTIONS})\ndef {name}_serial({params}):\n{body}\n"
+                         f"@njit({KERNEL_OPTIONS}, parallel=True)\n"
+                         f"def {name}_parallel({params}):\n{parallel}\n"
                          f"def {name}({params}):\n"
                          f"    if {length}.shape[0] >= {PARALLEL_MIN}:\n"
                          f"        return {name}_parallel({params})\n"
@@ -392,20 +391,17 @@ class _KernelContext:
 def cache_directory():
     """Where kernel modules and Numba's compiled code are kept: ``SYMGRAD_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/symgrad`` (``~/.cache/symgrad``), else a fresh temporary directory."""
-    configured = os.environ.get("SYMGRAD_CACHE_DIR")
-    if configured:
-        candidates = [configured]
-    else:
+    directory = os.environ.get("SYMGRAD_CACHE_DIR")
+    if not directory:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        candidates = [os.path.join(base, "symgrad")]
-    for directory in candidates:
-        kernels = os.path.join(directory, "kernels")
-        try:
-            os.makedirs(kernels, exist_ok=True)
-            if os.access(kernels, os.W_OK):
-                return kernels
-        except OSError:
-            pass
+        directory = os.path.join(base, "symgrad")
+    kernels = os.path.join(directory, "kernels")
+    try:
+        os.makedirs(kernels, exist_ok=True)
+        if os.access(kernels, os.W_OK):
+            return kernels
+    except OSError:
+        pass
     return tempfile.mkdtemp(prefix="symgrad-kernels-")
 
 
@@ -450,7 +446,7 @@ def generate_fused(graph, outputs, inputs, function_name):
     module_source = generator.kernel_module()
     if module_source:
         module = load_kernels(module_source)
-        for name, _, _ in generator.kernels:
+        for name, *_ in generator.kernels:
             generator.namespace[name] = getattr(module, name)
     return source, generator.namespace, module_source
 

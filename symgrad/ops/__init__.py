@@ -4,7 +4,7 @@ Imports graph and errors only (each family module states its own imports).
 """
 
 from .core import (OPS, Expr, Op, apply, broadcast_shapes, check_name, check_shape, const, defop, graph_of,
-                   lift, literal, normalize_axes)
+                   lift, literal, normalize_axes, static_shape)
 from .custom import custom_gradient
 from .elementwise import (absolute, add, clip, cos, divide, exp, expm1, heaviside, leaky_relu, log,
                           log1p, maximum, minimum, multiply, negative, power, relu, sigmoid, sign,

@@ -404,6 +404,11 @@ def constant_value(expr):
     return expr.data.get("value") if expr.op == "const" else None
 
 
+def static_shape(shape):
+    """Whether every dimension of ``shape`` is a number (none is a name bound at call time)."""
+    return all(isinstance(d, int) for d in shape)
+
+
 def is_scalar_constant(expr, number):
     """Whether ``expr`` is a constant holding the single value ``number`` (any all-ones shape)."""
     value = constant_value(expr)

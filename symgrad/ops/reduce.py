@@ -6,7 +6,7 @@ Imports ops.core, ops.shape and ops.elementwise.
 """
 
 from ..errors import ShapeError
-from .core import apply, defop, literal, normalize_axes, op_function, same_dtype
+from .core import apply, defop, literal, normalize_axes, op_function, same_dtype, static_shape
 from .elementwise import exp, where
 from .shape import broadcast_to_like, emit_reduction, expand_dims, reduced_shape
 
@@ -25,7 +25,7 @@ def _kept(e, axis, keepdims):
 
 def _count(x, axis):
     dims = [x.shape[a] for a in axis]
-    if all(isinstance(d, int) for d in dims):
+    if static_shape(dims):
         total = 1
         for d in dims:
             total *= d

@@ -11,11 +11,7 @@ from ..errors import ArgumentError, InternalError, ShapeError, SymgradError
 import numpy as np
 
 from .core import (Expr, apply, broadcast_shapes, const, defop, literal, normalize_axes,
-                   op_function, same_dtype)
-
-
-def _static(shape):
-    return all(isinstance(d, int) for d in shape)
+                   op_function, same_dtype, static_shape)
 
 
 def _leading_axes(g, out):
@@ -81,7 +77,7 @@ def _broadcast_shape(shapes, **_):
 
 
 def _emit_broadcast(ctx):
-    if _static(ctx.shape):
+    if static_shape(ctx.shape):
         return f"np.broadcast_to({ctx.args[0]}, {literal(ctx.shape)})"
     return (f"np.broadcast_to({ctx.args[0]}, "
             f"np.broadcast_shapes(np.shape({ctx.args[0]}), np.shape({ctx.args[1]})))")
@@ -237,13 +233,13 @@ defop("reshape", 1, lambda shapes, shape: shape,
 def _reshape_like_shape(shapes, keep):
     g, like = shapes
     target = tuple(g[:keep]) + tuple(like)
-    if _static(g) and _static(target) and _product(g) != _product(target):
+    if static_shape(g) and static_shape(target) and _product(g) != _product(target):
         raise ShapeError(f"cannot reshape {g} to {target}")
     return target
 
 
 def _emit_reshape_like(ctx):
-    if _static(ctx.shape):
+    if static_shape(ctx.shape):
         return f"np.reshape({ctx.args[0]}, {literal(ctx.shape)})"
     keep = ctx.attrs["keep"]
     return f"np.reshape({ctx.args[0]}, np.shape({ctx.args[0]})[:{keep}] + np.shape({ctx.args[1]}))"
@@ -441,7 +437,7 @@ def index_grad_target(ctx):
     Codegen also uses it to have the op computing the cotangent write straight into the slice."""
     g, like = ctx.args
     keep = ctx.attrs["keep"]
-    if _static(ctx.shape):
+    if static_shape(ctx.shape):
         zeros = f"np.zeros({literal(ctx.shape)})"
     else:
         zeros = f"np.zeros(np.shape({g})[:{keep}] + np.shape({like}))"
@@ -515,7 +511,7 @@ def _concatenated_shape(shapes, axis):
             if i - ndim != axis and s[i] != first[i]:
                 raise ShapeError(f"shapes {first} and {s} differ off the concatenation axis")
     along = [s[axis] for s in shapes]
-    if not all(isinstance(d, int) for d in along):
+    if not static_shape(along):
         raise ShapeError(f"concatenating along a named dimension ({along}) is not supported")
     result = list(first)
     result[axis] = builtins.sum(along)
@@ -559,7 +555,7 @@ def concatenate(parts, axis=0):
 
 
 def _emit_zeros_like(ctx):
-    if _static(ctx.shape):
+    if static_shape(ctx.shape):
         return f"np.zeros({literal(ctx.shape)})"
     return f"np.zeros(np.shape({ctx.args[0]}))"
 

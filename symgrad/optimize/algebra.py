@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..ops import apply, broadcast_shapes, const
+from ..ops import apply, broadcast_shapes, const, static_shape
 from ..ops.core import constant_value, is_scalar_constant
 from .rebuild import rewrite
 
@@ -150,7 +150,7 @@ def sum_of_a_broadcast_scalar(data, inputs, axis, keepdims):
         value = const(value.data["value"].reshape(()), value.graph)
     if value.shape != ():
         return None         # reshaping it first would cost the statement the rewrite saves
-    if all(isinstance(d, int) for d in x.shape):
+    if static_shape(x.shape):
         return apply("multiply", value, float(np.prod(x.shape)))
     return apply("multiply", value, apply("axis_size", like, axis=tuple(range(-like.ndim, 0))))
 
