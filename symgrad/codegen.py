@@ -42,6 +42,8 @@ SCALAR_NAMES = frozenset({"math", "_sg_missing", "_sg_float", "_sg_general", "_s
 # How Python's float arithmetic and the math module refuse what NumPy answers with inf or nan
 # (1/0, log(0), exp(1000), sqrt(-1)): the fast path then hands the call to the NumPy code.
 SCALAR_REFUSALS = (ArithmeticError, ValueError)
+# ops whose in-place form is an augmented assignment (codegen's _update_in_place)
+AUGMENTED_OPERATORS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
 _FORMATTER = string.Formatter()
 _counter = itertools.count()
 
@@ -198,6 +200,8 @@ class SourceGenerator:
         self._free_slots = {}       # shape -> slots no live value holds
         self._scatter = {}          # value -> the index_grad whose slice it is written into
         self._scattered = set()     # index_grad nodes whose arrays exist already
+        self.augment = not scalar   # write `a *= b` for an operand dying there (off when tracing)
+        self._handed_on = set()     # nodes whose name and array a later node took over
 
     def dim(self, name):
         if name not in self._dims:
@@ -279,8 +283,8 @@ class SourceGenerator:
             for node in fresh:
                 owned.add(node)
                 dying.setdefault(last_use.get(node, k), []).append(node)
-            if dying.get(k):
-                released = dying.pop(k)
+            released = [n for n in dying.pop(k, ()) if n not in self._handed_on]
+            if released:
                 lines.append(f"del {', '.join(sorted(self.names[n] for n in released))}")
                 for node in released:
                     if node in self.slot_of:    # free for a later value of its shape
@@ -356,12 +360,16 @@ class SourceGenerator:
         if node in self._scattered:         # its value was written into its buffer already
             self.statements[node] = []
             return (node,)
+        if node in self._scatter:
+            self.names[node] = self.new_name(node)
+            return self._into_the_slice(node, EmitContext(self, node, args),
+                                        _LazyLiterals(data["attrs"]), lines)
+        buffer = self._reusable_buffer(node, k, owned, last_use)
+        if buffer is not None and self._update_in_place(node, data, args, buffer, lines):
+            return (node,)
         self.names[node] = self.new_name(node)
         ctx = EmitContext(self, node, args)
         attrs = _LazyLiterals(data["attrs"])
-        if node in self._scatter:
-            return self._into_the_slice(node, ctx, attrs, lines)
-        buffer = self._reusable_buffer(node, k, owned, last_use)
         if buffer is None and _fills_any_buffer(data["op"]):
             buffer = self.workspace_slot(node)
         if buffer is not None:
@@ -376,6 +384,30 @@ class SourceGenerator:
         if data["shape"] != () and (data["op"] in FRESH_OPS or buffer is not None):
             return (node,)
         return ()
+
+    def _update_in_place(self, node, data, args, buffer, lines):
+        """Emit ``node`` as an augmented assignment to the dying operand array ``buffer``
+        (``t1 *= -2.0``), which then carries on under that name, as a careful hand writes it:
+        the same arithmetic as ``np.multiply(t1, -2.0, out=t1)``, and 0.1 us a call cheaper
+        than a ufunc's out= keyword. Returns whether it did. Not for an output (it keeps its
+        readable name) or a value with a readable name, nor when tracing (every value keeps
+        its name)."""
+        symbol = AUGMENTED_OPERATORS.get(data["op"])
+        if symbol is None or not self.augment or node in self.outputs \
+                or self.graph.readable_name(node) or buffer not in args:
+            return False
+        if args[0] == buffer:
+            other = args[1]
+        elif data["op"] in ("add", "multiply"):     # commutative: exactly, in floating point
+            other = args[0]
+        else:
+            return False
+        operand = data["inputs"][args.index(buffer)]
+        self.names[node] = buffer
+        self._handed_on.add(operand)    # its name and array live on as node's
+        self.statements[node] = [f"{buffer} {symbol}= {other}"]
+        lines.append(self.statements[node][0] + self._comment(data))
+        return True
 
     def _scatter_view(self, node, lines):
         """Emit the zeros of ``node``'s index_grad reader (which then emits nothing when its
@@ -477,6 +509,7 @@ class SourceGenerator:
         """The function's source; with ``trace`` it returns a dict of every named value instead."""
         if trace:
             self.workspace = False      # every value stays as computed, none is overwritten
+            self.augment = False
         body = self.body()
         returned = []
         for k, node in enumerate(self.outputs):

@@ -28,6 +28,7 @@ def describe(graph, outputs, inputs, values=None):
     ``values`` maps input names to arrays; when given, every node's value is computed.
     """
     generator = SourceGenerator(graph, outputs, inputs)
+    generator.augment = False       # every node keeps a name of its own in the table
     source = generator.source(trace=values is not None)
     computed = {}
     if values is not None:

@@ -586,3 +586,29 @@ def test_a_cotangent_is_computed_straight_into_the_slice_of_its_gradient():
                    both.source.splitlines())
     np.testing.assert_allclose(both(at)[0][:-1], 3.0 * np.cos(3.0 * at[:-1]), rtol=1e-13)
     assert both(at)[0][-1] == 0.0
+
+
+def test_an_operand_dying_in_an_arithmetic_op_is_updated_in_place_under_its_name():
+    from scipy.optimize import rosen_der
+    x = sg.var("x", shape=(40,))
+    d = x[1:] - x[:-1] ** 2
+    f = sg.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2)
+    fn = sg.compile(sg.grad(f, x), inputs=[x])
+    lines = [line.split("  #")[0].strip() for line in fn.source.splitlines()]
+    updates = [line for line in lines if re.fullmatch(r"\w+ [-+*/]= \S+", line)]
+    assert len(updates) >= 2, fn.source
+    for line in updates:            # the name updated is one assigned earlier, never released
+        name = line.split()[0]
+        first = lines.index(line)
+        assert any(earlier.startswith(f"{name} = ") for earlier in lines[:first])
+        assert not any(re.search(rf"\bdel\b.*\b{name}\b", earlier) for earlier in lines[:first])
+    at = np.linspace(-1.5, 2.0, 40)
+    np.testing.assert_allclose(fn(at), rosen_der(at), rtol=1e-12)
+    # a subtraction's or a division's right operand takes the result with out=, not an update
+    a, b = sg.var("a", shape=(8,)), sg.var("b", shape=(8,))
+    fn = sg.compile([sg.cos((a - sg.exp(b)) / (b / sg.sin(a)))], inputs=[a, b])
+    assert re.search(r"np\.subtract\(a, (\w+), out=\1\)", fn.source), fn.source
+    assert re.search(r"np\.divide\(b, (\w+), out=\1\)", fn.source), fn.source
+    va, vb = np.linspace(-1, 1, 8), np.linspace(2, 0.5, 8)
+    np.testing.assert_allclose(fn(va, vb)[0], np.cos((va - np.exp(vb)) / (vb / np.sin(va))),
+                               rtol=1e-15)

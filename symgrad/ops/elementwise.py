@@ -318,16 +318,24 @@ defop("divide", 2, broadcast_shape, "{0} / {1}",
       simplify=_chain(_fold(np.divide), _identity_when(_right_is(1)),
                       _through_broadcasts("divide"), _into_selection("divide", (0,))),
       scalar="{0} / {1}", numpy_into="np.divide({0}, {1}, out={out})")
-defop("power", 2, broadcast_shape, "{0} ** {1}",
+defop("power", 2, broadcast_shape, lambda ctx: _power_numpy(ctx),
       lambda g, out, x, y: [_power_base_vjp(g, out, x, y), _power_exponent_vjp(g, out, x, y)],
       simplify=_chain(_fold(np.power), _identity_when(_right_is(1)),
                       _through_broadcasts("power")),
       scalar=lambda ctx: _scalar_power(*ctx.args), numpy_into=lambda ctx: _power_into(ctx))
 
 
+# an array ** 2.0 as np.square: `a ** 2.0` (1.09 us on 1,000 entries) and np.power take NumPy's
+# general path, np.square takes 0.65 us; a NumPy scalar keeps ** (a ufunc call costs it more)
+def _power_numpy(ctx):
+    base, exponent = ctx.args
+    if exponent == "2.0" and ctx.shape != ():
+        return f"np.square({base})"
+    return f"{base} ** {exponent}"
+
+
 def _power_into(ctx):
     base, exponent = ctx.args
-    # x ** 2.0 is NumPy's square; np.power itself would take the general (slower) path
     if exponent == "2.0":
         return f"np.square({base}, out={ctx.into})"
     return f"np.power({base}, {exponent}, out={ctx.into})"
