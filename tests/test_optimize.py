@@ -187,6 +187,23 @@ def _constants_of_two_products_meet():
     return with_grads(sg.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2), [x]), [x]
 
 
+def _sum_of_products_as_a_matvec():
+    # the gradient of a linear map's outputs meets its matrix: A.T * p summed along rows
+    A, x = sg.var("A", shape=(5, 4)), sg.var("x", shape=(4,))
+    h = sg.sum(sg.sum(A * sg.sin(x), axis=-1) ** 2)
+    return with_grads(h, [A, x]), [A, x]
+
+
+def _rank_one_update_through_a_matmul():
+    # the Hessian of logsumexp(A x) is A.T (diag(p) - p p.T) A; and both sides of the rule
+    A, x = sg.var("A", shape=(6, 4)), sg.var("x", shape=(4,))
+    c, r = sg.var("c", shape=(6, 1)), sg.var("r", shape=(1, 4))
+    left = sg.const(np.arange(18.0).reshape(3, 6) / 10.0)
+    right = sg.const(np.arange(12.0).reshape(4, 3) / 10.0)
+    return [sg.hessian(sg.logsumexp(A @ x), x), left @ (sg.tanh(A) - c * r),
+            (r * c + sg.exp(A)) @ right], [A, x, c, r]
+
+
 ALGEBRA_CASES = {
     "cancel_log_exp": _cancel_log_exp,
     "cancel_exp_log": _cancel_exp_log,
@@ -206,6 +223,8 @@ ALGEBRA_CASES = {
     "factor_out_a_common_factor": _factor_out_a_common_factor,
     "one_number_as_a_scalar": _one_number_as_a_scalar,
     "constants_of_two_products_meet": _constants_of_two_products_meet,
+    "sum_of_products_as_a_matvec": _sum_of_products_as_a_matvec,
+    "rank_one_update_through_a_matmul": _rank_one_update_through_a_matmul,
 }
 
 
@@ -227,13 +246,22 @@ def test_algebra_rule_fires_and_keeps_values_and_gradients(rule):
         assert_same_results(optimized(*args), raw(*args))
 
 
+# rules that trade a statement for work: each firing may add one statement and one node
+GROWS_BY_ONE = {
+    # one vector-matrix product more, for an outer product and a sum on the smaller result
+    "rank_one_update_through_a_matmul",
+}
+
+
 @pytest.mark.parametrize("rule", sorted(ALGEBRA_CASES))
 def test_algebra_rule_never_grows_the_program(rule):
     outputs, inputs = ALGEBRA_CASES[rule]()
     optimized, raw = compile_both(outputs, inputs)
-    assert statements(optimized.source) <= statements(raw.source)
+    allowed = rule_names(optimized).count(rule) if rule in GROWS_BY_ONE else 0
+    assert statements(optimized.source) <= statements(raw.source) + allowed
     stats = sg.graph_stats(outputs, inputs=inputs)
-    assert sum(a for _, a in stats.values()) <= sum(b for b, _ in stats.values()), stats
+    assert sum(a for _, a in stats.values()) <= sum(b for b, _ in stats.values()) + allowed, \
+        stats
 
 
 def test_each_algebra_rule_alone_keeps_values():
