@@ -410,14 +410,15 @@ class SourceGenerator:
         return True
 
     def _scatter_view(self, node, lines):
-        """Emit the zeros of ``node``'s index_grad reader (which then emits nothing when its
+        """Emit the array of ``node``'s index_grad reader (which then emits nothing when its
         turn comes) and return the source of the slice ``node``'s value is to be written into."""
         reader = self._scatter[node]
         self.names[reader] = self.new_name(reader)
-        # its shape is static: the zeros read neither operand (the second may not exist yet)
+        # its shape is static: the array reads neither operand (the second may not exist yet)
         reader_args = [self.names[node], "None"]
-        zeros, index = index_grad_target(EmitContext(self, reader, reader_args))
-        lines.append(f"{self.names[reader]} = {zeros}{self._comment(self.graph.nodes[reader])}")
+        start, index = index_grad_target(EmitContext(self, reader, reader_args))
+        comment = self._comment(self.graph.nodes[reader])
+        lines.extend(statement + comment for statement in start)
         self._scattered.add(reader)
         return f"{self.names[reader]}[{index}]"
 
