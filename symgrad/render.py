@@ -128,18 +128,19 @@ def dot_source(graph, rows):
 
 def write_picture(graph, rows, path):
     """Render the graph to ``path``: with Graphviz's dot when it is installed (.svg, .png, .pdf),
-    else as SVG drawn here, so that pictures need nothing beyond pip-installed symgrad."""
+    else drawn here (SVG) or by matplotlib (PNG, PDF), so that pictures need nothing beyond
+    pip-installed packages."""
     suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if suffix not in ("svg", "png", "pdf"):
         raise SymgradError(f"cannot tell the picture format of {path!r}: use .svg, .png or .pdf")
     executable = shutil.which("dot")
     if executable is None:
-        if suffix != "svg":
-            raise SymgradError(f"writing .{suffix} needs Graphviz's 'dot' on PATH (for example "
-                               f"'apt-get install graphviz'); .svg works without it")
         try:
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(svg_source(graph, rows))
+            if suffix == "svg":
+                with open(path, "w", encoding="utf-8") as handle:
+                    handle.write(svg_source(graph, rows))
+            else:
+                matplotlib_picture(graph, rows, path, suffix)
         except OSError as error:
             raise SymgradError(f"cannot write {path}: {error.strerror}") from None
         return
@@ -184,38 +185,47 @@ def _label_lines(row, names):
     return lines
 
 
+def _layout(graph, rows):
+    """Boxes in evaluation order from top to bottom, in pixels: {node: (x, y, width, height,
+    row, label lines)}, and the picture's width and height."""
+    _, names = _dot_nodes(rows)
+    boxes = {}
+    width = 0
+    layers = _layers(graph, rows)
+    for depth, layer in enumerate(layers):
+        x = _GAP
+        for row in layer:
+            lines = _label_lines(row, names)
+            size = max(len(t) for t in lines) * _CHAR + 24
+            boxes[row["node"]] = (x, depth * _ROW_HEIGHT + _GAP, size, len(lines) * _LINE + 14,
+                                  row, lines)
+            x += size + _GAP
+        width = max(width, x)
+    return boxes, width, len(layers) * _ROW_HEIGHT + _GAP
+
+
+def _edges(graph, boxes):
+    """(operand box, reader box) for every edge between two drawn nodes."""
+    return [(boxes[operand], box) for node, box in boxes.items()
+            for operand in graph.nodes[node]["inputs"] if operand in boxes]
+
+
 def svg_source(graph, rows):
     """The graph as standalone SVG in evaluation order from top to bottom: forward nodes blue,
     derivative nodes dashed orange, inputs green, outputs with a double border."""
     from xml.sax.saxutils import escape
-    _, names = _dot_nodes(rows)
-    layers = _layers(graph, rows)
-    boxes = {}
-    width = 0
-    for depth, layer in enumerate(layers):
-        sizes = [max(len(t) for t in _label_lines(row, names)) * _CHAR + 24 for row in layer]
-        x = _GAP
-        for row, size in zip(layer, sizes):
-            lines = _label_lines(row, names)
-            height = len(lines) * _LINE + 14
-            boxes[row["node"]] = (x, depth * _ROW_HEIGHT + _GAP, size, height, row, lines)
-            x += size + _GAP
-        width = max(width, x)
-    height = len(layers) * _ROW_HEIGHT + _GAP
+    boxes, width, height = _layout(graph, rows)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height}" '
            f'font-family="Helvetica, Arial, sans-serif" font-size="12">',
            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
            'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker>'
            '</defs>']
-    for node, (x, y, w, h, row, _) in boxes.items():
-        for operand in graph.nodes[node]["inputs"]:
-            if operand in boxes:
-                ox, oy, ow, oh = boxes[operand][:4]
-                dash = ' stroke-dasharray="5,3" stroke="#e65100"' if row["kind"] == "grad" \
-                    else ' stroke="#555"'
-                out.append(f'<line x1="{ox + ow / 2:.1f}" y1="{oy + oh}" x2="{x + w / 2:.1f}" '
-                           f'y2="{y}"{dash} marker-end="url(#arrow)"/>')
-    for node, (x, y, w, h, row, lines) in boxes.items():
+    for (ox, oy, ow, oh, *_), (x, y, w, h, row, _) in _edges(graph, boxes):
+        dash = ' stroke-dasharray="5,3" stroke="#e65100"' if row["kind"] == "grad" \
+            else ' stroke="#555"'
+        out.append(f'<line x1="{ox + ow / 2:.1f}" y1="{oy + oh}" x2="{x + w / 2:.1f}" '
+                   f'y2="{y}"{dash} marker-end="url(#arrow)"/>')
+    for x, y, w, h, row, lines in boxes.values():
         stroke = "#e65100" if row["kind"] == "grad" else "#333"
         dash = ' stroke-dasharray="5,3"' if row["kind"] == "grad" else ""
         radius = h / 2 if row["kind"] == "input" else 8
@@ -227,3 +237,46 @@ def svg_source(graph, rows):
                        f'text-anchor="middle">{escape(text)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+# matplotlib refuses figures of more than 2**16 pixels a side
+_MAX_PIXELS = 60_000
+
+
+def matplotlib_picture(graph, rows, target, image_format):
+    """Draw the layout of svg_source with matplotlib (its Agg canvas, no display needed) into
+    ``target``, a path or a binary file, as .png or .pdf: pictures with pip-installed
+    dependencies alone."""
+    try:
+        from matplotlib.figure import Figure
+        from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    except ImportError:
+        raise SymgradError(f"drawing .{image_format} without Graphviz's 'dot' needs matplotlib: "
+                           f"pip install 'symgrad[pictures]'") from None
+    boxes, width, height = _layout(graph, rows)
+    dpi = min(100.0, _MAX_PIXELS / max(width, height))
+    figure = Figure(figsize=(width / 100.0, height / 100.0), dpi=dpi)
+    axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
+    axes.set_xlim(0, width)
+    axes.set_ylim(height, 0)            # evaluation order runs downwards, as in the SVG
+    axes.set_axis_off()
+    points = 72.0 / 100.0               # one layout pixel in points, at the figure's own scale
+    for (ox, oy, ow, oh, *_), (x, y, w, h, row, _) in _edges(graph, boxes):
+        grad = row["kind"] == "grad"
+        axes.add_patch(FancyArrowPatch((ox + ow / 2, oy + oh), (x + w / 2, y),
+                                       arrowstyle="-|>", mutation_scale=10 * points,
+                                       linewidth=points, linestyle="--" if grad else "-",
+                                       color="#e65100" if grad else "#555555",
+                                       shrinkA=0, shrinkB=0))
+    for x, y, w, h, row, lines in boxes.values():
+        grad = row["kind"] == "grad"
+        radius = h / 2 if row["kind"] == "input" else 8
+        axes.add_patch(FancyBboxPatch((x + radius, y + radius), w - 2 * radius, h - 2 * radius,
+                                      boxstyle=f"round,pad={radius}", facecolor=_FILL[row["kind"]],
+                                      edgecolor="#e65100" if grad else "#333333",
+                                      linewidth=(3 if row["output"] else 1) * points,
+                                      linestyle="--" if grad else "-"))
+        for i, text in enumerate(lines):
+            axes.text(x + w / 2, y + 7 + _LINE * (i + 0.5), text, ha="center", va="center",
+                      fontsize=12 * points, family="sans-serif")
+    figure.savefig(target, format=image_format, dpi=dpi)

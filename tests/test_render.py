@@ -1,5 +1,6 @@
 """The views people read: the table, DOT and the pictures, checked on the textbook example."""
 
+import sys
 import xml.dom.minidom
 
 import pytest
@@ -51,10 +52,43 @@ def test_svg_without_graphviz_is_valid_and_styles_each_kind(textbook, tmp_path, 
     assert "= 15" in texts and "= 8" in texts
 
 
-def test_png_without_graphviz_is_a_clear_error(textbook, tmp_path, monkeypatch):
+@pytest.mark.parametrize("dot", [None, "dot"], ids=["matplotlib", "graphviz"])
+def test_png_shows_forward_and_derivative_nodes_in_their_colours(textbook, tmp_path, monkeypatch,
+                                                                  dot):
+    import numpy as np
+    from matplotlib.image import imread
+    if dot == "dot" and render.shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed")
+    if dot is None:
+        monkeypatch.setattr(render.shutil, "which", lambda name: None)
+    outputs, at = textbook
+    path = tmp_path / "graph.png"
+    sg.draw(outputs, str(path), at=at)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = imread(str(path))[..., :3]
+    height, width = pixels.shape[:2]
+    assert height > 200 and width > 150
+
+    def share(hex_colour):
+        colour = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+        return np.mean(np.all(np.abs(pixels - colour) < 0.02, axis=-1))
+    # the fills of forward boxes (blue), derivative boxes (orange) and inputs (green)
+    assert share("#e3f2fd") > 0.005 and share("#ffe0b2") > 0.005 and share("#e8f5e9") > 0.005
+
+
+def test_pdf_without_graphviz_is_drawn_by_matplotlib(textbook, tmp_path, monkeypatch):
     outputs, _ = textbook
     monkeypatch.setattr(render.shutil, "which", lambda name: None)
-    with pytest.raises(sg.SymgradError, match="Graphviz"):
+    path = tmp_path / "graph.pdf"
+    sg.draw(outputs, path)
+    assert path.read_bytes()[:5] == b"%PDF-"
+
+
+def test_png_without_graphviz_or_matplotlib_is_a_clear_error(textbook, tmp_path, monkeypatch):
+    outputs, _ = textbook
+    monkeypatch.setattr(render.shutil, "which", lambda name: None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)     # import fails
+    with pytest.raises(sg.SymgradError, match=r"matplotlib: pip install 'symgrad\[pictures\]'"):
         sg.draw(outputs, str(tmp_path / "graph.png"))
     assert not (tmp_path / "graph.png").exists()
 
