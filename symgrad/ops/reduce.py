@@ -70,9 +70,9 @@ def _extremum_vjp(g, out, x, axis, keepdims):
     return [_kept(g, axis, keepdims) * share]
 
 
-defop("max", 1, reduced_shape, emit_reduction("max"), _extremum_vjp, dtype=same_dtype,
+defop("max", 1, reduced_shape, emit_reduction("max", "maximum"), _extremum_vjp, dtype=same_dtype,
       simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
-defop("min", 1, reduced_shape, emit_reduction("min"), _extremum_vjp, dtype=same_dtype,
+defop("min", 1, reduced_shape, emit_reduction("min", "minimum"), _extremum_vjp, dtype=same_dtype,
       simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
 
 
@@ -92,21 +92,22 @@ def min(x, axis=None, keepdims=False):
 
 
 def _axis_argument(ctx):
+    """The axis argument of a ufunc's reduce (see shape.emit_reduction): None for every axis."""
     axis = ctx.attrs["axis"]
     if len(axis) == len(ctx.shapes[0]):
-        return ""
-    return f", axis={literal(axis[0] if len(axis) == 1 else axis)}"
+        return "axis=None"
+    return f"axis={literal(axis[0] if len(axis) == 1 else axis)}"
 
 
 def _emit_logsumexp(ctx):
     x, out = ctx.args[0], ctx.out
     shift = ctx.temp("max")
     axis = _axis_argument(ctx)
-    kept = shift if ctx.attrs["keepdims"] else f"np.squeeze({shift}{axis})"
-    return [f"{shift} = np.max({x}{axis}, keepdims=True)",
+    kept = shift if ctx.attrs["keepdims"] else f"np.squeeze({shift}, {axis})"
+    return [f"{shift} = np.maximum.reduce({x}, {axis}, keepdims=True)",
             # an all -inf (or +inf) slice would give inf - inf; shifting by 0 there is exact
             f"{shift} = np.where(np.isfinite({shift}), {shift}, 0.0)",
-            f"{out} = np.log(np.sum(np.exp({x} - {shift}){axis}"
+            f"{out} = np.log(np.add.reduce(np.exp({x} - {shift}), {axis}"
             f"{', keepdims=True' if ctx.attrs['keepdims'] else ''})) + {kept}"]
 
 
@@ -138,14 +139,14 @@ def _axis_literal(ctx):
 
 def _emit_softmax(ctx):
     x, out, axis = ctx.args[0], ctx.out, _axis_literal(ctx)
-    return [f"{out} = np.exp({x} - np.max({x}, axis={axis}, keepdims=True))",
-            f"{out} /= np.sum({out}, axis={axis}, keepdims=True)"]
+    return [f"{out} = np.exp({x} - np.maximum.reduce({x}, axis={axis}, keepdims=True))",
+            f"{out} /= np.add.reduce({out}, axis={axis}, keepdims=True)"]
 
 
 def _emit_log_softmax(ctx):
     x, out, axis = ctx.args[0], ctx.out, _axis_literal(ctx)
-    return [f"{out} = {x} - np.max({x}, axis={axis}, keepdims=True)",
-            f"{out} -= np.log(np.sum(np.exp({out}), axis={axis}, keepdims=True))"]
+    return [f"{out} = {x} - np.maximum.reduce({x}, axis={axis}, keepdims=True)",
+            f"{out} -= np.log(np.add.reduce(np.exp({out}), axis={axis}, keepdims=True))"]
 
 
 def _normaliser_shape(shapes, axis):

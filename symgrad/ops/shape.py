@@ -33,16 +33,23 @@ def reduced_shape(shapes, axis, keepdims, **_):
     return tuple(d for i, d in enumerate(shape) if i - ndim not in axis)
 
 
-def emit_reduction(function):
-    """Emitter for np.<function>(x, axis=..., keepdims=...), omitting what the default says."""
+def emit_reduction(function, ufunc=None):
+    """Emitter for np.<function>(x, axis=..., keepdims=...), omitting what the default says; for a
+    reduction that is a ufunc's, np.<ufunc>.reduce(x, axis=...): C all the way, without the
+    Python layer of np.sum (0.85 us against 2.1 us for a sum of 200 entries). The arrays' own
+    methods are as quick but import NumPy internals at their first call, which the emitted
+    code's namespace (no builtins) refuses."""
     def emit(ctx):
         axis, keepdims = ctx.attrs["axis"], ctx.attrs["keepdims"]
         parts = [ctx.args[0]]
         if len(axis) != len(ctx.shapes[0]):
             parts.append(f"axis={literal(axis[0] if len(axis) == 1 else axis)}")
+        elif ufunc is not None:
+            parts.append("axis=None")       # a ufunc reduces over axis 0 unless told
         if keepdims:
             parts.append("keepdims=True")
-        return f"np.{function}({', '.join(parts)})"
+        called = f"{ufunc}.reduce" if ufunc is not None else function
+        return f"np.{called}({', '.join(parts)})"
     return emit
 
 
@@ -70,7 +77,7 @@ def _sum_simplify(inputs, axis, keepdims):
     return inputs[0] if not axis else None
 
 
-defop("sum", 1, reduced_shape, emit_reduction("sum"), _sum_vjp, simplify=_sum_simplify)
+defop("sum", 1, reduced_shape, emit_reduction("sum", "add"), _sum_vjp, simplify=_sum_simplify)
 
 
 def _broadcast_shape(shapes, **_):
@@ -144,7 +151,19 @@ def _view_simplify(function):
     return simplify
 
 
-defop("expand_dims", 1, _expanded_shape, "np.expand_dims({0}, {axis})",
+def _emit_expand_dims(ctx):
+    """x[:, None]: indexing, a view as np.expand_dims gives, without its Python layer (0.1 us
+    against 1.7 us)."""
+    operand = ctx.args[0]
+    if not operand.isidentifier():
+        return f"np.expand_dims({operand}, {literal(ctx.attrs['axis'])})"
+    items = ["None" if axis in ctx.attrs["axis"] else ":" for axis in range(-len(ctx.shape), 0)]
+    while items[-1] == ":":
+        items.pop()
+    return f"{operand}[{', '.join(items)}]"
+
+
+defop("expand_dims", 1, _expanded_shape, _emit_expand_dims,
       lambda g, out, x, axis: [squeeze(g, axis)], dtype=same_dtype,
       simplify=_view_simplify(np.expand_dims))
 
