@@ -38,7 +38,7 @@ def load_example(name):
 
 def test_every_example_is_tested():
     scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
-    assert scripts == ["hessian_and_hvp.py", "mlp.py", "textbook_gradients.py"]
+    assert scripts == ["hessian_and_hvp.py", "mlp.py", "mnist_idx.py", "textbook_gradients.py"]
 
 
 def test_textbook_gradients():
