@@ -9,6 +9,7 @@ import keyword
 import linecache
 import math
 import numbers
+import os
 import string
 
 import numpy as np
@@ -165,9 +166,11 @@ def _statements(emitter, ctx, attrs):
 class SourceGenerator:
     """Emits one Python function computing ``outputs`` from ``inputs`` (variable nodes)."""
 
-    def __init__(self, graph, outputs, inputs, function_name="f", scalar=False):
+    def __init__(self, graph, outputs, inputs, function_name="f", scalar=False, known=None):
         self.graph = graph
         self.scalar = scalar        # emit each op's Python-float form (Op.scalar)
+        # scalar only: node -> the number it is known to be in one case of generate_scalar's
+        self.known = dict(known or {})
         self.outputs = list(outputs)
         self.inputs = list(inputs)
         # a dunder would rebind the namespace's own entries (def __builtins__ ...)
@@ -190,6 +193,8 @@ class SourceGenerator:
         self.input_names = {self.names[node] for node in self.inputs}
         self.float64_only = all(graph.nodes[n]["dtype"] == "float64" for n in self.inputs)
         self.namespace = {"np": np, "float": float, "__builtins__": {}}
+        if scalar:
+            self.namespace["math"] = math       # for constants folded in a case (known)
         self._dims = {}
         self._constants = 0
         self.statements = {}
@@ -352,7 +357,16 @@ class SourceGenerator:
         if emitter == "{0}":
             # an identity of an inlined literal: give it a NumPy type, as ops expect arrays
             emitter = f"{_scalar_type(data['dtype'])}({{0}})"
-        if not self.scalar and node not in self.outputs and self._constant_operands(data):
+        if node in self.known:
+            self.folded[node] = np.float64(self.known[node])
+            return ()
+        alias = self._identity(data, args) if self.known else None
+        if alias is not None:
+            # x * 1.0 is x, exactly: the node is another name for its operand
+            self.names[node] = alias
+            return ()
+        if (not self.scalar or self.known) and node not in self.outputs \
+                and self._constant_operands(data):
             value = self._evaluate(node, data, emitter, args)
             if value is not None:
                 self.folded[node] = value
@@ -384,6 +398,20 @@ class SourceGenerator:
         if data["shape"] != () and (data["op"] in FRESH_OPS or buffer is not None):
             return (node,)
         return ()
+
+    @staticmethod
+    def _identity(data, args):
+        """The operand a scalar op returns unchanged, bit for bit (x * 1.0, 1.0 * x, x / 1.0,
+        x - 0.0; not x + 0.0, which turns -0.0 into 0.0), when it is a name; else None."""
+        op = data["op"]
+        if op in ("multiply", "divide", "subtract") and args[1] == ("0.0" if op == "subtract"
+                                                                      else "1.0"):
+            kept = args[0]
+        elif op == "multiply" and args[0] == "1.0":
+            kept = args[1]
+        else:
+            return None
+        return kept if kept.isidentifier() else None
 
     def _update_in_place(self, node, data, args, buffer, lines):
         """Emit ``node`` as an augmented assignment to the dying operand array ``buffer``
@@ -576,26 +604,47 @@ def generate_scalar(graph, outputs, inputs, function_name, single):
     """The entry of an all-scalar graph: Python floats go through ``math`` code, inline; any other
     argument, or a value ``math`` refuses, goes to ``_sg_general`` (the checked NumPy function).
 
+    The first step node (Op.step: the derivative of max, abs or relu) splits the code after it
+    into cases, as a hand would write ``if y > z:``: on each side of zero the step is a known
+    number, and the arithmetic it feeds simplifies (t * 1.0 is t, 1.0 - 1.0 is 0.0).
+
     Returns (source, namespace), or (None, None) when scalar_ready says no.
     """
     if not scalar_ready(graph, outputs, inputs, function_name):
         return None, None
     generator = SourceGenerator(graph, outputs, inputs, function_name, scalar=True)
-    body = generator.body()
-    returned = ", ".join(generator._returned(node) for node in outputs)
+    body = _scalar_statements(generator, outputs, single)
+    step = next((node for node in generator.order if OPS[graph.nodes[node]["op"]].step), None)
+    operand = generator._operand(graph.nodes[step]["inputs"][0]) if step is not None else ""
+    if operand.isidentifier():
+        positive, negative = [_scalar_statements(
+            SourceGenerator(graph, outputs, inputs, function_name, scalar=True,
+                            known={step: value}), outputs, single)
+            for value in OPS[graph.nodes[step]["op"]].step]
+        shared = len(os.path.commonprefix([body, positive, negative]))
+        body = (body[:shared]
+                + [f"if {operand} > 0.0:"] + [f"    {line}" for line in positive[shared:]]
+                + [f"if {operand} < 0.0:"] + [f"    {line}" for line in negative[shared:]]
+                + body[shared:])    # zero, or nan: the step's own conditional expression
     params = [generator.names[n] for n in inputs]
     floats = " and ".join(f"type({p}) is _sg_float" for p in params)
     lines = [_entry_def(function_name, params),
              f"    if {floats} and not _sg_extra and not _sg_unexpected:",
              "        try:"]
     lines += [f"            {line}" for line in body]
-    lines += [f"            return {returned}" + ("" if single or len(outputs) > 1 else ","),
-              "        except _sg_refusals:",
+    lines += ["        except _sg_refusals:",
               "            pass    # math refuses where NumPy answers inf or nan: NumPy answers",
               _entry_way_out(params)]
     namespace = dict(generator.namespace, math=math, _sg_refusals=SCALAR_REFUSALS,
                      **_ENTRY_NAMESPACE)
     return "\n".join(lines) + "\n", namespace
+
+
+def _scalar_statements(generator, outputs, single):
+    """The fast path's statements, its return included."""
+    body = generator.body()
+    returned = ", ".join(generator._returned(node) for node in outputs)
+    return body + [f"return {returned}" + ("" if single or len(outputs) > 1 else ",")]
 
 
 def _entry_def(function_name, params):

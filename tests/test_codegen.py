@@ -1,5 +1,6 @@
 """Graph -> NumPy source: golden sources, names, argument checks and the sandbox it runs in."""
 
+import itertools
 import math
 import re
 import textwrap
@@ -392,7 +393,9 @@ def test_the_scalar_fast_path_gives_numpys_answers_and_derivatives(op):
             for got, want in zip(fast, reference):
                 # math's libm and NumPy's may round a transcendental function differently, and
                 # sigmoid' = s (1 - s) turns one ulp of s near 1 into 1e-15 relative
-                assert same_numbers(got, want) or abs(got - want) <= 1e-12 * abs(want), \
+                # (a zero must have NumPy's sign: the tolerance is for nonzero values)
+                assert same_numbers(got, want) or want != 0.0 and \
+                    abs(got - want) <= 1e-12 * abs(want), \
                     f"{op} at ({a}, {b}): fast path {fast}, NumPy {reference}"
 
 
@@ -633,3 +636,26 @@ def test_a_slicing_gradient_is_zero_wherever_the_slice_does_not_reach(shape, ind
         np.testing.assert_array_equal(fn(at), want)
     if math.prod(shape) >= 16384 and index != np.s_[:, ::2]:
         assert "np.empty(" in fn.source and "np.zeros(" not in fn.source, fn.source
+
+
+def test_the_scalar_fast_path_splits_into_cases_at_a_step_and_keeps_numpys_answers():
+    x, y, z = sg.var("x"), sg.var("y"), sg.var("z")
+    textbook = (x + y) * sg.maximum(y, z)
+    fn = sg.compile([textbook, *sg.grad(textbook, [x, y, z])], inputs=[x, y, z])
+    lines = [line.split("#")[0].strip() for line in fn.scalar_source.splitlines()]
+    step = next(line.split()[1] for line in lines if re.fullmatch(r"if \w+ > 0\.0:", line))
+    assert f"if {step} < 0.0:" in lines
+    # where y > z the step is 1: d/dy is (x + y) + max(y, z) with no multiplication by it
+    positive = lines[lines.index(f"if {step} > 0.0:") + 1:lines.index(f"if {step} < 0.0:")]
+    assert not any("1.0" in line for line in positive), positive
+    assert fn(-2.0, 5.0, -4.0) == (15.0, 5.0, 8.0, 0.0)
+    # several steps (only the first splits) on a grid with ties, signed zeros, inf and nan
+    mixed = sg.relu(x - z) * sg.abs(y) + sg.minimum(x, y * z)
+    both = sg.compile([mixed, *sg.grad(mixed, [x, y, z])], inputs=[x, y, z])
+    values = [-np.inf, -2.0, -0.0, 0.0, 0.5, 2.0, np.inf, np.nan]
+    for a, b, c in itertools.product(values, repeat=3):
+        with np.errstate(all="ignore"):
+            fast = both(a, b, c)
+            reference = both(np.float64(a), np.float64(b), np.float64(c))
+        assert all(same_numbers(got, want) for got, want in zip(fast, reference)), \
+            f"at {(a, b, c)}: fast path {fast}, NumPy {reference}"

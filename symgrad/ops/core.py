@@ -47,6 +47,10 @@ class Op:
                 tuple: none, though numpy_into may still fill a buffer of codegen's own).
                 With None or (), numpy_into writes every entry of out; otherwise it builds
                 on the content of the operand whose buffer it takes.
+    step:       for an op of one operand that is constant on each side of zero (the derivative
+                of max, abs, relu), its (value for a positive operand, value for a negative
+                one): the scalar fast path splits into these cases, where the arithmetic after
+                it simplifies (codegen.generate_scalar). None for every other op.
     """
 
     name: str
@@ -60,6 +64,7 @@ class Op:
     scalar: str | Callable | None = None
     numpy_into: str | Callable | None = None
     into_positions: tuple | None = None
+    step: tuple | None = None
 
 
 OPS: dict[str, Op] = {}
@@ -89,12 +94,12 @@ def same_dtype(dtypes, **attrs):
 
 
 def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=None,
-          nondifferentiable=(), scalar=None, numpy_into=None, into_positions=None):
+          nondifferentiable=(), scalar=None, numpy_into=None, into_positions=None, step=None):
     """Register a primitive; see Op for the meaning of each field."""
     if name in OPS:
         raise SymgradError(f"op {name!r} is already defined")
     OPS[name] = Op(name, arity, shape, numpy, vjp, dtype, simplify, tuple(nondifferentiable),
-                   scalar, numpy_into, into_positions)
+                   scalar, numpy_into, into_positions, step)
     return OPS[name]
 
 

@@ -150,13 +150,13 @@ def _chain(*hooks):
 # -- unary functions: one line each, the derivative reusing ``out`` where the math allows ----------
 
 
-def unary(name, numpy_name, vjp, scalar=None):
+def unary(name, numpy_name, vjp, scalar=None, step=None):
     """Register ``name`` as ``np.<numpy_name>`` with derivative rule ``vjp(g, out, x)``; on Python
-    floats it is ``math.<numpy_name>`` unless ``scalar`` says otherwise."""
+    floats it is ``math.<numpy_name>`` unless ``scalar`` says otherwise (``step``: see Op)."""
     function = getattr(np, numpy_name)
     defop(name, 1, same_shape, f"np.{numpy_name}({{0}})", lambda g, out, x: [vjp(g, out, x)],
           simplify=_fold(function), scalar=scalar or f"math.{numpy_name}({{0}})",
-          numpy_into=f"np.{numpy_name}({{0}}, out={{out}})")
+          numpy_into=f"np.{numpy_name}({{0}}, out={{out}})", step=step)
 
     def build(x):
         return apply(name, x)
@@ -174,9 +174,10 @@ log1p = unary("log1p", "log1p", lambda g, out, x: g / (1.0 + x))
 expm1 = unary("expm1", "expm1", lambda g, out, x: g * (out + 1.0))
 sqrt = unary("sqrt", "sqrt", lambda g, out, x: g / (2.0 * out))
 tanh = unary("tanh", "tanh", lambda g, out, x: g * (1.0 - out ** 2))
-# the conditional expressions keep NumPy's answers at 0 and for nan (which fails every comparison)
+# the conditional expressions keep NumPy's answers at 0 and for nan (which fails every
+# comparison); x + 0.0 is NumPy's sign of -0.0, which is 0.0
 sign = unary("sign", "sign", lambda g, out, x: None,
-             scalar="(1.0 if {0} > 0.0 else -1.0 if {0} < 0.0 else {0})")
+             scalar="(1.0 if {0} > 0.0 else -1.0 if {0} < 0.0 else {0} + 0.0)", step=(1.0, -1.0))
 absolute = unary("absolute", "abs", lambda g, out, x: g * sign(x), scalar="math.fabs({0})")
 
 def _inside_broadcast(name):
@@ -228,7 +229,7 @@ def _emit_heaviside_into(ctx):
 defop("heaviside", 1, same_shape, _emit_heaviside, lambda g, out, x, at_zero: [None],
       simplify=_heaviside_simplify, nondifferentiable=(0,),
       scalar="(1.0 if {0} > 0.0 else 0.0 if {0} < 0.0 else {at_zero} if {0} == 0.0 else {0})",
-      numpy_into=_emit_heaviside_into, into_positions=())
+      numpy_into=_emit_heaviside_into, into_positions=(), step=(1.0, 0.0))
 
 
 def heaviside(x, at_zero=0.5):
@@ -247,7 +248,7 @@ defop("softplus", 1, same_shape, "np.logaddexp(0.0, {0})", lambda g, out, x: [g 
       scalar="({0} + math.log1p(math.exp(-{0})) if {0} > 0.0 else math.log1p(math.exp({0})))",
       numpy_into="np.logaddexp(0.0, {0}, out={out})")
 defop("relu", 1, same_shape, "np.maximum({0}, 0.0)", lambda g, out, x: [g * heaviside(x)],
-      scalar="({0} if {0} >= 0.0 else 0.0 if {0} < 0.0 else {0})",
+      scalar="({0} if {0} > 0.0 else 0.0 if {0} <= 0.0 else {0})",
       numpy_into="np.maximum({0}, 0.0, out={out})")
 defop("leaky_relu", 1, same_shape, "np.where({0} > 0.0, {0}, {alpha} * {0})",
       lambda g, out, x, alpha: [g * (alpha + (1.0 - alpha) * heaviside(x))],
@@ -370,14 +371,15 @@ def _minimum_vjp(g, out, x, y):
     return [_to_input(g * step, out, x), _to_input(g * (1.0 - step), out, y)]
 
 
-# on floats, the last branch is reached only with a nan operand, which the sum propagates
+# on floats, the last branch is reached only with a nan operand, which the sum propagates; a tie
+# (0.0 and -0.0) gives the second operand, as NumPy's scalar and SIMD loops do
 defop("maximum", 2, broadcast_shape, "np.maximum({0}, {1})", _maximum_vjp,
       simplify=_chain(_fold(np.maximum), _through_broadcasts("maximum")),
-      scalar="({0} if {0} >= {1} else {1} if {1} > {0} else {0} + {1})",
+      scalar="({0} if {0} > {1} else {1} if {1} >= {0} else {0} + {1})",
       numpy_into="np.maximum({0}, {1}, out={out})")
 defop("minimum", 2, broadcast_shape, "np.minimum({0}, {1})", _minimum_vjp,
       simplify=_chain(_fold(np.minimum), _through_broadcasts("minimum")),
-      scalar="({0} if {0} <= {1} else {1} if {1} < {0} else {0} + {1})",
+      scalar="({0} if {0} < {1} else {1} if {1} <= {0} else {0} + {1})",
       numpy_into="np.minimum({0}, {1}, out={out})")
 
 
