@@ -558,3 +558,17 @@ def test_check_grad_is_large_for_a_wrong_rule():
                                    np.abs(np.cos([0.7, -0.4, 1.9]))))
     assert report["x"] == pytest.approx(expected, rel=1e-6)
     assert report["x"] > 0.5
+
+
+def test_a_node_built_on_a_derivative_takes_its_order():
+    """Summing a first derivative gives a first-order node; its gradient is second-order (the
+    per-order sizes of graph_stats count it there)."""
+    x = sg.var("x", shape=("n",))
+    first = sg.grad(sg.sum(sg.tanh(x)), x)
+    summed = sg.sum(first)
+    second = sg.grad(summed, x)
+    graph = second.graph
+    assert graph.nodes[summed.node]["order"] == 1 and graph.nodes[summed.node]["derivative"]
+    assert graph.nodes[second.node]["order"] == 2
+    assert set(sg.graph_stats(second)) == {0, 1, 2}
+    assert graph.nodes[sg.sum(sg.tanh(x) * 2.0).node]["order"] == 0     # forward stays forward
