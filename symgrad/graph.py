@@ -80,8 +80,10 @@ class Graph(nx.DiGraph):
             # networkx's own storage, written as add_node and add_edge would write it: this runs
             # once per node built, and the two calls cost more than the rest of building one
             # outside differentiation a node is of the highest order among its operands: the
-            # sum of a first derivative is first-order, and its gradient second-order
-            order = self._order or max((self._node[i]["order"] for i in inputs), default=0)
+            # sum of a first derivative is first-order, and its gradient second-order (constants
+            # are shared by all orders: a 2.0 first built in a derivative says nothing)
+            order = self._order or max((self._node[i]["order"] for i in inputs
+                                        if self._node[i]["op"] != "const"), default=0)
             data = {"op": op, "inputs": inputs, "attrs": dict(attrs), "shape": tuple(shape),
                     "dtype": dtype, "order": order, "derivative": order > 0,
                     "grad_of": self._grad_of, "key": key}
