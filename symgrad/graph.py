@@ -189,9 +189,14 @@ class Graph(nx.DiGraph):
         wrt_chain = list(wrt)
         seen = set()
         # a gradient can be a node of its own function (d/dy of sin(x) * exp(y)): stop at a repeat
-        while (self.name_hints.get(of, ("",))[0] in ("grad", "jacobian") and kind != "hvp"
-               and of not in seen):
+        while kind != "hvp" and of not in seen:
             seen.add(of)
+            if self.nodes[of]["op"] == "sum" and self.name_hints.get(
+                    self.nodes[of]["inputs"][0], ("",))[0] in ("grad", "jacobian"):
+                # grad(sum(d1), x): the next derivative of an element-wise first derivative
+                of = self.nodes[of]["inputs"][0]
+            if self.name_hints.get(of, ("",))[0] not in ("grad", "jacobian"):
+                break
             _, of, *inner = self.name_hints[of]
             wrt_chain = inner + wrt_chain
         base = self.nodes[of]["attrs"]["name"] if self.nodes[of]["op"] == "var" else "out"

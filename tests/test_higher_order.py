@@ -572,3 +572,13 @@ def test_a_node_built_on_a_derivative_takes_its_order():
     assert graph.nodes[second.node]["order"] == 2
     assert set(sg.graph_stats(second)) == {0, 1, 2}
     assert graph.nodes[sg.sum(sg.tanh(x) * 2.0).node]["order"] == 0     # forward stays forward
+
+
+def test_repeated_derivatives_of_sums_are_named_by_their_order():
+    x = sg.var("x", shape=(4,))
+    derivatives, d = [], sg.tanh(x)
+    for _ in range(3):
+        d = sg.grad(sg.sum(d), x)
+        derivatives.append(d)
+    source = sg.compile(derivatives, inputs=[x]).source
+    assert source.rstrip().endswith("return d_out_d_x, d2_out_d_x2, d3_out_d_x3,"), source
