@@ -581,4 +581,4 @@ def test_repeated_derivatives_of_sums_are_named_by_their_order():
         d = sg.grad(sg.sum(d), x)
         derivatives.append(d)
     source = sg.compile(derivatives, inputs=[x]).source
-    assert source.rstrip().endswith("return d_out_d_x, d2_out_d_x2, d3_out_d_x3,"), source
+    assert source.rstrip().endswith("return d_out_d_x, d2_out_d_x2, d3_out_d_x3"), source
