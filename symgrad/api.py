@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .array_api import ArrayAPIEntry, array_api_available, generate_array_api
 from .codegen import RESERVED, build_function, generate, generate_entry, generate_scalar
 from .fuse import generate_fused, numba_available
 from .optimize import optimize as run_optimizer
@@ -19,7 +20,9 @@ from .errors import ParseError, ShapeError, SymgradError  # noqa: F401
 from .graph import Graph, default_graph, use_graph  # noqa: F401
 from .ops import Expr, check_name, check_shape, graph_of
 from .parse import from_sympy, parse, to_sympy  # noqa: F401
-from .render import describe, dot_source, format_value, table, write_picture  # noqa: F401
+from .ops.core import DISPLAY
+from .render import (boxes, describe, dot_source, format_value, picture, table,  # noqa: F401
+                     write_picture)
 
 __version__ = "0.1.0"
 DTYPES = ("float64", "float32")
@@ -140,12 +143,23 @@ class CompiledFunction:
         self.entry_source = entry_source
 
 
+class _ArrayAPIFunction(CompiledFunction):
+    """backend="array_api": the arguments stay arrays of their own library, checked (shapes,
+    named dimensions, one library and device) by the entry, array_api.ArrayAPIEntry."""
+
+    def _check(self, values):
+        return values
+
+
 # a parameter the caller left out of a scalar entry call
 _MISSING = type("Missing", (), {"__repr__": lambda self: "<missing>"})()
 
 
-# "numba" (symgrad.fuse) when Numba is installed: pip install 'symgrad[numba]'
-BACKENDS = ("numpy", "numba") if numba_available() else ("numpy",)
+# "numba" (symgrad.fuse) when Numba is installed: pip install 'symgrad[numba]'; "array_api"
+# (symgrad.array_api) when array-api-compat is: pip install 'symgrad[array-api]'
+BACKENDS = ("numpy",) + (("numba",) if numba_available() else ()) \
+    + (("array_api",) if array_api_available() else ())
+EXTRAS = {"numba": ("Numba", "numba"), "array_api": ("array-api-compat", "array-api")}
 
 
 def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, explain=False):
@@ -167,9 +181,10 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
     >>> fn(np.float64(3.0))
     (np.float64(9.0), np.float64(6.0))
     """
-    if backend == "numba" and backend not in BACKENDS:
-        raise SymgradError("backend 'numba' needs Numba, which is not installed: "
-                           "pip install 'symgrad[numba]'")
+    if backend in EXTRAS and backend not in BACKENDS:
+        package, extra = EXTRAS[backend]
+        raise SymgradError(f"backend {backend!r} needs {package}, which is not installed: "
+                           f"pip install 'symgrad[{extra}]'")
     if backend not in BACKENDS:
         raise SymgradError(f"backend {backend!r} is not available; available: "
                            f"{', '.join(BACKENDS)}")
@@ -188,18 +203,30 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
                                                 optimized.inputs)
             rewrites += [str(applied) for applied in optimized.applied]
         kernel_source = ""
-        if backend == "numba":
+        if backend == "array_api":
+            source, namespace, constants = generate_array_api(graph, output_nodes, input_nodes,
+                                                              name)
+            specs = [(graph.nodes[n]["attrs"]["name"], graph.nodes[n]["shape"],
+                      graph.nodes[n]["dtype"]) for n in input_nodes]
+        elif backend == "numba":
             source, namespace, kernel_source = generate_fused(graph, output_nodes, input_nodes,
                                                               name)
         else:
             source, namespace = generate(graph, output_nodes, input_nodes, name)
-        entry_source, entry_namespace = generate_scalar(graph, output_nodes, input_nodes, name,
-                                                        single)
-        scalar = entry_source is not None
-        if not scalar:
-            entry_source, entry_namespace = generate_entry(graph, input_nodes, name, single)
+        if backend == "array_api":      # no fast paths: they would make NumPy of the arguments
+            entry_source = scalar = None
+        else:
+            entry_source, entry_namespace = generate_scalar(graph, output_nodes, input_nodes,
+                                                            name, single)
+            scalar = entry_source is not None
+            if not scalar:
+                entry_source, entry_namespace = generate_entry(graph, input_nodes, name, single)
     function = build_function(source, namespace, name)
-    compiled = CompiledFunction(function, source, inputs, single)
+    if backend == "array_api":
+        compiled = _ArrayAPIFunction(ArrayAPIEntry(function, specs, constants), source, inputs,
+                                     single)
+    else:
+        compiled = CompiledFunction(function, source, inputs, single)
     compiled.kernel_source = kernel_source
     if entry_source is not None:
         compiled._enter_through(entry_source, entry_namespace, name)
@@ -307,7 +334,7 @@ def show_graph(outputs, inputs=None, at=None):
 def to_dot(outputs, inputs=None, at=None):
     """Graphviz DOT source of the graph behind ``outputs`` (derivative nodes drawn dashed)."""
     graph, rows = _rows(outputs, inputs, at, "to_dot")
-    return dot_source(graph, rows)
+    return dot_source(boxes(graph, rows))
 
 
 def draw(outputs, path, inputs=None, at=None):
@@ -321,6 +348,34 @@ def draw(outputs, path, inputs=None, at=None):
         raise SymgradError("draw needs a file path ending in .svg, .png or .pdf")
     graph, rows = _rows(outputs, inputs, at, "draw")
     write_picture(graph, rows, path)
+
+
+# a scalar expression of more nodes than this shows no LaTeX: SymPy prints a tree, and the tree of
+# a derivative's DAG grows exponentially with its depth
+LATEX_NODES = 60
+
+
+def _display_picture(image_format):
+    def show(expr):
+        graph, rows = _rows([expr], None, None, "display")
+        try:
+            return picture(graph, rows, image_format)
+        except SymgradError:
+            return None         # a .png needs matplotlib or Graphviz: the SVG shows instead
+    return show
+
+
+def _display_latex(expr):
+    if expr.shape != () or len(expr.graph.ancestors_in_order([expr.node])) > LATEX_NODES:
+        return None
+    import sympy
+    try:
+        return f"${sympy.latex(to_sympy(expr))}$"
+    except SymgradError:
+        return None             # an op SymPy does not have
+
+
+DISPLAY.update(svg=_display_picture("svg"), png=_display_picture("png"), latex=_display_latex)
 
 
 def defop(name, arity, shape, numpy, vjp, dtype=None, nondifferentiable=()):

@@ -1,8 +1,9 @@
 """The import order of STYLE.md section 1, read from the source with ast (nothing is imported).
 
-graph <- ops <- parse <- differentiate <- (optimize) <- codegen <- (fuse) <- render <- api <- cli: a module
-imports only from modules to its left. errors is a leaf anyone may import; every ops/* submodule
-counts as "ops"; cli imports only api and errors; the package __init__ is the facade on top.
+graph <- ops <- parse <- differentiate <- (optimize) <- codegen <- (fuse) <- (array_api) <- render
+<- api <- cli: a module imports only from modules to its left. errors is a leaf anyone may import;
+every ops/* submodule counts as "ops"; cli imports only api and errors; the package __init__ is
+the facade on top.
 """
 
 import ast
@@ -12,8 +13,8 @@ import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "symgrad"
 
-ORDER = ["graph", "ops", "parse", "differentiate", "optimize", "codegen", "fuse", "render", "api",
-         "cli"]
+ORDER = ["graph", "ops", "parse", "differentiate", "optimize", "codegen", "fuse", "array_api",
+         "render", "api", "cli"]
 RANK = {layer: rank for rank, layer in enumerate(ORDER)}
 FACADE = "__init__"          # symgrad/__init__.py re-exports the public names
 LEAF = "errors"

@@ -97,3 +97,57 @@ def test_unknown_picture_suffix_is_refused(textbook, tmp_path):
     outputs, _ = textbook
     with pytest.raises(sg.SymgradError, match="picture format"):
         sg.draw(outputs, str(tmp_path / "graph.txt"))
+
+
+def test_an_expression_shows_itself_in_jupyter_as_a_picture_and_as_latex():
+    import sympy
+    x, y = sg.var("x"), sg.var("y")
+    d = sg.grad(sg.sin(x) * y, x)
+    svg = d._repr_svg_()
+    assert xml.dom.minidom.parseString(svg).getElementsByTagName("svg")
+    assert "#e65100" in svg             # the derivative nodes' colour, with dot or without
+    assert d._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+    X, Y = sympy.symbols("x y")
+    assert d._repr_latex_() == f"${sympy.latex(sympy.diff(sympy.sin(X) * Y, X))}$"
+    v = sg.var("v", shape=(3,))
+    assert sg.sum(v * v)._repr_latex_() is None          # LaTeX is for scalar expressions
+    assert sg.sum(v * v)._repr_svg_().lstrip().startswith(("<svg", "<?xml"))
+
+
+def _iterated_map_gradient(steps, chain=False):
+    y = sg.var("y", shape=(5,))
+    z = y
+    for _ in range(steps):
+        z = sg.sin(z) if chain else sg.sin(z) * 0.5 + z
+    f = sg.sum(z)
+    return [f, sg.grad(f, y)]
+
+
+@pytest.mark.parametrize("chain", [True, False], ids=["chains", "blocks"])
+def test_a_large_graph_is_folded_into_a_readable_picture(chain, tmp_path, monkeypatch):
+    outputs = _iterated_map_gradient(400, chain)
+    graph, rows = sg.api._rows(outputs, None, None)
+    drawn = render.boxes(graph, rows)
+    assert len(rows) > 1000 and len(drawn) <= render.FOLD_ABOVE
+    # every node is in exactly one box, and edges go from earlier boxes to later ones
+    assert sum(sum(box.ops.values()) for box in drawn) == len(rows)
+    position = {box.key: k for k, box in enumerate(drawn)}
+    assert all(position[o] < position[box.key] for box in drawn for o in box.operands)
+    assert sum(box.output for box in drawn) >= 1
+    if chain:       # the forward and backward chains fold into a handful of boxes
+        assert len(drawn) < 20
+    if len(drawn) > render.DOT_LIMIT:
+        # too large for Graphviz: drawn here, in a moment, whether dot is installed or not
+        monkeypatch.setattr(render.subprocess, "run", lambda *a, **k: pytest.fail("dot was run"))
+    else:
+        monkeypatch.setattr(render.shutil, "which", lambda name: None)      # symgrad's SVG
+    path = tmp_path / "big.svg"
+    sg.draw(outputs, path)
+    document = xml.dom.minidom.parse(str(path))
+    assert len(document.getElementsByTagName("rect")) == len(drawn)
+
+
+def test_a_small_graph_is_not_folded(textbook):
+    outputs, _ = textbook
+    graph, rows = sg.api._rows(outputs, None, None)
+    assert [box.key for box in render.boxes(graph, rows)] == [row["node"] for row in rows]

@@ -69,6 +69,16 @@ class Op:
 
 OPS: dict[str, Op] = {}
 
+# How an Expr shows itself in Jupyter: "svg", "png", "latex" -> a function of the Expr returning
+# the picture or text, or None. The layers that draw (render, through api) register them here:
+# ops cannot import them.
+DISPLAY = {}
+
+
+def _displayed(expr, kind):
+    show = DISPLAY.get(kind)
+    return show(expr) if show is not None else None
+
 
 _FLOAT_DTYPES = {}     # input dtypes -> result: a handful of combinations, asked for at every node
 
@@ -265,6 +275,17 @@ class Expr:
     def __repr__(self):
         from .printing import to_text
         return f"Expr({to_text(self, limit=120)}, shape={self.shape})"
+
+    # Jupyter's rich display: a picture of the graph behind the expression, and LaTeX for a
+    # scalar one (the frontend picks the richest it shows)
+    def _repr_svg_(self):
+        return _displayed(self, "svg")
+
+    def _repr_png_(self):
+        return _displayed(self, "png")
+
+    def _repr_latex_(self):
+        return _displayed(self, "latex")
 
     def __str__(self):
         from .printing import to_text

@@ -1,0 +1,570 @@
+"""The array-API backend (``sg.compile(..., backend="array_api")``): the NumPy backend's source,
+run on the arguments' own array library (NumPy, CuPy, Dask, JAX, PyTorch, array-api-strict)
+through array-api-compat, so that data on a GPU or spread over a Dask cluster stays there.
+
+How ``np`` is bound. The body is the default backend's source with ``np`` made its first
+parameter instead of a global: each call, the entry (``ArrayAPIEntry``) asks array-api-compat for
+the arguments' namespace and passes an ``ArrayNamespace`` built on it, which offers exactly the
+NumPy names the emitters use (``np.add.reduce`` is ``xp.sum``, ``np.concatenate`` ``xp.concat``,
+``np.zeros`` allocates on the arguments' device...). Nothing is rebound in a shared namespace,
+so concurrent calls on different libraries cannot see each other's; the source keeps no builtins.
+Constants (NumPy arrays) become parameters too, converted once per library and device.
+
+What is switched off, and why. Each op keeps its one NumPy emission (ops/*); the differences are
+all here. The in-place machinery of codegen goes: no ``out=`` buffers (``_reusable_buffer``, no
+ufuncs with ``out`` in the standard), no workspace or scatter into a slice (kept NumPy buffers),
+no ``a *= b`` (JAX arrays are immutable, Dask's are graphs). What the standard lacks of NumPy's
+syntax is rewritten statement by statement (``_Portable``, on the syntax tree):
+
+- ``x[1:, 0]`` indexes every axis: ``x[1:, 0, ...]`` (NumPy fills the rest in; the standard
+  leaves a short index unspecified);
+- ``x.T`` of any rank is ``np.transpose(x)``, ``a.reshape(s)`` is ``np.reshape(a, s)``;
+- item assignment ``t[i] = g`` (``+=`` too) is ``t = np.set_at(t, np.s_[i], g)``: in place where
+  the library allows it, ``t.at[i].set(g)`` on JAX. ``t`` is always an array the function just
+  made (np.zeros, np.empty, np.array), never an argument's;
+- a slice with a negative step, ``x[::-1]``, is ``np.get_at(x, np.s_[::-1, ...])``: PyTorch has
+  none, so the shim slices forwards and flips.
+
+Compile-time constant folding stays (it runs on NumPy, before any argument is seen).
+Imports codegen, ops and errors; array_api_compat only when this backend is asked for.
+"""
+
+import ast
+import importlib.util
+import math
+import numbers
+
+import numpy as np
+
+from .codegen import SourceGenerator
+from .errors import InternalError, ShapeError, SymgradError
+
+
+def array_api_available():
+    return importlib.util.find_spec("array_api_compat") is not None
+
+
+def _is_number(value):
+    """A Python number or a NumPy scalar: a value, not an array of some library."""
+    return isinstance(value, (numbers.Number, np.generic))
+
+
+class _IndexExpression:
+    """``np.s_[1:, 0, ...]`` is the tuple ``(slice(1, None), 0, Ellipsis)``: an index as a value
+    (the generated code has no builtins, so no ``slice``)."""
+
+    def __getitem__(self, index):
+        return index
+
+
+class _Reducible:
+    """A binary function with NumPy's ``.reduce`` (``np.add.reduce(x, axis=..., keepdims=...)``)."""
+
+    def __init__(self, function, reduction):
+        self._function = function
+        self._reduction = reduction
+
+    def __call__(self, x, y):
+        return self._function(x, y)
+
+    def reduce(self, x, axis=0, keepdims=False):
+        return self._reduction(x, axis=axis, keepdims=keepdims)
+
+
+class ArrayNamespace:
+    """The NumPy names the emitted code uses, on one array namespace ``xp`` and one device.
+
+    A Python number meeting an array in a function becomes a 0-d array of that array's floating
+    dtype (``np.maximum(x, 0.0)``), as NumPy and the standard's operators treat it; arrays are
+    always made on ``device``.
+    """
+
+    UNARY = ("sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "sign", "abs",
+             "absolute", "negative", "square", "isfinite")
+    BINARY = ("subtract", "divide", "power", "logaddexp")
+
+    def __init__(self, xp, device):
+        self.xp = xp
+        self.device = device
+        self._immutable = _compat().is_jax_namespace(xp)
+        for name in self.UNARY:
+            setattr(self, name, self._unary(getattr(xp, "abs" if name == "absolute" else name)))
+        for name in self.BINARY:
+            setattr(self, name, self._binary(getattr(xp, "pow" if name == "power" else name)))
+        self.add = _Reducible(self._binary(xp.add), xp.sum)
+        self.multiply = _Reducible(self._binary(xp.multiply), xp.prod)
+        self.maximum = _Reducible(self._binary(xp.maximum), xp.max)
+        self.minimum = _Reducible(self._binary(xp.minimum), xp.min)
+        self.float64 = self._scalar_type(xp.float64)
+        self.float32 = self._scalar_type(xp.float32)
+        self.bool_ = self._scalar_type(xp.bool)
+
+    nan = math.nan
+    inf = math.inf
+    s_ = _IndexExpression()
+
+    # -- Python numbers as arrays -------------------------------------------------------------------
+
+    def _number(self, value, like=None):
+        """``value`` as a 0-d array: a bool array for a bool, else ``like``'s dtype when that is
+        a floating array's, float64 otherwise."""
+        if isinstance(value, (bool, np.bool_)):
+            return self.xp.asarray(bool(value), dtype=self.xp.bool, device=self.device)
+        dtype = self.xp.float64
+        if like is not None and not _is_number(like) \
+                and self.xp.isdtype(like.dtype, "real floating"):
+            dtype = like.dtype
+        return self.xp.asarray(float(value), dtype=dtype, device=self.device)
+
+    def _unary(self, function):
+        def call(x):
+            return function(self._number(x) if _is_number(x) else x)
+        return call
+
+    def _binary(self, function):
+        def call(x, y):
+            if _is_number(x):
+                x = self._number(x, y)
+            if _is_number(y):
+                y = self._number(y, x)
+            return function(x, y)
+        return call
+
+    def _scalar_type(self, dtype):
+        def call(value):
+            return self.xp.asarray(value, dtype=dtype, device=self.device, copy=True)
+        return call
+
+    # -- NumPy functions without a namesake in the standard ----------------------------------------
+
+    def where(self, condition, x, y):
+        if _is_number(condition):
+            condition = self._number(bool(condition))
+        if _is_number(x):
+            x = self._number(x, y)
+        if _is_number(y):
+            y = self._number(y, x)
+        return self.xp.where(condition, x, y)
+
+    def heaviside(self, x, at_zero):
+        """NumPy's step: 0 below zero, 1 above, ``at_zero`` at zero, nan at nan."""
+        return self.where(x > 0.0, 1.0, self.where(x < 0.0, 0.0, self.where(x == 0.0, at_zero, x)))
+
+    def mean(self, x, axis=None, keepdims=False):
+        return self.xp.mean(x, axis=axis, keepdims=keepdims)
+
+    def vdot(self, x, y):
+        return self.xp.sum(x * y)
+
+    def shape(self, x):
+        return () if _is_number(x) else tuple(x.shape)
+
+    def size(self, x):
+        return math.prod(self.shape(x))
+
+    def broadcast_shapes(self, *shapes):
+        ndim = max(len(s) for s in shapes)
+        padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
+        return tuple(max(dims) if 0 not in dims else 0 for dims in zip(*padded))
+
+    def broadcast_to(self, x, shape):
+        return self.xp.broadcast_to(self._number(x) if _is_number(x) else x, tuple(shape))
+
+    def reshape(self, x, shape):
+        try:
+            return self.xp.reshape(x, tuple(shape))
+        except NotImplementedError:
+            # Dask reshapes only by merging or splitting axes (not (4, 6) -> (6, 4) in chunks of
+            # (2, 3)): one merge into a vector, then one split
+            return self.xp.reshape(self.xp.reshape(x, (-1,)), tuple(shape))
+
+    def transpose(self, x, axes=None):
+        axes = tuple(range(x.ndim - 1, -1, -1)) if axes is None else tuple(axes)
+        return self.xp.permute_dims(x, axes)
+
+    def squeeze(self, x, axis=None):
+        if axis is None:
+            axis = tuple(a for a, d in enumerate(x.shape) if d == 1)
+        axis = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+        return self.xp.squeeze(x, axis=tuple(a % x.ndim for a in axis)) if axis else x
+
+    def expand_dims(self, x, axis):
+        if _is_number(x):
+            x = self._number(x)
+        axis = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+        ndim = x.ndim + len(axis)
+        positions = {a % ndim for a in axis}
+        dims = iter(x.shape)
+        return self.xp.reshape(x, tuple(1 if a in positions else next(dims) for a in range(ndim)))
+
+    def concatenate(self, arrays, axis=0):
+        return self.xp.concat(list(arrays), axis=axis)
+
+    def zeros(self, shape, dtype=None):
+        return self.xp.zeros(tuple(shape), dtype=dtype or self.xp.float64, device=self.device)
+
+    def empty(self, shape, dtype=None):
+        return self.xp.empty(tuple(shape), dtype=dtype or self.xp.float64, device=self.device)
+
+    def eye(self, n):
+        return self.xp.eye(n, dtype=self.xp.float64, device=self.device)
+
+    def array(self, x):
+        """A copy, as ``np.array``: what the function returns is never an argument's memory."""
+        if _is_number(x):
+            return self._number(x)
+        return self.xp.asarray(x, copy=True)
+
+    def get_at(self, x, index):
+        """``x[index]`` for an index with a negative step (PyTorch has none): the slice with the
+        positive step, then reversed."""
+        index, _, reversed_axes, _ = self._positive_steps(x, index, keep_new_axes=True)
+        selected = x[index]
+        return self.xp.flip(selected, axis=tuple(reversed_axes)) if reversed_axes else selected
+
+    def set_at(self, x, index, value):
+        """``x`` with ``x[index] = value``: in place, or a new array where arrays are immutable."""
+        index = index if isinstance(index, tuple) else (index,)
+        if any(item is None or isinstance(item, slice) and (item.step or 1) < 0
+               for item in index):
+            index, new_axes, reversed_axes, offset = self._positive_steps(x, index)
+            if not _is_number(value):
+                # the axes of value that the index's None stood for (the standard has no new
+                # axis in an assignment) go, those its negative steps stood for are reversed
+                offset -= value.ndim        # value may lack leading axes of the selection
+                flipped = tuple(a - offset for a in reversed_axes if a >= offset)
+                if flipped:
+                    value = self.xp.flip(value, axis=flipped)
+                squeezed = tuple(a - offset for a in new_axes if a >= offset)
+                if squeezed:
+                    value = self.xp.squeeze(value, axis=squeezed)
+        if self._immutable:
+            return x.at[index].set(value)
+        x[index] = value
+        return x
+
+    def _positive_steps(self, x, index, keep_new_axes=False):
+        """(the index with positive steps only, and without None unless ``keep_new_axes``; the
+        axes of the selection that were None; those it reverses; its number of axes)."""
+        index = index if isinstance(index, tuple) else (index,)
+        kept, new_axes, reversed_axes = [], [], []
+        axis = result_axis = 0          # the axis of x, and of the selection, an item addresses
+        for position, item in enumerate(index):
+            if item is Ellipsis:
+                kept.extend(index[position:])
+                break
+            if item is None:
+                new_axes.append(result_axis)
+                result_axis += 1
+                if keep_new_axes:
+                    kept.append(item)
+                continue
+            if isinstance(item, slice):
+                if (item.step or 1) < 0:
+                    steps = range(*item.indices(x.shape[axis]))
+                    item = slice(steps[-1], steps[0] + 1, -steps.step) if steps else slice(0, 0)
+                    reversed_axes.append(result_axis)
+                result_axis += 1
+            kept.append(item)
+            axis += 1
+        else:
+            kept.append(Ellipsis)       # the standard wants every axis indexed
+        return tuple(kept), new_axes, reversed_axes, result_axis + x.ndim - axis
+
+
+# every name emitted code may read from ``np`` (tests/test_array_api.py holds every op to it)
+NAMES = frozenset(
+    {name for name in vars(ArrayNamespace) if not name.startswith("_")}
+    | set(ArrayNamespace.UNARY) | set(ArrayNamespace.BINARY)
+    | {"add", "multiply", "maximum", "minimum", "float64", "float32", "bool_"}) \
+    - {"UNARY", "BINARY"}
+
+
+# -- the source ------------------------------------------------------------------------------------
+
+
+def _name(identifier, context=None):
+    return ast.Name(id=identifier, ctx=context or ast.Load())
+
+
+def _np(attribute):
+    return ast.Attribute(value=_name("np"), attr=attribute, ctx=ast.Load())
+
+
+class _Portable(ast.NodeTransformer):
+    """Rewrites one NumPy statement into what the array API standard specifies (module
+    docstring); ``changed`` says whether it did."""
+
+    changed = False
+
+    def visit_Subscript(self, node):
+        self.generic_visit(node)
+        if not isinstance(node.value, ast.Name):
+            return node             # np.shape(x)[0]: a tuple's item, not an array's
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if not any(isinstance(i, ast.Constant) and i.value is Ellipsis for i in items):
+            node.slice = ast.Tuple(elts=[*items, ast.Constant(Ellipsis)], ctx=ast.Load())
+            self.changed = True
+        if isinstance(node.ctx, ast.Load) and any(
+                isinstance(i, ast.Slice) and isinstance(i.step, ast.UnaryOp) for i in items):
+            self.changed = True     # a negative step
+            index = ast.Subscript(value=_np("s_"), slice=node.slice, ctx=ast.Load())
+            return ast.Call(func=_np("get_at"), args=[node.value, index], keywords=[])
+        return node
+
+    def visit_Attribute(self, node):
+        self.generic_visit(node)
+        if node.attr == "T":
+            self.changed = True
+            return ast.Call(func=_np("transpose"), args=[node.value], keywords=[])
+        return node
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        function = node.func
+        if isinstance(function, ast.Attribute) and function.attr == "reshape" \
+                and not (isinstance(function.value, ast.Name) and function.value.id == "np"):
+            self.changed = True
+            return ast.Call(func=_np("reshape"), args=[function.value, *node.args],
+                            keywords=node.keywords)
+        return node
+
+    def _set_at(self, target, value):
+        self.changed = True
+        array = target.value.id
+        index = ast.Subscript(value=_np("s_"), slice=target.slice, ctx=ast.Load())
+        call = ast.Call(func=_np("set_at"), args=[_name(array), index, value], keywords=[])
+        return ast.Assign(targets=[_name(array, ast.Store())], value=call, lineno=0)
+
+    def visit_Assign(self, node):
+        self.generic_visit(node)
+        if len(node.targets) == 1 and isinstance(node.targets[0], ast.Subscript):
+            return self._set_at(node.targets[0], node.value)
+        return node
+
+    def visit_AugAssign(self, node):
+        self.generic_visit(node)
+        if isinstance(node.target, ast.Subscript):
+            target = node.target
+            current = self.visit_Subscript(ast.Subscript(value=_name(target.value.id),
+                                                         slice=target.slice, ctx=ast.Load()))
+            return self._set_at(target, ast.BinOp(left=current, op=node.op, right=node.value))
+        return node
+
+
+def portable(statement):
+    """One emitted NumPy statement (with its comment, if any) as the array API wants it.
+
+    >>> portable("t1[1:] = g  # grad of getitem")
+    't1 = np.set_at(t1, np.s_[1:, ...], g)  # grad of getitem'
+    >>> portable("t2 = np.sin(x)")
+    't2 = np.sin(x)'
+    """
+    code, mark, comment = statement.partition("  # ")
+    tree = ast.parse(code)
+    rewriter = _Portable()
+    tree = rewriter.visit(tree)
+    if not rewriter.changed:
+        return statement
+    return ast.unparse(ast.fix_missing_locations(tree)) + mark + comment
+
+
+def names_read(source):
+    """Every ``np.<name>`` the source reads."""
+    return {node.attr for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id == "np"}
+
+
+class ArrayAPIGenerator(SourceGenerator):
+    """The NumPy source generator, in-place machinery off, every statement made portable, and
+    ``np`` and the constants parameters of the function."""
+
+    def __init__(self, graph, outputs, inputs, function_name="f"):
+        super().__init__(graph, outputs, inputs, function_name)
+        self.workspace = False      # no kept NumPy buffers, and so no scatter into their slices
+        self.augment = False        # no `a *= b`: an immutable or lazy array has no in place
+        self._as_float = {}         # boolean node -> the name of its floating copy
+
+    def _reusable_buffer(self, node, k, owned, last_use):
+        return None                 # no ufunc out= in the standard
+
+    def _node_statements(self, node, k, owned, last_use, lines):
+        """A boolean array in arithmetic (``(x > 0) * y``) is made floating first: NumPy promotes
+        it, the standard has no promotion between kinds (array-api-strict refuses it)."""
+        data = self.graph.nodes[node]
+        swapped = {}
+        if data["dtype"] != "bool":
+            for position, operand in enumerate(data["inputs"]):
+                name = self.names.get(operand)
+                if self.graph.nodes[operand]["dtype"] != "bool" or name is None \
+                        or (data["op"] == "where" and position == 0):
+                    continue
+                if operand not in self._as_float:
+                    self._as_float[operand] = self.namer.claim(f"{name}_{data['dtype']}")
+                    lines.append(f"{self._as_float[operand]} = np.{data['dtype']}({name})")
+                swapped[operand] = name
+                self.names[operand] = self._as_float[operand]
+        try:
+            return super()._node_statements(node, k, owned, last_use, lines)
+        finally:
+            self.names.update(swapped)
+
+    def body(self):
+        return [portable(line) for line in super().body()]
+
+    def source(self, trace=False):
+        if trace:
+            raise InternalError("the array-API backend does not trace")
+        text = super().source()
+        params = ", ".join(self.names[n] for n in self.inputs)
+        header = f"def {self.function_name}({params}):\n"
+        if not text.startswith(header):
+            raise InternalError("unexpected source header")
+        self.constants = [(name, value) for name, value in self.namespace.items()
+                          if isinstance(value, np.ndarray)]
+        for name, _ in self.constants:
+            del self.namespace[name]
+        del self.namespace["np"]
+        params = ", ".join(["np", *(self.names[n] for n in self.inputs),
+                            *(name for name, _ in self.constants)])
+        note = "    # np: the arguments' array namespace (symgrad.array_api.ArrayNamespace)"
+        if self.constants:
+            note += "; the constants are on its device"
+        text = f"def {self.function_name}({params}):\n{note}\n" + text[len(header):]
+        missing = sorted(names_read(text) - NAMES)
+        if missing:
+            raise SymgradError(f"backend 'array_api' has no counterpart for "
+                               f"{', '.join('np.' + m for m in missing)}, which the emitted code "
+                               f"uses; use backend 'numpy'")
+        return text
+
+
+def generate_array_api(graph, outputs, inputs, function_name):
+    """(source, namespace, constants) of the array-API function: its parameters are ``np``, the
+    inputs, then the constants' names; ``constants`` lists (name, NumPy value) in that order.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x", shape=(3,))
+    >>> src, _, _ = generate_array_api(x.graph, [sg.sin(x[1:]).node], [x.node], "f")
+    >>> print(src, end="")
+    def f(np, x):
+        # np: the arguments' array namespace (symgrad.array_api.ArrayNamespace)
+        t0 = x[1:, ...]
+        t1 = np.sin(t0)
+        return t1,
+    """
+    generator = ArrayAPIGenerator(graph, outputs, inputs, function_name)
+    source = generator.source()
+    return source, generator.namespace, generator.constants
+
+
+# -- calls -----------------------------------------------------------------------------------------
+
+
+def _compat():
+    try:
+        import array_api_compat
+    except ImportError:
+        raise SymgradError("backend 'array_api' needs array-api-compat: "
+                           "pip install 'symgrad[array-api]'") from None
+    return array_api_compat
+
+
+def _library(xp):
+    return getattr(xp, "__name__", repr(xp)).replace("array_api_compat.", "")
+
+
+class ArrayAPIEntry:
+    """Calls the generated body with the arguments' namespace: checks the arguments (count is
+    api's; here shapes, named dimensions, one library, one device), converts Python numbers and
+    other dtypes, and passes the constants converted to the library and device."""
+
+    def __init__(self, body, specs, constants):
+        self._body = body
+        self._specs = list(specs)           # (name, shape, dtype name) per input
+        self._constants = [value for _, value in constants]
+        self._prepared = {}                 # (namespace, device) -> (ArrayNamespace, constants)
+        self._compat = _compat()
+
+    def __call__(self, *values):
+        xp, device = self._namespace(values)
+        arrays = self._checked(xp, device, values)
+        namespace, constants = self._prepare(xp, device)
+        results = self._body(namespace, *arrays, *constants)
+        if any(_is_number(r) for r in results):     # a length (axis_size) is a Python float
+            results = tuple(namespace.float64(r) if _is_number(r) else r for r in results)
+        return results
+
+    def _namespace(self, values):
+        compat = self._compat
+        arrays = [(name, v) for (name, _, _), v in zip(self._specs, values)
+                  if not _is_number(v) and compat.is_array_api_obj(v)]
+        if not arrays:
+            return compat.array_namespace(np.empty(0)), "cpu"
+        try:
+            xp = compat.array_namespace(*(v for _, v in arrays))
+        except TypeError:
+            libraries = ", ".join(f"{name!r} is {_library(compat.array_namespace(v))}"
+                                  for name, v in arrays)
+            raise SymgradError(f"the arguments are arrays of different libraries ({libraries}): "
+                               f"convert them to one (xp.asarray)") from None
+        device = compat.device(arrays[0][1])
+        for name, value in arrays[1:]:
+            if compat.device(value) != device:
+                raise SymgradError(f"argument {name!r} is on device {compat.device(value)}, "
+                                   f"argument {arrays[0][0]!r} on {device}")
+        return xp, device
+
+    def _checked(self, xp, device, values):
+        compat = self._compat
+        checked = []
+        bound = {}
+        for value, (name, shape, dtype) in zip(values, self._specs):
+            want = getattr(xp, dtype)
+            try:
+                if _is_number(value) or not compat.is_array_api_obj(value):
+                    array = xp.asarray(value, dtype=want, device=device)
+                else:
+                    array = value if value.dtype == want else xp.astype(value, want)
+            except (TypeError, ValueError) as error:
+                raise SymgradError(f"argument {name!r}: cannot convert to {dtype} "
+                                   f"({error})") from None
+            got = tuple(array.shape)
+            unknown = [axis for axis, d in enumerate(got) if not isinstance(d, numbers.Integral)]
+            if unknown:
+                raise ShapeError(f"argument {name!r} has shape {got}, unknown on axis "
+                                 f"{unknown[0]}: compute the lengths first (with Dask, "
+                                 f"{name}.compute_chunk_sizes())")
+            if len(got) != len(shape):
+                raise ShapeError(f"argument {name!r} must have shape {shape}, got {got}")
+            for axis, (want_dim, got_dim) in enumerate(zip(shape, got)):
+                if isinstance(want_dim, str):
+                    first = bound.setdefault(want_dim, (got_dim, name))
+                    if first[0] != got_dim:
+                        raise ShapeError(f"argument {name!r}: dimension {want_dim!r} is {got_dim} "
+                                         f"on axis {axis}, but {first[0]} in argument "
+                                         f"{first[1]!r}")
+                elif want_dim != got_dim:
+                    raise ShapeError(f"argument {name!r} must have shape {shape}, got {got}")
+            checked.append(array)
+        return checked
+
+    def _prepare(self, xp, device):
+        try:
+            key = (xp, device)
+            prepared = self._prepared.get(key)
+        except TypeError:           # an unhashable device: prepared again at every call
+            key, prepared = None, None
+        if prepared is None:
+            # a copy: a read-only NumPy array is refused (or warned about) by some libraries
+            prepared = (ArrayNamespace(xp, device),
+                        tuple(xp.asarray(value.copy(), device=device)
+                              for value in self._constants))
+            if key is not None:
+                self._prepared[key] = prepared
+        return prepared
+
+
+__all__ = ["ArrayAPIEntry", "ArrayAPIGenerator", "ArrayNamespace", "NAMES", "array_api_available",
+           "generate_array_api", "portable"]
