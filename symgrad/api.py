@@ -300,8 +300,12 @@ def _outputs_and_inputs(outputs, inputs, what):
     return graph, [o.node for o in outputs], [i.node for i in inputs]
 
 
-def _rows(outputs, inputs, at, what="show_graph"):
+def _rows(outputs, inputs, at, what="show_graph", labels=None):
     graph, output_nodes, input_nodes = _outputs_and_inputs(outputs, inputs, what)
+    if labels is not None and (isinstance(labels, str) or len(labels) != len(output_nodes)
+                               or not all(isinstance(label, str) for label in labels)):
+        raise SymgradError(f"{what}: labels must be one string per output "
+                           f"({len(output_nodes)}), got {labels!r}")
     values = None
     if at is not None and not isinstance(at, Mapping):
         raise SymgradError(f"{what}: at maps input names to values, got {at!r}")
@@ -315,38 +319,44 @@ def _rows(outputs, inputs, at, what="show_graph"):
         values = dict(zip(names, check_arguments(specs, [at[n] for n in names])))
     with graph.lock:
         rows, _ = describe(graph, output_nodes, input_nodes, values)
+    for row in rows:        # what each output is, as the caller calls it: (position, "d/dx")
+        row["labels"] = [(k, label) for k, (node, label)
+                         in enumerate(zip(output_nodes, labels or ())) if node == row["node"]]
     return graph, rows
 
 
-def show_graph(outputs, inputs=None, at=None):
+def show_graph(outputs, inputs=None, at=None, labels=None):
     """The graph behind ``outputs`` as an aligned table, one node per line in evaluation order,
-    derivative nodes marked; with ``at`` (input name -> value) every node's value is shown.
+    derivative nodes marked; with ``at`` (input name -> value) every node's value is shown, with
+    ``labels`` (one string per output, such as "d/dx") what each output is.
 
     >>> import symgrad as sg
     >>> x = sg.var("x")
     >>> print(sg.show_graph(sg.grad(x * x, x)).splitlines()[0].split())
     ['name', 'kind', 'op', 'shape', 'code']
     """
-    _, rows = _rows(outputs, inputs, at, "show_graph")
+    _, rows = _rows(outputs, inputs, at, "show_graph", labels)
     return table(rows, show_values=at is not None)
 
 
-def to_dot(outputs, inputs=None, at=None):
+def to_dot(outputs, inputs=None, at=None, labels=None):
     """Graphviz DOT source of the graph behind ``outputs`` (derivative nodes drawn dashed)."""
-    graph, rows = _rows(outputs, inputs, at, "to_dot")
+    graph, rows = _rows(outputs, inputs, at, "to_dot", labels)
     return dot_source(boxes(graph, rows))
 
 
-def draw(outputs, path, inputs=None, at=None):
-    """Write a picture of the graph behind ``outputs``: .svg, .png or .pdf through Graphviz when
-    it is installed, .svg drawn by symgrad itself otherwise."""
+def draw(outputs, path, inputs=None, at=None, labels=None):
+    """Write a picture of the graph behind ``outputs``: .svg, .png or .pdf, through Graphviz when
+    it is installed (and the graph not too large for it), else drawn by symgrad (SVG) or
+    matplotlib (PNG, PDF). ``at`` adds every node's value, ``labels`` (one string per output,
+    such as "d/dx") what each output is."""
     try:
         path = os.fspath(path)
     except TypeError:
         path = None
     if not isinstance(path, str):
         raise SymgradError("draw needs a file path ending in .svg, .png or .pdf")
-    graph, rows = _rows(outputs, inputs, at, "draw")
+    graph, rows = _rows(outputs, inputs, at, "draw", labels)
     write_picture(graph, rows, path)
 
 

@@ -186,6 +186,19 @@ def _derivatives(args, f, wrt):
     return [f, *derivatives], {"derivatives": derivatives}
 
 
+def _labels(f, wrt, report):
+    """What each output of _derivatives is: value, d/dx ..., d2/dx2 ..., d2/dx dy ..."""
+    if "derivatives" in report:
+        name = wrt[0].name
+        return ["value"] + [f"d/d{name}" if k == 1 else f"d{k}/d{name}{k}"
+                            for k in range(1, len(report["derivatives"]) + 1)]
+    labels = ["value"] + [f"d/d{w.name}" for w in wrt]
+    if "hessian" in report:
+        labels += [f"d2/d{a.name}2" if a.name == b.name else f"d2/d{a.name} d{b.name}"
+                   for a in wrt for b in wrt]
+    return labels
+
+
 def _evaluate(outputs, inputs, at):
     names = [v.name for v in inputs]
     missing = [n for n in names if n not in at]
@@ -248,18 +261,19 @@ def run(argv):
             machine = args.format in ("json", "dot") or args.output
             print("\n\n".join(notes) + ("" if machine else "\n"),
                   file=sys.stderr if machine else sys.stdout)
+        labels = _labels(f, wrt, report)
         if args.output:
-            api.draw(outputs, args.output, inputs=inputs, at=at)
+            api.draw(outputs, args.output, inputs=inputs, at=at, labels=labels)
             return f"wrote {args.output}"
         if args.format == "dot":
-            return api.to_dot(outputs, inputs=inputs, at=at).rstrip("\n")
+            return api.to_dot(outputs, inputs=inputs, at=at, labels=labels).rstrip("\n")
         if args.format == "code":
             return api.compile(outputs, inputs=inputs, name="f").source.rstrip("\n")
         if args.format == "json":
             if at is None:
                 raise UsageError("--format json prints values: give --at")
             return json.dumps(_json_report(f, wrt, report, _evaluate(outputs, inputs, at)))
-        text = api.show_graph(outputs, inputs=inputs, at=at)
+        text = api.show_graph(outputs, inputs=inputs, at=at, labels=labels)
         if at is not None:
             text += "\n\n" + _summary(f, wrt, report, _evaluate(outputs, inputs, at))
         return text

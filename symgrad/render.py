@@ -87,6 +87,10 @@ def table(rows, show_values):
     out = [join(header), join(["-" * w for w in widths] + ["-" * 4])]
     out += [join(line).rstrip() for line in lines]
     out.append("(* marks the outputs; kind 'grad' marks the derivative nodes appended to the graph)")
+    named = sorted((k, f"{row['name']} ({label})") for row in rows
+                   for k, label in row.get("labels", ()))
+    if named:
+        out.append("outputs: " + ", ".join(text for _, text in named))
     return "\n".join(out)
 
 
@@ -136,7 +140,7 @@ def _label_lines(row):
         lines = [row["code"]]
     if row["value"] is not None:
         lines.append("= " + format_value(row["value"], width=24))
-    return lines
+    return lines + [f"out: {label}" for _, label in row.get("labels", ())]
 
 
 def _merged(members):

@@ -40,7 +40,7 @@ def table_rows(out):
         if output:
             del cells[1]
         rows.append((cells[0], cells[1], cells[2], output))
-    return rows, lines[end + 1:]
+    return rows, [line for line in lines[end + 1:] if not line.startswith("outputs: ")]
 
 
 def test_text_shows_the_graph_values_and_marks_derivative_nodes(capsys):
@@ -260,3 +260,13 @@ def test_python_dash_m_entry_point():
                           check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["grad"] == {"x": 3.0, "y": 2.0}
+
+
+def test_text_says_which_node_each_output_is(capsys):
+    code, out, _ = run(capsys, *TEXTBOOK)
+    assert code == 0
+    assert "outputs: t2 (value), t1 (d/dx), d_out_d_y (d/dy), d_out_d_z (d/dz)" in out.splitlines()
+    code, out, _ = run(capsys, "hessian", "x**2*y", "--at", "x=1,y=2")
+    assert code == 0
+    line = next(line for line in out.splitlines() if line.startswith("outputs: "))
+    assert "(d2/dx2)" in line and "(d2/dx dy)" in line and "(d2/dy2)" in line

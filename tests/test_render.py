@@ -151,3 +151,21 @@ def test_a_small_graph_is_not_folded(textbook):
     outputs, _ = textbook
     graph, rows = sg.api._rows(outputs, None, None)
     assert [box.key for box in render.boxes(graph, rows)] == [row["node"] for row in rows]
+
+
+def test_labels_say_what_each_output_is_in_the_table_and_the_picture(tmp_path, monkeypatch):
+    x, y, z = sg.var("x"), sg.var("y"), sg.var("z")
+    f = (x + y) * z
+    outputs = [f, *sg.grad(f, [x, y, z])]       # d/dx and d/dy are z itself, d/dz is x + y
+    labels = ["value", "d/dx", "d/dy", "d/dz"]
+    text = sg.show_graph(outputs, labels=labels)
+    assert text.splitlines()[-1] == "outputs: t1 (value), z (d/dx), z (d/dy), t0 (d/dz)"
+    monkeypatch.setattr(render.shutil, "which", lambda name: None)
+    path = tmp_path / "graph.svg"
+    sg.draw(outputs, path, labels=labels)
+    texts = [t.firstChild.data for t in xml.dom.minidom.parse(str(path)).getElementsByTagName("text")]
+    assert {"out: value", "out: d/dx", "out: d/dy", "out: d/dz"} <= set(texts)
+    assert 'out: d/dx' in sg.to_dot(outputs, labels=labels)
+    for wrong in (["value"], "value", [1, 2, 3, 4]):
+        with pytest.raises(sg.SymgradError, match="one string per output"):
+            sg.show_graph(outputs, labels=wrong)
