@@ -169,3 +169,16 @@ def test_labels_say_what_each_output_is_in_the_table_and_the_picture(tmp_path, m
     for wrong in (["value"], "value", [1, 2, 3, 4]):
         with pytest.raises(sg.SymgradError, match="one string per output"):
             sg.show_graph(outputs, labels=wrong)
+
+
+def test_the_readmes_picture_is_the_textbook_graph_as_symgrad_draws_it_now():
+    """examples/textbook_graph.svg (shown in the README) is what symgrad's own SVG renderer makes
+    of the textbook gradient at its point; redraw it when the renderer changes."""
+    from pathlib import Path
+    x, y, z = sg.var("x"), sg.var("y"), sg.var("z")
+    f = (x + y) * sg.maximum(y, z)
+    graph, rows = sg.api._rows([f, *sg.grad(f, [x, y, z])], None,
+                               {"x": -2.0, "y": 5.0, "z": -4.0},
+                               labels=["value", "d/dx", "d/dy", "d/dz"])
+    committed = Path(__file__).resolve().parent.parent / "examples" / "textbook_graph.svg"
+    assert committed.read_text(encoding="utf-8") == render.svg_source(render.boxes(graph, rows))
