@@ -137,6 +137,7 @@ class EmitContext:
         self.attrs = {key: _plain(value) for key, value in data["attrs"].items()}
         self.shape = data["shape"]
         self.shapes = [generator.graph.nodes[i]["shape"] for i in data["inputs"]]
+        self.dtypes = [generator.graph.nodes[i]["dtype"] for i in data["inputs"]]
         self.out = generator.names[node]
         self._generator = generator
 
@@ -206,6 +207,7 @@ class SourceGenerator:
         self._scatter = {}          # value -> the index_grad whose slice it is written into
         self._scattered = set()     # index_grad nodes whose arrays exist already
         self.augment = not scalar   # write `a *= b` for an operand dying there (off when tracing)
+        self.tracing = False        # source(trace=True): every value kept for the caller
         self._handed_on = set()     # nodes whose name and array a later node took over
 
     def dim(self, name):
@@ -289,7 +291,7 @@ class SourceGenerator:
                 owned.add(node)
                 dying.setdefault(last_use.get(node, k), []).append(node)
             released = [n for n in dying.pop(k, ()) if n not in self._handed_on]
-            if released:
+            if released and not self.tracing:
                 lines.append(f"del {', '.join(sorted(self.names[n] for n in released))}")
                 for node in released:
                     if node in self.slot_of:    # free for a later value of its shape
@@ -360,13 +362,13 @@ class SourceGenerator:
         if node in self.known:
             self.folded[node] = np.float64(self.known[node])
             return ()
-        alias = self._identity(data, args) if self.known else None
+        # on floats, in every case of generate_scalar alike (so that their code agrees up to the
+        # step): x * 1.0 is x, exactly, and an op of constants is a constant
+        alias = self._identity(data, args) if self.scalar else None
         if alias is not None:
-            # x * 1.0 is x, exactly: the node is another name for its operand
             self.names[node] = alias
             return ()
-        if (not self.scalar or self.known) and node not in self.outputs \
-                and self._constant_operands(data):
+        if node not in self.outputs and self._constant_operands(data):
             value = self._evaluate(node, data, emitter, args)
             if value is not None:
                 self.folded[node] = value
@@ -501,7 +503,7 @@ class SourceGenerator:
         buffer passes on its slot, but never to an output: the caller keeps what it is given."""
         data = self.graph.nodes[node]
         if OPS[data["op"]].numpy_into is None or data["shape"] == () or not self.float64_only \
-                or self.scalar:
+                or self.scalar or self.tracing:
             # with float32 inputs a Python-number constant keeps float32 at run time, so the
             # buffer's dtype there is not the one the graph records
             return None
@@ -537,8 +539,11 @@ class SourceGenerator:
     def source(self, trace=False):
         """The function's source; with ``trace`` it returns a dict of every named value instead."""
         if trace:
-            self.workspace = False      # every value stays as computed, none is overwritten
+            # every value stays as computed and named: no workspace, no buffer taken over, no
+            # update in place, no del
+            self.workspace = False
             self.augment = False
+            self.tracing = True
         body = self.body()
         returned = []
         for k, node in enumerate(self.outputs):
@@ -614,19 +619,11 @@ def generate_scalar(graph, outputs, inputs, function_name, single):
         return None, None
     generator = SourceGenerator(graph, outputs, inputs, function_name, scalar=True)
     body = _scalar_statements(generator, outputs, single)
-    step = next((node for node in generator.order if OPS[graph.nodes[node]["op"]].step), None)
-    operand = generator._operand(graph.nodes[step]["inputs"][0]) if step is not None else ""
-    if operand.isidentifier():
-        positive, negative = [_scalar_statements(
-            SourceGenerator(graph, outputs, inputs, function_name, scalar=True,
-                            known={step: value}), outputs, single)
-            for value in OPS[graph.nodes[step]["op"]].step]
-        shared = len(os.path.commonprefix([body, positive, negative]))
-        body = (body[:shared]
-                + [f"if {operand} > 0.0:"] + [f"    {line}" for line in positive[shared:]]
-                + [f"if {operand} < 0.0:"] + [f"    {line}" for line in negative[shared:]]
-                + body[shared:])    # zero, or nan: the step's own conditional expression
     params = [generator.names[n] for n in inputs]
+    step = next((node for node in generator.order if OPS[graph.nodes[node]["op"]].step), None)
+    if step is not None:
+        body = _split_at_step(graph, outputs, inputs, function_name, single, generator, body,
+                              step, params)
     floats = " and ".join(f"type({p}) is _sg_float" for p in params)
     lines = [_entry_def(function_name, params),
              f"    if {floats} and not _sg_extra and not _sg_unexpected:",
@@ -638,6 +635,26 @@ def generate_scalar(graph, outputs, inputs, function_name, single):
     namespace = dict(generator.namespace, math=math, _sg_refusals=SCALAR_REFUSALS,
                      **_ENTRY_NAMESPACE)
     return "\n".join(lines) + "\n", namespace
+
+
+def _split_at_step(graph, outputs, inputs, function_name, single, generator, body, step, params):
+    """``body`` with the code after the step split into its positive and negative cases (the
+    general code stays for zero and nan). Before the step every case's code is the same: each
+    generator folds and aliases alike, and only the step's own value differs."""
+    operand = generator._operand(graph.nodes[step]["inputs"][0])
+    if not operand.isidentifier():
+        return body
+    positive, negative = [_scalar_statements(
+        SourceGenerator(graph, outputs, inputs, function_name, scalar=True, known={step: value}),
+        outputs, single) for value in OPS[graph.nodes[step]["op"]].step]
+    shared = len(os.path.commonprefix([body, positive, negative]))
+    if operand not in params and not any(line.startswith(f"{operand} = ")
+                                         for line in body[:shared]):
+        return body         # the cases would start before the operand exists: no split
+    return (body[:shared]
+            + [f"if {operand} > 0.0:"] + [f"    {line}" for line in positive[shared:]]
+            + [f"if {operand} < 0.0:"] + [f"    {line}" for line in negative[shared:]]
+            + body[shared:])    # zero, or nan: the step's own conditional expression
 
 
 def _scalar_statements(generator, outputs, single):

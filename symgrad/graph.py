@@ -38,8 +38,8 @@ class Graph(nx.DiGraph):
     Node data: ``op`` (str), ``inputs`` (tuple of node keys, in operand order; a DiGraph cannot hold
     the two edges of ``x * x``), ``attrs`` (dict), ``shape`` (tuple of ints and dimension names),
     ``dtype`` (str), ``order`` (0 for forward nodes, k for nodes appended by a k-th differentiation
-    or built on them),
-    ``derivative`` (``order > 0``) and ``grad_of`` (the forward node whose derivative rule built it).
+    or built on them), ``derivative`` (whether differentiation built it) and ``grad_of`` (the
+    forward node whose derivative rule built it).
     Edge data: ``positions``, the operand indices at which the source feeds the target.
 
     Because a node's inputs always exist before it, ascending keys are a topological order.
@@ -77,15 +77,17 @@ class Graph(nx.DiGraph):
             while node in self._node:       # a networkx copy holds nodes but no cons table
                 node += 1
             self._next_key = node + 1
-            # networkx's own storage, written as add_node and add_edge would write it: this runs
-            # once per node built, and the two calls cost more than the rest of building one
             # outside differentiation a node is of the highest order among its operands: the
             # sum of a first derivative is first-order, and its gradient second-order (constants
-            # are shared by all orders: a 2.0 first built in a derivative says nothing)
+            # are shared by all orders: a 2.0 first built in a derivative says nothing). It is
+            # still not a derivative node: rewrites that hold only in derivatives (0 * inf is
+            # 0 there) must not touch what the user built.
             order = self._order or max((self._node[i]["order"] for i in inputs
                                         if self._node[i]["op"] != "const"), default=0)
+            # networkx's own storage, written as add_node and add_edge would write it: this runs
+            # once per node built, and the two calls cost more than the rest of building one
             data = {"op": op, "inputs": inputs, "attrs": dict(attrs), "shape": tuple(shape),
-                    "dtype": dtype, "order": order, "derivative": order > 0,
+                    "dtype": dtype, "order": order, "derivative": self._order > 0,
                     "grad_of": self._grad_of, "key": key}
             if value is not None:
                 data["value"] = value

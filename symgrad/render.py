@@ -11,6 +11,7 @@ import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 
+import networkx as nx
 import numpy as np
 
 from .codegen import SourceGenerator, build_function
@@ -124,13 +125,30 @@ def boxes(graph, rows, fold_above=FOLD_ABOVE):
                  Counter([row["op"]]), (_label_lines(row)[0],) * 2)
              for row in rows]
     if len(found) > fold_above:
-        found = _fold_trees(found)
+        try:
+            found = _in_dependency_order(_fold_trees(found))
+        except nx.NetworkXUnfeasible:
+            # two folds reading each other (nodes the user built on derivatives can do that):
+            # the blocks below alone, which follow evaluation order and cannot
+            pass
     size = -(-len(found) // fold_above)
     folded = found
     while len(folded) > fold_above:     # blocks stop where the kind changes: some come short
-        folded = _fold_blocks(found, size)
+        folded = _in_dependency_order(_fold_blocks(found, size))
         size += 1
     return folded
+
+
+def _in_dependency_order(found):
+    """Folded boxes with every operand before its readers, else in their order: a fold stands
+    where its last node stood, but a node outside it may read one of its earlier nodes."""
+    position = {box.key: k for k, box in enumerate(found)}
+    dependencies = nx.DiGraph()
+    dependencies.add_nodes_from(position)
+    dependencies.add_edges_from((k, box.key) for box in found for k in box.operands)
+    by_key = {box.key: box for box in found}
+    return [by_key[key] for key in
+            nx.lexicographical_topological_sort(dependencies, key=position.get)]
 
 
 def _label_lines(row):
@@ -171,9 +189,10 @@ def _remap(groups):
 def _fold_trees(found):
     """Fold each node that has one reader of its own kind into that reader's box, unless it is
     an output: the forward pass's and the backward pass's runs of single-use values become one
-    box each, with the edges between them kept. A fold is a tree whose root comes last, so the
-    folded picture keeps evaluation order and has no cycle (an edge leaves a fold of its kind
-    only from the root)."""
+    box each, with the edges between them kept. A fold is a tree whose root comes last; an
+    edge leaves it for a box of its kind only from the root, but a box of the other kind may
+    read any of its nodes, so the folds are put in dependency order afterwards (and dropped
+    when two of them read each other)."""
     kind_of = {box.key: box.kind for box in found}
     same_kind_readers = Counter(k for box in found for k in box.operands
                                 if kind_of[k] == box.kind)

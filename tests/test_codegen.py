@@ -659,3 +659,24 @@ def test_the_scalar_fast_path_splits_into_cases_at_a_step_and_keeps_numpys_answe
             reference = both(np.float64(a), np.float64(b), np.float64(c))
         assert all(same_numbers(got, want) for got, want in zip(fast, reference)), \
             f"at {(a, b, c)}: fast path {fast}, NumPy {reference}"
+
+
+def test_review_regressions_in_emission():
+    # a constant the optimiser leaves (sigmoid of a number) before the step of the fast path
+    x, y = sg.var("x"), sg.var("y")
+    f = sg.maximum(x * sg.sigmoid(sg.const(0.3)), y)
+    fn = sg.compile([f, *sg.grad(f, [x, y])], inputs=[x, y])
+    for a, b in [(2.0, 1.0), (-2.0, 1.0), (1.0, 1.0 / (1.0 + math.exp(-0.3)))]:
+        assert all(same_numbers(p, q) for p, q in zip(fn(a, b), fn(np.float64(a), np.float64(b))))
+    # a mask squared is float64, as ** 2.0 makes it
+    b = sg.var("b", shape=(3,))
+    mask = (b > 0.0) ** 2.0
+    fn = sg.compile([sg.sum(mask * 0.5 + b), mask], inputs=[b])
+    total, squared = fn(np.array([-1.0, 2.0, 3.0]))
+    assert total == 5.0 and squared.dtype == np.float64
+    # a literal the code generator folded is not subscripted as a name
+    from symgrad.ops.shape import expand_dims
+    v = sg.var("v", shape=(3,))
+    truth = sg.const(1.0) > 0.0
+    fn = sg.compile([expand_dims(truth, 0) * v, truth[None] * v], inputs=[v])
+    assert all(np.array_equal(r, np.ones(3)) for r in fn(np.ones(3)))

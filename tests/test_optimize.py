@@ -1043,3 +1043,20 @@ def test_a_user_view_op_keeps_its_base_from_being_written_in_place():
         assert not np.shares_memory(sg.compile(reverse(x), inputs=[x])(a), a)
     finally:
         del sg.OPS["reverse_for_test"]
+
+
+def test_review_regressions_in_rewrites():
+    # the rank-one rule compares sizes: with named dimensions it stays out
+    P, c = sg.var("P", shape=("m", "n")), sg.var("c", shape=("m", 1))
+    r, B = sg.var("r", shape=("n",)), sg.var("B", shape=("n", 3))
+    fn = sg.compile((P - c * r) @ B, inputs=[P, c, r, B])
+    rng = np.random.default_rng(RNG_SEED)
+    args = [rng.standard_normal(s) for s in [(4, 5), (4, 1), (5,), (5, 3)]]
+    np.testing.assert_allclose(fn(*args), (args[0] - args[1] * args[2]) @ args[3], rtol=1e-13)
+    # a node the user built on a derivative is not a derivative: 0 * inf stays nan
+    x = sg.var("x", shape=(2,))
+    scaled = sg.grad(sg.sum(x ** 3.0), x) * 0.0
+    at = np.array([1e200, 1.0])
+    with np.errstate(all="ignore"):
+        assert_same_results((sg.compile(scaled, inputs=[x])(at),),
+                            (sg.compile(scaled, inputs=[x], optimize=False)(at),))

@@ -555,7 +555,11 @@ def check_invariants(graph):
         assert data["key"][:2] == (data["op"], inputs)
         assert graph._cons[data["key"]] == node, "hash-cons table out of step with the nodes"
         keys.add(data["key"])
-        assert data["derivative"] == (data["order"] > 0)
+        # a derivative node is of order 1 or more, and no node is of lower order than what
+        # it reads (constants aside: they are shared by every order)
+        assert not data["derivative"] or data["order"] > 0
+        assert all(data["order"] >= graph.nodes[i]["order"] for i in inputs
+                   if graph.nodes[i]["op"] != "const")
         assert data["grad_of"] is None or data["grad_of"] in nodes
     assert len(keys) == len(nodes), "two nodes with the same op, operands and attributes"
     assert all(u < v for u, v in graph.edges)

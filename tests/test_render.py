@@ -182,3 +182,28 @@ def test_the_readmes_picture_is_the_textbook_graph_as_symgrad_draws_it_now():
                                labels=["value", "d/dx", "d/dy", "d/dz"])
     committed = Path(__file__).resolve().parent.parent / "examples" / "textbook_graph.svg"
     assert committed.read_text(encoding="utf-8") == render.svg_source(render.boxes(graph, rows))
+
+
+def test_a_folded_picture_keeps_operands_before_readers_when_a_derivative_reads_early_nodes():
+    # found by review: the gradient reads the middle of the forward fold, and a node built on
+    # the result comes after it
+    x = sg.var("x", shape=(3,))
+    c = x
+    for _ in range(200):
+        c = sg.sin(c) * 1.01 + x
+    f = sg.sum(sg.exp(c))
+    outputs = [sg.grad(f, x), f * 2.0]
+    graph, rows = sg.api._rows(outputs, None, None)
+    drawn = render.boxes(graph, rows)
+    position = {box.key: k for k, box in enumerate(drawn)}
+    assert all(position[o] < position[box.key] for box in drawn for o in box.operands)
+    assert render.svg_source(drawn).startswith("<svg")
+
+
+def test_values_of_array_graphs_are_traced_without_releasing_anything():
+    import numpy as np
+    v = sg.var("v", shape=(3,))
+    f = sg.sum(sg.sin(v) * 2.0)
+    text = sg.show_graph([f, sg.grad(f, v)], at={"v": np.array([0.1, 0.2, 0.3])})
+    row = next(line for line in text.splitlines() if line.startswith("t1 "))
+    assert "[0.199667, 0.397339, 0.59104 ]" in row         # 2 sin(v), not an overwritten buffer

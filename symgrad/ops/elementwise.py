@@ -330,16 +330,22 @@ defop("power", 2, broadcast_shape, lambda ctx: _power_numpy(ctx),
 # general path, np.square takes 0.65 us; a NumPy scalar keeps ** (a ufunc call costs it more)
 def _power_numpy(ctx):
     base, exponent = ctx.args
-    if exponent == "2.0" and ctx.shape != ():
+    if _squares_floats(ctx) and ctx.shape != ():
         return f"np.square({base})"
     return f"{base} ** {exponent}"
 
 
 def _power_into(ctx):
     base, exponent = ctx.args
-    if exponent == "2.0":
+    if _squares_floats(ctx):
         return f"np.square({base}, out={ctx.into})"
     return f"np.power({base}, {exponent}, out={ctx.into})"
+
+
+def _squares_floats(ctx):
+    # np.square keeps its operand's dtype: a mask squared would stay boolean, where ** 2.0 gives
+    # the float64 the graph says
+    return ctx.args[1] == "2.0" and ctx.dtypes[0] in ("float64", "float32")
 
 
 def _scalar_power(base, exponent):

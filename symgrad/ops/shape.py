@@ -5,6 +5,7 @@ Imports only ops.core.
 """
 
 import builtins
+import keyword
 import math
 import numbers
 
@@ -155,7 +156,7 @@ def _emit_expand_dims(ctx):
     """x[:, None]: indexing, a view as np.expand_dims gives, without its Python layer (0.1 us
     against 1.7 us)."""
     operand = ctx.args[0]
-    if not operand.isidentifier():
+    if not operand.isidentifier() or keyword.iskeyword(operand):     # a literal: 2.0, True
         return f"np.expand_dims({operand}, {literal(ctx.attrs['axis'])})"
     items = ["None" if axis in ctx.attrs["axis"] else ":" for axis in range(-len(ctx.shape), 0)]
     while items[-1] == ":":
@@ -432,7 +433,14 @@ def _index_source(index, trim=True):
     return ", ".join(parts) if parts else "..."
 
 
-defop("getitem", 1, _indexed_shape, lambda ctx: f"{ctx.args[0]}[{_index_source(ctx.attrs['index'])}]",
+def _emit_getitem(ctx):
+    operand = ctx.args[0]
+    if not operand.isidentifier() or keyword.iskeyword(operand):
+        operand = f"np.array({operand})"    # a literal codegen folded (True[None] is no Python)
+    return f"{operand}[{_index_source(ctx.attrs['index'])}]"
+
+
+defop("getitem", 1, _indexed_shape, _emit_getitem,
       lambda g, out, x, index: [apply("index_grad", g, x, index=index,
                                       keep=_leading_axes(g, out))],
       dtype=same_dtype, simplify=lambda inputs, index: _getitem_simplify(inputs[0], index))

@@ -238,8 +238,9 @@ def rank_one_update_through_a_matmul(data, inputs, uses):
     whose backward pass builds (A.T * p - (A.T @ p) p.T) @ A; B @ (P - c * r) likewise with
     B (k, m), k <= m."""
     left, right = inputs
-    if data["dtype"] != "float64" or left.ndim != 2 or right.ndim != 2:
-        return None
+    if data["dtype"] != "float64" or left.ndim != 2 or right.ndim != 2 \
+            or not static_shape(left.shape) or not static_shape(right.shape):
+        return None         # the sizes decide whether it pays: they must be numbers
     term = _outer_product_term(left, uses[0] == 1)
     if term is not None and right.shape[1] <= right.shape[0]:
         rest, column, row = term

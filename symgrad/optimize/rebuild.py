@@ -68,7 +68,9 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
                 mapping[node] = const(data["value"], target).node
                 continue
             operands = [Expr(target, mapping[i]) for i in data["inputs"]]
-            with target.deriving(data["order"], grad_of=carried_grad_of(source, data, mapping)):
+            # a node the user built on a derivative keeps its order without becoming one
+            stamp = data["order"] if data["derivative"] else 0
+            with target.deriving(stamp, grad_of=carried_grad_of(source, data, mapping)):
                 result = replace(node, lambda key: Expr(target, mapping[key])) if replace else None
                 for rule in rules.get(data["op"], ()) if result is None else ():
                     extra = {"uses": [uses[i] for i in data["inputs"]]} if rule.wants_uses else {}
