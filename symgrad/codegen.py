@@ -43,6 +43,10 @@ SCALAR_NAMES = frozenset({"math", "_sg_missing", "_sg_float", "_sg_general", "_s
 # How Python's float arithmetic and the math module refuse what NumPy answers with inf or nan
 # (1/0, log(0), exp(1000), sqrt(-1)): the fast path then hands the call to the NumPy code.
 SCALAR_REFUSALS = (ArithmeticError, ValueError)
+# (operand position, literal) that leaves a float unchanged, bit for bit: x * 1.0, 1.0 * x,
+# x / 1.0, x - 0.0 (not x + 0.0, which turns -0.0 into 0.0)
+SCALAR_IDENTITIES = {"multiply": ((1, "1.0"), (0, "1.0")), "divide": ((1, "1.0"),),
+                     "subtract": ((1, "0.0"),)}
 # ops whose in-place form is an augmented assignment (codegen's _update_in_place)
 AUGMENTED_OPERATORS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
 _FORMATTER = string.Formatter()
@@ -403,17 +407,13 @@ class SourceGenerator:
 
     @staticmethod
     def _identity(data, args):
-        """The operand a scalar op returns unchanged, bit for bit (x * 1.0, 1.0 * x, x / 1.0,
-        x - 0.0; not x + 0.0, which turns -0.0 into 0.0), when it is a name; else None."""
-        op = data["op"]
-        if op in ("multiply", "divide", "subtract") and args[1] == ("0.0" if op == "subtract"
-                                                                      else "1.0"):
-            kept = args[0]
-        elif op == "multiply" and args[0] == "1.0":
-            kept = args[1]
-        else:
-            return None
-        return kept if kept.isidentifier() else None
+        """The operand a scalar op returns unchanged, bit for bit, when it is a name; else None
+        (SCALAR_IDENTITIES)."""
+        for position, neutral in SCALAR_IDENTITIES.get(data["op"], ()):
+            kept = args[1 - position]
+            if args[position] == neutral and kept.isidentifier():
+                return kept
+        return None
 
     def _update_in_place(self, node, data, args, buffer, lines):
         """Emit ``node`` as an augmented assignment to the dying operand array ``buffer``

@@ -50,7 +50,8 @@ class Op:
     step:       for an op of one operand that is constant on each side of zero (the derivative
                 of max, abs, relu), its (value for a positive operand, value for a negative
                 one): the scalar fast path splits into these cases, where the arithmetic after
-                it simplifies (codegen.generate_scalar). None for every other op.
+                it simplifies (codegen.generate_scalar); zero and nan take the general code,
+                whatever the op does there. None for every other op.
     """
 
     name: str
