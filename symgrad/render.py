@@ -120,10 +120,12 @@ def boxes(graph, rows, fold_above=FOLD_ABOVE):
     """The boxes of a picture of ``rows`` (describe's), in evaluation order; folded when there
     are more than ``fold_above``."""
     shown = {row["node"] for row in rows}
-    found = [Box(row["node"], row["kind"], row["output"], _label_lines(row),
-                 list(dict.fromkeys(i for i in graph.nodes[row["node"]]["inputs"] if i in shown)),
-                 Counter([row["op"]]), (_label_lines(row)[0],) * 2)
-             for row in rows]
+    found = []
+    for row in rows:
+        lines = _label_lines(row)
+        operands = dict.fromkeys(i for i in graph.nodes[row["node"]]["inputs"] if i in shown)
+        found.append(Box(row["node"], row["kind"], row["output"], lines, list(operands),
+                         Counter([row["op"]]), (lines[0], lines[0])))
     if len(found) > fold_above:
         try:
             found = _in_dependency_order(_fold_trees(found))

@@ -571,13 +571,18 @@ def test_every_intermediate_in_the_workspace_changes_no_result(data):
         assert np.array_equal(a, b, equal_nan=True)
 
 
+def rosenbrock_gradient(n):
+    """The compiled gradient of Rosenbrock's function of ``n`` variables, its variable, and the
+    lines of its source without their comments."""
+    x = sg.var("x", shape=(n,))
+    d = x[1:] - x[:-1] ** 2
+    fn = sg.compile(sg.grad(sg.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2), x), inputs=[x])
+    return fn, x, [line.split("  #")[0].strip() for line in fn.source.splitlines()]
+
+
 def test_a_cotangent_is_computed_straight_into_the_slice_of_its_gradient():
     from scipy.optimize import rosen_der
-    x = sg.var("x", shape=(50,))
-    d = x[1:] - x[:-1] ** 2
-    f = sg.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2)
-    fn = sg.compile(sg.grad(f, x), inputs=[x])
-    lines = [line.split("  #")[0].strip() for line in fn.source.splitlines()]
+    fn, x, lines = rosenbrock_gradient(50)
     into = [line for line in lines if re.search(r"out=\w+\[:-1\]\)$", line)]
     assert len(into) == 1                                   # x[:-1]'s cotangent, in place
     assert not any(re.match(r"\w+\[:-1\] = ", line) for line in lines)     # and no copy of it
@@ -594,11 +599,7 @@ def test_a_cotangent_is_computed_straight_into_the_slice_of_its_gradient():
 
 def test_an_operand_dying_in_an_arithmetic_op_is_updated_in_place_under_its_name():
     from scipy.optimize import rosen_der
-    x = sg.var("x", shape=(40,))
-    d = x[1:] - x[:-1] ** 2
-    f = sg.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2)
-    fn = sg.compile(sg.grad(f, x), inputs=[x])
-    lines = [line.split("  #")[0].strip() for line in fn.source.splitlines()]
+    fn, _, lines = rosenbrock_gradient(40)
     updates = [line for line in lines if re.fullmatch(r"\w+ [-+*/]= \S+", line)]
     assert len(updates) >= 2, fn.source
     for line in updates:            # the name updated is one assigned earlier, never released

@@ -417,6 +417,23 @@ def finite(values):
     return bool(np.all(np.isfinite(values)) and np.all(np.abs(values) < MAX_MAGNITUDE))
 
 
+def drawn_gradients_against_numpy(data, backend):
+    """A drawn graph and its gradients, compiled by the NumPy backend and by ``backend``: (the
+    other backend's function, the arguments, NumPy's values), or None where NumPy's values are
+    not all ordinary numbers (nothing to compare there)."""
+    with sg.use_graph():
+        f, _, inputs, point = draw_case(data)
+        outputs = [f, *sg.grad(f, inputs, disconnected="zero")]
+        numpy_fn, other_fn = [sg.compile(outputs, inputs=inputs, backend=b)
+                              for b in ("numpy", backend)]
+    args = point.split(point.flat)
+    with np.errstate(all="ignore"):
+        want = numpy_fn(*args)
+    if not all(finite(np.ravel(w)) for w in want):
+        return None
+    return other_fn, args, want
+
+
 def difference_along(function, point, direction, step):
     return (function(point + step * direction) - function(point - step * direction)) / (2 * step)
 
