@@ -360,7 +360,7 @@ def test_the_source_reads_the_namespace_it_is_given_and_nothing_in_place():
     for text in ("out=", "_sg_ws", "+=", "*=", "-=", "/="):
         assert text not in fn.source
     assert "np.set_at(" in fn.source and "[1:, ...]" in fn.source
-    assert fn._function._body.__globals__["__builtins__"] == {}
+    assert fn._function.__globals__["__builtins__"] == {}
 
 
 def test_portable_rewrites_what_the_standard_lacks():

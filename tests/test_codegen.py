@@ -644,11 +644,13 @@ def test_the_scalar_fast_path_splits_into_cases_at_a_step_and_keeps_numpys_answe
     textbook = (x + y) * sg.maximum(y, z)
     fn = sg.compile([textbook, *sg.grad(textbook, [x, y, z])], inputs=[x, y, z])
     lines = [line.split("#")[0].strip() for line in fn.scalar_source.splitlines()]
-    step = next(line.split()[1] for line in lines if re.fullmatch(r"if \w+ > 0\.0:", line))
-    assert f"if {step} < 0.0:" in lines
-    # where y > z the step is 1: d/dy is (x + y) + max(y, z) with no multiplication by it
-    positive = lines[lines.index(f"if {step} > 0.0:") + 1:lines.index(f"if {step} < 0.0:")]
-    assert not any("1.0" in line for line in positive), positive
+    # the step's operand is y - z: the cases compare y with z, before the max is computed
+    assert "if y > z:" in lines and "if y < z:" in lines
+    # where y > z the step is 1 and max(y, z) is y: d/dy is (x + y) + y with no multiplication
+    # by the step and no conditional expression for the max
+    positive = lines[lines.index("if y > z:") + 1:lines.index("if y < z:")]
+    assert not any("1.0" in line or " if " in line for line in positive), positive
+    assert positive[-1] == "return t0 * y, y, t0 + y, t0 * 0.0", positive
     assert fn(-2.0, 5.0, -4.0) == (15.0, 5.0, 8.0, 0.0)
     # several steps (only the first splits) on a grid with ties, signed zeros, inf and nan
     mixed = sg.relu(x - z) * sg.abs(y) + sg.minimum(x, y * z)

@@ -47,11 +47,16 @@ class Op:
                 tuple: none, though numpy_into may still fill a buffer of codegen's own).
                 With None or (), numpy_into writes every entry of out; otherwise it builds
                 on the content of the operand whose buffer it takes.
-    step:       for an op of one operand that is constant on each side of zero (the derivative
-                of max, abs, relu), its (value for a positive operand, value for a negative
-                one): the scalar fast path splits into these cases, where the arithmetic after
-                it simplifies (codegen.generate_scalar); zero and nan take the general code,
-                whatever the op does there. None for every other op.
+    ordered:    for an op that is one of its operands, or a number, once the order of its two
+                operands (or the sign of its one operand) is known: max, min, relu, abs, sign and
+                the unit step. Its (result when the first operand is the greater, or positive;
+                result when it is the smaller, or negative), each an operand position, a float,
+                or None where it is neither. An op whose results are both numbers is a step
+                (the derivative of max, abs, relu): the scalar fast path splits into these two
+                cases at the first one, as a hand would write ``if y > z:``, and in each case
+                every ordered op the split decides simplifies, and the arithmetic after it
+                (codegen.generate_scalar); zero and nan take the general code. None for every
+                other op.
     """
 
     name: str
@@ -65,7 +70,12 @@ class Op:
     scalar: str | Callable | None = None
     numpy_into: str | Callable | None = None
     into_positions: tuple | None = None
-    step: tuple | None = None
+    ordered: tuple | None = None
+
+    @property
+    def step(self):
+        """Whether the op is a step: constant on each side of zero (see ``ordered``)."""
+        return self.ordered is not None and all(isinstance(r, float) for r in self.ordered)
 
 
 OPS: dict[str, Op] = {}
@@ -105,12 +115,12 @@ def same_dtype(dtypes, **attrs):
 
 
 def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=None,
-          nondifferentiable=(), scalar=None, numpy_into=None, into_positions=None, step=None):
+          nondifferentiable=(), scalar=None, numpy_into=None, into_positions=None, ordered=None):
     """Register a primitive; see Op for the meaning of each field."""
     if name in OPS:
         raise SymgradError(f"op {name!r} is already defined")
     OPS[name] = Op(name, arity, shape, numpy, vjp, dtype, simplify, tuple(nondifferentiable),
-                   scalar, numpy_into, into_positions, step)
+                   scalar, numpy_into, into_positions, ordered)
     return OPS[name]
 
 

@@ -150,13 +150,13 @@ def _chain(*hooks):
 # -- unary functions: one line each, the derivative reusing ``out`` where the math allows ----------
 
 
-def unary(name, numpy_name, vjp, scalar=None, step=None):
+def unary(name, numpy_name, vjp, scalar=None, ordered=None):
     """Register ``name`` as ``np.<numpy_name>`` with derivative rule ``vjp(g, out, x)``; on Python
-    floats it is ``math.<numpy_name>`` unless ``scalar`` says otherwise (``step``: see Op)."""
+    floats it is ``math.<numpy_name>`` unless ``scalar`` says otherwise (``ordered``: see Op)."""
     function = getattr(np, numpy_name)
     defop(name, 1, same_shape, f"np.{numpy_name}({{0}})", lambda g, out, x: [vjp(g, out, x)],
           simplify=_fold(function), scalar=scalar or f"math.{numpy_name}({{0}})",
-          numpy_into=f"np.{numpy_name}({{0}}, out={{out}})", step=step)
+          numpy_into=f"np.{numpy_name}({{0}}, out={{out}})", ordered=ordered)
 
     def build(x):
         return apply(name, x)
@@ -177,8 +177,10 @@ tanh = unary("tanh", "tanh", lambda g, out, x: g * (1.0 - out ** 2))
 # the conditional expressions keep NumPy's answers at 0 and for nan (which fails every
 # comparison); x + 0.0 is NumPy's sign of -0.0, which is 0.0
 sign = unary("sign", "sign", lambda g, out, x: None,
-             scalar="(1.0 if {0} > 0.0 else -1.0 if {0} < 0.0 else {0} + 0.0)", step=(1.0, -1.0))
-absolute = unary("absolute", "abs", lambda g, out, x: g * sign(x), scalar="math.fabs({0})")
+             scalar="(1.0 if {0} > 0.0 else -1.0 if {0} < 0.0 else {0} + 0.0)",
+             ordered=(1.0, -1.0))
+absolute = unary("absolute", "abs", lambda g, out, x: g * sign(x), scalar="math.fabs({0})",
+                 ordered=(0, None))
 
 def _inside_broadcast(name):
     """f(broadcast(a, like)) -> broadcast(f(a), like): the function runs on the small operand."""
@@ -229,7 +231,7 @@ def _emit_heaviside_into(ctx):
 defop("heaviside", 1, same_shape, _emit_heaviside, lambda g, out, x, at_zero: [None],
       simplify=_heaviside_simplify, nondifferentiable=(0,),
       scalar="(1.0 if {0} > 0.0 else 0.0 if {0} < 0.0 else {at_zero} if {0} == 0.0 else {0})",
-      numpy_into=_emit_heaviside_into, into_positions=(), step=(1.0, 0.0))
+      numpy_into=_emit_heaviside_into, into_positions=(), ordered=(1.0, 0.0))
 
 
 def heaviside(x, at_zero=0.5):
@@ -249,10 +251,10 @@ defop("softplus", 1, same_shape, "np.logaddexp(0.0, {0})", lambda g, out, x: [g 
       numpy_into="np.logaddexp(0.0, {0}, out={out})")
 defop("relu", 1, same_shape, "np.maximum({0}, 0.0)", lambda g, out, x: [g * heaviside(x)],
       scalar="({0} if {0} > 0.0 else 0.0 if {0} <= 0.0 else {0})",
-      numpy_into="np.maximum({0}, 0.0, out={out})")
+      numpy_into="np.maximum({0}, 0.0, out={out})", ordered=(0, 0.0))
 defop("leaky_relu", 1, same_shape, "np.where({0} > 0.0, {0}, {alpha} * {0})",
       lambda g, out, x, alpha: [g * (alpha + (1.0 - alpha) * heaviside(x))],
-      scalar="({0} if {0} > 0.0 else {alpha} * {0})")
+      scalar="({0} if {0} > 0.0 else {alpha} * {0})", ordered=(0, None))
 
 
 def sigmoid(x):
@@ -382,11 +384,11 @@ def _minimum_vjp(g, out, x, y):
 defop("maximum", 2, broadcast_shape, "np.maximum({0}, {1})", _maximum_vjp,
       simplify=_chain(_fold(np.maximum), _through_broadcasts("maximum")),
       scalar="({0} if {0} > {1} else {1} if {1} >= {0} else {0} + {1})",
-      numpy_into="np.maximum({0}, {1}, out={out})")
+      numpy_into="np.maximum({0}, {1}, out={out})", ordered=(0, 1))
 defop("minimum", 2, broadcast_shape, "np.minimum({0}, {1})", _minimum_vjp,
       simplify=_chain(_fold(np.minimum), _through_broadcasts("minimum")),
       scalar="({0} if {0} < {1} else {1} if {1} <= {0} else {0} + {1})",
-      numpy_into="np.minimum({0}, {1}, out={out})")
+      numpy_into="np.minimum({0}, {1}, out={out})", ordered=(1, 0))
 
 
 def add(x, y): return apply("add", x, y)
