@@ -384,6 +384,7 @@ class ArrayAPIGenerator(SourceGenerator):
         super().__init__(graph, outputs, inputs, function_name)
         self.workspace = False      # no kept NumPy buffers, and so no scatter into their slices
         self.augment = False        # no `a *= b`: an immutable or lazy array has no in place
+        self.in_place = False       # nor any update through a view
         self._as_float = {}         # boolean node -> the name of its floating copy
 
     def _reusable_buffer(self, node, k, owned, last_use):

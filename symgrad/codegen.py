@@ -144,6 +144,7 @@ class EmitContext:
         self.shapes = [generator.graph.nodes[i]["shape"] for i in data["inputs"]]
         self.dtypes = [generator.graph.nodes[i]["dtype"] for i in data["inputs"]]
         self.out = generator.names[node]
+        self.in_place = generator.in_place     # whether a view can be updated in place
         self._generator = generator
 
     def dim(self, name):
@@ -213,6 +214,7 @@ class SourceGenerator:
         self._scatter = {}          # value -> the index_grad whose slice it is written into
         self._scattered = set()     # index_grad nodes whose arrays exist already
         self.augment = not scalar   # write `a *= b` for an operand dying there (off when tracing)
+        self.in_place = True        # arrays can be updated through views (not in the array API)
         self.tracing = False        # source(trace=True): every value kept for the caller
         self._handed_on = set()     # nodes whose name and array a later node took over
 

@@ -553,12 +553,22 @@ def _index_add_vjp(g, out, base, update, index, keep):
 # base + index_grad(g, index): g added into a copy of base, or into base's own buffer when it
 # dies there (codegen's in-place rule) - the optimiser writes sums of index gradients this way,
 # so that slicing's gradient needs no array of zeros
+def _added_into(ctx, base):
+    """Statements adding the update into ``base``'s indexed part. An array part is updated
+    through a name of its own: ``base[index] += g`` would also store the part back into itself
+    (130 ns on 1,000 entries); a part of a single entry is no view, so it is stored, and so is
+    every part where arrays have no in place (the array API's backend)."""
+    index = _index_add_source(ctx)
+    if ctx.shapes[1] == () or not ctx.in_place:
+        return [f"{base}[{index}] += {ctx.args[1]}"]
+    part = ctx.temp("part")
+    return [f"{part} = {base}[{index}]", f"{part} += {ctx.args[1]}", f"del {part}"]
+
+
 defop("index_add", 2, _index_add_shape,
-      lambda ctx: [f"{ctx.out} = np.array({ctx.args[0]})",
-                   f"{ctx.out}[{_index_add_source(ctx)}] += {ctx.args[1]}"],
+      lambda ctx: [f"{ctx.out} = np.array({ctx.args[0]})", *_added_into(ctx, ctx.out)],
       _index_add_vjp,
-      numpy_into=lambda ctx: [f"{ctx.into}[{_index_add_source(ctx)}] += {ctx.args[1]}",
-                              f"{ctx.out} = {ctx.into}"],
+      numpy_into=lambda ctx: [*_added_into(ctx, ctx.into), f"{ctx.out} = {ctx.into}"],
       into_positions=(0,))
 
 
