@@ -158,14 +158,34 @@ def sum_of_a_broadcast_scalar(data, inputs, axis, keepdims):
 @rewrite("add")
 def add_into_the_slice(data, inputs):
     """a + index_grad(g, index) -> index_add(a, g, index): g added into the slice of (a copy of,
-    or the dying buffer of) a, with no array of zeros spread around it (slicing's gradient)."""
-    for base, spread in (inputs, inputs[::-1]):
+    or the dying buffer of) a, with no array of zeros spread around it (slicing's gradient).
+
+    Of two slicing gradients, the one computed with fewer ops stays the base: it is computed
+    first, straight into its slice, so that what both read dies in the larger one, which can
+    update it in place (Rosenbrock's 200 d goes into g[1:] before d becomes -400 x d + ...)."""
+    orders = [(inputs, inputs[::-1])]
+    if all(x.op == "index_grad" for x in inputs) \
+            and _ops_up_to(inputs[0].inputs[0]) > _ops_up_to(inputs[1].inputs[0]):
+        orders = [(inputs[::-1], inputs)]
+    for base, spread in orders[0]:
         if spread.op == "index_grad" and base.shape == spread.shape == data["shape"] \
                 and base.dtype == data["dtype"]:
             update = spread.inputs[0]
             return apply("index_add", base, update, index=spread.attrs["index"],
                          keep=spread.attrs["keep"])
     return None
+
+
+def _ops_up_to(expr, limit=64):
+    """How many ops ``expr`` is computed with, counting up to ``limit``."""
+    nodes = expr.graph.nodes
+    seen, stack = {expr.node}, [expr.node]
+    while stack and len(seen) < limit:
+        for operand in nodes[stack.pop()]["inputs"]:
+            if operand not in seen and nodes[operand]["op"] not in ("var", "const"):
+                seen.add(operand)
+                stack.append(operand)
+    return len(seen)
 
 
 @rewrite("sum")
