@@ -788,3 +788,17 @@ def test_every_ordered_op_is_what_it_declares_on_each_side():
                 continue
             want = declared if isinstance(declared, float) else (a, b)[declared]
             assert fn(np.float64(a), np.float64(b)) == want, (name, a, b)
+
+
+def test_mean_is_numpys_bit_for_bit_and_a_count_of_a_mask_is_a_float():
+    X = sg.var("X", shape=("n", 4))
+    at = np.random.default_rng(5).standard_normal((7, 4)) * 1e3
+    for axis, keepdims in [(None, False), (0, False), (1, True), ((0, 1), True)]:
+        fn = sg.compile(sg.mean(X, axis=axis, keepdims=keepdims), inputs=[X])
+        assert "np.mean" not in fn.source
+        got, want = fn(at), np.mean(at, axis=axis, keepdims=keepdims)
+        assert got.shape == want.shape and np.array_equal(got, want), (axis, keepdims)
+    b = sg.var("b", shape=(3,))
+    for count in (sg.sum(b > 0.0), sg.mean(b > 0.0)):
+        value = sg.compile(count, inputs=[b])(np.array([1.0, 2.0, -1.0]))
+        assert value.dtype == np.float64 and value == (2.0 if count.op == "sum" else 2.0 / 3.0)

@@ -5,6 +5,8 @@ exponentiating, and their rules reuse ``out`` rather than recomputing exponentia
 Imports ops.core, ops.shape and ops.elementwise.
 """
 
+import math
+
 from ..errors import ShapeError
 from .core import apply, defop, literal, normalize_axes, op_function, same_dtype, static_shape
 from .elementwise import exp, where
@@ -46,7 +48,22 @@ def _mean_vjp(g, out, x, axis, keepdims):
     return [broadcast_to_like(_kept(g, axis, keepdims), x) / _count(x, axis)]
 
 
-defop("mean", 1, reduced_shape, emit_reduction("mean"), _mean_vjp,
+_emit_sum = emit_reduction("sum", "add")
+
+
+def _emit_mean(ctx):
+    """The sum over the axes divided by their count, which is how np.mean computes it, bit for
+    bit, without its Python layer: 3 us a call alone, 73 us measured inside the MLP's gradient
+    (line_profiler), where np.add.reduce takes 5."""
+    lengths = [ctx.shapes[0][a] for a in ctx.attrs["axis"]]
+    if static_shape(lengths):
+        count = literal(float(math.prod(lengths)))
+    else:
+        count = _emit_axis_size(ctx)
+    return f"{_emit_sum(ctx)} / {count}"
+
+
+defop("mean", 1, reduced_shape, _emit_mean, _mean_vjp,
       simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
 
 

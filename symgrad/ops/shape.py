@@ -49,6 +49,8 @@ def emit_reduction(function, ufunc=None):
             parts.append("axis=None")       # a ufunc reduces over axis 0 unless told
         if keepdims:
             parts.append("keepdims=True")
+        if ufunc == "add" and ctx.dtypes[0] == "bool":
+            parts.append("dtype=np.float64")    # a count of a mask is a float, as the graph says
         called = f"{ufunc}.reduce" if ufunc is not None else function
         return f"np.{called}({', '.join(parts)})"
     return emit
