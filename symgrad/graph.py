@@ -107,6 +107,10 @@ class Graph(nx.DiGraph):
             self._cons[key] = node
             return node
 
+    def find(self, op, inputs, attrs):
+        """The node ``add`` would return for these, if it exists already; else None."""
+        return self._cons.get((op, tuple(inputs), tuple(sorted(attrs.items()))))
+
     def variable(self, name, shape, dtype="float64"):
         """The node of variable ``name``; the same name always means the same variable."""
         check_name(name)

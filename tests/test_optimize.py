@@ -194,6 +194,12 @@ def _sum_of_products_as_a_matvec():
     return with_grads(h, [A, x]), [A, x]
 
 
+def _identity_products_in_derivatives():
+    # a Hessian's rows are cotangents seeded by the identity: I @ A.T is A.T
+    A, x = sg.var("A", shape=(6, 4)), sg.var("x", shape=(4,))
+    return [sg.hessian(sg.logsumexp(A @ x), x)], [A, x]
+
+
 def _rank_one_update_through_a_matmul():
     # the Hessian of logsumexp(A x) is A.T (diag(p) - p p.T) A; and both sides of the rule
     A, x = sg.var("A", shape=(6, 4)), sg.var("x", shape=(4,))
@@ -214,6 +220,7 @@ ALGEBRA_CASES = {
     "subtract_a_negation": _subtract_a_negation,
     "add_a_negation": _add_a_negation,
     "fold_mul_by_zero_in_derivatives": _fold_mul_by_zero_in_derivatives,
+    "identity_products_in_derivatives": _identity_products_in_derivatives,
     "drop_added_zeros": _drop_added_zeros,
     "sum_of_a_broadcast_scalar": _sum_of_a_broadcast_scalar,
     "negate_after_summing": _negate_after_summing,
@@ -1060,3 +1067,19 @@ def test_review_regressions_in_rewrites():
     with np.errstate(all="ignore"):
         assert_same_results((sg.compile(scaled, inputs=[x])(at),),
                             (sg.compile(scaled, inputs=[x], optimize=False)(at),))
+
+
+def test_the_logsumexp_hessian_makes_three_matrix_products():
+    # A x, p @ A (once: the row sums of A.T * p meet the rank-one term's product) and
+    # (A.T * p) @ A; the closed form is A.T (diag(p) - p p.T) A + I
+    rng = np.random.default_rng(RNG_SEED)
+    A, at = rng.standard_normal((20, 8)), rng.standard_normal(8)
+    x = sg.var("x", shape=(8,))
+    f = sg.logsumexp(sg.const(A) @ x) + 0.5 * sg.sum(x * x)
+    fn = sg.compile(sg.hessian(f, x), inputs=[x])
+    assert fn.source.count(" @ ") == 3, fn.source
+    assert "identity_products_in_derivatives" in rule_names(fn), fn.rewrites
+    p = np.exp(A @ at - np.max(A @ at))
+    p /= p.sum()
+    want = A.T @ (np.diag(p) - np.outer(p, p)) @ A + np.eye(8)
+    np.testing.assert_allclose(fn(at), want, rtol=1e-12, atol=1e-14)

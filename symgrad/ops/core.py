@@ -411,11 +411,21 @@ def const(value, graph=None, dtype=None):
     if array.dtype != bool and not np.issubdtype(array.dtype, np.floating):
         array = array.astype(np.float64)
     array.setflags(write=False)
-    digest = hashlib.sha256(array.tobytes()).hexdigest()
-    # the bytes alone do not identify an array: eye(3) and eye(3)[..., None] share them
-    attrs = {"digest": digest, "dtype": str(array.dtype), "shape": array.shape}
-    node = graph.add("const", (), attrs, array.shape, str(array.dtype), value=array)
+    node = graph.add("const", (), _const_attrs(array), array.shape, str(array.dtype), value=array)
     return Expr(graph, node)
+
+
+def _const_attrs(array):
+    digest = hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+    # the bytes alone do not identify an array: eye(3) and eye(3)[..., None] share them
+    return {"digest": digest, "dtype": str(array.dtype), "shape": array.shape}
+
+
+def existing_const(value, graph):
+    """The constant node holding ``value`` (an array) if ``graph`` has one already, else None:
+    a rewrite can then use it without storing another copy."""
+    node = graph.find("const", (), _const_attrs(value))
+    return None if node is None else Expr(graph, node)
 
 
 def lift(value, graph, float_hint="float64"):

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from ..ops import apply, broadcast_shapes, const, static_shape
-from ..ops.core import constant_value, is_scalar_constant
+from ..ops.core import constant_value, existing_const, is_scalar_constant
 from .rebuild import rewrite
 
 
@@ -127,6 +127,27 @@ def fold_mul_by_zero_in_derivatives(data, inputs):
     return None
 
 
+@rewrite("matmul")
+def identity_products_in_derivatives(data, inputs):
+    """I @ B -> B and B @ I in derivatives, where the identity is the seed of a Jacobian's batch
+    of cotangents (a Hessian's rows): there its zeros times an inf are the exact zeros of
+    missing contributions, as in fold_mul_by_zero_in_derivatives."""
+    if not data["derivative"]:
+        return None
+    a, b = inputs
+    for identity, other in ((a, b), (b, a)):
+        if other.shape == data["shape"] and other.dtype == data["dtype"] \
+                and identity.ndim == 2 and _is_identity(identity):
+            return other
+    return None
+
+
+def _is_identity(expr):
+    value = constant_value(expr)
+    return value is not None and value.shape[0] == value.shape[1] \
+        and np.array_equal(value, np.eye(value.shape[0]))
+
+
 @rewrite("add")
 def drop_added_zeros(data, inputs):
     x, y = inputs
@@ -228,8 +249,22 @@ def sum_of_products_as_a_matvec(data, inputs, axis, keepdims):
     for matrix, vector in (x.inputs, x.inputs[::-1]):
         if matrix.shape == x.shape and vector.shape == x.shape[-1:] \
                 and matrix.dtype == vector.dtype == "float64":
+            untransposed = _untransposed(matrix)
+            if untransposed is not None:
+                # v @ A, not A.T @ v: the same values, and the product meets the others with
+                # the matrix as written (the logsumexp Hessian's p @ A, one gemv fewer)
+                return apply("matmul", vector, untransposed)
             return apply("matmul", matrix, vector)
     return None
+
+
+def _untransposed(matrix):
+    """A for a matrix that is A.T: a transposition, or a constant folded from one (a product's
+    gradient transposes its constant matrix) when A's constant exists; else None."""
+    if matrix.op == "transpose" and matrix.attrs["axes"] == (1, 0):
+        return matrix.inputs[0]
+    value = constant_value(matrix)
+    return None if value is None else existing_const(value.T, matrix.graph)
 
 
 def _outer_product_term(total, single_use):
@@ -390,7 +425,8 @@ def factor_out_a_common_factor(data, inputs, uses):
 
 RULES = [cancel_log_exp, cancel_exp_log, square_product_of_equals, gather_constant_factors,
          negate_instead_of_times_minus_one, negate_constant_factor, subtract_a_negation, add_a_negation,
-         fold_mul_by_zero_in_derivatives, drop_added_zeros, sum_of_a_broadcast_scalar,
+         fold_mul_by_zero_in_derivatives, identity_products_in_derivatives, drop_added_zeros,
+         sum_of_a_broadcast_scalar,
          negate_after_summing, add_into_the_slice,
          sum_of_products_as_inner_product, scalar_arithmetic_before_broadcast,
          factor_out_a_common_factor, one_number_as_a_scalar, constants_of_two_products_meet,
