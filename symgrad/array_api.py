@@ -386,6 +386,7 @@ class ArrayAPIGenerator(SourceGenerator):
         self.augment = False        # no `a *= b`: an immutable or lazy array has no in place
         self.in_place = False       # nor any update through a view
         self._as_float = {}         # boolean node -> the name of its floating copy
+        self._float_dtype = {}      # the name of a floating copy -> its dtype
 
     def _reusable_buffer(self, node, k, owned, last_use):
         return None                 # no ufunc out= in the standard
@@ -403,6 +404,7 @@ class ArrayAPIGenerator(SourceGenerator):
                     continue
                 if operand not in self._as_float:
                     self._as_float[operand] = self.namer.claim(f"{name}_{data['dtype']}")
+                    self._float_dtype[self._as_float[operand]] = data["dtype"]
                     lines.append(f"{self._as_float[operand]} = np.{data['dtype']}({name})")
                 swapped[operand] = name
                 self.names[operand] = self._as_float[operand]
@@ -410,6 +412,10 @@ class ArrayAPIGenerator(SourceGenerator):
             return super()._node_statements(node, k, owned, last_use, lines)
         finally:
             self.names.update(swapped)
+
+    def operand_dtype(self, node):
+        """A boolean operand made floating (``_node_statements``) is that float to its op."""
+        return self._float_dtype.get(self.names.get(node)) or super().operand_dtype(node)
 
     def body(self):
         return [portable(line) for line in super().body()]

@@ -142,7 +142,7 @@ class EmitContext:
         self.attrs = {key: _plain(value) for key, value in data["attrs"].items()}
         self.shape = data["shape"]
         self.shapes = [generator.graph.nodes[i]["shape"] for i in data["inputs"]]
-        self.dtypes = [generator.graph.nodes[i]["dtype"] for i in data["inputs"]]
+        self.dtypes = [generator.operand_dtype(i) for i in data["inputs"]]
         self.out = generator.names[node]
         self.in_place = generator.in_place     # whether a view can be updated in place
         self._generator = generator
@@ -229,6 +229,10 @@ class SourceGenerator:
             else:
                 raise SymgradError(f"dimension {name!r} is not the length of any input's axis")
         return self._dims[name][0]
+
+    def operand_dtype(self, node):
+        """The dtype of ``node``'s value as the emitted code holds it (the graph's)."""
+        return self.graph.nodes[node]["dtype"]
 
     def _operand(self, node):
         """Source for a node used as an operand: its name, or a literal for scalar constants."""

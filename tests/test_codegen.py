@@ -800,5 +800,13 @@ def test_mean_is_numpys_bit_for_bit_and_a_count_of_a_mask_is_a_float():
         assert got.shape == want.shape and np.array_equal(got, want), (axis, keepdims)
     b = sg.var("b", shape=(3,))
     for count in (sg.sum(b > 0.0), sg.mean(b > 0.0)):
-        value = sg.compile(count, inputs=[b])(np.array([1.0, 2.0, -1.0]))
-        assert value.dtype == np.float64 and value == (2.0 if count.op == "sum" else 2.0 / 3.0)
+        for backend in ("numpy", "array_api"):
+            value = sg.compile(count, inputs=[b], backend=backend)(np.array([1.0, 2.0, -1.0]))
+            assert value.dtype == np.float64
+            assert value == (2.0 if count.op == "sum" else 2.0 / 3.0)
+    # np.mean divides a float32 sum in float64: past 2**24 entries a float32 count would round
+    n = 2 ** 24 + 1
+    at32 = np.full(n, 3.0, np.float32)
+    at32[::7] = 1.7
+    fn = sg.compile(sg.mean(sg.var("X32", shape=(n,), dtype="float32")))
+    assert fn(at32) == np.mean(at32) and fn(at32).dtype == np.float32
