@@ -810,3 +810,16 @@ def test_mean_is_numpys_bit_for_bit_and_a_count_of_a_mask_is_a_float():
     at32[::7] = 1.7
     fn = sg.compile(sg.mean(sg.var("X32", shape=(n,), dtype="float32")))
     assert fn(at32) == np.mean(at32) and fn(at32).dtype == np.float32
+
+
+def test_a_large_constant_is_transposed_at_run_time_not_copied():
+    # the gradient of a product with a constant matrix reads its transpose: a view of the one
+    # constant the function holds, as a hand writes A.T, not a second copy of it
+    A = np.random.default_rng(2).standard_normal((64, 32))
+    x = sg.var("x", shape=(32,))
+    fn = sg.compile(sg.grad(sg.sum(sg.sin(sg.const(A) @ x)), x), inputs=[x])
+    held = [v for v in fn._function.__globals__.values()
+            if isinstance(v, np.ndarray) and v.size == A.size]
+    assert len(held) == 1 and ".T" in fn.source, fn.source
+    at = np.linspace(-1.0, 1.0, 32)
+    np.testing.assert_allclose(fn(at), A.T @ np.cos(A @ at), rtol=1e-13)
