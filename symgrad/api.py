@@ -3,6 +3,7 @@
 Imports everything to its left (graph, ops, parse, differentiate, codegen); cli imports only this.
 """
 
+import inspect
 import keyword
 import math
 import numbers
@@ -241,6 +242,12 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
     compiled.entry_source = entry_source
     compiled.kernel_source = kernel_source
     compiled._function = function   # the body, for tests that look into its namespace
+    # what help() and Jupyter show: the inputs by name, not the entry's own parameters
+    by_name = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    compiled.__signature__ = inspect.Signature(
+        [inspect.Parameter(name, by_name) for name in compiled.input_names])
+    compiled.__doc__ = (f"Compiled by symgrad from {len(outputs)} output(s); returns "
+                        f"{'one array' if single else 'a tuple'}. The emitted code: .source")
     if explain:
         print(explain_text(rewrites))
     return compiled

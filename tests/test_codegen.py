@@ -1,5 +1,6 @@
 """Graph -> NumPy source: golden sources, names, argument checks and the sandbox it runs in."""
 
+import inspect
 import itertools
 import math
 import types
@@ -708,6 +709,8 @@ def test_compile_returns_the_generated_entry_itself():
     np.testing.assert_array_equal(arrays(np.arange(3.0)), [0.0, 2.0, 4.0])
     np.testing.assert_array_equal(plain(v=np.arange(3.0)), [0.0, 2.0, 4.0])
     assert plain.__name__ == "type" and plain.scalar_source is None
+    # help() and Jupyter show the inputs, not the entry's own parameters
+    assert str(inspect.signature(scalar)) == "(x)" and str(inspect.signature(plain)) == "(v)"
     with pytest.raises(sg.SymgradError, match="unexpected argument 'w'"):
         plain(np.arange(3.0), w=1.0)
     with pytest.raises(sg.ShapeError, match="argument 'v'"):
