@@ -54,6 +54,8 @@ SCALAR_IDENTITIES = {"multiply": ((1, "1.0"), (0, "1.0")), "divide": ((1, "1.0")
                      "subtract": ((1, "0.0"),)}
 # ops whose in-place form is an augmented assignment (codegen's _update_in_place)
 AUGMENTED_OPERATORS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
+# ops that reduce a boolean mask into floats themselves (dtype=, shape.emit_reduction)
+REDUCING_MASKS = frozenset({"sum", "mean"})
 _FORMATTER = string.Formatter()
 _counter = itertools.count()
 
@@ -370,7 +372,7 @@ class SourceGenerator:
         data = self.graph.nodes[node]
         if data["op"] in ("var", "const"):
             return ()
-        args = [self._operand(i) for i in data["inputs"]]
+        args = self._floated(data, [self._operand(i) for i in data["inputs"]])
         emitter = OPS[data["op"]].scalar if self.scalar else OPS[data["op"]].numpy
         if emitter == "{0}" and (args[0].isidentifier() or self.scalar):
             # an identity at run time (stop_gradient): no statement, just another name
@@ -419,6 +421,23 @@ class SourceGenerator:
         if data["shape"] != () and (data["op"] in FRESH_OPS or buffer is not None):
             return (node,)
         return ()
+
+    def _floated(self, data, args):
+        """``args`` with its boolean operands made floating when the node is floating and none of
+        its operands is: NumPy adds and multiplies two masks as booleans (True + True is True),
+        refuses to subtract or negate them and takes sin of a mask in float16. On Python floats
+        every boolean operand is made a float: True * True is the int 1 (a square's template
+        repeats its operand). Masks (Op.nondifferentiable: where's condition) stay; a reduction
+        of a mask converts as it adds (shape.emit_reduction)."""
+        if data["dtype"] == "bool" or data["op"] in REDUCING_MASKS:
+            return args
+        masks = OPS[data["op"]].nondifferentiable
+        booleans = [k for k in range(len(args)) if k not in masks
+                    and self.operand_dtype(data["inputs"][k]) == "bool"]
+        if not booleans or not self.scalar and len(booleans) < len(args) - len(masks):
+            return args
+        floating = "float" if self.scalar else _scalar_type(data["dtype"])
+        return [f"{floating}({a})" if k in booleans else a for k, a in enumerate(args)]
 
     def _decided(self, node, data, args):
         """In a case of generate_scalar: whether ``node`` is an ordered op (Op.ordered) whose

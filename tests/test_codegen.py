@@ -829,3 +829,25 @@ def test_a_large_constant_is_transposed_at_run_time_not_copied():
     p /= p.sum()
     np.testing.assert_allclose(fn(at), A.T @ (np.diag(p) - np.outer(p, p)) @ A, rtol=1e-12,
                                atol=1e-15)
+
+
+def test_arithmetic_on_masks_is_floating_as_the_graph_says():
+    # NumPy adds two masks as booleans (True + True is True), refuses to subtract or negate
+    # them and takes sin of a mask in float16; Python squares True into the int 1
+    x, y = sg.var("x"), sg.var("y")
+    v = sg.var("v", shape=(4,))
+    at = np.array([1.0, -1.0, 0.0, 2.0])
+    m, n = (at > 0.0).astype(float), (at < 1.5).astype(float)
+    array_cases = [((v > 0.0) + (v < 1.5), m + n), ((v > 0.0) - (v < 1.5), m - n),
+                   (-(v > 0.0), -m), ((v > 0.0) * (v < 1.5), m * n), (sg.sin(v > 0.0), np.sin(m)),
+                   ((v > 0.0) @ (v < 1.5), m @ n)]
+    for (expression, want), backend in itertools.product(array_cases, sg.api.BACKENDS):
+        got = np.asarray(sg.compile(expression, inputs=[v], backend=backend)(at))
+        assert got.dtype == np.float64 and np.array_equal(got, want), (expression, backend, got)
+    scalar_cases = [((x > y) + (y < x), 2.0), ((x > y) - (y > x), 1.0), (-(x > y), -1.0),
+                    ((x > y) ** 2.0, 1.0), ((x > y) * (x > 0.0) * 3.0, 3.0)]
+    for expression, want in scalar_cases:
+        fn = sg.compile(expression, inputs=[x, y])
+        fast, numpy = fn(3.0, 2.0), fn(np.float64(3.0), np.float64(2.0))
+        assert type(fast) is float and fast == want and numpy == want, (expression, fast, numpy)
+        assert numpy.dtype == np.float64
