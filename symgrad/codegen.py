@@ -29,10 +29,6 @@ FRESH_OPS = frozenset(OPS) - VIEW_OPS - {"custom_gradient"}
 # time when every operand is a constant; a user's op may have effects, so it always runs.
 FOLDABLE_OPS = frozenset(OPS) - {"var", "const"}
 FOLD_LIMIT = 1_000_000      # entries: a larger constant result stays a statement
-# entries: a transposed constant at least this large is transposed at run time (a view, 0.1 us),
-# not folded into a copy of its own, which doubles its memory and loses the layout that
-# NumPy's element-wise ops and BLAS read it in ((A.T * p) @ A: 125 us against 132 at 200 x 100)
-VIEW_FOLD_LIMIT = 1024
 # Intermediate arrays of at least this many float64 entries (128 KiB, glibc's default threshold
 # for serving an allocation from fresh mmap'd pages) live in a workspace the compiled function
 # keeps between calls. A fresh large array costs a page fault per 4 KiB page touched, and glibc
@@ -344,7 +340,7 @@ class SourceGenerator:
         output, which the caller keeps) of a static shape with at least WORKSPACE_MIN entries."""
         data = self.graph.nodes[node]
         shape = data["shape"]
-        if any(self.graph.nodes[i]["op"] == "transpose" for i in data["inputs"]):
+        if self._reads_a_transpose(data):
             # NumPy lays the result out as the transposed operand is (K order), which the
             # matrix product reading it next takes faster than a C-ordered buffer ((A.T * p) @ A)
             return None
@@ -360,6 +356,16 @@ class SourceGenerator:
             self.slot_shapes.append(tuple(shape))
         self.slot_of[node] = slot
         return f"_sg_ws[{slot}]"
+
+    def _reads_a_transpose(self, data):
+        """Whether an operand is a transposition, or a folded view of a constant in another
+        order than C's (c.T)."""
+        for operand in data["inputs"]:
+            value = self.folded.get(operand)
+            if self.graph.nodes[operand]["op"] == "transpose" or value is not None \
+                    and value.ndim >= 2 and not value.flags.c_contiguous:
+                return True
+        return False
 
     def step_statements(self, step, lines):
         """Emit a step that is not a single node (see ``steps``) into ``lines``; returns the
@@ -454,14 +460,16 @@ class SourceGenerator:
         result = None if sign is None else ordered[0 if sign > 0 else 1]
         if result is None:
             return False
-        if isinstance(result, float):
+        operand = None if isinstance(result, float) else operands[result]
+        if operand is None:
             self.folded[node] = np.float64(result)
         elif args[result].isidentifier():
             self.names[node] = args[result]
-        else:                       # a constant operand, inlined as a literal
-            operand = operands[result]
+        elif operand in self.folded or self.graph.nodes[operand]["op"] == "const":
             self.folded[node] = (self.folded[operand] if operand in self.folded
-                                 else self.graph.nodes[operand]["value"])
+                                 else self.graph.nodes[operand]["value"])    # a literal
+        else:
+            return False            # an expression (a mask made a float): the op stays
         return True
 
     @staticmethod
@@ -531,8 +539,6 @@ class SourceGenerator:
             return False
         if not static_shape(data["shape"]) or math.prod(data["shape"]) > FOLD_LIMIT:
             return False
-        if data["op"] == "transpose" and math.prod(data["shape"]) >= VIEW_FOLD_LIMIT:
-            return False    # c.T is a view: a folded copy would double the constant's memory
         return all(i in self.folded or self.graph.nodes[i]["op"] == "const"
                    for i in data["inputs"])
 
@@ -545,9 +551,12 @@ class SourceGenerator:
                                      _LazyLiterals(data["attrs"]))
             source = "def _sg_fold():\n" + "".join(f"    {s}\n" for s in statements) \
                 + "    return _sg_folded\n"
+            # asarray: a view of a constant (c.T, c[1:]) stays a view, which neither doubles
+            # the constant's memory nor loses the layout NumPy and BLAS read it in
+            # ((A.T * p) @ A: 125 us with A.T a view, 132 with a C-ordered copy, at 200 x 100)
             with np.errstate(all="ignore"):
-                value = np.array(build_function(source, dict(self.namespace), "_sg_fold")(),
-                                 dtype=data["dtype"])
+                value = np.asarray(build_function(source, dict(self.namespace), "_sg_fold")(),
+                                   dtype=data["dtype"])
         except Exception:           # noqa: BLE001 (whatever it is, the run-time code shows it)
             return None
         finally:

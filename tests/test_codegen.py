@@ -815,15 +815,15 @@ def test_mean_is_numpys_bit_for_bit_and_a_count_of_a_mask_is_a_float():
     assert fn(at32) == np.mean(at32) and fn(at32).dtype == np.float32
 
 
-def test_a_large_constant_is_transposed_at_run_time_not_copied():
-    # the Hessian of logsumexp(A x) reads A.T (A.T * p): a view of the one constant the
+def test_a_folded_transpose_of_a_constant_is_a_view_not_a_copy():
+    # the Hessian of logsumexp(A x) reads A.T (A.T * p): a view of the one constant matrix the
     # function holds, as a hand writes it, not a second copy of A
     A = np.random.default_rng(2).standard_normal((64, 32)) / 8.0
     x = sg.var("x", shape=(32,))
     fn = sg.compile(sg.hessian(sg.logsumexp(sg.const(A) @ x), x), inputs=[x])
     held = [v for v in fn._function.__globals__.values()
             if isinstance(v, np.ndarray) and v.size == A.size]
-    assert len(held) == 1 and ".T" in fn.source, fn.source
+    assert len(held) == 2 and np.shares_memory(*held) and ".T" not in fn.source, fn.source
     at = np.linspace(-1.0, 1.0, 32)
     p = np.exp(A @ at - np.max(A @ at))
     p /= p.sum()
@@ -851,3 +851,26 @@ def test_arithmetic_on_masks_is_floating_as_the_graph_says():
         fast, numpy = fn(3.0, 2.0), fn(np.float64(3.0), np.float64(2.0))
         assert type(fast) is float and fast == want and numpy == want, (expression, fast, numpy)
         assert numpy.dtype == np.float64
+
+
+def test_review_regressions_in_folding_and_masks():
+    # a constant expression on a transposed constant is still folded whole (c.T @ c)
+    rng = np.random.default_rng(4)
+    C = rng.standard_normal((60, 40))
+    v = sg.var("v", shape=(40,))
+    c = sg.const(C)
+    fn = sg.compile(sg.sum(v * ((c.T @ c) @ v)), inputs=[v])
+    assert fn.source.count(" @ ") == 1, fn.source
+    at = rng.standard_normal(40)
+    np.testing.assert_allclose(fn(at), at @ (C.T @ C) @ at, rtol=1e-12)
+    # a float32 constant times a float64 number is float64, as the graph says
+    c32 = sg.const(np.full((40, 30), 0.1, np.float32))
+    total = sg.compile(sg.sum(c32.T * sg.const(np.float64(3.0))), inputs=[v])(at)
+    assert total.dtype == np.float64 and abs(total - 360.0) < 1e-4
+    # a case of the fast path that picks a mask made a float (maximum(x, y > 0))
+    x, y = sg.var("x"), sg.var("y")
+    f = sg.maximum(x, y > 0.0)
+    fn = sg.compile([f, sg.grad(f, x)], inputs=[x, y])
+    for a, b in [(-1.0, 1.0), (2.0, 1.0), (0.5, -1.0), (1.0, 1.0)]:
+        fast, numpy = fn(a, b), fn(np.float64(a), np.float64(b))
+        assert fast == numpy and all(type(r) is float for r in fast), (a, b, fast, numpy)
