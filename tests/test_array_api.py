@@ -2,8 +2,6 @@
 array-api-strict (the standard and nothing more) and on Dask arrays (lazy, chunked), for every op
 of sg.OPS, the worked examples of the README and random graphs; its argument checks."""
 
-import threading
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -15,6 +13,7 @@ from symgrad import api
 from symgrad.array_api import NAMES, ArrayNamespace, names_read, portable
 from test_ops import CASES, CASES_BY_OP, DIMS, LEAVES, USER_RULES, build, sample
 from test_properties import drawn_gradients_against_numpy
+from test_reliability import run_together
 
 compat = pytest.importorskip("array_api_compat")
 xs = pytest.importorskip("array_api_strict")
@@ -323,24 +322,15 @@ def test_threads_on_different_libraries_share_one_function():
     want = [sg.compile(sg.grad(sg.sum(sg.tanh(sg.var("W", shape=(2, "n")) @ sg.var("x", shape=(
         "n",)))), [sg.var("x", shape=("n",)), sg.var("W", shape=(2, "n"))]),
         inputs=[sg.var("x", shape=("n",)), sg.var("W", shape=(2, "n"))])(*p) for p in points]
-    results = [None] * len(points)
-    errors = []
 
     def work(k):
         library = sorted(LIBRARIES)[k % 2]
-        try:
-            for _ in range(3):
-                results[k] = computed(fn(*map(LIBRARIES[library], points[k])), library)
-        except Exception as error:      # noqa: BLE001 (reported by the main thread)
-            errors.append(error)
+        for _ in range(3):
+            result = computed(fn(*map(LIBRARIES[library], points[k])), library)
+        return result
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(points))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
-    for got, expected in zip(results, want):
+    # run_together re-raises the first error a thread met
+    for got, expected in zip(run_together(work, len(points)), want):
         assert_same(got, expected)
 
 

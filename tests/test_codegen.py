@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import symgrad as sg
 from symgrad import codegen
 from test_properties import draw_case
+from test_reliability import run_together
 
 RNG = np.random.default_rng(7)
 
@@ -521,7 +522,6 @@ def test_large_intermediates_live_in_a_workspace_the_caller_never_sees():
 
 
 def test_concurrent_calls_each_take_their_own_workspace():
-    import threading
     n = codegen.WORKSPACE_MIN
     x = sg.var("x", shape=(n,))
     y = sg.sin(x) * x + x ** 2.0
@@ -536,11 +536,7 @@ def test_concurrent_calls_each_take_their_own_workspace():
             if not np.allclose(got, want[k], rtol=1e-12):
                 failures.append(k)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(points))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(work, len(points))
     assert failures == []
 
 

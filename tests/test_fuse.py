@@ -5,7 +5,6 @@ graphs; how it groups; its disk cache; and what it leaves to NumPy."""
 import subprocess
 import sys
 import textwrap
-import threading
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from symgrad import api, fuse
 from symgrad.errors import SymgradError
 from symgrad.ops.elementwise import heaviside
 from test_properties import drawn_gradients_against_numpy
+from test_reliability import run_together
 
 pytestmark = pytest.mark.skipif("numba" not in api.BACKENDS, reason="Numba is not installed")
 
@@ -207,18 +207,13 @@ def test_threads_share_compiled_loops():
         x = sg.var("x", shape=(LONG,))
         fn = sg.compile(sg.grad(rosenbrock(x), x), inputs=[x], backend="numba")
     points = [np.random.default_rng(k).uniform(-2, 2, LONG) for k in range(4)]
-    results = [None] * len(points)
 
     def work(k):
         for _ in range(3):
-            results[k] = fn(points[k])
+            result = fn(points[k])
+        return result
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(points))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for point, result in zip(points, results):
+    for point, result in zip(points, run_together(work, len(points))):
         np.testing.assert_allclose(result, rosen_der(point), rtol=1e-12, atol=1e-9)
 
 
