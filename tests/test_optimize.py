@@ -172,6 +172,53 @@ def test_a_common_factor_stays_when_a_product_is_read_elsewhere():
     assert "factor_out_a_common_factor" not in rule_names(fn)
 
 
+def _three_signed_terms(first, second, nested_left, square):
+    """x * a ± s ± x * b (or x ** 2 for the last) with the sum nested either way."""
+    x, a, b, s = (sg.var(name, shape=(4,)) for name in "xabs")
+    p, q = x * a, x ** 2 if square else b * x
+    combine = {"+": lambda u, v: u + v, "-": lambda u, v: u - v}
+    if nested_left:
+        return combine[second](combine[first](p, s), q), [x, a, b, s]
+    return combine[first](p, combine[second](s, q)), [x, a, b, s]
+
+
+@pytest.mark.parametrize("square", [False, True])
+@pytest.mark.parametrize("nested_left", [True, False])
+@pytest.mark.parametrize("first,second", [("+", "+"), ("+", "-"), ("-", "+"), ("-", "-")])
+def test_a_common_factor_of_three_signed_terms_is_taken_out(first, second, nested_left, square):
+    # the product rule's derivative added to a third term: x * a ± s ± x * b has one
+    # multiplication fewer as x * (a ± b) ± s (or x * (a ± x) ± s), whatever the signs and
+    # the nesting
+    y, inputs = _three_signed_terms(first, second, nested_left, square)
+    optimized, raw = compile_both([y], inputs)
+    assert "factor_out_a_common_factor" in rule_names(optimized)
+    assert statements(optimized.source) == statements(raw.source) - 1, optimized.source
+    x, a, b, s = random_arguments(inputs, np.random.default_rng(RNG_SEED), low=-2.0)
+    q = x * x if square else b * x
+    sign = {"+": 1.0, "-": -1.0}
+    expected = (x * a + sign[first] * s + sign[first] * sign[second] * q if not nested_left
+                else x * a + sign[first] * s + sign[second] * q)
+    np.testing.assert_allclose(optimized(x, a, b, s)[0], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_the_iterated_map_step_makes_eight_passes():
+    # sin x * x + x**2 is x (sin x + x); its derivative cos x * x + sin x + 2 x is
+    # x (cos x + 2) + sin x: sin, +, * forward and cos, +, *, + and the cotangent's * back
+    x = sg.var("x", shape=(1000,))
+    x1 = sg.sin(x) * x + x ** 2
+    fn = sg.compile(sg.grad(sg.sum(sg.sin(x1) * x1 + x1 ** 2), x), inputs=[x])
+    passes = [line for line in fn.source.splitlines()[1:]
+              if re.search(r"np\.\w+\(| [-+*/]=? ", line) and "_sg_" not in line]
+    # forward: the first step (3); backward: the last step (sin x1 again, 1 + 4), the first (4),
+    # and one multiplication by the cotangent
+    assert len(passes) == 3 + 5 + 4 + 1, fn.source
+    start = np.random.default_rng(RNG_SEED).uniform(-0.5, 0.5, 1000)
+    slope = np.cos(start) * start + np.sin(start) + 2 * start
+    after = np.sin(start) * start + start ** 2
+    slope *= np.cos(after) * after + np.sin(after) + 2 * after
+    np.testing.assert_allclose(fn(start), slope, rtol=1e-12)
+
+
 def _one_number_as_a_scalar():
     # an HVP's seed is a constant of shape (1,): the Rosenbrock HVP multiplied by it
     x, v = sg.var("x", shape=(5,)), sg.var("v", shape=(5,))

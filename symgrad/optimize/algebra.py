@@ -386,16 +386,25 @@ def one_number_as_a_scalar(data, inputs):
     return None
 
 
-def _factorings(product):
-    """(factor, the other factors) for each factor of ``product``, one level of nesting deep
-    (x * y, and a * b of x = a * b when nothing else reads x yet)."""
-    x, y = product.inputs
+def _factorings(term):
+    """(factor, the other factors) for each factor of the product ``term``, one level of nesting
+    deep (x * y, and a * b of x = a * b when nothing else reads x yet); x ** 2 is x * x."""
+    if term.op == "power":
+        base, exponent = term.inputs
+        return [(base, (base,))] if _scalar(exponent) == 2.0 else []
+    if term.op != "multiply":
+        return []
+    x, y = term.inputs
     found = [(x, (y,)), (y, (x,))]
     for inner, other in ((x, y), (y, x)):
-        if inner.op == "multiply" and inner.graph.out_degree(inner.node) <= 1:
+        if inner.op == "multiply" and _read_once(inner):
             a, b = inner.inputs
             found += [(a, (b, other)), (b, (a, other))]
     return found
+
+
+def _read_once(expr):
+    return expr.graph.out_degree(expr.node) <= 1
 
 
 def _times(factors):
@@ -405,22 +414,59 @@ def _times(factors):
     return result
 
 
+def _signed_terms(data, inputs, uses):
+    """x ± y as [(sign, term, read only here)], with a sum or difference among x and y (read
+    only here) opened into its two terms: three terms, or two."""
+    x, y = inputs
+    terms = [(1, x, uses[0] == 1), (1 if data["op"] == "add" else -1, y, uses[1] == 1)]
+    for position, (sign, operand, once) in enumerate(terms):
+        if operand.op in ("add", "subtract") and once \
+                and operand.shape == data["shape"] and operand.dtype == data["dtype"]:
+            a, b = operand.inputs
+            inner = 1 if operand.op == "add" else -1
+            opened = [(sign, a, _read_once(a)), (sign * inner, b, _read_once(b))]
+            return terms[:position] + opened + terms[position + 1:]
+    return terms
+
+
+def _signed_sum(first, second):
+    """sign1 t1 + sign2 t2 for two (sign, term), as few ops as the signs allow."""
+    (sign1, term1), (sign2, term2) = first, second
+    if sign1 < 0:
+        (sign1, term1), (sign2, term2) = (sign2, term2), (sign1, term1)
+    if sign1 < 0:
+        return -1, apply("add", term1, term2)
+    return 1, apply("add" if sign2 > 0 else "subtract", term1, term2)
+
+
 @rewrite("add", "subtract", uses=True)
 def factor_out_a_common_factor(data, inputs, uses):
-    """g * a + g * b -> g * (a + b), and likewise for -: backprop sums the contributions to a
-    node, each scaled by the same cotangent g, where a careful hand factors g out (one pass
-    instead of one per term). Only when nothing else reads either product: then the rewrite
-    saves a multiplication, otherwise it would add one."""
-    x, y = inputs
-    if uses != [1, 1] or x.op != "multiply" or y.op != "multiply" \
-            or not (x.shape == y.shape == data["shape"]) \
-            or not (x.dtype == y.dtype == data["dtype"]) or data["dtype"] == "bool":
+    """g * a + g * b -> g * (a + b), and likewise for -, and for x * a + x ** 2 -> x * (a + x):
+    backprop sums the contributions to a node, each scaled by the same cotangent g, where a
+    careful hand factors g out (one pass instead of one per term). A sum of three terms (one
+    operand a sum or difference of two) is looked into too: x * a + s + x * b -> x * (a + b) +
+    s, the shape of a product rule's derivative added to another term. Only when nothing else
+    reads the products: then the rewrite saves a multiplication, otherwise it would add one."""
+    if data["dtype"] == "bool":
         return None
-    theirs = {factor.node: rest for factor, rest in _factorings(y)}
-    for factor, rest in _factorings(x):
-        if factor.node in theirs and factor.dtype == data["dtype"]:
-            remaining = apply(data["op"], _times(rest), _times(theirs[factor.node]))
-            return apply("multiply", factor, remaining)
+    terms = [(position, sign, term, once) for position, (sign, term, once)
+             in enumerate(_signed_terms(data, inputs, uses))]
+    for i, (position_a, sign_a, a, once_a) in enumerate(terms):
+        for position_b, sign_b, b, once_b in terms[i + 1:]:
+            if not (once_a and once_b and a.shape == b.shape == data["shape"]
+                    and a.dtype == b.dtype == data["dtype"]):
+                continue
+            theirs = {factor.node: rest for factor, rest in _factorings(b)}
+            for factor, rest in _factorings(a):
+                if factor.node not in theirs or factor.dtype != data["dtype"]:
+                    continue
+                sign, inner = _signed_sum((sign_a, _times(rest)), (sign_b, _times(theirs[factor.node])))
+                pair = (sign, apply("multiply", factor, inner))
+                others = [(s, t) for p, s, t, _ in terms if p not in (position_a, position_b)]
+                if not others:
+                    return pair[1] if sign > 0 else apply("negative", pair[1])
+                sign, total = _signed_sum(pair, others[0])
+                return total if sign > 0 else apply("negative", total)
     return None
 
 
