@@ -219,6 +219,46 @@ def test_the_iterated_map_step_makes_eight_passes():
     np.testing.assert_allclose(fn(start), slope, rtol=1e-12)
 
 
+@pytest.mark.parametrize("form", ["c(k-x)", "c(x-k)", "c(k+x)", "(k-x)c", "c(2xy-b)"])
+def test_a_constant_times_a_difference_is_opened_for_a_common_factor(form):
+    # x * a + c (k - x) is x (a - c) + c k: the constant's product and the difference
+    # become one subtraction of numbers (Rosenbrock's gradient: -400 d x + -2 (1 - x)); and
+    # c (2 x y - b) + a x is x (a + 2 c y) - c b, where 2 c folds (Rosenbrock's HVP)
+    x, a, y, b = (sg.var(name, shape=(4,)) for name in "xayb")
+    c, k = -2.0, 1.5
+    scaled = {"c(k-x)": lambda: c * (k - x), "c(x-k)": lambda: c * (x - k),
+              "c(k+x)": lambda: c * (k + x), "(k-x)c": lambda: (k - x) * c,
+              "c(2xy-b)": lambda: c * ((x * 2.0) * y - b)}[form]()
+    optimized, raw = compile_both([a * x + scaled], [x, a, y, b])
+    assert "factor_out_a_common_factor" in rule_names(optimized)
+    assert statements(optimized.source) < statements(raw.source), optimized.source
+    xv, av, yv, bv = random_arguments([x, a, y, b], np.random.default_rng(RNG_SEED), low=-2.0)
+    expected = av * xv + {"c(k-x)": c * (k - xv), "c(x-k)": c * (xv - k), "c(k+x)": c * (k + xv),
+                          "(k-x)c": (k - xv) * c, "c(2xy-b)": c * (2.0 * xv * yv - bv)}[form]
+    np.testing.assert_allclose(optimized(xv, av, yv, bv)[0], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_the_rosenbrock_gradient_and_hvp_make_fewer_passes_than_by_hand():
+    # hand-written (tests/benchmarks/peers.py): 9 passes for the gradient, 13 for the HVP
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    x, v = sg.var("x", shape=(1000,)), sg.var("v", shape=(1000,))
+    d = x[1:] - x[:-1] ** 2
+    f = sg.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2)
+    gradient = sg.compile(sg.grad(f, x), inputs=[x])
+    hvp = sg.compile(sg.hvp(f, x, v), inputs=[x, v])
+
+    def passes(source):
+        return len([line for line in source.splitlines()[1:]
+                    if re.search(r"np\.(?!empty)\w+\(| [-+*/]=? ", line) and "_sg_" not in line])
+    assert passes(gradient.source) == 8, gradient.source
+    assert passes(hvp.source) == 13, hvp.source
+    rng = np.random.default_rng(RNG_SEED)
+    xv, vv = rng.uniform(-2.0, 2.0, 1000), rng.standard_normal(1000)
+    np.testing.assert_allclose(gradient(xv), scipy_optimize.rosen_der(xv), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(hvp(xv, vv), scipy_optimize.rosen_hess_prod(xv, vv),
+                               rtol=1e-12, atol=1e-9)
+
+
 def _one_number_as_a_scalar():
     # an HVP's seed is a constant of shape (1,): the Rosenbrock HVP multiplied by it
     x, v = sg.var("x", shape=(5,)), sg.var("v", shape=(5,))

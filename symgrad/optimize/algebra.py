@@ -407,31 +407,90 @@ def _read_once(expr):
     return expr.graph.out_degree(expr.node) <= 1
 
 
-def _times(factors):
+def _times(factors, graph):
+    """The product of ``factors``: expressions, and numbers made constants of ``graph``."""
+    factors = [const(f, graph) if isinstance(f, float) else f for f in factors]
     result = factors[0]
     for factor in factors[1:]:
         result = apply("multiply", result, factor)
     return result
 
 
+def _term_factorings(factors):
+    """(factor, the other factors) of a term that is the product of ``factors``: an
+    expression, an expression times a number, or a number."""
+    expressions = [f for f in factors if not isinstance(f, float)]
+    if not expressions:
+        return []
+    (term,) = expressions
+    numbers = tuple(f for f in factors if isinstance(f, float))
+    found = [(factor, rest + numbers) for factor, rest in _factorings(term)]
+    return found + [(term, numbers)] if numbers else found
+
+
+def _opened(sign, operand, data):
+    """A term of the sum, read only there, as the signed terms it is a sum of, each a tuple of
+    factors (an expression and numbers, or a number) with whether nothing else reads it; None
+    when it is not a sum or difference, or a scalar constant times one (c (k - x) is
+    c k - c x, where the x may be another term's factor too) whose scaling could not fold into
+    a number."""
+    if operand.shape != data["shape"] or operand.dtype != data["dtype"]:
+        return None
+    scale, difference = 1.0, operand
+    if operand.op == "multiply" and data["dtype"] == "float64":
+        for c, other in (operand.inputs, reversed(operand.inputs)):
+            if _scalar(c) not in (None, 0.0) and other.op in ("add", "subtract") \
+                    and _read_once(other):
+                scale, difference = _scalar(c), other
+                break
+    if difference.op not in ("add", "subtract"):
+        return None
+    if scale != 1.0 and not any(_scalar(term) is not None or _has_a_constant_factor(term)
+                                for term in difference.inputs):
+        # c (a x - b) -> x (c a) - c b only trades the one multiplication by c for two
+        return None
+    opened = []
+    for inner, term in zip((1, 1 if difference.op == "add" else -1), difference.inputs):
+        number = _scalar(term)
+        if scale == 1.0:
+            opened.append((sign * inner, (term,), _read_once(term)))
+        elif number is not None and math.isfinite(scale * number):
+            opened.append((sign * inner, (scale * number,), True))
+        elif number is None and term.shape == data["shape"]:
+            # term * scale is a product of its own, read only here, unless term is one
+            product = term.op in ("multiply", "power")
+            opened.append((sign * inner, (term, scale), _read_once(term) or not product))
+        else:
+            return None
+    return opened
+
+
+def _has_a_constant_factor(term):
+    """Whether ``term`` is a product with a scalar constant among its factors (one level deep),
+    which another constant factor would meet and fold into."""
+    if term.op != "multiply":
+        return False
+    return any(_scalar(factor) is not None or factor.op == "multiply" and _read_once(factor)
+               and any(_scalar(inner) is not None for inner in factor.inputs)
+               for factor in term.inputs)
+
+
 def _signed_terms(data, inputs, uses):
-    """x ± y as [(sign, term, read only here)], with a sum or difference among x and y (read
-    only here) opened into its two terms: three terms, or two."""
+    """x ± y as [(sign, factors, read only here)], with a sum or difference among x and y
+    (read only here), or a constant times one, opened into its terms: three terms, or two."""
     x, y = inputs
-    terms = [(1, x, uses[0] == 1), (1 if data["op"] == "add" else -1, y, uses[1] == 1)]
-    for position, (sign, operand, once) in enumerate(terms):
-        if operand.op in ("add", "subtract") and once \
-                and operand.shape == data["shape"] and operand.dtype == data["dtype"]:
-            a, b = operand.inputs
-            inner = 1 if operand.op == "add" else -1
-            opened = [(sign, a, _read_once(a)), (sign * inner, b, _read_once(b))]
+    terms = [(1, (x,), uses[0] == 1), (1 if data["op"] == "add" else -1, (y,), uses[1] == 1)]
+    for position, (sign, (operand,), once) in enumerate(terms):
+        opened = _opened(sign, operand, data) if once else None
+        if opened is not None:
             return terms[:position] + opened + terms[position + 1:]
     return terms
 
 
 def _signed_sum(first, second):
-    """sign1 t1 + sign2 t2 for two (sign, term), as few ops as the signs allow."""
-    (sign1, term1), (sign2, term2) = first, second
+    """sign1 t1 + sign2 t2 for two (sign, term), as few ops as the signs allow; a negative
+    constant is subtracted as a positive one."""
+    (sign1, term1), (sign2, term2) = (_positive_constant(*first), _positive_constant(*second))
     if sign1 < 0:
         (sign1, term1), (sign2, term2) = (sign2, term2), (sign1, term1)
     if sign1 < 0:
@@ -439,30 +498,47 @@ def _signed_sum(first, second):
     return 1, apply("add" if sign2 > 0 else "subtract", term1, term2)
 
 
+def _positive_constant(sign, term):
+    value = _scalar(term)
+    if value is not None and value < 0.0 and term.shape == ():
+        return -sign, const(-value, term.graph)
+    return sign, term
+
+
+def _shape_and_dtype(factors):
+    product = [f for f in factors if not isinstance(f, float)]
+    return (product[0].shape, product[0].dtype) if product else ((), "float64")
+
+
 @rewrite("add", "subtract", uses=True)
 def factor_out_a_common_factor(data, inputs, uses):
     """g * a + g * b -> g * (a + b), and likewise for -, and for x * a + x ** 2 -> x * (a + x):
     backprop sums the contributions to a node, each scaled by the same cotangent g, where a
     careful hand factors g out (one pass instead of one per term). A sum of three terms (one
-    operand a sum or difference of two) is looked into too: x * a + s + x * b -> x * (a + b) +
-    s, the shape of a product rule's derivative added to another term. Only when nothing else
-    reads the products: then the rewrite saves a multiplication, otherwise it would add one."""
+    operand a sum or difference of two, or a constant times one) is looked into too:
+    x * a + s + x * b -> x * (a + b) + s, the shape of a product rule's derivative added to
+    another term, and x * a + c (k - x) -> x * (a - c) + c k. Only when nothing else reads the
+    products: then the rewrite saves a multiplication, otherwise it would add one."""
     if data["dtype"] == "bool":
         return None
-    terms = [(position, sign, term, once) for position, (sign, term, once)
-             in enumerate(_signed_terms(data, inputs, uses))]
-    for i, (position_a, sign_a, a, once_a) in enumerate(terms):
-        for position_b, sign_b, b, once_b in terms[i + 1:]:
-            if not (once_a and once_b and a.shape == b.shape == data["shape"]
-                    and a.dtype == b.dtype == data["dtype"]):
+    graph = inputs[0].graph
+    terms = list(enumerate(_signed_terms(data, inputs, uses)))
+    wanted = (tuple(data["shape"]), data["dtype"])
+    for i, (position_a, (sign_a, a, once_a)) in enumerate(terms):
+        for position_b, (sign_b, b, once_b) in terms[i + 1:]:
+            if not (once_a and once_b) or not \
+                    _shape_and_dtype(a)[0] == _shape_and_dtype(b)[0] == wanted[0] or not \
+                    _shape_and_dtype(a)[1] == _shape_and_dtype(b)[1] == wanted[1]:
                 continue
-            theirs = {factor.node: rest for factor, rest in _factorings(b)}
-            for factor, rest in _factorings(a):
+            theirs = {factor.node: rest for factor, rest in _term_factorings(b)}
+            for factor, rest in _term_factorings(a):
                 if factor.node not in theirs or factor.dtype != data["dtype"]:
                     continue
-                sign, inner = _signed_sum((sign_a, _times(rest)), (sign_b, _times(theirs[factor.node])))
+                sign, inner = _signed_sum((sign_a, _times(rest, graph)),
+                                          (sign_b, _times(theirs[factor.node], graph)))
                 pair = (sign, apply("multiply", factor, inner))
-                others = [(s, t) for p, s, t, _ in terms if p not in (position_a, position_b)]
+                others = [(s, _times(t, graph)) for p, (s, t, _) in terms
+                          if p not in (position_a, position_b)]
                 if not others:
                     return pair[1] if sign > 0 else apply("negative", pair[1])
                 sign, total = _signed_sum(pair, others[0])
