@@ -172,6 +172,28 @@ def test_a_common_factor_stays_when_a_product_is_read_elsewhere():
     assert "factor_out_a_common_factor" not in rule_names(fn)
 
 
+def _softmax_of_a_shift_by_logsumexp():
+    # the gradient of a logsumexp over one axis of a batch, its value not asked for
+    X, w = sg.var("X", shape=(3, 4)), sg.var("w", shape=(3,))
+    return [sg.grad(sg.sum(w * sg.logsumexp(X, axis=1)), X)], [X, w]
+
+
+def test_a_logsumexp_read_elsewhere_keeps_its_shift():
+    # with the value asked for too, the logsumexp is computed anyway: exp(x - it) is two passes
+    # where a softmax would take four
+    X = sg.var("X", shape=(3, 4))
+    f = sg.sum(sg.logsumexp(X, axis=1))
+    both = sg.compile([f, sg.grad(f, X)], inputs=[X])
+    assert "softmax_of_a_shift_by_logsumexp" not in rule_names(both)
+    alone = sg.compile(sg.grad(f, X), inputs=[X])
+    assert "softmax_of_a_shift_by_logsumexp" in rule_names(alone)
+    at = np.random.default_rng(RNG_SEED).standard_normal((3, 4)) * 30.0
+    softmax = np.exp(at - at.max(axis=1, keepdims=True))
+    softmax /= softmax.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(alone(at), softmax, rtol=1e-14, atol=1e-300)
+    np.testing.assert_allclose(both(at)[1], softmax, rtol=1e-13, atol=1e-300)
+
+
 def _three_signed_terms(first, second, nested_left, square):
     """x * a ± s ± x * b (or x ** 2 for the last) with the sum nested either way."""
     x, a, b, s = (sg.var(name, shape=(4,)) for name in "xabs")
@@ -300,6 +322,7 @@ def _rank_one_update_through_a_matmul():
 ALGEBRA_CASES = {
     "cancel_log_exp": _cancel_log_exp,
     "cancel_exp_log": _cancel_exp_log,
+    "softmax_of_a_shift_by_logsumexp": _softmax_of_a_shift_by_logsumexp,
     "square_product_of_equals": _square_product_of_equals,
     "gather_constant_factors": _gather_constant_factors,
     "negate_instead_of_times_minus_one": _negate_instead_of_times_minus_one,

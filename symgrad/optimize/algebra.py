@@ -34,6 +34,27 @@ def cancel_exp_log(data, inputs):
     return _same_dtype(x.inputs[0], data) if x.op == "log" else None
 
 
+@rewrite("exp", readers=True)
+def softmax_of_a_shift_by_logsumexp(data, inputs, readers):
+    """exp(x - logsumexp(x)) -> softmax(x) over the same axes, when nothing else reads the
+    logsumexp or the shift: a logsumexp's gradient and Hessian are made of this, and softmax
+    takes one exp and a division where this takes logsumexp's exp, sum and log, and then a
+    second exp."""
+    (shifted,) = inputs
+    if shifted.op != "subtract" or readers(shifted) != 1:
+        return None
+    x, total = shifted.inputs
+    if total.op == "expand_dims" and readers(total) == 1:
+        axis = total.attrs["axis"]
+        (total,) = total.inputs
+        if total.op != "logsumexp" or total.attrs["keepdims"] or total.attrs["axis"] != axis:
+            return None
+    if total.op != "logsumexp" or total.inputs[0].node != x.node or readers(total) != 1 \
+            or not total.attrs["axis"] or x.dtype != data["dtype"]:
+        return None
+    return apply("softmax", x, axis=total.attrs["axis"])
+
+
 def _same_dtype(candidate, data):
     """``candidate`` if it has the replaced node's dtype (log(exp(mask)) is not the mask)."""
     return candidate if candidate.dtype == data["dtype"] else None
@@ -546,7 +567,8 @@ def factor_out_a_common_factor(data, inputs, uses):
     return None
 
 
-RULES = [cancel_log_exp, cancel_exp_log, square_product_of_equals, gather_constant_factors,
+RULES = [cancel_log_exp, cancel_exp_log, softmax_of_a_shift_by_logsumexp,
+         square_product_of_equals, gather_constant_factors,
          negate_instead_of_times_minus_one, negate_constant_factor, subtract_a_negation, add_a_negation,
          fold_mul_by_zero_in_derivatives, identity_products_in_derivatives, drop_added_zeros,
          sum_of_a_broadcast_scalar,

@@ -23,13 +23,16 @@ class Applied:
         return f"{self.rule}: {self.where}"
 
 
-def rewrite(*ops, uses=False):
+def rewrite(*ops, uses=False, readers=False):
     """Mark a function ``rule(node, inputs, **attrs) -> Expr | None`` as a rewrite of ``ops``;
     with ``uses`` it is also given ``uses=[...]``, how many nodes (and outputs) read each of its
-    operands in the graph being rebuilt, for rewrites that pay off only when an operand dies."""
+    operands in the graph being rebuilt, for rewrites that pay off only when an operand dies;
+    with ``readers``, ``readers(expr)``, the same count for any node built so far (an operand's
+    operand, say)."""
     def register(rule):
         rule.ops = ops
         rule.wants_uses = uses
+        rule.wants_readers = readers
         return rule
     return register
 
@@ -52,10 +55,16 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
     uses = Counter(outputs)
     for node in needed:
         uses.update(source.nodes[node]["inputs"])
+    # the readers of each copy: those of every source node it copies (merged or not)
+    copy_uses = Counter()
+
+    def readers(expr):
+        return copy_uses[expr.node]
     with target.lock:
         for node in inputs:
             data = source.nodes[node]
             mapping[node] = target.variable(data["attrs"]["name"], data["shape"], data["dtype"])
+            copy_uses[mapping[node]] += uses[node]
         for node in needed:
             if node in mapping:
                 continue
@@ -63,9 +72,11 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
             if data["op"] == "var":
                 mapping[node] = target.variable(data["attrs"]["name"], data["shape"],
                                                 data["dtype"])
+                copy_uses[mapping[node]] += uses[node]
                 continue
             if data["op"] == "const":
                 mapping[node] = const(data["value"], target).node
+                copy_uses[mapping[node]] += uses[node]
                 continue
             operands = [Expr(target, mapping[i]) for i in data["inputs"]]
             # a node the user built on a derivative keeps its order without becoming one
@@ -74,6 +85,8 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
                 result = replace(node, lambda key: Expr(target, mapping[key])) if replace else None
                 for rule in rules.get(data["op"], ()) if result is None else ():
                     extra = {"uses": [uses[i] for i in data["inputs"]]} if rule.wants_uses else {}
+                    if rule.wants_readers:
+                        extra["readers"] = readers
                     result = rule(data, operands, **data["attrs"], **extra)
                     if result is not None:
                         log.append(Applied(rule.__name__, _where(source, node)))
@@ -81,6 +94,7 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
                 if result is None:
                     result = apply(data["op"], *operands, **data["attrs"])
             mapping[node] = result.node
+            copy_uses[result.node] += uses[node]
             name = source.readable_name(node) if data["derivative"] else None
             if name and result.node not in target.name_hints:
                 target.name_hints[result.node] = name
