@@ -188,7 +188,7 @@ class SourceGenerator:
                 or str(function_name).startswith("__"):
             raise SymgradError(f"function name {function_name!r} is reserved")
         self.function_name = _check_name(function_name, "function name")
-        self.order = graph.ancestors_in_order(self.outputs, visit_last=self._of_inputs_alone)
+        self.order = graph.ancestors_in_order(self.outputs)
         input_set = set(self.inputs)
         for node in self.order:
             data = graph.nodes[node]
@@ -219,15 +219,6 @@ class SourceGenerator:
         self.in_place = True        # arrays can be updated through views (not in the array API)
         self.tracing = False        # source(trace=True): every value kept for the caller
         self._handed_on = set()     # nodes whose name and array a later node took over
-
-    def _of_inputs_alone(self, node):
-        """Whether ``node`` is an op on inputs and constants only: evaluated just before its
-        first reader, not before that reader's other operands, it holds no memory while they
-        are computed and is still in cache when read (a weight decay's 2 c W next to W's
-        gradient, not ahead of the whole backward pass)."""
-        nodes = self.graph.nodes
-        return nodes[node]["op"] not in ("var", "const") and all(
-            nodes[i]["op"] in ("var", "const") for i in nodes[node]["inputs"])
 
     def dim(self, name):
         if name not in self._dims:
