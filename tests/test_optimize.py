@@ -1179,6 +1179,38 @@ def test_review_regressions_in_rewrites():
                             (sg.compile(scaled, inputs=[x], optimize=False)(at),))
 
 
+def test_third_review_regressions_in_rewrites():
+    rng = np.random.default_rng(RNG_SEED)
+    # a logsumexp without keepdims over the last axis lines up with x's last axes, not with
+    # the rows it reduced: exp(X - it) is no softmax
+    X, Z = sg.var("X", shape=(3, 3)), sg.var("Z", shape=(2, 1))
+    for y, at in ((sg.exp(X - sg.logsumexp(X, axis=1)), rng.standard_normal((3, 3))),
+                  (sg.exp(Z - sg.logsumexp(Z, axis=1)), np.zeros((2, 1)))):
+        inputs = [X] if y.shape == (3, 3) else [Z]
+        got, want = (sg.compile(y, inputs=inputs, optimize=flag)(at) for flag in (True, False))
+        assert got.shape == want.shape == y.shape
+        np.testing.assert_allclose(got, want, rtol=1e-14)
+    # x ** c with c a one-number array broadcasts: it is x * x only when c is a scalar
+    x = sg.var("x")
+    y = x ** np.array([2.0]) + x ** np.array([2.0], dtype=np.float32)
+    assert np.shape(sg.compile(y, inputs=[x])(3.0)) == (1,)
+    # terms whose coefficients cancel leave zeros of the operand's dtype
+    x32 = sg.var("x32", shape=(4,), dtype="float32")
+    at32 = np.arange(4, dtype=np.float32)
+    for f, slope in ((sg.sum(x32 * x32 - (x32 + x32) * x32), -2.0 * at32),
+                     (sg.sum(0.0 * x32 ** 2 + x32), np.ones(4, np.float32))):
+        got = sg.compile(sg.grad(f, x32), inputs=[x32])(at32)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, slope, rtol=1e-6)
+    # like terms meet in one number before a common factor is taken out
+    for h, count in ((sg.grad(x * x * 3.0 - x * (x * 0.5), x), 1),
+                     (sg.hessian(0.25 - (x ** 2.0) ** 2.0, x), 2)):
+        fn = sg.compile(h, inputs=[x])
+        assert statements(fn.source) == count, fn.source
+    np.testing.assert_allclose(sg.compile(sg.hessian(0.25 - (x ** 2.0) ** 2.0, x), inputs=[x])(
+        1.5), -12.0 * 1.5 ** 2, rtol=1e-14)
+
+
 def test_the_logsumexp_hessian_makes_three_matrix_products():
     # A x, p @ A (once: the row sums of A.T * p meet the rank-one term's product) and
     # (A.T * p) @ A; the closed form is A.T (diag(p) - p p.T) A + I

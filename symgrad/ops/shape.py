@@ -641,9 +641,9 @@ def concatenate(parts, axis=0):
 
 
 def _emit_zeros_like(ctx):
-    if static_shape(ctx.shape):
-        return f"np.zeros({literal(ctx.shape)})"
-    return f"np.zeros(np.shape({ctx.args[0]}))"
+    shape = literal(ctx.shape) if static_shape(ctx.shape) else f"np.shape({ctx.args[0]})"
+    # float64 is np.zeros's own; a float32 operand's zeros stay float32
+    return f"np.zeros({shape}{', dtype=np.float32' if ctx.dtypes[0] == 'float32' else ''})"
 
 
 defop("zeros_like", 1, lambda shapes: shapes[0], _emit_zeros_like, lambda g, out, x: [None],

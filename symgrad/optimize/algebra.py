@@ -49,8 +49,10 @@ def softmax_of_a_shift_by_logsumexp(data, inputs, readers):
         (total,) = total.inputs
         if total.op != "logsumexp" or total.attrs["keepdims"] or total.attrs["axis"] != axis:
             return None
+    elif total.op == "logsumexp" and not total.attrs["keepdims"] and total.shape != ():
+        return None     # it lines up with x's last axes, not the ones it reduced
     if total.op != "logsumexp" or total.inputs[0].node != x.node or readers(total) != 1 \
-            or not total.attrs["axis"] or x.dtype != data["dtype"]:
+            or not total.attrs["axis"] or x.dtype != data["dtype"] or x.shape != data["shape"]:
         return None
     return apply("softmax", x, axis=total.attrs["axis"])
 
@@ -170,10 +172,11 @@ def _is_identity(expr):
         and np.count_nonzero(value) == value.shape[0] and bool(np.all(np.diagonal(value) == 1))
 
 
-@rewrite("add")
+@rewrite("add", "subtract")
 def drop_added_zeros(data, inputs):
     x, y = inputs
-    for zero, other in ((x, y), (y, x)):
+    # x - 0 is x, -0.0 included; 0 - x is not -x (0 - 0.0 is 0.0)
+    for zero, other in ((x, y), (y, x)) if data["op"] == "add" else ((y, x),):
         if zero.op == "zeros_like" and broadcast_shapes(x.shape, y.shape) == other.shape \
                 and other.dtype == data["dtype"]:
             return other
@@ -412,7 +415,8 @@ def _factorings(term):
     deep (x * y, and a * b of x = a * b when nothing else reads x yet); x ** 2 is x * x."""
     if term.op == "power":
         base, exponent = term.inputs
-        return [(base, (base,))] if _scalar(exponent) == 2.0 else []
+        square = _scalar(exponent) == 2.0 and exponent.shape == () and term.shape == base.shape
+        return [(base, (base,))] if square else []
     if term.op != "multiply":
         return []
     x, y = term.inputs
@@ -428,9 +432,10 @@ def _read_once(expr):
     return expr.graph.out_degree(expr.node) <= 1
 
 
-def _times(factors, graph):
-    """The product of ``factors``: expressions, and numbers made constants of ``graph``."""
-    factors = [const(f, graph) if isinstance(f, float) else f for f in factors]
+def _times(factors, graph, dtype):
+    """The product of ``factors``: expressions, and numbers made constants of ``graph`` of the
+    sum's ``dtype`` (a float32 sum stays float32)."""
+    factors = [const(f, graph, dtype=dtype) if isinstance(f, float) else f for f in factors]
     result = factors[0]
     for factor in factors[1:]:
         result = apply("multiply", result, factor)
@@ -438,15 +443,28 @@ def _times(factors, graph):
 
 
 def _term_factorings(factors):
-    """(factor, the other factors) of a term that is the product of ``factors``: an
-    expression, an expression times a number, or a number."""
+    """(factor, the other factors, whether the factor is the whole term) for a term that is the
+    product of ``factors``: an expression, an expression times a number, or a number. A
+    negation -u is u times -1, and any other expression t is t times 1: pairing on such a
+    factor pays only when the coefficients meet in one number (x + 2 x is 3 x; x + a x as
+    x (1 + a) would only move an operation), but then whatever else reads the term."""
     expressions = [f for f in factors if not isinstance(f, float)]
     if not expressions:
         return []
     (term,) = expressions
     numbers = tuple(f for f in factors if isinstance(f, float))
-    found = [(factor, rest + numbers) for factor, rest in _factorings(term)]
-    return found + [(term, numbers)] if numbers else found
+    if term.op == "negative":
+        (inner,) = term.inputs
+        found = [(factor, rest + numbers + (-1.0,), False) for factor, rest in _factorings(inner)
+                 if _read_once(inner)]
+        return found + [(inner, numbers + (-1.0,), True)]
+    found = [(factor, rest + numbers, False) for factor, rest in _factorings(term)]
+    # t times numbers opened from c (k - t) is a product of its own, t alone is not
+    return found + [(term, numbers or (1.0,), not numbers)]
+
+
+def _numbers_only(factors):
+    return all(isinstance(f, float) or _scalar(f) is not None for f in factors)
 
 
 def _opened(sign, operand, data):
@@ -539,32 +557,48 @@ def factor_out_a_common_factor(data, inputs, uses):
     operand a sum or difference of two, or a constant times one) is looked into too:
     x * a + s + x * b -> x * (a + b) + s, the shape of a product rule's derivative added to
     another term, and x * a + c (k - x) -> x * (a - c) + c k. Only when nothing else reads the
-    products: then the rewrite saves a multiplication, otherwise it would add one."""
+    products: then the rewrite saves a multiplication, otherwise it would add one. A pair whose
+    coefficients are numbers is taken first (2 x + 3 x is 5 x)."""
     if data["dtype"] == "bool":
         return None
     graph = inputs[0].graph
     terms = list(enumerate(_signed_terms(data, inputs, uses)))
     wanted = (tuple(data["shape"]), data["dtype"])
+    pairs = []
     for i, (position_a, (sign_a, a, once_a)) in enumerate(terms):
         for position_b, (sign_b, b, once_b) in terms[i + 1:]:
-            if not (once_a and once_b) or not \
-                    _shape_and_dtype(a)[0] == _shape_and_dtype(b)[0] == wanted[0] or not \
+            if not _shape_and_dtype(a)[0] == _shape_and_dtype(b)[0] == wanted[0] or not \
                     _shape_and_dtype(a)[1] == _shape_and_dtype(b)[1] == wanted[1]:
                 continue
-            theirs = {factor.node: rest for factor, rest in _term_factorings(b)}
-            for factor, rest in _term_factorings(a):
+            theirs = {factor.node: (rest, whole) for factor, rest, whole in _term_factorings(b)}
+            for factor, rest, whole in _term_factorings(a):
                 if factor.node not in theirs or factor.dtype != data["dtype"]:
                     continue
-                sign, inner = _signed_sum((sign_a, _times(rest, graph)),
-                                          (sign_b, _times(theirs[factor.node], graph)))
-                pair = (sign, apply("multiply", factor, inner))
-                others = [(s, _times(t, graph)) for p, (s, t, _) in terms
-                          if p not in (position_a, position_b)]
-                if not others:
-                    return pair[1] if sign > 0 else apply("negative", pair[1])
-                sign, total = _signed_sum(pair, others[0])
-                return total if sign > 0 else apply("negative", total)
-    return None
+                their_rest, their_whole = theirs[factor.node]
+                numbers = _numbers_only(rest) and _numbers_only(their_rest)
+                # a product read elsewhere stays: factoring it out would add a multiplication
+                if not (once_a or whole) or not (once_b or their_whole) \
+                        or (whole or their_whole) and not numbers:
+                    continue
+                pairs.append((not numbers, len(pairs), factor, (sign_a, rest),
+                              (sign_b, their_rest), (position_a, position_b)))
+    if not pairs:
+        return None
+    _, _, factor, (sign_a, rest), (sign_b, their_rest), positions = min(pairs)
+    dtype = data["dtype"]
+    sign, inner = _signed_sum((sign_a, _times(rest, graph, dtype)),
+                              (sign_b, _times(their_rest, graph, dtype)))
+    pair = (sign, apply("multiply", factor, inner))
+    others = [(s, _times(t, graph, dtype)) for p, (s, t, _) in terms if p not in positions]
+    if not others:
+        return pair[1] if sign > 0 else apply("negative", pair[1])
+    if _scalar(inner) == 0.0:
+        # the pair cancels: the other term plus factor * 0, which a derivative drops (a forward
+        # value keeps it, as 0 * inf is nan)
+        sign, other = others[0]
+        return apply("add", other if sign > 0 else apply("negative", other), pair[1])
+    sign, total = _signed_sum(pair, others[0])
+    return total if sign > 0 else apply("negative", total)
 
 
 RULES = [cancel_log_exp, cancel_exp_log, softmax_of_a_shift_by_logsumexp,
