@@ -540,7 +540,7 @@ def _signed_sum(first, second):
 def _positive_constant(sign, term):
     value = _scalar(term)
     if value is not None and value < 0.0 and term.shape == ():
-        return -sign, const(-value, term.graph)
+        return -sign, const(-value, term.graph, dtype=term.dtype)
     return sign, term
 
 
