@@ -464,7 +464,8 @@ def _term_factorings(factors):
 
 
 def _numbers_only(factors):
-    return all(isinstance(f, float) or _scalar(f) is not None for f in factors)
+    return all(isinstance(f, float) or f.op == "const" and _scalar(f) is not None
+               for f in factors)
 
 
 def _opened(sign, operand, data):
@@ -473,12 +474,13 @@ def _opened(sign, operand, data):
     when it is not a sum or difference, or a scalar constant times one (c (k - x) is
     c k - c x, where the x may be another term's factor too) whose scaling could not fold into
     a number."""
-    if operand.shape != data["shape"] or operand.dtype != data["dtype"]:
+    if operand.op not in ("add", "subtract", "multiply") or operand.shape != data["shape"] \
+            or operand.dtype != data["dtype"]:
         return None
     scale, difference = 1.0, operand
     if operand.op == "multiply" and data["dtype"] == "float64":
         for c, other in (operand.inputs, reversed(operand.inputs)):
-            if _scalar(c) not in (None, 0.0) and other.op in ("add", "subtract") \
+            if other.op in ("add", "subtract") and _scalar(c) not in (None, 0.0) \
                     and _read_once(other):
                 scale, difference = _scalar(c), other
                 break
@@ -546,7 +548,7 @@ def _positive_constant(sign, term):
 
 def _shape_and_dtype(factors):
     product = [f for f in factors if not isinstance(f, float)]
-    return (product[0].shape, product[0].dtype) if product else ((), "float64")
+    return (tuple(product[0].shape), product[0].dtype) if product else ((), "float64")
 
 
 @rewrite("add", "subtract", uses=True)
@@ -564,21 +566,26 @@ def factor_out_a_common_factor(data, inputs, uses):
     graph = inputs[0].graph
     terms = list(enumerate(_signed_terms(data, inputs, uses)))
     wanted = (tuple(data["shape"]), data["dtype"])
+    # each term's factorings, computed once; only terms of the sum's shape and dtype can pair
+    factorings = [None if _shape_and_dtype(factors) != wanted else
+                  {factor.node: (factor, rest, whole)
+                   for factor, rest, whole in _term_factorings(factors)}
+                  for _, (_, factors, _) in terms]
     pairs = []
     for i, (position_a, (sign_a, a, once_a)) in enumerate(terms):
-        for position_b, (sign_b, b, once_b) in terms[i + 1:]:
-            if not _shape_and_dtype(a)[0] == _shape_and_dtype(b)[0] == wanted[0] or not \
-                    _shape_and_dtype(a)[1] == _shape_and_dtype(b)[1] == wanted[1]:
+        for j, (position_b, (sign_b, b, once_b)) in enumerate(terms[i + 1:], i + 1):
+            if not factorings[i] or not factorings[j]:
                 continue
-            theirs = {factor.node: (rest, whole) for factor, rest, whole in _term_factorings(b)}
-            for factor, rest, whole in _term_factorings(a):
+            theirs = factorings[j]
+            for factor, rest, whole in factorings[i].values():
                 if factor.node not in theirs or factor.dtype != data["dtype"]:
                     continue
-                their_rest, their_whole = theirs[factor.node]
-                numbers = _numbers_only(rest) and _numbers_only(their_rest)
+                _, their_rest, their_whole = theirs[factor.node]
                 # a product read elsewhere stays: factoring it out would add a multiplication
-                if not (once_a or whole) or not (once_b or their_whole) \
-                        or (whole or their_whole) and not numbers:
+                if not (once_a or whole) or not (once_b or their_whole):
+                    continue
+                numbers = _numbers_only(rest) and _numbers_only(their_rest)
+                if (whole or their_whole) and not numbers:
                     continue
                 pairs.append((not numbers, len(pairs), factor, (sign_a, rest),
                               (sign_b, their_rest), (position_a, position_b)))
