@@ -871,3 +871,17 @@ def test_review_regressions_in_folding_and_masks():
     for a, b in [(-1.0, 1.0), (2.0, 1.0), (0.5, -1.0), (1.0, 1.0)]:
         fast, numpy = fn(a, b), fn(np.float64(a), np.float64(b))
         assert fast == numpy and all(type(r) is float for r in fast), (a, b, fast, numpy)
+
+
+def test_a_count_taken_at_call_time_is_a_numpy_float():
+    # an axis's length is a 0-d value like any other: an expand_dims of it indexes it (t[None]),
+    # which a Python float refuses (found by the long property profile: a mean over a batch,
+    # summed back through a broadcast, then expanded)
+    from symgrad.ops import apply
+    from symgrad.ops.shape import expand_dims
+    x = sg.var("x", shape=("n", 3))
+    count = apply("axis_size", x, axis=(0,))
+    fn = sg.compile([expand_dims(2.0 / count, 0), count], inputs=[x])
+    expanded, length = fn(np.ones((4, 3)))
+    np.testing.assert_array_equal(expanded, [0.5])
+    assert isinstance(length, np.float64) and length == 4.0

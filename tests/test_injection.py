@@ -361,7 +361,7 @@ HAND_MADE = {
     "attribute string": lambda g: g.add(
         "axis_size", (g.variable("v", (3,)),),
         {"axis": (f"0]); np.__builtins__['__import__']('os').system('touch {MARKER}'); "
-                  f"t9 = float(np.shape(v)[0",)}, (), "float64"),
+                  f"t9 = np.float64(np.shape(v)[0",)}, (), "float64"),
     "dtype": lambda g: g.add("stop_gradient", (g.variable("v", ()),), {}, (),
                              f"float64(0) if np.__builtins__['__import__']('os').system("
                              f"'touch {MARKER}') else np.float64"),
