@@ -447,7 +447,7 @@ def _term_factorings(factors):
     product of ``factors``: an expression, an expression times a number, or a number. A
     negation -u is u times -1, and any other expression t is t times 1: pairing on such a
     factor pays only when the coefficients meet in one number (x + 2 x is 3 x; x + a x as
-    x (1 + a) would only move an operation), but then whatever else reads the term."""
+    x (1 + a) would only move an operation), and then it pays even if other nodes read t."""
     expressions = [f for f in factors if not isinstance(f, float)]
     if not expressions:
         return []
