@@ -885,3 +885,13 @@ def test_a_count_taken_at_call_time_is_a_numpy_float():
     expanded, length = fn(np.ones((4, 3)))
     np.testing.assert_array_equal(expanded, [0.5])
     assert isinstance(length, np.float64) and length == 4.0
+
+
+def test_a_count_taken_at_call_time_keeps_a_float32_gradient_float32():
+    # the count is a NumPy scalar of the graph's dtype: a float64 one would promote the mean's
+    # gradient (g / count) to float64 under NumPy's promotion rules
+    x = sg.var("x", shape=("n", 3), dtype="float32")
+    f = sg.mean(sg.sin(x))
+    value, gradient = sg.compile([f, sg.grad(f, x)], inputs=[x])(np.ones((4, 3), np.float32))
+    assert value.dtype == gradient.dtype == np.float32
+    np.testing.assert_allclose(gradient, np.full((4, 3), np.cos(1.0) / 12.0), rtol=1e-6)

@@ -36,9 +36,11 @@ def _count(x, axis):
 
 
 def _emit_axis_size(ctx):
-    # a NumPy float, as the graph's 0-d values are: a Python float takes no indexing (t[None])
+    # a NumPy float, as the graph's 0-d values are (a Python float takes no indexing, t[None]),
+    # of the graph's dtype: a float64 scalar would make a float32 gradient float64
+    scalar = "np.float32" if ctx.dtypes[0] == "float32" else "np.float64"
     factors = [f"np.shape({ctx.args[0]})[{a}]" for a in ctx.attrs["axis"]]
-    return f"np.float64({' * '.join(factors)})" if factors else "np.float64(1.0)"
+    return f"{scalar}({' * '.join(factors) if factors else '1.0'})"
 
 
 defop("axis_size", 1, lambda shapes, axis: (), _emit_axis_size, lambda g, out, x, axis: [None],
