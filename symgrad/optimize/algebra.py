@@ -21,6 +21,12 @@ def _scalar(expr):
     return None
 
 
+def _read_once(expr):
+    """Whether nothing but the node being built reads ``expr`` so far (later readers of the
+    graph being rebuilt are not known yet)."""
+    return expr.graph.out_degree(expr.node) <= 1
+
+
 @rewrite("log")
 def cancel_log_exp(data, inputs):
     (x,) = inputs
@@ -209,11 +215,11 @@ def add_into_the_slice(data, inputs):
     Of two slicing gradients, the one computed with fewer ops stays the base: it is computed
     first, straight into its slice, so that what both read dies in the larger one, which can
     update it in place (Rosenbrock's 200 d goes into g[1:] before d becomes -400 x d + ...)."""
-    orders = [(inputs, inputs[::-1])]
+    candidates = (inputs, inputs[::-1])     # (base, spread), in the order they are tried
     if all(x.op == "index_grad" for x in inputs) \
             and _ops_up_to(inputs[0].inputs[0]) > _ops_up_to(inputs[1].inputs[0]):
-        orders = [(inputs[::-1], inputs)]
-    for base, spread in orders[0]:
+        candidates = candidates[::-1]
+    for base, spread in candidates:
         if spread.op == "index_grad" and base.shape == spread.shape == data["shape"] \
                 and base.dtype == data["dtype"]:
             update = spread.inputs[0]
@@ -378,7 +384,7 @@ def constants_of_two_products_meet(data, inputs, uses):
                 continue
             for a, nested in (product.inputs, product.inputs[::-1]):
                 # nothing else reads the nested product yet (later readers are not known here)
-                inner = _constant_factor(nested, nested.graph.out_degree(nested.node) <= 1)
+                inner = _constant_factor(nested, _read_once(nested))
                 if inner is not None and _scalar(a) is None:
                     (b, d) = inner
                     break
@@ -426,10 +432,6 @@ def _factorings(term):
             a, b = inner.inputs
             found += [(a, (b, other)), (b, (a, other))]
     return found
-
-
-def _read_once(expr):
-    return expr.graph.out_degree(expr.node) <= 1
 
 
 def _times(factors, graph, dtype):
