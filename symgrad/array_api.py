@@ -385,6 +385,7 @@ class ArrayAPIGenerator(SourceGenerator):
         self.workspace = False      # no kept NumPy buffers, and so no scatter into their slices
         self.augment = False        # no `a *= b`: an immutable or lazy array has no in place
         self.in_place = False       # nor any update through a view
+        self.boolean_masks = False  # np.count_nonzero is NumPy's
         self._as_float = {}         # boolean node -> the name of its floating copy
         self._float_dtype = {}      # the name of a floating copy -> its dtype
 

@@ -35,6 +35,9 @@ FOLD_LIMIT = 1_000_000      # entries: a larger constant result stays a statemen
 # hands such memory back to the system as soon as a few of them are freed together: measured on
 # a Rosenbrock HVP at n = 1e5, 1.0 ms a call of which 0.04 ms was arithmetic.
 WORKSPACE_MIN = 1 << 14
+# Up to this many outputs, the statements of those needing fewer nodes come first
+# (_outputs_by_reach).
+REACH_ORDER_LIMIT = 16
 # Names the emitted source itself relies on; a variable with one of these names is renamed.
 RESERVED = frozenset({"np", "float", "_sg_ws", "_sg_take", "_sg_give"})
 # The entries' own names (an input with one of them is renamed in the entry).
@@ -188,7 +191,7 @@ class SourceGenerator:
                 or str(function_name).startswith("__"):
             raise SymgradError(f"function name {function_name!r} is reserved")
         self.function_name = _check_name(function_name, "function name")
-        self.order = graph.ancestors_in_order(self.outputs)
+        self.order = graph.ancestors_in_order(_outputs_by_reach(graph, self.outputs))
         input_set = set(self.inputs)
         for node in self.order:
             data = graph.nodes[node]
@@ -217,8 +220,10 @@ class SourceGenerator:
         self._scattered = set()     # index_grad nodes whose arrays exist already
         self.augment = not scalar   # write `a *= b` for an operand dying there (off when tracing)
         self.in_place = True        # arrays can be updated through views (not in the array API)
+        self.boolean_masks = True   # a step read by products may be a mask (Op.numpy_mask)
         self.tracing = False        # source(trace=True): every value kept for the caller
         self._handed_on = set()     # nodes whose name and array a later node took over
+        self._masks = set()         # nodes given as boolean masks (Op.numpy_mask)
 
     def dim(self, name):
         if name not in self._dims:
@@ -296,6 +301,7 @@ class SourceGenerator:
         dying = {}              # statement index -> names of owned arrays last used there
         lines = []
         self._scatter = self._scatter_targets(steps) if self.workspace else {}
+        self._masks = self._mask_values(steps)
         for k, step in enumerate(steps):
             if isinstance(step, int):
                 fresh = self._node_statements(step, k, owned, last_use, lines)
@@ -312,6 +318,36 @@ class SourceGenerator:
                         slot = self.slot_of.pop(node)
                         self._free_slots.setdefault(self.slot_shapes[slot], []).append(slot)
         return lines
+
+    def _mask_values(self, steps):
+        """The values given as boolean masks (Op.numpy_mask): not outputs, not scalars, each
+        read only by products of its own with a floating array. Not in a trace, which shows every
+        value as the graph has it."""
+        if not self.boolean_masks or self.scalar or self.tracing:
+            return set()
+        nodes = self.graph.nodes
+        readers = {}
+        for step in steps:
+            for operand in self._step_operands(step):
+                readers.setdefault(operand, []).append(step)
+        masks = set()
+        for step in steps:
+            if not isinstance(step, int) or step in self.outputs or nodes[step]["shape"] == () \
+                    or OPS[nodes[step]["op"]].numpy_mask is None:
+                continue
+            if all(self._multiplies_a_float(reader, step) for reader in readers.get(step, ())):
+                masks.add(step)
+        return masks
+
+    def _multiplies_a_float(self, step, mask):
+        """Whether ``step`` is a product of ``mask`` with another value, a floating one that is
+        not a mask itself (two masks multiply as booleans)."""
+        nodes = self.graph.nodes
+        if not isinstance(step, int) or nodes[step]["op"] != "multiply":
+            return False
+        other = [operand for operand in nodes[step]["inputs"] if operand != mask]
+        return (len(other) == 1 and self.operand_dtype(other[0]) in ("float32", "float64")
+                and OPS[nodes[other[0]]["op"]].numpy_mask is None)
 
     def _scatter_targets(self, steps):
         """{value: index_grad node} where the op computing a cotangent can write it straight into
@@ -407,6 +443,13 @@ class SourceGenerator:
             self.names[node] = self.new_name(node)
             return self._into_the_slice(node, EmitContext(self, node, args),
                                         _LazyLiterals(data["attrs"]), lines)
+        if node in self._masks:
+            self.names[node] = self.new_name(node)
+            statements = OPS[data["op"]].numpy_mask(EmitContext(self, node, args))
+            self.statements[node] = statements
+            comment = self._comment(data)
+            lines.extend(statement + comment for statement in statements)
+            return (node,)
         buffer = self._reusable_buffer(node, k, owned, last_use)
         if buffer is not None and self._update_in_place(node, data, args, buffer, lines):
             return (node,)
@@ -583,7 +626,7 @@ class SourceGenerator:
                 continue
             operand_data = self.graph.nodes[operand]
             name = self.names.get(operand)
-            if (operand in owned and last_use.get(operand) == k
+            if (operand in owned and last_use.get(operand) == k and operand not in self._masks
                     and operand_data["shape"] == data["shape"]
                     and operand_data["dtype"] == data["dtype"]):
                 if operand in self.slot_of:
@@ -638,6 +681,22 @@ class SourceGenerator:
             lines.append("    _sg_give(_sg_ws)")
         lines.append(f"    return {', '.join(returned)}" + ("," if len(returned) == 1 else ""))
         return "\n".join(lines) + "\n"
+
+
+def _outputs_by_reach(graph, outputs):
+    """The outputs in the order their statements are emitted: values in the caller's order, then
+    derivatives, those needing fewer nodes first (stable). The forward pass is then done before
+    any cotangent exists, and a reverse-mode gradient comes out in backpropagation's order, each
+    parameter's gradient as soon as the cotangent it reads is complete: for [loss, dW1, dW2, dW3],
+    dW3, dW2, then dW1, so that each layer's cotangent dies before the next one is made.
+    Counting reaches walks each derivative's ancestors: past REACH_ORDER_LIMIT outputs the
+    caller's order stands, and the cost stays linear in the graph."""
+    if len(outputs) < 2 or len(outputs) > REACH_ORDER_LIMIT:
+        return outputs
+    nodes = graph.nodes
+    key = {node: (1, len(graph.ancestors_in_order([node]))) if nodes[node]["derivative"]
+           else (0, 0) for node in set(outputs)}
+    return sorted(outputs, key=key.__getitem__)
 
 
 def _workspace_pool(shapes):

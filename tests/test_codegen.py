@@ -895,3 +895,71 @@ def test_a_count_taken_at_call_time_keeps_a_float32_gradient_float32():
     value, gradient = sg.compile([f, sg.grad(f, x)], inputs=[x])(np.ones((4, 3), np.float32))
     assert value.dtype == gradient.dtype == np.float32
     np.testing.assert_allclose(gradient, np.full((4, 3), np.cos(1.0) / 12.0), rtol=1e-6)
+
+
+def relu_backward_reference(x, g):
+    """g times relu's derivative under symgrad's convention, written out entry by entry:
+    1 above 0, 0 below, 1/2 at a tie (either zero), nan at nan."""
+    step = np.where(x > 0.0, 1.0, np.where(x < 0.0, 0.0, np.where(x == 0.0, 0.5, np.nan)))
+    return g * step
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_relu_derivative_read_by_a_product_is_a_boolean_mask_with_exact_ties(dtype):
+    x, g = sg.var("x", shape=(4, 5), dtype=dtype), sg.var("g", shape=(4, 5), dtype=dtype)
+    fn = sg.compile(sg.vjp(sg.relu(x), x, g), inputs=[x, g])
+    # the mask, as a hand writes g *= x > 0; the floating step only when an entry is 0 or nan
+    assert "x > 0.0" in fn.source and "np.count_nonzero" in fn.source, fn.source
+    rng = np.random.default_rng(3)
+    at, cotangent = rng.standard_normal((2, 4, 5)).astype(dtype)
+    got = fn(at, cotangent)
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got, relu_backward_reference(at, cotangent))
+    for special in ([0.0], [-0.0], [np.nan], [0.0, np.nan, -0.0, np.inf, -np.inf]):
+        tied = at.copy()
+        tied.flat[:len(special)] = special
+        got = fn(tied, cotangent)
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got, relu_backward_reference(tied, cotangent))
+
+
+def test_a_step_is_floating_wherever_it_is_read():
+    x = sg.var("x", shape=(3,))
+    at = np.array([-1.0, 0.0, 2.0])
+    for outputs, want in (
+            # an output: the caller gets the step's floats
+            (lambda: sg.grad(sg.sum(sg.relu(x)), x), [0.0, 0.5, 1.0]),
+            # a product of two steps (clip's two kinks) multiplies floats, not booleans
+            (lambda: sg.grad(sg.sum(sg.minimum(sg.maximum(x, -1.0), 1.5)), x), [0.5, 1.0, 0.0]),
+            # a step times a number is a mask, made floating by the product
+            (lambda: sg.grad(sg.sum(sg.minimum(x, 0.0) * 3.0), x), [3.0, 1.5, 0.0])):
+        with sg.use_graph():
+            x = sg.var("x", shape=(3,))
+            got = sg.compile(outputs(), inputs=[x])(at)
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_gradient_comes_out_in_backpropagations_order():
+    # [loss, dW1, dW2]: the loss, then dW2 (its cotangent is made first), then dW1, so each
+    # layer's cotangent dies before the next is made; the caller gets the order asked for
+    rng = np.random.default_rng(0)
+    X = sg.var("X", shape=(6, 4))
+    W1, W2 = sg.var("W1", shape=(4, 5)), sg.var("W2", shape=(5, 2))
+    loss = sg.sum(sg.tanh(sg.tanh(X @ W1) @ W2) ** 2)
+    fn = sg.compile([loss, *sg.grad(loss, [W1, W2])], inputs=[X, W1, W2])
+    lines = fn.source.splitlines()
+    assigned = [next(k for k, line in enumerate(lines) if line.lstrip().startswith(name + " "))
+                for name in ("d_out_d_W2", "d_out_d_W1")]
+    assert assigned == sorted(assigned), fn.source
+    args = [rng.standard_normal(v.shape) for v in (X, W1, W2)]
+    value, dW1, dW2 = fn(*args)
+    assert dW1.shape == (4, 5) and dW2.shape == (5, 2)
+    # central differences, entry by entry
+    f = sg.compile(loss, inputs=[X, W1, W2])
+    for k, gradient in ((1, dW1), (2, dW2)):
+        for index in np.ndindex(gradient.shape):
+            up, down = [a.copy() for a in args], [a.copy() for a in args]
+            up[k][index] += 1e-6
+            down[k][index] -= 1e-6
+            assert abs((f(*up) - f(*down)) / 2e-6 - gradient[index]) < 1e-6

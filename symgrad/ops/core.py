@@ -57,6 +57,11 @@ class Op:
                 every ordered op the split decides simplifies, and the arithmetic after it
                 (codegen.generate_scalar); zero and nan take the general code. None for every
                 other op.
+    numpy_mask: for an op whose values are 0 and 1 almost everywhere (the unit step), an emitter
+                of statements giving ``ctx.out`` as a boolean mask standing for those values,
+                with the exact floating value where an entry is neither; codegen uses it when
+                every reader multiplies the value by a floating array, for which True and False
+                are 1.0 and 0.0. None for every other op.
     """
 
     name: str
@@ -71,6 +76,7 @@ class Op:
     numpy_into: str | Callable | None = None
     into_positions: tuple | None = None
     ordered: tuple | None = None
+    numpy_mask: Callable | None = None
 
     @property
     def step(self):
@@ -115,12 +121,13 @@ def same_dtype(dtypes, **attrs):
 
 
 def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=None,
-          nondifferentiable=(), scalar=None, numpy_into=None, into_positions=None, ordered=None):
+          nondifferentiable=(), scalar=None, numpy_into=None, into_positions=None, ordered=None,
+          numpy_mask=None):
     """Register a primitive; see Op for the meaning of each field."""
     if name in OPS:
         raise SymgradError(f"op {name!r} is already defined")
     OPS[name] = Op(name, arity, shape, numpy, vjp, dtype, simplify, tuple(nondifferentiable),
-                   scalar, numpy_into, into_positions, ordered)
+                   scalar, numpy_into, into_positions, ordered, numpy_mask)
     return OPS[name]
 
 
