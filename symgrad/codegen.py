@@ -191,7 +191,8 @@ class SourceGenerator:
                 or str(function_name).startswith("__"):
             raise SymgradError(f"function name {function_name!r} is reserved")
         self.function_name = _check_name(function_name, "function name")
-        self.order = graph.ancestors_in_order(_outputs_by_reach(graph, self.outputs))
+        self.order = graph.ancestors_in_order(_outputs_by_reach(graph, self.outputs),
+                                              visit_last=self._an_array_of_inputs_alone)
         input_set = set(self.inputs)
         for node in self.order:
             data = graph.nodes[node]
@@ -224,6 +225,17 @@ class SourceGenerator:
         self.tracing = False        # source(trace=True): every value kept for the caller
         self._handed_on = set()     # nodes whose name and array a later node took over
         self._masks = set()         # nodes given as boolean masks (Op.numpy_mask)
+
+    def _an_array_of_inputs_alone(self, node):
+        """Whether ``node`` is an array computed from inputs and constants alone. Such a value
+        is computed just before its first reader, after the reader's other operands: computed
+        ahead of them, it would be held while they are made and have left the cache when read
+        (a weight decay's 2 c W, made before the whole backward pass its gradient waits for). A
+        number costs nothing to hold and keeps its place."""
+        nodes = self.graph.nodes
+        data = nodes[node]
+        return data["shape"] != () and data["op"] not in ("var", "const") and all(
+            nodes[i]["op"] in ("var", "const") for i in data["inputs"])
 
     def dim(self, name):
         if name not in self._dims:
@@ -284,6 +296,8 @@ class SourceGenerator:
         """One statement per step; an array operand is released (``del``) right after its last
         use, and a sum whose left operand dies there accumulates into that operand's buffer."""
         steps = self.steps()
+        self._masks = self._mask_values(steps)
+        steps = self._masks_after_their_operands(steps)
         last_use = {}
         for k, step in enumerate(steps):
             for operand in self._step_operands(step):
@@ -301,7 +315,6 @@ class SourceGenerator:
         dying = {}              # statement index -> names of owned arrays last used there
         lines = []
         self._scatter = self._scatter_targets(steps) if self.workspace else {}
-        self._masks = self._mask_values(steps)
         for k, step in enumerate(steps):
             if isinstance(step, int):
                 fresh = self._node_statements(step, k, owned, last_use, lines)
@@ -338,6 +351,29 @@ class SourceGenerator:
             if all(self._multiplies_a_float(reader, step) for reader in readers.get(step, ())):
                 masks.add(step)
         return masks
+
+    def _masks_after_their_operands(self, steps):
+        """``steps`` with each mask moved to just after the step computing its operand. A mask
+        costs a byte an entry to keep, and its operand is then free for its other readers: the
+        last of them can take its buffer (a ReLU's pre-activation becomes its activation, in
+        place) or release it, where otherwise the operand would live until the backward pass
+        reads it. An operand computed inside a group of steps (symgrad.fuse) keeps its mask
+        where it was."""
+        nodes = self.graph.nodes
+        position = {step: k for k, step in enumerate(steps) if isinstance(step, int)}
+        following = {}      # step -> the masks moved right after it
+        for step in steps:
+            if step in self._masks and nodes[step]["inputs"][0] in position:
+                following.setdefault(nodes[step]["inputs"][0], []).append(step)
+        if not following:
+            return steps
+        moved = {mask for masks in following.values() for mask in masks}
+        reordered = []
+        for step in steps:
+            if step not in moved:
+                reordered.append(step)
+                reordered.extend(following.get(step, ()))
+        return reordered
 
     def _multiplies_a_float(self, step, mask):
         """Whether ``step`` is a product of ``mask`` with another value, a floating one that is

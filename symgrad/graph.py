@@ -218,22 +218,31 @@ class Graph(nx.DiGraph):
 
     # -- walking ----------------------------------------------------------------------------------
 
-    def ancestors_in_order(self, roots):
-        """The roots and everything they depend on, each after its inputs (iterative DFS)."""
+    def ancestors_in_order(self, roots, visit_last=None):
+        """The roots and everything they depend on, each after its inputs (iterative DFS, a
+        node's operands in their order, except that those ``visit_last(operand)`` holds for
+        come after the others: they are computed just before the node reading them)."""
         nodes = self._node
         seen = set()
         order = []
+
+        def operands(node):
+            inputs = nodes[node]["inputs"]
+            if visit_last is None or len(inputs) < 2:
+                return iter(inputs)
+            return iter(sorted(inputs, key=visit_last))     # stable: False before True
+
         for root in roots:
             if root in seen:
                 continue
             seen.add(root)
-            stack = [(root, iter(nodes[root]["inputs"]))]
+            stack = [(root, operands(root))]
             while stack:
                 node, pending = stack[-1]
                 for operand in pending:
                     if operand not in seen:
                         seen.add(operand)
-                        stack.append((operand, iter(nodes[operand]["inputs"])))
+                        stack.append((operand, operands(operand)))
                         break
                 else:
                     stack.pop()
