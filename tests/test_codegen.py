@@ -963,3 +963,42 @@ def test_a_gradient_comes_out_in_backpropagations_order():
             up[k][index] += 1e-6
             down[k][index] -= 1e-6
             assert abs((f(*up) - f(*down)) / 2e-6 - gradient[index]) < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(700, 300), (300_001,)])
+def test_a_large_sum_with_a_term_of_inputs_alone_is_made_in_blocks_of_rows(shape):
+    # shapes whose rows do not divide into whole blocks: the last block is shorter
+    rng = np.random.default_rng(4)
+    x_, y_, w_ = (rng.standard_normal(shape) for _ in range(3))
+    forms = {   # the term on either side of a sum, subtracted, and an expression reading it
+        "g + c w": (lambda g, w: g + 2e-4 * w, lambda g, w: g + 2e-4 * w, True),
+        "c w + g": (lambda g, w: 2e-4 * w + g, lambda g, w: 2e-4 * w + g, True),
+        "g - w^2": (lambda g, w: g - w ** 2, lambda g, w: g - np.square(w), True),
+        "c w - g": (lambda g, w: 2e-4 * w - g, lambda g, w: 2e-4 * w - g, False)}
+    for name, (build, reference, in_blocks) in forms.items():
+        with sg.use_graph():
+            x, y, w = (sg.var(v, shape=shape) for v in ("x", "y", "w"))
+            fn = sg.compile(build(sg.sin(x) * y, w), inputs=[x, y, w])
+        assert ("in blocks of rows" in fn.source) == in_blocks, (name, fn.source)
+        first = fn(x_, y_, w_)
+        # element for element the same operations as NumPy's whole-array ones
+        np.testing.assert_array_equal(first, reference(np.sin(x_) * y_, w_), err_msg=name)
+        kept = first.copy()
+        second = fn(x_, 2.0 * y_, w_)      # a later call leaves the first result alone
+        np.testing.assert_array_equal(first, kept, err_msg=name)
+        np.testing.assert_array_equal(second, reference(np.sin(x_) * 2.0 * y_, w_), err_msg=name)
+
+
+def test_a_sum_in_blocks_names_its_loop_apart_and_writes_a_new_array_when_it_cannot_take_one():
+    rng = np.random.default_rng(5)
+    a_, b_ = rng.standard_normal((2, 600, 400))
+    # inputs named like the loop's variables
+    rows, block = sg.var("rows", shape=(600, 400)), sg.var("block", shape=(600, 400))
+    fn = sg.compile(sg.tanh(rows) + 3.0 * block, inputs=[rows, block])
+    assert "in blocks of rows" in fn.source
+    np.testing.assert_array_equal(fn(a_, b_), np.tanh(a_) + 3.0 * b_)
+    # the other operand a view (a transpose) of an array: the blocks go into a new array
+    s = sg.var("s", shape=(400, 600))
+    fn = sg.compile(sg.transpose(sg.tanh(rows)) + 0.5 * s, inputs=[rows, s])
+    assert "in blocks of rows" in fn.source and "np.empty((400, 600))" in fn.source, fn.source
+    np.testing.assert_array_equal(fn(a_, b_.T.copy()), np.tanh(a_).T + 0.5 * b_.T)
