@@ -348,8 +348,9 @@ class SourceGenerator:
 
     def _blocked_sums(self, steps):
         """{sum: term} for the sums made in blocks of rows (BLOCKED_SUM_MIN): a float64 sum or
-        difference, not written into a slice, of an array computed here and a term that is an
-        element-wise op (Op.scalar) on inputs of the sum's shape and numbers, read only there.
+        difference, not written into a slice, of an array of its shape computed here (not one
+        broadcast) and a term that is an element-wise op (Op.scalar) on inputs of the sum's
+        shape and numbers, read only there.
         Off where there is no workspace (a trace, the fast path) or no update through a view."""
         if not self.workspace or not self.in_place or not self.float64_only:
             return {}
@@ -368,6 +369,8 @@ class SourceGenerator:
             for term, other in ((second, first), (first, second))[:2 if data["op"] == "add" else 1]:
                 if term != other and term in steps_here and readers[term] == 1 \
                         and term not in self.outputs and nodes[other]["op"] not in ("var", "const") \
+                        and nodes[other]["shape"] == data["shape"] \
+                        and nodes[other]["dtype"] == "float64" \
                         and self._elementwise_on_inputs(term, data["shape"]):
                     blocked[step] = term
                     break
@@ -414,7 +417,7 @@ class SourceGenerator:
         ctx.into = attrs["out"] = f"_sg_ws[{slot}][{block}]"
         made = _statements(OPS[nodes[term]["op"]].numpy_into, ctx, attrs)
         comment = self._comment(data)
-        taken = (other in owned and last_use.get(other) == k and nodes[other]["dtype"] == "float64"
+        taken = (other in owned and last_use.get(other) == k
                  and (other not in self.slot_of or node not in self.outputs))
         self.names[node] = self.new_name(node)
         if taken:

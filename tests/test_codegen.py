@@ -1002,3 +1002,8 @@ def test_a_sum_in_blocks_names_its_loop_apart_and_writes_a_new_array_when_it_can
     fn = sg.compile(sg.transpose(sg.tanh(rows)) + 0.5 * s, inputs=[rows, s])
     assert "in blocks of rows" in fn.source and "np.empty((400, 600))" in fn.source, fn.source
     np.testing.assert_array_equal(fn(a_, b_.T.copy()), np.tanh(a_).T + 0.5 * b_.T)
+    # an operand broadcast against the term (a bias row) has no rows of its own: a whole sum
+    bias = sg.var("bias", shape=(400,))
+    fn = sg.compile(sg.tanh(bias) + 0.5 * block, inputs=[bias, block])
+    assert "in blocks of rows" not in fn.source, fn.source
+    np.testing.assert_array_equal(fn(a_[0], b_), np.tanh(a_[0]) + 0.5 * b_)
