@@ -409,7 +409,7 @@ class SourceGenerator:
         if self._block_names is None:     # the loops' variables, one pair for every loop
             self._block_names = self.namer.claim("rows"), self.namer.claim("block")
         rows, block = self._block_names
-        args = [f"{self.names[i]}[{rows}]" if nodes[i]["shape"] == shape else self._operand(i)
+        args = [f"{self._operand(i)}[{rows}]" if nodes[i]["shape"] == shape else self._operand(i)
                 for i in nodes[term]["inputs"]]
         self.names[term] = self.new_name(term)
         ctx = EmitContext(self, term, args)
@@ -425,9 +425,9 @@ class SourceGenerator:
                 self.slot_of[node] = self.slot_of.pop(other)
             update = (f"{self.names[other]}[{rows}] {'+' if data['op'] == 'add' else '-'}= "
                       f"{self.names[term]}")
-        else:
+        else:       # a value held elsewhere, or computed at compile time (a constant's name)
             lines.append(f"{self.names[node]} = np.empty({shape!r}){comment}")
-            update = (f"np.{data['op']}({self.names[other]}[{rows}], {self.names[term]}, "
+            update = (f"np.{data['op']}({self._operand(other)}[{rows}], {self.names[term]}, "
                       f"out={self.names[node]}[{rows}])")
         lines.append(f"for {rows}, {block} in {self._namespace_constant(blocks)}:"
                      f"  # in blocks of rows, each made and added while in cache")
@@ -458,8 +458,10 @@ class SourceGenerator:
     def _mask_values(self, steps):
         """The values given as boolean masks (Op.numpy_mask): not outputs, not scalars, each
         read only by products of its own with a floating array. Not in a trace, which shows every
-        value as the graph has it."""
-        if not self.boolean_masks or self.scalar or self.tracing:
+        value as the graph has it, and only when every input is float64: with float32 ones a
+        number meeting a float32 array keeps float32 at run time, where the graph may say
+        float64, so a product's dtype could change with the mask."""
+        if not self.boolean_masks or self.scalar or self.tracing or not self.float64_only:
             return set()
         nodes = self.graph.nodes
         readers = {}
@@ -499,14 +501,16 @@ class SourceGenerator:
         return reordered
 
     def _multiplies_a_float(self, step, mask):
-        """Whether ``step`` is a product of ``mask`` with another value, a floating one that is
-        not a mask itself (two masks multiply as booleans)."""
+        """Whether ``step`` is a float64 product of ``mask`` with another float64 value, not a
+        mask itself (two masks multiply as booleans; a float32 constant would make the product
+        float32)."""
         nodes = self.graph.nodes
-        if not isinstance(step, int) or nodes[step]["op"] != "multiply":
+        if not isinstance(step, int) or nodes[step]["op"] != "multiply" \
+                or nodes[step]["dtype"] != "float64":
             return False
         other = [operand for operand in nodes[step]["inputs"] if operand != mask]
-        return (len(other) == 1 and self.operand_dtype(other[0]) in ("float32", "float64")
-                and OPS[nodes[other[0]]["op"]].numpy_mask is None)
+        return (len(other) == 1 and OPS[nodes[other[0]]["op"]].numpy_mask is None
+                and self.operand_dtype(other[0]) == "float64")
 
     def _scatter_targets(self, steps):
         """{value: index_grad node} where the op computing a cotangent can write it straight into
