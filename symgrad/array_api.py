@@ -201,10 +201,17 @@ class ArrayNamespace:
         return self.xp.concat(list(arrays), axis=axis)
 
     def zeros(self, shape, dtype=None):
-        return self.xp.zeros(tuple(shape), dtype=dtype or self.xp.float64, device=self.device)
+        return self.xp.zeros(tuple(shape), dtype=self._dtype(dtype), device=self.device)
 
     def empty(self, shape, dtype=None):
-        return self.xp.empty(tuple(shape), dtype=dtype or self.xp.float64, device=self.device)
+        return self.xp.empty(tuple(shape), dtype=self._dtype(dtype), device=self.device)
+
+    def _dtype(self, dtype):
+        """The library's dtype for a ``dtype=`` of the emitted code: ``np.float32`` there is this
+        namespace's float32, a function making scalars (``np.float32(2.5)``); None is float64."""
+        if dtype is None or dtype is self.float64:
+            return self.xp.float64
+        return self.xp.float32 if dtype is self.float32 else dtype
 
     def eye(self, n):
         return self.xp.eye(n, dtype=self.xp.float64, device=self.device)

@@ -431,3 +431,16 @@ def test_pytorch_where_installed():
     got = array_fn(*(torch.asarray(a) for a in args))
     assert all(isinstance(g, torch.Tensor) for g in got)
     assert_same([g.numpy() for g in got], numpy_fn(*args))
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_a_float32_zero_gradient_is_made_in_float32(library):
+    # zeros_like of a float32 operand is np.zeros(..., dtype=np.float32), where np.float32 is
+    # the namespace's scalar maker (it raised TypeError in the library's zeros)
+    x = sg.var("x", shape=(3,), dtype="float32")
+    outputs = [sg.grad(sg.sum(sg.stop_gradient(x) * 2.0), x, disconnected="zero"),
+               sg.hvp(sg.sum(x * 3.0), x, x)]
+    got = check(outputs, [x], [np.array([1.0, -2.0, 0.0], np.float32)], library)
+    for gradient in got:
+        assert gradient.dtype == np.float32
+        np.testing.assert_array_equal(gradient, np.zeros(3, np.float32))
