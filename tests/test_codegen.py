@@ -1036,3 +1036,17 @@ def test_review_regressions_of_masks_and_sums_in_blocks():
     np.testing.assert_array_equal(fn(w_, a_), np.sin(a_) + w_ * 2.0)
     fn = sg.compile(sg.sin(sg.const(np.ones(shape))) + W * 3.0, inputs=[W])
     np.testing.assert_array_equal(fn(w_), np.sin(np.ones(shape)) + w_ * 3.0)
+
+
+def test_a_float32_gradient_seeded_by_a_number_stays_float32():
+    # the seed of a sum's gradient is a number broadcast to the operand's shape: written as a
+    # Python literal it broadcast as float64 (x - x cancels: only seeds remain)
+    for shape, at in (((3,), np.ones(3, np.float32)), (("k",), np.ones(4, np.float32))):
+        with sg.use_graph():
+            x = sg.var("x", shape=shape, dtype="float32")
+            for gradient, want in ((sg.grad(sg.sum(x - x), x), 0.0),
+                                   (sg.grad(sg.sum(x * 2.0), x), 2.0)):
+                for optimize in (True, False):
+                    got = sg.compile(gradient, inputs=[x], optimize=optimize)(at)
+                    assert got.dtype == np.float32, (shape, want, optimize)
+                    np.testing.assert_array_equal(got, np.full(at.shape, want, np.float32))

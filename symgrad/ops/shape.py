@@ -88,10 +88,13 @@ def _broadcast_shape(shapes, **_):
 
 
 def _emit_broadcast(ctx):
+    x = ctx.args[0]
+    if ctx.dtypes[0] == "float32" and not x.isidentifier():
+        x = f"np.float32({x})"      # a number written as a literal broadcasts as float64
     if static_shape(ctx.shape):
-        return f"np.broadcast_to({ctx.args[0]}, {literal(ctx.shape)})"
-    return (f"np.broadcast_to({ctx.args[0]}, "
-            f"np.broadcast_shapes(np.shape({ctx.args[0]}), np.shape({ctx.args[1]})))")
+        return f"np.broadcast_to({x}, {literal(ctx.shape)})"
+    return (f"np.broadcast_to({x}, "
+            f"np.broadcast_shapes(np.shape({x}), np.shape({ctx.args[1]})))")
 
 
 def _broadcast_vjp(g, out, x, like):
