@@ -12,7 +12,6 @@ import numbers
 import os
 import re
 import string
-from collections import Counter
 
 import numpy as np
 
@@ -303,7 +302,11 @@ class SourceGenerator:
         """One statement per step; an array operand is released (``del``) right after its last
         use, and a sum whose left operand dies there accumulates into that operand's buffer."""
         steps = self.steps()
-        self._masks = self._mask_values(steps)
+        readers = {}            # operand -> the steps reading it, once per reading
+        for step in steps:
+            for operand in self._step_operands(step):
+                readers.setdefault(operand, []).append(step)
+        self._masks = self._mask_values(steps, readers)
         steps = self._masks_after_their_operands(steps)
         last_use = {}
         for k, step in enumerate(steps):
@@ -321,8 +324,8 @@ class SourceGenerator:
         owned = set()           # nodes whose value is a fresh array no one else holds
         dying = {}              # statement index -> names of owned arrays last used there
         lines = []
-        self._scatter = self._scatter_targets(steps) if self.workspace else {}
-        blocked = self._blocked_sums(steps)     # sum -> its term made in blocks
+        self._scatter = self._scatter_targets(steps, readers) if self.workspace else {}
+        blocked = self._blocked_sums(steps, readers)    # sum -> its term made in blocks
         terms = set(blocked.values())
         for k, step in enumerate(steps):
             made = []
@@ -346,7 +349,7 @@ class SourceGenerator:
                         self._free_slots.setdefault(self.slot_shapes[slot], []).append(slot)
         return lines
 
-    def _blocked_sums(self, steps):
+    def _blocked_sums(self, steps, readers):
         """{sum: term} for the sums made in blocks of rows (BLOCKED_SUM_MIN): a float64 sum or
         difference, not written into a slice, of an array of its shape computed here (not one
         broadcast) and a term that is an element-wise op (Op.scalar) on inputs of the sum's
@@ -355,7 +358,6 @@ class SourceGenerator:
         if not self.workspace or not self.in_place or not self.float64_only:
             return {}
         nodes = self.graph.nodes
-        readers = Counter(operand for step in steps for operand in self._step_operands(step))
         steps_here = {step for step in steps if isinstance(step, int)}
         blocked = {}
         for step in steps_here:
@@ -367,7 +369,7 @@ class SourceGenerator:
             first, second = data["inputs"]
             # first - term, or either order of a sum (exactly commutative in floating point)
             for term, other in ((second, first), (first, second))[:2 if data["op"] == "add" else 1]:
-                if term != other and term in steps_here and readers[term] == 1 \
+                if term != other and term in steps_here and len(readers[term]) == 1 \
                         and term not in self.outputs and nodes[other]["op"] not in ("var", "const") \
                         and nodes[other]["shape"] == data["shape"] \
                         and nodes[other]["dtype"] == "float64" \
@@ -455,7 +457,7 @@ class SourceGenerator:
         self.namespace[name] = value
         return name
 
-    def _mask_values(self, steps):
+    def _mask_values(self, steps, readers):
         """The values given as boolean masks (Op.numpy_mask): not outputs, not scalars, each
         read only by products of its own with a floating array. Not in a trace, which shows every
         value as the graph has it, and only when every input is float64: with float32 ones a
@@ -464,10 +466,6 @@ class SourceGenerator:
         if not self.boolean_masks or self.scalar or self.tracing or not self.float64_only:
             return set()
         nodes = self.graph.nodes
-        readers = {}
-        for step in steps:
-            for operand in self._step_operands(step):
-                readers.setdefault(operand, []).append(step)
         masks = set()
         for step in steps:
             if not isinstance(step, int) or step in self.outputs or nodes[step]["shape"] == () \
@@ -512,14 +510,10 @@ class SourceGenerator:
         return (len(other) == 1 and OPS[nodes[other[0]]["op"]].numpy_mask is None
                 and self.operand_dtype(other[0]) == "float64")
 
-    def _scatter_targets(self, steps):
+    def _scatter_targets(self, steps, readers):
         """{value: index_grad node} where the op computing a cotangent can write it straight into
         the slice of the zeros its only reader, an index_grad of static shape, starts from: one
         pass instead of an array and a copy (slicing's gradient, as a careful hand writes it)."""
-        readers = {}
-        for step in steps:
-            for operand in self._step_operands(step):
-                readers.setdefault(operand, []).append(step)
         targets = {}
         for step in steps:
             if not isinstance(step, int) or self.graph.nodes[step]["op"] != "index_grad":
