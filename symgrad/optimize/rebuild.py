@@ -60,23 +60,23 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
 
     def readers(expr):
         return copy_uses[expr.node]
+
+    def place(node, copy):
+        mapping[node] = copy
+        copy_uses[copy] += uses[node]
     with target.lock:
         for node in inputs:
             data = source.nodes[node]
-            mapping[node] = target.variable(data["attrs"]["name"], data["shape"], data["dtype"])
-            copy_uses[mapping[node]] += uses[node]
+            place(node, target.variable(data["attrs"]["name"], data["shape"], data["dtype"]))
         for node in needed:
             if node in mapping:
                 continue
             data = source.nodes[node]
             if data["op"] == "var":
-                mapping[node] = target.variable(data["attrs"]["name"], data["shape"],
-                                                data["dtype"])
-                copy_uses[mapping[node]] += uses[node]
+                place(node, target.variable(data["attrs"]["name"], data["shape"], data["dtype"]))
                 continue
             if data["op"] == "const":
-                mapping[node] = const(data["value"], target).node
-                copy_uses[mapping[node]] += uses[node]
+                place(node, const(data["value"], target).node)
                 continue
             operands = [Expr(target, mapping[i]) for i in data["inputs"]]
             # a node the user built on a derivative keeps its order without becoming one
@@ -93,8 +93,7 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
                         break
                 if result is None:
                     result = apply(data["op"], *operands, **data["attrs"])
-            mapping[node] = result.node
-            copy_uses[result.node] += uses[node]
+            place(node, result.node)
             name = source.readable_name(node) if data["derivative"] else None
             if name and result.node not in target.name_hints:
                 target.name_hints[result.node] = name
