@@ -442,6 +442,13 @@ class SourceGenerator:
         self._free_slots.setdefault(block_shape, []).append(slot)
         return (node, term)
 
+    def _record(self, node, statements, lines):
+        """Keep ``node``'s statements (for the table and pictures) and emit them, each with the
+        node's comment."""
+        self.statements[node] = statements
+        comment = self._comment(self.graph.nodes[node])
+        lines.extend(statement + comment for statement in statements)
+
     def _slot_of_shape(self, shape):
         """A workspace slot for an array of ``shape``: a free one, or a new one."""
         free = self._free_slots.get(tuple(shape))
@@ -597,10 +604,7 @@ class SourceGenerator:
                                         _LazyLiterals(data["attrs"]), lines)
         if node in self._masks:
             self.names[node] = self.new_name(node)
-            statements = OPS[data["op"]].numpy_mask(EmitContext(self, node, args))
-            self.statements[node] = statements
-            comment = self._comment(data)
-            lines.extend(statement + comment for statement in statements)
+            self._record(node, OPS[data["op"]].numpy_mask(EmitContext(self, node, args)), lines)
             return (node,)
         buffer = self._reusable_buffer(node, k, owned, last_use)
         if buffer is not None and self._update_in_place(node, data, args, buffer, lines):
@@ -613,10 +617,7 @@ class SourceGenerator:
         if buffer is not None:
             ctx.into = attrs["out"] = buffer
             emitter = OPS[data["op"]].numpy_into
-        statements = _statements(emitter, ctx, attrs)
-        self.statements[node] = statements
-        comment = self._comment(data)
-        lines.extend(statement + comment for statement in statements)
+        self._record(node, _statements(emitter, ctx, attrs), lines)
         if self.scalar:
             return ()               # floats: nothing to release, nothing to reuse
         if data["shape"] != () and (data["op"] in FRESH_OPS or buffer is not None):
@@ -717,10 +718,8 @@ class SourceGenerator:
     def _into_the_slice(self, node, ctx, attrs, lines):
         """Emit ``node`` straight into the slice of its index_grad reader's zeros."""
         ctx.into = attrs["out"] = self._scatter_view(node, lines)
-        statements = _statements(OPS[self.graph.nodes[node]["op"]].numpy_into, ctx, attrs)
-        self.statements[node] = statements
-        comment = self._comment(self.graph.nodes[node])
-        lines.extend(statement + comment for statement in statements)
+        self._record(node, _statements(OPS[self.graph.nodes[node]["op"]].numpy_into, ctx, attrs),
+                     lines)
         return (node,)      # a view of the reader's array: released after its one use
 
     def new_name(self, node):
