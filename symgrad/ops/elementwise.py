@@ -371,7 +371,19 @@ def _scalar_power(base, exponent):
 def _power_base_vjp(g, out, x, y):
     if x.op == "const":
         return None         # no gradient is asked of a constant: build nothing for it
-    return _to_input(g * (y * x ** (y - 1.0)), out, x)
+    # x ** 0 is 1 at every x, 0 and nan included, so a zero exponent's term y x ** (y - 1) must be
+    # 0 there, not 0 * x ** -1 (nan at x = 0): its x ** (y - 1) is taken as x ** 0 instead
+    exponent = constant_value(y)
+    if exponent is not None:
+        if not exponent.any():
+            return None
+        lowered = const(np.where(exponent == 0, 0.0, exponent - 1.0).astype(exponent.dtype),
+                        y.graph)
+        return _to_input(g * (y * x ** lowered), out, x)
+    # an exponent that varies keeps y - 1 wherever it can, so that the derivative in y of this
+    # term (x ** -1 at y = 0) stays right; only where x and y are both 0 is the base taken as 1
+    base = where(y == 0.0, where(x == 0.0, 1.0, x), x)
+    return _to_input(g * (y * base ** (y - 1.0)), out, x)
 
 
 def _power_exponent_vjp(g, out, x, y):

@@ -82,8 +82,9 @@ def _multiply(a, b):
 
 
 def _coefficients(graph, root, members, leaf_values):
-    """The cluster as exact coefficients in its one variable leaf, lowest degree first, computed
-    bottom-up (never expanding a tree of products term by term); None past MAX_DEGREE."""
+    """Every member of the cluster as exact coefficients in its one variable leaf, lowest degree
+    first, computed bottom-up (never expanding a tree of products term by term); None past
+    MAX_DEGREE."""
     values = dict(leaf_values)
     for node in sorted(members):            # keys ascend in evaluation order
         data = graph.nodes[node]
@@ -106,7 +107,7 @@ def _coefficients(graph, root, members, leaf_values):
         if len(value) - 1 > MAX_DEGREE:
             return None
         values[node] = value
-    return values[root]
+    return values
 
 
 def _leaf_values(graph, leaves):
@@ -162,6 +163,122 @@ def _horner_plan(polynomial):
                 break
             in_u, vanishing = quotient, vanishing + 1
     return HornerPlan(tuple(float(c) for c in in_u.all_coeffs()), True, bool(odd), vanishing)
+
+
+# -- accuracy: a Horner form replaces a cluster only where it provably rounds no worse -------------
+#
+# Expanding a polynomial and evaluating it by Horner's rule can cancel catastrophically where the
+# written form did not: (x - 1000) ** 8 expanded loses every digit near x = 1000. A form is taken
+# only when, at every sample point of the leaf's range, the first-order running error bound of
+# Horner's evaluation (Higham, Accuracy and Stability of Numerical Algorithms, 5.1) is within
+# ACCURACY_FACTOR of what the graph as written can achieve there:
+# - a leaf that is itself a rounded value in a bounded range (tanh, sigmoid, sin, cos) carries a
+#   relative error the cluster cannot undo; the written cluster's own running error bound, plus
+#   the effect of the leaf's rounding |t p'(t)|, is the yardstick;
+# - any other leaf (an input, an unbounded function) may be exact, and the written cluster may be
+#   exact relative to its value (a product of shifts); there Horner must be accurate relative to
+#   |p(t)| itself, which refuses every polynomial with a real root, or a complex one near the axis.
+# The sample points are a grid over the range and the neighbourhoods of the real parts of every
+# root of every polynomial in the cluster, where the written form is most accurate and an
+# expanded one least.
+
+ROUNDED_LEAF_RANGES = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0), "sin": (-1.0, 1.0),
+                       "cos": (-1.0, 1.0)}
+ACCURACY_FACTOR = 16.0
+ROOT_NEIGHBOURHOOD = (0.0, 2.0 ** -40, -2.0 ** -40, 2.0 ** -20, -2.0 ** -20, 2.0 ** -8, -2.0 ** -8)
+
+
+def _sample_points(polynomials, low, high):
+    if np.isfinite(low):
+        grid = [np.linspace(low, high, 129)]
+    else:
+        magnitudes = np.geomspace(1e-8, 1e8, 97)
+        grid = [magnitudes, -magnitudes, [0.0]]
+    roots = set()
+    for coefficients in {tuple(c) for c in polynomials}:
+        if len(coefficients) > 1:
+            roots.update(np.roots([float(c) for c in reversed(coefficients)]).real)
+    near = [r * (1.0 + d) + d for r in roots for d in ROOT_NEIGHBOURHOOD]
+    points = np.concatenate(grid + [np.array(near, dtype=float)])
+    return np.unique(points[np.isfinite(points) & (points >= low) & (points <= high)])
+
+
+def _rounded(value, error):
+    """A value with its running error bound in units of rounding, after one more rounding."""
+    return value, error + np.abs(value)
+
+
+def _plus(a, b, sign=1.0):
+    return _rounded(a[0] + sign * b[0], a[1] + b[1])
+
+
+def _times(a, b):
+    return _rounded(a[0] * b[0], np.abs(a[0]) * b[1] + np.abs(b[0]) * a[1])
+
+
+def _to_the(a, exponent):
+    if exponent == 0:
+        return np.ones_like(a[0]), np.zeros_like(a[0])
+    return _rounded(a[0] ** exponent, exponent * np.abs(a[0]) ** (exponent - 1) * a[1])
+
+
+def _written_bound(graph, members, leaf, t):
+    """The running error bound of the cluster evaluated as the graph writes it."""
+    exact = np.zeros_like(t)
+    values = {leaf: (t, exact)}
+    for node in sorted(members):
+        data = graph.nodes[node]
+        operands = data["inputs"][:1] if data["op"] == "power" else data["inputs"]
+        args = []
+        for operand in operands:
+            if operand not in values:       # a constant leaf (a broadcast seed's scalar)
+                source = graph.nodes[operand]
+                if source["op"] == "broadcast_to_like":
+                    source = graph.nodes[source["inputs"][0]]
+                values[operand] = (np.full_like(t, float(source["value"].reshape(()))), exact)
+            args.append(values[operand])
+        op = data["op"]
+        if op == "add":
+            values[node] = _plus(*args)
+        elif op == "subtract":
+            values[node] = _plus(*args, sign=-1.0)
+        elif op == "multiply":
+            values[node] = _times(*args)
+        elif op == "negative":
+            values[node] = (-args[0][0], args[0][1])
+        else:
+            values[node] = _to_the(args[0], _integer_exponent(graph, node))
+    return values[max(members)]
+
+
+def _horner_bound(plan, t):
+    """The running error bound of the form _build_horner makes, step for step."""
+    exact = np.zeros_like(t)
+    leaf = (t, exact)
+    variable = _to_the(leaf, 2) if plan.squared else leaf
+    result = None
+    for coefficient in plan.coefficients:
+        constant = (np.full_like(t, coefficient), exact)
+        result = constant if result is None else _plus(_times(result, variable), constant)
+    if plan.vanishing:
+        complement = _plus((np.ones_like(t), exact), variable, sign=-1.0)
+        result = _times(result, _to_the(complement, plan.vanishing))
+    return _times(leaf, result) if plan.odd else result
+
+
+def _as_accurate_as_the_graph(graph, root, members, polynomials, leaf, plan):
+    low, high = ROUNDED_LEAF_RANGES.get(graph.nodes[leaf]["op"], (-np.inf, np.inf))
+    t = _sample_points([polynomials[m] for m in members], low, high)
+    coefficients = [float(c) for c in reversed(polynomials[root])]
+    with np.errstate(all="ignore"):
+        value, horner = _horner_bound(plan, t)
+        if graph.nodes[leaf]["op"] in ROUNDED_LEAF_RANGES:
+            written = _written_bound(graph, members, leaf, t)[1]
+            achievable = written + np.abs(t * np.polyval(np.polyder(coefficients), t))
+        else:
+            achievable = np.abs(np.polyval(coefficients, t))
+        safe = horner <= ACCURACY_FACTOR * achievable
+    return bool(np.all(safe | (~np.isfinite(achievable))))
 
 
 def _build_horner(plan, leaf):
@@ -224,13 +341,15 @@ def canonicalize(graph, outputs, inputs, applied):
         leaf_values, leaf = _leaf_values(graph, leaves)
         if leaf is None or graph.nodes[leaf]["shape"] != shape:
             continue        # several leaves (or none): no cheap canonical form to aim for
-        coefficients = _coefficients(graph, node, members, leaf_values)
-        if coefficients is None or len(coefficients) < 2:
+        polynomials = _coefficients(graph, node, members, leaf_values)
+        if polynomials is None or len(polynomials[node]) < 2:
             continue
+        coefficients = polynomials[node]
         polynomial = sympy.Poly(list(reversed(coefficients)), sympy.Symbol("t"))
         plan = _horner_plan(polynomial)
         seeds = {k for k in leaves if k != leaf and graph.nodes[k]["op"] == "broadcast_to_like"}
-        if plan.cost < len(_removable(members | seeds, node, consumers)):
+        if plan.cost < len(_removable(members | seeds, node, consumers)) and \
+                _as_accurate_as_the_graph(graph, node, members, polynomials, leaf, plan):
             replacements[node] = (plan, leaf, len(members))
     if not replacements:
         return graph, outputs, inputs
