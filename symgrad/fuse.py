@@ -20,10 +20,13 @@ compiles the same function loads Numba's machine code from disk instead of compi
 Imports codegen, ops and errors; Numba only when this backend is asked for.
 """
 
+import atexit
+import functools
 import hashlib
 import math
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -401,7 +404,8 @@ class _KernelContext:
 
 def cache_directory():
     """Where kernel modules and Numba's compiled code are kept: ``SYMGRAD_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/symgrad`` (``~/.cache/symgrad``), else a fresh temporary directory."""
+    ``$XDG_CACHE_HOME/symgrad`` (``~/.cache/symgrad``), else a temporary directory of this
+    process, removed when it exits."""
     directory = os.environ.get("SYMGRAD_CACHE_DIR")
     if not directory:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -413,7 +417,14 @@ def cache_directory():
             return kernels
     except OSError:
         pass
-    return tempfile.mkdtemp(prefix="symgrad-kernels-")
+    return _process_directory()
+
+
+@functools.cache
+def _process_directory():
+    directory = tempfile.mkdtemp(prefix="symgrad-kernels-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
 
 
 def load_kernels(module_source):

@@ -281,6 +281,30 @@ def test_a_second_process_loads_the_compiled_loops(tmp_path):
     assert run() == (1, 0)
 
 
+def test_an_unusable_cache_directory_falls_back_to_one_temporary_directory_removed_at_exit(
+        tmp_path):
+    """SYMGRAD_CACHE_DIR names a file: the kernels of every function go to one temporary
+    directory of the process, which is gone when it exits."""
+    script = textwrap.dedent("""
+        import os, numpy as np, symgrad as sg
+        with sg.use_graph():
+            x = sg.var("x", shape=(64,))
+            for k in range(3):
+                fn = sg.compile(sg.sin(x) * x + float(k), inputs=[x], backend="numba")
+                assert np.allclose(fn(np.ones(64)), np.sin(1.0) + k)
+        print(len(os.listdir(os.environ["TMPDIR"])))
+    """)
+    (tmp_path / "a file").write_text("not a directory")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {"SYMGRAD_CACHE_DIR": str(tmp_path / "a file"), "TMPDIR": str(temporary),
+           "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.split() == ["1"]
+    assert list(temporary.iterdir()) == []
+
+
 def test_without_numba_the_backend_says_how_to_get_it(monkeypatch):
     monkeypatch.setattr(api, "BACKENDS", ("numpy",))
     with sg.use_graph():
