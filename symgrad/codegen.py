@@ -12,6 +12,7 @@ import numbers
 import os
 import re
 import string
+import weakref
 
 import numpy as np
 
@@ -1138,9 +1139,19 @@ def generate(graph, outputs, inputs, function_name="f"):
 
 
 def build_function(source, namespace, function_name="f"):
-    """Compile generated ``source`` in ``namespace`` (NumPy and nothing else from outside)."""
+    """Compile generated ``source`` in ``namespace`` (NumPy and nothing else from outside).
+
+    Tracebacks show the source's lines while the function lives: its text stays in linecache
+    until the function is collected (the namespace holds every other function it defines).
+    """
     filename = f"<symgrad-{next(_counter)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    exec(compile(source, filename, "exec"), namespace)
-    return namespace[function_name]
+    try:
+        exec(compile(source, filename, "exec"), namespace)
+        function = namespace[function_name]
+        weakref.finalize(function, linecache.cache.pop, filename, None)
+    except BaseException:
+        linecache.cache.pop(filename, None)
+        raise
+    return function
 

@@ -20,10 +20,13 @@ compiles the same function loads Numba's machine code from disk instead of compi
 Imports codegen, ops and errors; Numba only when this backend is asked for.
 """
 
+import atexit
+import functools
 import hashlib
 import math
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -401,7 +404,8 @@ class _KernelContext:
 
 def cache_directory():
     """Where kernel modules and Numba's compiled code are kept: ``SYMGRAD_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/symgrad`` (``~/.cache/symgrad``), else a fresh temporary directory."""
+    ``$XDG_CACHE_HOME/symgrad`` (``~/.cache/symgrad``), else a temporary directory of this
+    process, removed when it exits."""
     directory = os.environ.get("SYMGRAD_CACHE_DIR")
     if not directory:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -413,7 +417,14 @@ def cache_directory():
             return kernels
     except OSError:
         pass
-    return tempfile.mkdtemp(prefix="symgrad-kernels-")
+    return _process_directory()
+
+
+@functools.cache
+def _process_directory():
+    directory = tempfile.mkdtemp(prefix="symgrad-kernels-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
 
 
 def load_kernels(module_source):
@@ -426,8 +437,8 @@ def load_kernels(module_source):
         directory = cache_directory()
         path = os.path.join(directory, f"sg_{digest}.py")
         try:
-            with open(path, encoding="utf-8") as existing:
-                current = existing.read() == module_source
+            with open(path, "rb") as existing:
+                current = existing.read() == module_source.encode()
         except OSError:
             current = False
         if not current:         # missing, or not ours: (re)write it whole, then move it in place
@@ -438,10 +449,47 @@ def load_kernels(module_source):
         module_name = f"symgrad_kernels_{digest}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        # compiled here rather than by the import system, which would keep a .pyc beside it: one
+        # file less that a damaged disk can leave unreadable (a truncated .pyc whose header
+        # still matches fails the import), for microseconds of compiling
+        exec(compile(module_source, path, "exec"), vars(module))
+        _recover_damaged_entries(module)
         sys.modules.setdefault(module_name, module)
         _modules[digest] = module
         return module
+
+
+def _recover_damaged_entries(module):
+    """Give each cached kernel of ``module`` a disk cache that takes an entry it cannot read
+    for a miss."""
+    from numba.core.caching import FunctionCache
+    recovering = _recovering_cache()
+    for value in vars(module).values():
+        # Numba's Dispatcher.enable_caching (cache=True) sets this attribute the same way
+        if isinstance(getattr(value, "_cache", None), FunctionCache):
+            value._cache = recovering(value.py_func)
+
+
+@functools.cache
+def _recovering_cache():
+    from numba.core.caching import FunctionCache
+
+    class RecoveringCache(FunctionCache):
+        """Numba's cache of one function, where an index or data file that cannot be read back
+        (truncated, overwritten, emptied) is a miss: the index is emptied, and the compile that
+        follows writes the entry anew. Numba itself raises at every later call."""
+
+        def load_overload(self, sig, target_context):
+            try:
+                return super().load_overload(sig, target_context)
+            except Exception:   # noqa: BLE001 (unpickling garbage can raise nearly anything)
+                try:
+                    self.flush()
+                except OSError:
+                    self.disable()
+                return None
+
+    return RecoveringCache
 
 
 def generate_fused(graph, outputs, inputs, function_name):

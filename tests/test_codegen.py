@@ -1,11 +1,14 @@
 """Graph -> NumPy source: golden sources, names, argument checks and the sandbox it runs in."""
 
+import gc
 import inspect
 import itertools
+import linecache
 import math
 import types
 import re
 import textwrap
+import traceback
 
 import numpy as np
 import pytest
@@ -1049,3 +1052,36 @@ def test_a_float32_gradient_seeded_by_a_number_stays_float32():
                     got = sg.compile(gradient, inputs=[x], optimize=optimize)(at)
                     assert got.dtype == np.float32, (shape, want, optimize)
                     np.testing.assert_array_equal(got, np.full(at.shape, want, np.float32))
+
+
+# -- the generated sources in linecache ------------------------------------------------------------
+
+
+def symgrad_sources():
+    return {name for name in linecache.cache if name.startswith("<symgrad-")}
+
+
+def test_a_traceback_from_a_compiled_function_shows_its_generated_lines():
+    A, v = sg.var("A", shape=("m", "n")), sg.var("v", shape=("n",))
+    fn = sg.compile(sg.sum(sg.sin(A @ v)), inputs=[A, v])
+    with pytest.raises(ValueError) as raised:
+        fn._function(np.ones((2, 3)), np.ones(4))      # past the argument checks, into NumPy
+    text = "".join(traceback.format_exception(raised.value))
+    assert "t0 = A @ v" in fn.source and "t0 = A @ v" in text
+
+
+def test_collected_functions_leave_no_source_in_linecache():
+    x = sg.var("x")
+    expression = sg.sin(x) * x + 2.0
+    gc.collect()
+    before = symgrad_sources()
+    kept = sg.compile(expression, inputs=[x])
+    for _ in range(300):
+        sg.compile(expression, inputs=[x])(1.5)
+    gc.collect()
+    left = symgrad_sources() - before
+    assert left and left == {kept._function.__code__.co_filename,
+                             kept.__code__.co_filename}       # the live one keeps its lines
+    del kept
+    gc.collect()
+    assert symgrad_sources() <= before

@@ -2,6 +2,9 @@
 (SciPy's Rosenbrock derivatives, closed forms, np.tanh) and against the NumPy backend on random
 graphs; how it groups; its disk cache; and what it leaves to NumPy."""
 
+import pathlib
+import py_compile
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -279,6 +282,93 @@ def test_a_second_process_loads_the_compiled_loops(tmp_path):
 
     assert run() == (0, 1)
     assert run() == (1, 0)
+
+
+def test_an_unusable_cache_directory_falls_back_to_one_temporary_directory_removed_at_exit(
+        tmp_path):
+    """SYMGRAD_CACHE_DIR names a file: the kernels of every function go to one temporary
+    directory of the process, which is gone when it exits."""
+    script = textwrap.dedent("""
+        import os, numpy as np, symgrad as sg
+        with sg.use_graph():
+            x = sg.var("x", shape=(64,))
+            for k in range(3):
+                fn = sg.compile(sg.sin(x) * x + float(k), inputs=[x], backend="numba")
+                assert np.allclose(fn(np.ones(64)), np.sin(1.0) + k)
+        print(len(os.listdir(os.environ["TMPDIR"])))
+    """)
+    (tmp_path / "a file").write_text("not a directory")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {"SYMGRAD_CACHE_DIR": str(tmp_path / "a file"), "TMPDIR": str(temporary),
+           "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.split() == ["1"]
+    assert list(temporary.iterdir()) == []
+
+
+# f' of f = 3 sum(sin(x) x): one kernel, run serial (64 entries) and parallel (LONG); prints
+# how many times each of its two loops was compiled rather than loaded from the disk cache
+CACHED_FUNCTION = textwrap.dedent(f"""
+    import numpy as np, symgrad as sg
+    from symgrad import fuse
+    with sg.use_graph():
+        x = sg.var("x", shape=("n",))
+        fn = sg.compile(sg.grad(sg.sum(sg.sin(x) * x * 3.0), x), inputs=[x], backend="numba")
+    for n in (64, {LONG}):
+        at = np.linspace(-1.0, 1.0, n)
+        np.testing.assert_allclose(fn(at), 3.0 * (np.cos(at) * at + np.sin(at)), rtol=1e-12)
+    (module,) = fuse._modules.values()
+    loops = module._sg_kernel_0_serial, module._sg_kernel_0_parallel
+    print(*(sum(loop.stats.cache_misses.values()) for loop in loops))
+""")
+
+
+def compiles_of_the_cached_function(cache):
+    """The loops compiled by a new process calling CACHED_FUNCTION with this cache directory."""
+    env = {"SYMGRAD_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", CACHED_FUNCTION], env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    return tuple(int(n) for n in done.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def filled_cache(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    assert compiles_of_the_cached_function(cache) == (1, 1)
+    return cache
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_cache_file_is_compiled_again_and_replaced(filled_cache, tmp_path, damage):
+    """Each kind of file under the cache directory damaged in turn: the kernel module; a .pyc of
+    it (the import system wrote one beside it before); Numba's index and data files, the
+    serial loop's index with the parallel loop's data (each loop reads only its own files). A
+    new process gives the right values, and the one after it loads everything from disk."""
+    garbage = np.random.default_rng(3).bytes
+    for case in ("module", "pyc", "numba"):
+        cache = tmp_path / case
+        shutil.copytree(filled_cache, cache)
+        (module,) = (cache / "kernels").glob("sg_*.py")
+        compiled = cache / "kernels" / "__pycache__"
+        kept = module.read_bytes()
+        if case == "module":
+            damaged = [module]
+        elif case == "pyc":
+            damaged = [pathlib.Path(py_compile.compile(str(module), doraise=True))]
+        else:
+            damaged = [*compiled.glob("*_serial-*.nbi"), *compiled.glob("*_parallel-*.nbc")]
+            assert len(damaged) == 2
+        for path in damaged:
+            text = path.read_bytes()
+            path.write_bytes({"truncated": text[:len(text) // 2], "garbage": garbage(len(text)),
+                              "empty": b""}[damage])
+        compiles_of_the_cached_function(cache)      # which checks its values
+        assert module.read_bytes() == kept, case
+        if case == "numba":
+            assert compiles_of_the_cached_function(cache) == (0, 0)
 
 
 def test_without_numba_the_backend_says_how_to_get_it(monkeypatch):
