@@ -190,7 +190,10 @@ ROOT_NEIGHBOURHOOD = (0.0, 2.0 ** -40, -2.0 ** -40, 2.0 ** -20, -2.0 ** -20, 2.0
 
 def _sample_points(polynomials, low, high):
     if np.isfinite(low):
-        grid = [np.linspace(low, high, 129)]
+        # where a bounded leaf saturates (tanh x near +-1), a written 1 - t * t is exact
+        approach = 2.0 ** -np.arange(1.0, 53.0)
+        grid = [np.linspace(low, high, 129), low + (high - low) * approach,
+                high - (high - low) * approach]
     else:
         magnitudes = np.geomspace(1e-8, 1e8, 97)
         grid = [magnitudes, -magnitudes, [0.0]]
@@ -266,19 +269,45 @@ def _horner_bound(plan, t):
     return _times(leaf, result) if plan.odd else result
 
 
+def _exact_values(coefficients, t):
+    """p(t) at each float t, computed exactly in rationals and rounded once."""
+    values = []
+    for point in t.tolist():
+        point, value = Fraction(point), Fraction(0)
+        for c in reversed(coefficients):
+            value = value * point + c
+        values.append(float(value))
+    return np.array(values)
+
+
+def _largest_nearby(errors, width=2):
+    """Each entry's largest neighbour within ``width`` places, itself included."""
+    padded = np.pad(errors, width, mode="edge")
+    return np.max([padded[k:k + len(errors)] for k in range(2 * width + 1)], axis=0)
+
+
 def _as_accurate_as_the_graph(graph, root, members, polynomials, leaf, plan):
+    """Whether the plan's form is, by its error bound and by its actual errors against exact
+    values at the sample points, within ACCURACY_FACTOR of the written form's."""
     low, high = ROUNDED_LEAF_RANGES.get(graph.nodes[leaf]["op"], (-np.inf, np.inf))
     t = _sample_points([polynomials[m] for m in members], low, high)
     coefficients = [float(c) for c in reversed(polynomials[root])]
+    exact = _exact_values(polynomials[root], t)
     with np.errstate(all="ignore"):
         value, horner = _horner_bound(plan, t)
+        written_value, written = _written_bound(graph, members, leaf, t)
         if graph.nodes[leaf]["op"] in ROUNDED_LEAF_RANGES:
-            written = _written_bound(graph, members, leaf, t)[1]
             achievable = written + np.abs(t * np.polyval(np.polyder(coefficients), t))
         else:
             achievable = np.abs(np.polyval(coefficients, t))
-        safe = horner <= ACCURACY_FACTOR * achievable
-    return bool(np.all(safe | (~np.isfinite(achievable))))
+        # the bounds are worst cases; the written form can be exact where its bound is not
+        # (1 - t * t at t = 1), so the actual errors are compared too, the written one taken
+        # over neighbouring points so that one lucky point does not decide
+        actual = np.abs(value - exact)
+        written_actual = _largest_nearby(np.abs(written_value - exact))
+        safe = ((horner <= ACCURACY_FACTOR * achievable)
+                & (actual <= ACCURACY_FACTOR * (written_actual + np.spacing(np.abs(exact)))))
+    return bool(np.all(safe | (~np.isfinite(achievable)) | (~np.isfinite(exact))))
 
 
 def _build_horner(plan, leaf):
