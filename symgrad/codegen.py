@@ -607,9 +607,10 @@ class SourceGenerator:
             self.names[node] = self.new_name(node)
             self._record(node, OPS[data["op"]].numpy_mask(EmitContext(self, node, args)), lines)
             return (node,)
-        buffer = self._reusable_buffer(node, k, owned, last_use)
-        if buffer is not None and self._update_in_place(node, data, args, buffer, lines):
+        reused = self._reusable_buffer(node, k, owned, last_use)
+        if reused is not None and self._update_in_place(node, data, args, reused, lines):
             return (node,)
+        buffer = None if reused is None else self.names[reused]
         self.names[node] = self.new_name(node)
         ctx = EmitContext(self, node, args)
         attrs = _LazyLiterals(data["attrs"])
@@ -679,24 +680,27 @@ class SourceGenerator:
                 return kept
         return None
 
-    def _update_in_place(self, node, data, args, buffer, lines):
-        """Emit ``node`` as an augmented assignment to the dying operand array ``buffer``
-        (``t1 *= -2.0``), which then carries on under that name, as a careful hand writes it:
-        the same arithmetic as ``np.multiply(t1, -2.0, out=t1)``, and 0.1 us a call cheaper
-        than a ufunc's out= keyword. Returns whether it did. Not for an output (it keeps its
-        readable name) or a value with a readable name, nor when tracing (every value keeps
+    def _update_in_place(self, node, data, args, operand, lines):
+        """Emit ``node`` as an augmented assignment to the array of its dying operand
+        ``operand`` (``t1 *= -2.0``), which then carries on under that name, as a careful hand
+        writes it: the same arithmetic as ``np.multiply(t1, -2.0, out=t1)``, and 0.1 us a call
+        cheaper than a ufunc's out= keyword. Returns whether it did. Not for an output (it keeps
+        its readable name) or a value with a readable name, nor when tracing (every value keeps
         its name)."""
         symbol = AUGMENTED_OPERATORS.get(data["op"])
         if symbol is None or not self.augment or node in self.outputs \
-                or self.graph.readable_name(node) or buffer not in args:
+                or self.graph.readable_name(node):
             return False
-        if args[0] == buffer:
+        # found by node, not by name: an alias (stop_gradient's operand) reads under the same
+        # name, and the node handed on must be the one whose array this is
+        position = data["inputs"].index(operand)
+        if position == 0:
             other = args[1]
         elif data["op"] in ("add", "multiply"):     # commutative: exactly, in floating point
             other = args[0]
         else:
             return False
-        operand = data["inputs"][args.index(buffer)]
+        buffer = self.names[operand]
         self.names[node] = buffer
         self._handed_on.add(operand)    # its name and array live on as node's
         self.statements[node] = [f"{buffer} {symbol}= {other}"]
@@ -762,7 +766,7 @@ class SourceGenerator:
         return value
 
     def _reusable_buffer(self, node, k, owned, last_use):
-        """The name of an operand whose array can take the result in place (Op.numpy_into): a
+        """The operand whose array can take the result in place (Op.numpy_into): a
         fresh array of the result's shape and dtype that dies at this very statement. Saves an
         allocation, and for large arrays the page faults of touching new memory. A workspace
         buffer passes on its slot, but never to an output: the caller keeps what it is given."""
@@ -777,7 +781,6 @@ class SourceGenerator:
             if positions is not None and position not in positions:
                 continue
             operand_data = self.graph.nodes[operand]
-            name = self.names.get(operand)
             if (operand in owned and last_use.get(operand) == k and operand not in self._masks
                     and operand_data["shape"] == data["shape"]
                     and operand_data["dtype"] == data["dtype"]):
@@ -785,7 +788,7 @@ class SourceGenerator:
                     if node in self.outputs:
                         continue
                     self.slot_of[node] = self.slot_of.pop(operand)
-                return name
+                return operand
         return None
 
     def _returned(self, node):

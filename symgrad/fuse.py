@@ -178,52 +178,79 @@ class FusingGenerator(SourceGenerator):
         one step: its loop runs after everything its members read and before anything that
         reads its results.
 
-        A node joins the latest group of its shape unless it depends on that group through a
-        node outside it (or on one of its sums, complete only when the loop ends): the loop
-        cannot wait for what waits for the loop. ``barred[n]`` holds the groups ``n`` depends on
-        that way.
+        A node joins the latest group of its shape unless it depends on that group through
+        another step (or reads one of its sums, complete only when the loop ends): the loop
+        cannot wait for what waits for the loop. ``upstream[s]`` holds the groups step ``s``
+        depends on, as of when ``s`` was made; a group's are those of all its members. A group
+        that takes a member after some step read it can come to wait for more than that step's
+        ``upstream`` says (``(b * b).T`` reads the loop of ``b * b``, which then takes
+        ``(a * 0.5).T * b`` and waits for the loop of ``a * 0.5``: ``(b * b).T * 0.5`` may not
+        join that one). Such groups are ``grown``, and ``_waited_for`` reads their
+        ``upstream`` as it is now.
         """
-        latest, group_of, barred = {}, {}, {}
+        latest, group_of, upstream, read, grown = {}, {}, {}, set(), set()
         no_groups = frozenset()
         for node in self.order:
             data = self.graph.nodes[node]
-            barriers = set()
-            for operand in data["inputs"]:
-                barriers |= barred.get(operand, no_groups)
-                reading = group_of.get(operand)
-                if reading is not None and operand in reading.reductions:
-                    barriers.add(reading)       # a sum is complete only when its loop ends
             shape, accumulated = data["shape"], self._full_sum_of(node)
             if accumulated is not None:
                 shape = self.graph.nodes[accumulated[0]]["shape"]
-            group = latest.get(shape)
+            group = latest_group = latest.get(shape)
+            needs, reads_group = set(), False   # the groups node waits for, apart from group
+            for operand in data["inputs"]:
+                reading = group_of.get(operand)
+                if reading is None:
+                    needs |= upstream.get(operand, no_groups)
+                elif reading is group and operand not in group.reductions:
+                    reads_group = True
+                else:               # another loop, or a sum complete only when its loop ends
+                    needs |= upstream[reading] | {reading}
+            needs = self._waited_for(needs, upstream, grown)
             if accumulated is not None:
                 # a sum joins the loop computing its operand, to accumulate as it goes
-                joins = group is not None and group not in barriers \
+                joins = group is not None and group not in needs \
                     and any(group_of.get(i) is group for i in accumulated) \
                     and data["dtype"] == "float64" \
                     and all(self.graph.nodes[i]["dtype"] == "float64" for i in accumulated)
             else:
                 joins = self._fusable(node)     # never a variable or constant (no scalar form)
-                if joins and (group is None or group in barriers
+                if joins and (group is None or group in needs
                               or len(group.members) >= GROUP_LIMIT):
                     group = latest[shape] = Group(shape)
+                    upstream[group] = set()
                     self._groups.append(group)
-            for operand in data["inputs"]:
-                reading = group_of.get(operand)
-                if reading is not None and (not joins or reading is not group):
-                    barriers.add(reading)
+            if reads_group and not (joins and group is latest_group):
+                needs = self._waited_for(needs | upstream[latest_group] | {latest_group},
+                                         upstream, grown)
             if joins:
                 group.members.append(node)
                 group_of[node] = group
+                if group in read and not needs <= upstream[group]:
+                    grown.add(group)
+                upstream[group] |= needs
                 if accumulated is not None:
                     group.reductions.add(node)
-            if barriers:
-                barred[node] = frozenset(barriers)
+            elif needs:
+                upstream[node] = frozenset(needs)
+            read.update(group_of[i] for i in data["inputs"]
+                        if i in group_of and group_of[i] is not group_of.get(node))
         for group in self._groups:
             if len(group.members) == 1 and not group.reductions:
                 del group_of[group.members[0]]      # a loop of one op gains nothing
         return self._ordered(group_of)
+
+    @staticmethod
+    def _waited_for(needs, upstream, grown):
+        """``needs`` with every group a grown group among them depends on by now. Groups that
+        did not grow are complete in ``needs`` already: whoever read them took their
+        ``upstream`` with them."""
+        pending = [group for group in needs if group in grown]
+        while pending:
+            for group in upstream[pending.pop()] - needs:
+                needs.add(group)
+                if group in grown:
+                    pending.append(group)
+        return needs
 
     def _ordered(self, group_of):
         """The steps in an order that respects every dependency, as close to the nodes' own

@@ -220,6 +220,71 @@ def test_threads_share_compiled_loops():
         np.testing.assert_allclose(result, rosen_der(point), rtol=1e-12, atol=1e-9)
 
 
+def test_two_loops_never_wait_on_each_other():
+    """(a * 0.5).T * b joins the loop of b * b, so that loop waits for a * 0.5's; (b * b).T * 0.5
+    then waits for it and may not join a * 0.5's loop (Graph contains a cycle). In the second
+    graph b * b's loop is read, by (b * b).T, before it takes (a * 0.5).T * b and comes to wait
+    for a * 0.5's loop too."""
+    a, b = sg.var("a", shape=(80, 2)), sg.var("b", shape=(2, 80))
+    half, square = a * 0.5, b * b
+    cases = [[half.T * b, square.T * 0.5],
+             [half * 1.0, square.T, half.T * b * 2.0, square.T * 0.5]]
+    rng = np.random.default_rng(5)
+    at_a, at_b = rng.standard_normal((80, 2)), rng.standard_normal((2, 80))
+    want = [[(at_a * 0.5).T * at_b, (at_b * at_b).T * 0.5],
+            [at_a * 0.5, (at_b * at_b).T, (at_a * 0.5).T * at_b * 2.0, (at_b * at_b).T * 0.5]]
+    for outputs, closed_form in zip(cases, want):
+        for optimize in (False, True):
+            numba_fn = sg.compile(outputs, inputs=[a, b], backend="numba", optimize=optimize)
+            assert kernel_count(numba_fn) >= 1
+            for got, w in zip(numba_fn(at_a, at_b), closed_form, strict=True):
+                np.testing.assert_allclose(got, w, rtol=1e-15)
+
+
+def random_transposing_program(rng, a, b):
+    """A few element-wise ops on a (3, 2) and b (2, 3), mixed through transposes, broadcast rows
+    and columns and sums; returns some of the values made."""
+    values = [a, b]
+    for _ in range(rng.integers(6, 30)):
+        x, y = (values[i] for i in rng.integers(len(values), size=2))
+        y = y if y.shape == x.shape else y.T
+        form = rng.integers(7)
+        values.append([x.T, x * 0.5, sg.sin(x), x * y, x + y,
+                       x - sg.mean(y, axis=0, keepdims=True) * sg.sum(y, axis=1, keepdims=True),
+                       x * sg.sum(x * y)][form])
+    return [values[i] for i in rng.integers(2, len(values), size=rng.integers(1, 4))]
+
+
+def test_random_programs_with_transposes_group_into_loops_that_can_run_in_order():
+    """Each loop runs after every step it reads and before every step reading it (no two loops
+    wait on each other), and the loops compute the NumPy backend's values and gradients."""
+    rng = np.random.default_rng(16)
+    at_a, at_b = rng.standard_normal((3, 2)), rng.standard_normal((2, 3))
+    compared = 0
+    for trial in range(300):
+        with sg.use_graph():
+            a, b = sg.var("a", shape=(3, 2)), sg.var("b", shape=(2, 3))
+            outputs = random_transposing_program(rng, a, b)
+            f = sum(sg.sum(sg.sin(y)) for y in outputs)
+            outputs += sg.grad(f, [a, b], disconnected="zero")
+            generator = fuse.FusingGenerator(a.graph, [y.node for y in outputs], [a.node, b.node])
+            made = {a.node, b.node}
+            for step in generator.steps():
+                nodes = step.members if isinstance(step, fuse.Group) else [step]
+                assert all(operand in made or a.graph.nodes[operand]["op"] == "const"
+                           for node in nodes for operand in a.graph.nodes[node]["inputs"]
+                           if operand not in nodes)
+                made.update(nodes)
+            shapes = {group.shape for group in generator._groups if len(group.members) > 1}
+            if len(shapes) < 2 or compared == 12:
+                continue        # compiling Numba's loops is slow: only where loops interleave
+            compared += 1
+            numba_fn = sg.compile(outputs, inputs=[a, b], backend="numba")
+            numpy_fn = sg.compile(outputs, inputs=[a, b], optimize=False)
+        assert_same(numba_fn(at_a, at_b), numpy_fn(at_a, at_b))
+    assert compared == 12
+
+
 settings.register_profile("fuse", max_examples=15, deadline=None, derandomize=True)
 
 
