@@ -131,28 +131,33 @@ def _leaf_values(graph, leaves):
 class HornerPlan:
     """How to evaluate a polynomial p(t) with few operations and no needless cancellation:
     p(t) = t**odd * (1 - u)**vanishing * q(u), with u = t**2 when ``squared`` (p even or odd,
-    like every derivative of tanh) and u = t otherwise; q is evaluated by Horner's rule.
+    like every derivative of tanh) and u = t otherwise; q is evaluated by Horner's rule, in u or,
+    when ``complement``, in w = 1 - u (q(1 - w) rewritten in powers of w).
     Taking the factor (1 - u) out keeps the result accurate where p is small because t**2 is
-    near 1 (the tails of tanh's derivatives), which Horner on the expanded form is not."""
+    near 1 (the tails of tanh's derivatives), which Horner on the expanded form is not; writing q
+    in w keeps it accurate there too, where q's alternating coefficients in u cancel."""
     coefficients: tuple         # of q, highest degree first
     squared: bool
     odd: bool
     vanishing: int
+    complement: bool = False
 
     @property
     def cost(self):
-        return (2 * (len(self.coefficients) - 1) + self.squared + self.odd
-                + (2 + (self.vanishing > 1) if self.vanishing else 0))
+        vanishing = (1 + (self.vanishing > 1) + (not self.complement)) if self.vanishing else 0
+        return (2 * (len(self.coefficients) - 1) + self.squared + self.complement + self.odd
+                + vanishing)
 
 
-def _horner_plan(polynomial):
+def _horner_plans(polynomial):
+    """The ways to evaluate ``polynomial`` worth trying, cheapest and simplest first."""
     coefficients = polynomial.all_coeffs()
     degree = polynomial.degree()
     present = [degree - k for k, c in enumerate(coefficients) if c != 0]
     if len(present) < 2 or len({d % 2 for d in present}) != 1:
-        return HornerPlan(tuple(float(c) for c in coefficients), False, False, 0)
+        return [HornerPlan(tuple(float(c) for c in coefficients), False, False, 0)]
     odd = present[0] % 2
-    u = sympy.Symbol("u")
+    u, w = sympy.Symbol("u"), sympy.Symbol("w")
     in_u = sympy.Poly([c for k, c in enumerate(coefficients) if (degree - k) % 2 == odd], u)
     vanishing = 0
     if in_u.domain.is_Exact:
@@ -162,7 +167,12 @@ def _horner_plan(polynomial):
             if not remainder.is_zero:
                 break
             in_u, vanishing = quotient, vanishing + 1
-    return HornerPlan(tuple(float(c) for c in in_u.all_coeffs()), True, bool(odd), vanishing)
+    plans = [HornerPlan(tuple(float(c) for c in in_u.all_coeffs()), True, bool(odd), vanishing)]
+    if in_u.degree() > 0:
+        in_w = sympy.Poly(in_u.as_expr().subs(u, 1 - w), w)
+        plans.append(HornerPlan(tuple(float(c) for c in in_w.all_coeffs()), True, bool(odd),
+                                vanishing, complement=True))
+    return plans
 
 
 # -- accuracy: a Horner form replaces a cluster only where it provably rounds no worse -------------
@@ -258,13 +268,16 @@ def _horner_bound(plan, t):
     """The running error bound of the form _build_horner makes, step for step."""
     exact = np.zeros_like(t)
     leaf = (t, exact)
+    one = (np.ones_like(t), exact)
     variable = _to_the(leaf, 2) if plan.squared else leaf
+    if plan.complement:
+        variable = _plus(one, variable, sign=-1.0)
     result = None
     for coefficient in plan.coefficients:
         constant = (np.full_like(t, coefficient), exact)
         result = constant if result is None else _plus(_times(result, variable), constant)
     if plan.vanishing:
-        complement = _plus((np.ones_like(t), exact), variable, sign=-1.0)
+        complement = variable if plan.complement else _plus(one, variable, sign=-1.0)
         result = _times(result, _to_the(complement, plan.vanishing))
     return _times(leaf, result) if plan.odd else result
 
@@ -312,6 +325,8 @@ def _as_accurate_as_the_graph(graph, root, members, polynomials, leaf, plan):
 
 def _build_horner(plan, leaf):
     variable = apply("power", leaf, 2.0) if plan.squared else leaf
+    if plan.complement:
+        variable = apply("subtract", 1.0, variable)
     result = None
     for coefficient in plan.coefficients:
         if result is None:
@@ -323,7 +338,7 @@ def _build_horner(plan, leaf):
         elif coefficient < 0:
             result = apply("subtract", result, -coefficient)
     if plan.vanishing:
-        complement = apply("subtract", 1.0, variable)
+        complement = variable if plan.complement else apply("subtract", 1.0, variable)
         if plan.vanishing > 1:
             complement = apply("power", complement, float(plan.vanishing))
         result = apply("multiply", result, complement)
@@ -375,11 +390,13 @@ def canonicalize(graph, outputs, inputs, applied):
             continue
         coefficients = polynomials[node]
         polynomial = sympy.Poly(list(reversed(coefficients)), sympy.Symbol("t"))
-        plan = _horner_plan(polynomial)
         seeds = {k for k in leaves if k != leaf and graph.nodes[k]["op"] == "broadcast_to_like"}
-        if plan.cost < len(_removable(members | seeds, node, consumers)) and \
-                _as_accurate_as_the_graph(graph, node, members, polynomials, leaf, plan):
-            replacements[node] = (plan, leaf, len(members))
+        removable = len(_removable(members | seeds, node, consumers))
+        for plan in _horner_plans(polynomial):
+            if plan.cost < removable and \
+                    _as_accurate_as_the_graph(graph, node, members, polynomials, leaf, plan):
+                replacements[node] = (plan, leaf, len(members))
+                break
     if not replacements:
         return graph, outputs, inputs
 
