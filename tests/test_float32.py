@@ -199,12 +199,14 @@ def test_a_number_takes_the_dtype_of_the_arrays_it_meets():
     # graph says what NumPy computes
     x = sg.var("x", shape=(3,), dtype="float32")
     c = sg.var("c", shape=(3,))
-    cases = [(x * 1.5, "float32"), (x * sg.const(np.float64(1.5)), "float32"),
+    y = sg.var("y", dtype="float32")
+    cases = [(sg.grad(y / sg.exp(sg.const(0.5)), y), "float32"),   # the float32 seed over a number
+             (x * 1.5, "float32"), (x * sg.const(np.float64(1.5)), "float32"),
              (x * sg.const(np.full(1, 1.5)), "float64"), (x * c, "float64"),
              (sg.where(x > 0.0, 1.5, 0.5), "float64"), (sg.where(c > 0.0, x, 0.5), "float32"),
              (sg.where(x > 0.0, sg.const(np.float32(1.5)), 0.5), "float32")]
-    at = [np.array([1.0, -2.0, 0.5], np.float32), np.ones(3)]
+    at = [np.array([1.0, -2.0, 0.5], np.float32), np.ones(3), np.float32(2.0)]
     for optimize in (True, False):
-        got = sg.compile([e for e, _ in cases], inputs=[x, c], optimize=optimize)(*at)
+        got = sg.compile([e for e, _ in cases], inputs=[x, c, y], optimize=optimize)(*at)
         for (e, dtype), value in zip(cases, got):
             assert e.dtype == dtype and value.dtype == dtype, (str(e), optimize)

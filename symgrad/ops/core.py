@@ -121,11 +121,15 @@ def is_number(expr):
 
 def promoted_dtypes(exprs, excluded=()):
     """The operands' dtypes as the result's dtype rule is to see them: a number (is_number) takes
-    the dtype the other floating operands promote to, as in NumPy, where there are any. Operands
-    at the ``excluded`` positions (masks, shape donors) have no say."""
+    the dtype the other floating operands promote to, as in NumPy, where there are any; among
+    numbers alone, a float64 one (a Python number) takes a float32 one's dtype (codegen writes
+    that one np.float32(...)). Operands at the ``excluded`` positions (masks, shape donors)
+    have no say."""
     dtypes = [e.dtype for e in exprs]
-    strong = [d for k, (e, d) in enumerate(zip(exprs, dtypes))
-              if k not in excluded and d != "bool" and not is_number(e)]
+    floating = [(e, d) for k, (e, d) in enumerate(zip(exprs, dtypes))
+                if k not in excluded and d != "bool"]
+    strong = [d for e, d in floating if not is_number(e)] \
+        or [d for _, d in floating if d != "float64"]
     if not strong:
         return dtypes
     promoted = float_dtype(strong)
