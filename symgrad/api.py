@@ -229,8 +229,9 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
                 entry_source, entry_namespace = generate_entry(graph, input_nodes, name, single)
     function = build_function(source, namespace, name)
     if backend == "array_api":      # the arguments stay arrays of their own library
-        binding = _Binding(ArrayAPIEntry(function, specs, constants), inputs, single,
-                           check=tuple)
+        output_dtypes = [graph.nodes[n]["dtype"] for n in output_nodes]
+        binding = _Binding(ArrayAPIEntry(function, specs, constants, output_dtypes), inputs,
+                           single, check=tuple)
     else:
         specs = [(e.name, e.shape, np.dtype(e.dtype)) for e in inputs]
         binding = _Binding(function, inputs, single, check=partial(check_arguments, specs))

@@ -106,12 +106,15 @@ class ArrayNamespace:
     # -- Python numbers as arrays -------------------------------------------------------------------
 
     def _number(self, value, like=None):
-        """``value`` as a 0-d array: a bool array for a bool, else ``like``'s dtype when that is
-        a floating array's, float64 otherwise."""
+        """``value`` as a 0-d array: a bool array for a bool; a NumPy float keeps its dtype (the
+        NumPy namespace reduces a float32 array to a np.float32); a Python number takes
+        ``like``'s dtype when that is a floating array's, float64 otherwise."""
         if isinstance(value, (bool, np.bool_)):
             return self.xp.asarray(bool(value), dtype=self.xp.bool, device=self.device)
         dtype = self.xp.float64
-        if like is not None and not _is_number(like) \
+        if isinstance(value, np.float32):
+            dtype = self.xp.float32
+        elif like is not None and not _is_number(like) \
                 and self.xp.isdtype(like.dtype, "real floating"):
             dtype = like.dtype
         return self.xp.asarray(float(value), dtype=dtype, device=self.device)
@@ -213,8 +216,8 @@ class ArrayNamespace:
             return self.xp.float64
         return self.xp.float32 if dtype is self.float32 else dtype
 
-    def eye(self, n):
-        return self.xp.eye(n, dtype=self.xp.float64, device=self.device)
+    def eye(self, n, dtype=None):
+        return self.xp.eye(n, dtype=self._dtype(dtype), device=self.device)
 
     def array(self, x):
         """A copy, as ``np.array``: what the function returns is never an argument's memory."""
@@ -495,9 +498,11 @@ class ArrayAPIEntry:
     api's; here shapes, named dimensions, one library, one device), converts Python numbers and
     other dtypes, and passes the constants converted to the library and device."""
 
-    def __init__(self, body, specs, constants):
+    def __init__(self, body, specs, constants, output_dtypes):
         self._body = body
         self._specs = list(specs)           # (name, shape, dtype name) per input
+        # the namespace's scalar maker per output, by its name there (NumPy's bool is bool_)
+        self._scalar_types = ["bool_" if dtype == "bool" else dtype for dtype in output_dtypes]
         self._constants = [value for _, value in constants]
         self._prepared = {}                 # (namespace, device) -> (ArrayNamespace, constants)
         self._compat = _compat()
@@ -507,8 +512,11 @@ class ArrayAPIEntry:
         arrays = self._checked(xp, device, values)
         namespace, constants = self._prepare(xp, device)
         results = self._body(namespace, *arrays, *constants)
-        if any(_is_number(r) for r in results):     # a length (axis_size) is a Python float
-            results = tuple(namespace.float64(r) if _is_number(r) else r for r in results)
+        if any(_is_number(r) for r in results):
+            # a Python float (a length, axis_size) or a NumPy scalar (NumPy's namespace reduces
+            # to one): an array of the library, of the output's dtype
+            results = tuple(getattr(namespace, scalar)(r) if _is_number(r) else r
+                            for r, scalar in zip(results, self._scalar_types))
         return results
 
     def _namespace(self, values):

@@ -156,6 +156,7 @@ class EmitContext:
         self.shape = data["shape"]
         self.shapes = [generator.graph.nodes[i]["shape"] for i in data["inputs"]]
         self.dtypes = [generator.operand_dtype(i) for i in data["inputs"]]
+        self.dtype = data["dtype"]
         self.out = generator.names[node]
         self.in_place = generator.in_place     # whether a view can be updated in place
         self._generator = generator
@@ -574,7 +575,8 @@ class SourceGenerator:
         data = self.graph.nodes[node]
         if data["op"] in ("var", "const"):
             return ()
-        args = self._floated(data, [self._operand(i) for i in data["inputs"]])
+        args = self._typed_numbers(data, self._floated(data, [self._operand(i)
+                                                              for i in data["inputs"]]))
         emitter = OPS[data["op"]].scalar if self.scalar else OPS[data["op"]].numpy
         if emitter == "{0}" and (args[0].isidentifier() or self.scalar):
             # an identity at run time (stop_gradient): no statement, just another name
@@ -642,6 +644,29 @@ class SourceGenerator:
             return args
         floating = "float" if self.scalar else _scalar_type(data["dtype"])
         return [f"{floating}({a})" if k in booleans else a for k, a in enumerate(args)]
+
+    def _typed_numbers(self, data, args):
+        """``args`` with its numbers written as NumPy scalars of the node's dtype where, as
+        Python numbers, they would not give it: NumPy promotes a Python number to the dtype of
+        the arrays it meets (NEP 50) and to float64 alone, so ``np.where(c, 1.0, 0.0)`` of a
+        float32 node is written ``np.where(c, np.float32(1.0), np.float32(0.0))``. Operands that
+        have no say in the dtype (masks, shape donors) count as in ops.promoted_dtypes."""
+        dtype = data["dtype"]
+        if self.scalar or dtype not in ("float32", "float64"):
+            return args
+        excluded = OPS[data["op"]].nondifferentiable
+        numbers, arrays = [], []
+        for k, operand in enumerate(data["inputs"]):
+            if k in excluded:
+                continue
+            if operand in self.names:
+                if self.operand_dtype(operand) != "bool":
+                    arrays.append(self.operand_dtype(operand))
+            elif self.graph.nodes[operand]["dtype"] != "bool":
+                numbers.append(k)
+        if not numbers or (np.result_type(*arrays).name if arrays else "float64") == dtype:
+            return args
+        return [f"{_scalar_type(dtype)}({a})" if k in numbers else a for k, a in enumerate(args)]
 
     def _decided(self, node, data, args):
         """In a case of generate_scalar: whether ``node`` is an ordered op (Op.ordered) whose

@@ -863,10 +863,15 @@ def test_review_regressions_in_folding_and_masks():
     assert fn.source.count(" @ ") == 1, fn.source
     at = rng.standard_normal(40)
     np.testing.assert_allclose(fn(at), at @ (C.T @ C) @ at, rtol=1e-12)
-    # a float32 constant times a float64 number is float64, as the graph says
+    # a float32 constant times a float64 array is float64, times a float64 number (weak, as
+    # NumPy's Python numbers) float32, as the graph says
     c32 = sg.const(np.full((40, 30), 0.1, np.float32))
-    total = sg.compile(sg.sum(c32.T * sg.const(np.float64(3.0))), inputs=[v])(at)
-    assert total.dtype == np.float64 and abs(total - 360.0) < 1e-4
+    for three, dtype in ((sg.const(np.full(1, 3.0)), np.float64),
+                         (sg.const(np.float64(3.0)), np.float32)):
+        total = sg.sum(c32.T * three)
+        assert total.dtype == np.dtype(dtype).name
+        got = sg.compile(total, inputs=[v])(at)
+        assert got.dtype == dtype and abs(got - 360.0) < 1e-4
     # a case of the fast path that picks a mask made a float (maximum(x, y > 0))
     x, y = sg.var("x"), sg.var("y")
     f = sg.maximum(x, y > 0.0)

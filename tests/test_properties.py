@@ -50,8 +50,9 @@ class GraphDrawer:
     pool (preferring recent ones, so graphs grow deep as well as wide) and appends the result.
     """
 
-    def __init__(self, draw):
+    def __init__(self, draw, dtype="float64"):
         self.draw = draw
+        self.dtype = dtype      # of the variables and of the constant arrays
         self.pool = []
         self.variables = {}
         self.used = set()       # pool entries consumed by a later step
@@ -60,7 +61,7 @@ class GraphDrawer:
 
     def variable(self, shape):
         name = f"x{len(self.variables)}"
-        self.variables[name] = sg.var(name, shape=shape)
+        self.variables[name] = sg.var(name, shape=shape, dtype=self.dtype)
         return self.variables[name]
 
     def pick(self, accept=lambda e: True):
@@ -85,6 +86,8 @@ class GraphDrawer:
         # a stream of its own: a constant equal to a coordinate of the point would put the point
         # exactly on a kink of maximum(x, c), where central differences cannot tell
         value = np.random.default_rng([seed, CONSTANT_STREAM]).uniform(-1.5, 1.5, shape)
+        if self.dtype != "float64":     # a Python number is float64 where no array is near
+            return sg.const(value.astype(self.dtype))
         return sg.const(value) if shape else float(value)
 
     def partner(self, e):
@@ -467,13 +470,13 @@ def compiled_both_ways(outputs, inputs):
     return [sg.compile(outputs, inputs=inputs, optimize=optimize) for optimize in (True, False)]
 
 
-def draw_case(data, max_steps=8):
+def draw_case(data, max_steps=8, dtype="float64"):
     """A graph (f scalar, the variables, the sinks) and a point away from overflow."""
-    drawer = GraphDrawer(data.draw)
+    drawer = GraphDrawer(data.draw, dtype)
     drawer.build(data.draw(st.integers(1, max_steps), label="steps"))
     sinks = drawer.sinks()
     weights = [1.0 + 0.25 * i for i in range(len(sinks))]     # no two sinks cancel
-    f = sum((w * sg.sum(s) for w, s in zip(weights, sinks)), start=sg.const(0.0))
+    f = sum((w * sg.sum(s) for w, s in zip(weights, sinks)), start=sg.const(np.zeros((), dtype)))
     note(f"f = {to_text(f, limit=2000)}")
     variables = drawer.variables
     point = Point(variables, data.draw(st.integers(1, 3), label="batch"),
@@ -570,6 +573,26 @@ def test_hvp_and_hessian_match_differences_of_the_gradient(data):
             assume(finite(hessian))
             assert_matches_differences(hessian, gradient_of, point.flat,
                                        np.eye(point.flat.size), "hessian")
+
+
+# -- float32 ---------------------------------------------------------------------------------------
+
+
+@given(st.data())
+def test_float32_graphs_and_their_derivatives_compute_in_float32(data):
+    # the values themselves are held to float64's in test_float32.py, op by op
+    with sg.use_graph():
+        f, _, inputs, point = draw_case(data, max_steps=6, dtype="float32")
+        directions = [sg.var(f"v_{v.name}", shape=v.shape, dtype="float32") for v in inputs]
+        outputs = [f, *sg.grad(f, inputs, disconnected="zero"),
+                   *sg.hvp(f, inputs, directions, disconnected="zero")]
+        assert [o.dtype for o in outputs] == ["float32"] * len(outputs)
+        args = [a.astype(np.float32) for a in point.split(point.flat)]
+        args += [a.astype(np.float32) for a in point.split(point.direction(3))]
+        for fn in compiled_both_ways(outputs, [*inputs, *directions]):
+            with np.errstate(all="ignore"):
+                results = fn(*args)
+            assert [np.asarray(r).dtype for r in results] == [np.float32] * len(outputs)
 
 
 # -- scalar graphs against SymPy -------------------------------------------------------------------

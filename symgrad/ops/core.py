@@ -112,6 +112,31 @@ def float_dtype(dtypes, **attrs):
     return result
 
 
+def is_number(expr):
+    """Whether ``expr`` is a floating constant of shape (): generated code writes it as a Python
+    number, which NumPy's promotion treats as weak (NEP 50): ``x32 * 2.0`` is float32."""
+    data = expr.data
+    return data["op"] == "const" and data["shape"] == () and data["dtype"] != "bool"
+
+
+def promoted_dtypes(exprs, excluded=()):
+    """The operands' dtypes as the result's dtype rule is to see them: a number (is_number) takes
+    the dtype the other floating operands promote to, as in NumPy, where there are any; among
+    numbers alone, a float64 one (a Python number) takes a float32 one's dtype (codegen writes
+    that one np.float32(...)). Operands at the ``excluded`` positions (masks, shape donors)
+    have no say."""
+    dtypes = [e.dtype for e in exprs]
+    floating = [(e, d) for k, (e, d) in enumerate(zip(exprs, dtypes))
+                if k not in excluded and d != "bool"]
+    strong = [d for e, d in floating if not is_number(e)] \
+        or [d for _, d in floating if d != "float64"]
+    if not strong:
+        return dtypes
+    promoted = float_dtype(strong)
+    return [promoted if k not in excluded and is_number(e) else d
+            for k, (e, d) in enumerate(zip(exprs, dtypes))]
+
+
 def bool_dtype(dtypes, **attrs):
     return "bool"
 
@@ -490,7 +515,7 @@ def apply(name, *operands, **attrs):
                 simpler = op.simplify(exprs, **attrs)
                 if simpler is not None:
                     return simpler
-            dtype = op.dtype([e.dtype for e in exprs], **attrs)
+            dtype = op.dtype(promoted_dtypes(exprs, op.nondifferentiable), **attrs)
             return Expr(graph, graph.add(name, [e.node for e in exprs], attrs, shape, dtype))
     except ShapeError as error:
         raise located(error, name, operands) from None

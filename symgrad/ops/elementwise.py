@@ -12,7 +12,8 @@ import numpy as np
 
 from ..errors import ArgumentError
 from .core import (Expr, apply, bool_dtype, broadcast_shape, const, constant_value, defop,
-                   float_dtype, is_scalar_constant, literal, op_function, same_shape)
+                   float_dtype, is_scalar_constant, literal, op_function, promoted_dtypes,
+                   same_shape)
 from .shape import unbroadcast
 
 
@@ -44,7 +45,7 @@ def _fold(function):
 
 
 def _constant_like(value, inputs):
-    dtype = float_dtype([x.dtype for x in inputs])
+    dtype = float_dtype(promoted_dtypes(inputs))
     return const(np.asarray(value, dtype=dtype), inputs[0].graph)
 
 

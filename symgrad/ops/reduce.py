@@ -8,7 +8,7 @@ Imports ops.core, ops.shape and ops.elementwise.
 import math
 
 from ..errors import ShapeError
-from .core import apply, defop, literal, normalize_axes, op_function, same_dtype, static_shape
+from .core import apply, const, defop, literal, normalize_axes, op_function, same_dtype, static_shape
 from .elementwise import exp, where
 from .shape import broadcast_to_like, emit_reduction, expand_dims, reduced_shape
 
@@ -89,7 +89,9 @@ def mean(x, axis=None, keepdims=False):
 
 
 def _extremum_vjp(g, out, x, axis, keepdims):
-    hits = where(x == _kept(out, axis, keepdims), 1.0, 0.0)
+    # numbers of x's dtype: alone under a where, Python numbers would make float64 shares
+    one, zero = (const(number, x.graph, dtype=x.dtype) for number in (1.0, 0.0))
+    hits = where(x == _kept(out, axis, keepdims), one, zero)
     share = hits / apply("sum", hits, axis=axis, keepdims=True)
     return [_kept(g, axis, keepdims) * share]
 

@@ -89,8 +89,6 @@ def _broadcast_shape(shapes, **_):
 
 def _emit_broadcast(ctx):
     x = ctx.args[0]
-    if ctx.dtypes[0] == "float32" and not x.isidentifier():
-        x = f"np.float32({x})"      # a number written as a literal broadcasts as float64
     if static_shape(ctx.shape):
         return f"np.broadcast_to({x}, {literal(ctx.shape)})"
     return (f"np.broadcast_to({x}, "
@@ -484,16 +482,17 @@ def index_grad_target(ctx):
     index = ctx.attrs["index"]
     # the batch axes of the cotangent come first; the index addresses the axes after them
     written = ":, " * keep + _index_source(index, trim=False)
+    dtype = dtype_keyword(ctx)
     if not static_shape(ctx.shape):
-        return [f"{ctx.out} = np.zeros(np.shape({g})[:{keep}] + np.shape({like}))"], written
+        return [f"{ctx.out} = np.zeros(np.shape({g})[:{keep}] + np.shape({like}){dtype})"], written
     uncovered = _uncovered(index, ctx.shape[keep:])
     # zeros a written slice overwrites cost a memset (22.7 us on 1e5 entries against 15.2 us
     # with np.empty and the rest zeroed); a small array's pays when the rest is addressed by
     # ints (0.24 us against 0.35 us on 1,000 entries), not by slices (0.49 us)
     if uncovered is None or (math.prod(ctx.shape) < EMPTY_MIN
                              and any(":" in rest for rest in uncovered)):
-        return [f"{ctx.out} = np.zeros({literal(ctx.shape)})"], written
-    return ([f"{ctx.out} = np.empty({literal(ctx.shape)})"]
+        return [f"{ctx.out} = np.zeros({literal(ctx.shape)}{dtype})"], written
+    return ([f"{ctx.out} = np.empty({literal(ctx.shape)}{dtype})"]
             + [f"{ctx.out}[{':, ' * keep}{rest}] = 0.0" for rest in uncovered]), written
 
 
@@ -643,10 +642,15 @@ def concatenate(parts, axis=0):
 # -- zeros and stop_gradient ---------------------------------------------------------------------------
 
 
+def dtype_keyword(ctx):
+    """The ``dtype=`` argument making an array of the node's dtype: none for float64, which is
+    what np.zeros, np.empty and np.eye make by default."""
+    return ", dtype=np.float32" if ctx.dtype == "float32" else ""
+
+
 def _emit_zeros_like(ctx):
     shape = literal(ctx.shape) if static_shape(ctx.shape) else f"np.shape({ctx.args[0]})"
-    # float64 is np.zeros's own; a float32 operand's zeros stay float32
-    return f"np.zeros({shape}{', dtype=np.float32' if ctx.dtypes[0] == 'float32' else ''})"
+    return f"np.zeros({shape}{dtype_keyword(ctx)})"
 
 
 defop("zeros_like", 1, lambda shapes: shapes[0], _emit_zeros_like, lambda g, out, x: [None],
@@ -660,7 +664,7 @@ def zeros_like(x):
 
 def _emit_identity_like(ctx):
     x = ctx.args[0]
-    return f"np.eye(np.size({x})).reshape(np.shape({x}) * 2)"
+    return f"np.eye(np.size({x}){dtype_keyword(ctx)}).reshape(np.shape({x}) * 2)"
 
 
 defop("identity_like", 1, lambda shapes: shapes[0] + shapes[0], _emit_identity_like,
