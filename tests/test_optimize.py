@@ -919,7 +919,7 @@ def test_tanh_derivatives_grow_by_a_bounded_count_up_to_order_6():
     # polynomial, not geometric, while Horner's form is as accurate as the tree (orders 1 to 6);
     # order 8's form is in powers of 1 - tanh(x) ** 2
     assert max(counts[k + 1] - counts[k] for k in range(1, 6)) <= 4, counts
-    assert counts[8] == counts[6], counts
+    assert counts[8] <= counts[6] + 4, counts
 
 
 # -- 6. lean code: del and in-place accumulation never change results ---------------------------------
