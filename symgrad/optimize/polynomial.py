@@ -4,13 +4,15 @@ Each derivative of tanh is a polynomial in t = tanh(x), but the product rule bui
 that doubles at every order. Here every maximal cluster of element-wise +, -, *, negation and
 integer powers over a single leaf (the node feeding it, constants aside) in a derivative is read as
 exact coefficients, computed bottom-up, and rebuilt in Horner form when that takes fewer
-operations: the n-th derivative then costs O(n) statements instead of O(2^n). SymPy factors out
-(1 - t**2) where the polynomial vanishes, so that the tails stay accurate. Cluster size and degree
-are bounded, and so is the total work per graph.
+operations and rounds no worse than the written form (checked at sample points of the leaf's
+range, see "accuracy" below): the n-th derivative then costs O(n) statements instead of O(2^n)
+where that is safe. SymPy factors out (1 - t**2) where the polynomial vanishes, so that the tails
+stay accurate. Cluster size and degree are bounded, and so is the total work per graph.
 
 Imports graph, ops and optimize.rebuild.
 """
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -235,8 +237,8 @@ def _to_the(a, exponent):
     return _rounded(a[0] ** exponent, exponent * np.abs(a[0]) ** (exponent - 1) * a[1])
 
 
-def _written_bound(graph, members, leaf, t):
-    """The running error bound of the cluster evaluated as the graph writes it."""
+def _written_bound(graph, root, members, leaf, t):
+    """The value and running error bound of ``root`` evaluated as the graph writes it."""
     exact = np.zeros_like(t)
     values = {leaf: (t, exact)}
     for node in sorted(members):
@@ -261,11 +263,11 @@ def _written_bound(graph, members, leaf, t):
             values[node] = (-args[0][0], args[0][1])
         else:
             values[node] = _to_the(args[0], _integer_exponent(graph, node))
-    return values[max(members)]
+    return values[root]
 
 
 def _horner_bound(plan, t):
-    """The running error bound of the form _build_horner makes, step for step."""
+    """The value and running error bound of the form _build_horner makes, step for step."""
     exact = np.zeros_like(t)
     leaf = (t, exact)
     one = (np.ones_like(t), exact)
@@ -283,13 +285,23 @@ def _horner_bound(plan, t):
 
 
 def _exact_values(coefficients, t):
-    """p(t) at each float t, computed exactly in rationals and rounded once."""
+    """p(t) at each float t, computed exactly and rounded once. The coefficients are dyadic
+    rationals (sums and products of floats), and so is each t = a / b: p(t) D b**n is an integer,
+    made by Horner's rule in integers, and Python's int / int rounds correctly."""
+    scale = math.lcm(*(c.denominator for c in coefficients))
+    numerators = [int(c * scale) for c in coefficients]
+    degree = len(coefficients) - 1
     values = []
     for point in t.tolist():
-        point, value = Fraction(point), Fraction(0)
-        for c in reversed(coefficients):
-            value = value * point + c
-        values.append(float(value))
+        a, b = point.as_integer_ratio()
+        total, power_of_b = numerators[-1], 1
+        for numerator in reversed(numerators[:-1]):
+            power_of_b *= b
+            total = total * a + numerator * power_of_b
+        try:
+            values.append(total / (scale * b ** degree))
+        except OverflowError:
+            values.append(math.copysign(math.inf, total))
     return np.array(values)
 
 
@@ -308,7 +320,7 @@ def _as_accurate_as_the_graph(graph, root, members, polynomials, leaf, plan):
     exact = _exact_values(polynomials[root], t)
     with np.errstate(all="ignore"):
         value, horner = _horner_bound(plan, t)
-        written_value, written = _written_bound(graph, members, leaf, t)
+        written_value, written = _written_bound(graph, root, members, leaf, t)
         if graph.nodes[leaf]["op"] in ROUNDED_LEAF_RANGES:
             achievable = written + np.abs(t * np.polyval(np.polyder(coefficients), t))
         else:
