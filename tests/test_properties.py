@@ -206,6 +206,20 @@ def _power(d):
     return d.positive(a) ** sg.tanh(d.partner(a))
 
 
+def _shifted_product(d):
+    """(a - c) written k times over: a polynomial with a repeated root, the form whose expansion
+    cancels (issue 16); points are O(1), so near that root as often as not."""
+    a, c = d.pick(), d.draw(st.sampled_from(SHIFTS))
+    factor = a - c
+    product = factor
+    for _ in range(d.draw(st.integers(1, 4))):
+        product = product * factor
+    return product
+
+
+SHIFTS = [0.5, 1.0, -0.75, 1.5]
+
+
 def _divide(d):
     a = d.pick()
     return a / d.positive(d.partner(a))
@@ -333,6 +347,7 @@ TENSOR_KINDS = {
     "multiply": _binary(lambda a, b: a * b),
     "divide": _divide,
     "power": _power,
+    "shifted_product": _shifted_product,
     "negative": _unary(lambda a: -a),
     "maximum": _binary(sg.maximum),
     "minimum": _binary(sg.minimum),
@@ -678,6 +693,15 @@ def _scalar_unary(ours, theirs, domain=None, kink=False):
     return build
 
 
+def _scalar_shifted_product(d):
+    (a, sa), c = d.pick(), d.draw(st.sampled_from(SHIFTS))
+    times = d.draw(st.integers(2, 5))
+    product, symbolic = a - c, sa - sympy.nsimplify(c)
+    for _ in range(times - 1):
+        product = product * (a - c)
+    return product, symbolic ** times
+
+
 def _scalar_power(d):
     pair = d.pick()
     way = d.draw(st.sampled_from(["integer", "real", "symbolic"]))
@@ -737,6 +761,7 @@ SCALAR_KINDS = {
     "multiply": _scalar_binary(lambda a, b: a * b, lambda a, b: a * b),
     "divide": _scalar_divide,
     "power": _scalar_power,
+    "shifted_product": _scalar_shifted_product,
     "negative": _scalar_unary(lambda a: -a, lambda a: -a),
     "maximum": _scalar_binary(sg.maximum, sympy.Max, kink=True),
     "minimum": _scalar_binary(sg.minimum, sympy.Min, kink=True),
