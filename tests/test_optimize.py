@@ -214,31 +214,24 @@ def _three_signed_terms(first, second, nested_left, square):
 @pytest.mark.parametrize("square", [False, True])
 @pytest.mark.parametrize("nested_left", [True, False])
 @pytest.mark.parametrize("first,second", [("+", "+"), ("+", "-"), ("-", "+"), ("-", "-")])
-def test_a_common_factor_of_three_signed_terms_is_taken_out(first, second, nested_left, square):
-    # the product rule's derivative added to a third term: x * a ± s ± x * b has one
-    # multiplication fewer as x * (a ± b) ± s (or x * (a ± x) ± s), whatever the signs and
-    # the nesting
+def test_a_sum_of_three_terms_keeps_its_order(first, second, nested_left, square):
+    # x * a ± s ± x * b as x * (a ± b) ± s would save a multiplication but reorder the sum,
+    # which can cancel where the written order did not (found by the rewrite-safety profile:
+    # 17 ulps where the graph made 1): the optimiser leaves it as written, bit for bit
     y, inputs = _three_signed_terms(first, second, nested_left, square)
     optimized, raw = compile_both([y], inputs)
-    assert "factor_out_a_common_factor" in rule_names(optimized)
-    assert statements(optimized.source) == statements(raw.source) - 1, optimized.source
-    x, a, b, s = random_arguments(inputs, np.random.default_rng(RNG_SEED), low=-2.0)
-    q = x * x if square else b * x
-    sign = {"+": 1.0, "-": -1.0}
-    expected = (x * a + sign[first] * s + sign[first] * sign[second] * q if not nested_left
-                else x * a + sign[first] * s + sign[second] * q)
-    np.testing.assert_allclose(optimized(x, a, b, s)[0], expected, rtol=1e-12, atol=1e-12)
+    assert "factor_out_a_common_factor" not in rule_names(optimized)
+    arguments = random_arguments(inputs, np.random.default_rng(RNG_SEED), low=-2.0)
+    np.testing.assert_array_equal(optimized(*arguments)[0], raw(*arguments)[0])
 
 
-def test_the_iterated_map_step_makes_eight_passes():
-    # sin x * x + x**2 is x (sin x + x); its derivative cos x * x + sin x + 2 x is
-    # x (cos x + 2) + sin x: sin, +, * forward and cos, +, *, + and the cotangent's * back
+def test_the_iterated_map_step_makes_fifteen_passes():
+    # sin x * x + x**2 is x (sin x + x) (two terms, one factor); its derivative
+    # cos x * x + sin x + 2 x keeps its three terms in the written order
     x = sg.var("x", shape=(1000,))
     x1 = sg.sin(x) * x + x ** 2
     fn = sg.compile(sg.grad(sg.sum(sg.sin(x1) * x1 + x1 ** 2), x), inputs=[x])
-    # forward: the first step (3); backward: the last step (sin x1 again, 1 + 4), the first (4),
-    # and one multiplication by the cotangent
-    assert numpy_passes(fn.source) == 3 + 5 + 4 + 1, fn.source
+    assert numpy_passes(fn.source) == 15, fn.source
     start = np.random.default_rng(RNG_SEED).uniform(-0.5, 0.5, 1000)
     slope = np.cos(start) * start + np.sin(start) + 2 * start
     after = np.sin(start) * start + start ** 2
@@ -247,34 +240,31 @@ def test_the_iterated_map_step_makes_eight_passes():
 
 
 @pytest.mark.parametrize("form", ["c(k-x)", "c(x-k)", "c(k+x)", "(k-x)c", "c(2xy-b)"])
-def test_a_constant_times_a_difference_is_opened_for_a_common_factor(form):
-    # x * a + c (k - x) is x (a - c) + c k: the constant's product and the difference
-    # become one subtraction of numbers (Rosenbrock's gradient: -400 d x + -2 (1 - x)); and
-    # c (2 x y - b) + a x is x (a + 2 c y) - c b, where 2 c folds (Rosenbrock's HVP)
+def test_a_constant_times_a_difference_is_not_distributed(form):
+    # x * a + c (k - x) as x (a - c) + c k cancels near x = k where the written form is exact
+    # (tests/test_rewrite_safety.py, "a constant times a difference beside a small multiple")
     x, a, y, b = (sg.var(name, shape=(4,)) for name in "xayb")
     c, k = -2.0, 1.5
     scaled = {"c(k-x)": lambda: c * (k - x), "c(x-k)": lambda: c * (x - k),
               "c(k+x)": lambda: c * (k + x), "(k-x)c": lambda: (k - x) * c,
               "c(2xy-b)": lambda: c * ((x * 2.0) * y - b)}[form]()
     optimized, raw = compile_both([a * x + scaled], [x, a, y, b])
-    assert "factor_out_a_common_factor" in rule_names(optimized)
-    assert statements(optimized.source) < statements(raw.source), optimized.source
-    xv, av, yv, bv = random_arguments([x, a, y, b], np.random.default_rng(RNG_SEED), low=-2.0)
-    expected = av * xv + {"c(k-x)": c * (k - xv), "c(x-k)": c * (xv - k), "c(k+x)": c * (k + xv),
-                          "(k-x)c": (k - xv) * c, "c(2xy-b)": c * (2.0 * xv * yv - bv)}[form]
-    np.testing.assert_allclose(optimized(xv, av, yv, bv)[0], expected, rtol=1e-12, atol=1e-12)
+    assert "factor_out_a_common_factor" not in rule_names(optimized)
+    arguments = random_arguments([x, a, y, b], np.random.default_rng(RNG_SEED), low=-2.0)
+    np.testing.assert_array_equal(optimized(*arguments)[0], raw(*arguments)[0])
 
 
-def test_the_rosenbrock_gradient_and_hvp_make_fewer_passes_than_by_hand():
-    # hand-written (tests/benchmarks/peers.py): 9 passes for the gradient, 13 for the HVP
+def test_the_rosenbrock_gradient_and_hvp_make_as_many_passes_as_by_hand():
+    # hand-written (tests/benchmarks/peers.py): 9 passes for the gradient, 13 for the HVP; the
+    # HVP's 14th is its constant times a difference, which is not distributed
     scipy_optimize = pytest.importorskip("scipy.optimize")
     x, v = sg.var("x", shape=(1000,)), sg.var("v", shape=(1000,))
     d = x[1:] - x[:-1] ** 2
     f = sg.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2)
     gradient = sg.compile(sg.grad(f, x), inputs=[x])
     hvp = sg.compile(sg.hvp(f, x, v), inputs=[x, v])
-    assert numpy_passes(gradient.source) == 8, gradient.source
-    assert numpy_passes(hvp.source) == 13, hvp.source
+    assert numpy_passes(gradient.source) == 9, gradient.source
+    assert numpy_passes(hvp.source) == 14, hvp.source
     rng = np.random.default_rng(RNG_SEED)
     xv, vv = rng.uniform(-2.0, 2.0, 1000), rng.standard_normal(1000)
     np.testing.assert_allclose(gradient(xv), scipy_optimize.rosen_der(xv), rtol=1e-12, atol=1e-9)

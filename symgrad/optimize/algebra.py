@@ -470,64 +470,13 @@ def _numbers_only(factors):
                for f in factors)
 
 
-def _opened(sign, operand, data):
-    """A term of the sum, read only there, as the signed terms it is a sum of, each a tuple of
-    factors (an expression and numbers, or a number) with whether nothing else reads it; None
-    when it is not a sum or difference, or a scalar constant times one (c (k - x) is
-    c k - c x, where the x may be another term's factor too) whose scaling could not fold into
-    a number."""
-    if operand.op not in ("add", "subtract", "multiply") or operand.shape != data["shape"] \
-            or operand.dtype != data["dtype"]:
-        return None
-    scale, difference = 1.0, operand
-    if operand.op == "multiply" and data["dtype"] == "float64":
-        for c, other in (operand.inputs, reversed(operand.inputs)):
-            if other.op in ("add", "subtract") and _scalar(c) not in (None, 0.0) \
-                    and _read_once(other):
-                scale, difference = _scalar(c), other
-                break
-    if difference.op not in ("add", "subtract"):
-        return None
-    if scale != 1.0 and not any(_scalar(term) is not None or _has_a_constant_factor(term)
-                                for term in difference.inputs):
-        # c (a x - b) -> x (c a) - c b only trades the one multiplication by c for two
-        return None
-    opened = []
-    for inner, term in zip((1, 1 if difference.op == "add" else -1), difference.inputs):
-        number = _scalar(term)
-        if scale == 1.0:
-            opened.append((sign * inner, (term,), _read_once(term)))
-        elif number is not None and math.isfinite(scale * number):
-            opened.append((sign * inner, (scale * number,), True))
-        elif number is None and term.shape == data["shape"]:
-            # term * scale is a product of its own, read only here, unless term is one
-            product = term.op in ("multiply", "power")
-            opened.append((sign * inner, (term, scale), _read_once(term) or not product))
-        else:
-            return None
-    return opened
-
-
-def _has_a_constant_factor(term):
-    """Whether ``term`` is a product with a scalar constant among its factors (one level deep),
-    which another constant factor would meet and fold into."""
-    if term.op != "multiply":
-        return False
-    return any(_scalar(factor) is not None or factor.op == "multiply" and _read_once(factor)
-               and any(_scalar(inner) is not None for inner in factor.inputs)
-               for factor in term.inputs)
-
-
 def _signed_terms(data, inputs, uses):
-    """x ± y as [(sign, factors, read only here)], with a sum or difference among x and y
-    (read only here), or a constant times one, opened into its terms: three terms, or two."""
+    """x ± y as [(sign, factors, read only here)]. A sum or difference among x and y is not
+    opened: x * a + s + x * b -> x * (a + b) + s reorders a sum, and x * a + c (k - x) ->
+    x * (a - c) + c k distributes a constant, and either can cancel where the written sum did
+    not (tests/test_rewrite_safety.py); g * a + g * b -> g * (a + b) never rounds worse."""
     x, y = inputs
-    terms = [(1, (x,), uses[0] == 1), (1 if data["op"] == "add" else -1, (y,), uses[1] == 1)]
-    for position, (sign, (operand,), once) in enumerate(terms):
-        opened = _opened(sign, operand, data) if once else None
-        if opened is not None:
-            return terms[:position] + opened + terms[position + 1:]
-    return terms
+    return [(1, (x,), uses[0] == 1), (1 if data["op"] == "add" else -1, (y,), uses[1] == 1)]
 
 
 def _signed_sum(first, second):
@@ -557,25 +506,23 @@ def _shape_and_dtype(factors):
 def factor_out_a_common_factor(data, inputs, uses):
     """g * a + g * b -> g * (a + b), and likewise for -, and for x * a + x ** 2 -> x * (a + x):
     backprop sums the contributions to a node, each scaled by the same cotangent g, where a
-    careful hand factors g out (one pass instead of one per term). A sum of three terms (one
-    operand a sum or difference of two, or a constant times one) is looked into too:
-    x * a + s + x * b -> x * (a + b) + s, the shape of a product rule's derivative added to
-    another term, and x * a + c (k - x) -> x * (a - c) + c k. Only when nothing else reads the
-    products: then the rewrite saves a multiplication, otherwise it would add one. A pair whose
-    coefficients are numbers is taken first (2 x + 3 x is 5 x)."""
+    careful hand factors g out (one pass instead of one per term). Only when nothing else reads
+    the products: then the rewrite saves a multiplication, otherwise it would add one. A pair
+    whose coefficients are numbers is taken first (2 x + 3 x is 5 x). The factored form rounds
+    at most twice, relative to its value, where the written sum of products can cancel."""
     if data["dtype"] == "bool":
         return None
     graph = inputs[0].graph
-    terms = list(enumerate(_signed_terms(data, inputs, uses)))
+    terms = _signed_terms(data, inputs, uses)
     wanted = (tuple(data["shape"]), data["dtype"])
     # each term's factorings, computed once; only terms of the sum's shape and dtype can pair
     factorings = [None if _shape_and_dtype(factors) != wanted else
                   {factor.node: (factor, rest, whole)
                    for factor, rest, whole in _term_factorings(factors)}
-                  for _, (_, factors, _) in terms]
+                  for _, factors, _ in terms]
     pairs = []
-    for i, (position_a, (sign_a, a, once_a)) in enumerate(terms):
-        for j, (position_b, (sign_b, b, once_b)) in enumerate(terms[i + 1:], i + 1):
+    for i, (sign_a, a, once_a) in enumerate(terms):
+        for j, (sign_b, b, once_b) in enumerate(terms[i + 1:], i + 1):
             if not factorings[i] or not factorings[j]:
                 continue
             theirs = factorings[j]
@@ -590,24 +537,15 @@ def factor_out_a_common_factor(data, inputs, uses):
                 if (whole or their_whole) and not numbers:
                     continue
                 pairs.append((not numbers, len(pairs), factor, (sign_a, rest),
-                              (sign_b, their_rest), (position_a, position_b)))
+                              (sign_b, their_rest)))
     if not pairs:
         return None
-    _, _, factor, (sign_a, rest), (sign_b, their_rest), positions = min(pairs)
+    _, _, factor, (sign_a, rest), (sign_b, their_rest) = min(pairs)
     dtype = data["dtype"]
     sign, inner = _signed_sum((sign_a, _times(rest, graph, dtype)),
                               (sign_b, _times(their_rest, graph, dtype)))
-    pair = (sign, apply("multiply", factor, inner))
-    others = [(s, _times(t, graph, dtype)) for p, (s, t, _) in terms if p not in positions]
-    if not others:
-        return pair[1] if sign > 0 else apply("negative", pair[1])
-    if _scalar(inner) == 0.0:
-        # the pair cancels: the other term plus factor * 0, which a derivative drops (a forward
-        # value keeps it, as 0 * inf is nan)
-        sign, other = others[0]
-        return apply("add", other if sign > 0 else apply("negative", other), pair[1])
-    sign, total = _signed_sum(pair, others[0])
-    return total if sign > 0 else apply("negative", total)
+    product = apply("multiply", factor, inner)
+    return product if sign > 0 else apply("negative", product)
 
 
 RULES = [cancel_log_exp, cancel_exp_log, softmax_of_a_shift_by_logsumexp,

@@ -19,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 import sympy
 
-from ..ops import Expr, apply, const
+from ..ops import apply, const
 from .rebuild import Applied, rebuild
 
 POLYNOMIAL_OPS = ("add", "subtract", "multiply", "negative", "power")
