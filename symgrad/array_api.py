@@ -60,14 +60,23 @@ class _IndexExpression:
 class _Reducible:
     """A binary function with NumPy's ``.reduce`` (``np.add.reduce(x, axis=..., keepdims=...)``)."""
 
-    def __init__(self, function, reduction):
+    def __init__(self, function, reduction, full=None):
         self._function = function
         self._reduction = reduction
+        self._full = full
 
     def __call__(self, x, y):
         return self._function(x, y)
 
-    def reduce(self, x, axis=0, keepdims=False):
+    def reduce(self, x, axis=0, keepdims=False, initial=None):
+        if initial is not None:
+            # the standard's max has no initial and, as NumPy's, refuses an empty axis
+            axes = range(x.ndim) if axis is None else \
+                [a % x.ndim for a in (axis if isinstance(axis, tuple) else (axis,))]
+            if any(x.shape[a] == 0 for a in axes):
+                shape = [1 if a in axes else d for a, d in enumerate(x.shape)
+                         if keepdims or a not in axes]
+                return self._full(tuple(shape), initial, x.dtype)
         return self._reduction(x, axis=axis, keepdims=keepdims)
 
 
@@ -93,8 +102,8 @@ class ArrayNamespace:
             setattr(self, name, self._binary(getattr(xp, "pow" if name == "power" else name)))
         self.add = _Reducible(self._binary(xp.add), xp.sum)
         self.multiply = _Reducible(self._binary(xp.multiply), xp.prod)
-        self.maximum = _Reducible(self._binary(xp.maximum), xp.max)
-        self.minimum = _Reducible(self._binary(xp.minimum), xp.min)
+        self.maximum = _Reducible(self._binary(xp.maximum), xp.max, self._full)
+        self.minimum = _Reducible(self._binary(xp.minimum), xp.min, self._full)
         self.float64 = self._scalar_type(xp.float64)
         self.float32 = self._scalar_type(xp.float32)
         self.bool_ = self._scalar_type(xp.bool)
@@ -115,6 +124,9 @@ class ArrayNamespace:
                 and self.xp.isdtype(like.dtype, "real floating"):
             dtype = like.dtype
         return self.xp.asarray(float(value), dtype=dtype, device=self.device)
+
+    def _full(self, shape, value, dtype):
+        return self.xp.full(shape, value, dtype=dtype, device=self.device)
 
     def _unary(self, function):
         def call(x):
