@@ -36,7 +36,7 @@ import numbers
 
 import numpy as np
 
-from .codegen import SourceGenerator
+from .codegen import SourceGenerator, check_least_lengths
 from .errors import InternalError, ShapeError, SymgradError
 
 
@@ -507,9 +507,10 @@ class ArrayAPIEntry:
     api's; here shapes, named dimensions, one library, one device), converts Python numbers and
     other dtypes, and passes the constants converted to the library and device."""
 
-    def __init__(self, body, specs, constants):
+    def __init__(self, body, specs, constants, least=None):
         self._body = body
         self._specs = list(specs)           # (name, shape, dtype name) per input
+        self._least = least or {}           # codegen.least_dimension_lengths
         self._constants = [value for _, value in constants]
         self._prepared = {}                 # (namespace, device) -> (ArrayNamespace, constants)
         self._compat = _compat()
@@ -575,6 +576,7 @@ class ArrayAPIEntry:
                 elif want_dim != got_dim:
                     raise ShapeError(f"argument {name!r} must have shape {shape}, got {got}")
             checked.append(array)
+        check_least_lengths(bound, self._least)
         return checked
 
     def _prepare(self, xp, device):

@@ -581,6 +581,30 @@ defop("index_add", 2, _index_add_shape,
       into_positions=(0,))
 
 
+def least_lengths(op, shapes, attrs):
+    """What the int items of an indexing op ask of named dimensions, whose lengths only a call
+    binds (the shape rules check the static ones): {name: (least length, the index)}."""
+    if op == "getitem":
+        shape = shapes[0]
+    elif op == "index_grad":
+        shape = shapes[1]
+    elif op == "index_add":
+        shape = shapes[0][attrs["keep"]:]
+    else:
+        return {}
+    dims = iter(shape)
+    needs = {}
+    for item in attrs["index"]:
+        if item == _NEWAXIS:
+            continue
+        dim = next(dims)
+        if isinstance(item, int) and isinstance(dim, str):
+            least = item + 1 if item >= 0 else -item
+            if least > needs.get(dim, (0, None))[0]:
+                needs[dim] = (least, item)
+    return needs
+
+
 @op_function("getitem")
 def getitem(x, index):
     """Basic NumPy indexing: ints, slices, None and one ellipsis."""
