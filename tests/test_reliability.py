@@ -956,6 +956,8 @@ SHAPE_MESSAGES = [
     ("softmax", [()], lambda e: sg.softmax(e.x)),
     ("softmax", [(3,)], lambda e: sg.softmax(e.v, axis=None)),
     ("log_softmax", [(2, 3)], lambda e: sg.log_softmax(e.W, axis=3)),
+    ("max", [(0,)], lambda e: sg.max(e.v[3:])),
+    ("log_softmax", [(2, 0)], lambda e: sg.log_softmax(e.W[:, 3:])),
     ("rel_shaped", [(3,), (4,)], lambda e, shaped_op: shaped_op(e.v, e.u4)),
 ]
 
