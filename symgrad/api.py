@@ -16,7 +16,7 @@ import numpy as np
 
 from .array_api import ArrayAPIEntry, array_api_available, generate_array_api
 from .codegen import (RESERVED, build_function, check_least_lengths, generate, generate_entry,
-                      generate_scalar, least_dimension_lengths)
+                      generate_scalar, least_dimension_lengths, real_argument)
 from .fuse import generate_fused, numba_available
 from .optimize import optimize as run_optimizer
 from .differentiate import grad, hessian, hvp, jacobian, jvp, vjp  # noqa: F401 (public names)
@@ -66,8 +66,8 @@ def check_arguments(specs, values, least=None):
     bound = {}
     for value, (name, shape, dtype) in zip(values, specs):
         try:
-            array = np.asarray(value, dtype=dtype)
-        except (TypeError, ValueError) as error:
+            array = np.asarray(real_argument(name, value, dtype), dtype=dtype)
+        except (TypeError, ValueError, OverflowError) as error:     # 10**400 overflows
             raise SymgradError(f"argument {name!r}: cannot convert to {dtype} ({error})") from None
         if array.ndim != len(shape):
             raise ShapeError(f"argument {name!r} must have shape {shape}, got {array.shape}")

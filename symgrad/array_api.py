@@ -36,7 +36,7 @@ import numbers
 
 import numpy as np
 
-from .codegen import SourceGenerator, check_least_lengths
+from .codegen import SourceGenerator, check_least_lengths, real_argument
 from .errors import InternalError, ShapeError, SymgradError
 
 
@@ -551,11 +551,12 @@ class ArrayAPIEntry:
         for value, (name, shape, dtype) in zip(values, self._specs):
             want = getattr(xp, dtype)
             try:
+                real_argument(name, value, dtype)
                 if _is_number(value) or not compat.is_array_api_obj(value):
                     array = xp.asarray(value, dtype=want, device=device)
                 else:
                     array = value if value.dtype == want else xp.astype(value, want)
-            except (TypeError, ValueError) as error:
+            except (TypeError, ValueError, OverflowError) as error:     # 10**400 overflows
                 raise SymgradError(f"argument {name!r}: cannot convert to {dtype} "
                                    f"({error})") from None
             got = tuple(array.shape)

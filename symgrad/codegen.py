@@ -1067,6 +1067,32 @@ def _entry_way_out(params):
     return f"    return _sg_general(({given}), _sg_extra, _sg_unexpected)"
 
 
+def real_argument(name, value, dtype):
+    """``value``, or the NumPy array it reads as, after refusing what NumPy would turn into
+    numbers without a word: None into nan, "1.5" into 1.5, complex numbers by dropping their
+    imaginary parts, an object array by guessing. Python and NumPy numbers, nested lists of them
+    (Python ints past int64 too) and real arrays of any library pass."""
+    dtype_of = getattr(value, "dtype", None)
+    read = not isinstance(dtype_of, np.dtype)       # a number, a list, None...: NumPy reads it
+    if read:
+        value = np.asarray(value)
+        dtype_of = value.dtype
+    kind = dtype_of.kind
+    if kind in "biuf":
+        return value
+    if kind == "O" and read:
+        strangers = [item for item in value.ravel() if not isinstance(item, numbers.Real)]
+        if not strangers:
+            return value
+        stranger = strangers[0]
+        what = "None" if stranger is None else f"a value of type {type(stranger).__name__}"
+        raise SymgradError(f"argument {name!r}: cannot convert to {dtype} ({what} is not a "
+                           f"real number)")
+    what = {"c": "complex numbers", "U": "text", "S": "bytes"}.get(kind, f"an array of dtype "
+                                                                          f"{dtype_of}")
+    raise SymgradError(f"argument {name!r}: cannot convert to {dtype} ({what}, not real numbers)")
+
+
 INDEXING_OPS = frozenset({"getitem", "index_grad", "index_add"})
 
 
