@@ -1032,7 +1032,8 @@ def test_from_sympy_symbols_are_the_same_variables():
 
 @pytest.mark.parametrize("expression", [
     10**400 * X, -10**400 * X, sympy.Rational(10**400, 3) + X, sympy.Float("1e400") * X,
-    X ** (10**400), sympy.Heaviside(X, 10**400)], ids=str)
+    X ** (10**400), sympy.Heaviside(X, 10**400)],
+    ids=["integer", "negative", "rational", "float", "exponent", "heaviside"])
 def test_from_sympy_refuses_a_number_past_float64_as_the_parser_does(expression):
     with pytest.raises(sg.ParseError, match="^number too large") as parsed:
         sg.parse("1e400 * x")
