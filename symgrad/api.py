@@ -15,7 +15,8 @@ from functools import partial
 import numpy as np
 
 from .array_api import ArrayAPIEntry, array_api_available, generate_array_api
-from .codegen import RESERVED, build_function, generate, generate_entry, generate_scalar
+from .codegen import (RESERVED, build_function, check_least_lengths, generate, generate_entry,
+                      generate_scalar, least_dimension_lengths, real_argument)
 from .fuse import generate_fused, numba_available
 from .optimize import optimize as run_optimizer
 from .differentiate import grad, hessian, hvp, jacobian, jvp, vjp  # noqa: F401 (public names)
@@ -57,15 +58,16 @@ def var(name, shape=(), dtype="float64", graph=None):
     return Expr(graph, graph.variable(name, shape, dtype))
 
 
-def check_arguments(specs, values):
+def check_arguments(specs, values, least=None):
     """Arrays for ``values`` checked against ``specs`` ((name, shape, dtype) per input): count of
-    axes, fixed lengths, and one length per named dimension across all the arguments."""
+    axes, fixed lengths, one length per named dimension across all the arguments, and for each
+    the ``least`` length its indices need (codegen.least_dimension_lengths)."""
     arrays = []
     bound = {}
     for value, (name, shape, dtype) in zip(values, specs):
         try:
-            array = np.asarray(value, dtype=dtype)
-        except (TypeError, ValueError) as error:
+            array = np.asarray(real_argument(name, value, dtype), dtype=dtype)
+        except (TypeError, ValueError, OverflowError) as error:     # 10**400 overflows
             raise SymgradError(f"argument {name!r}: cannot convert to {dtype} ({error})") from None
         if array.ndim != len(shape):
             raise ShapeError(f"argument {name!r} must have shape {shape}, got {array.shape}")
@@ -78,6 +80,7 @@ def check_arguments(specs, values):
             elif want != got:
                 raise ShapeError(f"argument {name!r} must have shape {shape}, got {array.shape}")
         arrays.append(array)
+    check_least_lengths(bound, least or {})
     return arrays
 
 
@@ -209,6 +212,7 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
                                                 optimized.inputs)
             rewrites += [str(applied) for applied in optimized.applied]
         kernel_source = ""
+        least = least_dimension_lengths(graph, output_nodes)
         if backend == "array_api":
             source, namespace, constants = generate_array_api(graph, output_nodes, input_nodes,
                                                               name)
@@ -226,15 +230,17 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
                                                             name, single)
             scalar = entry_source is not None
             if not scalar:
-                entry_source, entry_namespace = generate_entry(graph, input_nodes, name, single)
+                entry_source, entry_namespace = generate_entry(graph, input_nodes, name, single,
+                                                               least)
     function = build_function(source, namespace, name)
     if backend == "array_api":      # the arguments stay arrays of their own library
         output_dtypes = [graph.nodes[n]["dtype"] for n in output_nodes]
-        binding = _Binding(ArrayAPIEntry(function, specs, constants, output_dtypes), inputs,
-                           single, check=tuple)
+        binding = _Binding(ArrayAPIEntry(function, specs, constants, output_dtypes, least),
+                           inputs, single, check=tuple)
     else:
         specs = [(e.name, e.shape, np.dtype(e.dtype)) for e in inputs]
-        binding = _Binding(function, inputs, single, check=partial(check_arguments, specs))
+        binding = _Binding(function, inputs, single, check=partial(check_arguments, specs,
+                                                                   least=least))
     compiled = _entry(binding, name, entry_source, entry_namespace)
     compiled.source = source
     compiled.input_names = binding.input_names
@@ -333,7 +339,8 @@ def _rows(outputs, inputs, at, what="show_graph", labels=None):
             raise SymgradError(f"no value given for {', '.join(missing)}")
         specs = [(n, graph.nodes[i]["shape"], np.dtype(graph.nodes[i]["dtype"]))
                  for n, i in zip(names, input_nodes)]
-        values = dict(zip(names, check_arguments(specs, [at[n] for n in names])))
+        values = dict(zip(names, check_arguments(specs, [at[n] for n in names],
+                                                 least_dimension_lengths(graph, output_nodes))))
     with graph.lock:
         rows, _ = describe(graph, output_nodes, input_nodes, values)
     for row in rows:        # what each output is, as the caller calls it: (position, "d/dx")

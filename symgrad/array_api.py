@@ -36,7 +36,7 @@ import numbers
 
 import numpy as np
 
-from .codegen import SourceGenerator
+from .codegen import SourceGenerator, check_least_lengths, real_argument
 from .errors import InternalError, ShapeError, SymgradError
 
 
@@ -60,14 +60,23 @@ class _IndexExpression:
 class _Reducible:
     """A binary function with NumPy's ``.reduce`` (``np.add.reduce(x, axis=..., keepdims=...)``)."""
 
-    def __init__(self, function, reduction):
+    def __init__(self, function, reduction, full=None):
         self._function = function
         self._reduction = reduction
+        self._full = full
 
     def __call__(self, x, y):
         return self._function(x, y)
 
-    def reduce(self, x, axis=0, keepdims=False):
+    def reduce(self, x, axis=0, keepdims=False, initial=None):
+        if initial is not None:
+            # the standard's max has no initial and, as NumPy's, refuses an empty axis
+            axes = range(x.ndim) if axis is None else \
+                [a % x.ndim for a in (axis if isinstance(axis, tuple) else (axis,))]
+            if any(x.shape[a] == 0 for a in axes):
+                shape = [1 if a in axes else d for a, d in enumerate(x.shape)
+                         if keepdims or a not in axes]
+                return self._full(tuple(shape), initial, x.dtype)
         return self._reduction(x, axis=axis, keepdims=keepdims)
 
 
@@ -93,8 +102,8 @@ class ArrayNamespace:
             setattr(self, name, self._binary(getattr(xp, "pow" if name == "power" else name)))
         self.add = _Reducible(self._binary(xp.add), xp.sum)
         self.multiply = _Reducible(self._binary(xp.multiply), xp.prod)
-        self.maximum = _Reducible(self._binary(xp.maximum), xp.max)
-        self.minimum = _Reducible(self._binary(xp.minimum), xp.min)
+        self.maximum = _Reducible(self._binary(xp.maximum), xp.max, self._full)
+        self.minimum = _Reducible(self._binary(xp.minimum), xp.min, self._full)
         self.float64 = self._scalar_type(xp.float64)
         self.float32 = self._scalar_type(xp.float32)
         self.bool_ = self._scalar_type(xp.bool)
@@ -118,6 +127,9 @@ class ArrayNamespace:
                 and self.xp.isdtype(like.dtype, "real floating"):
             dtype = like.dtype
         return self.xp.asarray(float(value), dtype=dtype, device=self.device)
+
+    def _full(self, shape, value, dtype):
+        return self.xp.full(shape, value, dtype=dtype, device=self.device)
 
     def _unary(self, function):
         def call(x):
@@ -498,11 +510,12 @@ class ArrayAPIEntry:
     api's; here shapes, named dimensions, one library, one device), converts Python numbers and
     other dtypes, and passes the constants converted to the library and device."""
 
-    def __init__(self, body, specs, constants, output_dtypes):
+    def __init__(self, body, specs, constants, output_dtypes, least=None):
         self._body = body
         self._specs = list(specs)           # (name, shape, dtype name) per input
         # the namespace's scalar maker per output, by its name there (NumPy's bool is bool_)
         self._scalar_types = ["bool_" if dtype == "bool" else dtype for dtype in output_dtypes]
+        self._least = least or {}           # codegen.least_dimension_lengths
         self._constants = [value for _, value in constants]
         self._prepared = {}                 # (namespace, device) -> (ArrayNamespace, constants)
         self._compat = _compat()
@@ -546,11 +559,16 @@ class ArrayAPIEntry:
         for value, (name, shape, dtype) in zip(values, self._specs):
             want = getattr(xp, dtype)
             try:
+                # another library's array (PyTorch's, with dtypes of its own) is real already,
+                # and reading it with NumPy would copy it off its device
+                if not compat.is_array_api_obj(value) or isinstance(getattr(value, "dtype", None),
+                                                                    np.dtype):
+                    real_argument(name, value, dtype)
                 if _is_number(value) or not compat.is_array_api_obj(value):
                     array = xp.asarray(value, dtype=want, device=device)
                 else:
                     array = value if value.dtype == want else xp.astype(value, want)
-            except (TypeError, ValueError) as error:
+            except (TypeError, ValueError, OverflowError) as error:     # 10**400 overflows
                 raise SymgradError(f"argument {name!r}: cannot convert to {dtype} "
                                    f"({error})") from None
             got = tuple(array.shape)
@@ -571,6 +589,7 @@ class ArrayAPIEntry:
                 elif want_dim != got_dim:
                     raise ShapeError(f"argument {name!r} must have shape {shape}, got {got}")
             checked.append(array)
+        check_least_lengths(bound, self._least)
         return checked
 
     def _prepare(self, xp, device):

@@ -16,9 +16,9 @@ import weakref
 
 import numpy as np
 
-from .errors import InternalError, SymgradError
+from .errors import InternalError, ShapeError, SymgradError
 from .ops import OPS, literal, static_shape
-from .ops.shape import index_grad_target
+from .ops.shape import index_grad_target, least_lengths
 
 # Ops whose NumPy result may share memory with an operand (or is a constant itself).
 VIEW_OPS = frozenset({"var", "const", "broadcast_to_like", "transpose", "reshape", "reshape_like",
@@ -1096,11 +1096,66 @@ def _entry_way_out(params):
     return f"    return _sg_general(({given}), _sg_extra, _sg_unexpected)"
 
 
+def real_argument(name, value, dtype):
+    """``value``, or the NumPy array it reads as, after refusing what NumPy would turn into
+    numbers without a word: None into nan, "1.5" into 1.5, complex numbers by dropping their
+    imaginary parts, an object array by guessing. Python and NumPy numbers, nested lists of them
+    (Python ints past int64 too) and real arrays of any library pass."""
+    dtype_of = getattr(value, "dtype", None)
+    read = not isinstance(dtype_of, np.dtype)       # a number, a list, None...: NumPy reads it
+    if read:
+        value = np.asarray(value)
+        dtype_of = value.dtype
+    kind = dtype_of.kind
+    if kind in "biuf":
+        return value
+    if kind == "O" and read:
+        strangers = [item for item in value.ravel() if not isinstance(item, numbers.Real)]
+        if not strangers:
+            return value
+        stranger = strangers[0]
+        what = "None" if stranger is None else f"a value of type {type(stranger).__name__}"
+        raise SymgradError(f"argument {name!r}: cannot convert to {dtype} ({what} is not a "
+                           f"real number)")
+    what = {"c": "complex numbers", "U": "text", "S": "bytes"}.get(kind, f"an array of dtype "
+                                                                          f"{dtype_of}")
+    raise SymgradError(f"argument {name!r}: cannot convert to {dtype} ({what}, not real numbers)")
+
+
+INDEXING_OPS = frozenset({"getitem", "index_grad", "index_add"})
+
+
+def least_dimension_lengths(graph, outputs):
+    """{named dimension: (least length, an index needing it)} over the nodes computing
+    ``outputs``: ``x[5]`` with ``x`` of shape ("n",) needs n >= 6, which only a call can tell."""
+    needs = {}
+    for node in graph.ancestors_in_order(outputs):
+        data = graph.nodes[node]
+        if data["op"] not in INDEXING_OPS:
+            continue
+        shapes = [graph.nodes[operand]["shape"] for operand in data["inputs"]]
+        for dim, (least, index) in least_lengths(data["op"], shapes, data["attrs"]).items():
+            if least > needs.get(dim, (0, None))[0]:
+                needs[dim] = (least, index)
+    return needs
+
+
+def check_least_lengths(bound, least):
+    """Refuse arguments binding a named dimension shorter than an index into it needs; ``bound``
+    maps each dimension to (its length, the first argument giving it)."""
+    for dim, (length, index) in least.items():
+        got, name = bound.get(dim, (length, None))
+        if got < length:
+            raise ShapeError(f"argument {name!r}: dimension {dim!r} is {got}, but the formula "
+                             f"takes index {index} of it, which needs a length of at least "
+                             f"{length}")
+
+
 # what both entries' checks need besides the caller-supplied _sg_body/_sg_general/_sg_missing
 _ENTRY_NAMESPACE = {"type": type, "_sg_float": float, "__builtins__": {}}
 
 
-def generate_entry(graph, inputs, function_name, single):
+def generate_entry(graph, inputs, function_name, single, least=None):
     """The entry of a NumPy function: arguments that already are what the body expects (arrays of
     the declared dtype and shape, NumPy floats for float64 scalars, Python floats made NumPy
     floats so that 1/0 is inf as in NumPy) go straight to ``_sg_body``, checked by a few attribute
@@ -1109,7 +1164,7 @@ def generate_entry(graph, inputs, function_name, single):
 
     Returns (source, namespace), or (None, None) for an input dtype the checks cannot name or a
     function name the entry itself uses; the namespace lacks ``_sg_body``, ``_sg_general`` and
-    ``_sg_missing``, which the caller supplies.
+    ``_sg_missing``, which the caller supplies. ``least`` is least_dimension_lengths'.
     """
     if function_name in SCALAR_NAMES or any(graph.nodes[node]["dtype"] not in ("float64", "float32")
                                             for node in inputs):
@@ -1139,6 +1194,8 @@ def generate_entry(graph, inputs, function_name, single):
                 checks.append(f"{length} == {bound[dim]}")
             else:
                 bound[dim] = length
+    checks += [f"{bound[dim]} >= {length}" for dim, (length, _) in (least or {}).items()
+               if dim in bound]
     checks += ["not _sg_extra", "not _sg_unexpected"]
     arguments = ", ".join(params)
     call = f"_sg_body({arguments})" + ("[0]" if single else "")

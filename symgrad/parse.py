@@ -646,7 +646,7 @@ def _from_sympy_node(sympy, table, node, args, graph, shapes):
         if not node.is_real:
             kind = "complex" if node.is_finite else "non-finite"
             raise SymgradError(f"{kind} SymPy number {node} is not supported")
-        return const(float(node), graph)
+        return const(_sympy_float(sympy, node), graph)
     if isinstance(node, sympy.Add):
         return _fold_chain(args, lambda a, b: a + b)
     if isinstance(node, sympy.Mul):
@@ -662,7 +662,7 @@ def _from_sympy_node(sympy, table, node, args, graph, shapes):
         return _fold_chain(args, ops.maximum if isinstance(node, sympy.Max) else ops.minimum)
     if isinstance(node, sympy.Heaviside):
         at_zero = node.args[1] if len(node.args) > 1 else sympy.Rational(1, 2)
-        return ops.heaviside(args[0], float(at_zero))
+        return ops.heaviside(args[0], _sympy_float(sympy, at_zero))
     relations = {sympy.StrictLessThan: "less", sympy.LessThan: "less_equal",
                  sympy.StrictGreaterThan: "greater", sympy.GreaterThan: "greater_equal",
                  sympy.Equality: "equal", sympy.Unequality: "not_equal"}
@@ -681,6 +681,15 @@ def _from_sympy_node(sympy, table, node, args, graph, shapes):
         if node.func == sympy_function:
             return function(*args)
     raise SymgradError(f"cannot convert SymPy {type(node).__name__} ({node}) to symgrad")
+
+
+def _sympy_float(sympy, number):
+    """A SymPy number as a float, refused as the parser refuses its literal when it overflows
+    float64: SymPy's exact 10**400 would otherwise become inf without a word."""
+    value = float(number)
+    if math.isinf(value):
+        raise ParseError(f"number too large: SymPy's {sympy.Float(number, 3)} overflows float64")
+    return value
 
 
 def _fold_chain(args, combine):

@@ -126,6 +126,21 @@ def test_hessian_of_a_vector_variable_is_flattened(capsys):
     assert report["hessian"] == [[6.0, 1.0], [1.0, 12.0]]
 
 
+def test_hessian_over_a_named_dimension_takes_its_length_from_at(capsys):
+    report = run_json(capsys, "hessian", "sum(v**3) + v[0]*y", "--shape", "v=n",
+                      "--at", "v=[1,2],y=3")
+    assert report["grad"] == {"v": [6.0, 12.0], "y": 1.0}
+    assert report["hessian"] == [[6.0, 0.0, 1.0], [0.0, 12.0, 0.0], [1.0, 0.0, 0.0]]
+
+
+def test_order_is_bounded_and_the_help_says_so(capsys):
+    assert len(run_json(capsys, "grad", "x**12", "--order", "10", "--at", "x=1")
+               ["derivatives"]) == 10
+    with pytest.raises(SystemExit):
+        main(["grad", "--help"])
+    assert "at most 10" in " ".join(capsys.readouterr().out.split())
+
+
 # -- dot and code ----------------------------------------------------------------------------------
 
 
@@ -194,6 +209,14 @@ BAD = {
     "shape clash": ["grad", "sum(W)", "--at", "W=[[1,2],[3,4]]", "--shape", "W=3x3"],
     "disconnected hessian": ["hessian", "x", "--wrt", "x,y", "--at", "x=1,y=1"],
     "bad picture suffix": ["grad", "x * y", "-o", "graph.txt"],
+    "max of no entries": ["grad", "max(x)", "--at", "x=[]"],
+    "max of an empty slice": ["grad", "max(x[2:])", "--at", "x=[1,2]"],
+    "index past a named dimension": ["grad", "x[5]", "--shape", "x=n", "--at", "x=[1,2]"],
+    "index into a named dimension bound to 0": ["grad", "softmax(x)[0]", "--shape", "x=n",
+                                                "--at", "x=[]", "--format", "json"],
+    "dense hessian too large": ["hessian", "sum(x*x)", "--shape", "x=1000000000"],
+    "--order too large": ["grad", "x * x", "--order", "99999999999999999999"],
+    "--order past its bound": ["grad", "x * x", "--order", "11"],
 }
 
 

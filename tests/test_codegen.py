@@ -468,6 +468,24 @@ def test_the_entry_checks_every_named_dimension_against_its_first_binding():
         fn(np.ones(4), np.ones((4, 2)))
 
 
+@pytest.mark.parametrize("backend", sg.api.BACKENDS)
+def test_an_index_past_a_named_dimension_names_the_argument(backend):
+    x, M = sg.var("x", shape=("n",)), sg.var("M", shape=(2, "m"))
+    fn = sg.compile([x[5] * x[-2], sg.grad(sg.sum(M[:, 3]), M)], inputs=[x, M], backend=backend)
+    value, gradient = fn(np.arange(6.0), np.ones((2, 4)))
+    assert float(value) == 20.0 and np.asarray(gradient)[:, 3].tolist() == [1.0, 1.0]
+    with pytest.raises(sg.ShapeError, match="argument 'x': dimension 'n' is 5, but the formula "
+                                            "takes index 5 of it"):
+        fn(np.arange(5.0), np.ones((2, 4)))
+    with pytest.raises(sg.ShapeError, match="argument 'M': dimension 'm' is 3, .* index 3"):
+        fn(np.arange(6.0), np.ones((2, 3)))
+    with pytest.raises(sg.ShapeError, match="argument 'x': dimension 'n' is 0"):
+        fn([], np.ones((2, 4)))
+    assert sg.show_graph(x[-2], at={"x": np.ones(2)})
+    with pytest.raises(sg.ShapeError, match="index -2 of it, which needs a length of at least 2"):
+        sg.show_graph(x[-2], at={"x": np.ones(1)})
+
+
 # -- constants computed at compile time ---------------------------------------------------------------
 
 

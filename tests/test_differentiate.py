@@ -449,3 +449,18 @@ def test_a_contribution_that_comes_twice_is_added_once_as_twice_it():
     expected = np.exp(np.sin(x0) ** 2) * 2 * np.sin(x0) * np.cos(x0)
     np.testing.assert_allclose(sg.compile(gradient, inputs=[x], optimize=False)(x0), expected,
                                rtol=1e-14)
+
+
+def test_a_dense_jacobian_or_hessian_too_large_to_hold_is_refused_before_building():
+    x = sg.var("x", shape=(10**9,))
+    f, doubled, y = sg.sum(x * x), x * 2.0, sg.var("y", shape=(10**4, 10**4 + 1))
+    nodes = f.graph.number_of_nodes()
+    with pytest.raises(sg.ShapeError, match="hessian: a dense result of shape "
+                                            r"\(1000000000, 1000000000\)"):
+        sg.hessian(f, x)
+    with pytest.raises(sg.ShapeError, match="jacobian: .* more than the 100,000,000"):
+        sg.jacobian(doubled, x)
+    with pytest.raises(sg.ShapeError, match="jacobian"):
+        sg.jacobian(sg.sum(y), y)
+    assert f.graph.number_of_nodes() == nodes + 1           # sum(y), and nothing else
+    assert sg.hvp(f, x, sg.const(np.ones(3))[0] * x).shape == (10**9,)   # never formed

@@ -774,3 +774,58 @@ def test_stable_for_large_inputs(op, inputs):
     np.testing.assert_allclose(got_value, value(z), rtol=1e-12, atol=1e-300)
     np.testing.assert_allclose(got_gradient, vjp(z, u_value), rtol=1e-12, atol=1e-300)
     assert np.all(np.isfinite(got_hvp))
+
+
+# -- reductions over an empty axis: refused when built, the identity when bound to 0 at run time -----
+
+EMPTY_AXIS_REDUCTIONS = {
+    "max": (sg.max, -np.inf), "min": (sg.min, np.inf), "logsumexp": (sg.logsumexp, -np.inf),
+    "softmax": (sg.softmax, None), "log_softmax": (sg.log_softmax, None)}
+
+
+@pytest.mark.parametrize("name", EMPTY_AXIS_REDUCTIONS)
+def test_reduction_over_a_static_empty_axis_is_refused_when_built(name):
+    reduce, _ = EMPTY_AXIS_REDUCTIONS[name]
+    v = sg.var("v", shape=(2,))
+    M = sg.var("M", shape=(3, 0))
+    tail = v[2:]                                    # shape (0,), known when built
+    nodes = v.graph.number_of_nodes()
+    with pytest.raises(sg.ShapeError, match=f"{name}: axis 0 has length 0"):
+        reduce(tail)
+    with pytest.raises(sg.ShapeError, match=f"{name}: axis 1 has length 0"):
+        reduce(M, axis=1)
+    assert v.graph.number_of_nodes() == nodes
+
+
+@pytest.mark.parametrize("backend", sg.api.BACKENDS)
+@pytest.mark.parametrize("name", EMPTY_AXIS_REDUCTIONS)
+def test_reduction_over_a_named_dimension_bound_to_zero_gives_its_identity(name, backend):
+    reduce, identity = EMPTY_AXIS_REDUCTIONS[name]
+    x = sg.var("x", shape=("n",))
+    M = sg.var("M", shape=(3, "m"))
+    whole, rows = reduce(x), reduce(M, axis=1)
+    scalar = whole if whole.ndim == 0 else sg.sum(whole * x)
+    outputs = [whole, rows, sg.grad(scalar, x), sg.grad(sg.sum(rows * rows), M),
+               sg.hessian(scalar, x)]
+    fn = sg.compile(outputs, inputs=[x, M], backend=backend)
+    with np.errstate(divide="ignore"):              # log(0) and 1/0 in the gradients' shares
+        got = [np.asarray(a) for a in fn(np.zeros(0), np.zeros((3, 0)))]
+    if identity is None:                            # the normalisers: empty, as JAX's
+        assert got[0].shape == (0,) and got[1].shape == (3, 0)
+    else:
+        assert got[0] == identity and got[1].tolist() == [identity] * 3
+    assert [a.shape for a in got[2:]] == [(0,), (3, 0), (0, 0)]
+    # a non-empty call still computes the reduction itself
+    z = np.array([0.5, -2.0, 3.0])
+    expected = {"max": np.max, "min": np.min, "logsumexp": np_logsumexp,
+                "softmax": lambda a: np.exp(a - np_logsumexp(a)),
+                "log_softmax": lambda a: a - np_logsumexp(a)}[name]
+    np.testing.assert_allclose(np.asarray(fn(z, np.ones((3, 2)))[0]), expected(z), rtol=1e-12)
+
+
+def test_max_and_min_of_a_mask_over_a_named_dimension_bound_to_zero():
+    x = sg.var("x", shape=("n",))
+    fn = sg.compile([sg.max(x > 0), sg.min(x > 0)], inputs=[x])
+    assert fn(np.zeros(0)) == (False, True)
+    assert fn(np.array([-1.0, -2.0])) == (False, False)
+    assert fn(np.array([1.0, -2.0])) == (True, False)

@@ -1030,6 +1030,25 @@ def test_from_sympy_symbols_are_the_same_variables():
     assert sg.from_sympy(sympy.sin(X)).node == sg.sin(x).node
 
 
+@pytest.mark.parametrize("expression", [
+    10**400 * X, -10**400 * X, sympy.Rational(10**400, 3) + X, sympy.Float("1e400") * X,
+    X ** (10**400), sympy.Heaviside(X, 10**400)],
+    ids=["integer", "negative", "rational", "float", "exponent", "heaviside"])
+def test_from_sympy_refuses_a_number_past_float64_as_the_parser_does(expression):
+    with pytest.raises(sg.ParseError, match="^number too large") as parsed:
+        sg.parse("1e400 * x")
+    graph = sg.var("x").graph
+    nodes = graph.number_of_nodes()
+    with pytest.raises(type(parsed.value), match="^number too large: SymPy's -?[0-9.]+E\\+"):
+        sg.from_sympy(expression)
+    assert graph.number_of_nodes() == nodes
+
+
+def test_from_sympy_keeps_large_and_tiny_numbers_that_fit():
+    assert sg.from_sympy(10**300 * X).inputs[0].data["value"] == 1e300
+    assert sg.from_sympy(sympy.Rational(1, 10**400) * X).inputs[0].data["value"] == 0.0
+
+
 def test_to_sympy_refuses_tensors_and_from_sympy_refuses_non_sympy():
     with pytest.raises(sg.SymgradError):
         sg.to_sympy(sg.var("v", shape=(3,)) * 2.0)

@@ -956,6 +956,8 @@ SHAPE_MESSAGES = [
     ("softmax", [()], lambda e: sg.softmax(e.x)),
     ("softmax", [(3,)], lambda e: sg.softmax(e.v, axis=None)),
     ("log_softmax", [(2, 3)], lambda e: sg.log_softmax(e.W, axis=3)),
+    ("max", [(0,)], lambda e: sg.max(e.v[3:])),
+    ("log_softmax", [(2, 0)], lambda e: sg.log_softmax(e.W[:, 3:])),
     ("rel_shaped", [(3,), (4,)], lambda e, shaped_op: shaped_op(e.v, e.u4)),
 ]
 
@@ -1117,6 +1119,20 @@ ARGUMENT_ERRORS = {
                          "argument 'gamma': cannot convert to float32"),
     "a ragged list": (([[1.0, 2.0, 3.0], [1.0]], np.ones(2), 1.0), {}, sg.SymgradError,
                       "argument 'alpha': cannot convert to float64"),
+    "None": ((np.ones((2, 3)), np.ones(2), None), {}, sg.SymgradError,
+             "argument 'gamma': cannot convert to float32 (None is not a real number)"),
+    "None in a list": ((np.ones((2, 3)), [1.0, None], 1.0), {}, sg.SymgradError,
+                       "argument 'beta': cannot convert to float64 (None is not a real number)"),
+    "an object array": ((np.ones((2, 3), dtype=object), np.ones(2), 1.0), {}, sg.SymgradError,
+                        "argument 'alpha': cannot convert to float64 (an array of dtype object"),
+    "a numeric string": ((np.ones((2, 3)), np.ones(2), "2.0"), {}, sg.SymgradError,
+                         "argument 'gamma': cannot convert to float32 (text"),
+    "a list of strings": ((np.ones((2, 3)), ["1", "2"], 1.0), {}, sg.SymgradError,
+                          "argument 'beta': cannot convert to float64 (text"),
+    "a complex array": ((np.ones((2, 3)), np.ones(2) + 1j, 1.0), {}, sg.SymgradError,
+                        "argument 'beta': cannot convert to float64 (complex numbers"),
+    "an int past float64": ((np.ones((2, 3)), np.ones(2), 10**400), {}, sg.SymgradError,
+                            "argument 'gamma': cannot convert to float32"),
 }
 
 
@@ -1130,6 +1146,21 @@ def test_a_compiled_function_names_the_offending_argument(name, compiled):
     value, gradient = compiled(np.ones((2, 3)), np.array([1.0, 2.0]), np.float32(2.0))
     assert value == pytest.approx(18.0)
     np.testing.assert_array_equal(gradient, [[2.0] * 3, [4.0] * 3])
+
+
+@pytest.mark.parametrize("backend", sg.api.BACKENDS)
+def test_none_strings_and_object_arrays_are_refused_on_every_backend(backend):
+    x, v = sg.var("x"), sg.var("v", shape=(2,))
+    fn = sg.compile(x * sg.sum(v), inputs=[x, v], backend=backend)
+    for bad, name in [((None, [1.0, 2.0]), "x"), ((1.0, np.array([1, 2], dtype=object)), "v"),
+                      (("1.5", [1.0, 2.0]), "x"), ((1.0, [None, 2.0]), "v")]:
+        with pytest.raises(sg.SymgradError, match=f"argument '{name}': cannot convert"):
+            fn(*bad)
+    # what keeps working: Python numbers (a Fraction, an int past int64), lists, NumPy arrays
+    from fractions import Fraction
+    for good in [(2, [1, 2]), (Fraction(1, 2), (2.0, 2.0)), (np.float32(2.0), np.ones(2)),
+                 (True, [10**20, 0])]:
+        assert float(fn(*good)) == pytest.approx(float(good[0]) * float(sum(good[1])))
 
 
 # -- the command line: one line for a mistake, a traceback for a bug -----------------------------

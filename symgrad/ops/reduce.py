@@ -7,6 +7,8 @@ Imports ops.core, ops.shape and ops.elementwise.
 
 import math
 
+import numpy as np
+
 from ..errors import ShapeError
 from .core import apply, const, defop, literal, normalize_axes, op_function, same_dtype, static_shape
 from .elementwise import exp, where
@@ -86,6 +88,49 @@ def mean(x, axis=None, keepdims=False):
 
 
 # -- max and min: ties share the gradient evenly ----------------------------------------------------
+#
+# Neither has an identity that is a value of the data, so an axis of length 0 is refused where it
+# is built; a named dimension bound to 0 at run time gets the identity of the extended reals, as
+# JAX gives it (max of nothing is -inf, min +inf, logsumexp -inf, softmax an empty array).
+
+
+def _refuse_empty_axes(shape, axis):
+    empty = [a + len(shape) for a in axis if shape[a] == 0]
+    if empty:
+        raise ShapeError(f"axis {empty[0]} has length 0, and over an empty axis it has no value")
+
+
+def _nonempty_reduced_shape(shapes, axis, keepdims, **attrs):
+    shape = reduced_shape(shapes, axis, keepdims, **attrs)
+    _refuse_empty_axes(shapes[0], axis)
+    return shape
+
+
+def _extreme(dtype, lowest):
+    """The literal of the bottom (``lowest``) or top of ``dtype``'s values."""
+    kind = np.dtype(dtype).kind
+    if kind == "b":
+        return literal(not lowest)
+    if kind in "iu":
+        limits = np.iinfo(dtype)
+        return literal(int(limits.min if lowest else limits.max))
+    return literal(-math.inf if lowest else math.inf)
+
+
+def _identity_over_named_axes(lowest):
+    """An ``initial(ctx)`` for emit_reduction: the extreme that max (``lowest``) or min starts
+    from, when a reduced axis is a named dimension, which may be bound to 0."""
+    def initial(ctx):
+        lengths = [ctx.shapes[0][a] for a in ctx.attrs["axis"]]
+        return None if static_shape(lengths) else _extreme(ctx.dtypes[0], lowest)
+    return initial
+
+
+def _initial_argument(ctx):
+    """``, initial=-np.inf`` for the maximum a logsumexp or a softmax shifts by, when it may
+    reduce a named dimension bound to 0; else nothing."""
+    initial = _identity_over_named_axes(lowest=True)(ctx)
+    return "" if initial is None else f", initial={initial}"
 
 
 def _extremum_vjp(g, out, x, axis, keepdims):
@@ -96,9 +141,13 @@ def _extremum_vjp(g, out, x, axis, keepdims):
     return [_kept(g, axis, keepdims) * share]
 
 
-defop("max", 1, reduced_shape, emit_reduction("max", "maximum"), _extremum_vjp, dtype=same_dtype,
+defop("max", 1, _nonempty_reduced_shape,
+      emit_reduction("max", "maximum", initial=_identity_over_named_axes(lowest=True)),
+      _extremum_vjp, dtype=same_dtype,
       simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
-defop("min", 1, reduced_shape, emit_reduction("min", "minimum"), _extremum_vjp, dtype=same_dtype,
+defop("min", 1, _nonempty_reduced_shape,
+      emit_reduction("min", "minimum", initial=_identity_over_named_axes(lowest=False)),
+      _extremum_vjp, dtype=same_dtype,
       simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
 
 
@@ -132,14 +181,15 @@ def _emit_logsumexp(ctx):
     # over every axis the shift is one number, which broadcasts as it is (no squeeze, 0.7 us)
     whole = axis == "axis=None" and not ctx.attrs["keepdims"]
     kept = shift if ctx.attrs["keepdims"] or whole else f"np.squeeze({shift}, {axis})"
-    return [f"{shift} = np.maximum.reduce({x}, {axis}{'' if whole else ', keepdims=True'})",
+    return [f"{shift} = np.maximum.reduce({x}, {axis}{'' if whole else ', keepdims=True'}"
+            f"{_initial_argument(ctx)})",
             # an all -inf (or +inf) slice would give inf - inf; shifting by 0 there is exact
             f"{shift} = np.where(np.isfinite({shift}), {shift}, 0.0)",
             f"{out} = np.log(np.add.reduce(np.exp({x} - {shift}), {axis}"
             f"{', keepdims=True' if ctx.attrs['keepdims'] else ''})) + {kept}"]
 
 
-defop("logsumexp", 1, reduced_shape, _emit_logsumexp,
+defop("logsumexp", 1, _nonempty_reduced_shape, _emit_logsumexp,
       lambda g, out, x, axis, keepdims: [_kept(g, axis, keepdims)
                                          * exp(x - _kept(out, axis, keepdims))])
 
@@ -167,19 +217,22 @@ def _axis_literal(ctx):
 
 def _emit_softmax(ctx):
     x, out, axis = ctx.args[0], ctx.out, _axis_literal(ctx)
-    return [f"{out} = np.exp({x} - np.maximum.reduce({x}, axis={axis}, keepdims=True))",
+    return [f"{out} = np.exp({x} - np.maximum.reduce({x}, axis={axis}, keepdims=True"
+            f"{_initial_argument(ctx)}))",
             f"{out} /= np.add.reduce({out}, axis={axis}, keepdims=True)"]
 
 
 def _emit_log_softmax(ctx):
     x, out, axis = ctx.args[0], ctx.out, _axis_literal(ctx)
-    return [f"{out} = {x} - np.maximum.reduce({x}, axis={axis}, keepdims=True)",
+    return [f"{out} = {x} - np.maximum.reduce({x}, axis={axis}, keepdims=True"
+            f"{_initial_argument(ctx)})",
             f"{out} -= np.log(np.add.reduce(np.exp({out}), axis={axis}, keepdims=True))"]
 
 
 def _normaliser_shape(shapes, axis):
     if not shapes[0] or not all(-len(shapes[0]) <= a < 0 for a in axis):
         raise ShapeError(f"axis {axis} is out of range for shape {shapes[0]}")
+    _refuse_empty_axes(shapes[0], axis)
     return shapes[0]
 
 
