@@ -61,6 +61,15 @@ def _assignments(text, option):
     return result
 
 
+def _finite_number(text):
+    """A JSON number as a float, refused as the parser refuses it where it overflows float64
+    (1e400 would otherwise pass as inf)."""
+    number = float(text)
+    if math.isinf(number):
+        raise OverflowError(f"number too large: {text[:40]} overflows float64")
+    return number
+
+
 def parse_at(text):
     """--at x=1,W=[[1,2],[3,4]]: numbers and nested lists (read as JSON, never evaluated);
     inf, -inf and nan are accepted as bare values."""
@@ -71,10 +80,12 @@ def parse_at(text):
                 parsed = float(value)
             else:
                 # JSON's true, false and null would pass as 1, 0 and nan: refuse them
-                parsed = json.loads(value)
+                parsed = json.loads(value, parse_float=_finite_number, parse_int=_finite_number)
                 if re.search(r"\b(true|false|null)\b", value):
                     raise ValueError("not a number")
             array = np.asarray(parsed, dtype=np.float64)
+        except OverflowError as error:
+            raise UsageError(f"--at: the value of {name}: {error}") from None
         except (ValueError, TypeError, RecursionError):     # deep nesting: json recurses
             shown = value if len(value) <= 60 else value[:57] + "..."
             raise UsageError(f"--at: the value of {name} must be a number or a nested list of "

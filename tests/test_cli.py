@@ -217,6 +217,11 @@ BAD = {
     "dense hessian too large": ["hessian", "sum(x*x)", "--shape", "x=1000000000"],
     "--order too large": ["grad", "x * x", "--order", "99999999999999999999"],
     "--order past its bound": ["grad", "x * x", "--order", "11"],
+    "--at number that overflows": ["grad", "x * 2", "--at", "x=1e400"],
+    "--at integer that overflows": ["grad", "sum(x)", "--shape", "x=2", "--at",
+                                    "x=[1, " + "9" * 400 + "]"],
+    "--shape longer than NumPy indexes": ["grad", "sum(x)", "--shape",
+                                          "x=99999999999999999999999"],
 }
 
 
@@ -306,3 +311,11 @@ def test_the_textbook_picture_in_every_format_with_or_without_graphviz(capsys, t
     code, out, err = run(capsys, "grad", "(x + y) * max(y, z)", "-o", str(path))
     assert (code, err) == (0, "") and out.strip() == f"wrote {path}"
     assert path.read_bytes().lstrip()[:len(magic)] == magic
+
+
+def test_the_hessian_of_a_shifted_product_keeps_its_digits(capsys):
+    # the Horner pass expanded (x - 1000) ** 8 into monomials: this printed [[8192.0]]
+    product = "*".join(["(x-1000)"] * 8)
+    code, out, _ = run(capsys, "hessian", product, "--at", "x=1001", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["hessian"] == [[56.0]]

@@ -213,6 +213,8 @@ def check_shape(shape):
                 raise ShapeError(f"dimension name {dim!r} must be an ASCII identifier")
         elif isinstance(dim, numbers.Integral) and not isinstance(dim, bool) and dim >= 0:
             dim = int(dim)
+            if dim > np.iinfo(np.intp).max:
+                raise ShapeError(f"dimension {dim} is longer than any NumPy array can be")
         else:
             raise ShapeError(f"dimension {dim!r} must be a non-negative int or a name")
         result.append(dim)
