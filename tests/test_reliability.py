@@ -966,6 +966,7 @@ UNREACHABLE_RAISES = {
     ("core.py", "dimension name"): "check_shape: variable declarations, not ops (the message "
                                    "names the variable; see test_a_bad_variable_shape_names_it)",
     ("core.py", "must be a non-negative int"): "check_shape, as above",
+    ("core.py", "longer than any NumPy array"): "check_shape, as above",
     ("shape.py", "axis {axis} is out of range for {ndim}"): "reduced_shape: reductions normalise "
                                                             "(and check) their axes before apply",
     ("reduce.py", "out of range for shape"): "softmax normalises (and checks) its axes first",
@@ -1051,6 +1052,8 @@ def test_a_bad_variable_shape_names_it():
         sg.var("bad", shape=(-1,))
     with pytest.raises(sg.ShapeError, match=r"^variable 'bad': dimension name 'a b'"):
         sg.var("bad", shape=("a b",))
+    with pytest.raises(sg.ShapeError, match=r"^variable 'bad': dimension 9+ is longer than"):
+        sg.var("bad", shape=(10 ** 23 - 1,))
 
 
 @pytest.mark.parametrize("text, op, column", [
