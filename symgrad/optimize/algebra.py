@@ -444,25 +444,18 @@ def _times(factors, graph, dtype):
     return result
 
 
-def _term_factorings(factors):
-    """(factor, the other factors, whether the factor is the whole term) for a term that is the
-    product of ``factors``: an expression, an expression times a number, or a number. A
-    negation -u is u times -1, and any other expression t is t times 1: pairing on such a
-    factor pays only when the coefficients meet in one number (x + 2 x is 3 x; x + a x as
-    x (1 + a) would only move an operation), and then it pays even if other nodes read t."""
-    expressions = [f for f in factors if not isinstance(f, float)]
-    if not expressions:
-        return []
-    (term,) = expressions
-    numbers = tuple(f for f in factors if isinstance(f, float))
+def _term_factorings(term):
+    """(factor, the other factors, whether the factor is the whole term) for each way of
+    reading ``term`` as a product. A negation -u is u times -1, and any other expression t is t
+    times 1: pairing on such a factor pays only when the coefficients meet in one number
+    (x + 2 x is 3 x; x + a x as x (1 + a) would only move an operation), and then it pays even
+    if other nodes read t."""
     if term.op == "negative":
         (inner,) = term.inputs
-        found = [(factor, rest + numbers + (-1.0,), False) for factor, rest in _factorings(inner)
+        found = [(factor, rest + (-1.0,), False) for factor, rest in _factorings(inner)
                  if _read_once(inner)]
-        return found + [(inner, numbers + (-1.0,), True)]
-    found = [(factor, rest + numbers, False) for factor, rest in _factorings(term)]
-    # t times numbers opened from c (k - t) is a product of its own, t alone is not
-    return found + [(term, numbers or (1.0,), not numbers)]
+        return found + [(inner, (-1.0,), True)]
+    return [(factor, rest, False) for factor, rest in _factorings(term)] + [(term, (1.0,), True)]
 
 
 def _numbers_only(factors):
@@ -471,12 +464,12 @@ def _numbers_only(factors):
 
 
 def _signed_terms(data, inputs, uses):
-    """x ± y as [(sign, factors, read only here)]. A sum or difference among x and y is not
+    """x ± y as [(sign, term, read only here)]. A sum or difference among x and y is not
     opened: x * a + s + x * b -> x * (a + b) + s reorders a sum, and x * a + c (k - x) ->
     x * (a - c) + c k distributes a constant, and either can cancel where the written sum did
     not (tests/test_rewrite_safety.py); g * a + g * b -> g * (a + b) never rounds worse."""
     x, y = inputs
-    return [(1, (x,), uses[0] == 1), (1 if data["op"] == "add" else -1, (y,), uses[1] == 1)]
+    return [(1, x, uses[0] == 1), (1 if data["op"] == "add" else -1, y, uses[1] == 1)]
 
 
 def _signed_sum(first, second):
@@ -497,11 +490,6 @@ def _positive_constant(sign, term):
     return sign, term
 
 
-def _shape_and_dtype(factors):
-    product = [f for f in factors if not isinstance(f, float)]
-    return (tuple(product[0].shape), product[0].dtype) if product else ((), "float64")
-
-
 @rewrite("add", "subtract", uses=True)
 def factor_out_a_common_factor(data, inputs, uses):
     """g * a + g * b -> g * (a + b), and likewise for -, and for x * a + x ** 2 -> x * (a + x):
@@ -513,34 +501,27 @@ def factor_out_a_common_factor(data, inputs, uses):
     if data["dtype"] == "bool":
         return None
     graph = inputs[0].graph
-    terms = _signed_terms(data, inputs, uses)
+    (sign_a, a, once_a), (sign_b, b, once_b) = _signed_terms(data, inputs, uses)
+    # only terms of the sum's shape and dtype can pair
     wanted = (tuple(data["shape"]), data["dtype"])
-    # each term's factorings, computed once; only terms of the sum's shape and dtype can pair
-    factorings = [None if _shape_and_dtype(factors) != wanted else
-                  {factor.node: (factor, rest, whole)
-                   for factor, rest, whole in _term_factorings(factors)}
-                  for _, factors, _ in terms]
+    if (tuple(a.shape), a.dtype) != wanted or (tuple(b.shape), b.dtype) != wanted:
+        return None
+    theirs = {factor.node: (rest, whole) for factor, rest, whole in _term_factorings(b)}
     pairs = []
-    for i, (sign_a, a, once_a) in enumerate(terms):
-        for j, (sign_b, b, once_b) in enumerate(terms[i + 1:], i + 1):
-            if not factorings[i] or not factorings[j]:
-                continue
-            theirs = factorings[j]
-            for factor, rest, whole in factorings[i].values():
-                if factor.node not in theirs or factor.dtype != data["dtype"]:
-                    continue
-                _, their_rest, their_whole = theirs[factor.node]
-                # a product read elsewhere stays: factoring it out would add a multiplication
-                if not (once_a or whole) or not (once_b or their_whole):
-                    continue
-                numbers = _numbers_only(rest) and _numbers_only(their_rest)
-                if (whole or their_whole) and not numbers:
-                    continue
-                pairs.append((not numbers, len(pairs), factor, (sign_a, rest),
-                              (sign_b, their_rest)))
+    for factor, rest, whole in _term_factorings(a):
+        if factor.node not in theirs or factor.dtype != data["dtype"]:
+            continue
+        their_rest, their_whole = theirs[factor.node]
+        # a product read elsewhere stays: factoring it out would add a multiplication
+        if not (once_a or whole) or not (once_b or their_whole):
+            continue
+        numbers = _numbers_only(rest) and _numbers_only(their_rest)
+        if (whole or their_whole) and not numbers:
+            continue
+        pairs.append((not numbers, len(pairs), factor, rest, their_rest))
     if not pairs:
         return None
-    _, _, factor, (sign_a, rest), (sign_b, their_rest) = min(pairs)
+    _, _, factor, rest, their_rest = min(pairs)
     dtype = data["dtype"]
     sign, inner = _signed_sum((sign_a, _times(rest, graph, dtype)),
                               (sign_b, _times(their_rest, graph, dtype)))
