@@ -125,6 +125,8 @@ COMPOSITES = [
             [(5,)], [_X, _V]),
     Program("neighbour-products", _first_and_second(lambda x: sg.sum(x[1:] * x[:-1])),
             [(5,)], [_X, _V]),
+    Program("constant-bases", _first_and_second(
+        lambda x: sg.sum(sg.const(2.0) ** x + sg.const(0.0) ** sg.exp(x))), [(5,)], [_X, _V]),
     Program("times-one", _first_and_second(lambda x: sg.sum(x * 1.0) + sg.sum(1.0 * x ** 2)),
             [(5,)], [_X, _V]),
     Program("python-numbers", _first_and_second(

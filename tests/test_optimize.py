@@ -1291,3 +1291,14 @@ def test_a_variable_exponent_keeps_its_mixed_derivative_at_a_zero_exponent():
     reference = sympy.diff(xs ** ys, xs, ys)
     np.testing.assert_allclose(np.diag(mixed)[1:], [float(reference.subs({xs: 2, ys: 0})),
                                                     float(reference.subs({xs: 4, ys: 2}))])
+
+
+def test_a_polynomial_whose_coefficients_pass_float64_is_left_as_written():
+    # (t + 1)(t + 2)(t + 3) in t = 1e200 x has coefficients up to 1e600: the accuracy check
+    # could not weigh them (OverflowError escaped compile), and no Horner form could hold them
+    x = sg.var("x")
+    t = x * 1e200
+    gradient = sg.grad((t + 1.0) * (t + 2.0) * (t + 3.0), x)
+    fn = sg.compile(gradient, inputs=[x])
+    assert "horner_form_of_polynomial" not in rule_names(fn)
+    assert fn(1e-200) == sg.compile(gradient, inputs=[x], optimize=False)(1e-200) == 2.6e201

@@ -391,6 +391,11 @@ def _power_exponent_vjp(g, out, x, y):
     if y.op == "const":
         return None
     # d(x**y)/dy = x**y log x, whose limit at x = 0 (where x**y = 0 for y > 0) is 0, not nan
+    base = constant_value(x)
+    if base is not None:    # 2 ** y: log 2 is a number, as weak as the 2 (a float32 y stays so)
+        with np.errstate(invalid="ignore"):
+            logarithm = const(np.log(np.where(base == 0.0, 1.0, base)).astype(base.dtype), x.graph)
+        return _to_input(g * (out * logarithm), out, y)
     return _to_input(g * (out * log(where(x == 0.0, 1.0, x))), out, y)
 
 

@@ -25,6 +25,7 @@ from .rebuild import Applied, rebuild
 POLYNOMIAL_OPS = ("add", "subtract", "multiply", "negative", "power")
 MAX_CLUSTER = 50_000
 MAX_DEGREE = 40
+LARGEST_COEFFICIENT = Fraction(np.finfo(np.float64).max)
 EXPLORATION_BUDGET = 1_000_000    # cluster nodes visited per graph: keeps the pass linear
 
 
@@ -86,7 +87,7 @@ def _multiply(a, b):
 def _coefficients(graph, root, members, leaf_values):
     """Every member of the cluster as exact coefficients in its one variable leaf, lowest degree
     first, computed bottom-up (never expanding a tree of products term by term); None past
-    MAX_DEGREE."""
+    MAX_DEGREE or past the largest float64."""
     values = dict(leaf_values)
     for node in sorted(members):            # keys ascend in evaluation order
         data = graph.nodes[node]
@@ -106,8 +107,8 @@ def _coefficients(graph, root, members, leaf_values):
                 value = _multiply(value, args[0])
         while len(value) > 1 and value[-1] == 0:
             value.pop()
-        if len(value) - 1 > MAX_DEGREE:
-            return None
+        if len(value) - 1 > MAX_DEGREE or any(abs(c) > LARGEST_COEFFICIENT for c in value):
+            return None     # a coefficient past float64 could be neither checked nor emitted
         values[node] = value
     return values
 
