@@ -66,7 +66,8 @@ def _finite_number(text):
     (1e400 would otherwise pass as inf)."""
     number = float(text)
     if math.isinf(number):
-        raise OverflowError(f"number too large: {text[:40]} overflows float64")
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise OverflowError(f"number too large: {shown} overflows float64")
     return number
 
 
@@ -309,6 +310,12 @@ def main(argv=None):
         message = " ".join(str(error).split()) if not isinstance(error, api.ParseError) \
             else _one_line_parse_error(error)
         print(f"symgrad: error: {message}", file=sys.stderr)
+        return 2
+    except MemoryError as error:
+        # a result the machine cannot hold (a dense Hessian over a named dimension bound to a
+        # large length is only sized when evaluated): the input asked too much, not a bug
+        print(f"symgrad: error: not enough memory: {' '.join(str(error).split())}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("symgrad: interrupted", file=sys.stderr)

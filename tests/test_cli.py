@@ -319,3 +319,12 @@ def test_the_hessian_of_a_shifted_product_keeps_its_digits(capsys):
     code, out, _ = run(capsys, "hessian", product, "--at", "x=1001", "--format", "json")
     assert code == 0
     assert json.loads(out)["hessian"] == [[56.0]]
+
+
+def test_a_dense_hessian_too_large_for_memory_exits_2(capsys):
+    # over a named dimension the Hessian is sized only when evaluated: 200,000 ** 2 entries
+    at = "x=[" + ",".join(["1"] * 200_000) + "]"
+    code, out, err = run(capsys, "hessian", "sum(x*x)", "--shape", "x=n", "--at", at,
+                         "--format", "json")
+    assert code == 2 and out == ""
+    assert err.startswith("symgrad: error: not enough memory") and err.count("\n") == 1
