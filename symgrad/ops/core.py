@@ -126,6 +126,8 @@ def promoted_dtypes(exprs, excluded=()):
     that one np.float32(...)). Operands at the ``excluded`` positions (masks, shape donors)
     have no say."""
     dtypes = [e.dtype for e in exprs]
+    if len(set(dtypes)) == 1:
+        return dtypes       # a number meets only its own dtype (the common case: all float64)
     floating = [(e, d) for k, (e, d) in enumerate(zip(exprs, dtypes))
                 if k not in excluded and d != "bool"]
     strong = [d for e, d in floating if not is_number(e)] \
