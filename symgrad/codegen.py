@@ -61,7 +61,7 @@ SCALAR_IDENTITIES = {"multiply": ((1, "1.0"), (0, "1.0")), "divide": ((1, "1.0")
                      "subtract": ((1, "0.0"),)}
 # ops whose in-place form is an augmented assignment (codegen's _update_in_place)
 AUGMENTED_OPERATORS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
-# ops that reduce a boolean mask into floats themselves (dtype=, shape.emit_reduction)
+# ops that reduce a boolean mask into floats themselves (dtype=, reduce.emit_reduction)
 REDUCING_MASKS = frozenset({"sum", "mean"})
 _FORMATTER = string.Formatter()
 _counter = itertools.count()
@@ -634,7 +634,7 @@ class SourceGenerator:
         refuses to subtract or negate them and takes sin of a mask in float16. On Python floats
         every boolean operand is made a float: True * True is the int 1 (a square's template
         repeats its operand). Masks (Op.nondifferentiable: where's condition) stay; a reduction
-        of a mask converts as it adds (shape.emit_reduction)."""
+        of a mask converts as it adds (reduce.emit_reduction)."""
         if data["dtype"] == "bool" or data["op"] in REDUCING_MASKS:
             return args
         masks = OPS[data["op"]].nondifferentiable
