@@ -41,10 +41,10 @@ def reduced_shape(shapes, axis, keepdims, **_):
 def emit_reduction(function, ufunc=None, initial=None):
     """Emitter for np.<function>(x, axis=..., keepdims=...), omitting what the default says; for a
     reduction that is a ufunc's, np.<ufunc>.reduce(x, axis=...): C all the way, without the
-    Python layer of np.sum (0.85 us against 2.1 us for a sum of 200 entries). The arrays' own
-    methods are as quick but import NumPy internals at their first call, which the emitted
-    code's namespace (no builtins) refuses. ``initial(ctx)``, when given, is the literal of an
-    ``initial=`` argument, or None for none."""
+    Python layer of np.sum, which costs more than a small sum itself (tests/benchmarks/README.md).
+    The arrays' own methods are as quick but import NumPy internals at their first call, which
+    the emitted code's namespace (no builtins) refuses. ``initial(ctx)``, when given, is the
+    literal of an ``initial=`` argument, or None for none."""
     def emit(ctx):
         axis, keepdims = ctx.attrs["axis"], ctx.attrs["keepdims"]
         parts = [ctx.args[0]]
@@ -127,9 +127,9 @@ _emit_np_mean = emit_reduction("mean")
 
 def _emit_mean(ctx):
     """The sum over the axes divided by their count, which is how np.mean computes it, bit for
-    bit, without its Python layer: 3 us a call alone, 73 us measured inside the MLP's gradient
-    (line_profiler), where np.add.reduce takes 5. np.mean divides a float32 sum in float64 (by
-    an integer count), which a Python-float count would not: float32 keeps np.mean."""
+    bit, without its Python layer, which inside the MLP's gradient took many times what the sum
+    does (tests/benchmarks/README.md). np.mean divides a float32 sum in float64 (by an integer
+    count), which a Python-float count would not: float32 keeps np.mean."""
     if ctx.dtypes[0] == "float32":
         return _emit_np_mean(ctx)
     lengths = [ctx.shapes[0][a] for a in ctx.attrs["axis"]]
@@ -246,7 +246,7 @@ def _emit_logsumexp(ctx):
     x, out = ctx.args[0], ctx.out
     shift = ctx.temp("max")
     axis = _axis_argument(ctx)
-    # over every axis the shift is one number, which broadcasts as it is (no squeeze, 0.7 us)
+    # over every axis the shift is one number, which broadcasts as it is (no np.squeeze call)
     whole = axis == "axis=None" and not ctx.attrs["keepdims"]
     kept = shift if ctx.attrs["keepdims"] or whole else f"np.squeeze({shift}, {axis})"
     return [f"{shift} = np.maximum.reduce({x}, {axis}{'' if whole else ', keepdims=True'}"

@@ -101,8 +101,8 @@ def _is_literal(source):
 
 
 def _emit_expand_dims(ctx):
-    """x[:, None]: indexing, a view as np.expand_dims gives, without its Python layer (0.1 us
-    against 1.7 us)."""
+    """x[:, None]: indexing, a view as np.expand_dims gives, without its Python layer, which
+    costs many times the indexing (tests/benchmarks/README.md)."""
     operand = ctx.args[0]
     if _is_literal(operand):
         return f"np.expand_dims({operand}, {literal(ctx.attrs['axis'])})"
@@ -426,9 +426,9 @@ def index_grad_target(ctx):
     if not static_shape(ctx.shape):
         return [f"{ctx.out} = np.zeros(np.shape({g})[:{keep}] + np.shape({like}){dtype})"], written
     uncovered = _uncovered(index, ctx.shape[keep:])
-    # zeros a written slice overwrites cost a memset (22.7 us on 1e5 entries against 15.2 us
-    # with np.empty and the rest zeroed); a small array's pays when the rest is addressed by
-    # ints (0.24 us against 0.35 us on 1,000 entries), not by slices (0.49 us)
+    # zeros a written slice overwrites cost a memset that np.empty and the rest zeroed spare; for
+    # a small array that pays when the rest is addressed by ints, not by slices
+    # (tests/benchmarks/README.md)
     if uncovered is None or (math.prod(ctx.shape) < EMPTY_MIN
                              and any(":" in rest for rest in uncovered)):
         return [f"{ctx.out} = np.zeros({literal(ctx.shape)}{dtype})"], written
@@ -499,9 +499,9 @@ def _index_add_vjp(g, out, base, update, index, keep):
 # so that slicing's gradient needs no array of zeros
 def _added_into(ctx, base):
     """Statements adding the update into ``base``'s indexed part. An array part is updated
-    through a name of its own: ``base[index] += g`` would also store the part back into itself
-    (130 ns on 1,000 entries); a part of a single entry is no view, so it is stored, and so is
-    every part where arrays have no in place (the array API's backend)."""
+    through a name of its own: ``base[index] += g`` would also store the part back into itself,
+    a copy for nothing (tests/benchmarks/README.md); a part of a single entry is no view, so it
+    is stored, and so is every part where arrays have no in place (the array API's backend)."""
     index = _index_add_source(ctx)
     if ctx.shapes[1] == () or not ctx.in_place:
         return [f"{base}[{index}] += {ctx.args[1]}"]
