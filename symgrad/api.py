@@ -90,8 +90,9 @@ class CompiledFunction(Protocol):
     these attributes (``isinstance(fn, sg.CompiledFunction)`` checks for them).
 
     No object stands between the caller and the entry: calling an instance's ``__call__``
-    costs 36 ns more than calling a function, a fifth of a tiny scalar gradient's time. The
-    entry checks its arguments (count, shapes, named dimensions) before the emitted code runs.
+    costs more than calling a function, a visible share of a tiny scalar gradient's time
+    (tests/benchmarks/README.md). The entry checks its arguments (count, shapes, named
+    dimensions) before the emitted code runs.
     """
 
     source: str                 # the emitted body

@@ -19,7 +19,8 @@ from .errors import SymgradError
 
 
 # --order's bound: each order differentiates the last derivative again, and the graph (and the
-# time to build it) grows with every one: order 12 of tanh(x) * exp(sin(x)) takes 40 s
+# time to build it) grows with every one, soon past what a command line should wait for
+# (tests/benchmarks/README.md)
 MAX_ORDER = 10
 
 

@@ -33,14 +33,14 @@ FOLD_LIMIT = 1_000_000      # entries: a larger constant result stays a statemen
 # Intermediate arrays of at least this many float64 entries (128 KiB, glibc's default threshold
 # for serving an allocation from fresh mmap'd pages) live in a workspace the compiled function
 # keeps between calls. A fresh large array costs a page fault per 4 KiB page touched, and glibc
-# hands such memory back to the system as soon as a few of them are freed together: measured on
-# a Rosenbrock HVP at n = 1e5, 1.0 ms a call of which 0.04 ms was arithmetic.
+# hands such memory back to the system as soon as a few of them are freed together: on a large
+# Rosenbrock HVP the page faults took most of a call (tests/benchmarks/README.md).
 WORKSPACE_MIN = 1 << 14
 # A sum of a large array and a term computed from inputs alone (a weight decay's 2 c W added to
 # W's gradient) of at least this many entries (1 MiB of float64, a core's L2 cache here) is made
 # in blocks of rows of about BLOCK_ENTRIES entries: each block of the term is made and added
-# while it is in cache, where NumPy would write the whole term to memory and read it back.
-# Measured on the MLP of tests/benchmarks (784x500 and 500x400 decays): 1 % of the call.
+# while it is in cache, where NumPy would write the whole term to memory and read it back
+# (its gain on the MLP: tests/benchmarks/README.md).
 BLOCKED_SUM_MIN = 1 << 17
 BLOCK_ENTRIES = 1 << 15
 # Up to this many outputs, the statements of those needing fewer nodes come first
@@ -61,7 +61,7 @@ SCALAR_IDENTITIES = {"multiply": ((1, "1.0"), (0, "1.0")), "divide": ((1, "1.0")
                      "subtract": ((1, "0.0"),)}
 # ops whose in-place form is an augmented assignment (codegen's _update_in_place)
 AUGMENTED_OPERATORS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
-# ops that reduce a boolean mask into floats themselves (dtype=, shape.emit_reduction)
+# ops that reduce a boolean mask into floats themselves (dtype=, reduce.emit_reduction)
 REDUCING_MASKS = frozenset({"sum", "mean"})
 _FORMATTER = string.Formatter()
 _counter = itertools.count()
@@ -634,7 +634,7 @@ class SourceGenerator:
         refuses to subtract or negate them and takes sin of a mask in float16. On Python floats
         every boolean operand is made a float: True * True is the int 1 (a square's template
         repeats its operand). Masks (Op.nondifferentiable: where's condition) stay; a reduction
-        of a mask converts as it adds (shape.emit_reduction)."""
+        of a mask converts as it adds (reduce.emit_reduction)."""
         if data["dtype"] == "bool" or data["op"] in REDUCING_MASKS:
             return args
         masks = OPS[data["op"]].nondifferentiable
@@ -708,10 +708,10 @@ class SourceGenerator:
     def _update_in_place(self, node, data, args, operand, lines):
         """Emit ``node`` as an augmented assignment to the array of its dying operand
         ``operand`` (``t1 *= -2.0``), which then carries on under that name, as a careful hand
-        writes it: the same arithmetic as ``np.multiply(t1, -2.0, out=t1)``, and 0.1 us a call
-        cheaper than a ufunc's out= keyword. Returns whether it did. Not for an output (it keeps
-        its readable name) or a value with a readable name, nor when tracing (every value keeps
-        its name)."""
+        writes it: the same arithmetic as ``np.multiply(t1, -2.0, out=t1)``, and cheaper than a
+        ufunc's out= keyword (tests/benchmarks/README.md). Returns whether it did. Not for an
+        output (it keeps its readable name) or a value with a readable name, nor when tracing
+        (every value keeps its name)."""
         symbol = AUGMENTED_OPERATORS.get(data["op"])
         if symbol is None or not self.augment or node in self.outputs \
                 or self.graph.readable_name(node):
@@ -777,7 +777,7 @@ class SourceGenerator:
                 + "    return _sg_folded\n"
             # asarray: a view of a constant (c.T, c[1:]) stays a view, which neither doubles
             # the constant's memory nor loses the layout NumPy and BLAS read it in
-            # ((A.T * p) @ A: 125 us with A.T a view, 132 with a C-ordered copy, at 200 x 100)
+            # ((A.T * p) @ A is faster with A.T a view: tests/benchmarks/README.md)
             with np.errstate(all="ignore"):
                 value = np.asarray(build_function(source, dict(self.namespace), "_sg_fold")(),
                                    dtype=data["dtype"])
@@ -1005,8 +1005,9 @@ def _tidy(prefix, cases, conditions):
 
     Each statement of a fast path is one assignment of a pure expression to a name of its own,
     so an assignment nothing reads is dropped, and one read once is written into the statement
-    that reads it, as a hand would write ``return z, z, x + y`` (saves 5 to 10 ns a name). The
-    prefix's names are read by the conditions and the cases too, which take nothing inlined.
+    that reads it, as a hand would write ``return z, z, x + y`` (a name stored and loaded less,
+    which counts on the fast path: tests/benchmarks/README.md). The prefix's names are read by
+    the conditions and the cases too, which take nothing inlined.
     """
     cases = [_inline_once_read(case, {}) for case in cases]
     read_later = {}

@@ -7,12 +7,10 @@ NumPy evaluates ``a * b + c`` as two passes over memory and one temporary; a fus
 Python-float form (``Op.scalar``), the one the all-scalar fast path runs, so the loop computes
 what NumPy computes, op for op (Numba's ``error_model="numpy"``: 1/0 is inf, not an exception).
 
-Not every op belongs in a loop. Measured on this project's machine (AVX-512, NumPy 2.4,
-Numba 0.65, one loop over 1e6 float64 against the ufunc): NumPy's SIMD versions of exp (0.84 ms
-against 4.35 ms in a loop), log (0.84 / 3.99), tanh (1.68 / 14.3), tan (1.36 / 14.8), log1p
-(1.05 / 10.8) and expm1 (1.20 / 9.56) are five to nine times faster than the C library's scalar
-functions a loop calls, so these stay ufunc calls (``NUMPY_FASTER``) whose results the loops
-read; sin and cos cost the same either way and sqrt is faster in a loop, so those fuse.
+Not every op belongs in a loop. NumPy's SIMD versions of exp, log, tanh, tan, log1p and expm1
+are several times faster than the C library's scalar functions a loop calls, so these stay ufunc
+calls (``NUMPY_FASTER``) whose results the loops read; sin and cos cost the same either way and
+sqrt is faster in a loop, so those fuse (measurements: tests/benchmarks/README.md).
 
 Kernels are written to a cache directory (``SYMGRAD_CACHE_DIR``, else the user's cache) as a
 module named by the hash of its source, and compiled with ``cache=True``: a later process that
@@ -37,7 +35,7 @@ from .codegen import SourceGenerator, _LazyLiterals, _plain, _statements
 from .errors import SymgradError
 from .ops import OPS, literal, static_shape
 
-# Ops computed faster by NumPy's SIMD ufuncs than inside a loop (measurements above); sigmoid
+# Ops computed faster by NumPy's SIMD ufuncs than inside a loop (module docstring); sigmoid
 # and softplus are exp and log1p inside.
 NUMPY_FASTER = frozenset({"exp", "log", "log1p", "expm1", "tan", "sigmoid", "softplus"})
 # Ops whose loop form is not their Python-float form (Op.scalar) but a function of the kernel
@@ -53,11 +51,11 @@ FUSABLE_OPS = frozenset(name for name, op in OPS.items()
 # compile) at the first long one.
 PARALLEL_MIN = 1 << 16
 KERNEL_OPTIONS = "cache=True, error_model='numpy', nogil=True, fastmath={'contract'}"
-# LLVM's time grows faster than the loop body (measured: a 600-op body 9 s, 2,400 ops 2 min), so
-# a group takes at most this many ops; a longer chain becomes several loops.
+# LLVM's time grows faster than the loop body (tests/benchmarks/README.md), so a group takes at
+# most this many ops; a longer chain becomes several loops.
 GROUP_LIMIT = 200
-# Arrays of a static shape with fewer entries stay NumPy: a loop costs about half a second to
-# compile, which calls on such arrays (well under a microsecond per op) never win back.
+# Arrays of a static shape with fewer entries stay NumPy: compiling a loop costs more than calls
+# on such arrays ever win back (tests/benchmarks/README.md).
 FUSE_MIN = 64
 
 
@@ -69,8 +67,8 @@ def _horner(variable, coefficients):
     return text
 
 
-# tanh as the loops compute it: the C library's tanh is a call LLVM cannot vectorise (14 ns an
-# entry against NumPy's 1.7 ns), this is arithmetic it can. tanh(x) = -m / (2 + m) with
+# tanh as the loops compute it: the C library's tanh is a call LLVM cannot vectorise (slower than
+# NumPy's: tests/benchmarks/README.md), this is arithmetic it can. tanh(x) = -m / (2 + m) with
 # m = expm1(-2|x|), sign restored. With y = -2|x| = -k ln2 + r, |r| <= ln2/2: expm1(y) =
 # 2^-k expm1(r) + (2^-k - 1), expm1(r) by its Taylor series (terms to r^14/14!, below 1e-17),
 # which cancels nothing, and 2^-k, 0 <= k <= 58 (y >= -40), made from its exponent bits. From

@@ -248,8 +248,8 @@ def dot_source(drawn, title="symgrad"):
     return "\n".join(lines) + "\n"
 
 
-# dot lays out at most this many boxes: its crossing minimisation took 0.3 s on 143 nodes of
-# an iterated map's gradient, 8.8 s on 283 and more than 2 minutes on 268 folded boxes
+# dot lays out at most this many boxes: the time of its crossing minimisation grows much faster
+# than the graph beyond (tests/benchmarks/README.md)
 DOT_LIMIT = 150
 
 

@@ -2,13 +2,17 @@
 
 graph <- ops <- parse <- differentiate <- (optimize) <- codegen <- (fuse) <- (array_api) <- render
 <- api <- cli: a module imports only from modules to its left. errors is a leaf anyone may import;
-every ops/* submodule counts as "ops"; cli imports only api and errors; the package __init__ is
-the facade on top.
+cli imports only api and errors; the package __init__ is the facade on top. Inside ops/ the same
+rule holds for OPS_ORDER: core <- shape <- elementwise <- reduce <- linalg <- stability <- custom
+<- printing <- methods <- ops/__init__. The modules of one layer may import each other (optimize/,
+a future codegen/), but no module imports one that imports it back, at any depth of its source:
+an import inside a function is an import.
 """
 
 import ast
 from pathlib import Path
 
+import networkx as nx
 import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "symgrad"
@@ -16,6 +20,10 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / "symgrad"
 ORDER = ["graph", "ops", "parse", "differentiate", "optimize", "codegen", "fuse", "array_api",
          "render", "api", "cli"]
 RANK = {layer: rank for rank, layer in enumerate(ORDER)}
+# Expr (core) gets the methods that build ops of later families from methods, which __init__ runs
+OPS_ORDER = ["core", "shape", "elementwise", "reduce", "linalg", "stability", "custom", "printing",
+             "methods", "__init__"]
+OPS_RANK = {name: rank for rank, name in enumerate(OPS_ORDER)}
 FACADE = "__init__"          # symgrad/__init__.py re-exports the public names
 LEAF = "errors"
 
@@ -36,7 +44,7 @@ MODULES = {module_name(p): p for p in sorted(PACKAGE_DIR.rglob("*.py"))}
 
 
 def resolve(base, name):
-    """The symgrad module ``name`` refers to, given the package ``base`` it is relative to."""
+    """The module ``name`` refers to, given the package ``base`` it is relative to."""
     return f"{base}.{name}" if name else base
 
 
@@ -44,31 +52,53 @@ def exists(module):
     return module in MODULES
 
 
-def imported_modules(module):
-    """Every symgrad module ``module`` imports, at any depth of its source (lazy imports count)."""
-    path = MODULES[module]
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    package = module if is_package(path) else module.rpartition(".")[0]
+def imports_in(source, module, package, known):
+    """Every module of ``module``'s own top-level package that ``source`` imports, at any depth
+    (an import inside a function counts). ``package`` says whether ``module`` is a package's
+    __init__; ``known`` holds the modules that exist, to tell a submodule from a name."""
+    root = module.partition(".")[0]
+    tree = ast.parse(source)
+    base_package = module if package else module.rpartition(".")[0]
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names
-                         if alias.name == "symgrad" or alias.name.startswith("symgrad."))
+                         if alias.name == root or alias.name.startswith(root + "."))
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package
+                base = base_package
                 for _ in range(node.level - 1):
                     base = base.rpartition(".")[0]
                 target = resolve(base, node.module)
-            elif node.module and (node.module == "symgrad" or node.module.startswith("symgrad.")):
+            elif node.module and (node.module == root or node.module.startswith(root + ".")):
                 target = node.module
             else:
                 continue
             # "from . import api" imports the submodule api; "from . import __version__" the package
             for alias in node.names:
                 sub = f"{target}.{alias.name}"
-                found.add(sub if exists(sub) else target)
+                found.add(sub if sub in known else target)
+    found.discard(module)
     return found
+
+
+def imported_modules(module):
+    """Every symgrad module ``module`` imports, at any depth of its source (lazy imports count)."""
+    path = MODULES[module]
+    return imports_in(path.read_text(encoding="utf-8"), module, is_package(path), MODULES)
+
+
+def import_circles(imports):
+    """The import circles of {module: modules it imports}: one list of modules per circle, each
+    module importing the next and the last the first; empty when there are none."""
+    graph = nx.DiGraph()
+    graph.add_edges_from((module, imported) for module, found in imports.items()
+                         for imported in found)
+    circles = []
+    for component in nx.strongly_connected_components(graph):
+        if len(component) > 1:
+            circles.append([edge[0] for edge in nx.find_cycle(graph.subgraph(component))])
+    return sorted(circles)
 
 
 def layer(module):
@@ -79,8 +109,18 @@ def layer(module):
     return first
 
 
+def ops_module(module):
+    """Its name in OPS_ORDER: 'core' for symgrad.ops.core, '__init__' for the package symgrad.ops."""
+    return "__init__" if module == "symgrad.ops" else module.split(".")[2]
+
+
+def is_package_layer(name):
+    return f"symgrad.{name}" in MODULES and is_package(MODULES[f"symgrad.{name}"])
+
+
 def allowed(importer, imported):
-    """Whether the importer's layer may import the imported module's layer."""
+    """Whether the importer's layer may import the imported module's layer; inside ops, whether
+    the imported module comes before the importer in OPS_ORDER."""
     src, dst = layer(importer), layer(imported)
     if dst == LEAF:
         return True
@@ -92,7 +132,11 @@ def allowed(importer, imported):
         return dst != "cli"
     if src == "cli":
         return dst in ("api", LEAF)
-    return RANK[dst] < RANK[src] or (src == dst == "ops") or (src == dst == "optimize")
+    if src == dst == "ops":
+        return OPS_RANK[ops_module(imported)] < OPS_RANK[ops_module(importer)]
+    if src == dst:
+        return is_package_layer(src)       # circles among them are refused on their own
+    return RANK[dst] < RANK[src]
 
 
 # -- the checker itself ----------------------------------------------------------------------------
@@ -110,7 +154,7 @@ def test_the_scan_sees_the_imports_we_know_about():
     assert "symgrad.ops" in imported_modules("symgrad.parse")           # from . import ops
     assert "symgrad.api" in imported_modules("symgrad.cli")             # from . import api
     assert "symgrad.ops.printing" in imported_modules("symgrad.differentiate")
-    assert "symgrad.ops.printing" in imported_modules("symgrad.ops.core")   # a lazy import
+    assert "symgrad.ops.printing" in imported_modules("symgrad.ops.methods")
     assert "symgrad.api" in imported_modules("symgrad")
 
 
@@ -127,12 +171,60 @@ def test_the_checker_refuses_rightward_imports():
     assert allowed("symgrad.ops.reduce", "symgrad.ops.elementwise")
 
 
+def test_the_checker_keeps_the_order_inside_ops():
+    assert not allowed("symgrad.ops.core", "symgrad.ops.shape")
+    assert not allowed("symgrad.ops.core", "symgrad.ops.printing")
+    assert not allowed("symgrad.ops.shape", "symgrad.ops.reduce")
+    assert not allowed("symgrad.ops.reduce", "symgrad.ops")          # the package imports reduce
+    assert allowed("symgrad.ops.methods", "symgrad.ops.reduce")
+    assert allowed("symgrad.ops", "symgrad.ops.methods")
+
+
+# a package whose modules import each other in a circle, one side of it from inside a function
+CIRCLE = {
+    "pkg": ("pkg/__init__.py", "from .front import run\n"),
+    "pkg.front": ("pkg/front.py", "from . import back\n\ndef run():\n    return back.step()\n"),
+    "pkg.back": ("pkg/back.py", "def step():\n    from pkg.front import run\n    return run\n"),
+    "pkg.leaf": ("pkg/leaf.py", "import math\n"),
+}
+
+
+def synthetic_imports(modules):
+    return {module: imports_in(source, module, path.endswith("__init__.py"), modules)
+            for module, (path, source) in modules.items()}
+
+
+def test_the_checker_finds_a_circle_through_a_lazy_import():
+    imports = synthetic_imports(CIRCLE)
+    assert imports["pkg.back"] == {"pkg.front"}                      # seen inside the function
+    assert imports["pkg.front"] == {"pkg.back"}                      # from . import <submodule>
+    assert [sorted(circle) for circle in import_circles(imports)] == [["pkg.back", "pkg.front"]]
+
+
+def test_the_checker_finds_no_circle_where_there_is_none():
+    acyclic = dict(CIRCLE, **{"pkg.back": ("pkg/back.py", "from .leaf import math\n")})
+    assert import_circles(synthetic_imports(acyclic)) == []
+    through_package = dict(acyclic, **{"pkg.leaf": ("pkg/leaf.py", "from . import run\n")})
+    assert import_circles(synthetic_imports(through_package)) != []  # leaf -> pkg -> front -> ...
+
+
 # -- the package -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_module_imports_only_to_its_left(module):
     wrong = sorted(i for i in imported_modules(module) if i != module and not allowed(module, i))
     assert not wrong, f"{module} (layer {layer(module)!r}) must not import {wrong}"
+
+
+def test_no_import_circles():
+    circles = import_circles({module: imported_modules(module) for module in MODULES})
+    assert not circles, "import circles (each module imports the next): " + "; ".join(
+        " -> ".join(circle + circle[:1]) for circle in circles)
+
+
+def test_every_ops_module_has_its_place_in_the_order():
+    unplaced = sorted(m for m in MODULES if layer(m) == "ops" and ops_module(m) not in OPS_RANK)
+    assert not unplaced, f"add these modules to OPS_ORDER: {unplaced}"
 
 
 def test_errors_is_a_leaf():

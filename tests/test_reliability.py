@@ -967,7 +967,7 @@ UNREACHABLE_RAISES = {
                                    "names the variable; see test_a_bad_variable_shape_names_it)",
     ("core.py", "must be a non-negative int"): "check_shape, as above",
     ("core.py", "longer than any NumPy array"): "check_shape, as above",
-    ("shape.py", "axis {axis} is out of range for {ndim}"): "reduced_shape: reductions normalise "
+    ("reduce.py", "axis {axis} is out of range for {ndim}"): "reduced_shape: reductions normalise "
                                                             "(and check) their axes before apply",
     ("reduce.py", "out of range for shape"): "softmax normalises (and checks) its axes first",
     ("shape.py", "cannot insert axes"): "expand_dims is internal and normalises its axes first",

@@ -1,6 +1,8 @@
-"""Every op symgrad knows, grouped by family; importing this package registers them all in OPS.
+"""Every op symgrad knows, grouped by family; importing this package registers them all in OPS
+and then gives Expr the methods that build ops of those families.
 
-Imports graph and errors only (each family module states its own imports).
+Its modules import only those before them in this order (tests/test_layering.py checks it):
+core <- shape <- elementwise <- reduce <- linalg <- stability <- custom <- printing <- methods.
 """
 
 from .core import (OPS, Expr, Op, apply, broadcast_shapes, check_name, check_shape, const, defop, graph_of,
@@ -10,8 +12,12 @@ from .elementwise import (absolute, add, clip, cos, divide, exp, expm1, heavisid
                           log1p, maximum, minimum, multiply, negative, power, relu, sigmoid, sign,
                           sin, softplus, sqrt, subtract, tan, tanh, where)
 from .linalg import dot, inner, matmul
+from .methods import attach_methods
 from .printing import to_text
-from .reduce import log_softmax, logsumexp, max, mean, min, softmax
+from .reduce import log_softmax, logsumexp, max, mean, min, softmax, sum
 from . import stability  # noqa: F401 (registers the stability rewrites)
 from .shape import (broadcast_to_like, concatenate, expand_dims, getitem, identity_like, reshape,
-                    squeeze, stop_gradient, sum, transpose, unbroadcast, zeros_like)
+                    squeeze, stop_gradient, transpose, unbroadcast, zeros_like)
+
+# core's Expr cannot import the families that import core: it gets their methods now they are loaded
+attach_methods()

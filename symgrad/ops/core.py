@@ -1,7 +1,8 @@
 """Op records, the OPS table, and Expr, the handle through which Python operators build nodes.
 
-The op families (shape, elementwise, reduce, linalg) register themselves here with `defop`.
-Imports only graph and errors.
+The op families (shape, elementwise, reduce, linalg) register themselves here with `defop`;
+ops.methods gives Expr the methods that build their ops. Imports only graph and errors: core is
+first in ops' import order (see ops/__init__).
 """
 
 import functools
@@ -319,10 +320,6 @@ class Expr:
                 found[data["attrs"]["name"]] = Expr(self.graph, node)
         return dict(sorted(found.items()))
 
-    def __repr__(self):
-        from .printing import to_text
-        return f"Expr({to_text(self, limit=120)}, shape={self.shape})"
-
     # Jupyter's rich display: a picture of the graph behind the expression, and LaTeX for a
     # scalar one (the frontend picks the richest it shows)
     def _repr_svg_(self):
@@ -333,10 +330,6 @@ class Expr:
 
     def _repr_latex_(self):
         return _displayed(self, "latex")
-
-    def __str__(self):
-        from .printing import to_text
-        return to_text(self)
 
     def __bool__(self):
         raise SymgradError("the truth value of a symbolic expression is unknown until it is "
@@ -375,45 +368,12 @@ class Expr:
     def __eq__(self, other): return apply("equal", self, other)
     def __ne__(self, other): return apply("not_equal", self, other)
 
-    # shape
-    def __getitem__(self, index):
-        from .shape import getitem
-        return getitem(self, index)
-
     @property
     def T(self):
         return apply("transpose", self, axes=tuple(range(self.ndim - 1, -1, -1)))
 
-    def reshape(self, *shape):
-        """``e.reshape((2, 3))`` or ``e.reshape(2, 3)``, as NumPy accepts both."""
-        from .shape import reshape
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = shape[0]
-        return reshape(self, shape)
-
-    def transpose(self, *axes):
-        """``e.transpose()``, ``e.transpose((1, 0))`` or ``e.transpose(1, 0)``."""
-        from .shape import transpose
-        if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
-            axes = axes[0]
-        return transpose(self, axes or None)
-
-    # reductions
-    def sum(self, axis=None, keepdims=False):
-        from .shape import sum
-        return sum(self, axis, keepdims)
-
-    def mean(self, axis=None, keepdims=False):
-        from .reduce import mean
-        return mean(self, axis, keepdims)
-
-    def max(self, axis=None, keepdims=False):
-        from .reduce import max
-        return max(self, axis, keepdims)
-
-    def min(self, axis=None, keepdims=False):
-        from .reduce import min
-        return min(self, axis, keepdims)
+    # indexing, reshape, transpose and the reductions build ops of the families that import this
+    # module, and repr and str print through ops.printing: ops.methods attaches them all
 
 
 def graph_of(*operands):

@@ -212,9 +212,9 @@ def _heaviside_simplify(inputs, at_zero):
     return None
 
 
-# np.heaviside is a scalar loop (3.7 ns an entry; 264 us on a 128x500 ReLU layer); np.sign is
-# SIMD, and sign / 2 + 1/2 is exactly the step with 1/2 at zero (nan stays nan): 50 us into
-# another array. Not in place: np.sign(a, out=a) takes NumPy's scalar loop (272 us).
+# np.heaviside is a scalar loop; np.sign is SIMD, and sign / 2 + 1/2 is exactly the step with 1/2
+# at zero (nan stays nan), several times faster into another array. Not in place:
+# np.sign(a, out=a) takes NumPy's scalar loop (tests/benchmarks/README.md).
 def _emit_heaviside(ctx):
     x, at_zero = ctx.args[0], ctx.attrs["at_zero"]
     if at_zero != 0.5:
@@ -232,8 +232,8 @@ def _emit_heaviside_into(ctx):
 # As a mask (a ReLU's derivative times its cotangent): x > 0 is one comparison writing a byte an
 # entry, and multiplying by it one pass, as a hand writes ``g *= x > 0``; counting the entries
 # on either side of 0 (two more byte-wide passes) finds a tie or a nan, where the step is at_zero
-# or nan, and only then is the floating step made. Measured on a 128x500 layer: 35 us for the
-# mask and the product against 72 us for sign / 2 + 1/2 and the product.
+# or nan, and only then is the floating step made: faster than sign / 2 + 1/2 and the product
+# (tests/benchmarks/README.md).
 def _emit_heaviside_mask(ctx):
     x = ctx.args[0]
     return [f"{ctx.out} = {x} > 0.0",
@@ -342,8 +342,8 @@ defop("power", 2, broadcast_shape, lambda ctx: _power_numpy(ctx),
       scalar=lambda ctx: _scalar_power(*ctx.args), numpy_into=lambda ctx: _power_into(ctx))
 
 
-# an array ** 2.0 as np.square: `a ** 2.0` (1.09 us on 1,000 entries) and np.power take NumPy's
-# general path, np.square takes 0.65 us; a NumPy scalar keeps ** (a ufunc call costs it more)
+# an array ** 2.0 as np.square: `a ** 2.0` and np.power take NumPy's general path, slower on
+# arrays (tests/benchmarks/README.md); a NumPy scalar keeps ** (a ufunc call costs it more)
 def _power_numpy(ctx):
     base, exponent = ctx.args
     if _squares_floats(ctx) and ctx.shape != ():

@@ -1,8 +1,8 @@
-"""Reductions beyond sum: mean, max, min, logsumexp, and the normalisers softmax and log_softmax.
+"""Reductions: sum, mean, max, min, logsumexp, and the normalisers softmax and log_softmax.
 
 Each is stable in value and gradient: logsumexp and the softmaxes shift by the maximum before
 exponentiating, and their rules reuse ``out`` rather than recomputing exponentials.
-Imports ops.core, ops.shape and ops.elementwise.
+Imports ops.core, ops.shape and ops.elementwise (ops' import order: see ops/__init__).
 """
 
 import math
@@ -10,9 +10,10 @@ import math
 import numpy as np
 
 from ..errors import ShapeError
-from .core import apply, const, defop, literal, normalize_axes, op_function, same_dtype, static_shape
+from .core import (Expr, apply, const, defop, literal, normalize_axes, op_function, same_dtype,
+                   static_shape)
 from .elementwise import exp, where
-from .shape import broadcast_to_like, emit_reduction, expand_dims, reduced_shape
+from .shape import broadcast_to_like, expand_dims
 
 
 def _reduce(name, x, axis, keepdims):
@@ -22,6 +23,74 @@ def _reduce(name, x, axis, keepdims):
 def _kept(e, axis, keepdims):
     """A reduced value with its reduced axes restored as size one, to broadcast against the input."""
     return e if keepdims or not e.ndim else expand_dims(e, axis)
+
+
+# -- sum, whose adjoint is broadcast_to_like (ops.shape) ---------------------------------------------
+
+
+def reduced_shape(shapes, axis, keepdims, **_):
+    shape = shapes[0]
+    ndim = len(shape)
+    if any(not -ndim <= a < 0 for a in axis):
+        raise ShapeError(f"axis {axis} is out of range for {ndim} dimensions")
+    if keepdims:
+        return tuple(1 if i - ndim in axis else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i - ndim not in axis)
+
+
+def emit_reduction(function, ufunc=None, initial=None):
+    """Emitter for np.<function>(x, axis=..., keepdims=...), omitting what the default says; for a
+    reduction that is a ufunc's, np.<ufunc>.reduce(x, axis=...): C all the way, without the
+    Python layer of np.sum, which costs more than a small sum itself (tests/benchmarks/README.md).
+    The arrays' own methods are as quick but import NumPy internals at their first call, which
+    the emitted code's namespace (no builtins) refuses. ``initial(ctx)``, when given, is the
+    literal of an ``initial=`` argument, or None for none."""
+    def emit(ctx):
+        axis, keepdims = ctx.attrs["axis"], ctx.attrs["keepdims"]
+        parts = [ctx.args[0]]
+        if len(axis) != len(ctx.shapes[0]):
+            parts.append(f"axis={literal(axis[0] if len(axis) == 1 else axis)}")
+        elif ufunc is not None:
+            parts.append("axis=None")       # a ufunc reduces over axis 0 unless told
+        if keepdims:
+            parts.append("keepdims=True")
+        if ufunc == "add" and ctx.dtypes[0] == "bool":
+            parts.append("dtype=np.float64")    # a count of a mask is a float, as the graph says
+        start = initial(ctx) if initial is not None else None
+        if start is not None:
+            parts.append(f"initial={start}")
+        called = f"{ufunc}.reduce" if ufunc is not None else function
+        return f"np.{called}({', '.join(parts)})"
+    return emit
+
+
+@op_function("sum")
+def sum(x, axis=None, keepdims=False):
+    """Sum over ``axis`` (all axes by default).
+
+    >>> from symgrad import var
+    >>> sum(var("v", shape=(3,))).shape
+    ()
+    """
+    x = x if isinstance(x, Expr) else apply("stop_gradient", x)
+    return apply("sum", x, axis=normalize_axes(axis, x.ndim), keepdims=bool(keepdims))
+
+
+def _sum_vjp(g, out, x, axis, keepdims):
+    # a scalar cotangent (of a sum over every axis) broadcasts as it is: restoring the summed
+    # axes would turn a constant seed into a constant array of shape (1, ...)
+    if not keepdims and g.ndim:
+        g = expand_dims(g, axis)
+    return [broadcast_to_like(g, x)]
+
+
+def _sum_simplify(inputs, axis, keepdims):
+    return inputs[0] if not axis else None
+
+
+_emit_sum = emit_reduction("sum", "add")
+
+defop("sum", 1, reduced_shape, _emit_sum, _sum_vjp, simplify=_sum_simplify)
 
 
 # -- mean ------------------------------------------------------------------------------------------
@@ -53,15 +122,14 @@ def _mean_vjp(g, out, x, axis, keepdims):
     return [broadcast_to_like(_kept(g, axis, keepdims), x) / _count(x, axis)]
 
 
-_emit_sum = emit_reduction("sum", "add")
 _emit_np_mean = emit_reduction("mean")
 
 
 def _emit_mean(ctx):
     """The sum over the axes divided by their count, which is how np.mean computes it, bit for
-    bit, without its Python layer: 3 us a call alone, 73 us measured inside the MLP's gradient
-    (line_profiler), where np.add.reduce takes 5. np.mean divides a float32 sum in float64 (by
-    an integer count), which a Python-float count would not: float32 keeps np.mean."""
+    bit, without its Python layer, which inside the MLP's gradient took many times what the sum
+    does (tests/benchmarks/README.md). np.mean divides a float32 sum in float64 (by an integer
+    count), which a Python-float count would not: float32 keeps np.mean."""
     if ctx.dtypes[0] == "float32":
         return _emit_np_mean(ctx)
     lengths = [ctx.shapes[0][a] for a in ctx.attrs["axis"]]
@@ -167,7 +235,7 @@ def min(x, axis=None, keepdims=False):
 
 
 def _axis_argument(ctx):
-    """The axis argument of a ufunc's reduce (see shape.emit_reduction): None for every axis."""
+    """The axis argument of a ufunc's reduce (see emit_reduction): None for every axis."""
     axis = ctx.attrs["axis"]
     if len(axis) == len(ctx.shapes[0]):
         return "axis=None"
@@ -178,7 +246,7 @@ def _emit_logsumexp(ctx):
     x, out = ctx.args[0], ctx.out
     shift = ctx.temp("max")
     axis = _axis_argument(ctx)
-    # over every axis the shift is one number, which broadcasts as it is (no squeeze, 0.7 us)
+    # over every axis the shift is one number, which broadcasts as it is (no np.squeeze call)
     whole = axis == "axis=None" and not ctx.attrs["keepdims"]
     kept = shift if ctx.attrs["keepdims"] or whole else f"np.squeeze({shift}, {axis})"
     return [f"{shift} = np.maximum.reduce({x}, {axis}{'' if whole else ', keepdims=True'}"

@@ -1,10 +1,9 @@
-"""Ops that move, replicate and sum entries: sum and its adjoint broadcast, expand_dims/squeeze,
+"""Ops that move and replicate entries: broadcast and its adjoint unbroadcast, expand_dims/squeeze,
 reshape, transpose, indexing and its adjoint scatter, concatenate, zeros_like, identity_like, stop_gradient.
 
-Imports only ops.core.
+Imports only ops.core (ops' import order: see ops/__init__).
 """
 
-import builtins
 import keyword
 import math
 import numbers
@@ -21,70 +20,7 @@ def _leading_axes(g, out):
     return g.ndim - out.ndim
 
 
-# -- sum and broadcast: each the other's adjoint -----------------------------------------------------
-
-
-def reduced_shape(shapes, axis, keepdims, **_):
-    shape = shapes[0]
-    ndim = len(shape)
-    if any(not -ndim <= a < 0 for a in axis):
-        raise ShapeError(f"axis {axis} is out of range for {ndim} dimensions")
-    if keepdims:
-        return tuple(1 if i - ndim in axis else d for i, d in enumerate(shape))
-    return tuple(d for i, d in enumerate(shape) if i - ndim not in axis)
-
-
-def emit_reduction(function, ufunc=None, initial=None):
-    """Emitter for np.<function>(x, axis=..., keepdims=...), omitting what the default says; for a
-    reduction that is a ufunc's, np.<ufunc>.reduce(x, axis=...): C all the way, without the
-    Python layer of np.sum (0.85 us against 2.1 us for a sum of 200 entries). The arrays' own
-    methods are as quick but import NumPy internals at their first call, which the emitted
-    code's namespace (no builtins) refuses. ``initial(ctx)``, when given, is the literal of an
-    ``initial=`` argument, or None for none."""
-    def emit(ctx):
-        axis, keepdims = ctx.attrs["axis"], ctx.attrs["keepdims"]
-        parts = [ctx.args[0]]
-        if len(axis) != len(ctx.shapes[0]):
-            parts.append(f"axis={literal(axis[0] if len(axis) == 1 else axis)}")
-        elif ufunc is not None:
-            parts.append("axis=None")       # a ufunc reduces over axis 0 unless told
-        if keepdims:
-            parts.append("keepdims=True")
-        if ufunc == "add" and ctx.dtypes[0] == "bool":
-            parts.append("dtype=np.float64")    # a count of a mask is a float, as the graph says
-        start = initial(ctx) if initial is not None else None
-        if start is not None:
-            parts.append(f"initial={start}")
-        called = f"{ufunc}.reduce" if ufunc is not None else function
-        return f"np.{called}({', '.join(parts)})"
-    return emit
-
-
-@op_function("sum")
-def sum(x, axis=None, keepdims=False):
-    """Sum over ``axis`` (all axes by default).
-
-    >>> from symgrad import var
-    >>> sum(var("v", shape=(3,))).shape
-    ()
-    """
-    x = x if isinstance(x, Expr) else apply("stop_gradient", x)
-    return apply("sum", x, axis=normalize_axes(axis, x.ndim), keepdims=bool(keepdims))
-
-
-def _sum_vjp(g, out, x, axis, keepdims):
-    # a scalar cotangent (of a sum over every axis) broadcasts as it is: restoring the summed
-    # axes would turn a constant seed into a constant array of shape (1, ...)
-    if not keepdims and g.ndim:
-        g = expand_dims(g, axis)
-    return [broadcast_to_like(g, x)]
-
-
-def _sum_simplify(inputs, axis, keepdims):
-    return inputs[0] if not axis else None
-
-
-defop("sum", 1, reduced_shape, emit_reduction("sum", "add"), _sum_vjp, simplify=_sum_simplify)
+# -- broadcast and its adjoint, unbroadcast ----------------------------------------------------------
 
 
 def _broadcast_shape(shapes, **_):
@@ -165,8 +101,8 @@ def _is_literal(source):
 
 
 def _emit_expand_dims(ctx):
-    """x[:, None]: indexing, a view as np.expand_dims gives, without its Python layer (0.1 us
-    against 1.7 us)."""
+    """x[:, None]: indexing, a view as np.expand_dims gives, without its Python layer, which
+    costs many times the indexing (tests/benchmarks/README.md)."""
     operand = ctx.args[0]
     if _is_literal(operand):
         return f"np.expand_dims({operand}, {literal(ctx.attrs['axis'])})"
@@ -384,7 +320,7 @@ def normalize_index(index, ndim):
             raise SymgradError(f"unsupported index {item!r}: use ints, slices, None or ...")
     if consumed > ndim:
         raise ShapeError(f"too many indices ({consumed}) for {ndim} dimensions")
-    if builtins.sum(item is Ellipsis for item in items) > 1:
+    if sum(item is Ellipsis for item in items) > 1:
         raise ShapeError("an index can only have a single ellipsis")
     normalized = []
     for item in items:
@@ -490,9 +426,9 @@ def index_grad_target(ctx):
     if not static_shape(ctx.shape):
         return [f"{ctx.out} = np.zeros(np.shape({g})[:{keep}] + np.shape({like}){dtype})"], written
     uncovered = _uncovered(index, ctx.shape[keep:])
-    # zeros a written slice overwrites cost a memset (22.7 us on 1e5 entries against 15.2 us
-    # with np.empty and the rest zeroed); a small array's pays when the rest is addressed by
-    # ints (0.24 us against 0.35 us on 1,000 entries), not by slices (0.49 us)
+    # zeros a written slice overwrites cost a memset that np.empty and the rest zeroed spare; for
+    # a small array that pays when the rest is addressed by ints, not by slices
+    # (tests/benchmarks/README.md)
     if uncovered is None or (math.prod(ctx.shape) < EMPTY_MIN
                              and any(":" in rest for rest in uncovered)):
         return [f"{ctx.out} = np.zeros({literal(ctx.shape)}{dtype})"], written
@@ -563,9 +499,9 @@ def _index_add_vjp(g, out, base, update, index, keep):
 # so that slicing's gradient needs no array of zeros
 def _added_into(ctx, base):
     """Statements adding the update into ``base``'s indexed part. An array part is updated
-    through a name of its own: ``base[index] += g`` would also store the part back into itself
-    (130 ns on 1,000 entries); a part of a single entry is no view, so it is stored, and so is
-    every part where arrays have no in place (the array API's backend)."""
+    through a name of its own: ``base[index] += g`` would also store the part back into itself,
+    a copy for nothing (tests/benchmarks/README.md); a part of a single entry is no view, so it
+    is stored, and so is every part where arrays have no in place (the array API's backend)."""
     index = _index_add_source(ctx)
     if ctx.shapes[1] == () or not ctx.in_place:
         return [f"{base}[{index}] += {ctx.args[1]}"]
@@ -630,7 +566,7 @@ def _concatenated_shape(shapes, axis):
     if not static_shape(along):
         raise ShapeError(f"concatenating along a named dimension ({along}) is not supported")
     result = list(first)
-    result[axis] = builtins.sum(along)
+    result[axis] = sum(along)
     return tuple(result)
 
 
