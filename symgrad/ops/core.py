@@ -159,6 +159,18 @@ def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=(),
 
 # -- build-time rules ---------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class Applied:
+    """One rewrite that fired, at build time or in an optimiser pass: its name, and the
+    expression it replaced (as text). ``compile`` gathers them into one log, ``fn.rewrites``."""
+    rule: str
+    where: str
+
+    def __str__(self):
+        return f"{self.rule}: {self.where}"
+
+
 # The stages of build-time rules, in the order apply offers a new node to them: the local
 # simplifications first (constant folding, neutral elements), then the stability rewrites, so that
 # log(1.0) is folded before any stability rule looks at it. Within a stage, rules run in the order

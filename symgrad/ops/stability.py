@@ -10,7 +10,7 @@ rules, which apply runs after each op's local simplifications.
 
 import numpy as np
 
-from .core import apply, broadcast_shapes, build_rule, constant_value, is_scalar_constant
+from .core import Applied, apply, broadcast_shapes, build_rule, constant_value, is_scalar_constant
 from .elementwise import log, negative, sigmoid, softplus
 from .reduce import log_softmax, logsumexp
 
@@ -20,7 +20,7 @@ VIEWS = ("reshape", "transpose", "getitem", "expand_dims", "squeeze")
 def _recorded(rule, before, result, operand):
     """Note on ``result`` that ``rule`` made it, after what made its ``operand`` (a chain such as
     log(1 - sigmoid(x)) -> log(sigmoid(-x)) -> -softplus(x) keeps both steps)."""
-    records = result.graph.rewrites.get(operand.node, []) + [(rule, before)]
+    records = result.graph.rewrites.get(operand.node, []) + [Applied(rule, before)]
     result.graph.note_rewrites(result.node, records)
     return result
 

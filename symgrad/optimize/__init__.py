@@ -22,11 +22,13 @@ class Optimized:
     applied: list = field(default_factory=list)
 
 
-def optimize(graph, outputs, inputs, passes=None):
+def optimize(graph, outputs, inputs, passes=None, log=None):
     """Rewrite ``outputs`` (node keys of ``graph``) until nothing changes; ``inputs`` are kept
-    even when unused. Returns an Optimized whose graph is new."""
+    even when unused. Every rewrite that fires is appended to ``log`` (the rewrite log compile
+    began with the build rules; a new list when None). Returns an Optimized whose graph is new
+    and whose ``applied`` is that log."""
     rules = index_rules([rule for _, pass_rules in (passes or PASSES) for rule in pass_rules])
-    applied = []
+    applied = [] if log is None else log
     current, current_outputs, current_inputs = graph, list(outputs), list(inputs)
     for _ in range(MAX_ROUNDS):
         fired = len(applied)
