@@ -157,7 +157,7 @@ def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=(),
     return OPS[name]
 
 
-# -- build-time rules ---------------------------------------------------------------------------------
+# -- build-time rules ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
