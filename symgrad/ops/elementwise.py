@@ -11,18 +11,15 @@ import numbers
 import numpy as np
 
 from ..errors import ArgumentError
-from .core import (Expr, apply, bool_dtype, broadcast_shape, const, constant_value, defop,
-                   float_dtype, is_scalar_constant, literal, op_function, promoted_dtypes,
-                   same_shape)
+from .core import (BUILD_FOLD_LIMIT, Expr, apply, bool_dtype, broadcast_shape, const,
+                   constant_value, defop, float_dtype, is_scalar_constant, literal, op_function,
+                   promoted_dtypes, same_shape)
 from .shape import unbroadcast
 
 
 def _to_input(g, out, x):
     """Sum the cotangent ``g`` of ``out`` down to operand ``x``'s shape, keeping batch axes."""
     return unbroadcast(g, x.shape, g.ndim - out.ndim)
-
-
-FOLD_LIMIT = 4096      # entries: larger constant results stay computed at run time
 
 
 def _fold(function):
@@ -36,7 +33,7 @@ def _fold(function):
                 return None
             values.append(value)
         shape = np.broadcast_shapes(*(v.shape for v in values))
-        if int(np.prod(shape, dtype=np.int64)) <= FOLD_LIMIT:
+        if int(np.prod(shape, dtype=np.int64)) <= BUILD_FOLD_LIMIT:
             with np.errstate(all="ignore"):
                 result = function(*values)
             return _constant_like(result, inputs)
