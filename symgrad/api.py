@@ -206,12 +206,12 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
     graph = graph_of(*outputs, *inputs)
     output_nodes, input_nodes = [o.node for o in outputs], [e.node for e in inputs]
     with graph.lock:
-        rewrites = construction_rewrites(graph, output_nodes)
+        log = construction_rewrites(graph, output_nodes)
         if optimize:
-            optimized = run_optimizer(graph, output_nodes, input_nodes)
+            optimized = run_optimizer(graph, output_nodes, input_nodes, log=log)
             graph, output_nodes, input_nodes = (optimized.graph, optimized.outputs,
                                                 optimized.inputs)
-            rewrites += [str(applied) for applied in optimized.applied]
+        rewrites = [str(applied) for applied in log]
         kernel_source = ""
         least = least_dimension_lengths(graph, output_nodes)
         if backend == "array_api":
@@ -262,14 +262,15 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
 
 
 def construction_rewrites(graph, outputs):
-    """The stability rewrites made while the outputs' expressions were built, as text."""
+    """The rewrite log as the outputs' expressions left it: the build rules that made their
+    nodes (once each), to which the optimiser's passes append theirs."""
     found = []
     if not graph.rewrites:
         return found            # no walk over the outputs' ancestors for nothing
     for node in graph.ancestors_in_order(outputs):
-        for rule, before in graph.rewrites.get(node, []):
-            if f"{rule}: {before}" not in found:
-                found.append(f"{rule}: {before}")
+        for applied in graph.rewrites.get(node, []):
+            if applied not in found:
+                found.append(applied)
     return found
 
 

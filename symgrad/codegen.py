@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import InternalError, ShapeError, SymgradError
 from .ops import OPS, literal, static_shape
+from .ops.core import CODEGEN_FOLD_LIMIT
 from .ops.shape import index_grad_target, least_lengths
 
 # Ops whose NumPy result may share memory with an operand (or is a constant itself).
@@ -29,7 +30,6 @@ FRESH_OPS = frozenset(OPS) - VIEW_OPS - {"custom_gradient"}
 # Built-in ops (those registered when this module is imported) whose value is computed at compile
 # time when every operand is a constant; a user's op may have effects, so it always runs.
 FOLDABLE_OPS = frozenset(OPS) - {"var", "const"}
-FOLD_LIMIT = 1_000_000      # entries: a larger constant result stays a statement
 # Intermediate arrays of at least this many float64 entries (128 KiB, glibc's default threshold
 # for serving an allocation from fresh mmap'd pages) live in a workspace the compiled function
 # keeps between calls. A fresh large array costs a page fault per 4 KiB page touched, and glibc
@@ -758,10 +758,10 @@ class SourceGenerator:
 
     def _constant_operands(self, data):
         """Whether ``data``'s node can be computed now: a built-in op on constants only, with a
-        result of at most FOLD_LIMIT entries."""
+        result of at most CODEGEN_FOLD_LIMIT entries."""
         if data["op"] not in FOLDABLE_OPS or not data["inputs"]:
             return False
-        if not static_shape(data["shape"]) or math.prod(data["shape"]) > FOLD_LIMIT:
+        if not static_shape(data["shape"]) or math.prod(data["shape"]) > CODEGEN_FOLD_LIMIT:
             return False
         return all(i in self.folded or self.graph.nodes[i]["op"] == "const"
                    for i in data["inputs"])

@@ -59,7 +59,7 @@ class Graph(nx.DiGraph):
         self._order = 0
         self._grad_of = None
         self.name_hints = {}
-        self.rewrites = {}      # node -> [(rule, what it replaced)]: how a node came to be
+        self.rewrites = {}      # node -> [the Applied build rules that made it]: how it came to be
         self._atomic_depth = 0
         self._undo = []         # (node, its count of rewrite records before) inside atomic blocks
 

@@ -375,14 +375,14 @@ def test_algebra_rule_never_grows_the_program(rule):
 def test_each_algebra_rule_alone_keeps_values():
     """Run as the only rule of a one-pass pipeline, each rewrite still fires and keeps values."""
     from symgrad.codegen import build_function, generate
-    from symgrad.optimize import optimize
+    from symgrad.optimize import Pass, optimize
     rng = np.random.default_rng(RNG_SEED)
     for rule in algebra.RULES:
         with sg.use_graph():
             outputs, inputs = ALGEBRA_CASES[rule.__name__]()
             graph = outputs[0].graph
             result = optimize(graph, [o.node for o in outputs], [v.node for v in inputs],
-                              passes=[("alone", [rule])])
+                              passes=[Pass("alone", rules=(rule,))])
             assert rule.__name__ in [a.rule for a in result.applied]
             source, namespace = generate(result.graph, result.outputs, result.inputs)
             alone = build_function(source, namespace)
@@ -1302,3 +1302,67 @@ def test_a_polynomial_whose_coefficients_pass_float64_is_left_as_written():
     fn = sg.compile(gradient, inputs=[x])
     assert "horner_form_of_polynomial" not in rule_names(fn)
     assert fn(1e-200) == sg.compile(gradient, inputs=[x], optimize=False)(1e-200) == 2.6e201
+
+
+# -- issue 17: one registry of build rules, the optimiser runs what PASSES lists -------------------
+
+
+def test_a_build_rule_of_a_new_op_applies_in_stage_order_without_replacing_its_op():
+    from symgrad.ops.core import BUILD_RULES, OPS, defop, register_build_rule, \
+        unregister_build_rule
+
+    def stability_rule(inputs):
+        return sg.var("stable") if sg.ops.core.is_scalar_constant(inputs[0], 1) else None
+
+    def local_rule(inputs):
+        return inputs[0] if sg.ops.core.is_scalar_constant(inputs[0], 0) else None
+
+    # the stability rule is registered first, before the op exists: its stage still runs second
+    register_build_rule("double_for_test", stability_rule, stage="stability")
+    try:
+        record = defop("double_for_test", 1, lambda shapes: shapes[0], "2.0 * {0}",
+                       vjp=lambda g, out, x: [2.0 * g], simplify=local_rule)
+        assert BUILD_RULES["double_for_test"] == (local_rule, stability_rule)
+        with sg.use_graph():
+            x = sg.var("x")
+            zero, one = sg.ops.const(0.0), sg.ops.const(1.0)
+            assert sg.ops.apply("double_for_test", x).op == "double_for_test"
+            assert sg.ops.apply("double_for_test", zero).node == zero.node
+            assert sg.ops.apply("double_for_test", one).name == "stable"
+            assert OPS["double_for_test"] is record
+            unregister_build_rule("double_for_test", stability_rule)
+            unregister_build_rule("double_for_test", local_rule)
+            assert "double_for_test" not in BUILD_RULES
+            assert sg.ops.apply("double_for_test", one).op == "double_for_test"
+    finally:
+        for rule in (stability_rule, local_rule):
+            if rule in BUILD_RULES.get("double_for_test", ()):
+                unregister_build_rule("double_for_test", rule)
+        OPS.pop("double_for_test", None)
+
+
+def test_optimize_runs_exactly_the_passes_listed():
+    from symgrad.optimize import PASSES, Pass, optimize, polynomial
+    assert [step.run for step in PASSES if step.run is not None] == [polynomial.canonicalize]
+    x = sg.var("x", shape=("n",))
+    d = tanh_derivatives(x, 4)[-1]
+    graph, outputs, inputs = x.graph, [d.node], [x.node]
+    ran = []
+
+    def recorder(name):
+        def run(current, current_outputs, current_inputs, log):
+            ran.append((name, current is graph))
+            return current, current_outputs, current_inputs
+        return run
+
+    log = [sg.ops.core.Applied("a build rule", "before the optimiser")]
+    passes = [Pass("first", run=recorder("first")), PASSES[0],
+              Pass("second", run=recorder("second"))]
+    result = optimize(graph, outputs, inputs, passes=passes, log=log)
+    assert ran == [("first", True), ("second", False)]
+    assert result.applied is log and log[0].rule == "a build rule"
+    assert "horner_form_of_polynomial" not in [a.rule for a in log]
+    assert "horner_form_of_polynomial" in [a.rule for a in optimize(graph, outputs, inputs).applied]
+    # whole-graph passes alone still hand on a private copy, never the user's graph
+    assert optimize(graph, outputs, inputs, passes=[Pass("only", run=recorder("only"))]).graph \
+        is not graph

@@ -34,7 +34,6 @@ class Op:
                 batch axes in front of ``out.shape`` (that is how Jacobians stay one graph), so a
                 rule addresses axes from the right.
     dtype:      (input dtypes, **attrs) -> output dtype
-    simplify:   (inputs, **attrs) -> an existing Expr equal to the result, or None
     nondifferentiable: operand positions that no gradient flows into (masks, shape donors)
     scalar:     the op on Python floats (``math`` functions, conditional expressions), a template
                 or emitter like ``numpy``, for the fast path of all-scalar graphs; None when the
@@ -71,7 +70,6 @@ class Op:
     numpy: str | Callable
     vjp: Callable | None
     dtype: Callable
-    simplify: Callable | None = None
     nondifferentiable: tuple = field(default=())
     scalar: str | Callable | None = None
     numpy_into: str | Callable | None = None
@@ -86,6 +84,14 @@ class Op:
 
 
 OPS: dict[str, Op] = {}
+
+# Constant folding: a result whose operands are all constants is computed ahead of time, up to a
+# size. While expressions are built, every folded value becomes a node of the user's graph, hashed
+# whole and kept for the graph's life, and building runs again at every derivative order; code
+# generation folds once per compiled function, into its namespace, and can afford a constant
+# matrix's transpose. Both limits are in entries.
+BUILD_FOLD_LIMIT = 4096
+CODEGEN_FOLD_LIMIT = 1_000_000
 
 # How an Expr shows itself in Jupyter: "svg", "png", "latex" -> a function of the Expr returning
 # the picture or text, or None. The layers that draw (render, through api) register them here:
@@ -148,15 +154,84 @@ def same_dtype(dtypes, **attrs):
     return dtypes[0]
 
 
-def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=None,
+def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=(),
           nondifferentiable=(), scalar=None, numpy_into=None, into_positions=None, ordered=None,
           numpy_mask=None):
-    """Register a primitive; see Op for the meaning of each field."""
+    """Register a primitive; see Op for the meaning of each field. ``simplify`` is the op's local
+    simplifications, one rule or a tuple of them, registered with register_build_rule."""
     if name in OPS:
         raise SymgradError(f"op {name!r} is already defined")
-    OPS[name] = Op(name, arity, shape, numpy, vjp, dtype, simplify, tuple(nondifferentiable),
+    OPS[name] = Op(name, arity, shape, numpy, vjp, dtype, tuple(nondifferentiable),
                    scalar, numpy_into, into_positions, ordered, numpy_mask)
+    for rule in simplify if isinstance(simplify, tuple) else (simplify,):
+        register_build_rule(name, rule)
     return OPS[name]
+
+
+# -- build-time rules ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One rewrite that fired, at build time or in an optimiser pass: its name, and the
+    expression it replaced (as text). ``compile`` gathers them into one log, ``fn.rewrites``."""
+    rule: str
+    where: str
+
+    def __str__(self):
+        return f"{self.rule}: {self.where}"
+
+
+# The stages of build-time rules, in the order apply offers a new node to them: the local
+# simplifications first (constant folding, neutral elements), then the stability rewrites, so that
+# log(1.0) is folded before any stability rule looks at it. Within a stage, rules run in the order
+# they were registered; which module registers first cannot change a stage's place.
+BUILD_STAGES = ("simplify", "stability")
+_RULES_BY_STAGE: dict[str, dict[str, list]] = {}    # op -> stage -> rules
+BUILD_RULES: dict[str, tuple] = {}                  # op -> its rules in the order apply runs them
+
+
+def register_build_rule(op_name, rule, stage="simplify"):
+    """Have ``apply`` offer every new ``op_name`` node to ``rule(inputs, **attrs)`` before building
+    it; the first rule of the op to return an Expr (an existing node equal to the result, or a
+    stabler form built from other ops) replaces the node. ``op_name`` need not be defined yet.
+    Returns ``rule``.
+
+    >>> rule = register_build_rule("tanh", lambda inputs: None)
+    >>> unregister_build_rule("tanh", rule)
+    """
+    if stage not in BUILD_STAGES:
+        raise SymgradError(f"build stage {stage!r} is not one of {', '.join(BUILD_STAGES)}")
+    _RULES_BY_STAGE.setdefault(op_name, {}).setdefault(stage, []).append(rule)
+    _index_build_rules(op_name)
+    return rule
+
+
+def unregister_build_rule(op_name, rule):
+    """Take back a rule register_build_rule registered for ``op_name``."""
+    stages = _RULES_BY_STAGE.get(op_name, {})
+    for rules in stages.values():
+        if rule in rules:
+            rules.remove(rule)
+            _index_build_rules(op_name)
+            return
+    raise SymgradError(f"no such build rule for {op_name!r}: {rule!r}")
+
+
+def build_rule(op_name, stage="simplify"):
+    """Decorator form of register_build_rule."""
+    def register(rule):
+        return register_build_rule(op_name, rule, stage)
+    return register
+
+
+def _index_build_rules(op_name):
+    stages = _RULES_BY_STAGE.get(op_name, {})
+    rules = tuple(rule for stage in BUILD_STAGES for rule in stages.get(stage, ()))
+    if rules:
+        BUILD_RULES[op_name] = rules
+    else:
+        BUILD_RULES.pop(op_name, None)
 
 
 # -- shapes -----------------------------------------------------------------------------------------
@@ -475,8 +550,8 @@ def apply(name, *operands, **attrs):
                              if isinstance(o, Expr) and o.dtype != "bool"), "float64")
                 exprs = [lift(o, graph, hint) for o in operands]
             shape = op.shape([e.shape for e in exprs], **attrs)
-            if op.simplify is not None:
-                simpler = op.simplify(exprs, **attrs)
+            for rule in BUILD_RULES.get(name, ()):
+                simpler = rule(exprs, **attrs)
                 if simpler is not None:
                     return simpler
             dtype = op.dtype(promoted_dtypes(exprs, op.nondifferentiable), **attrs)

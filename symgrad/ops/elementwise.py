@@ -11,9 +11,9 @@ import numbers
 import numpy as np
 
 from ..errors import ArgumentError
-from .core import (Expr, apply, bool_dtype, broadcast_shape, const, constant_value, defop,
-                   float_dtype, is_scalar_constant, literal, op_function, promoted_dtypes,
-                   same_shape)
+from .core import (BUILD_FOLD_LIMIT, Expr, apply, bool_dtype, broadcast_shape, const,
+                   constant_value, defop, float_dtype, is_scalar_constant, literal, op_function,
+                   promoted_dtypes, same_shape)
 from .shape import unbroadcast
 
 
@@ -22,11 +22,8 @@ def _to_input(g, out, x):
     return unbroadcast(g, x.shape, g.ndim - out.ndim)
 
 
-FOLD_LIMIT = 4096      # entries: larger constant results stay computed at run time
-
-
 def _fold(function):
-    """A simplify hook that evaluates ``function`` when every operand is a constant (and the
+    """A build rule that evaluates ``function`` when every operand is a constant (and the
     result is small enough to be worth keeping as one)."""
     def simplify(inputs, **attrs):
         values = []
@@ -36,7 +33,7 @@ def _fold(function):
                 return None
             values.append(value)
         shape = np.broadcast_shapes(*(v.shape for v in values))
-        if int(np.prod(shape, dtype=np.int64)) <= FOLD_LIMIT:
+        if int(np.prod(shape, dtype=np.int64)) <= BUILD_FOLD_LIMIT:
             with np.errstate(all="ignore"):
                 result = function(*values)
             return _constant_like(result, inputs)
@@ -50,7 +47,7 @@ def _constant_like(value, inputs):
 
 
 def _identity_when(check):
-    """A simplify hook returning the operand ``check`` picks when the other one is neutral,
+    """A build rule returning the operand ``check`` picks when the other one is neutral,
     provided that dropping the other changes neither shape nor dtype."""
     def simplify(inputs, **attrs):
         kept = check(*inputs)
@@ -77,7 +74,7 @@ def _unspread(x):
 
 
 def _through_broadcasts(name):
-    """A simplify hook that feeds ``name`` the operands of explicit broadcasts directly when the
+    """A build rule that feeds ``name`` the operands of explicit broadcasts directly when the
     result keeps its shape: NumPy broadcasts inside the element-wise op for free."""
     def simplify(inputs, **attrs):
         if not any(x.op in ("broadcast_to_like", "expand_dims") for x in inputs):
@@ -138,16 +135,6 @@ def _selections_added(name):
     return simplify
 
 
-def _chain(*hooks):
-    def simplify(inputs, **attrs):
-        for hook in hooks:
-            result = hook(inputs, **attrs)
-            if result is not None:
-                return result
-        return None
-    return simplify
-
-
 # -- unary functions: one line each, the derivative reusing ``out`` where the math allows ----------
 
 
@@ -196,9 +183,9 @@ def _inside_broadcast(name):
 
 defop("negative", 1, same_shape, "-{0}", lambda g, out, x: [-g], scalar="-{0}",
       numpy_into="np.negative({0}, out={out})",
-      simplify=_chain(_fold(np.negative), _inside_broadcast("negative"),
-                      lambda inputs: inputs[0].inputs[0] if inputs[0].op == "negative" else None,
-                      _into_selection("negative", (0,))))
+      simplify=(_fold(np.negative), _inside_broadcast("negative"),
+                lambda inputs: inputs[0].inputs[0] if inputs[0].op == "negative" else None,
+                _into_selection("negative", (0,))))
 
 
 def negative(x):
@@ -317,28 +304,28 @@ def _right_is(number):
 
 defop("add", 2, broadcast_shape, "{0} + {1}",
       lambda g, out, x, y: [_to_input(g, out, x), _to_input(g, out, y)],
-      simplify=_chain(_fold(np.add), _identity_when(_either_side(0)),
-                      _through_broadcasts("add"), _selections_added("add")),
+      simplify=(_fold(np.add), _identity_when(_either_side(0)),
+                _through_broadcasts("add"), _selections_added("add")),
       scalar="{0} + {1}", numpy_into="np.add({0}, {1}, out={out})")
 defop("subtract", 2, broadcast_shape, "{0} - {1}",
       lambda g, out, x, y: [_to_input(g, out, x), _to_input(-g, out, y)],
-      simplify=_chain(_fold(np.subtract), _identity_when(_right_is(0)),
-                      _through_broadcasts("subtract"), _selections_added("subtract")),
+      simplify=(_fold(np.subtract), _identity_when(_right_is(0)),
+                _through_broadcasts("subtract"), _selections_added("subtract")),
       scalar="{0} - {1}", numpy_into="np.subtract({0}, {1}, out={out})")
 defop("multiply", 2, broadcast_shape, "{0} * {1}",
       lambda g, out, x, y: [_to_input(g * y, out, x), _to_input(g * x, out, y)],
-      simplify=_chain(_fold(np.multiply), _identity_when(_either_side(1)),
-                      _through_broadcasts("multiply"), _into_selection("multiply", (0, 1))),
+      simplify=(_fold(np.multiply), _identity_when(_either_side(1)),
+                _through_broadcasts("multiply"), _into_selection("multiply", (0, 1))),
       scalar="{0} * {1}", numpy_into="np.multiply({0}, {1}, out={out})")
 defop("divide", 2, broadcast_shape, "{0} / {1}",
       lambda g, out, x, y: [_to_input(g / y, out, x), _to_input(-(g * out) / y, out, y)],
-      simplify=_chain(_fold(np.divide), _identity_when(_right_is(1)),
-                      _through_broadcasts("divide"), _into_selection("divide", (0,))),
+      simplify=(_fold(np.divide), _identity_when(_right_is(1)),
+                _through_broadcasts("divide"), _into_selection("divide", (0,))),
       scalar="{0} / {1}", numpy_into="np.divide({0}, {1}, out={out})")
 defop("power", 2, broadcast_shape, lambda ctx: _power_numpy(ctx),
       lambda g, out, x, y: [_power_base_vjp(g, out, x, y), _power_exponent_vjp(g, out, x, y)],
-      simplify=_chain(_fold(np.power), _identity_when(_right_is(1)),
-                      _through_broadcasts("power")),
+      simplify=(_fold(np.power), _identity_when(_right_is(1)),
+                _through_broadcasts("power")),
       scalar=lambda ctx: _scalar_power(*ctx.args), numpy_into=lambda ctx: _power_into(ctx))
 
 
@@ -413,11 +400,11 @@ def _minimum_vjp(g, out, x, y):
 # on floats, the last branch is reached only with a nan operand, which the sum propagates; a tie
 # (0.0 and -0.0) gives the second operand, as NumPy's scalar and SIMD loops do
 defop("maximum", 2, broadcast_shape, "np.maximum({0}, {1})", _maximum_vjp,
-      simplify=_chain(_fold(np.maximum), _through_broadcasts("maximum")),
+      simplify=(_fold(np.maximum), _through_broadcasts("maximum")),
       scalar="({0} if {0} > {1} else {1} if {1} >= {0} else {0} + {1})",
       numpy_into="np.maximum({0}, {1}, out={out})", ordered=(0, 1))
 defop("minimum", 2, broadcast_shape, "np.minimum({0}, {1})", _minimum_vjp,
-      simplify=_chain(_fold(np.minimum), _through_broadcasts("minimum")),
+      simplify=(_fold(np.minimum), _through_broadcasts("minimum")),
       scalar="({0} if {0} < {1} else {1} if {1} <= {0} else {0} + {1})",
       numpy_into="np.minimum({0}, {1}, out={out})", ordered=(1, 0))
 

@@ -4,14 +4,13 @@ log(sigmoid(x)) -> -softplus(-x), 1 - sigmoid(x) -> sigmoid(-x), also through vi
 transpose, indexing) and positive constant factors. Each rewrite is recorded on the graph
 (``graph.rewrites``) so that ``compile(..., explain=True)`` can name it.
 
-Imports ops.core and the op families; registers itself by chaining onto their simplify hooks.
+Imports ops.core and the op families; registers its rules at the "stability" stage of the build
+rules, which apply runs after each op's local simplifications.
 """
-
-import dataclasses
 
 import numpy as np
 
-from .core import OPS, apply, broadcast_shapes, constant_value, is_scalar_constant
+from .core import Applied, apply, broadcast_shapes, build_rule, constant_value, is_scalar_constant
 from .elementwise import log, negative, sigmoid, softplus
 from .reduce import log_softmax, logsumexp
 
@@ -21,7 +20,7 @@ VIEWS = ("reshape", "transpose", "getitem", "expand_dims", "squeeze")
 def _recorded(rule, before, result, operand):
     """Note on ``result`` that ``rule`` made it, after what made its ``operand`` (a chain such as
     log(1 - sigmoid(x)) -> log(sigmoid(-x)) -> -softplus(x) keeps both steps)."""
-    records = result.graph.rewrites.get(operand.node, []) + [(rule, before)]
+    records = result.graph.rewrites.get(operand.node, []) + [Applied(rule, before)]
     result.graph.note_rewrites(result.node, records)
     return result
 
@@ -91,6 +90,7 @@ def _stabilizable(x):
     return False
 
 
+@build_rule("log", stage="stability")
 def _stable_log(inputs):
     (x,) = inputs
     for rule in LOG_RULES:
@@ -100,6 +100,7 @@ def _stable_log(inputs):
     return None
 
 
+@build_rule("log1p", stage="stability")
 def _stable_log1p(inputs):
     (x,) = inputs
     if x.op == "exp":
@@ -107,6 +108,7 @@ def _stable_log1p(inputs):
     return None
 
 
+@build_rule("subtract", stage="stability")
 def _stable_one_minus(inputs):
     one, x = inputs
     if is_scalar_constant(one, 1) and x.op == "sigmoid" \
@@ -114,18 +116,3 @@ def _stable_one_minus(inputs):
         return _recorded("one_minus_sigmoid", "1 - sigmoid(...)", sigmoid(negative(x.inputs[0])),
                          x)
     return None
-
-
-def _chain_onto(name, hook):
-    op = OPS[name]
-    previous = op.simplify
-
-    def simplify(inputs, **attrs):
-        result = previous(inputs, **attrs) if previous is not None else None
-        return result if result is not None else hook(inputs, **attrs)
-    OPS[name] = dataclasses.replace(op, simplify=simplify)
-
-
-_chain_onto("log", _stable_log)
-_chain_onto("log1p", _stable_log1p)
-_chain_onto("subtract", _stable_one_minus)

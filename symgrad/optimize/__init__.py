@@ -1,16 +1,37 @@
-"""The optimiser: ordered PASSES of small named rewrites, run to a fixed point on a private copy of
-what the outputs need (the user's graph is never changed), with a log of every rewrite for explain.
+"""The optimiser: the ordered PASSES, rule passes of small named rewrites run to a fixed point and
+whole-graph passes (Horner forms), on a private copy of what the outputs need (the user's graph is
+never changed), with a log of every rewrite for explain.
 
 Imports graph and ops; codegen imports it.
 """
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from . import algebra, polynomial
 from .rebuild import Applied, index_rules, rebuild
 
-PASSES = [("algebra", algebra.RULES)]
 MAX_ROUNDS = 8
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One step of the optimiser: either ``rules``, local rewrites (rebuild.rewrite) offered every
+    node of a fresh copy of the graph, copy after copy until one fires none or ``rounds`` copies
+    were made; or ``run``, a function of the whole graph, ``run(graph, outputs, inputs, log) ->
+    (graph, outputs, inputs)``, appending what it rewrites to ``log``."""
+    name: str
+    rules: tuple = ()
+    run: Callable | None = None
+    rounds: int = MAX_ROUNDS
+
+
+PASSES = [
+    Pass("algebra", rules=tuple(algebra.RULES)),
+    Pass("horner", run=polynomial.canonicalize),
+    # one copy more offers the algebra rules the nodes the Horner forms were built from
+    Pass("algebra after horner", rules=tuple(algebra.RULES), rounds=1),
+]
 
 
 @dataclass
@@ -22,29 +43,36 @@ class Optimized:
     applied: list = field(default_factory=list)
 
 
-def optimize(graph, outputs, inputs, passes=None):
-    """Rewrite ``outputs`` (node keys of ``graph``) until nothing changes; ``inputs`` are kept
-    even when unused. Returns an Optimized whose graph is new."""
-    rules = index_rules([rule for _, pass_rules in (passes or PASSES) for rule in pass_rules])
-    applied = []
+def optimize(graph, outputs, inputs, passes=None, log=None):
+    """Run ``passes`` (PASSES when None), in order, on ``outputs`` (node keys of ``graph``);
+    ``inputs`` are kept even when unused. Every rewrite that fires is appended to ``log`` (the
+    rewrite log compile began with the build rules; a new list when None). Returns an Optimized
+    whose graph is new and whose ``applied`` is that log."""
+    applied = [] if log is None else log
     current, current_outputs, current_inputs = graph, list(outputs), list(inputs)
-    for _ in range(MAX_ROUNDS):
-        fired = len(applied)
-        target, mapping = rebuild(current, current_outputs, current_inputs, rules, applied)
+    settled = {}        # the rules of a rule pass -> the length of the log when it last ended
+    for step in PASSES if passes is None else passes:
+        if step.run is not None:
+            current, current_outputs, current_inputs = step.run(
+                current, current_outputs, current_inputs, applied)
+            continue
+        key = tuple(step.rules)
+        if settled.get(key) == len(applied):
+            continue    # nothing fired since these rules last ran: the graph is as they left it
+        rules = index_rules(key)
+        for _ in range(step.rounds):
+            fired = len(applied)
+            current, mapping = rebuild(current, current_outputs, current_inputs, rules, applied)
+            current_outputs = [mapping[o] for o in current_outputs]
+            current_inputs = [mapping[i] for i in current_inputs]
+            if len(applied) == fired:
+                break   # the copy just made changed nothing a rewrite could see
+        settled[key] = len(applied)
+    if current is graph:    # no pass made a copy: the user's graph is never handed on
+        current, mapping = rebuild(graph, current_outputs, current_inputs, {}, applied)
         current_outputs = [mapping[o] for o in current_outputs]
         current_inputs = [mapping[i] for i in current_inputs]
-        current = target
-        if len(applied) == fired:
-            break       # the copy just made changed nothing a rewrite could see
-    fired = len(applied)
-    current, current_outputs, current_inputs = polynomial.canonicalize(
-        current, current_outputs, current_inputs, applied)
-    if len(applied) == fired:
-        # nothing to canonicalise: the last round's copy already is the fixed point
-        return Optimized(current, current_outputs, current_inputs, applied)
-    target, mapping = rebuild(current, current_outputs, current_inputs, rules, applied)
-    return Optimized(target, [mapping[o] for o in current_outputs],
-                     [mapping[i] for i in current_inputs], applied)
+    return Optimized(current, current_outputs, current_inputs, applied)
 
 
-__all__ = ["PASSES", "Optimized", "optimize", "Applied"]
+__all__ = ["PASSES", "Pass", "Optimized", "optimize", "Applied"]

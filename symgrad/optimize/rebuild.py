@@ -7,20 +7,10 @@ outputs are copied). Imports graph and ops.
 """
 
 from collections import Counter
-from dataclasses import dataclass
 
 from ..graph import Graph
 from ..ops import Expr, apply, const
-
-
-@dataclass(frozen=True)
-class Applied:
-    """One rewrite that fired: its name, and the expression it replaced (as text)."""
-    rule: str
-    where: str
-
-    def __str__(self):
-        return f"{self.rule}: {self.where}"
+from ..ops.core import Applied
 
 
 def rewrite(*ops, uses=False, readers=False):
