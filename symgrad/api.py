@@ -440,8 +440,10 @@ def defop(name, arity, shape, numpy, vjp, dtype=None, nondifferentiable=()):
         raise SymgradError(f"op {name!r} already exists")
     if not callable(shape) or not callable(vjp) or not (isinstance(numpy, str) or callable(numpy)):
         raise SymgradError("defop needs a shape function, a NumPy template (or emitter) and a vjp")
+    # symgrad cannot vouch for a user's emission: its result may be an operand's memory, and
+    # running it may have effects, so codegen neither reuses its array nor folds it
     register(name, arity, shape, numpy, vjp, dtype=dtype or float_dtype,
-             nondifferentiable=tuple(nondifferentiable))
+             nondifferentiable=tuple(nondifferentiable), view=True, foldable=False)
 
     def build(*operands, **attrs):
         return apply(name, *operands, **attrs)

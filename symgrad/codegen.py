@@ -21,15 +21,6 @@ from .ops import OPS, literal, static_shape
 from .ops.core import CODEGEN_FOLD_LIMIT
 from .ops.shape import index_grad_target, least_lengths
 
-# Ops whose NumPy result may share memory with an operand (or is a constant itself).
-VIEW_OPS = frozenset({"var", "const", "broadcast_to_like", "transpose", "reshape", "reshape_like",
-                      "getitem", "expand_dims", "squeeze", "stop_gradient", "custom_gradient"})
-# Ops whose result is a new array (not a view, not a caller's or a constant's memory): only these
-# may be written to in place or released early. User-defined ops are not assumed to be.
-FRESH_OPS = frozenset(OPS) - VIEW_OPS - {"custom_gradient"}
-# Built-in ops (those registered when this module is imported) whose value is computed at compile
-# time when every operand is a constant; a user's op may have effects, so it always runs.
-FOLDABLE_OPS = frozenset(OPS) - {"var", "const"}
 # Intermediate arrays of at least this many float64 entries (128 KiB, glibc's default threshold
 # for serving an allocation from fresh mmap'd pages) live in a workspace the compiled function
 # keeps between calls. A fresh large array costs a page fault per 4 KiB page touched, and glibc
@@ -55,14 +46,6 @@ SCALAR_NAMES = frozenset({"math", "_sg_missing", "_sg_float", "_sg_general", "_s
 # How Python's float arithmetic and the math module refuse what NumPy answers with inf or nan
 # (1/0, log(0), exp(1000), sqrt(-1)): the fast path then hands the call to the NumPy code.
 SCALAR_REFUSALS = (ArithmeticError, ValueError)
-# (operand position, literal) that leaves a float unchanged, bit for bit: x * 1.0, 1.0 * x,
-# x / 1.0, x - 0.0 (not x + 0.0, which turns -0.0 into 0.0)
-SCALAR_IDENTITIES = {"multiply": ((1, "1.0"), (0, "1.0")), "divide": ((1, "1.0"),),
-                     "subtract": ((1, "0.0"),)}
-# ops whose in-place form is an augmented assignment (codegen's _update_in_place)
-AUGMENTED_OPERATORS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
-# ops that reduce a boolean mask into floats themselves (dtype=, reduce.emit_reduction)
-REDUCING_MASKS = frozenset({"sum", "mean"})
 _FORMATTER = string.Formatter()
 _counter = itertools.count()
 
@@ -169,11 +152,17 @@ class EmitContext:
         return self._generator.namer.claim(f"{self.out}_{suffix}")
 
 
+def _fresh(op_name):
+    """Whether the op's result is a new array (not a view, not a caller's or a constant's memory):
+    only these may be written to in place or released early (Emission.view)."""
+    return not OPS[op_name].emit.view
+
+
 def _fills_any_buffer(op_name):
     """Whether the op, a fresh array, can write its result into any array of its shape: its
-    numpy_into writes every entry of out, whatever was there before (Op.into_positions)."""
-    op = OPS[op_name]
-    return op.numpy_into is not None and op.into_positions in (None, ()) and op_name in FRESH_OPS
+    numpy_into writes every entry of out, whatever was there before (Emission.into_positions)."""
+    emit = OPS[op_name].emit
+    return emit.numpy_into is not None and emit.into_positions in (None, ()) and not emit.view
 
 
 def _statements(emitter, ctx, attrs):
@@ -189,9 +178,9 @@ class SourceGenerator:
 
     def __init__(self, graph, outputs, inputs, function_name="f", scalar=False, known_order=None):
         self.graph = graph
-        self.scalar = scalar        # emit each op's Python-float form (Op.scalar)
+        self.scalar = scalar        # emit each op's Python-float form (Emission.scalar)
         # scalar only, in one case of generate_scalar's: (a, b) -> 1 when a > b, -1 when a < b;
-        # (a, None) -> the sign of a. Every ordered op (Op.ordered) they decide simplifies.
+        # (a, None) -> the sign of a. Every ordered op (Emission.ordered) they decide simplifies.
         self.known_order = dict(known_order or {})
         self.outputs = list(outputs)
         self.inputs = list(inputs)
@@ -230,10 +219,10 @@ class SourceGenerator:
         self._scattered = set()     # index_grad nodes whose arrays exist already
         self.augment = not scalar   # write `a *= b` for an operand dying there (off when tracing)
         self.in_place = True        # arrays can be updated through views (not in the array API)
-        self.boolean_masks = True   # a step read by products may be a mask (Op.numpy_mask)
+        self.boolean_masks = True   # a step read by products may be a mask (Emission.numpy_mask)
         self.tracing = False        # source(trace=True): every value kept for the caller
         self._handed_on = set()     # nodes whose name and array a later node took over
-        self._masks = set()         # nodes given as boolean masks (Op.numpy_mask)
+        self._masks = set()         # nodes given as boolean masks (Emission.numpy_mask)
         self._block_names = None    # the variables of the loops over blocks (_sum_in_blocks)
 
     def _an_array_of_inputs_alone(self, node):
@@ -320,7 +309,7 @@ class SourceGenerator:
             # an array lives as long as any view of it: writing into it or releasing it earlier
             # would change (or keep alive) what the view shows
             data = self.graph.nodes[node]
-            if data["op"] not in FRESH_OPS:     # views, aliases, and ops symgrad cannot vouch for
+            if not _fresh(data["op"]):          # views, aliases, and ops symgrad cannot vouch for
                 for base in data["inputs"]:
                     last_use[base] = max(last_use.get(base, -1), last_use.get(node, -1))
         owned = set()           # nodes whose value is a fresh array no one else holds
@@ -354,7 +343,7 @@ class SourceGenerator:
     def _blocked_sums(self, steps, readers):
         """{sum: term} for the sums made in blocks of rows (BLOCKED_SUM_MIN): a float64 sum or
         difference, not written into a slice, of an array of its shape computed here (not one
-        broadcast) and a term that is an element-wise op (Op.scalar) on inputs of the sum's
+        broadcast) and a term that is an element-wise op (Emission.scalar) on inputs of the sum's
         shape and numbers, read only there.
         Off where there is no workspace (a trace, the fast path) or no update through a view."""
         if not self.workspace or not self.in_place or not self.float64_only:
@@ -386,8 +375,8 @@ class SourceGenerator:
         one of them an input (ops on constants alone are computed at compile time)."""
         nodes = self.graph.nodes
         data = nodes[node]
-        op = OPS[data["op"]]
-        if op.scalar is None or op.numpy_into is None or op.into_positions not in (None, ()) \
+        emit = OPS[data["op"]].emit
+        if emit.scalar is None or emit.numpy_into is None or emit.into_positions not in (None, ()) \
                 or data["shape"] != shape or data["dtype"] != "float64":
             return False
         operands = [nodes[i] for i in data["inputs"]]
@@ -419,7 +408,7 @@ class SourceGenerator:
         ctx = EmitContext(self, term, args)
         attrs = _LazyLiterals(nodes[term]["attrs"])
         ctx.into = attrs["out"] = f"_sg_ws[{slot}][{block}]"
-        made = _statements(OPS[nodes[term]["op"]].numpy_into, ctx, attrs)
+        made = _statements(OPS[nodes[term]["op"]].emit.numpy_into, ctx, attrs)
         comment = self._comment(data)
         taken = (other in owned and last_use.get(other) == k
                  and (other not in self.slot_of or node not in self.outputs))
@@ -467,7 +456,7 @@ class SourceGenerator:
         return name
 
     def _mask_values(self, steps, readers):
-        """The values given as boolean masks (Op.numpy_mask): not outputs, not scalars, each
+        """The values given as boolean masks (Emission.numpy_mask): not outputs, not scalars, each
         read only by products of its own with a floating array. Not in a trace, which shows every
         value as the graph has it, and only when every input is float64: with float32 ones a
         number meeting a float32 array keeps float32 at run time, where the graph may say
@@ -478,7 +467,7 @@ class SourceGenerator:
         masks = set()
         for step in steps:
             if not isinstance(step, int) or step in self.outputs or nodes[step]["shape"] == () \
-                    or OPS[nodes[step]["op"]].numpy_mask is None:
+                    or OPS[nodes[step]["op"]].emit.numpy_mask is None:
                 continue
             if all(self._multiplies_a_float(reader, step) for reader in readers.get(step, ())):
                 masks.add(step)
@@ -516,7 +505,7 @@ class SourceGenerator:
                 or nodes[step]["dtype"] != "float64":
             return False
         other = [operand for operand in nodes[step]["inputs"] if operand != mask]
-        return (len(other) == 1 and OPS[nodes[other[0]]["op"]].numpy_mask is None
+        return (len(other) == 1 and OPS[nodes[other[0]]["op"]].emit.numpy_mask is None
                 and self.operand_dtype(other[0]) == "float64")
 
     def _scatter_targets(self, steps, readers):
@@ -577,7 +566,7 @@ class SourceGenerator:
             return ()
         args = self._typed_numbers(data, self._floated(data, [self._operand(i)
                                                               for i in data["inputs"]]))
-        emitter = OPS[data["op"]].scalar if self.scalar else OPS[data["op"]].numpy
+        emitter = OPS[data["op"]].emit.scalar if self.scalar else OPS[data["op"]].numpy
         if emitter == "{0}" and (args[0].isidentifier() or self.scalar):
             # an identity at run time (stop_gradient): no statement, just another name
             self.names[node] = args[0]
@@ -607,7 +596,8 @@ class SourceGenerator:
                                         _LazyLiterals(data["attrs"]), lines)
         if node in self._masks:
             self.names[node] = self.new_name(node)
-            self._record(node, OPS[data["op"]].numpy_mask(EmitContext(self, node, args)), lines)
+            mask = OPS[data["op"]].emit.numpy_mask
+            self._record(node, mask(EmitContext(self, node, args)), lines)
             return (node,)
         reused = self._reusable_buffer(node, k, owned, last_use)
         if reused is not None and self._update_in_place(node, data, args, reused, lines):
@@ -620,11 +610,11 @@ class SourceGenerator:
             buffer = self.workspace_slot(node)
         if buffer is not None:
             ctx.into = attrs["out"] = buffer
-            emitter = OPS[data["op"]].numpy_into
+            emitter = OPS[data["op"]].emit.numpy_into
         self._record(node, _statements(emitter, ctx, attrs), lines)
         if self.scalar:
             return ()               # floats: nothing to release, nothing to reuse
-        if data["shape"] != () and (data["op"] in FRESH_OPS or buffer is not None):
+        if data["shape"] != () and (_fresh(data["op"]) or buffer is not None):
             return (node,)
         return ()
 
@@ -634,8 +624,8 @@ class SourceGenerator:
         refuses to subtract or negate them and takes sin of a mask in float16. On Python floats
         every boolean operand is made a float: True * True is the int 1 (a square's template
         repeats its operand). Masks (Op.nondifferentiable: where's condition) stay; a reduction
-        of a mask converts as it adds (reduce.emit_reduction)."""
-        if data["dtype"] == "bool" or data["op"] in REDUCING_MASKS:
+        of a mask converts as it adds (Emission.reduces_masks)."""
+        if data["dtype"] == "bool" or OPS[data["op"]].emit.reduces_masks:
             return args
         masks = OPS[data["op"]].nondifferentiable
         booleans = [k for k in range(len(args)) if k not in masks
@@ -669,10 +659,10 @@ class SourceGenerator:
         return [f"{_scalar_type(dtype)}({a})" if k in numbers else a for k, a in enumerate(args)]
 
     def _decided(self, node, data, args):
-        """In a case of generate_scalar: whether ``node`` is an ordered op (Op.ordered) whose
+        """In a case of generate_scalar: whether ``node`` is an ordered op (Emission.ordered) whose
         operands' order the case knows, now named as the operand it is or folded to its
         number."""
-        ordered = OPS[data["op"]].ordered
+        ordered = OPS[data["op"]].emit.ordered
         if ordered is None:
             return False
         operands = data["inputs"]
@@ -698,8 +688,8 @@ class SourceGenerator:
     @staticmethod
     def _identity(data, args):
         """The operand a scalar op returns unchanged, bit for bit, when it is a name; else None
-        (SCALAR_IDENTITIES)."""
-        for position, neutral in SCALAR_IDENTITIES.get(data["op"], ()):
+        (Emission.scalar_identities)."""
+        for position, neutral in OPS[data["op"]].emit.scalar_identities:
             kept = args[1 - position]
             if args[position] == neutral and kept.isidentifier():
                 return kept
@@ -712,7 +702,7 @@ class SourceGenerator:
         ufunc's out= keyword (tests/benchmarks/README.md). Returns whether it did. Not for an
         output (it keeps its readable name) or a value with a readable name, nor when tracing
         (every value keeps its name)."""
-        symbol = AUGMENTED_OPERATORS.get(data["op"])
+        symbol = OPS[data["op"]].emit.augmented
         if symbol is None or not self.augment or node in self.outputs \
                 or self.graph.readable_name(node):
             return False
@@ -748,8 +738,8 @@ class SourceGenerator:
     def _into_the_slice(self, node, ctx, attrs, lines):
         """Emit ``node`` straight into the slice of its index_grad reader's zeros."""
         ctx.into = attrs["out"] = self._scatter_view(node, lines)
-        self._record(node, _statements(OPS[self.graph.nodes[node]["op"]].numpy_into, ctx, attrs),
-                     lines)
+        emitter = OPS[self.graph.nodes[node]["op"]].emit.numpy_into
+        self._record(node, _statements(emitter, ctx, attrs), lines)
         return (node,)      # a view of the reader's array: released after its one use
 
     def new_name(self, node):
@@ -759,7 +749,7 @@ class SourceGenerator:
     def _constant_operands(self, data):
         """Whether ``data``'s node can be computed now: a built-in op on constants only, with a
         result of at most CODEGEN_FOLD_LIMIT entries."""
-        if data["op"] not in FOLDABLE_OPS or not data["inputs"]:
+        if not OPS[data["op"]].emit.foldable or not data["inputs"]:
             return False
         if not static_shape(data["shape"]) or math.prod(data["shape"]) > CODEGEN_FOLD_LIMIT:
             return False
@@ -791,17 +781,17 @@ class SourceGenerator:
         return value
 
     def _reusable_buffer(self, node, k, owned, last_use):
-        """The operand whose array can take the result in place (Op.numpy_into): a
+        """The operand whose array can take the result in place (Emission.numpy_into): a
         fresh array of the result's shape and dtype that dies at this very statement. Saves an
         allocation, and for large arrays the page faults of touching new memory. A workspace
         buffer passes on its slot, but never to an output: the caller keeps what it is given."""
         data = self.graph.nodes[node]
-        if OPS[data["op"]].numpy_into is None or data["shape"] == () or not self.float64_only \
+        if OPS[data["op"]].emit.numpy_into is None or data["shape"] == () or not self.float64_only \
                 or self.scalar or self.tracing:
             # with float32 inputs a Python-number constant keeps float32 at run time, so the
             # buffer's dtype there is not the one the graph records
             return None
-        positions = OPS[data["op"]].into_positions
+        positions = OPS[data["op"]].emit.into_positions
         for position, operand in enumerate(data["inputs"]):
             if positions is not None and position not in positions:
                 continue
@@ -822,7 +812,7 @@ class SourceGenerator:
         data = self.graph.nodes[node]
         if self.scalar:
             return self._operand(node)      # a float is immutable: never a copy
-        if data["op"] not in FRESH_OPS or self.names.get(node) in self.input_names \
+        if not _fresh(data["op"]) or self.names.get(node) in self.input_names \
                 or self.names.get(node) in self.namespace:
             if data["shape"] == ():
                 return f"{_scalar_type(data['dtype'])}({self._operand(node)})"
@@ -909,7 +899,7 @@ def scalar_ready(graph, outputs, inputs, function_name):
         data = graph.nodes[node]
         if data["shape"] != () or data["dtype"] not in ("float64", "bool"):
             return False
-        if data["op"] not in ("var", "const") and OPS[data["op"]].scalar is None:
+        if data["op"] not in ("var", "const") and OPS[data["op"]].emit.scalar is None:
             return False
     return True
 
@@ -918,8 +908,8 @@ def generate_scalar(graph, outputs, inputs, function_name, single):
     """The entry of an all-scalar graph: Python floats go through ``math`` code, inline; any other
     argument, or a value ``math`` refuses, goes to ``_sg_general`` (the checked NumPy function).
 
-    The first step (Op.ordered: the derivative of max, abs or relu) splits the code into cases,
-    as a hand would write ``if y > z:``; then assignments nothing reads are dropped and a
+    The first step (Emission.ordered: the derivative of max, abs or relu) splits the code into
+    cases, as a hand would write ``if y > z:``; then assignments nothing reads are dropped and a
     temporary read once is written where it is read (_tidy).
 
     Returns (source, namespace), or (None, None) when scalar_ready says no.
@@ -929,7 +919,8 @@ def generate_scalar(graph, outputs, inputs, function_name, single):
     generator = SourceGenerator(graph, outputs, inputs, function_name, scalar=True)
     body = _scalar_statements(generator, outputs, single)
     params = [generator.names[n] for n in inputs]
-    step = next((node for node in generator.order if OPS[graph.nodes[node]["op"]].step), None)
+    step = next((node for node in generator.order if OPS[graph.nodes[node]["op"]].emit.step),
+                None)
     split = None if step is None else _split_at_step(graph, outputs, inputs, function_name,
                                                      single, generator, body, step, params)
     if split is None:

@@ -3,14 +3,16 @@ full sums over them, become one loop each, compiled by Numba; everything else is
 of the default backend.
 
 NumPy evaluates ``a * b + c`` as two passes over memory and one temporary; a fused loop reads
-``a``, ``b`` and ``c`` once and writes the result once. Each op's body in the loop is its
-Python-float form (``Op.scalar``), the one the all-scalar fast path runs, so the loop computes
-what NumPy computes, op for op (Numba's ``error_model="numpy"``: 1/0 is inf, not an exception).
+``a``, ``b`` and ``c`` once and writes the result once. Each op's body in the loop is its loop
+form (``Emission.loop``): its Python-float form, the one the all-scalar fast path runs, unless
+the op says otherwise, so the loop computes what NumPy computes, op for op (Numba's
+``error_model="numpy"``: 1/0 is inf, not an exception).
 
 Not every op belongs in a loop. NumPy's SIMD versions of exp, log, tanh, tan, log1p and expm1
 are several times faster than the C library's scalar functions a loop calls, so these stay ufunc
-calls (``NUMPY_FASTER``) whose results the loops read; sin and cos cost the same either way and
-sqrt is faster in a loop, so those fuse (measurements: tests/benchmarks/README.md).
+calls (their loop form is None) whose results the loops read, except tanh, whose loop form is
+arithmetic LLVM vectorises (``_sg_tanh``); sin and cos cost the same either way and sqrt is
+faster in a loop, so those fuse (measurements: tests/benchmarks/README.md).
 
 Kernels are written to a cache directory (``SYMGRAD_CACHE_DIR``, else the user's cache) as a
 module named by the hash of its source, and compiled with ``cache=True``: a later process that
@@ -35,16 +37,6 @@ from .codegen import SourceGenerator, _LazyLiterals, _plain, _statements
 from .errors import SymgradError
 from .ops import OPS, literal, static_shape
 
-# Ops computed faster by NumPy's SIMD ufuncs than inside a loop (module docstring); sigmoid
-# and softplus are exp and log1p inside.
-NUMPY_FASTER = frozenset({"exp", "log", "log1p", "expm1", "tan", "sigmoid", "softplus"})
-# Ops whose loop form is not their Python-float form (Op.scalar) but a function of the kernel
-# module (KERNEL_HEADER).
-LOOP_FORMS = {"tanh": "_sg_tanh({0})"}
-# Ops with a Python-float form whose result has the shape of their array operands: these fuse.
-FUSABLE_OPS = frozenset(name for name, op in OPS.items()
-                        if op.scalar is not None and name not in NUMPY_FASTER
-                        and name not in ("identity_like", "stop_gradient"))
 # Loops at least this long run on every core (Numba's prange); shorter ones stay on one, where
 # waking the thread pool (some microseconds) would cost more than it saves. Each kernel is
 # compiled twice, lazily: its serial loop at the first short call, its parallel loop (slower to
@@ -147,7 +139,7 @@ class FusingGenerator(SourceGenerator):
         data = self.graph.nodes[node]
         if static_shape(data["shape"]) and math.prod(data["shape"]) < FUSE_MIN:
             return False
-        if data["op"] not in FUSABLE_OPS or _single(data["shape"]) \
+        if OPS[data["op"]].emit.loop is None or _single(data["shape"]) \
                 or data["dtype"] not in ("float64", "bool"):
             return False
         for operand in data["inputs"]:
@@ -370,7 +362,7 @@ class FusingGenerator(SourceGenerator):
                 body.append(f"r{k} += {product}")
                 continue
             ctx = _KernelContext(data, args, local[node])
-            form = LOOP_FORMS.get(data["op"], OPS[data["op"]].scalar)
+            form = OPS[data["op"]].emit.loop
             body.extend(_statements(form, ctx, _LazyLiterals(data["attrs"])))
         first_array = next(p for p in params if p.startswith("a"))   # its length is the loop's
         setup, returned = [f"n = {first_array}.shape[0]"], []
@@ -535,5 +527,4 @@ def generate_fused(graph, outputs, inputs, function_name):
     return source, generator.namespace, module_source
 
 
-__all__ = ["FusingGenerator", "generate_fused", "cache_directory", "numba_available",
-           "FUSABLE_OPS", "NUMPY_FASTER"]
+__all__ = ["FusingGenerator", "generate_fused", "cache_directory", "numba_available"]

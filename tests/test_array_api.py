@@ -207,7 +207,7 @@ def test_every_op_and_its_vjp_on_both_libraries(case):
         numpy_fn, array_fn = both(outputs, [*inputs, u])
     # every name the emitted code reads from np, in either backend's form, is in the namespace
     assert names_read(array_fn.source) <= NAMES
-    # the array API backend gives steps as floats, never as NumPy's masks (Op.numpy_mask)
+    # the array API backend gives steps as floats, never as NumPy's masks (Emission.numpy_mask)
     assert names_read(numpy_fn.source) - {"count_nonzero"} <= NAMES, \
         "a NumPy emission the array API backend lacks"
     want = numpy_fn(*args)

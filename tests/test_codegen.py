@@ -790,14 +790,14 @@ def test_tidying_the_fast_path_keeps_every_value_bit_for_bit():
 
 
 def test_every_ordered_op_is_what_it_declares_on_each_side():
-    # Op.ordered lets a case of the fast path replace an op by an operand or a number: checked
+    # Emission.ordered lets a case of the fast path replace an op by an operand or a number: checked
     # here against the NumPy function, on random operands of either order
     from symgrad.ops import OPS
     from symgrad.ops.elementwise import heaviside
     builders = {"maximum": sg.maximum, "minimum": sg.minimum, "relu": sg.relu,
                 "absolute": sg.abs, "sign": sg.sign, "leaky_relu": sg.leaky_relu,
                 "heaviside": heaviside}
-    assert {name for name, op in OPS.items() if op.ordered is not None} == set(builders)
+    assert {name for name, op in OPS.items() if op.emit.ordered is not None} == set(builders)
     rng = np.random.default_rng(11)
     x, y = sg.var("x"), sg.var("y")
     for name, build in builders.items():
@@ -805,7 +805,7 @@ def test_every_ordered_op_is_what_it_declares_on_each_side():
         fn = sg.compile(build(x, y) if binary else build(x), inputs=[x, y])
         for a, b in rng.uniform(-3.0, 3.0, (40, 2)):
             first_greater = a > b if binary else a > 0.0
-            declared = OPS[name].ordered[0 if first_greater else 1]
+            declared = OPS[name].emit.ordered[0 if first_greater else 1]
             if declared is None:
                 continue
             want = declared if isinstance(declared, float) else (a, b)[declared]

@@ -5,7 +5,7 @@ Its modules import only those before them in this order (tests/test_layering.py 
 core <- shape <- elementwise <- reduce <- linalg <- stability <- custom <- printing <- methods.
 """
 
-from .core import (OPS, Expr, Op, apply, broadcast_shapes, check_name, check_shape, const, defop, graph_of,
+from .core import (OPS, Emission, Expr, Op, apply, broadcast_shapes, check_name, check_shape, const, defop, graph_of,
                    lift, literal, normalize_axes, static_shape)
 from .custom import custom_gradient
 from .elementwise import (absolute, add, clip, cos, divide, exp, expm1, heaviside, leaky_relu, log,

@@ -23,22 +23,22 @@ from ..errors import ShapeError, SymgradError
 from ..graph import check_name, default_graph  # noqa: F401 (check_name is re-exported)
 
 
-@dataclass(frozen=True)
-class Op:
-    """Everything symgrad knows about one primitive, in one place.
+_SCALAR_FORM = object()     # defop's default loop form: the op's Python-float form
 
-    shape:      (input shapes, **attrs) -> output shape; raises ShapeError
-    numpy:      a template such as "np.sin({0})" (operands by position, attrs by name), or a
-                function of an emission context returning an expression or a list of statements
-    vjp:        (g, out, *inputs, **attrs) -> one Expr or None per input. ``g`` may carry leading
-                batch axes in front of ``out.shape`` (that is how Jacobians stay one graph), so a
-                rule addresses axes from the right.
-    dtype:      (input dtypes, **attrs) -> output dtype
-    nondifferentiable: operand positions that no gradient flows into (masks, shape donors)
+
+@dataclass(frozen=True)
+class Emission:
+    """What only code generation reads of an op: its other forms, and what codegen may assume
+    of its result. The defaults describe an op that has nothing but its NumPy form.
+
     scalar:     the op on Python floats (``math`` functions, conditional expressions), a template
-                or emitter like ``numpy``, for the fast path of all-scalar graphs; None when the
-                op has none. It must give NumPy's answer, or raise ArithmeticError/ValueError
+                or emitter like ``Op.numpy``, for the fast path of all-scalar graphs; None when
+                the op has none. It must give NumPy's answer, or raise ArithmeticError/ValueError
                 where NumPy would answer inf or nan (the call then goes to the NumPy code).
+    loop:       the op's body in a fused Numba loop (codegen's fuse): a template or emitter like
+                ``scalar``, which it is unless a function of the kernel module is better; None
+                keeps the op out of loops (NumPy's SIMD ufuncs beat the C library's scalar
+                functions a loop calls: tests/benchmarks/README.md).
     numpy_into: the NumPy emission writing into an existing array ``{out}`` of the result's shape
                 (a ufunc's ``out=``), for codegen to reuse an operand's buffer that dies there;
                 a template, or an emitter of statements reading ``ctx.into``; None when the op
@@ -47,6 +47,11 @@ class Op:
                 tuple: none, though numpy_into may still fill a buffer of codegen's own).
                 With None or (), numpy_into writes every entry of out; otherwise it builds
                 on the content of the operand whose buffer it takes.
+    augmented:  the operator of the augmented assignment that updates the first operand's array
+                in place (``t1 *= -2.0``), or None.
+    scalar_identities: (operand position, literal) pairs that leave the other operand of a
+                Python-float op unchanged, bit for bit: x * 1.0, x - 0.0 (not x + 0.0, which
+                turns -0.0 into 0.0). The fast path names the other operand instead.
     ordered:    for an op that is one of its operands, or a number, once the order of its two
                 operands (or the sign of its one operand) is known: max, min, relu, abs, sign and
                 the unit step. Its (result when the first operand is the greater, or positive;
@@ -62,6 +67,46 @@ class Op:
                 with the exact floating value where an entry is neither; codegen uses it when
                 every reader multiplies the value by a floating array, for which True and False
                 are 1.0 and 0.0. None for every other op.
+    reduces_masks: whether the op converts a boolean operand to floats as it reduces it
+                (``dtype=``, reduce.emit_reduction), so codegen need not.
+    view:       whether the result may share memory with an operand, or be a caller's or a
+                constant's: only other results may be written to in place or released early.
+                True for a user's op (api.defop), whose emission symgrad cannot vouch for.
+    foldable:   whether codegen may compute the op at compile time when every operand is a
+                constant; False for a user's op, which may have effects.
+    """
+
+    scalar: str | Callable | None = None
+    loop: str | Callable | None = None
+    numpy_into: str | Callable | None = None
+    into_positions: tuple | None = None
+    augmented: str | None = None
+    scalar_identities: tuple = ()
+    ordered: tuple | None = None
+    numpy_mask: Callable | None = None
+    reduces_masks: bool = False
+    view: bool = False
+    foldable: bool = True
+
+    @property
+    def step(self):
+        """Whether the op is a step: constant on each side of zero (see ``ordered``)."""
+        return self.ordered is not None and all(isinstance(r, float) for r in self.ordered)
+
+
+@dataclass(frozen=True)
+class Op:
+    """Everything symgrad knows about one primitive, in one place.
+
+    shape:      (input shapes, **attrs) -> output shape; raises ShapeError
+    numpy:      a template such as "np.sin({0})" (operands by position, attrs by name), or a
+                function of an emission context returning an expression or a list of statements
+    vjp:        (g, out, *inputs, **attrs) -> one Expr or None per input. ``g`` may carry leading
+                batch axes in front of ``out.shape`` (that is how Jacobians stay one graph), so a
+                rule addresses axes from the right.
+    dtype:      (input dtypes, **attrs) -> output dtype
+    nondifferentiable: operand positions that no gradient flows into (masks, shape donors)
+    emit:       what only code generation reads (Emission)
     """
 
     name: str
@@ -71,16 +116,7 @@ class Op:
     vjp: Callable | None
     dtype: Callable
     nondifferentiable: tuple = field(default=())
-    scalar: str | Callable | None = None
-    numpy_into: str | Callable | None = None
-    into_positions: tuple | None = None
-    ordered: tuple | None = None
-    numpy_mask: Callable | None = None
-
-    @property
-    def step(self):
-        """Whether the op is a step: constant on each side of zero (see ``ordered``)."""
-        return self.ordered is not None and all(isinstance(r, float) for r in self.ordered)
+    emit: Emission = field(default=Emission())
 
 
 OPS: dict[str, Op] = {}
@@ -155,14 +191,16 @@ def same_dtype(dtypes, **attrs):
 
 
 def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=(),
-          nondifferentiable=(), scalar=None, numpy_into=None, into_positions=None, ordered=None,
-          numpy_mask=None):
+          nondifferentiable=(), loop=_SCALAR_FORM, **emission):
     """Register a primitive; see Op for the meaning of each field. ``simplify`` is the op's local
-    simplifications, one rule or a tuple of them, registered with register_build_rule."""
+    simplifications, one rule or a tuple of them, registered with register_build_rule. The other
+    keywords are the fields of its Emission; ``loop`` defaults to the ``scalar`` form."""
     if name in OPS:
         raise SymgradError(f"op {name!r} is already defined")
+    if loop is _SCALAR_FORM:
+        loop = emission.get("scalar")
     OPS[name] = Op(name, arity, shape, numpy, vjp, dtype, tuple(nondifferentiable),
-                   scalar, numpy_into, into_positions, ordered, numpy_mask)
+                   Emission(loop=loop, **emission))
     for rule in simplify if isinstance(simplify, tuple) else (simplify,):
         register_build_rule(name, rule)
     return OPS[name]
@@ -624,5 +662,6 @@ def op_function(name, operands=1):
 
 # Leaves: a variable is bound to an argument and a constant to a literal or a namespace entry by
 # codegen, so neither has an emission template or a rule.
-defop("var", 0, lambda shapes, name: (), None, None, dtype=same_dtype)
-defop("const", 0, lambda shapes, digest, dtype, shape: shape, None, None, dtype=same_dtype)
+defop("var", 0, lambda shapes, name: (), None, None, dtype=same_dtype, view=True, foldable=False)
+defop("const", 0, lambda shapes, digest, dtype, shape: shape, None, None, dtype=same_dtype,
+      view=True, foldable=False)

@@ -28,7 +28,7 @@ def _custom_vjp(g, out, value, *inputs, rule):
 
 
 defop("custom_gradient", None, lambda shapes, rule: shapes[0], "{0}", _custom_vjp,
-      dtype=same_dtype, nondifferentiable=(0,))
+      dtype=same_dtype, nondifferentiable=(0,), view=True)
 
 
 def custom_gradient(value, inputs, vjp):

@@ -138,13 +138,14 @@ def _selections_added(name):
 # -- unary functions: one line each, the derivative reusing ``out`` where the math allows ----------
 
 
-def unary(name, numpy_name, vjp, scalar=None, ordered=None):
+def unary(name, numpy_name, vjp, scalar=None, **emission):
     """Register ``name`` as ``np.<numpy_name>`` with derivative rule ``vjp(g, out, x)``; on Python
-    floats it is ``math.<numpy_name>`` unless ``scalar`` says otherwise (``ordered``: see Op)."""
+    floats it is ``math.<numpy_name>`` unless ``scalar`` says otherwise (``emission``: the other
+    fields of its Emission)."""
     function = getattr(np, numpy_name)
     defop(name, 1, same_shape, f"np.{numpy_name}({{0}})", lambda g, out, x: [vjp(g, out, x)],
           simplify=_fold(function), scalar=scalar or f"math.{numpy_name}({{0}})",
-          numpy_into=f"np.{numpy_name}({{0}}, out={{out}})", ordered=ordered)
+          numpy_into=f"np.{numpy_name}({{0}}, out={{out}})", **emission)
 
     def build(x):
         return apply(name, x)
@@ -155,13 +156,15 @@ def unary(name, numpy_name, vjp, scalar=None, ordered=None):
 
 sin = unary("sin", "sin", lambda g, out, x: g * cos(x))
 cos = unary("cos", "cos", lambda g, out, x: -(g * sin(x)))
-tan = unary("tan", "tan", lambda g, out, x: g * (1.0 + out ** 2))
-exp = unary("exp", "exp", lambda g, out, x: g * out)
-log = unary("log", "log", lambda g, out, x: g / x)
-log1p = unary("log1p", "log1p", lambda g, out, x: g / (1.0 + x))
-expm1 = unary("expm1", "expm1", lambda g, out, x: g * (out + 1.0))
+# loop=None: NumPy's SIMD ufunc is faster than the C library's function a loop calls; tanh's
+# loop form is the kernel module's (fuse.KERNEL_HEADER)
+tan = unary("tan", "tan", lambda g, out, x: g * (1.0 + out ** 2), loop=None)
+exp = unary("exp", "exp", lambda g, out, x: g * out, loop=None)
+log = unary("log", "log", lambda g, out, x: g / x, loop=None)
+log1p = unary("log1p", "log1p", lambda g, out, x: g / (1.0 + x), loop=None)
+expm1 = unary("expm1", "expm1", lambda g, out, x: g * (out + 1.0), loop=None)
 sqrt = unary("sqrt", "sqrt", lambda g, out, x: g / (2.0 * out))
-tanh = unary("tanh", "tanh", lambda g, out, x: g * (1.0 - out ** 2))
+tanh = unary("tanh", "tanh", lambda g, out, x: g * (1.0 - out ** 2), loop="_sg_tanh({0})")
 # the conditional expressions keep NumPy's answers at 0 and for nan (which fails every
 # comparison); x + 0.0 is NumPy's sign of -0.0, which is 0.0
 sign = unary("sign", "sign", lambda g, out, x: None,
@@ -241,15 +244,16 @@ def heaviside(x, at_zero=0.5):
 
 
 # Stable forms: sigmoid = exp(-log(1 + exp(-x))) never overflows and keeps relative accuracy in
-# both tails; softplus = log(exp(0) + exp(x)) through logaddexp never overflows either.
+# both tails; softplus = log(exp(0) + exp(x)) through logaddexp never overflows either. Neither
+# fuses: they are exp and log1p inside (see tan's loop=None).
 defop("sigmoid", 1, same_shape, "np.exp(-np.logaddexp(0.0, -{0}))",
       lambda g, out, x: [g * (out * (1.0 - out))],
       # the NumPy form with logaddexp written out as NumPy computes it, branch for branch
       scalar="(math.exp(-math.log1p(math.exp(-{0}))) if {0} > 0.0 "
-             "else math.exp({0} - math.log1p(math.exp({0}))))")
+             "else math.exp({0} - math.log1p(math.exp({0}))))", loop=None)
 defop("softplus", 1, same_shape, "np.logaddexp(0.0, {0})", lambda g, out, x: [g * sigmoid(x)],
       scalar="({0} + math.log1p(math.exp(-{0})) if {0} > 0.0 else math.log1p(math.exp({0})))",
-      numpy_into="np.logaddexp(0.0, {0}, out={out})")
+      numpy_into="np.logaddexp(0.0, {0}, out={out})", loop=None)
 defop("relu", 1, same_shape, "np.maximum({0}, 0.0)", lambda g, out, x: [g * heaviside(x)],
       scalar="({0} if {0} > 0.0 else 0.0 if {0} <= 0.0 else {0})",
       numpy_into="np.maximum({0}, 0.0, out={out})", ordered=(0, 0.0))
@@ -306,22 +310,25 @@ defop("add", 2, broadcast_shape, "{0} + {1}",
       lambda g, out, x, y: [_to_input(g, out, x), _to_input(g, out, y)],
       simplify=(_fold(np.add), _identity_when(_either_side(0)),
                 _through_broadcasts("add"), _selections_added("add")),
-      scalar="{0} + {1}", numpy_into="np.add({0}, {1}, out={out})")
+      scalar="{0} + {1}", numpy_into="np.add({0}, {1}, out={out})", augmented="+")
 defop("subtract", 2, broadcast_shape, "{0} - {1}",
       lambda g, out, x, y: [_to_input(g, out, x), _to_input(-g, out, y)],
       simplify=(_fold(np.subtract), _identity_when(_right_is(0)),
                 _through_broadcasts("subtract"), _selections_added("subtract")),
-      scalar="{0} - {1}", numpy_into="np.subtract({0}, {1}, out={out})")
+      scalar="{0} - {1}", numpy_into="np.subtract({0}, {1}, out={out})", augmented="-",
+      scalar_identities=((1, "0.0"),))
 defop("multiply", 2, broadcast_shape, "{0} * {1}",
       lambda g, out, x, y: [_to_input(g * y, out, x), _to_input(g * x, out, y)],
       simplify=(_fold(np.multiply), _identity_when(_either_side(1)),
                 _through_broadcasts("multiply"), _into_selection("multiply", (0, 1))),
-      scalar="{0} * {1}", numpy_into="np.multiply({0}, {1}, out={out})")
+      scalar="{0} * {1}", numpy_into="np.multiply({0}, {1}, out={out})", augmented="*",
+      scalar_identities=((1, "1.0"), (0, "1.0")))
 defop("divide", 2, broadcast_shape, "{0} / {1}",
       lambda g, out, x, y: [_to_input(g / y, out, x), _to_input(-(g * out) / y, out, y)],
       simplify=(_fold(np.divide), _identity_when(_right_is(1)),
                 _through_broadcasts("divide"), _into_selection("divide", (0,))),
-      scalar="{0} / {1}", numpy_into="np.divide({0}, {1}, out={out})")
+      scalar="{0} / {1}", numpy_into="np.divide({0}, {1}, out={out})", augmented="/",
+      scalar_identities=((1, "1.0"),))
 defop("power", 2, broadcast_shape, lambda ctx: _power_numpy(ctx),
       lambda g, out, x, y: [_power_base_vjp(g, out, x, y), _power_exponent_vjp(g, out, x, y)],
       simplify=(_fold(np.power), _identity_when(_right_is(1)),

@@ -90,7 +90,7 @@ def _sum_simplify(inputs, axis, keepdims):
 
 _emit_sum = emit_reduction("sum", "add")
 
-defop("sum", 1, reduced_shape, _emit_sum, _sum_vjp, simplify=_sum_simplify)
+defop("sum", 1, reduced_shape, _emit_sum, _sum_vjp, simplify=_sum_simplify, reduces_masks=True)
 
 
 # -- mean ------------------------------------------------------------------------------------------
@@ -140,7 +140,7 @@ def _emit_mean(ctx):
     return f"{_emit_sum(ctx)} / {count}"
 
 
-defop("mean", 1, reduced_shape, _emit_mean, _mean_vjp,
+defop("mean", 1, reduced_shape, _emit_mean, _mean_vjp, reduces_masks=True,
       simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
 
 

@@ -45,7 +45,7 @@ def _broadcast_simplify(inputs):
 
 
 defop("broadcast_to_like", 2, _broadcast_shape, _emit_broadcast, _broadcast_vjp,
-      dtype=same_dtype, simplify=_broadcast_simplify, nondifferentiable=(1,))
+      dtype=same_dtype, simplify=_broadcast_simplify, nondifferentiable=(1,), view=True)
 
 
 def broadcast_to_like(x, like):
@@ -114,7 +114,7 @@ def _emit_expand_dims(ctx):
 
 defop("expand_dims", 1, _expanded_shape, _emit_expand_dims,
       lambda g, out, x, axis: [squeeze(g, axis)], dtype=same_dtype,
-      simplify=_view_simplify(np.expand_dims))
+      simplify=_view_simplify(np.expand_dims), view=True)
 
 
 @op_function("expand_dims")
@@ -134,7 +134,7 @@ def _squeezed_shape(shapes, axis, **_):
 
 defop("squeeze", 1, _squeezed_shape, "np.squeeze({0}, {axis})",
       lambda g, out, x, axis: [expand_dims(g, axis)], dtype=same_dtype,
-      simplify=_view_simplify(np.squeeze))
+      simplify=_view_simplify(np.squeeze), view=True)
 
 
 @op_function("squeeze")
@@ -196,7 +196,8 @@ def _emit_shape(ctx, shape):
 
 defop("reshape", 1, lambda shapes, shape: shape,
       lambda ctx: f"np.reshape({ctx.args[0]}, {_emit_shape(ctx, ctx.attrs['shape'])})",
-      lambda g, out, x, shape: [reshape_like(g, x, _leading_axes(g, out))], dtype=same_dtype)
+      lambda g, out, x, shape: [reshape_like(g, x, _leading_axes(g, out))], dtype=same_dtype,
+      view=True)
 
 
 def _reshape_like_shape(shapes, keep):
@@ -216,7 +217,7 @@ def _emit_reshape_like(ctx):
 
 defop("reshape_like", 2, _reshape_like_shape, _emit_reshape_like,
       lambda g, out, x, like, keep: [reshape_like(g, x, _leading_axes(g, out)), None],
-      dtype=same_dtype, nondifferentiable=(1,),
+      dtype=same_dtype, nondifferentiable=(1,), view=True,
       simplify=lambda inputs, keep: inputs[0] if inputs[0].shape == tuple(
           inputs[0].shape[:keep]) + tuple(inputs[1].shape) else None)
 
@@ -283,7 +284,7 @@ def _transpose_simplify(inputs, axes):
 
 
 defop("transpose", 1, _transposed_shape, _emit_transpose, _transpose_vjp, dtype=same_dtype,
-      simplify=_transpose_simplify)
+      simplify=_transpose_simplify, view=True)
 
 
 @op_function("transpose")
@@ -391,7 +392,8 @@ def _emit_getitem(ctx):
 defop("getitem", 1, _indexed_shape, _emit_getitem,
       lambda g, out, x, index: [apply("index_grad", g, x, index=index,
                                       keep=_leading_axes(g, out))],
-      dtype=same_dtype, simplify=lambda inputs, index: _getitem_simplify(inputs[0], index))
+      dtype=same_dtype, simplify=lambda inputs, index: _getitem_simplify(inputs[0], index),
+      view=True)
 
 
 def _python_index(index):
@@ -632,7 +634,8 @@ def _emit_identity_like(ctx):
 
 
 defop("identity_like", 1, lambda shapes: shapes[0] + shapes[0], _emit_identity_like,
-      lambda g, out, x: [None], nondifferentiable=(0,), scalar="1.0")
+      lambda g, out, x: [None], nondifferentiable=(0,), scalar="1.0",
+      loop=None)      # its result is not of its operand's shape: no loop over both
 
 
 def identity_like(x):
@@ -642,7 +645,8 @@ def identity_like(x):
 
 
 defop("stop_gradient", 1, lambda shapes: shapes[0], "{0}", lambda g, out, x: [None],
-      dtype=same_dtype, nondifferentiable=(0,), scalar="{0}",
+      dtype=same_dtype, nondifferentiable=(0,), scalar="{0}", view=True,
+      loop=None,        # its operand under another name: nothing to compute in a loop
       simplify=lambda inputs: inputs[0] if inputs[0].op in ("const", "stop_gradient") else None)
 
 
