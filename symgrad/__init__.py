@@ -13,21 +13,25 @@ from .api import (CompiledFunction, __version__, check_grad, compile, defop, dra
 from .differentiate import DisconnectedWarning, grad, hessian, hvp, jacobian, jvp, vjp
 from .errors import ArgumentError, ParseError, ShapeError, SymgradError, UndefinedGradientError
 from .graph import Graph, default_graph, use_graph
-from .ops import (Expr, OPS, clip, custom_gradient, concatenate, const, cos, dot, exp, expm1,
-                  leaky_relu, log, log1p, log_softmax, logsumexp, matmul, max, maximum, mean, min,
-                  minimum, relu, reshape, sigmoid, sign, sin, softmax, softplus, sqrt,
-                  stop_gradient, sum, tan, tanh, transpose, where)
-from .ops import absolute as abs
+from .ops import OPS, PUBLIC, Expr, const, custom_gradient
 from .parse import from_sympy, parse, to_sympy
 
+# the public functions of the ops (sin, sum, abs, ...): ops.PUBLIC is their one list
+globals().update({name: entry.function for name, entry in PUBLIC.items()})
 
-__all__ = [
+
+def __getattr__(name):
+    # a public function defined after import (an op registered later) is sg.<name> too
+    entry = PUBLIC.get(name)
+    if entry is None:
+        raise AttributeError(f"module 'symgrad' has no attribute {name!r}")
+    return entry.function
+
+
+__all__ = sorted([
     "ArgumentError", "CompiledFunction", "DisconnectedWarning", "Expr", "Graph", "OPS",
-    "ParseError", "ShapeError", "SymgradError", "UndefinedGradientError", "abs", "check_grad",
-    "clip", "compile", "custom_gradient", "defop", "concatenate", "const", "cos", "default_graph",
-    "dot", "draw", "graph_stats", "show_graph", "to_dot", "exp", "expm1", "from_sympy", "grad",
-    "hessian", "hvp", "jacobian", "jvp", "leaky_relu", "log", "log1p", "log_softmax", "logsumexp", "matmul", "max",
-    "maximum", "mean", "min", "minimum", "parse", "relu", "reshape", "sigmoid", "sign", "sin",
-    "softmax", "softplus", "sqrt", "stop_gradient", "sum", "tan", "tanh", "to_sympy", "transpose",
-    "use_graph", "var", "vjp", "where", "__version__",
-]
+    "ParseError", "ShapeError", "SymgradError", "UndefinedGradientError", "check_grad",
+    "compile", "custom_gradient", "defop", "const", "default_graph", "draw", "graph_stats",
+    "show_graph", "to_dot", "from_sympy", "grad", "hessian", "hvp", "jacobian", "jvp", "parse",
+    "to_sympy", "use_graph", "var", "vjp", "__version__", *PUBLIC,
+])

@@ -91,35 +91,16 @@ _CONSTANTS = {"pi": math.pi, "E": math.e, "inf": math.inf, "nan": math.nan}
 _STATIC = {"None": None, "True": True, "False": False}
 
 
-def _unary(function):
-    return {"fn": function, "args": ("x",)}
-
-
-_FUNCTIONS = {
-    **{name: _unary(getattr(ops, name)) for name in
-       ["sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "sigmoid", "relu",
-        "softplus", "sign", "stop_gradient"]},
-    "abs": _unary(ops.absolute),
-    "leaky_relu": {"fn": ops.leaky_relu, "args": ("x", "alpha"), "static": ("alpha",)},
-    "maximum": {"fn": ops.maximum, "args": ("x", "y")},
-    "minimum": {"fn": ops.minimum, "args": ("x", "y")},
-    "where": {"fn": ops.where, "args": ("condition", "x", "y")},
-    "clip": {"fn": ops.clip, "args": ("x", "lower", "upper")},
-    "matmul": {"fn": ops.matmul, "args": ("a", "b")},
-    "dot": {"fn": ops.dot, "args": ("a", "b")},
-    **{name: {"fn": getattr(ops, name), "args": ("x", "axis", "keepdims"),
-              "static": ("axis", "keepdims")} for name in ["sum", "mean", "logsumexp"]},
-    **{name: {"fn": getattr(ops, name), "args": ("x", "axis"), "static": ("axis",)}
-       for name in ["softmax", "log_softmax"]},
-    "transpose": {"fn": ops.transpose, "args": ("x", "axes"), "static": ("axes",)},
-    "reshape": {"fn": ops.reshape, "args": ("x", "shape"), "static": ("shape",)},
-    "concatenate": {"fn": ops.concatenate, "args": ("parts", "axis"), "static": ("axis",)},
-}
-# max/min: two operands are element-wise, one operand a reduction (as the contract says)
-_EXTREMA = {"max": (ops.maximum, ops.max), "min": (ops.minimum, ops.min)}
+# The functions a formula may call are the public ones, ops.PUBLIC, read at each call so that an
+# op defined later is callable too. max/min with two operands are element-wise (as the contract
+# says), with one the public reduction.
+_EXTREMA = {"max": ops.maximum, "min": ops.minimum}
 _METHODS = ("sum", "mean", "max", "min", "reshape", "transpose")
 
-FUNCTION_NAMES = tuple(sorted(list(_FUNCTIONS) + list(_EXTREMA)))
+
+def function_names():
+    """The names of the functions formulas may call, sorted."""
+    return tuple(sorted(ops.PUBLIC))
 
 
 class _Unbuilt:
@@ -497,18 +478,13 @@ class _Parser:
         self.enter(position)
         args, kwargs = self.arguments()
         self.leave()
-        if name in _EXTREMA:
-            elementwise, reduction = _EXTREMA[name]
-            if len(args) == 2 and not kwargs:
-                return self.build(position, elementwise, self.expr(args[0]), self.expr(args[1]))
-            spec = {"fn": reduction, "args": ("x", "axis", "keepdims"),
-                    "static": ("axis", "keepdims")}
-        elif name in _FUNCTIONS:
-            spec = _FUNCTIONS[name]
-        else:
+        if name in _EXTREMA and len(args) == 2 and not kwargs:
+            return self.build(position, _EXTREMA[name], self.expr(args[0]), self.expr(args[1]))
+        spec = ops.PUBLIC.get(name)
+        if spec is None:
             raise self.error(f"unknown function {name!r}; known functions: "
-                             f"{', '.join(FUNCTION_NAMES)}", position)
-        parameters, static = spec["args"], spec.get("static", ())
+                             f"{', '.join(function_names())}", position)
+        parameters, static = spec.parameters, spec.static
         if len(args) > len(parameters):
             raise self.error(f"{name}() takes at most {len(parameters)} arguments "
                              f"({', '.join(parameters)}), got {len(args)}", position)
@@ -533,7 +509,7 @@ class _Parser:
                 values[key] = [self.expr(v) for v in value.items]
             else:
                 values[key] = self.expr(value)
-        return self.build(position, spec["fn"], **values)
+        return self.build(position, spec.function, **values)
 
 
 def parse(text, shapes=None, graph=None, max_length=MAX_LENGTH, max_depth=MAX_DEPTH):
@@ -761,4 +737,4 @@ def _to_sympy_node(sympy, data, args):
     raise SymgradError(f"op {op!r} has no SymPy equivalent")
 
 
-__all__ = ["parse", "from_sympy", "to_sympy", "tokenize", "FUNCTION_NAMES"]
+__all__ = ["parse", "from_sympy", "to_sympy", "tokenize", "function_names"]

@@ -5,8 +5,8 @@ Its modules import only those before them in this order (tests/test_layering.py 
 core <- shape <- elementwise <- reduce <- linalg <- stability <- custom <- printing <- methods.
 """
 
-from .core import (OPS, Emission, Expr, Op, apply, broadcast_shapes, check_name, check_shape, const, defop, graph_of,
-                   lift, literal, normalize_axes, static_shape)
+from .core import (OPS, PUBLIC, Emission, Expr, Op, Public, apply, broadcast_shapes, check_name, check_shape, const, defop, graph_of,
+                   lift, literal, normalize_axes, public, static_shape)
 from .custom import custom_gradient
 from .elementwise import (absolute, add, clip, cos, divide, exp, expm1, heaviside, leaky_relu, log,
                           log1p, maximum, minimum, multiply, negative, power, relu, sigmoid, sign,

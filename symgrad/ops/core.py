@@ -121,6 +121,59 @@ class Op:
 
 OPS: dict[str, Op] = {}
 
+
+@dataclass(frozen=True)
+class Public:
+    """A function of the public API that builds an op (or a composite of ops): exported as
+    ``sg.<name>`` and called in formulas as ``<name>(...)`` with the function's parameters, of
+    which the ``static`` ones take literals (axes, shapes) and the others expressions."""
+    function: Callable
+    parameters: tuple
+    static: tuple = ()
+
+
+# Public name -> Public. The parser's grammar admits exactly these functions (and max and min,
+# which it reads as maximum and minimum with two operands), and symgrad exports them.
+PUBLIC: dict[str, Public] = {}
+
+
+def public(name, static=()):
+    """Decorator: make ``function`` the public function ``name`` (see Public).
+
+    >>> @public("twice_example")
+    ... def twice(x):
+    ...     return x + x
+    >>> PUBLIC.pop("twice_example").parameters
+    ('x',)
+    """
+    def register(function):
+        if name in PUBLIC:
+            raise SymgradError(f"public function {name!r} is already defined")
+        parameters = tuple(inspect.signature(function).parameters)
+        PUBLIC[name] = Public(function, parameters, tuple(static))
+        return function
+    return register
+
+
+_OPERAND_NAMES = ("x", "y", "z")
+
+
+def _builder(op_name, public_name, arity):
+    """The public function of an op that takes its operands as they are, by position or as
+    x, y, z."""
+    if arity is None or not 1 <= arity <= len(_OPERAND_NAMES):
+        raise SymgradError(f"op {op_name!r} takes {arity} operands: give it a public function of "
+                           f"its own (@public) instead of defop's public=")
+    signature = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                   for n in _OPERAND_NAMES[:arity]])
+
+    def build(*args, **kwargs):
+        return apply(op_name, *signature.bind(*args, **kwargs).args)
+    build.__signature__ = signature
+    build.__name__ = build.__qualname__ = public_name
+    build.__doc__ = f"The op {op_name}, differentiable."
+    return build
+
 # Constant folding: a result whose operands are all constants is computed ahead of time, up to a
 # size. While expressions are built, every folded value becomes a node of the user's graph, hashed
 # whole and kept for the graph's life, and building runs again at every derivative order; code
@@ -191,16 +244,24 @@ def same_dtype(dtypes, **attrs):
 
 
 def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=(),
-          nondifferentiable=(), loop=_SCALAR_FORM, **emission):
+          nondifferentiable=(), public=None, loop=_SCALAR_FORM, **emission):
     """Register a primitive; see Op for the meaning of each field. ``simplify`` is the op's local
-    simplifications, one rule or a tuple of them, registered with register_build_rule. The other
-    keywords are the fields of its Emission; ``loop`` defaults to the ``scalar`` form."""
+    simplifications, one rule or a tuple of them, registered with register_build_rule.
+    ``public`` names the op's public function (PUBLIC), which takes its operands and applies
+    the op; an op whose public function takes more than that is given one with @public. The
+    other keywords are the fields of its Emission; ``loop`` defaults to the ``scalar`` form."""
     if name in OPS:
         raise SymgradError(f"op {name!r} is already defined")
+    if public is not None and public in PUBLIC:
+        raise SymgradError(f"public function {public!r} is already defined")
     if loop is _SCALAR_FORM:
         loop = emission.get("scalar")
-    OPS[name] = Op(name, arity, shape, numpy, vjp, dtype, tuple(nondifferentiable),
-                   Emission(loop=loop, **emission))
+    op = Op(name, arity, shape, numpy, vjp, dtype, tuple(nondifferentiable),
+            Emission(loop=loop, **emission))
+    builder = None if public is None else _builder(name, public, arity)
+    OPS[name] = op
+    if builder is not None:
+        PUBLIC[public] = Public(builder, tuple(inspect.signature(builder).parameters))
     for rule in simplify if isinstance(simplify, tuple) else (simplify,):
         register_build_rule(name, rule)
     return OPS[name]

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ArgumentError
 from .core import (BUILD_FOLD_LIMIT, Expr, apply, bool_dtype, broadcast_shape, const,
                    constant_value, defop, float_dtype, is_scalar_constant, literal, op_function,
-                   promoted_dtypes, same_shape)
+                   promoted_dtypes, public, same_shape)
 from .shape import unbroadcast
 
 
@@ -139,9 +139,9 @@ def _selections_added(name):
 
 
 def unary(name, numpy_name, vjp, scalar=None, **emission):
-    """Register ``name`` as ``np.<numpy_name>`` with derivative rule ``vjp(g, out, x)``; on Python
-    floats it is ``math.<numpy_name>`` unless ``scalar`` says otherwise (``emission``: the other
-    fields of its Emission)."""
+    """Register ``name`` as ``np.<numpy_name>`` with derivative rule ``vjp(g, out, x)``, and its
+    public function ``numpy_name``; on Python floats it is ``math.<numpy_name>`` unless ``scalar``
+    says otherwise (``emission``: the other fields of its Emission)."""
     function = getattr(np, numpy_name)
     defop(name, 1, same_shape, f"np.{numpy_name}({{0}})", lambda g, out, x: [vjp(g, out, x)],
           simplify=_fold(function), scalar=scalar or f"math.{numpy_name}({{0}})",
@@ -151,7 +151,7 @@ def unary(name, numpy_name, vjp, scalar=None, **emission):
         return apply(name, x)
     build.__name__ = name
     build.__doc__ = f"Element-wise ``np.{numpy_name}``, differentiable."
-    return build
+    return public(numpy_name)(build)
 
 
 sin = unary("sin", "sin", lambda g, out, x: g * cos(x))
@@ -262,6 +262,7 @@ defop("leaky_relu", 1, same_shape, "np.where({0} > 0.0, {0}, {alpha} * {0})",
       scalar="({0} if {0} > 0.0 else {alpha} * {0})", ordered=(0, None))
 
 
+@public("sigmoid")
 def sigmoid(x):
     """The logistic function ``1 / (1 + exp(-x))``, computed without overflow.
 
@@ -272,16 +273,19 @@ def sigmoid(x):
     return apply("sigmoid", x)
 
 
+@public("softplus")
 def softplus(x):
     """``log(1 + exp(x))`` without overflow; its derivative is ``sigmoid(x)``."""
     return apply("softplus", x)
 
 
+@public("relu")
 def relu(x):
     """``maximum(x, 0)``; the derivative at 0 is 1/2 (see the module's tie convention)."""
     return apply("relu", x)
 
 
+@public("leaky_relu", static=("alpha",))
 def leaky_relu(x, alpha=0.01):
     """``x`` where positive, ``alpha * x`` elsewhere; the derivative at 0 is ``(1 + alpha) / 2``."""
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
@@ -423,6 +427,7 @@ def divide(x, y): return apply("divide", x, y)
 def power(x, y): return apply("power", x, y)
 
 
+@public("maximum")
 def maximum(x, y):
     """Element-wise maximum; at a tie each operand gets half the gradient.
 
@@ -433,11 +438,13 @@ def maximum(x, y):
     return apply("maximum", x, y)
 
 
+@public("minimum")
 def minimum(x, y):
     """Element-wise minimum; at a tie each operand gets half the gradient."""
     return apply("minimum", x, y)
 
 
+@public("clip")
 @op_function("clip", operands=3)
 def clip(x, lower, upper):
     """``minimum(maximum(x, lower), upper)``; at a bound the derivative is 1/2 (the tie rule)."""
@@ -463,6 +470,7 @@ defop("where", 3, broadcast_shape, "np.where({0}, {1}, {2})", _where_vjp,
       nondifferentiable=(0,))
 
 
+@public("where")
 def where(condition, x, y):
     """``x`` where ``condition`` holds, else ``y``; the gradient goes only to the branch taken."""
     return apply("where", condition, x, y)

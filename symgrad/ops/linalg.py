@@ -5,7 +5,7 @@ Imports ops.core and ops.shape.
 """
 
 from ..errors import ShapeError
-from .core import apply, broadcast_shapes, defop, op_function
+from .core import apply, broadcast_shapes, defop, op_function, public
 from .shape import expand_dims, squeeze, swap_last_axes, unbroadcast
 
 
@@ -45,6 +45,7 @@ def _matmul_vjp(g, out, a, b):
 defop("matmul", 2, _matmul_shape, "{0} @ {1}", _matmul_vjp)
 
 
+@public("matmul")
 def matmul(a, b):
     """Matrix product with NumPy's ``@`` rules (1-D operands, broadcast batch axes).
 
@@ -82,6 +83,7 @@ def inner(a, b):
     return apply("inner", a, b)
 
 
+@public("dot")
 @op_function("dot", operands=2)
 def dot(a, b):
     """``np.dot`` for operands of at most two dimensions: a product with a scalar, else matmul."""

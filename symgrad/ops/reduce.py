@@ -10,8 +10,8 @@ import math
 import numpy as np
 
 from ..errors import ShapeError
-from .core import (Expr, apply, const, defop, literal, normalize_axes, op_function, same_dtype,
-                   static_shape)
+from .core import (Expr, apply, const, defop, literal, normalize_axes, op_function, public,
+                   same_dtype, static_shape)
 from .elementwise import exp, where
 from .shape import broadcast_to_like, expand_dims
 
@@ -64,6 +64,7 @@ def emit_reduction(function, ufunc=None, initial=None):
     return emit
 
 
+@public("sum", static=("axis", "keepdims"))
 @op_function("sum")
 def sum(x, axis=None, keepdims=False):
     """Sum over ``axis`` (all axes by default).
@@ -144,6 +145,7 @@ defop("mean", 1, reduced_shape, _emit_mean, _mean_vjp, reduces_masks=True,
       simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
 
 
+@public("mean", static=("axis", "keepdims"))
 @op_function("mean")
 def mean(x, axis=None, keepdims=False):
     """Arithmetic mean over ``axis`` (all axes by default); named dimensions are counted at run time.
@@ -219,12 +221,14 @@ defop("min", 1, _nonempty_reduced_shape,
       simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
 
 
+@public("max", static=("axis", "keepdims"))
 @op_function("max")
 def max(x, axis=None, keepdims=False):
     """Largest entry over ``axis`` (all by default); tied maxima share the gradient evenly."""
     return _reduce("max", x, axis, keepdims)
 
 
+@public("min", static=("axis", "keepdims"))
 @op_function("min")
 def min(x, axis=None, keepdims=False):
     """Smallest entry over ``axis`` (all by default); tied minima share the gradient evenly."""
@@ -262,6 +266,7 @@ defop("logsumexp", 1, _nonempty_reduced_shape, _emit_logsumexp,
                                          * exp(x - _kept(out, axis, keepdims))])
 
 
+@public("logsumexp", static=("axis", "keepdims"))
 @op_function("logsumexp")
 def logsumexp(x, axis=None, keepdims=False):
     """``log(sum(exp(x), axis))`` computed without overflow; its gradient is ``softmax(x)``."""
@@ -311,6 +316,7 @@ defop("log_softmax", 1, _normaliser_shape, _emit_log_softmax,
       lambda g, out, x, axis: [g - exp(out) * apply("sum", g, axis=axis, keepdims=True)])
 
 
+@public("softmax", static=("axis",))
 @op_function("softmax")
 def softmax(x, axis=-1):
     """``exp(x) / sum(exp(x), axis)``, shifted by the maximum so it never overflows. ``axis`` is
@@ -325,6 +331,7 @@ def softmax(x, axis=-1):
     return apply("softmax", x, axis=_normalised_axes(x, axis))
 
 
+@public("log_softmax", static=("axis",))
 @op_function("log_softmax")
 def log_softmax(x, axis=-1):
     """``x - logsumexp(x, axis, keepdims=True)``, stable for any magnitude of ``x``."""

@@ -12,7 +12,7 @@ from ..errors import ArgumentError, InternalError, ShapeError, SymgradError
 import numpy as np
 
 from .core import (Expr, apply, broadcast_shapes, const, defop, literal, normalize_axes,
-                   op_function, same_dtype, static_shape)
+                   op_function, public, same_dtype, static_shape)
 
 
 def _leading_axes(g, out):
@@ -227,6 +227,7 @@ def reshape_like(x, like, keep=0):
     return apply("reshape_like", x, like, keep=keep)
 
 
+@public("reshape", static=("shape",))
 @op_function("reshape")
 def reshape(x, shape):
     """``x`` with a new shape; one entry may be -1, named dimensions must be kept.
@@ -287,6 +288,7 @@ defop("transpose", 1, _transposed_shape, _emit_transpose, _transpose_vjp, dtype=
       simplify=_transpose_simplify, view=True)
 
 
+@public("transpose", static=("axes",))
 @op_function("transpose")
 def transpose(x, axes=None):
     """Permute axes (reverse them by default), as ``np.transpose``."""
@@ -592,6 +594,7 @@ defop("concatenate", None, _concatenated_shape, _emit_concatenate, _concatenate_
       simplify=lambda inputs, axis: inputs[0] if len(inputs) == 1 else None)
 
 
+@public("concatenate", static=("axis",))
 @op_function("concatenate", operands="list")
 def concatenate(parts, axis=0):
     """Join expressions along an existing axis, as ``np.concatenate``."""
@@ -650,6 +653,7 @@ defop("stop_gradient", 1, lambda shapes: shapes[0], "{0}", lambda g, out, x: [No
       simplify=lambda inputs: inputs[0] if inputs[0].op in ("const", "stop_gradient") else None)
 
 
+@public("stop_gradient")
 def stop_gradient(x):
     """``x``'s value, treated as a constant by every differentiation.
 
