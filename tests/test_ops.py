@@ -329,16 +329,46 @@ CASES = [
     Case("inner", "batch", lambda a, b: apply("inner", a, b), (("n", 3), ("n", 3)), np.vdot),
 ]
 
+def derived_cases(name):
+    """Cases for op ``name`` when CASES has none and its record says enough: a public op of one
+    operand (defop's ``public``) that keeps its operand's shape and has a Python-float form,
+    which is the reference, entry by entry, for its NumPy form; its kinks are kept away from 0.
+    None otherwise."""
+    op = sg.OPS[name]
+    function = next((p.function for p in sg.PUBLIC.values() if p.op == name), None)
+    if function is None or op.arity != 1 or op.emit.scalar is None:
+        return None
+    try:
+        if op.shape([(3, 4)]) != (3, 4):
+            return None
+    except (TypeError, sg.ShapeError):      # a shape rule that needs attributes, or refuses
+        return None
+
+    def scalar_reference(a):
+        with sg.use_graph():
+            v = sg.var("v")
+            on_floats = sg.compile(function(v), inputs=[v])
+        return np.vectorize(lambda entry: float(on_floats(float(entry))))(a)
+    return unary(name, function, scalar_reference, kink=itself)
+
+
+def op_cases():
+    """Every case: those CASES lists, and those derived_cases gives for each other op."""
+    listed = {case.op for case in CASES}
+    derived = [derived_cases(name) for name in sg.OPS if name not in listed]
+    return [*CASES, *(case for made in derived if made for case in made)]
+
+
 CASES_BY_OP = {}
-for _case in CASES:
+for _case in op_cases():
     CASES_BY_OP.setdefault(_case.op, []).append(_case)
 
 
 def cases(where=lambda case: True):
-    """Parametrize a test over the CASES ``where`` selects."""
+    """Parametrize a test over the cases (op_cases) ``where`` selects."""
     def decorate(test):
         params = []
-        for case in CASES:
+        for case in op_cases():
             if not where(case):
                 continue
             params.append(pytest.param(case, id=case.id))
@@ -829,3 +859,60 @@ def test_max_and_min_of_a_mask_over_a_named_dimension_bound_to_zero():
     assert fn(np.zeros(0)) == (False, True)
     assert fn(np.array([-1.0, -2.0])) == (False, False)
     assert fn(np.array([1.0, -2.0])) == (True, False)
+
+
+# -- a new op is added in one place: its defop call ------------------------------------------------
+
+
+def _softsign_on_floats(a):
+    return a / (1.0 + np.abs(a))
+
+
+def test_a_new_op_defined_in_one_record_parses_exports_compiles_and_is_tested():
+    from symgrad.ops.core import defop
+    from symgrad.parse import function_names
+    defop("softsign", 1, lambda shapes: shapes[0], "{0} / (1.0 + np.abs({0}))",
+          lambda g, out, x: [g / (1.0 + sg.abs(x)) ** 2],
+          scalar="{0} / (1.0 + math.fabs({0}))", public="softsign")
+    try:
+        # exported, and a formula function
+        assert sg.softsign is sg.PUBLIC["softsign"].function
+        x = sg.var("x", shape=("n",))
+        parsed = sg.parse("softsign(x) * x", shapes={"x": ("n",)})
+        assert parsed.inputs[0].op == "softsign"
+        assert "softsign" in function_names()
+
+        # every backend: values against the closed form, the gradient against differences
+        f = sg.sum(sg.softsign(x) * x)
+        outputs = [f, sg.grad(f, x)]
+        value = np.random.default_rng(3).uniform(-3.0, 3.0, 200)
+        value[np.abs(value) < MARGIN] = 0.5
+        closed = float(np.sum(_softsign_on_floats(value) * value))
+        numeric = np.array([(np.sum(_softsign_on_floats(value + e) * (value + e))
+                             - np.sum(_softsign_on_floats(value - e) * (value - e))) / (2 * EPS)
+                            for e in np.eye(value.size) * EPS])
+        backends = [b for b in ("numpy", "numba", "array_api") if b in sg.api.BACKENDS]
+        for backend in backends:
+            fn = sg.compile(outputs, inputs=[x], backend=backend)
+            got_value, got_grad = fn(value)
+            np.testing.assert_allclose(float(got_value), closed, rtol=1e-12)
+            np.testing.assert_allclose(np.asarray(got_grad), numeric, rtol=1e-6, atol=1e-8)
+            if backend == "numba":      # fused: its loop form is its Python-float form
+                assert "math.fabs" in fn.kernel_source
+
+        # the table-driven tests pick it up, and it passes them
+        new = [case for case in op_cases() if case.op == "softsign"]
+        assert [case.label for case in new] == ["matrix", "batch"]
+        for case in new:
+            with sg.use_graph():
+                test_shape_rule_matches_numpy(case)
+                test_emitted_code_matches_numpy(case)
+                test_vjp_matches_finite_differences(case)
+                test_hvp_matches_finite_differences_of_the_gradient(case)
+    finally:
+        del sg.OPS["softsign"]
+        sg.PUBLIC.pop("softsign", None)
+    assert not hasattr(sg, "softsign")
+    with pytest.raises(sg.ParseError, match="unknown function 'softsign'"):
+        sg.parse("softsign(x)")
+    assert all(case.op != "softsign" for case in op_cases())

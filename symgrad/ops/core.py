@@ -126,10 +126,12 @@ OPS: dict[str, Op] = {}
 class Public:
     """A function of the public API that builds an op (or a composite of ops): exported as
     ``sg.<name>`` and called in formulas as ``<name>(...)`` with the function's parameters, of
-    which the ``static`` ones take literals (axes, shapes) and the others expressions."""
+    which the ``static`` ones take literals (axes, shapes) and the others expressions. ``op`` is
+    the op it applies, for one made by defop's ``public``."""
     function: Callable
     parameters: tuple
     static: tuple = ()
+    op: str | None = None
 
 
 # Public name -> Public. The parser's grammar admits exactly these functions (and max and min,
@@ -261,7 +263,7 @@ def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=(),
     builder = None if public is None else _builder(name, public, arity)
     OPS[name] = op
     if builder is not None:
-        PUBLIC[public] = Public(builder, tuple(inspect.signature(builder).parameters))
+        PUBLIC[public] = Public(builder, tuple(inspect.signature(builder).parameters), op=name)
     for rule in simplify if isinstance(simplify, tuple) else (simplify,):
         register_build_rule(name, rule)
     return OPS[name]
