@@ -15,13 +15,14 @@ from functools import partial
 import numpy as np
 
 from .array_api import ArrayAPIEntry, array_api_available, generate_array_api
-from .codegen import (RESERVED, build_function, check_least_lengths, generate, generate_entry,
-                      generate_scalar, least_dimension_lengths, real_argument)
+from .codegen import (build_function, check_least_lengths, generate, generate_entry, generate_scalar,
+                      least_dimension_lengths, real_argument)
 from .fuse import generate_fused, numba_available
 from .optimize import optimize as run_optimizer
 from .differentiate import grad, hessian, hvp, jacobian, jvp, vjp  # noqa: F401 (public names)
 from .errors import ParseError, ShapeError, SymgradError  # noqa: F401
 from .graph import Graph, default_graph, use_graph  # noqa: F401
+from .naming import RESERVED
 from .ops import Expr, check_name, check_shape, graph_of
 from .parse import from_sympy, parse, to_sympy  # noqa: F401
 from .ops.core import DISPLAY

@@ -36,6 +36,7 @@ import numbers
 
 import numpy as np
 
+from . import naming
 from .codegen import SourceGenerator, check_least_lengths, real_argument
 from .errors import InternalError, ShapeError, SymgradError
 
@@ -426,7 +427,7 @@ class ArrayAPIGenerator(SourceGenerator):
                         or (data["op"] == "where" and position == 0):
                     continue
                 if operand not in self._as_float:
-                    self._as_float[operand] = self.namer.claim(f"{name}_{data['dtype']}")
+                    self._as_float[operand] = self.namer.claim(naming.suffixed(name, data["dtype"]))
                     self._float_dtype[self._as_float[operand]] = data["dtype"]
                     lines.append(f"{self._as_float[operand]} = np.{data['dtype']}({name})")
                 swapped[operand] = name

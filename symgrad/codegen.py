@@ -1,11 +1,11 @@
 """Graph -> plain NumPy source: one statement per needed node, in evaluation order.
 
-Owns every generated name (inputs keep theirs, intermediates are t0, t1..., gradients d_out_d_x)
-and the namespace the source is compiled in. Imports ops and errors.
+Owns which node gets which generated name (inputs keep theirs, intermediates are t0, t1...,
+gradients d_out_d_x: symgrad.naming makes the names) and the namespace the source is compiled in.
+Imports ops, naming and errors.
 """
 
 import itertools
-import keyword
 import linecache
 import math
 import numbers
@@ -16,7 +16,9 @@ import weakref
 
 import numpy as np
 
+from . import naming
 from .errors import InternalError, ShapeError, SymgradError
+from .naming import SCALAR_NAMES, Namer
 from .ops import OPS, literal, static_shape
 from .ops.core import CODEGEN_FOLD_LIMIT
 from .ops.shape import index_grad_target, least_lengths
@@ -37,12 +39,6 @@ BLOCK_ENTRIES = 1 << 15
 # Up to this many outputs, the statements of those needing fewer nodes come first
 # (_outputs_by_reach).
 REACH_ORDER_LIMIT = 16
-# Names the emitted source itself relies on; a variable with one of these names is renamed.
-RESERVED = frozenset({"np", "float", "_sg_ws", "_sg_take", "_sg_give"})
-# The entries' own names (an input with one of them is renamed in the entry).
-SCALAR_NAMES = frozenset({"math", "_sg_missing", "_sg_float", "_sg_general", "_sg_extra",
-                          "_sg_unexpected", "_sg_refusals", "type", "_sg_body", "_sg_ndarray",
-                          "_sg_float64", "_sg_float32", "_sg_float64_scalar"})
 # How Python's float arithmetic and the math module refuse what NumPy answers with inf or nan
 # (1/0, log(0), exp(1000), sqrt(-1)): the fast path then hands the call to the NumPy code.
 SCALAR_REFUSALS = (ArithmeticError, ValueError)
@@ -50,54 +46,17 @@ _FORMATTER = string.Formatter()
 _counter = itertools.count()
 
 
-def _is_name(text):
-    return isinstance(text, str) and text.isascii() and text.isidentifier()
-
-
-def _check_name(text, what):
-    """The last guard before a name is written into source, whoever built the graph (a node added
-    with Graph.add never went through check_name)."""
-    if not _is_name(text):
-        raise SymgradError(f"{what} {text!r} cannot be written into generated source: it must be "
-                           f"an ASCII identifier")
-    return text
-
-
 def _scalar_type(dtype):
     """``np.float64``-style source for a node's dtype, checked because it is written verbatim."""
     if dtype == "bool":
         return "np.bool_"
     try:
-        valid = _is_name(dtype) and np.dtype(dtype).name == dtype
+        valid = naming.is_identifier(dtype) and np.dtype(dtype).name == dtype
     except TypeError:
         valid = False
     if not valid:
         raise SymgradError(f"dtype {dtype!r} cannot be written into generated source")
     return f"np.{dtype}"
-
-
-class Namer:
-    """Hands out unique Python names, keeping the users' own wherever they are free."""
-
-    def __init__(self, taken=()):
-        self.taken = set(RESERVED) | set(taken)
-        self._temps = itertools.count()
-
-    def claim(self, wanted):
-        name = _check_name(wanted, "name")
-        suffix = 2
-        while name in self.taken or keyword.iskeyword(name):
-            name = f"{wanted}_{suffix}"
-            suffix += 1
-        self.taken.add(name)
-        return name
-
-    def temp(self):
-        while True:
-            name = f"t{next(self._temps)}"
-            if name not in self.taken:
-                self.taken.add(name)
-                return name
 
 
 class _LazyLiterals(dict):
@@ -123,7 +82,7 @@ def _plain(value):
     if isinstance(value, str):
         # emitters may format a string attribute (a dimension name, a rule key) straight into
         # source: only a name can pass, never an expression or a statement
-        return _check_name(str(value), "attribute value")
+        return naming.checked_identifier(str(value), "attribute value")
     if isinstance(value, tuple):
         return tuple(_plain(v) for v in value)
     raise SymgradError(f"attribute value {value!r} cannot be written into generated source")
@@ -149,7 +108,7 @@ class EmitContext:
         return self._generator.dim(name)
 
     def temp(self, suffix):
-        return self._generator.namer.claim(f"{self.out}_{suffix}")
+        return self._generator.namer.claim(naming.suffixed(self.out, suffix))
 
 
 def _fresh(op_name):
@@ -185,10 +144,9 @@ class SourceGenerator:
         self.outputs = list(outputs)
         self.inputs = list(inputs)
         # a dunder would rebind the namespace's own entries (def __builtins__ ...)
-        if function_name in RESERVED or keyword.iskeyword(function_name) \
-                or str(function_name).startswith("__"):
+        if naming.is_reserved_function_name(function_name):
             raise SymgradError(f"function name {function_name!r} is reserved")
-        self.function_name = _check_name(function_name, "function name")
+        self.function_name = naming.checked_identifier(function_name, "function name")
         self.order = graph.ancestors_in_order(_outputs_by_reach(graph, self.outputs),
                                               visit_last=self._an_array_of_inputs_alone)
         input_set = set(self.inputs)
@@ -241,7 +199,7 @@ class SourceGenerator:
             for node in self.inputs:
                 shape = self.graph.nodes[node]["shape"]
                 if name in shape:
-                    self._dims[name] = (self.namer.claim(f"dim_{name}"),
+                    self._dims[name] = (self.namer.claim(naming.dimension(name)),
                                         f"np.shape({self.names[node]})[{shape.index(name)}]")
                     break
             else:
@@ -279,7 +237,7 @@ class SourceGenerator:
         else:
             label = self.graph.nodes[source]["op"]
         # a newline in an op name would end the comment and start a statement
-        return f"  # grad of {label}" if _is_name(label) else ""
+        return f"  # grad of {label}" if naming.is_identifier(label) else ""
 
     def steps(self):
         """What the body computes, in order: here one step per node; a backend that fuses
@@ -400,7 +358,7 @@ class SourceGenerator:
                        for start in range(0, shape[0], per_block))
         slot = self._slot_of_shape(block_shape)
         if self._block_names is None:     # the loops' variables, one pair for every loop
-            self._block_names = self.namer.claim("rows"), self.namer.claim("block")
+            self._block_names = tuple(self.namer.claim(name) for name in naming.BLOCK_LOOP)
         rows, block = self._block_names
         args = [f"{self._operand(i)}[{rows}]" if nodes[i]["shape"] == shape else self._operand(i)
                 for i in nodes[term]["inputs"]]
@@ -450,7 +408,7 @@ class SourceGenerator:
 
     def _namespace_constant(self, value):
         """The name of ``value`` put in the function's namespace."""
-        name = self.namer.claim(f"c{self._constants}")
+        name = self.namer.claim(naming.constant(self._constants))
         self._constants += 1
         self.namespace[name] = value
         return name

@@ -33,6 +33,7 @@ import threading
 
 import networkx as nx
 
+from . import naming
 from .codegen import SourceGenerator, _LazyLiterals, _plain, _statements
 from .errors import SymgradError
 from .ops import OPS, literal, static_shape
@@ -313,7 +314,7 @@ class FusingGenerator(SourceGenerator):
             filled.append(self.names[node] if len(group.shape) == 1
                           else f"np.ravel({self.names[node]})")
         params, body, arguments, length = self._kernel(group)
-        name = self.namer.claim(f"_sg_kernel_{len(self.kernels)}")
+        name = self.namer.claim(naming.kernel(len(self.kernels)))
         self.kernels.append((name, params, body, length))
         self.namespace[name] = None         # bound to the compiled kernel by generate_fused
         call = f"{name}({', '.join(arguments + filled)})  # fused: {len(group.members)} ops"
@@ -416,7 +417,7 @@ class _KernelContext:
         raise SymgradError("a fused element-wise op cannot ask for a dimension's length")
 
     def temp(self, suffix):
-        return f"{self.out}_{suffix}"
+        return naming.suffixed(self.out, suffix)
 
 
 def cache_directory():

@@ -6,30 +6,15 @@ Stores each node's op as a string and never imports ops (see STYLE.md, section 1
 
 import contextlib
 import contextvars
-import keyword
-import re
 import threading
 
 import networkx as nx
 
 from .errors import ShapeError, SymgradError
+from .naming import check_name, derivative_name
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # one shared tuple per operand position instead of one per edge (most edges have one position)
 _POSITIONS = tuple((position,) for position in range(8))
-
-
-def check_name(name):
-    """A variable name: an ASCII identifier, not a Python keyword, not a dunder.
-
-    Names reach generated source verbatim, so nothing else may pass.
-    """
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise SymgradError(f"variable name {name!r} must be an ASCII identifier "
-                           f"(letters, digits and _, not starting with a digit)")
-    if keyword.iskeyword(name) or name.startswith("__"):
-        raise SymgradError(f"variable name {name!r} is reserved")
-    return name
 
 
 class Graph(nx.DiGraph):
@@ -205,16 +190,11 @@ class Graph(nx.DiGraph):
                 break
             _, of, *inner = self.name_hints[of]
             wrt_chain = inner + wrt_chain
-        base = self.nodes[of]["attrs"]["name"] if self.nodes[of]["op"] == "var" else "out"
-        labels = [self.nodes[w]["attrs"]["name"] if self.nodes[w]["op"] == "var" else "t"
-                  for w in wrt_chain]
-        if kind == "hvp":
-            return f"hvp_{base}_{'_'.join(labels)}"
-        if len(labels) == 1:
-            return f"d_{base}_d_{labels[0]}"
-        if len(set(labels)) == 1:
-            return f"d{len(labels)}_{base}_d_{labels[0]}{len(labels)}"
-        return f"d{len(labels)}_{base}_" + "_".join(f"d_{label}" for label in labels)
+        return derivative_name(kind, self._variable_name(of),
+                               [self._variable_name(w) for w in wrt_chain])
+
+    def _variable_name(self, node):
+        return self.nodes[node]["attrs"]["name"] if self.nodes[node]["op"] == "var" else None
 
     # -- walking ----------------------------------------------------------------------------------
 

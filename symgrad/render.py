@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
+from . import naming
 from .codegen import SourceGenerator, build_function
 from .errors import SymgradError
 
@@ -154,7 +155,7 @@ def _in_dependency_order(found):
 
 
 def _label_lines(row):
-    name = row["name"] or f"c{row['node']}"
+    name = row["name"] or naming.constant(row["node"])
     lines = [name] if row["kind"] == "input" else [name, row["op"]]
     if row["kind"] == "const":
         lines = [row["code"]]

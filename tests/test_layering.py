@@ -1,10 +1,10 @@
 """The import order of STYLE.md section 1, read from the source with ast (nothing is imported).
 
-graph <- ops <- parse <- differentiate <- (optimize) <- codegen <- (fuse) <- (array_api) <- render
-<- api <- cli: a module imports only from modules to its left. errors is a leaf anyone may import;
-cli imports only api and errors; the package __init__ is the facade on top. Inside ops/ the same
-rule holds for OPS_ORDER: core <- shape <- elementwise <- reduce <- linalg <- stability <- custom
-<- printing <- methods <- ops/__init__. The modules of one layer may import each other (optimize/,
+naming <- graph <- ops <- parse <- differentiate <- (optimize) <- codegen <- (fuse) <- (array_api)
+<- render <- api <- cli: a module imports only from modules to its left. errors is a leaf anyone
+may import; cli imports only api and errors; the package __init__ is the facade on top. Inside ops/
+the same rule holds for OPS_ORDER: core <- shape <- elementwise <- reduce <- linalg <- stability
+<- custom <- printing <- methods <- ops/__init__. The modules of one layer may import each other (optimize/,
 a future codegen/), but no module imports one that imports it back, at any depth of its source:
 an import inside a function is an import.
 """
@@ -17,7 +17,7 @@ import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "symgrad"
 
-ORDER = ["graph", "ops", "parse", "differentiate", "optimize", "codegen", "fuse", "array_api",
+ORDER = ["naming", "graph", "ops", "parse", "differentiate", "optimize", "codegen", "fuse", "array_api",
          "render", "api", "cli"]
 RANK = {layer: rank for rank, layer in enumerate(ORDER)}
 # Expr (core) gets the methods that build ops of later families from methods, which __init__ runs
@@ -234,7 +234,14 @@ def test_errors_is_a_leaf():
 def test_graph_never_imports_ops():
     imports = imported_modules("symgrad.graph")
     assert not any(layer(i) == "ops" for i in imports)
-    assert imports <= {"symgrad.errors"}
+    assert imports <= {"symgrad.errors", "symgrad.naming"}
+
+
+def test_naming_sits_below_graph():
+    assert imported_modules("symgrad.naming") <= {"symgrad.errors"}
+    assert "symgrad.naming" in imported_modules("symgrad.graph")
+    assert not allowed("symgrad.naming", "symgrad.graph")
+    assert allowed("symgrad.graph", "symgrad.naming")
 
 
 def test_no_module_imports_by_name_at_run_time():
