@@ -191,9 +191,10 @@ def _horner_plans(polynomial):
 # - any other leaf (an input, an unbounded function) may be exact, and the written cluster may be
 #   exact relative to its value (a product of shifts); there Horner must be accurate relative to
 #   |p(t)| itself, which refuses every polynomial with a real root, or a complex one near the axis.
-# The sample points are a grid over the range and the neighbourhoods of the real parts of every
-# root of every polynomial in the cluster, where the written form is most accurate and an
-# expanded one least.
+# The actual errors against exact values are compared too (a bound is a worst case). The sample
+# points are a grid over the range, the approach to a bounded range's ends, and the
+# neighbourhoods of the real parts of every root of every polynomial in the cluster, where the
+# written form is most accurate and an expanded one least.
 
 ROUNDED_LEAF_RANGES = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0), "sin": (-1.0, 1.0),
                        "cos": (-1.0, 1.0)}
@@ -238,8 +239,9 @@ def _to_the(a, exponent):
     return _rounded(a[0] ** exponent, exponent * np.abs(a[0]) ** (exponent - 1) * a[1])
 
 
-def _written_bound(graph, root, members, leaf, t):
-    """The value and running error bound of ``root`` evaluated as the graph writes it."""
+def _written_bound(graph, root, members, polynomials, leaf, t):
+    """The value and running error bound of ``root`` evaluated as the graph writes it; the
+    cluster's constant leaves are the one-coefficient entries of ``polynomials``."""
     exact = np.zeros_like(t)
     values = {leaf: (t, exact)}
     for node in sorted(members):
@@ -247,11 +249,8 @@ def _written_bound(graph, root, members, leaf, t):
         operands = data["inputs"][:1] if data["op"] == "power" else data["inputs"]
         args = []
         for operand in operands:
-            if operand not in values:       # a constant leaf (a broadcast seed's scalar)
-                source = graph.nodes[operand]
-                if source["op"] == "broadcast_to_like":
-                    source = graph.nodes[source["inputs"][0]]
-                values[operand] = (np.full_like(t, float(source["value"].reshape(()))), exact)
+            if operand not in values:
+                values[operand] = (np.full_like(t, float(polynomials[operand][0])), exact)
             args.append(values[operand])
         op = data["op"]
         if op == "add":
@@ -312,28 +311,46 @@ def _largest_nearby(errors, width=2):
     return np.max([padded[k:k + len(errors)] for k in range(2 * width + 1)], axis=0)
 
 
-def _as_accurate_as_the_graph(graph, root, members, polynomials, leaf, plan):
-    """Whether the plan's form is, by its error bound and by its actual errors against exact
-    values at the sample points, within ACCURACY_FACTOR of the written form's."""
+@dataclass(frozen=True)
+class WrittenAccuracy:
+    """What the cluster as the graph writes it achieves at the sample points ``t``: the exact
+    values there, the error a form may make by its bound (``achievable``) and the written form's
+    actual error, each point's largest over its neighbours so that one lucky point does not
+    decide. Computed once per cluster, for every plan tried."""
+    t: np.ndarray
+    exact: np.ndarray
+    achievable: np.ndarray
+    written_actual: np.ndarray
+
+
+def _written_accuracy(graph, root, members, polynomials, leaf):
     low, high = ROUNDED_LEAF_RANGES.get(graph.nodes[leaf]["op"], (-np.inf, np.inf))
     t = _sample_points([polynomials[m] for m in members], low, high)
     coefficients = [float(c) for c in reversed(polynomials[root])]
     exact = _exact_values(polynomials[root], t)
     with np.errstate(all="ignore"):
-        value, horner = _horner_bound(plan, t)
-        written_value, written = _written_bound(graph, root, members, leaf, t)
+        written_value, written = _written_bound(graph, root, members, polynomials, leaf, t)
         if graph.nodes[leaf]["op"] in ROUNDED_LEAF_RANGES:
             achievable = written + np.abs(t * np.polyval(np.polyder(coefficients), t))
         else:
             achievable = np.abs(np.polyval(coefficients, t))
-        # the bounds are worst cases; the written form can be exact where its bound is not
-        # (1 - t * t at t = 1), so the actual errors are compared too, the written one taken
-        # over neighbouring points so that one lucky point does not decide
-        actual = np.abs(value - exact)
         written_actual = _largest_nearby(np.abs(written_value - exact))
-        safe = ((horner <= ACCURACY_FACTOR * achievable)
-                & (actual <= ACCURACY_FACTOR * (written_actual + np.spacing(np.abs(exact)))))
-    return bool(np.all(safe | (~np.isfinite(achievable)) | (~np.isfinite(exact))))
+    return WrittenAccuracy(t, exact, achievable, written_actual)
+
+
+def _as_accurate_as_the_graph(plan, written):
+    """Whether the plan's form is, by its error bound and by its actual errors against the exact
+    values, within ACCURACY_FACTOR of the written form's at every sample point. The bounds are
+    worst cases and the written form can be exact where its bound is not (1 - t * t at t = 1),
+    hence both."""
+    with np.errstate(all="ignore"):
+        value, horner = _horner_bound(plan, written.t)
+        actual = np.abs(value - written.exact)
+        safe = ((horner <= ACCURACY_FACTOR * written.achievable)
+                & (actual <= ACCURACY_FACTOR * (written.written_actual
+                                                + np.spacing(np.abs(written.exact)))))
+    return bool(np.all(safe | (~np.isfinite(written.achievable))
+                       | (~np.isfinite(written.exact))))
 
 
 def _build_horner(plan, leaf):
@@ -405,9 +422,13 @@ def canonicalize(graph, outputs, inputs, applied):
         polynomial = sympy.Poly(list(reversed(coefficients)), sympy.Symbol("t"))
         seeds = {k for k in leaves if k != leaf and graph.nodes[k]["op"] == "broadcast_to_like"}
         removable = len(_removable(members | seeds, node, consumers))
+        written = None
         for plan in _horner_plans(polynomial):
-            if plan.cost < removable and \
-                    _as_accurate_as_the_graph(graph, node, members, polynomials, leaf, plan):
+            if plan.cost >= removable:
+                continue
+            if written is None:
+                written = _written_accuracy(graph, node, members, polynomials, leaf)
+            if _as_accurate_as_the_graph(plan, written):
                 replacements[node] = (plan, leaf, len(members))
                 break
     if not replacements:
