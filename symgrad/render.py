@@ -15,7 +15,7 @@ import networkx as nx
 import numpy as np
 
 from . import naming
-from .codegen import SourceGenerator, build_function
+from .codegen import build_function, tabulated
 from .errors import SymgradError
 
 
@@ -32,29 +32,27 @@ def describe(graph, outputs, inputs, values=None):
 
     ``values`` maps input names to arrays; when given, every node's value is computed.
     """
-    generator = SourceGenerator(graph, outputs, inputs)
-    generator.augment = False       # every node keeps a name of its own in the table
-    source = generator.source(trace=values is not None)
+    rendered = tabulated(graph, outputs, inputs, trace=values is not None)
     computed = {}
     if values is not None:
-        function = build_function(source, generator.namespace)
+        function = build_function(rendered.source, rendered.namespace)
         (computed,) = function(*[values[graph.nodes[n]["attrs"]["name"]] for n in inputs])
     rows = []
-    for node in generator.order:
+    for node in rendered.order:
         data = graph.nodes[node]
-        if data["op"] == "const" and node not in generator.names:
+        if data["op"] == "const" and node not in rendered.names:
             continue
-        name = generator.names.get(node)
+        name = rendered.names.get(node)
         code = "; ".join(s.split(" = ", 1)[1] if i == 0 else s
-                         for i, s in enumerate(generator.statements.get(node, [])))
+                         for i, s in enumerate(rendered.statements.get(node, [])))
         if data["op"] == "const":
             code = f"constant of shape {data['shape']}"
         rows.append({"node": node, "name": name, "kind": _kind(data), "op": data["op"],
                      "shape": data["shape"], "code": code, "output": node in outputs,
                      "value": computed.get(name) if values is not None else None,
-                     "grad_of": generator.names.get(data["grad_of"]) if data["derivative"]
+                     "grad_of": rendered.names.get(data["grad_of"]) if data["derivative"]
                      else None})
-    return rows, generator
+    return rows, rendered
 
 
 def format_value(value, width=60):

@@ -47,7 +47,24 @@ def emitted(outputs, inputs):
             text = getattr(fn, field, None)
             if text:
                 parts.append(f"## {label} {field}\n{text}\n")
+    parts.append(f"## table\n{sg.show_graph(outputs, inputs)}\n")
+    at = traced_values(inputs)
+    if at is not None:      # the table with values runs the traced source
+        parts.append(f"## table with values\n{sg.show_graph(outputs, inputs, at=at)}\n")
     return "".join(parts)
+
+
+def traced_values(inputs, limit=10_000):
+    """Deterministic values for ``inputs`` (None when a shape is named or the arrays large)."""
+    values = {}
+    for variable in inputs or ():
+        shape = variable.shape
+        if not all(isinstance(d, int) for d in shape) or np.prod(shape) > limit:
+            return None
+        count = int(np.prod(shape))
+        values[variable.name] = (0.3 + 0.7 * np.sin(np.arange(count) + 1.0)).reshape(shape) \
+            .astype(variable.dtype)
+    return values if inputs else None
 
 
 # -- the benchmark workloads (tests/benchmarks/peers.py, graph_economy.py) --------------------------

@@ -10,7 +10,8 @@ from scipy.optimize import rosen_der, rosen_hess_prod
 
 import symgrad as sg
 from symgrad import api
-from symgrad.array_api import NAMES, ArrayNamespace, names_read, portable
+from symgrad.array_api import NAMES, ArrayNamespace
+from symgrad.codegen.array_api import names_read, portable
 from test_ops import CASES, CASES_BY_OP, DIMS, LEAVES, USER_RULES, build, sample
 from test_properties import drawn_gradients_against_numpy
 from test_reliability import run_together

@@ -1,0 +1,337 @@
+"""The memory decisions: passes over a plan (symgrad.codegen.plan), each filling in its own
+decisions on the steps, each switchable on its own. A backend runs those it can honour, in the
+order of ``PASSES`` (numpy runs them all; the array API, whose arrays may be immutable, only
+``release_dead_arrays``; a trace, which shows every value, none).
+
+- boolean_masks: a unit step read only by products is a boolean mask, a byte an entry.
+- writes_into_slices: slicing's cotangent is written straight into the slice of its gradient.
+- blocked_sums: a large sum of an array and a term of inputs alone is made in blocks of rows.
+- workspace: large intermediates live in arrays the function keeps between calls.
+- reuse_buffers: a result is written into the array of an operand dying there (``out=``).
+- update_in_place: ... as an augmented assignment (``t1 *= 2.0``) where the op has one.
+- release_dead_arrays: an array is released (``del``) right after its last use.
+- number_workspace_slots: which kept array each workspace value lives in.
+
+Imports ops, and codegen.plan.
+"""
+
+import math
+
+from ..ops import OPS, static_shape
+from .emission import fills_any_buffer
+
+# Intermediate arrays of at least this many float64 entries (128 KiB, glibc's default threshold
+# for serving an allocation from fresh mmap'd pages) live in a workspace the compiled function
+# keeps between calls. A fresh large array costs a page fault per 4 KiB page touched, and glibc
+# hands such memory back to the system as soon as a few of them are freed together (what it
+# costs a large Rosenbrock HVP: tests/benchmarks/README.md).
+WORKSPACE_MIN = 1 << 14
+# A sum of a large array and a term computed from inputs alone (a weight decay's 2 c W added to
+# W's gradient) of at least this many entries (1 MiB of float64, a core's L2 cache here) is made
+# in blocks of rows of about BLOCK_ENTRIES entries: each block of the term is made and added
+# while it is in cache, where NumPy would write the whole term to memory and read it back
+# (its gain on the MLP: tests/benchmarks/README.md).
+BLOCKED_SUM_MIN = 1 << 17
+BLOCK_ENTRIES = 1 << 15
+
+
+# -- boolean masks -----------------------------------------------------------------------------------
+
+def boolean_masks(plan):
+    """Give as boolean masks (Emission.numpy_mask) the values that are not outputs, not scalars,
+    and read only by products of their own with a floating array, each moved to just after the
+    step computing its operand. Only when every input is float64: with float32 ones a number
+    meeting a float32 array keeps float32 at run time, where the graph may say float64, so a
+    product's dtype could change with the mask."""
+    if not plan.float64_only:
+        return plan
+    nodes = plan.nodes
+    for step in plan.node_steps():
+        node = step.node
+        if node in plan.output_set or nodes[node]["shape"] == () \
+                or OPS[nodes[node]["op"]].emit.numpy_mask is None:
+            continue
+        if all(_multiplies_a_float(plan, reader, node) for reader in plan.readers.get(node, ())):
+            step.mask = True
+    _masks_after_their_operands(plan)
+    return plan
+
+
+def _multiplies_a_float(plan, step, mask):
+    """Whether ``step`` is a float64 product of ``mask`` with another float64 value, not a
+    mask itself (two masks multiply as booleans; a float32 constant would make the product
+    float32)."""
+    nodes = plan.nodes
+    if step.kind == "group" or nodes[step.node]["op"] != "multiply" \
+            or nodes[step.node]["dtype"] != "float64":
+        return False
+    other = [operand for operand in nodes[step.node]["inputs"] if operand != mask]
+    return (len(other) == 1 and OPS[nodes[other[0]]["op"]].emit.numpy_mask is None
+            and plan.operand_dtype(other[0]) == "float64")
+
+
+def _masks_after_their_operands(plan):
+    """Each mask moved to just after the step computing its operand. A mask costs a byte an
+    entry to keep, and its operand is then free for its other readers: the last of them can take
+    its buffer (a ReLU's pre-activation becomes its activation, in place) or release it, where
+    otherwise the operand would live until the backward pass reads it. An operand computed
+    inside a group of steps (codegen.numba) keeps its mask where it was."""
+    position = {step.node for step in plan.steps if step.kind != "group"}
+    following = {}      # node -> the mask steps moved right after its step
+    for step in plan.steps:
+        if step.mask and plan.nodes[step.node]["inputs"][0] in position:
+            following.setdefault(plan.nodes[step.node]["inputs"][0], []).append(step)
+    if not following:
+        return
+    moved = {id(mask) for masks in following.values() for mask in masks}
+    reordered = []
+    for step in plan.steps:
+        if id(step) not in moved:
+            reordered.append(step)
+            if step.kind != "group":
+                reordered.extend(following.get(step.node, ()))
+    plan.steps = reordered
+    plan.update_liveness()
+
+
+# -- writes into slices -----------------------------------------------------------------------------
+
+def writes_into_slices(plan):
+    """Where the op computing a cotangent can write it straight into the slice of the zeros its
+    only reader, an index_grad of static shape, starts from: one pass instead of an array and a
+    copy (slicing's gradient, as a careful hand writes it). Records {value: index_grad} in
+    ``plan.into_slice``; the renderer makes the index_grad's array with its value."""
+    nodes = plan.nodes
+    for step in plan.node_steps():
+        if nodes[step.node]["op"] != "index_grad":
+            continue
+        value = nodes[step.node]["inputs"][0]
+        data = nodes[value]
+        readers = plan.readers.get(value, ())
+        group = plan.group_of.get(value)
+        if group is not None and len(group.shape) != 1:
+            continue        # a loop fills a slice only of a vector
+        if (len(readers) == 1 and readers[0] is step and value not in plan.output_set
+                and fills_any_buffer(data["op"]) and data["shape"] != ()
+                and plan.float64_only and data["dtype"] == "float64"
+                and static_shape(nodes[step.node]["shape"])
+                and not plan.constant_operands(data)):
+            plan.into_slice[value] = step.node
+    return plan
+
+
+# -- blocked sums -------------------------------------------------------------------------------------
+
+def blocked_sums(plan):
+    """Make in blocks of rows (BLOCKED_SUM_MIN) a float64 sum or difference, not written into a
+    slice, of an array of its shape computed here (not one broadcast) and a term that is an
+    element-wise op (Emission.scalar) on inputs of the sum's shape and numbers, read only there.
+    The term's step then computes nothing: the sum's makes it, block by block."""
+    if not plan.float64_only:
+        return plan
+    nodes = plan.nodes
+    here = {step.node: step for step in plan.steps if step.kind != "group"}
+    for step in plan.node_steps():
+        data = nodes[step.node]
+        if data["op"] not in ("add", "subtract") or step.node in plan.into_slice \
+                or data["dtype"] != "float64" or not static_shape(data["shape"]) \
+                or math.prod(data["shape"]) < BLOCKED_SUM_MIN:
+            continue
+        first, second = data["inputs"]
+        # first - term, or either order of a sum (exactly commutative in floating point)
+        for term, other in ((second, first), (first, second))[:2 if data["op"] == "add" else 1]:
+            if term != other and term in here and len(plan.readers[term]) == 1 \
+                    and term not in plan.output_set and nodes[other]["op"] not in ("var", "const") \
+                    and nodes[other]["shape"] == data["shape"] \
+                    and nodes[other]["dtype"] == "float64" \
+                    and _elementwise_on_inputs(plan, term, data["shape"]):
+                step.blocked_term = term
+                here[term].in_blocks = True
+                break
+    return plan
+
+
+def _elementwise_on_inputs(plan, node, shape):
+    """Whether ``node`` is a float64 element-wise op (one with a Python-float form, writing
+    every entry of an out= array) of ``shape`` on inputs of that shape and numbers, at least
+    one of them an input (ops on constants alone are computed at compile time)."""
+    nodes = plan.nodes
+    data = nodes[node]
+    emit = OPS[data["op"]].emit
+    if emit.scalar is None or emit.numpy_into is None or emit.into_positions not in (None, ()) \
+            or data["shape"] != shape or data["dtype"] != "float64":
+        return False
+    operands = [nodes[i] for i in data["inputs"]]
+    return all(o["op"] in ("var", "const") and o["shape"] in ((), shape) for o in operands) \
+        and any(o["op"] == "var" and o["shape"] == shape for o in operands)
+
+
+def block_rows(shape):
+    """(the shape of one block of rows of an array of ``shape``, (rows of the array, rows of
+    the block) per block) for a blocked sum."""
+    shape = tuple(shape)
+    per_block = max(1, BLOCK_ENTRIES // math.prod(shape[1:]))
+    block_shape = (min(per_block, shape[0]), *shape[1:])
+    blocks = tuple((slice(start, min(start + per_block, shape[0])),
+                    slice(0, min(per_block, shape[0] - start)))
+                   for start in range(0, shape[0], per_block))
+    return block_shape, blocks
+
+
+# -- the workspace ----------------------------------------------------------------------------------
+
+def workspace(plan):
+    """Let new arrays of float64 intermediates (not outputs, which the caller keeps) of a static
+    shape with at least WORKSPACE_MIN entries live in the workspace: ``plan.workspace_eligible``.
+    Not a value read from a transposition: NumPy lays the result out as the transposed operand
+    is (K order), which the matrix product reading it next takes faster than a C-ordered buffer
+    ((A.T * p) @ A)."""
+    if not plan.float64_only:
+        return plan
+    for node in plan.order:
+        data = plan.nodes[node]
+        shape = data["shape"]
+        if not shape or node in plan.output_set or data["dtype"] != "float64" \
+                or not static_shape(shape) or math.prod(shape) < WORKSPACE_MIN \
+                or _reads_a_transpose(plan, data):
+            continue
+        plan.workspace_eligible.add(node)
+    return plan
+
+
+def _reads_a_transpose(plan, data):
+    """Whether an operand is a transposition, or a folded view of a constant in another order
+    than C's (c.T)."""
+    for operand in data["inputs"]:
+        value = plan.folded.get(operand)
+        if plan.nodes[operand]["op"] == "transpose" or value is not None \
+                and value.ndim >= 2 and not value.flags.c_contiguous:
+            return True
+    return False
+
+
+# -- buffer reuse and updates in place --------------------------------------------------------------
+
+def reuse_buffers(plan):
+    """Write a result into the array of an operand (Emission.numpy_into) that is fresh, of the
+    result's shape and dtype, and dies at this very step: saves an allocation, and for large
+    arrays the page faults of touching new memory. A blocked sum takes its other operand's array
+    the same way. An array of the workspace is never passed on to an output: the caller keeps
+    what it is given. With float32 inputs a Python-number constant keeps float32 at run time,
+    so the buffer's dtype there is not the one the graph records: no reuse."""
+    if not plan.float64_only:
+        return plan
+    owned, in_workspace = set(), set()
+    for k, step in enumerate(plan.steps):
+        if step.kind == "compute" and step.blocked_term is not None:
+            other = next(i for i in plan.nodes[step.node]["inputs"] if i != step.blocked_term)
+            if other in owned and plan.last_use.get(other) == k \
+                    and (other not in in_workspace or step.node not in plan.output_set):
+                step.reuses = other
+                if other in in_workspace:
+                    in_workspace.add(step.node)
+        elif plan.is_plain_compute(step):
+            step.reuses = _dying_operand(plan, step, k, owned, in_workspace)
+            if step.reuses is not None and step.reuses in in_workspace:
+                in_workspace.add(step.node)
+        in_workspace.update(plan.new_workspace_arrays(step))
+        owned.update(plan.makes_fresh(step))
+    return plan
+
+
+def _dying_operand(plan, step, k, owned, in_workspace):
+    node = step.node
+    data = plan.nodes[node]
+    if OPS[data["op"]].emit.numpy_into is None or data["shape"] == ():
+        return None
+    positions = OPS[data["op"]].emit.into_positions
+    for position, operand in enumerate(data["inputs"]):
+        if positions is not None and position not in positions:
+            continue
+        operand_data = plan.nodes[operand]
+        operand_step = plan.step_of.get(operand)
+        if (operand in owned and plan.last_use.get(operand) == k
+                and not (operand_step is not None and operand_step.mask)
+                and operand_data["shape"] == data["shape"]
+                and operand_data["dtype"] == data["dtype"]):
+            if operand in in_workspace and node in plan.output_set:
+                continue
+            return operand
+    return None
+
+
+def update_in_place(plan):
+    """Write a reuse of a dying operand's array as an augmented assignment to it (``t1 *= -2.0``),
+    which then carries on under that name, as a careful hand writes it: the same arithmetic as
+    ``np.multiply(t1, -2.0, out=t1)``, and cheaper than a ufunc's out= keyword
+    (tests/benchmarks/README.md). Not for an output (it keeps its readable name) or a value with
+    a readable name, and only where the dying operand is the first, or the op commutes exactly
+    in floating point (add, multiply)."""
+    for step in plan.steps:
+        if step.reuses is None or step.kind != "compute" or step.blocked_term is not None:
+            continue
+        data = plan.nodes[step.node]
+        if OPS[data["op"]].emit.augmented is None or step.node in plan.output_set \
+                or plan.graph.readable_name(step.node):
+            continue
+        # found by node, not by name: an alias (stop_gradient's operand) reads under the same
+        # name, and the node handed on must be the one whose array this is
+        position = data["inputs"].index(step.reuses)
+        if position == 0 or data["op"] in ("add", "multiply"):
+            step.updates, step.reuses = step.reuses, None
+    return plan
+
+
+# -- releases and slots ---------------------------------------------------------------------------
+
+def release_dead_arrays(plan):
+    """Release each fresh array (``del``) right after the step that reads it last; an array an
+    update in place handed on lives on under its new node."""
+    dying = {}
+    handed_on = set()
+    for k, step in enumerate(plan.steps):
+        for node in plan.makes_fresh(step):
+            dying.setdefault(plan.last_use.get(node, k), []).append(node)
+        if step.updates is not None:
+            handed_on.add(step.updates)
+        step.released = [n for n in dying.pop(k, ()) if n not in handed_on]
+    return plan
+
+
+def number_workspace_slots(plan):
+    """Give each workspace array a slot: a kept array of its shape that no live value holds
+    (freed when its value is released), else a new one. ``plan.slot_shapes`` lists them."""
+    free = {}               # shape -> slots no live value holds
+    slot_of = {}
+
+    def take(shape):
+        slots = free.get(tuple(shape))
+        if slots:
+            return slots.pop()
+        plan.slot_shapes.append(tuple(shape))
+        return len(plan.slot_shapes) - 1
+
+    for step in plan.steps:
+        if step.blocked_term is not None:
+            block_shape, _ = block_rows(plan.nodes[step.node]["shape"])
+            step.block_slot = take(block_shape)
+        if step.reuses is not None or step.updates is not None:
+            taken = step.reuses if step.reuses is not None else step.updates
+            if taken in slot_of:
+                slot_of[step.node] = slot_of.pop(taken)
+        for node in plan.new_workspace_arrays(step):
+            slot_of[node] = take(plan.nodes[node]["shape"])
+        plan.slots.update((node, slot_of[node]) for node in plan.makes_fresh(step)
+                          if node in slot_of)
+        if step.block_slot is not None:
+            free.setdefault(plan.slot_shapes[step.block_slot], []).append(step.block_slot)
+        for node in step.released:
+            if node in slot_of:
+                slot = slot_of.pop(node)
+                free.setdefault(plan.slot_shapes[slot], []).append(slot)
+    return plan
+
+
+# The passes in the order they run; a backend runs those it can honour.
+PASSES = (boolean_masks, writes_into_slices, blocked_sums, workspace, reuse_buffers,
+          update_in_place, release_dead_arrays, number_workspace_slots)

@@ -1,0 +1,379 @@
+"""The NumPy renderer: a plan (symgrad.codegen.plan) written out as one Python function, one
+statement per step, with the memory decisions (symgrad.codegen.memory) taken as the plan says.
+
+Owns which node gets which generated name (inputs keep theirs, intermediates are t0, t1...,
+gradients d_out_d_x: symgrad.naming makes the names) and the namespace the source is compiled in.
+The numba and array-API renderers build on it.
+Imports ops, naming and errors, and codegen's emission, plan and memory.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import naming
+from ..errors import InternalError, SymgradError
+from ..naming import Namer
+from ..ops import OPS
+from ..ops.shape import index_grad_target
+from .emission import EmitContext, LazyLiterals, scalar_type, statements
+from .memory import PASSES, block_rows, update_in_place
+from .plan import Plan, operand_forms
+
+
+class NumpyRenderer:
+    """Writes one Python function computing the plan's outputs from its inputs (variable
+    nodes). ``names`` maps each node with a value in the source to its name there;
+    ``namespace`` is what the source is compiled in."""
+
+    in_place = True         # arrays can be updated through views (not in the array API)
+
+    def __init__(self, plan, function_name="f", taken=()):
+        self.plan = plan
+        self.graph = plan.graph
+        # a dunder would rebind the namespace's own entries (def __builtins__ ...)
+        if naming.is_reserved_function_name(function_name):
+            raise SymgradError(f"function name {function_name!r} is reserved")
+        self.function_name = naming.checked_identifier(function_name, "function name")
+        self.namer = Namer(taken=[function_name, *taken])
+        self.names = {}
+        for node in plan.inputs:
+            self.names[node] = self.namer.claim(self.graph.nodes[node]["attrs"]["name"])
+        self.input_names = {self.names[node] for node in plan.inputs}
+        self.namespace = {"np": np, "float": float, "__builtins__": {}}
+        self._dims = {}
+        self._constants = 0
+        self._block_names = None    # the variables of the loops over blocks (blocked sums)
+
+    # -- naming services (EmitContext's) ----------------------------------------------------------
+
+    def dim(self, name):
+        """The variable holding the run-time length of dimension ``name``, read from the first
+        input that has it."""
+        if name not in self._dims:
+            for node in self.plan.inputs:
+                shape = self.graph.nodes[node]["shape"]
+                if name in shape:
+                    self._dims[name] = (self.namer.claim(naming.dimension(name)),
+                                        f"np.shape({self.names[node]})[{shape.index(name)}]")
+                    break
+            else:
+                raise SymgradError(f"dimension {name!r} is not the length of any input's axis")
+        return self._dims[name][0]
+
+    def claim(self, wanted):
+        return self.namer.claim(wanted)
+
+    def new_name(self, node):
+        name = self.graph.readable_name(node)
+        return self.namer.claim(name) if name else self.namer.temp()
+
+    def namespace_constant(self, value):
+        """The name of ``value`` put in the function's namespace."""
+        name = self.namer.claim(naming.constant(self._constants))
+        self._constants += 1
+        self.namespace[name] = value
+        return name
+
+    # -- operands ------------------------------------------------------------------------------------
+
+    def operand(self, node):
+        """Source for a node used as an operand: its name, or a literal for a number known now."""
+        if node in self.names:
+            return self.names[node]
+        if self.plan.is_literal(node):
+            return self.plan.literal(node)
+        name = self.namespace_constant(self.plan.value(node))
+        self.names[node] = name
+        return name
+
+    def operand_dtype(self, node):
+        """The dtype of ``node``'s value as the emitted code holds it."""
+        return self.plan.operand_dtype(node)
+
+    def args(self, data):
+        """The operands' source as the op's emission takes them (plan.operand_forms)."""
+        args = [self.operand(i) for i in data["inputs"]]
+        return operand_forms(self, data, args, named=lambda operand: operand in self.names)
+
+    @property
+    def form(self):
+        return self.plan.form
+
+    @property
+    def nodes(self):
+        return self.graph.nodes
+
+    def context(self, node, args):
+        data = self.graph.nodes[node]
+        return EmitContext(self, self.graph, node, args, self.names[node],
+                           [self.operand_dtype(i) for i in data["inputs"]], self.in_place)
+
+    def comment(self, data):
+        source = data.get("grad_of")
+        if not data["derivative"] or source is None:
+            return ""
+        if isinstance(source, str):         # the optimiser keeps only the op of a pruned node
+            label = source
+        elif source in self.names:
+            label = self.names[source]
+        else:
+            label = self.graph.nodes[source]["op"]
+        # a newline in an op name would end the comment and start a statement
+        return f"  # grad of {label}" if naming.is_identifier(label) else ""
+
+    def record(self, step, node, body, lines):
+        """Keep ``node``'s statements on its step (for the table and pictures) and emit them,
+        each with the node's comment."""
+        step.statements[node] = body
+        comment = self.comment(self.graph.nodes[node])
+        lines.extend(statement + comment for statement in body)
+
+    # -- the body ------------------------------------------------------------------------------------
+
+    def body(self):
+        """The statements of every step, each step's dead arrays released (``del``) after it."""
+        lines = []
+        for step in self.plan.steps:
+            self.render_step(step, lines)
+            if step.released:
+                lines.append(f"del {', '.join(sorted(self.names[n] for n in step.released))}")
+        return lines
+
+    def render_step(self, step, lines):
+        if step.kind in ("input", "constant"):
+            if step.node in self.plan.folded:
+                # TEMPORARY (issue 17, byte-identical step): name the operands as before
+                for operand in self.graph.nodes[step.node]["inputs"]:
+                    self.operand(operand)
+            return
+        if step.kind == "alias":
+            self.names[step.node] = self.operand(step.alias_of)
+            return
+        if step.kind == "group":
+            self.render_group(step, lines)
+            return
+        if step.in_blocks or self.plan.made_with(step):
+            return                  # made by the sum reading it, or with its value's step
+        if step.blocked_term is not None:
+            self.render_blocked_sum(step, lines)
+        elif step.node in self.plan.into_slice:
+            self.render_into_slice(step, lines)
+        elif step.mask:
+            data = self.graph.nodes[step.node]
+            args = self.args(data)
+            self.names[step.node] = self.new_name(step.node)
+            body = OPS[data["op"]].emit.numpy_mask(self.context(step.node, args))
+            self.record(step, step.node, body, lines)
+        else:
+            self.render_compute(step, lines)
+
+    def render_group(self, step, lines):
+        raise InternalError(f"unknown step {step!r}")
+
+    def emitter(self, data):
+        emitter = OPS[data["op"]].numpy
+        if emitter == "{0}":
+            # an identity of an inlined literal: give it a NumPy type, as ops expect arrays
+            emitter = f"{scalar_type(data['dtype'])}({{0}})"
+        return emitter
+
+    def render_compute(self, step, lines):
+        node = step.node
+        data = self.graph.nodes[node]
+        args = self.args(data)
+        if step.updates is not None:
+            # the dying operand's array carries on, updated, as node's
+            position = data["inputs"].index(step.updates)
+            other = args[1] if position == 0 else args[0]
+            buffer = self.names[step.updates]
+            self.names[node] = buffer
+            step.statements[node] = [f"{buffer} {OPS[data['op']].emit.augmented}= {other}"]
+            lines.append(step.statements[node][0] + self.comment(data))
+            return
+        emitter = self.emitter(data)
+        buffer = None if step.reuses is None else self.names[step.reuses]
+        self.names[node] = self.new_name(node)
+        ctx = self.context(node, args)
+        attrs = LazyLiterals(data["attrs"])
+        if buffer is None and node in self.plan.slots:
+            buffer = f"_sg_ws[{self.plan.slots[node]}]"
+        if buffer is not None:
+            ctx.into = attrs["out"] = buffer
+            emitter = OPS[data["op"]].emit.numpy_into
+        self.record(step, node, statements(emitter, ctx, attrs), lines)
+
+    def slice_view(self, node, lines):
+        """Emit the array of ``node``'s index_grad reader (whose own step then emits nothing)
+        and return the source of the slice ``node``'s value is to be written into."""
+        reader = self.plan.into_slice[node]
+        self.names[reader] = self.new_name(reader)
+        # its shape is static: the array reads neither operand (the second may not exist yet)
+        reader_ctx = EmitContext(self, self.graph, reader, [self.names[node], "None"],
+                                 self.names[reader],
+                                 [self.operand_dtype(i) for i in self.graph.nodes[reader]["inputs"]],
+                                 self.in_place)
+        start, index = index_grad_target(reader_ctx)
+        comment = self.comment(self.graph.nodes[reader])
+        lines.extend(statement + comment for statement in start)
+        self.plan.step_of[reader].statements[reader] = []
+        return f"{self.names[reader]}[{index}]"
+
+    def render_into_slice(self, step, lines):
+        """Emit ``node`` straight into the slice of its index_grad reader's array."""
+        node = step.node
+        data = self.graph.nodes[node]
+        args = self.args(data)
+        self.names[node] = self.new_name(node)
+        ctx = self.context(node, args)
+        attrs = LazyLiterals(data["attrs"])
+        ctx.into = attrs["out"] = self.slice_view(node, lines)
+        self.record(step, node, statements(OPS[data["op"]].emit.numpy_into, ctx, attrs), lines)
+
+    def render_blocked_sum(self, step, lines):
+        """Emit ``node`` = other + term (or other - term) as a loop over blocks of rows, each
+        block of the term made into a workspace block and added at once: into the other
+        operand's array when the plan has it taken over, else into a new array."""
+        nodes = self.graph.nodes
+        node, term = step.node, step.blocked_term
+        data = nodes[node]
+        other = next(i for i in data["inputs"] if i != term)
+        shape = tuple(data["shape"])
+        _, blocks = block_rows(shape)
+        if self._block_names is None:     # the loops' variables, one pair for every loop
+            self._block_names = tuple(self.namer.claim(name) for name in naming.BLOCK_LOOP)
+        rows, block = self._block_names
+        args = [f"{self.operand(i)}[{rows}]" if nodes[i]["shape"] == shape else self.operand(i)
+                for i in nodes[term]["inputs"]]
+        self.names[term] = self.new_name(term)
+        ctx = self.context(term, args)
+        attrs = LazyLiterals(nodes[term]["attrs"])
+        ctx.into = attrs["out"] = f"_sg_ws[{step.block_slot}][{block}]"
+        made = statements(OPS[nodes[term]["op"]].emit.numpy_into, ctx, attrs)
+        comment = self.comment(data)
+        taken = step.reuses is not None
+        self.names[node] = self.new_name(node)
+        if taken:
+            update = (f"{self.names[other]}[{rows}] {'+' if data['op'] == 'add' else '-'}= "
+                      f"{self.names[term]}")
+        else:       # a value held elsewhere, or computed at compile time (a constant's name)
+            lines.append(f"{self.names[node]} = np.empty({shape!r}){comment}")
+            update = (f"np.{data['op']}({self.operand(other)}[{rows}], {self.names[term]}, "
+                      f"out={self.names[node]}[{rows}])")
+        lines.append(f"for {rows}, {block} in {self.namespace_constant(blocks)}:"
+                     f"  # in blocks of rows, each made and added while in cache")
+        lines.extend(f"    {statement}{self.comment(nodes[term])}" for statement in made)
+        lines.append(f"    {update}{comment}")
+        step.statements[term], step.statements[node] = made, [update]
+        if taken:
+            step.statements[node].append(f"{self.names[node]} = {self.names[other]}")
+            lines.append(step.statements[node][-1] + comment)
+
+    # -- the function ----------------------------------------------------------------------------------
+
+    def returned(self, node):
+        """An output as a fresh array: never a view of an argument or of a constant, never the
+        read-only result of a broadcast."""
+        data = self.graph.nodes[node]
+        if OPS[data["op"]].emit.view or self.names.get(node) in self.input_names \
+                or self.names.get(node) in self.namespace:
+            if data["shape"] == ():
+                return f"{scalar_type(data['dtype'])}({self.operand(node)})"
+            return f"np.array({self.operand(node)})"
+        return self.operand(node)
+
+    def returned_values(self, trace=False):
+        if trace:
+            named = [n for n in self.plan.order if n in self.names]
+            return ["{" + ", ".join(f"{self.names[n]!r}: {self.names[n]}" for n in named) + "}"]
+        returned = []
+        outputs = self.plan.outputs
+        for k, node in enumerate(outputs):
+            value = self.returned(node)
+            # the same node asked for twice comes back as two arrays, not one array twice
+            if node in outputs[:k] and not value.startswith("np."):
+                value = f"np.array({value})" if self.graph.nodes[node]["shape"] != () else value
+            returned.append(value)
+        return returned
+
+    def source(self, trace=False):
+        """The function's source; with ``trace`` it returns a dict of every named value instead
+        (the plan then has no memory decisions: every value stays as computed and named)."""
+        body = self.body()
+        returned = self.returned_values(trace)
+        params = ", ".join(self.names[n] for n in self.plan.inputs)
+        lines = [f"def {self.function_name}({params}):"]
+        lines += [f"    {name} = {expression}" for name, expression in self._dims.values()]
+        if self.plan.slot_shapes:
+            # a call takes a workspace from the function's pool (or makes one) and gives it back
+            # on the way out; concurrent calls each hold their own
+            lines.append("    _sg_ws = _sg_take()")
+            self.namespace.update(_workspace_pool(self.plan.slot_shapes))
+        lines += [f"    {line}" for line in body]
+        if self.plan.slot_shapes:
+            lines.append("    _sg_give(_sg_ws)")
+        lines.append(f"    return {', '.join(returned)}" + ("," if len(returned) == 1 else ""))
+        return "\n".join(lines) + "\n"
+
+
+def _workspace_pool(shapes):
+    """The namespace entries of a function's workspace pool: ``_sg_take()`` pops a list of
+    arrays of ``shapes`` (allocated when the pool is empty), ``_sg_give`` returns it. list.pop
+    and list.append are atomic, so threads never share a workspace."""
+    pool = []
+
+    def take():
+        try:
+            return pool.pop()
+        except IndexError:
+            return [np.empty(shape) for shape in shapes]
+    return {"_sg_take": take, "_sg_give": pool.append}
+
+
+def planned(graph, outputs, inputs, passes=PASSES, plan_class=Plan):
+    """The plan of ``outputs`` with ``passes`` (codegen.memory) taken, in their order."""
+    plan = plan_class(graph, outputs, inputs)
+    for memory_pass in passes:
+        plan = memory_pass(plan)
+    return plan
+
+
+# what the table of a graph shows (render.describe): every node under a name of its own, so no
+# update in place; a trace keeps every value as computed and named, so no memory decision at all
+TABLE_PASSES = tuple(p for p in PASSES if p is not update_in_place)
+
+
+@dataclass
+class Rendered:
+    """A function as rendered, for views of it (symgrad.render): its source and namespace, every
+    node's name and statements, and the nodes in evaluation order."""
+    source: str
+    namespace: dict
+    names: dict
+    statements: dict
+    order: list
+
+
+def tabulated(graph, outputs, inputs, trace=False):
+    """The function whose statements the table of a graph shows (Rendered): every node under a
+    name of its own; with ``trace``, the source returns a dict of every named value."""
+    plan = planned(graph, outputs, inputs, passes=() if trace else TABLE_PASSES)
+    renderer = NumpyRenderer(plan)
+    source = renderer.source(trace=trace)
+    statements = {node: body for step in plan.steps for node, body in step.statements.items()}
+    return Rendered(source, renderer.namespace, renderer.names, statements, plan.order)
+
+
+def generate(graph, outputs, inputs, function_name="f"):
+    """Source of a function returning a tuple of ``outputs``, and the namespace it needs.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> src, _ = generate(x.graph, [sg.sin(x).node], [x.node])
+    >>> print(src, end="")
+    def f(x):
+        t0 = np.sin(x)
+        return t0,
+    """
+    renderer = NumpyRenderer(planned(graph, outputs, inputs), function_name)
+    return renderer.source(), renderer.namespace

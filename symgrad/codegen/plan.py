@@ -1,0 +1,341 @@
+"""The plan of a generated function: what it computes, in which order, and what each array's memory
+is. Computed once from the graph and the outputs; the memory decisions (symgrad.codegen.memory)
+fill in its steps, and a renderer (numpy, scalar, numba, array_api) writes it out.
+
+A step computes one node (or, with fusion, a group of nodes: symgrad.codegen.numba). Nodes whose
+value is known when the function is compiled, constants and ops on constants alone, are folded:
+the plan holds their values and no step computes them.
+Imports ops, naming and errors, and codegen.emission and codegen.entry.
+"""
+
+import math
+
+import numpy as np
+
+from .. import naming
+from ..errors import SymgradError
+from ..ops import OPS, literal, static_shape
+from ..ops.core import CODEGEN_FOLD_LIMIT as FOLD_LIMIT
+from .emission import EmitContext, LazyLiterals, fills_any_buffer, scalar_type, statements
+from .entry import build_function
+
+# Up to this many outputs, the statements of those needing fewer nodes come first
+# (_outputs_by_reach).
+REACH_ORDER_LIMIT = 16
+
+
+class Step:
+    """One step of the function: a node, or a group of nodes fused into one loop, with the nodes
+    it reads and the decisions the memory passes take for it.
+
+    kind: "input" (a variable), "constant" (a constant or a folded node: nothing to compute),
+    "alias" (another node's value under another name: stop_gradient), "compute", or "group".
+    """
+
+    def __init__(self, kind, node=None, operands=(), group=None):
+        self.kind = kind
+        self.node = node
+        self.group = group
+        self.operands = list(operands)
+        self.alias_of = None        # an alias's node, whose value it is
+        # the memory decisions (codegen.memory), each None / False when not taken
+        self.mask = False           # the value is given as a boolean mask (Emission.numpy_mask)
+        self.blocked_term = None    # this sum is made in blocks with this term (read only here)
+        self.in_blocks = False      # this term is made inside the blocks of the sum reading it
+        self.reuses = None          # the dying operand whose array the result is written into
+        self.updates = None         # the same, written as an augmented assignment (t1 *= 2.0)
+        self.block_slot = None      # a blocked sum's workspace slot of one block of its term
+        self.released = []          # the nodes whose arrays are released (del) after the step
+        self.statements = {}        # node -> its statements, as the renderer wrote them
+
+    def __repr__(self):
+        return f"<step {self.kind} {self.node if self.group is None else self.group}>"
+
+
+class Plan:
+    """The steps computing ``outputs`` from ``inputs``, in order, with what every memory pass and
+    renderer needs to know of the graph: which values are folded, who reads what, and when each
+    value is read last.
+
+    ``form`` is the emission folded values are computed with: "numpy", or "scalar" for the
+    fast path (Python floats: math.sin and np.sin may differ in the last bit).
+    """
+
+    def __init__(self, graph, outputs, inputs, form="numpy"):
+        self.graph = graph
+        self.nodes = graph.nodes
+        self.outputs = list(outputs)
+        self.output_set = set(self.outputs)
+        self.inputs = list(inputs)
+        self.form = form
+        self.order = graph.ancestors_in_order(outputs_by_reach(graph, self.outputs),
+                                              visit_last=self._an_array_of_inputs_alone)
+        input_set = set(self.inputs)
+        for node in self.order:
+            data = self.nodes[node]
+            if data["op"] == "var" and node not in input_set:
+                raise SymgradError(f"the outputs depend on variable {data['attrs']['name']!r}, "
+                                   f"which is not among the inputs")
+        self.float64_only = all(self.nodes[n]["dtype"] == "float64" for n in self.inputs)
+        self.folded = {}            # node -> its value, computed from constant operands
+        self.group_of = {}          # node -> the group computing it (codegen.numba)
+        # the memory decisions that concern nodes, grouped or not (codegen.memory)
+        self.into_slice = {}        # value -> the index_grad whose array's slice it is written to
+        self.workspace_eligible = set()     # nodes whose new arrays may live in the workspace
+        self.slots = {}             # node -> the workspace slot its array lives in
+        self.slot_shapes = []       # workspace slot -> the shape of its array
+        self.steps = [self._step(node) for node in self.order]
+        self.step_of = {step.node: step for step in self.steps}
+        self.readers = {}
+        self.last_use = {}
+        self.update_liveness()
+
+    # -- building -----------------------------------------------------------------------------------
+
+    def _an_array_of_inputs_alone(self, node):
+        """Whether ``node`` is an array computed from inputs and constants alone. Such a value
+        is computed just before its first reader, after the reader's other operands: computed
+        ahead of them, it would be held while they are made and have left the cache when read
+        (a weight decay's 2 c W, made before the whole backward pass its gradient waits for). A
+        number costs nothing to hold and keeps its place."""
+        data = self.nodes[node]
+        return data["shape"] != () and data["op"] not in ("var", "const") and all(
+            self.nodes[i]["op"] in ("var", "const") for i in data["inputs"])
+
+    def _step(self, node):
+        data = self.nodes[node]
+        step = Step("compute", node, data["inputs"])
+        if data["op"] == "var":
+            step.kind = "input"
+        elif data["op"] == "const":
+            step.kind = "constant"
+        else:
+            self.settle(step)
+        return step
+
+    def settle(self, step):
+        """Decide whether ``step`` computes anything: an identity is an alias of its operand, and
+        an op on constants alone (not an output) is folded when its emission computes it."""
+        node, data = step.node, self.nodes[step.node]
+        if self.emitter(data) == "{0}" and not self.is_literal(data["inputs"][0]):
+            step.kind, step.alias_of = "alias", data["inputs"][0]
+        elif node not in self.output_set and self.constant_operands(data):
+            value = self._evaluate(node, data)
+            if value is not None:
+                self.folded[node] = value
+                step.kind = "constant"
+
+    def emitter(self, data):
+        emit = OPS[data["op"]]
+        return emit.emit.scalar if self.form == "scalar" else emit.numpy
+
+    def constant_operands(self, data):
+        """Whether ``data``'s node can be computed now: a built-in op on constants only, with a
+        result of at most FOLD_LIMIT entries."""
+        if not OPS[data["op"]].emit.foldable or not data["inputs"]:
+            return False
+        if not static_shape(data["shape"]) or math.prod(data["shape"]) > FOLD_LIMIT:
+            return False
+        return all(self.is_constant(i) for i in data["inputs"])
+
+    def is_constant(self, node):
+        return node in self.folded or self.nodes[node]["op"] == "const"
+
+    def value(self, node):
+        """A constant's or a folded node's value."""
+        return self.folded[node] if node in self.folded else self.nodes[node]["value"]
+
+    def is_literal(self, node):
+        """Whether ``node``'s value is written into the source as a number: a number known now."""
+        return self.is_constant(node) and self.value(node).shape == ()
+
+    def literal(self, node):
+        """Source of a number known now, as an operand."""
+        value = self.value(node)
+        if value.dtype == bool:
+            return repr(bool(value))
+        text = literal(float(value))
+        # parenthesised when negative, -0.0 included, so that "x ** {1}" stays one power
+        return f"({text})" if text.startswith("-") else text
+
+    def _evaluate(self, node, data):
+        """The node's value, computed once by its own emission on the constants, or None when
+        that fails (the statement is then emitted and fails, or warns, at run time as it would
+        have)."""
+        namespace = {"np": np, "float": float, "__builtins__": {}}
+        if self.form == "scalar":
+            namespace["math"] = math
+        args = []
+        for k, operand in enumerate(data["inputs"]):
+            if self.is_literal(operand):
+                args.append(self.literal(operand))
+            else:
+                name = f"_sg_operand_{k}"
+                namespace[name] = self.value(operand)
+                args.append(name)
+        args = operand_forms(self, data, args, named=lambda operand: not self.is_literal(operand))
+        emitter = self.emitter(data)
+        if emitter == "{0}":
+            # an identity of an inlined literal: give it a NumPy type, as ops expect arrays
+            emitter = f"{scalar_type(data['dtype'])}({{0}})"
+        try:
+            ctx = EmitContext(_FoldingNames(), self.graph, node, args, "_sg_folded",
+                              [self.operand_dtype(i) for i in data["inputs"]])
+            body = statements(emitter, ctx, LazyLiterals(data["attrs"]))
+            source = "def _sg_fold():\n" + "".join(f"    {s}\n" for s in body) \
+                + "    return _sg_folded\n"
+            # asarray: a view of a constant (c.T, c[1:]) stays a view, which neither doubles
+            # the constant's memory nor loses the layout NumPy and BLAS read it in
+            # ((A.T * p) @ A is faster with A.T a view: tests/benchmarks/README.md)
+            with np.errstate(all="ignore"):
+                value = np.asarray(build_function(source, namespace, "_sg_fold")(),
+                                   dtype=data["dtype"])
+        except Exception:           # noqa: BLE001 (whatever it is, the run-time code shows it)
+            return None
+        if value.shape != tuple(data["shape"]):
+            return None
+        value.setflags(write=False)
+        return value
+
+    def operand_dtype(self, node):
+        """The dtype of ``node``'s value as the emitted code holds it (the graph's)."""
+        return self.nodes[node]["dtype"]
+
+    # -- liveness ------------------------------------------------------------------------------------
+
+    def update_liveness(self):
+        """Who reads each node (once per reading step) and the index of the last step reading
+        it; an output is read at the end, and an array lives as long as any view of it: writing
+        into it or releasing it earlier would change (or keep alive) what the view shows."""
+        self.readers, self.last_use = {}, {}
+        for k, step in enumerate(self.steps):
+            for operand in step.operands:
+                self.readers.setdefault(operand, []).append(step)
+                self.last_use[operand] = k
+        for node in self.outputs:
+            self.last_use[node] = len(self.steps)
+        for node in reversed(self.order):
+            data = self.nodes[node]
+            if OPS[data["op"]].emit.view:       # views, aliases, and ops symgrad cannot vouch for
+                for base in data["inputs"]:
+                    self.last_use[base] = max(self.last_use.get(base, -1),
+                                              self.last_use.get(node, -1))
+
+    def is_plain_compute(self, step):
+        """Whether ``step`` computes one node by the op's own emission: not as a mask, not into a
+        slice, not in blocks, not as a slice's array made by its value."""
+        return (step.kind == "compute" and not step.mask and step.blocked_term is None
+                and not step.in_blocks and step.node not in self.into_slice
+                and not self.made_with(step))
+
+    def made_with(self, step):
+        """Whether ``step`` is an index_grad whose array its value's step makes (into_slice)."""
+        data = self.nodes[step.node]
+        return data["op"] == "index_grad" and self.into_slice.get(data["inputs"][0]) == step.node
+
+    def new_workspace_arrays(self, step):
+        """The nodes ``step`` makes a new array for in the workspace."""
+        if step.kind == "group":
+            group = step.group
+            return [n for n in group.outputs if n not in group.reductions
+                    and n not in self.into_slice and self.nodes[n]["dtype"] != "bool"
+                    and n in self.workspace_eligible]
+        if self.is_plain_compute(step) and step.reuses is None and step.updates is None \
+                and step.node in self.workspace_eligible \
+                and fills_any_buffer(self.nodes[step.node]["op"]):
+            return [step.node]
+        return []
+
+    def makes_fresh(self, step):
+        """The nodes whose arrays ``step`` leaves fresh, owned by the function alone: only these
+        may be taken over by a later step or released early."""
+        if step.kind == "group":
+            return [n for n in step.group.outputs if n not in step.group.reductions]
+        if step.kind != "compute" or step.in_blocks:
+            return []
+        node = step.node
+        if step.blocked_term is not None:
+            return [node, step.blocked_term]
+        if step.mask or node in self.into_slice or self.made_with(step):
+            return [node]
+        data = self.nodes[node]
+        took = step.reuses is not None or step.updates is not None \
+            or bool(self.new_workspace_arrays(step))
+        if data["shape"] != () and (not OPS[data["op"]].emit.view or took):
+            return [node]
+        return []
+
+    def node_steps(self):
+        """The steps computing one node each."""
+        return [step for step in self.steps if step.kind == "compute"]
+
+
+class _FoldingNames:
+    """The naming services of an emission computed at compile time: helpers get private names,
+    and a constant's shape is static."""
+
+    def dim(self, name):
+        raise SymgradError(f"dimension {name!r} has no length at compile time")
+
+    def claim(self, wanted):
+        return naming.checked_identifier(wanted, "name")
+
+
+def operand_forms(plan, data, args, named):
+    """``args`` (the operands' source) as the op's emission takes them:
+
+    - boolean operands made floating when the node is floating and none of its operands is:
+      NumPy adds and multiplies two masks as booleans (True + True is True), refuses to subtract
+      or negate them and takes sin of a mask in float16. On Python floats every boolean operand
+      is made a float: True * True is the int 1 (a square's template repeats its operand). Masks
+      (Op.nondifferentiable: where's condition) stay; a reduction of a mask converts as it adds
+      (Emission.reduces_masks).
+    - numbers written as NumPy scalars of the node's dtype where, as Python numbers, they would
+      not give it: NumPy promotes a Python number to the dtype of the arrays it meets (NEP 50)
+      and to float64 alone, so ``np.where(c, 1.0, 0.0)`` of a float32 node is written
+      ``np.where(c, np.float32(1.0), np.float32(0.0))``. Operands that have no say in the dtype
+      (masks, shape donors) count as in ops.promoted_dtypes.
+
+    ``named(operand)`` says whether an operand is a name (an array) rather than a number.
+    """
+    scalar = plan.form == "scalar"
+    op = OPS[data["op"]]
+    inputs = data["inputs"]
+    if data["dtype"] != "bool" and not op.emit.reduces_masks:
+        masks = op.nondifferentiable
+        booleans = [k for k in range(len(args)) if k not in masks
+                    and plan.operand_dtype(inputs[k]) == "bool"]
+        if booleans and (scalar or len(booleans) >= len(args) - len(masks)):
+            floating = "float" if scalar else scalar_type(data["dtype"])
+            args = [f"{floating}({a})" if k in booleans else a for k, a in enumerate(args)]
+    dtype = data["dtype"]
+    if scalar or dtype not in ("float32", "float64"):
+        return args
+    numbers, arrays = [], []
+    for k, operand in enumerate(inputs):
+        if k in op.nondifferentiable:
+            continue
+        if named(operand):
+            if plan.operand_dtype(operand) != "bool":
+                arrays.append(plan.operand_dtype(operand))
+        elif plan.nodes[operand]["dtype"] != "bool":
+            numbers.append(k)
+    if not numbers or (np.result_type(*arrays).name if arrays else "float64") == dtype:
+        return args
+    return [f"{scalar_type(dtype)}({a})" if k in numbers else a for k, a in enumerate(args)]
+
+
+def outputs_by_reach(graph, outputs):
+    """The outputs in the order their statements are emitted: values in the caller's order, then
+    derivatives, those needing fewer nodes first (stable). The forward pass is then done before
+    any cotangent exists, and a reverse-mode gradient comes out in backpropagation's order, each
+    parameter's gradient as soon as the cotangent it reads is complete: for [loss, dW1, dW2, dW3],
+    dW3, dW2, then dW1, so that each layer's cotangent dies before the next one is made.
+    Counting reaches walks each derivative's ancestors: past REACH_ORDER_LIMIT outputs the
+    caller's order stands, and the cost stays linear in the graph."""
+    if len(outputs) < 2 or len(outputs) > REACH_ORDER_LIMIT:
+        return outputs
+    nodes = graph.nodes
+    key = {node: (1, len(graph.ancestors_in_order([node]))) if nodes[node]["derivative"]
+           else (0, 0) for node in set(outputs)}
+    return sorted(outputs, key=key.__getitem__)
