@@ -6,6 +6,7 @@ import itertools
 import linecache
 import math
 import types
+from functools import partial
 import re
 import textwrap
 import traceback
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 import symgrad as sg
 from symgrad import codegen
+from symgrad.codegen import memory
 from test_properties import draw_case
 from test_reliability import run_together
 
@@ -522,7 +524,7 @@ def test_user_ops_on_constants_run_at_call_time():
 
 def test_large_intermediates_live_in_a_workspace_the_caller_never_sees():
     from scipy.optimize import rosen_der, rosen_hess_prod
-    n = codegen.WORKSPACE_MIN + 3
+    n = memory.WORKSPACE_MIN + 3
     x, v = sg.var("x", shape=(n,)), sg.var("v", shape=(n,))
     d = x[1:] - x[:-1] ** 2
     f = sg.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2)
@@ -543,7 +545,7 @@ def test_large_intermediates_live_in_a_workspace_the_caller_never_sees():
 
 
 def test_concurrent_calls_each_take_their_own_workspace():
-    n = codegen.WORKSPACE_MIN
+    n = memory.WORKSPACE_MIN
     x = sg.var("x", shape=(n,))
     y = sg.sin(x) * x + x ** 2.0
     fn = sg.compile([sg.grad(sg.sum(y * y), x)], inputs=[x])
@@ -571,12 +573,12 @@ def test_every_intermediate_in_the_workspace_changes_no_result(data):
         f, _, inputs, point = draw_case(data)
         outputs = [f, *sg.grad(f, inputs, disconnected="zero")]
         plain = sg.compile(outputs, inputs=inputs)
-        saved = codegen.WORKSPACE_MIN
-        codegen.WORKSPACE_MIN = 1
-        try:
-            kept = sg.compile(outputs, inputs=inputs)
-        finally:
-            codegen.WORKSPACE_MIN = saved
+        # the function compile makes, its plan's workspace pass taking every intermediate
+        passes = [partial(memory.workspace, minimum=1) if p is memory.workspace else p
+                  for p in memory.PASSES]
+        graph, nodes, variables = f.graph, [y.node for y in outputs], [x.node for x in inputs]
+        source, namespace = codegen.generate(graph, nodes, variables, passes=passes)
+        kept = codegen.build_function(source, namespace)
     args = point.split(point.flat)
     other = point.split(point.flat[::-1].copy())
     with np.errstate(all="ignore"):
@@ -759,7 +761,7 @@ def random_program(rng, names, length):
 def test_tidying_the_fast_path_keeps_every_value_bit_for_bit():
     # dropped assignments nothing reads and inlined one-read temporaries compute the same
     # floats in the same order: operator precedence is kept by the parentheses it adds
-    from symgrad.codegen import _tidy
+    from symgrad.codegen.scalar import _tidy
     rng = np.random.default_rng(7)
     for trial in range(300):
         program = random_program(rng, ["x", "y"], int(rng.integers(1, 12)))

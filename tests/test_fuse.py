@@ -17,6 +17,8 @@ from scipy.optimize import rosen_der, rosen_hess_prod
 
 import symgrad as sg
 from symgrad import api, fuse
+from symgrad.codegen import numba as numba_renderer
+from symgrad.codegen.numpy import planned
 from symgrad.errors import SymgradError
 from symgrad.ops.elementwise import heaviside
 from test_properties import drawn_gradients_against_numpy
@@ -24,16 +26,16 @@ from test_reliability import run_together
 
 pytestmark = pytest.mark.skipif("numba" not in api.BACKENDS, reason="Numba is not installed")
 
-LONG = fuse.PARALLEL_MIN + 17       # loops this long run in parallel (prange)
+LONG = numba_renderer.PARALLEL_MIN + 17       # loops this long run in parallel (prange)
 
 
 @pytest.fixture(autouse=True, scope="module")
 def fuse_small_arrays():
     """The tests' small arrays fuse too (by default, static shapes under FUSE_MIN entries stay
     NumPy: see test_small_static_arrays_stay_numpy)."""
-    saved, fuse.FUSE_MIN = fuse.FUSE_MIN, 1
+    saved, numba_renderer.FUSE_MIN = numba_renderer.FUSE_MIN, 1
     yield
-    fuse.FUSE_MIN = saved
+    numba_renderer.FUSE_MIN = saved
 
 
 def kernel_count(fn):
@@ -267,15 +269,17 @@ def test_random_programs_with_transposes_group_into_loops_that_can_run_in_order(
             outputs = random_transposing_program(rng, a, b)
             f = sum(sg.sum(sg.sin(y)) for y in outputs)
             outputs += sg.grad(f, [a, b], disconnected="zero")
-            generator = fuse.FusingGenerator(a.graph, [y.node for y in outputs], [a.node, b.node])
+            plan = planned(a.graph, [y.node for y in outputs], [a.node, b.node],
+                           passes=[numba_renderer.fuse_loops])
             made = {a.node, b.node}
-            for step in generator.steps():
-                nodes = step.members if isinstance(step, fuse.Group) else [step]
+            for step in plan.steps:
+                nodes = step.group.members if step.kind == "group" else [step.node]
                 assert all(operand in made or a.graph.nodes[operand]["op"] == "const"
                            for node in nodes for operand in a.graph.nodes[node]["inputs"]
                            if operand not in nodes)
                 made.update(nodes)
-            shapes = {group.shape for group in generator._groups if len(group.members) > 1}
+            shapes = {step.group.shape for step in plan.steps
+                      if step.kind == "group" and len(step.group.members) > 1}
             if len(shapes) < 2 or compared == 12:
                 continue        # compiling Numba's loops is slow: only where loops interleave
             compared += 1
@@ -445,7 +449,7 @@ def test_without_numba_the_backend_says_how_to_get_it(monkeypatch):
 
 
 def test_small_static_arrays_stay_numpy(monkeypatch):
-    monkeypatch.setattr(fuse, "FUSE_MIN", 64)
+    monkeypatch.setattr(numba_renderer, "FUSE_MIN", 64)
     with sg.use_graph():
         small, named = sg.var("small", shape=(63,)), sg.var("named", shape=("n",))
         fn = sg.compile([sg.sin(small) * small + 1.0, sg.sin(named) * named + 1.0],
@@ -457,7 +461,7 @@ def test_small_static_arrays_stay_numpy(monkeypatch):
 
 
 def test_long_chains_become_several_loops(monkeypatch):
-    monkeypatch.setattr(fuse, "GROUP_LIMIT", 10)
+    monkeypatch.setattr(numba_renderer, "GROUP_LIMIT", 10)
     with sg.use_graph():
         x = y = sg.var("x", shape=(100,))
         for _ in range(12):

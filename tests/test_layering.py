@@ -4,9 +4,10 @@ naming <- graph <- ops <- parse <- differentiate <- (optimize) <- codegen <- (fu
 <- render <- api <- cli: a module imports only from modules to its left. errors is a leaf anyone
 may import; cli imports only api and errors; the package __init__ is the facade on top. Inside ops/
 the same rule holds for OPS_ORDER: core <- shape <- elementwise <- reduce <- linalg <- stability
-<- custom <- printing <- methods <- ops/__init__. The modules of one layer may import each other (optimize/,
-a future codegen/), but no module imports one that imports it back, at any depth of its source:
-an import inside a function is an import.
+<- custom <- printing <- methods <- ops/__init__, and inside codegen/ for CODEGEN_ORDER: emission
+<- entry <- plan <- memory <- numpy <- scalar <- numba <- array_api <- codegen/__init__. The
+modules of another package (optimize/) may import each other, but no module imports one that
+imports it back, at any depth of its source: an import inside a function is an import.
 """
 
 import ast
@@ -23,7 +24,14 @@ RANK = {layer: rank for rank, layer in enumerate(ORDER)}
 # Expr (core) gets the methods that build ops of later families from methods, which __init__ runs
 OPS_ORDER = ["core", "shape", "elementwise", "reduce", "linalg", "stability", "custom", "printing",
              "methods", "__init__"]
-OPS_RANK = {name: rank for rank, name in enumerate(OPS_ORDER)}
+# code generation: what emitters see and the entries, the plan, the memory passes on it, then the
+# renderers (numba and array_api build on numpy's), then the package's exports
+CODEGEN_ORDER = ["emission", "entry", "plan", "memory", "numpy", "scalar", "numba", "array_api",
+                 "__init__"]
+# the packages whose modules keep an order among themselves
+INNER_ORDERS = {"ops": OPS_ORDER, "codegen": CODEGEN_ORDER}
+INNER_RANKS = {package: {name: rank for rank, name in enumerate(order)}
+               for package, order in INNER_ORDERS.items()}
 FACADE = "__init__"          # symgrad/__init__.py re-exports the public names
 LEAF = "errors"
 
@@ -109,9 +117,11 @@ def layer(module):
     return first
 
 
-def ops_module(module):
-    """Its name in OPS_ORDER: 'core' for symgrad.ops.core, '__init__' for the package symgrad.ops."""
-    return "__init__" if module == "symgrad.ops" else module.split(".")[2]
+def inner_module(module):
+    """Its name in its package's order: 'core' for symgrad.ops.core, '__init__' for the package
+    symgrad.ops."""
+    parts = module.split(".")
+    return "__init__" if len(parts) == 2 else parts[2]
 
 
 def is_package_layer(name):
@@ -132,8 +142,9 @@ def allowed(importer, imported):
         return dst != "cli"
     if src == "cli":
         return dst in ("api", LEAF)
-    if src == dst == "ops":
-        return OPS_RANK[ops_module(imported)] < OPS_RANK[ops_module(importer)]
+    if src == dst and src in INNER_RANKS:
+        ranks = INNER_RANKS[src]
+        return ranks[inner_module(imported)] < ranks[inner_module(importer)]
     if src == dst:
         return is_package_layer(src)       # circles among them are refused on their own
     return RANK[dst] < RANK[src]
@@ -222,9 +233,20 @@ def test_no_import_circles():
         " -> ".join(circle + circle[:1]) for circle in circles)
 
 
-def test_every_ops_module_has_its_place_in_the_order():
-    unplaced = sorted(m for m in MODULES if layer(m) == "ops" and ops_module(m) not in OPS_RANK)
-    assert not unplaced, f"add these modules to OPS_ORDER: {unplaced}"
+@pytest.mark.parametrize("package", sorted(INNER_ORDERS))
+def test_every_module_of_an_ordered_package_has_its_place(package):
+    unplaced = sorted(m for m in MODULES
+                      if layer(m) == package and inner_module(m) not in INNER_RANKS[package])
+    assert not unplaced, f"add these modules to the order of {package}/: {unplaced}"
+
+
+def test_the_checker_keeps_the_order_inside_codegen():
+    assert not allowed("symgrad.codegen.plan", "symgrad.codegen.memory")
+    assert not allowed("symgrad.codegen.numpy", "symgrad.codegen.numba")
+    assert not allowed("symgrad.codegen.emission", "symgrad.codegen.plan")
+    assert not allowed("symgrad.codegen.memory", "symgrad.codegen")
+    assert allowed("symgrad.codegen.numba", "symgrad.codegen.numpy")
+    assert allowed("symgrad.codegen", "symgrad.codegen.scalar")
 
 
 def test_errors_is_a_leaf():

@@ -180,19 +180,21 @@ def block_rows(shape):
 
 # -- the workspace ----------------------------------------------------------------------------------
 
-def workspace(plan):
+def workspace(plan, minimum=None):
     """Let new arrays of float64 intermediates (not outputs, which the caller keeps) of a static
-    shape with at least WORKSPACE_MIN entries live in the workspace: ``plan.workspace_eligible``.
+    shape with at least ``minimum`` (WORKSPACE_MIN) entries live in the workspace:
+    ``plan.workspace_eligible``.
     Not a value read from a transposition: NumPy lays the result out as the transposed operand
     is (K order), which the matrix product reading it next takes faster than a C-ordered buffer
     ((A.T * p) @ A)."""
     if not plan.float64_only:
         return plan
+    minimum = WORKSPACE_MIN if minimum is None else minimum
     for node in plan.order:
         data = plan.nodes[node]
         shape = data["shape"]
         if not shape or node in plan.output_set or data["dtype"] != "float64" \
-                or not static_shape(shape) or math.prod(shape) < WORKSPACE_MIN \
+                or not static_shape(shape) or math.prod(shape) < minimum \
                 or _reads_a_transpose(plan, data):
             continue
         plan.workspace_eligible.add(node)

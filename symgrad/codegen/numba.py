@@ -110,18 +110,20 @@ class Group:
         return f"<fused group of {len(self.members)} nodes>"
 
 
-def fuse_loops(plan):
+def fuse_loops(plan, minimum=None):
     """The plan with fusable nodes of one shape gathered into groups, each group one step
-    (``_Fusion.groups_in_order``)."""
-    _Fusion(plan).regroup()
+    (``_Fusion.groups_in_order``); arrays of a static shape with fewer than ``minimum``
+    (FUSE_MIN) entries stay NumPy."""
+    _Fusion(plan, FUSE_MIN if minimum is None else minimum).regroup()
     return plan
 
 
 class _Fusion:
     """Gathers a plan's element-wise nodes into groups."""
 
-    def __init__(self, plan):
+    def __init__(self, plan, minimum):
         self.plan = plan
+        self.minimum = minimum
         self._groups = []
 
     def regroup(self):
@@ -141,7 +143,7 @@ class _Fusion:
 
     def _fusable(self, node):
         data = self.plan.nodes[node]
-        if static_shape(data["shape"]) and math.prod(data["shape"]) < FUSE_MIN:
+        if static_shape(data["shape"]) and math.prod(data["shape"]) < self.minimum:
             return False
         if OPS[data["op"]].emit.loop is None or _single(data["shape"]) \
                 or data["dtype"] not in ("float64", "bool"):

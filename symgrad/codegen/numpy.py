@@ -364,7 +364,7 @@ def tabulated(graph, outputs, inputs, trace=False):
     return Rendered(source, renderer.namespace, renderer.names, statements, plan.order)
 
 
-def generate(graph, outputs, inputs, function_name="f"):
+def generate(graph, outputs, inputs, function_name="f", passes=PASSES):
     """Source of a function returning a tuple of ``outputs``, and the namespace it needs.
 
     >>> import symgrad as sg
@@ -375,5 +375,5 @@ def generate(graph, outputs, inputs, function_name="f"):
         t0 = np.sin(x)
         return t0,
     """
-    renderer = NumpyRenderer(planned(graph, outputs, inputs), function_name)
+    renderer = NumpyRenderer(planned(graph, outputs, inputs, passes), function_name)
     return renderer.source(), renderer.namespace
