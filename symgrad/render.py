@@ -40,8 +40,8 @@ def describe(graph, outputs, inputs, values=None):
     rows = []
     for node in rendered.order:
         data = graph.nodes[node]
-        if data["op"] == "const" and node not in rendered.names:
-            continue
+        if (data["op"] == "const" or node in rendered.folded) and node not in rendered.names:
+            continue        # a value known when compiling that the code never reads
         name = rendered.names.get(node)
         code = "; ".join(s.split(" = ", 1)[1] if i == 0 else s
                          for i, s in enumerate(rendered.statements.get(node, [])))

@@ -1149,3 +1149,34 @@ def test_an_array_read_beside_its_alias_is_the_one_updated_in_place(shape, optim
     steps = np.eye(max(at.size, 1)).reshape((-1, *shape)) * h
     differences = np.array([(frozen_sum(at + s) - frozen_sum(at - s)) / (2 * h) for s in steps])
     np.testing.assert_allclose(got[3], differences.reshape(shape), rtol=1e-7, atol=1e-8)
+
+
+def test_one_folding_limit_for_building_and_compiling():
+    # an op on constants alone is computed ahead of time up to FOLD_LIMIT entries, whether
+    # while the expression is built (element-wise: the node becomes a constant) or when the
+    # function is compiled (the constant's transpose); past it the statement stays in the code
+    from symgrad.ops.core import FOLD_LIMIT
+    x = sg.var("x")
+    for size, folded in ((FOLD_LIMIT, True), (FOLD_LIMIT + 1, False)):
+        c = sg.const(np.linspace(0.0, 1.0, size))
+        built = c * 2.0
+        assert (built.op == "const") is folded
+        fn = sg.compile(sg.sum(c.reshape((1, size)).T * 2.0 * x), inputs=[x])
+        assert ("reshape" in fn.source or ".T" in fn.source) is not folded, fn.source
+        assert fn(1.5) == pytest.approx(np.sum(np.linspace(0.0, 1.0, size)) * 3.0, rel=1e-12)
+
+
+def test_constants_read_only_by_folding_stay_out_of_the_namespace():
+    # the Hessian of logsumexp(A x) folds A.T, eye and products of them: the function keeps
+    # only the constants its code reads, and the table shows no row for a folded value the code
+    # never reads
+    A = np.random.default_rng(2).standard_normal((40, 20)) / 8.0
+    x = sg.var("x", shape=(20,))
+    h = sg.hessian(sg.logsumexp(sg.const(A) @ x), x)
+    fn = sg.compile(h, inputs=[x], optimize=False)
+    held = {name for name, v in fn._function.__globals__.items() if isinstance(v, np.ndarray)}
+    read = set(re.findall(r"\bc\d+\b", fn.source))
+    assert held and held == read, (held, read, fn.source)
+    table = sg.show_graph(h, [x])
+    names = [line.split()[0] for line in table.splitlines()[2:]]
+    assert all(name in read or not re.fullmatch(r"c\d+", name) for name in names), table

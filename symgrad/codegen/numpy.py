@@ -142,11 +142,7 @@ class NumpyRenderer:
 
     def render_step(self, step, lines):
         if step.kind in ("input", "constant"):
-            if step.node in self.plan.folded:
-                # TEMPORARY (issue 17, byte-identical step): name the operands as before
-                for operand in self.graph.nodes[step.node]["inputs"]:
-                    self.operand(operand)
-            return
+            return                  # named when read: a number is written where it is read
         if step.kind == "alias":
             self.names[step.node] = self.operand(step.alias_of)
             return
@@ -346,12 +342,14 @@ TABLE_PASSES = tuple(p for p in PASSES if p is not update_in_place)
 @dataclass
 class Rendered:
     """A function as rendered, for views of it (symgrad.render): its source and namespace, every
-    node's name and statements, and the nodes in evaluation order."""
+    node's name and statements, the nodes in evaluation order, and those computed at compile
+    time (folded)."""
     source: str
     namespace: dict
     names: dict
     statements: dict
     order: list
+    folded: frozenset
 
 
 def tabulated(graph, outputs, inputs, trace=False):
@@ -361,7 +359,8 @@ def tabulated(graph, outputs, inputs, trace=False):
     renderer = NumpyRenderer(plan)
     source = renderer.source(trace=trace)
     statements = {node: body for step in plan.steps for node, body in step.statements.items()}
-    return Rendered(source, renderer.namespace, renderer.names, statements, plan.order)
+    return Rendered(source, renderer.namespace, renderer.names, statements, plan.order,
+                    frozenset(plan.folded))
 
 
 def generate(graph, outputs, inputs, function_name="f", passes=PASSES):

@@ -15,7 +15,7 @@ import numpy as np
 from .. import naming
 from ..errors import SymgradError
 from ..ops import OPS, literal, static_shape
-from ..ops.core import CODEGEN_FOLD_LIMIT as FOLD_LIMIT
+from ..ops.core import FOLD_LIMIT
 from .emission import EmitContext, LazyLiterals, fills_any_buffer, scalar_type, statements
 from .entry import build_function
 

@@ -176,13 +176,11 @@ def _builder(op_name, public_name, arity):
     build.__doc__ = f"The op {op_name}, differentiable."
     return build
 
-# Constant folding: a result whose operands are all constants is computed ahead of time, up to a
-# size. While expressions are built, every folded value becomes a node of the user's graph, hashed
-# whole and kept for the graph's life, and building runs again at every derivative order; code
-# generation folds once per compiled function, into its namespace, and can afford a constant
-# matrix's transpose. Both limits are in entries.
-BUILD_FOLD_LIMIT = 4096
-CODEGEN_FOLD_LIMIT = 1_000_000
+# Constant folding: a result whose operands are all constants is computed ahead of time, while
+# expressions are built (element-wise ops: the node becomes a constant of the graph) or when a
+# function is compiled (any built-in op: codegen.plan), up to this many entries. Past it the
+# statement stays in the code, where it costs a call what it would cost to make the constant.
+FOLD_LIMIT = 1_000_000
 
 # How an Expr shows itself in Jupyter: "svg", "png", "latex" -> a function of the Expr returning
 # the picture or text, or None. The layers that draw (render, through api) register them here:

@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 from ..errors import ArgumentError
-from .core import (BUILD_FOLD_LIMIT, Expr, apply, bool_dtype, broadcast_shape, const,
+from .core import (FOLD_LIMIT, Expr, apply, bool_dtype, broadcast_shape, const,
                    constant_value, defop, float_dtype, is_scalar_constant, literal, op_function,
                    promoted_dtypes, public, same_shape)
 from .shape import unbroadcast
@@ -33,7 +33,7 @@ def _fold(function):
                 return None
             values.append(value)
         shape = np.broadcast_shapes(*(v.shape for v in values))
-        if int(np.prod(shape, dtype=np.int64)) <= BUILD_FOLD_LIMIT:
+        if int(np.prod(shape, dtype=np.int64)) <= FOLD_LIMIT:
             with np.errstate(all="ignore"):
                 result = function(*values)
             return _constant_like(result, inputs)
