@@ -115,6 +115,19 @@ def kernel(index):
     return f"_sg_kernel_{index}"
 
 
+# a fused loop's own names (codegen.numba): a kernel's parameters and locals are made here alone,
+# so no user text reaches a kernel
+LOOP_INDEX = "i"
+LOOP_LENGTH = "n"
+_KERNEL_LOCALS = {"array": "a", "number": "s", "value": "v", "output": "o", "sum": "r"}
+
+
+def kernel_local(kind, index):
+    """A kernel's ``index``-th name of a kind: an operand "array" (``a0``) or "number" (``s1``),
+    the "value" of a member (``v2``), an "output" array (``o2``) or a "sum" (``r3``)."""
+    return f"{_KERNEL_LOCALS[kind]}{index}"
+
+
 def suffixed(name, suffix):
     """A name derived from ``name``: a helper of its value (``t3_mask``, ``t1_float64``) or the
     next candidate when it is taken (``x_2``).

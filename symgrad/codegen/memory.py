@@ -35,6 +35,56 @@ BLOCKED_SUM_MIN = 1 << 17
 BLOCK_ENTRIES = 1 << 15
 
 
+# -- what a step makes, as the decisions taken so far have it ---------------------------------------
+
+def plain_compute(plan, step):
+    """Whether ``step`` computes one node by the op's own emission: not as a mask, not into a
+    slice, not in blocks, not as a slice's array made by its value."""
+    return (step.kind == "compute" and not step.mask and step.blocked_term is None
+            and not step.in_blocks and step.node not in plan.into_slice
+            and not made_with_its_value(plan, step))
+
+
+def made_with_its_value(plan, step):
+    """Whether ``step`` is an index_grad whose array its value's step makes (into_slice)."""
+    data = plan.nodes[step.node]
+    return data["op"] == "index_grad" and plan.into_slice.get(data["inputs"][0]) == step.node
+
+
+def new_workspace_arrays(plan, step):
+    """The nodes ``step`` makes a new array for in the workspace."""
+    if step.kind == "group":
+        group = step.group
+        return [n for n in group.outputs if n not in group.reductions
+                and n not in plan.into_slice and plan.nodes[n]["dtype"] != "bool"
+                and n in plan.workspace_eligible]
+    if plain_compute(plan, step) and step.reuses is None and step.updates is None \
+            and step.node in plan.workspace_eligible \
+            and fills_any_buffer(plan.nodes[step.node]["op"]):
+        return [step.node]
+    return []
+
+
+def fresh_arrays(plan, step):
+    """The nodes whose arrays ``step`` leaves fresh, owned by the function alone: only these
+    may be taken over by a later step or released early."""
+    if step.kind == "group":
+        return [n for n in step.group.outputs if n not in step.group.reductions]
+    if step.kind != "compute" or step.in_blocks:
+        return []
+    node = step.node
+    if step.blocked_term is not None:
+        return [node, step.blocked_term]
+    if step.mask or node in plan.into_slice or made_with_its_value(plan, step):
+        return [node]
+    data = plan.nodes[node]
+    took = step.reuses is not None or step.updates is not None \
+        or bool(new_workspace_arrays(plan, step))
+    if data["shape"] != () and (not OPS[data["op"]].emit.view or took):
+        return [node]
+    return []
+
+
 # -- boolean masks -----------------------------------------------------------------------------------
 
 def boolean_masks(plan):
@@ -232,12 +282,12 @@ def reuse_buffers(plan):
                 step.reuses = other
                 if other in in_workspace:
                     in_workspace.add(step.node)
-        elif plan.is_plain_compute(step):
+        elif plain_compute(plan, step):
             step.reuses = _dying_operand(plan, step, k, owned, in_workspace)
             if step.reuses is not None and step.reuses in in_workspace:
                 in_workspace.add(step.node)
-        in_workspace.update(plan.new_workspace_arrays(step))
-        owned.update(plan.makes_fresh(step))
+        in_workspace.update(new_workspace_arrays(plan, step))
+        owned.update(fresh_arrays(plan, step))
     return plan
 
 
@@ -292,7 +342,7 @@ def release_dead_arrays(plan):
     dying = {}
     handed_on = set()
     for k, step in enumerate(plan.steps):
-        for node in plan.makes_fresh(step):
+        for node in fresh_arrays(plan, step):
             dying.setdefault(plan.last_use.get(node, k), []).append(node)
         if step.updates is not None:
             handed_on.add(step.updates)
@@ -321,9 +371,9 @@ def number_workspace_slots(plan):
             taken = step.reuses if step.reuses is not None else step.updates
             if taken in slot_of:
                 slot_of[step.node] = slot_of.pop(taken)
-        for node in plan.new_workspace_arrays(step):
+        for node in new_workspace_arrays(plan, step):
             slot_of[node] = take(plan.nodes[node]["shape"])
-        plan.slots.update((node, slot_of[node]) for node in plan.makes_fresh(step)
+        plan.slots.update((node, slot_of[node]) for node in fresh_arrays(plan, step)
                           if node in slot_of)
         if step.block_slot is not None:
             free.setdefault(plan.slot_shapes[step.block_slot], []).append(step.block_slot)

@@ -19,6 +19,7 @@ Imports ops, naming and errors, and codegen's emission, plan, memory and numpy.
 """
 
 import math
+from dataclasses import dataclass
 
 import networkx as nx
 
@@ -290,7 +291,7 @@ class NumbaRenderer(NumpyRenderer):
 
     def __init__(self, plan, function_name="f"):
         super().__init__(plan, function_name)
-        self.kernels = []       # (name, parameters, body, the parameter giving the length)
+        self.kernels = []       # (name, Kernel)
 
     def render_group(self, step, lines):
         """The group's results: arrays allocated here (or kept in the workspace) that its kernel
@@ -319,9 +320,9 @@ class NumbaRenderer(NumpyRenderer):
             lines.append(f"{self.names[node]} = {buffer}")
             filled.append(self.names[node] if len(group.shape) == 1
                           else f"np.ravel({self.names[node]})")
-        params, body, arguments, length = self._kernel(group)
+        kernel, arguments = self._kernel(group)
         name = self.namer.claim(naming.kernel(len(self.kernels)))
-        self.kernels.append((name, params, body, length))
+        self.kernels.append((name, kernel))
         self.namespace[name] = None         # bound to the compiled kernel by generate_fused
         call = f"{name}({', '.join(arguments + filled)})  # fused: {len(group.members)} ops"
         lines.append(f"{', '.join(summed)}, = {call}" if summed else call)
@@ -330,12 +331,12 @@ class NumbaRenderer(NumpyRenderer):
                 lines.append(f"{self.names[node]} = np.float64({self.names[node]})")
 
     def _kernel(self, group):
-        """A kernel's parameters, its body (the source after the def line), the argument
-        expressions of its call (the arrays it fills come after them) and the parameter whose
-        length is the loop's. Its names are its own (a0, s0, v0, o0, r0): no user text reaches
-        it."""
+        """A kernel (Kernel) and the argument expressions of its call (the arrays it fills come
+        after them). Its names are its own (naming.kernel_local): no user text reaches it."""
         local = {}
         params, arguments, loads = [], [], []
+        index = naming.LOOP_INDEX
+        length = None                       # the first array parameter: its length is the loop's
         for operand in group.operands:
             data = self.graph.nodes[operand]
             if data["shape"] == () and operand not in self.names:
@@ -349,42 +350,38 @@ class NumbaRenderer(NumpyRenderer):
             if _single(data["shape"]):
                 if data["shape"] != ():
                     source = f"np.ravel({source})[0]"
-                name = f"s{len(params)}"
+                name = naming.kernel_local("number", len(params))
                 arguments.append(f"{'np.bool_' if data['dtype'] == 'bool' else 'float'}({source})")
                 local[operand] = name
             else:
-                name = f"a{len(params)}"
+                name = naming.kernel_local("array", len(params))
+                length = length or name
                 arguments.append(source if len(group.shape) == 1 else f"np.ravel({source})")
-                local[operand] = f"{name}_i"
-                loads.append(f"{name}_i = {name}[i]")
+                local[operand] = naming.suffixed(name, index)
+                loads.append(f"{local[operand]} = {name}[{index}]")
             params.append(name)
         body = list(loads)
         for k, node in enumerate(group.members):
             data = self.graph.nodes[node]
             args = [local[i] for i in data["inputs"]]
-            local[node] = f"v{k}"
+            local[node] = naming.kernel_local("value", k)
             if node in group.reductions:
                 product = " * ".join(args)
-                body.append(f"r{k} += {product}")
+                body.append(f"{naming.kernel_local('sum', k)} += {product}")
                 continue
             ctx = _KernelContext(data, args, local[node])
             form = OPS[data["op"]].emit.loop
             body.extend(statements(form, ctx, LazyLiterals(data["attrs"])))
-        first_array = next(p for p in params if p.startswith("a"))   # its length is the loop's
-        setup, returned = [f"n = {first_array}.shape[0]"], []
+        setup, returned = [f"{naming.LOOP_LENGTH} = {length}.shape[0]"], []
         for node in group.outputs:
             k = group.members.index(node)
             if node in group.reductions:
-                setup.append(f"r{k} = 0.0")
-                returned.append(f"r{k}")
+                setup.append(f"{naming.kernel_local('sum', k)} = 0.0")
+                returned.append(naming.kernel_local("sum", k))
             else:
-                params.append(f"o{k}")
-                body.append(f"o{k}[i] = v{k}")
-        lines = [*(f"    {s}" for s in setup), "    for i in range(n):",
-                 *(f"        {s}" for s in body)]
-        if returned:
-            lines.append(f"    return {', '.join(returned)},")
-        return ", ".join(params), "\n".join(lines) + "\n", arguments, first_array
+                params.append(naming.kernel_local("output", k))
+                body.append(f"{naming.kernel_local('output', k)}[{index}] = {local[node]}")
+        return Kernel(params, setup, body, returned, length), arguments
 
     def kernel_module(self):
         """Source of the module holding every kernel of the function (empty: none).
@@ -396,16 +393,38 @@ class NumbaRenderer(NumpyRenderer):
         if not self.kernels:
             return ""
         parts = [KERNEL_HEADER]
-        for name, params, body, length in self.kernels:
-            parallel = body.replace("    for i in range(n):", "    for i in prange(n):", 1)
-            parts.append(f"@njit({KERNEL_OPTIONS})\ndef {name}_serial({params}):\n{body}\n"
+        for name, kernel in self.kernels:
+            params = ", ".join(kernel.params)
+            parts.append(f"@njit({KERNEL_OPTIONS})\ndef {name}_serial({params}):\n"
+                         f"{kernel.source('range')}\n"
                          f"@njit({KERNEL_OPTIONS}, parallel=True)\n"
-                         f"def {name}_parallel({params}):\n{parallel}\n"
+                         f"def {name}_parallel({params}):\n{kernel.source('prange')}\n"
                          f"def {name}({params}):\n"
-                         f"    if {length}.shape[0] >= {PARALLEL_MIN}:\n"
+                         f"    if {kernel.length}.shape[0] >= {PARALLEL_MIN}:\n"
                          f"        return {name}_parallel({params})\n"
                          f"    return {name}_serial({params})\n")
         return "\n\n".join(parts)
+
+
+@dataclass
+class Kernel:
+    """One fused loop: its parameters, the statements before the loop, the loop's body, the sums
+    it returns and the parameter whose length is the loop's."""
+    params: list
+    setup: list
+    body: list
+    returned: list
+    length: str
+
+    def source(self, loop_range):
+        """The body of the kernel's def, its loop over ``loop_range`` (range, or prange to run
+        on every core)."""
+        lines = [*(f"    {s}" for s in self.setup),
+                 f"    for {naming.LOOP_INDEX} in {loop_range}({naming.LOOP_LENGTH}):",
+                 *(f"        {s}" for s in self.body)]
+        if self.returned:
+            lines.append(f"    return {', '.join(self.returned)},")
+        return "\n".join(lines) + "\n"
 
 
 class _KernelContext:
@@ -431,4 +450,5 @@ def generate_numba(graph, outputs, inputs, function_name):
     plan = planned(graph, outputs, inputs, passes=(fuse_loops, *PASSES))
     renderer = NumbaRenderer(plan, function_name)
     source = renderer.source()
-    return source, renderer.namespace, renderer.kernel_module(), [name for name, *_ in renderer.kernels]
+    names = [name for name, _ in renderer.kernels]
+    return source, renderer.namespace, renderer.kernel_module(), names

@@ -17,7 +17,7 @@ from ..naming import Namer
 from ..ops import OPS
 from ..ops.shape import index_grad_target
 from .emission import EmitContext, LazyLiterals, scalar_type, statements
-from .memory import PASSES, block_rows, update_in_place
+from .memory import PASSES, block_rows, made_with_its_value, update_in_place
 from .plan import Plan, operand_forms
 
 
@@ -149,7 +149,7 @@ class NumpyRenderer:
         if step.kind == "group":
             self.render_group(step, lines)
             return
-        if step.in_blocks or self.plan.made_with(step):
+        if step.in_blocks or made_with_its_value(self.plan, step):
             return                  # made by the sum reading it, or with its value's step
         if step.blocked_term is not None:
             self.render_blocked_sum(step, lines)

@@ -16,7 +16,7 @@ from .. import naming
 from ..errors import SymgradError
 from ..ops import OPS, literal, static_shape
 from ..ops.core import FOLD_LIMIT
-from .emission import EmitContext, LazyLiterals, fills_any_buffer, scalar_type, statements
+from .emission import EmitContext, LazyLiterals, scalar_type, statements
 from .entry import build_function
 
 # Up to this many outputs, the statements of those needing fewer nodes come first
@@ -220,50 +220,6 @@ class Plan:
                 for base in data["inputs"]:
                     self.last_use[base] = max(self.last_use.get(base, -1),
                                               self.last_use.get(node, -1))
-
-    def is_plain_compute(self, step):
-        """Whether ``step`` computes one node by the op's own emission: not as a mask, not into a
-        slice, not in blocks, not as a slice's array made by its value."""
-        return (step.kind == "compute" and not step.mask and step.blocked_term is None
-                and not step.in_blocks and step.node not in self.into_slice
-                and not self.made_with(step))
-
-    def made_with(self, step):
-        """Whether ``step`` is an index_grad whose array its value's step makes (into_slice)."""
-        data = self.nodes[step.node]
-        return data["op"] == "index_grad" and self.into_slice.get(data["inputs"][0]) == step.node
-
-    def new_workspace_arrays(self, step):
-        """The nodes ``step`` makes a new array for in the workspace."""
-        if step.kind == "group":
-            group = step.group
-            return [n for n in group.outputs if n not in group.reductions
-                    and n not in self.into_slice and self.nodes[n]["dtype"] != "bool"
-                    and n in self.workspace_eligible]
-        if self.is_plain_compute(step) and step.reuses is None and step.updates is None \
-                and step.node in self.workspace_eligible \
-                and fills_any_buffer(self.nodes[step.node]["op"]):
-            return [step.node]
-        return []
-
-    def makes_fresh(self, step):
-        """The nodes whose arrays ``step`` leaves fresh, owned by the function alone: only these
-        may be taken over by a later step or released early."""
-        if step.kind == "group":
-            return [n for n in step.group.outputs if n not in step.group.reductions]
-        if step.kind != "compute" or step.in_blocks:
-            return []
-        node = step.node
-        if step.blocked_term is not None:
-            return [node, step.blocked_term]
-        if step.mask or node in self.into_slice or self.made_with(step):
-            return [node]
-        data = self.nodes[node]
-        took = step.reuses is not None or step.updates is not None \
-            or bool(self.new_workspace_arrays(step))
-        if data["shape"] != () and (not OPS[data["op"]].emit.view or took):
-            return [node]
-        return []
 
     def node_steps(self):
         """The steps computing one node each."""
