@@ -1,7 +1,8 @@
 """The memory decisions: passes over a plan (symgrad.codegen.plan), each filling in its own
 decisions on the steps, each switchable on its own. A backend runs those it can honour, in the
 order of ``PASSES`` (numpy runs them all; the array API, whose arrays may be immutable, only
-``release_dead_arrays``; a trace, which shows every value, none).
+``release_dead_arrays``; a trace, which shows every value, none). Each is tested on its own in
+tests/test_memory.py.
 
 - boolean_masks: a unit step read only by products is a boolean mask, a byte an entry.
 - writes_into_slices: slicing's cotangent is written straight into the slice of its gradient.
@@ -10,7 +11,8 @@ order of ``PASSES`` (numpy runs them all; the array API, whose arrays may be imm
 - reuse_buffers: a result is written into the array of an operand dying there (``out=``).
 - update_in_place: ... as an augmented assignment (``t1 *= 2.0``) where the op has one.
 - release_dead_arrays: an array is released (``del``) right after its last use.
-- number_workspace_slots: which kept array each workspace value lives in.
+
+Then ``number_workspace_slots`` says which kept array each workspace value lives in.
 
 Imports ops, and codegen.plan.
 """
@@ -384,6 +386,7 @@ def number_workspace_slots(plan):
     return plan
 
 
-# The passes in the order they run; a backend runs those it can honour.
+# The decisions in the order they run; a backend runs those it can honour. The workspace slots
+# are numbered after them all (codegen.numpy.planned), whichever ran.
 PASSES = (boolean_masks, writes_into_slices, blocked_sums, workspace, reuse_buffers,
-          update_in_place, release_dead_arrays, number_workspace_slots)
+          update_in_place, release_dead_arrays)

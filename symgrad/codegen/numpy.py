@@ -17,7 +17,8 @@ from ..naming import Namer
 from ..ops import OPS
 from ..ops.shape import index_grad_target
 from .emission import EmitContext, LazyLiterals, scalar_type, statements
-from .memory import PASSES, block_rows, made_with_its_value, update_in_place
+from .memory import (PASSES, block_rows, made_with_its_value, number_workspace_slots,
+                     update_in_place)
 from .plan import Plan, operand_forms
 
 
@@ -326,12 +327,13 @@ def _workspace_pool(shapes):
     return {"_sg_take": take, "_sg_give": pool.append}
 
 
-def planned(graph, outputs, inputs, passes=PASSES, plan_class=Plan):
-    """The plan of ``outputs`` with ``passes`` (codegen.memory) taken, in their order."""
-    plan = plan_class(graph, outputs, inputs)
+def planned(graph, outputs, inputs, passes=PASSES):
+    """The plan of ``outputs`` with ``passes`` (codegen.memory) taken, in their order, and its
+    workspace slots numbered."""
+    plan = Plan(graph, outputs, inputs)
     for memory_pass in passes:
         plan = memory_pass(plan)
-    return plan
+    return number_workspace_slots(plan)
 
 
 # what the table of a graph shows (render.describe): every node under a name of its own, so no

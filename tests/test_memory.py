@@ -1,0 +1,154 @@
+"""The memory decisions of code generation (symgrad.codegen.memory), each on its own: for every
+pass, a program where it decides something; the plan shows the decision with the pass and not
+without it, and the function compiled with every pass, with every pass but that one, and with
+none computes the same numbers (bit for bit: no pass changes how a value is computed)."""
+
+from functools import partial
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad import codegen
+from symgrad.codegen import memory
+from symgrad.codegen.numpy import planned
+
+
+@pytest.fixture(autouse=True)
+def own_graph():
+    with sg.use_graph():
+        yield
+
+
+def compiled(outputs, inputs, passes):
+    graph = outputs[0].graph
+    source, namespace = codegen.generate(graph, [y.node for y in outputs],
+                                         [x.node for x in inputs], passes=passes)
+    return codegen.build_function(source, namespace), source
+
+
+def plan_of(outputs, inputs, passes=memory.PASSES):
+    return planned(outputs[0].graph, [y.node for y in outputs], [x.node for x in inputs], passes)
+
+
+def without(memory_pass):
+    return tuple(p for p in memory.PASSES if p is not memory_pass)
+
+
+def assert_same_values(outputs, inputs, at, memory_pass):
+    """Every pass, every pass but ``memory_pass``, and none: the same values, bit for bit."""
+    results = []
+    for passes in (memory.PASSES, without(memory_pass), ()):
+        function, source = compiled(outputs, inputs, passes)
+        results.append((function(*at), source))
+    (want, _), *others = results
+    for got, source in others:
+        for g, w in zip(got, want):
+            assert np.array_equal(g, w), source
+    return [source for _, source in results]
+
+
+def relu_program():
+    x = sg.var("r", shape=(50,))
+    return [sg.grad(sg.sum(sg.relu(x) * x), x)], [x], [np.linspace(-2.0, 2.0, 50)]
+
+
+def slice_program():
+    x = sg.var("x", shape=(40,))
+    d = x[1:] - x[:-1] ** 2
+    return [sg.grad(sg.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2), x)], [x], \
+        [np.linspace(-1.5, 1.5, 40)]
+
+
+def weight_decay_program():
+    # a product plus a term of the inputs alone (a weight decay's c W) past BLOCKED_SUM_MIN
+    n = int(np.sqrt(memory.BLOCKED_SUM_MIN)) + 8
+    W, X = sg.var("W", shape=(n, n)), sg.var("X", shape=(n, n))
+    rng = np.random.default_rng(3)
+    return [X @ W + W * 2e-4], [W, X], [rng.standard_normal((n, n)) / n,
+                                        rng.standard_normal((n, n))]
+
+
+def large_program():
+    n = memory.WORKSPACE_MIN + 5
+    x = sg.var("x", shape=(n,))
+    y = sg.sin(x) * x + sg.exp(-x * x) * 2.0
+    return [sg.grad(sg.sum(y * y), x)], [x], [np.linspace(-3.0, 3.0, n)]
+
+
+def test_boolean_masks():
+    outputs, inputs, at = relu_program()
+    assert any(step.mask for step in plan_of(outputs, inputs).steps)
+    assert not any(step.mask for step in plan_of(outputs, inputs, without(memory.boolean_masks)).steps)
+    with_masks, without_masks, _ = assert_same_values(outputs, inputs, at, memory.boolean_masks)
+    assert "np.count_nonzero" in with_masks and "np.count_nonzero" not in without_masks
+
+
+def test_writes_into_slices():
+    outputs, inputs, at = slice_program()
+    assert plan_of(outputs, inputs).into_slice
+    assert not plan_of(outputs, inputs, without(memory.writes_into_slices)).into_slice
+    assert_same_values(outputs, inputs, at, memory.writes_into_slices)
+
+
+def test_blocked_sums():
+    outputs, inputs, at = weight_decay_program()
+    blocked = [s for s in plan_of(outputs, inputs).steps if s.blocked_term is not None]
+    assert blocked and blocked[0].block_slot is not None
+    assert not any(s.blocked_term is not None
+                   for s in plan_of(outputs, inputs, without(memory.blocked_sums)).steps)
+    with_blocks, without_blocks, _ = assert_same_values(outputs, inputs, at, memory.blocked_sums)
+    assert "in blocks of rows" in with_blocks and "in blocks of rows" not in without_blocks
+
+
+def test_workspace():
+    outputs, inputs, at = large_program()
+    plan = plan_of(outputs, inputs)
+    assert plan.workspace_eligible and plan.slot_shapes
+    # a slot is taken again once the value holding it is released
+    assert len(plan.slot_shapes) < len(plan.slots)
+    plain = plan_of(outputs, inputs, without(memory.workspace))
+    assert not plain.workspace_eligible and not plain.slot_shapes
+    kept, _, _ = assert_same_values(outputs, inputs, at, memory.workspace)
+    assert "_sg_take()" in kept
+    # the threshold is the pass's own parameter: with it at 1, small arrays are kept too
+    small = relu_program()
+    passes = [partial(memory.workspace, minimum=1) if p is memory.workspace else p
+              for p in memory.PASSES]
+    assert plan_of(*small[:2], passes).slot_shapes
+    assert not plan_of(*small[:2]).slot_shapes
+
+
+def test_reuse_buffers_and_update_in_place():
+    outputs, inputs, at = relu_program()
+    plan = plan_of(outputs, inputs)
+    assert any(s.reuses is not None or s.updates is not None for s in plan.steps)
+    no_reuse = plan_of(outputs, inputs, without(memory.reuse_buffers))
+    assert not any(s.reuses is not None or s.updates is not None for s in no_reuse.steps)
+    assert_same_values(outputs, inputs, at, memory.reuse_buffers)
+    # an update in place is a reuse written as an augmented assignment: without that pass the
+    # same reuse is a ufunc's out=
+    x = sg.var("z", shape=(30,))
+    y = (sg.sin(x) * 2.0 - 1.0) * 3.0
+    outputs, inputs, at = [y], [x], [np.linspace(-1.0, 1.0, 30)]
+    updated = plan_of(outputs, inputs)
+    assert any(s.updates is not None for s in updated.steps)
+    reused = plan_of(outputs, inputs, without(memory.update_in_place))
+    assert not any(s.updates is not None for s in reused.steps)
+    assert any(s.reuses is not None for s in reused.steps)
+    augmented, with_out, _ = assert_same_values(outputs, inputs, at, memory.update_in_place)
+    assert "*= 2.0" in augmented and "out=" in with_out
+
+
+def test_release_dead_arrays():
+    outputs, inputs, at = large_program()
+    assert any(step.released for step in plan_of(outputs, inputs).steps)
+    kept = plan_of(outputs, inputs, without(memory.release_dead_arrays))
+    assert not any(step.released for step in kept.steps)
+    released, unreleased, _ = assert_same_values(outputs, inputs, at, memory.release_dead_arrays)
+    assert "del " in released and "del " not in unreleased
+
+
+@pytest.mark.parametrize("memory_pass", memory.PASSES, ids=lambda p: p.__name__)
+def test_every_pass_is_tested_here(memory_pass):
+    assert any(memory_pass.__name__ in name for name in globals() if name.startswith("test_"))
