@@ -2,6 +2,8 @@
 array-api-strict (the standard and nothing more) and on Dask arrays (lazy, chunked), for every op
 of sg.OPS, the worked examples of the README and random graphs; its argument checks."""
 
+import ast
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,7 +13,8 @@ from scipy.optimize import rosen_der, rosen_hess_prod
 import symgrad as sg
 from symgrad import api
 from symgrad.array_api import NAMES, ArrayNamespace
-from symgrad.codegen.array_api import names_read, portable
+from symgrad.codegen.array_api import ArrayAPISyntax, names_read
+from symgrad.codegen.emission import NUMPY_SYNTAX
 from test_ops import CASES, CASES_BY_OP, DIMS, LEAVES, USER_RULES, build, sample
 from test_properties import drawn_gradients_against_numpy
 from test_reliability import run_together
@@ -208,6 +211,7 @@ def test_every_op_and_its_vjp_on_both_libraries(case):
         numpy_fn, array_fn = both(outputs, [*inputs, u])
     # every name the emitted code reads from np, in either backend's form, is in the namespace
     assert names_read(array_fn.source) <= NAMES
+    assert not numpy_only_syntax(array_fn.source), array_fn.source
     # the array API backend gives steps as floats, never as NumPy's masks (Emission.numpy_mask)
     assert names_read(numpy_fn.source) - {"count_nonzero"} <= NAMES, \
         "a NumPy emission the array API backend lacks"
@@ -356,17 +360,73 @@ def test_the_source_reads_the_namespace_it_is_given_and_nothing_in_place():
     assert fn._function.__globals__["__builtins__"] == {}
 
 
-def test_portable_rewrites_what_the_standard_lacks():
-    assert portable("t0 = x[:, None]") == "t0 = x[:, None, ...]"
-    assert portable("t0 = x[..., 0]") == "t0 = x[..., 0]"
-    assert portable("t1 = t0.T  # grad of x") == "t1 = np.transpose(t0)  # grad of x"
-    assert portable("t2 = np.eye(np.size(x)).reshape(np.shape(x) * 2)") \
-        == "t2 = np.reshape(np.eye(np.size(x)), np.shape(x) * 2)"
-    assert portable("t3[:, 1:] += g") == "t3 = np.set_at(t3, np.s_[:, 1:, ...], t3[:, 1:, ...] + g)"
-    assert portable("t4 = x[::-1, 0]") == "t4 = np.get_at(x, np.s_[::-1, 0, ...])"
-    assert portable("t4[::-1] = g") == "t4 = np.set_at(t4, np.s_[::-1, ...], g)"
-    assert portable("dim_n = np.shape(x)[0]") == "dim_n = np.shape(x)[0]"
-    assert portable("del t0, t1") == "del t0, t1"
+def numpy_only_syntax(source):
+    """The lines of ``source`` written in NumPy's syntax where the standard has none (the
+    module docstring of symgrad.codegen.array_api): a short index of a named array, an index
+    with a negative step, ``.T``, ``.reshape`` and item assignment."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
+                and node.value.id != "np":
+            items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            if not any(isinstance(i, ast.Constant) and i.value is Ellipsis for i in items) \
+                    or any(isinstance(i, ast.Slice) and isinstance(i.step, ast.UnaryOp)
+                           for i in items):
+                found.append(node)
+        elif isinstance(node, ast.Attribute) and node.attr in ("T", "reshape") \
+                and not (isinstance(node.value, ast.Name) and node.value.id == "np"):
+            found.append(node)
+        elif isinstance(node, (ast.Assign, ast.AugAssign)) and any(
+                isinstance(target, ast.Subscript)
+                for target in getattr(node, "targets", [getattr(node, "target", None)])):
+            found.append(node)
+    return [ast.get_source_segment(source, node) for node in found]
+
+
+FULL, NEWAXIS = ("slice", None, None, None), ("newaxis",)
+
+
+def test_the_array_api_syntax_writes_what_the_standard_has():
+    syntax = ArrayAPISyntax()
+    assert syntax.item("x", (FULL, NEWAXIS)) == "x[:, None, ...]"
+    assert syntax.item("x", (Ellipsis, 0)) == "x[..., 0]"
+    assert syntax.item("x", ()) == "x[...]"
+    assert syntax.transpose("t0") == "np.transpose(t0)"
+    assert syntax.reshape("np.eye(np.size(x))", "np.shape(x) * 2") \
+        == "np.reshape(np.eye(np.size(x)), np.shape(x) * 2)"
+    plus = syntax.assign_item("t3", (FULL, ("slice", 1, None, None)), "g", "+")
+    assert plus == "t3 = np.set_at(t3, np.s_[:, 1:, ...], t3[:, 1:, ...] + g)"
+    assert syntax.add_at("t3", (FULL, ("slice", 1, None, None)), "g", None) == [plus]
+    assert syntax.item("x", (("slice", None, None, -1), 0)) == "np.get_at(x, np.s_[::-1, 0, ...])"
+    assert syntax.assign_item("t4", (("slice", None, None, -1),), "g") \
+        == "t4 = np.set_at(t4, np.s_[::-1, ...], g)"
+    # NumPy's own, for comparison: what each of these stands for
+    assert NUMPY_SYNTAX.item("x", (FULL, NEWAXIS)) == "x[:, None]"
+    assert NUMPY_SYNTAX.transpose("t0") == "t0.T"
+    assert NUMPY_SYNTAX.assign_item("t4", (("slice", None, None, -1),), "g") == "t4[::-1] = g"
+    assert NUMPY_SYNTAX.add_at("t3", (0, 1), "g", None) == ["t3[0, 1] += g"]
+
+
+def test_emitters_index_transpose_and_reshape_through_the_renderers_syntax():
+    with sg.use_graph():
+        x, v = sg.var("x", shape=(4, 3)), sg.var("v", shape=("n",))
+        f = sg.sum(sg.sin(x[1:]) * x[:-1]) + sg.sum(x[::-1, 0] * x.T[0]) \
+            + sg.sum(x[:, None] * 2.0)
+        outputs = [f, sg.grad(f, x), sg.jacobian(v * 2.0, v), v.reshape(1, "n")]
+        inputs = [x, v]
+        array_source = sg.compile(outputs, inputs=inputs, backend="array_api").source
+        numpy_source = sg.compile(outputs, inputs=inputs).source
+    for line in ("= x[1:, ...]", "= x[:, None, ...]", "= np.get_at(x, np.s_[::-1, 0, ...])",
+                 "= np.transpose(x)", "np.reshape(np.eye(np.size(", "dim_n = np.shape(v)[0]",
+                 "np.reshape(v, (1, dim_n))",
+                 ", np.s_[::-1, 0, ...], ", ", np.s_[1:, :, ...], d_out_d_x[1:, :, ...] + t"):
+        assert line in array_source, line
+    assert not numpy_only_syntax(array_source), array_source
+    # the same emitters in NumPy's syntax: a part updated in place through a name of its own
+    for line in ("= x[1:]", "= x[:, None]", "= x[::-1, 0]", "= x.T", ").reshape(np.shape(",
+                 "d_out_d_x_part = t21[1:, :]", "d_out_d_x_part += t22"):
+        assert line in numpy_source, line
+    assert numpy_only_syntax(numpy_source)
 
 
 def test_assignments_with_new_axes_and_negative_steps():

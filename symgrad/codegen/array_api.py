@@ -1,24 +1,29 @@
-"""The array-API renderer (``sg.compile(..., backend="array_api")``): the NumPy renderer's source,
-with ``np`` and the constants parameters of the function, for symgrad.array_api to call with the
-arguments' own array namespace.
+"""The array-API renderer (``sg.compile(..., backend="array_api")``): the NumPy renderer with the
+array API's syntax, and ``np`` and the constants parameters of the function, for
+symgrad.array_api to call with the arguments' own array namespace.
 
 What is switched off, and why. Each op keeps its one NumPy emission (ops/*); the differences are
 all here. The plan takes no memory decision but releasing dead arrays: no ``out=`` buffers (no
 ufuncs with ``out`` in the standard), no workspace or writes into a slice (kept NumPy buffers), no
-``a *= b`` (JAX arrays are immutable, Dask's are graphs). What the standard lacks of NumPy's
-syntax is rewritten statement by statement (``_Portable``, on the syntax tree):
+``a *= b`` (JAX arrays are immutable, Dask's are graphs). Where NumPy's syntax goes further than
+the standard, emitters write through their EmitContext (``ctx.item``, ``ctx.assign_item``,
+``ctx.add_at``, ``ctx.transpose``, ``ctx.reshape``), and ArrayAPISyntax writes what the standard
+specifies:
 
 - ``x[1:, 0]`` indexes every axis: ``x[1:, 0, ...]`` (NumPy fills the rest in; the standard
   leaves a short index unspecified);
 - ``x.T`` of any rank is ``np.transpose(x)``, ``a.reshape(s)`` is ``np.reshape(a, s)``;
-- item assignment ``t[i] = g`` (``+=`` too) is ``t = np.set_at(t, np.s_[i], g)``: in place where
-  the library allows it, ``t.at[i].set(g)`` on JAX. ``t`` is always an array the function just
-  made (np.zeros, np.empty, np.array), never an argument's;
+- item assignment ``t[i] = g`` (``+=`` too, and an update of a part, which NumPy makes through
+  a view) is ``t = np.set_at(t, np.s_[i], g)``: in place where the library allows it,
+  ``t.at[i].set(g)`` on JAX. ``t`` is always an array the function just made (np.zeros,
+  np.empty, np.array), never an argument's;
 - a slice with a negative step, ``x[::-1]``, is ``np.get_at(x, np.s_[::-1, ...])``: PyTorch has
   none, so the shim slices forwards and flips.
 
-Compile-time constant folding stays (it runs on NumPy, before any argument is seen).
-Imports naming and errors, and codegen's memory, numpy and plan.
+A template (``"np.sin({0})"``) is NumPy source as written: one that indexes should be an emitter
+using the context instead. Compile-time constant folding stays (it runs on NumPy, before any
+argument is seen).
+Imports naming, errors and ops, and codegen's emission, memory and numpy.
 """
 
 import ast
@@ -27,108 +32,60 @@ import numpy as np
 
 from .. import naming
 from ..errors import InternalError
+from ..ops.shape import index_source
+from .emission import NumpySyntax
 from .memory import release_dead_arrays
 from .numpy import NumpyRenderer, planned
 
 
-def _name(identifier, context=None):
-    return ast.Name(id=identifier, ctx=context or ast.Load())
+class ArrayAPISyntax(NumpySyntax):
+    """What the array API standard specifies where NumPy's syntax goes further (module
+    docstring): every axis indexed, parts stored with ``np.set_at`` and read with a negative
+    step through ``np.get_at``, ``np.transpose`` and ``np.reshape`` functions."""
 
+    @staticmethod
+    def _every_axis(index):
+        # NumPy fills the axes an index leaves out; the standard leaves a short index unspecified
+        return index_source(index if Ellipsis in index else (*index, Ellipsis))
 
-def _np(attribute):
-    return ast.Attribute(value=_name("np"), attr=attribute, ctx=ast.Load())
+    def item(self, array, index):
+        if any(item[0] == "slice" and item[3] is not None and item[3] < 0
+               for item in index if isinstance(item, tuple)):
+            # PyTorch has no negative step: the shim slices forwards and flips
+            return f"np.get_at({array}, np.s_[{self._every_axis(index)}])"
+        return f"{array}[{self._every_axis(index)}]"
 
+    def assign_item(self, array, index, value, operator=None):
+        # in place where the library allows it, t.at[i].set(g) on JAX
+        if operator is not None:
+            value = f"{self.item(array, index)} {operator} {value}"
+        return f"{array} = np.set_at({array}, np.s_[{self._every_axis(index)}], {value})"
 
-class _Portable(ast.NodeTransformer):
-    """Rewrites one NumPy statement into what the array API standard specifies (module
-    docstring); ``changed`` says whether it did."""
+    def add_at(self, array, index, value, temp):
+        # no view to update: an immutable or lazy array has none
+        return [self.assign_item(array, index, value, "+")]
 
-    changed = False
+    def transpose(self, array):
+        return f"np.transpose({array})"
 
-    def visit_Subscript(self, node):
-        self.generic_visit(node)
-        if not isinstance(node.value, ast.Name):
-            return node             # np.shape(x)[0]: a tuple's item, not an array's
-        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-        if not any(isinstance(i, ast.Constant) and i.value is Ellipsis for i in items):
-            node.slice = ast.Tuple(elts=[*items, ast.Constant(Ellipsis)], ctx=ast.Load())
-            self.changed = True
-        if isinstance(node.ctx, ast.Load) and any(
-                isinstance(i, ast.Slice) and isinstance(i.step, ast.UnaryOp) for i in items):
-            self.changed = True     # a negative step
-            index = ast.Subscript(value=_np("s_"), slice=node.slice, ctx=ast.Load())
-            return ast.Call(func=_np("get_at"), args=[node.value, index], keywords=[])
-        return node
-
-    def visit_Attribute(self, node):
-        self.generic_visit(node)
-        if node.attr == "T":
-            self.changed = True
-            return ast.Call(func=_np("transpose"), args=[node.value], keywords=[])
-        return node
-
-    def visit_Call(self, node):
-        self.generic_visit(node)
-        function = node.func
-        if isinstance(function, ast.Attribute) and function.attr == "reshape" \
-                and not (isinstance(function.value, ast.Name) and function.value.id == "np"):
-            self.changed = True
-            return ast.Call(func=_np("reshape"), args=[function.value, *node.args],
-                            keywords=node.keywords)
-        return node
-
-    def _set_at(self, target, value):
-        self.changed = True
-        array = target.value.id
-        index = ast.Subscript(value=_np("s_"), slice=target.slice, ctx=ast.Load())
-        call = ast.Call(func=_np("set_at"), args=[_name(array), index, value], keywords=[])
-        return ast.Assign(targets=[_name(array, ast.Store())], value=call, lineno=0)
-
-    def visit_Assign(self, node):
-        self.generic_visit(node)
-        if len(node.targets) == 1 and isinstance(node.targets[0], ast.Subscript):
-            return self._set_at(node.targets[0], node.value)
-        return node
-
-    def visit_AugAssign(self, node):
-        self.generic_visit(node)
-        if isinstance(node.target, ast.Subscript):
-            target = node.target
-            current = self.visit_Subscript(ast.Subscript(value=_name(target.value.id),
-                                                         slice=target.slice, ctx=ast.Load()))
-            return self._set_at(target, ast.BinOp(left=current, op=node.op, right=node.value))
-        return node
-
-
-def portable(statement):
-    """One emitted NumPy statement (with its comment, if any) as the array API wants it.
-
-    >>> portable("t1[1:] = g  # grad of getitem")
-    't1 = np.set_at(t1, np.s_[1:, ...], g)  # grad of getitem'
-    >>> portable("t2 = np.sin(x)")
-    't2 = np.sin(x)'
-    """
-    code, mark, comment = statement.partition("  # ")
-    tree = ast.parse(code)
-    rewriter = _Portable()
-    tree = rewriter.visit(tree)
-    if not rewriter.changed:
-        return statement
-    return ast.unparse(ast.fix_missing_locations(tree)) + mark + comment
+    def reshape(self, array, shape):
+        return f"np.reshape({array}, {shape})"
 
 
 def names_read(source):
-    """Every ``np.<name>`` the source reads."""
+    """Every ``np.<name>`` the source reads. Read, never rewritten: an emitter is free source
+    (a template, or a user's sg.defop), so only its text says which names it reads; the syntax
+    tree, not the characters, so that a comment or a string naming np.<name> does not count."""
     return {node.attr for node in ast.walk(ast.parse(source))
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
             and node.value.id == "np"}
 
 
 class ArrayAPIRenderer(NumpyRenderer):
-    """The NumPy renderer, arrays never updated through views, every statement made portable,
-    and ``np`` and the constants parameters of the function."""
+    """The NumPy renderer with the array API's syntax (ArrayAPISyntax), and ``np`` and the
+    constants parameters of the function."""
 
-    in_place = False        # no update through a view: an immutable or lazy array has none
+    syntax = ArrayAPISyntax()
 
     def __init__(self, plan, function_name="f"):
         super().__init__(plan, function_name)
@@ -161,9 +118,6 @@ class ArrayAPIRenderer(NumpyRenderer):
     def operand_dtype(self, node):
         """A boolean operand made floating (``render_step``) is that float to its op."""
         return self._float_dtype.get(self.names.get(node)) or super().operand_dtype(node)
-
-    def body(self):
-        return [portable(line) for line in super().body()]
 
     def source(self, trace=False):
         if trace:

@@ -1,6 +1,6 @@
 """What passes between an op's emission (ops/*: Emission) and a renderer: the context an emitter
-sees, attribute values made safe to write into source, and the statements a template or an
-emitter gives.
+sees, the syntax a renderer writes indexing in, attribute values made safe to write into
+source, and the statements a template or an emitter gives.
 Imports ops, naming and errors.
 """
 
@@ -12,6 +12,7 @@ import numpy as np
 from .. import naming
 from ..errors import SymgradError
 from ..ops import OPS, literal
+from ..ops.shape import index_source
 
 _FORMATTER = string.Formatter()
 
@@ -58,11 +59,49 @@ def plain(value):
     raise SymgradError(f"attribute value {value!r} cannot be written into generated source")
 
 
-class EmitContext:
-    """What an op's emitter sees: operand source, attributes, shapes and naming services.
-    ``names`` is the renderer's: it says how a dimension's length and a helper's name are had."""
+class NumpySyntax:
+    """How NumPy source reads and writes parts of arrays, transposes and reshapes them: what an
+    emitter asks of its EmitContext, written as a person writes NumPy. A renderer whose arrays
+    take another syntax gives its own (codegen.array_api). An index is a tuple of
+    ops.shape.normalize_index's items (or Ellipsis), written as it is: the emitter trims what
+    it wants trimmed."""
 
-    def __init__(self, names, graph, node, args, out, operand_dtypes, in_place=True):
+    def item(self, array, index):
+        return f"{array}[{index_source(index)}]"
+
+    def assign_item(self, array, index, value, operator=None):
+        return f"{array}[{index_source(index)}] {operator or ''}= {value}"
+
+    def add_at(self, array, index, value, temp):
+        """Statements adding ``value`` into ``array``'s part at ``index``. A part of several
+        entries is a view, updated through a name of its own (``temp``'s): ``array[index] +=
+        value`` would also store the part back into itself, a copy for nothing
+        (tests/benchmarks/README.md). A part of one entry (every item an int) is no view: it
+        is stored."""
+        if all(isinstance(item, int) for item in index):
+            return [self.assign_item(array, index, value, "+")]
+        part = temp("part")
+        return [f"{part} = {self.item(array, index)}", f"{part} += {value}", f"del {part}"]
+
+    def transpose(self, array):
+        """``array`` with its axes reversed."""
+        return f"{array}.T"
+
+    def reshape(self, array, shape):
+        """``array`` (any expression) reshaped to ``shape`` (source of a tuple)."""
+        return f"{array}.reshape({shape})"
+
+
+NUMPY_SYNTAX = NumpySyntax()
+
+
+class EmitContext:
+    """What an op's emitter sees: operand source, attributes, shapes and naming services, and
+    the renderer's syntax for indexing, transposing and reshaping (``item`` and below): an
+    emitter writing those through the context is portable to every backend. ``names`` is the
+    renderer's: it says how a dimension's length and a helper's name are had."""
+
+    def __init__(self, names, graph, node, args, out, operand_dtypes, syntax=NUMPY_SYNTAX):
         data = graph.nodes[node]
         self.args = args
         self.attrs = {key: plain(value) for key, value in data["attrs"].items()}
@@ -71,8 +110,8 @@ class EmitContext:
         self.dtypes = operand_dtypes
         self.dtype = data["dtype"]
         self.out = out
-        self.in_place = in_place    # whether a view can be updated in place
         self._names = names
+        self._syntax = syntax
 
     def dim(self, name):
         """Source for the run-time length of dimension ``name``."""
@@ -80,6 +119,29 @@ class EmitContext:
 
     def temp(self, suffix):
         return self._names.claim(naming.suffixed(self.out, suffix))
+
+    def item(self, array, index):
+        """Source reading ``array``'s part at ``index`` (normalize_index's items)."""
+        return self._syntax.item(array, index)
+
+    def assign_item(self, array, index, value, operator=None):
+        """The statement storing ``value`` into ``array``'s part at ``index``; with an
+        ``operator`` ("+"), the part combined with ``value``. ``array`` is one the emission
+        made (np.zeros, np.empty, np.array), never an argument's."""
+        return self._syntax.assign_item(array, index, value, operator)
+
+    def add_at(self, array, index, value):
+        """Statements adding ``value`` into ``array``'s part at ``index`` (an array the emission
+        made or was given to write into, as for assign_item)."""
+        return self._syntax.add_at(array, index, value, self.temp)
+
+    def transpose(self, array):
+        """Source of ``array`` with its axes reversed."""
+        return self._syntax.transpose(array)
+
+    def reshape(self, array, shape):
+        """Source of ``array`` (any expression) reshaped to ``shape`` (source of a tuple)."""
+        return self._syntax.reshape(array, shape)
 
 
 def statements(emitter, ctx, attrs):

@@ -16,7 +16,7 @@ from ..errors import InternalError, SymgradError
 from ..naming import Namer
 from ..ops import OPS
 from ..ops.shape import index_grad_target
-from .emission import EmitContext, LazyLiterals, scalar_type, statements
+from .emission import NUMPY_SYNTAX, EmitContext, LazyLiterals, scalar_type, statements
 from .memory import (PASSES, block_rows, made_with_its_value, number_workspace_slots,
                      update_in_place)
 from .plan import Plan, operand_forms
@@ -27,7 +27,7 @@ class NumpyRenderer:
     nodes). ``names`` maps each node with a value in the source to its name there;
     ``namespace`` is what the source is compiled in."""
 
-    in_place = True         # arrays can be updated through views (not in the array API)
+    syntax = NUMPY_SYNTAX   # how emitters index, transpose and reshape (EmitContext)
 
     def __init__(self, plan, function_name="f", taken=()):
         self.plan = plan
@@ -108,7 +108,7 @@ class NumpyRenderer:
     def context(self, node, args):
         data = self.graph.nodes[node]
         return EmitContext(self, self.graph, node, args, self.names[node],
-                           [self.operand_dtype(i) for i in data["inputs"]], self.in_place)
+                           [self.operand_dtype(i) for i in data["inputs"]], self.syntax)
 
     def comment(self, data):
         source = data.get("grad_of")
@@ -209,12 +209,12 @@ class NumpyRenderer:
         reader_ctx = EmitContext(self, self.graph, reader, [self.names[node], "None"],
                                  self.names[reader],
                                  [self.operand_dtype(i) for i in self.graph.nodes[reader]["inputs"]],
-                                 self.in_place)
+                                 self.syntax)
         start, index = index_grad_target(reader_ctx)
         comment = self.comment(self.graph.nodes[reader])
         lines.extend(statement + comment for statement in start)
         self.plan.step_of[reader].statements[reader] = []
-        return f"{self.names[reader]}[{index}]"
+        return reader_ctx.item(self.names[reader], index)
 
     def render_into_slice(self, step, lines):
         """Emit ``node`` straight into the slice of its index_grad reader's array."""

@@ -100,7 +100,9 @@ class Op:
 
     shape:      (input shapes, **attrs) -> output shape; raises ShapeError
     numpy:      a template such as "np.sin({0})" (operands by position, attrs by name), or a
-                function of an emission context returning an expression or a list of statements
+                function of an emission context returning an expression or a list of statements;
+                such a function indexes, transposes and reshapes through the context
+                (``ctx.item``...: codegen.emission.EmitContext), for each backend's own syntax
     vjp:        (g, out, *inputs, **attrs) -> one Expr or None per input. ``g`` may carry leading
                 batch axes in front of ``out.shape`` (that is how Jacobians stay one graph), so a
                 rule addresses axes from the right.

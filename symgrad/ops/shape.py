@@ -106,10 +106,9 @@ def _emit_expand_dims(ctx):
     operand = ctx.args[0]
     if _is_literal(operand):
         return f"np.expand_dims({operand}, {literal(ctx.attrs['axis'])})"
-    items = ["None" if axis in ctx.attrs["axis"] else ":" for axis in range(-len(ctx.shape), 0)]
-    while items[-1] == ":":
-        items.pop()
-    return f"{operand}[{', '.join(items)}]"
+    index = tuple(_NEWAXIS if axis in ctx.attrs["axis"] else _FULL
+                  for axis in range(-len(ctx.shape), 0))
+    return ctx.item(operand, _trimmed(index))
 
 
 defop("expand_dims", 1, _expanded_shape, _emit_expand_dims,
@@ -262,7 +261,7 @@ def _transposed_shape(shapes, axes):
 def _emit_transpose(ctx):
     axes = ctx.attrs["axes"]
     if list(axes) == list(range(len(axes) - 1, -1, -1)):
-        return f"{ctx.args[0]}.T"
+        return ctx.transpose(ctx.args[0])
     return f"np.transpose({ctx.args[0]}, {literal(axes)})"
 
 
@@ -310,6 +309,7 @@ def swap_last_axes(x):
 # -- indexing: basic (int, slice, None, ...) indexing and its adjoint, a scatter into zeros ---------
 
 _NEWAXIS = ("newaxis",)
+_FULL = ("slice", None, None, None)
 
 
 def normalize_index(index, ndim):
@@ -364,31 +364,40 @@ def _indexed_shape(shapes, index, **_):
             result.append(dim)
         else:
             raise ShapeError(f"slicing the named dimension {dim!r} with "
-                             f"{_index_source((item,))} is not supported: its length is unknown")
+                             f"{index_source((item,))} is not supported: its length is unknown")
     return tuple(result)
 
 
-def _index_source(index, trim=True):
-    """Index source such as ``1:, 0``; ``trim`` drops trailing full slices (they read as noise)."""
+def index_source(index):
+    """Source of an index (normalize_index's items, or Ellipsis) such as ``1:, 0``; ``...``
+    for no item."""
     parts = []
     for item in index:
-        if item == _NEWAXIS:
+        if item is Ellipsis:
+            parts.append("...")
+        elif item == _NEWAXIS:
             parts.append("None")
         elif isinstance(item, int):
             parts.append(str(item))
         else:
             start, stop, step = ("" if p is None else str(p) for p in item[1:])
             parts.append(f"{start}:{stop}" + (f":{step}" if step else ""))
-    while trim and parts and parts[-1] == ":":
-        parts.pop()
     return ", ".join(parts) if parts else "..."
+
+
+def _trimmed(index):
+    """The index without its trailing full slices, which read as noise."""
+    end = len(index)
+    while end and index[end - 1] == _FULL:
+        end -= 1
+    return index[:end]
 
 
 def _emit_getitem(ctx):
     operand = ctx.args[0]
     if _is_literal(operand):
         operand = f"np.array({operand})"    # True[None] is no Python
-    return f"{operand}[{_index_source(ctx.attrs['index'])}]"
+    return ctx.item(operand, _trimmed(ctx.attrs["index"]))
 
 
 defop("getitem", 1, _indexed_shape, _emit_getitem,
@@ -419,13 +428,13 @@ EMPTY_MIN = 1 << 14
 
 def index_grad_target(ctx):
     """(the statements making the array an index_grad starts from, the index its cotangent is
-    written at), as source; the array is zero everywhere the index does not select. Codegen
-    also uses it to have the op computing the cotangent write straight into the slice."""
+    written at); the array is zero everywhere the index does not select. Codegen also uses it
+    to have the op computing the cotangent write straight into the slice."""
     g, like = ctx.args
     keep = ctx.attrs["keep"]
     index = ctx.attrs["index"]
     # the batch axes of the cotangent come first; the index addresses the axes after them
-    written = ":, " * keep + _index_source(index, trim=False)
+    written = (_FULL,) * keep + index
     dtype = dtype_keyword(ctx)
     if not static_shape(ctx.shape):
         return [f"{ctx.out} = np.zeros(np.shape({g})[:{keep}] + np.shape({like}){dtype})"], written
@@ -434,19 +443,21 @@ def index_grad_target(ctx):
     # a small array that pays when the rest is addressed by ints, not by slices
     # (tests/benchmarks/README.md)
     if uncovered is None or (math.prod(ctx.shape) < EMPTY_MIN
-                             and any(":" in rest for rest in uncovered)):
+                             and any(not isinstance(item, int)
+                                     for rest in uncovered for item in rest)):
         return [f"{ctx.out} = np.zeros({literal(ctx.shape)}{dtype})"], written
     return ([f"{ctx.out} = np.empty({literal(ctx.shape)}{dtype})"]
-            + [f"{ctx.out}[{':, ' * keep}{rest}] = 0.0" for rest in uncovered]), written
+            + [ctx.assign_item(ctx.out, (_FULL,) * keep + rest, "0.0")
+               for rest in uncovered]), written
 
 
 def _uncovered(index, shape):
-    """Index sources for what ``index`` leaves out of an array of static ``shape``, when that
-    is simple: every item a full slice but one, an int or a unit-step slice, whose complement
-    is at most two slabs (``:3`` and ``999``, say: one entry along the axis is an int). None
+    """Indexes of what ``index`` leaves out of an array of static ``shape``, when that is
+    simple: every item a full slice but one, an int or a unit-step slice, whose complement is
+    at most two slabs (``:3`` and ``999``, say: one entry along the axis is an int). None
     otherwise."""
     items = [item for item in index if item != _NEWAXIS]
-    partial = [axis for axis, item in enumerate(items) if item != ("slice", None, None, None)]
+    partial = [axis for axis, item in enumerate(items) if item != _FULL]
     if len(partial) != 1:
         return [] if not partial else None
     axis = partial[0]
@@ -461,15 +472,15 @@ def _uncovered(index, shape):
         return None
     slabs = []
     if start > 0:
-        slabs.append("0" if start == 1 else f":{start}")
+        slabs.append(0 if start == 1 else ("slice", None, start, None))
     if stop < shape[axis]:
-        slabs.append(str(stop) if stop == shape[axis] - 1 else f"{stop}:")
-    return [":, " * axis + slab for slab in slabs]
+        slabs.append(stop if stop == shape[axis] - 1 else ("slice", stop, None, None))
+    return [(_FULL,) * axis + (slab,) for slab in slabs]
 
 
 def _emit_index_grad(ctx):
     start, index = index_grad_target(ctx)
-    return start + [f"{ctx.out}[{index}] = {ctx.args[0]}"]
+    return start + [ctx.assign_item(ctx.out, index, ctx.args[0])]
 
 
 def _index_grad_vjp(g, out, x, like, index, keep):
@@ -489,10 +500,6 @@ def _index_add_shape(shapes, index, keep):
     return tuple(base)
 
 
-def _index_add_source(ctx):
-    return ":, " * ctx.attrs["keep"] + _index_source(ctx.attrs["index"], trim=False)
-
-
 def _index_add_vjp(g, out, base, update, index, keep):
     leading = g.ndim - out.ndim
     return [g, apply("getitem", g, index=(("slice", None, None, None),) * (leading + keep) + index)]
@@ -502,15 +509,8 @@ def _index_add_vjp(g, out, base, update, index, keep):
 # dies there (codegen's in-place rule) - the optimiser writes sums of index gradients this way,
 # so that slicing's gradient needs no array of zeros
 def _added_into(ctx, base):
-    """Statements adding the update into ``base``'s indexed part. An array part is updated
-    through a name of its own: ``base[index] += g`` would also store the part back into itself,
-    a copy for nothing (tests/benchmarks/README.md); a part of a single entry is no view, so it
-    is stored, and so is every part where arrays have no in place (the array API's backend)."""
-    index = _index_add_source(ctx)
-    if ctx.shapes[1] == () or not ctx.in_place:
-        return [f"{base}[{index}] += {ctx.args[1]}"]
-    part = ctx.temp("part")
-    return [f"{part} = {base}[{index}]", f"{part} += {ctx.args[1]}", f"del {part}"]
+    """Statements adding the update into ``base``'s indexed part (how: EmitContext.add_at)."""
+    return ctx.add_at(base, (_FULL,) * ctx.attrs["keep"] + ctx.attrs["index"], ctx.args[1])
 
 
 defop("index_add", 2, _index_add_shape,
@@ -633,7 +633,7 @@ def zeros_like(x):
 
 def _emit_identity_like(ctx):
     x = ctx.args[0]
-    return f"np.eye(np.size({x}){dtype_keyword(ctx)}).reshape(np.shape({x}) * 2)"
+    return ctx.reshape(f"np.eye(np.size({x}){dtype_keyword(ctx)})", f"np.shape({x}) * 2")
 
 
 defop("identity_like", 1, lambda shapes: shapes[0] + shapes[0], _emit_identity_like,
