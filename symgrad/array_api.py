@@ -24,7 +24,7 @@ import numpy as np
 
 from . import codegen
 from .codegen import check_least_lengths, real_argument
-from .codegen.array_api import names_read
+from .codegen.array_api import names_read, numpy_only_syntax
 from .errors import ShapeError, SymgradError
 
 
@@ -300,6 +300,12 @@ def generate_array_api(graph, outputs, inputs, function_name):
         raise SymgradError(f"backend 'array_api' has no counterpart for "
                            f"{', '.join('np.' + m for m in missing)}, which the emitted code "
                            f"uses; use backend 'numpy'")
+    written = numpy_only_syntax(source)
+    if written:
+        raise SymgradError(f"backend 'array_api': the emitted code writes {written[0]!r} in "
+                           f"NumPy's own syntax, which the array API standard lacks (an op's "
+                           f"emitter writes it through ctx.item, ctx.transpose or ctx.reshape); "
+                           f"use backend 'numpy'")
     return source, namespace, constants
 
 

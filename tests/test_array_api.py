@@ -13,7 +13,7 @@ from scipy.optimize import rosen_der, rosen_hess_prod
 import symgrad as sg
 from symgrad import api
 from symgrad.array_api import NAMES, ArrayNamespace
-from symgrad.codegen.array_api import ArrayAPISyntax, names_read
+from symgrad.codegen.array_api import ArrayAPISyntax, names_read, numpy_only_syntax
 from symgrad.codegen.emission import NUMPY_SYNTAX
 from test_ops import CASES, CASES_BY_OP, DIMS, LEAVES, USER_RULES, build, sample
 from test_properties import drawn_gradients_against_numpy
@@ -360,29 +360,6 @@ def test_the_source_reads_the_namespace_it_is_given_and_nothing_in_place():
     assert fn._function.__globals__["__builtins__"] == {}
 
 
-def numpy_only_syntax(source):
-    """The lines of ``source`` written in NumPy's syntax where the standard has none (the
-    module docstring of symgrad.codegen.array_api): a short index of a named array, an index
-    with a negative step, ``.T``, ``.reshape`` and item assignment."""
-    found = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
-                and node.value.id != "np":
-            items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-            if not any(isinstance(i, ast.Constant) and i.value is Ellipsis for i in items) \
-                    or any(isinstance(i, ast.Slice) and isinstance(i.step, ast.UnaryOp)
-                           for i in items):
-                found.append(node)
-        elif isinstance(node, ast.Attribute) and node.attr in ("T", "reshape") \
-                and not (isinstance(node.value, ast.Name) and node.value.id == "np"):
-            found.append(node)
-        elif isinstance(node, (ast.Assign, ast.AugAssign)) and any(
-                isinstance(target, ast.Subscript)
-                for target in getattr(node, "targets", [getattr(node, "target", None)])):
-            found.append(node)
-    return [ast.get_source_segment(source, node) for node in found]
-
-
 FULL, NEWAXIS = ("slice", None, None, None), ("newaxis",)
 
 
@@ -505,3 +482,24 @@ def test_a_float32_zero_gradient_is_made_in_float32(library):
     for gradient in got:
         assert gradient.dtype == np.float32
         np.testing.assert_array_equal(gradient, np.zeros(3, np.float32))
+
+
+def test_a_users_op_in_numpys_own_syntax_is_refused_on_the_array_api():
+    # symgrad's emitters write indexing through the context's syntax; a user's template is text,
+    # and a short index or .T there would run unchecked on a library that has neither
+    x = sg.var("x", shape=(3, 2))
+    flip = sg.defop("transposed_example", 1, lambda shapes: shapes[0][::-1], "{0}.T",
+                    vjp=lambda g, out, x: [sg.transpose(g)])
+    try:
+        y = flip(x)
+        assert np.array_equal(sg.compile(y, inputs=[x])(np.ones((3, 2))), np.ones((2, 3)))
+        with pytest.raises(sg.SymgradError, match=r"'x\.T' in NumPy's own syntax"):
+            sg.compile(y, inputs=[x], backend="array_api")
+        through_context = sg.defop("transposed_example_2", 1, lambda shapes: shapes[0][::-1],
+                                   lambda ctx: ctx.transpose(ctx.args[0]),
+                                   vjp=lambda g, out, x: [sg.transpose(g)])
+        fn = sg.compile(through_context(x), inputs=[x], backend="array_api")
+        assert np.array_equal(np.asarray(fn(xs.asarray(np.ones((3, 2))))), np.ones((2, 3)))
+    finally:
+        sg.OPS.pop("transposed_example", None)
+        sg.OPS.pop("transposed_example_2", None)

@@ -158,3 +158,28 @@ def generate_array_api(graph, outputs, inputs, function_name):
                                 function_name)
     source = renderer.source()
     return source, renderer.namespace, renderer.constants
+
+
+def numpy_only_syntax(source):
+    """The pieces of ``source`` written in NumPy's syntax where the standard has none (the module
+    docstring): a short index of a named array, an index with a negative step, ``.T``,
+    ``.reshape`` and item assignment. symgrad's own ops write none (their emitters go through
+    the context's syntax); a user's op (sg.defop) may, and its source is then refused. A check
+    that reads, like names_read: nothing is rewritten."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
+                and node.value.id != "np":
+            items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            if not any(isinstance(i, ast.Constant) and i.value is Ellipsis for i in items) \
+                    or any(isinstance(i, ast.Slice) and isinstance(i.step, ast.UnaryOp)
+                           for i in items):
+                found.append(node)
+        elif isinstance(node, ast.Attribute) and node.attr in ("T", "reshape") \
+                and not (isinstance(node.value, ast.Name) and node.value.id == "np"):
+            found.append(node)
+        elif isinstance(node, (ast.Assign, ast.AugAssign)) and any(
+                isinstance(target, ast.Subscript)
+                for target in getattr(node, "targets", [getattr(node, "target", None)])):
+            found.append(node)
+    return [ast.get_source_segment(source, node) for node in found]
