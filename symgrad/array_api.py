@@ -68,30 +68,48 @@ class _Reducible:
         return self._reduction(x, axis=axis, keepdims=keepdims)
 
 
+# The array API standard's element-wise functions that are NumPy ufuncs of the same name (not
+# clip, round, real and imag, whose NumPy namesakes take other arguments), and NumPy's names for
+# those it names otherwise. Emitted code may call any of them by its NumPy name.
+STANDARD_ELEMENTWISE = (
+    "abs", "acos", "acosh", "add", "asin", "asinh", "atan", "atan2", "atanh", "bitwise_and",
+    "bitwise_invert", "bitwise_left_shift", "bitwise_or", "bitwise_right_shift", "bitwise_xor",
+    "ceil", "conj", "copysign", "cos", "cosh", "divide", "equal", "exp", "expm1", "floor",
+    "floor_divide", "greater", "greater_equal", "hypot", "isfinite", "isinf", "isnan", "less",
+    "less_equal", "log", "log1p", "log2", "log10", "logaddexp", "logical_and", "logical_not",
+    "logical_or", "logical_xor", "maximum", "minimum", "multiply", "negative", "nextafter",
+    "not_equal", "positive", "pow", "reciprocal", "remainder", "sign", "signbit", "sin", "sinh",
+    "square", "sqrt", "subtract", "tan", "tanh", "trunc")
+RENAMED = {
+    "absolute": "abs", "arccos": "acos", "arccosh": "acosh", "arcsin": "asin", "arcsinh": "asinh",
+    "arctan": "atan", "arctan2": "atan2", "arctanh": "atanh", "conjugate": "conj",
+    "invert": "bitwise_invert", "left_shift": "bitwise_left_shift", "mod": "remainder",
+    "power": "pow", "right_shift": "bitwise_right_shift", "true_divide": "divide"}
+# NumPy name -> the standard's
+ELEMENTWISE = {**{name: name for name in STANDARD_ELEMENTWISE}, **RENAMED}
+
+
 class ArrayNamespace:
-    """The NumPy names the emitted code uses, on one array namespace ``xp`` and one device.
+    """The NumPy names the emitted code uses, on one array namespace ``xp`` and one device: every
+    element-wise function of ELEMENTWISE the namespace has, and methods for the others.
 
     A Python number meeting an array in a function becomes a 0-d array of that array's floating
     dtype (``np.maximum(x, 0.0)``), as NumPy and the standard's operators treat it; arrays are
     always made on ``device``.
     """
 
-    UNARY = ("sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "sign", "abs",
-             "absolute", "negative", "square", "isfinite")
-    BINARY = ("subtract", "divide", "power", "logaddexp")
-
     def __init__(self, xp, device):
         self.xp = xp
         self.device = device
         self._immutable = _compat().is_jax_namespace(xp)
-        for name in self.UNARY:
-            setattr(self, name, self._unary(getattr(xp, "abs" if name == "absolute" else name)))
-        for name in self.BINARY:
-            setattr(self, name, self._binary(getattr(xp, "pow" if name == "power" else name)))
-        self.add = _Reducible(self._binary(xp.add), xp.sum)
-        self.multiply = _Reducible(self._binary(xp.multiply), xp.prod)
-        self.maximum = _Reducible(self._binary(xp.maximum), xp.max, self._full)
-        self.minimum = _Reducible(self._binary(xp.minimum), xp.min, self._full)
+        for numpy_name, standard_name in ELEMENTWISE.items():
+            function = getattr(xp, standard_name, None)
+            if function is not None:
+                setattr(self, numpy_name, self._elementwise(function))
+        self.add = _Reducible(self._elementwise(xp.add), xp.sum)
+        self.multiply = _Reducible(self._elementwise(xp.multiply), xp.prod)
+        self.maximum = _Reducible(self._elementwise(xp.maximum), xp.max, self._full)
+        self.minimum = _Reducible(self._elementwise(xp.minimum), xp.min, self._full)
         self.float64 = self._scalar_type(xp.float64)
         self.float32 = self._scalar_type(xp.float32)
         self.bool_ = self._scalar_type(xp.bool)
@@ -119,18 +137,20 @@ class ArrayNamespace:
     def _full(self, shape, value, dtype):
         return self.xp.full(shape, value, dtype=dtype, device=self.device)
 
-    def _unary(self, function):
-        def call(x):
-            return function(self._number(x) if _is_number(x) else x)
-        return call
-
-    def _binary(self, function):
-        def call(x, y):
-            if _is_number(x):
-                x = self._number(x, y)
-            if _is_number(y):
-                y = self._number(y, x)
-            return function(x, y)
+    def _elementwise(self, function):
+        """``function`` taking numbers too: each becomes a 0-d array (``_number``) like the first
+        other operand, as converted already when it comes earlier (``f(x, 2.0)`` and
+        ``f(2.0, x)`` both take x's floating dtype)."""
+        def call(*operands):
+            if not any(_is_number(x) for x in operands):
+                return function(*operands)
+            converted = list(operands)
+            for position, x in enumerate(converted):
+                if _is_number(x):
+                    like = next((y for other, y in enumerate(converted) if other != position),
+                                None)
+                    converted[position] = self._number(x, like)
+            return function(*converted)
         return call
 
     def _scalar_type(self, dtype):
@@ -285,9 +305,7 @@ class ArrayNamespace:
 # every name emitted code may read from ``np`` (tests/test_array_api.py holds every op to it)
 NAMES = frozenset(
     {name for name in vars(ArrayNamespace) if not name.startswith("_")}
-    | set(ArrayNamespace.UNARY) | set(ArrayNamespace.BINARY)
-    | {"add", "multiply", "maximum", "minimum", "float64", "float32", "bool_"}) \
-    - {"UNARY", "BINARY"}
+    | set(ELEMENTWISE) | {"float64", "float32", "bool_"})
 
 
 def generate_array_api(graph, outputs, inputs, function_name):
@@ -428,5 +446,5 @@ class ArrayAPIEntry:
         return prepared
 
 
-__all__ = ["ArrayAPIEntry", "ArrayNamespace", "NAMES", "array_api_available",
+__all__ = ["ArrayAPIEntry", "ArrayNamespace", "ELEMENTWISE", "NAMES", "array_api_available",
            "generate_array_api"]

@@ -577,10 +577,14 @@ def _stack_room(frames):
 
 
 def _sympy_table(sympy):
-    return {
-        sympy.sin: ops.sin, sympy.cos: ops.cos, sympy.tan: ops.tan, sympy.exp: ops.exp,
-        sympy.log: ops.log, sympy.tanh: ops.tanh, sympy.Abs: ops.absolute, sympy.sign: ops.sign,
-    }
+    """SymPy function -> the op it is: the ops whose SymPy form (Op.sympy) names a SymPy function
+    that SymPy keeps as a node (not sqrt, which it writes as a power)."""
+    table = {}
+    for name, op in ops.OPS.items():
+        function = getattr(sympy, op.sympy) if isinstance(op.sympy, str) else None
+        if isinstance(function, type):
+            table[function] = name
+    return table
 
 
 def from_sympy(expression, shapes=None, graph=None):
@@ -639,11 +643,6 @@ def _from_sympy_node(sympy, table, node, args, graph, shapes):
     if isinstance(node, sympy.Heaviside):
         at_zero = node.args[1] if len(node.args) > 1 else sympy.Rational(1, 2)
         return ops.heaviside(args[0], _sympy_float(sympy, at_zero))
-    relations = {sympy.StrictLessThan: "less", sympy.LessThan: "less_equal",
-                 sympy.StrictGreaterThan: "greater", sympy.GreaterThan: "greater_equal",
-                 sympy.Equality: "equal", sympy.Unequality: "not_equal"}
-    if type(node) in relations:
-        return ops.apply(relations[type(node)], *args)
     if node in (sympy.true, sympy.false):
         return const(bool(node), graph)
     if isinstance(node, sympy.functions.elementary.piecewise.ExprCondPair):
@@ -653,9 +652,8 @@ def _from_sympy_node(sympy, table, node, args, graph, shapes):
         for value, condition in reversed(args):
             result = ops.where(condition, value, result)
         return result
-    for sympy_function, function in table.items():
-        if node.func == sympy_function:
-            return function(*args)
+    if node.func in table:
+        return ops.apply(table[node.func], *args)
     raise SymgradError(f"cannot convert SymPy {type(node).__name__} ({node}) to symgrad")
 
 
@@ -709,31 +707,11 @@ def _to_sympy_node(sympy, data, args):
             return sympy.Integer(int(value))
         return sympy.Float(value) if math.isfinite(value) else (
             sympy.nan if math.isnan(value) else sympy.oo if value > 0 else -sympy.oo)
-    simple = {
-        "add": lambda a, b: a + b, "subtract": lambda a, b: a - b,
-        "multiply": lambda a, b: a * b, "divide": lambda a, b: a / b,
-        "power": lambda a, b: a ** b, "negative": lambda a: -a, "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "exp": sympy.exp, "log": sympy.log,
-        "log1p": lambda a: sympy.log(1 + a), "expm1": lambda a: sympy.exp(a) - 1,
-        "sqrt": sympy.sqrt, "tanh": sympy.tanh, "absolute": sympy.Abs, "sign": sympy.sign,
-        "sigmoid": lambda a: 1 / (1 + sympy.exp(-a)),
-        "softplus": lambda a: sympy.log(1 + sympy.exp(a)),
-        "relu": lambda a: sympy.Max(a, 0),
-        "leaky_relu": lambda a: sympy.Piecewise((a, a > 0), (attrs["alpha"] * a, True)),
-        "heaviside": lambda a: sympy.Heaviside(a, sympy.nsimplify(attrs.get("at_zero", 0.5))),
-        "maximum": sympy.Max, "minimum": sympy.Min,
-        "where": lambda c, a, b: sympy.Piecewise((a, c), (b, True)),
-        "less": sympy.Lt, "less_equal": sympy.Le, "greater": sympy.Gt,
-        "greater_equal": sympy.Ge, "equal": sympy.Eq, "not_equal": sympy.Ne,
-        "logsumexp": lambda a: a,
-        "zeros_like": lambda a: sympy.Integer(0), "axis_size": lambda a: sympy.Integer(1),
-    }
-    passthrough = ("stop_gradient", "sum", "mean", "max", "min", "broadcast_to_like",
-                   "reshape", "reshape_like", "transpose", "expand_dims", "squeeze", "getitem",
-                   "concatenate")
-    if op in passthrough:
-        return args[0]
-    if op in simple:
-        return simple[op](*args)
+    form = ops.OPS[op].sympy if op in ops.OPS else None
+    if isinstance(form, str):
+        return getattr(sympy, form)(*args)
+    if form is not None:
+        return form(sympy, *args, **attrs)
     raise SymgradError(f"op {op!r} has no SymPy equivalent")
 
 

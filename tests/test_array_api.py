@@ -6,16 +6,18 @@ import ast
 
 import numpy as np
 import pytest
+import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import rosen_der, rosen_hess_prod
 
 import symgrad as sg
 from symgrad import api
-from symgrad.array_api import NAMES, ArrayNamespace
+from symgrad.array_api import ELEMENTWISE, NAMES, ArrayNamespace
 from symgrad.codegen.array_api import ArrayAPISyntax, names_read, numpy_only_syntax
 from symgrad.codegen.emission import NUMPY_SYNTAX
-from test_ops import CASES, CASES_BY_OP, DIMS, LEAVES, USER_RULES, build, sample
+from test_ops import (CASES, CASES_BY_OP, DIMS, LEAVES, USER_RULES, build, op_cases, sample,
+                      sympy_checked, test_first_and_second_derivatives_match_sympy)
 from test_properties import drawn_gradients_against_numpy
 from test_reliability import run_together
 
@@ -230,14 +232,65 @@ def test_custom_gradient_and_stop_gradient():
 
 
 def test_an_emission_without_a_counterpart_is_refused_at_compile_time():
-    arctan = sg.defop("arctan_example", 1, lambda shapes: shapes[0], "np.arctan({0})",
-                      vjp=lambda g, out, x: [g / (1.0 + x * x)])
+    # the standard has no cube root
+    cbrt = sg.defop("cbrt_example", 1, lambda shapes: shapes[0], "np.cbrt({0})",
+                    vjp=lambda g, out, x: [g / (3.0 * out * out)])
     try:
         x = sg.var("x", shape=(2,))
-        with pytest.raises(sg.SymgradError, match=r"np\.arctan"):
-            sg.compile(arctan(x), backend="array_api")
+        with pytest.raises(sg.SymgradError, match=r"np\.cbrt"):
+            sg.compile(cbrt(x), backend="array_api")
     finally:
-        del sg.OPS["arctan_example"]
+        del sg.OPS["cbrt_example"]
+
+
+def test_every_elementwise_name_is_a_numpy_ufunc_and_a_function_of_the_standard():
+    for numpy_name, standard_name in ELEMENTWISE.items():
+        assert isinstance(getattr(np, numpy_name), np.ufunc), numpy_name
+        assert callable(getattr(xs, standard_name)), standard_name
+    assert set(ELEMENTWISE) <= NAMES
+
+
+def test_numbers_meeting_a_standard_function_take_the_arrays_dtype():
+    np_ = ArrayNamespace(compat.array_namespace(xs.asarray(1.0)), None)
+    values = np.array([3.0, -4.0], dtype=np.float32)
+    x32 = xs.asarray(values)
+    for got, want in [(np_.hypot(x32, 4.0), np.hypot(values, 4.0)),
+                      (np_.hypot(4.0, x32), np.hypot(4.0, values)),
+                      (np_.arctan2(x32, 1.0), np.arctan2(values, 1.0)),
+                      (np_.cosh(x32), np.cosh(values))]:
+        assert got.dtype == xs.float32
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
+    assert np_.sinh(0.5).dtype == xs.float64
+
+
+def test_a_new_op_on_a_standard_function_needs_no_edit_of_the_namespace():
+    """An op defined in one record whose NumPy form calls a function of the standard no other op
+    uses, under NumPy's name for it (np.arctan, the standard's atan), compiles and runs on this
+    backend; test_ops' derived tables check it, against SymPy through its SymPy form."""
+    from symgrad.ops.core import defop
+    defop("arctan", 1, lambda shapes: shapes[0], "np.arctan({0})",
+          lambda g, out, x: [g / (1.0 + x * x)], scalar="math.atan({0})", public="arctan",
+          sympy="atan")
+    try:
+        x = sg.var("x", shape=("n",))
+        f = sg.sum(sg.arctan(x) * x)
+        value = np.linspace(-2.0, 2.0, 7)
+        got = check([f, sg.grad(f, x)], [x], [value], "strict")
+        np.testing.assert_allclose(got[1], np.arctan(value) + value / (1.0 + value * value),
+                                   rtol=1e-12)
+        new = [case for case in op_cases() if case.op == "arctan"]
+        assert [case.label for case in new] == ["matrix", "batch"]
+        for case in new:
+            with sg.use_graph():
+                test_every_op_and_its_vjp_on_both_libraries(case)
+        assert "arctan" in sympy_checked()
+        with sg.use_graph():
+            test_first_and_second_derivatives_match_sympy("arctan")
+            assert sg.from_sympy(sympy.atan(sympy.Symbol("y"))).op == "arctan"
+    finally:
+        del sg.OPS["arctan"]
+        sg.PUBLIC.pop("arctan", None)
+    assert "arctan" not in sympy_checked()
 
 
 # -- random graphs -------------------------------------------------------------------------------------

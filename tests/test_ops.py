@@ -376,36 +376,7 @@ def cases(where=lambda case: True):
     return decorate
 
 
-# Independent SymPy formulas for the ops that take scalars; the symgrad side is the op's first case
-# built on scalar variables.
-SYMPY = {
-    "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "exp": sympy.exp, "log": sympy.log,
-    "log1p": lambda a: sympy.log(1 + a),
-    "expm1": lambda a: sympy.exp(a) - 1,
-    "sqrt": sympy.sqrt, "tanh": sympy.tanh, "sign": sympy.sign, "absolute": sympy.Abs,
-    "negative": lambda a: -a,
-    "heaviside": lambda a: sympy.Heaviside(a, sympy.S.Half),
-    "sigmoid": lambda a: 1 / (1 + sympy.exp(-a)),
-    "softplus": lambda a: sympy.log(1 + sympy.exp(a)),
-    "relu": lambda a: sympy.Max(a, 0),
-    "leaky_relu": lambda a: sympy.Piecewise((a, a > 0), (sympy.nsimplify(ALPHA) * a, True)),
-    "add": lambda a, b: a + b,
-    "subtract": lambda a, b: a - b,
-    "multiply": lambda a, b: a * b,
-    "divide": lambda a, b: a / b,
-    "power": lambda a, b: a ** b,
-    "maximum": sympy.Max,
-    "minimum": sympy.Min,
-    "less": lambda a, b: sympy.Piecewise((1, a < b), (0, True)),
-    "less_equal": lambda a, b: sympy.Piecewise((1, a <= b), (0, True)),
-    "greater": lambda a, b: sympy.Piecewise((1, a > b), (0, True)),
-    "greater_equal": lambda a, b: sympy.Piecewise((1, a >= b), (0, True)),
-    "equal": lambda a, b: sympy.Piecewise((1, sympy.Eq(a, b)), (0, True)),
-    "not_equal": lambda a, b: sympy.Piecewise((1, sympy.Ne(a, b)), (0, True)),
-    "where": lambda c, a, b: sympy.Piecewise((a, c > 0), (b, True)),
-}
-
-# Ops with no SymPy check, and why; every op is in exactly one of SYMPY and NO_SYMPY.
+# Ops with no SymPy check, and why; every other op has a SymPy form (Op.sympy) and is checked.
 NO_SYMPY = {
     **dict.fromkeys(["sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax",
                      "axis_size"], "reduces over an axis"),
@@ -416,6 +387,13 @@ NO_SYMPY = {
     **dict.fromkeys(["zeros_like", "identity_like"], "a constant: its operand only lends a shape"),
     "stop_gradient": "its derivative is zero by design, unlike the function it computes",
 }
+
+
+def sympy_checked():
+    """The ops whose derivatives are checked against sympy.diff: those with a SymPy form that
+    NO_SYMPY does not exempt."""
+    return sorted(name for name, op in sg.OPS.items()
+                  if op.sympy is not None and name not in NO_SYMPY)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -481,9 +459,9 @@ def test_every_op_has_a_case_with_a_symbolic_dimension():
 
 def test_every_op_is_checked_against_sympy_or_says_why():
     ops = set(sg.OPS) - LEAVES - set(USER_RULES)
-    assert not set(SYMPY) & set(NO_SYMPY)
-    assert set(SYMPY) | set(NO_SYMPY) == ops, \
-        f"add to SYMPY or NO_SYMPY: {sorted(ops - set(SYMPY) - set(NO_SYMPY))}"
+    assert set(sympy_checked()) | set(NO_SYMPY) == ops, \
+        f"give these ops a SymPy form (defop's sympy=) or say in NO_SYMPY why they have none: " \
+        f"{sorted(ops - set(sympy_checked()) - set(NO_SYMPY))}"
 
 
 def test_case_ids_are_unique():
@@ -628,9 +606,11 @@ def test_nondifferentiable_operands_get_zero_gradient(case):
 # -- scalar ops against SymPy ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("op", sorted(SYMPY))
+@pytest.mark.parametrize("op", sympy_checked())
 def test_first_and_second_derivatives_match_sympy(op):
-    case = CASES_BY_OP[op][0]
+    """The op's first case on scalars, its value and derivatives against its SymPy form's
+    (through to_sympy) and sympy.diff's: the value check holds the form to the op."""
+    case = next(case for case in op_cases() if case.op == op)
     case = dataclasses.replace(case, shapes=((),) * len(case.shapes))
     xs, out = build(case)
     assert out.shape == () and out.op == op
@@ -640,7 +620,7 @@ def test_first_and_second_derivatives_match_sympy(op):
     fn = sg.compile([f, *first, *itertools.chain(*second)], inputs=xs)
 
     symbols = sympy.symbols(list(NAMES[:len(xs)]), real=True)
-    expr = SYMPY[op](*symbols)
+    expr = sg.to_sympy(f).xreplace({sympy.Symbol(s.name): s for s in symbols})
     expected_exprs = [expr, *(sympy.diff(expr, s) for s in symbols),
                       *(sympy.diff(expr, s, t) for s in symbols for t in symbols)]
     for seed in range(4):
@@ -873,7 +853,8 @@ def test_a_new_op_defined_in_one_record_parses_exports_compiles_and_is_tested():
     from symgrad.parse import function_names
     defop("softsign", 1, lambda shapes: shapes[0], "{0} / (1.0 + np.abs({0}))",
           lambda g, out, x: [g / (1.0 + sg.abs(x)) ** 2],
-          scalar="{0} / (1.0 + math.fabs({0}))", public="softsign")
+          scalar="{0} / (1.0 + math.fabs({0}))", public="softsign",
+          sympy=lambda sympy, x: x / (1 + sympy.Abs(x)))
     try:
         # exported, and a formula function
         assert sg.softsign is sg.PUBLIC["softsign"].function
@@ -909,6 +890,11 @@ def test_a_new_op_defined_in_one_record_parses_exports_compiles_and_is_tested():
                 test_emitted_code_matches_numpy(case)
                 test_vjp_matches_finite_differences(case)
                 test_hvp_matches_finite_differences_of_the_gradient(case)
+        # and is checked against SymPy through its SymPy form, which to_sympy also uses
+        assert "softsign" in sympy_checked()
+        with sg.use_graph():
+            test_first_and_second_derivatives_match_sympy("softsign")
+        assert str(sg.to_sympy(sg.softsign(sg.var("y")))) == "y/(Abs(y) + 1)"
     finally:
         del sg.OPS["softsign"]
         sg.PUBLIC.pop("softsign", None)
@@ -916,3 +902,4 @@ def test_a_new_op_defined_in_one_record_parses_exports_compiles_and_is_tested():
     with pytest.raises(sg.ParseError, match="unknown function 'softsign'"):
         sg.parse("softsign(x)")
     assert all(case.op != "softsign" for case in op_cases())
+    assert "softsign" not in sympy_checked()

@@ -109,6 +109,11 @@ class Op:
     dtype:      (input dtypes, **attrs) -> output dtype
     nondifferentiable: operand positions that no gradient flows into (masks, shape donors)
     emit:       what only code generation reads (Emission)
+    sympy:      the op on scalar operands in SymPy, for parse.to_sympy and the tests against
+                sympy.diff: the name of a SymPy function that is the op ("sin"; from_sympy then
+                reads that function back as the op), or a function (sympy, *operands, **attrs)
+                -> SymPy expression, handed the sympy module so that ops need not import it;
+                None when SymPy has no counterpart
     """
 
     name: str
@@ -119,6 +124,7 @@ class Op:
     dtype: Callable
     nondifferentiable: tuple = field(default=())
     emit: Emission = field(default=Emission())
+    sympy: str | Callable | None = None
 
 
 OPS: dict[str, Op] = {}
@@ -245,8 +251,14 @@ def same_dtype(dtypes, **attrs):
     return dtypes[0]
 
 
+def sympy_operand(sympy, x, *rest, **attrs):
+    """The SymPy form (Op.sympy) of an op whose value on scalar operands is its first operand: a
+    reduction or a reshaping of a scalar."""
+    return x
+
+
 def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=(),
-          nondifferentiable=(), public=None, loop=_SCALAR_FORM, **emission):
+          nondifferentiable=(), public=None, sympy=None, loop=_SCALAR_FORM, **emission):
     """Register a primitive; see Op for the meaning of each field. ``simplify`` is the op's local
     simplifications, one rule or a tuple of them, registered with register_build_rule.
     ``public`` names the op's public function (PUBLIC), which takes its operands and applies
@@ -259,7 +271,7 @@ def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=(),
     if loop is _SCALAR_FORM:
         loop = emission.get("scalar")
     op = Op(name, arity, shape, numpy, vjp, dtype, tuple(nondifferentiable),
-            Emission(loop=loop, **emission))
+            Emission(loop=loop, **emission), sympy)
     builder = None if public is None else _builder(name, public, arity)
     OPS[name] = op
     if builder is not None:

@@ -138,13 +138,14 @@ def _selections_added(name):
 # -- unary functions: one line each, the derivative reusing ``out`` where the math allows ----------
 
 
-def unary(name, numpy_name, vjp, scalar=None, **emission):
-    """Register ``name`` as ``np.<numpy_name>`` with derivative rule ``vjp(g, out, x)``, and its
-    public function ``numpy_name``; on Python floats it is ``math.<numpy_name>`` unless ``scalar``
-    says otherwise (``emission``: the other fields of its Emission)."""
+def unary(name, numpy_name, vjp, sympy, scalar=None, **emission):
+    """Register ``name`` as ``np.<numpy_name>`` with derivative rule ``vjp(g, out, x)``, SymPy
+    form ``sympy`` (Op.sympy) and its public function ``numpy_name``; on Python floats it is
+    ``math.<numpy_name>`` unless ``scalar`` says otherwise (``emission``: the other fields of its
+    Emission)."""
     function = getattr(np, numpy_name)
     defop(name, 1, same_shape, f"np.{numpy_name}({{0}})", lambda g, out, x: [vjp(g, out, x)],
-          simplify=_fold(function), scalar=scalar or f"math.{numpy_name}({{0}})",
+          sympy=sympy, simplify=_fold(function), scalar=scalar or f"math.{numpy_name}({{0}})",
           numpy_into=f"np.{numpy_name}({{0}}, out={{out}})", **emission)
 
     def build(x):
@@ -154,23 +155,26 @@ def unary(name, numpy_name, vjp, scalar=None, **emission):
     return public(numpy_name)(build)
 
 
-sin = unary("sin", "sin", lambda g, out, x: g * cos(x))
-cos = unary("cos", "cos", lambda g, out, x: -(g * sin(x)))
+sin = unary("sin", "sin", lambda g, out, x: g * cos(x), "sin")
+cos = unary("cos", "cos", lambda g, out, x: -(g * sin(x)), "cos")
 # loop=None: NumPy's SIMD ufunc is faster than the C library's function a loop calls; tanh's
 # loop form is the kernel module's (fuse.KERNEL_HEADER)
-tan = unary("tan", "tan", lambda g, out, x: g * (1.0 + out ** 2), loop=None)
-exp = unary("exp", "exp", lambda g, out, x: g * out, loop=None)
-log = unary("log", "log", lambda g, out, x: g / x, loop=None)
-log1p = unary("log1p", "log1p", lambda g, out, x: g / (1.0 + x), loop=None)
-expm1 = unary("expm1", "expm1", lambda g, out, x: g * (out + 1.0), loop=None)
-sqrt = unary("sqrt", "sqrt", lambda g, out, x: g / (2.0 * out))
-tanh = unary("tanh", "tanh", lambda g, out, x: g * (1.0 - out ** 2), loop="_sg_tanh({0})")
+tan = unary("tan", "tan", lambda g, out, x: g * (1.0 + out ** 2), "tan", loop=None)
+exp = unary("exp", "exp", lambda g, out, x: g * out, "exp", loop=None)
+log = unary("log", "log", lambda g, out, x: g / x, "log", loop=None)
+log1p = unary("log1p", "log1p", lambda g, out, x: g / (1.0 + x),
+              lambda sympy, x: sympy.log(1 + x), loop=None)
+expm1 = unary("expm1", "expm1", lambda g, out, x: g * (out + 1.0),
+              lambda sympy, x: sympy.exp(x) - 1, loop=None)
+sqrt = unary("sqrt", "sqrt", lambda g, out, x: g / (2.0 * out), "sqrt")
+tanh = unary("tanh", "tanh", lambda g, out, x: g * (1.0 - out ** 2), "tanh",
+             loop="_sg_tanh({0})")
 # the conditional expressions keep NumPy's answers at 0 and for nan (which fails every
 # comparison); x + 0.0 is NumPy's sign of -0.0, which is 0.0
-sign = unary("sign", "sign", lambda g, out, x: None,
+sign = unary("sign", "sign", lambda g, out, x: None, "sign",
              scalar="(1.0 if {0} > 0.0 else -1.0 if {0} < 0.0 else {0} + 0.0)",
              ordered=(1.0, -1.0))
-absolute = unary("absolute", "abs", lambda g, out, x: g * sign(x), scalar="math.fabs({0})",
+absolute = unary("absolute", "abs", lambda g, out, x: g * sign(x), "Abs", scalar="math.fabs({0})",
                  ordered=(0, None))
 
 def _inside_broadcast(name):
@@ -185,6 +189,7 @@ def _inside_broadcast(name):
 
 
 defop("negative", 1, same_shape, "-{0}", lambda g, out, x: [-g], scalar="-{0}",
+      sympy=lambda sympy, x: -x,
       numpy_into="np.negative({0}, out={out})",
       simplify=(_fold(np.negative), _inside_broadcast("negative"),
                 lambda inputs: inputs[0].inputs[0] if inputs[0].op == "negative" else None,
@@ -235,7 +240,8 @@ defop("heaviside", 1, same_shape, _emit_heaviside, lambda g, out, x, at_zero: [N
       simplify=_heaviside_simplify, nondifferentiable=(0,),
       scalar="(1.0 if {0} > 0.0 else 0.0 if {0} < 0.0 else {at_zero} if {0} == 0.0 else {0})",
       numpy_into=_emit_heaviside_into, into_positions=(), ordered=(1.0, 0.0),
-      numpy_mask=_emit_heaviside_mask)
+      numpy_mask=_emit_heaviside_mask,
+      sympy=lambda sympy, x, at_zero=0.5: sympy.Heaviside(x, sympy.nsimplify(at_zero)))
 
 
 def heaviside(x, at_zero=0.5):
@@ -250,16 +256,20 @@ defop("sigmoid", 1, same_shape, "np.exp(-np.logaddexp(0.0, -{0}))",
       lambda g, out, x: [g * (out * (1.0 - out))],
       # the NumPy form with logaddexp written out as NumPy computes it, branch for branch
       scalar="(math.exp(-math.log1p(math.exp(-{0}))) if {0} > 0.0 "
-             "else math.exp({0} - math.log1p(math.exp({0}))))", loop=None)
+             "else math.exp({0} - math.log1p(math.exp({0}))))", loop=None,
+      sympy=lambda sympy, x: 1 / (1 + sympy.exp(-x)))
 defop("softplus", 1, same_shape, "np.logaddexp(0.0, {0})", lambda g, out, x: [g * sigmoid(x)],
       scalar="({0} + math.log1p(math.exp(-{0})) if {0} > 0.0 else math.log1p(math.exp({0})))",
-      numpy_into="np.logaddexp(0.0, {0}, out={out})", loop=None)
+      numpy_into="np.logaddexp(0.0, {0}, out={out})", loop=None,
+      sympy=lambda sympy, x: sympy.log(1 + sympy.exp(x)))
 defop("relu", 1, same_shape, "np.maximum({0}, 0.0)", lambda g, out, x: [g * heaviside(x)],
       scalar="({0} if {0} > 0.0 else 0.0 if {0} <= 0.0 else {0})",
-      numpy_into="np.maximum({0}, 0.0, out={out})", ordered=(0, 0.0))
+      numpy_into="np.maximum({0}, 0.0, out={out})", ordered=(0, 0.0),
+      sympy=lambda sympy, x: sympy.Max(x, 0))
 defop("leaky_relu", 1, same_shape, "np.where({0} > 0.0, {0}, {alpha} * {0})",
       lambda g, out, x, alpha: [g * (alpha + (1.0 - alpha) * heaviside(x))],
-      scalar="({0} if {0} > 0.0 else {alpha} * {0})", ordered=(0, None))
+      scalar="({0} if {0} > 0.0 else {alpha} * {0})", ordered=(0, None),
+      sympy=lambda sympy, x, alpha: sympy.Piecewise((x, x > 0), (alpha * x, True)))
 
 
 @public("sigmoid")
@@ -314,30 +324,32 @@ defop("add", 2, broadcast_shape, "{0} + {1}",
       lambda g, out, x, y: [_to_input(g, out, x), _to_input(g, out, y)],
       simplify=(_fold(np.add), _identity_when(_either_side(0)),
                 _through_broadcasts("add"), _selections_added("add")),
-      scalar="{0} + {1}", numpy_into="np.add({0}, {1}, out={out})", augmented="+")
+      scalar="{0} + {1}", numpy_into="np.add({0}, {1}, out={out})", augmented="+",
+      sympy=lambda sympy, x, y: x + y)
 defop("subtract", 2, broadcast_shape, "{0} - {1}",
       lambda g, out, x, y: [_to_input(g, out, x), _to_input(-g, out, y)],
       simplify=(_fold(np.subtract), _identity_when(_right_is(0)),
                 _through_broadcasts("subtract"), _selections_added("subtract")),
       scalar="{0} - {1}", numpy_into="np.subtract({0}, {1}, out={out})", augmented="-",
-      scalar_identities=((1, "0.0"),))
+      scalar_identities=((1, "0.0"),), sympy=lambda sympy, x, y: x - y)
 defop("multiply", 2, broadcast_shape, "{0} * {1}",
       lambda g, out, x, y: [_to_input(g * y, out, x), _to_input(g * x, out, y)],
       simplify=(_fold(np.multiply), _identity_when(_either_side(1)),
                 _through_broadcasts("multiply"), _into_selection("multiply", (0, 1))),
       scalar="{0} * {1}", numpy_into="np.multiply({0}, {1}, out={out})", augmented="*",
-      scalar_identities=((1, "1.0"), (0, "1.0")))
+      scalar_identities=((1, "1.0"), (0, "1.0")), sympy=lambda sympy, x, y: x * y)
 defop("divide", 2, broadcast_shape, "{0} / {1}",
       lambda g, out, x, y: [_to_input(g / y, out, x), _to_input(-(g * out) / y, out, y)],
       simplify=(_fold(np.divide), _identity_when(_right_is(1)),
                 _through_broadcasts("divide"), _into_selection("divide", (0,))),
       scalar="{0} / {1}", numpy_into="np.divide({0}, {1}, out={out})", augmented="/",
-      scalar_identities=((1, "1.0"),))
+      scalar_identities=((1, "1.0"),), sympy=lambda sympy, x, y: x / y)
 defop("power", 2, broadcast_shape, lambda ctx: _power_numpy(ctx),
       lambda g, out, x, y: [_power_base_vjp(g, out, x, y), _power_exponent_vjp(g, out, x, y)],
       simplify=(_fold(np.power), _identity_when(_right_is(1)),
                 _through_broadcasts("power")),
-      scalar=lambda ctx: _scalar_power(*ctx.args), numpy_into=lambda ctx: _power_into(ctx))
+      scalar=lambda ctx: _scalar_power(*ctx.args), numpy_into=lambda ctx: _power_into(ctx),
+      sympy=lambda sympy, x, y: x ** y)
 
 
 # an array ** 2.0 as np.square: `a ** 2.0` and np.power take NumPy's general path, slower on
@@ -413,11 +425,11 @@ def _minimum_vjp(g, out, x, y):
 defop("maximum", 2, broadcast_shape, "np.maximum({0}, {1})", _maximum_vjp,
       simplify=(_fold(np.maximum), _through_broadcasts("maximum")),
       scalar="({0} if {0} > {1} else {1} if {1} >= {0} else {0} + {1})",
-      numpy_into="np.maximum({0}, {1}, out={out})", ordered=(0, 1))
+      numpy_into="np.maximum({0}, {1}, out={out})", ordered=(0, 1), sympy="Max")
 defop("minimum", 2, broadcast_shape, "np.minimum({0}, {1})", _minimum_vjp,
       simplify=(_fold(np.minimum), _through_broadcasts("minimum")),
       scalar="({0} if {0} < {1} else {1} if {1} <= {0} else {0} + {1})",
-      numpy_into="np.minimum({0}, {1}, out={out})", ordered=(1, 0))
+      numpy_into="np.minimum({0}, {1}, out={out})", ordered=(1, 0), sympy="Min")
 
 
 def add(x, y): return apply("add", x, y)
@@ -453,10 +465,12 @@ def clip(x, lower, upper):
 
 # -- comparisons and selection: no gradient flows through a boolean ---------------------------------
 
-for _name, _symbol in [("less", "<"), ("less_equal", "<="), ("greater", ">"),
-                       ("greater_equal", ">="), ("equal", "=="), ("not_equal", "!=")]:
+for _name, _symbol, _relation in [("less", "<", "Lt"), ("less_equal", "<=", "Le"),
+                                  ("greater", ">", "Gt"), ("greater_equal", ">=", "Ge"),
+                                  ("equal", "==", "Eq"), ("not_equal", "!=", "Ne")]:
     defop(_name, 2, broadcast_shape, f"{{0}} {_symbol} {{1}}", lambda g, out, x, y: [None, None],
-          dtype=bool_dtype, nondifferentiable=(0, 1), scalar=f"{{0}} {_symbol} {{1}}")
+          dtype=bool_dtype, nondifferentiable=(0, 1), scalar=f"{{0}} {_symbol} {{1}}",
+          sympy=_relation)
 
 
 def _where_vjp(g, out, condition, x, y):
@@ -467,7 +481,7 @@ def _where_vjp(g, out, condition, x, y):
 defop("where", 3, broadcast_shape, "np.where({0}, {1}, {2})", _where_vjp,
       scalar="({1} if {0} else {2})",
       dtype=lambda dtypes: float_dtype(dtypes[1:]), simplify=_through_broadcasts("where"),
-      nondifferentiable=(0,))
+      nondifferentiable=(0,), sympy=lambda sympy, c, x, y: sympy.Piecewise((x, c), (y, True)))
 
 
 @public("where")

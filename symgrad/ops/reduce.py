@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from .core import (Expr, apply, const, defop, literal, normalize_axes, op_function, public,
-                   same_dtype, static_shape)
+                   same_dtype, static_shape, sympy_operand)
 from .elementwise import exp, where
 from .shape import broadcast_to_like, expand_dims
 
@@ -91,7 +91,8 @@ def _sum_simplify(inputs, axis, keepdims):
 
 _emit_sum = emit_reduction("sum", "add")
 
-defop("sum", 1, reduced_shape, _emit_sum, _sum_vjp, simplify=_sum_simplify, reduces_masks=True)
+defop("sum", 1, reduced_shape, _emit_sum, _sum_vjp, simplify=_sum_simplify, reduces_masks=True,
+      sympy=sympy_operand)
 
 
 # -- mean ------------------------------------------------------------------------------------------
@@ -116,7 +117,7 @@ def _emit_axis_size(ctx):
 
 
 defop("axis_size", 1, lambda shapes, axis: (), _emit_axis_size, lambda g, out, x, axis: [None],
-      nondifferentiable=(0,))
+      nondifferentiable=(0,), sympy=lambda sympy, x, axis: sympy.Integer(1))
 
 
 def _mean_vjp(g, out, x, axis, keepdims):
@@ -142,7 +143,7 @@ def _emit_mean(ctx):
 
 
 defop("mean", 1, reduced_shape, _emit_mean, _mean_vjp, reduces_masks=True,
-      simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
+      simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None, sympy=sympy_operand)
 
 
 @public("mean", static=("axis", "keepdims"))
@@ -213,11 +214,11 @@ def _extremum_vjp(g, out, x, axis, keepdims):
 
 defop("max", 1, _nonempty_reduced_shape,
       emit_reduction("max", "maximum", initial=_identity_over_named_axes(lowest=True)),
-      _extremum_vjp, dtype=same_dtype,
+      _extremum_vjp, dtype=same_dtype, sympy=sympy_operand,
       simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
 defop("min", 1, _nonempty_reduced_shape,
       emit_reduction("min", "minimum", initial=_identity_over_named_axes(lowest=False)),
-      _extremum_vjp, dtype=same_dtype,
+      _extremum_vjp, dtype=same_dtype, sympy=sympy_operand,
       simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
 
 
@@ -263,7 +264,8 @@ def _emit_logsumexp(ctx):
 
 defop("logsumexp", 1, _nonempty_reduced_shape, _emit_logsumexp,
       lambda g, out, x, axis, keepdims: [_kept(g, axis, keepdims)
-                                         * exp(x - _kept(out, axis, keepdims))])
+                                         * exp(x - _kept(out, axis, keepdims))],
+      sympy=sympy_operand)
 
 
 @public("logsumexp", static=("axis", "keepdims"))

@@ -12,7 +12,7 @@ from ..errors import ArgumentError, InternalError, ShapeError, SymgradError
 import numpy as np
 
 from .core import (Expr, apply, broadcast_shapes, const, defop, literal, normalize_axes,
-                   op_function, public, same_dtype, static_shape)
+                   op_function, public, same_dtype, static_shape, sympy_operand)
 
 
 def _leading_axes(g, out):
@@ -45,7 +45,8 @@ def _broadcast_simplify(inputs):
 
 
 defop("broadcast_to_like", 2, _broadcast_shape, _emit_broadcast, _broadcast_vjp,
-      dtype=same_dtype, simplify=_broadcast_simplify, nondifferentiable=(1,), view=True)
+      dtype=same_dtype, simplify=_broadcast_simplify, nondifferentiable=(1,), view=True,
+      sympy=sympy_operand)
 
 
 def broadcast_to_like(x, like):
@@ -113,7 +114,7 @@ def _emit_expand_dims(ctx):
 
 defop("expand_dims", 1, _expanded_shape, _emit_expand_dims,
       lambda g, out, x, axis: [squeeze(g, axis)], dtype=same_dtype,
-      simplify=_view_simplify(np.expand_dims), view=True)
+      simplify=_view_simplify(np.expand_dims), view=True, sympy=sympy_operand)
 
 
 @op_function("expand_dims")
@@ -133,7 +134,7 @@ def _squeezed_shape(shapes, axis, **_):
 
 defop("squeeze", 1, _squeezed_shape, "np.squeeze({0}, {axis})",
       lambda g, out, x, axis: [expand_dims(g, axis)], dtype=same_dtype,
-      simplify=_view_simplify(np.squeeze), view=True)
+      simplify=_view_simplify(np.squeeze), view=True, sympy=sympy_operand)
 
 
 @op_function("squeeze")
@@ -196,7 +197,7 @@ def _emit_shape(ctx, shape):
 defop("reshape", 1, lambda shapes, shape: shape,
       lambda ctx: f"np.reshape({ctx.args[0]}, {_emit_shape(ctx, ctx.attrs['shape'])})",
       lambda g, out, x, shape: [reshape_like(g, x, _leading_axes(g, out))], dtype=same_dtype,
-      view=True)
+      view=True, sympy=sympy_operand)
 
 
 def _reshape_like_shape(shapes, keep):
@@ -216,7 +217,7 @@ def _emit_reshape_like(ctx):
 
 defop("reshape_like", 2, _reshape_like_shape, _emit_reshape_like,
       lambda g, out, x, like, keep: [reshape_like(g, x, _leading_axes(g, out)), None],
-      dtype=same_dtype, nondifferentiable=(1,), view=True,
+      dtype=same_dtype, nondifferentiable=(1,), view=True, sympy=sympy_operand,
       simplify=lambda inputs, keep: inputs[0] if inputs[0].shape == tuple(
           inputs[0].shape[:keep]) + tuple(inputs[1].shape) else None)
 
@@ -284,7 +285,7 @@ def _transpose_simplify(inputs, axes):
 
 
 defop("transpose", 1, _transposed_shape, _emit_transpose, _transpose_vjp, dtype=same_dtype,
-      simplify=_transpose_simplify, view=True)
+      simplify=_transpose_simplify, view=True, sympy=sympy_operand)
 
 
 @public("transpose", static=("axes",))
@@ -404,7 +405,7 @@ defop("getitem", 1, _indexed_shape, _emit_getitem,
       lambda g, out, x, index: [apply("index_grad", g, x, index=index,
                                       keep=_leading_axes(g, out))],
       dtype=same_dtype, simplify=lambda inputs, index: _getitem_simplify(inputs[0], index),
-      view=True)
+      view=True, sympy=sympy_operand)
 
 
 def _python_index(index):
@@ -591,7 +592,7 @@ def _concatenate_vjp(g, out, *parts, axis):
 
 
 defop("concatenate", None, _concatenated_shape, _emit_concatenate, _concatenate_vjp,
-      simplify=lambda inputs, axis: inputs[0] if len(inputs) == 1 else None)
+      simplify=lambda inputs, axis: inputs[0] if len(inputs) == 1 else None, sympy=sympy_operand)
 
 
 @public("concatenate", static=("axis",))
@@ -623,7 +624,7 @@ def _emit_zeros_like(ctx):
 
 
 defop("zeros_like", 1, lambda shapes: shapes[0], _emit_zeros_like, lambda g, out, x: [None],
-      nondifferentiable=(0,), scalar="0.0")
+      nondifferentiable=(0,), scalar="0.0", sympy=lambda sympy, x: sympy.Integer(0))
 
 
 def zeros_like(x):
@@ -650,6 +651,7 @@ def identity_like(x):
 defop("stop_gradient", 1, lambda shapes: shapes[0], "{0}", lambda g, out, x: [None],
       dtype=same_dtype, nondifferentiable=(0,), scalar="{0}", view=True,
       loop=None,        # its operand under another name: nothing to compute in a loop
+      sympy=sympy_operand,      # its value: SymPy's derivative of it is not zero
       simplify=lambda inputs: inputs[0] if inputs[0].op in ("const", "stop_gradient") else None)
 
 
