@@ -415,14 +415,16 @@ def _display_latex(expr):
 DISPLAY.update(svg=_display_picture("svg"), png=_display_picture("png"), latex=_display_latex)
 
 
-def defop(name, arity, shape, numpy, vjp, dtype=None, nondifferentiable=()):
+def defop(name, arity, shape, numpy, vjp, dtype=None, nondifferentiable=(), sympy=None):
     """Register a new primitive and return the function that builds it.
 
     ``shape(input_shapes, **attrs)`` gives the output shape; ``numpy`` is an emission template
     (operands ``{0}, {1}...``, attributes by name) or a function of the emission context; ``vjp(g,
     out, *inputs, **attrs)`` returns one Expr or None per input, built from existing ops, so that
     the new op can be differentiated to any order. ``g`` may carry leading batch axes (Jacobians
-    use them): address the op's own axes from the right.
+    use them): address the op's own axes from the right. ``sympy`` is the op in SymPy, for
+    ``to_sympy`` and ``from_sympy``: the name of a SymPy function that is the op ("sinh"), or a
+    function ``(sympy, *operands, **attrs)`` building it.
 
     >>> import symgrad as sg
     >>> cube = sg.defop("cube_example", 1, lambda shapes: shapes[0], "{0} ** 3",
@@ -443,8 +445,12 @@ def defop(name, arity, shape, numpy, vjp, dtype=None, nondifferentiable=()):
         raise SymgradError("defop needs a shape function, a NumPy template (or emitter) and a vjp")
     # symgrad cannot vouch for a user's emission: its result may be an operand's memory, and
     # running it may have effects, so codegen neither reuses its array nor folds it
+    if sympy is not None and not (callable(sympy) or isinstance(sympy, str)
+                                  and sympy.isidentifier()):
+        raise SymgradError(f"defop: sympy must be a SymPy function's name or a function, "
+                           f"got {sympy!r}")
     register(name, arity, shape, numpy, vjp, dtype=dtype or float_dtype,
-             nondifferentiable=tuple(nondifferentiable), view=True, foldable=False)
+             nondifferentiable=tuple(nondifferentiable), sympy=sympy, view=True, foldable=False)
 
     def build(*operands, **attrs):
         return apply(name, *operands, **attrs)

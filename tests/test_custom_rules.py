@@ -5,6 +5,8 @@ Every op registered here is removed from sg.OPS by its fixture (tests/test_ops.p
 op in sg.OPS has a table entry).
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 import sympy
@@ -393,3 +395,24 @@ def test_custom_gradient_needs_a_callable_rule():
     x = sg.var("x")
     with pytest.raises(sg.SymgradError, match="callable"):
         sg.custom_gradient(x, [x], None)
+
+
+def test_a_users_op_with_a_sympy_form_converts_both_ways():
+    # sg.defop(..., sympy=) puts the op's SymPy form on its record, as symgrad's own ops have it
+    with contextlib.contextmanager(registered)(
+            "sinh_example", 1, lambda shapes: shapes[0], "np.sinh({0})",
+            vjp=lambda g, out, x: [g * (sg.exp(x) + sg.exp(-x)) * 0.5], sympy="sinh") as sinh:
+        x = sg.var("x")
+        y = sinh(x) * x
+        converted = sg.to_sympy(y)
+        s = sympy.Symbol("x")
+        assert sympy.simplify(converted - sympy.sinh(s) * s) == 0
+        back = sg.from_sympy(sympy.sinh(s))
+        assert back.op == "sinh_example"
+        fn = sg.compile(sg.grad(y, x), inputs=[x])
+        want = sympy.lambdify(s, sympy.diff(sympy.sinh(s) * s, s))(0.7)
+        assert fn(0.7) == pytest.approx(want, rel=1e-14)
+    with pytest.raises(sg.SymgradError, match="sympy must be"):
+        sg.defop("bad_sympy_example", 1, lambda shapes: shapes[0], "{0}",
+                 vjp=lambda g, out, x: [g], sympy="not a name")
+    assert "bad_sympy_example" not in sg.OPS
