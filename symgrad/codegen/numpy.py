@@ -22,12 +22,11 @@ from .memory import (PASSES, block_rows, made_with_its_value, number_workspace_s
 from .plan import Plan, operand_forms
 
 
-class NumpyRenderer:
-    """Writes one Python function computing the plan's outputs from its inputs (variable
-    nodes). ``names`` maps each node with a value in the source to its name there;
-    ``namespace`` is what the source is compiled in."""
-
-    syntax = NUMPY_SYNTAX   # how emitters index, transpose and reshape (EmitContext)
+class FunctionNames:
+    """The names and the namespace of one generated function: ``names`` maps each node with a
+    value in the source to its name there (inputs keep theirs; symgrad.naming makes the others),
+    ``namespace`` is what the source is compiled in. The naming services an emitter asks for
+    through its EmitContext (dimension lengths, helpers' names) are here."""
 
     def __init__(self, plan, function_name="f", taken=()):
         self.plan = plan
@@ -44,9 +43,6 @@ class NumpyRenderer:
         self.namespace = {"np": np, "float": float, "__builtins__": {}}
         self._dims = {}
         self._constants = 0
-        self._block_names = None    # the variables of the loops over blocks (blocked sums)
-
-    # -- naming services (EmitContext's) ----------------------------------------------------------
 
     def dim(self, name):
         """The variable holding the run-time length of dimension ``name``, read from the first
@@ -87,6 +83,24 @@ class NumpyRenderer:
         name = self.namespace_constant(self.plan.value(node))
         self.names[node] = name
         return name
+
+    def dim_lines(self):
+        """The statements reading the lengths of the dimensions asked for."""
+        return [f"{name} = {expression}" for name, expression in self._dims.values()]
+
+
+class NumpyRenderer(FunctionNames):
+    """Writes one Python function computing the plan's outputs from its inputs (variable
+    nodes): the statements of each step, as the plan's memory decisions say, and the function
+    around them."""
+
+    syntax = NUMPY_SYNTAX   # how emitters index, transpose and reshape (EmitContext)
+
+    def __init__(self, plan, function_name="f", taken=()):
+        super().__init__(plan, function_name, taken)
+        self._block_names = None    # the variables of the loops over blocks (blocked sums)
+
+    # -- operands ------------------------------------------------------------------------------------
 
     def operand_dtype(self, node):
         """The dtype of ``node``'s value as the emitted code holds it."""
@@ -300,7 +314,7 @@ class NumpyRenderer:
         returned = self.returned_values(trace)
         params = ", ".join(self.names[n] for n in self.plan.inputs)
         lines = [f"def {self.function_name}({params}):"]
-        lines += [f"    {name} = {expression}" for name, expression in self._dims.values()]
+        lines += [f"    {line}" for line in self.dim_lines()]
         if self.plan.slot_shapes:
             # a call takes a workspace from the function's pool (or makes one) and gives it back
             # on the way out; concurrent calls each hold their own
