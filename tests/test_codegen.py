@@ -743,32 +743,51 @@ def fn_inputs(fn, x, v):
     return [x] if fn.input_names == ["x"] else [v]
 
 
+def assignment(target, template, operands, comment=""):
+    """A statement of the scalar fast path as its renderer records it: ``target`` assigned
+    ``template`` with its fields {k} reading variable ``operands[k]``."""
+    from symgrad.codegen.scalar import _Expression, _Statement
+    return _Statement(f"{target} = ", _Expression.parsed(template, operands), comment, target)
+
+
+def returning(template, operands):
+    from symgrad.codegen.scalar import _Expression, _Statement
+    return _Statement("return ", _Expression.parsed(template, operands))
+
+
+def condition(template, operands):
+    from symgrad.codegen.scalar import _Expression, _Statement
+    return _Statement("if ", _Expression.parsed(template, operands), ":")
+
+
 def random_program(rng, names, length):
-    """Straight-line statements as the scalar fast path writes them, each a pure expression of
+    """Straight-line statements as the scalar fast path records them, each a pure expression of
     earlier names, ending in a return of a few of them."""
     forms = ["{0} + {1}", "{0} - {1}", "{0} * {1}", "{0} / {1}", "-{0}", "{0} ** 2.0",
-             "math.sin({0})", "({0} if {0} > {1} else {1})", "{0} - 0.5 * {1}"]
-    lines, known = [], list(names)
+             "math.sin({0})", "({0} if {0} > {1} else {1})", "{0} - 0.5 * {1}",
+             "float({0} > {1}) * {1}", "math.pow({0}, 3.0)", "{0}"]
+    statements, known = [], list(names)
     for k in range(length):
         operands = [known[i] for i in rng.integers(0, len(known), 2)]
-        lines.append(f"t{k} = {forms[rng.integers(len(forms))].format(*operands)}"
-                     + ("  # grad of t0" if rng.random() < 0.3 else ""))
+        statements.append(assignment(f"t{k}", forms[rng.integers(len(forms))], operands,
+                                     "  # grad of t0" if rng.random() < 0.3 else ""))
         known.append(f"t{k}")
     returned = [known[i] for i in rng.integers(len(names), len(known), 3)]
-    return lines + [f"return {', '.join(returned)}"]
+    return statements + [returning("{0}, {1}, {2}", returned)]
 
 
 def test_tidying_the_fast_path_keeps_every_value_bit_for_bit():
     # dropped assignments nothing reads and inlined one-read temporaries compute the same
     # floats in the same order: operator precedence is kept by the parentheses it adds
-    from symgrad.codegen.scalar import _tidy
+    from symgrad.codegen.scalar import _lines, _tidy
     rng = np.random.default_rng(7)
     for trial in range(300):
         program = random_program(rng, ["x", "y"], int(rng.integers(1, 12)))
+        written = _lines(program)
         tidied = _tidy([], [program], [])
-        assert len(tidied) <= len(program)
+        assert len(tidied) <= len(written)
         results = []
-        for body in (program, tidied):
+        for body in (written, tidied):
             namespace = {"math": math}
             exec("def f(x, y):\n" + "".join(f"    {line}\n" for line in body), namespace)
             with np.errstate(all="ignore"):
@@ -781,14 +800,80 @@ def test_tidying_the_fast_path_keeps_every_value_bit_for_bit():
             # answers where it would have handed the call to NumPy, which answers the same
             assert results[1] == results[0] or not isinstance(results[1], type)
             continue
-        assert all(same_numbers(a, b) for a, b in zip(*results)), (program, tidied)
+        assert all(same_numbers(a, b) for a, b in zip(*results)), (written, tidied)
     # a temporary read once is written where it is read; one read twice stays
-    assert _tidy([], [["t0 = x - y", "t1 = t0 * 2.0", "t2 = x + y", "return t1, t2 + t1"]],
-                 []) == ["t1 = (x - y) * 2.0", "return t1, t2 + t1".replace("t2", "(x + y)")]
+    program = [assignment("t0", "{0} - {1}", ["x", "y"]), assignment("t1", "{0} * 2.0", ["t0"]),
+               assignment("t2", "{0} + {1}", ["x", "y"]), returning("{0}, {1} + {0}", ["t1", "t2"])]
+    assert _tidy([], [program], []) == ["t1 = (x - y) * 2.0", "return t1, (x + y) + t1"]
     # a prefix name read in a case is not inlined into it; the general case may read its own
-    prefix, cases = ["t0 = x * y", "t9 = x - y"], [["return t0,"], ["t1 = t0 + 1.0", "return t1,"]]
-    assert _tidy(prefix, cases, ["if x > y:"]) == [
+    prefix = [assignment("t0", "{0} * {1}", ["x", "y"]), assignment("t9", "{0} - {1}", ["x", "y"])]
+    cases = [[returning("{0},", ["t0"])],
+             [assignment("t1", "{0} + 1.0", ["t0"]), returning("{0},", ["t1"])]]
+    assert _tidy(prefix, cases, [condition("{0} > {1}", ["x", "y"])]) == [
         "t0 = x * y", "if x > y:", "    return t0,", "return t0 + 1.0,"]
+
+
+@pytest.mark.parametrize("template, reader, want", [
+    # set apart (a call argument, a tuple item, a conversion's operand): no parentheses
+    ("{0} - {1}", "math.sin({0})", "return math.sin(x - y),"),
+    ("{0} > {1}", "float({0}) * 2.0", "return float(x > y) * 2.0,"),
+    ("{0} - {1}", "math.pow({0}, 3.0)", "return math.pow(x - y, 3.0),"),
+    # next to an operator: parenthesised, so that -x squared stays (-x) ** 2.0
+    ("-{0}", "{0} ** 2.0", "return (-x) ** 2.0,"),
+    ("{0} - {1}", "{1} + {0}", "return y + (x - y),"),
+    ("{0} + {1}", "({0} if {1} > 0.0 else 0.0)", "return ((x + y) if y > 0.0 else 0.0),"),
+    # binding tighter than any operator: no parentheses
+    ("math.exp({0})", "{0} * 2.0", "return math.exp(x) * 2.0,"),
+    ("({0} if {0} > {1} else {1})", "-{0}", "return -(x if x > y else y),"),
+    ("1.0", "{0} * {1}", "return 1.0 * y,"),
+])
+def test_an_inlined_expression_is_written_by_the_readers_emission(template, reader, want):
+    # where the temporary is read, and whether its expression needs parentheses there, come from
+    # the emissions' templates, not from the text around the read
+    from symgrad.codegen.scalar import _tidy
+    program = [assignment("t0", template, ["x", "y"]), returning(reader + ",", ["t0", "y"])]
+    assert _tidy([], [program], []) == [want]
+    # a read inside an expression written bare takes the side of the place that expression is
+    # in; inside parentheses it is set apart on the side of each parenthesis
+    program = [assignment("t0", "{0} - {1}", ["x", "y"]), assignment("t1", "math.sin({0})", ["t0"]),
+               returning("{0} * 2.0, {1}", ["t1", "y"])]
+    assert _tidy([], [program], []) == ["return math.sin(x - y) * 2.0, y"]
+    program = [assignment("t0", "{0} * {1}", ["x", "y"]), assignment("t1", "{0} + 1.0", ["t0"]),
+               returning("-{0}, {1}", ["t1", "y"])]
+    assert _tidy([], [program], []) == ["return -((x * y) + 1.0), y"]
+    program = [assignment("t0", "{0} * {1}", ["x", "y"]), assignment("t1", "{0}", ["t0"]),
+               returning("{0}, {1}", ["t1", "y"])]
+    assert _tidy([], [program], []) == ["return x * y, y"]
+
+
+def test_an_emission_whose_reads_the_fast_path_cannot_see_is_kept_as_written():
+    # an emitter deciding on its operand's name, or writing statements of its own: nothing is
+    # inlined into what it wrote (the variables it reads are not where a template would say)
+    from symgrad.ops.core import apply, defop
+
+    def decides_on_the_name(ctx):
+        operand = ctx.args[0]
+        return f"{operand} * 2.0" if operand.isidentifier() else f"2.0 * {operand}"
+
+    def two_statements(ctx):
+        helper = ctx.temp("h")
+        return [f"{helper} = {ctx.args[0]} * 3.0", f"{ctx.out} = {helper} + 1.0"]
+
+    defop("named_twice", 1, lambda shapes: shapes[0], "{0} * 2.0", lambda g, out, x: [g * 2.0],
+          scalar=decides_on_the_name)
+    defop("in_statements", 1, lambda shapes: shapes[0], "{0} * 3.0 + 1.0",
+          lambda g, out, x: [g * 3.0], scalar=two_statements)
+    try:
+        x, y = sg.var("x"), sg.var("y")
+        f = apply("in_statements", apply("named_twice", x + y) - y)
+        fn = sg.compile([f, *sg.grad(f, [x, y])], inputs=[x, y])
+        lines = [line.strip() for line in fn.scalar_source.splitlines()]
+        # the opaque expression is itself inlined, parenthesised, into its reader
+        assert lines[3:7] == ["t0 = x + y", "t2 = (t0 * 2.0) - y", "t3_h = t2 * 3.0",
+                              "t3 = t3_h + 1.0"], fn.scalar_source
+        assert fn(0.5, 0.25) == (4.75, 6.0, 3.0) and type(fn(0.5, 0.25)[0]) is float
+    finally:
+        del sg.OPS["named_twice"], sg.OPS["in_statements"]
 
 
 def test_every_ordered_op_is_what_it_declares_on_each_side():
