@@ -3,6 +3,8 @@
 Imports everything to its left (graph, ops, parse, differentiate, codegen); cli imports only this.
 """
 
+import contextlib
+import gc
 import inspect
 import keyword
 import math
@@ -206,7 +208,7 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
     single, outputs, inputs = _checked(outputs, inputs, "compile")
     graph = graph_of(*outputs, *inputs)
     output_nodes, input_nodes = [o.node for o in outputs], [e.node for e in inputs]
-    with graph.lock:
+    with graph.lock, _collector_paused():
         log = construction_rewrites(graph, output_nodes)
         if optimize:
             optimized = run_optimizer(graph, output_nodes, input_nodes, log=log)
@@ -260,6 +262,22 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
     if explain:
         print(explain_text(rewrites))
     return compiled
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Python's cycle collector paused while a function is compiled, and restored after unless
+    the caller had it off. Optimising and generating code allocate containers by the hundred
+    thousand that live until compiling ends, and each full collection they trigger walks every
+    object alive, the user's graph included: on a 100k-node graph most of the time code
+    generation took (tests/benchmarks/README.md). Cycles made meanwhile are collected after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def construction_rewrites(graph, outputs):

@@ -1265,3 +1265,21 @@ def test_constants_read_only_by_folding_stay_out_of_the_namespace():
     table = sg.show_graph(h, [x])
     names = [line.split()[0] for line in table.splitlines()[2:]]
     assert all(name in read or not re.fullmatch(r"c\d+", name) for name in names), table
+
+
+def test_compiling_leaves_the_cycle_collector_as_it_found_it():
+    # compile pauses Python's cycle collector while it works (api._collector_paused)
+    import gc
+    x = sg.var("x")
+    assert gc.isenabled()
+    sg.compile(sg.sin(x), inputs=[x])
+    assert gc.isenabled()
+    with pytest.raises(sg.SymgradError):
+        sg.compile(sg.var("y_never_an_input") * x, inputs=[x])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        sg.compile(sg.cos(x), inputs=[x])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -96,12 +96,12 @@ class ArrayAPIRenderer(NumpyRenderer):
     def render_step(self, step, lines):
         """A boolean array in arithmetic (``(x > 0) * y``) is made floating first: NumPy promotes
         it, the standard has no promotion between kinds (array-api-strict refuses it)."""
-        data = self.graph.nodes[step.node]
+        data = self.plan.nodes[step.node]
         swapped = {}
         if data["dtype"] != "bool":
             for position, operand in enumerate(data["inputs"]):
                 name = self.names.get(operand)
-                if self.graph.nodes[operand]["dtype"] != "bool" or name is None \
+                if self.plan.nodes[operand]["dtype"] != "bool" or name is None \
                         or (data["op"] == "where" and position == 0):
                     continue
                 if operand not in self._as_float:

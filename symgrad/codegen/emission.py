@@ -101,12 +101,12 @@ class EmitContext:
     emitter writing those through the context is portable to every backend. ``names`` is the
     renderer's: it says how a dimension's length and a helper's name are had."""
 
-    def __init__(self, names, graph, node, args, out, operand_dtypes, syntax=NUMPY_SYNTAX):
-        data = graph.nodes[node]
+    def __init__(self, names, nodes, node, args, out, operand_dtypes, syntax=NUMPY_SYNTAX):
+        data = nodes[node]
         self.args = args
         self.attrs = {key: plain(value) for key, value in data["attrs"].items()}
         self.shape = data["shape"]
-        self.shapes = [graph.nodes[i]["shape"] for i in data["inputs"]]
+        self.shapes = [nodes[i]["shape"] for i in data["inputs"]]
         self.dtypes = operand_dtypes
         self.dtype = data["dtype"]
         self.out = out

@@ -49,20 +49,18 @@ def plain_compute(plan, step):
 
 def made_with_its_value(plan, step):
     """Whether ``step`` is an index_grad whose array its value's step makes (into_slice)."""
-    data = plan.nodes[step.node]
-    return data["op"] == "index_grad" and plan.into_slice.get(data["inputs"][0]) == step.node
+    return step.node in plan.slice_arrays
 
 
 def new_workspace_arrays(plan, step):
     """The nodes ``step`` makes a new array for in the workspace."""
     if step.kind == "group":
         group = step.group
-        return [n for n in group.outputs if n not in group.reductions
-                and n not in plan.into_slice and plan.nodes[n]["dtype"] != "bool"
-                and n in plan.workspace_eligible]
-    if plain_compute(plan, step) and step.reuses is None and step.updates is None \
-            and step.node in plan.workspace_eligible \
-            and fills_any_buffer(plan.nodes[step.node]["op"]):
+        return [n for n in group.outputs if n in plan.workspace_eligible
+                and n not in group.reductions and n not in plan.into_slice
+                and plan.nodes[n]["dtype"] != "bool"]
+    if step.node in plan.workspace_eligible and step.reuses is None and step.updates is None \
+            and plain_compute(plan, step) and fills_any_buffer(plan.nodes[step.node]["op"]):
         return [step.node]
     return []
 
@@ -70,19 +68,22 @@ def new_workspace_arrays(plan, step):
 def fresh_arrays(plan, step):
     """The nodes whose arrays ``step`` leaves fresh, owned by the function alone: only these
     may be taken over by a later step or released early."""
-    if step.kind == "group":
-        return [n for n in step.group.outputs if n not in step.group.reductions]
-    if step.kind != "compute" or step.in_blocks:
+    if step.kind != "compute":
+        if step.kind == "group":
+            return [n for n in step.group.outputs if n not in step.group.reductions]
         return []
     node = step.node
+    if step.in_blocks:
+        return []
     if step.blocked_term is not None:
         return [node, step.blocked_term]
     if step.mask or node in plan.into_slice or made_with_its_value(plan, step):
         return [node]
     data = plan.nodes[node]
-    took = step.reuses is not None or step.updates is not None \
-        or bool(new_workspace_arrays(plan, step))
-    if data["shape"] != () and (not OPS[data["op"]].emit.view or took):
+    if data["shape"] == ():
+        return []
+    if not OPS[data["op"]].emit.view or step.reuses is not None or step.updates is not None \
+            or new_workspace_arrays(plan, step):
         return [node]
     return []
 
@@ -169,6 +170,7 @@ def writes_into_slices(plan):
                 and static_shape(nodes[step.node]["shape"])
                 and not plan.constant_operands(data)):
             plan.into_slice[value] = step.node
+            plan.slice_arrays.add(step.node)
     return plan
 
 
@@ -369,14 +371,11 @@ def number_workspace_slots(plan):
         if step.blocked_term is not None:
             block_shape, _ = block_rows(plan.nodes[step.node]["shape"])
             step.block_slot = take(block_shape)
-        if step.reuses is not None or step.updates is not None:
-            taken = step.reuses if step.reuses is not None else step.updates
-            if taken in slot_of:
-                slot_of[step.node] = slot_of.pop(taken)
+        taken = step.reuses if step.reuses is not None else step.updates
+        if taken is not None and taken in slot_of:
+            slot_of[step.node] = plan.slots[step.node] = slot_of.pop(taken)
         for node in new_workspace_arrays(plan, step):
-            slot_of[node] = take(plan.nodes[node]["shape"])
-        plan.slots.update((node, slot_of[node]) for node in fresh_arrays(plan, step)
-                          if node in slot_of)
+            slot_of[node] = plan.slots[node] = take(plan.nodes[node]["shape"])
         if step.block_slot is not None:
             free.setdefault(plan.slot_shapes[step.block_slot], []).append(step.block_slot)
         for node in step.released:

@@ -298,7 +298,7 @@ class NumbaRenderer(NumpyRenderer):
         fills, and sums the kernel returns as floats."""
         group = step.group
         shape_donor = next(self.operand(i) for i in group.operands
-                           if self.graph.nodes[i]["shape"] == group.shape)
+                           if self.plan.nodes[i]["shape"] == group.shape)
         shape = (repr(tuple(group.shape)) if static_shape(group.shape)
                  else f"np.shape({shape_donor})")
         filled, summed = [], []
@@ -312,7 +312,7 @@ class NumbaRenderer(NumpyRenderer):
                 lines.append(f"{self.names[node]} = {self.slice_view(node, lines)}")
                 filled.append(self.names[node])
                 continue
-            if self.graph.nodes[node]["dtype"] == "bool":
+            if self.plan.nodes[node]["dtype"] == "bool":
                 buffer = f"np.empty({shape}, np.bool_)"
             else:
                 buffer = (f"_sg_ws[{self.plan.slots[node]}]" if node in self.plan.slots
@@ -338,7 +338,7 @@ class NumbaRenderer(NumpyRenderer):
         index = naming.LOOP_INDEX
         length = None                       # the first array parameter: its length is the loop's
         for operand in group.operands:
-            data = self.graph.nodes[operand]
+            data = self.plan.nodes[operand]
             if data["shape"] == () and operand not in self.names:
                 local[operand] = self.operand(operand)        # a literal, written inline
                 continue
@@ -362,7 +362,7 @@ class NumbaRenderer(NumpyRenderer):
             params.append(name)
         body = list(loads)
         for k, node in enumerate(group.members):
-            data = self.graph.nodes[node]
+            data = self.plan.nodes[node]
             args = [local[i] for i in data["inputs"]]
             local[node] = naming.kernel_local("value", k)
             if node in group.reductions:

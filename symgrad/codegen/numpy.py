@@ -38,7 +38,7 @@ class FunctionNames:
         self.namer = Namer(taken=[function_name, *taken])
         self.names = {}
         for node in plan.inputs:
-            self.names[node] = self.namer.claim(self.graph.nodes[node]["attrs"]["name"])
+            self.names[node] = self.namer.claim(self.plan.nodes[node]["attrs"]["name"])
         self.input_names = {self.names[node] for node in plan.inputs}
         self.namespace = {"np": np, "float": float, "__builtins__": {}}
         self._dims = {}
@@ -49,7 +49,7 @@ class FunctionNames:
         input that has it."""
         if name not in self._dims:
             for node in self.plan.inputs:
-                shape = self.graph.nodes[node]["shape"]
+                shape = self.plan.nodes[node]["shape"]
                 if name in shape:
                     self._dims[name] = (self.namer.claim(naming.dimension(name)),
                                         f"np.shape({self.names[node]})[{shape.index(name)}]")
@@ -117,11 +117,11 @@ class NumpyRenderer(FunctionNames):
 
     @property
     def nodes(self):
-        return self.graph.nodes
+        return self.plan.nodes
 
     def context(self, node, args):
-        data = self.graph.nodes[node]
-        return EmitContext(self, self.graph, node, args, self.names[node],
+        data = self.plan.nodes[node]
+        return EmitContext(self, self.plan.nodes, node, args, self.names[node],
                            [self.operand_dtype(i) for i in data["inputs"]], self.syntax)
 
     def comment(self, data):
@@ -133,7 +133,7 @@ class NumpyRenderer(FunctionNames):
         elif source in self.names:
             label = self.names[source]
         else:
-            label = self.graph.nodes[source]["op"]
+            label = self.plan.nodes[source]["op"]
         # a newline in an op name would end the comment and start a statement
         return f"  # grad of {label}" if naming.is_identifier(label) else ""
 
@@ -141,7 +141,7 @@ class NumpyRenderer(FunctionNames):
         """Keep ``node``'s statements on its step (for the table and pictures) and emit them,
         each with the node's comment."""
         step.statements[node] = body
-        comment = self.comment(self.graph.nodes[node])
+        comment = self.comment(self.plan.nodes[node])
         lines.extend(statement + comment for statement in body)
 
     # -- the body ------------------------------------------------------------------------------------
@@ -158,6 +158,8 @@ class NumpyRenderer(FunctionNames):
     def render_step(self, step, lines):
         if step.kind in ("input", "constant"):
             return                  # named when read: a number is written where it is read
+        if step.statements is None:
+            step.statements = {}
         if step.kind == "alias":
             self.names[step.node] = self.operand(step.alias_of)
             return
@@ -171,7 +173,7 @@ class NumpyRenderer(FunctionNames):
         elif step.node in self.plan.into_slice:
             self.render_into_slice(step, lines)
         elif step.mask:
-            data = self.graph.nodes[step.node]
+            data = self.plan.nodes[step.node]
             args = self.args(data)
             self.names[step.node] = self.new_name(step.node)
             body = OPS[data["op"]].emit.numpy_mask(self.context(step.node, args))
@@ -191,7 +193,7 @@ class NumpyRenderer(FunctionNames):
 
     def render_compute(self, step, lines):
         node = step.node
-        data = self.graph.nodes[node]
+        data = self.plan.nodes[node]
         args = self.args(data)
         if step.updates is not None:
             # the dying operand's array carries on, updated, as node's
@@ -220,20 +222,21 @@ class NumpyRenderer(FunctionNames):
         reader = self.plan.into_slice[node]
         self.names[reader] = self.new_name(reader)
         # its shape is static: the array reads neither operand (the second may not exist yet)
-        reader_ctx = EmitContext(self, self.graph, reader, [self.names[node], "None"],
+        reader_ctx = EmitContext(self, self.plan.nodes, reader, [self.names[node], "None"],
                                  self.names[reader],
-                                 [self.operand_dtype(i) for i in self.graph.nodes[reader]["inputs"]],
+                                 [self.operand_dtype(i) for i in self.plan.nodes[reader]["inputs"]],
                                  self.syntax)
         start, index = index_grad_target(reader_ctx)
-        comment = self.comment(self.graph.nodes[reader])
+        comment = self.comment(self.plan.nodes[reader])
         lines.extend(statement + comment for statement in start)
-        self.plan.step_of[reader].statements[reader] = []
+        reader_step = self.plan.step_of[reader]
+        reader_step.statements = {reader: []}
         return reader_ctx.item(self.names[reader], index)
 
     def render_into_slice(self, step, lines):
         """Emit ``node`` straight into the slice of its index_grad reader's array."""
         node = step.node
-        data = self.graph.nodes[node]
+        data = self.plan.nodes[node]
         args = self.args(data)
         self.names[node] = self.new_name(node)
         ctx = self.context(node, args)
@@ -245,7 +248,7 @@ class NumpyRenderer(FunctionNames):
         """Emit ``node`` = other + term (or other - term) as a loop over blocks of rows, each
         block of the term made into a workspace block and added at once: into the other
         operand's array when the plan has it taken over, else into a new array."""
-        nodes = self.graph.nodes
+        nodes = self.plan.nodes
         node, term = step.node, step.blocked_term
         data = nodes[node]
         other = next(i for i in data["inputs"] if i != term)
@@ -285,7 +288,7 @@ class NumpyRenderer(FunctionNames):
     def returned(self, node):
         """An output as a fresh array: never a view of an argument or of a constant, never the
         read-only result of a broadcast."""
-        data = self.graph.nodes[node]
+        data = self.plan.nodes[node]
         if OPS[data["op"]].emit.view or self.names.get(node) in self.input_names \
                 or self.names.get(node) in self.namespace:
             if data["shape"] == ():
@@ -303,7 +306,7 @@ class NumpyRenderer(FunctionNames):
             value = self.returned(node)
             # the same node asked for twice comes back as two arrays, not one array twice
             if node in outputs[:k] and not value.startswith("np."):
-                value = f"np.array({value})" if self.graph.nodes[node]["shape"] != () else value
+                value = f"np.array({value})" if self.plan.nodes[node]["shape"] != () else value
             returned.append(value)
         return returned
 
@@ -374,7 +377,8 @@ def tabulated(graph, outputs, inputs, trace=False):
     plan = planned(graph, outputs, inputs, passes=() if trace else TABLE_PASSES)
     renderer = NumpyRenderer(plan)
     source = renderer.source(trace=trace)
-    statements = {node: body for step in plan.steps for node, body in step.statements.items()}
+    statements = {node: body for step in plan.steps if step.statements
+                  for node, body in step.statements.items()}
     return Rendered(source, renderer.namespace, renderer.names, statements, plan.order,
                     frozenset(plan.folded))
 

@@ -32,11 +32,16 @@ class Step:
     "alias" (another node's value under another name: stop_gradient), "compute", or "group".
     """
 
+    # a plan holds one step per node: slots keep a large plan's memory (and its collector's work)
+    # down
+    __slots__ = ("kind", "node", "group", "operands", "alias_of", "mask", "blocked_term",
+                 "in_blocks", "reuses", "updates", "block_slot", "released", "statements")
+
     def __init__(self, kind, node=None, operands=(), group=None):
         self.kind = kind
         self.node = node
         self.group = group
-        self.operands = list(operands)
+        self.operands = operands
         self.alias_of = None        # an alias's node, whose value it is
         # the memory decisions (codegen.memory), each None / False when not taken
         self.mask = False           # the value is given as a boolean mask (Emission.numpy_mask)
@@ -45,8 +50,8 @@ class Step:
         self.reuses = None          # the dying operand whose array the result is written into
         self.updates = None         # the same, written as an augmented assignment (t1 *= 2.0)
         self.block_slot = None      # a blocked sum's workspace slot of one block of its term
-        self.released = []          # the nodes whose arrays are released (del) after the step
-        self.statements = {}        # node -> its statements, as the renderer wrote them
+        self.released = ()          # the nodes whose arrays are released (del) after the step
+        self.statements = None      # node -> its statements, as the renderer wrote them
 
     def __repr__(self):
         return f"<step {self.kind} {self.node if self.group is None else self.group}>"
@@ -63,7 +68,9 @@ class Plan:
 
     def __init__(self, graph, outputs, inputs, form="numpy"):
         self.graph = graph
-        self.nodes = graph.nodes
+        # the node data by key: networkx's own dict, read directly (its NodeView is a
+        # function call per lookup, and a plan reads node data a few times per step)
+        self.nodes = graph._node
         self.outputs = list(outputs)
         self.output_set = set(self.outputs)
         self.inputs = list(inputs)
@@ -81,6 +88,7 @@ class Plan:
         self.group_of = {}          # node -> the group computing it (codegen.numba)
         # the memory decisions that concern nodes, grouped or not (codegen.memory)
         self.into_slice = {}        # value -> the index_grad whose array's slice it is written to
+        self.slice_arrays = set()   # those index_grads, whose arrays their values' steps make
         self.workspace_eligible = set()     # nodes whose new arrays may live in the workspace
         self.slots = {}             # node -> the workspace slot its array lives in
         self.slot_shapes = []       # workspace slot -> the shape of its array
@@ -132,11 +140,10 @@ class Plan:
     def constant_operands(self, data):
         """Whether ``data``'s node can be computed now: a built-in op on constants only, with a
         result of at most FOLD_LIMIT entries."""
-        if not OPS[data["op"]].emit.foldable or not data["inputs"]:
+        if not data["inputs"] or not all(self.is_constant(i) for i in data["inputs"]):
             return False
-        if not static_shape(data["shape"]) or math.prod(data["shape"]) > FOLD_LIMIT:
-            return False
-        return all(self.is_constant(i) for i in data["inputs"])
+        return OPS[data["op"]].emit.foldable and static_shape(data["shape"]) \
+            and math.prod(data["shape"]) <= FOLD_LIMIT
 
     def is_constant(self, node):
         return node in self.folded or self.nodes[node]["op"] == "const"
@@ -179,7 +186,7 @@ class Plan:
             # an identity of an inlined literal: give it a NumPy type, as ops expect arrays
             emitter = f"{scalar_type(data['dtype'])}({{0}})"
         try:
-            ctx = EmitContext(_FoldingNames(), self.graph, node, args, "_sg_folded",
+            ctx = EmitContext(_FoldingNames(), self.nodes, node, args, "_sg_folded",
                               [self.operand_dtype(i) for i in data["inputs"]])
             body = statements(emitter, ctx, LazyLiterals(data["attrs"]))
             source = "def _sg_fold():\n" + "".join(f"    {s}\n" for s in body) \

@@ -112,7 +112,7 @@ class ScalarRenderer(NumpyRenderer):
         """Append ``step``'s statement to ``lines`` as a record: its emission, with the variables
         it reads in the places the emission puts its operands."""
         node = step.node
-        data = self.graph.nodes[node]
+        data = self.plan.nodes[node]
         emitter = self.emitter(data)
         args = self.args(data)
         target = self.names[node] = self.new_name(node)
@@ -144,7 +144,7 @@ class ScalarRenderer(NumpyRenderer):
             if isinstance(emitter, str):
                 template = _FORMATTER.vformat(emitter, fields, _EscapedLiterals(data["attrs"]))
             else:
-                template = emitter(EmitContext(_ShapeNames(), self.graph, node, fields,
+                template = emitter(EmitContext(_ShapeNames(), self.plan.nodes, node, fields,
                                                self.names[node],
                                                [self.operand_dtype(i) for i in data["inputs"]],
                                                self.in_place))
