@@ -43,8 +43,9 @@ def describe(graph, outputs, inputs, values=None):
         if (data["op"] == "const" or node in rendered.folded) and node not in rendered.names:
             continue        # a value known when compiling that the code never reads
         name = rendered.names.get(node)
-        code = "; ".join(s.split(" = ", 1)[1] if i == 0 else s
-                         for i, s in enumerate(rendered.statements.get(node, [])))
+        code = "; ".join(rendered.statements.get(node, []))
+        if name is not None and code.startswith(f"{name} = "):
+            code = code[len(name) + 3:]     # the name column says what is assigned
         if data["op"] == "const":
             code = f"constant of shape {data['shape']}"
         rows.append({"node": node, "name": name, "kind": _kind(data), "op": data["op"],

@@ -1283,3 +1283,23 @@ def test_compiling_leaves_the_cycle_collector_as_it_found_it():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_review_regressions_of_the_codegen_package():
+    # the fast path inlines into an op whose Python-float form is a function (math.pow): the
+    # shape of its emission was lost to an attribute error a broad except swallowed
+    x, y = sg.var("x"), sg.var("y")
+    fn = sg.compile([sg.sin(x * y) ** 3 + sg.cos(x) ** 2], inputs=[x, y])
+    assert "math.pow(math.sin(x * y), 3.0)" in fn.scalar_source, fn.scalar_source
+    (value,) = fn(0.3, 0.7)
+    assert value == pytest.approx(math.sin(0.3 * 0.7) ** 3 + math.cos(0.3) ** 2, rel=1e-15)
+    # the table of a graph with a sum made in blocks (whose statements assign no name)
+    from symgrad.codegen import memory
+    n = int(math.isqrt(memory.BLOCKED_SUM_MIN)) + 8
+    W, X = sg.var("W_blocked", shape=(n, n)), sg.var("X_blocked", shape=(n, n))
+    table = sg.show_graph([X @ W + W * 2e-4], [W, X])
+    assert "[rows]" in table, table
+    # a node whose statements start with a helper's shows that helper's assignment
+    v = sg.var("v_lse", shape=(3,))
+    row = [line for line in sg.show_graph(sg.logsumexp(v), [v]).splitlines() if "logsumexp" in line]
+    assert row and "_max = np.maximum.reduce(" in row[0], row

@@ -140,14 +140,14 @@ class ScalarRenderer(NumpyRenderer):
         fields = [f"{{{k}}}" if name is not None else _escaped(self.operand(operand))
                   for k, (operand, name) in enumerate(zip(data["inputs"], read))]
         fields = operand_forms(self, data, fields, named=lambda operand: operand in self.names)
+        # made outside the try: a failure of symgrad's own here is a bug to see, not opacity
+        ctx = EmitContext(_ShapeNames(), self.plan.nodes, node, fields, self.names[node],
+                          [self.operand_dtype(i) for i in data["inputs"]], self.syntax)
         try:
             if isinstance(emitter, str):
                 template = _FORMATTER.vformat(emitter, fields, _EscapedLiterals(data["attrs"]))
             else:
-                template = emitter(EmitContext(_ShapeNames(), self.plan.nodes, node, fields,
-                                               self.names[node],
-                                               [self.operand_dtype(i) for i in data["inputs"]],
-                                               self.in_place))
+                template = emitter(ctx)
             expression = _Expression.parsed(template, read)
         except Exception:       # noqa: BLE001 (an emitter's own failure on fields: opaque)
             expression = None
