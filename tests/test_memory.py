@@ -152,3 +152,17 @@ def test_release_dead_arrays():
 @pytest.mark.parametrize("memory_pass", memory.PASSES, ids=lambda p: p.__name__)
 def test_every_pass_is_tested_here(memory_pass):
     assert any(memory_pass.__name__ in name for name in globals() if name.startswith("test_"))
+
+
+def test_a_pass_refuses_to_run_after_one_it_must_precede():
+    # reuse_buffers keeps a workspace array from an output only when the workspace pass ran
+    # first: run the other way round, the first call's result would be the second's workspace
+    from symgrad.errors import InternalError
+    x = sg.var("x_ordered", shape=(8,))
+    outputs, inputs = [sg.sin(sg.exp(x) * 2.0)], [x]
+    with pytest.raises(InternalError, match="workspace runs before reuse_buffers"):
+        plan_of(outputs, inputs, (memory.reuse_buffers, partial(memory.workspace, minimum=1)))
+    with pytest.raises(InternalError, match="runs before release_dead_arrays"):
+        plan_of(outputs, inputs, (memory.release_dead_arrays, memory.release_dead_arrays))
+    plan = plan_of(outputs, inputs, (partial(memory.workspace, minimum=1), memory.reuse_buffers))
+    assert plan.decided == ["workspace", "reuse_buffers"]

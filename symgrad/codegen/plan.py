@@ -90,6 +90,7 @@ class Plan:
         self.into_slice = {}        # value -> the index_grad whose array's slice it is written to
         self.slice_arrays = set()   # those index_grads, whose arrays their values' steps make
         self.workspace_eligible = set()     # nodes whose new arrays may live in the workspace
+        self.decided = []           # the memory passes taken, in order
         self.slots = {}             # node -> the workspace slot its array lives in
         self.slot_shapes = []       # workspace slot -> the shape of its array
         self.steps = [self._step(node) for node in self.order]
