@@ -556,3 +556,19 @@ def test_a_users_op_in_numpys_own_syntax_is_refused_on_the_array_api():
     finally:
         sg.OPS.pop("transposed_example", None)
         sg.OPS.pop("transposed_example_2", None)
+
+
+def test_a_floating_copy_of_a_mask_is_released_with_the_mask():
+    # the standard has no promotion between kinds, so a mask in arithmetic gets a floating copy;
+    # the copy is read only where the mask is, and dies with it
+    x, y = sg.var("x_masked", shape=(4,)), sg.var("y_masked", shape=(4,))
+    m = x > 0.0
+    fn = sg.compile(sg.sum(sg.exp(m * y) * (m * x)), inputs=[x, y], backend="array_api")
+    copy = next(line.split(" = ")[0].strip() for line in fn.source.splitlines()
+                if "= np.float64(" in line)
+    released = [line for line in fn.source.splitlines() if line.strip().startswith("del ")
+                and copy in line.split()]
+    assert released, fn.source
+    at_x, at_y = np.array([1.0, -2.0, 0.5, 0.0]), np.array([0.3, 0.1, -0.2, 2.0])
+    want = np.sum(np.exp((at_x > 0) * at_y) * ((at_x > 0) * at_x))
+    assert float(np.asarray(fn(strict(at_x), strict(at_y)))) == pytest.approx(want, rel=1e-15)

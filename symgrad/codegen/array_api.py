@@ -31,7 +31,6 @@ import ast
 import numpy as np
 
 from .. import naming
-from ..errors import InternalError
 from ..ops.shape import index_source
 from .emission import NumpySyntax
 from .memory import release_dead_arrays
@@ -119,25 +118,26 @@ class ArrayAPIRenderer(NumpyRenderer):
         """A boolean operand made floating (``render_step``) is that float to its op."""
         return self._float_dtype.get(self.names.get(node)) or super().operand_dtype(node)
 
-    def source(self, trace=False):
-        if trace:
-            raise InternalError("the array-API backend does not trace")
-        text = super().source()
-        params = ", ".join(self.names[n] for n in self.plan.inputs)
-        header = f"def {self.function_name}({params}):\n"
-        if not text.startswith(header):
-            raise InternalError("unexpected source header")
+    def released_names(self, step):
+        """A floating copy of a boolean array dies with it: it is read only where the boolean
+        array is."""
+        released = super().released_names(step)
+        return released + [self._as_float[node] for node in step.released
+                           if node in self._as_float]
+
+    def parameters(self):
+        """``np``, the inputs, then the constants (NumPy arrays, converted to the arguments'
+        library once per library and device by symgrad.array_api), all named by now."""
         self.constants = [(name, value) for name, value in self.namespace.items()
                           if isinstance(value, np.ndarray)]
         for name, _ in self.constants:
             del self.namespace[name]
         del self.namespace["np"]
-        params = ", ".join(["np", *(self.names[n] for n in self.plan.inputs),
-                            *(name for name, _ in self.constants)])
-        note = "    # np: the arguments' array namespace (symgrad.array_api.ArrayNamespace)"
-        if self.constants:
-            note += "; the constants are on its device"
-        return f"def {self.function_name}({params}):\n{note}\n" + text[len(header):]
+        return ["np", *super().parameters(), *(name for name, _ in self.constants)]
+
+    def preamble(self):
+        note = "# np: the arguments' array namespace (symgrad.array_api.ArrayNamespace)"
+        return [note + ("; the constants are on its device" if self.constants else "")]
 
 
 def generate_array_api(graph, outputs, inputs, function_name):

@@ -112,8 +112,8 @@ class NumpyRenderer(FunctionNames):
         return operand_forms(self, data, args, named=lambda operand: operand in self.names)
 
     @property
-    def form(self):
-        return self.plan.form
+    def python_floats(self):
+        return self.plan.python_floats
 
     @property
     def nodes(self):
@@ -151,9 +151,14 @@ class NumpyRenderer(FunctionNames):
         lines = []
         for step in self.plan.steps:
             self.render_step(step, lines)
-            if step.released:
-                lines.append(f"del {', '.join(sorted(self.names[n] for n in step.released))}")
+            released = self.released_names(step)
+            if released:
+                lines.append(f"del {', '.join(sorted(released))}")
         return lines
+
+    def released_names(self, step):
+        """The names whose arrays die after ``step``."""
+        return [self.names[node] for node in step.released]
 
     def render_step(self, step, lines):
         if step.kind in ("input", "constant"):
@@ -285,39 +290,47 @@ class NumpyRenderer(FunctionNames):
 
     # -- the function ----------------------------------------------------------------------------------
 
-    def returned(self, node):
-        """An output as a fresh array: never a view of an argument or of a constant, never the
-        read-only result of a broadcast."""
+    def makes_a_copy(self, node):
+        """Whether an output is returned as a copy: a view of an argument or of a constant, or
+        the read-only result of a broadcast, never is itself."""
         data = self.plan.nodes[node]
-        if OPS[data["op"]].emit.view or self.names.get(node) in self.input_names \
-                or self.names.get(node) in self.namespace:
-            if data["shape"] == ():
-                return f"{scalar_type(data['dtype'])}({self.operand(node)})"
-            return f"np.array({self.operand(node)})"
-        return self.operand(node)
+        return OPS[data["op"]].emit.view or self.names.get(node) in self.input_names \
+            or self.names.get(node) in self.namespace
 
-    def returned_values(self, trace=False):
-        if trace:
-            named = [n for n in self.plan.order if n in self.names]
-            return ["{" + ", ".join(f"{self.names[n]!r}: {self.names[n]}" for n in named) + "}"]
+    def returned(self, node):
+        """An output as a fresh array (a copy where ``makes_a_copy`` says)."""
+        if not self.makes_a_copy(node):
+            return self.operand(node)
+        data = self.plan.nodes[node]
+        if data["shape"] == ():
+            return f"{scalar_type(data['dtype'])}({self.operand(node)})"
+        return f"np.array({self.operand(node)})"
+
+    def returned_values(self):
         returned = []
         outputs = self.plan.outputs
         for k, node in enumerate(outputs):
             value = self.returned(node)
             # the same node asked for twice comes back as two arrays, not one array twice
-            if node in outputs[:k] and not value.startswith("np."):
-                value = f"np.array({value})" if self.plan.nodes[node]["shape"] != () else value
+            if node in outputs[:k] and not self.makes_a_copy(node) \
+                    and self.plan.nodes[node]["shape"] != ():
+                value = f"np.array({value})"
             returned.append(value)
         return returned
 
-    def source(self, trace=False):
-        """The function's source; with ``trace`` it returns a dict of every named value instead
-        (the plan then has no memory decisions: every value stays as computed and named)."""
+    def parameters(self):
+        return [self.names[n] for n in self.plan.inputs]
+
+    def preamble(self):
+        """Lines the body starts with, before the dimensions' lengths are read."""
+        return []
+
+    def source(self):
+        """The function's source."""
         body = self.body()
-        returned = self.returned_values(trace)
-        params = ", ".join(self.names[n] for n in self.plan.inputs)
-        lines = [f"def {self.function_name}({params}):"]
-        lines += [f"    {line}" for line in self.dim_lines()]
+        returned = self.returned_values()
+        lines = [f"def {self.function_name}({', '.join(self.parameters())}):"]
+        lines += [f"    {line}" for line in [*self.preamble(), *self.dim_lines()]]
         if self.plan.slot_shapes:
             # a call takes a workspace from the function's pool (or makes one) and gives it back
             # on the way out; concurrent calls each hold their own
@@ -328,6 +341,16 @@ class NumpyRenderer(FunctionNames):
             lines.append("    _sg_give(_sg_ws)")
         lines.append(f"    return {', '.join(returned)}" + ("," if len(returned) == 1 else ""))
         return "\n".join(lines) + "\n"
+
+
+class TracingRenderer(NumpyRenderer):
+    """The NumPy renderer of a function returning a dict of every named value, for the table's
+    values (symgrad.render); its plan has no memory decisions: every value stays as computed and
+    named."""
+
+    def returned_values(self):
+        named = [n for n in self.plan.order if n in self.names]
+        return ["{" + ", ".join(f"{self.names[n]!r}: {self.names[n]}" for n in named) + "}"]
 
 
 def _workspace_pool(shapes):
@@ -375,8 +398,8 @@ def tabulated(graph, outputs, inputs, trace=False):
     """The function whose statements the table of a graph shows (Rendered): every node under a
     name of its own; with ``trace``, the source returns a dict of every named value."""
     plan = planned(graph, outputs, inputs, passes=() if trace else TABLE_PASSES)
-    renderer = NumpyRenderer(plan)
-    source = renderer.source(trace=trace)
+    renderer = (TracingRenderer if trace else NumpyRenderer)(plan)
+    source = renderer.source()
     statements = {node: body for step in plan.steps if step.statements
                   for node, body in step.statements.items()}
     return Rendered(source, renderer.namespace, renderer.names, statements, plan.order,

@@ -62,11 +62,14 @@ class Plan:
     renderer needs to know of the graph: which values are folded, who reads what, and when each
     value is read last.
 
-    ``form`` is the emission folded values are computed with: "numpy", or "scalar" for the
-    fast path (Python floats: math.sin and np.sin may differ in the last bit).
+    Its ops are emitted, and its folded values computed, in their NumPy form; the fast path's
+    plan (codegen.scalar.ScalarPlan) has them in their Python-float form (``python_floats``:
+    math.sin and np.sin may differ in the last bit).
     """
 
-    def __init__(self, graph, outputs, inputs, form="numpy"):
+    python_floats = False
+
+    def __init__(self, graph, outputs, inputs):
         self.graph = graph
         # the node data by key: networkx's own dict, read directly (its NodeView is a
         # function call per lookup, and a plan reads node data a few times per step)
@@ -74,7 +77,6 @@ class Plan:
         self.outputs = list(outputs)
         self.output_set = set(self.outputs)
         self.inputs = list(inputs)
-        self.form = form
         self.order = graph.ancestors_in_order(outputs_by_reach(graph, self.outputs),
                                               visit_last=self._an_array_of_inputs_alone)
         input_set = set(self.inputs)
@@ -135,8 +137,8 @@ class Plan:
                 step.kind = "constant"
 
     def emitter(self, data):
-        emit = OPS[data["op"]]
-        return emit.emit.scalar if self.form == "scalar" else emit.numpy
+        """The op's emission the plan's values are computed with."""
+        return OPS[data["op"]].numpy
 
     def constant_operands(self, data):
         """Whether ``data``'s node can be computed now: a built-in op on constants only, with a
@@ -170,9 +172,7 @@ class Plan:
         """The node's value, computed once by its own emission on the constants, or None when
         that fails (the statement is then emitted and fails, or warns, at run time as it would
         have)."""
-        namespace = {"np": np, "float": float, "__builtins__": {}}
-        if self.form == "scalar":
-            namespace["math"] = math
+        namespace = {"np": np, "float": float, "math": math, "__builtins__": {}}
         args = []
         for k, operand in enumerate(data["inputs"]):
             if self.is_literal(operand):
@@ -262,7 +262,7 @@ def operand_forms(plan, data, args, named):
 
     ``named(operand)`` says whether an operand is a name (an array) rather than a number.
     """
-    scalar = plan.form == "scalar"
+    scalar = plan.python_floats
     op = OPS[data["op"]]
     inputs = data["inputs"]
     if data["dtype"] != "bool" and not op.emit.reduces_masks:

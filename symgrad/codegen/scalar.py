@@ -32,7 +32,12 @@ class ScalarPlan(Plan):
     def __init__(self, graph, outputs, inputs, known_order=None):
         self.known_order = dict(known_order or {})
         self._texts = {}            # alias of a number -> that number's source
-        super().__init__(graph, outputs, inputs, form="scalar")
+        super().__init__(graph, outputs, inputs)
+
+    python_floats = True
+
+    def emitter(self, data):
+        return OPS[data["op"]].emit.scalar
 
     def settle(self, step):
         node, data = step.node, self.nodes[step.node]
