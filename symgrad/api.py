@@ -16,7 +16,7 @@ from functools import partial
 
 import numpy as np
 
-from .array_api import ArrayAPIEntry, array_api_available, generate_array_api
+from .array_api import ArrayAPIEntry, array_api_available, checked_source
 from .codegen import (build_function, check_least_lengths, generate, generate_entry, generate_scalar,
                       least_dimension_lengths, real_argument)
 from .fuse import generate_fused, numba_available
@@ -218,8 +218,7 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
         kernel_source = ""
         least = least_dimension_lengths(graph, output_nodes)
         if backend == "array_api":
-            source, namespace, constants = generate_array_api(graph, output_nodes, input_nodes,
-                                                              name)
+            source, namespace, constants = checked_source(graph, output_nodes, input_nodes, name)
             specs = [(graph.nodes[n]["attrs"]["name"], graph.nodes[n]["shape"],
                       graph.nodes[n]["dtype"]) for n in input_nodes]
         elif backend == "numba":

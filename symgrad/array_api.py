@@ -4,9 +4,11 @@ through array-api-compat, so that data on a GPU or spread over a Dask cluster st
 
 How ``np`` is bound. The body is the default backend's source with ``np`` made its first
 parameter instead of a global: each call, the entry (``ArrayAPIEntry``) asks array-api-compat for
-the arguments' namespace and passes an ``ArrayNamespace`` built on it, which offers exactly the
-NumPy names the emitters use (``np.add.reduce`` is ``xp.sum``, ``np.concatenate`` ``xp.concat``,
-``np.zeros`` allocates on the arguments' device...). Nothing is rebound in a shared namespace,
+the arguments' namespace and passes an ``ArrayNamespace`` built on it, which offers NumPy's
+names on it: every element-wise function of the standard by its NumPy name (``ELEMENTWISE``, so a
+new op emitting ``np.sinh`` needs no edit here), and the other names the emitters use
+(``np.add.reduce`` is ``xp.sum``, ``np.concatenate`` ``xp.concat``, ``np.zeros`` allocates on the
+arguments' device...). Nothing is rebound in a shared namespace,
 so concurrent calls on different libraries cannot see each other's; the source keeps no builtins.
 Constants (NumPy arrays) become parameters too, converted once per library and device.
 
@@ -308,7 +310,7 @@ NAMES = frozenset(
     | set(ELEMENTWISE) | {"float64", "float32", "bool_"})
 
 
-def generate_array_api(graph, outputs, inputs, function_name):
+def checked_source(graph, outputs, inputs, function_name):
     """(source, namespace, constants) of the array-API function (codegen.array_api), refused
     when it reads a NumPy name the namespace has no counterpart for."""
     source, namespace, constants = codegen.generate_array_api(graph, outputs, inputs,
@@ -447,4 +449,4 @@ class ArrayAPIEntry:
 
 
 __all__ = ["ArrayAPIEntry", "ArrayNamespace", "ELEMENTWISE", "NAMES", "array_api_available",
-           "generate_array_api"]
+           "checked_source"]

@@ -14,7 +14,7 @@ tests/test_memory.py.
 
 Then ``number_workspace_slots`` says which kept array each workspace value lives in.
 
-Imports ops, and codegen.plan.
+Imports ops and errors, and codegen.emission; the plan it decides on is codegen.plan's.
 """
 
 import functools
@@ -69,10 +69,10 @@ def plain_compute(plan, step):
     slice, not in blocks, not as a slice's array made by its value."""
     return (step.kind == "compute" and not step.mask and step.blocked_term is None
             and not step.in_blocks and step.node not in plan.into_slice
-            and not made_with_its_value(plan, step))
+            and not array_made_by_its_cotangent(plan, step))
 
 
-def made_with_its_value(plan, step):
+def array_made_by_its_cotangent(plan, step):
     """Whether ``step`` is an index_grad whose array its value's step makes (into_slice)."""
     return step.node in plan.slice_arrays
 
@@ -102,7 +102,7 @@ def fresh_arrays(plan, step):
         return []
     if step.blocked_term is not None:
         return [node, step.blocked_term]
-    if step.mask or node in plan.into_slice or made_with_its_value(plan, step):
+    if step.mask or node in plan.into_slice or array_made_by_its_cotangent(plan, step):
         return [node]
     data = plan.nodes[node]
     if data["shape"] == ():
@@ -155,10 +155,10 @@ def _masks_after_their_operands(plan):
     its buffer (a ReLU's pre-activation becomes its activation, in place) or release it, where
     otherwise the operand would live until the backward pass reads it. An operand computed
     inside a group of steps (codegen.numba) keeps its mask where it was."""
-    position = {step.node for step in plan.steps if step.kind != "group"}
+    computed_alone = {step.node for step in plan.steps if step.kind != "group"}
     following = {}      # node -> the mask steps moved right after its step
     for step in plan.steps:
-        if step.mask and plan.nodes[step.node]["inputs"][0] in position:
+        if step.mask and plan.nodes[step.node]["inputs"][0] in computed_alone:
             following.setdefault(plan.nodes[step.node]["inputs"][0], []).append(step)
     if not following:
         return
@@ -212,7 +212,7 @@ def blocked_sums(plan):
     if not plan.float64_only:
         return plan
     nodes = plan.nodes
-    here = {step.node: step for step in plan.steps if step.kind != "group"}
+    step_of_node = {step.node: step for step in plan.steps if step.kind != "group"}
     for step in plan.node_steps():
         data = nodes[step.node]
         if data["op"] not in ("add", "subtract") or step.node in plan.into_slice \
@@ -222,13 +222,13 @@ def blocked_sums(plan):
         first, second = data["inputs"]
         # first - term, or either order of a sum (exactly commutative in floating point)
         for term, other in ((second, first), (first, second))[:2 if data["op"] == "add" else 1]:
-            if term != other and term in here and len(plan.readers[term]) == 1 \
+            if term != other and term in step_of_node and len(plan.readers[term]) == 1 \
                     and term not in plan.output_set and nodes[other]["op"] not in ("var", "const") \
                     and nodes[other]["shape"] == data["shape"] \
                     and nodes[other]["dtype"] == "float64" \
                     and _elementwise_on_inputs(plan, term, data["shape"]):
                 step.blocked_term = term
-                here[term].in_blocks = True
+                step_of_node[term].in_blocks = True
                 break
     return plan
 
@@ -403,9 +403,9 @@ def number_workspace_slots(plan):
         if step.blocked_term is not None:
             block_shape, _ = block_rows(plan.nodes[step.node]["shape"])
             step.block_slot = take(block_shape)
-        taken = step.reuses if step.reuses is not None else step.updates
-        if taken is not None and taken in slot_of:
-            slot_of[step.node] = plan.slots[step.node] = slot_of.pop(taken)
+        taken_over = step.reuses if step.reuses is not None else step.updates
+        if taken_over is not None and taken_over in slot_of:
+            slot_of[step.node] = plan.slots[step.node] = slot_of.pop(taken_over)
         for node in new_workspace_arrays(plan, step):
             slot_of[node] = plan.slots[node] = take(plan.nodes[node]["shape"])
         if step.block_slot is not None:

@@ -17,7 +17,7 @@ from ..naming import Namer
 from ..ops import OPS
 from ..ops.shape import index_grad_target
 from .emission import NUMPY_SYNTAX, EmitContext, LazyLiterals, scalar_type, statements
-from .memory import (PASSES, block_rows, made_with_its_value, number_workspace_slots,
+from .memory import (PASSES, block_rows, array_made_by_its_cotangent, number_workspace_slots,
                      update_in_place)
 from .plan import Plan, operand_forms
 
@@ -171,7 +171,7 @@ class NumpyRenderer(FunctionNames):
         if step.kind == "group":
             self.render_group(step, lines)
             return
-        if step.in_blocks or made_with_its_value(self.plan, step):
+        if step.in_blocks or array_made_by_its_cotangent(self.plan, step):
             return                  # made by the sum reading it, or with its value's step
         if step.blocked_term is not None:
             self.render_blocked_sum(step, lines)
@@ -270,9 +270,9 @@ class NumpyRenderer(FunctionNames):
         ctx.into = attrs["out"] = f"_sg_ws[{step.block_slot}][{block}]"
         made = statements(OPS[nodes[term]["op"]].emit.numpy_into, ctx, attrs)
         comment = self.comment(data)
-        taken = step.reuses is not None
+        takes_other = step.reuses is not None     # the other operand's array becomes the sum's
         self.names[node] = self.new_name(node)
-        if taken:
+        if takes_other:
             update = (f"{self.names[other]}[{rows}] {'+' if data['op'] == 'add' else '-'}= "
                       f"{self.names[term]}")
         else:       # a value held elsewhere, or computed at compile time (a constant's name)
@@ -284,7 +284,7 @@ class NumpyRenderer(FunctionNames):
         lines.extend(f"    {statement}{self.comment(nodes[term])}" for statement in made)
         lines.append(f"    {update}{comment}")
         step.statements[term], step.statements[node] = made, [update]
-        if taken:
+        if takes_other:
             step.statements[node].append(f"{self.names[node]} = {self.names[other]}")
             lines.append(step.statements[node][-1] + comment)
 

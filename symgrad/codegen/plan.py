@@ -121,10 +121,10 @@ class Plan:
         elif data["op"] == "const":
             step.kind = "constant"
         else:
-            self.settle(step)
+            self.decide_computation(step)
         return step
 
-    def settle(self, step):
+    def decide_computation(self, step):
         """Decide whether ``step`` computes anything: an identity is an alias of its operand, and
         an op on constants alone (not an output) is folded when its emission computes it."""
         node, data = step.node, self.nodes[step.node]

@@ -39,7 +39,7 @@ class ScalarPlan(Plan):
     def emitter(self, data):
         return OPS[data["op"]].emit.scalar
 
-    def settle(self, step):
+    def decide_computation(self, step):
         node, data = step.node, self.nodes[step.node]
         args = self._arg_texts(data)
         if self.emitter(data) == "{0}":
@@ -54,7 +54,7 @@ class ScalarPlan(Plan):
             if args[position] == neutral and kept.isidentifier():
                 step.kind, step.alias_of = "alias", data["inputs"][1 - position]
                 return
-        super().settle(step)
+        super().decide_computation(step)
 
     def _arg_texts(self, data):
         """The operands as the emission sees them, with a stand-in name for a named one."""
@@ -132,10 +132,10 @@ class ScalarRenderer(NumpyRenderer):
                                  [name for name in read if name is not None]))
             return
         step.statements[node] = [f"{target} = {emitted}"]
-        expression = self._shape(node, data, emitter, attrs, read, emitted)
+        expression = self._expression_of(node, data, emitter, attrs, read, emitted)
         lines.append(_Statement(f"{target} = ", expression, comment, target))
 
-    def _shape(self, node, data, emitter, attrs, read, emitted):
+    def _expression_of(self, node, data, emitter, attrs, read, emitted):
         """The emission of ``node`` as an _Expression: the emitter run once more with each
         variable operand given as the field {k}, the numbers as they are (an emitter may decide
         on them: x ** 2.0 is x * x), gives the template this node instantiates, whose fields say
@@ -146,7 +146,7 @@ class ScalarRenderer(NumpyRenderer):
                   for k, (operand, name) in enumerate(zip(data["inputs"], read))]
         fields = operand_forms(self, data, fields, named=lambda operand: operand in self.names)
         # made outside the try: a failure of symgrad's own here is a bug to see, not opacity
-        ctx = EmitContext(_ShapeNames(), self.plan.nodes, node, fields, self.names[node],
+        ctx = EmitContext(_TemplateNames(), self.plan.nodes, node, fields, self.names[node],
                           [self.operand_dtype(i) for i in data["inputs"]], self.syntax)
         try:
             if isinstance(emitter, str):
@@ -173,7 +173,7 @@ class ScalarRenderer(NumpyRenderer):
         return body + [_Statement("return ", _Expression.of(returned))]
 
 
-class _ShapeNames:
+class _TemplateNames:
     """The naming services of an emission run for its shape: a name claimed is not taken again
     (the statement took its own), and a scalar has no dimension."""
 

@@ -35,7 +35,7 @@ class Emission:
                 or emitter like ``Op.numpy``, for the fast path of all-scalar graphs; None when
                 the op has none. It must give NumPy's answer, or raise ArithmeticError/ValueError
                 where NumPy would answer inf or nan (the call then goes to the NumPy code).
-    loop:       the op's body in a fused Numba loop (codegen's fuse): a template or emitter like
+    loop:       the op's body in a fused Numba loop (codegen.numba): a template or emitter like
                 ``scalar``, which it is unless a function of the kernel module is better; None
                 keeps the op out of loops (NumPy's SIMD ufuncs beat the C library's scalar
                 functions a loop calls: tests/benchmarks/README.md).
@@ -60,7 +60,7 @@ class Emission:
                 (the derivative of max, abs, relu): the scalar fast path splits into these two
                 cases at the first one, as a hand would write ``if y > z:``, and in each case
                 every ordered op the split decides simplifies, and the arithmetic after it
-                (codegen.generate_scalar); zero and nan take the general code. None for every
+                (codegen.scalar.generate_scalar); zero and nan take the general code. None for every
                 other op.
     numpy_mask: for an op whose values are 0 and 1 almost everywhere (the unit step), an emitter
                 of statements giving ``ctx.out`` as a boolean mask standing for those values,

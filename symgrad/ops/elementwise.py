@@ -158,7 +158,7 @@ def unary(name, numpy_name, vjp, sympy, scalar=None, **emission):
 sin = unary("sin", "sin", lambda g, out, x: g * cos(x), "sin")
 cos = unary("cos", "cos", lambda g, out, x: -(g * sin(x)), "cos")
 # loop=None: NumPy's SIMD ufunc is faster than the C library's function a loop calls; tanh's
-# loop form is the kernel module's (fuse.KERNEL_HEADER)
+# loop form is the kernel module's (codegen.numba.KERNEL_HEADER)
 tan = unary("tan", "tan", lambda g, out, x: g * (1.0 + out ** 2), "tan", loop=None)
 exp = unary("exp", "exp", lambda g, out, x: g * out, "exp", loop=None)
 log = unary("log", "log", lambda g, out, x: g / x, "log", loop=None)
