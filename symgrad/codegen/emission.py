@@ -144,12 +144,40 @@ class EmitContext:
         return self._syntax.reshape(array, shape)
 
 
+def emitted(emitter, ctx, attrs):
+    """An op's emission: its template formatted with the operands and ``attrs``, or what its
+    emitter, called with ``ctx``, gives (an expression, or a list of statements)."""
+    return _FORMATTER.vformat(emitter, ctx.args, attrs) if isinstance(emitter, str) \
+        else emitter(ctx)
+
+
 def statements(emitter, ctx, attrs):
-    """The statements assigning ``ctx.out`` from an op's template (formatted with the operands
-    and ``attrs``) or emitter (called with ``ctx``)."""
-    emitted = (_FORMATTER.vformat(emitter, ctx.args, attrs) if isinstance(emitter, str)
-               else emitter(ctx))
-    return [f"{ctx.out} = {emitted}"] if isinstance(emitted, str) else emitted
+    """The statements assigning ``ctx.out`` from an op's emission (``emitted``)."""
+    expression = emitted(emitter, ctx, attrs)
+    return [f"{ctx.out} = {expression}"] if isinstance(expression, str) else expression
+
+
+def statements_into(op_name, ctx, attrs, buffer):
+    """The statements of the op's emission writing into the existing array ``buffer``
+    (Emission.numpy_into), which the emitter reads as ``ctx.into`` or the template as {out}."""
+    ctx.into = attrs["out"] = buffer
+    return statements(OPS[op_name].emit.numpy_into, ctx, attrs)
+
+
+def numpy_emitter(op_name, dtype):
+    """The op's NumPy emission; an identity (stop_gradient) of an inlined number gives it a
+    NumPy type, as ops expect arrays."""
+    emitter = OPS[op_name].numpy
+    return f"{scalar_type(dtype)}({{0}})" if emitter == "{0}" else emitter
+
+
+def number_source(value):
+    """Source of a number written as an operand: parenthesised when negative, -0.0 included, so
+    that "x ** {1}" stays one power."""
+    if isinstance(value, (bool, np.bool_)):
+        return repr(bool(value))
+    text = literal(value)
+    return f"({text})" if text.startswith("-") else text
 
 
 def fills_any_buffer(op_name):

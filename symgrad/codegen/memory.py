@@ -41,12 +41,12 @@ BLOCK_ENTRIES = 1 << 15
 
 # The order the decisions are taken in: each reads what those before it decided (reuse_buffers
 # keeps a workspace array from an output, release_dead_arrays follows the arrays an update hands
-# on...), so a pass refuses to run after one that comes later (_decision).
+# on...), so a pass refuses to run after one that comes later (decision).
 ORDER = ("boolean_masks", "writes_into_slices", "blocked_sums", "workspace", "reuse_buffers",
          "update_in_place", "release_dead_arrays")
 
 
-def _decision(memory_pass):
+def decision(memory_pass):
     """A memory pass that records itself on the plan (``plan.decided``) and refuses to run after
     a pass that comes later in ORDER, or twice."""
     rank = ORDER.index(memory_pass.__name__)
@@ -115,7 +115,7 @@ def fresh_arrays(plan, step):
 
 # -- boolean masks -----------------------------------------------------------------------------------
 
-@_decision
+@decision
 def boolean_masks(plan):
     """Give as boolean masks (Emission.numpy_mask) the values that are not outputs, not scalars,
     and read only by products of their own with a floating array, each moved to just after the
@@ -175,7 +175,7 @@ def _masks_after_their_operands(plan):
 
 # -- writes into slices -----------------------------------------------------------------------------
 
-@_decision
+@decision
 def writes_into_slices(plan):
     """Where the op computing a cotangent can write it straight into the slice of the zeros its
     only reader, an index_grad of static shape, starts from: one pass instead of an array and a
@@ -203,7 +203,7 @@ def writes_into_slices(plan):
 
 # -- blocked sums -------------------------------------------------------------------------------------
 
-@_decision
+@decision
 def blocked_sums(plan):
     """Make in blocks of rows (BLOCKED_SUM_MIN) a float64 sum or difference, not written into a
     slice, of an array of its shape computed here (not one broadcast) and a term that is an
@@ -262,7 +262,7 @@ def block_rows(shape):
 
 # -- the workspace ----------------------------------------------------------------------------------
 
-@_decision
+@decision
 def workspace(plan, minimum=None):
     """Let new arrays of float64 intermediates (not outputs, which the caller keeps) of a static
     shape with at least ``minimum`` (WORKSPACE_MIN) entries live in the workspace:
@@ -297,7 +297,7 @@ def _reads_a_transpose(plan, data):
 
 # -- buffer reuse and updates in place --------------------------------------------------------------
 
-@_decision
+@decision
 def reuse_buffers(plan):
     """Write a result into the array of an operand (Emission.numpy_into) that is fresh, of the
     result's shape and dtype, and dies at this very step: saves an allocation, and for large
@@ -346,7 +346,7 @@ def _dying_operand(plan, step, k, owned, in_workspace):
     return None
 
 
-@_decision
+@decision
 def update_in_place(plan):
     """Write a reuse of a dying operand's array as an augmented assignment to it (``t1 *= -2.0``),
     which then carries on under that name, as a careful hand writes it: the same arithmetic as
@@ -371,7 +371,7 @@ def update_in_place(plan):
 
 # -- releases and slots ---------------------------------------------------------------------------
 
-@_decision
+@decision
 def release_dead_arrays(plan):
     """Release each fresh array (``del``) right after the step that reads it last; an array an
     update in place handed on lives on under its new node."""

@@ -25,8 +25,8 @@ import networkx as nx
 
 from .. import naming
 from ..errors import SymgradError
-from ..ops import OPS, literal, static_shape
-from .emission import LazyLiterals, plain, statements
+from ..ops import OPS, static_shape
+from .emission import LazyLiterals, number_source, plain, statements
 from .memory import PASSES
 from .plan import Step
 from .numpy import NumpyRenderer, planned
@@ -343,8 +343,7 @@ class NumbaRenderer(NumpyRenderer):
                 local[operand] = self.operand(operand)        # a literal, written inline
                 continue
             if _single(data["shape"]) and data["op"] == "const":
-                text = literal(data["value"].item())          # one number that broadcasts
-                local[operand] = f"({text})" if text.startswith("-") else text
+                local[operand] = number_source(data["value"].item())   # one number, broadcast
                 continue
             source = self.operand(operand)
             if _single(data["shape"]):

@@ -16,7 +16,8 @@ from ..errors import InternalError, SymgradError
 from ..naming import Namer
 from ..ops import OPS
 from ..ops.shape import index_grad_target
-from .emission import NUMPY_SYNTAX, EmitContext, LazyLiterals, scalar_type, statements
+from .emission import (NUMPY_SYNTAX, EmitContext, LazyLiterals, numpy_emitter, scalar_type,
+                       statements, statements_into)
 from .memory import (PASSES, block_rows, array_made_by_its_cotangent, number_workspace_slots,
                      update_in_place)
 from .plan import Plan, operand_forms
@@ -26,7 +27,10 @@ class FunctionNames:
     """The names and the namespace of one generated function: ``names`` maps each node with a
     value in the source to its name there (inputs keep theirs; symgrad.naming makes the others),
     ``namespace`` is what the source is compiled in. The naming services an emitter asks for
-    through its EmitContext (dimension lengths, helpers' names) are here."""
+    through its EmitContext (dimension lengths, helpers' names) are here, and how an op reads
+    its operands (their source, dtypes and the context its emitter sees)."""
+
+    syntax = NUMPY_SYNTAX   # how emitters index, transpose and reshape (EmitContext)
 
     def __init__(self, plan, function_name="f", taken=()):
         self.plan = plan
@@ -88,20 +92,6 @@ class FunctionNames:
         """The statements reading the lengths of the dimensions asked for."""
         return [f"{name} = {expression}" for name, expression in self._dims.values()]
 
-
-class NumpyRenderer(FunctionNames):
-    """Writes one Python function computing the plan's outputs from its inputs (variable
-    nodes): the statements of each step, as the plan's memory decisions say, and the function
-    around them."""
-
-    syntax = NUMPY_SYNTAX   # how emitters index, transpose and reshape (EmitContext)
-
-    def __init__(self, plan, function_name="f", taken=()):
-        super().__init__(plan, function_name, taken)
-        self._block_names = None    # the variables of the loops over blocks (blocked sums)
-
-    # -- operands ------------------------------------------------------------------------------------
-
     def operand_dtype(self, node):
         """The dtype of ``node``'s value as the emitted code holds it."""
         return self.plan.operand_dtype(node)
@@ -136,6 +126,18 @@ class NumpyRenderer(FunctionNames):
             label = self.plan.nodes[source]["op"]
         # a newline in an op name would end the comment and start a statement
         return f"  # grad of {label}" if naming.is_identifier(label) else ""
+
+
+class NumpyRenderer(FunctionNames):
+    """Writes one Python function computing the plan's outputs from its inputs (variable
+    nodes): the statements of each step, as the plan's memory decisions say, and the function
+    around them."""
+
+    def __init__(self, plan, function_name="f", taken=()):
+        super().__init__(plan, function_name, taken)
+        self._block_names = None    # the variables of the loops over blocks (blocked sums)
+
+    # -- operands ------------------------------------------------------------------------------------
 
     def record(self, step, node, body, lines):
         """Keep ``node``'s statements on its step (for the table and pictures) and emit them,
@@ -190,11 +192,7 @@ class NumpyRenderer(FunctionNames):
         raise InternalError(f"unknown step {step!r}")
 
     def emitter(self, data):
-        emitter = OPS[data["op"]].numpy
-        if emitter == "{0}":
-            # an identity of an inlined literal: give it a NumPy type, as ops expect arrays
-            emitter = f"{scalar_type(data['dtype'])}({{0}})"
-        return emitter
+        return numpy_emitter(data["op"], data["dtype"])
 
     def render_compute(self, step, lines):
         node = step.node
@@ -216,10 +214,9 @@ class NumpyRenderer(FunctionNames):
         attrs = LazyLiterals(data["attrs"])
         if buffer is None and node in self.plan.slots:
             buffer = f"_sg_ws[{self.plan.slots[node]}]"
-        if buffer is not None:
-            ctx.into = attrs["out"] = buffer
-            emitter = OPS[data["op"]].emit.numpy_into
-        self.record(step, node, statements(emitter, ctx, attrs), lines)
+        body = (statements(emitter, ctx, attrs) if buffer is None
+                else statements_into(data["op"], ctx, attrs, buffer))
+        self.record(step, node, body, lines)
 
     def slice_view(self, node, lines):
         """Emit the array of ``node``'s index_grad reader (whose own step then emits nothing)
@@ -227,10 +224,7 @@ class NumpyRenderer(FunctionNames):
         reader = self.plan.into_slice[node]
         self.names[reader] = self.new_name(reader)
         # its shape is static: the array reads neither operand (the second may not exist yet)
-        reader_ctx = EmitContext(self, self.plan.nodes, reader, [self.names[node], "None"],
-                                 self.names[reader],
-                                 [self.operand_dtype(i) for i in self.plan.nodes[reader]["inputs"]],
-                                 self.syntax)
+        reader_ctx = self.context(reader, [self.names[node], "None"])
         start, index = index_grad_target(reader_ctx)
         comment = self.comment(self.plan.nodes[reader])
         lines.extend(statement + comment for statement in start)
@@ -246,8 +240,8 @@ class NumpyRenderer(FunctionNames):
         self.names[node] = self.new_name(node)
         ctx = self.context(node, args)
         attrs = LazyLiterals(data["attrs"])
-        ctx.into = attrs["out"] = self.slice_view(node, lines)
-        self.record(step, node, statements(OPS[data["op"]].emit.numpy_into, ctx, attrs), lines)
+        body = statements_into(data["op"], ctx, attrs, self.slice_view(node, lines))
+        self.record(step, node, body, lines)
 
     def render_blocked_sum(self, step, lines):
         """Emit ``node`` = other + term (or other - term) as a loop over blocks of rows, each
@@ -267,8 +261,7 @@ class NumpyRenderer(FunctionNames):
         self.names[term] = self.new_name(term)
         ctx = self.context(term, args)
         attrs = LazyLiterals(nodes[term]["attrs"])
-        ctx.into = attrs["out"] = f"_sg_ws[{step.block_slot}][{block}]"
-        made = statements(OPS[nodes[term]["op"]].emit.numpy_into, ctx, attrs)
+        made = statements_into(nodes[term]["op"], ctx, attrs, f"_sg_ws[{step.block_slot}][{block}]")
         comment = self.comment(data)
         takes_other = step.reuses is not None     # the other operand's array becomes the sum's
         self.names[node] = self.new_name(node)

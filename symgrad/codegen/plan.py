@@ -14,9 +14,10 @@ import numpy as np
 
 from .. import naming
 from ..errors import SymgradError
-from ..ops import OPS, literal, static_shape
+from ..ops import OPS, static_shape
 from ..ops.core import FOLD_LIMIT
-from .emission import EmitContext, LazyLiterals, scalar_type, statements
+from .emission import (EmitContext, LazyLiterals, number_source, numpy_emitter, scalar_type,
+                       statements)
 from .entry import build_function
 
 # Up to this many outputs, the statements of those needing fewer nodes come first
@@ -140,6 +141,10 @@ class Plan:
         """The op's emission the plan's values are computed with."""
         return OPS[data["op"]].numpy
 
+    def fold_emitter(self, data):
+        """The emission a folded value is computed by: the one the code would run."""
+        return numpy_emitter(data["op"], data["dtype"])
+
     def constant_operands(self, data):
         """Whether ``data``'s node can be computed now: a built-in op on constants only, with a
         result of at most FOLD_LIMIT entries."""
@@ -162,11 +167,7 @@ class Plan:
     def literal(self, node):
         """Source of a number known now, as an operand."""
         value = self.value(node)
-        if value.dtype == bool:
-            return repr(bool(value))
-        text = literal(float(value))
-        # parenthesised when negative, -0.0 included, so that "x ** {1}" stays one power
-        return f"({text})" if text.startswith("-") else text
+        return number_source(bool(value) if value.dtype == bool else float(value))
 
     def _evaluate(self, node, data):
         """The node's value, computed once by its own emission on the constants, or None when
@@ -182,10 +183,7 @@ class Plan:
                 namespace[name] = self.value(operand)
                 args.append(name)
         args = operand_forms(self, data, args, named=lambda operand: not self.is_literal(operand))
-        emitter = self.emitter(data)
-        if emitter == "{0}":
-            # an identity of an inlined literal: give it a NumPy type, as ops expect arrays
-            emitter = f"{scalar_type(data['dtype'])}({{0}})"
+        emitter = self.fold_emitter(data)
         try:
             ctx = EmitContext(_FoldingNames(), self.nodes, node, args, "_sg_folded",
                               [self.operand_dtype(i) for i in data["inputs"]])

@@ -13,6 +13,7 @@ from ..errors import SymgradError
 from ..naming import SCALAR_NAMES
 from ..ops import OPS
 from .emission import EmitContext, LazyLiterals
+from .emission import emitted as emitted_by
 from .entry import ENTRY_NAMESPACE, entry_def, entry_way_out
 from .numpy import NumpyRenderer
 from .plan import Plan, operand_forms
@@ -38,6 +39,8 @@ class ScalarPlan(Plan):
 
     def emitter(self, data):
         return OPS[data["op"]].emit.scalar
+
+    fold_emitter = emitter      # an identity is an alias here, never folded
 
     def decide_computation(self, step):
         node, data = step.node, self.nodes[step.node]
@@ -123,7 +126,7 @@ class ScalarRenderer(NumpyRenderer):
         target = self.names[node] = self.new_name(node)
         self.variables[node] = target
         attrs = LazyLiterals(data["attrs"])
-        emitted = _emitted(emitter, self.context(node, args), attrs)
+        emitted = emitted_by(emitter, self.context(node, args), attrs)
         comment = self.comment(data)
         read = [self.variables.get(i) for i in data["inputs"]]
         if not isinstance(emitted, str):        # statements of the emitter's own
@@ -193,13 +196,6 @@ class _EscapedLiterals(LazyLiterals):
 
 def _escaped(text):
     return text.replace("{", "{{").replace("}", "}}")
-
-
-def _emitted(emitter, ctx, attrs):
-    """An op's emission: its template formatted with the operands and ``attrs``, or what its
-    emitter gives (an expression, or a list of statements)."""
-    return _FORMATTER.vformat(emitter, ctx.args, attrs) if isinstance(emitter, str) \
-        else emitter(ctx)
 
 
 def _renderer(graph, outputs, inputs, function_name, known_order=None):
