@@ -467,7 +467,8 @@ def defop(name, arity, shape, numpy, vjp, dtype=None, nondifferentiable=(), symp
         raise SymgradError(f"defop: sympy must be a SymPy function's name or a function, "
                            f"got {sympy!r}")
     register(name, arity, shape, numpy, vjp, dtype=dtype or float_dtype,
-             nondifferentiable=tuple(nondifferentiable), sympy=sympy, view=True, foldable=False)
+             nondifferentiable=tuple(nondifferentiable), sympy=sympy, view=True, foldable=False,
+             users=True)
 
     def build(*operands, **attrs):
         return apply(name, *operands, **attrs)

@@ -31,6 +31,8 @@ import ast
 import numpy as np
 
 from .. import naming
+from ..errors import SymgradError
+from ..ops import OPS
 from ..ops.shape import index_source
 from .emission import NumpySyntax
 from .memory import release_dead_arrays
@@ -72,9 +74,10 @@ class ArrayAPISyntax(NumpySyntax):
 
 
 def names_read(source):
-    """Every ``np.<name>`` the source reads. Read, never rewritten: an emitter is free source
-    (a template, or a user's sg.defop), so only its text says which names it reads; the syntax
-    tree, not the characters, so that a comment or a string naming np.<name> does not count."""
+    """Every ``np.<name>`` the source reads: of a user's op's statements (Emission.users), whose
+    emission is the user's free source, so only its text says which names it reads. Read,
+    never rewritten; from the syntax tree, not the characters, so that a comment or a string
+    naming np.<name> does not count."""
     return {node.attr for node in ast.walk(ast.parse(source))
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
             and node.value.id == "np"}
@@ -140,9 +143,11 @@ class ArrayAPIRenderer(NumpyRenderer):
         return [note + ("; the constants are on its device" if self.constants else "")]
 
 
-def generate_array_api(graph, outputs, inputs, function_name):
+def generate_array_api(graph, outputs, inputs, function_name, offered=None):
     """(source, namespace, constants) of the array-API function: its parameters are ``np``, the
     inputs, then the constants' names; ``constants`` lists (name, NumPy value) in that order.
+    A user's op (Emission.users) whose statements read a NumPy name not ``offered`` (the
+    namespace's names, when given) or write NumPy's own syntax is refused.
 
     >>> import symgrad as sg
     >>> x = sg.var("x", shape=(3,))
@@ -154,18 +159,38 @@ def generate_array_api(graph, outputs, inputs, function_name):
         t1 = np.sin(t0)
         return t1,
     """
-    renderer = ArrayAPIRenderer(planned(graph, outputs, inputs, passes=(release_dead_arrays,)),
-                                function_name)
+    plan = planned(graph, outputs, inputs, passes=(release_dead_arrays,))
+    renderer = ArrayAPIRenderer(plan, function_name)
     source = renderer.source()
+    for step in plan.steps:
+        if step.kind == "compute" and OPS[plan.nodes[step.node]["op"]].emit.users:
+            _check_users_statements(plan.nodes[step.node]["op"], step.statements, offered)
     return source, renderer.namespace, renderer.constants
+
+
+def _check_users_statements(op_name, statements, offered):
+    """Refuse the statements of a user's op that the array API cannot run."""
+    for body in statements.values():
+        source = "\n".join(body)
+        missing = sorted(names_read(source) - offered) if offered is not None else []
+        if missing:
+            raise SymgradError(f"backend 'array_api' has no counterpart for "
+                               f"{', '.join('np.' + m for m in missing)}, which op "
+                               f"{op_name!r} uses; use backend 'numpy'")
+        written = numpy_only_syntax(source)
+        if written:
+            raise SymgradError(f"backend 'array_api': op {op_name!r} writes {written[0]!r} in "
+                               f"NumPy's own syntax, which the array API standard lacks (an "
+                               f"emitter writes it through ctx.item, ctx.transpose or "
+                               f"ctx.reshape); use backend 'numpy'")
 
 
 def numpy_only_syntax(source):
     """The pieces of ``source`` written in NumPy's syntax where the standard has none (the module
     docstring): a short index of a named array, an index with a negative step, ``.T``,
     ``.reshape`` and item assignment. symgrad's own ops write none (their emitters go through
-    the context's syntax); a user's op (sg.defop) may, and its source is then refused. A check
-    that reads, like names_read: nothing is rewritten."""
+    the context's syntax); a user's op (sg.defop) may, and is then refused. A check that reads a
+    user's source, like names_read: nothing is rewritten."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \

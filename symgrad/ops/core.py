@@ -74,6 +74,10 @@ class Emission:
                 True for a user's op (api.defop), whose emission symgrad cannot vouch for.
     foldable:   whether codegen may compute the op at compile time when every operand is a
                 constant; False for a user's op, which may have effects.
+    users:      whether the emission is a user's own source (api.defop). symgrad's emissions
+                write indexing through the emission context and use names the array-API
+                namespace offers (tests/test_array_api.py holds every op to that); a user's is
+                checked where the array-API backend carries it (codegen.array_api).
     """
 
     scalar: str | Callable | None = None
@@ -87,6 +91,7 @@ class Emission:
     reduces_masks: bool = False
     view: bool = False
     foldable: bool = True
+    users: bool = False
 
     @property
     def step(self):
