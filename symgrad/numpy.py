@@ -278,7 +278,8 @@ def _qualified_name(function):
 def _namespace_of(function):
     """symgrad's namespace and the name in it for the NumPy function ``function``, or None."""
     name = getattr(function, "__name__", None)
-    for namespace in (linalg, _this) if function.__module__ == "numpy.linalg" else (_this,):
+    in_linalg = getattr(function, "__module__", None) == "numpy.linalg"
+    for namespace in (linalg, _this) if in_linalg else (_this,):
         if name is not None and getattr(namespace._numpy_module, name, None) is function:
             return namespace, name
     return None
