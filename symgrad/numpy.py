@@ -5,6 +5,12 @@ NumPy's names and signatures, and Expr's array protocols call the same functions
 Derived from the op table: a public function (ops.PUBLIC) named as NumPy names it is that NumPy
 function, its arguments bound to NumPy's own signature; RENAMED holds the few whose symgrad name
 or signature differs. Imports ops and errors only (``numpy`` below is NumPy itself).
+
+>>> import numpy as np
+>>> import symgrad as sg
+>>> x = sg.var("x", shape=(3,))
+>>> np.sum(np.exp(x), axis=0, keepdims=True)
+Expr(sum(exp(x), keepdims=True), shape=(1,))
 """
 
 import inspect

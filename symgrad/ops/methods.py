@@ -7,7 +7,7 @@ order (see ops/__init__), so core imports none of the modules that import it.
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import ShapeError, SymgradError
 from .core import Expr, apply, const, numpy_protocol, op_function, static_shape
 from .elementwise import where
 from .printing import to_text
@@ -78,7 +78,7 @@ def _astype(self, dtype):
     """The expression in ``dtype``; only its own dtype is accepted (symgrad has no cast op)."""
     if np.dtype(dtype) == self.dtype:
         return self
-    raise ShapeError(f"astype: converting {self.dtype} to {np.dtype(dtype)} is not supported")
+    raise SymgradError(f"astype: converting {self.dtype} to {np.dtype(dtype)} is not supported")
 
 
 # -- functional updates: e.at[index].set(v) and .add(v), as JAX's ---------------------------------
@@ -87,7 +87,12 @@ def _astype(self, dtype):
 class IndexUpdates:
     """``e.at``: ``e.at[index].set(v)``, ``.add(v)`` and ``.get()`` return new expressions
     (expressions are immutable), each differentiable in ``e`` and ``v``. ``index`` is a basic
-    index (ints, slices, None, ...), as ``e[index]`` takes."""
+    index (ints, slices, None, ...), as ``e[index]`` takes.
+
+    >>> from symgrad import var
+    >>> var("v", shape=(3,)).at[1:].add(1.0).shape
+    (3,)
+    """
 
     __slots__ = ("expr",)
 
@@ -110,10 +115,10 @@ class IndexUpdate:
         return getitem(self.expr, self.index)
 
     def add(self, value):
-        return add_at(self.expr, self.index, value)
+        return add_at(self.expr, value, self.index)
 
     def set(self, value):
-        return set_at(self.expr, self.index, value)
+        return set_at(self.expr, value, self.index)
 
 
 def _update(x, index, value):
@@ -126,15 +131,15 @@ def _update(x, index, value):
     return normalize_index(index, x.ndim), update
 
 
-@op_function("at.add")
-def add_at(x, index, value):
+@op_function("at.add", operands=2)
+def add_at(x, value, index):
     """``x`` with ``value`` added at ``index`` (``x.at[index].add(value)``)."""
     index, update = _update(x, index, value)
     return apply("index_add", x, update, index=index, keep=0)
 
 
-@op_function("at.set")
-def set_at(x, index, value):
+@op_function("at.set", operands=2)
+def set_at(x, value, index):
     """``x`` with ``value`` written at ``index`` (``x.at[index].set(value)``): a selection of
     the value scattered at the index and of ``x`` elsewhere, so each entry is exactly one of
     them (adding ``value - x[index]`` would round)."""
