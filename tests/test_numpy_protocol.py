@@ -187,8 +187,9 @@ def temporary_public(name, function):
 
 def test_a_public_function_named_as_numpy_names_it_is_numpys_function_without_more_code():
     x = sg.var("x", shape=(3,))
-    with pytest.raises(sg.SymgradError, match="numpy.spacing is not supported by symgrad"):
-        np.spacing(x)
+    if "spacing" not in PUBLIC:
+        with pytest.raises(sg.SymgradError, match="numpy.spacing is not supported by symgrad"):
+            np.spacing(x)
     with temporary_public("spacing", lambda x: x * 0.0 + 1e-16) as spacing:
         assert np.spacing(x).node == snp.spacing(x).node == spacing(x).node
     with temporary_public("nansum", lambda x, axis=None, keepdims=False: sg.sum(x, axis,
@@ -197,8 +198,9 @@ def test_a_public_function_named_as_numpy_names_it_is_numpys_function_without_mo
         assert np.nansum(x, 0, None, None, True).shape == (1,)      # NumPy's positional order
         with pytest.raises(sg.SymgradError, match="numpy.nansum: the argument dtype="):
             np.nansum(x, dtype=np.float32)
-    with pytest.raises(sg.SymgradError, match="numpy.nansum is not supported by symgrad"):
-        snp.nansum(x)
+    if "nansum" not in PUBLIC:
+        with pytest.raises(sg.SymgradError, match="numpy.nansum is not supported by symgrad"):
+            snp.nansum(x)
 
 
 def test_an_ndarray_method_lights_up_with_the_public_function_of_its_name():
