@@ -15,6 +15,7 @@ from .errors import ArgumentError, ParseError, ShapeError, SymgradError, Undefin
 from .graph import Graph, default_graph, use_graph
 from .ops import OPS, PUBLIC, Expr, const, custom_gradient
 from .parse import from_sympy, parse, to_sympy
+from . import numpy  # NumPy's functions on expressions: symgrad.numpy and symgrad.numpy.linalg
 
 # the public functions of the ops (sin, sum, abs, ...): ops.PUBLIC is their one list
 globals().update({name: entry.function for name, entry in PUBLIC.items()})

@@ -915,6 +915,8 @@ def shaped():
 # (op the message must start with, operand shapes it must list, the call: one line each, so
 # that the line the message points at is the lambda's own)
 SHAPE_MESSAGES = [
+    ("at.set", [(3,), (4,)], lambda e: e.v.at[0].set(e.u4)),
+    ("at.add", [(2, 3), (2, 2, 2)], lambda e: e.W.at[:, 1:].add(np.ones((2, 2, 2)))),
     ("add", [(3,), (4,)], lambda e: e.v + e.u4),
     ("subtract", [(4,), (3,)], lambda e: e.u4 - e.v),
     ("multiply", [(3,), (4,)], lambda e: e.v * e.u4),
@@ -967,6 +969,8 @@ UNREACHABLE_RAISES = {
                                    "names the variable; see test_a_bad_variable_shape_names_it)",
     ("core.py", "must be a non-negative int"): "check_shape, as above",
     ("core.py", "longer than any NumPy array"): "check_shape, as above",
+    ("core.py", "the size of shape"): "Expr.size, an attribute, not an op (see "
+                                      "tests/test_numpy_protocol.py)",
     ("reduce.py", "axis {axis} is out of range for {ndim}"): "reduced_shape: reductions normalise "
                                                             "(and check) their axes before apply",
     ("reduce.py", "out of range for shape"): "softmax normalises (and checks) its axes first",

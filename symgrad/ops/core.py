@@ -206,6 +206,22 @@ def _displayed(expr, kind):
     return show(expr) if show is not None else None
 
 
+# NumPy's functions on expressions: symgrad.numpy, a layer above ops, registers here the bodies of
+# Expr's array protocols ("array_function", "array_ufunc") and "function", its function of a
+# NumPy name (which Expr's methods such as .prod call), as the drawing layers register DISPLAY
+NUMPY_PROTOCOL = {}
+
+
+def numpy_protocol(part):
+    entry = NUMPY_PROTOCOL.get(part)
+    if entry is None:
+        raise SymgradError("NumPy's functions on expressions need symgrad.numpy: import symgrad")
+    return entry
+
+
+_NUMPY_DTYPES = {}     # a node's dtype string -> numpy.dtype: Expr.dtype is read in hot loops
+
+
 _FLOAT_DTYPES = {}     # input dtypes -> result: a handful of combinations, asked for at every node
 
 
@@ -234,7 +250,7 @@ def promoted_dtypes(exprs, excluded=()):
     numbers alone, a float64 one (a Python number) takes a float32 one's dtype (codegen writes
     that one np.float32(...)). Operands at the ``excluded`` positions (masks, shape donors)
     have no say."""
-    dtypes = [e.dtype for e in exprs]
+    dtypes = [e.data["dtype"] for e in exprs]
     if len(set(dtypes)) == 1:
         return dtypes       # a number meets only its own dtype (the common case: all float64)
     floating = [(e, d) for k, (e, d) in enumerate(zip(exprs, dtypes))
@@ -457,7 +473,6 @@ class Expr:
     """
 
     __slots__ = ("graph", "node")
-    __array_ufunc__ = None          # so that ndarray + Expr defers to Expr.__radd__
     __hash__ = None                 # == builds a comparison node, like NumPy's
 
     def __init__(self, graph, node):
@@ -492,7 +507,21 @@ class Expr:
 
     @property
     def dtype(self):
-        return self.data["dtype"]
+        """The result's numpy.dtype (the graph's node keeps its name, ``data["dtype"]``)."""
+        name = self.data["dtype"]
+        dtype = _NUMPY_DTYPES.get(name)
+        if dtype is None:
+            dtype = _NUMPY_DTYPES[name] = np.dtype(name)
+        return dtype
+
+    @property
+    def size(self):
+        """The number of entries, an int; a shape with a named dimension has no size until a
+        call binds it, and asking for it raises ShapeError."""
+        if not static_shape(self.shape):
+            raise ShapeError(f"the size of shape {self.shape} is unknown until a call binds "
+                             f"its named dimensions")
+        return math.prod(self.shape)
 
     @property
     def is_derivative(self):
@@ -535,6 +564,23 @@ class Expr:
 
     def __iter__(self):
         raise SymgradError("symbolic expressions are not iterable; index them instead")
+
+    def __setitem__(self, index, value):
+        raise SymgradError("expressions are immutable: e.at[index].set(value) (or .add(value)) "
+                           "returns an updated copy")
+
+    # NumPy's functions build nodes when an argument is an expression: np.exp(x), A @ x with an
+    # ndarray A, np.sum(x, axis=0) (symgrad.numpy holds the bodies)
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return numpy_protocol("array_ufunc")(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, function, types, args, kwargs):
+        return numpy_protocol("array_function")(function, types, args, kwargs)
+
+    def __array__(self, dtype=None, copy=None):
+        raise SymgradError("a symbolic expression has no values until it is evaluated: compile "
+                           "it (sg.compile) and call the function instead of converting it "
+                           "to an array")
 
     # arithmetic
     def __add__(self, other): return apply("add", self, other)
@@ -664,8 +710,8 @@ def apply(name, *operands, **attrs):
         with graph.atomic():
             exprs = list(operands)
             if not all(isinstance(o, Expr) for o in exprs):    # lift passes Exprs through
-                hint = next((o.dtype for o in operands
-                             if isinstance(o, Expr) and o.dtype != "bool"), "float64")
+                hint = next((o.data["dtype"] for o in operands
+                             if isinstance(o, Expr) and o.data["dtype"] != "bool"), "float64")
                 exprs = [lift(o, graph, hint) for o in operands]
             shape = op.shape([e.shape for e in exprs], **attrs)
             for rule in BUILD_RULES.get(name, ()):
