@@ -197,7 +197,43 @@ def np_broadcast_to_like(a, like):
 
 # The cases of issue 18's families, one list each (filled in by the work on each family; kept
 # apart so that each grows without touching the others)
-ELEMENTWISE_MORE = []       # element-wise functions beyond the first ones, activations, special
+ELEMENTWISE_MORE = [       # element-wise functions beyond the first ones, activations, special
+    *unary("sinh", sg.sinh, np.sinh),
+    *unary("cosh", sg.cosh, np.cosh),
+    *unary("arcsin", sg.arcsin, np.arcsin, uniform(-0.9, 0.9)),
+    *unary("arccos", sg.arccos, np.arccos, uniform(-0.9, 0.9)),
+    *unary("arctan", sg.arctan, np.arctan),
+    *unary("arcsinh", sg.arcsinh, np.arcsinh),
+    *unary("arccosh", sg.arccosh, np.arccosh, uniform(1.2, 3.0)),
+    *unary("arctanh", sg.arctanh, np.arctanh, uniform(-0.9, 0.9)),
+    *unary("log2", sg.log2, np.log2, positive),
+    *unary("log10", sg.log10, np.log10, positive),
+    *unary("cbrt", sg.cbrt, np.cbrt, nonzero),
+    # away from the branch cut of arctan2 (x < 0, y = 0): x > 0
+    *binary("arctan2", sg.arctan2, np.arctan2, (normal, positive)),
+    *binary("hypot", sg.hypot, np.hypot, (nonzero, nonzero)),
+    *binary("logaddexp", sg.logaddexp, np.logaddexp),
+    *binary("logaddexp2", sg.logaddexp2, np.logaddexp2),
+    *binary("fmax", sg.fmax, np.fmax, kink=difference),
+    *binary("fmin", sg.fmin, np.fmin, kink=difference),
+    # the remainders jump where a / b is an integer
+    *binary("remainder", lambda a, b: a % b, np.remainder, (uniform(-5.0, 5.0), nonzero),
+            kink=lambda a, b: a / b - np.round(a / b)),
+    *binary("fmod", sg.fmod, np.fmod, (uniform(-5.0, 5.0), nonzero),
+            kink=lambda a, b: a / b - np.round(a / b)),
+    # steps at the integers (at the half-integers for round), zero derivative between them
+    *unary("floor", sg.floor, np.floor, uniform(-3.0, 3.0), kink=lambda a: a - np.round(a)),
+    *unary("ceil", sg.ceil, np.ceil, uniform(-3.0, 3.0), kink=lambda a: a - np.round(a)),
+    *unary("trunc", sg.trunc, np.trunc, uniform(-3.0, 3.0), kink=lambda a: a - np.round(a)),
+    *unary("round", sg.round, np.round, uniform(-3.0, 3.0),
+           kink=lambda a: a - np.floor(a) - 0.5),
+    Case("round", "decimals", lambda a: sg.round(a, decimals=1), ((3, 4),),
+         lambda a: np.round(a, 1), (uniform(-3.0, 3.0),),
+         lambda a: a * 10.0 - np.floor(a * 10.0) - 0.5),   # in steps of 0.1
+    Case("round", "negative-decimals", lambda a: sg.round(a, decimals=-1), ((3, 4),),
+         lambda a: np.round(a, -1), (uniform(-30.0, 30.0),),
+         lambda a: a / 10.0 - np.floor(a / 10.0) - 0.5),
+]
 REDUCTIONS_MORE = []        # reductions, scans, norms and order statistics
 SHAPES_MORE = []            # building and reshaping arrays
 CONTRACTIONS_MORE = []      # einsum, tensordot, outer, kron, cross, N-D dot and matmul
@@ -395,6 +431,9 @@ NO_SYMPY = {
                     "moves or contracts axes of an array"),
     **dict.fromkeys(["zeros_like", "identity_like"], "a constant: its operand only lends a shape"),
     "stop_gradient": "its derivative is zero by design, unlike the function it computes",
+    "round": "SymPy has no element-wise rounding to even (Python's round needs a number)",
+    **dict.fromkeys(["floor", "ceil", "trunc", "remainder", "fmod"],
+                    "sympy.diff leaves the derivative of floor unevaluated (a step function)"),
 }
 
 
