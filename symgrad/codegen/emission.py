@@ -17,6 +17,26 @@ from ..ops.shape import index_source
 _FORMATTER = string.Formatter()
 
 
+class SciPySpecial:
+    """``scipy.special``, imported when generated code first reads one of its functions: it is
+    bound in every generated function's namespace as ``special`` (ops.special emits
+    ``special.erf(x)``), as ``np`` is, but importing SciPy costs a fifth of a second that a
+    function without special functions never pays. Each function read is kept as an attribute,
+    so later reads are plain ones."""
+
+    def __getattr__(self, attribute):
+        if attribute.startswith("_"):       # a protocol probed (copy, pickle): not SciPy's
+            raise AttributeError(attribute)
+        import scipy.special
+        function = getattr(scipy.special, attribute)
+        setattr(self, attribute, function)
+        return function
+
+
+# What generated source may read besides its own names (naming.RESERVED keeps variables off them)
+LIBRARIES = {"np": np, "special": SciPySpecial()}
+
+
 def scalar_type(dtype):
     """``np.float64``-style source for a node's dtype, checked because it is written verbatim."""
     if dtype == "bool":

@@ -16,8 +16,8 @@ from ..errors import InternalError, SymgradError
 from ..naming import Namer
 from ..ops import OPS
 from ..ops.shape import index_grad_target
-from .emission import (NUMPY_SYNTAX, EmitContext, LazyLiterals, numpy_emitter, scalar_type,
-                       statements, statements_into)
+from .emission import (LIBRARIES, NUMPY_SYNTAX, EmitContext, LazyLiterals, numpy_emitter,
+                       scalar_type, statements, statements_into)
 from .memory import (PASSES, block_rows, array_made_by_its_cotangent, number_workspace_slots,
                      update_in_place)
 from .plan import Plan, operand_forms
@@ -44,7 +44,7 @@ class FunctionNames:
         for node in plan.inputs:
             self.names[node] = self.namer.claim(self.plan.nodes[node]["attrs"]["name"])
         self.input_names = {self.names[node] for node in plan.inputs}
-        self.namespace = {"np": np, "float": float, "__builtins__": {}}
+        self.namespace = {**LIBRARIES, "float": float, "__builtins__": {}}
         self._dims = {}
         self._constants = 0
 

@@ -685,9 +685,68 @@ def mod(x, y):
     return apply("remainder", x, y)
 
 
+
+# -- activations: compositions of ops, so their derivatives follow from the ops' rules ------------
+# At 0, elu's one-sided derivatives 1 and alpha meet at their midpoint (1 + alpha) / 2, the
+# module's convention (relu'(0) = 1/2): relu(x) + alpha expm1(min(x, 0)) has it from relu's and
+# minimum's tie rules, and never computes expm1 of a large x.
+
+
+@public("silu")
+def silu(x):
+    """The sigmoid linear unit (swish) ``x * sigmoid(x)``."""
+    return x * sigmoid(x)
+
+
+@public("elu", static=("alpha",))
+def elu(x, alpha=1.0):
+    """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere; the derivative at 0 is
+    ``(1 + alpha) / 2``."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise ArgumentError(f"elu: alpha must be a real number, got {alpha!r}")
+    return relu(x) + float(alpha) * expm1(minimum(x, 0.0))
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@public("selu")
+def selu(x):
+    """The scaled ELU, ``scale * elu(x, alpha)`` with the constants of Klambauer et al. (as in
+    PyTorch and JAX)."""
+    return _SELU_SCALE * elu(x, _SELU_ALPHA)
+
+
+@public("softsign")
+def softsign(x):
+    """``x / (1 + |x|)``."""
+    return x / (1.0 + absolute(x))
+
+
+@public("nan_to_num", static=("nan", "posinf", "neginf"))
+def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
+    """``np.nan_to_num`` (``copy`` aside): nan, inf and -inf replaced, by default by 0 and the
+    largest finite numbers of x's dtype. The gradient flows where x is finite and is 0 where an
+    entry was replaced."""
+    x = apply("add", x, 0.0) if not isinstance(x, Expr) else x
+    finfo = np.finfo(x.dtype)
+    replacements = []
+    for name, value, default in [("nan", nan, 0.0), ("posinf", posinf, float(finfo.max)),
+                                 ("neginf", neginf, float(finfo.min))]:
+        value = default if value is None else value
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ArgumentError(f"nan_to_num: {name} must be a real number, got {value!r}")
+        replacements.append(float(value))
+    nan, posinf, neginf = replacements
+    # x != x holds only for nan
+    return where(x != x, nan, where(x == np.inf, posinf, where(x == -np.inf, neginf, x)))
+
+
 __all__ = ["sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "sign", "absolute",
            "negative", "heaviside", "sigmoid", "softplus", "relu", "leaky_relu", "add", "subtract",
            "multiply", "divide", "power", "maximum", "minimum", "clip", "where", "Expr"]
 __all__ += ["sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "log2",
             "log10", "cbrt", "hypot", "floor", "ceil", "trunc", "round_", "square", "reciprocal",
-            "fabs", "exp2", "deg2rad", "rad2deg", "mod"]
+            "fabs", "exp2", "deg2rad", "rad2deg", "mod",
+            "silu", "elu", "selu", "softsign", "nan_to_num"]
