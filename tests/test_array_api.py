@@ -211,7 +211,7 @@ def test_every_op_and_its_vjp_on_both_libraries(case):
         concrete = tuple(DIMS.get(d, d) for d in out.shape)
         args = [*arrays, rng.standard_normal(concrete)]
         if reads_scipy(case.op):        # SciPy's special functions: refused when compiled
-            with pytest.raises(sg.SymgradError, match=f"no counterpart for SciPy's special.*"
+            with pytest.raises(sg.SymgradError, match=f"no counterpart for SciPy's .*"
                                                       f"op {case.op!r}"):
                 sg.compile(outputs, inputs=[*inputs, u], backend="array_api")
             return

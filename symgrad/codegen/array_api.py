@@ -136,8 +136,13 @@ class ArrayAPIRenderer(NumpyRenderer):
         for name, _ in self.constants:
             del self.namespace[name]
         del self.namespace["np"]
-        del self.namespace["special"]       # SciPy computes on NumPy arrays only: refused
         return ["np", *super().parameters(), *(name for name, _ in self.constants)]
+
+    def library(self, name, op_name):
+        """Refused: the standard has no special functions, and SciPy's would make the
+        arguments' arrays NumPy's (or fail on them)."""
+        raise SymgradError(f"backend 'array_api' has no counterpart for SciPy's functions "
+                           f"({name}), which op {op_name!r} uses; use backend 'numpy'")
 
     def preamble(self):
         note = "# np: the arguments' array namespace (symgrad.array_api.ArrayNamespace)"
@@ -164,26 +169,9 @@ def generate_array_api(graph, outputs, inputs, function_name, offered=None):
     renderer = ArrayAPIRenderer(plan, function_name)
     source = renderer.source()
     for step in plan.steps:
-        if step.kind != "compute":
-            continue
-        if OPS[plan.nodes[step.node]["op"]].emit.users:
+        if step.kind == "compute" and OPS[plan.nodes[step.node]["op"]].emit.users:
             _check_users_statements(plan.nodes[step.node]["op"], step.statements, offered)
-        elif any("special." in line for body in step.statements.values() for line in body):
-            _refuse_scipy(plan.nodes[step.node]["op"], step.statements)
     return source, renderer.namespace, renderer.constants
-
-
-def _refuse_scipy(op_name, statements):
-    """Refuse an op whose NumPy form calls SciPy (``special.erf``, ops.special): the standard has
-    no special functions, and SciPy's would turn the arguments' arrays into NumPy's. No variable
-    is named ``special`` (naming.RESERVED): the text says it, the syntax tree confirms it."""
-    for body in statements.values():
-        for node in ast.walk(ast.parse("\n".join(body))):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
-                    and node.value.id == "special":
-                raise SymgradError(f"backend 'array_api' has no counterpart for SciPy's "
-                                   f"special.{node.attr}, which op {op_name!r} uses; use backend "
-                                   f"'numpy'")
 
 
 def _check_users_statements(op_name, statements, offered):

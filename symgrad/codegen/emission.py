@@ -18,11 +18,11 @@ _FORMATTER = string.Formatter()
 
 
 class SciPySpecial:
-    """``scipy.special``, imported when generated code first reads one of its functions: it is
-    bound in every generated function's namespace as ``special`` (ops.special emits
-    ``special.erf(x)``), as ``np`` is, but importing SciPy costs a fifth of a second that a
-    function without special functions never pays. Each function read is kept as an attribute,
-    so later reads are plain ones."""
+    """``scipy.special``, imported when generated code first reads one of its functions: an op
+    of ops.special asks for it through its context (EmitContext.library), which binds it in the
+    function's namespace as ``special``, beside ``np``; importing SciPy costs a fifth of a
+    second that a program without special functions never pays. Each function read is kept as
+    an attribute, so later reads are plain ones."""
 
     def __getattr__(self, attribute):
         if attribute.startswith("_"):       # a protocol probed (copy, pickle): not SciPy's
@@ -33,8 +33,9 @@ class SciPySpecial:
         return function
 
 
-# What generated source may read besides its own names (naming.RESERVED keeps variables off them)
-LIBRARIES = {"np": np, "special": SciPySpecial()}
+# The libraries an emission may ask for by name (EmitContext.library), besides np, which every
+# function has; naming.RESERVED keeps variables off their names
+LIBRARIES = {"special": SciPySpecial()}
 
 
 def scalar_type(dtype):
@@ -129,6 +130,7 @@ class EmitContext:
         self.shapes = [nodes[i]["shape"] for i in data["inputs"]]
         self.dtypes = operand_dtypes
         self.dtype = data["dtype"]
+        self.op = data["op"]
         self.out = out
         self._names = names
         self._syntax = syntax
@@ -139,6 +141,12 @@ class EmitContext:
 
     def temp(self, suffix):
         return self._names.claim(naming.suffixed(self.out, suffix))
+
+    def library(self, name):
+        """The name under which the generated code reads library ``name`` of LIBRARIES
+        (``special``: scipy.special), which the renderer binds for it, or refuses (the
+        array-API backend has no SciPy) naming this op."""
+        return self._names.library(name, self.op)
 
     def item(self, array, index):
         """Source reading ``array``'s part at ``index`` (normalize_index's items)."""

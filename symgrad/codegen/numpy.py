@@ -44,7 +44,7 @@ class FunctionNames:
         for node in plan.inputs:
             self.names[node] = self.namer.claim(self.plan.nodes[node]["attrs"]["name"])
         self.input_names = {self.names[node] for node in plan.inputs}
-        self.namespace = {**LIBRARIES, "float": float, "__builtins__": {}}
+        self.namespace = {"np": np, "float": float, "__builtins__": {}}
         self._dims = {}
         self._constants = 0
 
@@ -64,6 +64,11 @@ class FunctionNames:
 
     def claim(self, wanted):
         return self.namer.claim(wanted)
+
+    def library(self, name, op_name):
+        """Bind library ``name`` (emission.LIBRARIES) in the namespace, for op ``op_name``."""
+        self.namespace[name] = LIBRARIES[name]
+        return name
 
     def new_name(self, node):
         name = self.graph.readable_name(node)

@@ -729,8 +729,8 @@ def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
     """``np.nan_to_num`` (``copy`` aside): nan, inf and -inf replaced, by default by 0 and the
     largest finite numbers of x's dtype. The gradient flows where x is finite and is 0 where an
     entry was replaced."""
-    x = apply("add", x, 0.0) if not isinstance(x, Expr) else x
-    finfo = np.finfo(x.dtype)
+    # every argument checked before a node is built: a refusal leaves the graph as it was
+    finfo = np.finfo(x.dtype if isinstance(x, Expr) else "float64")
     replacements = []
     for name, value, default in [("nan", nan, 0.0), ("posinf", posinf, float(finfo.max)),
                                  ("neginf", neginf, float(finfo.min))]:
@@ -739,6 +739,7 @@ def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
             raise ArgumentError(f"nan_to_num: {name} must be a real number, got {value!r}")
         replacements.append(float(value))
     nan, posinf, neginf = replacements
+    x = x if isinstance(x, Expr) else const(x)      # a list's != would be Python's
     # x != x holds only for nan
     return where(x != x, nan, where(x == np.inf, posinf, where(x == -np.inf, neginf, x)))
 

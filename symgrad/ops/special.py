@@ -1,8 +1,8 @@
 """Special functions with SciPy's semantics (erf, erfc, logit, xlogy) and what is built on them
 (gelu; expit is sigmoid's op). Their NumPy form calls SciPy's ufuncs through ``special``, which
-codegen binds in the generated function's namespace (scipy.special, imported at the first call
-that needs it), as it binds ``np``; their Python-float forms use math. The array-API backend has
-no counterpart and refuses them when compiling.
+the emitter asks its context for (``ctx.library``: codegen binds scipy.special, imported at the
+first call that needs it); their Python-float forms use math. The array-API backend has no
+counterpart and refuses them when compiling.
 Imports ops.core and ops.elementwise.
 """
 
@@ -21,25 +21,41 @@ def _scipy(name):
     return function
 
 
+def _emit_scipy(name):
+    """The NumPy emission of SciPy's ufunc ``name``, and the one writing into ``ctx.into``."""
+    def emit(ctx):
+        return f"{ctx.library('special')}.{name}({', '.join(ctx.args)})"
+
+    def emit_into(ctx):
+        return f"{ctx.library('special')}.{name}({', '.join(ctx.args)}, out={ctx.into})"
+    return emit, emit_into
+
+
+# the ops whose NumPy form calls SciPy
+USES_SCIPY = ("erf", "erfc", "logit", "xlogy")
+_ERF, _ERF_INTO = _emit_scipy("erf")
+_ERFC, _ERFC_INTO = _emit_scipy("erfc")
+_LOGIT, _LOGIT_INTO = _emit_scipy("logit")
+_XLOGY, _XLOGY_INTO = _emit_scipy("xlogy")
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
-defop("erf", 1, same_shape, "special.erf({0})",
+defop("erf", 1, same_shape, _ERF,
       lambda g, out, x: [g * (_TWO_OVER_SQRT_PI * exp(-(x * x)))],
       simplify=_fold(_scipy("erf")), scalar="math.erf({0})",
-      numpy_into="special.erf({0}, out={out})", public="erf", sympy="erf")
-defop("erfc", 1, same_shape, "special.erfc({0})",
+      numpy_into=_ERF_INTO, public="erf", sympy="erf")
+defop("erfc", 1, same_shape, _ERFC,
       lambda g, out, x: [-(g * (_TWO_OVER_SQRT_PI * exp(-(x * x))))],
       simplify=_fold(_scipy("erfc")), scalar="math.erfc({0})",
-      numpy_into="special.erfc({0}, out={out})", public="erfc", sympy="erfc")
+      numpy_into=_ERFC_INTO, public="erfc", sympy="erfc")
 # SciPy's logit, branch for branch: log(x / (1 - x)), and near 1/2, where that loses the
 # relative accuracy of a small result, log1p(s) - log1p(-s) with s = 2 (x - 1/2). Its derivative
 # 1 / (x (1 - x)) is exact near 1 (1 - x is exact there).
-defop("logit", 1, same_shape, "special.logit({0})",
+defop("logit", 1, same_shape, _LOGIT,
       lambda g, out, x: [g / (x * (1.0 - x))],
       simplify=_fold(_scipy("logit")),
       scalar="(math.log({0} / (1.0 - {0})) if {0} < 0.3 or {0} > 0.65 "
              "else math.log1p(2.0 * ({0} - 0.5)) - math.log1p(-2.0 * ({0} - 0.5)))",
-      numpy_into="special.logit({0}, out={out})", public="logit",
+      numpy_into=_LOGIT_INTO, public="logit",
       sympy=lambda sympy, x: sympy.log(x / (1 - x)))
 
 
@@ -49,10 +65,10 @@ def _xlogy_vjp(g, out, x, y):
     return [_to_input(g * log(y), out, x), _to_input(g * (x / y), out, y)]
 
 
-defop("xlogy", 2, broadcast_shape, "special.xlogy({0}, {1})", _xlogy_vjp,
+defop("xlogy", 2, broadcast_shape, _XLOGY, _xlogy_vjp,
       simplify=(_fold(_scipy("xlogy")), _through_broadcasts("xlogy")),
       scalar="(0.0 if {0} == 0.0 and {1} == {1} else {0} * math.log({1}))",
-      numpy_into="special.xlogy({0}, {1}, out={out})", public="xlogy",
+      numpy_into=_XLOGY_INTO, public="xlogy",
       sympy=lambda sympy, x, y: x * sympy.log(y))
 
 
@@ -78,11 +94,12 @@ def gelu(x, approximate="none"):
     written ``x erfc(-x / √2) / 2``, which keeps its relative accuracy for negative x where
     ``1 + erf`` cancels; or ``approximate="tanh"``,
     ``x (1 + tanh(√(2/π) (x + 0.044715 x³))) / 2``."""
+    if approximate not in ("none", "tanh"):
+        raise ArgumentError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    half_x = apply("multiply", 0.5, x)          # refuses what cannot be an operand, first
     if approximate == "none":
-        return 0.5 * x * erfc(x * -_SQRT_HALF)
-    if approximate == "tanh":
-        return 0.5 * x * (1.0 + tanh(_SQRT_TWO_OVER_PI * (x + 0.044715 * (x * x * x))))
-    raise ArgumentError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+        return half_x * erfc(x * -_SQRT_HALF)
+    return half_x * (1.0 + tanh(_SQRT_TWO_OVER_PI * (x + 0.044715 * (x * x * x))))
 
 
 __all__ = ["erf", "erfc", "logit", "xlogy", "expit", "gelu"]
