@@ -174,6 +174,51 @@ class ArrayNamespace:
         """NumPy's step: 0 below zero, 1 above, ``at_zero`` at zero, nan at nan."""
         return self.where(x > 0.0, 1.0, self.where(x < 0.0, 0.0, self.where(x == 0.0, at_zero, x)))
 
+    # NumPy's element-wise functions the standard lacks, from the standard's own (as NumPy
+    # computes them where that is exact: fmod from the remainder of magnitudes, which has no
+    # correction to round; logaddexp2 as npy_logaddexp2)
+    def _arrays(self, *operands):
+        return self._elementwise(lambda *arrays: arrays)(*operands)
+
+    def fmax(self, x, y):
+        """The maximum ignoring a nan operand."""
+        x, y = self._arrays(x, y)
+        xp = self.xp
+        return xp.where(xp.isnan(y), x, xp.where(xp.isnan(x), y, xp.maximum(x, y)))
+
+    def fmin(self, x, y):
+        """The minimum ignoring a nan operand."""
+        x, y = self._arrays(x, y)
+        xp = self.xp
+        return xp.where(xp.isnan(y), x, xp.where(xp.isnan(x), y, xp.minimum(x, y)))
+
+    def fmod(self, x, y):
+        """C's fmod: the remainder of truncated division, with the dividend's sign."""
+        x, y = self._arrays(x, y)
+        return self.xp.copysign(self.xp.remainder(self.xp.abs(x), self.xp.abs(y)), x)
+
+    def logaddexp2(self, x, y):
+        """log2(2**x + 2**y) without overflow."""
+        x, y = self._arrays(x, y)
+        xp = self.xp
+        larger = xp.maximum(x, y)
+        tail = xp.log1p(xp.pow(self._number(2.0, x), -xp.abs(x - y))) * 1.4426950408889634
+        return xp.where(x == y, x + 1.0, larger + tail)
+
+    def cbrt(self, x):
+        """The real cube root."""
+        return self.xp.sign(x) * self.xp.pow(self.xp.abs(x), 1.0 / 3.0)
+
+    def rint(self, x):
+        return self.xp.round(x)
+
+    def round(self, x, decimals=0):
+        """NumPy's round: rint(x * 10**d) / 10**d, or rint(x / 10**-d) * 10**-d."""
+        scale = 10.0 ** abs(decimals)
+        if decimals >= 0:
+            return self.xp.round(x * scale) / scale
+        return self.xp.round(x / scale) * scale
+
     def mean(self, x, axis=None, keepdims=False):
         return self.xp.mean(x, axis=axis, keepdims=keepdims)
 

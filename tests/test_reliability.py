@@ -213,6 +213,25 @@ _add("clip with a bad lower bound", "clip", SH,
 _add("clip with a bad upper bound", "clip", SH,
      lambda e, o: functools.partial(sg.clip, e.v, 0.0, e.u4))
 _add("matmul of a scalar", "matmul", SH, lambda e, o: functools.partial(sg.matmul, e.x, e.v))
+# issue 18's element-wise functions
+for _name in ["sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh",
+              "log2", "log10", "cbrt", "floor", "ceil", "trunc", "round", "square", "reciprocal",
+              "fabs", "exp2", "deg2rad", "rad2deg", "erf", "erfc", "logit", "expit", "gelu", "silu",
+              "elu", "selu", "softsign", "nan_to_num"]:
+    _add(f"{_name} of a string", _name, SE,
+         lambda e, o, name=_name: functools.partial(getattr(sg, name), "text"))
+for _name in ["arctan2", "hypot", "logaddexp", "logaddexp2", "fmax", "fmin", "remainder", "mod",
+              "fmod", "xlogy"]:
+    _add(f"{_name} of shapes that do not broadcast", _name, SH,
+         lambda e, o, name=_name: functools.partial(getattr(sg, name), e.v, e.u4))
+_add("round to a fractional number of decimals", "round", AE,
+     lambda e, o: functools.partial(sg.round, e.v, 1.5))
+_add("elu with a slope that is not a number", "elu", AE,
+     lambda e, o: functools.partial(sg.elu, e.v, "abc"))
+_add("gelu with an unknown approximation", "gelu", AE,
+     lambda e, o: functools.partial(sg.gelu, e.v, approximate="erf"))
+_add("nan_to_num with a replacement that is not a number", "nan_to_num", AE,
+     lambda e, o: functools.partial(sg.nan_to_num, [1.0, 2.0], posinf="big"))
 _add("dot of three-dimensional arrays", "dot", SH,
      lambda e, o: functools.partial(sg.dot, e.T3, e.T3))
 _add("dot of mismatched lengths", "dot", SH, lambda e, o: functools.partial(sg.dot, e.W, e.u4))

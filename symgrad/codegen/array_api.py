@@ -138,6 +138,12 @@ class ArrayAPIRenderer(NumpyRenderer):
         del self.namespace["np"]
         return ["np", *super().parameters(), *(name for name, _ in self.constants)]
 
+    def library(self, name, op_name):
+        """Refused: the standard has no special functions, and SciPy's would make the
+        arguments' arrays NumPy's (or fail on them)."""
+        raise SymgradError(f"backend 'array_api' has no counterpart for SciPy's functions "
+                           f"({name}), which op {op_name!r} uses; use backend 'numpy'")
+
     def preamble(self):
         note = "# np: the arguments' array namespace (symgrad.array_api.ArrayNamespace)"
         return [note + ("; the constants are on its device" if self.constants else "")]

@@ -17,6 +17,27 @@ from ..ops.shape import index_source
 _FORMATTER = string.Formatter()
 
 
+class SciPySpecial:
+    """``scipy.special``, imported when generated code first reads one of its functions: an op
+    of ops.special asks for it through its context (EmitContext.library), which binds it in the
+    function's namespace as ``special``, beside ``np``; importing SciPy costs a fifth of a
+    second that a program without special functions never pays. Each function read is kept as
+    an attribute, so later reads are plain ones."""
+
+    def __getattr__(self, attribute):
+        if attribute.startswith("_"):       # a protocol probed (copy, pickle): not SciPy's
+            raise AttributeError(attribute)
+        import scipy.special
+        function = getattr(scipy.special, attribute)
+        setattr(self, attribute, function)
+        return function
+
+
+# The libraries an emission may ask for by name (EmitContext.library), besides np, which every
+# function has; naming.RESERVED keeps variables off their names
+LIBRARIES = {"special": SciPySpecial()}
+
+
 def scalar_type(dtype):
     """``np.float64``-style source for a node's dtype, checked because it is written verbatim."""
     if dtype == "bool":
@@ -109,6 +130,7 @@ class EmitContext:
         self.shapes = [nodes[i]["shape"] for i in data["inputs"]]
         self.dtypes = operand_dtypes
         self.dtype = data["dtype"]
+        self.op = data["op"]
         self.out = out
         self._names = names
         self._syntax = syntax
@@ -119,6 +141,12 @@ class EmitContext:
 
     def temp(self, suffix):
         return self._names.claim(naming.suffixed(self.out, suffix))
+
+    def library(self, name):
+        """The name under which the generated code reads library ``name`` of LIBRARIES
+        (``special``: scipy.special), which the renderer binds for it, or refuses (the
+        array-API backend has no SciPy) naming this op."""
+        return self._names.library(name, self.op)
 
     def item(self, array, index):
         """Source reading ``array``'s part at ``index`` (normalize_index's items)."""

@@ -16,8 +16,8 @@ from ..errors import InternalError, SymgradError
 from ..naming import Namer
 from ..ops import OPS
 from ..ops.shape import index_grad_target
-from .emission import (NUMPY_SYNTAX, EmitContext, LazyLiterals, numpy_emitter, scalar_type,
-                       statements, statements_into)
+from .emission import (LIBRARIES, NUMPY_SYNTAX, EmitContext, LazyLiterals, numpy_emitter,
+                       scalar_type, statements, statements_into)
 from .memory import (PASSES, block_rows, array_made_by_its_cotangent, number_workspace_slots,
                      update_in_place)
 from .plan import Plan, operand_forms
@@ -64,6 +64,11 @@ class FunctionNames:
 
     def claim(self, wanted):
         return self.namer.claim(wanted)
+
+    def library(self, name, op_name):
+        """Bind library ``name`` (emission.LIBRARIES) in the namespace, for op ``op_name``."""
+        self.namespace[name] = LIBRARIES[name]
+        return name
 
     def new_name(self, node):
         name = self.graph.readable_name(node)

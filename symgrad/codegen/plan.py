@@ -16,8 +16,8 @@ from .. import naming
 from ..errors import SymgradError
 from ..ops import OPS, static_shape
 from ..ops.core import FOLD_LIMIT
-from .emission import (EmitContext, LazyLiterals, number_source, numpy_emitter, scalar_type,
-                       statements)
+from .emission import (LIBRARIES, EmitContext, LazyLiterals, number_source, numpy_emitter,
+                       scalar_type, statements)
 from .entry import build_function
 
 # Up to this many outputs, the statements of those needing fewer nodes come first
@@ -173,7 +173,7 @@ class Plan:
         """The node's value, computed once by its own emission on the constants, or None when
         that fails (the statement is then emitted and fails, or warns, at run time as it would
         have)."""
-        namespace = {"np": np, "float": float, "math": math, "__builtins__": {}}
+        namespace = {"np": np, **LIBRARIES, "float": float, "math": math, "__builtins__": {}}
         args = []
         for k, operand in enumerate(data["inputs"]):
             if self.is_literal(operand):
@@ -241,6 +241,9 @@ class _FoldingNames:
 
     def claim(self, wanted):
         return naming.checked_identifier(wanted, "name")
+
+    def library(self, name, op_name):
+        return name         # the folding namespace has every library
 
 
 def operand_forms(plan, data, args, named):

@@ -186,6 +186,9 @@ class _TemplateNames:
     def claim(self, wanted):
         return wanted
 
+    def library(self, name, op_name):
+        return name
+
 
 class _EscapedLiterals(LazyLiterals):
     """Attribute values as source, written into a template as literal text."""

@@ -2,7 +2,7 @@
 and then gives Expr the methods that build ops of those families.
 
 Its modules import only those before them in this order (tests/test_layering.py checks it):
-core <- shape <- elementwise <- reduce <- linalg <- stability <- custom <- printing <- methods.
+core <- shape <- elementwise <- special <- reduce <- linalg <- stability <- custom <- printing <- methods.
 """
 
 from .core import (OPS, PUBLIC, Emission, Expr, Op, Public, apply, broadcast_shapes, check_name, check_shape, const, defop, graph_of,
@@ -16,6 +16,7 @@ from .methods import attach_methods
 from .printing import to_text
 from .reduce import log_softmax, logsumexp, max, mean, min, softmax, sum
 from . import stability  # noqa: F401 (registers the stability rewrites)
+from .special import erf, erfc, expit, gelu, logit, xlogy
 from .shape import (broadcast_to_like, concatenate, expand_dims, getitem, identity_like, reshape,
                     squeeze, stop_gradient, transpose, unbroadcast, zeros_like)
 

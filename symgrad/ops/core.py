@@ -593,6 +593,8 @@ class Expr:
     def __rtruediv__(self, other): return apply("divide", other, self)
     def __pow__(self, other): return apply("power", self, other)
     def __rpow__(self, other): return apply("power", other, self)
+    def __mod__(self, other): return apply("remainder", self, other)
+    def __rmod__(self, other): return apply("remainder", other, self)
     def __matmul__(self, other): return apply("matmul", self, other)
     def __rmatmul__(self, other): return apply("matmul", other, self)
     def __neg__(self): return apply("negative", self)

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ArgumentError
 from .core import (FOLD_LIMIT, Expr, apply, bool_dtype, broadcast_shape, const,
                    constant_value, defop, float_dtype, is_scalar_constant, literal, op_function,
-                   promoted_dtypes, public, same_shape)
+                   promoted_dtypes, public, same_shape, PUBLIC)
 from .shape import unbroadcast
 
 
@@ -490,6 +490,264 @@ def where(condition, x, y):
     return apply("where", condition, x, y)
 
 
+
+# -- issue 18: NumPy's other element-wise functions ------------------------------------------------
+# Derivatives in forms that stay accurate where the textbook's cancel: (1 - x)(1 + x) for 1 - x²
+# (exact near |x| = 1), hypot(x, 1) for sqrt(x² + 1) (no overflow), sigmoid(x - y) for logaddexp's
+# weights (exp(x - out) would carry the rounding of a large out). Rounding has no derivative almost everywhere: floor, ceil, trunc and round
+# give zero, as NumPy-based autodiff tools define it (JAX, autograd); mod's derivatives are JAX's.
+
+_LN2 = 0.6931471805599453
+_LN10 = 2.302585092994046
+
+sinh = unary("sinh", "sinh", lambda g, out, x: g * cosh(x), "sinh")
+cosh = unary("cosh", "cosh", lambda g, out, x: g * sinh(x), "cosh")
+arcsin = unary("arcsin", "arcsin", lambda g, out, x: g / sqrt((1.0 - x) * (1.0 + x)), "asin",
+               scalar="math.asin({0})")
+arccos = unary("arccos", "arccos", lambda g, out, x: -(g / sqrt((1.0 - x) * (1.0 + x))), "acos",
+               scalar="math.acos({0})")
+arctan = unary("arctan", "arctan", lambda g, out, x: g / (1.0 + x * x), "atan",
+               scalar="math.atan({0})")
+arcsinh = unary("arcsinh", "arcsinh", lambda g, out, x: g / hypot(x, 1.0), "asinh",
+                scalar="math.asinh({0})")
+arccosh = unary("arccosh", "arccosh", lambda g, out, x: g / sqrt((x - 1.0) * (x + 1.0)), "acosh",
+                scalar="math.acosh({0})")
+arctanh = unary("arctanh", "arctanh", lambda g, out, x: g / ((1.0 - x) * (1.0 + x)), "atanh",
+                scalar="math.atanh({0})")
+log2 = unary("log2", "log2", lambda g, out, x: g / (x * _LN2), lambda sympy, x: sympy.log(x, 2))
+log10 = unary("log10", "log10", lambda g, out, x: g / (x * _LN10),
+              lambda sympy, x: sympy.log(x, 10))
+# math has no cube root before Python 3.11 (and pow(x, 1/3) is not NumPy's answer): no
+# Python-float form, so a graph with cbrt takes the NumPy function
+defop("cbrt", 1, same_shape, "np.cbrt({0})", lambda g, out, x: [g / (3.0 * (out * out))],
+      simplify=_fold(np.cbrt), numpy_into="np.cbrt({0}, out={out})", public="cbrt",
+      sympy=lambda sympy, x: sympy.sign(x) * sympy.Abs(x) ** sympy.Rational(1, 3))
+cbrt = PUBLIC["cbrt"].function
+
+
+def _binary(name, vjp, scalar, sympy, fold, **emission):
+    """Register the binary ufunc ``np.<name>`` (broadcasting), public under its name."""
+    defop(name, 2, broadcast_shape, f"np.{name}({{0}}, {{1}})", vjp, scalar=scalar, sympy=sympy,
+          simplify=(_fold(fold), _through_broadcasts(name)),
+          numpy_into=f"np.{name}({{0}}, {{1}}, out={{out}})", public=name, **emission)
+
+
+def _arctan2_vjp(g, out, y, x):
+    radius = hypot(y, x)            # x / (x² + y²) as (x / r) / r: no overflow in the squares
+    return [_to_input(g * ((x / radius) / radius), out, y),
+            _to_input(-(g * ((y / radius) / radius)), out, x)]
+
+
+_binary("arctan2", _arctan2_vjp, "math.atan2({0}, {1})", "atan2", np.arctan2)
+_binary("hypot", lambda g, out, x, y: [_to_input(g * (x / out), out, x),
+                                       _to_input(g * (y / out), out, y)],
+        "math.hypot({0}, {1})", lambda sympy, x, y: sympy.sqrt(x ** 2 + y ** 2), np.hypot)
+# NumPy's npy_logaddexp, branch for branch: a tie adds log 2, nan falls through to x + y
+_binary("logaddexp", lambda g, out, x, y: [_to_input(g * sigmoid(x - y), out, x),
+                                           _to_input(g * sigmoid(y - x), out, y)],
+        f"({{0}} + {_LN2!r} if {{0}} == {{1}} "
+        "else {0} + math.log1p(math.exp({1} - {0})) if {0} > {1} "
+        "else {1} + math.log1p(math.exp({0} - {1})) if {0} < {1} else {0} + {1})",
+        lambda sympy, x, y: sympy.log(sympy.exp(x) + sympy.exp(y)), np.logaddexp, loop=None)
+# npy_logaddexp2 likewise, with log2(1 + t) as log1p(t) / ln 2 (NPY_LOG2E * log1p)
+_binary("logaddexp2", lambda g, out, x, y: [_to_input(g * sigmoid((x - y) * _LN2), out, x),
+                                            _to_input(g * sigmoid((y - x) * _LN2), out, y)],
+        "({0} + 1.0 if {0} == {1} "
+        "else {0} + math.log1p(math.pow(2.0, {1} - {0})) * 1.4426950408889634 if {0} > {1} "
+        "else {1} + math.log1p(math.pow(2.0, {0} - {1})) * 1.4426950408889634 if {0} < {1} "
+        "else {0} + {1})",
+        lambda sympy, x, y: sympy.log(2 ** x + 2 ** y, 2), np.logaddexp2, loop=None)
+
+
+# fmax and fmin ignore a nan operand: the gradient goes wholly to the other one; between numbers
+# they are maximum and minimum, a tie split evenly. x != x is True only for nan.
+def _nan_ignoring_vjp(step_of):
+    def vjp(g, out, x, y):
+        step = where(y != y, 1.0, where(x != x, 0.0, step_of(x, y)))
+        return [_to_input(g * step, out, x), _to_input(g * (1.0 - step), out, y)]
+    return vjp
+
+
+# NumPy's scalar loop, nan included: a tie gives the first operand
+_binary("fmax", _nan_ignoring_vjp(lambda x, y: heaviside(x - y)),
+        "({1} if {0} < {1} or {0} != {0} else {0})", lambda sympy, x, y: sympy.Max(x, y), np.fmax)
+_binary("fmin", _nan_ignoring_vjp(lambda x, y: heaviside(y - x)),
+        "({1} if {0} > {1} or {0} != {0} else {0})", lambda sympy, x, y: sympy.Min(x, y), np.fmin)
+# The remainders: 1 with respect to the dividend, and minus the quotient the remainder
+# subtracted (floor for mod, trunc for fmod) with respect to the divisor, as JAX's rules
+# (lax.rem's, and jnp.remainder built on it). Python's float % is NumPy's remainder, signed
+# zeros included; math.fmod is C's fmod, as np.fmod.
+_binary("remainder", lambda g, out, x, y: [_to_input(g, out, x),
+                                           _to_input(-(g * floor(x / y)), out, y)],
+        "{0} % {1}", lambda sympy, x, y: sympy.Mod(x, y), np.remainder)
+_binary("fmod", lambda g, out, x, y: [_to_input(g, out, x),
+                                      _to_input(-(g * trunc(x / y)), out, y)],
+        "math.fmod({0}, {1})", lambda sympy, x, y: x - y * sympy.sign(x / y) * sympy.floor(
+            sympy.Abs(x / y)), np.fmod, loop=None)      # Numba has no math.fmod
+
+
+def hypot(x, y): return apply("hypot", x, y)
+
+
+# Rounding: a step function, derivative zero almost everywhere. The Python-float forms take the
+# sign of their operand (float(math.floor(-0.0)) would be 0.0, NumPy's -0.0); math.floor of inf
+# or nan raises, and the call goes to NumPy. loop=None: NumPy's rounding ufuncs are SIMD
+# instructions, where a loop converts to an int and back.
+floor = unary("floor", "floor", lambda g, out, x: None, "floor",
+              scalar="math.copysign(float(math.floor({0})), {0})", loop=None)
+ceil = unary("ceil", "ceil", lambda g, out, x: None, "ceiling",
+             scalar="math.copysign(float(math.ceil({0})), {0})", loop=None)
+trunc = unary("trunc", "trunc", lambda g, out, x: None,
+              lambda sympy, x: sympy.sign(x) * sympy.floor(sympy.Abs(x)),
+              scalar="math.copysign(float(math.trunc({0})), {0})", loop=None)
+
+
+# np.round: rint(x * 10**d) / 10**d, or rint(x / 10**-d) * 10**-d for negative d, as NumPy
+# computes it; rint on Python floats is x - remainder(x, 1), exact, with x's sign
+def _round_numpy(ctx):
+    decimals = ctx.attrs["decimals"]
+    return f"np.rint({ctx.args[0]})" if decimals == 0 else \
+        f"np.round({ctx.args[0]}, {decimals})"
+
+
+def _round_into(ctx):
+    decimals = ctx.attrs["decimals"]
+    if decimals == 0:
+        return f"np.rint({ctx.args[0]}, out={ctx.into})"
+    return f"np.round({ctx.args[0]}, {decimals}, out={ctx.into})"
+
+
+def _round_scalar(ctx):
+    x, decimals = ctx.args[0], ctx.attrs["decimals"]
+    if decimals == 0:
+        return f"math.copysign({x} - math.remainder({x}, 1.0), {x})"
+    scale = literal(10.0 ** abs(decimals))
+    scaled = f"({x} * {scale})" if decimals > 0 else f"({x} / {scale})"
+    undo = "/" if decimals > 0 else "*"
+    return (f"(math.copysign({scaled} - math.remainder({scaled}, 1.0), {scaled}) "
+            f"{undo} {scale})")
+
+
+defop("round", 1, same_shape, _round_numpy, lambda g, out, x, decimals: [None],
+      scalar=_round_scalar, numpy_into=_round_into, loop=None)
+
+
+@public("round", static=("decimals",))
+def round_(a, decimals=0):
+    """``np.round``: to the nearest multiple of ``10**-decimals``, ties to even; its derivative is
+    zero (a step function, almost everywhere)."""
+    if isinstance(decimals, bool) or not isinstance(decimals, numbers.Integral):
+        raise ArgumentError(f"round: decimals must be an int, got {decimals!r}")
+    return apply("round", a, decimals=int(decimals))
+
+
+# Functions that are an existing op: NumPy computes them as that op does (np.square is x**2's
+# emission, np.reciprocal is 1/x, deg2rad multiplies by pi/180), so they are that op
+@public("square")
+def square(x):
+    """``x ** 2``, emitted as ``np.square``."""
+    return apply("power", x, 2.0)
+
+
+@public("reciprocal")
+def reciprocal(x):
+    """``1 / x``."""
+    return apply("divide", 1.0, x)
+
+
+@public("fabs")
+def fabs(x):
+    """``np.fabs``: the absolute value (``abs``'s op)."""
+    return apply("absolute", x)
+
+
+@public("exp2")
+def exp2(x):
+    """``2 ** x`` (NumPy's power, within an ulp of ``np.exp2``)."""
+    return apply("power", 2.0, x)
+
+
+@public("deg2rad")
+def deg2rad(x):
+    """``x * (pi / 180)``, as ``np.deg2rad`` computes it."""
+    return apply("multiply", x, np.pi / 180.0)
+
+
+@public("rad2deg")
+def rad2deg(x):
+    """``x * (180 / pi)``, as ``np.rad2deg`` computes it."""
+    return apply("multiply", x, 180.0 / np.pi)
+
+
+@public("mod")
+def mod(x, y):
+    """``np.mod``, the remainder of floor division (``%``), with the divisor's sign."""
+    return apply("remainder", x, y)
+
+
+
+# -- activations: compositions of ops, so their derivatives follow from the ops' rules ------------
+# At 0, elu's one-sided derivatives 1 and alpha meet at their midpoint (1 + alpha) / 2, the
+# module's convention (relu'(0) = 1/2): relu(x) + alpha expm1(min(x, 0)) has it from relu's and
+# minimum's tie rules, and never computes expm1 of a large x.
+
+
+@public("silu")
+def silu(x):
+    """The sigmoid linear unit (swish) ``x * sigmoid(x)``."""
+    return x * sigmoid(x)
+
+
+@public("elu", static=("alpha",))
+def elu(x, alpha=1.0):
+    """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere; the derivative at 0 is
+    ``(1 + alpha) / 2``."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise ArgumentError(f"elu: alpha must be a real number, got {alpha!r}")
+    return relu(x) + float(alpha) * expm1(minimum(x, 0.0))
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@public("selu")
+def selu(x):
+    """The scaled ELU, ``scale * elu(x, alpha)`` with the constants of Klambauer et al. (as in
+    PyTorch and JAX)."""
+    return _SELU_SCALE * elu(x, _SELU_ALPHA)
+
+
+@public("softsign")
+def softsign(x):
+    """``x / (1 + |x|)``."""
+    return x / (1.0 + absolute(x))
+
+
+@public("nan_to_num", static=("nan", "posinf", "neginf"))
+def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
+    """``np.nan_to_num`` (``copy`` aside): nan, inf and -inf replaced, by default by 0 and the
+    largest finite numbers of x's dtype. The gradient flows where x is finite and is 0 where an
+    entry was replaced."""
+    # every argument checked before a node is built: a refusal leaves the graph as it was
+    finfo = np.finfo(x.dtype if isinstance(x, Expr) else "float64")
+    replacements = []
+    for name, value, default in [("nan", nan, 0.0), ("posinf", posinf, float(finfo.max)),
+                                 ("neginf", neginf, float(finfo.min))]:
+        value = default if value is None else value
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ArgumentError(f"nan_to_num: {name} must be a real number, got {value!r}")
+        replacements.append(float(value))
+    nan, posinf, neginf = replacements
+    x = x if isinstance(x, Expr) else const(x)      # a list's != would be Python's
+    # x != x holds only for nan
+    return where(x != x, nan, where(x == np.inf, posinf, where(x == -np.inf, neginf, x)))
+
+
 __all__ = ["sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "sign", "absolute",
            "negative", "heaviside", "sigmoid", "softplus", "relu", "leaky_relu", "add", "subtract",
            "multiply", "divide", "power", "maximum", "minimum", "clip", "where", "Expr"]
+__all__ += ["sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "log2",
+            "log10", "cbrt", "hypot", "floor", "ceil", "trunc", "round_", "square", "reciprocal",
+            "fabs", "exp2", "deg2rad", "rad2deg", "mod",
+            "silu", "elu", "selu", "softsign", "nan_to_num"]

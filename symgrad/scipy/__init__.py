@@ -1,0 +1,7 @@
+"""SciPy's functions on expressions, under SciPy's module and function names
+(``from symgrad.scipy.special import erf``). Imports ops only.
+"""
+
+from . import special  # noqa: F401
+
+__all__ = ["special"]
