@@ -212,8 +212,11 @@ def _label_sizes(labels, shapes):
                 raise ShapeError(f"operand {k}: subscript {_LETTERS[label]!r} is repeated on "
                                  f"axes of lengths {within[label]} and {dim}")
         for label, dim in within.items():
-            sizes[label] = broadcast_shapes((sizes.get(label, 1),), (dim,))[0] \
-                if label in sizes else dim
+            if label not in sizes or sizes[label] == 1:
+                sizes[label] = dim
+            elif dim != 1 and dim != sizes[label]:
+                raise ShapeError(f"subscript {_LETTERS[label]!r} has lengths {sizes[label]} "
+                                 f"and {dim} (operand {k})")
     return sizes
 
 
@@ -399,11 +402,18 @@ def _emit_einsum(ctx):
                 in zip(ctx.args, labels, ctx.shapes)]
     statements, temporaries = [], []
     path = _contraction_path(labels, output, sizes)
-    for step, (i, j) in enumerate(path):
-        x, y = operands[i], operands[j]
-        rest = [operand for k, operand in enumerate(operands) if k not in (i, j)]
+    for step, positions in enumerate(path):
+        taken = [operands[k] for k in positions]
+        rest = [operand for k, operand in enumerate(operands) if k not in positions]
         keep = set(output) | {c for _, ls, _ in rest for c in ls}
-        source, result = _emit_pair(ctx, (x[0], y[0]), (x[1], y[1]), (x[2], y[2]), keep)
+        if len(taken) == 2:
+            (x, a, shape_a), (y, b, shape_b) = taken
+            source, result = _emit_pair(ctx, (x, y), (a, b), (shape_a, shape_b), keep)
+        else:
+            # einsum_path found no pair worth making first (or one operand to reduce)
+            result = [c for c in dict.fromkeys(c for _, ls, _ in taken for c in ls) if c in keep]
+            text = subscripts_text(tuple(ls for _, ls, _ in taken), tuple(result))
+            source = f"np.einsum({text!r}, {', '.join(x for x, _, _ in taken)})"
         shape = tuple(sizes[c] for c in result)
         if step == len(path) - 1:
             final = source, result
