@@ -264,3 +264,10 @@ def test_a_bad_contraction_is_refused_and_leaves_the_graph_unchanged(build, mess
         with pytest.raises(sg.ShapeError, match=message):
             build(a, b)
         assert graph.number_of_nodes() == before
+
+
+def test_numpys_optimize_argument_is_accepted():
+    with sg.use_graph():
+        a, b = sg.var("a", shape=(2, 3)), sg.var("b", shape=(3, 4))
+        assert sg.einsum("ij,jk->ik", a, b, optimize=True).node \
+            == sg.einsum("ij,jk->ik", a, b).node

@@ -150,13 +150,11 @@ def normalize_subscripts(subscripts, ndims):
     ranks ``ndims``: ellipses spelt with letters the subscripts do not use, the implicit output
     made explicit (the letters used once, in alphabetical order, after the ellipsis).
 
-    >>> normalize_subscripts("ij,jk", (2, 2))
+    >>> normalize_subscripts("ab,bc", (2, 2))
     (((0, 1), (1, 2)), (0, 2))
-    >>> normalize_subscripts("...i,i->...", (3, 1))
+    >>> normalize_subscripts("...c,c->...", (3, 1))
     (((0, 1, 2), (2,)), (0, 1))
     """
-    if not isinstance(subscripts, str):
-        raise ShapeError(f"subscripts must be a string, got {type(subscripts).__name__}")
     text = "".join(subscripts.split())
     inputs, arrow, output = text.partition("->")
     if "->" in output or "-" in inputs or ">" in inputs:
@@ -440,38 +438,43 @@ defop("einsum", None, _einsum_shape, _emit_einsum, _einsum_vjp, simplify=_einsum
       loop=None)
 
 
-@public("einsum", static=("subscripts",))
-def einsum(subscripts, *operands):
+@public("einsum", static=("subscripts", "optimize"))
+def einsum(subscripts, *operands, optimize=False):
     """NumPy's einsum: ``einsum("bqd,bkd->bqk", q, k)``, or the interleaved form
     ``einsum(q, [0, 1, 2], k, [0, 3, 2], [0, 1, 3])``. Any subscripts NumPy accepts: an implicit
     or explicit output, a letter repeated on one operand (its diagonal), ``...``, letters summed
-    out, one operand or many. Lengths of 1 stretch, as in NumPy.
+    out, one operand or many. Lengths of 1 stretch, as in NumPy. ``optimize`` is accepted for
+    NumPy's signature and has no effect: the compiled code always contracts in the order
+    np.einsum_path finds when it is compiled.
 
     >>> from symgrad import var
     >>> einsum("bqd,bkd->bqk", var("q", shape=("b", 5, 8)), var("k", shape=("b", 7, 8))).shape
     ('b', 5, 7)
     """
-    if not isinstance(subscripts, str):
-        # the interleaved form: operand, sublist, operand, sublist, ..., [output sublist]
-        items = (subscripts, *operands)
-        pairs = items[:len(items) - len(items) % 2]
-        output = items[len(pairs):]
-        operands = pairs[0::2]
-        subscripts = ",".join(_sublist_text(s) for s in pairs[1::2])
-        if output:
-            subscripts += "->" + _sublist_text(output[0])
-    if not operands:
-        raise ShapeError("einsum needs at least one operand")
-    graph = graph_of(*operands)
+    items = (subscripts, *operands)
+    given = operands if isinstance(subscripts, str) else items[:len(items) - len(items) % 2][0::2]
+    graph = graph_of(*given)
     try:
         with graph.atomic():
-            hint = next((o.dtype for o in operands if isinstance(o, Expr) and o.dtype != "bool"),
-                        "float64")
-            exprs = [lift(o, graph, hint) for o in operands]
+            if not isinstance(subscripts, str):
+                subscripts, operands = _interleaved(subscripts, *operands)
+            if not operands:
+                raise ShapeError("needs at least one operand")
+            exprs = _lifted(*operands)
             normalized = normalize_subscripts(subscripts, [e.ndim for e in exprs])
             return apply("einsum", *exprs, subscripts=normalized)
     except ShapeError as error:
-        raise located(error, "einsum", operands) from None
+        raise located(error, "einsum", given) from None
+
+
+def _interleaved(*items):
+    """(subscripts, operands) of the interleaved form: operand, sublist, operand, sublist, ...,
+    and an optional output sublist."""
+    pairs = items[:len(items) - len(items) % 2]
+    subscripts = ",".join(_sublist_text(s) for s in pairs[1::2])
+    if len(items) % 2:
+        subscripts += "->" + _sublist_text(items[-1])
+    return subscripts, pairs[0::2]
 
 
 def _axes_list(axes, ndim, which):
