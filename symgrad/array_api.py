@@ -225,6 +225,45 @@ class ArrayNamespace:
     def vdot(self, x, y):
         return self.xp.sum(x * y)
 
+    def einsum(self, subscripts, *operands):
+        """NumPy's einsum on explicit subscripts (the form emitted code writes): the library's
+        own where it has one (NumPy, Dask, PyTorch, JAX), else composed from the standard's
+        functions: each operand's diagonals taken with an identity matrix, the operands
+        broadcast against each other over every letter, multiplied, and the letters the output
+        lacks summed. The emitted code calls it only for a pair that is no matrix product
+        (ops.linalg) or for one operand, so that the broadcast product stays that of two."""
+        own = getattr(self.xp, "einsum", None)
+        if own is not None:
+            return own(subscripts, *operands)
+        inputs, output = subscripts.split("->")
+        letters = list(dict.fromkeys(inputs.replace(",", "")))
+        product = None
+        for labels, x in zip(inputs.split(","), operands):
+            x, labels = self._diagonals(x, labels)
+            order = sorted(range(len(labels)), key=lambda axis: letters.index(labels[axis]))
+            x = self.xp.permute_dims(x, tuple(order))
+            placed = {labels[axis]: x.shape[k] for k, axis in enumerate(order)}
+            x = self.reshape(x, tuple(placed.get(letter, 1) for letter in letters))
+            product = x if product is None else product * x
+        summed = tuple(k for k, letter in enumerate(letters) if letter not in output)
+        if summed:
+            product = self.xp.sum(product, axis=summed)
+        kept = [letter for letter in letters if letter in output]
+        return self.xp.permute_dims(product, tuple(kept.index(letter) for letter in output))
+
+    def _diagonals(self, x, labels):
+        """``x`` (axes ``labels``) with each repeated letter's axes reduced to their diagonal."""
+        while len(set(labels)) != len(labels):
+            letter = next(c for c in labels if labels.count(c) > 1)
+            first = labels.index(letter)
+            second = labels.index(letter, first + 1)
+            n = x.shape[first]
+            eye = self.xp.eye(n, dtype=x.dtype, device=self.device)
+            x = self.xp.sum(x * self.reshape(eye, tuple(
+                n if axis in (first, second) else 1 for axis in range(x.ndim))), axis=second)
+            labels = labels[:second] + labels[second + 1:]
+        return x, labels
+
     def shape(self, x):
         return () if _is_number(x) else tuple(x.shape)
 

@@ -248,7 +248,54 @@ def reads_scipy(op):
     return op in USES_SCIPY
 REDUCTIONS_MORE = []        # reductions, scans, norms and order statistics
 SHAPES_MORE = []            # building and reshaping arrays
-CONTRACTIONS_MORE = []      # einsum, tensordot, outer, kron, cross, N-D dot and matmul
+CONTRACTIONS_MORE = [       # einsum, tensordot, outer, kron, cross, N-D dot and matmul
+    *[Case("einsum", label, lambda *xs, subscripts=subscripts: sg.einsum(subscripts, *xs), shapes,
+           lambda *xs, subscripts=subscripts: np.einsum(subscripts, *xs))
+      for label, subscripts, shapes in [
+          ("attention", "bqd,bkd->bqk", ((2, 3, 4), (2, 5, 4))),
+          ("attention-batch", "bqd,bkd->bqk", (("n", 3, 4), ("n", 2, 4))),
+          ("diagonal", "ii->i", ((3, 3),)),
+          ("trace", "ii", ((3, 3),)),
+          ("outer", "i,j->ij", ((3,), (4,))),
+          ("ellipsis", "...ij,...j->...i", ((2, 3, 4), (4,))),
+          ("ellipsis-batch", "...j,...j", (("n", 1, 3), (2, 3))),
+          ("chain", "ij,jk,kl->il", ((2, 3), (3, 4), (4, 2))),
+          ("chain-batch", "ni,ij,nj->n", (("n", 3), (3, 2), ("n", 2))),
+          ("implicit", "jk,ij", ((3, 4), (2, 3))),
+          ("sum-out", "ijk->ki", ((2, 3, 4),)),
+          ("stretch", "ij,j->i", ((3, 1), (4,))),
+          ("over-n", "ni,nj->ij", (("n", 3), ("n", 2))),
+          ("diagonal-product", "iij,j->ji", ((3, 3, 2), (2,))),
+          ("diagonal-batch", "nii->n", (("n", 3, 3),)),
+          ("named-diagonal", "ii->i", (("n", "n"),)),
+          ("scalar", ",i->i", ((), (3,))),
+          ("hadamard", "ij,ij->ij", ((3, 4), (3, 4)))]],
+    Case("einsum", "interleaved", lambda a, b: sg.einsum(a, [0, 1], b, [1, 2], [2, 0]),
+         ((3, 4), (4, 2)), lambda a, b: np.einsum(a, [0, 1], b, [1, 2], [2, 0])),
+    *[Case("einsum", f"tensordot-{label}", lambda a, b, axes=axes: sg.tensordot(a, b, axes),
+           shapes, lambda a, b, axes=axes: np.tensordot(a, b, axes))
+      for label, axes, shapes in [("2", 2, ((2, 3, 4), (3, 4, 2))),
+                                  ("0", 0, ((2,), (3,))),
+                                  ("pairs", ([1, 0], [0, 2]), ((3, 2, 4), (2, 5, 3))),
+                                  ("batch", ([1], [0]), (("n", 3), (3, 2)))]],
+    Case("einsum", "outer-matrix", sg.outer, ((2, 3), (4,)), np.outer),
+    Case("einsum", "outer-batch", sg.outer, (("n",), (3,)), np.outer),
+    Case("einsum", "inner-matrix", sg.inner, ((2, 3), (4, 3)), np.inner),
+    Case("einsum", "inner-stack", sg.inner, ((2, 2, 3), (3,)), np.inner),
+    Case("einsum", "inner-batch", sg.inner, (("n", 3), (2, 3)), np.inner),
+    Case("einsum", "dot-3d", sg.dot, ((2, 3, 4), (5, 4, 2)), np.dot),
+    Case("einsum", "dot-3d-vector", sg.dot, ((2, 3, 4), (4,)), np.dot),
+    Case("einsum", "dot-vector-3d", sg.dot, ((3,), (2, 3, 4)), np.dot),
+    Case("einsum", "dot-batch", sg.dot, (("n", 2, 3), (3, 2)), np.dot),
+    Case("reshape", "kron-matrix", sg.kron, ((2, 3), (2, 2)), np.kron),
+    Case("reshape", "kron-pad", sg.kron, ((3,), (2, 2)), np.kron),
+    Case("einsum", "cross", sg.cross, ((3,), (3,)), np.cross),
+    Case("einsum", "cross-batch", sg.cross, (("n", 3), (3,)), np.cross),
+    Case("transpose", "cross-axes", lambda a, b: sg.cross(a, b, axisa=0, axisb=1, axisc=0),
+         ((3, 2), (2, 3)), lambda a, b: np.cross(a, b, axisa=0, axisb=1, axisc=0)),
+    Case("matmul", "stacked-both", lambda a, b: a @ b, ((2, 3, 4), (2, 4, 5)), np.matmul),
+    Case("matmul", "batch-both", lambda a, b: a @ b, (("n", 1, 3, 4), (2, 4, 2)), np.matmul),
+]
 INDEXING_MORE = []          # integer and boolean indexing, take, one_hot, functional updates
 
 CASES = [
@@ -446,6 +493,7 @@ NO_SYMPY = {
     "round": "SymPy has no element-wise rounding to even (Python's round needs a number)",
     **dict.fromkeys(["floor", "ceil", "trunc", "remainder", "fmod"],
                     "sympy.diff leaves the derivative of floor unevaluated (a step function)"),
+    "einsum": "contracts axes of arrays",
 }
 
 

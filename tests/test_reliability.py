@@ -232,8 +232,8 @@ _add("gelu with an unknown approximation", "gelu", AE,
      lambda e, o: functools.partial(sg.gelu, e.v, approximate="erf"))
 _add("nan_to_num with a replacement that is not a number", "nan_to_num", AE,
      lambda e, o: functools.partial(sg.nan_to_num, [1.0, 2.0], posinf="big"))
-_add("dot of three-dimensional arrays", "dot", SH,
-     lambda e, o: functools.partial(sg.dot, e.T3, e.T3))
+_add("dot of a stack and a vector of another length", "dot", SH,
+     lambda e, o: functools.partial(sg.dot, e.T3, e.v))
 _add("dot of mismatched lengths", "dot", SH, lambda e, o: functools.partial(sg.dot, e.W, e.u4))
 _add("concatenate of different ranks", "concatenate", SH,
      lambda e, o: functools.partial(sg.concatenate, [e.v, e.W]))
@@ -278,6 +278,24 @@ _add("softmax over a missing axis", "softmax", SH,
      lambda e, o: functools.partial(sg.softmax, e.W, axis=2))
 _add("log_softmax of a scalar", "log_softmax", SH,
      lambda e, o: functools.partial(sg.log_softmax, e.x))
+# contractions
+_add("einsum over lengths that differ", "einsum", SH,
+     lambda e, o: functools.partial(sg.einsum, "ij,j->i", e.W, e.u4))
+_add("einsum with a letter the operands lack", "einsum", SH,
+     lambda e, o: functools.partial(sg.einsum, "ij->iq", e.W))
+_add("einsum of a string", "einsum", SE, lambda e, o: functools.partial(sg.einsum, "i", "text"))
+_add("tensordot over lengths that differ", "tensordot", SH,
+     lambda e, o: functools.partial(sg.tensordot, e.W, e.u4, 1))
+_add("tensordot with axes that are not a pair", "tensordot", SH,
+     lambda e, o: functools.partial(sg.tensordot, e.W, e.v, "ab"))
+_add("outer of a string", "outer", SE, lambda e, o: functools.partial(sg.outer, e.v, "text"))
+_add("outer flattening a named dimension", "outer", SH,
+     lambda e, o: functools.partial(sg.outer, e.X, e.v))
+_add("inner over lengths that differ", "inner", SH,
+     lambda e, o: functools.partial(sg.inner, e.v, e.u4))
+_add("kron of a named dimension and a length", "kron", SH,
+     lambda e, o: functools.partial(sg.kron, e.X, e.W))
+_add("cross of 4-vectors", "cross", SH, lambda e, o: functools.partial(sg.cross, e.u4, e.u4))
 
 # user rules
 _add("custom_gradient with a rule that is not callable", "custom_gradient", SE,
@@ -945,7 +963,27 @@ SHAPE_MESSAGES = [
     ("add", [(3,), (4,)], lambda e: e.v + np.ones(4)),
     ("matmul", [(2, 3), (4,)], lambda e: e.W @ e.u4),
     ("matmul", [(), (3,)], lambda e: sg.matmul(e.x, e.v)),
-    ("dot", [(2, 2, 2), (2, 2, 2)], lambda e: sg.dot(e.T3, e.T3)),
+    ("dot", [(2, 2, 2), (3,)], lambda e: sg.dot(e.T3, e.v)),
+    ("einsum", [(2, 3), (4,)], lambda e: sg.einsum("ij,j->i", e.W, e.u4)),
+    ("einsum", [(2, 3)], lambda e: sg.einsum("i.j", e.W)),
+    ("einsum", [(2, 3)], lambda e: sg.einsum("i1", e.W)),
+    ("einsum", [(2, 3)], lambda e: sg.einsum("ijk", e.W)),
+    ("einsum", [(3,)], lambda e: sg.einsum(e.v, [99])),
+    ("einsum", [(2, 3)], lambda e: sg.einsum("i-j", e.W)),
+    ("einsum", [(2, 3)], lambda e: sg.einsum("ij,jk", e.W)),
+    ("einsum", [(1,) * 53], lambda e: sg.einsum("...", np.ones((1,) * 53) * e.x)),
+    ("einsum", [(2, 3), (2, 3)], lambda e: sg.einsum("...j,...j->j", e.W, e.W)),
+    ("einsum", [(2, 3)], lambda e: sg.einsum("ij->ii", e.W)),
+    ("einsum", [(2, 3)], lambda e: sg.einsum("ij->iq", e.W)),
+    ("einsum", [(2, 3)], lambda e: sg.einsum("ii", e.W)),
+    ("einsum", [], lambda e: sg.einsum("")),
+    ("tensordot", [(2, 3), (4,)], lambda e: sg.tensordot(e.W, e.u4, 1)),
+    ("tensordot", [(2, 3), (3,)], lambda e: sg.tensordot(e.W, e.v, ([5], [0]))),
+    ("tensordot", [(3,), (3,)], lambda e: sg.tensordot(e.v, e.v, 2)),
+    ("tensordot", [(2, 3), (3,)], lambda e: sg.tensordot(e.W, e.v, (1, 2, 3))),
+    ("tensordot", [(2, 3), (2, 3)], lambda e: sg.tensordot(e.W, e.W, ([0, 0], [0, 1]))),
+    ("kron", [("n", 3), (2, 3)], lambda e: sg.kron(e.X, e.W)),
+    ("cross", [(4,), (4,)], lambda e: sg.cross(e.u4, e.u4)),
     ("inner", [(3,), (4,)], lambda e: apply("inner", e.v, e.u4)),
     ("index_add", [(4,), (4,)],
      lambda e: apply("index_add", e.u4, e.u4, index=(("slice", 1, 3, None),), keep=0)),
@@ -997,6 +1035,11 @@ UNREACHABLE_RAISES = {
     ("shape.py", "cannot squeeze axes"): "squeeze is internal (derivative rules only)",
     ("shape.py", "cannot reshape {g} to {target}"): "reshape_like is internal (rules only)",
     ("shape.py", "axis {axis} is out of range for {ndim} dim"): "concatenate normalises its axis",
+    ("linalg.py", "has {len(shape)} dimensions but"): "einsum's subscripts are normalised (and "
+                                                    "checked) before apply",
+    ("linalg.py", "subscripts name {len(labels)} operands"): "einsum's subscripts, as above",
+    ("linalg.py", "einsum has only {len(_LETTERS)} letters"): "fresh letters of derivative "
+                                                             "rules only",
 }
 
 
