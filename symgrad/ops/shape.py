@@ -888,7 +888,8 @@ def fancy_index(x, index):
             normalized.extend(normalize_index(item, 1))
     normalized.extend([_FULL] * (x.ndim - len(normalized)))
     for item, dim in zip(normalized, x.shape):
-        if item[0] == "array" and isinstance(dim, int) and arrays[item[1]].op == "const":
+        if isinstance(item, tuple) and item[0] == "array" and isinstance(dim, int) \
+                and arrays[item[1]].op == "const":
             values = arrays[item[1]].data["value"]
             if values.size and not (-dim <= values.min() and values.max() < dim):
                 raise ShapeError(f"index {values.max() if values.max() >= dim else values.min()}"
