@@ -282,8 +282,13 @@ class ArrayNamespace:
 
     def gather(self, x, index):
         """``x[index]`` for an index with integer arrays, by NumPy's rules for advanced
-        indexing (symgrad's emission gives an item for every axis)."""
-        return x[self._integer_arrays(x.shape, index)]
+        indexing (symgrad's emission gives an item for every axis): the entries at the flat
+        positions the index selects, through the standard's ``take`` of a 1-D index, which
+        every library has (Dask has no indexing by arrays of several axes)."""
+        if _compat().is_numpy_namespace(self.xp):
+            return x[index]
+        positions, shape = self._flat_positions(x.shape, index)
+        return self.xp.reshape(self.xp.take(self.xp.reshape(x, (-1,)), positions, axis=0), shape)
 
     def scatter_add(self, x, index, value):
         """``x`` with ``value`` added at an index with integer arrays (as gather's), repeated
@@ -295,22 +300,29 @@ class ArrayNamespace:
         if compat.is_numpy_namespace(xp):
             np.add.at(x, index, value)
             return x
-        arrays = self._integer_arrays(x.shape, index)
         if self._immutable:
-            return x.at[arrays].add(value)
+            return x.at[self._integer_arrays(x.shape, index)].add(value)
         if compat.is_torch_namespace(xp):
-            shape = xp.broadcast_shapes(*(a.shape for a in arrays))
+            arrays = self._integer_arrays(x.shape, index)
+            shape = np.broadcast_shapes(*(tuple(a.shape) for a in arrays))
             return x.index_put_(tuple(xp.broadcast_to(a, shape) for a in arrays),
                                 xp.broadcast_to(value, shape), accumulate=True)
-        flat = arrays[0] * 0
-        for axis, array in enumerate(arrays):
-            flat = flat * x.shape[axis] + array
-        shape = tuple(xp.broadcast_shapes(flat.shape, getattr(value, "shape", ())))
-        positions = xp.reshape(xp.broadcast_to(flat, shape), (-1,))
+        positions, shape = self._flat_positions(x.shape, index)
         size = math.prod(x.shape)
         one_hot = xp.astype(positions[:, None] == self.arange(size)[None, :], x.dtype)
         values = xp.reshape(xp.broadcast_to(xp.asarray(value, dtype=x.dtype), shape), (1, -1))
         return x + xp.reshape(xp.matmul(values, one_hot), x.shape)
+
+    def _flat_positions(self, shape, index):
+        """(the positions in the flattened array that ``index`` selects, 1-D; the shape of
+        the selection)."""
+        xp = self.xp
+        arrays = self._integer_arrays(shape, index)
+        flat = arrays[0]
+        for axis in range(1, len(arrays)):
+            flat = flat * shape[axis] + arrays[axis]
+        selection = np.broadcast_shapes(*(tuple(a.shape) for a in arrays))
+        return xp.reshape(xp.broadcast_to(flat, selection), (-1,)), selection
 
     def _integer_arrays(self, shape, index):
         """``index`` (an item per axis) as integer arrays on every axis, which the standard
@@ -321,7 +333,8 @@ class ArrayNamespace:
         index = index if isinstance(index, tuple) else (index,)
         advanced = [p for p, item in enumerate(index) if not isinstance(item, slice)]
         arrays = {p: xp.asarray(index[p], device=self.device) for p in advanced}
-        block = tuple(xp.broadcast_shapes(*(a.shape for a in arrays.values())))
+        # shapes are tuples of ints: NumPy's rule serves every library (Dask's has none)
+        block = np.broadcast_shapes(*(tuple(a.shape) for a in arrays.values()))
         adjacent = advanced == list(range(advanced[0], advanced[-1] + 1))
         slices = [p for p in range(len(index)) if p not in arrays]
         if adjacent:
