@@ -498,7 +498,8 @@ def check_grad(f, at, wrt=None, step=1e-6):
         raise SymgradError(f"check_grad: step must be a positive number, got {step!r}")
     inputs = list(f.variables.values())
     names = [v.name for v in inputs]
-    wrt = [v for v in inputs if v.dtype in ("float64", "float32")] if wrt is None else [wrt] if isinstance(wrt, Expr) else list(wrt) \
+    floating = [v for v in inputs if v.dtype in ("float64", "float32")]    # ints: no gradient
+    wrt = floating if wrt is None else [wrt] if isinstance(wrt, Expr) else list(wrt) \
         if isinstance(wrt, (list, tuple)) else [wrt]
     for w in wrt:
         if not isinstance(w, Expr) or w.op != "var" or w.name not in names:

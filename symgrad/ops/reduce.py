@@ -55,7 +55,8 @@ def emit_reduction(function, ufunc=None, initial=None):
         if keepdims:
             parts.append("keepdims=True")
         if ufunc == "add" and ctx.dtypes[0] in ("bool", "int64"):
-            parts.append("dtype=np.float64")    # a count of a mask, a sum of ints: a float, as the graph says
+            # a count of a mask, a sum of ints: a float, as the graph says
+            parts.append("dtype=np.float64")
         start = initial(ctx) if initial is not None else None
         if start is not None:
             parts.append(f"initial={start}")
