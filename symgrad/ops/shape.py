@@ -833,14 +833,15 @@ defop("scatter_add", None, _scatter_add_shape, _emit_scatter_add, _scatter_add_v
 
 def _index_operand(item, graph):
     """An integer index array as an int64 Expr, or None for an item of basic indexing; a
-    boolean array is refused (masks select a number of entries that no shape can name)."""
+    boolean array is refused (masks select a number of entries that no shape can name), as
+    is a floating one (ArgumentError: in a formula, a ParseError at the argument)."""
     if isinstance(item, Expr):
         dtype = item.dtype
     elif isinstance(item, (np.ndarray, list)):
         try:
             array = np.asarray(item)
         except ValueError:
-            raise SymgradError(f"unsupported index {item!r}: a ragged list") from None
+            raise ArgumentError(f"unsupported index {item!r}: a ragged list") from None
         if array.dtype.kind in "iu" and array.ndim == 0:
             return None
         dtype = "bool" if array.dtype == bool else "int64" if array.dtype.kind in "iu" \
@@ -852,11 +853,11 @@ def _index_operand(item, graph):
     else:
         return None
     if dtype == "bool":
-        raise SymgradError("indexing with a boolean mask is not supported: the number of entries "
+        raise ArgumentError("indexing with a boolean mask is not supported: the number of entries "
                            "it selects is known only at run time (use sg.where to select "
                            "values, or multiply by the mask)")
     if dtype != "int64":
-        raise SymgradError(f"index arrays must be integers (int64), got one of dtype {dtype}")
+        raise ArgumentError(f"index arrays must be integers (int64), got one of dtype {dtype}")
     return item
 
 
@@ -901,7 +902,7 @@ def _as_index_operand(indices, graph):
     operand = _index_operand(indices, graph)
     if operand is None:
         if isinstance(indices, Expr) or not isinstance(indices, numbers.Integral):
-            raise SymgradError(f"indices must be an integer array, got {indices!r}")
+            raise ArgumentError(f"indices must be an integer array, got {indices!r}")
         operand = const(np.asarray(indices), graph, dtype="int64")
     return operand
 
