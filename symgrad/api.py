@@ -32,7 +32,7 @@ from .render import (boxes, describe, dot_source, format_value, picture, table, 
                      write_picture)
 
 __version__ = "0.1.0"
-DTYPES = ("float64", "float32")
+DTYPES = ("float64", "float32", "int64", "bool")
 
 
 def var(name, shape=(), dtype="float64", graph=None):
@@ -498,7 +498,8 @@ def check_grad(f, at, wrt=None, step=1e-6):
         raise SymgradError(f"check_grad: step must be a positive number, got {step!r}")
     inputs = list(f.variables.values())
     names = [v.name for v in inputs]
-    wrt = inputs if wrt is None else [wrt] if isinstance(wrt, Expr) else list(wrt) \
+    floating = [v for v in inputs if v.dtype in ("float64", "float32")]    # ints: no gradient
+    wrt = floating if wrt is None else [wrt] if isinstance(wrt, Expr) else list(wrt) \
         if isinstance(wrt, (list, tuple)) else [wrt]
     for w in wrt:
         if not isinstance(w, Expr) or w.op != "var" or w.name not in names:
@@ -509,7 +510,9 @@ def check_grad(f, at, wrt=None, step=1e-6):
         raise SymgradError(f"check_grad: no value given for {', '.join(missing)}")
     specs = [(v.name, v.shape, np.dtype(v.dtype)) for v in inputs]
     checked = check_arguments(specs, [at[n] for n in names])
-    point = {n: np.array(a, dtype=np.float64) for n, a in zip(names, checked)}
+    # integer and boolean inputs keep their dtype: they are not differentiated
+    point = {n: np.array(a, dtype=np.float64 if a.dtype.kind == "f" else a.dtype)
+             for n, a in zip(names, checked)}
     with f.graph.atomic():
         value = compile(f, inputs=inputs)
         gradient = compile(grad(f, wrt, disconnected="zero"), inputs=inputs)

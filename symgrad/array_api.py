@@ -358,6 +358,90 @@ class ArrayNamespace:
         x[index] = value
         return x
 
+    def arange(self, n):
+        return self.xp.arange(n, device=self.device)
+
+    def moveaxis(self, x, source, destination):
+        return self.xp.moveaxis(x, source, destination)
+
+    def gather(self, x, index):
+        """``x[index]`` for an index with integer arrays, by NumPy's rules for advanced
+        indexing (symgrad's emission gives an item for every axis): the entries at the flat
+        positions the index selects, through the standard's ``take`` of a 1-D index, which
+        every library has (Dask has no indexing by arrays of several axes)."""
+        if _compat().is_numpy_namespace(self.xp):
+            return x[index]
+        positions, shape = self._flat_positions(x.shape, index)
+        return self.xp.reshape(self.xp.take(self.xp.reshape(x, (-1,)), positions, axis=0), shape)
+
+    def scatter_add(self, x, index, value):
+        """``x`` with ``value`` added at an index with integer arrays (as gather's), repeated
+        indices adding up: the library's own scatter where it has one, otherwise a product
+        with the one-hot matrix of the positions (the standard has no scatter), whose cost
+        grows with both sizes."""
+        compat = _compat()
+        xp = self.xp
+        if compat.is_numpy_namespace(xp):
+            np.add.at(x, index, value)
+            return x
+        if self._immutable:
+            return x.at[self._integer_arrays(x.shape, index)].add(value)
+        if compat.is_torch_namespace(xp):
+            arrays = self._integer_arrays(x.shape, index)
+            shape = np.broadcast_shapes(*(tuple(a.shape) for a in arrays))
+            return x.index_put_(tuple(xp.broadcast_to(a, shape) for a in arrays),
+                                xp.broadcast_to(value, shape), accumulate=True)
+        positions, shape = self._flat_positions(x.shape, index)
+        size = math.prod(x.shape)
+        one_hot = xp.astype(positions[:, None] == self.arange(size)[None, :], x.dtype)
+        values = xp.reshape(xp.broadcast_to(xp.asarray(value, dtype=x.dtype), shape), (1, -1))
+        return x + xp.reshape(xp.matmul(values, one_hot), x.shape)
+
+    def _flat_positions(self, shape, index):
+        """(the positions in the flattened array that ``index`` selects, 1-D; the shape of
+        the selection)."""
+        xp = self.xp
+        arrays = self._integer_arrays(shape, index)
+        flat = arrays[0]
+        for axis in range(1, len(arrays)):
+            flat = flat * shape[axis] + arrays[axis]
+        selection = np.broadcast_shapes(*(tuple(a.shape) for a in arrays))
+        return xp.reshape(xp.broadcast_to(flat, selection), (-1,)), selection
+
+    def _integer_arrays(self, shape, index):
+        """``index`` (an item per axis) as integer arrays on every axis, which the standard
+        specifies: the advanced items (arrays and ints, negative ones wrapped) broadcast to one
+        block of axes, in their place when adjacent and first otherwise, each slice the range
+        of positions it selects on its own axis."""
+        xp = self.xp
+        index = index if isinstance(index, tuple) else (index,)
+        advanced = [p for p, item in enumerate(index) if not isinstance(item, slice)]
+        arrays = {p: xp.asarray(index[p], device=self.device) for p in advanced}
+        # shapes are tuples of ints: NumPy's rule serves every library (Dask's has none)
+        block = np.broadcast_shapes(*(tuple(a.shape) for a in arrays.values()))
+        adjacent = advanced == list(range(advanced[0], advanced[-1] + 1))
+        slices = [p for p in range(len(index)) if p not in arrays]
+        if adjacent:
+            before = [p for p in slices if p < advanced[0]]
+            layout = [*before, "block", *(p for p in slices if p > advanced[0])]
+        else:
+            layout = ["block", *slices]
+        ndim = len(layout) - 1 + len(block)
+        start = layout.index("block")
+        result = []
+        for p in range(len(index)):
+            if p in arrays:
+                array = arrays[p]
+                array = xp.where(array < 0, array + shape[p], array)
+                laid = (1,) * (start + len(block) - array.ndim) + tuple(array.shape)
+            else:
+                array = self.arange(shape[p])[index[p]]
+                axis = layout.index(p)
+                axis += len(block) - 1 if axis > start else 0
+                laid = (1,) * axis + (array.shape[0],)
+            result.append(xp.reshape(array, laid + (1,) * (ndim - len(laid))))
+        return tuple(result)
+
     def _positive_steps(self, x, index, keep_new_axes=False):
         """(the index with positive steps only, and without None unless ``keep_new_axes``; the
         axes of the selection that were None; those it reverses; its number of axes)."""

@@ -149,6 +149,10 @@ def _as_list(wrt):
         if w.op != "var":
             raise SymgradError(f"wrt must be variables (sg.var, or a name in a parsed formula); "
                                f"{to_text(w, limit=40)!r} is a {w.op} expression")
+        if w.dtype not in ("float64", "float32"):
+            # an integer or boolean variable takes discrete values: no derivative exists
+            raise UndefinedGradientError(f"variable {w.name!r} is of dtype {w.dtype}: no "
+                                         f"gradient flows into an integer or boolean variable")
     return wrts, single
 
 

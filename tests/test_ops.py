@@ -20,7 +20,7 @@ import sympy
 
 import symgrad as sg
 from symgrad.ops import apply, expand_dims, heaviside, squeeze
-from symgrad.ops.shape import normalize_index
+from symgrad.ops.shape import fancy_index, normalize_index
 from symgrad.ops.special import USES_SCIPY
 
 DIMS = {"n": 5}             # the size bound to the symbolic dimension at call time
@@ -298,6 +298,69 @@ CONTRACTIONS_MORE = [       # einsum, tensordot, outer, kron, cross, N-D dot and
 ]
 INDEXING_MORE = []          # integer and boolean indexing, take, one_hot, functional updates
 
+
+def gather_case(label, shape, build, reference):
+    """A case of integer-array indexing: the index arrays are NumPy constants of the case."""
+    return Case("gather", label, build, (shape,), reference)
+
+
+def scatter_add_case(label, g_shape, like_shape, index):
+    """scatter_add of a cotangent into zeros shaped like ``like`` at ``index`` (a NumPy index
+    with integer arrays), its leading extra axes batch axes."""
+    def build(g, like):
+        arrays, normalized = fancy_index(like, index)
+        return apply("scatter_add", g, like, *arrays, index=normalized)
+
+    def reference(g, like):
+        batch = g.ndim - np.zeros(like.shape)[index].ndim
+        result = np.zeros(g.shape[:batch] + like.shape)
+        np.add.at(result, (slice(None),) * batch + index, g)
+        return result
+    return Case("scatter_add", label, build, (g_shape, like_shape), reference)
+
+
+REPEATED = np.array([0, 2, 2, -1])
+LABELS = np.array([1, 0, 3, 3, 2])
+INDEXING_MORE += [
+    gather_case("rows-repeated", (4, 3), lambda a: a[REPEATED], lambda a: a[REPEATED]),
+    gather_case("labels", (5, 4), lambda a: a[np.arange(5), LABELS],
+                lambda a: a[np.arange(5), LABELS]),
+    gather_case("columns", (3, 5), lambda a: a[:, np.array([4, 0, 4])],
+                lambda a: a[:, np.array([4, 0, 4])]),
+    gather_case("matrix-rows-tail", (4, 3), lambda a: a[np.array([[1, 1], [3, 0]]), 1:],
+                lambda a: a[np.array([[1, 1], [3, 0]]), 1:]),
+    gather_case("int-and-array", (3, 4), lambda a: a[1, np.array([3, 3, 0])],
+                lambda a: a[1, np.array([3, 3, 0])]),
+    gather_case("non-adjacent", (3, 4, 5), lambda a: a[np.array([0, 2]), :, np.array([1, 1])],
+                lambda a: a[np.array([0, 2]), :, np.array([1, 1])]),
+    gather_case("list", (4,), lambda a: a[[3, 0, 3]], lambda a: a[[3, 0, 3]]),
+    gather_case("batch-columns", ("n", 3), lambda a: a[:, np.array([2, 0, 2, 1])],
+                lambda a: a[:, np.array([2, 0, 2, 1])]),
+    gather_case("batch-rows", ("n", 3), lambda a: a[np.array([0, 4, 4]), ...],
+                lambda a: a[np.array([0, 4, 4]), ...]),
+    gather_case("take-flat", (3, 4), lambda a: sg.take(a, np.array([[11, 0], [5, 5]])),
+                lambda a: np.take(a, np.array([[11, 0], [5, 5]]))),
+    gather_case("take-axis", (3, 4), lambda a: sg.take(a, np.array([3, 1, 1]), axis=-1),
+                lambda a: np.take(a, np.array([3, 1, 1]), axis=-1)),
+    gather_case("take-batch", ("n", 3), lambda a: sg.take(a, np.array([2, 2]), axis=1),
+                lambda a: np.take(a, np.array([2, 2]), axis=1)),
+    gather_case("take-along-rows", (3, 4),
+                lambda a: sg.take_along_axis(a, np.array([[3, 1], [0, 0], [2, 3]]), axis=1),
+                lambda a: np.take_along_axis(a, np.array([[3, 1], [0, 0], [2, 3]]), axis=1)),
+    gather_case("take-along-columns", (3, 4),
+                lambda a: sg.take_along_axis(a, np.array([[2, 0, 1, 1]] * 2), axis=0),
+                lambda a: np.take_along_axis(a, np.array([[2, 0, 1, 1]] * 2), axis=0)),
+    gather_case("take-along-batch", ("n", 4),
+                lambda a: sg.take_along_axis(a, np.array([[3, 1]]), axis=-1),
+                lambda a: np.take_along_axis(a, np.array([[3, 1]]), axis=-1)),
+    scatter_add_case("rows-repeated", (4, 3), (4, 3), (REPEATED,)),
+    scatter_add_case("labels", (5,), (5, 4), (np.arange(5), LABELS)),
+    scatter_add_case("keep", (2, 3, 3), (4, 3), (np.array([0, 2, 2]),)),
+    scatter_add_case("non-adjacent", (2, 4), (3, 4, 5), (np.array([0, 2]), slice(None),
+                                                        np.array([1, 1]))),
+    scatter_add_case("batch", ("n", 3), ("n", 4), (slice(None), np.array([1, 1, 0]))),
+]
+
 CASES = [
     # element-wise functions
     *unary("sin", sg.sin, np.sin),
@@ -495,6 +558,7 @@ NO_SYMPY = {
                     "sympy.diff leaves the derivative of floor unevaluated (a step function)"),
     "einsum": "contracts axes of arrays",
 }
+NO_SYMPY.update(dict.fromkeys(["gather", "scatter_add"], "moves entries of an array by an index"))
 
 
 def sympy_checked():

@@ -148,6 +148,11 @@ def _add(name, covers, error, make):
     CASES.append(Case(name, tuple(covers.split()), make, error))
 
 
+def _gathered_sum_and_index(v):
+    idx = sg.var("idx", shape=(2,), dtype="int64")
+    return sg.sum(v[idx]), idx
+
+
 # variables and constants
 _add("var redeclared with another shape", "var", SH, lambda e, o: lambda: sg.var("v", shape=(4,)))
 _add("var redeclared with another dtype", "var", SH,
@@ -155,7 +160,8 @@ _add("var redeclared with another dtype", "var", SH,
 _add("var named with a digit first", "var", SE, lambda e, o: lambda: sg.var("2x"))
 _add("var named with a keyword", "var", SE, lambda e, o: lambda: sg.var("lambda"))
 _add("var with a negative dimension", "var", SH, lambda e, o: lambda: sg.var("n1", shape=(-1,)))
-_add("var of an integer dtype", "var", SE, lambda e, o: lambda: sg.var("n2", dtype="int64"))
+_add("var of an integer dtype other than int64", "var", SE,
+     lambda e, o: lambda: sg.var("n2", dtype="int32"))
 _add("var of a dtype NumPy does not know", "var", SE,
      lambda e, o: lambda: sg.var("n3", dtype="nonsense"))
 _add("var in something that is not a graph", "var", SE, lambda e, o: lambda: sg.var("n4", graph=5))
@@ -245,6 +251,18 @@ _add("concatenate with shapes differing off the axis", "concatenate", SH,
      lambda e, o: functools.partial(sg.concatenate, [e.W, e.W2], axis=0))
 _add("concatenate along a missing axis", "concatenate", SH,
      lambda e, o: functools.partial(sg.concatenate, [e.v, e.v], axis=1))
+_add("take at an index out of bounds", "take", SH,
+     lambda e, o: functools.partial(sg.take, e.W, np.array([0, 3]), axis=1))
+_add("take at float indices", "take", SE,
+     lambda e, o: functools.partial(sg.take, e.v, np.array([0.5])))
+_add("take_along_axis with indices of another rank", "take_along_axis", SH,
+     lambda e, o: functools.partial(sg.take_along_axis, e.W, np.array([0, 1]), axis=1))
+_add("take_along_axis with indices off the array's shape", "take_along_axis", SH,
+     lambda e, o: functools.partial(sg.take_along_axis, e.W, np.zeros((3, 1), int), axis=1))
+_add("one_hot of a negative number of classes", "one_hot", AE,
+     lambda e, o: functools.partial(sg.one_hot, e.v, -1))
+_add("gradient with respect to an integer variable", "grad", UG,
+     lambda e, o: functools.partial(sg.grad, *_gathered_sum_and_index(e.v)))
 _add("concatenate of an array and a mismatched expression", "concatenate", SH,
      lambda e, o: functools.partial(sg.concatenate, [np.ones((2, 2)), e.W], axis=0))
 _add("reshape to another size", "reshape", SH,
@@ -1017,6 +1035,13 @@ SHAPE_MESSAGES = [
     ("log_softmax", [(2, 3)], lambda e: sg.log_softmax(e.W, axis=3)),
     ("max", [(0,)], lambda e: sg.max(e.v[3:])),
     ("log_softmax", [(2, 0)], lambda e: sg.log_softmax(e.W[:, 3:])),
+    ("getitem", [(2, 3)], lambda e: e.W[5, np.array([0])]),
+    ("getitem", [(3,)], lambda e: e.v[np.array([0]), ..., ...]),
+    ("getitem", [(2, 3)], lambda e: e.W[np.array([0]), 0, 1]),
+    ("getitem", [(2, 3)], lambda e: e.W[:, np.array([0, 3])]),
+    ("take_along_axis", [(2, 3), (2,)], lambda e: sg.take_along_axis(e.W, np.arange(2), axis=1)),
+    ("take_along_axis", [(2, 3), (3, 1)],
+     lambda e: sg.take_along_axis(e.W, np.zeros((3, 1), int), axis=1)),
     ("rel_shaped", [(3,), (4,)], lambda e, shaped_op: shaped_op(e.v, e.u4)),
 ]
 
@@ -1040,6 +1065,11 @@ UNREACHABLE_RAISES = {
     ("linalg.py", "subscripts name {len(labels)} operands"): "einsum's subscripts, as above",
     ("linalg.py", "einsum has only {len(_LETTERS)} letters"): "fresh letters of derivative "
                                                              "rules only",
+    ("shape.py", "an index of {len(index)} items"): "gather's index is made by getitem and "
+                                                    "take_along_axis, an item for every axis",
+    ("shape.py", "for {len(x)} dimensions"): "getitem counts the index's items before gather",
+    ("shape.py", "for {len(like)} dimensions"): "scatter_add is internal (gather's rule)",
+    ("shape.py", "{tuple(g)} is not the shape of"): "scatter_add is internal, as above",
 }
 
 

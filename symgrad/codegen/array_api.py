@@ -66,6 +66,15 @@ class ArrayAPISyntax(NumpySyntax):
         # no view to update: an immutable or lazy array has none
         return [self.assign_item(array, index, value, "+")]
 
+    def gather(self, array, parts):
+        # the standard indexes by integer arrays only when every item is one: np.gather lays
+        # each slice out as one (symgrad.array_api.ArrayNamespace.gather)
+        return f"np.gather({array}, np.s_[{', '.join(parts)}])"
+
+    def scatter_add(self, array, parts, value):
+        # the standard has no scatter: the namespace's, by library
+        return [f"{array} = np.scatter_add({array}, np.s_[{', '.join(parts)}], {value})"]
+
     def transpose(self, array):
         return f"np.transpose({array})"
 

@@ -104,6 +104,16 @@ class NumpySyntax:
         part = temp("part")
         return [f"{part} = {self.item(array, index)}", f"{part} += {value}", f"del {part}"]
 
+    def gather(self, array, parts):
+        """Source reading ``array`` at an index with integer arrays, given as the source of each
+        item (every axis's), by NumPy's rules for advanced indexing."""
+        return f"{array}[{', '.join(parts)}]"
+
+    def scatter_add(self, array, parts, value):
+        """Statements adding ``value`` into ``array`` at an index with integer arrays (as for
+        gather), repeated indices adding up."""
+        return [f"np.add.at({array}, np.s_[{', '.join(parts)}], {value})"]
+
     def transpose(self, array):
         """``array`` with its axes reversed."""
         return f"{array}.T"
@@ -162,6 +172,15 @@ class EmitContext:
         """Statements adding ``value`` into ``array``'s part at ``index`` (an array the emission
         made or was given to write into, as for assign_item)."""
         return self._syntax.add_at(array, index, value, self.temp)
+
+    def gather(self, array, parts):
+        """Source reading ``array`` at an index with integer arrays (each item's source)."""
+        return self._syntax.gather(array, parts)
+
+    def scatter_add(self, array, parts, value):
+        """Statements adding ``value`` into ``array`` (one the emission made) at an index with
+        integer arrays, repeated indices adding up."""
+        return self._syntax.scatter_add(array, parts, value)
 
     def transpose(self, array):
         """Source of ``array`` with its axes reversed."""

@@ -45,6 +45,12 @@ def real_argument(name, value, dtype):
         dtype_of = value.dtype
     kind = dtype_of.kind
     if kind in "biuf":
+        target = np.dtype(dtype)
+        if target.kind in "biu" and not np.can_cast(dtype_of, target, "same_kind"):
+            # NumPy's 'same_kind' casting: an integer input refuses floats (1.5 would truncate),
+            # a boolean one refuses numbers; a floating input takes any real number
+            raise SymgradError(f"argument {name!r}: cannot convert {dtype_of} to {target} "
+                               f"(an integer or boolean input takes values of its own kind)")
         return value
     if kind == "O" and read:
         strangers = [item for item in value.ravel() if not isinstance(item, numbers.Real)]
@@ -92,6 +98,10 @@ def check_least_lengths(bound, least):
 ENTRY_NAMESPACE = {"type": type, "_sg_float": float, "__builtins__": {}}
 
 
+# the inputs' dtypes whose arrays the entry checks itself (np.dtype(name) is NumPy's one instance)
+ENTRY_DTYPES = ("float64", "float32", "int64", "bool")
+
+
 def generate_entry(graph, inputs, function_name, single, least=None):
     """The entry of a NumPy function: arguments that already are what the body expects (arrays of
     the declared dtype and shape, NumPy floats for float64 scalars, Python floats made NumPy
@@ -103,7 +113,7 @@ def generate_entry(graph, inputs, function_name, single, least=None):
     function name the entry itself uses; the namespace lacks ``_sg_body``, ``_sg_general`` and
     ``_sg_missing``, which the caller supplies. ``least`` is least_dimension_lengths'.
     """
-    if function_name in SCALAR_NAMES or any(graph.nodes[node]["dtype"] not in ("float64", "float32")
+    if function_name in SCALAR_NAMES or any(graph.nodes[node]["dtype"] not in ENTRY_DTYPES
                                             for node in inputs):
         return None, None
     namer = Namer(taken=[function_name, *SCALAR_NAMES])
@@ -140,8 +150,8 @@ def generate_entry(graph, inputs, function_name, single, least=None):
              "    if (" + "\n            and ".join(checks) + "):",
              f"        return {call}",
              entry_way_out(params)]
-    namespace = dict(ENTRY_NAMESPACE, _sg_ndarray=np.ndarray, _sg_float64=np.dtype("float64"),
-                     _sg_float32=np.dtype("float32"), _sg_float64_scalar=np.float64)
+    namespace = dict(ENTRY_NAMESPACE, _sg_ndarray=np.ndarray, _sg_float64_scalar=np.float64,
+                     **{f"_sg_{dtype}": np.dtype(dtype) for dtype in ENTRY_DTYPES})
     return "\n".join(lines) + "\n", namespace
 
 

@@ -249,7 +249,8 @@ class _FoldingNames:
 def operand_forms(plan, data, args, named):
     """``args`` (the operands' source) as the op's emission takes them:
 
-    - boolean operands made floating when the node is floating and none of its operands is:
+    - boolean (and int64) operands made floating when the node is floating and none of its
+      operands is (symgrad's arithmetic on integers is floating, as on booleans):
       NumPy adds and multiplies two masks as booleans (True + True is True), refuses to subtract
       or negate them and takes sin of a mask in float16. On Python floats every boolean operand
       is made a float: True * True is the int 1 (a square's template repeats its operand). Masks
@@ -266,10 +267,10 @@ def operand_forms(plan, data, args, named):
     scalar = plan.python_floats
     op = OPS[data["op"]]
     inputs = data["inputs"]
-    if data["dtype"] != "bool" and not op.emit.reduces_masks:
+    if data["dtype"] in ("float64", "float32") and not op.emit.reduces_masks:
         masks = op.nondifferentiable
         booleans = [k for k in range(len(args)) if k not in masks
-                    and plan.operand_dtype(inputs[k]) == "bool"]
+                    and plan.operand_dtype(inputs[k]) in ("bool", "int64")]
         if booleans and (scalar or len(booleans) >= len(args) - len(masks)):
             floating = "float" if scalar else scalar_type(data["dtype"])
             args = [f"{floating}({a})" if k in booleans else a for k, a in enumerate(args)]

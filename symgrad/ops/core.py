@@ -645,8 +645,12 @@ def const(value, graph=None, dtype=None):
         raise SymgradError(f"cannot make a constant from {type(value).__name__} {value!r}")
     if np.issubdtype(array.dtype, np.complexfloating):
         raise SymgradError("complex constants are not supported")
-    if array.dtype != bool and not np.issubdtype(array.dtype, np.floating):
+    if array.dtype != bool and not np.issubdtype(array.dtype, np.floating) and not (
+            dtype is not None and np.issubdtype(np.dtype(dtype), np.integer)):
+        # numbers in arithmetic are floats; an integer constant (an index array) is asked for
         array = array.astype(np.float64)
+    elif np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.int64)
     array.setflags(write=False)
     node = graph.add("const", (), _const_attrs(array), array.shape, str(array.dtype), value=array)
     return Expr(graph, node)
@@ -713,7 +717,8 @@ def apply(name, *operands, **attrs):
             exprs = list(operands)
             if not all(isinstance(o, Expr) for o in exprs):    # lift passes Exprs through
                 hint = next((o.data["dtype"] for o in operands
-                             if isinstance(o, Expr) and o.data["dtype"] != "bool"), "float64")
+                             if isinstance(o, Expr) and o.data["dtype"] in ("float64", "float32")),
+                            "float64")
                 exprs = [lift(o, graph, hint) for o in operands]
             shape = op.shape([e.shape for e in exprs], **attrs)
             for rule in BUILD_RULES.get(name, ()):

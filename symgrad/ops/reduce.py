@@ -54,8 +54,9 @@ def emit_reduction(function, ufunc=None, initial=None):
             parts.append("axis=None")       # a ufunc reduces over axis 0 unless told
         if keepdims:
             parts.append("keepdims=True")
-        if ufunc == "add" and ctx.dtypes[0] == "bool":
-            parts.append("dtype=np.float64")    # a count of a mask is a float, as the graph says
+        if ufunc == "add" and ctx.dtypes[0] in ("bool", "int64"):
+            # a count of a mask, a sum of ints: a float, as the graph says
+            parts.append("dtype=np.float64")
         start = initial(ctx) if initial is not None else None
         if start is not None:
             parts.append(f"initial={start}")

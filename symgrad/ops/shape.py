@@ -11,8 +11,8 @@ import numbers
 from ..errors import ArgumentError, InternalError, ShapeError, SymgradError
 import numpy as np
 
-from .core import (Expr, apply, broadcast_shapes, const, defop, literal, normalize_axes,
-                   op_function, public, same_dtype, static_shape, sympy_operand)
+from .core import (Expr, apply, broadcast_shapes, const, default_graph, defop, literal,
+                   normalize_axes, op_function, public, same_dtype, static_shape, sympy_operand)
 
 
 def _leading_axes(g, out):
@@ -547,8 +547,14 @@ def least_lengths(op, shapes, attrs):
 
 @op_function("getitem")
 def getitem(x, index):
-    """Basic NumPy indexing: ints, slices, None and one ellipsis."""
-    return apply("getitem", x, index=normalize_index(index, x.ndim))
+    """NumPy indexing: ints, slices, None and one ellipsis (basic indexing, a view), and
+    integer arrays (int64 expressions or NumPy arrays: a gather, whose gradient scatters and
+    adds, so repeated indices add up)."""
+    fancy = fancy_index(x, index)
+    if fancy is None:
+        return apply("getitem", x, index=normalize_index(index, x.ndim))
+    arrays, normalized = fancy
+    return apply("gather", x, *arrays, index=normalized)
 
 
 # -- concatenate ---------------------------------------------------------------------------------------
@@ -665,3 +671,307 @@ def stop_gradient(x):
     'stop_gradient'
     """
     return apply("stop_gradient", x)
+
+
+# -- integer-array indexing: gather, and its adjoint scatter_add -----------------------------------
+#
+# An index of integer arrays is the attribute ``index``, one item per indexed axis (the last
+# len(index) axes of the operand; the axes before them are batch axes that stay in front): an
+# int, ("slice", start, stop, step), ("array", k) for the k-th index operand (an int64 array),
+# or ("range",) for the range of the axis's positions, laid along that axis (take_along_axis's
+# other axes). NumPy's rules for advanced indexing say the result's shape: the index arrays (and
+# the ints among them) broadcast to one block of axes, which takes their place when they are
+# adjacent and goes first otherwise.
+
+_MAX_INDEX_OPERANDS = 32
+_INDEX_OPERANDS = tuple(range(1, 1 + _MAX_INDEX_OPERANDS))
+
+
+def _is_advanced(item):
+    return not (isinstance(item, tuple) and item[0] == "slice")
+
+
+def _advanced_block(index, base, index_shapes):
+    """(the broadcast shape of the index's advanced items, whether they are adjacent)."""
+    positions = [p for p, item in enumerate(index) if _is_advanced(item)]
+    shapes = []
+    for p in positions:
+        item = index[p]
+        if isinstance(item, int):
+            shapes.append(())
+        elif item[0] == "array":
+            shapes.append(tuple(index_shapes[item[1]]))
+        else:
+            shapes.append((1,) * p + (base[p],) + (1,) * (len(index) - p - 1))
+    adjacent = positions == list(range(positions[0], positions[-1] + 1))
+    return broadcast_shapes(*shapes), adjacent
+
+
+def _gathered_shape(base, index, index_shapes):
+    """The shape NumPy gives ``base``-shaped array indexed by ``index`` (see above)."""
+    if len(index) != len(base):
+        raise ShapeError(f"an index of {len(index)} items for {len(base)} axes")
+    block, adjacent = _advanced_block(index, base, index_shapes)
+    kept = []
+    for p, (item, dim) in enumerate(zip(index, base)):
+        if _is_advanced(item):
+            if isinstance(item, int) and isinstance(dim, int) and not -dim <= item < dim:
+                raise ShapeError(f"index {item} is out of bounds for an axis of size {dim}")
+            continue
+        kept.append((p, _indexed_shape([(dim,)], (item,))[0]))
+    first = next(p for p, item in enumerate(index) if _is_advanced(item))
+    if adjacent:
+        return (tuple(d for p, d in kept if p < first) + block
+                + tuple(d for p, d in kept if p > first))
+    return block + tuple(d for _, d in kept)
+
+
+def _gather_shape(shapes, index):
+    x, index_shapes = shapes[0], shapes[1:]
+    if len(index) > len(x):
+        raise ShapeError(f"too many indices ({len(index)}) for {len(x)} dimensions")
+    batch = len(x) - len(index)
+    return tuple(x[:batch]) + _gathered_shape(tuple(x[batch:]), index, index_shapes)
+
+
+def _index_parts(ctx, index, base_shape, operands):
+    """Source of each item of ``index`` (``operands``: the index operands' source)."""
+    parts = []
+    for p, item in enumerate(index):
+        if isinstance(item, int):
+            parts.append(str(item))
+        elif item[0] == "slice":
+            parts.append(index_source((item,)))
+        elif item[0] == "array":
+            parts.append(operands[item[1]])
+        else:
+            dim = base_shape[p]
+            length = ctx.dim(dim) if isinstance(dim, str) else literal(dim)
+            laid = ["1"] * len(index)
+            laid[p] = length
+            parts.append(ctx.reshape(f"np.arange({length})", f"({', '.join(laid)})"))
+    return parts
+
+
+def _block_moved(ctx, source, batch, block_ndim, to_front):
+    """``source`` with its batch axes moved behind the advanced block (``to_front``: back in
+    front of it): NumPy puts a non-adjacent block first, before the batch axes, whose place
+    symgrad keeps in front."""
+    if not batch or not block_ndim:
+        return source
+    batch_axes = tuple(range(batch))
+    behind = tuple(range(block_ndim, block_ndim + batch))
+    origin, destination = (behind, batch_axes) if to_front else (batch_axes, behind)
+    return f"np.moveaxis({source}, {literal(origin)}, {literal(destination)})"
+
+
+def _non_adjacent_block(index, base, index_shapes):
+    """The block's number of axes when the index puts it first (not adjacent), else 0."""
+    block, adjacent = _advanced_block(index, base, index_shapes)
+    return 0 if adjacent else len(block)
+
+
+def _emit_gather(ctx):
+    index = ctx.attrs["index"]
+    x, operands = ctx.args[0], ctx.args[1:]
+    batch = len(ctx.shapes[0]) - len(index)
+    base = ctx.shapes[0][batch:]
+    parts = [":"] * batch + _index_parts(ctx, index, base, operands)
+    gathered = ctx.gather(x, parts)
+    return _block_moved(ctx, gathered, batch, _non_adjacent_block(index, base, ctx.shapes[1:]),
+                        to_front=True)
+
+
+def _gather_vjp(g, out, x, *indices, index):
+    return [apply("scatter_add", g, x, *indices, index=index)] + [None] * len(indices)
+
+
+defop("gather", None, _gather_shape, _emit_gather, _gather_vjp, dtype=same_dtype,
+      nondifferentiable=_INDEX_OPERANDS, loop=None)
+
+
+def _scatter_add_shape(shapes, index):
+    g, like, index_shapes = shapes[0], shapes[1], shapes[2:]
+    if len(index) > len(like):
+        raise ShapeError(f"too many indices ({len(index)}) for {len(like)} dimensions")
+    base = tuple(like[len(like) - len(index):])
+    gathered = _gathered_shape(base, index, index_shapes)
+    batch = len(g) - len(gathered)
+    if batch < 0 or tuple(g[batch:]) != gathered:
+        raise ShapeError(f"{tuple(g)} is not the shape of {base} indexed by the index")
+    return tuple(g[:batch]) + base
+
+
+def _emit_scatter_add(ctx):
+    """Zeros of the operand's shape, then np.add.at: repeated indices add up (NumPy's add.at
+    is as quick as np.bincount on a 1-D index since NumPy 1.25, and takes any index)."""
+    index = ctx.attrs["index"]
+    g, like, operands = ctx.args[0], ctx.args[1], ctx.args[2:]
+    like_shape = ctx.shapes[1]
+    base = tuple(like_shape[len(like_shape) - len(index):])
+    batch = len(ctx.shape) - len(index)
+    if static_shape(ctx.shape):
+        shape = literal(ctx.shape)
+    else:
+        shape = (f"np.shape({g})[:{batch}] + "
+                 f"np.shape({like})[{len(like_shape) - len(index)}:]")
+    parts = [":"] * batch + _index_parts(ctx, index, base, operands)
+    moved = _block_moved(ctx, g, batch, _non_adjacent_block(index, base, ctx.shapes[2:]),
+                         to_front=False)
+    return [f"{ctx.out} = np.zeros({shape}{dtype_keyword(ctx)})",
+            *ctx.scatter_add(ctx.out, parts, moved)]
+
+
+def _scatter_add_vjp(g, out, cotangent, like, *indices, index):
+    return [apply("gather", g, *indices, index=index), None] + [None] * len(indices)
+
+
+defop("scatter_add", None, _scatter_add_shape, _emit_scatter_add, _scatter_add_vjp,
+      dtype=same_dtype, nondifferentiable=(1,) + tuple(k + 1 for k in _INDEX_OPERANDS),
+      loop=None)
+
+
+def _index_operand(item, graph):
+    """An integer index array as an int64 Expr, or None for an item of basic indexing; a
+    boolean array is refused (masks select a number of entries that no shape can name), as
+    is a floating one (ArgumentError: in a formula, a ParseError at the argument)."""
+    if isinstance(item, Expr):
+        dtype = item.dtype
+    elif isinstance(item, (np.ndarray, list)):
+        try:
+            array = np.asarray(item)
+        except ValueError:
+            raise ArgumentError(f"unsupported index {item!r}: a ragged list") from None
+        if array.dtype.kind in "iu" and array.ndim == 0:
+            return None
+        dtype = "bool" if array.dtype == bool else "int64" if array.dtype.kind in "iu" \
+            else str(array.dtype)
+        if dtype == "int64":
+            return const(array, graph, dtype="int64")
+        if array.size == 0 and array.dtype.kind == "f":     # x[[]] indexes nothing, as NumPy
+            return const(array.astype(np.int64), graph, dtype="int64")
+    else:
+        return None
+    if dtype == "bool":
+        raise ArgumentError("indexing with a boolean mask is not supported: the number of entries "
+                           "it selects is known only at run time (use sg.where to select "
+                           "values, or multiply by the mask)")
+    if dtype != "int64":
+        raise ArgumentError(f"index arrays must be integers (int64), got one of dtype {dtype}")
+    return item
+
+
+def fancy_index(x, index):
+    """(index operands, the gather attribute) for an index with integer arrays, or None when
+    the index is basic (normalize_index's)."""
+    items = index if isinstance(index, tuple) else (index,)
+    operands = [_index_operand(item, x.graph) for item in items]
+    if all(operand is None for operand in operands):
+        return None
+    if any(item is None for item in items):
+        raise SymgradError("None (np.newaxis) in an index with integer arrays is not supported: "
+                           "index first, then insert the axis (e[idx][:, None])")
+    if sum(item is Ellipsis for item in items) > 1:
+        raise ShapeError("an index can only have a single ellipsis")
+    consumed = sum(item is not Ellipsis for item in items)
+    if consumed > x.ndim:
+        raise ShapeError(f"too many indices ({consumed}) for {x.ndim} dimensions")
+    if len([o for o in operands if o is not None]) > _MAX_INDEX_OPERANDS:
+        raise SymgradError(f"at most {_MAX_INDEX_OPERANDS} index arrays")
+    normalized, arrays = [], []
+    for item, operand in zip(items, operands):
+        if item is Ellipsis:
+            normalized.extend([_FULL] * (x.ndim - consumed))
+        elif operand is not None:
+            normalized.append(("array", len(arrays)))
+            arrays.append(operand)
+        else:
+            normalized.extend(normalize_index(item, 1))
+    normalized.extend([_FULL] * (x.ndim - len(normalized)))
+    for item, dim in zip(normalized, x.shape):
+        if isinstance(item, tuple) and item[0] == "array" and isinstance(dim, int) \
+                and arrays[item[1]].op == "const":
+            values = arrays[item[1]].data["value"]
+            if values.size and not (-dim <= values.min() and values.max() < dim):
+                raise ShapeError(f"index {values.max() if values.max() >= dim else values.min()}"
+                                 f" is out of bounds for an axis of size {dim}")
+    return arrays, tuple(normalized)
+
+
+def _as_index_operand(indices, graph):
+    operand = _index_operand(indices, graph)
+    if operand is None:
+        if isinstance(indices, Expr) or not isinstance(indices, numbers.Integral):
+            raise ArgumentError(f"indices must be an integer array, got {indices!r}")
+        operand = const(np.asarray(indices), graph, dtype="int64")
+    return operand
+
+
+@public("take", static=("axis",))
+@op_function("take")
+def take(x, indices, axis=None):
+    """``np.take``: the entries of ``x`` at ``indices`` along ``axis`` (of the flattened ``x``
+    when None); out-of-bounds indices raise, as NumPy's default mode.
+
+    >>> from symgrad import var
+    >>> import numpy as np
+    >>> take(var("m", shape=(3, 4)), np.array([0, 2, 2]), axis=1).shape
+    (3, 3)
+    """
+    if axis is None:
+        x = reshape(x, (-1,))
+        axis = 0
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise ArgumentError(f"take: axis must be an int or None, got {axis!r}")
+    (axis,) = normalize_axes(axis, x.ndim)
+    operand = _as_index_operand(indices, x.graph)
+    return getitem(x, (slice(None),) * (x.ndim + axis) + (operand,))
+
+
+@public("take_along_axis", static=("axis",))
+@op_function("take_along_axis", operands=2)
+def take_along_axis(x, indices, axis):
+    """``np.take_along_axis``: ``x``'s entries at ``indices`` along ``axis``, ``indices``
+    having ``x``'s number of axes (the others broadcast against ``x``'s), as argsort's
+    output is used.
+
+    >>> from symgrad import var
+    >>> import numpy as np
+    >>> take_along_axis(var("m", shape=(3, 4)), np.zeros((3, 1), int), axis=1).shape
+    (3, 1)
+    """
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise ArgumentError(f"take_along_axis: axis must be an int, got {axis!r}")
+    operand = _as_index_operand(indices, x.graph)
+    if operand.ndim != x.ndim:
+        raise ShapeError(f"indices of {operand.ndim} axes for an array of {x.ndim}")
+    (axis,) = normalize_axes(axis, x.ndim)
+    axis += x.ndim
+    index = tuple(("array", 0) if a == axis else ("range",) for a in range(x.ndim))
+    for a, (dim, along) in enumerate(zip(x.shape, operand.shape)):
+        if a != axis and along not in (1, dim):
+            raise ShapeError(f"indices of shape {operand.shape} do not match {x.shape} "
+                             f"off axis {axis}")
+    return apply("gather", x, operand, index=index)
+
+
+@public("one_hot", static=("num_classes",))
+@op_function("one_hot")
+def one_hot(labels, num_classes):
+    """Rows of the identity at ``labels``: shape ``labels.shape + (num_classes,)``, floating
+    (float64), 1.0 where the last axis's position is the label; no gradient flows into the
+    labels, as into any comparison.
+
+    >>> from symgrad import var
+    >>> one_hot(var("y", shape=("n",), dtype="int64"), 10).shape
+    ('n', 10)
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
+            or num_classes < 0:
+        raise ArgumentError(f"one_hot: num_classes must be a non-negative int, "
+                            f"got {num_classes!r}")
+    if not isinstance(labels, Expr):
+        labels = _as_index_operand(np.asarray(labels), default_graph())
+    classes = const(np.arange(int(num_classes)), labels.graph, dtype="int64")
+    matches = apply("equal", expand_dims(labels, -1), classes)
+    return apply("where", matches, 1.0, 0.0)

@@ -66,7 +66,7 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
                 place(node, target.variable(data["attrs"]["name"], data["shape"], data["dtype"]))
                 continue
             if data["op"] == "const":
-                place(node, const(data["value"], target).node)
+                place(node, const(data["value"], target, dtype=data["dtype"]).node)
                 continue
             operands = [Expr(target, mapping[i]) for i in data["inputs"]]
             # a node the user built on a derivative keeps its order without becoming one
