@@ -7,7 +7,7 @@ ops/__init__), so core imports none of the modules that import it.
 
 from .core import Expr
 from .printing import to_text
-from .reduce import max, mean, min, sum
+from .reduce import cumprod, cumsum, max, mean, min, prod, std, sum, variance
 from .shape import getitem, reshape, transpose
 
 
@@ -53,8 +53,31 @@ def _min(self, axis=None, keepdims=False):
     return min(self, axis, keepdims)
 
 
+def _prod(self, axis=None, keepdims=False):
+    return prod(self, axis, keepdims)
+
+
+def _var(self, axis=None, ddof=0, keepdims=False):
+    return variance(self, axis, ddof, keepdims)
+
+
+def _std(self, axis=None, ddof=0, keepdims=False):
+    return std(self, axis, ddof, keepdims)
+
+
+def _cumsum(self, axis=None):
+    return cumsum(self, axis)
+
+
+def _cumprod(self, axis=None):
+    return cumprod(self, axis)
+
+
 EXPR_METHODS = {"__repr__": _repr, "__str__": _str, "__getitem__": _getitem, "reshape": _reshape,
                 "transpose": _transpose, "sum": _sum, "mean": _mean, "max": _max, "min": _min}
+# the reductions and scans of issue 18
+EXPR_METHODS.update({"prod": _prod, "var": _var, "std": _std, "cumsum": _cumsum,
+                     "cumprod": _cumprod})
 
 
 def attach_methods():

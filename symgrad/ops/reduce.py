@@ -6,14 +6,15 @@ Imports ops.core, ops.shape and ops.elementwise (ops' import order: see ops/__in
 """
 
 import math
+import numbers
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import ArgumentError, ShapeError, SymgradError
 from .core import (Expr, apply, const, defop, literal, normalize_axes, op_function, public,
                    same_dtype, static_shape, sympy_operand)
 from .elementwise import exp, where
-from .shape import broadcast_to_like, expand_dims
+from .shape import broadcast_to_like, concatenate, expand_dims, getitem, reshape, zeros_like
 
 
 def _reduce(name, x, axis, keepdims):
@@ -54,7 +55,7 @@ def emit_reduction(function, ufunc=None, initial=None):
             parts.append("axis=None")       # a ufunc reduces over axis 0 unless told
         if keepdims:
             parts.append("keepdims=True")
-        if ufunc == "add" and ctx.dtypes[0] == "bool":
+        if ufunc in ("add", "multiply") and ctx.dtypes[0] == "bool":
             parts.append("dtype=np.float64")    # a count of a mask is a float, as the graph says
         start = initial(ctx) if initial is not None else None
         if start is not None:
@@ -340,4 +341,227 @@ def log_softmax(x, axis=-1):
     return apply("log_softmax", x, axis=_normalised_axes(x, axis))
 
 
-__all__ = ["mean", "max", "min", "logsumexp", "softmax", "log_softmax"]
+__all__ = ["mean", "max", "min", "logsumexp", "softmax", "log_softmax", "prod", "cumsum",
+           "cumprod", "variance", "std"]
+
+
+# -- products, scans, spread (issue 18) ---------------------------------------------------------------
+#
+# prod's and cumprod's derivatives never divide by an entry: the product of the other entries
+# along an axis is the product of those before times those after, each an exclusive scan, so
+# that one zero or several give the exact derivative (JAX's rule, without its tree). Scanning
+# shifts entries along the axis, which needs its length: these derivatives refuse a named one.
+
+
+def _along(x, axis, item):
+    """``x`` indexed by ``item`` (an int or a slice) on its axis ``axis`` (negative) alone."""
+    return getitem(x, (slice(None),) * (x.ndim + axis) + (item,))
+
+
+def _flip(x, axis):
+    return _along(x, axis, slice(None, None, -1))
+
+
+def _filled(x, fill):
+    """An array of ``x``'s shape and dtype holding ``fill`` (``x`` only lends its shape)."""
+    if static_shape(x.shape):
+        return const(np.full(x.shape, fill), x.graph, dtype=x.dtype)
+    return zeros_like(x) if fill == 0.0 else zeros_like(x) + fill
+
+
+def _shifted(x, axis, by, fill):
+    """``x`` moved ``by`` entries along ``axis`` (static length): toward its end (``by`` > 0)
+    or its start, the entries left behind being ``fill``."""
+    if abs(by) >= x.shape[axis]:
+        return _filled(x, fill)
+    if by > 0:
+        return concatenate([_filled(_along(x, axis, slice(None, by)), fill),
+                            _along(x, axis, slice(None, -by))], axis=axis)
+    return concatenate([_along(x, axis, slice(-by, None)),
+                        _filled(_along(x, axis, slice(by, None)), fill)], axis=axis)
+
+
+def _static_length(x, axis, what):
+    length = x.shape[axis]
+    if not isinstance(length, int):
+        raise SymgradError(f"{what} needs the length of the axis it scans, which is the named "
+                           f"dimension {length!r}: give it a number")
+    return length
+
+
+def _scan_shape(shapes, axis):
+    if not -len(shapes[0]) <= axis < 0:
+        raise ShapeError(f"axis {axis} is out of range for {len(shapes[0])} dimensions")
+    return shapes[0]
+
+
+def emit_scan(ufunc):
+    """Emitter for np.<ufunc>.accumulate(x, axis=...): the running sum or product, C all the way
+    (as emit_reduction); a mask is counted in floats, as the graph says."""
+    def emit(ctx):
+        mask = ", dtype=np.float64" if ctx.dtypes[0] == "bool" else ""
+        return f"np.{ufunc}.accumulate({ctx.args[0]}, axis={ctx.attrs['axis']}{mask})"
+    return emit
+
+
+def _scan_axis(x, axis):
+    """(the operand, its one scanned axis): over axis None, the flattened operand, as NumPy."""
+    if axis is None:
+        return (x if x.ndim == 1 else reshape(x, (-1,))), -1
+    (axis,) = normalize_axes(axis, x.ndim) if isinstance(axis, numbers.Integral) else (axis,)
+    return x, axis
+
+
+# the adjoint of a running sum is the running sum from the other end
+defop("cumsum", 1, _scan_shape, emit_scan("add"),
+      lambda g, out, x, axis: [_flip(apply("cumsum", _flip(g, axis), axis=axis), axis)],
+      reduces_masks=True)
+
+
+@public("cumsum", static=("axis",))
+@op_function("cumsum")
+def cumsum(x, axis=None):
+    """Running sum along ``axis`` (of the flattened operand by default), as ``np.cumsum``.
+
+    >>> from symgrad import var
+    >>> cumsum(var("X", shape=(2, 3)), axis=1).shape
+    (2, 3)
+    """
+    x = x if isinstance(x, Expr) else apply("stop_gradient", x)
+    x, axis = _scan_axis(x, axis)
+    return apply("cumsum", x, axis=axis)
+
+
+def _suffix_weighted_sums(g, x, axis):
+    """h_j = sum over i >= j of g_i * (x_{j+1} ... x_i) along ``axis``, the reverse linear
+    recurrence h_j = g_j + x_{j+1} h_{j+1}, by recursive doubling (Hillis and Steele): after
+    the step of span s, ``weighted`` sums the terms of a window of 2s entries and ``factors``
+    holds x_{j+1} ... x_{j+2s}, so ceil(log2 n) steps of products and sums, never a division."""
+    length = x.shape[axis]
+    weighted, factors = g, _shifted(x, axis, -1, 0.0)
+    span = 1
+    while span < length:
+        weighted = weighted + factors * _shifted(weighted, axis, -span, 0.0)
+        if 2 * span < length:
+            factors = factors * _shifted(factors, axis, -span, 0.0)
+        span *= 2
+    return weighted
+
+
+def _cumprod_vjp(g, out, x, axis):
+    # d out_i / d x_j = (x_0 ... x_{j-1}) (x_{j+1} ... x_i) for j <= i: the running product
+    # before j (out shifted by one) times the suffix sums of g weighted by the products after j
+    _static_length(x, axis, "cumprod's derivative")
+    before = _shifted(out, axis, 1, 1.0)
+    return [before * _suffix_weighted_sums(g, x, axis)]
+
+
+defop("cumprod", 1, _scan_shape, emit_scan("multiply"), _cumprod_vjp, reduces_masks=True)
+
+
+@public("cumprod", static=("axis",))
+@op_function("cumprod")
+def cumprod(x, axis=None):
+    """Running product along ``axis`` (of the flattened operand by default), as ``np.cumprod``;
+    its derivative is exact with zeros among the entries (it never divides by one)."""
+    x = x if isinstance(x, Expr) else apply("stop_gradient", x)
+    x, axis = _scan_axis(x, axis)
+    return apply("cumprod", x, axis=axis)
+
+
+def _others_product(x, axis):
+    """For each entry, the product of the other entries of its slice over ``axis`` (a tuple),
+    without dividing: over the last axis, the running products before and after the entry;
+    over the rest, the same of the products over the last axis, of which the entry's row is
+    one (prod over (a, b) except (j, k) = prod over b except k, times prod over a except j of
+    the products over b)."""
+    last = axis[-1]
+    _static_length(x, last, "prod's derivative")
+    before = _shifted(apply("cumprod", x, axis=last), last, 1, 1.0)
+    after = _flip(_shifted(apply("cumprod", _flip(x, last), axis=last), last, 1, 1.0), last)
+    others = before * after
+    if len(axis) == 1:
+        return others
+    return others * _others_product(apply("prod", x, axis=(last,), keepdims=True), axis[:-1])
+
+
+defop("prod", 1, reduced_shape, emit_reduction("prod", "multiply"),
+      lambda g, out, x, axis, keepdims: [_kept(g, axis, keepdims) * _others_product(x, axis)],
+      reduces_masks=True, sympy=sympy_operand,
+      simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
+
+
+@public("prod", static=("axis", "keepdims"))
+@op_function("prod")
+def prod(x, axis=None, keepdims=False):
+    """Product over ``axis`` (all axes by default); its derivative is exact with zeros among
+    the entries (it never divides by one).
+
+    >>> from symgrad import var
+    >>> prod(var("X", shape=(2, 3)), axis=0).shape
+    (3,)
+    """
+    x = x if isinstance(x, Expr) else apply("stop_gradient", x)
+    return _reduce("prod", x, axis, keepdims)
+
+
+# -- variance and standard deviation ------------------------------------------------------------------
+#
+# The op of np.var is named "variance": "var" is the variable leaf, and sg.var makes variables.
+# Its public function is variance (and Expr.var); np.var's name belongs to symgrad.numpy.
+
+
+def _emit_spread(function):
+    def emit(ctx):
+        called = emit_reduction(function)(ctx)
+        ddof = ctx.attrs["ddof"]
+        return called if not ddof else f"{called[:-1]}, ddof={literal(ddof)})"
+    return emit
+
+
+def _centred_over(x, axis, ddof):
+    """(x minus its mean over ``axis``, the count over ``axis`` less ``ddof``)."""
+    return x - apply("mean", x, axis=axis, keepdims=True), _count(x, axis) - ddof
+
+
+def _variance_vjp(g, out, x, axis, keepdims, ddof):
+    centred, dof = _centred_over(x, axis, ddof)
+    return [_kept(g, axis, keepdims) * (2.0 * centred / dof)]
+
+
+def _std_vjp(g, out, x, axis, keepdims, ddof):
+    # at a zero deviation the derivative is nan, as sqrt's at zero, and as JAX's
+    centred, dof = _centred_over(x, axis, ddof)
+    return [_kept(g, axis, keepdims) * centred / (dof * _kept(out, axis, keepdims))]
+
+
+defop("variance", 1, reduced_shape, _emit_spread("var"), _variance_vjp)
+defop("std", 1, reduced_shape, _emit_spread("std"), _std_vjp)
+
+
+def _ddof(ddof):
+    if isinstance(ddof, bool) or not isinstance(ddof, numbers.Real):
+        raise ArgumentError(f"ddof must be a number, got {ddof!r}")
+    return int(ddof) if float(ddof).is_integer() else float(ddof)
+
+
+@op_function("variance")
+def variance(x, axis=None, ddof=0, keepdims=False):
+    """Variance over ``axis`` (all axes by default) with ``ddof`` delta degrees of freedom, as
+    ``np.var``: the mean squared deviation from the mean, divided by ``count - ddof``.
+
+    >>> from symgrad import var
+    >>> variance(var("X", shape=(2, 3)), axis=1, ddof=1).shape
+    (2,)
+    """
+    return apply("variance", x, axis=normalize_axes(axis, x.ndim), keepdims=bool(keepdims),
+                 ddof=_ddof(ddof))
+
+
+@public("std", static=("axis", "ddof", "keepdims"))
+@op_function("std")
+def std(x, axis=None, ddof=0, keepdims=False):
+    """Standard deviation over ``axis`` (all axes by default), as ``np.std``: the square root of
+    ``variance``; its derivative at a zero deviation is nan, as sqrt's at zero."""
+    return apply("std", x, axis=normalize_axes(axis, x.ndim), keepdims=bool(keepdims),
+                 ddof=_ddof(ddof))

@@ -1,0 +1,136 @@
+"""The reductions, scans and order statistics of issue 18 beyond the table of tests/test_ops.py:
+closed forms where entries are zero (products never divide), the conventions at kinks, what is
+refused and why, and the methods Expr has for them."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+
+
+def _others_product(x, *skipped):
+    """The product of the entries of ``x`` but those at ``skipped`` (flat indices)."""
+    return float(np.prod([v for k, v in enumerate(x.ravel()) if k not in skipped]))
+
+
+@pytest.mark.parametrize("point", [[2.0, 0.0, 3.0, 4.0], [2.0, 0.0, 3.0, 0.0], [0.0, 0.0, 0.0, 5.0],
+                                   [1.5, -2.0, 3.0, 0.5]],
+                         ids=["one-zero", "two-zeros", "three-zeros", "no-zero"])
+def test_prod_gradient_and_hessian_with_zeros_are_the_products_of_the_other_entries(point):
+    z = np.array(point)
+    with sg.use_graph():
+        x = sg.var("x", shape=(4,))
+        f = sg.prod(x)
+        value, gradient, hessian = sg.compile([f, sg.grad(f, x), sg.hessian(f, x)], inputs=[x])(z)
+    assert value == np.prod(z)
+    np.testing.assert_array_equal(gradient, [_others_product(z, j) for j in range(4)])
+    expected = [[0.0 if i == j else _others_product(z, i, j) for j in range(4)] for i in range(4)]
+    np.testing.assert_array_equal(hessian, expected)
+
+
+def test_prod_over_two_axes_with_zeros_has_the_closed_form_gradient():
+    # over axes 0 and 2, slice 0 holds one zero, slice 1 two, slice 2 none
+    z = np.array([[[1.5, 0.0], [0.0, 3.0], [0.5, -1.0]], [[2.5, 2.0], [1.0, 0.0], [2.0, 2.0]]])
+    with sg.use_graph():
+        X = sg.var("X", shape=z.shape)
+        f = sg.sum(sg.prod(X, axis=(0, 2)) * np.array([1.0, -2.0, 0.5]))
+        gradient = sg.compile(sg.grad(f, X), inputs=[X])(z)
+    expected = np.zeros(z.shape)
+    for i, j, k in itertools.product(range(2), range(3), range(2)):
+        others = [z[a, j, b] for a in range(2) for b in range(2) if (a, b) != (i, k)]
+        expected[i, j, k] = [1.0, -2.0, 0.5][j] * np.prod(others)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-15)
+    assert expected[0, 0, 1] != 0.0 and not expected[:, 1, :].any() and expected[:, 2, :].all()
+
+
+def _cumprod_gradient(z, w):
+    """d/dz_j of sum_i w_i prod_{k <= i} z_k, written out: sum over i >= j of w_i times the
+    product of z_k for k <= i but j."""
+    return np.array([sum(w[i] * np.prod([z[k] for k in range(i + 1) if k != j])
+                         for i in range(j, len(z))) for j in range(len(z))])
+
+
+@pytest.mark.parametrize("point", [[0.5, 2.0, 0.0, -1.5, 3.0, 0.7, 2.0],
+                                   [0.0, 2.0, 1.0, 0.0, 3.0, 0.7, 2.0],
+                                   [1.5, 2.0, 1.0, 0.5, 3.0, 0.7, 0.0],
+                                   [1.5, -2.0, 1.0, 0.5, 3.0, 0.7, 1.1]],
+                         ids=["one-zero", "two-zeros", "zero-last", "no-zero"])
+def test_cumprod_gradient_with_zeros_has_the_closed_form(point):
+    z = np.array(point)
+    w = np.array([1.0, -0.5, 2.0, 0.25, -1.0, 3.0, 0.5])
+    with sg.use_graph():
+        x = sg.var("x", shape=(7,))
+        f = sg.sum(sg.cumprod(x) * w)
+        fn = sg.compile([sg.cumprod(x), sg.grad(f, x), sg.hessian(f, x)], inputs=[x])
+        running, gradient, hessian = fn(z)
+    np.testing.assert_array_equal(running, np.cumprod(z))
+    np.testing.assert_allclose(gradient, _cumprod_gradient(z, w), rtol=1e-14, atol=1e-14)
+    # the Hessian's column j is the gradient's derivative along z_j: central differences are
+    # exact for a function linear in each entry
+    step = 1e-3
+    for j in range(7):
+        e = np.eye(7)[j] * step
+        column = (_cumprod_gradient(z + e, w) - _cumprod_gradient(z - e, w)) / (2 * step)
+        np.testing.assert_allclose(hessian[:, j], column, rtol=1e-9, atol=1e-9)
+
+
+def test_prod_and_cumprod_derivatives_along_a_named_dimension_are_refused():
+    with sg.use_graph() as graph:
+        x = sg.var("x", shape=("n", 3))
+        for f in [sg.sum(sg.prod(x, axis=0)), sg.sum(sg.cumprod(x, axis=0))]:
+            nodes = graph.number_of_nodes()
+            with pytest.raises(sg.SymgradError, match="named dimension 'n': give it a number"):
+                sg.grad(f, x)
+            assert graph.number_of_nodes() == nodes
+        # along a static axis with a named batch it differentiates
+        f = sg.sum(sg.prod(x, axis=1)) + sg.sum(sg.cumprod(x, axis=1))
+        z = np.array([[1.0, 0.0, 2.0], [3.0, 4.0, 0.0]])
+        gradient = sg.compile(sg.grad(f, x), inputs=[x])(z)
+    np.testing.assert_array_equal(gradient, [[0.0, 2.0, 0.0], [0.0, 0.0, 12.0]]
+                                  + np.array([[1.0 + 0.0 + 0.0, 1.0 + 2.0, 0.0],
+                                              [1.0 + 4.0, 3.0, 12.0]]))
+
+
+def test_std_of_a_constant_slice_has_a_nan_derivative_as_sqrt_at_zero():
+    with sg.use_graph():
+        x = sg.var("x", shape=(3,))
+        fn = sg.compile(sg.grad(sg.std(x), x), inputs=[x])
+        with np.errstate(invalid="ignore"):
+            assert np.all(np.isnan(fn(np.full(3, 2.0))))
+        np.testing.assert_allclose(fn(np.array([1.0, 2.0, 4.0])),
+                                   (np.array([1.0, 2.0, 4.0]) - 7 / 3) / (3 * np.std([1, 2, 4.0])))
+
+
+def test_expr_methods_build_the_reductions_and_scans():
+    z = np.random.default_rng(0).standard_normal((3, 4))
+    with sg.use_graph():
+        X = sg.var("X", shape=(3, 4))
+        built = [X.prod(axis=0), X.var(), X.var(axis=1, ddof=1), X.std(0, 1, True), X.cumsum(),
+                 X.cumsum(axis=0), X.cumprod(axis=1)]
+        assert [e.op for e in built] == ["prod", "variance", "variance", "std", "cumsum",
+                                         "cumsum", "cumprod"]
+        got = sg.compile(built, inputs=[X])(z)
+    expected = [z.prod(axis=0), z.var(), z.var(axis=1, ddof=1), z.std(0, ddof=1, keepdims=True),
+                z.cumsum(), z.cumsum(axis=0), z.cumprod(axis=1)]
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape
+        np.testing.assert_allclose(g, e, rtol=1e-13)
+
+
+def test_variance_is_not_sg_var_which_makes_variables():
+    assert sg.var is sg.api.var
+    assert "variance" not in sg.PUBLIC and "var" not in sg.PUBLIC
+    with sg.use_graph():
+        assert sg.ops.variance(sg.var("x", shape=(3,))).op == "variance"
+
+
+def test_a_mask_is_counted_in_floats_by_prod_and_cumsum():
+    with sg.use_graph():
+        x = sg.var("x", shape=(4,))
+        built = [sg.prod(x > 0), sg.cumsum(x > 0)]
+        assert [e.dtype for e in built] == ["float64", "float64"]
+        got = sg.compile(built, inputs=[x])(np.array([1.0, -1.0, 2.0, 3.0]))
+    assert got[0] == 0.0 and got[0].dtype == np.float64
+    np.testing.assert_array_equal(got[1], [1.0, 1.0, 2.0, 3.0])
