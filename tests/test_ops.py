@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+import scipy.special
 import sympy
 
 import symgrad as sg
@@ -251,6 +252,26 @@ REDUCTIONS_MORE = [         # reductions, scans, norms and order statistics
     *[case for label, domain in [("one-zero", with_zeros(2)), ("two-zeros", with_zeros(1, 3)),
                                  ("zeros-ends", with_zeros(0, 6))]
       for case in scan_cases("cumprod", sg.cumprod, np.cumprod, [(label, (7,), 0)], domain)],
+    *[Case("weighted_logsumexp", label,
+           lambda a, b, axis=axis, keepdims=keepdims: sg.logsumexp(a, axis, keepdims, b=b),
+           shapes, lambda a, b, axis=axis, keepdims=keepdims:
+           scipy.special.logsumexp(a, axis=axis, b=b, keepdims=keepdims), (normal, domain))
+      for label, shapes, axis, keepdims, domain in [
+          ("all", ((3, 4), (3, 4)), None, False, positive),
+          ("rows-broadcast", ((3, 4), (4,)), 1, False, positive),
+          ("keepdims", ((3, 4), (3, 1)), 0, True, positive),
+          ("zero-weights", ((2, 4), (4,)), -1, False, lambda rng, shape: positive(rng, shape)
+           * (np.arange(shape[0]) % 3 != 1)),
+          ("batch", (("n", 3), (3,)), -1, False, positive)]],
+    *[Case("norm", label, lambda a, axis=axis, keepdims=keepdims:
+           sg.norm(a, axis=axis, keepdims=keepdims), (shape,),
+           lambda a, axis=axis, keepdims=keepdims: np.linalg.norm(a, axis=axis, keepdims=keepdims))
+      for label, shape, axis, keepdims in [("vector", (4,), None, False),
+                                           ("rows-keepdims", (3, 4), 1, True),
+                                           ("frobenius", (3, 4), None, False),
+                                           ("matrices", (2, 3, 4), (0, 2), False),
+                                           ("batch", ("n", 3), -1, False),
+                                           ("over-n", ("n", 3), 0, False)]],
 ]
 SHAPES_MORE = []            # building and reshaping arrays
 CONTRACTIONS_MORE = []      # einsum, tensordot, outer, kron, cross, N-D dot and matmul
@@ -448,7 +469,8 @@ NO_SYMPY = {
                     "moves or contracts axes of an array"),
     **dict.fromkeys(["zeros_like", "identity_like"], "a constant: its operand only lends a shape"),
     "stop_gradient": "its derivative is zero by design, unlike the function it computes",
-    **dict.fromkeys(["prod", "variance", "std", "cumsum", "cumprod"],
+    **dict.fromkeys(["prod", "variance", "std", "cumsum", "cumprod", "weighted_logsumexp",
+                     "norm"],
                     "reduces or scans over an axis"),
 }
 

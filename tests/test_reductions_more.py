@@ -134,3 +134,120 @@ def test_a_mask_is_counted_in_floats_by_prod_and_cumsum():
         got = sg.compile(built, inputs=[x])(np.array([1.0, -1.0, 2.0, 3.0]))
     assert got[0] == 0.0 and got[0].dtype == np.float64
     np.testing.assert_array_equal(got[1], [1.0, 1.0, 2.0, 3.0])
+
+
+# -- NumPy's functions built of the ops: value, gradient and Hessian-vector products -----------------
+
+EPS = 1e-6
+
+
+def _central_gradient(f, z):
+    gradient = np.zeros(z.shape)
+    for index in np.ndindex(z.shape):
+        step = np.zeros(z.shape)
+        step[index] = EPS
+        gradient[index] = (f(z + step) - f(z - step)) / (2 * EPS)
+    return gradient
+
+
+WEIGHTS = np.array([0.5, 2.0, 1.0, 1.5])
+COMPOSITES = {
+    "average-weights-1d": (lambda X: sg.average(X, axis=1, weights=WEIGHTS),
+                           lambda z: np.average(z, axis=1, weights=WEIGHTS)),
+    "average-weights-full": (lambda X: sg.average(X, axis=0, weights=np.abs(WEIGHTS) + np.ones((3, 1)),
+                                                  keepdims=True),
+                             lambda z: np.average(z, axis=0, weights=np.abs(WEIGHTS) + np.ones((3, 1)),
+                                                  keepdims=True)),
+    "average-unweighted": (lambda X: sg.average(X), np.average),
+    "ptp-all": (sg.ptp, np.ptp),
+    "ptp-axis0-keepdims": (lambda X: sg.ptp(X, axis=0, keepdims=True),
+                           lambda z: np.ptp(z, axis=0, keepdims=True)),
+    "diff": (sg.diff, np.diff),
+    "diff-n2-axis0": (lambda X: sg.diff(X, n=2, axis=0), lambda z: np.diff(z, n=2, axis=0)),
+    "diff-n0": (lambda X: sg.diff(X, n=0), lambda z: np.diff(z, n=0)),
+    **{f"norm-vector-{order}": (lambda X, order=order: sg.norm(X, ord=order, axis=1),
+                                lambda z, order=order: np.linalg.norm(z, ord=order, axis=1))
+       for order in [1, 2, np.inf, -np.inf, 3, 0.5, -1.5]},
+    **{f"norm-matrix-{order}": (lambda X, order=order: sg.norm(X, ord=order),
+                                lambda z, order=order: np.linalg.norm(z, ord=order))
+       for order in [1, -1, np.inf, -np.inf, "fro"]},
+    "norm-matrix-axes-swapped": (lambda X: sg.norm(X, ord=1, axis=(1, 0), keepdims=True),
+                                 lambda z: np.linalg.norm(z, ord=1, axis=(1, 0), keepdims=True)),
+    "logsumexp-b": (lambda X: sg.logsumexp(X, axis=0, b=WEIGHTS),
+                    lambda z: __import__("scipy.special").special.logsumexp(z, axis=0, b=WEIGHTS)),
+}
+
+
+@pytest.mark.parametrize("name", COMPOSITES)
+def test_numpys_functions_match_numpy_in_value_gradient_and_hessian(name):
+    build, reference = COMPOSITES[name]
+    # distinct magnitudes, away from zero: no ties for max, min and abs to meet
+    z = (np.arange(12.0).reshape(3, 4) + 1.0) * np.where(np.arange(12) % 3 == 1, -1, 1).reshape(3, 4)
+    z = z[np.random.default_rng(0).permutation(3)][:, np.random.default_rng(1).permutation(4)] / 4
+    with sg.use_graph():
+        X = sg.var("X", shape=(3, 4))
+        out = build(X)
+        u_value = np.random.default_rng(2).standard_normal(out.shape)
+        v_value = np.random.default_rng(3).standard_normal(z.shape)
+        scalar = sg.sum(out * u_value)
+        V = sg.var("V", shape=(3, 4))
+        fn = sg.compile([out, sg.grad(scalar, X), sg.hvp(scalar, X, V)], inputs=[X, V])
+        value, gradient, hvp = fn(z, v_value)
+    expected = np.asarray(reference(z))
+    assert np.shape(value) == expected.shape
+    np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-12)
+
+    def objective(a):
+        return float(np.sum(np.asarray(reference(a)) * u_value))
+    np.testing.assert_allclose(gradient, _central_gradient(objective, z), rtol=1e-6, atol=1e-6)
+    with sg.use_graph():
+        X = sg.var("X", shape=(3, 4))
+        grad_fn = sg.compile(sg.grad(sg.sum(build(X) * u_value), X), inputs=[X])
+    along = (grad_fn(z + EPS * v_value) - grad_fn(z - EPS * v_value)) / (2 * EPS)
+    np.testing.assert_allclose(hvp, along, rtol=1e-6, atol=1e-6)
+
+
+def test_norm_at_zero_has_a_zero_gradient():
+    with sg.use_graph():
+        x = sg.var("x", shape=(3,))
+        M = sg.var("M", shape=(2, 3))
+        outputs = [sg.grad(sg.norm(x), x), sg.grad(sg.sum(sg.norm(M, axis=1)), M)]
+        for backend in [b for b in ("numpy", "numba", "array_api") if b in sg.api.BACKENDS]:
+            got = sg.compile(outputs, inputs=[x, M], backend=backend)(
+                np.zeros(3), np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 4.0]]))
+            np.testing.assert_array_equal(np.asarray(got[0]), np.zeros(3))
+            np.testing.assert_array_equal(np.asarray(got[1]), [[0.0, 0.0, 0.0], [0.6, 0.0, 0.8]])
+
+
+@pytest.mark.parametrize("order", [2, -2, "nuc"])
+def test_matrix_norms_that_need_singular_values_are_refused(order):
+    with sg.use_graph() as graph:
+        M = sg.var("M", shape=(3, 4))
+        nodes = graph.number_of_nodes()
+        with pytest.raises(sg.SymgradError, match="singular values"):
+            sg.norm(M, ord=order)
+        assert graph.number_of_nodes() == nodes
+
+
+def test_logsumexp_weights_have_a_finite_gradient_where_they_are_zero():
+    # d/db_i log(sum b exp(x)) = exp(x_i - out): finite at b_i = 0, where log(b) would give nan
+    z, w = np.array([0.5, -1.0, 2.0]), np.array([1.0, 0.0, 2.0])
+    with sg.use_graph():
+        x, b = sg.var("x", shape=(3,)), sg.var("b", shape=(3,))
+        f = sg.logsumexp(x, b=b)
+        value, gx, gb = sg.compile([f, *sg.grad(f, [x, b])], inputs=[x, b])(z, w)
+    total = np.sum(w * np.exp(z))
+    np.testing.assert_allclose(value, np.log(total), rtol=1e-15)
+    np.testing.assert_allclose(gb, np.exp(z) / total, rtol=1e-15)
+    np.testing.assert_allclose(gx, w * np.exp(z) / total, rtol=1e-15)
+
+
+def test_weights_of_another_shape_are_refused():
+    with sg.use_graph() as graph:
+        X = sg.var("X", shape=(3, 4))
+        nodes = graph.number_of_nodes()
+        with pytest.raises(sg.ShapeError, match="weights"):
+            sg.average(X, axis=1, weights=np.ones(3))
+        with pytest.raises(sg.ShapeError, match="weights"):
+            sg.logsumexp(X, axis=1, b=np.ones(3))
+        assert graph.number_of_nodes() == nodes

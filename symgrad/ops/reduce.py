@@ -11,10 +11,11 @@ import numbers
 import numpy as np
 
 from ..errors import ArgumentError, ShapeError, SymgradError
-from .core import (Expr, apply, const, defop, literal, normalize_axes, op_function, public,
-                   same_dtype, static_shape, sympy_operand)
+from .core import (Expr, apply, broadcast_shapes, const, defop, literal, normalize_axes,
+                   op_function, public, same_dtype, static_shape, sympy_operand)
 from .elementwise import exp, where
-from .shape import broadcast_to_like, concatenate, expand_dims, getitem, reshape, zeros_like
+from .shape import (broadcast_to_like, concatenate, expand_dims, getitem, reshape, squeeze,
+                    unbroadcast, zeros_like)
 
 
 def _reduce(name, x, axis, keepdims):
@@ -271,8 +272,11 @@ defop("logsumexp", 1, _nonempty_reduced_shape, _emit_logsumexp,
 
 @public("logsumexp", static=("axis", "keepdims"))
 @op_function("logsumexp")
-def logsumexp(x, axis=None, keepdims=False):
-    """``log(sum(exp(x), axis))`` computed without overflow; its gradient is ``softmax(x)``."""
+def logsumexp(x, axis=None, keepdims=False, b=None):
+    """``log(sum(exp(x), axis))`` computed without overflow; its gradient is ``softmax(x)``.
+    With weights ``b`` (broadcast against ``x``), ``log(sum(b * exp(x), axis))``, as SciPy's."""
+    if b is not None:
+        return _weighted_logsumexp(x, b, axis, keepdims)
     return _reduce("logsumexp", x, axis, keepdims)
 
 
@@ -342,7 +346,7 @@ def log_softmax(x, axis=-1):
 
 
 __all__ = ["mean", "max", "min", "logsumexp", "softmax", "log_softmax", "prod", "cumsum",
-           "cumprod", "variance", "std"]
+           "cumprod", "variance", "std", "average", "ptp", "diff", "norm"]
 
 
 # -- products, scans, spread (issue 18) ---------------------------------------------------------------
@@ -565,3 +569,197 @@ def std(x, axis=None, ddof=0, keepdims=False):
     ``variance``; its derivative at a zero deviation is nan, as sqrt's at zero."""
     return apply("std", x, axis=normalize_axes(axis, x.ndim), keepdims=bool(keepdims),
                  ddof=_ddof(ddof))
+
+
+# -- logsumexp with weights (SciPy's b=) ----------------------------------------------------------------
+#
+# log(sum(b * exp(x))) is not logsumexp(x + log(b)): that form's derivative in b is nan where b is
+# 0, where the true one is exp(x - out). Its own op keeps b an operand of its own.
+
+
+def _weighted_logsumexp_shape(shapes, axis, keepdims):
+    x, b = shapes
+    try:
+        fits = broadcast_shapes(x, b) == tuple(x)
+    except ShapeError:
+        fits = False
+    if not fits:
+        raise ShapeError(f"weights of shape {b} do not broadcast to the shape {x} they weigh")
+    return _nonempty_reduced_shape([x], axis, keepdims)
+
+
+def _emit_weighted_logsumexp(ctx):
+    x, b, out = ctx.args[0], ctx.args[1], ctx.out
+    shift = ctx.temp("max")
+    axis = _axis_argument(ctx)
+    whole = axis == "axis=None" and not ctx.attrs["keepdims"]
+    kept = shift if ctx.attrs["keepdims"] or whole else f"np.squeeze({shift}, {axis})"
+    return [f"{shift} = np.maximum.reduce({x}, {axis}{'' if whole else ', keepdims=True'}"
+            f"{_initial_argument(ctx)})",
+            # an all -inf (or +inf) slice would give inf - inf; shifting by 0 there is exact
+            f"{shift} = np.where(np.isfinite({shift}), {shift}, 0.0)",
+            f"{out} = np.log(np.add.reduce({b} * np.exp({x} - {shift}), {axis}"
+            f"{', keepdims=True' if ctx.attrs['keepdims'] else ''})) + {kept}"]
+
+
+def _weighted_logsumexp_vjp(g, out, x, b, axis, keepdims):
+    shares = _kept(g, axis, keepdims) * exp(x - _kept(out, axis, keepdims))
+    return [shares * b, unbroadcast(shares, b.shape, g.ndim - out.ndim)]
+
+
+defop("weighted_logsumexp", 2, _weighted_logsumexp_shape, _emit_weighted_logsumexp,
+      _weighted_logsumexp_vjp)
+
+
+def _weighted_logsumexp(x, b, axis, keepdims):
+    x = x if isinstance(x, Expr) else apply("stop_gradient", x)
+    return apply("weighted_logsumexp", x, b, axis=normalize_axes(axis, x.ndim),
+                 keepdims=bool(keepdims))
+
+
+# -- average, ptp, diff: NumPy's functions over the ops above ----------------------------------------
+
+
+@public("average", static=("axis", "keepdims"))
+@op_function("average")
+def average(a, axis=None, weights=None, keepdims=False):
+    """Weighted mean over ``axis`` (all by default), as ``np.average``: ``weights`` has ``a``'s
+    shape, or is 1-D along the one ``axis``; without weights, the mean.
+
+    >>> from symgrad import var
+    >>> average(var("X", shape=(2, 3)), axis=1, weights=var("w", shape=(3,))).shape
+    (2,)
+    """
+    a = a if isinstance(a, Expr) else apply("stop_gradient", a)
+    if weights is None:
+        return mean(a, axis, keepdims)
+    weights = weights if isinstance(weights, Expr) else const(weights, a.graph)
+    axes = normalize_axes(axis, a.ndim)
+    if weights.shape != a.shape:
+        if weights.ndim != 1 or len(axes) != 1 or weights.shape[0] != a.shape[axes[0]]:
+            raise ShapeError(f"weights of shape {weights.shape} are neither of the shape "
+                             f"{a.shape} they weigh nor 1-D along its one averaged axis")
+        weights = expand_dims(weights, tuple(k for k in range(-a.ndim, 0) if k != axes[0]))
+    total = apply("sum", broadcast_to_like(weights, a), axis=axes, keepdims=bool(keepdims))
+    return apply("sum", a * weights, axis=axes, keepdims=bool(keepdims)) / total
+
+
+@public("ptp", static=("axis", "keepdims"))
+@op_function("ptp")
+def ptp(x, axis=None, keepdims=False):
+    """Range (largest minus smallest entry) over ``axis``, as ``np.ptp``; tied extremes share
+    the gradient evenly, as max's and min's."""
+    return max(x, axis, keepdims) - min(x, axis, keepdims)
+
+
+@public("diff", static=("n", "axis"))
+@op_function("diff")
+def diff(x, n=1, axis=-1):
+    """The ``n``-th forward difference along ``axis``, as ``np.diff``: ``x[1:] - x[:-1]``, ``n``
+    times (the axis's length must be a number).
+
+    >>> from symgrad import var
+    >>> diff(var("v", shape=(5,)), n=2).shape
+    (3,)
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ArgumentError(f"diff: n must be a non-negative int, got {n!r}")
+    if x.ndim == 0:
+        raise ShapeError("diff needs at least one dimension")
+    (axis,) = normalize_axes(axis, x.ndim)
+    for _ in range(n):
+        x = _along(x, axis, slice(1, None)) - _along(x, axis, slice(None, -1))
+    return x
+
+
+# -- norms: linalg.norm ----------------------------------------------------------------------------------
+#
+# The 2-norm of vectors and the Frobenius norm of matrices are one op (the root of the sum of
+# squares over one axis or two); the other orders are built of abs, sum, max and min, as NumPy
+# defines them. The matrix 2-norm, -2-norm and the nuclear norm need singular values: refused.
+
+
+def _emit_norm(ctx):
+    axis = _axis_argument(ctx)
+    kept = ", keepdims=True" if ctx.attrs["keepdims"] else ""
+    return f"np.sqrt(np.add.reduce(np.square({ctx.args[0]}), {axis}{kept}))"
+
+
+def _norm_vjp(g, out, x, axis, keepdims):
+    # x / |x|, and 0 at x = 0: the root's derivative is infinite there, and of the subgradients
+    # 0 is the one that keeps the gradient odd, as the norm is even (PyTorch's and the
+    # convention proposed for JAX's norm, which has nan there today)
+    norm = _kept(out, axis, keepdims)
+    positive = where(norm > 0.0, norm, const(1.0, x.graph, dtype=x.dtype))
+    return [_kept(g, axis, keepdims) * (x / positive)]
+
+
+defop("norm", 1, reduced_shape, _emit_norm, _norm_vjp)
+
+
+def _matrix_norm(x, order, rows, columns):
+    """NumPy's matrix norms of orders 1, -1, inf and -inf, over the axes ``rows`` and
+    ``columns``, with both kept."""
+    magnitude = abs(x)
+    if order in (1, -1):
+        sums = apply("sum", magnitude, axis=(rows,), keepdims=True)
+        return (max if order == 1 else min)(sums, axis=columns, keepdims=True)
+    sums = apply("sum", magnitude, axis=(columns,), keepdims=True)
+    return (max if order > 0 else min)(sums, axis=rows, keepdims=True)
+
+
+def _vector_norm(x, order, axis):
+    """NumPy's vector norm of ``order`` (not None nor 2) over ``axis``, kept."""
+    magnitude = abs(x)
+    if order == math.inf:
+        return max(magnitude, axis, keepdims=True)
+    if order == -math.inf:
+        return min(magnitude, axis, keepdims=True)
+    if order == 0:
+        return apply("sum", x != 0.0, axis=axis, keepdims=True)
+    if order == 1:
+        return apply("sum", magnitude, axis=axis, keepdims=True)
+    return apply("sum", magnitude ** float(order), axis=axis, keepdims=True) ** (1.0 / order)
+
+
+@public("norm", static=("ord", "axis", "keepdims"))
+@op_function("norm")
+def norm(x, ord=None, axis=None, keepdims=False):
+    """The vector or matrix norm ``np.linalg.norm`` gives: over ``axis`` (an int for vectors, a
+    pair for matrices; by default every axis with ``ord`` None, else a vector or a matrix as
+    ``x`` is one), the 2-norm (``ord`` None or 2), 1, inf, -inf, 0 and any p of vectors; the
+    Frobenius ("fro", or None), 1, -1, inf and -inf norms of matrices. The gradient of the 2-norm
+    and Frobenius norm at zero is 0. The matrix 2 and -2 norms and the nuclear norm ("nuc")
+    need singular values, which symgrad has not: they are refused.
+
+    >>> from symgrad import var
+    >>> norm(var("X", shape=(4, 3)), ord=1).shape
+    ()
+    """
+    x = x if isinstance(x, Expr) else apply("stop_gradient", x)
+    if axis is None:
+        if ord is None:
+            return apply("norm", x, axis=normalize_axes(None, x.ndim), keepdims=bool(keepdims))
+        if x.ndim not in (1, 2):
+            raise ShapeError(f"ord={ord!r} without an axis needs a vector or a matrix, "
+                             f"not {x.ndim} dimensions")
+        axis = tuple(range(x.ndim))
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    if len(axes) not in (1, 2):
+        raise ShapeError(f"norm takes one axis (vectors) or two (matrices), got {axis!r}")
+    given = [a if a < 0 else a - x.ndim for a in axes]     # the caller's order: (rows, columns)
+    axes = normalize_axes(axes, x.ndim)
+    if len(axes) == 1 and ord in (None, 2) or len(axes) == 2 and ord in (None, "fro"):
+        return apply("norm", x, axis=axes, keepdims=bool(keepdims))
+    if len(axes) == 2:
+        if ord in (2, -2, "nuc"):
+            raise SymgradError(f"norm: the matrix norm ord={ord!r} needs singular values, which "
+                               f"symgrad has not")
+        if ord not in (1, -1, math.inf, -math.inf):
+            raise ArgumentError(f"norm: invalid order {ord!r} for matrices")
+        result = _matrix_norm(x, ord, *given)
+    else:
+        if isinstance(ord, str) or isinstance(ord, bool) or not isinstance(ord, numbers.Real):
+            raise ArgumentError(f"norm: invalid order {ord!r} for vectors")
+        result = _vector_norm(x, ord, axes)
+    return result if keepdims else squeeze(result, axes)
