@@ -251,3 +251,39 @@ def test_weights_of_another_shape_are_refused():
         with pytest.raises(sg.ShapeError, match="weights"):
             sg.logsumexp(X, axis=1, b=np.ones(3))
         assert graph.number_of_nodes() == nodes
+
+
+def test_select_takes_the_first_condition_that_holds_and_its_gradient_flows_there():
+    z = np.array([-2.0, -0.5, 0.5, 2.0, 3.0])
+    with sg.use_graph():
+        x = sg.var("x", shape=(5,))
+        out = sg.select([x < -1.0, x > 1.0, x > 2.5], [-x, x ** 2, x * 100.0], default=x * 3.0)
+        value, gradient = sg.compile([out, sg.grad(sg.sum(out), x)], inputs=[x])(z)
+    np.testing.assert_array_equal(
+        value, np.select([z < -1.0, z > 1.0, z > 2.5], [-z, z ** 2, z * 100.0], default=z * 3.0))
+    np.testing.assert_array_equal(gradient, [-1.0, 3.0, 3.0, 4.0, 6.0])
+    with pytest.raises(sg.ArgumentError, match="2 conditions for 1 choices"):
+        sg.select([x < 0.0, x > 0.0], [x])
+
+
+def test_formulas_call_the_new_functions_and_leave_out_operands_with_defaults():
+    z = np.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5]])
+    w = np.array([1.0, 0.5, 2.0])
+    with sg.use_graph():
+        shapes = {"A": (2, 3), "w": (3,)}
+        formulas = {"logsumexp(A, axis=1)": lambda: np.log(np.sum(np.exp(z), axis=1)),
+                    "logsumexp(A, axis=1, b=w)": lambda: np.log(np.sum(w * np.exp(z), axis=1)),
+                    "average(A, axis=1, weights=w)": lambda: np.average(z, axis=1, weights=w),
+                    "average(A)": lambda: np.average(z),
+                    "prod(A, axis=0)": lambda: np.prod(z, axis=0),
+                    "std(A, axis=1, ddof=1)": lambda: np.std(z, axis=1, ddof=1),
+                    "cumsum(A, axis=1)": lambda: np.cumsum(z, axis=1),
+                    "norm(A, ord=1)": lambda: np.linalg.norm(z, ord=1),
+                    "diff(A, n=1, axis=0)": lambda: np.diff(z, axis=0)}
+        for text, expected in formulas.items():
+            e = sg.parse(text, shapes=shapes)
+            inputs = [v for name, v in e.variables.items()]
+            got = sg.compile(e, inputs=inputs)(*[{"A": z, "w": w}[v.name] for v in inputs])
+            np.testing.assert_allclose(got, expected(), rtol=1e-13, err_msg=text)
+        with pytest.raises(sg.ParseError, match="missing x"):
+            sg.parse("logsumexp(axis=1)", shapes=shapes)

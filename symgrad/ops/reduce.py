@@ -346,7 +346,8 @@ def log_softmax(x, axis=-1):
 
 
 __all__ = ["mean", "max", "min", "logsumexp", "softmax", "log_softmax", "prod", "cumsum",
-           "cumprod", "variance", "std", "average", "ptp", "diff", "norm"]
+           "cumprod", "variance", "std", "average", "ptp", "diff", "norm",
+           "select"]
 
 
 # -- products, scans, spread (issue 18) ---------------------------------------------------------------
@@ -763,3 +764,28 @@ def norm(x, ord=None, axis=None, keepdims=False):
             raise ArgumentError(f"norm: invalid order {ord!r} for vectors")
         result = _vector_norm(x, ord, axes)
     return result if keepdims else squeeze(result, axes)
+
+
+# -- select ------------------------------------------------------------------------------------------------
+
+
+@public("select")
+@op_function("select", operands="list")
+def select(condlist, choicelist, default=0.0):
+    """``np.select``: at each entry, the choice of the first condition that holds there, else
+    ``default``; nested wheres, so each choice's gradient flows where it is selected.
+
+    >>> from symgrad import var
+    >>> x = var("x", shape=(3,))
+    >>> select([x < -1.0, x > 1.0], [x * 0.0, x], default=x * x).shape
+    (3,)
+    """
+    condlist, choicelist = list(condlist), list(choicelist)
+    if len(condlist) != len(choicelist):
+        raise ArgumentError(f"select: {len(condlist)} conditions for {len(choicelist)} choices")
+    if not condlist:
+        raise ArgumentError("select needs at least one condition and choice")
+    result = default
+    for condition, choice in reversed(list(zip(condlist, choicelist))):
+        result = where(condition, choice, result)
+    return result
