@@ -259,6 +259,29 @@ _add("softmax over a missing axis", "softmax", SH,
      lambda e, o: functools.partial(sg.softmax, e.W, axis=2))
 _add("log_softmax of a scalar", "log_softmax", SH,
      lambda e, o: functools.partial(sg.log_softmax, e.x))
+# the reductions, scans and norms of issue 18
+_add("prod over a missing axis", "prod", SH, lambda e, o: functools.partial(sg.prod, e.v, axis=1))
+_add("std over a repeated axis", "std", SH,
+     lambda e, o: functools.partial(sg.std, e.W, axis=(1, 1)))
+_add("std with a ddof that is no number", "std", AE,
+     lambda e, o: functools.partial(sg.std, e.W, ddof="one"))
+_add("cumsum over a missing axis", "cumsum", SH,
+     lambda e, o: functools.partial(sg.cumsum, e.v, axis=1))
+_add("cumprod over a missing axis", "cumprod", SH,
+     lambda e, o: functools.partial(sg.cumprod, e.W, axis=-3))
+_add("average with weights of another shape", "average", SH,
+     lambda e, o: functools.partial(sg.average, e.W, axis=1, weights=e.v[:2]))
+_add("ptp over a missing axis", "ptp", SH, lambda e, o: functools.partial(sg.ptp, e.v, axis=1))
+_add("diff of a negative order", "diff", AE, lambda e, o: functools.partial(sg.diff, e.v, n=-1))
+_add("diff along a named dimension", "diff", SH,
+     lambda e, o: functools.partial(sg.diff, e.X, axis=0))
+_add("norm of a matrix needing singular values", "norm", SE,
+     lambda e, o: functools.partial(sg.norm, e.W, ord="nuc"))
+_add("norm over three axes", "norm", SH, lambda e, o: functools.partial(sg.norm, e.T3, 1, (0, 1, 2)))
+_add("select with more conditions than choices", "select", AE,
+     lambda e, o: functools.partial(sg.select, [e.v > 0.0, e.v < 0.0], [e.v]))
+_add("logsumexp with weights of another shape", "logsumexp", SH,
+     lambda e, o: functools.partial(sg.logsumexp, e.W, axis=1, b=e.u4))
 
 # user rules
 _add("custom_gradient with a rule that is not callable", "custom_gradient", SE,
@@ -956,6 +979,11 @@ SHAPE_MESSAGES = [
     ("softmax", [()], lambda e: sg.softmax(e.x)),
     ("softmax", [(3,)], lambda e: sg.softmax(e.v, axis=None)),
     ("log_softmax", [(2, 3)], lambda e: sg.log_softmax(e.W, axis=3)),
+    ("logsumexp", [(2, 3)], lambda e: sg.logsumexp(e.W, axis=1, b=e.u4)),
+    ("average", [(2, 3)], lambda e: sg.average(e.W, axis=1, weights=np.ones(2))),
+    ("diff", [()], lambda e: sg.diff(e.x)),
+    ("norm", [(2, 2, 2)], lambda e: sg.norm(e.T3, ord=1)),
+    ("norm", [(2, 2, 2)], lambda e: sg.norm(e.T3, 1, (0, 1, 2))),
     ("max", [(0,)], lambda e: sg.max(e.v[3:])),
     ("log_softmax", [(2, 0)], lambda e: sg.log_softmax(e.W[:, 3:])),
     ("rel_shaped", [(3,), (4,)], lambda e, shaped_op: shaped_op(e.v, e.u4)),
@@ -974,6 +1002,8 @@ UNREACHABLE_RAISES = {
     ("shape.py", "cannot squeeze axes"): "squeeze is internal (derivative rules only)",
     ("shape.py", "cannot reshape {g} to {target}"): "reshape_like is internal (rules only)",
     ("shape.py", "axis {axis} is out of range for {ndim} dim"): "concatenate normalises its axis",
+    ("reduce.py", "out of range for {len(shapes[0])}"): "cumsum and cumprod normalise (and "
+                                                       "check) their axis first",
 }
 
 

@@ -666,7 +666,7 @@ def diff(x, n=1, axis=-1):
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
         raise ArgumentError(f"diff: n must be a non-negative int, got {n!r}")
     if x.ndim == 0:
-        raise ShapeError("diff needs at least one dimension")
+        raise ShapeError("needs at least one dimension")
     (axis,) = normalize_axes(axis, x.ndim)
     for _ in range(n):
         x = _along(x, axis, slice(1, None)) - _along(x, axis, slice(None, -1))
@@ -747,7 +747,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
         axis = tuple(range(x.ndim))
     axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     if len(axes) not in (1, 2):
-        raise ShapeError(f"norm takes one axis (vectors) or two (matrices), got {axis!r}")
+        raise ShapeError(f"takes one axis (vectors) or two (matrices), got {axis!r}")
     given = [a if a < 0 else a - x.ndim for a in axes]     # the caller's order: (rows, columns)
     axes = normalize_axes(axes, x.ndim)
     if len(axes) == 1 and ord in (None, 2) or len(axes) == 2 and ord in (None, "fro"):
