@@ -49,10 +49,11 @@ class _IndexExpression:
 class _Reducible:
     """A binary function with NumPy's ``.reduce`` (``np.add.reduce(x, axis=..., keepdims=...)``)."""
 
-    def __init__(self, function, reduction, full=None):
+    def __init__(self, function, reduction, full=None, accumulation=None):
         self._function = function
         self._reduction = reduction
         self._full = full
+        self._accumulation = accumulation
 
     def __call__(self, x, y):
         return self._function(x, y)
@@ -67,6 +68,12 @@ class _Reducible:
                          if keepdims or a not in axes]
                 return self._full(tuple(shape), initial, x.dtype)
         return self._reduction(x, axis=axis, keepdims=keepdims)
+
+    def accumulate(self, x, axis=0, dtype=None):
+        """The running sum or product (``np.add.accumulate``), a mask's counted in ``dtype``."""
+        if dtype is not None:
+            x = dtype(x)        # the namespace's np.float64: a copy in that dtype
+        return self._accumulation(x, axis=axis)
 
 
 # The array API standard's element-wise functions that are NumPy ufuncs of the same name (not
@@ -107,8 +114,10 @@ class ArrayNamespace:
             function = getattr(xp, standard_name, None)
             if function is not None:
                 setattr(self, numpy_name, self._elementwise(function))
-        self.add = _Reducible(self._elementwise(xp.add), xp.sum)
-        self.multiply = _Reducible(self._elementwise(xp.multiply), xp.prod)
+        self.add = _Reducible(self._elementwise(xp.add), xp.sum,
+                              accumulation=getattr(xp, "cumulative_sum", None))
+        self.multiply = _Reducible(self._elementwise(xp.multiply), xp.prod,
+                                   accumulation=getattr(xp, "cumulative_prod", None))
         self.maximum = _Reducible(self._elementwise(xp.maximum), xp.max, self._full)
         self.minimum = _Reducible(self._elementwise(xp.minimum), xp.min, self._full)
         self.float64 = self._scalar_type(xp.float64)
@@ -221,6 +230,12 @@ class ArrayNamespace:
 
     def mean(self, x, axis=None, keepdims=False):
         return self.xp.mean(x, axis=axis, keepdims=keepdims)
+
+    def var(self, x, axis=None, ddof=0, keepdims=False):
+        return self.xp.var(x, axis=axis, correction=ddof, keepdims=keepdims)
+
+    def std(self, x, axis=None, ddof=0, keepdims=False):
+        return self.xp.std(x, axis=axis, correction=ddof, keepdims=keepdims)
 
     def vdot(self, x, y):
         return self.xp.sum(x * y)

@@ -93,6 +93,7 @@ RENAMED = {
     "shape": lambda a: a.shape,
     "ndim": lambda a: a.ndim,
     "size": _size,
+    "var": ops.variance,        # sg.var is the variable constructor: variance is this op's name
 }
 
 # np.linalg's functions that mean the same as the public function of their name (np.linalg.outer,

@@ -495,7 +495,8 @@ class _Parser:
             if key in bound:
                 raise self.error(f"{name}() got {key!r} twice", position)
             bound[key] = value
-        required = [p for p in parameters if p not in static]
+        # an operand with a default (logsumexp's weights b=) may be left out
+        required = [p for p in parameters if p not in static and p not in spec.optional]
         missing = [p for p in required if p not in bound]
         if missing:
             raise self.error(f"{name}() is missing {', '.join(missing)}", position)

@@ -197,6 +197,35 @@ def np_broadcast_to_like(a, like):
     return np.broadcast_to(a, np.broadcast_shapes(a.shape, like.shape))
 
 
+def with_zeros(*positions):
+    """Normal entries with zeros at ``positions`` (flat indices): the derivatives of products
+    and running products are exact there, without a division (central differences are exact
+    too: those are multilinear)."""
+    def sample(rng, shape):
+        a = rng.standard_normal(shape)
+        a.flat[list(positions)] = 0.0
+        return a
+    return sample
+
+
+def spread_cases(op, build, reference):
+    """variance and std: over every axis, one axis with ddof=1, two axes kept, a batch."""
+    return [Case(op, label, lambda a, axis=axis, ddof=ddof, keepdims=keepdims:
+                 build(a, axis=axis, ddof=ddof, keepdims=keepdims), (shape,),
+                 lambda a, axis=axis, ddof=ddof, keepdims=keepdims:
+                 reference(a, axis=axis, ddof=ddof, keepdims=keepdims))
+            for label, shape, axis, ddof, keepdims in [
+                ("all", (3, 4), None, 0, False), ("axis0-ddof1", (3, 4), 0, 1, False),
+                ("axes-keepdims", (2, 3, 4), (0, 2), 0, True), ("batch", ("n", 3), -1, 1, False),
+                ("over-n", ("n", 3), 0, 0, False)]]
+
+
+def scan_cases(op, build, reference, shapes_and_axes, domain=normal):
+    return [Case(op, label, lambda a, axis=axis: build(a, axis=axis), (shape,),
+                 lambda a, axis=axis: reference(a, axis=axis), (domain,))
+            for label, shape, axis in shapes_and_axes]
+
+
 # The cases of issue 18's families, one list each (filled in by the work on each family; kept
 # apart so that each grows without touching the others)
 ELEMENTWISE_MORE = [       # element-wise functions beyond the first ones, activations, special
@@ -246,7 +275,51 @@ ELEMENTWISE_MORE = [       # element-wise functions beyond the first ones, activ
 def reads_scipy(op):
     """Whether op's NumPy form calls SciPy (ops.special), which the array-API backend refuses."""
     return op in USES_SCIPY
-REDUCTIONS_MORE = []        # reductions, scans, norms and order statistics
+REDUCTIONS_MORE = [         # reductions, scans, norms and order statistics
+    # products: their derivatives never divide, so zeros among the entries are exact
+    *[reduction("prod", label, shape, sg.prod, np.prod, axis, keepdims)
+      for label, shape, axis, keepdims in [("all", (3, 4), None, False),
+                                           ("axis0", (3, 4), 0, False),
+                                           ("axes-keepdims", (2, 3, 4), (0, 2), True),
+                                           ("batch", ("n", 3), -1, False)]],
+    *[Case("prod", label, lambda a, axis=axis: sg.prod(a, axis=axis), (shape,),
+           lambda a, axis=axis: np.prod(a, axis=axis), (domain,))
+      for label, shape, axis, domain in [("one-zero", (5,), None, with_zeros(2)),
+                                         ("two-zeros", (5,), None, with_zeros(1, 3)),
+                                         ("zeros-rows", (3, 4), 1, with_zeros(0, 5, 7)),
+                                         ("zeros-axes", (2, 3, 2), (0, 2), with_zeros(1, 4, 9))]],
+    *spread_cases("variance", sg.ops.variance, np.var),
+    *spread_cases("std", sg.std, np.std),
+    *scan_cases("cumsum", sg.cumsum, np.cumsum, [("axis1", (3, 4), 1), ("flat", (3, 4), None),
+                                                 ("batch", ("n", 3), -1),
+                                                 ("over-n", ("n", 3), 0)]),
+    *scan_cases("cumprod", sg.cumprod, np.cumprod, [("axis1", (3, 5), 1), ("axis0", (4, 3), 0),
+                                                    ("flat", (2, 3), None),
+                                                    ("batch", ("n", 3), -1)]),
+    *[case for label, domain in [("one-zero", with_zeros(2)), ("two-zeros", with_zeros(1, 3)),
+                                 ("zeros-ends", with_zeros(0, 6))]
+      for case in scan_cases("cumprod", sg.cumprod, np.cumprod, [(label, (7,), 0)], domain)],
+    *[Case("weighted_logsumexp", label,
+           lambda a, b, axis=axis, keepdims=keepdims: sg.logsumexp(a, axis, keepdims, b=b),
+           shapes, lambda a, b, axis=axis, keepdims=keepdims:
+           scipy.special.logsumexp(a, axis=axis, b=b, keepdims=keepdims), (normal, domain))
+      for label, shapes, axis, keepdims, domain in [
+          ("all", ((3, 4), (3, 4)), None, False, positive),
+          ("rows-broadcast", ((3, 4), (4,)), 1, False, positive),
+          ("keepdims", ((3, 4), (3, 1)), 0, True, positive),
+          ("zero-weights", ((2, 4), (4,)), -1, False, lambda rng, shape: positive(rng, shape)
+           * (np.arange(shape[0]) % 3 != 1)),
+          ("batch", (("n", 3), (3,)), -1, False, positive)]],
+    *[Case("norm", label, lambda a, axis=axis, keepdims=keepdims:
+           sg.norm(a, axis=axis, keepdims=keepdims), (shape,),
+           lambda a, axis=axis, keepdims=keepdims: np.linalg.norm(a, axis=axis, keepdims=keepdims))
+      for label, shape, axis, keepdims in [("vector", (4,), None, False),
+                                           ("rows-keepdims", (3, 4), 1, True),
+                                           ("frobenius", (3, 4), None, False),
+                                           ("matrices", (2, 3, 4), (0, 2), False),
+                                           ("batch", ("n", 3), -1, False),
+                                           ("over-n", ("n", 3), 0, False)]],
+]
 SHAPES_MORE = []            # building and reshaping arrays
 CONTRACTIONS_MORE = [       # einsum, tensordot, outer, kron, cross, N-D dot and matmul
     *[Case("einsum", label, lambda *xs, subscripts=subscripts: sg.einsum(subscripts, *xs), shapes,
@@ -557,6 +630,9 @@ NO_SYMPY = {
     **dict.fromkeys(["floor", "ceil", "trunc", "remainder", "fmod"],
                     "sympy.diff leaves the derivative of floor unevaluated (a step function)"),
     "einsum": "contracts axes of arrays",
+    **dict.fromkeys(["prod", "variance", "std", "cumsum", "cumprod", "weighted_logsumexp",
+                     "norm"],
+                    "reduces or scans over an axis"),
 }
 NO_SYMPY.update(dict.fromkeys(["gather", "scatter_add"], "moves entries of an array by an index"))
 

@@ -314,6 +314,29 @@ _add("inner over lengths that differ", "inner", SH,
 _add("kron of a named dimension and a length", "kron", SH,
      lambda e, o: functools.partial(sg.kron, e.X, e.W))
 _add("cross of 4-vectors", "cross", SH, lambda e, o: functools.partial(sg.cross, e.u4, e.u4))
+# the reductions, scans and norms of issue 18
+_add("prod over a missing axis", "prod", SH, lambda e, o: functools.partial(sg.prod, e.v, axis=1))
+_add("std over a repeated axis", "std", SH,
+     lambda e, o: functools.partial(sg.std, e.W, axis=(1, 1)))
+_add("std with a ddof that is no number", "std", AE,
+     lambda e, o: functools.partial(sg.std, e.W, ddof="one"))
+_add("cumsum over a missing axis", "cumsum", SH,
+     lambda e, o: functools.partial(sg.cumsum, e.v, axis=1))
+_add("cumprod over a missing axis", "cumprod", SH,
+     lambda e, o: functools.partial(sg.cumprod, e.W, axis=-3))
+_add("average with weights of another shape", "average", SH,
+     lambda e, o: functools.partial(sg.average, e.W, axis=1, weights=e.v[:2]))
+_add("ptp over a missing axis", "ptp", SH, lambda e, o: functools.partial(sg.ptp, e.v, axis=1))
+_add("diff of a negative order", "diff", AE, lambda e, o: functools.partial(sg.diff, e.v, n=-1))
+_add("diff along a named dimension", "diff", SH,
+     lambda e, o: functools.partial(sg.diff, e.X, axis=0))
+_add("norm of a matrix needing singular values", "norm", SE,
+     lambda e, o: functools.partial(sg.norm, e.W, ord="nuc"))
+_add("norm over three axes", "norm", SH, lambda e, o: functools.partial(sg.norm, e.T3, 1, (0, 1, 2)))
+_add("select with more conditions than choices", "select", AE,
+     lambda e, o: functools.partial(sg.select, [e.v > 0.0, e.v < 0.0], [e.v]))
+_add("logsumexp with weights of another shape", "logsumexp", SH,
+     lambda e, o: functools.partial(sg.logsumexp, e.W, axis=1, b=e.u4))
 
 # user rules
 _add("custom_gradient with a rule that is not callable", "custom_gradient", SE,
@@ -1033,6 +1056,11 @@ SHAPE_MESSAGES = [
     ("softmax", [()], lambda e: sg.softmax(e.x)),
     ("softmax", [(3,)], lambda e: sg.softmax(e.v, axis=None)),
     ("log_softmax", [(2, 3)], lambda e: sg.log_softmax(e.W, axis=3)),
+    ("logsumexp", [(2, 3)], lambda e: sg.logsumexp(e.W, axis=1, b=e.u4)),
+    ("average", [(2, 3)], lambda e: sg.average(e.W, axis=1, weights=np.ones(2))),
+    ("diff", [()], lambda e: sg.diff(e.x)),
+    ("norm", [(2, 2, 2)], lambda e: sg.norm(e.T3, ord=1)),
+    ("norm", [(2, 2, 2)], lambda e: sg.norm(e.T3, 1, (0, 1, 2))),
     ("max", [(0,)], lambda e: sg.max(e.v[3:])),
     ("log_softmax", [(2, 0)], lambda e: sg.log_softmax(e.W[:, 3:])),
     ("getitem", [(2, 3)], lambda e: e.W[5, np.array([0])]),
@@ -1070,6 +1098,8 @@ UNREACHABLE_RAISES = {
     ("shape.py", "for {len(x)} dimensions"): "getitem counts the index's items before gather",
     ("shape.py", "for {len(like)} dimensions"): "scatter_add is internal (gather's rule)",
     ("shape.py", "{tuple(g)} is not the shape of"): "scatter_add is internal, as above",
+    ("reduce.py", "out of range for {len(shapes[0])}"): "cumsum and cumprod normalise (and "
+                                                       "check) their axis first",
 }
 
 

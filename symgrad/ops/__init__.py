@@ -15,6 +15,7 @@ from .linalg import dot, inner, matmul
 from .methods import attach_methods
 from .printing import to_text
 from .reduce import log_softmax, logsumexp, max, mean, min, softmax, sum
+from .reduce import average, cumprod, cumsum, diff, norm, prod, ptp, select, std, variance
 from . import stability  # noqa: F401 (registers the stability rewrites)
 from .special import erf, erfc, expit, gelu, logit, xlogy
 from .shape import (broadcast_to_like, concatenate, expand_dims, getitem, identity_like, reshape,

@@ -140,11 +140,13 @@ class Public:
     """A function of the public API that builds an op (or a composite of ops): exported as
     ``sg.<name>`` and called in formulas as ``<name>(...)`` with the function's parameters, of
     which the ``static`` ones take literals (axes, shapes) and the others expressions. ``op`` is
-    the op it applies, for one made by defop's ``public``."""
+    the op it applies, for one made by defop's ``public``. ``optional`` names the operands
+    that have a default (logsumexp's weights ``b``), which a formula may leave out."""
     function: Callable
     parameters: tuple
     static: tuple = ()
     op: str | None = None
+    optional: tuple = ()
 
 
 # Public name -> Public. The parser's grammar admits exactly these functions (and max and min,
@@ -164,8 +166,10 @@ def public(name, static=()):
     def register(function):
         if name in PUBLIC:
             raise SymgradError(f"public function {name!r} is already defined")
-        parameters = tuple(inspect.signature(function).parameters)
-        PUBLIC[name] = Public(function, parameters, tuple(static))
+        signature = inspect.signature(function).parameters
+        optional = tuple(p for p, spec in signature.items()
+                         if p not in static and spec.default is not inspect.Parameter.empty)
+        PUBLIC[name] = Public(function, tuple(signature), tuple(static), optional=optional)
         return function
     return register
 
