@@ -104,10 +104,11 @@ def test_std_of_a_constant_slice_has_a_nan_derivative_as_sqrt_at_zero():
 
 
 def test_expr_methods_build_the_reductions_and_scans():
+    # ndarray's signatures: std(axis, dtype, out, ddof, keepdims), so ddof and keepdims by name
     z = np.random.default_rng(0).standard_normal((3, 4))
     with sg.use_graph():
         X = sg.var("X", shape=(3, 4))
-        built = [X.prod(axis=0), X.var(), X.var(axis=1, ddof=1), X.std(0, 1, True), X.cumsum(),
+        built = [X.prod(axis=0), X.var(), X.var(axis=1, ddof=1), X.std(0, ddof=1, keepdims=True), X.cumsum(),
                  X.cumsum(axis=0), X.cumprod(axis=1)]
         assert [e.op for e in built] == ["prod", "variance", "variance", "std", "cumsum",
                                          "cumsum", "cumprod"]

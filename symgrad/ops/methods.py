@@ -11,7 +11,7 @@ from ..errors import ShapeError, SymgradError
 from .core import Expr, apply, const, numpy_protocol, op_function, static_shape
 from .elementwise import where
 from .printing import to_text
-from .reduce import cumprod, cumsum, max, mean, min, prod, std, sum, variance
+from .reduce import max, mean, min, sum
 from .shape import broadcast_to_like, getitem, normalize_index, reshape, transpose
 
 
