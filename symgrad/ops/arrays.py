@@ -13,8 +13,8 @@ import numbers
 import numpy as np
 
 from ..errors import ArgumentError, ShapeError
-from .core import (Expr, apply, check_shape, defop, graph_of, lift, literal, normalize_axes, public, op_function,
-                   same_dtype, static_shape)
+from .core import (Expr, apply, check_shape, defop, graph_of, lift, literal, normalize_axes,
+                   op_function, public, same_dtype)
 from .elementwise import where
 from .reduce import sum as reduce_sum
 from .shape import (_FULL, _emit_shape, _leading_axes, concatenate, expand_dims, reshape,
@@ -184,7 +184,7 @@ def array_split(ary, indices_or_sections, axis=0):
     return _split(ary, indices_or_sections, axis, equal=False)
 
 
-# -- axes of size one, flattening, and moving axes ---------------------------------------------------
+# -- axes of size one, flattening, and moving axes -------------------------------------------------
 
 
 @public("squeeze", static=("axis",))
@@ -228,7 +228,7 @@ def moveaxis(a, source, destination):
     if len(sources) != len(destinations):
         raise ShapeError("source and destination must name as many axes")
     if len(set(sources)) != len(sources) or len(set(destinations)) != len(destinations):
-        raise ShapeError("repeated axis in moveaxis")
+        raise ShapeError(f"repeated axis in {source!r} or {destination!r}")
     order = [axis for axis in range(a.ndim) if axis not in sources]
     for destination, source in sorted(zip(destinations, sources)):
         order.insert(destination, source)
@@ -246,7 +246,7 @@ def swapaxes(a, axis1, axis2):
     return transpose(a, tuple(order))
 
 
-# -- reversing ---------------------------------------------------------------------------------------
+# -- reversing -------------------------------------------------------------------------------------
 
 
 @public("flip", static=("axis",))
@@ -266,7 +266,7 @@ def fliplr(m):
     """``m`` with its columns in reverse order, as ``np.fliplr``."""
     (m,) = _lifted(m)
     if m.ndim < 2:
-        raise ShapeError("fliplr needs at least two dimensions")
+        raise ShapeError("needs at least two dimensions")
     return flip(m, 1)
 
 
@@ -276,11 +276,11 @@ def flipud(m):
     """``m`` with its rows in reverse order, as ``np.flipud``."""
     (m,) = _lifted(m)
     if m.ndim < 1:
-        raise ShapeError("flipud needs at least one dimension")
+        raise ShapeError("needs at least one dimension")
     return flip(m, 0)
 
 
-# -- roll: a primitive, its adjoint the roll back ------------------------------------------------------
+# -- roll: a primitive, its adjoint the roll back --------------------------------------------------
 
 
 def _rolled_shape(shapes, shift, axis):
@@ -338,7 +338,7 @@ def roll(a, shift, axis=None):
     return apply("roll", a, shift=tuple(total[ax] for ax in ordered), axis=tuple(ordered))
 
 
-# -- broadcast_to: a primitive, its adjoint the sum back ---------------------------------------------
+# -- broadcast_to: a primitive, its adjoint the sum back -------------------------------------------
 
 
 def _broadcast_to_shape(shapes, shape):
@@ -368,7 +368,7 @@ def broadcast_to(array, shape):
     return apply("broadcast_to", array, shape=check_shape(shape))
 
 
-# -- replicating: tile and repeat, broadcasts of a new axis merged into its neighbour ----------------
+# -- replicating: tile and repeat, broadcasts of a new axis merged into its neighbour --------------
 
 
 def _replicated(x, copies):
@@ -376,32 +376,26 @@ def _replicated(x, copies):
     (``outer``) or each entry repeated in place (``inner``): ``copies`` maps a (negative) axis
     to (count, "outer" or "inner"). A broadcast of a new size-``count`` axis beside the axis,
     merged into it: the adjoint sums the copies back."""
-    expanded = x
-    target = []
-    merged = []
+    broadcast = []          # the shape with each new axis beside the axis it replicates
+    new_axes = []           # their positions in it
+    merged = []             # the result's shape
     for axis in range(-x.ndim, 0):
         dim = x.shape[axis]
-        count, where_ = copies.get(axis, (1, None))
+        count, placement = copies.get(axis, (1, None))
         if count == 1:
-            target.append(dim)
+            broadcast.append(dim)
             merged.append(dim)
             continue
         if not isinstance(dim, int):
             raise ShapeError(f"replicating the named dimension {dim!r} is not supported: "
                              f"its length is unknown")
-        target.extend([count, dim] if where_ == "outer" else [dim, count])
+        new_axes.append(len(broadcast) + (placement == "inner"))
+        broadcast.extend([count, dim] if placement == "outer" else [dim, count])
         merged.append(count * dim)
-    new_axes = []
-    position = 0
-    for axis in range(-x.ndim, 0):
-        count, where_ = copies.get(axis, (1, None))
-        if count != 1:
-            new_axes.append(position if where_ == "outer" else position + 1)
-            position += 1
-        position += 1
-    if new_axes:
-        expanded = expand_dims(x, tuple(a - len(target) for a in new_axes))
-    return reshape(broadcast_to(expanded, tuple(target)), tuple(merged))
+    if not new_axes:
+        return x
+    expanded = expand_dims(x, tuple(a - len(broadcast) for a in new_axes))
+    return reshape(broadcast_to(expanded, tuple(broadcast)), tuple(merged))
 
 
 @public("tile", static=("reps",))
@@ -426,7 +420,10 @@ def repeat(a, repeats, axis=None):
     """Each entry of ``a`` repeated ``repeats`` times along ``axis`` (of the flattened array
     when None), as ``np.repeat`` with one count for every entry."""
     (a,) = _lifted(a)
-    count = _int(repeats, "repeats (one count for every entry)")
+    if isinstance(repeats, bool) or not isinstance(repeats, numbers.Integral):
+        raise ArgumentError(f"repeat: repeats must be one int, a count for every entry, got "
+                            f"{repeats!r}")
+    count = int(repeats)
     if count < 0:
         raise ShapeError(f"negative repetition count {count}")
     if axis is None:
@@ -434,7 +431,7 @@ def repeat(a, repeats, axis=None):
     return _replicated(a, {_axis(axis, a.ndim): (count, "inner")})
 
 
-# -- pad: pieces of the array (or constants) joined along each padded axis ----------------------------
+# -- pad: pieces of the array (or constants) joined along each padded axis -------------------------
 
 PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
 
@@ -532,7 +529,7 @@ def _constant(value, like):
     return lift(np.asarray(value, dtype=like.dtype), like.graph)
 
 
-# -- diagonals and triangles --------------------------------------------------------------------------
+# -- diagonals and triangles -----------------------------------------------------------------------
 
 
 def _diagonal_slice(rows, columns, offset):
@@ -552,7 +549,7 @@ def diagonal(a, offset=0, axis1=0, axis2=1):
     writes the cotangent back onto the diagonal. Those two axes must have static lengths."""
     (a,) = _lifted(a)
     if a.ndim < 2:
-        raise ShapeError("diagonal needs at least two dimensions")
+        raise ShapeError("needs at least two dimensions")
     first, second = _axis(axis1, a.ndim), _axis(axis2, a.ndim)
     if first == second:
         raise ShapeError("axis1 and axis2 cannot be the same")
@@ -582,7 +579,7 @@ def diag(v, k=0):
     if v.ndim == 2:
         return diagonal(v, k)
     if v.ndim != 1:
-        raise ShapeError("diag needs a vector or a matrix")
+        raise ShapeError("needs a vector or a matrix")
     length = _length(v, -1, "diag")
     size = length + abs(k)
     rows = np.eye(length, size, max(k, 0), dtype=v.dtype)
@@ -618,7 +615,7 @@ def tril(m, k=0):
     return _triangle(m, k, lower=True)
 
 
-# -- an array of expressions --------------------------------------------------------------------------
+# -- an array of expressions -----------------------------------------------------------------------
 
 
 @public("array")
