@@ -13,12 +13,13 @@ import numbers
 import numpy as np
 
 from ..errors import ArgumentError, ShapeError
-from .core import (Expr, apply, check_shape, defop, graph_of, lift, literal, normalize_axes,
-                   op_function, public, same_dtype)
+from .core import (Expr, apply, check_shape, defop, graph_of, lift, literal, located,
+                   normalize_axes, op_function, public, same_dtype)
 from .elementwise import where
 from .reduce import sum as reduce_sum
-from .shape import (_FULL, _emit_shape, _leading_axes, concatenate, expand_dims, reshape,
-                    squeeze as squeeze_axes, transpose, unbroadcast)
+from .shape import _FULL, _emit_shape, _leading_axes, concatenate
+from .shape import expand_dims as insert_axes, squeeze as squeeze_axes
+from .shape import reshape, transpose, unbroadcast
 
 
 def _lifted(*operands):
@@ -89,7 +90,7 @@ def stack(arrays, axis=0):
     if len({p.shape for p in parts}) > 1:
         raise ShapeError(f"all arrays must have the same shape, got {[p.shape for p in parts]}")
     axis = _axis(axis, parts[0].ndim + 1)
-    return concatenate([expand_dims(p, axis) for p in parts], axis=axis)
+    return concatenate([insert_axes(p, axis) for p in parts], axis=axis)
 
 
 def _at_least(x, ndim):
@@ -100,8 +101,8 @@ def _at_least(x, ndim):
     if x.ndim == 0:
         return reshape(x, (1,) * ndim)
     if ndim == 2:
-        return expand_dims(x, 0)
-    return expand_dims(x, (0, -1)) if x.ndim == 1 else expand_dims(x, -1)
+        return insert_axes(x, 0)
+    return insert_axes(x, (0, -1)) if x.ndim == 1 else insert_axes(x, -1)
 
 
 @public("vstack")
@@ -131,7 +132,7 @@ def dstack(tup):
 def column_stack(tup):
     """Stack vectors as the columns of a matrix (matrices join as they are), as
     ``np.column_stack``."""
-    parts = [expand_dims(p, -1) if p.ndim < 2 else p for p in _parts(tup, "column_stack")]
+    parts = [insert_axes(p, -1) if p.ndim < 2 else p for p in _parts(tup, "column_stack")]
     return concatenate([_at_least(p, 2) for p in parts], axis=1)
 
 
@@ -201,11 +202,11 @@ def squeeze(a, axis=None):
 
 @public("expand_dims", static=("axis",))
 @op_function("expand_dims")
-def expand_dims_public(a, axis):
+def expand_dims(a, axis):
     """``a`` with size-one axes inserted at ``axis`` (positions in the result), as
     ``np.expand_dims``."""
     (a,) = _lifted(a)
-    return expand_dims(a, axis)
+    return insert_axes(a, axis)
 
 
 @public("ravel")
@@ -394,7 +395,7 @@ def _replicated(x, copies):
         merged.append(count * dim)
     if not new_axes:
         return x
-    expanded = expand_dims(x, tuple(a - len(broadcast) for a in new_axes))
+    expanded = insert_axes(x, tuple(a - len(broadcast) for a in new_axes))
     return reshape(broadcast_to(expanded, tuple(broadcast)), tuple(merged))
 
 
@@ -583,7 +584,7 @@ def diag(v, k=0):
     length = _length(v, -1, "diag")
     size = length + abs(k)
     rows = np.eye(length, size, max(k, 0), dtype=v.dtype)
-    placed = expand_dims(v, -1) * lift(rows, v.graph)
+    placed = insert_axes(v, -1) * lift(rows, v.graph)
     if size == length:
         return placed
     zeros = broadcast_to(_constant(0.0, v), (abs(k), size))
@@ -618,6 +619,28 @@ def tril(m, k=0):
 # -- an array of expressions -----------------------------------------------------------------------
 
 
+def _leaves(nested):
+    """The entries of a nested list that are not lists, in order (walked iteratively)."""
+    found, pending = [], [nested]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, (list, tuple)):
+            pending.extend(reversed(item))
+        else:
+            found.append(item)
+    return found
+
+
+def _array(nested):
+    if not isinstance(nested, (list, tuple)):
+        (result,) = _lifted(nested)
+        return result
+    if not any(isinstance(entry, (Expr, list, tuple)) for entry in nested):
+        (result,) = _lifted(np.asarray(nested, dtype=float))
+        return result
+    return stack([_array(entry) for entry in nested], axis=0)
+
+
 @public("array")
 def array(object):
     """An array of the entries of a (nested) list of expressions and numbers, of equal shapes
@@ -628,13 +651,14 @@ def array(object):
     >>> array([[a, b], [b, a]]).shape
     (2, 2)
     """
-    if not isinstance(object, (list, tuple)):
-        (result,) = _lifted(object)
-        return result
-    if not any(isinstance(entry, (Expr, list, tuple)) for entry in object):
-        (result,) = _lifted(np.asarray(object, dtype=float))
-        return result
-    return stack([array(entry) for entry in object], axis=0)
+    leaves = _leaves(object)
+    graph = graph_of(*leaves)
+    # one failure adds nothing, though the rows before it were stacked already
+    try:
+        with graph.atomic():
+            return _array(object)
+    except ShapeError as error:
+        raise located(error, "array", leaves) from None
 
 
 @public("asarray")
