@@ -1006,6 +1006,28 @@ SHAPE_MESSAGES = [
     ("max", [(0,)], lambda e: sg.max(e.v[3:])),
     ("log_softmax", [(2, 0)], lambda e: sg.log_softmax(e.W[:, 3:])),
     ("rel_shaped", [(3,), (4,)], lambda e, shaped_op: shaped_op(e.v, e.u4)),
+    # NumPy's building and reshaping functions (ops/arrays.py)
+    ("split", [("n", 3)], lambda e: sg.split(e.X, 3)),
+    ("split", [(3,)], lambda e: sg.split(e.v, 2)),
+    ("array_split", [(3,)], lambda e: sg.array_split(e.v, 0)),
+    ("stack", [], lambda e: sg.stack([])),
+    ("stack", [(3,), (4,)], lambda e: sg.stack([e.v, e.u4])),
+    ("moveaxis", [(2, 3)], lambda e: sg.moveaxis(e.W, (0, 1), 0)),
+    ("moveaxis", [(2, 3)], lambda e: sg.moveaxis(e.W, (0, 1), (0, 0))),
+    ("fliplr", [(3,)], lambda e: sg.fliplr(e.v)),
+    ("flipud", [()], lambda e: sg.flipud(e.x)),
+    ("roll", [(2, 3)], lambda e: sg.roll(e.W, (1, 2), (0, 1, 0))),
+    ("broadcast_to", [(3,)], lambda e: sg.broadcast_to(e.v, (4,))),
+    ("tile", [("n", 3)], lambda e: sg.tile(e.X, (2, 1))),
+    ("tile", [(3,)], lambda e: sg.tile(e.v, -1)),
+    ("repeat", [(3,)], lambda e: sg.repeat(e.v, -2)),
+    ("pad", [(2, 3)], lambda e: sg.pad(e.W, ((1, 2, 3),))),
+    ("pad", [(3,)], lambda e: sg.pad(e.v, -1)),
+    ("pad", [(0,)], lambda e: sg.pad(e.v[3:], 1, mode="edge")),
+    ("diagonal", [(3,)], lambda e: sg.diagonal(e.v)),
+    ("diagonal", [(2, 3)], lambda e: sg.diagonal(e.W, 0, 1, -1)),
+    ("diag", [(2, 2, 2)], lambda e: sg.diag(e.T3)),
+    ("triu", [(3,)], lambda e: sg.triu(e.v)),
 ]
 
 # ShapeError raise sites in symgrad/ops that no public call can reach, and why
@@ -1021,6 +1043,7 @@ UNREACHABLE_RAISES = {
     ("shape.py", "cannot squeeze axes"): "squeeze is internal (derivative rules only)",
     ("shape.py", "cannot reshape {g} to {target}"): "reshape_like is internal (rules only)",
     ("shape.py", "axis {axis} is out of range for {ndim} dim"): "concatenate normalises its axis",
+    ("arrays.py", "cannot roll axes"): "roll normalises (and checks) its axes before apply",
 }
 
 

@@ -55,8 +55,8 @@ def _length(x, axis, what):
     """The static length of ``x`` along ``axis``: a named dimension's is known only at call time."""
     length = x.shape[axis]
     if not isinstance(length, int):
-        raise ShapeError(f"{what} along the named dimension {length!r} is not supported: "
-                         f"its length is unknown")
+        raise ShapeError(f"cannot {what} along the named dimension {length!r}: its length is "
+                         f"unknown")
     return length
 
 
@@ -152,7 +152,7 @@ def append(arr, values, axis=None):
 def _split(ary, indices_or_sections, axis, equal):
     (ary,) = _lifted(ary)
     axis = _axis(axis, ary.ndim)
-    length = _length(ary, axis, "splitting")
+    length = _length(ary, axis, "split")
     if isinstance(indices_or_sections, (list, tuple)):
         bounds = [_int(i, "a split index") for i in indices_or_sections]
         starts, stops = [0, *bounds], [*bounds, length]
@@ -443,7 +443,7 @@ def _pairs(value, ndim, what, kind):
     try:
         pairs = np.broadcast_to(array, (ndim, 2)).tolist()
     except ValueError:
-        raise ShapeError(f"{what} {value!r} does not give a (before, after) pair for each of "
+        raise ShapeError(f"the {what} {value!r} does not give a (before, after) pair for each of "
                          f"{ndim} axes") from None
     return [tuple(kind(v, what) for v in pair) for pair in pairs]
 
@@ -505,13 +505,13 @@ def pad(array, pad_width, mode="constant", constant_values=0.0):
         raise ArgumentError(f"pad: mode must be one of {', '.join(PAD_MODES)}, got {mode!r}")
     widths = _pairs(pad_width, array.ndim, "pad_width", _int)
     if any(w < 0 for pair in widths for w in pair):
-        raise ShapeError(f"pad_width {pad_width!r} has a negative width")
+        raise ShapeError(f"a negative width in pad_width {pad_width!r}")
     values = _pairs(constant_values, array.ndim, "constant_values", _number)
     padded = array
     for axis, ((before, after), (first, last)) in zip(range(-array.ndim, 0), zip(widths, values)):
         if not before and not after:
             continue
-        length = _length(padded, axis, "padding")
+        length = _length(padded, axis, "pad")
         if mode == "constant":
             sides = [broadcast_to(_constant(v, padded), _with_dim(padded.shape, axis, w))
                      for v, w in ((first, before), (last, after))]
@@ -556,7 +556,8 @@ def diagonal(a, offset=0, axis1=0, axis2=1):
         raise ShapeError("axis1 and axis2 cannot be the same")
     offset = _int(offset, "offset")
     moved = moveaxis(a, (first, second), (-2, -1))
-    rows, columns = _length(moved, -2, "a diagonal"), _length(moved, -1, "a diagonal")
+    rows, columns = _length(moved, -2, "take a diagonal"), \
+        _length(moved, -1, "take a diagonal")
     (start, stop, step), _ = _diagonal_slice(rows, columns, offset)
     flat = reshape(moved, moved.shape[:-2] + (rows * columns,))
     return _slice_along(flat, -1, start, stop, step)
@@ -581,7 +582,7 @@ def diag(v, k=0):
         return diagonal(v, k)
     if v.ndim != 1:
         raise ShapeError("needs a vector or a matrix")
-    length = _length(v, -1, "diag")
+    length = _length(v, -1, "place a diagonal")
     size = length + abs(k)
     rows = np.eye(length, size, max(k, 0), dtype=v.dtype)
     placed = insert_axes(v, -1) * lift(rows, v.graph)
@@ -596,7 +597,8 @@ def _triangle(m, k, lower):
     k = _int(k, "k")
     if m.ndim < 2:
         raise ShapeError("needs at least two dimensions")
-    rows, columns = _length(m, -2, "a triangle"), _length(m, -1, "a triangle")
+    rows, columns = _length(m, -2, "keep a triangle"), \
+        _length(m, -1, "keep a triangle")
     kept = np.tri(rows, columns, k if lower else k - 1, dtype=bool)
     # where, not a product with a mask of ones, so that an inf outside the triangle gives 0
     return where(lift(kept if lower else ~kept, m.graph), m, 0.0)
