@@ -323,6 +323,9 @@ class ArrayNamespace:
     def concatenate(self, arrays, axis=0):
         return self.xp.concat(list(arrays), axis=axis)
 
+    def roll(self, x, shift, axis=None):
+        return self.xp.roll(x, shift, axis=axis)
+
     def zeros(self, shape, dtype=None):
         return self.xp.zeros(tuple(shape), dtype=self._dtype(dtype), device=self.device)
 

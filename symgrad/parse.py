@@ -68,7 +68,8 @@ def tokenize(text):
 
 
 class ListLiteral:
-    """``[a, b, ...]``: only concatenate's first argument may be one."""
+    """``[a, b, ...]``: only the list argument of concatenate, stack and their kin may be one
+    (a parameter of LIST_PARAMETERS)."""
 
     __slots__ = ("items", "position")
 
@@ -96,6 +97,9 @@ _STATIC = {"None": None, "True": True, "False": False}
 # says), with one the public reduction.
 _EXTREMA = {"max": ops.maximum, "min": ops.minimum}
 _METHODS = ("sum", "mean", "max", "min", "reshape", "transpose")
+# the parameters, by NumPy's names, of the public functions that take a list of expressions
+# (concatenate's parts, stack's arrays, vstack's tup, array's object)
+LIST_PARAMETERS = ("parts", "arrays", "tup", "object")
 
 
 def function_names():
@@ -168,8 +172,8 @@ class _Parser:
         if isinstance(value, (Expr, _Unbuilt)):
             return value
         if isinstance(value, ListLiteral):
-            raise self.error("a list is only allowed as concatenate's first argument",
-                             value.position)
+            raise self.error("a list is only allowed as the list argument of concatenate, "
+                             "stack and their kin", value.position)
         if isinstance(value.value, bool) or value.value is None or isinstance(value.value, tuple):
             raise self.error(f"{value.value!r} cannot be used as a value here", value.position)
         try:
@@ -363,8 +367,8 @@ class _Parser:
         if isinstance(value, Literal):
             return value.value
         if isinstance(value, ListLiteral):
-            raise self.error("a list is only allowed as concatenate's first argument",
-                             value.position)
+            raise self.error("a list is only allowed as the list argument of concatenate, "
+                             "stack and their kin", value.position)
         raise self.error("this argument must be a literal (a number, a tuple of numbers, None, "
                          "True or False)", self.positions.get(id(value), self.peek()[2]))
 
@@ -504,13 +508,18 @@ class _Parser:
         for key, value in bound.items():
             if key in static:
                 values[key] = self.static(value)
-            elif key == "parts":
+            elif key in LIST_PARAMETERS:
                 if not isinstance(value, ListLiteral):
-                    raise self.error("concatenate takes a list such as [a, b]", position)
+                    raise self.error(f"{name} takes a list such as [a, b]", position)
                 values[key] = [self.expr(v) for v in value.items]
             else:
                 values[key] = self.expr(value)
-        return self.build(position, spec.function, **values)
+        result = self.build(position, spec.function, **values)
+        if not isinstance(result, (Expr, _Unbuilt)):
+            # split gives a list of expressions, which a formula has no use for
+            raise self.error(f"{name}() gives a {type(result).__name__}, not one expression",
+                             position)
+        return result
 
 
 def parse(text, shapes=None, graph=None, max_length=MAX_LENGTH, max_depth=MAX_DEPTH):

@@ -320,7 +320,127 @@ REDUCTIONS_MORE = [         # reductions, scans, norms and order statistics
                                            ("batch", ("n", 3), -1, False),
                                            ("over-n", ("n", 3), 0, False)]],
 ]
-SHAPES_MORE = []            # building and reshaping arrays
+
+
+@dataclass(frozen=True)
+class Composed(Case):
+    """A case of a public function composed of ops (sg.triu is a where): ``op`` is the op its
+    result comes from, and a gradient flows into every input, whatever positions that op's own
+    operands hold."""
+
+    @property
+    def differentiable(self):
+        return list(range(len(self.shapes)))
+
+
+def shapes_case(op, label, build, shapes, reference):
+    return Composed(op, label, build, shapes, reference)
+
+
+SHAPES_MORE = [            # building and reshaping arrays
+    # joining
+    shapes_case("concatenate", "stack", lambda a, b: sg.stack([a, b]), ((3,), (3,)),
+                lambda a, b: np.stack([a, b])),
+    shapes_case("concatenate", "stack-batch", lambda a, b: sg.stack([a, b], axis=-1),
+                (("n", 2), ("n", 2)), lambda a, b: np.stack([a, b], axis=-1)),
+    shapes_case("concatenate", "vstack", lambda a, b: sg.vstack([a, b]), ((2, 3), (3,)),
+                lambda a, b: np.vstack([a, b])),
+    shapes_case("concatenate", "hstack", lambda a, b: sg.hstack([a, b]), ((2,), (3,)),
+                lambda a, b: np.hstack([a, b])),
+    shapes_case("concatenate", "hstack-batch", lambda a, b: sg.hstack([a, b]),
+                (("n", 2), ("n", 1)), lambda a, b: np.hstack([a, b])),
+    shapes_case("concatenate", "dstack", lambda a, b: sg.dstack([a, b]), ((2, 3), (2, 3)),
+                lambda a, b: np.dstack([a, b])),
+    shapes_case("concatenate", "column_stack", lambda a, b: sg.column_stack([a, b]),
+                ((3,), (3, 2)), lambda a, b: np.column_stack([a, b])),
+    shapes_case("concatenate", "append", lambda a, b: sg.append(a, b), ((2, 3), (4,)), np.append),
+    shapes_case("concatenate", "append-axis", lambda a, b: sg.append(a, b, axis=0),
+                ((2, 3), (1, 3)), lambda a, b: np.append(a, b, axis=0)),
+    shapes_case("concatenate", "array", lambda a, b, c: sg.array([[a, b], [c, a * b]]),
+                ((), (), ()), lambda a, b, c: np.array([[a, b], [c, a * b]])),
+    # splitting
+    shapes_case("getitem", "split", lambda a: sg.split(a, 3, axis=1)[1], ((2, 6),),
+                lambda a: np.split(a, 3, axis=1)[1]),
+    shapes_case("getitem", "split-batch", lambda a: sg.split(a, [1, 3], axis=1)[2],
+                (("n", 5),), lambda a: np.split(a, [1, 3], axis=1)[2]),
+    shapes_case("getitem", "array_split", lambda a: sg.array_split(a, 3)[0], ((7,),),
+                lambda a: np.array_split(a, 3)[0]),
+    # axes of size one, flattening, moving axes
+    shapes_case("squeeze", "squeeze-all", sg.squeeze, ((1, 3, 1),), np.squeeze),
+    shapes_case("squeeze", "squeeze-batch", sg.squeeze, (("n", 1),), np.squeeze),
+    shapes_case("expand_dims", "expand_dims-public", lambda a: sg.expand_dims(a, (0, 2)),
+                (("n", 3),), lambda a: np.expand_dims(a, (0, 2))),
+    shapes_case("reshape", "ravel", sg.ravel, ((3, 4),), np.ravel),
+    shapes_case("transpose", "moveaxis", lambda a: sg.moveaxis(a, 0, -1), ((2, 3, 4),),
+                lambda a: np.moveaxis(a, 0, -1)),
+    shapes_case("transpose", "moveaxis-two", lambda a: sg.moveaxis(a, (0, 1), (2, 0)),
+                ((2, 3, 4),), lambda a: np.moveaxis(a, (0, 1), (2, 0))),
+    shapes_case("transpose", "swapaxes-batch", lambda a: sg.swapaxes(a, 0, 2), (("n", 2, 3),),
+                lambda a: np.swapaxes(a, 0, 2)),
+    # reversing and rolling
+    shapes_case("getitem", "flip", sg.flip, ((3, 4),), np.flip),
+    shapes_case("getitem", "flip-batch", lambda a: sg.flip(a, 0), (("n", 3),),
+                lambda a: np.flip(a, 0)),
+    shapes_case("getitem", "fliplr", sg.fliplr, ((3, 4),), np.fliplr),
+    shapes_case("getitem", "flipud-batch", sg.flipud, (("n", 3),), np.flipud),
+    shapes_case("roll", "rows", lambda a: sg.roll(a, 1, axis=0), ((3, 4),),
+                lambda a: np.roll(a, 1, axis=0)),
+    shapes_case("roll", "two-axes", lambda a: sg.roll(a, (-1, 5), axis=(1, 0)), ((3, 4),),
+                lambda a: np.roll(a, (-1, 5), axis=(1, 0))),
+    shapes_case("roll", "batch", lambda a: sg.roll(a, (2, -1), axis=(0, 1)), (("n", 3),),
+                lambda a: np.roll(a, (2, -1), axis=(0, 1))),
+    shapes_case("reshape", "roll-flat", lambda a: sg.roll(a, 5), ((3, 4),),
+                lambda a: np.roll(a, 5)),
+    # padding
+    *[shapes_case("concatenate", f"pad-{label}", lambda a, w=width, kw=options:
+                  sg.pad(a, w, **kw), (shape,), lambda a, w=width, kw=options: np.pad(a, w, **kw))
+      for label, shape, width, options in [
+          ("constant", (3, 4), ((1, 2), (0, 1)), {"constant_values": 1.5}),
+          ("edge", (3, 4), ((2, 1), (1, 3)), {"mode": "edge"}),
+          ("reflect", (3, 4), ((2, 1), (5, 2)), {"mode": "reflect"}),
+          ("symmetric", (4,), (3, 2), {"mode": "symmetric"}),
+          ("wrap", (3, 4), ((1, 4), (2, 1)), {"mode": "wrap"}),
+          ("batch", ("n", 4), ((0, 0), (2, 1)), {"mode": "wrap"}),
+          ("batch-constant", ("n", 2), ((0, 0), (1, 1)), {})]],
+    # replicating
+    shapes_case("reshape", "tile", lambda a: sg.tile(a, (2, 2)), ((2, 3),),
+                lambda a: np.tile(a, (2, 2))),
+    shapes_case("reshape", "tile-more-axes", lambda a: sg.tile(a, (2, 1, 3)), ((2,),),
+                lambda a: np.tile(a, (2, 1, 3))),
+    shapes_case("reshape", "tile-batch", lambda a: sg.tile(a, (1, 2)), (("n", 3),),
+                lambda a: np.tile(a, (1, 2))),
+    shapes_case("reshape", "repeat", lambda a: sg.repeat(a, 2, axis=1), ((2, 3),),
+                lambda a: np.repeat(a, 2, axis=1)),
+    shapes_case("reshape", "repeat-flat", lambda a: sg.repeat(a, 3), ((2, 2),),
+                lambda a: np.repeat(a, 3)),
+    shapes_case("reshape", "repeat-batch", lambda a: sg.repeat(a, 2, axis=-1), (("n", 3),),
+                lambda a: np.repeat(a, 2, axis=-1)),
+    *[shapes_case("broadcast_to", label, lambda a, s=shape: sg.broadcast_to(a, s), (source,),
+                  lambda a, s=shape: np.broadcast_to(a, tuple(DIMS.get(d, d) for d in s)))
+      for label, source, shape in [("rows", (3, 1), (2, 3, 4)), ("scalar", (), (3,)),
+                                   ("batch", ("n", 1), ("n", 4))]],
+    # diagonals and triangles
+    shapes_case("getitem", "diagonal", lambda a: sg.diagonal(a, 1), ((3, 4),),
+                lambda a: np.diagonal(a, 1)),
+    shapes_case("getitem", "diagonal-axes", lambda a: sg.diagonal(a, -1, 2, 0), ((3, 2, 4),),
+                lambda a: np.diagonal(a, -1, 2, 0)),
+    shapes_case("getitem", "diagonal-batch", lambda a: sg.diagonal(a, 0, 1, 2), (("n", 3, 3),),
+                lambda a: np.diagonal(a, 0, 1, 2)),
+    shapes_case("sum", "trace", sg.trace, ((3, 4),), np.trace),
+    shapes_case("sum", "trace-batch", lambda a: sg.trace(a, 1, -2, -1), (("n", 3, 3),),
+                lambda a: np.trace(a, 1, -2, -1)),
+    shapes_case("multiply", "diag", sg.diag, ((3,),), np.diag),
+    shapes_case("concatenate", "diag-above", lambda a: sg.diag(a, 2), ((3,),),
+                lambda a: np.diag(a, 2)),
+    shapes_case("concatenate", "diag-below", lambda a: sg.diag(a, -1), ((3,),),
+                lambda a: np.diag(a, -1)),
+    shapes_case("getitem", "diag-of-matrix", lambda a: sg.diag(a, -1), ((4, 4),),
+                lambda a: np.diag(a, -1)),
+    shapes_case("where", "triu", lambda a: sg.triu(a, 1), ((3, 4),), lambda a: np.triu(a, 1)),
+    shapes_case("where", "tril-batch", sg.tril, (("n", 3, 3),), np.tril),
+]
+
+
 CONTRACTIONS_MORE = [       # einsum, tensordot, outer, kron, cross, N-D dot and matmul
     *[Case("einsum", label, lambda *xs, subscripts=subscripts: sg.einsum(subscripts, *xs), shapes,
            lambda *xs, subscripts=subscripts: np.einsum(subscripts, *xs))
@@ -633,6 +753,7 @@ NO_SYMPY = {
     **dict.fromkeys(["prod", "variance", "std", "cumsum", "cumprod", "weighted_logsumexp",
                      "norm"],
                     "reduces or scans over an axis"),
+    **dict.fromkeys(["roll", "broadcast_to"], "moves or replicates entries of an array"),
 }
 NO_SYMPY.update(dict.fromkeys(["gather", "scatter_add"], "moves entries of an array by an index"))
 

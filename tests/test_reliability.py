@@ -265,6 +265,53 @@ _add("gradient with respect to an integer variable", "grad", UG,
      lambda e, o: functools.partial(sg.grad, *_gathered_sum_and_index(e.v)))
 _add("concatenate of an array and a mismatched expression", "concatenate", SH,
      lambda e, o: functools.partial(sg.concatenate, [np.ones((2, 2)), e.W], axis=0))
+# NumPy's building and reshaping functions (ops/arrays.py)
+_add("stack of two shapes", "stack", SH, lambda e, o: functools.partial(sg.stack, [e.v, e.u4]))
+_add("stack of nothing", "stack", SH, lambda e, o: functools.partial(sg.stack, []))
+_add("vstack of two lengths", "vstack", SH, lambda e, o: functools.partial(sg.vstack, [e.v, e.u4]))
+_add("hstack of two ranks", "hstack", SH, lambda e, o: functools.partial(sg.hstack, [e.W, e.v]))
+_add("dstack of two shapes", "dstack", SH, lambda e, o: functools.partial(sg.dstack, [e.W, e.v]))
+_add("column_stack of two lengths", "column_stack", SH,
+     lambda e, o: functools.partial(sg.column_stack, [e.v, e.u4]))
+_add("append of another row length", "append", SH,
+     lambda e, o: functools.partial(sg.append, e.W, e.v, axis=0))
+_add("split into unequal sections", "split", SH, lambda e, o: functools.partial(sg.split, e.v, 2))
+_add("split along a named dimension", "split", SH, lambda e, o: functools.partial(sg.split, e.X, 2))
+_add("array_split into no sections", "array_split", SH,
+     lambda e, o: functools.partial(sg.array_split, e.v, 0))
+_add("squeeze of an axis longer than one", "squeeze", SH,
+     lambda e, o: functools.partial(sg.squeeze, e.v, 0))
+_add("expand_dims at a missing position", "expand_dims", SH,
+     lambda e, o: functools.partial(sg.expand_dims, e.v, 3))
+_add("ravel of a named dimension and another", "ravel", SH,
+     lambda e, o: functools.partial(sg.ravel, e.X))
+_add("flip along a missing axis", "flip", SH, lambda e, o: functools.partial(sg.flip, e.v, 1))
+_add("fliplr of a vector", "fliplr", SH, lambda e, o: functools.partial(sg.fliplr, e.v))
+_add("flipud of a scalar", "flipud", SH, lambda e, o: functools.partial(sg.flipud, e.x))
+_add("roll along a missing axis", "roll", SH,
+     lambda e, o: functools.partial(sg.roll, e.v, 1, axis=2))
+_add("roll by a fraction", "roll", AE, lambda e, o: functools.partial(sg.roll, e.v, 1.5, axis=0))
+_add("tile along a named dimension", "tile", SH,
+     lambda e, o: functools.partial(sg.tile, e.X, (2, 1)))
+_add("repeat along a named dimension", "repeat", SH,
+     lambda e, o: functools.partial(sg.repeat, e.X, 2, axis=0))
+_add("pad along a named dimension", "pad", SH, lambda e, o: functools.partial(sg.pad, e.X, 1))
+_add("pad in an unknown mode", "pad", AE,
+     lambda e, o: functools.partial(sg.pad, e.v, 1, mode="mean"))
+_add("moveaxis to a missing axis", "moveaxis", SH,
+     lambda e, o: functools.partial(sg.moveaxis, e.W, 0, 2))
+_add("swapaxes with a missing axis", "swapaxes", SH,
+     lambda e, o: functools.partial(sg.swapaxes, e.W, 0, 2))
+_add("broadcast_to another length", "broadcast_to", SH,
+     lambda e, o: functools.partial(sg.broadcast_to, e.v, (4,)))
+_add("diag of a 3-D array", "diag", SH, lambda e, o: functools.partial(sg.diag, e.T3))
+_add("diagonal of a vector", "diagonal", SH, lambda e, o: functools.partial(sg.diagonal, e.v))
+_add("trace over a named dimension", "trace", SH, lambda e, o: functools.partial(sg.trace, e.X))
+_add("triu of a vector", "triu", SH, lambda e, o: functools.partial(sg.triu, e.v))
+_add("tril of a scalar", "tril", SH, lambda e, o: functools.partial(sg.tril, e.x))
+_add("array of ragged rows", "array", SH,
+     lambda e, o: functools.partial(sg.array, [[e.x, e.y], [e.x]]))
+_add("asarray of a string", "asarray", SE, lambda e, o: functools.partial(sg.asarray, "text"))
 _add("reshape to another size", "reshape", SH,
      lambda e, o: functools.partial(sg.reshape, e.W, (4,)))
 _add("reshape dropping a named dimension", "reshape", SH,
@@ -1071,6 +1118,28 @@ SHAPE_MESSAGES = [
     ("take_along_axis", [(2, 3), (3, 1)],
      lambda e: sg.take_along_axis(e.W, np.zeros((3, 1), int), axis=1)),
     ("rel_shaped", [(3,), (4,)], lambda e, shaped_op: shaped_op(e.v, e.u4)),
+    # NumPy's building and reshaping functions (ops/arrays.py)
+    ("split", [("n", 3)], lambda e: sg.split(e.X, 3)),
+    ("split", [(3,)], lambda e: sg.split(e.v, 2)),
+    ("array_split", [(3,)], lambda e: sg.array_split(e.v, 0)),
+    ("stack", [], lambda e: sg.stack([])),
+    ("stack", [(3,), (4,)], lambda e: sg.stack([e.v, e.u4])),
+    ("moveaxis", [(2, 3)], lambda e: sg.moveaxis(e.W, (0, 1), 0)),
+    ("moveaxis", [(2, 3)], lambda e: sg.moveaxis(e.W, (0, 1), (0, 0))),
+    ("fliplr", [(3,)], lambda e: sg.fliplr(e.v)),
+    ("flipud", [()], lambda e: sg.flipud(e.x)),
+    ("roll", [(2, 3)], lambda e: sg.roll(e.W, (1, 2), (0, 1, 0))),
+    ("broadcast_to", [(3,)], lambda e: sg.broadcast_to(e.v, (4,))),
+    ("tile", [("n", 3)], lambda e: sg.tile(e.X, (2, 1))),
+    ("tile", [(3,)], lambda e: sg.tile(e.v, -1)),
+    ("repeat", [(3,)], lambda e: sg.repeat(e.v, -2)),
+    ("pad", [(2, 3)], lambda e: sg.pad(e.W, ((1, 2, 3),))),
+    ("pad", [(3,)], lambda e: sg.pad(e.v, -1)),
+    ("pad", [(0,)], lambda e: sg.pad(e.v[3:], 1, mode="edge")),
+    ("diagonal", [(3,)], lambda e: sg.diagonal(e.v)),
+    ("diagonal", [(2, 3)], lambda e: sg.diagonal(e.W, 0, 1, -1)),
+    ("diag", [(2, 2, 2)], lambda e: sg.diag(e.T3)),
+    ("triu", [(3,)], lambda e: sg.triu(e.v)),
 ]
 
 # ShapeError raise sites in symgrad/ops that no public call can reach, and why
@@ -1100,6 +1169,7 @@ UNREACHABLE_RAISES = {
     ("shape.py", "{tuple(g)} is not the shape of"): "scatter_add is internal, as above",
     ("reduce.py", "out of range for {len(shapes[0])}"): "cumsum and cumprod normalise (and "
                                                        "check) their axis first",
+    ("arrays.py", "cannot roll axes"): "roll normalises (and checks) its axes before apply",
 }
 
 
