@@ -250,8 +250,10 @@ def _axis_argument(ctx):
     return f"axis={literal(axis[0] if len(axis) == 1 else axis)}"
 
 
-def _emit_logsumexp(ctx):
+def _emit_logsumexp(ctx, weights=None):
+    """log(sum(weights * exp(x))) shifted by the maximum (weights: SciPy's b=, or none)."""
     x, out = ctx.args[0], ctx.out
+    weighted = "" if weights is None else f"{weights} * "
     shift = ctx.temp("max")
     axis = _axis_argument(ctx)
     # over every axis the shift is one number, which broadcasts as it is (no np.squeeze call)
@@ -261,7 +263,7 @@ def _emit_logsumexp(ctx):
             f"{_initial_argument(ctx)})",
             # an all -inf (or +inf) slice would give inf - inf; shifting by 0 there is exact
             f"{shift} = np.where(np.isfinite({shift}), {shift}, 0.0)",
-            f"{out} = np.log(np.add.reduce(np.exp({x} - {shift}), {axis}"
+            f"{out} = np.log(np.add.reduce({weighted}np.exp({x} - {shift}), {axis}"
             f"{', keepdims=True' if ctx.attrs['keepdims'] else ''})) + {kept}"]
 
 
@@ -591,17 +593,7 @@ def _weighted_logsumexp_shape(shapes, axis, keepdims):
 
 
 def _emit_weighted_logsumexp(ctx):
-    x, b, out = ctx.args[0], ctx.args[1], ctx.out
-    shift = ctx.temp("max")
-    axis = _axis_argument(ctx)
-    whole = axis == "axis=None" and not ctx.attrs["keepdims"]
-    kept = shift if ctx.attrs["keepdims"] or whole else f"np.squeeze({shift}, {axis})"
-    return [f"{shift} = np.maximum.reduce({x}, {axis}{'' if whole else ', keepdims=True'}"
-            f"{_initial_argument(ctx)})",
-            # an all -inf (or +inf) slice would give inf - inf; shifting by 0 there is exact
-            f"{shift} = np.where(np.isfinite({shift}), {shift}, 0.0)",
-            f"{out} = np.log(np.add.reduce({b} * np.exp({x} - {shift}), {axis}"
-            f"{', keepdims=True' if ctx.attrs['keepdims'] else ''})) + {kept}"]
+    return _emit_logsumexp(ctx, weights=ctx.args[1])
 
 
 def _weighted_logsumexp_vjp(g, out, x, b, axis, keepdims):
