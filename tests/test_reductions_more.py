@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
+from finite_differences import central_gradient
 
 
 def _others_product(x, *skipped):
@@ -140,17 +141,6 @@ def test_a_mask_is_counted_in_floats_by_prod_and_cumsum():
 # -- NumPy's functions built of the ops: value, gradient and Hessian-vector products -----------------
 
 EPS = 1e-6
-
-
-def _central_gradient(f, z):
-    gradient = np.zeros(z.shape)
-    for index in np.ndindex(z.shape):
-        step = np.zeros(z.shape)
-        step[index] = EPS
-        gradient[index] = (f(z + step) - f(z - step)) / (2 * EPS)
-    return gradient
-
-
 WEIGHTS = np.array([0.5, 2.0, 1.0, 1.5])
 COMPOSITES = {
     "average-weights-1d": (lambda X: sg.average(X, axis=1, weights=WEIGHTS),
@@ -200,7 +190,7 @@ def test_numpys_functions_match_numpy_in_value_gradient_and_hessian(name):
 
     def objective(a):
         return float(np.sum(np.asarray(reference(a)) * u_value))
-    np.testing.assert_allclose(gradient, _central_gradient(objective, z), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(gradient, central_gradient(objective, z), rtol=1e-6, atol=1e-6)
     with sg.use_graph():
         X = sg.var("X", shape=(3, 4))
         grad_fn = sg.compile(sg.grad(sg.sum(build(X) * u_value), X), inputs=[X])
