@@ -386,6 +386,22 @@ def same_numbers(a, b):
     return (np.isnan(a) and np.isnan(b)) or a == b and np.signbit(a) == np.signbit(b)
 
 
+def assert_fast_path_is_numpy(fn, pairs, label):
+    """The fast path of ``fn`` (Python floats in) gives what its NumPy function gives at each
+    (a, b) of ``pairs``: the same number (a zero with NumPy's sign, nan for nan), or for a nonzero
+    value one within 1e-12 relative, as math's libm and NumPy's (or SciPy's) may round a
+    transcendental function differently (and sigmoid' = s (1 - s) turns one ulp of s near 1
+    into 1e-15 relative)."""
+    for a, b in pairs:
+        with np.errstate(all="ignore"):
+            fast = fn(float(a), float(b))
+            reference = fn(np.float64(a), np.float64(b))      # the NumPy function
+        for got, want in zip(fast, reference):
+            assert same_numbers(got, want) or want != 0.0 and \
+                abs(got - want) <= 1e-12 * abs(want), \
+                f"{label} at ({a}, {b}): fast path {fast}, NumPy {reference}"
+
+
 @pytest.mark.parametrize("op", sorted(SCALAR_BUILDERS))
 def test_the_scalar_fast_path_gives_numpys_answers_and_derivatives(op):
     x, y = sg.var("x"), sg.var("y")
@@ -393,18 +409,7 @@ def test_the_scalar_fast_path_gives_numpys_answers_and_derivatives(op):
     fn = sg.compile([f, *sg.grad(f, [x, y], disconnected="zero")], inputs=[x, y])
     assert fn.scalar_source is not None, "this graph should have a fast path"
     assert all(type(v) is float for v in fn(0.25, 0.5))        # floats in, floats out
-    for a in EDGES:
-        for b in (0.5, a, -2.0):
-            with np.errstate(all="ignore"):
-                fast = fn(float(a), float(b))
-                reference = fn(np.float64(a), np.float64(b))      # the NumPy function
-            for got, want in zip(fast, reference):
-                # math's libm and NumPy's may round a transcendental function differently, and
-                # sigmoid' = s (1 - s) turns one ulp of s near 1 into 1e-15 relative
-                # (a zero must have NumPy's sign: the tolerance is for nonzero values)
-                assert same_numbers(got, want) or want != 0.0 and \
-                    abs(got - want) <= 1e-12 * abs(want), \
-                    f"{op} at ({a}, {b}): fast path {fast}, NumPy {reference}"
+    assert_fast_path_is_numpy(fn, [(a, b) for a in EDGES for b in (0.5, a, -2.0)], op)
 
 
 def test_the_scalar_entry_binds_and_checks_like_the_numpy_function():
