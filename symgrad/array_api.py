@@ -237,6 +237,19 @@ class ArrayNamespace:
     def std(self, x, axis=None, ddof=0, keepdims=False):
         return self.xp.std(x, axis=axis, correction=ddof, keepdims=keepdims)
 
+    def sort(self, x, axis=-1):
+        return self.xp.sort(x, axis=axis)
+
+    def argsort(self, x, axis=-1, kind=None):
+        # the standard's default is the stable order, which is symgrad's (ops.order)
+        return self.xp.argsort(x, axis=axis, stable=True)
+
+    def argmax(self, x, axis=None, keepdims=False):
+        return self.xp.argmax(x, axis=axis, keepdims=keepdims)
+
+    def argmin(self, x, axis=None, keepdims=False):
+        return self.xp.argmin(x, axis=axis, keepdims=keepdims)
+
     def vdot(self, x, y):
         return self.xp.sum(x * y)
 

@@ -11,7 +11,7 @@ from ..errors import ShapeError, SymgradError
 from .core import Expr, apply, const, numpy_protocol, op_function, static_shape
 from .elementwise import where
 from .printing import to_text
-from .reduce import max, mean, min, sum
+from .reduce import mean, sum
 from .shape import broadcast_to_like, getitem, normalize_index, reshape, transpose
 
 
@@ -49,14 +49,6 @@ def _mean(self, axis=None, keepdims=False):
     return mean(self, axis, keepdims)
 
 
-def _max(self, axis=None, keepdims=False):
-    return max(self, axis, keepdims)
-
-
-def _min(self, axis=None, keepdims=False):
-    return min(self, axis, keepdims)
-
-
 def _numpy_method(function_name):
     """ndarray's method that is NumPy's function ``function_name`` on the array: the function of
     symgrad.numpy, which raises SymgradError naming it until the op table has it (``e.prod()``
@@ -71,7 +63,12 @@ NUMPY_METHODS = {"squeeze": "squeeze", "ravel": "ravel", "flatten": "ravel", "sw
                  "dot": "dot", "clip": "clip", "prod": "prod", "var": "var", "std": "std",
                  "cumsum": "cumsum", "cumprod": "cumprod", "argmax": "argmax", "argmin": "argmin",
                  "round": "round", "trace": "trace", "diagonal": "diagonal", "repeat": "repeat",
-                 "take": "take"}
+                 "take": "take", "argsort": "argsort", "max": "max", "min": "min"}
+
+
+def _sort(self, *args, **kwargs):
+    raise SymgradError("expressions are immutable: e.sort() would sort in place; np.sort(e) "
+                       "(or sg.sort(e)) returns a sorted copy")
 
 
 def _astype(self, dtype):
@@ -160,8 +157,8 @@ def _at(self):
 
 
 EXPR_METHODS = {"__repr__": _repr, "__str__": _str, "__getitem__": _getitem, "reshape": _reshape,
-                "transpose": _transpose, "sum": _sum, "mean": _mean, "max": _max, "min": _min,
-                "astype": _astype,
+                "transpose": _transpose, "sum": _sum, "mean": _mean, "astype": _astype,
+                "sort": _sort,
                 **{name: _numpy_method(function) for name, function in NUMPY_METHODS.items()}}
 
 
