@@ -123,6 +123,7 @@ class ArrayNamespace:
         self.float64 = self._scalar_type(xp.float64)
         self.float32 = self._scalar_type(xp.float32)
         self.bool_ = self._scalar_type(xp.bool)
+        self.int64 = self._scalar_type(xp.int64)     # an argmax of every axis, as an output
 
     nan = math.nan
     inf = math.inf

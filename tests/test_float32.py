@@ -43,7 +43,7 @@ if "numba" in api.BACKENDS:
 
 
 STRICT_DTYPES = {xs.float32: np.dtype("float32"), xs.float64: np.dtype("float64"),
-                 xs.bool: np.dtype("bool")}
+                 xs.bool: np.dtype("bool"), xs.int64: np.dtype("int64")}
 
 
 def _as_numpy(result):
@@ -163,7 +163,7 @@ def dtype_mismatches(program, backend):
     mismatches = []
     for position, (output, result) in enumerate(zip(outputs, results)):
         _, dtype = _as_numpy(result)
-        if output.dtype not in ("float32", "bool") or dtype != np.dtype(output.dtype):
+        if output.dtype not in ("float32", "bool", "int64") or dtype != np.dtype(output.dtype):
             mismatches.append((position, output.dtype, str(dtype)))
     return mismatches
 

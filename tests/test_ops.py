@@ -554,6 +554,81 @@ INDEXING_MORE += [
     scatter_add_case("batch", ("n", 3), ("n", 4), (slice(None), np.array([1, 1, 0]))),
 ]
 
+ORDER_STATISTICS = []        # sort, argsort, partition, argmax, argmin, median, quantile
+
+
+def sorted_gaps(axis):
+    """Distances between neighbours in sorted order over ``axis`` (all axes when None): a
+    sort's derivative jumps where two entries tie, a quantile's too."""
+    def kink(a):
+        axes = tuple(range(a.ndim)) if axis is None else tuple(np.atleast_1d(axis) % a.ndim)
+        moved = np.moveaxis(a, axes, tuple(range(a.ndim - len(axes), a.ndim)))
+        ordered = np.sort(moved.reshape(moved.shape[:a.ndim - len(axes)] + (-1,)), axis=-1)
+        return np.diff(ordered, axis=-1).ravel()
+    return kink
+
+
+def order_case(label, build, shape, reference, axis):
+    """A case of a public function of order statistics on one operand, its op read from what
+    it builds (median and quantile end in where, reshape or transpose)."""
+    with sg.use_graph():
+        op = build(sg.var("a", shape=shape)).op
+    return Composed(op, label, build, (shape,), reference, (normal,), sorted_gaps(axis))
+
+
+ORDER_STATISTICS += [
+    *[Case("sort", label, lambda a, axis=axis: sg.sort(a, axis=axis), (shape,),
+           lambda a, axis=axis: np.sort(a, axis=axis), (normal,), sorted_gaps(axis))
+      for label, shape, axis in [("last", (3, 4), -1), ("axis0", (3, 4), 0),
+                                 ("flat", (3, 4), None), ("three-axes", (2, 3, 4), 1),
+                                 ("batch", ("n", 4), -1), ("over-n", ("n", 3), 0)]],
+    *[Case("sort", f"partition-{label}", lambda a, kth=kth, axis=axis:
+           sg.partition(a, kth, axis=axis), (shape,),
+           lambda a, axis=axis: np.sort(a, axis=axis), (normal,), sorted_gaps(axis))
+      for label, shape, kth, axis in [("kth", (3, 5), 2, -1), ("kths", (4, 3), [0, -1], 0),
+                                      ("flat", (3, 4), 5, None)]],
+    *[Case("argsort", label, lambda a, axis=axis: sg.argsort(a, axis=axis), (shape,),
+           lambda a, axis=axis: np.argsort(a, axis=axis, kind="stable"), (integers,))
+      for label, shape, axis in [("last", (3, 4), -1), ("axis0", (4, 3), 0),
+                                 ("flat", (3, 4), None), ("batch", ("n", 4), -1),
+                                 ("over-n", ("n", 3), 0)]],
+    *[Case(op, label, lambda a, op=op, axis=axis, keepdims=keepdims:
+           getattr(sg, op)(a, axis=axis, keepdims=keepdims), (shape,),
+           lambda a, op=op, axis=axis, keepdims=keepdims:
+           getattr(np, op)(a, axis=axis, keepdims=keepdims), (integers,))
+      for op in ("argmax", "argmin")
+      for label, shape, axis, keepdims in [("all", (3, 4), None, False),
+                                           ("all-keepdims", (3, 4), None, True),
+                                           ("axis1", (3, 4), 1, False),
+                                           ("keepdims", (2, 3, 4), 0, True),
+                                           ("vector", (5,), 0, False),
+                                           ("batch", ("n", 3), -1, False),
+                                           ("over-n", ("n", 3), 0, False)]],
+    *[order_case(f"median-{label}", lambda a, axis=axis, keepdims=keepdims:
+                 sg.median(a, axis=axis, keepdims=keepdims), shape,
+                 lambda a, axis=axis, keepdims=keepdims: np.median(a, axis=axis,
+                                                                   keepdims=keepdims), axis)
+      for label, shape, axis, keepdims in [("odd", (3, 5), 1, False), ("even", (4, 3), 0, False),
+                                           ("all", (3, 4), None, False),
+                                           ("axes-keepdims", (2, 3, 4), (0, 2), True),
+                                           ("batch", ("n", 4), -1, False)]],
+    *[order_case(f"quantile-{label}", lambda a, q=q, axis=axis, keepdims=keepdims:
+                 sg.quantile(a, q, axis=axis, keepdims=keepdims), shape,
+                 lambda a, q=q, axis=axis, keepdims=keepdims: np.quantile(a, q, axis=axis,
+                                                                          keepdims=keepdims),
+                 axis)
+      for label, shape, q, axis, keepdims in [
+          ("levels", (3, 5), [0.1, 0.5, 0.75, 1.0], 1, False),
+          ("level", (4, 3), 0.3, 0, False),
+          ("grid", (6,), np.array([[0.0, 0.2], [0.9, 0.6]]), None, False),
+          ("axes-keepdims", (2, 3, 4), [0.25, 0.8], (0, 2), True),
+          ("batch", ("n", 4), [0.4, 0.95], -1, False)]],
+    *[order_case(f"percentile-{label}", lambda a, q=q, axis=axis:
+                 sg.percentile(a, q, axis=axis), shape,
+                 lambda a, q=q, axis=axis: np.percentile(a, q, axis=axis), axis)
+      for label, shape, q, axis in [("level", (3, 5), 37.5, -1), ("levels", (5,), [10, 90], 0)]],
+]
+
 CASES = [
     # element-wise functions
     *unary("sin", sg.sin, np.sin),
@@ -687,6 +762,7 @@ CASES = [
     Case("inner", "matrix", lambda a, b: apply("inner", a, b), ((3, 4), (3, 4)), np.vdot),
     Case("inner", "batch", lambda a, b: apply("inner", a, b), (("n", 3), ("n", 3)), np.vdot),
     *ELEMENTWISE_MORE, *REDUCTIONS_MORE, *SHAPES_MORE, *CONTRACTIONS_MORE, *INDEXING_MORE,
+    *ORDER_STATISTICS,
 ]
 
 def derived_cases(name):
@@ -756,6 +832,8 @@ NO_SYMPY = {
     **dict.fromkeys(["roll", "broadcast_to"], "moves or replicates entries of an array"),
 }
 NO_SYMPY.update(dict.fromkeys(["gather", "scatter_add"], "moves entries of an array by an index"))
+NO_SYMPY.update(dict.fromkeys(["sort", "argsort", "argmax", "argmin"],
+                              "orders or searches entries along an axis"))
 
 
 def sympy_checked():
@@ -848,7 +926,8 @@ def test_shape_rule_matches_numpy(case):
     expected = np.asarray(case.reference(*arrays))
     assert out.op == case.op
     assert concrete(out.shape) == expected.shape
-    assert out.dtype == ("bool" if expected.dtype == bool else "float64")
+    assert out.dtype == ("bool" if expected.dtype == bool else
+                         "int64" if expected.dtype.kind in "iu" else "float64")
 
 
 @cases()

@@ -385,6 +385,25 @@ _add("select with more conditions than choices", "select", AE,
 _add("logsumexp with weights of another shape", "logsumexp", SH,
      lambda e, o: functools.partial(sg.logsumexp, e.W, axis=1, b=e.u4))
 
+# order statistics
+_add("sort of an unknown kind", "sort", AE, lambda e, o: functools.partial(sg.sort, e.v, kind="tim"))
+_add("sort of a scalar along an axis", "sort", SH, lambda e, o: functools.partial(sg.sort, e.x))
+_add("argsort along an axis out of range", "argsort", SH,
+     lambda e, o: functools.partial(sg.argsort, e.W, axis=2))
+_add("argmax over a tuple of axes", "argmax", AE,
+     lambda e, o: functools.partial(sg.argmax, e.W, axis=(0, 1)))
+_add("argmin of an empty axis", "argmin", SH, lambda e, o: functools.partial(sg.argmin, e.v[3:]))
+_add("partition at a kth out of bounds", "partition", AE,
+     lambda e, o: functools.partial(sg.partition, e.v, 3))
+_add("argpartition at a kth that is no int", "argpartition", AE,
+     lambda e, o: functools.partial(sg.argpartition, e.v, 1.5))
+_add("median over a named dimension", "median", SH,
+     lambda e, o: functools.partial(sg.median, sg.exp(e.X), axis=0))
+_add("quantile at a level above one", "quantile", AE,
+     lambda e, o: functools.partial(sg.quantile, sg.exp(e.v), [0.5, 1.5]))
+_add("percentile by another method", "percentile", AE,
+     lambda e, o: functools.partial(sg.percentile, e.v, 50, method="nearest"))
+
 # user rules
 _add("custom_gradient with a rule that is not callable", "custom_gradient", SE,
      lambda e, o: functools.partial(sg.custom_gradient, e.vx, [e.v], "rule"))
@@ -1140,6 +1159,11 @@ SHAPE_MESSAGES = [
     ("diagonal", [(2, 3)], lambda e: sg.diagonal(e.W, 0, 1, -1)),
     ("diag", [(2, 2, 2)], lambda e: sg.diag(e.T3)),
     ("triu", [(3,)], lambda e: sg.triu(e.v)),
+    # order statistics (ops/order.py)
+    ("sort", [()], lambda e: sg.sort(e.x)),
+    ("argmax", [(0,)], lambda e: sg.argmax(e.v[3:])),
+    ("median", [("n", 3)], lambda e: sg.median(e.X, axis=0)),
+    ("quantile", [(0,)], lambda e: sg.quantile(e.v[3:], 0.5)),
 ]
 
 # ShapeError raise sites in symgrad/ops that no public call can reach, and why
@@ -1170,6 +1194,8 @@ UNREACHABLE_RAISES = {
     ("reduce.py", "out of range for {len(shapes[0])}"): "cumsum and cumprod normalise (and "
                                                        "check) their axis first",
     ("arrays.py", "cannot roll axes"): "roll normalises (and checks) its axes before apply",
+    ("order.py", "out of range for {len(shapes[0])}"): "sort and argsort normalise (and check) "
+                                                      "their axis first",
 }
 
 

@@ -273,8 +273,8 @@ def _nan_propagated(result, ordered):
 
 
 def _shaped_as_numpy(result, levels_shape, others, kept, keepdims):
-    """``result`` (the kept axes, then the levels' axis when there are levels) as NumPy shapes
-    it: the levels' axes first, then the kept axes, the reduced ones as length one with
+    """``result`` (the kept axes, then one axis of the levels when there are levels) as NumPy
+    shapes it: the levels' axes first, then the kept axes, the reduced ones as length one with
     ``keepdims``."""
     if levels_shape:
         result = transpose(result, (result.ndim - 1,) + tuple(range(result.ndim - 1)))
@@ -297,9 +297,10 @@ def _checked_levels(q, function, scale):
 
 def _interpolated(ordered, levels, count):
     """NumPy's 'linear' quantiles of each slice of ``ordered`` along its last axis, at
-    ``levels`` (a scalar or a vector), computed as NumPy computes them: the virtual index
-    (count - 1) q between the previous and the next entry, lerped from the nearer side."""
-    virtual = (count - 1) * levels
+    ``levels`` (a number, or an array whose levels then make one last axis), computed as NumPy
+    computes them: the virtual index (count - 1) q between the previous and the next entry,
+    lerped from the nearer side."""
+    virtual = (count - 1) * (levels if levels.ndim == 0 else levels.ravel())
     previous = np.floor(virtual)
     following = previous + 1
     above = virtual >= count - 1
@@ -307,7 +308,7 @@ def _interpolated(ordered, levels, count):
     following = np.where(above, count - 1, following).astype(np.int64)
     # NumPy's gamma counts from the index it stored for an above-bounds level (-1)
     gamma = virtual - np.where(above, -1, previous)
-    if levels.ndim == 0:
+    if virtual.ndim == 0:
         a = getitem(ordered, (Ellipsis, int(previous)))
         b = getitem(ordered, (Ellipsis, int(following)))
     else:
