@@ -299,30 +299,32 @@ def _interpolated(ordered, levels, count):
     """NumPy's 'linear' quantiles of each slice of ``ordered`` along its last axis, at
     ``levels`` (a number, or an array whose levels then make one last axis), computed as NumPy
     computes them: the virtual index (count - 1) q between the previous and the next entry,
-    lerped from the nearer side."""
+    lerped from the nearer side. A virtual index that falls on an entry gives that entry,
+    where NumPy's lerp gives nan if a neighbour is infinite (np.quantile([1, 2, inf], 0.5) is
+    nan, np.median of it 2.0)."""
     virtual = (count - 1) * (levels if levels.ndim == 0 else levels.ravel())
-    previous = np.floor(virtual)
-    following = previous + 1
-    above = virtual >= count - 1
-    previous = np.where(above, count - 1, previous).astype(np.int64)
-    following = np.where(above, count - 1, following).astype(np.int64)
-    # NumPy's gamma counts from the index it stored for an above-bounds level (-1)
-    gamma = virtual - np.where(above, -1, previous)
+    previous = np.minimum(np.floor(virtual), count - 1).astype(np.int64)
+    following = np.minimum(previous + 1, count - 1)
+    gamma = virtual - previous
+    on_entry = gamma == 0
     if virtual.ndim == 0:
         a = getitem(ordered, (Ellipsis, int(previous)))
+        if on_entry:
+            return a
         b = getitem(ordered, (Ellipsis, int(following)))
     else:
-        a, b = (take(ordered, positions, axis=-1) for positions in (previous, following))
+        a = take(ordered, previous, axis=-1)
+        if on_entry.all():
+            return a
+        b = take(ordered, following, axis=-1)
     difference = b - a
     dtype = ordered.dtype
     lower = a + difference * const(gamma, ordered.graph, dtype=dtype)
     upper = b - difference * const(1 - gamma, ordered.graph, dtype=dtype)
     near_upper = gamma >= 0.5
-    if near_upper.all():
-        return upper
-    if not near_upper.any():
-        return lower
-    return where(const(near_upper, ordered.graph), upper, lower)
+    result = upper if near_upper.all() else lower if not near_upper.any() else \
+        where(const(near_upper, ordered.graph), upper, lower)
+    return where(const(on_entry, ordered.graph), a, result) if on_entry.any() else result
 
 
 def _quantile(x, levels, axis, keepdims):
