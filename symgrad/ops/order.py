@@ -13,9 +13,10 @@ import numbers
 
 import numpy as np
 
-from ..errors import ArgumentError, ShapeError
+from ..errors import ArgumentError, ShapeError, SymgradError
 from .arrays import _lifted
-from .core import apply, const, defop, literal, normalize_axes, op_function, public, same_dtype
+from .core import (Expr, apply, const, defop, literal, normalize_axes, op_function, public,
+                   same_dtype)
 from .elementwise import where
 from .shape import getitem, reshape, take, transpose
 
@@ -282,13 +283,15 @@ def _shaped_as_numpy(result, levels_shape, others, kept, keepdims):
 
 
 def _checked_levels(q, function, scale):
-    if isinstance(q, (list, tuple)) and any(not isinstance(v, numbers.Real) for v in q) \
-            or not isinstance(q, (numbers.Real, list, tuple, np.ndarray)) or isinstance(q, bool):
-        raise ArgumentError(f"{function}: q must be a number or an array of numbers (fixed when "
-                            f"the expression is built), got {q!r}")
-    levels = np.asarray(q, dtype=np.float64)
-    if levels.dtype.kind != "f":
-        raise ArgumentError(f"{function}: q must be real numbers, got {q!r}")
+    """``q / scale`` as a float64 array of levels in [0, 1] (a 0-d one for a number)."""
+    refused = ArgumentError(f"{function}: q must be a number or an array of numbers (fixed "
+                            f"when the expression is built), got {q!r}")
+    if isinstance(q, (Expr, str, bytes)):
+        raise refused
+    try:
+        levels = np.asarray(q, dtype=np.float64)
+    except (TypeError, ValueError, SymgradError):       # ragged, text, expressions inside
+        raise refused from None
     levels = levels / scale if scale != 1 else levels
     if not np.all((levels >= 0) & (levels <= 1)):
         raise ArgumentError(f"{function}: q must be in [0, {scale}], got {q!r}")
@@ -345,8 +348,10 @@ def quantile(x, q, axis=None, overwrite_input=False, method="linear", keepdims=F
     """``np.quantile`` by the 'linear' method: at each level of ``q`` (numbers in [0, 1]),
     the entry a sort puts at (n - 1) q over ``axis`` (an int, a tuple, or None for all),
     interpolated linearly between its two neighbours; the levels' axes come first. The axes'
-    length must be a number. The derivative follows the sort's permutation (ties: the stable
-    order, as JAX); ``overwrite_input`` has no effect (expressions are immutable).
+    length must be a number. Where (n - 1) q falls on an entry the result is that entry, as
+    np.median's, also beside an infinite entry (where NumPy's lerp gives nan). The derivative
+    follows the sort's permutation (ties: the stable order, as JAX); ``overwrite_input`` has
+    no effect (expressions are immutable).
 
     >>> from symgrad import var
     >>> quantile(var("m", shape=(3, 4)), [0.25, 0.75], axis=1).shape
