@@ -134,11 +134,13 @@ class ArrayNamespace:
     def _number(self, value, like=None):
         """``value`` as a 0-d array: a bool array for a bool; a NumPy float keeps its dtype (the
         NumPy namespace reduces a float32 array to a np.float32); a Python number takes
-        ``like``'s dtype when that is a floating array's, float64 otherwise."""
+        ``like``'s dtype when that is a floating array's or a np.float32, float64 otherwise."""
         if isinstance(value, (bool, np.bool_)):
             return self.xp.asarray(bool(value), dtype=self.xp.bool, device=self.device)
         dtype = self.xp.float64
-        if isinstance(value, np.float32):
+        if isinstance(value, np.float32) or (isinstance(like, np.float32)
+                                             and not isinstance(value, np.generic)):
+            # a NumPy float32 scalar (a reduction of every axis, on NumPy) is a float32 array
             dtype = self.xp.float32
         elif like is not None and not _is_number(like) \
                 and self.xp.isdtype(like.dtype, "real floating"):

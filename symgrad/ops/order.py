@@ -266,11 +266,12 @@ def _sorted_last(x, axis):
 
 
 def _nan_propagated(result, ordered):
-    """``result`` where no slice has a nan, which sorts last, and nan elsewhere, as NumPy's."""
+    """``result`` where no slice has a nan, which sorts last, and nan elsewhere, as NumPy's
+    (a constant nan: no gradient flows into the slice's last entry)."""
     last = getitem(ordered, (Ellipsis, -1))
     if result.ndim > last.ndim:
         last = getitem(last, (Ellipsis, None))
-    return where(last != last, last, result)
+    return where(last != last, np.nan, result)
 
 
 def _shaped_as_numpy(result, levels_shape, others, kept, keepdims):
