@@ -554,6 +554,41 @@ INDEXING_MORE += [
     scatter_add_case("batch", ("n", 3), ("n", 4), (slice(None), np.array([1, 1, 0]))),
 ]
 
+
+@dataclass(frozen=True)
+class NoGradient(Case):
+    """A case whose op passes no gradient to its inputs on these operands (a cast into or out
+    of bool), though its operand positions are differentiable for other dtypes."""
+
+    @property
+    def differentiable(self):
+        return []
+
+
+def sinc_derivative_reference(order):
+    """The ``order``-th derivative of sin(pi x) / (pi x) by sympy.diff, evaluated to 40 digits
+    (the closed form cancels near 0 in floats)."""
+    x = sympy.Symbol("x", real=True)
+    derivative = sympy.diff(sympy.sin(sympy.pi * x) / (sympy.pi * x), x, order)
+    return np.vectorize(lambda a: float(derivative.evalf(40, subs={x: sympy.Float(a, 40)})))
+
+
+MISC_MORE = [               # sinc (and its derivatives, one op), casts, boolean masks
+    *unary("sinc", sg.sinc, np.sinc, uniform(-1.5, 1.5)),     # both forms of each order
+    # the op of order k is the k-th derivative; its own derivatives are the next orders
+    Case("sinc", "order-2", lambda a: apply("sinc", a, order=2), (("n", 3),),
+         sinc_derivative_reference(2), (uniform(-1.5, 1.5),)),
+    # casts into or out of bool: no gradient flows through them (zero, as JAX's); float64 <->
+    # float32 in tests/test_sinc_cast_mask.py, where finite differences in float32 are judged
+    NoGradient("astype", "mask-matrix", lambda a: (a > 0.0).astype(a.dtype), ((3, 4),),
+               lambda a: (a > 0.0).astype(float)),
+    NoGradient("astype", "mask-batch", lambda a: (a > 0.0).astype(a.dtype), (("n", 3),),
+               lambda a: (a > 0.0).astype(float)),
+    NoGradient("astype", "to-bool", lambda a: a.astype(bool), (("n", 3),),
+               lambda a: a.astype(bool), (nonzero,)),
+]
+
+
 CASES = [
     # element-wise functions
     *unary("sin", sg.sin, np.sin),
@@ -687,6 +722,7 @@ CASES = [
     Case("inner", "matrix", lambda a, b: apply("inner", a, b), ((3, 4), (3, 4)), np.vdot),
     Case("inner", "batch", lambda a, b: apply("inner", a, b), (("n", 3), ("n", 3)), np.vdot),
     *ELEMENTWISE_MORE, *REDUCTIONS_MORE, *SHAPES_MORE, *CONTRACTIONS_MORE, *INDEXING_MORE,
+    *MISC_MORE,
 ]
 
 def derived_cases(name):
@@ -756,6 +792,7 @@ NO_SYMPY = {
     **dict.fromkeys(["roll", "broadcast_to"], "moves or replicates entries of an array"),
 }
 NO_SYMPY.update(dict.fromkeys(["gather", "scatter_add"], "moves entries of an array by an index"))
+NO_SYMPY["astype"] = "changes the dtype only: SymPy's numbers have none"
 
 
 def sympy_checked():

@@ -565,6 +565,15 @@ _add("graph_stats with an input that is not a variable", "graph_stats", SE,
 _add("use_graph of something that is not a Graph", "use_graph", SE,
      lambda e, o: lambda: sg.use_graph(5).__enter__())
 
+# issue 18: sinc, casts
+_add("sinc of a string", "sinc", SE, lambda e, o: functools.partial(sg.sinc, "text"))
+_add("astype to a dtype symgrad lacks", "astype", AE,
+     lambda e, o: functools.partial(sg.astype, e.v, "complex128"))
+_add("astype to something that is not a dtype", "astype", AE,
+     lambda e, o: functools.partial(sg.astype, e.v, "float99"))
+_add("astype with copy that is not a bool", "astype", AE,
+     lambda e, o: functools.partial(sg.astype, e.v, "float32", copy="yes"))
+
 
 # Public callables with no entry above, and why.
 EXEMPT = {
