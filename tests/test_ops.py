@@ -573,6 +573,9 @@ def sinc_derivative_reference(order):
     return np.vectorize(lambda a: float(derivative.evalf(40, subs={x: sympy.Float(a, 40)})))
 
 
+ROWS_MASK = np.array([True, False, True, True])
+GRID_MASK = np.array([[True, False, False, True], [False, False, False, False],
+                      [True, True, False, True]])
 MISC_MORE = [               # sinc (and its derivatives, one op), casts, boolean masks
     *unary("sinc", sg.sinc, np.sinc, uniform(-1.5, 1.5)),     # both forms of each order
     # the op of order k is the k-th derivative; its own derivatives are the next orders
@@ -586,6 +589,13 @@ MISC_MORE = [               # sinc (and its derivatives, one op), casts, boolean
                lambda a: (a > 0.0).astype(float)),
     NoGradient("astype", "to-bool", lambda a: a.astype(bool), (("n", 3),),
                lambda a: a.astype(bool), (nonzero,)),
+    # constant boolean masks: a gather at the mask's True positions (np.nonzero)
+    gather_case("mask-rows", (4, 3), lambda a: a[ROWS_MASK], lambda a: a[ROWS_MASK]),
+    gather_case("mask-2d", (3, 4), lambda a: a[GRID_MASK], lambda a: a[GRID_MASK]),
+    gather_case("mask-batch-columns", ("n", 3), lambda a: a[:, ROWS_MASK[:3]],
+                lambda a: a[:, ROWS_MASK[:3]]),
+    gather_case("mask-ellipsis", (2, 3, 4), lambda a: a[..., ROWS_MASK],
+                lambda a: a[..., ROWS_MASK]),
 ]
 
 

@@ -573,6 +573,8 @@ _add("astype to something that is not a dtype", "astype", AE,
      lambda e, o: functools.partial(sg.astype, e.v, "float99"))
 _add("astype with copy that is not a bool", "astype", AE,
      lambda e, o: functools.partial(sg.astype, e.v, "float32", copy="yes"))
+_add("a boolean mask of another shape than its axes", "Expr", SH,
+     lambda e, o: lambda: e.W[np.array([True, False, True])])
 
 
 # Public callables with no entry above, and why.

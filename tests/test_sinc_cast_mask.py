@@ -197,3 +197,84 @@ def test_astype_takes_numpys_arguments_and_refuses_other_dtypes():
         with pytest.raises(sg.SymgradError, match="memory layout"):
             x.astype("float32", order="F")
         assert x.graph.number_of_nodes() == before
+
+
+# -- boolean masks ---------------------------------------------------------------------------------
+
+MASKS = {
+    "rows": np.array([True, False, True, True]),
+    "grid": np.array([[True, False, True], [False, False, False], [True, True, False],
+                      [False, True, True]]),
+    "none": np.zeros(4, dtype=bool),
+    "list": [False, True, True, False],
+}
+INDEXES = {
+    "rows": lambda m: m["rows"], "grid": lambda m: m["grid"], "none": lambda m: m["none"],
+    "list": lambda m: m["list"], "columns": lambda m: (slice(None), m["rows"][:3]),
+    "ellipsis": lambda m: (Ellipsis, m["rows"][1:]), "with-int": lambda m: (m["rows"], 2),
+}
+
+
+def numpy_index(index):
+    return tuple(np.asarray(i) if isinstance(i, list) else i for i in index) \
+        if isinstance(index, tuple) else np.asarray(index)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("label", sorted(INDEXES))
+def test_a_constant_mask_selects_as_numpy_and_scatters_its_gradient_back(label, backend):
+    rng = np.random.default_rng(7)
+    values = rng.standard_normal((4, 3))
+    index = INDEXES[label](MASKS)
+    with sg.use_graph():
+        x = sg.var("x", shape=(4, 3))
+        selected = x[index]
+        f = sg.sum(sg.sin(selected) * selected)
+        gradient = sg.grad(f, x)
+        outputs = [selected, gradient, sg.grad(sg.sum(gradient * gradient), x)]
+        got = sg.compile(outputs, inputs=[x], backend=backend)(values)
+    chosen = values[numpy_index(index)]
+    np.testing.assert_array_equal(got[0], chosen)
+    # the gradient is the local derivative at the selected entries and zero elsewhere; the
+    # second-order term differentiates it once more, through the same scatter
+    expected, second = np.zeros_like(values), np.zeros_like(values)
+    local = np.cos(chosen) * chosen + np.sin(chosen)
+    expected[numpy_index(index)] = local
+    second[numpy_index(index)] = 2.0 * local * (2.0 * np.cos(chosen) - np.sin(chosen) * chosen)
+    np.testing.assert_allclose(got[1], expected, rtol=1e-14)
+    np.testing.assert_allclose(got[2], second, rtol=1e-13, atol=1e-300)
+
+
+def test_a_masked_gradient_matches_central_differences():
+    mask = MASKS["grid"]
+    values = np.random.default_rng(3).standard_normal((4, 3))
+    with sg.use_graph():
+        x = sg.var("x", shape=(4, 3))
+        f = sg.sum(sg.tanh(x[mask]) ** 3) + sg.sum(x[mask][:3] * x[mask][3:])
+        fn = sg.compile(f, inputs=[x])
+        got = sg.compile(sg.grad(f, x), inputs=[x])(values)
+    step, expected = 1e-6, np.zeros_like(values)
+    for entry in np.ndindex(values.shape):
+        bump = np.zeros_like(values)
+        bump[entry] = step
+        expected[entry] = (fn(values + bump) - fn(values - bump)) / (2 * step)
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-8)
+
+
+def test_masks_symgrad_cannot_size_are_refused_and_leave_the_graph_as_it_was():
+    with sg.use_graph():
+        x = sg.var("x", shape=(4, 3))
+        batch = sg.var("b", shape=("n", 3))
+        symbolic = sg.var("m", shape=(4,), dtype="bool")
+        comparison = x[:, 0] > 0.0
+        before = x.graph.number_of_nodes()
+        with pytest.raises(sg.ShapeError, match=r"mask of shape \(3,\) does not match"):
+            x[np.array([True, False, True])]
+        with pytest.raises(sg.ShapeError, match=r"mask of shape \(2, 3\)"):
+            x[np.ones((2, 3), dtype=bool)]
+        with pytest.raises(sg.ShapeError, match="named dimensions"):
+            batch[np.array([True, False])]
+        for mask in [symbolic, comparison]:
+            with pytest.raises(sg.SymgradError, match="symbolic boolean mask.*sg.where"):
+                x[mask]
+        assert x.graph.number_of_nodes() == before
