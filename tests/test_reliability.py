@@ -1151,6 +1151,8 @@ SHAPE_MESSAGES = [
     ("diagonal", [(2, 3)], lambda e: sg.diagonal(e.W, 0, 1, -1)),
     ("diag", [(2, 2, 2)], lambda e: sg.diag(e.T3)),
     ("triu", [(3,)], lambda e: sg.triu(e.v)),
+    ("getitem", [(2, 3)], lambda e: e.W[np.array([True, False, True])]),
+    ("getitem", [("n", 3)], lambda e: e.X[np.array([True, False])]),
 ]
 
 # ShapeError raise sites in symgrad/ops that no public call can reach, and why
