@@ -30,6 +30,8 @@ class DisconnectedWarning(UserWarning):
 
 
 def _differentiable_inputs(data):
+    if data["dtype"] in ("int64", "bool"):
+        return []       # no gradient flows out of an integer or boolean value (a cast's)
     skip = OPS[data["op"]].nondifferentiable
     return [(p, i) for p, i in enumerate(data["inputs"]) if p not in skip]
 

@@ -629,6 +629,51 @@ ORDER_STATISTICS += [
       for label, shape, q, axis in [("level", (3, 5), 37.5, -1), ("levels", (5,), [10, 90], 0)]],
 ]
 
+
+@dataclass(frozen=True)
+class NoGradient(Case):
+    """A case whose op passes no gradient to its inputs on these operands (a cast into or out
+    of bool), though its operand positions are differentiable for other dtypes."""
+
+    @property
+    def differentiable(self):
+        return []
+
+
+def sinc_derivative_reference(order):
+    """The ``order``-th derivative of sin(pi x) / (pi x) by sympy.diff, evaluated to 40 digits
+    (the closed form cancels near 0 in floats)."""
+    x = sympy.Symbol("x", real=True)
+    derivative = sympy.diff(sympy.sin(sympy.pi * x) / (sympy.pi * x), x, order)
+    return np.vectorize(lambda a: float(derivative.evalf(40, subs={x: sympy.Float(a, 40)})))
+
+
+ROWS_MASK = np.array([True, False, True, True])
+GRID_MASK = np.array([[True, False, False, True], [False, False, False, False],
+                      [True, True, False, True]])
+MISC_MORE = [               # sinc (and its derivatives, one op), casts, boolean masks
+    *unary("sinc", sg.sinc, np.sinc, uniform(-1.5, 1.5)),     # both forms of each order
+    # the op of order k is the k-th derivative; its own derivatives are the next orders
+    Case("sinc", "order-2", lambda a: apply("sinc", a, order=2), (("n", 3),),
+         sinc_derivative_reference(2), (uniform(-1.5, 1.5),)),
+    # casts into or out of bool: no gradient flows through them (zero, as JAX's); float64 <->
+    # float32 in tests/test_sinc_cast_mask.py, where finite differences in float32 are judged
+    NoGradient("astype", "mask-matrix", lambda a: (a > 0.0).astype(a.dtype), ((3, 4),),
+               lambda a: (a > 0.0).astype(float)),
+    NoGradient("astype", "mask-batch", lambda a: (a > 0.0).astype(a.dtype), (("n", 3),),
+               lambda a: (a > 0.0).astype(float)),
+    NoGradient("astype", "to-bool", lambda a: a.astype(bool), (("n", 3),),
+               lambda a: a.astype(bool), (nonzero,)),
+    # constant boolean masks: a gather at the mask's True positions (np.nonzero)
+    gather_case("mask-rows", (4, 3), lambda a: a[ROWS_MASK], lambda a: a[ROWS_MASK]),
+    gather_case("mask-2d", (3, 4), lambda a: a[GRID_MASK], lambda a: a[GRID_MASK]),
+    gather_case("mask-batch-columns", ("n", 3), lambda a: a[:, ROWS_MASK[:3]],
+                lambda a: a[:, ROWS_MASK[:3]]),
+    gather_case("mask-ellipsis", (2, 3, 4), lambda a: a[..., ROWS_MASK],
+                lambda a: a[..., ROWS_MASK]),
+]
+
+
 CASES = [
     # element-wise functions
     *unary("sin", sg.sin, np.sin),
@@ -763,6 +808,7 @@ CASES = [
     Case("inner", "batch", lambda a, b: apply("inner", a, b), (("n", 3), ("n", 3)), np.vdot),
     *ELEMENTWISE_MORE, *REDUCTIONS_MORE, *SHAPES_MORE, *CONTRACTIONS_MORE, *INDEXING_MORE,
     *ORDER_STATISTICS,
+    *MISC_MORE,
 ]
 
 def derived_cases(name):
@@ -834,6 +880,7 @@ NO_SYMPY = {
 NO_SYMPY.update(dict.fromkeys(["gather", "scatter_add"], "moves entries of an array by an index"))
 NO_SYMPY.update(dict.fromkeys(["sort", "argsort", "argmax", "argmin"],
                               "orders or searches entries along an axis"))
+NO_SYMPY["astype"] = "changes the dtype only: SymPy's numbers have none"
 
 
 def sympy_checked():

@@ -584,6 +584,17 @@ _add("graph_stats with an input that is not a variable", "graph_stats", SE,
 _add("use_graph of something that is not a Graph", "use_graph", SE,
      lambda e, o: lambda: sg.use_graph(5).__enter__())
 
+# issue 18: sinc, casts
+_add("sinc of a string", "sinc", SE, lambda e, o: functools.partial(sg.sinc, "text"))
+_add("astype to a dtype symgrad lacks", "astype", AE,
+     lambda e, o: functools.partial(sg.astype, e.v, "complex128"))
+_add("astype to something that is not a dtype", "astype", AE,
+     lambda e, o: functools.partial(sg.astype, e.v, "float99"))
+_add("astype with copy that is not a bool", "astype", AE,
+     lambda e, o: functools.partial(sg.astype, e.v, "float32", copy="yes"))
+_add("a boolean mask of another shape than its axes", "Expr", SH,
+     lambda e, o: lambda: e.W[np.array([True, False, True])])
+
 
 # Public callables with no entry above, and why.
 EXEMPT = {
@@ -1164,6 +1175,8 @@ SHAPE_MESSAGES = [
     ("argmax", [(0,)], lambda e: sg.argmax(e.v[3:])),
     ("median", [("n", 3)], lambda e: sg.median(e.X, axis=0)),
     ("quantile", [(0,)], lambda e: sg.quantile(e.v[3:], 0.5)),
+    ("getitem", [(2, 3)], lambda e: e.W[np.array([True, False, True])]),
+    ("getitem", [("n", 3)], lambda e: e.X[np.array([True, False])]),
 ]
 
 # ShapeError raise sites in symgrad/ops that no public call can reach, and why

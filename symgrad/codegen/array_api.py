@@ -113,7 +113,7 @@ class ArrayAPIRenderer(NumpyRenderer):
             for position, operand in enumerate(data["inputs"]):
                 name = self.names.get(operand)
                 if self.plan.nodes[operand]["dtype"] != "bool" or name is None \
-                        or (data["op"] == "where" and position == 0):
+                        or (data["op"] == "where" and position == 0) or data["op"] == "astype":
                     continue
                 if operand not in self._as_float:
                     self._as_float[operand] = self.namer.claim(naming.suffixed(name, data["dtype"]))

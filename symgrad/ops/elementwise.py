@@ -6,6 +6,7 @@ Kinks and ties follow one convention, the midpoint of the one-sided derivatives:
 Imports ops.core and ops.shape.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -686,6 +687,201 @@ def mod(x, y):
 
 
 
+# -- sinc and its derivatives: one op, ``order`` saying which derivative ------------------------------
+# NumPy's normalized sinc, sin(pi x) / (pi x) and 1 at 0. As JAX defines it, the op of order k
+# is the k-th derivative and its derivative is the op of order k + 1, so every order is finite at
+# 0 (JAX's Maclaurin coefficient at 0). Unlike JAX, which differentiates sin(u) / u away from 0,
+# each order is computed without cancellation near 0 too: below a cutoff from its Maclaurin
+# series, beyond it from Leibniz's rule, sin(pi x) and cos(pi x) times polynomials in 1 / x. The
+# cutoff grows with the order, where the closed form's terms of size k! / x^(k+1) would cancel.
+_PI = math.pi
+
+
+def _sinc_cutoff(order):
+    return 0.5 + order / 16.0
+
+
+def _sinc_series(order):
+    """Coefficients c_m of the k-th derivative near 0: sum over m of c_m x^(2m + k % 2)."""
+    coefficients, n = [], (order + 1) // 2
+    scale, cutoff = math.pi ** order / (order + 1), _sinc_cutoff(order)
+    while True:
+        coefficient = ((-1) ** n * math.pi ** (2 * n) * math.factorial(2 * n)
+                       / (math.factorial(2 * n - order) * math.factorial(2 * n + 1)))
+        coefficients.append(coefficient)
+        if abs(coefficient) * cutoff ** (2 * n - order) < 1e-18 * scale:
+            return coefficients
+        n += 1
+
+
+def _sinc_closed(order):
+    """(a, b): the k-th derivative is (sin(pi x) A + cos(pi x) B) / x with A, B polynomials in
+    1 / x whose coefficients are a and b, lowest degree first (Leibniz's rule on sin(pi x) / (pi x):
+    the j-th derivative of 1 / x times the (k - j)-th of sin(pi x))."""
+    sine, cosine = [0.0] * (order + 1), [0.0] * (order + 1)
+    for j in range(order + 1):
+        term = math.comb(order, j) * (-1) ** j * math.factorial(j) * math.pi ** (order - j - 1)
+        phase = (order - j) % 4
+        if phase % 2 == 0:
+            sine[j] = term if phase == 0 else -term
+        else:
+            cosine[j] = term if phase == 1 else -term
+    return sine, cosine
+
+
+def _horner(coefficients, variable):
+    """Source of the polynomial with ``coefficients`` (lowest degree first) in ``variable``."""
+    text = literal(coefficients[-1])
+    for coefficient in reversed(coefficients[:-1]):
+        text = f"{literal(coefficient)} + {variable} * ({text})"
+    return text
+
+
+def _in_reciprocal(coefficients, x):
+    """Source of the polynomial in 1 / x, by Horner's rule with divisions (no powers of x to
+    overflow at large x): a0 + (a1 + (a2 + ...) / x) / x, its zero coefficients left out."""
+    degree = max(j for j, c in enumerate(coefficients) if c != 0.0)
+    text = literal(coefficients[degree])
+    for coefficient in reversed(coefficients[:degree]):
+        text = f"({text}) / {x}" if coefficient == 0.0 else \
+            f"{literal(coefficient)} + ({text}) / {x}"
+    return text
+
+
+def _sinc_forms(order, small, square, large, library):
+    """(near 0, away from 0): sources of the k-th derivative at ``small`` (whose square is
+    ``square``) and at ``large``, names NumPy's form gives safe values (module comment)."""
+    series = _horner(_sinc_series(order), square)
+    if order % 2:
+        series = f"{small} * ({series})"
+    sine, cosine = _sinc_closed(order)
+    pi_x = f"{_PI!r} * {large}"
+    closed = (f"({library}.sin({pi_x}) * ({_in_reciprocal(sine, large)}) + "
+              f"{library}.cos({pi_x}) * ({_in_reciprocal(cosine, large)})) / {large}")
+    return series, closed
+
+
+def _emit_sinc(ctx):
+    x, order = ctx.args[0], ctx.attrs["order"]
+    if order == 0:
+        return f"np.sinc({x})"
+    near, small, square, large = (ctx.temp(part) for part in ("near", "small", "square", "large"))
+    series, closed = _sinc_forms(order, small, square, large, "np")
+    # each form is evaluated only on values where it neither overflows nor divides by 0
+    return [f"{near} = np.abs({x}) < {literal(_sinc_cutoff(order))}",
+            f"{small} = np.where({near}, {x}, 0.0)",
+            f"{square} = {small} * {small}",
+            f"{large} = np.where({near}, 1.0, {x})",
+            f"{ctx.out} = np.where({near}, {series}, {closed})",
+            f"del {near}, {small}, {square}, {large}"]
+
+
+def _sinc_scalar(ctx):
+    x, order = ctx.args[0], ctx.attrs["order"]
+    if order == 0:
+        return f"(math.sin({_PI!r} * {x}) / ({_PI!r} * {x}) if {x} != 0.0 else 1.0)"
+    series, closed = _sinc_forms(order, x, f"({x} * {x})", x, "math")
+    return f"({series} if math.fabs({x}) < {literal(_sinc_cutoff(order))} else {closed})"
+
+
+def _sinc_sympy(sympy, x, order):
+    point = sympy.Dummy("x")
+    normalized = sympy.sin(sympy.pi * point) / (sympy.pi * point)
+    return sympy.diff(normalized, point, order).subs(point, x)
+
+
+def _sinc_fold(inputs, order):
+    return _fold(np.sinc)(inputs) if order == 0 else None
+
+
+defop("sinc", 1, same_shape, _emit_sinc,
+      lambda g, out, x, order: [g * apply("sinc", x, order=order + 1)],
+      simplify=_sinc_fold, scalar=_sinc_scalar, sympy=_sinc_sympy)
+
+
+@public("sinc")
+def sinc(x):
+    """NumPy's normalized sinc, ``sin(pi x) / (pi x)`` and 1 at 0. Its derivatives are ops too
+    (the k-th: ``sinc`` of order k), as JAX's, so every order is finite and right at 0; each
+    is computed from its Maclaurin series near 0, without the cancellation of the closed form.
+
+    >>> from symgrad import var
+    >>> sinc(var("x")).op
+    'sinc'
+    """
+    return apply("sinc", x, order=0)
+
+
+
+# -- casts: a node's dtype changed, as ndarray.astype --------------------------------------------
+# Between float64 and float32 the cast is differentiable: the cotangent is cast back to the
+# operand's dtype. Into int64 or bool, or out of them, no gradient flows (JAX's rule: the
+# derivative through a float -> int cast is zero).
+
+CAST_DTYPES = ("float64", "float32", "int64", "bool")
+
+
+def _floating(dtype):
+    return dtype in ("float64", "float32")
+
+
+def _astype_vjp(g, out, x, dtype):
+    if not (_floating(dtype) and _floating(x.data["dtype"])):
+        return [None]
+    return [apply("astype", g, dtype=x.data["dtype"])]
+
+
+def _astype_scalar(ctx):
+    # the fast path sees only float64 and bool nodes
+    x = ctx.args[0]
+    return f"({x} != 0.0)" if ctx.attrs["dtype"] == "bool" else f"(1.0 if {x} else 0.0)"
+
+
+def _emit_astype(ctx):
+    return f"np.{'bool_' if ctx.attrs['dtype'] == 'bool' else ctx.attrs['dtype']}({ctx.args[0]})"
+
+
+def _astype_fold(inputs, dtype):
+    value = constant_value(inputs[0])
+    if value is None or value.size > FOLD_LIMIT:
+        return None
+    return const(value.astype(dtype), inputs[0].graph, dtype=dtype)
+
+
+defop("astype", 1, same_shape, _emit_astype, _astype_vjp, dtype=lambda dtypes, dtype: dtype,
+      simplify=_astype_fold, scalar=_astype_scalar,
+      loop=None, sympy=lambda sympy, x, dtype: x,
+      reduces_masks=True)         # it converts a boolean operand itself: codegen need not
+
+
+@public("astype", static=("dtype", "copy"))
+def astype(x, dtype, copy=True):
+    """``x`` in ``dtype`` (float64, float32, int64 or bool), as ``ndarray.astype``: an
+    expression in its own dtype is returned as it is, as NumPy's ``copy=False`` (expressions are
+    immutable, so ``copy`` changes nothing else). float64 <-> float32 is differentiable, the
+    gradient cast back to ``x``'s dtype; into or out of int64 and bool no gradient flows (JAX's
+    convention: the derivative through a float -> int cast is zero).
+
+    >>> from symgrad import var
+    >>> astype(var("x", shape=(2,)), "float32").dtype
+    dtype('float32')
+    """
+    if not isinstance(copy, (bool, np.bool_)):
+        raise ArgumentError(f"astype: copy must be True or False, got {copy!r}")
+    try:
+        target = str(np.dtype(dtype))
+    except TypeError:
+        raise ArgumentError(f"astype: {dtype!r} is not a dtype") from None
+    if target not in CAST_DTYPES:
+        raise ArgumentError(f"astype: symgrad's dtypes are {', '.join(CAST_DTYPES)}; "
+                            f"got {target}")
+    x = x if isinstance(x, Expr) else const(x)
+    if x.data["dtype"] == target:
+        return x
+    return apply("astype", x, dtype=target)
+
+
+
 # -- activations: compositions of ops, so their derivatives follow from the ops' rules ------------
 # At 0, elu's one-sided derivatives 1 and alpha meet at their midpoint (1 + alpha) / 2, the
 # module's convention (relu'(0) = 1/2): relu(x) + alpha expm1(min(x, 0)) has it from relu's and
@@ -751,3 +947,4 @@ __all__ += ["sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", 
             "log10", "cbrt", "hypot", "floor", "ceil", "trunc", "round_", "square", "reciprocal",
             "fabs", "exp2", "deg2rad", "rad2deg", "mod",
             "silu", "elu", "selu", "softsign", "nan_to_num"]
+__all__ += ["sinc", "astype"]

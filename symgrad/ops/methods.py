@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import ShapeError, SymgradError
 from .core import Expr, apply, const, numpy_protocol, op_function, static_shape
-from .elementwise import where
+from .elementwise import astype, where
 from .printing import to_text
 from .reduce import mean, sum
 from .shape import broadcast_to_like, getitem, normalize_index, reshape, transpose
@@ -71,11 +71,13 @@ def _sort(self, *args, **kwargs):
                        "(or sg.sort(e)) returns a sorted copy")
 
 
-def _astype(self, dtype):
-    """The expression in ``dtype``; only its own dtype is accepted (symgrad has no cast op)."""
-    if np.dtype(dtype) == self.dtype:
-        return self
-    raise SymgradError(f"astype: converting {self.dtype} to {np.dtype(dtype)} is not supported")
+def _astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
+    """ndarray's ``astype``: the expression in ``dtype`` (elementwise.astype); NumPy's memory
+    layout arguments other than their defaults are refused."""
+    if order != "K" or casting != "unsafe" or subok is not True:
+        raise SymgradError("astype: only dtype and copy are supported (expressions have no "
+                           "memory layout)")
+    return astype(self, dtype, copy=copy)
 
 
 # -- functional updates: e.at[index].set(v) and .add(v), as JAX's ---------------------------------

@@ -853,18 +853,61 @@ def _index_operand(item, graph):
     else:
         return None
     if dtype == "bool":
-        raise ArgumentError("indexing with a boolean mask is not supported: the number of entries "
-                           "it selects is known only at run time (use sg.where to select "
-                           "values, or multiply by the mask)")
+        raise ArgumentError("indexing with a symbolic boolean mask is not supported: the number "
+                            "of entries it selects is known only at run time (use sg.where to "
+                            "select values, or multiply by the mask; a constant NumPy mask "
+                            "selects a known number and is supported)")
     if dtype != "int64":
         raise ArgumentError(f"index arrays must be integers (int64), got one of dtype {dtype}")
     return item
 
 
+def _constant_mask(item):
+    """``item`` as a NumPy boolean array when it is a constant mask (an array or a list of
+    bools of at least one axis), else None."""
+    if isinstance(item, list):
+        try:
+            item = np.asarray(item)
+        except ValueError:
+            return None
+    return item if isinstance(item, np.ndarray) and item.dtype == bool and item.ndim else None
+
+
+def _masks_as_positions(x, items):
+    """``items`` with each constant boolean mask replaced by the integer arrays of its True
+    positions (np.nonzero), NumPy's meaning of a mask over as many axes as it has: the number of
+    entries it selects is known when building. A mask whose shape differs from the axes it
+    covers is refused, as NumPy refuses it."""
+    if not any(_constant_mask(item) is not None for item in items):
+        return items
+    masks = [_constant_mask(item) for item in items]
+    consumed = [mask.ndim if mask is not None else 0 if item is None or item is Ellipsis else 1
+                for item, mask in zip(items, masks)]
+    ellipsis = next((k for k, item in enumerate(items) if item is Ellipsis), len(items))
+    expanded = []
+    for k, (item, mask) in enumerate(zip(items, masks)):
+        if mask is None:
+            expanded.append(item)
+            continue
+        start = sum(consumed[:k]) if k < ellipsis else x.ndim - sum(consumed[k:])
+        covered = tuple(x.shape[start:start + mask.ndim])
+        if len(covered) < mask.ndim or any(isinstance(d, int) and d != m
+                                           for d, m in zip(covered, mask.shape)):
+            raise ShapeError(f"a boolean mask of shape {mask.shape} does not match the axes "
+                             f"{covered} it indexes")
+        if not all(isinstance(d, int) for d in covered):
+            raise ShapeError(f"a boolean mask of shape {mask.shape} over the named dimensions "
+                             f"{covered}: their lengths are known only at the call")
+        expanded.extend(np.nonzero(mask))
+    return tuple(expanded)
+
+
 def fancy_index(x, index):
     """(index operands, the gather attribute) for an index with integer arrays, or None when
-    the index is basic (normalize_index's)."""
+    the index is basic (normalize_index's). A constant boolean mask is the integer arrays of its
+    True positions (_masks_as_positions)."""
     items = index if isinstance(index, tuple) else (index,)
+    items = _masks_as_positions(x, items)
     operands = [_index_operand(item, x.graph) for item in items]
     if all(operand is None for operand in operands):
         return None
