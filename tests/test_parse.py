@@ -323,7 +323,8 @@ HOSTILE_BY_KIND = {
         "call of an index": "v[0](1)",
         "call of a number": "1(2)",
         "call of a method result": "v.sum()(1)",
-        "modulo": "x % 2",
+        "floor division": "x // 2",
+        "percent formatting": "'%s' % x",
         "bitwise and": "x & y",
         "shift": "x << 1",
         "invert": "~x",
@@ -519,8 +520,9 @@ def test_deep_text_is_refused_where_it_passes_the_depth_limit(text, shaped_varia
     assert info.value.position < 10 * parse_module.MAX_DEPTH
 
 
+# quotes open strings, whose own characters are checked where they stand as well
 ALPHABET = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
-               "+-*/@()[],:.=<>! \t\r\n")
+               "+-*/%@()[],:.=<>! \t\r\n'\"")
 
 
 def first_foreign(text):
