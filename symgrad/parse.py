@@ -29,24 +29,41 @@ FRAMES_PER_LEVEL = 12
 _TOKEN = re.compile(r"""
     (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>\*\*|<=|>=|==|!=|\.\.\.|[-+*/@()\[\],:.=<>])
+  | (?P<op>\*\*|<=|>=|==|!=|\.\.\.|[-+*/%@()\[\],:.=<>])
   | (?P<space>[ \t\r\n]+)
 """, re.VERBOSE | re.ASCII)     # ASCII: \d would otherwise read '３' or '٣' as the digit 3
 
-_HINTS = {"^": "use ** for powers", "'": "strings are not allowed", '"': "strings are not allowed",
+# A string is a static argument (einsum's subscripts, pad's mode, norm's ord): letters, digits and
+# the punctuation of einsum subscripts only, so that nothing in it can be an escape, a format
+# field or a second quote; the function that takes it checks its value.
+MAX_STRING_LENGTH = 100
+_STRING_BODY = re.compile(r"[A-Za-z0-9_,.>\- ]*", re.ASCII)
+QUOTES = ("'", '"')
+
+_HINTS = {"^": "use ** for powers",
           ";": "only one expression is allowed", "{": "braces are not allowed",
           "}": "braces are not allowed", "!": "use != for inequality",
           "&": "bitwise operators are not allowed", "|": "bitwise operators are not allowed",
-          "~": "bitwise operators are not allowed", "%": "% is not supported",
+          "~": "bitwise operators are not allowed",
           "#": "comments are not allowed", "\\": "backslashes are not allowed",
           "$": "unexpected character", "`": "unexpected character", "?": "unexpected character"}
 
 
 def tokenize(text):
-    """(kind, text, position) triples ending with ("end", "", len(text))."""
+    """(kind, text, position) triples ending with ("end", "", len(text)); a string's text is its
+    content, without the quotes."""
     tokens = []
     position = 0
     while position < len(text):
+        if text[position] in QUOTES:
+            content, end = _string(text, position)
+            if tokens and tokens[-1][0] == "name" and \
+                    tokens[-1][2] + len(tokens[-1][1]) == position:
+                raise ParseError("string prefixes (b, f, r, u) are not allowed", text,
+                                 tokens[-1][2])
+            tokens.append(("string", content, position))
+            position = end
+            continue
         match = _TOKEN.match(text, position)
         if match is None or match.end() == position:
             char = text[position]
@@ -64,6 +81,25 @@ def tokenize(text):
     return tokens
 
 
+def _string(text, start):
+    """The content of the string literal opening at ``start``, and the position after it."""
+    quote = text[start]
+    if text.startswith(quote * 3, start):
+        raise ParseError("triple-quoted strings are not allowed", text, start)
+    body = _STRING_BODY.match(text, start + 1)
+    end = body.end()
+    if end == len(text):
+        raise ParseError("unterminated string", text, start)
+    char = text[end]
+    if char != quote:
+        reason = ("escapes are not allowed in strings" if char == "\\" else
+                  "a string holds letters, digits, spaces and the characters _ , . - > only")
+        raise ParseError(f"unexpected {char!r} in a string: {reason}", text, end)
+    if end - start - 1 > MAX_STRING_LENGTH:
+        raise ParseError(f"a string may have at most {MAX_STRING_LENGTH} characters", text, start)
+    return body.group(), end + 1
+
+
 # -- values the parser passes around: expressions, or literals still usable as axes and indices -------
 
 
@@ -79,7 +115,8 @@ class ListLiteral:
 
 
 class Literal:
-    """A literal number, tuple, None or bool, kept as such until it meets an expression."""
+    """A literal number, string, tuple, list of literals, None or bool, kept as such until it
+    meets an expression. A string may only be a static argument."""
 
     __slots__ = ("value", "position")
 
@@ -98,8 +135,9 @@ _STATIC = {"None": None, "True": True, "False": False}
 _EXTREMA = {"max": ops.maximum, "min": ops.minimum}
 _METHODS = ("sum", "mean", "max", "min", "reshape", "transpose")
 # the parameters, by NumPy's names, of the public functions that take a list of expressions
-# (concatenate's parts, stack's arrays, vstack's tup, array's object)
-LIST_PARAMETERS = ("parts", "arrays", "tup", "object")
+# (concatenate's parts, stack's arrays, vstack's tup, array's object, select's condlist and
+# choicelist); array's may nest
+LIST_PARAMETERS = ("parts", "arrays", "tup", "object", "condlist", "choicelist")
 
 
 def function_names():
@@ -116,11 +154,14 @@ class _Parser:
 
     expression := additive [comparison additive]
     additive   := term (('+' | '-') term)*
-    term       := unary (('*' | '/' | '@') unary)*
+    term       := unary (('*' | '/' | '%' | '@') unary)*
     unary      := ('-' | '+') unary | power
     power      := postfix ['**' unary]
     postfix    := atom ('[' subscripts ']' | '.' NAME ['(' arguments ')'])*
-    atom       := NUMBER | NAME | NAME '(' arguments ')' | '(' expression [',' ...] ')' | '[' list ']'
+    atom       := NUMBER | STRING | NAME | NAME '(' arguments ')' | '(' expression [',' ...] ')'
+                | '[' list ']'
+
+    A string, a tuple and a list of literals are static arguments of a function only.
     """
 
     def __init__(self, text, graph, shapes, max_depth, check_only=False):
@@ -174,6 +215,9 @@ class _Parser:
         if isinstance(value, ListLiteral):
             raise self.error("a list is only allowed as the list argument of concatenate, "
                              "stack and their kin", value.position)
+        if isinstance(value.value, str):
+            raise self.error("a string is only allowed as an argument that a function takes as "
+                             "a string, such as einsum's subscripts or pad's mode", value.position)
         if isinstance(value.value, bool) or value.value is None or isinstance(value.value, tuple):
             raise self.error(f"{value.value!r} cannot be used as a value here", value.position)
         try:
@@ -242,10 +286,10 @@ class _Parser:
 
     def term(self):
         left = self.unary()
-        while self.peek()[1] in ("*", "/", "@") and self.peek()[0] == "op":
+        while self.peek()[1] in ("*", "/", "%", "@") and self.peek()[0] == "op":
             _, symbol, position = self.next()
             right = self.unary()
-            name = {"*": "multiply", "/": "divide", "@": "matmul"}[symbol]
+            name = {"*": "multiply", "/": "divide", "%": "remainder", "@": "matmul"}[symbol]
             left = self.build(position, ops.apply, name, self.expr(left), self.expr(right))
         return left
 
@@ -363,14 +407,15 @@ class _Parser:
         raise self.error(f"an {what} must be an integer literal or None", position)
 
     def static(self, value):
-        """The Python value of a literal argument (axis, keepdims, alpha, shape...)."""
+        """The Python value of a literal argument (axis, keepdims, alpha, shape, mode...); a list
+        of literals is a list (pad widths, tensordot's axes)."""
         if isinstance(value, Literal):
             return value.value
         if isinstance(value, ListLiteral):
-            raise self.error("a list is only allowed as the list argument of concatenate, "
-                             "stack and their kin", value.position)
-        raise self.error("this argument must be a literal (a number, a tuple of numbers, None, "
-                         "True or False)", self.positions.get(id(value), self.peek()[2]))
+            return [self.static(item) for item in value.items]
+        raise self.error("this argument must be a literal (a number, a string, a tuple or list "
+                         "of them, None, True or False)",
+                         self.positions.get(id(value), self.peek()[2]))
 
     def argument(self):
         """One argument, its start remembered so that a complaint about it points there."""
@@ -402,10 +447,17 @@ class _Parser:
             if self.accept(")"):
                 return args, kwargs
 
+    def expressions(self, value):
+        """The (nested) list of expressions a list literal stands for (array's object)."""
+        return [self.expressions(item) if isinstance(item, ListLiteral) else self.expr(item)
+                for item in value.items]
+
     def atom(self):
         kind, text, position = token = self.next()
         if kind == "number":
             return self.number(text, position)
+        if kind == "string":
+            return Literal(text, position)
         if kind == "name":
             return self.name(token)
         if text == "(":
@@ -471,8 +523,10 @@ class _Parser:
             shape = self.graph.nodes[existing]["shape"]
         else:
             shape = ()
+        # a variable of the graph keeps its dtype: labels declared int64 can index in a formula
+        dtype = self.graph.nodes[existing]["dtype"] if existing is not None else "float64"
         try:
-            return Expr(self.graph, self.graph.variable(name, check_shape(shape)))
+            return Expr(self.graph, self.graph.variable(name, check_shape(shape), dtype))
         except ShapeError as error:
             raise ShapeError(f"{error} (at column {position + 1})") from None
 
@@ -489,18 +543,24 @@ class _Parser:
             raise self.error(f"unknown function {name!r}; known functions: "
                              f"{', '.join(function_names())}", position)
         parameters, static = spec.parameters, spec.static
-        if len(args) > len(parameters):
+        # parameters after a variadic one (einsum's optimize after *operands) are keyword-only
+        positional = (parameters if spec.variadic is None
+                      else parameters[:parameters.index(spec.variadic) + 1])
+        if len(args) > len(positional) and spec.variadic is None:
             raise self.error(f"{name}() takes at most {len(parameters)} arguments "
                              f"({', '.join(parameters)}), got {len(args)}", position)
-        bound = dict(zip(parameters, args))
+        bound = dict(zip(positional, args))
+        if spec.variadic is not None:
+            bound[spec.variadic] = args[len(positional) - 1:]
         for key, value in kwargs.items():
-            if key not in parameters:
+            if key not in parameters or key == spec.variadic:
                 raise self.error(f"{name}() has no argument {key!r}", position)
             if key in bound:
                 raise self.error(f"{name}() got {key!r} twice", position)
             bound[key] = value
         # an operand with a default (logsumexp's weights b=) may be left out
-        required = [p for p in parameters if p not in static and p not in spec.optional]
+        required = [p for p in parameters if p not in static and p not in spec.optional
+                    and p != spec.variadic]
         missing = [p for p in required if p not in bound]
         if missing:
             raise self.error(f"{name}() is missing {', '.join(missing)}", position)
@@ -508,13 +568,23 @@ class _Parser:
         for key, value in bound.items():
             if key in static:
                 values[key] = self.static(value)
+            elif key == spec.variadic:
+                values[key] = [self.expr(v) for v in value]
             elif key in LIST_PARAMETERS:
                 if not isinstance(value, ListLiteral):
                     raise self.error(f"{name} takes a list such as [a, b]", position)
-                values[key] = [self.expr(v) for v in value.items]
+                values[key] = self.expressions(value)
             else:
                 values[key] = self.expr(value)
-        result = self.build(position, spec.function, **values)
+        if spec.variadic is None:
+            result = self.build(position, spec.function, **values)
+        else:
+            head = positional[:-1]
+            absent = [p for p in head if p not in values]
+            if absent:
+                raise self.error(f"{name}() is missing {', '.join(absent)}", position)
+            leading = [values.pop(p) for p in head] + values.pop(spec.variadic)
+            result = self.build(position, spec.function, *leading, **values)
         if not isinstance(result, (Expr, _Unbuilt)):
             # split gives a list of expressions, which a formula has no use for
             raise self.error(f"{name}() gives a {type(result).__name__}, not one expression",

@@ -73,14 +73,21 @@ UNARY = ["sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "s
          "softplus", "sign", "abs", "stop_gradient"]
 BINARY_FUNCTIONS = ["maximum", "minimum", "max", "min", "matmul", "dot"]
 REDUCTIONS = ["sum", "mean", "max", "min", "logsumexp"]
-OPERATORS = ["+", "-", "*", "/", "@", "**", "<", "<=", ">", ">=", "==", "!="]
+OPERATORS = ["+", "-", "*", "/", "%", "@", "**", "<", "<=", ">", ">=", "==", "!="]
+# Strings are static arguments: einsum's subscripts, pad's mode, gelu's approximate, norm's ord;
+# some valid, some not, some outside the string alphabet or badly quoted.
+STRINGS = ["'ij,j->i'", '"ij,jk->ik"', "'i,i'", "'...i->...'", "'ii'", "'ij->ji'", "'i j'",
+           "'reflect'", '"edge"', "'wrap'", "'constant'", "'tanh'", "'none'", "'fro'", "'nuc'",
+           "''", '""', "'x'", "'i->'", "'->'", "'a-b'", "'.'", "'n'", "'__class__'",
+           "'\\x5f'", "'%s'", "'{x}'", "'" * 3, "'i\"", "r'i'", "b'x'", "'" + "i" * 101 + "'"]
 # Everything the tokenizer knows, and some of what it refuses.
 TOKENS = (NAMES + NUMBERS + UNARY + BINARY_FUNCTIONS + OPERATORS
           + ["(", ")", "[", "]", ",", ":", ".", "...", "=", " ", "\n", "axis", "keepdims",
              "alpha", "T", "reshape", "transpose", "concatenate", "where", "clip", "leaky_relu",
              "softmax", "log_softmax", "None", "True", "False", "lambda", "__class__", ":=", ";",
              "'", "#", "\\", "\x00", "\u202e", "\uff58", "\u0663", "{", "}", "^", "%", "$", "1j",
-             "0x1", "_", "__import__"])
+             "0x1", "_", "__import__", '"', "einsum", "pad", "gelu", "norm", "mode", "ord",
+             "approximate", "erf", "remainder"] + STRINGS)
 
 
 def text_of(data):
@@ -96,12 +103,19 @@ def strategies():
     """(arbitrary text, grammar-shaped text with mutations, grammar-shaped text unmutated)."""
     from hypothesis import strategies as st
 
-    formula_chars = st.sampled_from(list("xyvWAMX()[]{},.:;=+-*/@<>!%^&|~#'\"\\ \t\n0123456789eE_"))
+    formula_chars = st.sampled_from(list("xyvWAMX()[]{},.:;=+-*/@<>!%^&|~#'\"\\ \t\n0123456789eE_"
+                                         "ij->"))
     any_text = st.one_of(st.text(max_size=60), st.text(formula_chars, max_size=60),
                          st.lists(st.sampled_from(TOKENS), max_size=30).map("".join))
 
+    # a quoted string of characters from inside and outside the string alphabet
+    quoted = st.tuples(st.sampled_from(["'", '"']),
+                       st.text(st.sampled_from(list("ijkn.,->_ fro'\"\\%{}\n\u0456")),
+                               max_size=12)).map(lambda t: f"{t[0]}{t[1]}{t[0]}")
+    strings = st.one_of(st.sampled_from(STRINGS), quoted)
+
     def combine(children):
-        static = st.sampled_from(STATIC)
+        static = st.one_of(st.sampled_from(STATIC), strings)
         return st.one_of(
             st.tuples(st.sampled_from(["-", "+"]), children).map(lambda t: f"{t[0]}{t[1]}"),
             st.tuples(children, st.sampled_from(OPERATORS), children).map(
@@ -120,6 +134,16 @@ def strategies():
             st.tuples(children, static).map(lambda t: f"transpose({t[0]}, {t[1]})"),
             st.tuples(children, children, static).map(
                 lambda t: f"concatenate([{t[0]}, {t[1]}], axis={t[2]})"),
+            st.tuples(strings, st.lists(children, min_size=1, max_size=3)).map(
+                lambda t: f"einsum({t[0]}, {', '.join(t[1])})"),
+            st.tuples(children, static, strings).map(
+                lambda t: f"pad({t[0]}, {t[1]}, mode={t[2]})"),
+            st.tuples(children, strings).map(lambda t: f"gelu({t[0]}, approximate={t[1]})"),
+            st.tuples(children, strings, static).map(
+                lambda t: f"norm({t[0]}, ord={t[1]}, axis={t[2]})"),
+            st.tuples(children, st.sampled_from(["[[1, 0], [0, 1]]", "[1, 2]", "[[1, 2]]", "[]",
+                                                 "[[1, 0], [2, 1], [0, 0]]"]), strings).map(
+                lambda t: f"pad({t[0]}, {t[1]}, {t[2]})"),
             st.tuples(children, st.sampled_from([".T", ".sum()", ".mean(axis=0)", ".max()",
                                                  ".min(keepdims=True)", ".reshape(-1)",
                                                  ".transpose()", ".reshape(3, 4)"])).map(
@@ -129,7 +153,7 @@ def strategies():
                 min_size=1, max_size=3)).map(lambda t: f"({t[0]})[{', '.join(t[1])}]"),
         )
 
-    atoms = st.one_of(st.sampled_from(NAMES), st.sampled_from(NUMBERS),
+    atoms = st.one_of(st.sampled_from(NAMES), st.sampled_from(NUMBERS), strings,
                       st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True))
     grammar = st.recursive(atoms, combine, max_leaves=12)
 

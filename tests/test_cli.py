@@ -328,3 +328,56 @@ def test_a_dense_hessian_too_large_for_memory_exits_2(capsys):
                          "--format", "json")
     assert code == 2 and out == ""
     assert err.startswith("symgrad: error: not enough memory") and err.count("\n") == 1
+
+
+# -- the functions of the one op table, through the command line -----------------------------------
+
+
+def test_new_functions_in_a_formula_evaluate_and_differentiate_as_numpy_and_scipy_do(capsys):
+    import scipy.special
+    W = np.array([[0.3, -1.2, 0.7], [1.1, 0.4, -0.5]])
+    v = np.array([0.9, -0.3, 1.7])
+    at = f"W={json.dumps(W.tolist())},v={json.dumps(v.tolist())}"
+    formula = ("sum(einsum('ij,j->i', W, v) % 1.5) + sum(pad(v, 2, mode=\"reflect\") * erf(v[0]))"
+               " + sum(logsumexp(W, axis=1))")
+    report = run_json(capsys, "grad", formula, "--at", at)
+
+    def value(W, v):
+        return (np.sum(np.remainder(np.einsum("ij,j->i", W, v), 1.5))
+                + np.sum(np.pad(v, 2, mode="reflect") * scipy.special.erf(v[0]))
+                + np.sum(scipy.special.logsumexp(W, axis=1)))
+
+    assert report["value"] == pytest.approx(value(W, v), rel=1e-12)
+    # % has derivative 1 in its first operand almost everywhere; pad's reflection counts each
+    # entry as often as it is copied; erf' = 2 exp(-x^2) / sqrt(pi)
+    inner = np.ones(2)
+    copies = np.array([np.sum(np.pad(np.eye(3)[k], 2, mode="reflect")) for k in range(3)])
+    softmax = np.exp(W - scipy.special.logsumexp(W, axis=1, keepdims=True))
+    want_W = np.outer(inner, v) + softmax
+    want_v = W.T @ inner + copies * scipy.special.erf(v[0])
+    want_v[0] += np.sum(np.pad(v, 2, mode="reflect")) * 2 * np.exp(-v[0] ** 2) / np.sqrt(np.pi)
+    np.testing.assert_allclose(report["grad"]["W"], want_W, rtol=1e-12)
+    np.testing.assert_allclose(report["grad"]["v"], want_v, rtol=1e-12)
+    # and against central differences of the NumPy function, entry by entry
+    step = 1e-6
+    for name, point in (("W", W), ("v", v)):
+        for index in np.ndindex(point.shape):
+            bump = np.zeros_like(point)
+            bump[index] = step
+            args = {"W": W, "v": v}
+            up, down = dict(args, **{name: point + bump}), dict(args, **{name: point - bump})
+            difference = (value(**up) - value(**down)) / (2 * step)
+            assert np.asarray(report["grad"][name])[index] == pytest.approx(difference, rel=1e-6)
+
+
+@pytest.mark.parametrize("formula,column", [
+    ("einsum('i\\x', v)", 10),
+    ("sum(v) + 'v'", 10),
+    ("pad(v, 1, mode='nope')", 1),
+    ("einsum('i, v)", 13),
+])
+def test_a_bad_string_in_a_formula_exits_2_with_one_line_that_says_where(capsys, formula, column):
+    code, out, err = run(capsys, "grad", formula, "--at", "v=[1,2,3]")
+    assert code == 2 and out == ""
+    assert err.startswith("symgrad: error: ") and err.count("\n") == 1
+    assert f"column {column}" in err

@@ -14,6 +14,7 @@ import unicodedata
 
 import numpy as np
 import pytest
+import scipy.special
 import sympy
 
 import symgrad as sg
@@ -323,7 +324,8 @@ HOSTILE_BY_KIND = {
         "call of an index": "v[0](1)",
         "call of a number": "1(2)",
         "call of a method result": "v.sum()(1)",
-        "modulo": "x % 2",
+        "floor division": "x // 2",
+        "percent formatting": "'%s' % x",
         "bitwise and": "x & y",
         "shift": "x << 1",
         "invert": "~x",
@@ -519,8 +521,9 @@ def test_deep_text_is_refused_where_it_passes_the_depth_limit(text, shaped_varia
     assert info.value.position < 10 * parse_module.MAX_DEPTH
 
 
+# quotes open strings, whose own characters are checked where they stand as well
 ALPHABET = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
-               "+-*/@()[],:.=<>! \t\r\n")
+               "+-*/%@()[],:.=<>! \t\r\n'\"")
 
 
 def first_foreign(text):
@@ -850,6 +853,45 @@ FORMULAS = [
     # broadcasting
     ("A + v", lambda d: d["A"] + d["v"]),
     ("M * v - x", lambda d: d["M"] * d["v"] - d["x"]),
+    # % is NumPy's remainder (the divisor's sign), at the precedence and associativity of * and /
+    ("A % 0.7", lambda d: np.remainder(d["A"], 0.7)),
+    ("-x % p", lambda d: np.remainder(-d["x"], d["p"])),
+    ("x + y % p", lambda d: d["x"] + np.remainder(d["y"], d["p"])),
+    ("x * y % p", lambda d: np.remainder(d["x"] * d["y"], d["p"])),
+    ("x % p * y", lambda d: np.remainder(d["x"], d["p"]) * d["y"]),
+    ("x ** 2 % p", lambda d: np.remainder(d["x"] ** 2, d["p"])),
+    ("x % p % 0.3", lambda d: np.remainder(np.remainder(d["x"], d["p"]), 0.3)),
+    # strings, tuples and lists as static arguments
+    ('einsum("ij,j->i", A, v)', lambda d: np.einsum("ij,j->i", d["A"], d["v"])),
+    ("einsum('bij, bjk -> bik', M, M.transpose(0, 2, 1))",
+     lambda d: np.einsum("bij,bjk->bik", d["M"], d["M"].transpose(0, 2, 1))),
+    ('einsum("ii", A[:, :3], optimize=True)', lambda d: np.trace(d["A"][:, :3])),
+    ('einsum("...j->...", M)', lambda d: np.einsum("...j->...", d["M"])),
+    ('pad(v, 2, mode="reflect")', lambda d: np.pad(d["v"], 2, mode="reflect")),
+    ("pad(A, [[1, 0], [0, 2]], mode='edge')",
+     lambda d: np.pad(d["A"], [[1, 0], [0, 2]], mode="edge")),
+    ("pad(A, ((1, 1), (2, 0)), 'wrap')", lambda d: np.pad(d["A"], ((1, 1), (2, 0)), "wrap")),
+    ("pad(v, (1, 2), constant_values=0.5)", lambda d: np.pad(d["v"], (1, 2), constant_values=0.5)),
+    ('gelu(v, approximate="tanh")',
+     lambda d: 0.5 * d["v"] * (1 + np.tanh(np.sqrt(2 / np.pi) * (d["v"] + 0.044715 * d["v"] ** 3)))),
+    ("gelu(v)", lambda d: d["v"] * scipy.special.ndtr(d["v"])),
+    ('norm(A, ord="fro")', lambda d: np.linalg.norm(d["A"], ord="fro")),
+    ("norm(A, ord=inf)", lambda d: np.linalg.norm(d["A"], ord=np.inf)),
+    ("norm(M, ord=1, axis=(1, 2), keepdims=True)",
+     lambda d: np.linalg.norm(d["M"], ord=1, axis=(1, 2), keepdims=True)),
+    ("tensordot(A, A, axes=([0, 1], [0, 1]))",
+     lambda d: np.tensordot(d["A"], d["A"], axes=([0, 1], [0, 1]))),
+    ("erf(v) + erfc(x)", lambda d: scipy.special.erf(d["v"]) + scipy.special.erfc(d["x"])),
+    ("logsumexp(M, axis=(0, 2), keepdims=True)",
+     lambda d: scipy.special.logsumexp(d["M"], axis=(0, 2), keepdims=True)),
+    ("logsumexp(A, axis=1, b=v[:3, None] ** 2)",
+     lambda d: scipy.special.logsumexp(d["A"], axis=1, b=d["v"][:3, None] ** 2)),
+    ("std(A, axis=0, ddof=1)", lambda d: np.std(d["A"], axis=0, ddof=1)),
+    ("select([v < 0, v > 1], [v, v * v], default=2)",
+     lambda d: np.select([d["v"] < 0, d["v"] > 1], [d["v"], d["v"] * d["v"]], default=2)),
+    ("array([[x, y], [y, 2]])", lambda d: np.array([[d["x"], d["y"]], [d["y"], 2.0]])),
+    ("stack([v, v * 2], axis=1)", lambda d: np.stack([d["v"], d["v"] * 2], axis=1)),
+    ("transpose(M, [2, 0, 1])", lambda d: np.transpose(d["M"], [2, 0, 1])),
 ]
 
 
@@ -966,6 +1008,217 @@ def test_non_literal_argument_errors_point_at_the_argument(text, column, shaped_
     with pytest.raises(sg.ParseError) as info:
         sg.parse(text)
     assert info.value.position == column
+
+
+# -- strings ---------------------------------------------------------------------------------------
+
+STRING_POSITIONS = [
+    ('"ij" + v', 0, "only allowed as an argument"),
+    ("sin('x')", 4, "only allowed as an argument"),
+    ("clip(v, 'a', 1)", 8, "only allowed as an argument"),
+    ("v['a']", 2, "integer literal"),
+    ("-'a'", 1, "only allowed as an argument"),
+    ("'a'.sum()", 0, "only allowed as an argument"),
+    ("concatenate(['a', v])", 13, "only allowed as an argument"),
+    ("einsum('i', v, 'i')", 15, "only allowed as an argument"),
+    ("einsum('i\\n', v)", 9, "escapes"),
+    ("einsum('i\n', v)", 9, "in a string"),
+    ("einsum('i;j', v)", 9, "in a string"),
+    ("einsum('{i}', v)", 8, "in a string"),
+    ("einsum('i%j', v)", 9, "in a string"),
+    ("einsum('i\"', v)", 9, "in a string"),
+    ("einsum(\"i'\", v)", 9, "in a string"),
+    ("einsum('\u0456', v)", 8, "in a string"),
+    ("einsum('i, v)", 12, "in a string"),
+    ("einsum(v, 'i", 10, "unterminated"),
+    ("einsum(" + "'" * 3 + "i" + "'" * 3 + ", v)", 7, "triple-quoted"),
+    ("einsum(r'i', v)", 7, "prefixes"),
+    ("f'{x}'", 2, "in a string"),
+    ("b'x'", 0, "prefixes"),
+    ("einsum('i' 'i', v)", 11, "between arguments"),
+    ("einsum('" + "i" * 101 + "', v)", 7, "at most 100"),
+]
+
+
+@pytest.mark.parametrize("text,column,message", STRING_POSITIONS,
+                         ids=[t[:40] for t, _, _ in STRING_POSITIONS])
+def test_a_string_outside_a_static_argument_or_outside_its_alphabet_is_refused_where_it_stands(
+        text, column, message, shaped_variables):
+    graph = sg.default_graph()
+    before = graph.number_of_nodes()
+    with pytest.raises(sg.ParseError, match=message) as info:
+        sg.parse(text)
+    assert info.value.position == column
+    assert graph.number_of_nodes() == before
+
+
+def test_a_string_of_100_characters_is_one_argument():
+    subscripts = "i" + " " * 98 + "i"
+    assert sg.parse(f"einsum('{subscripts}', A)", shapes={"A": (3, 3)}).shape == ()
+
+
+@pytest.mark.parametrize("text,message", [
+    ('pad(v, 1, mode="nope")', "mode must be one of"),
+    ('gelu(v, approximate="tan")', "approximate must be"),
+    ('norm(A, ord="inf")', "invalid order"),
+    ('one_hot(v, "3")', "num_classes"),
+    ("einsum()", "missing subscripts"),
+    ("einsum(A, v)", "must be a literal"),
+    ("einsum('ij', A, operands=A)", "no argument 'operands'"),
+    ("pad(v, [[1, v]])", "must be a literal"),
+])
+def test_a_static_string_or_list_is_checked_by_its_function(text, message):
+    with pytest.raises(sg.ParseError, match=message):
+        sg.parse(text, shapes={"v": (4,), "A": (3, 4)})
+
+
+def test_strings_and_percent_in_a_formula_execute_nothing(monkeypatch):
+    with nothing_may_run(monkeypatch) as calls:
+        e = sg.parse("sum(einsum('ij,j->i', W, v) % 2) + norm(W, ord='fro')",
+                     shapes={"W": (2, 3), "v": (3,)})
+    assert calls == []
+    assert e.shape == ()
+
+
+# -- every public function has a formula form ------------------------------------------------------
+
+
+class Var(str):
+    """A variable's name in CALLS: written as itself in the formula, the variable in the direct
+    call."""
+
+
+A, B, V3, V4, LABELS, MASK = Var("A"), Var("B"), Var("c"), Var("v"), Var("labels"), Var("mask")
+
+# The arguments of the public functions that need more than `v` for each operand and their
+# defaults: (positional, keywords). A new public function whose defaults do not fit needs an
+# entry here; one that cannot be a formula goes in NOT_FORMULAS.
+CALLS = {
+    "append": ((A, A), {"axis": 0}),
+    "array": (([[Var("x"), Var("y")], [Var("y"), 1.5]],), {}),
+    "average": ((A,), {"axis": 1, "weights": V4}),
+    "broadcast_to": ((V4, (3, 4)), {}),
+    "column_stack": (([V4, V4],), {}),
+    "concatenate": (([A, A],), {"axis": 1}),
+    "cross": ((V3, V3), {}),
+    "cumprod": ((A,), {"axis": 1}),
+    "cumsum": ((A,), {"axis": -1}),
+    "diagonal": ((A,), {"offset": 1}),
+    "diff": ((A,), {"n": 2, "axis": 1}),
+    "dstack": (([A, A],), {}),
+    "einsum": (("ij,jk->ik", A, B), {"optimize": True}),
+    "elu": ((V4,), {"alpha": 0.5}),
+    "expand_dims": ((V4,), {"axis": (0, 2)}),
+    "flip": ((A,), {"axis": 1}),
+    "fliplr": ((A,), {}),
+    "flipud": ((A,), {}),
+    "gelu": ((V4,), {"approximate": "tanh"}),
+    "hstack": (([V4, V3],), {}),
+    "leaky_relu": ((V4,), {"alpha": 0.2}),
+    "log_softmax": ((A,), {"axis": 0}),
+    "logsumexp": ((A,), {"axis": 1, "keepdims": True, "b": V4}),
+    "matmul": ((A, B), {}),
+    "max": ((A,), {"axis": (0, 1), "keepdims": True}),
+    "mean": ((A,), {"axis": -1}),
+    "min": ((A,), {"axis": 0}),
+    "moveaxis": ((A, 0, 1), {}),
+    "nan_to_num": ((V4,), {"nan": 1.0, "posinf": 2.0, "neginf": -2.0}),
+    "norm": ((A,), {"ord": "fro"}),
+    "one_hot": ((LABELS, 5), {}),
+    "pad": ((A, [[1, 0], [2, 1]]), {"mode": "reflect"}),
+    "prod": ((A,), {"axis": 0, "keepdims": True}),
+    "ptp": ((A,), {"axis": 1}),
+    "repeat": ((A, 2), {"axis": 1}),
+    "reshape": ((A, (2, 6)), {}),
+    "roll": ((A, 1), {"axis": 1}),
+    "round": ((V4,), {"decimals": 2}),
+    "select": (([MASK, MASK], [V4, V4]), {"default": 0.5}),
+    "softmax": ((A,), {"axis": 1}),
+    "squeeze": ((Var("row"),), {"axis": 0}),
+    "stack": (([V4, V4],), {"axis": 1}),
+    "std": ((A,), {"axis": 0, "ddof": 1}),
+    "sum": ((A,), {"axis": 1, "keepdims": True}),
+    "swapaxes": ((A, 0, 1), {}),
+    "take": ((A, LABELS), {"axis": 1}),
+    "take_along_axis": ((A, Var("rows")), {"axis": 0}),
+    "tensordot": ((A, B), {"axes": 1}),
+    "tile": ((V4, (2, 1)), {}),
+    "trace": ((A,), {"offset": 1}),
+    "transpose": ((A, (1, 0)), {}),
+    "tril": ((A,), {"k": -1}),
+    "triu": ((A,), {"k": 1}),
+    "vstack": (([V4, V4],), {}),
+    "where": ((MASK, V4, 0.5), {}),
+}
+
+# The public functions that have no formula form, each with its reason.
+NOT_FORMULAS = {
+    "split": "gives a list of expressions; a formula is one expression",
+    "array_split": "gives a list of expressions; a formula is one expression",
+}
+
+
+def call_variables():
+    return {"A": sg.var("A", shape=(3, 4)), "B": sg.var("B", shape=(4, 2)),
+            "c": sg.var("c", shape=(3,)), "v": sg.var("v", shape=(4,)),
+            "row": sg.var("row", shape=(1, 3)), "x": sg.var("x"), "y": sg.var("y"),
+            "labels": sg.var("labels", shape=(2,), dtype="int64"),
+            "rows": sg.var("rows", shape=(2, 4), dtype="int64"),
+            "mask": sg.var("mask", shape=(4,), dtype="bool")}
+
+
+def render(value):
+    """An argument as a formula writes it."""
+    if isinstance(value, Var):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(render(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(render(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)          # numbers, and strings in quotes
+
+
+def resolved(value, variables):
+    if isinstance(value, Var):
+        return variables[str(value)]
+    if isinstance(value, (list, tuple)):
+        return type(value)(resolved(v, variables) for v in value)
+    if isinstance(value, dict):
+        return {k: resolved(v, variables) for k, v in value.items()}
+    return value
+
+
+def call_of(name):
+    if name in CALLS:
+        return CALLS[name]
+    spec = sg.ops.PUBLIC[name]
+    operands = [p for p in spec.parameters if p not in spec.static and p not in spec.optional]
+    return tuple(V4 for _ in operands), {}
+
+
+@pytest.mark.parametrize("name", sorted(sg.ops.PUBLIC))
+def test_every_public_function_is_a_formula_that_builds_the_same_node(name):
+    if name in NOT_FORMULAS:
+        pytest.skip(NOT_FORMULAS[name])
+    spec = sg.ops.PUBLIC[name]
+    args, kwargs = call_of(name)
+    with sg.use_graph():
+        variables = call_variables()
+        direct = spec.function(*resolved(args, variables), **resolved(kwargs, variables))
+        positional = [render(a) for a in args] + [f"{k}={render(v)}" for k, v in kwargs.items()]
+        text = f"{name}({', '.join(positional)})"
+        assert sg.parse(text).node == direct.node, text
+        if spec.variadic is None and not (name in ("max", "min") and len(args) == 2):
+            by_name = dict(zip(spec.parameters, args), **kwargs)
+            text = f"{name}({', '.join(f'{k}={render(v)}' for k, v in by_name.items())})"
+            assert sg.parse(text).node == direct.node, text
+
+
+def test_the_functions_without_a_formula_form_are_refused_by_name():
+    assert set(NOT_FORMULAS) | set(CALLS) <= set(sg.ops.PUBLIC)
+    for name in NOT_FORMULAS:
+        with pytest.raises(sg.ParseError, match="not one expression"):
+            sg.parse(f"{name}(v, 2)", shapes={"v": (4,)})
 
 
 # -- SymPy -----------------------------------------------------------------------------------------

@@ -141,12 +141,15 @@ class Public:
     ``sg.<name>`` and called in formulas as ``<name>(...)`` with the function's parameters, of
     which the ``static`` ones take literals (axes, shapes) and the others expressions. ``op`` is
     the op it applies, for one made by defop's ``public``. ``optional`` names the operands
-    that have a default (logsumexp's weights ``b``), which a formula may leave out."""
+    that have a default (logsumexp's weights ``b``), which a formula may leave out;
+    ``variadic`` the parameter that gathers the remaining positional arguments (einsum's
+    ``*operands``), after which every parameter is keyword-only."""
     function: Callable
     parameters: tuple
     static: tuple = ()
     op: str | None = None
     optional: tuple = ()
+    variadic: str | None = None
 
 
 # Public name -> Public. The parser's grammar admits exactly these functions (and max and min,
@@ -169,7 +172,10 @@ def public(name, static=()):
         signature = inspect.signature(function).parameters
         optional = tuple(p for p, spec in signature.items()
                          if p not in static and spec.default is not inspect.Parameter.empty)
-        PUBLIC[name] = Public(function, tuple(signature), tuple(static), optional=optional)
+        variadic = next((p for p, spec in signature.items()
+                         if spec.kind is inspect.Parameter.VAR_POSITIONAL), None)
+        PUBLIC[name] = Public(function, tuple(signature), tuple(static), optional=optional,
+                              variadic=variadic)
         return function
     return register
 
