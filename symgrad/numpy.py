@@ -13,6 +13,7 @@ or signature differs. Imports ops and errors only (``numpy`` below is NumPy itse
 Expr(sum(exp(x), keepdims=True), shape=(1,))
 """
 
+import functools
 import inspect
 import sys
 import types
@@ -74,6 +75,23 @@ def _size(a, axis=None):
     return a.size if axis is None else a.shape[axis]
 
 
+def _rows_joined(name):
+    """NumPy's joining function ``name``, which takes an array as the sequence of its entries
+    along the first axis (np.vstack(e) stacks e's rows); symgrad's (and a formula's) takes a
+    list only."""
+    function = PUBLIC[name].function
+    signature = inspect.signature(function)
+    sequence = next(iter(signature.parameters))
+
+    @functools.wraps(function)
+    def join(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        if isinstance(bound.arguments[sequence], Expr):
+            bound.arguments[sequence] = list(bound.arguments[sequence])
+        return function(*bound.args, **bound.kwargs)
+    return join
+
+
 # NumPy name -> symgrad function, or the name of a public function when only the name differs
 RENAMED = {
     **{name: _operator(name) for name in (
@@ -94,6 +112,8 @@ RENAMED = {
     "ndim": lambda a: a.ndim,
     "size": _size,
     "var": ops.variance,        # sg.var is the variable constructor: variance is this op's name
+    **{name: _rows_joined(name) for name in ("concatenate", "stack", "vstack", "hstack",
+                                              "dstack", "column_stack")},
 }
 
 # np.linalg's functions that mean the same as the public function of their name (np.linalg.outer,
