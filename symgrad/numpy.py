@@ -71,6 +71,23 @@ def _swapaxes(a, axis1, axis2):
     return ops.transpose(a, tuple(axes))
 
 
+def _real(val):
+    # symgrad's values are real (float dtypes only): a real array is its own real part and its
+    # own conjugate, and its imaginary part is zero
+    return val
+
+
+def _imag(val):
+    return ops.zeros_like(val)
+
+
+def _angle(z, deg=False):
+    # NumPy's angle of a real array: arctan2(0, z), 0 or pi (at -0.0 too), derivative 0 (nan at
+    # 0, as arctan2's, and as JAX's)
+    turned = PUBLIC["arctan2"].function(ops.zeros_like(z), z)
+    return turned * (180.0 / np.pi) if deg else turned
+
+
 def _size(a, axis=None):
     return a.size if axis is None else a.shape[axis]
 
@@ -112,6 +129,11 @@ RENAMED = {
     "ndim": lambda a: a.ndim,
     "size": _size,
     "var": ops.variance,        # sg.var is the variable constructor: variance is this op's name
+    "degrees": "rad2deg",
+    "radians": "deg2rad",
+    **{name: _real for name in ("real", "real_if_close", "conjugate", "conj")},
+    "imag": _imag,
+    "angle": _angle,
     **{name: _rows_joined(name) for name in ("concatenate", "stack", "vstack", "hstack",
                                               "dstack", "column_stack")},
 }
