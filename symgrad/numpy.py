@@ -88,6 +88,17 @@ def _angle(z, deg=False):
     return turned * (180.0 / np.pi) if deg else turned
 
 
+def _at_least(name):
+    """NumPy's atleast_Nd: one array for one argument, a list for several."""
+    function = PUBLIC[name].function
+
+    def each(*arys):
+        made = [function(ary) for ary in arys]
+        return made[0] if len(made) == 1 else made
+    each.__name__ = name
+    return each
+
+
 def _size(a, axis=None):
     return a.size if axis is None else a.shape[axis]
 
@@ -133,6 +144,7 @@ RENAMED = {
     "radians": "deg2rad",
     **{name: _real for name in ("real", "real_if_close", "conjugate", "conj")},
     "imag": _imag,
+    **{name: _at_least(name) for name in ("atleast_1d", "atleast_2d", "atleast_3d")},
     "angle": _angle,
     **{name: _rows_joined(name) for name in ("concatenate", "stack", "vstack", "hstack",
                                               "dstack", "column_stack")},

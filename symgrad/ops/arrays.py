@@ -672,29 +672,32 @@ def asarray(a):
 # -- more of NumPy's rearrangements (the peer suite's, issue 18): compositions of the above --------
 
 
-def _at_least_each(arys, ndim):
-    made = [_at_least(a, ndim) for a in _lifted(*arys)] if arys else []
-    return made[0] if len(made) == 1 else made
-
-
 @public("atleast_1d")
-def atleast_1d(*arys):
-    """Each array with at least one axis (a scalar becomes a vector of one), as
-    ``np.atleast_1d``: one array for one argument, a list for several."""
-    return _at_least_each(arys, 1)
+def atleast_1d(ary):
+    """``ary`` with at least one axis (a scalar becomes a vector of one), as ``np.atleast_1d``
+    of one array (symgrad.numpy's takes several).
+
+    >>> from symgrad import var
+    >>> atleast_1d(var("s")).shape
+    (1,)
+    """
+    (ary,) = _lifted(ary)
+    return _at_least(ary, 1)
 
 
 @public("atleast_2d")
-def atleast_2d(*arys):
-    """Each array with at least two axes (a vector becomes a row), as ``np.atleast_2d``."""
-    return _at_least_each(arys, 2)
+def atleast_2d(ary):
+    """``ary`` with at least two axes (a vector becomes a row), as ``np.atleast_2d``."""
+    (ary,) = _lifted(ary)
+    return _at_least(ary, 2)
 
 
 @public("atleast_3d")
-def atleast_3d(*arys):
-    """Each array with at least three axes (a vector v becomes v[None, :, None], a matrix
+def atleast_3d(ary):
+    """``ary`` with at least three axes (a vector v becomes v[None, :, None], a matrix
     M[:, :, None]), as ``np.atleast_3d``."""
-    return _at_least_each(arys, 3)
+    (ary,) = _lifted(ary)
+    return _at_least(ary, 3)
 
 
 @public("rollaxis", static=("axis", "start"))
