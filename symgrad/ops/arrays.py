@@ -789,9 +789,11 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, axis=0):
     delta = stop - start
     step = delta / float(divisions) if divisions > 0 else delta * np.nan
     extra = (1,) * max(start.ndim, stop.ndim)
-    counts = np.arange(num - 1 if endpoint and num > 1 else num, dtype=float)
-    values = (lift(counts.reshape((-1,) + extra), start.graph) * insert_axes(step, 0)
-              if divisions > 0 else lift(counts.reshape((-1,) + extra), start.graph) * delta)
+    # the counts in the ends' dtype, so that float32 ends give float32 values
+    counts = lift(np.arange(num - 1 if endpoint and num > 1 else num,
+                            dtype=np.result_type(start.dtype, stop.dtype)).reshape((-1,) + extra),
+                  start.graph)
+    values = counts * insert_axes(step if divisions > 0 else delta, 0)
     values = values + insert_axes(start, 0)
     if endpoint and num > 1:
         shape = values.shape[1:]
