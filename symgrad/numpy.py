@@ -13,6 +13,7 @@ or signature differs. Imports ops and errors only (``numpy`` below is NumPy itse
 Expr(sum(exp(x), keepdims=True), shape=(1,))
 """
 
+import functools
 import inspect
 import sys
 import types
@@ -70,8 +71,53 @@ def _swapaxes(a, axis1, axis2):
     return ops.transpose(a, tuple(axes))
 
 
+def _real(val):
+    # symgrad's values are real (float dtypes only): a real array is its own real part and its
+    # own conjugate, and its imaginary part is zero
+    return val
+
+
+def _imag(val):
+    return ops.zeros_like(val)
+
+
+def _angle(z, deg=False):
+    # NumPy's angle of a real array: arctan2(0, z), 0 or pi (at -0.0 too), derivative 0 (nan at
+    # 0, as arctan2's, and as JAX's)
+    turned = PUBLIC["arctan2"].function(ops.zeros_like(z), z)
+    return turned * (180.0 / np.pi) if deg else turned
+
+
+def _at_least(name):
+    """NumPy's atleast_Nd: one array for one argument, a list for several."""
+    function = PUBLIC[name].function
+
+    def each(*arys):
+        made = [function(ary) for ary in arys]
+        return made[0] if len(made) == 1 else made
+    each.__name__ = name
+    return each
+
+
 def _size(a, axis=None):
     return a.size if axis is None else a.shape[axis]
+
+
+def _rows_joined(name):
+    """NumPy's joining function ``name``, which takes an array as the sequence of its entries
+    along the first axis (np.vstack(e) stacks e's rows); symgrad's (and a formula's) takes a
+    list only."""
+    function = PUBLIC[name].function
+    signature = inspect.signature(function)
+    sequence = next(iter(signature.parameters))
+
+    @functools.wraps(function)
+    def join(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        if isinstance(bound.arguments[sequence], Expr):
+            bound.arguments[sequence] = list(bound.arguments[sequence])
+        return function(*bound.args, **bound.kwargs)
+    return join
 
 
 # NumPy name -> symgrad function, or the name of a public function when only the name differs
@@ -94,6 +140,14 @@ RENAMED = {
     "ndim": lambda a: a.ndim,
     "size": _size,
     "var": ops.variance,        # sg.var is the variable constructor: variance is this op's name
+    "degrees": "rad2deg",
+    "radians": "deg2rad",
+    **{name: _real for name in ("real", "real_if_close", "conjugate", "conj")},
+    "imag": _imag,
+    **{name: _at_least(name) for name in ("atleast_1d", "atleast_2d", "atleast_3d")},
+    "angle": _angle,
+    **{name: _rows_joined(name) for name in ("concatenate", "stack", "vstack", "hstack",
+                                              "dstack", "column_stack")},
 }
 
 # np.linalg's functions that mean the same as the public function of their name (np.linalg.outer,

@@ -674,6 +674,43 @@ MISC_MORE = [               # sinc (and its derivatives, one op), casts, boolean
 ]
 
 
+PEER_MORE = [               # NumPy's functions the peer suite (tests/test_peer_suite.py) needs
+    shapes_case("reshape", "atleast_1d", sg.atleast_1d, ((),), np.atleast_1d),
+    shapes_case("expand_dims", "atleast_2d", sg.atleast_2d, ((3,),), np.atleast_2d),
+    shapes_case("expand_dims", "atleast_3d-vector", sg.atleast_3d, ((3,),), np.atleast_3d),
+    shapes_case("expand_dims", "atleast_3d-batch", sg.atleast_3d, (("n", 3),), np.atleast_3d),
+    shapes_case("transpose", "rollaxis", lambda a: sg.rollaxis(a, 2), ((2, 3, 4),),
+                lambda a: np.rollaxis(a, 2)),
+    shapes_case("transpose", "rollaxis-batch", lambda a: sg.rollaxis(a, -1, 1), (("n", 3, 4),),
+                lambda a: np.rollaxis(a, -1, 1)),
+    shapes_case("getitem", "vsplit", lambda a: sg.vsplit(a, [1])[1], ((3, 4),),
+                lambda a: np.vsplit(a, [1])[1]),
+    shapes_case("getitem", "hsplit-batch", lambda a: sg.hsplit(a, 2)[1], (("n", 4),),
+                lambda a: np.hsplit(a, 2)[1]),
+    shapes_case("getitem", "dsplit", lambda a: sg.dsplit(a, [1, 3])[1], ((2, 3, 4),),
+                lambda a: np.dsplit(a, [1, 3])[1]),
+    shapes_case("transpose", "rot90", sg.rot90, ((3, 4),), np.rot90),
+    shapes_case("getitem", "rot90-half", lambda a: sg.rot90(a, 2), ((3, 4),),
+                lambda a: np.rot90(a, 2)),
+    shapes_case("getitem", "rot90-back-batch", lambda a: sg.rot90(a, -1, (1, 2)), (("n", 3, 4),),
+                lambda a: np.rot90(a, -1, (1, 2))),
+    shapes_case("concatenate", "linspace", lambda a, b: sg.linspace(a, b, 5), ((), ()),
+                lambda a, b: np.linspace(a, b, 5)),
+    shapes_case("concatenate", "linspace-arrays", lambda a, b: sg.linspace(a, b, 4), ((3,), (3,)),
+                lambda a, b: np.linspace(a, b, 4)),
+    shapes_case("add", "linspace-open", lambda a, b: sg.linspace(a, b, 4, endpoint=False),
+                ((), ()), lambda a, b: np.linspace(a, b, 4, endpoint=False)),
+    shapes_case("concatenate", "gradient", sg.gradient, ((6,),), np.gradient),
+    shapes_case("concatenate", "gradient-second-order-spaced",
+                lambda a: sg.gradient(a, 0.5, axis=1, edge_order=2), ((2, 5),),
+                lambda a: np.gradient(a, 0.5, axis=1, edge_order=2)),
+    shapes_case("concatenate", "gradient-batch", lambda a: sg.gradient(a, axis=-1), (("n", 3),),
+                lambda a: np.gradient(a, axis=-1)),
+    shapes_case("multiply", "degrees", np.degrees, ((3,),), np.degrees),
+    shapes_case("multiply", "radians-batch", np.radians, (("n",),), np.radians),
+    Composed("arctan2", "angle", np.angle, ((3, 4),), np.angle, domains=(nonzero,)),
+]
+
 CASES = [
     # element-wise functions
     *unary("sin", sg.sin, np.sin),
@@ -809,6 +846,7 @@ CASES = [
     *ELEMENTWISE_MORE, *REDUCTIONS_MORE, *SHAPES_MORE, *CONTRACTIONS_MORE, *INDEXING_MORE,
     *ORDER_STATISTICS,
     *MISC_MORE,
+    *PEER_MORE,
 ]
 
 def derived_cases(name):

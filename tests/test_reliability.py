@@ -198,7 +198,8 @@ _add("method max over a missing axis", "Expr", SH, lambda e, o: lambda: e.v.max(
 _add("method min over a string axis", "Expr", SH, lambda e, o: lambda: e.v.min(axis="a"))
 _add("truth value of an expression", "Expr", SE, lambda e, o: lambda: bool(e.x))
 _add("len of a scalar", "Expr", SE, lambda e, o: lambda: len(e.x))
-_add("iterating an expression", "Expr", SE, lambda e, o: lambda: list(e.v))
+_add("iterating a scalar expression", "Expr", SE, lambda e, o: lambda: list(e.x))
+_add("iterating along a named dimension", "Expr", SE, lambda e, o: lambda: list(e.X))
 
 # functions: every one of them refuses what cannot be an operand
 for _name in ["sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "sigmoid",
@@ -298,6 +299,28 @@ _add("repeat along a named dimension", "repeat", SH,
 _add("pad along a named dimension", "pad", SH, lambda e, o: functools.partial(sg.pad, e.X, 1))
 _add("pad in an unknown mode", "pad", AE,
      lambda e, o: functools.partial(sg.pad, e.v, 1, mode="mean"))
+_add("atleast_1d of a string", "atleast_1d", SE,
+     lambda e, o: functools.partial(sg.atleast_1d, "v"))
+_add("atleast_2d of an object", "atleast_2d", SE,
+     lambda e, o: functools.partial(sg.atleast_2d, object()))
+_add("atleast_3d of a string", "atleast_3d", SE, lambda e, o: functools.partial(sg.atleast_3d, "W"))
+_add("rollaxis to a start past the end", "rollaxis", SH,
+     lambda e, o: functools.partial(sg.rollaxis, e.W, 0, 3))
+_add("vsplit of a vector", "vsplit", SH, lambda e, o: functools.partial(sg.vsplit, e.v, 3))
+_add("hsplit into unequal sections", "hsplit", SH, lambda e, o: functools.partial(sg.hsplit, e.W, 2))
+_add("dsplit of a matrix", "dsplit", SH, lambda e, o: functools.partial(sg.dsplit, e.W, 1))
+_add("rot90 in a plane of one axis", "rot90", SH,
+     lambda e, o: functools.partial(sg.rot90, e.W, 1, (1, -1)))
+_add("rot90 with three axes", "rot90", AE,
+     lambda e, o: functools.partial(sg.rot90, e.T3, 1, (0, 1, 2)))
+_add("linspace of a negative number of samples", "linspace", SH,
+     lambda e, o: functools.partial(sg.linspace, e.x, e.y, -1))
+_add("linspace to a string", "linspace", SE,
+     lambda e, o: functools.partial(sg.linspace, e.x, "y", 3))
+_add("gradient along a named dimension", "gradient", SH,
+     lambda e, o: functools.partial(sg.gradient, e.X, axis=0))
+_add("gradient with coordinate arrays", "gradient", AE,
+     lambda e, o: functools.partial(sg.gradient, e.v, np.arange(3.0)))
 _add("moveaxis to a missing axis", "moveaxis", SH,
      lambda e, o: functools.partial(sg.moveaxis, e.W, 0, 2))
 _add("swapaxes with a missing axis", "swapaxes", SH,
@@ -1177,6 +1200,13 @@ SHAPE_MESSAGES = [
     ("quantile", [(0,)], lambda e: sg.quantile(e.v[3:], 0.5)),
     ("getitem", [(2, 3)], lambda e: e.W[np.array([True, False, True])]),
     ("getitem", [("n", 3)], lambda e: e.X[np.array([True, False])]),
+    ("rollaxis", [(2, 3)], lambda e: sg.rollaxis(e.W, 0, -3)),
+    ("vsplit", [(3,)], lambda e: sg.vsplit(e.v, 3)),
+    ("rot90", [(3,)], lambda e: sg.rot90(e.v)),
+    ("rot90", [(2, 3)], lambda e: sg.rot90(e.W, 1, (0, -2))),
+    ("linspace", [(), (3,)], lambda e: sg.linspace(e.x, e.v, -2)),
+    ("gradient", [(2, 3)], lambda e: sg.gradient(e.W, axis=(1, -1))),
+    ("gradient", [(2, 3)], lambda e: sg.gradient(e.W, axis=0, edge_order=2)),
 ]
 
 # ShapeError raise sites in symgrad/ops that no public call can reach, and why

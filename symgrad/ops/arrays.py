@@ -667,3 +667,179 @@ def array(object):
 def asarray(a):
     """As ``array``: an expression is returned as it is."""
     return array(a)
+
+
+# -- more of NumPy's rearrangements (the peer suite's, issue 18): compositions of the above --------
+
+
+@public("atleast_1d")
+def atleast_1d(ary):
+    """``ary`` with at least one axis (a scalar becomes a vector of one), as ``np.atleast_1d``
+    of one array (symgrad.numpy's takes several).
+
+    >>> from symgrad import var
+    >>> atleast_1d(var("s")).shape
+    (1,)
+    """
+    (ary,) = _lifted(ary)
+    return _at_least(ary, 1)
+
+
+@public("atleast_2d")
+def atleast_2d(ary):
+    """``ary`` with at least two axes (a vector becomes a row), as ``np.atleast_2d``."""
+    (ary,) = _lifted(ary)
+    return _at_least(ary, 2)
+
+
+@public("atleast_3d")
+def atleast_3d(ary):
+    """``ary`` with at least three axes (a vector v becomes v[None, :, None], a matrix
+    M[:, :, None]), as ``np.atleast_3d``."""
+    (ary,) = _lifted(ary)
+    return _at_least(ary, 3)
+
+
+@public("rollaxis", static=("axis", "start"))
+@op_function("rollaxis")
+def rollaxis(a, axis, start=0):
+    """``a`` with ``axis`` moved to stand before ``start``, the others keeping their order, as
+    ``np.rollaxis``."""
+    (a,) = _lifted(a)
+    axis = _axis(axis, a.ndim) % a.ndim
+    start = _int(start, "start")
+    if not -a.ndim <= start <= a.ndim:
+        raise ShapeError(f"start {start} is out of range for {a.ndim} dimensions")
+    start = start + a.ndim if start < 0 else start
+    if axis < start:
+        start -= 1
+    order = [other for other in range(a.ndim) if other != axis]
+    order.insert(start, axis)
+    return transpose(a, tuple(order))
+
+
+def _split_along(ary, indices_or_sections, axis, ndim):
+    (ary,) = _lifted(ary)
+    if ary.ndim < ndim:
+        raise ShapeError(f"needs at least {ndim} dimensions")
+    return _split(ary, indices_or_sections, axis if ary.ndim > 1 else 0, equal=True)
+
+
+@public("vsplit", static=("indices_or_sections",))
+@op_function("vsplit")
+def vsplit(ary, indices_or_sections):
+    """``split`` along the first axis, of an array of at least two, as ``np.vsplit``."""
+    return _split_along(ary, indices_or_sections, 0, 2)
+
+
+@public("hsplit", static=("indices_or_sections",))
+@op_function("hsplit")
+def hsplit(ary, indices_or_sections):
+    """``split`` along the second axis (a vector's only one), as ``np.hsplit``."""
+    return _split_along(ary, indices_or_sections, 1, 1)
+
+
+@public("dsplit", static=("indices_or_sections",))
+@op_function("dsplit")
+def dsplit(ary, indices_or_sections):
+    """``split`` along the third axis, of an array of at least three, as ``np.dsplit``."""
+    return _split_along(ary, indices_or_sections, 2, 3)
+
+
+@public("rot90", static=("k", "axes"))
+@op_function("rot90")
+def rot90(m, k=1, axes=(0, 1)):
+    """``m`` turned ``k`` quarter turns in the plane of ``axes``, from the first axis towards
+    the second, as ``np.rot90``: flips and a swap of the two axes."""
+    (m,) = _lifted(m)
+    if not isinstance(axes, (list, tuple)) or len(axes) != 2:
+        raise ArgumentError(f"rot90: axes must be two axes, got {axes!r}")
+    if m.ndim < 2:
+        raise ShapeError("needs at least two dimensions")
+    first, second = (_axis(axis, m.ndim) for axis in axes)
+    if first == second:
+        raise ShapeError(f"the axes {tuple(axes)} of the plane are the same")
+    turns = _int(k, "k") % 4
+    order = list(range(-m.ndim, 0))
+    order[first], order[second] = order[second], order[first]
+    swapped = tuple(axis % m.ndim for axis in order)
+    if turns == 0:
+        return m
+    if turns == 2:
+        return flip(m, (first, second))
+    if turns == 1:
+        return transpose(flip(m, second), swapped)
+    return flip(transpose(m, swapped), second)
+
+
+@public("linspace", static=("num", "endpoint", "retstep", "axis"))
+@op_function("linspace", operands=2)
+def linspace(start, stop, num=50, endpoint=True, retstep=False, axis=0):
+    """``num`` evenly spaced values from ``start`` to ``stop`` (included when ``endpoint``), as
+    ``np.linspace`` computes them (start plus multiples of the step, the last one ``stop``
+    itself), differentiable in both ends; arrays of ends give a new first axis. With
+    ``retstep``, the values and the step."""
+    start, stop = _lifted(start, stop)
+    num = _int(num, "num")
+    if num < 0:
+        raise ShapeError(f"the number of samples {num} is negative")
+    if _int(axis, "axis") != 0:
+        raise ArgumentError("linspace: only axis=0 is supported")
+    divisions = num - 1 if endpoint else num
+    delta = stop - start
+    step = delta / float(divisions) if divisions > 0 else delta * np.nan
+    extra = (1,) * max(start.ndim, stop.ndim)
+    # the counts in the ends' dtype, so that float32 ends give float32 values
+    counts = lift(np.arange(num - 1 if endpoint and num > 1 else num,
+                            dtype=np.result_type(start.dtype, stop.dtype)).reshape((-1,) + extra),
+                  start.graph)
+    values = counts * insert_axes(step if divisions > 0 else delta, 0)
+    values = values + insert_axes(start, 0)
+    if endpoint and num > 1:
+        shape = values.shape[1:]
+        values = concatenate([values, insert_axes(broadcast_to(stop, shape), 0)], axis=0)
+    return (values, step) if retstep else values
+
+
+@public("gradient", static=("spacing", "axis", "edge_order"))
+@op_function("gradient")
+def gradient(f, *spacing, axis=None, edge_order=1):
+    """NumPy's ``np.gradient``: central differences (f[i+1] - f[i-1]) / 2h inside, one-sided
+    ones of first or second order (``edge_order``) at the two ends, along each axis of
+    ``axis`` (all by default) with one uniform spacing h per axis (default 1); a list of
+    results for several axes, one array for one. Each axis needs a static length of at least
+    ``edge_order + 1``."""
+    (f,) = _lifted(f)
+    axes = [_axis(a, f.ndim) for a in ((axis,) if isinstance(axis, numbers.Integral)
+                                       else range(f.ndim) if axis is None else axis)]
+    if len(set(axes)) != len(axes):
+        raise ShapeError(f"repeated axis in {axis!r}")
+    if len(spacing) == 1:
+        spacing = spacing * len(axes)
+    if len(spacing) not in (0, len(axes)) or any(np.ndim(h) for h in spacing):
+        raise ArgumentError("gradient: give one number as the spacing of every axis, or one per "
+                            "axis (coordinate arrays are not supported)")
+    if edge_order not in (1, 2):
+        raise ArgumentError(f"gradient: edge_order must be 1 or 2, got {edge_order!r}")
+    results = []
+    for position, ax in enumerate(axes):
+        h = _number(spacing[position], "the spacing") if spacing else 1.0
+        length = _length(f, ax, "take differences")
+        if length < edge_order + 1:
+            raise ShapeError(f"an axis of length {length} is too short for differences of edge "
+                             f"order {edge_order}")
+
+        def at(start, stop=None):
+            return _slice_along(f, ax, start, start + 1 if stop is None else stop)
+        if edge_order == 1:
+            first = (at(1) - at(0)) / h
+            last = (at(length - 1) - at(length - 2)) / h
+        else:
+            first = (-1.5 * at(0) + 2.0 * at(1) - 0.5 * at(2)) / h
+            last = (0.5 * at(length - 3) - 2.0 * at(length - 2) + 1.5 * at(length - 1)) / h
+        parts = [first]
+        if length > 2:
+            parts.append((at(2, length) - at(0, length - 2)) / (2.0 * h))
+        parts.append(last)
+        results.append(concatenate(parts, axis=ax))
+    return results[0] if len(results) == 1 else results

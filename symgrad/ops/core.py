@@ -573,7 +573,12 @@ class Expr:
         return self.shape[0]
 
     def __iter__(self):
-        raise SymgradError("symbolic expressions are not iterable; index them instead")
+        # as an ndarray, along the first axis (np.vstack(e) iterates over e's rows); its length
+        # must be known now, and a 0-d expression has none
+        if not self.shape or not isinstance(self.shape[0], int):
+            raise SymgradError(f"an expression of shape {self.shape} is not iterable: only one "
+                               f"with a first axis of known length is")
+        return (self[i] for i in range(self.shape[0]))
 
     def __setitem__(self, index, value):
         raise SymgradError("expressions are immutable: e.at[index].set(value) (or .add(value)) "

@@ -538,8 +538,12 @@ def _variance_vjp(g, out, x, axis, keepdims, ddof):
 
 
 def _std_vjp(g, out, x, axis, keepdims, ddof):
-    # at a zero deviation the derivative is nan, as sqrt's at zero, and as JAX's
+    # at a zero deviation the derivative is nan, as sqrt's at zero, and as JAX's; but over one
+    # entry the deviation is zero whatever x is, so std is constant there and its derivative 0
+    # (autograd's too): centred, exactly zero, gives it
     centred, dof = _centred_over(x, axis, ddof)
+    if all(x.shape[a] == 1 for a in axis):
+        return [_kept(g, axis, keepdims) * centred]
     return [_kept(g, axis, keepdims) * centred / (dof * _kept(out, axis, keepdims))]
 
 
