@@ -326,6 +326,20 @@ class ArrayNamespace:
     def roll(self, x, shift, axis=None):
         return self.xp.roll(x, shift, axis=axis)
 
+    def stack(self, arrays, axis=0):
+        return self.xp.stack(list(arrays), axis=axis)
+
+    @property
+    def linalg(self):
+        """The namespace's linalg extension, which the linear algebra of ops.matrix calls (inv,
+        solve, cholesky, det, slogdet, pinv, svd); a library without it is refused by name."""
+        extension = getattr(self.xp, "linalg", None)
+        if extension is None:
+            raise SymgradError(f"the array namespace {getattr(self.xp, '__name__', self.xp)!r} "
+                               f"has no linalg extension, which inv, solve, det, slogdet, "
+                               f"cholesky and pinv need; use backend 'numpy'")
+        return extension
+
     def zeros(self, shape, dtype=None):
         return self.xp.zeros(tuple(shape), dtype=self._dtype(dtype), device=self.device)
 
