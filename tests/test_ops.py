@@ -580,8 +580,8 @@ def symmetrized(a):
     return 0.5 * (a + sg.swapaxes(a, -1, -2))
 
 
-def triangular_case(label, shapes, op="solve_triangular", **flags):
-    return Case(op, label,
+def triangular_case(label, shapes, **flags):
+    return Case("solve_triangular", label,
                 lambda a, b: sg.solve_triangular(a, b, **flags), shapes,
                 lambda a, b: scipy.linalg.solve_triangular(a, b, **flags),
                 (well_conditioned, normal))
@@ -611,8 +611,7 @@ LINALG_MORE = [             # solves, inverses, determinants, Cholesky, pseudo-i
     triangular_case("lower", ((3, 3), (3, 2)), lower=True),
     triangular_case("upper", ((3, 3), (3, 2))),
     triangular_case("transposed", ((3, 3), (3, 2)), trans=1, lower=True),
-    triangular_case("solve_triangular-unit-diagonal", ((3, 3), (3,)), "squeeze",
-                    unit_diagonal=True),
+    triangular_case("unit-diagonal", ((3, 3), (3, 2)), unit_diagonal=True),
     triangular_case("batch", (("n", 3, 3), (3, 2)), lower=True, trans="T"),
     *[Case("pinv", label, sg.pinv, (shape,), np.linalg.pinv, (well_conditioned,))
       for label, shape in [("tall", (4, 3)), ("wide", (2, 4)), ("square", (3, 3)),
