@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-from ..errors import ArgumentError, ShapeError
+from ..errors import ArgumentError, ShapeError, SymgradError
 from .arrays import tril, triu
 from .core import (Expr, apply, broadcast_shapes, const, defop, graph_of, lift, op_function,
                    public, static_shape)
@@ -294,7 +294,7 @@ def cho_solve(c_and_lower, b):
     factor ``c``, lower or upper as ``lower`` says: two triangular solves."""
     try:
         c, lower = c_and_lower
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, SymgradError):      # an expression is not iterable
         raise ArgumentError("cho_solve takes (c, lower) as its first argument") from None
     first = solve_triangular(c, b, trans=0 if lower else 1, lower=lower)
     return solve_triangular(c, first, trans=1 if lower else 0, lower=lower)
