@@ -37,9 +37,10 @@ def _square(shape, what="a"):
     return shape[:-2]
 
 
-def _static_matrix(x, what):
+def _static_matrix(x, purpose):
     if not static_shape(x.shape[-2:]):
-        raise ShapeError(f"{what} needs matrices of static size, got shape {x.shape}")
+        raise ShapeError(f"matrices of static size are needed for {purpose}, got shape "
+                         f"{x.shape}")
 
 
 def _leading(g, out):
@@ -225,7 +226,7 @@ def cholesky(a, upper=False):
     """
     (a,) = _lifted(a)
     _square(a.shape)
-    _static_matrix(a, "cholesky's derivative")
+    _static_matrix(a, "the derivative")
     factor = apply("cholesky", a)
     return swap_last_axes(factor) if upper else factor
 
@@ -282,7 +283,7 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False):
                             f"got {trans!r}")
     a, b = _lifted(a, b)
     _square(a.shape)
-    _static_matrix(a, "solve_triangular's derivative")
+    _static_matrix(a, "the derivative")
     matrices, vector = _as_matrices(b)
     x = apply("solve_triangular", a, matrices, trans=_TRANS[trans], lower=bool(lower),
               unit_diagonal=bool(unit_diagonal))
@@ -363,10 +364,10 @@ def lstsq(a, b):
     """
     a, b = _lifted(a, b)
     if a.ndim != 2 or b.ndim not in (1, 2):
-        raise ShapeError(f"lstsq takes a matrix a and a vector or matrix b, got shapes "
+        raise ShapeError(f"a must be a matrix and b a vector or a matrix, got shapes "
                          f"{a.shape} and {b.shape}")
     if not static_shape(a.shape):
-        raise ShapeError(f"lstsq needs a matrix of static size, got shape {a.shape}")
+        raise ShapeError(f"a must be a matrix of static size, got shape {a.shape}")
     if b.shape[0] != a.shape[0]:
         raise ShapeError(f"a has {a.shape[0]} rows but b has {b.shape[0]}")
     x = matmul(apply("pinv", a), b)
@@ -403,7 +404,7 @@ def matrix_power(a, n):
     (a,) = _lifted(a)
     _square(a.shape)
     if n == 0:
-        _static_matrix(a, "the identity of matrix_power(a, 0)")
+        _static_matrix(a, "the identity of power 0")
         identity = const(np.eye(a.shape[-1], dtype=a.dtype), a.graph)
         return broadcast_to_like(identity, a)
     base = apply("inv", a) if n < 0 else a
@@ -455,12 +456,12 @@ def multi_dot(arrays):
     """
     arrays = _lifted(*arrays)
     if len(arrays) < 2:
-        raise ShapeError("multi_dot needs at least two arrays")
+        raise ShapeError("needs at least two arrays")
     first, last = arrays[0], arrays[-1]
     matrices = [expand_dims(first, 0) if first.ndim == 1 else first, *arrays[1:-1],
                 expand_dims(last, -1) if last.ndim == 1 else last]
     if any(m.ndim != 2 for m in matrices):
-        raise ShapeError(f"multi_dot takes matrices (vectors first or last), got shapes "
+        raise ShapeError(f"takes matrices (a vector first or last), got shapes "
                          f"{[e.shape for e in arrays]}")
     dims = [matrices[0].shape[0]] + [m.shape[1] for m in matrices]
     if not static_shape(dims):
