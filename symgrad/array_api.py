@@ -342,6 +342,22 @@ class ArrayNamespace:
     def roll(self, x, shift, axis=None):
         return self.xp.roll(x, shift, axis=axis)
 
+    def stack(self, arrays, axis=0):
+        return self.xp.stack(list(arrays), axis=axis)
+
+    @property
+    def linalg(self):
+        """The namespace's linalg extension, which the linear algebra of ops.matrix calls (inv,
+        solve, cholesky, det, slogdet, pinv, svd); a library without it is refused by name, and
+        so is Dask, whose linalg takes single matrices cut in square chunks, not stacks."""
+        extension = getattr(self.xp, "linalg", None)
+        if extension is None or _compat().is_dask_namespace(self.xp):
+            raise SymgradError(f"the array namespace {getattr(self.xp, '__name__', self.xp)!r} "
+                               f"has no linalg extension for stacks of matrices, which inv, "
+                               f"solve, det, slogdet, cholesky and pinv need; use backend "
+                               f"'numpy'")
+        return extension
+
     def zeros(self, shape, dtype=None):
         return self.xp.zeros(tuple(shape), dtype=self._dtype(dtype), device=self.device)
 

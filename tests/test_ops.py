@@ -15,12 +15,14 @@ from typing import Callable
 
 import numpy as np
 import pytest
+import scipy.linalg
 import scipy.special
 import sympy
 
 import symgrad as sg
 from symgrad.ops import apply, expand_dims, heaviside, squeeze
 from symgrad.ops.shape import fancy_index, normalize_index
+from symgrad.ops import matrix
 from symgrad.ops.special import USES_SCIPY
 
 DIMS = {"n": 5}             # the size bound to the symbolic dimension at call time
@@ -273,8 +275,9 @@ ELEMENTWISE_MORE = [       # element-wise functions beyond the first ones, activ
 
 
 def reads_scipy(op):
-    """Whether op's NumPy form calls SciPy (ops.special), which the array-API backend refuses."""
-    return op in USES_SCIPY
+    """Whether op's NumPy form calls SciPy (ops.special, ops.matrix), which the array-API
+    backend refuses."""
+    return op in USES_SCIPY or op in matrix.USES_SCIPY
 REDUCTIONS_MORE = [         # reductions, scans, norms and order statistics
     # products: their derivatives never divide, so zeros among the entries are exact
     *[reduction("prod", label, shape, sg.prod, np.prod, axis, keepdims)
@@ -711,6 +714,71 @@ PEER_MORE = [               # NumPy's functions the peer suite (tests/test_peer_
     Composed("arctan2", "angle", np.angle, ((3, 4),), np.angle, domains=(nonzero,)),
 ]
 
+
+def spd(rng, shape):
+    """Symmetric positive-definite matrices in the last two axes, well conditioned."""
+    size = shape[-1]
+    x = rng.standard_normal(shape)
+    return x @ np.swapaxes(x, -1, -2) / size + np.eye(size)
+
+
+def well_conditioned(rng, shape):
+    """Matrices in the last two axes with a dominant diagonal of either sign: invertible, far
+    from singular, determinants of either sign."""
+    x = rng.uniform(-0.5, 0.5, shape)
+    rows = min(shape[-2:])
+    signs = rng.choice([-1.0, 1.0], shape[:-2] + (rows,))
+    diagonal = np.zeros(shape)
+    diagonal[..., range(rows), range(rows)] = signs * (1.0 + 0.5 * max(shape[-2:]))
+    return x + diagonal
+
+
+def symmetrized(a):
+    return 0.5 * (a + sg.swapaxes(a, -1, -2))
+
+
+def triangular_case(label, shapes, **flags):
+    return Case("solve_triangular", label,
+                lambda a, b: sg.solve_triangular(a, b, **flags), shapes,
+                lambda a, b: scipy.linalg.solve_triangular(a, b, **flags),
+                (well_conditioned, normal))
+
+
+LINALG_MORE = [             # solves, inverses, determinants, Cholesky, pseudo-inverse
+    # a vector b is solved as a matrix of one column, which is then squeezed away
+    *[Case(op, label, sg.solve, shapes, np.linalg.solve, (well_conditioned, normal))
+      for op, label, shapes in [("solve", "matrix", ((3, 3), (3, 2))),
+                                ("squeeze", "solve-vector", ((3, 3), (3,))),
+                                ("solve", "batch", (("n", 3, 3), (3, 2))),
+                                ("squeeze", "solve-batch-vector", (("n", 3, 3), (3,))),
+                                ("solve", "broadcast-b", ((3, 3), (2, 3, 1)))]],
+    *[Case("inv", label, sg.inv, (shape,), np.linalg.inv, (well_conditioned,))
+      for label, shape in [("matrix", (3, 3)), ("batch", ("n", 3, 3))]],
+    *[Case("det", label, sg.det, (shape,), np.linalg.det, (well_conditioned,))
+      for label, shape in [("matrix", (3, 3)), ("batch", ("n", 3, 3))]],
+    *[Case("slogdet", label, lambda a: apply("slogdet", a), (shape,),
+           lambda a: np.stack(np.linalg.slogdet(a), axis=-1), (well_conditioned,))
+      for label, shape in [("matrix", (3, 3)), ("batch", ("n", 3, 3))]],
+    # np.linalg.cholesky reads the lower triangle: the gradient is that of a symmetric operand
+    *[Case("cholesky", label, lambda a: sg.cholesky(symmetrized(a)), (shape,),
+           np.linalg.cholesky, (spd,))
+      for label, shape in [("matrix", (3, 3)), ("batch", ("n", 3, 3)), ("one", (1, 1))]],
+    Case("transpose", "cholesky-upper", lambda a: sg.cholesky(symmetrized(a), upper=True),
+         ((3, 3),), lambda a: np.linalg.cholesky(a, upper=True), (spd,)),
+    triangular_case("lower", ((3, 3), (3, 2)), lower=True),
+    triangular_case("upper", ((3, 3), (3, 2))),
+    triangular_case("transposed", ((3, 3), (3, 2)), trans=1, lower=True),
+    triangular_case("unit-diagonal", ((3, 3), (3, 2)), unit_diagonal=True),
+    triangular_case("batch", (("n", 3, 3), (3, 2)), lower=True, trans="T"),
+    *[Case("pinv", label, sg.pinv, (shape,), np.linalg.pinv, (well_conditioned,))
+      for label, shape in [("tall", (4, 3)), ("wide", (2, 4)), ("square", (3, 3)),
+                           ("batch", ("n", 4, 2))]],
+    *[Case("lstsq_singular_values", label,
+           lambda a: apply("lstsq_singular_values", a), (shape,), np.linalg.svdvals)
+      for label, shape in [("tall", (4, 3)), ("batch", ("n", 2, 3))]],
+]
+
+
 CASES = [
     # element-wise functions
     *unary("sin", sg.sin, np.sin),
@@ -847,6 +915,7 @@ CASES = [
     *ORDER_STATISTICS,
     *MISC_MORE,
     *PEER_MORE,
+    *LINALG_MORE,
 ]
 
 def derived_cases(name):
@@ -919,6 +988,8 @@ NO_SYMPY.update(dict.fromkeys(["gather", "scatter_add"], "moves entries of an ar
 NO_SYMPY.update(dict.fromkeys(["sort", "argsort", "argmax", "argmin"],
                               "orders or searches entries along an axis"))
 NO_SYMPY["astype"] = "changes the dtype only: SymPy's numbers have none"
+NO_SYMPY.update(dict.fromkeys(["solve", "inv", "det", "slogdet", "cholesky", "solve_triangular",
+                               "pinv", "lstsq_singular_values"], "a function of whole matrices"))
 
 
 def sympy_checked():

@@ -407,6 +407,24 @@ _add("select with more conditions than choices", "select", AE,
      lambda e, o: functools.partial(sg.select, [e.v > 0.0, e.v < 0.0], [e.v]))
 _add("logsumexp with weights of another shape", "logsumexp", SH,
      lambda e, o: functools.partial(sg.logsumexp, e.W, axis=1, b=e.u4))
+# the linear algebra of issue 19
+_add("inv of a matrix that is not square", "inv", SH, lambda e, o: functools.partial(sg.inv, e.W))
+_add("solve with b of another length", "solve", SH,
+     lambda e, o: functools.partial(sg.solve, e.T3, e.v))
+_add("det of a vector", "det", SH, lambda e, o: functools.partial(sg.det, e.v))
+_add("slogdet of a matrix that is not square", "slogdet", SH,
+     lambda e, o: functools.partial(sg.slogdet, e.W))
+_add("cholesky of a matrix that is not square", "cholesky", SH,
+     lambda e, o: functools.partial(sg.cholesky, e.W))
+_add("solve_triangular with an unknown trans", "solve_triangular", AE,
+     lambda e, o: functools.partial(sg.solve_triangular, e.T3, e.T3, trans=3))
+_add("pinv of a vector", "pinv", SH, lambda e, o: functools.partial(sg.pinv, e.v))
+_add("lstsq of a stack of matrices", "lstsq", SH,
+     lambda e, o: functools.partial(sg.lstsq, e.T3, e.v))
+_add("matrix_power to a fractional power", "matrix_power", AE,
+     lambda e, o: functools.partial(sg.matrix_power, e.T3, 0.5))
+_add("multi_dot of a stack", "multi_dot", SH,
+     lambda e, o: functools.partial(sg.multi_dot, [e.W, e.T3]))
 
 # order statistics
 _add("sort of an unknown kind", "sort", AE, lambda e, o: functools.partial(sg.sort, e.v, kind="tim"))
@@ -1207,6 +1225,17 @@ SHAPE_MESSAGES = [
     ("linspace", [(), (3,)], lambda e: sg.linspace(e.x, e.v, -2)),
     ("gradient", [(2, 3)], lambda e: sg.gradient(e.W, axis=(1, -1))),
     ("gradient", [(2, 3)], lambda e: sg.gradient(e.W, axis=0, edge_order=2)),
+    ("det", [(3,)], lambda e: sg.det(e.v)),
+    ("inv", [(2, 3)], lambda e: sg.inv(e.W)),
+    ("cholesky", [("n", "n")], lambda e: sg.cholesky(e.X @ e.X.T)),
+    ("solve", [(2, 2, 2), (3,)], lambda e: sg.solve(e.T3, e.v)),
+    ("solve", [(2, 2, 2), ()], lambda e: sg.solve(e.T3, e.x)),
+    ("pinv", [(3,)], lambda e: sg.pinv(e.v)),
+    ("lstsq", [(2, 2, 2), (3,)], lambda e: sg.lstsq(e.T3, e.v)),
+    ("lstsq", [("n", 3), (3,)], lambda e: sg.lstsq(e.X, e.v)),
+    ("lstsq", [(2, 3), (3,)], lambda e: sg.lstsq(e.W, e.v)),
+    ("multi_dot", [(2, 3)], lambda e: sg.multi_dot([e.W])),
+    ("multi_dot", [(2, 3), (2, 2, 2)], lambda e: sg.multi_dot([e.W, e.T3])),
 ]
 
 # ShapeError raise sites in symgrad/ops that no public call can reach, and why
@@ -1239,6 +1268,8 @@ UNREACHABLE_RAISES = {
     ("arrays.py", "cannot roll axes"): "roll normalises (and checks) its axes before apply",
     ("order.py", "out of range for {len(shapes[0])}"): "sort and argsort normalise (and check) "
                                                       "their axis first",
+    ("matrix.py", "b must have at least two dimensions"): "solve and solve_triangular give a "
+                                                          "vector b its column axis before apply",
 }
 
 
