@@ -35,7 +35,9 @@ class SciPySpecial:
 
 # The libraries an emission may ask for by name (EmitContext.library), besides np, which every
 # function has; naming.RESERVED keeps variables off their names
-LIBRARIES = {"special": SciPySpecial()}
+LIBRARIES = {"special": SciPySpecial(), "stride_tricks": np.lib.stride_tricks}
+# what each library offers, for the backends that have no counterpart to say what they lack
+LIBRARY_CONTENTS = {"special": "SciPy's functions", "stride_tricks": "NumPy's strided views"}
 
 
 def scalar_type(dtype):
