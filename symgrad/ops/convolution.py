@@ -153,14 +153,14 @@ def _unfold(t, leading, axis, groups):
     if not leading:
         return t
     at = t.ndim + axis
+    before, after = t.shape[:at], t.shape[at + 1:]
     channels = t.shape[at] // (groups * math.prod(leading))
-    split = t.shape[:at] + (groups,) + tuple(leading) + (channels,) + t.shape[at + 1:]
-    t = reshape(t, split)
+    split = before + (groups,) + tuple(leading) + (channels,) + after
     extra = len(leading)
     order = (tuple(range(at + 1, at + 1 + extra)) + tuple(range(at + 1))
              + tuple(range(at + 1 + extra, len(split))))
-    return reshape(transpose(t, order),
-                   tuple(leading) + t.shape[:at] + (groups * channels,) + t.shape[at + 1:])
+    return reshape(transpose(reshape(t, split), order),
+                   tuple(leading) + before + (groups * channels,) + after)
 
 
 # -- the three convolutions --------------------------------------------------------------------------
