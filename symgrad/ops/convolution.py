@@ -431,7 +431,7 @@ def _padded(x, widths, value=0.0):
 
 
 @public("conv", static=("stride", "padding", "dilation", "groups"))
-@op_function("conv", operands=3)
+@op_function("conv", operands=2)
 def conv(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """A convolution layer, channels first, as PyTorch's ``conv1d``/``conv2d``/``conv3d``
     (``torch.nn.functional``): ``x`` of shape (N, C_in, *spatial) (or any leading batch axes,
@@ -607,5 +607,7 @@ def correlate(a, v, mode="valid"):
 
 
 def _check_vectors(a, v):
-    if a.ndim != 1 or v.ndim != 1:
-        raise ShapeError(f"the operands must be vectors, got {a.shape} and {v.shape}")
+    if a.ndim != 1 or v.ndim != 1 or not all(isinstance(d, int) and d > 0
+                                             for d in a.shape + v.shape):
+        raise ShapeError(f"the operands must be non-empty vectors of static lengths, got "
+                         f"{a.shape} and {v.shape}")
