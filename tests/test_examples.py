@@ -38,7 +38,8 @@ def load_example(name):
 
 def test_every_example_is_tested():
     scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
-    assert scripts == ["hessian_and_hvp.py", "mlp.py", "mnist_idx.py", "textbook_gradients.py"]
+    assert scripts == ["cnn_digits.py", "hessian_and_hvp.py", "mlp.py", "mnist_idx.py",
+                       "textbook_gradients.py"]
 
 
 def test_textbook_gradients():
@@ -117,3 +118,47 @@ def test_rosenbrock_through_matrix_products_matches_scipy():
     np.testing.assert_allclose(gradient, rosen_der(x0), rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(hvp_fn(x0, v0), rosen_hess_prod(x0, v0), rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(hessian_fn(x0), rosen_hess(x0), rtol=1e-12, atol=1e-10)
+
+
+def test_cnn_digits_trains_to_97_percent():
+    out = run_example("cnn_digits.py")
+    accuracies = [float(a) for a in re.findall(r"^epoch\s+\d+\s+loss \S+\s+test accuracy (\S+)$",
+                                               out, re.M)]
+    assert len(accuracies) == 12
+    final = re.search(r"^test accuracy (\S+) after 12 epochs", out, re.M)
+    assert final and float(final[1]) == accuracies[-1] >= 0.97, out
+
+
+def test_cnn_digits_gradients_of_every_layer_match_central_differences():
+    """Each of the six parameters (two convolutions' filters and biases, the dense layer's),
+    at the initial point on eight images: the gradient's projections on random directions and
+    a few of its entries against central differences of the compiled loss."""
+    example = load_example("cnn_digits.py")
+    images, _, labels, _ = example.load_data()
+    images, targets = images[:8], np.eye(10)[labels[:8]]
+    loss_and_gradients, _, parameters = example.build_cnn()
+    rng = np.random.default_rng(3)
+    values = example.init_parameters(rng)
+    values = [v + 0.1 * rng.standard_normal(v.shape) for v in values]    # biases not all zero
+    _, *gradients = loss_and_gradients(images, targets, *values)
+    step = 1e-6
+
+    def loss_along(k, direction):
+        plus, minus = list(values), list(values)
+        plus[k], minus[k] = values[k] + step * direction, values[k] - step * direction
+        return (loss_and_gradients(images, targets, *plus)[0]
+                - loss_and_gradients(images, targets, *minus)[0]) / (2 * step)
+
+    for k, (parameter, gradient) in enumerate(zip(parameters, gradients)):
+        assert gradient.shape == values[k].shape, parameter.name
+        # unit directions: a step of 1e-6 in the parameters' space meets no kink of a ReLU or
+        # a pooling window but with negligible probability
+        directions = [d / np.linalg.norm(d) for d in
+                      (rng.standard_normal(values[k].shape) for _ in range(3))]
+        for index in rng.choice(values[k].size, size=4, replace=False):
+            unit = np.zeros(values[k].size)
+            unit[index] = 1.0
+            directions.append(unit.reshape(values[k].shape))
+        for direction in directions:
+            np.testing.assert_allclose(np.vdot(gradient, direction), loss_along(k, direction),
+                                       rtol=1e-5, atol=1e-8, err_msg=parameter.name)

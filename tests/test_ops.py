@@ -16,13 +16,16 @@ from typing import Callable
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.signal
 import scipy.special
 import sympy
 
 import symgrad as sg
+import symgrad.scipy.signal as sg_signal
 from symgrad.ops import apply, expand_dims, heaviside, squeeze
 from symgrad.ops.shape import fancy_index, normalize_index
 from symgrad.ops import matrix
+from symgrad.ops.convolution import USES_WINDOWS
 from symgrad.ops.special import USES_SCIPY
 
 DIMS = {"n": 5}             # the size bound to the symbolic dimension at call time
@@ -274,10 +277,17 @@ ELEMENTWISE_MORE = [       # element-wise functions beyond the first ones, activ
 ]
 
 
-def reads_scipy(op):
-    """Whether op's NumPy form calls SciPy (ops.special, ops.matrix), which the array-API
-    backend refuses."""
-    return op in USES_SCIPY or op in matrix.USES_SCIPY
+def array_api_refuses(case):
+    """The ops of the case's value whose NumPy form the array-API backend has no counterpart
+    for, and refuses: SciPy's functions (ops.special, ops.matrix's triangular solves), strided
+    windows (ops.convolution)."""
+    with sg.use_graph():
+        _, out = build(case)
+        nodes = out.graph.ancestors_in_order([out.node])
+        ops = {out.graph.nodes[node]["op"] for node in nodes}
+    return sorted(ops & (set(USES_SCIPY) | set(matrix.USES_SCIPY) | set(USES_WINDOWS)))
+
+
 REDUCTIONS_MORE = [         # reductions, scans, norms and order statistics
     # products: their derivatives never divide, so zeros among the entries are exact
     *[reduction("prod", label, shape, sg.prod, np.prod, axis, keepdims)
@@ -779,6 +789,199 @@ LINALG_MORE = [             # solves, inverses, determinants, Cholesky, pseudo-i
 ]
 
 
+def _taps(kernel, stride, dilation, lengths):
+    """For each kernel offset, the strided slices of an input it meets at ``lengths`` output
+    positions along each axis: a direct reference, made without windows."""
+    for offset in np.ndindex(*kernel):
+        yield offset, tuple(slice(k * d, k * d + (n - 1) * s + 1, s)
+                            for k, s, d, n in zip(offset, stride, dilation, lengths))
+
+
+def _conv_lengths(sizes, kernel, stride, dilation):
+    return tuple((n - d * (k - 1) - 1) // s + 1
+                 for n, k, s, d in zip(sizes, kernel, stride, dilation))
+
+
+def np_conv(x, w, stride, dilation, groups, padding=0):
+    """PyTorch's conv (a correlation), offset by offset: every tap of the filters times the
+    strided slice of the zero-padded input it meets."""
+    nd = w.ndim - 2
+    x = np.pad(x, ((0, 0),) * (x.ndim - nd) + ((padding, padding),) * nd)
+    out_channels, per_group, kernel = w.shape[0], w.shape[1], w.shape[2:]
+    lengths = _conv_lengths(x.shape[-nd:], kernel, stride, dilation)
+    batch, letters = x.shape[:-nd - 1], "xyz"[:nd]
+    grouped_x = x.reshape(batch + (groups, per_group) + x.shape[-nd:])
+    grouped_w = w.reshape((groups, out_channels // groups, per_group) + kernel)
+    out = np.zeros(batch + (groups, out_channels // groups) + lengths)
+    for offset, slices in _taps(kernel, stride, dilation, lengths):
+        out += np.einsum(f"...gc{letters},goc->...go{letters}", grouped_x[(Ellipsis,) + slices],
+                         grouped_w[(Ellipsis,) + offset])
+    return out.reshape(batch + (out_channels,) + lengths)
+
+
+def np_conv_transpose(g, w, stride, dilation, groups, size):
+    """The adjoint of np_conv in its input: each tap spreads the cotangent back over its
+    slice."""
+    nd = len(size)
+    out_channels, per_group, kernel = w.shape[0], w.shape[1], w.shape[2:]
+    lengths, batch, letters = g.shape[-nd:], g.shape[:-nd - 1], "xyz"[:nd]
+    grouped_g = g.reshape(batch + (groups, out_channels // groups) + lengths)
+    grouped_w = w.reshape((groups, out_channels // groups, per_group) + kernel)
+    out = np.zeros(batch + (groups, per_group) + tuple(size))
+    for offset, slices in _taps(kernel, stride, dilation, lengths):
+        out[(Ellipsis,) + slices] += np.einsum(f"...go{letters},goc->...gc{letters}", grouped_g,
+                                               grouped_w[(Ellipsis,) + offset])
+    return out.reshape(batch + (groups * per_group,) + tuple(size))
+
+
+def np_conv_weight(x, g, stride, dilation, groups, kernel):
+    """The adjoint of np_conv in its filters: each tap is the input's slice against the
+    cotangent, summed over the batch."""
+    nd = len(kernel)
+    channels, out_channels = x.shape[-nd - 1], g.shape[-nd - 1]
+    lengths, letters = g.shape[-nd:], "xyz"[:nd]
+    grouped_x = x.reshape((-1, groups, channels // groups) + x.shape[-nd:])
+    grouped_g = g.reshape((-1, groups, out_channels // groups) + lengths)
+    out = np.zeros((groups, out_channels // groups, channels // groups) + tuple(kernel))
+    for offset, slices in _taps(kernel, stride, dilation, lengths):
+        out[(Ellipsis,) + offset] = np.einsum(f"bgc{letters},bgo{letters}->goc",
+                                              grouped_x[(Ellipsis,) + slices], grouped_g)
+    return out.reshape((out_channels, channels // groups) + tuple(kernel))
+
+
+def np_windows(x, window, stride, dilation):
+    nd = len(window)
+    lengths = _conv_lengths(x.shape[-nd:], window, stride, dilation)
+    out = np.zeros(x.shape[:-nd] + lengths + tuple(window))
+    for offset, slices in _taps(window, stride, dilation, lengths):
+        out[(Ellipsis,) + offset] = x[(Ellipsis,) + slices]
+    return out
+
+
+def np_unwindows(g, window, stride, dilation, size):
+    nd = len(window)
+    out = np.zeros(g.shape[:-2 * nd] + tuple(size))
+    for offset, slices in _taps(window, stride, dilation, g.shape[-2 * nd:-nd]):
+        out[(Ellipsis,) + slices] += g[(Ellipsis,) + offset]
+    return out
+
+
+def np_pool(x, kernel, stride, padding, reduce, fill):
+    nd = len(kernel)
+    x = np.pad(x, ((0, 0),) * (x.ndim - nd) + ((padding, padding),) * nd, constant_values=fill)
+    windows = np_windows(x, kernel, stride, (1,) * nd)
+    return reduce(windows, axis=tuple(range(-nd, 0)))
+
+
+def window_gaps(kernel, stride, padding):
+    """Distances between the two largest entries of each pooling window: max_pool has a tie
+    where one vanishes."""
+    def kink(x):
+        nd = len(kernel)
+        padded = np.pad(x, ((0, 0),) * (x.ndim - nd) + ((padding, padding),) * nd,
+                        constant_values=-np.inf)
+        windows = np_windows(padded, kernel, stride, (1,) * nd)
+        ordered = np.sort(windows.reshape(windows.shape[:-nd] + (-1,)), axis=-1)
+        return ordered[..., -1] - ordered[..., -2]
+    return kink
+
+
+def conv_case(label, shapes, stride=1, dilation=1, groups=1, padding=0):
+    nd = len(shapes[1]) - 2
+    per_axis = (lambda v: (v,) * nd if isinstance(v, int) else v)
+    return Case("conv", label, lambda x, w: sg.conv(x, w, stride=stride, padding=padding,
+                                                     dilation=dilation, groups=groups),
+                shapes, lambda x, w: np_conv(x, w, per_axis(stride), per_axis(dilation), groups,
+                                             padding))
+
+
+def adjoint_case(op, label, shapes, reference, **attrs):
+    return Case(op, label, lambda a, b: apply(op, a, b, **attrs), shapes,
+                lambda a, b: reference(a, b, **attrs))
+
+
+def window_case(op, label, shape, reference, **attrs):
+    return Case(op, label, lambda a: apply(op, a, **attrs), (shape,),
+                lambda a: reference(a, **attrs))
+
+
+def signal_case(op, label, build_function, reference, shapes):
+    return Composed(op, label, build_function, shapes, reference)
+
+
+CONVOLUTION_MORE = [       # convolutions and pooling
+    conv_case("1d", ((2, 3, 7), (4, 3, 3))),
+    conv_case("2d", ((2, 2, 5, 4), (3, 2, 2, 3))),
+    conv_case("2d-stride-dilation", ((1, 2, 7, 6), (2, 2, 2, 2)), stride=(2, 1),
+              dilation=(1, 2)),
+    conv_case("2d-groups-padding", ((2, 4, 4, 4), (4, 2, 3, 3)), groups=2, padding=1),
+    conv_case("3d", ((1, 1, 3, 4, 3), (2, 1, 2, 2, 2))),
+    conv_case("unbatched-stride", ((2, 6), (2, 2, 3)), stride=2),
+    conv_case("batch-same", (("n", 2, 5), (3, 2, 3)), padding=1),
+    conv_case("batch-groups", (("n", 3, 6), (3, 1, 2)), groups=3, dilation=2),
+    Composed("add", "conv-bias", lambda x, w, b: sg.conv(x, w, b), ((2, 2, 4, 4), (3, 2, 3, 3),
+                                                                     (3,)),
+             lambda x, w, b: np_conv(x, w, (1, 1), (1, 1), 1) + b[:, None, None]),
+    adjoint_case("conv_transpose", "2d", ((2, 3, 3, 2), (3, 2, 2, 3)), np_conv_transpose,
+                 stride=(1, 1), dilation=(1, 1), groups=1, size=(4, 4)),
+    adjoint_case("conv_transpose", "stride-dilation-groups", ((2, 4, 3, 2), (4, 1, 2, 2)),
+                 np_conv_transpose, stride=(2, 2), dilation=(1, 2), groups=2, size=(6, 5)),
+    adjoint_case("conv_transpose", "batch", (("n", 2, 4), (2, 3, 2)), np_conv_transpose,
+                 stride=(2,), dilation=(1,), groups=1, size=(9,)),
+    adjoint_case("conv_weight", "2d", ((2, 2, 5, 4), (2, 3, 4, 2)), np_conv_weight,
+                 stride=(1, 1), dilation=(1, 1), groups=1, kernel=(2, 3)),
+    adjoint_case("conv_weight", "groups-stride", ((1, 4, 6, 5), (1, 2, 3, 2)), np_conv_weight,
+                 stride=(2, 2), dilation=(1, 2), groups=2, kernel=(2, 2)),
+    adjoint_case("conv_weight", "batch", (("n", 2, 6), ("n", 3, 4)), np_conv_weight,
+                 stride=(1,), dilation=(1,), groups=1, kernel=(3,)),
+    window_case("windows", "2d", (2, 5, 6), np_windows, window=(2, 3), stride=(1, 2),
+                dilation=(2, 1)),
+    window_case("windows", "batch", ("n", 7), np_windows, window=(3,), stride=(2,),
+                dilation=(1,)),
+    window_case("unwindows", "2d", (2, 3, 2, 2, 3), np_unwindows, window=(2, 3), stride=(1, 2),
+                dilation=(2, 1), size=(5, 6)),
+    window_case("unwindows", "batch", ("n", 3, 3), np_unwindows, window=(3,), stride=(2,),
+                dilation=(1,), size=(7,)),
+    *[Composed("max", f"max_pool-{label}", lambda x, k=kernel, s=stride, p=padding:
+               sg.max_pool(x, k, stride=s, padding=p), (shape,),
+               lambda x, k=kernel, s=stride, p=padding:
+               np_pool(x, k, s or k, p, np.max, -np.inf), (normal,),
+               window_gaps(kernel, stride or kernel, padding))
+      for label, shape, kernel, stride, padding in [
+          ("2d", (2, 2, 4, 6), (2, 2), None, 0),
+          ("stride-padding", (1, 2, 5, 5), (3, 3), (2, 2), 1),
+          ("batch", ("n", 2, 6), (3,), (2,), 0)]],
+    *[Composed("mean", f"avg_pool-{label}", lambda x, k=kernel, s=stride, p=padding:
+               sg.avg_pool(x, k, stride=s, padding=p), (shape,),
+               lambda x, k=kernel, s=stride, p=padding:
+               np_pool(x, k, s or k, p, np.mean, 0.0))
+      for label, shape, kernel, stride, padding in [
+          ("2d", (2, 2, 4, 4), (2, 2), None, 0),
+          ("stride-padding", (1, 2, 5, 5), (3, 3), (2, 2), 1),
+          ("batch", ("n", 2, 7), (3,), (2,), 0)]],
+    signal_case("reshape", "np-convolve-full", lambda a, v: np.convolve(a, v), np.convolve,
+                ((5,), (3,))),
+    signal_case("reshape", "np-convolve-same-swapped", lambda a, v: np.convolve(a, v, "same"),
+                lambda a, v: np.convolve(a, v, "same"), ((3,), (5,))),
+    signal_case("reshape", "np-correlate-valid", lambda a, v: np.correlate(a, v), np.correlate,
+                ((6,), (3,))),
+    signal_case("getitem", "np-correlate-full-swapped",
+                lambda a, v: np.correlate(a, v, "full"),
+                lambda a, v: np.correlate(a, v, "full"), ((2,), (4,))),
+    signal_case("reshape", "convolve2d-same",
+                lambda a, v: sg_signal.convolve2d(a, v, "same"),
+                lambda a, v: scipy.signal.convolve2d(a, v, "same"), ((4, 5), (2, 3))),
+    signal_case("getitem", "correlate2d-valid-swapped",
+                lambda a, v: sg_signal.correlate2d(a, v, "valid"),
+                lambda a, v: scipy.signal.correlate2d(a, v, "valid"), ((2, 3), (4, 5))),
+    signal_case("reshape", "correlate2d-wrap",
+                lambda a, v: sg_signal.correlate2d(a, v, boundary="wrap"),
+                lambda a, v: scipy.signal.correlate2d(a, v, boundary="wrap"), ((3, 4), (2, 2))),
+    signal_case("reshape", "convolve-3d-same",
+                lambda a, v: sg_signal.convolve(a, v, "same"),
+                lambda a, v: scipy.signal.convolve(a, v, "same"), ((3, 4, 3), (2, 2, 2))),
+]
+
 CASES = [
     # element-wise functions
     *unary("sin", sg.sin, np.sin),
@@ -916,6 +1119,7 @@ CASES = [
     *MISC_MORE,
     *PEER_MORE,
     *LINALG_MORE,
+    *CONVOLUTION_MORE,
 ]
 
 def derived_cases(name):
@@ -990,6 +1194,9 @@ NO_SYMPY.update(dict.fromkeys(["sort", "argsort", "argmax", "argmin"],
 NO_SYMPY["astype"] = "changes the dtype only: SymPy's numbers have none"
 NO_SYMPY.update(dict.fromkeys(["solve", "inv", "det", "slogdet", "cholesky", "solve_triangular",
                                "pinv", "lstsq_singular_values"], "a function of whole matrices"))
+NO_SYMPY.update(dict.fromkeys(["conv", "conv_transpose", "conv_weight"],
+                             "contracts windows of arrays"))
+NO_SYMPY.update(dict.fromkeys(["windows", "unwindows"], "moves entries of an array into windows"))
 
 
 def sympy_checked():

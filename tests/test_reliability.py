@@ -16,6 +16,7 @@ import pytest
 import sympy
 
 import symgrad as sg
+import symgrad.scipy.signal as sg_signal
 from symgrad.ops import apply
 from symgrad.ops.core import defop as register_primitive
 from symgrad.ops.core import same_shape
@@ -635,6 +636,27 @@ _add("astype with copy that is not a bool", "astype", AE,
      lambda e, o: functools.partial(sg.astype, e.v, "float32", copy="yes"))
 _add("a boolean mask of another shape than its axes", "Expr", SH,
      lambda e, o: lambda: e.W[np.array([True, False, True])])
+# convolution and pooling
+_add("conv with filters of the wrong channels", "conv", SH,
+     lambda e, o: functools.partial(sg.conv, e.T3, sg.const(np.ones((1, 3, 2)))))
+_add("conv with a bias of the wrong length", "conv", SH,
+     lambda e, o: functools.partial(sg.conv, e.T3, sg.const(np.ones((3, 2, 2))), e.u4))
+_add("conv with padding 'same' and a stride", "conv", AE,
+     lambda e, o: functools.partial(sg.conv, e.T3, sg.const(np.ones((3, 2, 2))), stride=2,
+                                    padding="same"))
+_add("conv with a stride of zero", "conv", AE,
+     lambda e, o: functools.partial(sg.conv, e.T3, sg.const(np.ones((3, 2, 2))), stride=0))
+_add("max_pool with padding over half the kernel", "max_pool", AE,
+     lambda e, o: functools.partial(sg.max_pool, e.T3, 2, padding=2))
+_add("max_pool of a window longer than the input", "max_pool", SH,
+     lambda e, o: functools.partial(sg.max_pool, e.T3, 3))
+_add("avg_pool with a kernel of no length", "avg_pool", AE,
+     lambda e, o: functools.partial(sg.avg_pool, e.T3, 0))
+_add("convolve of a matrix", "convolve", SH, lambda e, o: functools.partial(sg.convolve, e.W, e.v))
+_add("convolve in an unknown mode", "convolve", AE,
+     lambda e, o: functools.partial(sg.convolve, e.u4, e.v, mode="middle"))
+_add("correlate of vectors of a named length", "correlate", SH,
+     lambda e, o: functools.partial(sg.correlate, e.X[:, 0], e.v))
 
 
 # Public callables with no entry above, and why.
@@ -1236,6 +1258,22 @@ SHAPE_MESSAGES = [
     ("lstsq", [(2, 3), (3,)], lambda e: sg.lstsq(e.W, e.v)),
     ("multi_dot", [(2, 3)], lambda e: sg.multi_dot([e.W])),
     ("multi_dot", [(2, 3), (2, 2, 2)], lambda e: sg.multi_dot([e.W, e.T3])),
+    ("conv", [(2, 3), (1, 2, 4)], lambda e: sg.conv(e.W, np.ones((1, 2, 4)))),
+    ("conv", [(3,), (1, 1, 2)], lambda e: sg.conv(e.v, np.ones((1, 1, 2)))),
+    ("conv", [(3, "n"), (1, 3, 1)], lambda e: sg.conv(e.X.T, np.ones((1, 3, 1)))),
+    ("conv", [("n", 3), (1, 1, 1)], lambda e: sg.conv(e.X, np.ones((1, 1, 1)))),
+    ("conv", [(2, 3), (2, "n", 1)], lambda e: sg.conv(e.W, sg.var("Wn", shape=(2, "n", 1)))),
+    ("conv", [(2, 2, 2), (3, 1, 1)], lambda e: sg.conv(e.T3, np.ones((3, 1, 1)), groups=2)),
+    ("conv", [(2, 2, 2), (3, 1, 1)], lambda e: sg.conv(e.T3, np.ones((3, 1, 1)))),
+    ("conv", [(2, 3), (3,)], lambda e: sg.conv(e.W, e.v)),
+    ("conv", [(2, 2, 2), (3, 2, 1)], lambda e: sg.conv(e.T3, np.ones((3, 2, 1)), e.u4)),
+    ("max_pool", [(3,)], lambda e: sg.max_pool(e.v, 2)),
+    ("avg_pool", [(3,)], lambda e: sg.avg_pool(e.v, (2, 2))),
+    ("max_pool", [(3, "n")], lambda e: sg.max_pool(e.X.T, (2,))),
+    ("convolve", [(2, 3), (3,)], lambda e: sg.convolve(e.W, e.v)),
+    ("convolve", [("n",), (3,)], lambda e: sg.convolve(e.X[:, 0], e.v)),
+    ("convolve", [("n", 3), ("n", 3)], lambda e: sg_signal.convolve(e.X, e.X)),
+    ("convolve", [(), ()], lambda e: sg_signal.convolve(e.x, e.x)),
 ]
 
 # ShapeError raise sites in symgrad/ops that no public call can reach, and why
@@ -1270,6 +1308,12 @@ UNREACHABLE_RAISES = {
                                                       "their axis first",
     ("matrix.py", "b must have at least two dimensions"): "solve and solve_triangular give a "
                                                           "vector b its column axis before apply",
+    ("convolution.py", "the cotangent's last axes {g[-nd - 1:]}"): "conv_transpose is "
+                                                                  "internal (conv's rule)",
+    ("convolution.py", "the cotangent has shape {g}"): "conv_weight is internal (conv's rule)",
+    ("convolution.py", "input channels do not split"): "conv_weight is internal, as above",
+    ("convolution.py", "the cotangent's last axes are not windows"): "unwindows is internal "
+                                                                    "(the rule of windows)",
 }
 
 

@@ -34,7 +34,7 @@ from .. import naming
 from ..errors import SymgradError
 from ..ops import OPS
 from ..ops.shape import index_source
-from .emission import NumpySyntax
+from .emission import LIBRARY_CONTENTS, NumpySyntax
 from .memory import release_dead_arrays
 from .numpy import NumpyRenderer, planned
 
@@ -149,9 +149,10 @@ class ArrayAPIRenderer(NumpyRenderer):
 
     def library(self, name, op_name):
         """Refused: the standard has no special functions, and SciPy's would make the
-        arguments' arrays NumPy's (or fail on them)."""
-        raise SymgradError(f"backend 'array_api' has no counterpart for SciPy's functions "
-                           f"({name}), which op {op_name!r} uses; use backend 'numpy'")
+        arguments' arrays NumPy's (or fail on them); nor has it strided views of an array."""
+        raise SymgradError(f"backend 'array_api' has no counterpart for "
+                           f"{LIBRARY_CONTENTS[name]} ({name}), which op {op_name!r} uses; "
+                           f"use backend 'numpy'")
 
     def preamble(self):
         note = "# np: the arguments' array namespace (symgrad.array_api.ArrayNamespace)"

@@ -48,7 +48,11 @@ class SciPyLinalg(SciPySpecial):
 
 # The libraries an emission may ask for by name (EmitContext.library), besides np, which every
 # function has; naming.RESERVED keeps variables off their names
-LIBRARIES = {"special": SciPySpecial(), "linalg": SciPyLinalg()}
+LIBRARIES = {"special": SciPySpecial(), "linalg": SciPyLinalg(),
+             "stride_tricks": np.lib.stride_tricks}
+# what each library offers, for the backends that have no counterpart to say what they lack
+LIBRARY_CONTENTS = {"special": "SciPy's functions", "linalg": "SciPy's linear algebra",
+                    "stride_tricks": "NumPy's strided views"}
 
 
 def scalar_type(dtype):

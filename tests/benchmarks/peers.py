@@ -54,6 +54,7 @@ from typing import Callable
 
 import numpy as np
 import scipy
+from numpy.lib.stride_tricks import sliding_window_view
 from numpy.polynomial import Polynomial
 from scipy.optimize import rosen_der, rosen_hess_prod
 from scipy.special import softmax
@@ -109,6 +110,11 @@ def iterated_map(steps, ns, x):
     for _ in range(steps):
         x = ns.sin(x) * x + x ** 2
     return ns.sum(x)
+
+
+def conv_layer(ns, X, W, b):
+    """A 3x3 convolution layer (zero padding 1), ReLU, half the sum of squares."""
+    return 0.5 * ns.sum(ns.relu(ns.conv(X, W, b, padding=1)) ** 2)
 
 
 def chain(steps, ns, y):
@@ -212,6 +218,46 @@ def hand_iterated_map(x, steps):
     return g
 
 
+def hand_conv_layer(X, W, b):
+    """conv_layer's value and gradients in X, W and b, as a careful hand writes them: the
+    windows of the padded input as a strided view, one tensordot each way, and the input's
+    gradient added back one kernel offset at a time."""
+    kh, kw = W.shape[2:]
+    padded = np.pad(X, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    windows = sliding_window_view(padded, (kh, kw), axis=(2, 3))       # (n, c, h, w, kh, kw)
+    Y = np.tensordot(windows, W, axes=((1, 4, 5), (1, 2, 3)))           # (n, h, w, o)
+    Y += b
+    np.maximum(Y, 0.0, out=Y)       # relu; the derivative of Y**2 / 2 through it is Y itself
+    value = 0.5 * np.vdot(Y, Y)
+    dW = np.tensordot(Y, windows, axes=((0, 1, 2), (0, 2, 3)))          # (o, c, kh, kw)
+    db = Y.sum(axis=(0, 1, 2))
+    columns = np.tensordot(Y, W, axes=((3,), (0,)))                     # (n, h, w, c, kh, kw)
+    dpadded = np.zeros_like(padded)
+    height, width = X.shape[2:]
+    for i in range(kh):
+        for j in range(kw):
+            dpadded[:, :, i:i + height, j:j + width] += columns[..., i, j].transpose(0, 3, 1, 2)
+    return value, dpadded[:, :, 1:-1, 1:-1], dW, db
+
+
+def conv_layer_reference(X, W, b):
+    """conv_layer's value and gradients, offset by offset (no windows): the check."""
+    kh, kw = W.shape[2:]
+    padded = np.pad(X, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    height, width = X.shape[2:]
+    Y = np.zeros((X.shape[0], W.shape[0], height, width)) + b[:, None, None]
+    for i in range(kh):
+        for j in range(kw):
+            Y += np.einsum("nchw,oc->nohw", padded[:, :, i:i + height, j:j + width], W[:, :, i, j])
+    Y = np.maximum(Y, 0.0)
+    dW, dpadded = np.zeros_like(W), np.zeros_like(padded)
+    for i in range(kh):
+        for j in range(kw):
+            dW[:, :, i, j] = np.einsum("nohw,nchw->oc", Y, padded[:, :, i:i + height, j:j + width])
+            dpadded[:, :, i:i + height, j:j + width] += np.einsum("nohw,oc->nchw", Y, W[:, :, i, j])
+    return 0.5 * np.sum(Y * Y), dpadded[:, :, 1:-1, 1:-1], dW, Y.sum(axis=(0, 2, 3))
+
+
 # -- adapters: one per framework ---------------------------------------------------------------
 
 class Adapter:
@@ -293,7 +339,11 @@ class Jax(Adapter):
         self.ns = SimpleNamespace(
             sum=jnp.sum, mean=jnp.mean, tanh=jnp.tanh, sin=jnp.sin, maximum=jnp.maximum,
             relu=jax.nn.relu, logsumexp=logsumexp, log_softmax=jax.nn.log_softmax,
-            const=jnp.asarray)
+            const=jnp.asarray, conv=self._conv)
+
+    def _conv(self, X, W, b, padding):
+        out = self.jax.lax.conv_general_dilated(X, W, (1, 1), [(padding, padding)] * 2)
+        return out + b[:, None, None]
 
     def _run(self, fn, args):
         native = [self.jnp.asarray(a) for a in args]
@@ -328,7 +378,8 @@ class Torch(Adapter):
             sum=lambda a, axis=None: a.sum() if axis is None else a.sum(dim=axis),
             mean=torch.mean, tanh=torch.tanh, sin=torch.sin, maximum=torch.maximum,
             relu=torch.relu, logsumexp=lambda a: torch.logsumexp(a.reshape(-1), dim=0),
-            log_softmax=lambda a, axis: torch.log_softmax(a, dim=axis), const=torch.from_numpy)
+            log_softmax=lambda a, axis: torch.log_softmax(a, dim=axis), const=torch.from_numpy,
+            conv=torch.nn.functional.conv2d)
 
     def _tensors(self, args, wrt=()):
         return [self.torch.from_numpy(np.asarray(a, dtype=np.float64)).requires_grad_(i in wrt)
@@ -559,6 +610,20 @@ def map_cases(cfg):
                    cfg.setups("grad", partial(iterated_map, steps), (x,), (0,)))
 
 
+CONV_PEERS = ("symgrad", "symgrad numba", "JAX", "PyTorch")    # those with a conv in ns
+
+
+def conv_cases(cfg):
+    X = cfg.rng.standard_normal((64, 16, 32, 32))
+    W = cfg.rng.standard_normal((32, 16, 3, 3)) / 12.0
+    b = cfg.rng.standard_normal(32) * 0.1
+    args = (X, W, b)
+    setups = {a.label: partial(a.grad, conv_layer, args, (0, 1, 2), True)
+              if a.label in CONV_PEERS else "n/a (no convolution here)" for a in cfg.adapters}
+    yield Case("conv", "conv layer 16->32 3x3, 64x32x32, loss+gradients",
+               partial(hand_conv_layer, *args), conv_layer_reference(*args), setups)
+
+
 def cold_start(adapter, f, args):
     """A run that builds, differentiates and compiles f, then calls it once."""
     return lambda: adapter.grad(f, args, (0,), value=True)()
@@ -590,7 +655,7 @@ def compile_cases(cfg):
 
 WORKLOADS = {"rosenbrock": rosenbrock_cases, "mlp": mlp_cases, "tanh": tanh_cases,
              "hessian": hessian_cases, "scalar": scalar_cases, "map": map_cases,
-             "compile": compile_cases}
+             "compile": compile_cases, "conv": conv_cases}
 
 
 # -- measuring ---------------------------------------------------------------------------------
