@@ -36,12 +36,31 @@ def _emit_scipy(name):
     return emit, emit_into
 
 
+def _emit_scipy_float32(name, orders=()):
+    """SciPy's ufunc ``name`` as _emit_scipy writes it, with the attributes ``orders`` as leading
+    literal arguments (a Bessel function's order), and ``dtype=np.float32`` on float32 results:
+    some of SciPy's ufuncs pick their float64 loop for a Python number next to a float32 array."""
+    def arguments(ctx):
+        literals = [literal(float(ctx.attrs[o])) for o in orders]
+        cast = ["dtype=np.float32"] if ctx.dtype == "float32" else []
+        return literals + list(ctx.args), cast
+
+    def emit(ctx):
+        operands, cast = arguments(ctx)
+        return f"{ctx.library('special')}.{name}({', '.join(operands + cast)})"
+
+    def emit_into(ctx):
+        operands, cast = arguments(ctx)
+        return f"{ctx.library('special')}.{name}({', '.join(operands + cast)}, out={ctx.into})"
+    return emit, emit_into
+
+
 # the ops whose NumPy form calls SciPy
 USES_SCIPY = ("erf", "erfc", "logit", "xlogy")
 _ERF, _ERF_INTO = _emit_scipy("erf")
 _ERFC, _ERFC_INTO = _emit_scipy("erfc")
 _LOGIT, _LOGIT_INTO = _emit_scipy("logit")
-_XLOGY, _XLOGY_INTO = _emit_scipy("xlogy")
+_XLOGY, _XLOGY_INTO = _emit_scipy_float32("xlogy")
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 defop("erf", 1, same_shape, _ERF,
@@ -118,25 +137,6 @@ _SQRT_PI_OVER_TWO = math.sqrt(math.pi) / 2.0
 _SQRT_TWO_PI = math.sqrt(2.0 * math.pi)
 _SQRT_TWO_OVER_PI = math.sqrt(2.0 / math.pi)
 _ONE_OVER_SQRT_TWO_PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-def _emit_scipy_float32(name, orders=()):
-    """SciPy's ufunc ``name`` as _emit_scipy writes it, with the attributes ``orders`` as leading
-    literal arguments (a Bessel function's order), and ``dtype='float32'`` on float32 results:
-    some of SciPy's ufuncs pick their float64 loop for a Python number next to a float32 array."""
-    def arguments(ctx):
-        literals = [literal(float(ctx.attrs[o])) for o in orders]
-        cast = [f"dtype={literal('float32')}"] if ctx.dtype == "float32" else []
-        return literals + list(ctx.args), cast
-
-    def emit(ctx):
-        operands, cast = arguments(ctx)
-        return f"{ctx.library('special')}.{name}({', '.join(operands + cast)})"
-
-    def emit_into(ctx):
-        operands, cast = arguments(ctx)
-        return f"{ctx.library('special')}.{name}({', '.join(operands + cast)}, out={ctx.into})"
-    return emit, emit_into
 
 
 def _fold_with(function):
@@ -299,8 +299,9 @@ def multigammaln(a, d):
 
 _special("erfinv", 1, lambda g, out, x: [g * (_SQRT_PI_OVER_TWO * exp(out * out))], "erfinv",
          public="erfinv")
+# SymPy's erfcinv evaluates to a complex number where erfinv(1 - x) does not
 _special("erfcinv", 1, lambda g, out, x: [-(g * (_SQRT_PI_OVER_TWO * exp(out * out)))],
-         "erfcinv", public="erfcinv")
+         lambda sympy, x: sympy.erfinv(1 - x), public="erfcinv")
 # erfcx(x) = exp(x²) erfc(x), finite where erfc underflows: log_ndtr's derivative is built on it
 _special("erfcx", 1, lambda g, out, x: [g * (2.0 * (x * out) - _TWO_OVER_SQRT_PI)],
          lambda sympy, x: sympy.exp(x ** 2) * sympy.erfc(x), public="erfcx")
