@@ -84,6 +84,8 @@ def backprop(graph, output, cotangent, wrt):
         for position, (operand, result) in enumerate(zip(data["inputs"], results)):
             if result is None or operand not in on_path or position in op.nondifferentiable:
                 continue
+            if isinstance(result, UndefinedGradientError):
+                raise result        # a gradient through an operand the rule has none for
             expected = cotangent.shape[:leading] + nodes[operand]["shape"]
             if not isinstance(result, Expr) or result.graph is not graph:
                 raise _rule_error(data["op"], f"gave operand {position} {result!r}, not an "

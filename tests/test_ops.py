@@ -980,6 +980,62 @@ CONVOLUTION_MORE = [       # convolutions and pooling
     signal_case("reshape", "convolve-3d-same",
                 lambda a, v: sg_signal.convolve(a, v, "same"),
                 lambda a, v: scipy.signal.convolve(a, v, "same"), ((3, 4, 3), (2, 2, 2))),
+
+def away_from_integers(a):
+    """Distances to the poles of the gamma family (and the jumps of gammasgn)."""
+    return a - np.round(a)
+
+
+SPECIAL_MORE = [            # issue 19: SciPy's special functions (their shape parameters constant)
+    *unary("gammaln", sg.gammaln, scipy.special.gammaln, positive),
+    Case("gammaln", "negative", sg.gammaln, ((3, 4),), scipy.special.gammaln,
+         (uniform(-2.8, -2.2),), away_from_integers),
+    *unary("digamma", sg.digamma, scipy.special.digamma, positive),
+    Case("digamma", "negative", sg.digamma, ((3, 4),), scipy.special.digamma,
+         (uniform(-1.8, -1.2),), away_from_integers),
+    *unary("polygamma", lambda a: sg.polygamma(1, a), lambda a: scipy.special.polygamma(1, a),
+           positive),
+    Case("polygamma", "order-3", lambda a: sg.polygamma(3, a), ((3, 4),),
+         lambda a: scipy.special.polygamma(3, a), (uniform(1.0, 3.0),)),
+    *binary("betaln", sg.betaln, scipy.special.betaln, (positive, positive)),
+    *unary("gamma", sg.gamma, scipy.special.gamma, uniform(0.5, 3.0)),
+    Case("gamma", "negative", sg.gamma, ((3, 4),), scipy.special.gamma, (uniform(-1.8, -1.2),),
+         away_from_integers),
+    *unary("rgamma", sg.rgamma, scipy.special.rgamma, uniform(0.3, 3.0)),
+    Case("rgamma", "negative", sg.rgamma, ((3, 4),), scipy.special.rgamma,
+         (uniform(-2.8, -2.2),), away_from_integers),
+    *binary("beta", sg.beta, scipy.special.beta, (positive, positive)),
+    *unary("gammasgn", sg.gammasgn, scipy.special.gammasgn, uniform(-3.9, 3.9),
+           away_from_integers),
+    *unary("erfinv", sg.erfinv, scipy.special.erfinv, uniform(-0.9, 0.9)),
+    *unary("erfcinv", sg.erfcinv, scipy.special.erfcinv, uniform(0.1, 1.9)),
+    *unary("erfcx", sg.erfcx, scipy.special.erfcx),
+    *unary("ndtr", sg.ndtr, scipy.special.ndtr),
+    *unary("ndtri", sg.ndtri, scipy.special.ndtri, uniform(0.05, 0.95)),
+    *unary("log_ndtr", sg.log_ndtr, scipy.special.log_ndtr, uniform(-8.0, 4.0)),
+    *binary("xlog1py", sg.xlog1py, scipy.special.xlog1py, (normal, uniform(-0.5, 2.0))),
+    *unary("gammainc", lambda a: sg.gammainc(2.5, a), lambda a: scipy.special.gammainc(2.5, a),
+           positive),
+    *unary("gammaincc", lambda a: sg.gammaincc(2.5, a), lambda a: scipy.special.gammaincc(2.5, a),
+           positive),
+    *unary("betainc", lambda a: sg.betainc(2.0, 3.5, a),
+           lambda a: scipy.special.betainc(2.0, 3.5, a), uniform(0.05, 0.95)),
+    *unary("stdtr", lambda a: sg.stdtr(3.5, a), lambda a: scipy.special.stdtr(3.5, a)),
+    *unary("j0", sg.j0, scipy.special.j0, uniform(0.5, 8.0)),
+    *unary("j1", sg.j1, scipy.special.j1, uniform(0.5, 8.0)),
+    *unary("jv", lambda a: sg.jv(2.5, a), lambda a: scipy.special.jv(2.5, a), uniform(0.5, 8.0)),
+    Case("jv", "integer-order", lambda a: sg.jn(3, a), ((3, 4),),
+         lambda a: scipy.special.jn(3, a), (uniform(-8.0, 8.0),)),
+    *unary("y0", sg.y0, scipy.special.y0, uniform(0.5, 8.0)),
+    *unary("y1", sg.y1, scipy.special.y1, uniform(0.5, 8.0)),
+    *unary("yn", lambda a: sg.yn(3, a), lambda a: scipy.special.yn(3, a), uniform(1.0, 8.0)),
+    *unary("i0", sg.i0, scipy.special.i0),
+    *unary("i1", sg.i1, scipy.special.i1),
+    *unary("iv", lambda a: sg.iv(1.5, a), lambda a: scipy.special.iv(1.5, a), positive),
+    # the exponentially scaled ones have the kink of exp(-|x|) at 0
+    *unary("i0e", sg.i0e, scipy.special.i0e, nonzero),
+    *unary("i1e", sg.i1e, scipy.special.i1e, nonzero),
+    *unary("ive", lambda a: sg.ive(2.0, a), lambda a: scipy.special.ive(2.0, a), nonzero),
 ]
 
 CASES = [
@@ -1120,6 +1176,7 @@ CASES = [
     *PEER_MORE,
     *LINALG_MORE,
     *CONVOLUTION_MORE,
+    *SPECIAL_MORE,
 ]
 
 def derived_cases(name):
@@ -1197,6 +1254,7 @@ NO_SYMPY.update(dict.fromkeys(["solve", "inv", "det", "slogdet", "cholesky", "so
 NO_SYMPY.update(dict.fromkeys(["conv", "conv_transpose", "conv_weight"],
                              "contracts windows of arrays"))
 NO_SYMPY.update(dict.fromkeys(["windows", "unwindows"], "moves entries of an array into windows"))
+NO_SYMPY["gammasgn"] = "a step at each pole: sympy.diff of sign(gamma(x)) does not evaluate"
 
 
 def sympy_checked():

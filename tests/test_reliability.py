@@ -240,6 +240,33 @@ _add("gelu with an unknown approximation", "gelu", AE,
      lambda e, o: functools.partial(sg.gelu, e.v, approximate="erf"))
 _add("nan_to_num with a replacement that is not a number", "nan_to_num", AE,
      lambda e, o: functools.partial(sg.nan_to_num, [1.0, 2.0], posinf="big"))
+# issue 19's special functions
+for _name in ["gammaln", "digamma", "psi", "gamma", "rgamma", "gammasgn", "erfinv", "erfcinv",
+              "erfcx", "ndtr", "ndtri", "log_ndtr", "j0", "j1", "y0", "y1", "i0", "i1", "i0e",
+              "i1e"]:
+    _add(f"{_name} of a string", _name, SE,
+         lambda e, o, name=_name: functools.partial(getattr(sg, name), "text"))
+for _name in ["betaln", "beta", "xlog1py", "gammainc", "gammaincc", "stdtr"]:
+    _add(f"{_name} of shapes that do not broadcast", _name, SH,
+         lambda e, o, name=_name: functools.partial(getattr(sg, name), e.v, e.u4))
+_add("betainc of shapes that do not broadcast", "betainc", SH,
+     lambda e, o: functools.partial(sg.betainc, 2.0, e.v, e.u4))
+_add("polygamma of a negative order", "polygamma", AE,
+     lambda e, o: functools.partial(sg.polygamma, -1, e.v))
+_add("polygamma of a fractional order among integers", "polygamma", AE,
+     lambda e, o: functools.partial(sg.polygamma, np.array([1.0, 0.5, 2.0]), e.v))
+_add("polygamma of a variable order", "polygamma", AE,
+     lambda e, o: functools.partial(sg.polygamma, e.x, e.v))
+_add("multigammaln of dimension zero", "multigammaln", AE,
+     lambda e, o: functools.partial(sg.multigammaln, e.v, 0))
+for _name in ["jv", "jn", "iv", "ive"]:
+    _add(f"{_name} of a variable order", _name, AE,
+         lambda e, o, name=_name: functools.partial(getattr(sg, name), e.x, e.v))
+_add("yn of a fractional order", "yn", AE, lambda e, o: functools.partial(sg.yn, 1.5, e.v))
+_add("gradient of gammainc through its shape parameter", "grad", UG,
+     lambda e, o: functools.partial(sg.grad, sg.gammainc(e.x, e.y), e.x))
+_add("gradient of betainc through a shape parameter", "grad", UG,
+     lambda e, o: functools.partial(sg.grad, sg.sum(sg.betainc(e.x, 2.0, e.v)), e.x))
 _add("dot of a stack and a vector of another length", "dot", SH,
      lambda e, o: functools.partial(sg.dot, e.T3, e.v))
 _add("dot of mismatched lengths", "dot", SH, lambda e, o: functools.partial(sg.dot, e.W, e.u4))

@@ -110,7 +110,9 @@ class Op:
                 (``ctx.item``...: codegen.emission.EmitContext), for each backend's own syntax
     vjp:        (g, out, *inputs, **attrs) -> one Expr or None per input. ``g`` may carry leading
                 batch axes in front of ``out.shape`` (that is how Jacobians stay one graph), so a
-                rule addresses axes from the right.
+                rule addresses axes from the right. In place of an Expr, an
+                UndefinedGradientError refuses a gradient through that input (a shape parameter
+                whose derivative symgrad lacks); it is raised only where one is asked for.
     dtype:      (input dtypes, **attrs) -> output dtype
     nondifferentiable: operand positions that no gradient flows into (masks, shape donors)
     emit:       what only code generation reads (Emission)

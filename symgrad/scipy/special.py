@@ -7,6 +7,10 @@ Imports errors and ops only.
 from ..errors import SymgradError
 from ..ops import reduce
 from ..ops.special import erf, erfc, expit, logit, xlogy
+from ..ops.special import (beta, betainc, betaln, digamma, erfcinv, erfcx, erfinv, gamma,
+                           gammainc, gammaincc, gammaln, gammasgn, i0, i0e, i1, i1e, iv, ive, j0,
+                           j1, jn, jv, log_ndtr, multigammaln, ndtr, ndtri, polygamma, psi,
+                           rgamma, stdtr, xlog1py, y0, y1, yn)
 
 
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
@@ -32,3 +36,7 @@ def log_softmax(x, axis=None):
 
 
 __all__ = ["erf", "erfc", "expit", "log_softmax", "logit", "logsumexp", "softmax", "xlogy"]
+__all__ += ["beta", "betainc", "betaln", "digamma", "erfcinv", "erfcx", "erfinv", "gamma",
+            "gammainc", "gammaincc", "gammaln", "gammasgn", "i0", "i0e", "i1", "i1e", "iv", "ive",
+            "j0", "j1", "jn", "jv", "log_ndtr", "multigammaln", "ndtr", "ndtri", "polygamma", "psi",
+            "rgamma", "stdtr", "xlog1py", "y0", "y1", "yn"]
