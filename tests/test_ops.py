@@ -980,6 +980,8 @@ CONVOLUTION_MORE = [       # convolutions and pooling
     signal_case("reshape", "convolve-3d-same",
                 lambda a, v: sg_signal.convolve(a, v, "same"),
                 lambda a, v: scipy.signal.convolve(a, v, "same"), ((3, 4, 3), (2, 2, 2))),
+]
+
 
 def away_from_integers(a):
     """Distances to the poles of the gamma family (and the jumps of gammasgn)."""
