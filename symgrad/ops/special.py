@@ -405,6 +405,23 @@ def _order(v, function, integer=False):
     return float(v)
 
 
+def _each_order(v, x, function, build, integer=False):
+    """``build(order, x)`` for a number ``v``; for an array of orders (SciPy broadcasts them
+    against x), each entry's own order, selected by a chain of where over the distinct ones,
+    as polygamma does."""
+    if not isinstance(v, (np.ndarray, list, tuple)):
+        return build(_order(v, function, integer), x)
+    orders = np.asarray(v, dtype=float)
+    for order in orders.ravel().tolist():
+        _order(order, function, integer)
+    x = apply("multiply", 1.0, x) if not isinstance(x, Expr) else x    # refuses non-operands
+    selector = const(orders.astype(x.data["dtype"]), x.graph)
+    result = np.nan         # never selected: every entry of the selector is one of the orders
+    for order in sorted(set(orders.ravel().tolist())):
+        result = where(selector == order, build(order, x), result)
+    return result
+
+
 def _jv(v, x): return apply("jv", x, v=v)
 def _yn(n, x): return apply("yn", x, n=n)
 def _iv(v, x): return apply("iv", x, v=v)
@@ -442,36 +459,36 @@ _special("ive", 1,
 
 @public("jv", static=("v",))
 def jv(v, x):
-    """SciPy's Bessel function of the first kind J_v(x) of real order ``v`` (a number: it has no
-    derivative), differentiable in x."""
-    return _jv(_order(v, "jv"), x)
+    """SciPy's Bessel function of the first kind J_v(x) of real order ``v`` (a number or an
+    array of them: it has no derivative), differentiable in x."""
+    return _each_order(v, x, "jv", _jv)
 
 
 @public("jn", static=("n",))
 def jn(n, x):
     """SciPy's ``jn``, its other name for ``jv``."""
-    return _jv(_order(n, "jn"), x)
+    return _each_order(n, x, "jn", _jv)
 
 
 @public("yn", static=("n",))
 def yn(n, x):
     """SciPy's Bessel function of the second kind Y_n(x) of integer order ``n`` (a number: it has
     no derivative), differentiable in x."""
-    return _yn(_order(n, "yn", integer=True), x)
+    return _each_order(n, x, "yn", _yn, integer=True)
 
 
 @public("iv", static=("v",))
 def iv(v, x):
     """SciPy's modified Bessel function of the first kind I_v(x) of real order ``v`` (a number:
     it has no derivative), differentiable in x."""
-    return _iv(_order(v, "iv"), x)
+    return _each_order(v, x, "iv", _iv)
 
 
 @public("ive", static=("v",))
 def ive(v, x):
     """SciPy's exponentially scaled I_v(x) e^{-|x|} of real order ``v`` (a number: it has no
     derivative), differentiable in x; its derivative at the kink x = 0 uses sign(0) = 0."""
-    return _ive(_order(v, "ive"), x)
+    return _each_order(v, x, "ive", _ive)
 
 
 def gamma(x): return apply("gamma", x)
