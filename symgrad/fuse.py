@@ -54,9 +54,26 @@ def _process_directory():
     return directory
 
 
+def fork_safe_threading():
+    """Ask Numba for a threading layer that survives ``fork`` (TBB when installed, else its own
+    work queue), unless the user chose one (``NUMBA_THREADING_LAYER``) or Numba already started
+    its threads. Its default, GNU OpenMP where TBB is absent, kills every process forked after
+    a parallel loop ran: a ``multiprocessing`` pool of such workers waits forever. The work
+    queue's price: two threads must not run parallel kernels at the same time; set
+    ``NUMBA_THREADING_LAYER=omp`` where that matters more than forking."""
+    import numba
+    if os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER != "default":
+        return
+    try:
+        numba.threading_layer()         # raises until the first parallel loop has run
+    except ValueError:
+        numba.config.THREADING_LAYER = "forksafe"
+
+
 def load_kernels(module_source):
     """Import the kernel module with ``module_source`` (written to the cache directory once,
     under the hash of its text) and return it."""
+    fork_safe_threading()
     digest = hashlib.sha256(module_source.encode()).hexdigest()[:32]
     with _modules_lock:
         if digest in _modules:
@@ -136,4 +153,4 @@ def generate_fused(graph, outputs, inputs, function_name):
     return source, namespace, module_source
 
 
-__all__ = ["generate_fused", "cache_directory", "numba_available"]
+__all__ = ["generate_fused", "cache_directory", "load_kernels", "numba_available"]

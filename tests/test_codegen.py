@@ -720,7 +720,8 @@ def test_review_regressions_in_emission():
 
 
 def test_compile_returns_the_generated_entry_itself():
-    # no object between the caller and the entry: a plain function carrying its attributes
+    # no object between the caller and the entry: the entry bound to its assembly (what it
+    # pickles as), carrying its attributes
     x, v = sg.var("x"), sg.var("v", shape=(3,))
     scalar = sg.compile([x * x, sg.grad(x * x, x)], inputs=[x])
     arrays = sg.compile(sg.grad(sg.sum(v * v), v), inputs=[v])
@@ -728,7 +729,8 @@ def test_compile_returns_the_generated_entry_itself():
     plain = sg.compile(sg.grad(sg.sum(v * v), v), inputs=[v], name="type")
     for fn, source in [(scalar, scalar.scalar_source), (arrays, arrays.entry_source),
                        (plain, None)]:
-        assert isinstance(fn, types.FunctionType) and isinstance(fn, sg.CompiledFunction)
+        assert isinstance(fn, types.MethodType) and isinstance(fn.__func__, types.FunctionType)
+        assert isinstance(fn, sg.CompiledFunction)
         assert fn.entry_source == source and fn.source.startswith("def ")
         assert fn.input_names == [e.name for e in fn_inputs(fn, x, v)]
     assert scalar(3.0) == (9.0, 6.0) and type(scalar(3.0)[0]) is float
