@@ -54,26 +54,40 @@ def _process_directory():
     return directory
 
 
-def fork_safe_threading():
-    """Ask Numba for a threading layer that survives ``fork`` (TBB when installed, else its own
-    work queue), unless the user chose one (``NUMBA_THREADING_LAYER``) or Numba already started
-    its threads. Its default, GNU OpenMP where TBB is absent, kills every process forked after
-    a parallel loop ran: a ``multiprocessing`` pool of such workers waits forever. The work
-    queue's price: two threads must not run parallel kernels at the same time; set
-    ``NUMBA_THREADING_LAYER=omp`` where that matters more than forking."""
-    import numba
-    if os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER != "default":
+class _Parallel:
+    """Whether the kernels may run their parallel loops in this process (read by every kernel
+    module's entries, KERNEL_HEADER in codegen/numba.py). Not in a process forked after GNU
+    OpenMP (Numba's threading layer where TBB is absent) started its threads: OpenMP kills such
+    a process at its first parallel loop, and a ``multiprocessing`` pool of them waits forever.
+    There the serial loops run. The other layers survive a fork, and GNU OpenMP is kept
+    otherwise: Numba's fork-safe work queue may not run two threads' loops at once."""
+
+    allowed = True
+
+
+PARALLEL = _Parallel()
+
+
+def _after_fork_in_child():
+    numba = sys.modules.get("numba")
+    if numba is None or not PARALLEL.allowed:
         return
     try:
-        numba.threading_layer()         # raises until the first parallel loop has run
+        layer = numba.threading_layer()         # raises until a parallel loop has run
     except ValueError:
-        numba.config.THREADING_LAYER = "forksafe"
+        return
+    if layer == "omp":
+        from numba.np.ufunc import omppool
+        if getattr(omppool, "openmp_vendor", "GNU") == "GNU":
+            PARALLEL.allowed = False
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def load_kernels(module_source):
     """Import the kernel module with ``module_source`` (written to the cache directory once,
     under the hash of its text) and return it."""
-    fork_safe_threading()
     digest = hashlib.sha256(module_source.encode()).hexdigest()[:32]
     with _modules_lock:
         if digest in _modules:
@@ -153,4 +167,4 @@ def generate_fused(graph, outputs, inputs, function_name):
     return source, namespace, module_source
 
 
-__all__ = ["generate_fused", "cache_directory", "load_kernels", "numba_available"]
+__all__ = ["generate_fused", "cache_directory", "load_kernels", "numba_available", "PARALLEL"]

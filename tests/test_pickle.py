@@ -136,7 +136,9 @@ if __name__ == "__main__":
         by_executor = list(executor.map(fn, *zip(*tasks)))
     for results in (by_pool, by_executor):
         for (value, gradient), (value0, gradient0) in zip(results, want):
-            assert value == value0 and np.array_equal(gradient, gradient0)
+            # a parallel loop sums in another order than a serial one (a forked worker's)
+            assert np.allclose(value, value0, rtol=1e-12, atol=0)
+            assert np.allclose(gradient, gradient0, rtol=1e-12, atol=1e-300)
     if backend == "numba" and rows >= 1 << 16:
         import numba
         print("threading layer", numba.threading_layer())
@@ -164,7 +166,9 @@ def test_compiled_functions_run_in_process_pools(tmp_path, method, backend):
 
 @pytest.mark.skipif("numba" not in BACKENDS, reason="Numba is not installed")
 def test_fork_after_a_parallel_numba_loop_does_not_hang(tmp_path):
-    # 2**17 rows: the fused loops run in parallel in the parent before it forks; under GNU
-    # OpenMP (Numba's default without TBB) the forked workers would die and the pool wait forever
+    # 2**17 rows: the fused loops run in parallel in the parent before it forks. Under GNU
+    # OpenMP (Numba's layer without TBB) a forked worker dies at its first parallel loop and
+    # the pool waits forever (the subprocess's timeout fails the test): the workers run the
+    # serial loops instead
     out = _run_pools(tmp_path, "fork", "numba", rows=1 << 17)
-    assert "threading layer omp" not in out
+    assert "threading layer" in out
