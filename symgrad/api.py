@@ -5,7 +5,6 @@ Imports everything to its left (graph, ops, parse, differentiate, codegen); cli 
 
 import contextlib
 import gc
-import importlib
 import inspect
 import keyword
 import math
@@ -225,6 +224,10 @@ class _Reference:
         return (_Reference, (self.kind, self.name))
 
 
+# the modules generated code reads besides LIBRARIES': what a pickled namespace may name
+_MODULES = {"numpy": np, "math": math}
+
+
 def _portable(parts):
     """``parts`` with what a pickle cannot hold replaced by references."""
     kernels = load_kernels(parts["kernel_source"]) if parts["kernel_source"] else None
@@ -232,6 +235,9 @@ def _portable(parts):
 
     def portable(name, value):
         if isinstance(value, types.ModuleType):
+            if _MODULES.get(value.__name__) is not value:
+                raise SymgradError(f"cannot pickle a compiled function reading module "
+                                   f"{value.__name__!r}")
             return _Reference("module", value.__name__)
         if id(value) in libraries:
             return _Reference("library", libraries[id(value)])
@@ -254,7 +260,7 @@ def _resolved(parts):
         if not isinstance(value, _Reference):
             return value
         if value.kind == "module":
-            return importlib.import_module(value.name)
+            return _MODULES[value.name]
         if value.kind == "library":
             return LIBRARIES[value.name]
         if not kernels:
