@@ -234,13 +234,13 @@ def _portable(parts):
     libraries = {id(library): name for name, library in LIBRARIES.items()}
 
     def portable(name, value):
+        if id(value) in libraries:          # some are modules (NumPy's stride_tricks)
+            return _Reference("library", libraries[id(value)])
         if isinstance(value, types.ModuleType):
             if _MODULES.get(value.__name__) is not value:
                 raise SymgradError(f"cannot pickle a compiled function reading module "
                                    f"{value.__name__!r}")
             return _Reference("module", value.__name__)
-        if id(value) in libraries:
-            return _Reference("library", libraries[id(value)])
         if kernels is not None and getattr(kernels, name, None) is value:
             return _Reference("kernel", name)
         return value
