@@ -10,6 +10,7 @@ import keyword
 import math
 import numbers
 import os
+import types
 from typing import Protocol, runtime_checkable
 from collections.abc import Mapping
 from functools import partial
@@ -17,9 +18,9 @@ from functools import partial
 import numpy as np
 
 from .array_api import ArrayAPIEntry, array_api_available, checked_source
-from .codegen import (build_function, check_least_lengths, generate, generate_entry, generate_scalar,
-                      least_dimension_lengths, real_argument)
-from .fuse import generate_fused, numba_available
+from .codegen import (LIBRARIES, build_function, check_least_lengths, generate, generate_entry,
+                      generate_scalar, least_dimension_lengths, real_argument)
+from .fuse import generate_fused, load_kernels, numba_available
 from .optimize import optimize as run_optimizer
 from .differentiate import grad, hessian, hvp, jacobian, jvp, vjp  # noqa: F401 (public names)
 from .errors import ParseError, ShapeError, SymgradError  # noqa: F401
@@ -114,11 +115,11 @@ class _Binding:
     array for a single output). Generated entries hand it every call they do not take
     themselves, so it is also the one place that names the argument at fault."""
 
-    def __init__(self, body, inputs, single, check):
+    def __init__(self, body, input_names, single, check):
         self.body = body
         self.single = single
         self.check = check
-        self.input_names = [e.name for e in inputs]
+        self.input_names = list(input_names)
         self._positions = {name: i for i, name in enumerate(self.input_names)}
 
     def bind(self, args, kwargs):
@@ -152,15 +153,138 @@ class _Binding:
         return self(*given, **unexpected)
 
 
+class Assembly:
+    """How a compiled function is put together from what ``compile`` generated: the sources, the
+    namespaces they run in and the checks of the arguments (``parts``). ``compile`` assembles
+    one; a pickle carries it, and loading the pickle assembles it again in that process from the
+    same sources, without optimising or generating anything anew (Numba's kernels come back
+    from the cache by the hash of their source).
+
+    The function is the generated entry bound to its assembly (``fn.__self__``), so that it
+    pickles: a plain function pickles as a reference to a module's attribute, and a bound method
+    as its object and name. Calling a bound method costs a nanosecond more than calling the
+    function; an object's ``__call__`` cost 33 (tests/benchmarks/README.md)."""
+
+    __slots__ = ("_sg_parts", "function")
+
+    def __init__(self, parts):
+        self._sg_parts = parts = _resolved(parts)
+        array_api = parts["backend"] == "array_api"
+        body = build_function(parts["source"], dict(parts["namespace"]), parts["name"])
+        if array_api:       # the arguments stay arrays of their own library
+            body = ArrayAPIEntry(body, parts["specs"], parts["constants"],
+                                 parts["output_dtypes"], parts["least"])
+            check = tuple
+        else:
+            check = partial(check_arguments, parts["specs"], least=parts["least"])
+        binding = _Binding(body, parts["input_names"], parts["single"], check)
+        entry = _entry(binding, parts["name"], parts["entry_source"], parts["entry_namespace"])
+        entry.source = parts["source"]
+        entry.input_names = binding.input_names
+        entry.rewrites = parts["rewrites"]
+        entry.scalar_source = parts["entry_source"] if parts["scalar"] else None
+        entry.entry_source = parts["entry_source"]
+        entry.kernel_source = parts["kernel_source"]
+        entry._function = binding.body if not array_api else body._body  # for tests
+        # what help() and Jupyter show: the inputs by name, not the entry's own parameters
+        # (inspect drops the first, the assembly a bound method is called with)
+        by_name = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        entry.__signature__ = inspect.Signature(
+            [inspect.Parameter(name, by_name) for name in ("_sg_self", *binding.input_names)])
+        entry.__doc__ = (f"Compiled by symgrad from {parts['outputs']} output(s); returns "
+                         f"{'one array' if parts['single'] else 'a tuple'}. The emitted code: "
+                         f".source")
+        self.function = types.MethodType(entry, self)
+
+    def __getattr__(self, name):
+        # a bound method pickles as getattr(its object, its name): give the function back
+        if name == "_sg_parts":         # not set yet: a copy being made without __init__
+            raise AttributeError(name)
+        if name == self._sg_parts["name"]:
+            return self.function
+        raise AttributeError(name)
+
+    def __reduce__(self):
+        return (Assembly, (_portable(self._sg_parts),))
+
+    def __repr__(self):
+        return f"<symgrad compiled function {self._sg_parts['name']!r}>"
+
+
+class _Reference:
+    """A module, a library binding or a Numba kernel in a pickled namespace, by name: none of
+    them pickles, and each is found again where the function is assembled."""
+
+    __slots__ = ("kind", "name")
+
+    def __init__(self, kind, name):
+        self.kind, self.name = kind, name
+
+    def __reduce__(self):
+        return (_Reference, (self.kind, self.name))
+
+
+# the modules generated code reads besides LIBRARIES': what a pickled namespace may name
+_MODULES = {"numpy": np, "math": math}
+
+
+def _portable(parts):
+    """``parts`` with what a pickle cannot hold replaced by references."""
+    kernels = load_kernels(parts["kernel_source"]) if parts["kernel_source"] else None
+    libraries = {id(library): name for name, library in LIBRARIES.items()}
+
+    def portable(name, value):
+        if id(value) in libraries:          # some are modules (NumPy's stride_tricks)
+            return _Reference("library", libraries[id(value)])
+        if isinstance(value, types.ModuleType):
+            if _MODULES.get(value.__name__) is not value:
+                raise SymgradError(f"cannot pickle a compiled function reading module "
+                                   f"{value.__name__!r}")
+            return _Reference("module", value.__name__)
+        if kernels is not None and getattr(kernels, name, None) is value:
+            return _Reference("kernel", name)
+        return value
+
+    copy = dict(parts)
+    for key in ("namespace", "entry_namespace"):
+        if copy[key] is not None:
+            copy[key] = {name: portable(name, value) for name, value in copy[key].items()}
+    return copy
+
+
+def _resolved(parts):
+    """``parts`` with the references _portable made replaced by what they name here."""
+    kernels = []
+
+    def resolved(value):
+        if not isinstance(value, _Reference):
+            return value
+        if value.kind == "module":
+            return _MODULES[value.name]
+        if value.kind == "library":
+            return LIBRARIES[value.name]
+        if not kernels:
+            kernels.append(load_kernels(parts["kernel_source"]))
+        return getattr(kernels[0], value.name)
+
+    for key in ("namespace", "entry_namespace"):
+        namespace = parts[key]
+        if namespace is not None and any(isinstance(v, _Reference) for v in namespace.values()):
+            parts = dict(parts, **{key: {n: resolved(v) for n, v in namespace.items()}})
+    return parts
+
+
 def _entry(binding, name, entry_source, namespace):
-    """The function ``compile`` returns: the generated entry (codegen.generate_entry or
-    generate_scalar) when there is one, else a function handing every call to ``binding``."""
+    """The function ``compile`` returns, before it is bound to its assembly: the generated entry
+    (codegen.generate_entry or generate_scalar) when there is one, else a function handing every
+    call to ``binding``."""
     if entry_source is None:
-        def entry(*args, **kwargs):
+        def entry(_sg_self, /, *args, **kwargs):
             return binding(*args, **kwargs)
         entry.__name__ = entry.__qualname__ = name
         return entry
-    namespace.update(_sg_missing=_MISSING, _sg_general=binding.general, _sg_body=binding.body)
+    namespace = dict(namespace, _sg_missing=_MISSING, _sg_general=binding.general,
+                     _sg_body=binding.body)
     return build_function(entry_source, namespace, name)
 
 
@@ -201,10 +325,12 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
     if backend not in BACKENDS:
         raise SymgradError(f"backend {backend!r} is not available; available: "
                            f"{', '.join(BACKENDS)}")
+    # symgrad's own names (_sg_...) and Python's (__...__) are refused: the function is found
+    # by its name on its assembly when it is unpickled
     if not isinstance(name, str) or not name.isidentifier() or not name.isascii() \
-            or keyword.iskeyword(name) or name in RESERVED:
+            or keyword.iskeyword(name) or name in RESERVED or name.startswith(("_sg_", "__")):
         raise SymgradError(f"function name {name!r} must be an identifier other than "
-                           f"{', '.join(sorted(RESERVED))}")
+                           f"{', '.join(sorted(RESERVED))}, not starting with _sg_ or __")
     single, outputs, inputs = _checked(outputs, inputs, "compile")
     graph = graph_of(*outputs, *inputs)
     output_nodes, input_nodes = [o.node for o in outputs], [e.node for e in inputs]
@@ -235,29 +361,17 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
             if not scalar:
                 entry_source, entry_namespace = generate_entry(graph, input_nodes, name, single,
                                                                least)
-    function = build_function(source, namespace, name)
-    if backend == "array_api":      # the arguments stay arrays of their own library
+    parts = dict(name=name, backend=backend, single=single, outputs=len(outputs),
+                 input_names=[e.name for e in inputs], rewrites=rewrites, source=source,
+                 namespace=dict(namespace), kernel_source=kernel_source, least=least,
+                 entry_source=entry_source, scalar=scalar,
+                 entry_namespace=None if entry_namespace is None else dict(entry_namespace))
+    if backend == "array_api":
         output_dtypes = [graph.nodes[n]["dtype"] for n in output_nodes]
-        binding = _Binding(ArrayAPIEntry(function, specs, constants, output_dtypes, least),
-                           inputs, single, check=tuple)
+        parts.update(specs=specs, constants=constants, output_dtypes=output_dtypes)
     else:
-        specs = [(e.name, e.shape, np.dtype(e.dtype)) for e in inputs]
-        binding = _Binding(function, inputs, single, check=partial(check_arguments, specs,
-                                                                   least=least))
-    compiled = _entry(binding, name, entry_source, entry_namespace)
-    compiled.source = source
-    compiled.input_names = binding.input_names
-    compiled.rewrites = rewrites
-    compiled.scalar_source = entry_source if scalar else None
-    compiled.entry_source = entry_source
-    compiled.kernel_source = kernel_source
-    compiled._function = function   # the body, for tests that look into its namespace
-    # what help() and Jupyter show: the inputs by name, not the entry's own parameters
-    by_name = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    compiled.__signature__ = inspect.Signature(
-        [inspect.Parameter(name, by_name) for name in compiled.input_names])
-    compiled.__doc__ = (f"Compiled by symgrad from {len(outputs)} output(s); returns "
-                        f"{'one array' if single else 'a tuple'}. The emitted code: .source")
+        parts.update(specs=[(e.name, e.shape, np.dtype(e.dtype)) for e in inputs])
+    compiled = Assembly(parts).function
     if explain:
         print(explain_text(rewrites))
     return compiled

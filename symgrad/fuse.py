@@ -54,6 +54,37 @@ def _process_directory():
     return directory
 
 
+class _Parallel:
+    """Whether the kernels may run their parallel loops in this process (read by every kernel
+    module's entries, KERNEL_HEADER in codegen/numba.py). Not in a process forked after GNU
+    OpenMP (Numba's threading layer where TBB is absent) started its threads: OpenMP kills such
+    a process at its first parallel loop, and a ``multiprocessing`` pool of them waits forever.
+    There the serial loops run. The other layers survive a fork, and GNU OpenMP is kept
+    otherwise: Numba's fork-safe work queue may not run two threads' loops at once."""
+
+    allowed = True
+
+
+PARALLEL = _Parallel()
+
+
+def _after_fork_in_child():
+    numba = sys.modules.get("numba")
+    if numba is None or not PARALLEL.allowed:
+        return
+    try:
+        layer = numba.threading_layer()         # raises until a parallel loop has run
+    except ValueError:
+        return
+    if layer == "omp":
+        from numba.np.ufunc import omppool
+        if getattr(omppool, "openmp_vendor", "GNU") == "GNU":
+            PARALLEL.allowed = False
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def load_kernels(module_source):
     """Import the kernel module with ``module_source`` (written to the cache directory once,
     under the hash of its text) and return it."""
@@ -136,4 +167,4 @@ def generate_fused(graph, outputs, inputs, function_name):
     return source, namespace, module_source
 
 
-__all__ = ["generate_fused", "cache_directory", "numba_available"]
+__all__ = ["generate_fused", "cache_directory", "load_kernels", "numba_available", "PARALLEL"]

@@ -48,6 +48,21 @@ class Graph(nx.DiGraph):
         self._atomic_depth = 0
         self._undo = []         # (node, its count of rewrite records before) inside atomic blocks
 
+    # -- pickling ---------------------------------------------------------------------------------
+
+    def __getstate__(self):
+        """Everything but the lock, which a pickle cannot hold (the copy gets its own), and the
+        bookkeeping of atomic blocks, which exists only inside one."""
+        with self.lock:
+            state = dict(self.__dict__)
+        del state["lock"]
+        state["_atomic_depth"], state["_undo"] = 0, []
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.lock = threading.RLock()
+
     # -- building ---------------------------------------------------------------------------------
 
     def add(self, op, inputs, attrs, shape, dtype, value=None):

@@ -14,8 +14,8 @@ from .errors import SymgradError
 RESERVED = frozenset({"np", "special", "linalg", "stride_tricks", "float", "_sg_ws", "_sg_take",
                       "_sg_give"})
 # The entries' own names (an input with one of them is renamed in the entry).
-SCALAR_NAMES = frozenset({"math", "_sg_missing", "_sg_float", "_sg_general", "_sg_extra",
-                          "_sg_unexpected", "_sg_refusals", "type", "_sg_body", "_sg_ndarray",
+SCALAR_NAMES = frozenset({"math", "_sg_self", "_sg_missing", "_sg_float", "_sg_general",
+                          "_sg_extra", "_sg_unexpected", "_sg_refusals", "type", "_sg_body", "_sg_ndarray",
                           "_sg_float64", "_sg_float32", "_sg_float64_scalar"})
 # What a derivative's name says for a function or a variable that is an expression, not a variable
 FUNCTION_LABEL = "out"

@@ -720,7 +720,8 @@ def test_review_regressions_in_emission():
 
 
 def test_compile_returns_the_generated_entry_itself():
-    # no object between the caller and the entry: a plain function carrying its attributes
+    # no object between the caller and the entry: the entry bound to its assembly (what it
+    # pickles as), carrying its attributes
     x, v = sg.var("x"), sg.var("v", shape=(3,))
     scalar = sg.compile([x * x, sg.grad(x * x, x)], inputs=[x])
     arrays = sg.compile(sg.grad(sg.sum(v * v), v), inputs=[v])
@@ -728,7 +729,8 @@ def test_compile_returns_the_generated_entry_itself():
     plain = sg.compile(sg.grad(sg.sum(v * v), v), inputs=[v], name="type")
     for fn, source in [(scalar, scalar.scalar_source), (arrays, arrays.entry_source),
                        (plain, None)]:
-        assert isinstance(fn, types.FunctionType) and isinstance(fn, sg.CompiledFunction)
+        assert isinstance(fn, types.MethodType) and isinstance(fn.__func__, types.FunctionType)
+        assert isinstance(fn, sg.CompiledFunction)
         assert fn.entry_source == source and fn.source.startswith("def ")
         assert fn.input_names == [e.name for e in fn_inputs(fn, x, v)]
     assert scalar(3.0) == (9.0, 6.0) and type(scalar(3.0)[0]) is float
@@ -1017,16 +1019,16 @@ def test_a_count_taken_at_call_time_keeps_a_float32_gradient_float32():
 
 
 def relu_backward_reference(x, g):
-    """g times relu's derivative under symgrad's convention, by NumPy's unit step: 1 above 0,
-    0 below, 1/2 at a tie (either zero), nan at nan."""
-    return g * np.heaviside(x, 0.5)
+    """g times relu's derivative under symgrad's convention (PyTorch's and JAX's), by NumPy's
+    unit step: 1 above 0, 0 below and at a tie (either zero), nan at nan."""
+    return g * np.heaviside(x, 0.0)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_a_relu_derivative_read_by_a_product_is_a_boolean_mask_with_exact_ties(dtype):
     x, g = sg.var("x", shape=(4, 5), dtype=dtype), sg.var("g", shape=(4, 5), dtype=dtype)
     fn = sg.compile(sg.vjp(sg.relu(x), x, g), inputs=[x, g])
-    # the mask, as a hand writes g *= x > 0; the floating step only when an entry is 0 or nan.
+    # the mask, as a hand writes g *= x > 0; the floating step only when an entry is nan.
     # Not with float32 inputs, where the graph's dtypes are not always the run time's
     masked = "x > 0.0" in fn.source and "np.count_nonzero" in fn.source
     assert masked == (dtype == "float64"), fn.source
@@ -1048,7 +1050,7 @@ def test_a_step_is_floating_wherever_it_is_read():
     at = np.array([-1.0, 0.0, 2.0])
     for outputs, want in (
             # an output: the caller gets the step's floats
-            (lambda: sg.grad(sg.sum(sg.relu(x)), x), [0.0, 0.5, 1.0]),
+            (lambda: sg.grad(sg.sum(sg.relu(x)), x), [0.0, 0.0, 1.0]),
             # a product of two steps (clip's two kinks) multiplies floats, not booleans
             (lambda: sg.grad(sg.sum(sg.minimum(sg.maximum(x, -1.0), 1.5)), x), [0.5, 1.0, 0.0]),
             # a step times a number is a mask, made floating by the product
@@ -1136,7 +1138,7 @@ def test_review_regressions_of_masks_and_sums_in_blocks():
     fn = sg.compile(sg.grad(sg.sum(sg.relu(x) * 2.0), x), inputs=[x])
     for at in (np.ones((4, 3), np.float32), np.zeros((4, 3), np.float32)):
         assert fn(at).dtype == np.float32
-        np.testing.assert_array_equal(fn(at), np.where(at > 0, 2.0, 1.0))
+        np.testing.assert_array_equal(fn(at), np.where(at > 0, 2.0, 0.0))
     # a float64 step times a float32 value stays float64, as the graph says
     with sg.use_graph():
         x, w = sg.var("x", shape=(4, 3)), sg.var("w", shape=(4, 3), dtype="float32")

@@ -1529,8 +1529,8 @@ def test_softplus_derivative_is_sigmoid_and_half_at_zero():
 
 
 @pytest.mark.parametrize("build_output, at_zero", [
-    (sg.relu, 0.5), (abs, 0.0), (sg.sign, 0.0), (heaviside, 0.0),
-    (lambda x: sg.leaky_relu(x, alpha=ALPHA), (1.0 + ALPHA) / 2),
+    (sg.relu, 0.0), (abs, 0.0), (sg.sign, 0.0), (heaviside, 0.0),
+    (lambda x: sg.leaky_relu(x, alpha=ALPHA), ALPHA),
 ], ids=["relu", "abs", "sign", "heaviside", "leaky_relu"])
 def test_derivative_at_the_kink(build_output, at_zero):
     assert compiled_derivative(build_output, 0.0) == at_zero

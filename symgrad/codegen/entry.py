@@ -21,9 +21,10 @@ _counter = itertools.count()
 def entry_def(function_name, params):
     """An entry's def line. Its parameters are positional-only: a keyword lands in
     _sg_unexpected, and the general path binds it (and names the argument when the call is
-    wrong) as it binds every other call."""
-    signature = [f"{p}=_sg_missing" for p in params] + (["/"] if params else []) \
-        + ["*_sg_extra", "**_sg_unexpected"]
+    wrong) as it binds every other call. The first, ``_sg_self``, is the assembly the entry is
+    bound to (api.Assembly: what a compiled function pickles as)."""
+    signature = ["_sg_self", *[f"{p}=_sg_missing" for p in params], "/",
+                 "*_sg_extra", "**_sg_unexpected"]
     return f"def {function_name}({', '.join(signature)}):"
 
 

@@ -68,6 +68,8 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import intrinsic
 
+from symgrad.fuse import PARALLEL
+
 
 @intrinsic
 def _sg_power_of_two(typingctx, k):
@@ -399,7 +401,7 @@ class NumbaRenderer(NumpyRenderer):
                          f"@njit({KERNEL_OPTIONS}, parallel=True)\n"
                          f"def {name}_parallel({params}):\n{kernel.source('prange')}\n"
                          f"def {name}({params}):\n"
-                         f"    if {kernel.length}.shape[0] >= {PARALLEL_MIN}:\n"
+                         f"    if {kernel.length}.shape[0] >= {PARALLEL_MIN} and PARALLEL.allowed:\n"
                          f"        return {name}_parallel({params})\n"
                          f"    return {name}_serial({params})\n")
         return "\n\n".join(parts)

@@ -1,8 +1,9 @@
 """Element-wise ops: arithmetic, transcendental functions, activations, comparisons and where.
 
-Kinks and ties follow one convention, the midpoint of the one-sided derivatives: at a tie
-``maximum``/``minimum`` split the gradient evenly, so ``relu'(0) = 1/2`` (relu is ``maximum(x, 0)``),
-``abs'(0) = 0`` (abs is ``maximum(x, -x)``) and ``clip`` is half-open at its bounds.
+Kinks and ties follow the conventions PyTorch and JAX share: at a tie ``maximum``/``minimum``
+split the gradient evenly, ``abs'(0) = 0`` (abs is ``maximum(x, -x)``) and ``clip`` is half-open at
+its bounds; the activations take the one-sided derivative those libraries (and TensorFlow) give:
+``relu'(0) = 0`` and ``leaky_relu'(0) = alpha`` (PyTorch's and TensorFlow's; JAX's is 1).
 Imports ops.core and ops.shape.
 """
 
@@ -209,31 +210,40 @@ def _heaviside_simplify(inputs, at_zero):
 
 
 # np.heaviside is a scalar loop; np.sign is SIMD, and sign / 2 + 1/2 is exactly the step with 1/2
-# at zero (nan stays nan), several times faster into another array. Not in place:
-# np.sign(a, out=a) takes NumPy's scalar loop (tests/benchmarks/README.md).
+# at zero, max(sign, 0) the step with 0 there (nan stays nan in both), several times faster into
+# another array. Not in place: np.sign(a, out=a) takes NumPy's scalar loop
+# (tests/benchmarks/README.md).
 def _emit_heaviside(ctx):
     x, at_zero = ctx.args[0], ctx.attrs["at_zero"]
-    if at_zero != 0.5:
-        return f"np.heaviside({x}, {literal(at_zero)})"
-    return f"np.sign({x}) * 0.5 + 0.5"
+    if at_zero == 0.5:
+        return f"np.sign({x}) * 0.5 + 0.5"
+    if at_zero == 0.0:
+        return f"np.maximum(np.sign({x}), 0.0)"
+    return f"np.heaviside({x}, {literal(at_zero)})"
 
 
 def _emit_heaviside_into(ctx):
     x, at_zero = ctx.args[0], ctx.attrs["at_zero"]
-    if at_zero != 0.5:
-        return [f"{ctx.out} = np.heaviside({x}, {literal(at_zero)}, out={ctx.into})"]
-    return [f"{ctx.out} = np.sign({x}, out={ctx.into})", f"{ctx.out} *= 0.5", f"{ctx.out} += 0.5"]
+    if at_zero == 0.5:
+        return [f"{ctx.out} = np.sign({x}, out={ctx.into})", f"{ctx.out} *= 0.5",
+                f"{ctx.out} += 0.5"]
+    if at_zero == 0.0:
+        return [f"{ctx.out} = np.sign({x}, out={ctx.into})",
+                f"np.maximum({ctx.out}, 0.0, out={ctx.out})"]
+    return [f"{ctx.out} = np.heaviside({x}, {literal(at_zero)}, out={ctx.into})"]
 
 
 # As a mask (a ReLU's derivative times its cotangent): x > 0 is one comparison writing a byte an
 # entry, and multiplying by it one pass, as a hand writes ``g *= x > 0``; counting the entries
-# on either side of 0 (two more byte-wide passes) finds a tie or a nan, where the step is at_zero
-# or nan, and only then is the floating step made: faster than sign / 2 + 1/2 and the product
-# (tests/benchmarks/README.md).
+# on either side of 0 (two more byte-wide passes) finds a nan, or a tie where the step is not 0,
+# and only then is the floating step made: faster than sign / 2 + 1/2 and the product
+# (tests/benchmarks/README.md). With 0 at zero the mask is the step at ties too (zeros, as
+# images and ReLU outputs have them, keep the fast path).
 def _emit_heaviside_mask(ctx):
     x = ctx.args[0]
+    other_side = f"{x} <= 0.0" if ctx.attrs["at_zero"] == 0.0 else f"{x} < 0.0"
     return [f"{ctx.out} = {x} > 0.0",
-            f"if np.count_nonzero({ctx.out}) + np.count_nonzero({x} < 0.0) != {ctx.out}.size:",
+            f"if np.count_nonzero({ctx.out}) + np.count_nonzero({other_side}) != {ctx.out}.size:",
             f"    {ctx.out} = {_emit_heaviside(ctx)}"]
 
 
@@ -263,12 +273,12 @@ defop("softplus", 1, same_shape, "np.logaddexp(0.0, {0})", lambda g, out, x: [g 
       scalar="({0} + math.log1p(math.exp(-{0})) if {0} > 0.0 else math.log1p(math.exp({0})))",
       numpy_into="np.logaddexp(0.0, {0}, out={out})", loop=None,
       sympy=lambda sympy, x: sympy.log(1 + sympy.exp(x)))
-defop("relu", 1, same_shape, "np.maximum({0}, 0.0)", lambda g, out, x: [g * heaviside(x)],
+defop("relu", 1, same_shape, "np.maximum({0}, 0.0)", lambda g, out, x: [g * heaviside(x, 0.0)],
       scalar="({0} if {0} > 0.0 else 0.0 if {0} <= 0.0 else {0})",
       numpy_into="np.maximum({0}, 0.0, out={out})", ordered=(0, 0.0),
       sympy=lambda sympy, x: sympy.Max(x, 0))
 defop("leaky_relu", 1, same_shape, "np.where({0} > 0.0, {0}, {alpha} * {0})",
-      lambda g, out, x, alpha: [g * (alpha + (1.0 - alpha) * heaviside(x))],
+      lambda g, out, x, alpha: [g * (alpha + (1.0 - alpha) * heaviside(x, 0.0))],
       scalar="({0} if {0} > 0.0 else {alpha} * {0})", ordered=(0, None),
       sympy=lambda sympy, x, alpha: sympy.Piecewise((x, x > 0), (alpha * x, True)))
 
@@ -292,13 +302,14 @@ def softplus(x):
 
 @public("relu")
 def relu(x):
-    """``maximum(x, 0)``; the derivative at 0 is 1/2 (see the module's tie convention)."""
+    """``maximum(x, 0)``; the derivative at 0 is 0, as PyTorch, JAX and TensorFlow compute it."""
     return apply("relu", x)
 
 
 @public("leaky_relu", static=("alpha",))
 def leaky_relu(x, alpha=0.01):
-    """``x`` where positive, ``alpha * x`` elsewhere; the derivative at 0 is ``(1 + alpha) / 2``."""
+    """``x`` where positive, ``alpha * x`` elsewhere; the derivative at 0 is ``alpha``, as
+    PyTorch and TensorFlow compute it (JAX's is 1)."""
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise ArgumentError(f"leaky_relu: the slope alpha must be a real number, got {alpha!r}")
     return apply("leaky_relu", x, alpha=float(alpha))
@@ -896,11 +907,15 @@ def silu(x):
 
 @public("elu", static=("alpha",))
 def elu(x, alpha=1.0):
-    """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere; the derivative at 0 is
-    ``(1 + alpha) / 2``."""
+    """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere; the derivative at 0 is the
+    left one, ``alpha``, as PyTorch and JAX compute it (1 for the default alpha, where elu is
+    smooth)."""
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise ArgumentError(f"elu: alpha must be a real number, got {alpha!r}")
-    return relu(x) + float(alpha) * expm1(minimum(x, 0.0))
+    positive = apply("greater", x, 0.0)         # refuses what cannot be an operand, first
+    # the inner where keeps expm1 from overflowing where its branch is not taken, and its
+    # derivative from reaching those entries (0 times inf would be nan)
+    return where(positive, x, float(alpha) * expm1(where(positive, 0.0, x)))
 
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
