@@ -264,3 +264,41 @@ def test_laplace_approximation_of_a_bayesian_logistic_glm():
     assert value == pytest.approx(np.sum(scipy.stats.binom.logpmf(labels, 1, p))
                                   + np.sum(scipy.stats.norm.logpdf(want_mode, 0.0, PRIOR_SCALE)),
                                   rel=1e-13)
+
+
+def test_multivariate_normal_logpdf_through_a_cholesky_factor_matches_scipy():
+    rng = np.random.default_rng(7)
+    factor = rng.normal(size=(3, 3))
+    cov, mean, points = factor @ factor.T + 3.0 * np.eye(3), rng.normal(size=3), \
+        rng.normal(size=(5, 3))
+    with sg.use_graph():
+        x, mu, S = sg.var("x", shape=(5, 3)), sg.var("mu", shape=(3,)), sg.var("S", shape=(3, 3))
+        logpdf = stats.multivariate_normal.logpdf(x, mu, S)
+        fn = sg.compile([logpdf, *sg.grad(sg.sum(logpdf), [x, mu, S])], inputs=[x, mu, S])
+        one = sg.var("one", shape=(3,))
+        single = sg.compile([stats.multivariate_normal.logpdf(one, mu, S),
+                             stats.multivariate_normal.pdf(one, np.zeros(3), cov=2.0)],
+                            inputs=[one, mu, S])
+    value, d_x, d_mean, d_cov = fn(points, mean, cov)
+    np.testing.assert_allclose(value, scipy.stats.multivariate_normal.logpdf(points, mean, cov),
+                               rtol=1e-13)
+    got_one, got_pdf = single(points[0], mean, cov)
+    np.testing.assert_allclose(
+        got_one, scipy.stats.multivariate_normal.logpdf(points[0], mean, cov), rtol=1e-13)
+    np.testing.assert_allclose(
+        got_pdf, scipy.stats.multivariate_normal.pdf(points[0], np.zeros(3), cov=2.0), rtol=1e-13)
+
+    def total(x=points, m=mean, c=cov):
+        return scipy.stats.multivariate_normal.logpdf(x, m, c).sum()
+
+    np.testing.assert_allclose(d_x, central_gradient(lambda p: total(x=p), points), rtol=1e-6)
+    np.testing.assert_allclose(d_mean, central_gradient(lambda p: total(m=p), mean), rtol=1e-6)
+    # cov's gradient is symmetric (cholesky's convention): along a symmetric direction E it gives
+    # the derivative of the density whatever triangle a library reads
+    assert np.array_equal(d_cov, d_cov.T)
+    for i, j in [(0, 0), (1, 0), (2, 1)]:
+        direction = np.zeros((3, 3))
+        direction[i, j] = direction[j, i] = 1.0
+        step = 1e-6
+        expected = (total(c=cov + step * direction) - total(c=cov - step * direction)) / (2 * step)
+        assert np.sum(d_cov * direction) == pytest.approx(expected, rel=1e-6)

@@ -14,7 +14,10 @@ import math
 import numpy as np
 
 from ..ops import Expr, exp, log, log1p, sum
+from ..ops.arrays import diag, diagonal
 from ..ops.elementwise import floor
+from ..ops.matrix import cholesky, solve_triangular
+from ..ops.shape import expand_dims
 from ..ops.special import (betainc, betaln, gammainc, gammaincc, gammaln, log_ndtr, ndtr, stdtr,
                            xlog1py, xlogy)
 
@@ -175,7 +178,32 @@ poisson = _Poisson()
 binom = _Binom()
 dirichlet = _Dirichlet()
 
-# multivariate_normal joins these once cholesky and solve_triangular are ops: its logpdf is
-# -1/2 |L⁻¹(x - mean)|² - Σ log diag(L) - k/2 log 2π through the Cholesky factor L of cov
 
-__all__ = ["beta", "binom", "chi2", "dirichlet", "gamma", "norm", "poisson", "t"]
+
+class _MultivariateNormal(_Distribution):
+    """The multivariate normal: ``multivariate_normal.logpdf(x, mean, cov)`` and its pdf, with
+    points along x's last axis (one point when x is 1-D; SciPy reads the dimension from mean and
+    cov, so with neither given it takes a 1-D x as points of one dimension). Through the Cholesky
+    factor L of cov: -|L⁻¹(x - mean)|²/2 - Σ log diag(L) - k/2 log 2π, one triangular solve
+    and never an inverse, so its derivatives in x, mean and cov nest (cov's is symmetric, as
+    cholesky's)."""
+
+    name = "multivariate_normal"
+
+    def logpdf(self, x, mean=None, cov=1.0):
+        centered = x if mean is None else x - mean
+        k = centered.shape[-1]
+        if np.ndim(cov) < 2:        # SciPy's scalar or diagonal covariance
+            cov = diag(cov * np.ones(k)) if not isinstance(cov, Expr) or cov.ndim == 0 \
+                else diag(cov)
+        factor = cholesky(cov)
+        whitened = solve_triangular(factor, expand_dims(centered, -1), lower=True)
+        log_determinant_half = sum(log(diagonal(factor, axis1=-2, axis2=-1)), axis=-1)
+        return (-0.5 * sum(whitened * whitened, axis=(-2, -1)) - log_determinant_half
+                - k * _LOG_SQRT_TWO_PI)
+
+
+multivariate_normal = _MultivariateNormal()
+
+__all__ = ["beta", "binom", "chi2", "dirichlet", "gamma", "multivariate_normal", "norm", "poisson",
+           "t"]
