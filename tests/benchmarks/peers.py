@@ -54,6 +54,7 @@ from typing import Callable
 
 import numpy as np
 import scipy
+import scipy.linalg
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.polynomial import Polynomial
 from scipy.optimize import rosen_der, rosen_hess_prod
@@ -115,6 +116,18 @@ def iterated_map(steps, ns, x):
 def conv_layer(ns, X, W, b):
     """A 3x3 convolution layer (zero padding 1), ReLU, half the sum of squares."""
     return 0.5 * ns.sum(ns.relu(ns.conv(X, W, b, padding=1)) ** 2)
+
+
+def gp_negative_log_likelihood(distances, y, ns, theta):
+    """A Gaussian process's negative log marginal likelihood, RBF kernel plus noise, of the log
+    length-scale, log signal variance and log noise variance ``theta``: the Cholesky factor L of
+    K, then |L⁻¹ y|² / 2 + Σ log diag L + n/2 log 2π (one triangular solve, no inverse)."""
+    n = y.shape[0]
+    kernel = ns.exp(theta[1]) * ns.exp(ns.const(-0.5 * distances) * ns.exp(-2.0 * theta[0]))
+    factor = ns.cholesky(kernel + ns.exp(theta[2]) * ns.const(np.eye(n)))
+    whitened = ns.solve_triangular(factor, ns.const(y), lower=True)
+    return (0.5 * ns.sum(whitened * whitened) + ns.sum(ns.log(ns.diagonal(factor)))
+            + 0.5 * n * np.log(2.0 * np.pi))
 
 
 def chain(steps, ns, y):
@@ -240,6 +253,24 @@ def hand_conv_layer(X, W, b):
     return value, dpadded[:, :, 1:-1, 1:-1], dW, db
 
 
+def hand_gp(distances, y, theta):
+    """The GP's value and gradient as a careful hand writes them (Rasmussen and Williams, 5.9):
+    with alpha = K⁻¹ y and W = K⁻¹ - alpha alphaᵀ, d/dθ = tr(W dK/dθ) / 2, K⁻¹ from the Cholesky
+    factor by cho_solve."""
+    n = y.shape[0]
+    length2, signal, noise = np.exp(2.0 * theta[0]), np.exp(theta[1]), np.exp(theta[2])
+    rbf = signal * np.exp(-0.5 * distances / length2)
+    K = rbf + noise * np.eye(n)
+    factor = scipy.linalg.cho_factor(K, lower=True)
+    alpha = scipy.linalg.cho_solve(factor, y)
+    value = 0.5 * (y @ alpha) + np.sum(np.log(np.diag(factor[0]))) + 0.5 * n * np.log(2 * np.pi)
+    W = scipy.linalg.cho_solve(factor, np.eye(n))
+    W -= np.outer(alpha, alpha)
+    gradient = 0.5 * np.array([np.vdot(W, rbf * distances / length2), np.vdot(W, rbf),
+                               noise * np.trace(W)])
+    return value, gradient
+
+
 def conv_layer_reference(X, W, b):
     """conv_layer's value and gradients, offset by offset (no windows): the check."""
     kh, kw = W.shape[2:]
@@ -332,6 +363,7 @@ class Jax(Adapter):
     def __init__(self, jax):
         import jax.numpy as jnp
         from jax.scipy.special import logsumexp
+        import jax.scipy.linalg  # noqa: F401 (binds jax.scipy.linalg for the GP's ns)
         jax.config.update("jax_enable_x64", True)
         self.jax, self.jnp = jax, jnp
         self.label, self.version = "JAX", jax.__version__
@@ -339,7 +371,9 @@ class Jax(Adapter):
         self.ns = SimpleNamespace(
             sum=jnp.sum, mean=jnp.mean, tanh=jnp.tanh, sin=jnp.sin, maximum=jnp.maximum,
             relu=jax.nn.relu, logsumexp=logsumexp, log_softmax=jax.nn.log_softmax,
-            const=jnp.asarray, conv=self._conv)
+            const=jnp.asarray, conv=self._conv, exp=jnp.exp, log=jnp.log,
+            cholesky=jnp.linalg.cholesky, diagonal=jnp.diagonal,
+            solve_triangular=jax.scipy.linalg.solve_triangular)
 
     def _conv(self, X, W, b, padding):
         out = self.jax.lax.conv_general_dilated(X, W, (1, 1), [(padding, padding)] * 2)
@@ -379,7 +413,10 @@ class Torch(Adapter):
             mean=torch.mean, tanh=torch.tanh, sin=torch.sin, maximum=torch.maximum,
             relu=torch.relu, logsumexp=lambda a: torch.logsumexp(a.reshape(-1), dim=0),
             log_softmax=lambda a, axis: torch.log_softmax(a, dim=axis), const=torch.from_numpy,
-            conv=torch.nn.functional.conv2d)
+            conv=torch.nn.functional.conv2d, exp=torch.exp, log=torch.log,
+            cholesky=torch.linalg.cholesky, diagonal=torch.diagonal,
+            solve_triangular=lambda a, b, lower: torch.linalg.solve_triangular(
+                a, b[:, None], upper=not lower)[:, 0])
 
     def _tensors(self, args, wrt=()):
         return [self.torch.from_numpy(np.asarray(a, dtype=np.float64)).requires_grad_(i in wrt)
@@ -624,6 +661,22 @@ def conv_cases(cfg):
                partial(hand_conv_layer, *args), conv_layer_reference(*args), setups)
 
 
+GP_PEERS = ("symgrad", "symgrad numba", "JAX", "PyTorch")    # those with cholesky in ns
+
+
+def gp_cases(cfg):
+    n = 200 if cfg.quick else 400
+    points = cfg.rng.uniform(-3.0, 3.0, (n, 2))
+    distances = np.sum((points[:, None, :] - points[None, :, :]) ** 2, axis=-1)
+    y = np.sin(points[:, 0]) * np.cos(points[:, 1]) + 0.1 * cfg.rng.standard_normal(n)
+    theta = np.log([0.8, 1.2, 0.05])
+    f = partial(gp_negative_log_likelihood, distances, y)
+    setups = {a.label: partial(a.grad, f, (theta,), (0,), True)
+              if a.label in GP_PEERS else "n/a (no cholesky here)" for a in cfg.adapters}
+    yield Case("gp", f"GP negative log likelihood, RBF, n={n}, value+gradient",
+               partial(hand_gp, distances, y, theta), hand_gp(distances, y, theta), setups)
+
+
 def cold_start(adapter, f, args):
     """A run that builds, differentiates and compiles f, then calls it once."""
     return lambda: adapter.grad(f, args, (0,), value=True)()
@@ -655,7 +708,7 @@ def compile_cases(cfg):
 
 WORKLOADS = {"rosenbrock": rosenbrock_cases, "mlp": mlp_cases, "tanh": tanh_cases,
              "hessian": hessian_cases, "scalar": scalar_cases, "map": map_cases,
-             "compile": compile_cases, "conv": conv_cases}
+             "compile": compile_cases, "conv": conv_cases, "gp": gp_cases}
 
 
 # -- measuring ---------------------------------------------------------------------------------
