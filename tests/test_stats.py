@@ -302,3 +302,17 @@ def test_multivariate_normal_logpdf_through_a_cholesky_factor_matches_scipy():
         step = 1e-6
         expected = (total(c=cov + step * direction) - total(c=cov - step * direction)) / (2 * step)
         assert np.sum(d_cov * direction) == pytest.approx(expected, rel=1e-6)
+
+
+def test_multivariate_normal_entropy_matches_scipy_and_its_gradient_differences():
+    rng = np.random.default_rng(8)
+    factor = rng.normal(size=(3, 3))
+    cov = factor @ factor.T + np.eye(3)
+    with sg.use_graph():
+        S = sg.var("S", shape=(3, 3))
+        entropy = stats.multivariate_normal.entropy(np.zeros(3), S)
+        value, gradient = sg.compile([entropy, sg.grad(entropy, S)], inputs=[S])(cov)
+    assert value == pytest.approx(scipy.stats.multivariate_normal.entropy(np.zeros(3), cov),
+                                  rel=1e-14)
+    # d/dcov of log det(cov) / 2 is cov⁻¹ / 2, symmetric
+    np.testing.assert_allclose(gradient, 0.5 * np.linalg.inv(cov), rtol=1e-12)

@@ -202,6 +202,18 @@ class _MultivariateNormal(_Distribution):
         return (-0.5 * sum(whitened * whitened, axis=(-2, -1)) - log_determinant_half
                 - k * _LOG_SQRT_TWO_PI)
 
+    def entropy(self, mean=None, cov=1.0):
+        """The differential entropy, k/2 (1 + log 2π) + log det(cov) / 2, through cov's Cholesky
+        factor; ``mean`` gives the dimension only, as in SciPy."""
+        if np.ndim(cov) < 2:
+            k = 1 if mean is None else np.shape(mean)[-1]
+            cov = diag(cov * np.ones(k)) if not isinstance(cov, Expr) or cov.ndim == 0 \
+                else diag(cov)
+        factor = cholesky(cov)
+        k = factor.shape[-1]
+        return (sum(log(diagonal(factor, axis1=-2, axis2=-1)), axis=-1)
+                + k * (0.5 + _LOG_SQRT_TWO_PI))
+
 
 multivariate_normal = _MultivariateNormal()
 
