@@ -599,7 +599,7 @@ def _positive_constant(d, e):
     return sg.const(np.asarray(d.draw(st.sampled_from([0.5, 1.0, 2.5, 4.0])), dtype=d.dtype))
 
 
-def _antisymmetric_free(d, n):
+def _random_square(d, n):
     seed = d.draw(st.integers(0, 2**16))
     return np.random.default_rng([seed, CONSTANT_STREAM]).uniform(-1.0, 1.0, (n, n))
 
@@ -609,7 +609,7 @@ def _spd(d, a):
     whose eigenvalues lie in [1, 1 + m]."""
     m, n = a.shape[-2:]
     t = sg.tanh(a)
-    return np.eye(m) + sg.matmul(t, sg.swapaxes(t, -1, -2)) / n
+    return np.eye(m, dtype=d.dtype) + sg.matmul(t, sg.swapaxes(t, -1, -2)) / n
 
 
 def _invertible(d, a):
@@ -618,14 +618,14 @@ def _invertible(d, a):
     singular values lie in [1/2, 3/2]."""
     m, n = a.shape[-2:]
     t = sg.tanh(a)
-    c = _antisymmetric_free(d, n) * (0.5 / (m * n * n))
-    return np.eye(m) + sg.matmul(sg.matmul(t, c), sg.swapaxes(t, -1, -2))
+    c = (_random_square(d, n) * (0.5 / (m * n * n))).astype(d.dtype)
+    return np.eye(m, dtype=d.dtype) + sg.matmul(sg.matmul(t, c), sg.swapaxes(t, -1, -2))
 
 
 def _full_rank(d, a):
     """``a`` (..., m, n) near the m-by-n identity, its singular values in [0.7, 1.3]."""
     m, n = a.shape[-2:]
-    return np.eye(m, n) + 0.3 / max(m, n) * sg.tanh(a)
+    return np.eye(m, n, dtype=d.dtype) + 0.3 / max(m, n) * sg.tanh(a)
 
 
 def _square_ops(function, operand, accept=_matrix):
