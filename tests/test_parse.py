@@ -1089,22 +1089,31 @@ class Var(str):
 
 
 A, B, V3, V4, LABELS, MASK = Var("A"), Var("B"), Var("c"), Var("v"), Var("labels"), Var("mask")
+SQUARE, CUBE, IMAGES, FILTERS = Var("S"), Var("T"), Var("images"), Var("filters")
 
 # The arguments of the public functions that need more than `v` for each operand and their
 # defaults: (positional, keywords). A new public function whose defaults do not fit needs an
 # entry here; one that cannot be a formula goes in NOT_FORMULAS.
 CALLS = {
     "append": ((A, A), {"axis": 0}),
+    "argpartition": ((A, 1), {"axis": 1}),
     "array": (([[Var("x"), Var("y")], [Var("y"), 1.5]],), {}),
+    "array_split": ((V4, 3), {}),
+    "astype": ((V4, "float32"), {}),
     "average": ((A,), {"axis": 1, "weights": V4}),
+    "avg_pool": ((IMAGES, 2), {"stride": 1, "padding": 1}),
     "broadcast_to": ((V4, (3, 4)), {}),
+    "cholesky": ((SQUARE,), {"upper": True}),
     "column_stack": (([V4, V4],), {}),
     "concatenate": (([A, A],), {"axis": 1}),
+    "conv": ((IMAGES, FILTERS, V3), {"stride": 2, "padding": 1, "dilation": 1, "groups": 1}),
     "cross": ((V3, V3), {}),
     "cumprod": ((A,), {"axis": 1}),
     "cumsum": ((A,), {"axis": -1}),
+    "det": ((SQUARE,), {}),
     "diagonal": ((A,), {"offset": 1}),
     "diff": ((A,), {"n": 2, "axis": 1}),
+    "dsplit": ((CUBE, 2), {}),
     "dstack": (([A, A],), {}),
     "einsum": (("ij,jk->ik", A, B), {"optimize": True}),
     "elu": ((V4,), {"alpha": 0.5}),
@@ -1113,27 +1122,50 @@ CALLS = {
     "fliplr": ((A,), {}),
     "flipud": ((A,), {}),
     "gelu": ((V4,), {"approximate": "tanh"}),
+    "gradient": ((V4, 0.5), {"edge_order": 2}),
+    "hsplit": ((A, 2), {}),
     "hstack": (([V4, V3],), {}),
+    "inv": ((SQUARE,), {}),
+    "iv": ((0.5, V4), {}),
+    "ive": ((1.5, V4), {}),
+    "jn": ((2, V4), {}),
+    "jv": ((0.5, V4), {}),
     "leaky_relu": ((V4,), {"alpha": 0.2}),
     "log_softmax": ((A,), {"axis": 0}),
     "logsumexp": ((A,), {"axis": 1, "keepdims": True, "b": V4}),
+    "lstsq": ((A, V3), {}),
     "matmul": ((A, B), {}),
+    "matrix_power": ((SQUARE, 3), {}),
     "max": ((A,), {"axis": (0, 1), "keepdims": True}),
+    "max_pool": ((IMAGES, (2, 3)), {"stride": 1}),
     "mean": ((A,), {"axis": -1}),
     "min": ((A,), {"axis": 0}),
     "moveaxis": ((A, 0, 1), {}),
+    "multi_dot": (([V3, A, B],), {}),
+    "multigammaln": ((V4, 3), {}),
     "nan_to_num": ((V4,), {"nan": 1.0, "posinf": 2.0, "neginf": -2.0}),
     "norm": ((A,), {"ord": "fro"}),
     "one_hot": ((LABELS, 5), {}),
     "pad": ((A, [[1, 0], [2, 1]]), {"mode": "reflect"}),
+    "partition": ((A, 2), {"axis": 0}),
+    "percentile": ((A, 30.0), {"axis": 1, "keepdims": True}),
+    "pinv": ((A,), {}),
+    "polygamma": ((1, V4), {}),
     "prod": ((A,), {"axis": 0, "keepdims": True}),
     "ptp": ((A,), {"axis": 1}),
+    "quantile": ((A, (0.25, 0.5)), {"axis": 0, "method": "linear"}),
     "repeat": ((A, 2), {"axis": 1}),
     "reshape": ((A, (2, 6)), {}),
     "roll": ((A, 1), {"axis": 1}),
+    "rollaxis": ((CUBE, 2), {"start": 1}),
+    "rot90": ((A,), {"k": 3, "axes": (1, 0)}),
     "round": ((V4,), {"decimals": 2}),
     "select": (([MASK, MASK], [V4, V4]), {"default": 0.5}),
+    "slogdet": ((SQUARE,), {}),
     "softmax": ((A,), {"axis": 1}),
+    "solve": ((SQUARE, V3), {}),
+    "solve_triangular": ((SQUARE, A), {"trans": 1, "lower": True}),
+    "split": ((V4, 2), {}),
     "squeeze": ((Var("row"),), {"axis": 0}),
     "stack": (([V4, V4],), {"axis": 1}),
     "std": ((A,), {"axis": 0, "ddof": 1}),
@@ -1147,14 +1179,21 @@ CALLS = {
     "transpose": ((A, (1, 0)), {}),
     "tril": ((A,), {"k": -1}),
     "triu": ((A,), {"k": 1}),
+    "vsplit": ((A, 3), {}),
     "vstack": (([V4, V4],), {}),
     "where": ((MASK, V4, 0.5), {}),
+    "yn": ((1, V4), {}),
 }
 
 # The public functions that have no formula form, each with its reason.
 NOT_FORMULAS = {
     "split": "gives a list of expressions; a formula is one expression",
     "array_split": "gives a list of expressions; a formula is one expression",
+    "vsplit": "gives a list of expressions; a formula is one expression",
+    "hsplit": "gives a list of expressions; a formula is one expression",
+    "dsplit": "gives a list of expressions; a formula is one expression",
+    "slogdet": "gives the pair (sign, logabsdet); a formula is one expression",
+    "lstsq": "gives the tuple (x, residuals, rank, s); a formula is one expression",
 }
 
 
@@ -1162,6 +1201,9 @@ def call_variables():
     return {"A": sg.var("A", shape=(3, 4)), "B": sg.var("B", shape=(4, 2)),
             "c": sg.var("c", shape=(3,)), "v": sg.var("v", shape=(4,)),
             "row": sg.var("row", shape=(1, 3)), "x": sg.var("x"), "y": sg.var("y"),
+            "S": sg.var("S", shape=(3, 3)), "T": sg.var("T", shape=(2, 3, 4)),
+            "images": sg.var("images", shape=(2, 2, 5, 6)),
+            "filters": sg.var("filters", shape=(3, 2, 2, 2)),
             "labels": sg.var("labels", shape=(2,), dtype="int64"),
             "rows": sg.var("rows", shape=(2, 4), dtype="int64"),
             "mask": sg.var("mask", shape=(4,), dtype="bool")}
@@ -1217,8 +1259,12 @@ def test_every_public_function_is_a_formula_that_builds_the_same_node(name):
 def test_the_functions_without_a_formula_form_are_refused_by_name():
     assert set(NOT_FORMULAS) | set(CALLS) <= set(sg.ops.PUBLIC)
     for name in NOT_FORMULAS:
-        with pytest.raises(sg.ParseError, match="not one expression"):
-            sg.parse(f"{name}(v, 2)", shapes={"v": (4,)})
+        args, kwargs = call_of(name)
+        positional = [render(a) for a in args] + [f"{k}={render(v)}" for k, v in kwargs.items()]
+        with sg.use_graph():
+            call_variables()
+            with pytest.raises(sg.ParseError, match="not one expression"):
+                sg.parse(f"{name}({', '.join(positional)})")
 
 
 # -- SymPy -----------------------------------------------------------------------------------------

@@ -585,6 +585,161 @@ def _one_hot(d):
     return sg.one_hot(labels, classes) * sg.sum(a)
 
 
+def _above(bound):
+    return lambda d, e: d.positive(e) + bound     # multigammaln's a > (d - 1) / 2
+
+
+def _open_two(d, e):
+    return 1.0 + 0.9 * sg.tanh(e)               # erfcinv: inside (0, 2)
+
+
+def _positive_constant(d, e):
+    """A constant above zero in the graph's dtype: the operand (gammainc's a, betainc's a and b,
+    stdtr's df) has no derivative, so no variable may reach it."""
+    return sg.const(np.asarray(d.draw(st.sampled_from([0.5, 1.0, 2.5, 4.0])), dtype=d.dtype))
+
+
+def _random_square(d, n):
+    seed = d.draw(st.integers(0, 2**16))
+    return np.random.default_rng([seed, CONSTANT_STREAM]).uniform(-1.0, 1.0, (n, n))
+
+
+def _spd(d, a):
+    """A symmetric positive definite matrix of ``a`` (..., m, n): I + t t^T / n with t = tanh(a),
+    whose eigenvalues lie in [1, 1 + m]."""
+    m, n = a.shape[-2:]
+    t = sg.tanh(a)
+    return np.eye(m, dtype=d.dtype) + sg.matmul(t, sg.swapaxes(t, -1, -2)) / n
+
+
+def _invertible(d, a):
+    """A square matrix of ``a`` (..., m, n), not symmetric and well conditioned: the identity
+    plus t C t^T (t = tanh(a), C a random constant) scaled to spectral norm at most 1/2, so its
+    singular values lie in [1/2, 3/2]."""
+    m, n = a.shape[-2:]
+    t = sg.tanh(a)
+    c = (_random_square(d, n) * (0.5 / (m * n * n))).astype(d.dtype)
+    return np.eye(m, dtype=d.dtype) + sg.matmul(sg.matmul(t, c), sg.swapaxes(t, -1, -2))
+
+
+def _full_rank(d, a):
+    """``a`` (..., m, n) near the m-by-n identity, its singular values in [0.7, 1.3]."""
+    m, n = a.shape[-2:]
+    return np.eye(m, n, dtype=d.dtype) + 0.3 / max(m, n) * sg.tanh(a)
+
+
+def _square_ops(function, operand, accept=_matrix):
+    """``function`` of a well-conditioned matrix made from a pool entry and a right-hand side
+    from the pool or a new variable of the matrix's rows (a vector or a matrix); a piece of a
+    tuple result is drawn."""
+    def build(d):
+        a = d.pick(accept)
+        if a is None:
+            return None
+        matrix = operand(d, a)
+        m = matrix.shape[-2]
+        b = d.pick(lambda e: e is not a and e.shape == (m,))
+        if b is None or d.draw(st.booleans()):
+            b = d.variable((m,) if d.draw(st.booleans()) else (m, d.draw(st.integers(1, 2))))
+        result = function(matrix, b, d)
+        return result[d.draw(st.integers(0, 1))] if isinstance(result, tuple) else result
+    return build
+
+
+def _triangular_solve(matrix, b, d):
+    lower = d.draw(st.booleans())
+    return sg.ops.PUBLIC["solve_triangular"].function(
+        sg.tril(matrix) if lower else sg.triu(matrix), b, trans=d.draw(st.sampled_from([0, 1])),
+        lower=lower, unit_diagonal=d.draw(st.booleans()))
+
+
+def _multi_dot(d):
+    a = d.pick(lambda e: 0 < e.ndim <= 2 and all(isinstance(n, int) for n in e.shape))
+    if a is None:
+        return None
+    middle = d.variable((a.shape[-1], d.draw(st.integers(1, 3))))
+    last = d.variable((middle.shape[-1],) if d.draw(st.booleans()) else (middle.shape[-1], 2))
+    return sg.ops.PUBLIC["multi_dot"].function([a, middle, last])
+
+
+def _order_first(name, orders):
+    """A Bessel or polygamma function: a static order first, then the operand above zero."""
+    def build(d):
+        a = d.pick()
+        return sg.ops.PUBLIC[name].function(d.draw(st.sampled_from(orders)), d.positive(a))
+    return build
+
+
+def _vector_convolution(name):
+    def build(d):
+        a = d.pick(lambda e: e.ndim == 1 and isinstance(e.shape[0], int))
+        if a is None:
+            return None
+        v = d.variable((d.draw(st.integers(1, a.shape[0] + 1)),))
+        pair = (a, v) if d.draw(st.booleans()) else (v, a)
+        return sg.ops.PUBLIC[name].function(*pair, mode=d.draw(st.sampled_from(["full", "same",
+                                                                                 "valid"])))
+    return build
+
+
+def _conv(d):
+    """A convolution of a pool entry read as (..., C, L) with new filters (and maybe a bias)."""
+    a = d.pick(lambda e: e.ndim >= 2 and all(isinstance(n, int) for n in e.shape[-2:]))
+    if a is None:
+        return None
+    channels, length = a.shape[-2:]
+    padding = d.draw(st.integers(0, 1))
+    out = d.draw(st.integers(1, 2))
+    w = d.variable((out, channels, d.draw(st.integers(1, length + 2 * padding))))
+    bias = d.variable((out,)) if d.draw(st.booleans()) else None
+    return sg.conv(a, w, bias, stride=d.draw(st.integers(1, 2)), padding=padding,
+                   dilation=1)
+
+
+def _pool(d, a):
+    kernel = d.draw(st.integers(1, min(2, a.shape[-1])))
+    return {"kernel_size": kernel, "stride": d.draw(st.sampled_from([None, 1])),
+            "padding": d.draw(st.integers(0, kernel // 2))}
+
+
+def _kth(d, a):
+    axis = _int_axis(d, a, static=True)
+    return {"kth": d.draw(st.integers(-a.shape[axis], a.shape[axis] - 1)), "axis": axis}
+
+
+def _levels(top):
+    def draw(d, a):
+        level = st.floats(0, top, allow_nan=False)
+        q = d.draw(level | st.lists(level, min_size=1, max_size=3).map(tuple))
+        return dict(_axes()(d, a), q=q)
+    return draw
+
+
+def _split_along(name, axis, ndim):
+    """vsplit, hsplit, dsplit: one piece, cut after the first entry or before the last."""
+    def build(d):
+        a = d.pick(lambda e: e.ndim >= ndim and isinstance(e.shape[axis if e.ndim > 1 else 0],
+                                                             int)
+                   and e.shape[axis if e.ndim > 1 else 0] > 1)
+        if a is None:
+            return None
+        n = a.shape[axis if a.ndim > 1 else 0]
+        pieces = sg.ops.PUBLIC[name].function(a, d.draw(st.sampled_from([[1], [n - 1]])))
+        return pieces[d.draw(st.integers(0, len(pieces) - 1))]
+    return build
+
+
+def _gradient(d):
+    edge_order = d.draw(st.integers(1, 2))
+    a = d.pick(lambda e: any(isinstance(n, int) and n > edge_order for n in e.shape))
+    if a is None:
+        return None
+    axis = d.draw(st.sampled_from([i for i, n in enumerate(a.shape)
+                                   if isinstance(n, int) and n > edge_order]))
+    spacing = d.draw(st.sampled_from([(), (0.5,)]))
+    return sg.gradient(a, *spacing, axis=axis, edge_order=edge_order)
+
+
 ARGUMENTS = {
     # element-wise
     "arccos": Arguments((_unit,)),
@@ -674,6 +829,69 @@ ARGUMENTS = {
                        accept=_matrix),
     "tril": Arguments(static=lambda d, a: {"k": d.draw(st.integers(-1, 1))}, accept=_matrix),
     "triu": Arguments(static=lambda d, a: {"k": d.draw(st.integers(-1, 1))}, accept=_matrix),
+    # special functions (an operand without a derivative is a constant)
+    "beta": Arguments((_positive, _positive)),
+    "betainc": Arguments((_positive_constant, _positive_constant, _open_unit)),
+    "betaln": Arguments((_positive, _positive)),
+    "digamma": Arguments((_positive,)),
+    "erfcinv": Arguments((_open_two,)),
+    "erfcx": Arguments(),
+    "erfinv": Arguments((_unit,)),
+    "gamma": Arguments((_positive,)),
+    "gammainc": Arguments((_positive_constant, _positive)),
+    "gammaincc": Arguments((_positive_constant, _positive)),
+    "gammaln": Arguments((_positive,)),
+    "gammasgn": Arguments((_positive,)),
+    "i0": Arguments(),
+    "i0e": Arguments(),
+    "i1": Arguments(),
+    "i1e": Arguments(),
+    "j0": Arguments(),
+    "j1": Arguments(),
+    "log_ndtr": Arguments(),
+    "multigammaln": Arguments((_above(1.0),), static=lambda d, a: {"d": d.draw(st.integers(1,
+                                                                                           3))}),
+    "ndtr": Arguments(),
+    "ndtri": Arguments((_open_unit,)),
+    "psi": Arguments((_positive,)),
+    "rgamma": Arguments(),
+    "sinc": Arguments(),
+    "stdtr": Arguments((_positive_constant, None)),
+    "xlog1py": Arguments((None, _positive)),
+    "y0": Arguments((_positive,)),
+    "y1": Arguments((_positive,)),
+    # order statistics (kinks at ties, left to the two-step difference check)
+    "median": Arguments(static=_axes(), accept=_static),
+    "partition": Arguments(static=_kth, accept=_static_axis),
+    "percentile": Arguments(static=_levels(100.0), accept=_static),
+    "quantile": Arguments(static=_levels(1.0), accept=_static),
+    "sort": Arguments(static=_one_axis(static=True), accept=_static_axis),
+    # linear algebra, on well-conditioned matrices made from the pool entry
+    "cholesky": Arguments((_spd,), static=lambda d, a: {"upper": d.draw(st.booleans())},
+                          accept=_matrix),
+    "det": Arguments((_invertible,), accept=_matrix),
+    "inv": Arguments((_invertible,), accept=_matrix),
+    "matrix_power": Arguments((_invertible,), static=lambda d, a: {"n": d.draw(st.integers(-2,
+                                                                                           3))},
+                              accept=_matrix),
+    "pinv": Arguments((_full_rank,), accept=_matrix),
+    # convolution (max_pool's kinks at ties, as max's)
+    "avg_pool": Arguments(static=_pool, accept=lambda e: e.ndim == 3 and isinstance(e.shape[-1],
+                                                                                   int)),
+    "max_pool": Arguments(static=_pool, accept=lambda e: e.ndim == 3 and isinstance(e.shape[-1],
+                                                                                   int)),
+    # peer functions
+    "atleast_1d": Arguments(accept=lambda e: e.ndim < 1),
+    "atleast_2d": Arguments(accept=lambda e: e.ndim < 2),
+    "atleast_3d": Arguments(accept=lambda e: e.ndim < 3),
+    "linspace": Arguments((None, None), static=lambda d, a: {"num": d.draw(st.integers(1, 4)),
+                                                             "endpoint": d.draw(st.booleans())}),
+    "rollaxis": Arguments(static=lambda d, a: {"axis": _int_axis(d, a),
+                                               "start": d.draw(st.integers(0, a.ndim))},
+                          accept=lambda e: e.ndim > 1),
+    "rot90": Arguments(static=lambda d, a: {"k": d.draw(st.integers(-1, 4)),
+                                            "axes": d.draw(st.sampled_from([(0, 1), (-1, -2)]))},
+                       accept=lambda e: e.ndim > 1),
 }
 
 # The public functions drawn by a builder of their own, where one operand's shape decides the
@@ -699,6 +917,26 @@ BUILDERS = {
     "take": _take,
     "tensordot": _contraction(lambda a, b: sg.tensordot(a, b, axes=1)),
     "vstack": _stack(sg.vstack, axis=False),
+    "conv": _conv,
+    "convolve": _vector_convolution("convolve"),
+    "correlate": _vector_convolution("correlate"),
+    "dsplit": _split_along("dsplit", 2, 3),
+    "gradient": _gradient,
+    "hsplit": _split_along("hsplit", 1, 1),
+    "iv": _order_first("iv", [0, 1, 2.5]),
+    "ive": _order_first("ive", [0, 1, 2.5]),
+    "jn": _order_first("jn", [0, 1, 2]),
+    "jv": _order_first("jv", [0, 1, 2.5]),
+    "lstsq": _square_ops(lambda a, b, d: tuple(sg.ops.PUBLIC["lstsq"].function(a, b)[:2]),
+                         _full_rank, accept=lambda e: e.ndim == 2 and _matrix(e)),
+    "multi_dot": _multi_dot,
+    "polygamma": _order_first("polygamma", [0, 1, 2]),
+    "slogdet": _square_ops(lambda a, b, d: tuple(sg.ops.PUBLIC["slogdet"].function(a)),
+                           _invertible),
+    "solve": _square_ops(lambda a, b, d: sg.ops.PUBLIC["solve"].function(a, b), _invertible),
+    "solve_triangular": _square_ops(_triangular_solve, _invertible),
+    "vsplit": _split_along("vsplit", 0, 2),
+    "yn": _order_first("yn", [0, 1, 2]),
 }
 
 
@@ -723,6 +961,13 @@ ALL_KINDS = dict(TENSOR_KINDS, **{name: _drawn(name, spec) for name, spec in ARG
 PUBLIC_EXCLUDED = {
     "stop_gradient": "changes what the derivative means; tested against its own rule",
     "take_along_axis": "its integer indices are drawn by take's builder, through the same gather",
+    "argmax": "integer output, no gradient",
+    "argmin": "integer output, no gradient",
+    "argpartition": "integer output, no gradient",
+    "argsort": "integer output, no gradient",
+    "astype": "into float32 it rounds below what finite differences resolve, into int64 or bool "
+              "it has no gradient, and into its own dtype it builds nothing; "
+              "test_the_float32 graphs check float32 and tests/test_ops.py the casts",
 }
 OP_TABLE_EXCLUDED = {
     "var": "the variable leaf itself",
@@ -735,13 +980,19 @@ OP_TABLE_EXCLUDED = {
     "scatter_add": "only the differentiator creates it (the derivative of gather)",
     "zeros_like": "only the differentiator creates it (a gradient that is zero)",
     "identity_like": "only the differentiator creates it (the seed of a Jacobian)",
-    "broadcast_to_like": "only the differentiator creates it (unbroadcast's inverse)",
     "reshape_like": "only the differentiator creates it (the adjoint of a reshape)",
     "axis_size": "only the differentiator creates it (a named dimension's length in a mean's "
                  "derivative)",
     "inner": "only the optimiser creates it (np.vdot for a sum of products); compiled_both_ways "
              "checks the graphs it rewrites",
     "variance": "not a public function (np.var goes through symgrad.numpy); std builds it",
+    "argmax": PUBLIC_EXCLUDED["argmax"],
+    "argmin": PUBLIC_EXCLUDED["argmin"],
+    "argsort": PUBLIC_EXCLUDED["argsort"],
+    "astype": PUBLIC_EXCLUDED["astype"],
+    "conv_transpose": "only the differentiator creates it (the derivative of conv in its input)",
+    "conv_weight": "only the differentiator creates it (the derivative of conv in its filters)",
+    "unwindows": "only the differentiator creates it (the derivative of the pools' windows)",
 }
 
 
