@@ -566,10 +566,11 @@ class _Parser:
             raise self.error(f"{name}() is missing {', '.join(missing)}", position)
         values = {}
         for key, value in bound.items():
-            if key in static:
+            if key == spec.variadic:        # its items, each static or an operand
+                read = self.static if key in static else self.expr
+                values[key] = [read(v) for v in value]
+            elif key in static:
                 values[key] = self.static(value)
-            elif key == spec.variadic:
-                values[key] = [self.expr(v) for v in value]
             elif key in LIST_PARAMETERS:
                 if not isinstance(value, ListLiteral):
                     raise self.error(f"{name} takes a list such as [a, b]", position)
