@@ -97,6 +97,41 @@ RENAMED = {
 ELEMENTWISE = {**{name: name for name in STANDARD_ELEMENTWISE}, **RENAMED}
 
 
+class _Linalg:
+    """The ``np.linalg`` functions the decompositions' emissions call, with NumPy's arguments,
+    on the linalg extension of the array API standard."""
+
+    def __init__(self, xp):
+        self._linalg = getattr(xp, "linalg", None)
+        self._xp = xp
+
+    def _function(self, name):
+        function = getattr(self._linalg, name, None)
+        if function is None:
+            raise SymgradError(f"backend 'array_api': the array namespace {self._xp.__name__} has "
+                               f"no linalg.{name} (the standard's linalg extension), which "
+                               f"{name} needs; use backend 'numpy'")
+        return function
+
+    def eigh(self, x, UPLO="L"):
+        # the standard's eigh reads a symmetric matrix without saying which triangle: the
+        # one NumPy would read, mirrored
+        xp = self._xp
+        triangle = xp.tril(x) if UPLO == "L" else xp.triu(x)
+        strict = xp.tril(x, k=-1) if UPLO == "L" else xp.triu(x, k=1)
+        symmetric = triangle + xp.matrix_transpose(strict)
+        return tuple(self._function("eigh")(symmetric))
+
+    def svd(self, x, full_matrices=True):
+        return tuple(self._function("svd")(x, full_matrices=full_matrices))
+
+    def qr(self, x, mode="reduced"):
+        return tuple(self._function("qr")(x, mode=mode))
+
+    def inv(self, x):
+        return self._function("inv")(x)
+
+
 class ArrayNamespace:
     """The NumPy names the emitted code uses, on one array namespace ``xp`` and one device: every
     element-wise function of ELEMENTWISE the namespace has, and methods for the others.
@@ -322,6 +357,11 @@ class ArrayNamespace:
 
     def concatenate(self, arrays, axis=0):
         return self.xp.concat(list(arrays), axis=axis)
+
+    @property
+    def linalg(self):
+        """np.linalg's decompositions (eigh, svd, qr, inv) on the standard's linalg extension."""
+        return _Linalg(self.xp)
 
     def roll(self, x, shift, axis=None):
         return self.xp.roll(x, shift, axis=axis)

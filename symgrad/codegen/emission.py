@@ -33,9 +33,22 @@ class SciPySpecial:
         return function
 
 
+class SciPyLinalg:
+    """``scipy.linalg``, imported when generated code first reads one of its functions (expm), as
+    SciPySpecial imports scipy.special; bound as ``linalg``."""
+
+    def __getattr__(self, attribute):
+        if attribute.startswith("_"):
+            raise AttributeError(attribute)
+        import scipy.linalg
+        function = getattr(scipy.linalg, attribute)
+        setattr(self, attribute, function)
+        return function
+
+
 # The libraries an emission may ask for by name (EmitContext.library), besides np, which every
 # function has; naming.RESERVED keeps variables off their names
-LIBRARIES = {"special": SciPySpecial()}
+LIBRARIES = {"special": SciPySpecial(), "linalg": SciPyLinalg()}
 
 
 def scalar_type(dtype):

@@ -2,13 +2,14 @@
 and then gives Expr the methods that build ops of those families.
 
 Its modules import only those before them in this order (tests/test_layering.py checks it):
-core <- shape <- elementwise <- special <- reduce <- linalg <- arrays <- stability <- custom
-<- printing <- methods.
+core <- shape <- elementwise <- special <- reduce <- linalg <- arrays <- decompositions
+<- stability <- custom <- printing <- methods.
 """
 
 from .core import (OPS, PUBLIC, Emission, Expr, Op, Public, apply, broadcast_shapes, check_name, check_shape, const, defop, graph_of,
                    lift, literal, normalize_axes, public, static_shape)
 from . import arrays  # noqa: F401 (registers NumPy's building and reshaping functions)
+from . import decompositions  # noqa: F401 (registers eigh, svd, qr, expm, norm's ord 2)
 from .custom import custom_gradient
 from .elementwise import (absolute, add, clip, cos, divide, exp, expm1, heaviside, leaky_relu, log,
                           log1p, maximum, minimum, multiply, negative, power, relu, sigmoid, sign,

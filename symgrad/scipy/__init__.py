@@ -2,6 +2,6 @@
 (``from symgrad.scipy.special import erf``). Imports ops only.
 """
 
-from . import special  # noqa: F401
+from . import linalg, special  # noqa: F401
 
-__all__ = ["special"]
+__all__ = ["linalg", "special"]
