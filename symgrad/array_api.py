@@ -102,15 +102,19 @@ class _Linalg:
     on the linalg extension of the array API standard."""
 
     def __init__(self, xp):
-        self._linalg = getattr(xp, "linalg", None)
+        # Dask's linalg factors only unbatched matrices in one chunk along one axis: it is
+        # refused as a namespace without the extension is
+        self._linalg = None if _compat().is_dask_namespace(xp) else getattr(xp, "linalg", None)
         self._xp = xp
 
     def _function(self, name):
         function = getattr(self._linalg, name, None)
         if function is None:
-            raise SymgradError(f"backend 'array_api': the array namespace {self._xp.__name__} has "
-                               f"no linalg.{name} (the standard's linalg extension), which "
-                               f"{name} needs; use backend 'numpy'")
+            op = "qr" if name == "inv" else name
+            raise SymgradError(f"backend 'array_api': the array namespace {self._xp.__name__} "
+                               f"offers no linalg.{name} for batched, chunked matrices (the "
+                               f"standard's linalg extension), which op {op!r} uses; use "
+                               f"backend 'numpy'")
         return function
 
     def eigh(self, x, UPLO="L"):

@@ -15,12 +15,14 @@ from typing import Callable
 
 import numpy as np
 import pytest
+import scipy.linalg
 import scipy.special
 import sympy
 
 import symgrad as sg
 from symgrad.ops import apply, expand_dims, heaviside, squeeze
 from symgrad.ops.shape import fancy_index, normalize_index
+from symgrad.ops.decompositions import USES_SCIPY as USES_SCIPY_LINALG
 from symgrad.ops.special import USES_SCIPY
 
 DIMS = {"n": 5}             # the size bound to the symbolic dimension at call time
@@ -273,8 +275,9 @@ ELEMENTWISE_MORE = [       # element-wise functions beyond the first ones, activ
 
 
 def reads_scipy(op):
-    """Whether op's NumPy form calls SciPy (ops.special), which the array-API backend refuses."""
-    return op in USES_SCIPY
+    """Whether op's NumPy form calls SciPy (ops.special, ops.decompositions), which the
+    array-API backend refuses."""
+    return op in USES_SCIPY or op in USES_SCIPY_LINALG
 REDUCTIONS_MORE = [         # reductions, scans, norms and order statistics
     # products: their derivatives never divide, so zeros among the entries are exact
     *[reduction("prod", label, shape, sg.prod, np.prod, axis, keepdims)
@@ -554,6 +557,117 @@ INDEXING_MORE += [
     scatter_add_case("batch", ("n", 3), ("n", 4), (slice(None), np.array([1, 1, 0]))),
 ]
 
+
+# -- decompositions: eigh, svd, qr, expm, the norms of singular values -----------------------------
+#
+# Each packed op has a case of its own result (LAPACK's signs are constant near a point, so central
+# differences of the raw factors agree with the rule); the public functions are checked through
+# functions that do not depend on the signs. eigh's input is made symmetric in the graph: its
+# rule gives the symmetric gradient, which is the one of a function of a + aᵀ.
+
+
+def symmetric(a):
+    return 0.5 * (a + np.swapaxes(a, -1, -2))
+
+
+def symmetric_expr(a):
+    return 0.5 * (a + sg.swapaxes(a, -1, -2))
+
+
+def spread_diagonal(rng, shape):
+    """Matrices whose symmetric part has eigenvalues about 2 apart."""
+    return rng.standard_normal(shape) + np.diag(2.0 * np.arange(shape[-1]))
+
+
+def eigen_gaps(a):
+    return np.diff(np.linalg.eigvalsh(symmetric(a)), axis=-1)
+
+
+def singular_gaps(a):
+    """The singular values' gaps and the smallest one: the rules divide by both."""
+    s = np.linalg.svd(a, compute_uv=False)
+    return np.concatenate([np.diff(s, axis=-1).ravel(), s[..., -1].ravel()])
+
+
+def r_diagonal(a):
+    return np.diagonal(np.linalg.qr(a)[1], axis1=-2, axis2=-1)
+
+
+def packed_eigh(a):
+    w, v = np.linalg.eigh(symmetric(a))
+    return np.concatenate([w[..., None, :], v], axis=-2)
+
+
+def packed_svd(a):
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    return np.concatenate([np.swapaxes(u, -1, -2), s[..., None], vh], axis=-1)
+
+
+def packed_qr(a):
+    q, r = np.linalg.qr(a)
+    return np.concatenate([q, r, np.linalg.inv(r)], axis=-2)
+
+
+def decomposition_case(op, label, build, shapes, reference, domain=normal, kink=None):
+    return Composed(op, label, build, shapes, reference, (domain,) * len(shapes), kink)
+
+
+WEIGHTS = np.linspace(-1.0, 2.0, 12)
+
+
+def weights(shape):
+    """Fixed weights of ``shape``, so that a weighted sum tells the entries apart."""
+    return np.resize(WEIGHTS, shape)
+
+
+DECOMPOSITIONS_MORE = [     # eigh, svd, qr, expm and the norms of singular values
+    *[decomposition_case("eigh", f"packed-{label}",
+                         lambda a: apply("eigh", symmetric_expr(a), UPLO="L"), (shape,),
+                         packed_eigh, spread_diagonal, eigen_gaps)
+      for label, shape in [("3", (3, 3)), ("batch", ("n", 3, 3))]],
+    decomposition_case("getitem", "eigvalsh", lambda a: sg.eigvalsh(symmetric_expr(a)),
+                       ((4, 4),), lambda a: np.linalg.eigvalsh(symmetric(a)),
+                       spread_diagonal, eigen_gaps),
+    decomposition_case("multiply", "eigh-squares",
+                       lambda a: sg.eigh(symmetric_expr(a), UPLO="U")[1] ** 2 * weights((3, 3)),
+                       ((3, 3),), lambda a: np.linalg.eigh(symmetric(a))[1] ** 2 * weights((3, 3)),
+                       spread_diagonal, eigen_gaps),
+    *[decomposition_case("svd", f"packed-{label}", lambda a: apply("svd", a), (shape,),
+                         packed_svd, normal, singular_gaps)
+      for label, shape in [("square", (3, 3)), ("tall", (4, 3)), ("wide", (2, 4)),
+                           ("batch", ("n", 3, 2))]],
+    *[decomposition_case("matmul", f"svd-product-{label}",
+                         lambda a: (lambda u, s, vh: (u * s[..., None, :]) @ (vh * vh))(
+                             *sg.svd(a, full_matrices=False)),
+                         (shape,),
+                         lambda a: (lambda u, s, vh: (u * s[..., None, :]) @ (vh * vh))(
+                             *np.linalg.svd(a, full_matrices=False)),
+                         normal, singular_gaps)
+      for label, shape in [("tall", (4, 3)), ("wide", (3, 4))]],
+    decomposition_case("getitem", "svdvals", sg.svdvals, ((2, 4, 3),), np.linalg.svdvals,
+                       normal, singular_gaps),
+    *[decomposition_case("qr", f"packed-{label}", lambda a: apply("qr", a), (shape,), packed_qr,
+                         normal, r_diagonal)
+      for label, shape in [("square", (3, 3)), ("tall", (4, 2)), ("batch", ("n", 3, 2))]],
+    *[decomposition_case("absolute", f"qr-{label}",
+                         lambda a, axis=axis: abs(sg.concatenate(list(sg.qr(a)), axis=axis)),
+                         (shape,),
+                         lambda a, axis=axis: np.abs(np.concatenate(np.linalg.qr(a), axis=axis)),
+                         normal, r_diagonal)
+      for label, shape, axis in [("tall", (4, 3), -2), ("wide", (2, 3), -1)]],
+    decomposition_case("power", "qr-r", lambda a: sg.qr(a, mode="r") ** 2, ((3, 2),),
+                       lambda a: np.linalg.qr(a, mode="r") ** 2, normal, r_diagonal),
+    *[decomposition_case("expm", label, sg.expm, (shape,), scipy.linalg.expm, uniform(-0.8, 0.8))
+      for label, shape in [("3", (3, 3)), ("batch", ("n", 2, 2))]],
+    *[decomposition_case("squeeze", f"norm-{order}", lambda a, order=order: sg.norm(a, ord=order),
+                         ((4, 3),), lambda a, order=order: np.linalg.norm(a, ord=order), normal,
+                         singular_gaps)
+      for order in (2, -2, "nuc")],
+    decomposition_case("squeeze", "norm-axes", lambda a: sg.norm(a, ord="nuc", axis=(2, 0)),
+                       ((3, 2, 2),), lambda a: np.linalg.norm(a, ord="nuc", axis=(2, 0)), normal,
+                       lambda a: singular_gaps(np.moveaxis(a, (2, 0), (-2, -1)))),
+]
+
 CASES = [
     # element-wise functions
     *unary("sin", sg.sin, np.sin),
@@ -687,6 +801,7 @@ CASES = [
     Case("inner", "matrix", lambda a, b: apply("inner", a, b), ((3, 4), (3, 4)), np.vdot),
     Case("inner", "batch", lambda a, b: apply("inner", a, b), (("n", 3), ("n", 3)), np.vdot),
     *ELEMENTWISE_MORE, *REDUCTIONS_MORE, *SHAPES_MORE, *CONTRACTIONS_MORE, *INDEXING_MORE,
+    *DECOMPOSITIONS_MORE,
 ]
 
 def derived_cases(name):
@@ -756,6 +871,7 @@ NO_SYMPY = {
     **dict.fromkeys(["roll", "broadcast_to"], "moves or replicates entries of an array"),
 }
 NO_SYMPY.update(dict.fromkeys(["gather", "scatter_add"], "moves entries of an array by an index"))
+NO_SYMPY.update(dict.fromkeys(["eigh", "svd", "qr", "expm"], "a function of a matrix"))
 
 
 def sympy_checked():
