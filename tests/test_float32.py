@@ -12,6 +12,7 @@ import pytest
 
 import symgrad as sg
 from symgrad import api
+from test_array_api import FACTORISATIONS
 from test_ops import CASES, NAMES, build, concrete, reads_scipy, sample
 
 compat = pytest.importorskip("array_api_compat")
@@ -86,9 +87,10 @@ class Program:
     """Outputs built on variables of ``shapes`` (and further ones the build makes), with the
     arguments to call them at."""
 
-    def __init__(self, label, build_outputs, shapes, arrays, array_api=True):
+    def __init__(self, label, build_outputs, shapes, arrays, array_api=True, dask=True):
         self.label, self.build_outputs, self.shapes = label, build_outputs, shapes
         self.array_api = array_api      # False: the array-API backend refuses it (SciPy's)
+        self.dask = dask                # False: it refuses Dask's arrays (a factorisation)
         self.arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
 
     def compiled(self, dtype, **keywords):
@@ -104,8 +106,9 @@ def _case_program(case):
     if out.dtype != "bool" and case.differentiable:
         extra = [rng.standard_normal(concrete(out.shape))]
         extra += [rng.standard_normal(arrays[i].shape) for i in case.differentiable]
+    factorises = {data["op"] for _, data in out.graph.nodes(data=True)} & FACTORISATIONS
     return Program(case.id, _with_derivatives(case), case.shapes, arrays + extra,
-                   array_api=not reads_scipy(case.op))
+                   array_api=not reads_scipy(case.op), dask=not factorises)
 
 
 def _first_and_second(f):
@@ -171,6 +174,8 @@ def dtype_mismatches(program, backend):
 def skip_refused(program, backend):
     if backend.startswith("array_api") and not program.array_api:
         pytest.skip("the array-API backend refuses SciPy's functions (tests/test_array_api.py)")
+    if backend == "array_api-dask" and not program.dask:
+        pytest.skip("the array-API backend refuses Dask's linalg (tests/test_array_api.py)")
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))

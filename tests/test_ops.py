@@ -612,14 +612,6 @@ def decomposition_case(op, label, build, shapes, reference, domain=normal, kink=
     return Composed(op, label, build, shapes, reference, (domain,) * len(shapes), kink)
 
 
-WEIGHTS = np.linspace(-1.0, 2.0, 12)
-
-
-def weights(shape):
-    """Fixed weights of ``shape``, so that a weighted sum tells the entries apart."""
-    return np.resize(WEIGHTS, shape)
-
-
 DECOMPOSITIONS_MORE = [     # eigh, svd, qr, expm and the norms of singular values
     *[decomposition_case("eigh", f"packed-{label}",
                          lambda a: apply("eigh", symmetric_expr(a), UPLO="L"), (shape,),
@@ -629,8 +621,8 @@ DECOMPOSITIONS_MORE = [     # eigh, svd, qr, expm and the norms of singular valu
                        ((4, 4),), lambda a: np.linalg.eigvalsh(symmetric(a)),
                        spread_diagonal, eigen_gaps),
     decomposition_case("multiply", "eigh-squares",
-                       lambda a: sg.eigh(symmetric_expr(a), UPLO="U")[1] ** 2 * weights((3, 3)),
-                       ((3, 3),), lambda a: np.linalg.eigh(symmetric(a))[1] ** 2 * weights((3, 3)),
+                       lambda a: sg.eigh(symmetric_expr(a), UPLO="U")[1] ** 2 * a,
+                       ((3, 3),), lambda a: np.linalg.eigh(symmetric(a))[1] ** 2 * a,
                        spread_diagonal, eigen_gaps),
     *[decomposition_case("svd", f"packed-{label}", lambda a: apply("svd", a), (shape,),
                          packed_svd, normal, singular_gaps)
