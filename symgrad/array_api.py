@@ -117,16 +117,23 @@ class _Linalg:
                                f"backend 'numpy'")
         return function
 
-    def eigh(self, x, UPLO="L"):
-        # the standard's eigh reads a symmetric matrix without saying which triangle: the
-        # one NumPy would read, mirrored
+    def _mirrored(self, x, UPLO):
+        """The symmetric matrix of x's ``UPLO`` triangle: the standard's eigh reads a symmetric
+        matrix without saying which triangle, NumPy's the one it is told."""
         xp = self._xp
         triangle = xp.tril(x) if UPLO == "L" else xp.triu(x)
         strict = xp.tril(x, k=-1) if UPLO == "L" else xp.triu(x, k=1)
-        symmetric = triangle + xp.matrix_transpose(strict)
-        return tuple(self._function("eigh")(symmetric))
+        return triangle + xp.matrix_transpose(strict)
 
-    def svd(self, x, full_matrices=True):
+    def eigh(self, x, UPLO="L"):
+        return tuple(self._function("eigh")(self._mirrored(x, UPLO)))
+
+    def eigvalsh(self, x, UPLO="L"):
+        return self._function("eigvalsh")(self._mirrored(x, UPLO))
+
+    def svd(self, x, full_matrices=True, compute_uv=True):
+        if not compute_uv:
+            return self._function("svdvals")(x)
         return tuple(self._function("svd")(x, full_matrices=full_matrices))
 
     def qr(self, x, mode="reduced"):

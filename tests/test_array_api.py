@@ -226,7 +226,7 @@ def test_every_op_and_its_vjp_on_both_libraries(case):
     factorises = {data["op"] for _, data in out.graph.nodes(data=True)} & FACTORISATIONS
     for library, convert in LIBRARIES.items():
         if library == "dask" and factorises:
-            with pytest.raises(sg.SymgradError, match=f"no linalg.* op {min(factorises)!r}"):
+            with pytest.raises(sg.SymgradError, match="offers no linalg"):
                 array_fn(*map(convert, args))
             continue
         assert_same(computed(array_fn(*map(convert, args)), library), want)
@@ -234,7 +234,7 @@ def test_every_op_and_its_vjp_on_both_libraries(case):
 
 # the ops calling the standard's linalg extension, which Dask offers only for unbatched matrices
 # in one chunk along an axis (symgrad.array_api refuses it)
-FACTORISATIONS = {"eigh", "svd", "qr"}
+FACTORISATIONS = {"eigh", "eigvalsh", "svd", "svdvals", "qr"}
 
 
 def test_custom_gradient_and_stop_gradient():

@@ -617,9 +617,10 @@ DECOMPOSITIONS_MORE = [     # eigh, svd, qr, expm and the norms of singular valu
                          lambda a: apply("eigh", symmetric_expr(a), UPLO="L"), (shape,),
                          packed_eigh, spread_diagonal, eigen_gaps)
       for label, shape in [("3", (3, 3)), ("batch", ("n", 3, 3))]],
-    decomposition_case("getitem", "eigvalsh", lambda a: sg.eigvalsh(symmetric_expr(a)),
-                       ((4, 4),), lambda a: np.linalg.eigvalsh(symmetric(a)),
-                       spread_diagonal, eigen_gaps),
+    *[decomposition_case("eigvalsh", label, lambda a: sg.eigvalsh(symmetric_expr(a)),
+                         (shape,), lambda a: np.linalg.eigvalsh(symmetric(a)),
+                         spread_diagonal, eigen_gaps)
+      for label, shape in [("4", (4, 4)), ("batch", ("n", 2, 2))]],
     decomposition_case("multiply", "eigh-squares",
                        lambda a: sg.eigh(symmetric_expr(a), UPLO="U")[1] ** 2 * a,
                        ((3, 3),), lambda a: np.linalg.eigh(symmetric(a))[1] ** 2 * a,
@@ -636,8 +637,9 @@ DECOMPOSITIONS_MORE = [     # eigh, svd, qr, expm and the norms of singular valu
                              *np.linalg.svd(a, full_matrices=False)),
                          normal, singular_gaps)
       for label, shape in [("tall", (4, 3)), ("wide", (3, 4))]],
-    decomposition_case("getitem", "svdvals", sg.svdvals, ((2, 4, 3),), np.linalg.svdvals,
-                       normal, singular_gaps),
+    *[decomposition_case("svdvals", label, sg.svdvals, (shape,), np.linalg.svdvals, normal,
+                         singular_gaps)
+      for label, shape in [("stack", (2, 4, 3)), ("batch", ("n", 2, 3))]],
     *[decomposition_case("qr", f"packed-{label}", lambda a: apply("qr", a), (shape,), packed_qr,
                          normal, r_diagonal)
       for label, shape in [("square", (3, 3)), ("tall", (4, 2)), ("batch", ("n", 3, 2))]],
@@ -863,7 +865,8 @@ NO_SYMPY = {
     **dict.fromkeys(["roll", "broadcast_to"], "moves or replicates entries of an array"),
 }
 NO_SYMPY.update(dict.fromkeys(["gather", "scatter_add"], "moves entries of an array by an index"))
-NO_SYMPY.update(dict.fromkeys(["eigh", "svd", "qr", "expm"], "a function of a matrix"))
+NO_SYMPY.update(dict.fromkeys(["eigh", "eigvalsh", "svd", "svdvals", "qr", "expm"],
+                              "a function of a matrix"))
 
 
 def sympy_checked():

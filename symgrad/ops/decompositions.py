@@ -76,17 +76,13 @@ def _diagonal_matrix(v):
     return expand_dims(v, -1) * lift(np.eye(n, dtype=v.dtype), v.graph)
 
 
-def _reciprocal_or_zero(d):
-    """1 / d, and 0 where d is 0 (the where keeps the zeros' derivative finite too)."""
-    zero = d == 0.0
-    return where(zero, 0.0, 1.0 / where(zero, 1.0, d))
-
-
 def _gap_reciprocals(values):
-    """F[..., i, j] = 1 / (values_j - values_i), 0 where they are equal (on the diagonal and at
-    ties). At a tie 0 is the derivative of every function that does not depend on the choice of
-    basis within the tied eigenspace: the part of VᵀḠ it multiplies is then zero."""
-    return _reciprocal_or_zero(expand_dims(values, -2) - expand_dims(values, -1))
+    """F[..., i, j] = 1 / (values_j - values_i) off the diagonal, 0 on it: inf where two values
+    are equal (NumPy warns), where the derivative does not exist or the rule cannot give it."""
+    n = values.shape[-1]
+    off_diagonal = lift(~np.eye(n, dtype=bool), values.graph)
+    gaps = expand_dims(values, -2) - expand_dims(values, -1)
+    return where(off_diagonal, 1.0 / where(off_diagonal, gaps, 1.0), 0.0)
 
 
 def _symmetric_part(m):
@@ -146,12 +142,13 @@ def eigh(a, UPLO="L"):
     Derivatives (Giles 2008): the function is taken as one of symmetric matrices, so its
     gradient is the symmetric one, ``(Ā + Āᵀ) / 2``, as JAX's and PyTorch's; a perturbation
     of one triangle alone has another derivative. The eigenvalues' derivative exists
-    everywhere (``V diag(w̄) Vᵀ``); the eigenvectors' only where the eigenvalues are distinct,
-    and it grows as ``1 / (w_j - w_i)`` as two approach each other. At exactly equal eigenvalues
-    the rule gives the derivative of any function that does not depend on the basis chosen in
-    the shared eigenspace (a spectral function ``V f(w) Vᵀ``, the projector onto the whole
-    space), which exists; for a function that does there is none, and no warning is given. An
-    eigenvector's sign is LAPACK's choice: differentiate functions that do not depend on it.
+    everywhere (``V diag(w̄) Vᵀ``: take them from eigvalsh, whose rule is exact at repeated
+    eigenvalues); the eigenvectors' only where the eigenvalues are distinct: it grows as
+    ``1 / (w_j - w_i)`` as two approach each other, and where two are equal it is inf or nan,
+    as JAX's, and NumPy warns (divide by zero). That includes the eigenvalues taken from eigh's
+    result, second derivatives of eigenvalue functions and functions that have a derivative
+    there (``V f(w) Vᵀ``), which the rule cannot give at an exact tie. An eigenvector's sign is
+    LAPACK's choice: differentiate functions that do not depend on it.
 
     >>> from symgrad import var
     >>> w, v = eigh(var("A", shape=(3, 3)))
@@ -162,18 +159,37 @@ def eigh(a, UPLO="L"):
     return EighResult(_rows(packed, 0, 1)[..., 0, :], _rows(packed, 1))
 
 
+# The eigenvalues alone are an op of their own, whose rule V diag(w̄) Vᵀ (eigenvectors from the
+# eigh op of the same matrix) is exact at repeated eigenvalues: eigh's rule would meet there
+# the reciprocal gaps, inf, times the eigenvectors' zero cotangent
+def _eigvalsh_shape(shapes, UPLO):
+    return tuple(shapes[0][:-2]) + (_square_length(shapes[0]),)
+
+
+def _eigvalsh_vjp(g, out, a, UPLO):
+    v = _rows(apply("eigh", a, UPLO=UPLO), 1)
+    return [_symmetric_part((v * expand_dims(g, -2)) @ swap_last_axes(v))]
+
+
+def _emit_eigvalsh(ctx):
+    return f"np.linalg.eigvalsh({ctx.args[0]}, UPLO={ctx.attrs['UPLO']!r})"
+
+
+defop("eigvalsh", 1, _eigvalsh_shape, _emit_eigvalsh, _eigvalsh_vjp, loop=None)
+
+
 @public("eigvalsh", static=("UPLO",))
 @op_function("eigvalsh")
 def eigvalsh(a, UPLO="L"):
-    """The eigenvalues of the symmetric matrices ``a``, ascending, as ``np.linalg.eigvalsh``:
-    eigh's (the eigenvectors are computed too, as their derivative needs them), its derivative
-    ``V diag(w̄) Vᵀ`` defined for repeated eigenvalues too.
+    """The eigenvalues of the symmetric matrices ``a``, ascending, as ``np.linalg.eigvalsh``;
+    their derivative ``V diag(w̄) Vᵀ`` (symmetric, see eigh) holds at repeated eigenvalues too,
+    where the eigenvalues taken from eigh's result have none (see eigh).
 
     >>> from symgrad import var
     >>> eigvalsh(var("A", shape=("b", 3, 3))).shape
     ('b', 3)
     """
-    return eigh(a, UPLO).eigenvalues
+    return apply("eigvalsh", _lifted(a), UPLO=_uplo(UPLO))
 
 
 # -- svd: singular value decomposition --------------------------------------------------------------
@@ -215,11 +231,10 @@ def _svd_vjp(g, out, a):
     right = f * (vh_vh_bar - swap_last_axes(vh_vh_bar))
     core = left * expand_dims(s, -2) + _diagonal_matrix(s_bar) + expand_dims(s, -1) * right
     grad = u @ core @ vh
-    s_inverse = _reciprocal_or_zero(s)
     if m > n:
-        grad = grad + ((u_bar - u @ ut_u_bar) * expand_dims(s_inverse, -2)) @ vh
+        grad = grad + ((u_bar - u @ ut_u_bar) / expand_dims(s, -2)) @ vh
     if n > m:
-        grad = grad + u @ (expand_dims(s_inverse, -1) * (vh_bar - (vh_bar @ v) @ vh))
+        grad = grad + u @ ((vh_bar - (vh_bar @ v) @ vh) / expand_dims(s, -1))
     return [grad]
 
 
@@ -239,19 +254,19 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     Derivatives (Townsend 2016): the singular values' derivative is ``U diag(S̄) Vh`` (at a zero
     singular value it is that of LAPACK's U and Vh: |x| has a kink there); U's and Vh's exist
     only for distinct singular values (and nonzero ones, for a matrix that is not square) and
-    grow as ``1 / (s_j² - s_i²)`` as two approach. At exactly equal or zero values the rule
-    gives the derivative of functions that do not depend on the basis chosen there (see eigh),
-    without a warning. Signs of the singular vectors are LAPACK's: differentiate functions that
-    do not depend on them (``U diag(S) Vh``, ``|U|``...).
+    grow as ``1 / (s_j² - s_i²)`` as two approach; at exactly equal (or zero) values they are
+    inf or nan and NumPy warns, as for eigh (svdvals, or compute_uv=False, is exact there). Signs
+    of the singular vectors are LAPACK's: differentiate functions that do not depend on them
+    (``U diag(S) Vh``, ``|U|``...).
 
     >>> from symgrad import var
     >>> [e.shape for e in svd(var("A", shape=(4, 3)), full_matrices=False)]
     [(4, 3), (3,), (3, 3)]
     """
     a = _lifted(a)
-    u, s, vh = _svd_factors(apply("svd", a), a.shape[-2])
     if not compute_uv:
-        return s
+        return apply("svdvals", a)
+    u, s, vh = _svd_factors(apply("svd", a), a.shape[-2])
     if full_matrices and a.shape[-2] != a.shape[-1]:
         raise ArgumentError(f"svd: full_matrices=True of {a.shape[-2]} x {a.shape[-1]} matrices "
                             f"adds an arbitrary basis of a complement to U or Vh, which has no "
@@ -259,17 +274,32 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     return SVDResult(u, s, vh)
 
 
+# The singular values alone are an op of their own, as the eigenvalues are (eigvalsh): their
+# rule U diag(S̄) Vh is exact at repeated and zero singular values
+def _svdvals_shape(shapes):
+    return tuple(shapes[0][:-2]) + (min(_matrix_lengths(shapes[0])),)
+
+
+def _svdvals_vjp(g, out, a):
+    u, _, vh = _svd_factors(apply("svd", a), a.shape[-2])
+    return [(u * expand_dims(g, -2)) @ vh]
+
+
+defop("svdvals", 1, _svdvals_shape, "np.linalg.svd({0}, compute_uv=False)", _svdvals_vjp,
+      loop=None)
+
+
 @public("svdvals")
 @op_function("svdvals")
 def svdvals(x):
     """The singular values of the matrices ``x``, descending, as ``np.linalg.svdvals``; their
-    derivative is ``U diag(S̄) Vh`` (see svd).
+    derivative is ``U diag(S̄) Vh`` (see svd), at repeated or zero singular values too.
 
     >>> from symgrad import var
     >>> svdvals(var("A", shape=("b", 2, 3))).shape
     ('b', 2)
     """
-    return svd(x, compute_uv=False)
+    return apply("svdvals", _lifted(x))
 
 
 def _singular_value_norm(reduce):
