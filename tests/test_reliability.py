@@ -571,7 +571,8 @@ _add("eigh with UPLO neither L nor U", "eigh", AE,
      lambda e, o: functools.partial(sg.eigh, e.W[:, :2], UPLO="X"))
 _add("eigvalsh of a wide matrix", "eigvalsh", SH, lambda e, o: functools.partial(sg.eigvalsh, e.W))
 _add("svd of matrices with a named length", "svd", SH, lambda e, o: functools.partial(sg.svd, e.X))
-_add("svd of a wide matrix with full_matrices", "svd", AE, lambda e, o: functools.partial(sg.svd, e.W))
+_add("svd of a wide matrix with full_matrices", "svd", AE,
+     lambda e, o: functools.partial(sg.svd, e.W))
 _add("svdvals of a vector", "svdvals", SH, lambda e, o: functools.partial(sg.svdvals, e.v))
 _add("qr of a mode NumPy lacks", "qr", AE, lambda e, o: functools.partial(sg.qr, e.W, mode="raw"))
 _add("qr complete of a tall matrix", "qr", AE,

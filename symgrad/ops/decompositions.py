@@ -18,7 +18,6 @@ Imports ops.core, ops.shape, ops.elementwise, ops.reduce and ops.arrays.
 """
 
 import collections
-import numbers
 
 import numpy as np
 
