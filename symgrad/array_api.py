@@ -97,6 +97,60 @@ RENAMED = {
 ELEMENTWISE = {**{name: name for name in STANDARD_ELEMENTWISE}, **RENAMED}
 
 
+class _Linalg:
+    """The ``np.linalg`` functions emissions call (the decompositions' and ops.matrix's), with
+    NumPy's arguments, on the linalg extension of the array API standard; a library without it
+    is refused naming the function, and so is Dask, whose linalg takes single matrices cut in
+    square chunks, not stacks."""
+
+    def __init__(self, xp):
+        # Dask's linalg factors only unbatched matrices in one chunk along one axis: it is
+        # refused as a namespace without the extension is
+        self._linalg = None if _compat().is_dask_namespace(xp) else getattr(xp, "linalg", None)
+        self._xp = xp
+
+    def _function(self, name):
+        function = getattr(self._linalg, name, None)
+        if function is None:
+            raise SymgradError(f"backend 'array_api': the array namespace "
+                               f"{getattr(self._xp, '__name__', self._xp)} offers no "
+                               f"linalg.{name} for stacks of chunked matrices (the standard's "
+                               f"linalg extension), which the compiled function uses; use "
+                               f"backend 'numpy'")
+        return function
+
+    def __getattr__(self, name):
+        # what NumPy and the standard spell alike: inv, solve, cholesky, det, slogdet, pinv
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._function(name)
+
+    def _mirrored(self, x, UPLO):
+        """The symmetric matrix of x's ``UPLO`` triangle: the standard's eigh reads a symmetric
+        matrix without saying which triangle, NumPy's the one it is told."""
+        xp = self._xp
+        triangle = xp.tril(x) if UPLO == "L" else xp.triu(x)
+        strict = xp.tril(x, k=-1) if UPLO == "L" else xp.triu(x, k=1)
+        return triangle + xp.matrix_transpose(strict)
+
+    def eigh(self, x, UPLO="L"):
+        return tuple(self._function("eigh")(self._mirrored(x, UPLO)))
+
+    def eigvalsh(self, x, UPLO="L"):
+        return self._function("eigvalsh")(self._mirrored(x, UPLO))
+
+    def svd(self, x, full_matrices=True, compute_uv=True):
+        if not compute_uv:
+            return self._function("svdvals")(x)
+        return tuple(self._function("svd")(x, full_matrices=full_matrices))
+
+    def qr(self, x, mode="reduced"):
+        return tuple(self._function("qr")(x, mode=mode))
+
+    def inv(self, x):
+        return self._function("inv")(x)
+
+
 class ArrayNamespace:
     """The NumPy names the emitted code uses, on one array namespace ``xp`` and one device: every
     element-wise function of ELEMENTWISE the namespace has, and methods for the others.
@@ -347,24 +401,17 @@ class ArrayNamespace:
     def concatenate(self, arrays, axis=0):
         return self.xp.concat(list(arrays), axis=axis)
 
+    @property
+    def linalg(self):
+        """np.linalg's functions (the decompositions, the solves, inverses and determinants) on
+        the standard's linalg extension."""
+        return _Linalg(self.xp)
+
     def roll(self, x, shift, axis=None):
         return self.xp.roll(x, shift, axis=axis)
 
     def stack(self, arrays, axis=0):
         return self.xp.stack(list(arrays), axis=axis)
-
-    @property
-    def linalg(self):
-        """The namespace's linalg extension, which the linear algebra of ops.matrix calls (inv,
-        solve, cholesky, det, slogdet, pinv, svd); a library without it is refused by name, and
-        so is Dask, whose linalg takes single matrices cut in square chunks, not stacks."""
-        extension = getattr(self.xp, "linalg", None)
-        if extension is None or _compat().is_dask_namespace(self.xp):
-            raise SymgradError(f"the array namespace {getattr(self.xp, '__name__', self.xp)!r} "
-                               f"has no linalg extension for stacks of matrices, which inv, "
-                               f"solve, det, slogdet, cholesky and pinv need; use backend "
-                               f"'numpy'")
-        return extension
 
     def zeros(self, shape, dtype=None):
         return self.xp.zeros(tuple(shape), dtype=self._dtype(dtype), device=self.device)

@@ -153,7 +153,7 @@ RENAMED = {
 # np.linalg's functions that mean the same as the public function of their name (np.linalg.outer,
 # .diagonal, .trace and .cross do not: they follow the array API's axes)
 LINALG = ("norm", "det", "slogdet", "inv", "pinv", "solve", "lstsq", "cholesky", "qr", "svd",
-          "eigh", "eigvalsh", "matrix_power", "multi_dot", "matmul")
+          "eigh", "eigvalsh", "matrix_power", "multi_dot", "matmul", "svdvals")
 
 # ufunc methods that are a reduction or a scan: (ufunc name, method) -> public function
 UFUNC_METHODS = {("add", "reduce"): "sum", ("multiply", "reduce"): "prod",

@@ -86,9 +86,10 @@ class Program:
     """Outputs built on variables of ``shapes`` (and further ones the build makes), with the
     arguments to call them at."""
 
-    def __init__(self, label, build_outputs, shapes, arrays, array_api=True):
+    def __init__(self, label, build_outputs, shapes, arrays, array_api=True, dask=True):
         self.label, self.build_outputs, self.shapes = label, build_outputs, shapes
         self.array_api = array_api      # False: the array-API backend refuses it (SciPy's)
+        self.dask = dask                # False: it refuses Dask's arrays (a factorisation)
         self.arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
 
     def compiled(self, dtype, **keywords):

@@ -4,8 +4,8 @@ naming <- graph <- ops <- numpy <- (scipy) <- parse <- differentiate <- (optimiz
 <- (fuse) <- (array_api) <- render <- api <- cli: a module imports only from modules to its left.
 errors is a leaf anyone may import; cli imports only api and errors; the package __init__ is the
 facade on top. Inside ops/ the same rule holds for OPS_ORDER: core <- shape <- elementwise
-<- special <- reduce <- linalg <- arrays <- order <- matrix <- convolution <- stability
-<- custom <- printing <- methods <- ops/__init__, and inside codegen/ for CODEGEN_ORDER: emission
+<- special <- reduce <- linalg <- arrays <- order <- matrix <- convolution <- decompositions
+<- stability <- custom <- printing <- methods <- ops/__init__, and inside codegen/ for CODEGEN_ORDER: emission
 <- entry <- plan <- memory <- numpy <- scalar <- numba <- array_api <- codegen/__init__. The
 modules of another package (optimize/) may import each other, but no module imports one that
 imports it back, at any depth of its source: an import inside a function is an import.
@@ -25,7 +25,8 @@ ORDER = ["naming", "graph", "ops", "numpy", "scipy", "parse", "differentiate", "
 RANK = {layer: rank for rank, layer in enumerate(ORDER)}
 # Expr (core) gets the methods that build ops of later families from methods, which __init__ runs
 OPS_ORDER = ["core", "shape", "elementwise", "special", "reduce", "linalg", "arrays", "order",
-             "matrix", "convolution", "stability", "custom", "printing", "methods", "__init__"]
+             "matrix", "convolution", "decompositions", "stability", "custom", "printing",
+             "methods", "__init__"]
 # code generation: what emitters see and the entries, the plan, the memory passes on it, then the
 # renderers (numba and array_api build on numpy's), then the package's exports
 CODEGEN_ORDER = ["emission", "entry", "plan", "memory", "numpy", "scalar", "numba", "array_api",

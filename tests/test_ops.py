@@ -26,6 +26,7 @@ from symgrad.ops import apply, expand_dims, heaviside, squeeze
 from symgrad.ops.shape import fancy_index, normalize_index
 from symgrad.ops import matrix
 from symgrad.ops.convolution import USES_WINDOWS
+from symgrad.ops.decompositions import USES_SCIPY as USES_SCIPY_LINALG
 from symgrad.ops.special import USES_SCIPY
 
 DIMS = {"n": 5}             # the size bound to the symbolic dimension at call time
@@ -279,13 +280,14 @@ ELEMENTWISE_MORE = [       # element-wise functions beyond the first ones, activ
 
 def array_api_refuses(case):
     """The ops of the case's value whose NumPy form the array-API backend has no counterpart
-    for, and refuses: SciPy's functions (ops.special, ops.matrix's triangular solves), strided
-    windows (ops.convolution)."""
+    for, and refuses: SciPy's functions (ops.special, ops.matrix's triangular solves,
+    ops.decompositions' expm), strided windows (ops.convolution)."""
     with sg.use_graph():
         _, out = build(case)
         nodes = out.graph.ancestors_in_order([out.node])
         ops = {out.graph.nodes[node]["op"] for node in nodes}
-    return sorted(ops & (set(USES_SCIPY) | set(matrix.USES_SCIPY) | set(USES_WINDOWS)))
+    return sorted(ops & (set(USES_SCIPY) | set(matrix.USES_SCIPY) | set(USES_SCIPY_LINALG)
+                         | set(USES_WINDOWS)))
 
 
 REDUCTIONS_MORE = [         # reductions, scans, norms and order statistics
@@ -1040,6 +1042,111 @@ SPECIAL_MORE = [            # issue 19: SciPy's special functions (their shape p
     *unary("ive", lambda a: sg.ive(2.0, a), lambda a: scipy.special.ive(2.0, a), nonzero),
 ]
 
+
+# -- decompositions: eigh, svd, qr, expm, the norms of singular values -----------------------------
+#
+# Each packed op has a case of its own result (LAPACK's signs are constant near a point, so central
+# differences of the raw factors agree with the rule); the public functions are checked through
+# functions that do not depend on the signs. eigh's input is made symmetric in the graph: its
+# rule gives the symmetric gradient, which is the one of a function of a + aᵀ.
+
+
+def symmetric(a):
+    return 0.5 * (a + np.swapaxes(a, -1, -2))
+
+
+def symmetric_expr(a):
+    return 0.5 * (a + sg.swapaxes(a, -1, -2))
+
+
+def spread_diagonal(rng, shape):
+    """Matrices whose symmetric part has eigenvalues about 2 apart."""
+    return rng.standard_normal(shape) + np.diag(2.0 * np.arange(shape[-1]))
+
+
+def eigen_gaps(a):
+    return np.diff(np.linalg.eigvalsh(symmetric(a)), axis=-1)
+
+
+def singular_gaps(a):
+    """The singular values' gaps and the smallest one: the rules divide by both."""
+    s = np.linalg.svd(a, compute_uv=False)
+    return np.concatenate([np.diff(s, axis=-1).ravel(), s[..., -1].ravel()])
+
+
+def r_diagonal(a):
+    return np.diagonal(np.linalg.qr(a)[1], axis1=-2, axis2=-1)
+
+
+def packed_eigh(a):
+    w, v = np.linalg.eigh(symmetric(a))
+    return np.concatenate([w[..., None, :], v], axis=-2)
+
+
+def packed_svd(a):
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    return np.concatenate([np.swapaxes(u, -1, -2), s[..., None], vh], axis=-1)
+
+
+def packed_qr(a):
+    q, r = np.linalg.qr(a)
+    return np.concatenate([q, r, np.linalg.inv(r)], axis=-2)
+
+
+def decomposition_case(op, label, build, shapes, reference, domain=normal, kink=None):
+    return Composed(op, label, build, shapes, reference, (domain,) * len(shapes), kink)
+
+
+DECOMPOSITIONS_MORE = [     # eigh, svd, qr, expm and the norms of singular values
+    *[decomposition_case("eigh", f"packed-{label}",
+                         lambda a: apply("eigh", symmetric_expr(a), UPLO="L"), (shape,),
+                         packed_eigh, spread_diagonal, eigen_gaps)
+      for label, shape in [("3", (3, 3)), ("batch", ("n", 3, 3))]],
+    *[decomposition_case("eigvalsh", label, lambda a: sg.eigvalsh(symmetric_expr(a)),
+                         (shape,), lambda a: np.linalg.eigvalsh(symmetric(a)),
+                         spread_diagonal, eigen_gaps)
+      for label, shape in [("4", (4, 4)), ("batch", ("n", 2, 2))]],
+    decomposition_case("multiply", "eigh-squares",
+                       lambda a: sg.eigh(symmetric_expr(a), UPLO="U")[1] ** 2 * a,
+                       ((3, 3),), lambda a: np.linalg.eigh(symmetric(a))[1] ** 2 * a,
+                       spread_diagonal, eigen_gaps),
+    *[decomposition_case("svd", f"packed-{label}", lambda a: apply("svd", a), (shape,),
+                         packed_svd, normal, singular_gaps)
+      for label, shape in [("square", (3, 3)), ("tall", (4, 3)), ("wide", (2, 4)),
+                           ("batch", ("n", 3, 2))]],
+    *[decomposition_case("matmul", f"svd-product-{label}",
+                         lambda a: (lambda u, s, vh: (u * s[..., None, :]) @ (vh * vh))(
+                             *sg.svd(a, full_matrices=False)),
+                         (shape,),
+                         lambda a: (lambda u, s, vh: (u * s[..., None, :]) @ (vh * vh))(
+                             *np.linalg.svd(a, full_matrices=False)),
+                         normal, singular_gaps)
+      for label, shape in [("tall", (4, 3)), ("wide", (3, 4))]],
+    *[decomposition_case("svdvals", label, sg.svdvals, (shape,), np.linalg.svdvals, normal,
+                         singular_gaps)
+      for label, shape in [("stack", (2, 4, 3)), ("batch", ("n", 2, 3))]],
+    *[decomposition_case("qr", f"packed-{label}", lambda a: apply("qr", a), (shape,), packed_qr,
+                         normal, r_diagonal)
+      for label, shape in [("square", (3, 3)), ("tall", (4, 2)), ("batch", ("n", 3, 2))]],
+    *[decomposition_case("absolute", f"qr-{label}",
+                         lambda a, axis=axis: abs(sg.concatenate(list(sg.qr(a)), axis=axis)),
+                         (shape,),
+                         lambda a, axis=axis: np.abs(np.concatenate(np.linalg.qr(a), axis=axis)),
+                         normal, r_diagonal)
+      for label, shape, axis in [("tall", (4, 3), -2), ("wide", (2, 3), -1)]],
+    decomposition_case("power", "qr-r", lambda a: sg.qr(a, mode="r") ** 2, ((3, 2),),
+                       lambda a: np.linalg.qr(a, mode="r") ** 2, normal, r_diagonal),
+    *[decomposition_case("expm", label, sg.expm, (shape,), scipy.linalg.expm, uniform(-0.8, 0.8))
+      for label, shape in [("3", (3, 3)), ("batch", ("n", 2, 2))]],
+    *[decomposition_case("squeeze", f"norm-{order}", lambda a, order=order: sg.norm(a, ord=order),
+                         ((4, 3),), lambda a, order=order: np.linalg.norm(a, ord=order), normal,
+                         singular_gaps)
+      for order in (2, -2, "nuc")],
+    decomposition_case("squeeze", "norm-axes", lambda a: sg.norm(a, ord="nuc", axis=(2, 0)),
+                       ((3, 2, 2),), lambda a: np.linalg.norm(a, ord="nuc", axis=(2, 0)), normal,
+                       lambda a: singular_gaps(np.moveaxis(a, (2, 0), (-2, -1)))),
+]
+
 CASES = [
     # element-wise functions
     *unary("sin", sg.sin, np.sin),
@@ -1179,6 +1286,7 @@ CASES = [
     *LINALG_MORE,
     *CONVOLUTION_MORE,
     *SPECIAL_MORE,
+    *DECOMPOSITIONS_MORE,
 ]
 
 def derived_cases(name):
@@ -1257,6 +1365,8 @@ NO_SYMPY.update(dict.fromkeys(["conv", "conv_transpose", "conv_weight"],
                              "contracts windows of arrays"))
 NO_SYMPY.update(dict.fromkeys(["windows", "unwindows"], "moves entries of an array into windows"))
 NO_SYMPY["gammasgn"] = "a step at each pole: sympy.diff of sign(gamma(x)) does not evaluate"
+NO_SYMPY.update(dict.fromkeys(["eigh", "eigvalsh", "svd", "svdvals", "qr", "expm"],
+                              "a function of a matrix"))
 
 
 def sympy_checked():

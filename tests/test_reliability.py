@@ -428,8 +428,8 @@ _add("ptp over a missing axis", "ptp", SH, lambda e, o: functools.partial(sg.ptp
 _add("diff of a negative order", "diff", AE, lambda e, o: functools.partial(sg.diff, e.v, n=-1))
 _add("diff along a named dimension", "diff", SH,
      lambda e, o: functools.partial(sg.diff, e.X, axis=0))
-_add("norm of a matrix needing singular values", "norm", SE,
-     lambda e, o: functools.partial(sg.norm, e.W, ord="nuc"))
+_add("norm of a matrix of an order NumPy lacks", "norm", AE,
+     lambda e, o: functools.partial(sg.norm, e.W, ord=3))
 _add("norm over three axes", "norm", SH, lambda e, o: functools.partial(sg.norm, e.T3, 1, (0, 1, 2)))
 _add("select with more conditions than choices", "select", AE,
      lambda e, o: functools.partial(sg.select, [e.v > 0.0, e.v < 0.0], [e.v]))
@@ -685,6 +685,21 @@ _add("convolve in an unknown mode", "convolve", AE,
 _add("correlate of vectors of a named length", "correlate", SH,
      lambda e, o: functools.partial(sg.correlate, e.X[:, 0], e.v))
 
+# the decompositions of issue 19 (ops/decompositions.py)
+_add("eigh of a vector", "eigh", SH, lambda e, o: functools.partial(sg.eigh, e.v))
+_add("eigh with UPLO neither L nor U", "eigh", AE,
+     lambda e, o: functools.partial(sg.eigh, e.W[:, :2], UPLO="X"))
+_add("eigvalsh of a wide matrix", "eigvalsh", SH, lambda e, o: functools.partial(sg.eigvalsh, e.W))
+_add("svd of matrices with a named length", "svd", SH, lambda e, o: functools.partial(sg.svd, e.X))
+_add("svd of a wide matrix with full_matrices", "svd", AE,
+     lambda e, o: functools.partial(sg.svd, e.W))
+_add("svdvals of a vector", "svdvals", SH, lambda e, o: functools.partial(sg.svdvals, e.v))
+_add("qr of a mode NumPy lacks", "qr", AE, lambda e, o: functools.partial(sg.qr, e.W, mode="raw"))
+_add("qr complete of a tall matrix", "qr", AE,
+     lambda e, o: functools.partial(sg.qr, e.W.T, mode="complete"))
+_add("expm of a wide matrix", "expm", SH, lambda e, o: functools.partial(sg.expm, e.W))
+_add("norm 2 of a matrix over a named axis", "norm", SH,
+     lambda e, o: functools.partial(sg.norm, e.X, ord=2))
 
 # Public callables with no entry above, and why.
 EXEMPT = {
@@ -1301,6 +1316,10 @@ SHAPE_MESSAGES = [
     ("convolve", [("n",), (3,)], lambda e: sg.convolve(e.X[:, 0], e.v)),
     ("convolve", [("n", 3), ("n", 3)], lambda e: sg_signal.convolve(e.X, e.X)),
     ("convolve", [(), ()], lambda e: sg_signal.convolve(e.x, e.x)),
+    # the decompositions (ops/decompositions.py)
+    ("eigh", [(3,)], lambda e: sg.eigh(e.v)),
+    ("svd", [("n", 3)], lambda e: sg.svd(e.X, full_matrices=False)),
+    ("expm", [(2, 3)], lambda e: sg.expm(e.W)),
 ]
 
 # ShapeError raise sites in symgrad/ops that no public call can reach, and why
@@ -1341,6 +1360,7 @@ UNREACHABLE_RAISES = {
     ("convolution.py", "input channels do not split"): "conv_weight is internal, as above",
     ("convolution.py", "the cotangent's last axes are not windows"): "unwindows is internal "
                                                                     "(the rule of windows)",
+    ("decompositions.py", "the packed QR op takes"): "qr factors a wide matrix's square part",
 }
 
 

@@ -33,9 +33,10 @@ class SciPySpecial:
         return function
 
 
-class SciPyLinalg(SciPySpecial):
+class SciPyLinalg:
     """``scipy.linalg``, imported when generated code first reads one of its functions (the
-    triangular solves of ops.matrix), as SciPySpecial is scipy.special."""
+    triangular solves of ops.matrix, expm), as SciPySpecial imports scipy.special; bound as
+    ``linalg``."""
 
     def __getattr__(self, attribute):
         if attribute.startswith("_"):

@@ -674,7 +674,10 @@ def diff(x, n=1, axis=-1):
 #
 # The 2-norm of vectors and the Frobenius norm of matrices are one op (the root of the sum of
 # squares over one axis or two); the other orders are built of abs, sum, max and min, as NumPy
-# defines them. The matrix 2-norm, -2-norm and the nuclear norm need singular values: refused.
+# defines them. The matrix 2-norm, -2-norm and the nuclear norm are functions of the singular
+# values, which a later family (ops.decompositions) computes: it registers them here, as ord ->
+# function(x, rows, columns) giving the norm with both axes kept.
+MATRIX_NORMS_OF_SINGULAR_VALUES = {}
 
 
 def _emit_norm(ctx):
@@ -726,9 +729,9 @@ def norm(x, ord=None, axis=None, keepdims=False):
     """The vector or matrix norm ``np.linalg.norm`` gives: over ``axis`` (an int for vectors, a
     pair for matrices; by default every axis with ``ord`` None, else a vector or a matrix as
     ``x`` is one), the 2-norm (``ord`` None or 2), 1, inf, -inf, 0 and any p of vectors; the
-    Frobenius ("fro", or None), 1, -1, inf and -inf norms of matrices. The gradient of the 2-norm
-    and Frobenius norm at zero is 0. The matrix 2 and -2 norms and the nuclear norm ("nuc")
-    need singular values, which symgrad has not: they are refused.
+    Frobenius ("fro", or None), 1, -1, inf, -inf, 2, -2 and nuclear ("nuc") norms of matrices,
+    the last three of the singular values (symgrad.ops.decompositions.svdvals, whose derivative
+    they share). The gradient of the 2-norm and Frobenius norm at zero is 0.
 
     >>> from symgrad import var
     >>> norm(var("X", shape=(4, 3)), ord=1).shape
@@ -750,12 +753,12 @@ def norm(x, ord=None, axis=None, keepdims=False):
     if len(axes) == 1 and ord in (None, 2) or len(axes) == 2 and ord in (None, "fro"):
         return apply("norm", x, axis=axes, keepdims=bool(keepdims))
     if len(axes) == 2:
-        if ord in (2, -2, "nuc"):
-            raise SymgradError(f"norm: the matrix norm ord={ord!r} needs singular values, which "
-                               f"symgrad has not")
-        if ord not in (1, -1, math.inf, -math.inf):
+        if not isinstance(ord, bool) and ord in (2, -2, "nuc"):
+            result = MATRIX_NORMS_OF_SINGULAR_VALUES[ord](x, *given)
+        elif ord not in (1, -1, math.inf, -math.inf):
             raise ArgumentError(f"norm: invalid order {ord!r} for matrices")
-        result = _matrix_norm(x, ord, *given)
+        else:
+            result = _matrix_norm(x, ord, *given)
     else:
         if isinstance(ord, str) or isinstance(ord, bool) or not isinstance(ord, numbers.Real):
             raise ArgumentError(f"norm: invalid order {ord!r} for vectors")

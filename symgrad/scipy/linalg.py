@@ -1,12 +1,13 @@
 """``scipy.linalg``'s functions on expressions, with SciPy's names, signatures and defaults
 (``cholesky`` gives the upper factor unless ``lower=True``): each builds the ops of
-symgrad.ops.matrix, differentiable to any order.
+symgrad.ops.matrix (expm: of symgrad.ops.decompositions), differentiable to any order.
 Imports errors and ops only.
 """
 
 from ..errors import ArgumentError
 from ..ops import matrix
 from ..ops.arrays import tril, triu
+from ..ops.decompositions import expm
 from ..ops.matrix import cho_solve, det, inv, solve_triangular
 from ..ops.shape import swap_last_axes
 
@@ -51,4 +52,5 @@ def solve(a, b, lower=False, assume_a=None):
     return cho_solve((matrix.cholesky(full), True), b)
 
 
-__all__ = ["cho_factor", "cho_solve", "cholesky", "det", "inv", "solve", "solve_triangular"]
+__all__ = ["cho_factor", "cho_solve", "cholesky", "det", "expm", "inv", "solve",
+           "solve_triangular"]
