@@ -1111,6 +1111,8 @@ CALLS = {
     "cumprod": ((A,), {"axis": 1}),
     "cumsum": ((A,), {"axis": -1}),
     "det": ((SQUARE,), {}),
+    "eigvalsh": ((SQUARE,), {"UPLO": "U"}),
+    "expm": ((SQUARE,), {}),
     "diagonal": ((A,), {"offset": 1}),
     "diff": ((A,), {"n": 2, "axis": 1}),
     "dsplit": ((CUBE, 2), {}),
@@ -1183,6 +1185,10 @@ CALLS = {
     "vstack": (([V4, V4],), {}),
     "where": ((MASK, V4, 0.5), {}),
     "yn": ((1, V4), {}),
+    "svdvals": ((A,), {}),
+    "eigh": ((SQUARE,), {}),
+    "svd": ((A,), {"full_matrices": False}),
+    "qr": ((A,), {}),
 }
 
 # The public functions that have no formula form, each with its reason.
@@ -1194,6 +1200,9 @@ NOT_FORMULAS = {
     "dsplit": "gives a list of expressions; a formula is one expression",
     "slogdet": "gives the pair (sign, logabsdet); a formula is one expression",
     "lstsq": "gives the tuple (x, residuals, rank, s); a formula is one expression",
+    "eigh": "gives the pair (eigenvalues, eigenvectors); eigvalsh is the formula of the values",
+    "svd": "gives the tuple (U, S, Vh); svdvals is the formula of the singular values",
+    "qr": "gives the pair (Q, R); a formula is one expression",
 }
 
 

@@ -875,6 +875,10 @@ ARGUMENTS = {
                                                                                            3))},
                               accept=_matrix),
     "pinv": Arguments((_full_rank,), accept=_matrix),
+    # decompositions: the values, whose rules are exact at ties; expm on any square matrix
+    "eigvalsh": Arguments((_spd,), accept=_matrix),
+    "svdvals": Arguments((_full_rank,), accept=_matrix),
+    "expm": Arguments((_invertible,), accept=_matrix),
     # convolution (max_pool's kinks at ties, as max's)
     "avg_pool": Arguments(static=_pool, accept=lambda e: e.ndim == 3 and isinstance(e.shape[-1],
                                                                                    int)),
@@ -965,6 +969,10 @@ PUBLIC_EXCLUDED = {
     "argmin": "integer output, no gradient",
     "argpartition": "integer output, no gradient",
     "argsort": "integer output, no gradient",
+    "eigh": "a pair whose eigenvectors' signs are LAPACK's choice; tests/test_decompositions.py "
+            "checks functions of them that do not depend on the signs, eigvalsh is drawn",
+    "svd": "as eigh, for the singular vectors; svdvals is drawn",
+    "qr": "as eigh, for the columns' signs; tests/test_decompositions.py checks it",
     "astype": "into float32 it rounds below what finite differences resolve, into int64 or bool "
               "it has no gradient, and into its own dtype it builds nothing; "
               "test_the_float32 graphs check float32 and tests/test_ops.py the casts",
@@ -990,6 +998,9 @@ OP_TABLE_EXCLUDED = {
     "argmin": PUBLIC_EXCLUDED["argmin"],
     "argsort": PUBLIC_EXCLUDED["argsort"],
     "astype": PUBLIC_EXCLUDED["astype"],
+    "eigh": PUBLIC_EXCLUDED["eigh"],
+    "svd": PUBLIC_EXCLUDED["svd"],
+    "qr": PUBLIC_EXCLUDED["qr"],
     "conv_transpose": "only the differentiator creates it (the derivative of conv in its input)",
     "conv_weight": "only the differentiator creates it (the derivative of conv in its filters)",
     "unwindows": "only the differentiator creates it (the derivative of the pools' windows)",
