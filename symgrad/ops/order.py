@@ -148,12 +148,7 @@ def partition(x, kth, axis=-1, kind="introselect"):
     >>> partition(var("v", shape=(5,)), 2).op
     'sort'
     """
-    if kind != "introselect":
-        raise ArgumentError(f"partition: kind must be 'introselect', got {kind!r}")
-    (x,) = _lifted(x)
-    x, axis = _flattened(x, axis)
-    _checked_kth("partition", kth, x.shape[axis])
-    return apply("sort", x, axis=axis)
+    return _partitioned("partition", "sort", x, kth, axis, kind)
 
 
 @public("argpartition", static=("kth", "axis", "kind"))
@@ -166,12 +161,18 @@ def argpartition(x, kth, axis=-1, kind="introselect"):
     >>> argpartition(var("v", shape=(5,)), (1, 3)).op
     'argsort'
     """
+    return _partitioned("argpartition", "argsort", x, kth, axis, kind)
+
+
+def _partitioned(function, op, x, kth, axis, kind):
+    """partition's and argpartition's arguments checked, and the stable sort's ``op`` (sort or
+    argsort) that answers them."""
     if kind != "introselect":
-        raise ArgumentError(f"argpartition: kind must be 'introselect', got {kind!r}")
+        raise ArgumentError(f"{function}: kind must be 'introselect', got {kind!r}")
     (x,) = _lifted(x)
     x, axis = _flattened(x, axis)
-    _checked_kth("argpartition", kth, x.shape[axis])
-    return apply("argsort", x, axis=axis)
+    _checked_kth(function, kth, x.shape[axis])
+    return apply(op, x, axis=axis)
 
 
 # -- argmax and argmin --------------------------------------------------------------------------
