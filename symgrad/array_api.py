@@ -115,8 +115,8 @@ class _Linalg:
             raise SymgradError(f"backend 'array_api': the array namespace "
                                f"{getattr(self._xp, '__name__', self._xp)} offers no "
                                f"linalg.{name} for stacks of chunked matrices (the standard's "
-                               f"linalg extension), which the compiled function uses; use "
-                               f"backend 'numpy'")
+                               f"linalg extension), which op {name!r} uses; use backend "
+                               f"'numpy'")
         return function
 
     def __getattr__(self, name):
