@@ -149,6 +149,14 @@ class _Unbuilt:
     """What a value is while the grammar alone is being checked, before anything is built."""
 
 
+class _Pieces:
+    """The expressions a function gives as a tuple or list (slogdet, eigh, svd, qr, lstsq,
+    split): a formula picks one with a constant index, ``slogdet(A)[1]``."""
+
+    def __init__(self, items, name, position):
+        self.items, self.name, self.position = items, name, position
+
+
 class _Parser:
     """Recursive descent over the token list, its depth bounded by ``max_depth``.
 
@@ -212,6 +220,9 @@ class _Parser:
         """An Expr for a parsed value: literals become constants, nothing else is accepted."""
         if isinstance(value, (Expr, _Unbuilt)):
             return value
+        if isinstance(value, _Pieces):
+            raise self.error(f"{value.name}() gives {len(value.items)} expressions, not one: pick "
+                             f"one with an index, as {value.name}(...)[0]", value.position)
         if isinstance(value, ListLiteral):
             raise self.error("a list is only allowed as the list argument of concatenate, "
                              "stack and their kin", value.position)
@@ -329,7 +340,10 @@ class _Parser:
                 index = self.subscripts()
                 self.expect("]", "to close the index")
                 self.leave()
-                value = self.build(token[2], ops.getitem, self.expr(value), index)
+                if isinstance(value, _Pieces):
+                    value = self.piece(value, index, token[2])
+                else:
+                    value = self.build(token[2], ops.getitem, self.expr(value), index)
             elif token[1] == "." and token[0] == "op":
                 self.next()
                 name_token = self.next()
@@ -340,6 +354,14 @@ class _Parser:
                 raise self.error("only named functions can be called", token[2])
             else:
                 return value
+
+    def piece(self, pieces, index, position):
+        """The expression at ``index`` (a constant int) of what a function gave as a tuple."""
+        count = len(pieces.items)
+        if not isinstance(index, int) or not -count <= index < count:
+            raise self.error(f"{pieces.name}() gives {count} expressions: index them with a "
+                             f"constant from {-count} to {count - 1}", position)
+        return pieces.items[index]
 
     def attribute(self, value, token):
         _, name, position = token
@@ -586,9 +608,10 @@ class _Parser:
                 raise self.error(f"{name}() is missing {', '.join(absent)}", position)
             leading = [values.pop(p) for p in head] + values.pop(spec.variadic)
             result = self.build(position, spec.function, *leading, **values)
+        if isinstance(result, (tuple, list)) and all(isinstance(r, Expr) for r in result):
+            return _Pieces(tuple(result), name, position)      # a formula indexes it
         if not isinstance(result, (Expr, _Unbuilt)):
-            # split gives a list of expressions, which a formula has no use for
-            raise self.error(f"{name}() gives a {type(result).__name__}, not one expression",
+            raise self.error(f"{name}() gives a {type(result).__name__}, not an expression",
                              position)
         return result
 

@@ -1191,18 +1191,19 @@ CALLS = {
     "qr": ((A,), {}),
 }
 
-# The public functions that have no formula form, each with its reason.
+# The public functions that give several expressions (a list or NumPy's tuple), each with what
+# it gives: a formula picks one by a constant index, slogdet(A)[1]
 NOT_FORMULAS = {
-    "split": "gives a list of expressions; a formula is one expression",
-    "array_split": "gives a list of expressions; a formula is one expression",
-    "vsplit": "gives a list of expressions; a formula is one expression",
-    "hsplit": "gives a list of expressions; a formula is one expression",
-    "dsplit": "gives a list of expressions; a formula is one expression",
-    "slogdet": "gives the pair (sign, logabsdet); a formula is one expression",
-    "lstsq": "gives the tuple (x, residuals, rank, s); a formula is one expression",
-    "eigh": "gives the pair (eigenvalues, eigenvectors); eigvalsh is the formula of the values",
-    "svd": "gives the tuple (U, S, Vh); svdvals is the formula of the singular values",
-    "qr": "gives the pair (Q, R); a formula is one expression",
+    "split": "gives a list of expressions",
+    "array_split": "gives a list of expressions",
+    "vsplit": "gives a list of expressions",
+    "hsplit": "gives a list of expressions",
+    "dsplit": "gives a list of expressions",
+    "slogdet": "gives the pair (sign, logabsdet)",
+    "lstsq": "gives the tuple (x, residuals, rank, s)",
+    "eigh": "gives the pair (eigenvalues, eigenvectors)",
+    "svd": "gives the tuple (U, S, Vh)",
+    "qr": "gives the pair (Q, R)",
 }
 
 
@@ -1265,15 +1266,26 @@ def test_every_public_function_is_a_formula_that_builds_the_same_node(name):
             assert sg.parse(text).node == direct.node, text
 
 
-def test_the_functions_without_a_formula_form_are_refused_by_name():
+def test_a_function_giving_several_expressions_is_indexed_in_a_formula():
     assert set(NOT_FORMULAS) | set(CALLS) <= set(sg.ops.PUBLIC)
     for name in NOT_FORMULAS:
         args, kwargs = call_of(name)
         positional = [render(a) for a in args] + [f"{k}={render(v)}" for k, v in kwargs.items()]
+        text = f"{name}({', '.join(positional)})"
         with sg.use_graph():
-            call_variables()
-            with pytest.raises(sg.ParseError, match="not one expression"):
-                sg.parse(f"{name}({', '.join(positional)})")
+            variables = call_variables()
+            direct = sg.ops.PUBLIC[name].function(*resolved(args, variables),
+                                                  **resolved(kwargs, variables))
+            for k in range(-len(direct), len(direct)):
+                assert sg.parse(f"{text}[{k}]").node == direct[k].node, f"{text}[{k}]"
+            # unindexed, or indexed past its end, it is refused saying how to pick one
+            with pytest.raises(sg.ParseError, match="not one: pick one with an index"):
+                sg.parse(text)
+            with pytest.raises(sg.ParseError, match=f"index them with a constant from "
+                                                    f"{-len(direct)} to {len(direct) - 1}"):
+                sg.parse(f"{text}[{len(direct)}]")
+            with pytest.raises(sg.ParseError, match="not one: pick one"):
+                sg.parse(f"sin({text})")
 
 
 # -- SymPy -----------------------------------------------------------------------------------------
