@@ -316,3 +316,35 @@ def test_multivariate_normal_entropy_matches_scipy_and_its_gradient_differences(
                                   rel=1e-14)
     # d/dcov of log det(cov) / 2 is cov⁻¹ / 2, symmetric
     np.testing.assert_allclose(gradient, 0.5 * np.linalg.inv(cov), rtol=1e-12)
+
+
+@pytest.mark.parametrize("k", [0.0, 3.0, 9.0])
+def test_binomial_cdf_and_logcdf_match_scipy_and_differentiate_in_p(k):
+    with sg.use_graph():
+        p = sg.var("p")
+        cdf = stats.binom.cdf(k, 10.0, p)
+        fn = sg.compile([cdf, stats.binom.logcdf(k, 10.0, p), sg.grad(cdf, p)], inputs=[p])
+    for at in (0.05, 0.37, 0.9):
+        value, log_value, slope = fn(at)
+        assert value == pytest.approx(scipy.stats.binom.cdf(k, 10, at), rel=1e-13)
+        assert log_value == pytest.approx(scipy.stats.binom.logcdf(k, 10, at), rel=1e-13)
+        step = 1e-6
+        expected = (scipy.stats.binom.cdf(k, 10, at + step)
+                    - scipy.stats.binom.cdf(k, 10, at - step)) / (2 * step)
+        assert slope == pytest.approx(expected, rel=1e-6, abs=1e-10)
+
+
+@pytest.mark.parametrize("name, shapes", [("gamma", (2.5,)), ("beta", (2.0, 3.0)),
+                                          ("chi2", (4.0,))])
+def test_logcdf_of_the_incomplete_gamma_and_beta_distributions_matches_scipy(name, shapes):
+    with sg.use_graph():
+        x = sg.var("x")
+        logcdf = getattr(stats, name).logcdf(x, *shapes)
+        fn = sg.compile([logcdf, sg.grad(logcdf, x)], inputs=[x])
+    for at in (1e-6, 0.3, 0.9):
+        value, slope = fn(at)
+        assert value == pytest.approx(getattr(scipy.stats, name).logcdf(at, *shapes), rel=1e-12)
+        # d log F = f / F
+        pdf, cdf = (getattr(scipy.stats, name).pdf(at, *shapes),
+                    getattr(scipy.stats, name).cdf(at, *shapes))
+        assert slope == pytest.approx(pdf / cdf, rel=1e-10)

@@ -41,6 +41,11 @@ class _Distribution:
     def pmf(self, k, *args, **kwargs):
         return exp(self.logpmf(k, *args, **kwargs))
 
+    def logcdf(self, x, *args, **kwargs):
+        # SciPy's own, for the distributions whose cdf is an incomplete gamma or beta function:
+        # those keep their relative accuracy in the lower tail, so their logarithm does too
+        return log(self.cdf(x, *args, **kwargs))
+
     def __repr__(self):
         return f"symgrad.scipy.stats.{self.name}"
 
@@ -144,7 +149,8 @@ class _Poisson(_Distribution):
 
 
 class _Binom(_Distribution):
-    """The binomial distribution of ``n`` trials of probability ``p``: logpmf and pmf."""
+    """The binomial distribution of ``n`` trials of probability ``p``: logpmf and pmf, and cdf
+    and logcdf (betainc(n - k, k + 1, 1 - p) for 0 <= k < n, differentiable in p)."""
 
     name = "binom"
 
@@ -152,6 +158,10 @@ class _Binom(_Distribution):
         k = k - loc
         combinations = gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
         return combinations + xlogy(k, p) + xlog1py(n - k, -p)
+
+    def cdf(self, k, n, p, loc=0.0):
+        below = floor(k - loc)
+        return betainc(n - below, below + 1.0, 1.0 - p)
 
 
 class _Dirichlet(_Distribution):
