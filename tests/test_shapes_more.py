@@ -122,7 +122,7 @@ def test_refusals_name_the_function_and_leave_the_graph_unchanged(build, error, 
     assert x.graph.number_of_nodes() == nodes
 
 
-def test_formulas_call_them_and_refuse_split_which_gives_a_list():
+def test_formulas_call_them_and_index_split_which_gives_a_list():
     shapes = {"x": (4,), "y": (4,), "M": (3, 3)}
     assert sg.parse("stack([x, y], axis=1)", shapes=shapes).shape == (4, 2)
     assert sg.parse("vstack([x, y])", shapes=shapes).shape == (2, 4)
@@ -130,8 +130,9 @@ def test_formulas_call_them_and_refuse_split_which_gives_a_list():
     assert sg.parse("pad(x, (1, 2))", shapes=shapes).shape == (7,)
     x = sg.var("x", shape=(4,))
     nodes = x.graph.number_of_nodes()
-    with pytest.raises(sg.ParseError, match=r"split\(\) gives a list"):
+    with pytest.raises(sg.ParseError, match=r"split\(\) gives 2 expressions, not one"):
         sg.parse("sum(split(x, 2))", shapes=shapes)
     assert x.graph.number_of_nodes() == nodes
+    assert sg.parse("sum(split(x, 2)[1])", shapes=shapes).node == sg.sum(sg.split(x, 2)[1]).node
     with pytest.raises(sg.ParseError, match="stack takes a list"):
         sg.parse("stack(x)", shapes=shapes)

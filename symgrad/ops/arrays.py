@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ArgumentError, ShapeError
 from .core import (Expr, apply, check_shape, defop, graph_of, lift, literal, located,
-                   normalize_axes, op_function, public, same_dtype)
+                   normalize_axes, op_function, public, same_dtype, static_length)
 from .elementwise import where
 from .reduce import sum as reduce_sum
 from .shape import _FULL, _emit_shape, _leading_axes, concatenate
@@ -49,15 +49,6 @@ def _slice_along(x, axis, start, stop, step=None):
     index = [_FULL] * x.ndim
     index[axis] = ("slice", start, stop, step)
     return apply("getitem", x, index=tuple(index))
-
-
-def _length(x, axis, what):
-    """The static length of ``x`` along ``axis``: a named dimension's is known only at call time."""
-    length = x.shape[axis]
-    if not isinstance(length, int):
-        raise ShapeError(f"cannot {what} along the named dimension {length!r}: its length is "
-                         f"unknown")
-    return length
 
 
 def _with_dim(shape, axis, length):
@@ -152,7 +143,7 @@ def append(arr, values, axis=None):
 def _split(ary, indices_or_sections, axis, equal):
     (ary,) = _lifted(ary)
     axis = _axis(axis, ary.ndim)
-    length = _length(ary, axis, "split")
+    length = static_length(ary, axis, "split")
     if isinstance(indices_or_sections, (list, tuple)):
         bounds = [_int(i, "a split index") for i in indices_or_sections]
         starts, stops = [0, *bounds], [*bounds, length]
@@ -511,7 +502,7 @@ def pad(array, pad_width, mode="constant", constant_values=0.0):
     for axis, ((before, after), (first, last)) in zip(range(-array.ndim, 0), zip(widths, values)):
         if not before and not after:
             continue
-        length = _length(padded, axis, "pad")
+        length = static_length(padded, axis, "pad")
         if mode == "constant":
             sides = [broadcast_to(_constant(v, padded), _with_dim(padded.shape, axis, w))
                      for v, w in ((first, before), (last, after))]
@@ -556,8 +547,8 @@ def diagonal(a, offset=0, axis1=0, axis2=1):
         raise ShapeError("axis1 and axis2 cannot be the same")
     offset = _int(offset, "offset")
     moved = moveaxis(a, (first, second), (-2, -1))
-    rows, columns = _length(moved, -2, "take a diagonal"), \
-        _length(moved, -1, "take a diagonal")
+    rows, columns = static_length(moved, -2, "take a diagonal"), \
+        static_length(moved, -1, "take a diagonal")
     (start, stop, step), _ = _diagonal_slice(rows, columns, offset)
     flat = reshape(moved, moved.shape[:-2] + (rows * columns,))
     return _slice_along(flat, -1, start, stop, step)
@@ -582,7 +573,7 @@ def diag(v, k=0):
         return diagonal(v, k)
     if v.ndim != 1:
         raise ShapeError("needs a vector or a matrix")
-    length = _length(v, -1, "place a diagonal")
+    length = static_length(v, -1, "place a diagonal")
     size = length + abs(k)
     rows = np.eye(length, size, max(k, 0), dtype=v.dtype)
     placed = insert_axes(v, -1) * lift(rows, v.graph)
@@ -597,8 +588,8 @@ def _triangle(m, k, lower):
     k = _int(k, "k")
     if m.ndim < 2:
         raise ShapeError("needs at least two dimensions")
-    rows, columns = _length(m, -2, "keep a triangle"), \
-        _length(m, -1, "keep a triangle")
+    rows, columns = static_length(m, -2, "keep a triangle"), \
+        static_length(m, -1, "keep a triangle")
     kept = np.tri(rows, columns, k if lower else k - 1, dtype=bool)
     # where, not a product with a mask of ones, so that an inf outside the triangle gives 0
     return where(lift(kept if lower else ~kept, m.graph), m, 0.0)
@@ -824,7 +815,7 @@ def gradient(f, *spacing, axis=None, edge_order=1):
     results = []
     for position, ax in enumerate(axes):
         h = _number(spacing[position], "the spacing") if spacing else 1.0
-        length = _length(f, ax, "take differences")
+        length = static_length(f, ax, "take differences")
         if length < edge_order + 1:
             raise ShapeError(f"an axis of length {length} is too short for differences of edge "
                              f"order {edge_order}")

@@ -709,6 +709,16 @@ def constant_value(expr):
     return expr.data.get("value") if expr.op == "const" else None
 
 
+def static_length(x, axis, what):
+    """The length of ``x`` along ``axis``, which ``what`` (an op building on it, or a rule)
+    needs as a number: a named dimension's is known only at the call."""
+    length = x.shape[axis]
+    if not isinstance(length, int):
+        raise ShapeError(f"cannot {what} along the named dimension {length!r}: give it a number "
+                         f"(a named dimension's length is known only at the call)")
+    return length
+
+
 def static_shape(shape):
     """Whether every dimension of ``shape`` is a number (none is a name bound at call time)."""
     return all(isinstance(d, int) for d in shape)

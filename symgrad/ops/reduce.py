@@ -10,9 +10,9 @@ import numbers
 
 import numpy as np
 
-from ..errors import ArgumentError, ShapeError, SymgradError
+from ..errors import ArgumentError, ShapeError
 from .core import (Expr, apply, broadcast_shapes, const, defop, literal, normalize_axes,
-                   op_function, public, same_dtype, static_shape, sympy_operand)
+                   op_function, public, same_dtype, static_length, static_shape, sympy_operand)
 from .elementwise import exp, where
 from .shape import (broadcast_to_like, concatenate, expand_dims, getitem, reshape, squeeze,
                     unbroadcast, zeros_like)
@@ -389,14 +389,6 @@ def _shifted(x, axis, by, fill):
                         _filled(_along(x, axis, slice(by, None)), fill)], axis=axis)
 
 
-def _static_length(x, axis, what):
-    length = x.shape[axis]
-    if not isinstance(length, int):
-        raise SymgradError(f"{what} needs the length of the axis it scans, which is the named "
-                           f"dimension {length!r}: give it a number")
-    return length
-
-
 def _scan_shape(shapes, axis):
     if not -len(shapes[0]) <= axis < 0:
         raise ShapeError(f"axis {axis} is out of range for {len(shapes[0])} dimensions")
@@ -459,7 +451,7 @@ def _suffix_weighted_sums(g, x, axis):
 def _cumprod_vjp(g, out, x, axis):
     # d out_i / d x_j = (x_0 ... x_{j-1}) (x_{j+1} ... x_i) for j <= i: the running product
     # before j (out shifted by one) times the suffix sums of g weighted by the products after j
-    _static_length(x, axis, "cumprod's derivative")
+    static_length(x, axis, "take cumprod's derivative")
     before = _shifted(out, axis, 1, 1.0)
     return [before * _suffix_weighted_sums(g, x, axis)]
 
@@ -484,7 +476,7 @@ def _others_product(x, axis):
     one (prod over (a, b) except (j, k) = prod over b except k, times prod over a except j of
     the products over b)."""
     last = axis[-1]
-    _static_length(x, last, "prod's derivative")
+    static_length(x, last, "take prod's derivative")
     before = _shifted(apply("cumprod", x, axis=last), last, 1, 1.0)
     after = _flip(_shifted(apply("cumprod", _flip(x, last), axis=last), last, 1, 1.0), last)
     others = before * after
