@@ -224,6 +224,10 @@ class NumpyFunction:
         if self.signature is not None and self.target_signature is not None:
             self.names = _argument_names(list(self.signature.parameters.values()),
                                          list(self.target_signature.parameters.values()))
+            # symgrad's keyword-only parameters NumPy lacks (compress's length=) pass as given
+            self.own_keywords = {name for name, p in self.target_signature.parameters.items()
+                                 if p.kind == p.KEYWORD_ONLY
+                                 and name not in self.signature.parameters}
 
     def __repr__(self):
         return f"<symgrad's {self.qualified}>"
@@ -233,11 +237,12 @@ class NumpyFunction:
             return self.call_ufunc(args, kwargs)
         if self.signature is None or self.target_signature is None:
             return self.target(*args, **kwargs)
+        own = {key: kwargs.pop(key) for key in list(kwargs) if key in self.own_keywords}
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as error:
             raise ArgumentError(f"{self.qualified}: {error}") from None
-        positional, keywords = [], {}
+        positional, keywords = [], dict(own)
         for name, value in bound.arguments.items():
             parameter = self.signature.parameters[name]
             if parameter.kind == parameter.VAR_POSITIONAL:

@@ -26,6 +26,7 @@ from symgrad.ops import apply, expand_dims, heaviside, squeeze
 from symgrad.ops.shape import fancy_index, normalize_index
 from symgrad.ops import matrix
 from symgrad.ops.convolution import USES_WINDOWS
+from symgrad.ops.shape import USES_DATA_LENGTHS
 from symgrad.ops.decompositions import USES_SCIPY as USES_SCIPY_LINALG
 from symgrad.ops.special import USES_SCIPY
 
@@ -287,7 +288,7 @@ def array_api_refuses(case):
         nodes = out.graph.ancestors_in_order([out.node])
         ops = {out.graph.nodes[node]["op"] for node in nodes}
     return sorted(ops & (set(USES_SCIPY) | set(matrix.USES_SCIPY) | set(USES_SCIPY_LINALG)
-                         | set(USES_WINDOWS)))
+                         | set(USES_WINDOWS) | set(USES_DATA_LENGTHS)))
 
 
 REDUCTIONS_MORE = [         # reductions, scans, norms and order statistics
@@ -686,6 +687,36 @@ MISC_MORE = [               # sinc (and its derivatives, one op), casts, boolean
                 lambda a: a[:, ROWS_MASK[:3]]),
     gather_case("mask-ellipsis", (2, 3, 4), lambda a: a[..., ROWS_MASK],
                 lambda a: a[..., ROWS_MASK]),
+]
+
+
+# sg.compress with a constant condition and a named length: the cotangent's u binds "n" (5),
+# so every backend's call checks the count; symbolic conditions in tests/test_compress.py
+FIVE_OF_SEVEN = np.array([True, False, True, True, False, True, True])
+
+
+def _compress_grad_reference(g, like, axis):
+    out = np.zeros(g.shape[:g.ndim - like.ndim] + like.shape)
+    out[(Ellipsis, FIVE_OF_SEVEN) + (slice(None),) * (-axis - 1)] = g
+    return out
+
+
+INDEXING_MORE += [
+    Case("compress", "rows", lambda a: sg.compress(FIVE_OF_SEVEN, a, axis=0, length="n"),
+         ((7, 3),), lambda a: np.compress(FIVE_OF_SEVEN, a, axis=0)),
+    Case("compress", "columns", lambda a: sg.compress(FIVE_OF_SEVEN, a, axis=-1, length="n"),
+         ((2, 7),), lambda a: np.compress(FIVE_OF_SEVEN, a, axis=-1)),
+    Case("compress", "batch-columns",
+         lambda a: sg.compress(FIVE_OF_SEVEN, a, axis=-1, length="n"), (("n", 7),),
+         lambda a: np.compress(FIVE_OF_SEVEN, a, axis=-1)),
+    Case("compress_grad", "rows",
+         lambda g, like: apply("compress_grad", g, like, sg.const(FIVE_OF_SEVEN, g.graph),
+                               axis=-2, length="n"),
+         (("n", 3), (7, 3)), lambda g, like: _compress_grad_reference(g, like, -2)),
+    Case("compress_grad", "batch",
+         lambda g, like: apply("compress_grad", g, like, sg.const(FIVE_OF_SEVEN, g.graph),
+                               axis=-1, length="n"),
+         ((2, "n"), (7,)), lambda g, like: _compress_grad_reference(g, like, -1)),
 ]
 
 
@@ -1367,6 +1398,8 @@ NO_SYMPY.update(dict.fromkeys(["windows", "unwindows"], "moves entries of an arr
 NO_SYMPY["gammasgn"] = "a step at each pole: sympy.diff of sign(gamma(x)) does not evaluate"
 NO_SYMPY.update(dict.fromkeys(["eigh", "eigvalsh", "svd", "svdvals", "qr", "expm"],
                               "a function of a matrix"))
+NO_SYMPY.update(dict.fromkeys(["compress", "compress_grad"],
+                              "selects entries of an array along an axis by a mask"))
 
 
 def sympy_checked():

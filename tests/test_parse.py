@@ -1189,6 +1189,7 @@ CALLS = {
     "eigh": ((SQUARE,), {}),
     "svd": ((A,), {"full_matrices": False}),
     "qr": ((A,), {}),
+    "compress": ((MASK, V4), {"axis": 0, "length": "k"}),
 }
 
 # The public functions that give several expressions (a list or NumPy's tuple), each with what

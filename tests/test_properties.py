@@ -977,6 +977,8 @@ PUBLIC_EXCLUDED = {
     "astype": "into float32 it rounds below what finite differences resolve, into int64 or bool "
               "it has no gradient, and into its own dtype it builds nothing; "
               "test_the_float32 graphs check float32 and tests/test_ops.py the casts",
+    "compress": "its length depends on the drawn values (a named dimension); tests/test_ops.py "
+                "and tests/test_compress.py check it against np.compress and finite differences",
 }
 OP_TABLE_EXCLUDED = {
     "var": "the variable leaf itself",
@@ -1005,6 +1007,8 @@ OP_TABLE_EXCLUDED = {
     "conv_transpose": "only the differentiator creates it (the derivative of conv in its input)",
     "conv_weight": "only the differentiator creates it (the derivative of conv in its filters)",
     "unwindows": "only the differentiator creates it (the derivative of the pools' windows)",
+    "compress": PUBLIC_EXCLUDED["compress"],
+    "compress_grad": "only the differentiator creates it (the derivative of compress)",
 }
 
 

@@ -700,6 +700,10 @@ _add("qr complete of a tall matrix", "qr", AE,
 _add("expm of a wide matrix", "expm", SH, lambda e, o: functools.partial(sg.expm, e.W))
 _add("norm 2 of a matrix over a named axis", "norm", SH,
      lambda e, o: functools.partial(sg.norm, e.X, ord=2))
+_add("compress by a condition of another length than the axis", "compress", SH,
+     lambda e, o: functools.partial(sg.compress, e.v > 0.0, e.W, axis=0, length="k"))
+_add("compress by a symbolic condition without a length", "compress", SE,
+     lambda e, o: functools.partial(sg.compress, e.v > 0.0, e.W, axis=1))
 
 # Public callables with no entry above, and why.
 EXEMPT = {
@@ -1282,6 +1286,8 @@ SHAPE_MESSAGES = [
     ("quantile", [(0,)], lambda e: sg.quantile(e.v[3:], 0.5)),
     ("getitem", [(2, 3)], lambda e: e.W[np.array([True, False, True])]),
     ("getitem", [("n", 3)], lambda e: e.X[np.array([True, False])]),
+    ("compress", [(3,), (2, 3)], lambda e: sg.compress(e.v > 0.0, e.W, axis=0, length="k")),
+    ("compress", [(2, 3), (2, 3)], lambda e: sg.compress(e.W > 0.0, e.W, axis=0, length="k")),
     ("rollaxis", [(2, 3)], lambda e: sg.rollaxis(e.W, 0, -3)),
     ("vsplit", [(3,)], lambda e: sg.vsplit(e.v, 3)),
     ("rot90", [(3,)], lambda e: sg.rot90(e.v)),
@@ -1361,6 +1367,7 @@ UNREACHABLE_RAISES = {
     ("convolution.py", "the cotangent's last axes are not windows"): "unwindows is internal "
                                                                     "(the rule of windows)",
     ("decompositions.py", "the packed QR op takes"): "qr factors a wide matrix's square part",
+    ("shape.py", "compressed along axis"): "compress_grad is internal (compress's rule)",
 }
 
 

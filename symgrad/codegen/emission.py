@@ -12,7 +12,7 @@ import numpy as np
 from .. import naming
 from ..errors import SymgradError
 from ..ops import OPS, literal
-from ..ops.shape import index_source
+from ..ops.shape import SelectedCount, index_source
 
 _FORMATTER = string.Formatter()
 
@@ -50,10 +50,11 @@ class SciPyLinalg:
 # The libraries an emission may ask for by name (EmitContext.library), besides np, which every
 # function has; naming.RESERVED keeps variables off their names
 LIBRARIES = {"special": SciPySpecial(), "linalg": SciPyLinalg(),
-             "stride_tricks": np.lib.stride_tricks}
+             "stride_tricks": np.lib.stride_tricks, "_sg_compress": SelectedCount()}
 # what each library offers, for the backends that have no counterpart to say what they lack
 LIBRARY_CONTENTS = {"special": "SciPy's functions", "linalg": "SciPy's linear algebra",
-                    "stride_tricks": "NumPy's strided views"}
+                    "stride_tricks": "NumPy's strided views",
+                    "_sg_compress": "selections whose length depends on the data"}
 
 
 def scalar_type(dtype):

@@ -11,8 +11,9 @@ import numbers
 from ..errors import ArgumentError, InternalError, ShapeError, SymgradError
 import numpy as np
 
-from .core import (Expr, apply, broadcast_shapes, const, default_graph, defop, literal,
-                   normalize_axes, op_function, public, same_dtype, static_shape, sympy_operand)
+from .core import (Expr, apply, broadcast_shapes, check_shape, const, default_graph, defop,
+                   literal, normalize_axes, op_function, public, same_dtype, static_shape,
+                   sympy_operand)
 
 
 def _leading_axes(g, out):
@@ -854,9 +855,10 @@ def _index_operand(item, graph):
         return None
     if dtype == "bool":
         raise ArgumentError("indexing with a symbolic boolean mask is not supported: the number "
-                            "of entries it selects is known only at run time (use sg.where to "
-                            "select values, or multiply by the mask; a constant NumPy mask "
-                            "selects a known number and is supported)")
+                            "of entries it selects is known only at run time (use "
+                            "sg.compress(mask, x, axis, length='k'), which names that number "
+                            "as a dimension, or sg.where to select values; a constant NumPy "
+                            "mask selects a known number and is supported)")
     if dtype != "int64":
         raise ArgumentError(f"index arrays must be integers (int64), got one of dtype {dtype}")
     return item
@@ -1018,3 +1020,140 @@ def one_hot(labels, num_classes):
     classes = const(np.arange(int(num_classes)), labels.graph, dtype="int64")
     matches = apply("equal", expand_dims(labels, -1), classes)
     return apply("where", matches, 1.0, 0.0)
+
+
+# -- compress: a symbolic boolean mask along one axis ---------------------------------------------
+
+# the ops whose result's length the data decide, which the array-API backend refuses
+USES_DATA_LENGTHS = ("compress", "compress_grad")
+
+
+class SelectedCount:
+    """What compiled code calls (as ``_sg_compress``, codegen.emission.LIBRARIES) after a
+    compress whose named length an input also gives: the entries the condition selected must be
+    that many, which only the call can tell."""
+
+    @staticmethod
+    def check(selected, axis, length, dimension, condition):
+        count = np.shape(selected)[axis]
+        if count != length:
+            raise SymgradError(f"compress: the condition {condition!r} selects {count} entries, "
+                               f"but dimension {dimension!r} is {length} (the length an input "
+                               f"gives it)")
+
+
+def _compress_shape(shapes, axis, length):
+    x, condition = shapes
+    if not -len(x) <= axis < 0:
+        raise ShapeError(f"axis {axis} is out of range for {len(x)} dimensions")
+    if tuple(condition) != (x[axis],):
+        raise ShapeError(f"the condition of shape {tuple(condition)} is not one entry per "
+                         f"entry of axis {axis} (of length {x[axis]!r})")
+    return tuple(x[:axis]) + (length,) + tuple(x[axis:][1:])
+
+
+def _emit_compress(ctx):
+    """np.compress; when an input gives the named length too, a check that the condition
+    selected that many. The check's helper is bound whether or not it is called: the array-API
+    backend refuses it by this op's name (the standard's shapes cannot depend on data in
+    every library)."""
+    checks = ctx.library("_sg_compress")
+    x, condition = ctx.args
+    axis, length = ctx.attrs["axis"], ctx.attrs["length"]
+    lines = [f"{ctx.out} = np.compress({condition}, {x}, axis={axis})"]
+    try:
+        bound = ctx.dim(length)
+    except SymgradError:
+        return lines        # no input gives the length: it is what the condition selects
+    return lines + [f"{checks}.check({ctx.out}, {axis}, {bound}, {length!r}, {condition!r})"]
+
+
+def _compress_vjp(g, out, x, condition, axis, length):
+    return [apply("compress_grad", g, x, condition, axis=axis, length=length), None]
+
+
+# the operand first, then the condition (compress's public order is NumPy's, the other way)
+defop("compress", 2, _compress_shape, _emit_compress, _compress_vjp, dtype=same_dtype,
+      nondifferentiable=(1,), loop=None, foldable=False)
+
+
+def _compress_grad_shape(shapes, axis, length):
+    g, like, condition = shapes
+    batch = len(g) - len(like)
+    if batch < 0 or tuple(g[batch:]) != _compress_shape((like, condition), axis, length):
+        raise ShapeError(f"{tuple(g)} is not the shape of {tuple(like)} compressed along axis "
+                         f"{axis} to length {length!r}")
+    return tuple(g[:batch]) + tuple(like)
+
+
+def _emit_compress_grad(ctx):
+    """Zeros of the operand's shape with the cotangent written where the condition is True."""
+    ctx.library("_sg_compress")         # refused by the array-API backend, as compress is
+    g, like, condition = ctx.args
+    batch = len(ctx.shape) - len(ctx.shapes[1])
+    shape = literal(ctx.shape) if static_shape(ctx.shape) \
+        else f"np.shape({g})[:{batch}] + np.shape({like})"
+    index = ", ".join(["...", condition] + [":"] * (-ctx.attrs["axis"] - 1))
+    return [f"{ctx.out} = np.zeros({shape}{dtype_keyword(ctx)})",
+            f"{ctx.out}[{index}] = {g}"]
+
+
+def _compress_grad_vjp(g, out, cotangent, like, condition, axis, length):
+    return [apply("compress", g, condition, axis=axis, length=length), None, None]
+
+
+defop("compress_grad", 3, _compress_grad_shape, _emit_compress_grad, _compress_grad_vjp,
+      dtype=same_dtype, nondifferentiable=(1, 2), loop=None, foldable=False)
+
+
+@public("compress", static=("axis", "length"))
+@op_function("compress", operands=2)
+def compress(condition, a, axis=None, *, length=None):
+    """The entries of ``a`` along ``axis`` where the 1-D boolean ``condition`` is True, as
+    np.compress (``axis=None``: of ``a`` flattened); the condition has one entry per entry of
+    that axis. A symbolic condition selects a number of entries known only at the call: the
+    result's axis is the named dimension ``length``. When an input of the compiled function
+    has that dimension too, the call checks that the condition selected as many (SymgradError
+    otherwise); when none has, the axis is as long as the condition makes it.
+
+    The gradient scatters the cotangent back to the kept entries, zero elsewhere (as JAX's and
+    PyTorch's masked selection); its own derivative is compress again, so it nests.
+
+    >>> from symgrad import var
+    >>> x = var("x", shape=(5, 3))
+    >>> compress(x[:, 0] > 0, x, axis=0, length="k").shape
+    ('k', 3)
+    """
+    graph = next((v.graph for v in (condition, a) if isinstance(v, Expr)), default_graph())
+    if not isinstance(condition, Expr):
+        mask = np.asarray(condition)
+        if mask.dtype != bool:
+            raise ArgumentError(f"compress: the condition must be boolean, got dtype "
+                                f"{mask.dtype}")
+        condition = const(mask, graph)
+    if not isinstance(a, Expr):
+        a = const(np.asarray(a, dtype=np.float64), graph)
+    if condition.graph is not a.graph:
+        raise SymgradError("cannot combine expressions from two different graphs")
+    if condition.dtype != "bool":
+        raise ArgumentError(f"compress: the condition must be boolean, got dtype "
+                            f"{condition.dtype}")
+    if condition.ndim != 1:
+        raise ShapeError(f"the condition must be 1-D, got shape {condition.shape}")
+    if axis is None:
+        a = reshape(a, (-1,))
+        axis = 0
+    (axis,) = normalize_axes(axis, a.ndim)
+    if length is None and condition.op == "const":
+        # a constant condition selects a number known now: a gather at its True positions
+        positions = np.flatnonzero(condition.data["value"])
+        return getitem(a, (Ellipsis, positions) + (slice(None),) * (-axis - 1))
+    if length is None:
+        raise SymgradError("compress: the number of entries a symbolic condition selects is "
+                           "known only at the call: name the result's length, "
+                           "sg.compress(condition, a, axis, length='k') (np.compress cannot "
+                           "pass it)")
+    if not isinstance(length, str):
+        raise ArgumentError(f"compress: length must name a dimension (a str), got {length!r}")
+    check_shape((length,))
+    return apply("compress", a, condition, axis=axis, length=length)
