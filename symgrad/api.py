@@ -430,10 +430,18 @@ def _checked(outputs, inputs, what):
         outputs = [outputs]
     elif isinstance(outputs, (list, tuple)):
         outputs = list(outputs)
+    if isinstance(outputs, list) and outputs and all(
+            isinstance(o, (list, tuple)) and all(isinstance(e, Expr) for e in o) for o in outputs):
+        # sg.hessian with a list wrt gives its blocks as a list of rows
+        raise SymgradError(f"{what} takes a flat list of expressions, got a list of "
+                           f"{len(outputs)} lists (sg.hessian's blocks?): flatten it, e.g. "
+                           f"[block for row in H for block in row]")
     if not outputs or not isinstance(outputs, list) \
             or not all(isinstance(o, Expr) for o in outputs):
+        shown = repr(outputs)
+        shown = shown if len(shown) <= 120 else shown[:117] + "..."
         raise SymgradError(f"{what} needs an expression or a non-empty list of expressions, "
-                           f"got {outputs!r}")
+                           f"got {shown}")
     if inputs is None:
         inputs = _free_variables(outputs)
     elif isinstance(inputs, Expr):
@@ -594,6 +602,11 @@ def check_grad(f, at, wrt=None, step=1e-6):
     """Compare the symbolic gradient of scalar ``f`` with central differences at ``at`` (input name
     -> value). Returns {variable name: worst relative error over its entries}, where the relative
     error of one entry is ``|symbolic - numeric| / max(|symbolic|, |numeric|, 1e-8)``.
+
+    ``wrt``: the variable (or list of variables) to check the gradient of. By default every
+    floating variable of ``f``, data inputs included (each entry costs two evaluations of f):
+    pass the parameters alone, ``wrt=[W, b]``, to leave the data out. ``step``: the central
+    difference's step.
 
     >>> import symgrad as sg
     >>> x = sg.var("x")

@@ -8,6 +8,7 @@ report it, and the status is 1.
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import traceback
@@ -325,7 +326,13 @@ def main(argv=None):
         traceback.print_exc()
         print(BUG_REPORT, file=sys.stderr)
         return BUG_STATUS
-    print(output)
+    try:
+        print(output)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader closed the pipe (head, or a dot that is not installed): end quietly, and
+        # keep Python's exit flush from writing to it again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -123,7 +123,8 @@ class Graph(nx.DiGraph):
                     raise ShapeError(
                         f"variable {name!r} already exists with shape {data['shape']} and dtype "
                         f"{data['dtype']}; it cannot be redeclared with shape {shape} and dtype "
-                        f"{dtype}")
+                        f"{dtype}. To start afresh (a notebook cell run again with new data), "
+                        f"build in a graph of its own: with sg.use_graph(): ...")
                 return node
             node = self.add("var", (), {"name": name}, shape, dtype)
             self._variables[name] = node

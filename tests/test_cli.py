@@ -381,3 +381,15 @@ def test_a_bad_string_in_a_formula_exits_2_with_one_line_that_says_where(capsys,
     assert code == 2 and out == ""
     assert err.startswith("symgrad: error: ") and err.count("\n") == 1
     assert f"column {column}" in err
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    # a reader that is gone before symgrad writes (head done, a dot that is not installed): no
+    # BrokenPipeError traceback, exit status 0 even under pipefail. The reader exits at once,
+    # while symgrad takes a good part of a second to start, so the write meets a closed pipe
+    done = subprocess.run(
+        ["bash", "-c", f'set -o pipefail; "{sys.executable}" -m symgrad.cli grad "x * y" '
+                       f'--format dot | "{sys.executable}" -c pass'],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
