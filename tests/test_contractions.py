@@ -271,3 +271,23 @@ def test_numpys_optimize_argument_is_accepted():
         a, b = sg.var("a", shape=(2, 3)), sg.var("b", shape=(3, 4))
         assert sg.einsum("ij,jk->ik", a, b, optimize=True).node \
             == sg.einsum("ij,jk->ik", a, b).node
+
+
+def test_an_einsum_that_only_permutes_is_a_view_that_codegen_never_writes_into():
+    # np.einsum("ji->ij", u) is a view of u: updating it in place (abs's derivative times it)
+    # wrote into the caller's cotangent, and the vjp came back with the signs of another call
+    rng = np.random.default_rng(0)
+    with sg.use_graph():
+        x = sg.var("x0", shape=(2, 3))
+        for subscripts in ("ij->ji", "ii->i"):
+            operand = x if subscripts == "ij->ji" else sg.var("S", shape=(3, 3))
+            y = sg.einsum(subscripts, abs(operand))
+            u = sg.var(f"u{len(subscripts)}", shape=y.shape)
+            fn = sg.compile([sg.jacobian(y, operand), sg.vjp(y, operand, u)],
+                            inputs=[operand, u])
+            at, cotangent = rng.normal(size=operand.shape), rng.normal(size=y.shape)
+            kept = cotangent.copy()
+            jacobian, vjp = fn(at, cotangent)
+            np.testing.assert_array_equal(cotangent, kept)      # the argument is untouched
+            np.testing.assert_allclose(
+                vjp.ravel(), kept.ravel() @ jacobian.reshape(kept.size, at.size), rtol=1e-12)

@@ -434,8 +434,11 @@ def _emit_einsum(ctx):
     return statements
 
 
+# view: np.einsum of one operand that sums nothing (a transpose, a diagonal) returns a view of
+# it, which codegen must neither update in place nor hand its buffer on: written into, the
+# caller's argument changed (a vjp's cotangent came back with the signs of another)
 defop("einsum", None, _einsum_shape, _emit_einsum, _einsum_vjp, simplify=_einsum_simplify,
-      loop=None)
+      loop=None, view=True)
 
 
 @public("einsum", static=("subscripts", "optimize"))
