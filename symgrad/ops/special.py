@@ -236,16 +236,11 @@ def polygamma(n, x):
     """SciPy's ``polygamma(n, x)``, the n-th derivative of digamma; ``n`` is a non-negative int,
     or an array of them, whose entries select an order each (it has no derivative)."""
     orders = _nonnegative_ints(n, "polygamma")
-    if isinstance(orders, int):
-        return digamma(x) if orders == 0 else apply("polygamma", x, n=orders)
-    x = apply("multiply", 1.0, x) if not isinstance(x, Expr) else x    # refuses non-operands
-    selector = const(orders.astype(x.data["dtype"]), x.graph)
-    # every entry of the selector is one of the orders: the nan of the innermost branch is
-    # never selected, and only the selected branch's derivative flows
-    result = np.nan
-    for order in sorted(set(orders.ravel().tolist())):
-        result = where(selector == float(order), polygamma(order, x), result)
-    return result
+    return _each_order(orders, x, "polygamma", _polygamma_of_order, integer=True)
+
+
+def _polygamma_of_order(order, x):
+    return digamma(x) if order == 0 else apply("polygamma", x, n=int(order))
 
 
 def _betaln_vjp(g, out, a, b):
@@ -407,8 +402,9 @@ def _order(v, function, integer=False):
 
 def _each_order(v, x, function, build, integer=False):
     """``build(order, x)`` for a number ``v``; for an array of orders (SciPy broadcasts them
-    against x), each entry's own order, selected by a chain of where over the distinct ones,
-    as polygamma does."""
+    against x), each entry's own order, selected by a chain of where over the distinct ones
+    (the innermost branch's nan is never selected, and only the selected branch's derivative
+    flows)."""
     if not isinstance(v, (np.ndarray, list, tuple)):
         return build(_order(v, function, integer), x)
     orders = np.asarray(v, dtype=float)
