@@ -506,7 +506,13 @@ def show_graph(outputs, inputs=None, at=None, labels=None):
 
 
 def to_dot(outputs, inputs=None, at=None, labels=None):
-    """Graphviz DOT source of the graph behind ``outputs`` (derivative nodes drawn dashed)."""
+    """Graphviz DOT source of the graph behind ``outputs`` (derivative nodes drawn dashed).
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> sg.to_dot(sg.grad(sg.sin(x), x)).startswith("digraph")
+    True
+    """
     graph, rows = _rows(outputs, inputs, at, "to_dot", labels)
     return dot_source(boxes(graph, rows))
 
@@ -515,7 +521,18 @@ def draw(outputs, path, inputs=None, at=None, labels=None):
     """Write a picture of the graph behind ``outputs``: .svg, .png or .pdf, through Graphviz when
     it is installed (and the graph not too large for it), else drawn by symgrad (SVG) or
     matplotlib (PNG, PDF). ``at`` adds every node's value, ``labels`` (one string per output,
-    such as "d/dx") what each output is."""
+    such as "d/dx") what each output is.
+
+    >>> import os, tempfile
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> f = sg.sin(x) * x
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "graph.svg")
+    ...     sg.draw([f, sg.grad(f, x)], path, labels=["value", "d/dx"])
+    ...     open(path).read().lstrip().startswith("<")
+    True
+    """
     try:
         path = os.fspath(path)
     except TypeError:

@@ -242,7 +242,15 @@ def grad(f, wrt, disconnected="raise"):
 
 def vjp(y, wrt, u, disconnected="raise"):
     """Reverse mode with a given cotangent: ``u`` has shape ``y.shape`` (or leading batch axes
-    followed by it); the result has shape ``wrt.shape`` (after the same batch axes)."""
+    followed by it); the result has shape ``wrt.shape`` (after the same batch axes).
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> x, u = sg.var("x", shape=(2,)), sg.var("u", shape=(2,))
+    >>> y = x * x[::-1]                            # J = [[x1, x0], [x1, x0]]
+    >>> sg.compile(sg.vjp(y, x, u), inputs=[x, u])(np.array([2.0, 3.0]), np.array([1.0, 0.0]))
+    array([3., 2.])
+    """
     wrts, single = _as_list(wrt)
     results = _vjp(y, wrts, u, disconnected)
     return results[0] if single else results
@@ -297,7 +305,16 @@ def jacobian(y, wrt, disconnected="raise"):
 def hessian(f, wrt, disconnected="raise"):
     """Second derivatives of scalar ``f``: shape ``wrt.shape + wrt.shape``; for a list ``wrt``, a
     list of lists of blocks ``H[i][j]`` of shape ``wrt[i].shape + wrt[j].shape``. A block of more
-    than DENSE_LIMIT entries is refused (ShapeError)."""
+    than DENSE_LIMIT entries is refused (ShapeError).
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> x, y = sg.var("x"), sg.var("y")
+    >>> H = sg.hessian(x ** 2 * y + y ** 3, [x, y])
+    >>> np.array(sg.compile([block for row in H for block in row])(1.0, 2.0)).reshape(2, 2)
+    array([[ 4.,  2.],
+           [ 2., 12.]])
+    """
     wrts, single = _as_list(wrt)
     graph = _graph_of(f, *wrts)
     for w in wrts:
@@ -330,7 +347,15 @@ def _directions(graph, wrts, directions, single, what):
 
 def hvp(f, wrt, v, disconnected="raise"):
     """Hessian-vector product: the gradient of <grad f, v>, never forming the Hessian. ``v`` is a
-    constant for this product even when it is computed in the graph."""
+    constant for this product even when it is computed in the graph.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> x, v = sg.var("x", shape=(2,)), sg.var("v", shape=(2,))
+    >>> f = x[0] ** 2 * x[1]                         # Hessian [[2 x1, 2 x0], [2 x0, 0]]
+    >>> sg.compile(sg.hvp(f, x, v), inputs=[x, v])(np.array([1.0, 3.0]), np.array([1.0, 0.0]))
+    array([6., 2.])
+    """
     wrts, single = _as_list(wrt)
     graph = _graph_of(f, *wrts)
     with graph.atomic():
@@ -349,6 +374,13 @@ def jvp(y, wrt, t, disconnected="raise"):
 
     Derived by transposition: ``u -> vjp(y, wrt, u)`` is linear, so differentiating it with respect
     to a placeholder ``u`` and pulling back ``t`` gives ``J t`` from the reverse rules alone.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> x, t = sg.var("x", shape=(2,)), sg.var("t", shape=(2,))
+    >>> y = x * x[::-1]                            # J = [[x1, x0], [x1, x0]]
+    >>> sg.compile(sg.jvp(y, x, t), inputs=[x, t])(np.array([2.0, 3.0]), np.array([1.0, 0.0]))
+    array([3., 3.])
     """
     wrts, single = _as_list(wrt)
     graph = _graph_of(y, *wrts)

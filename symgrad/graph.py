@@ -298,7 +298,13 @@ _CURRENT_GRAPH = contextvars.ContextVar("symgrad_current_graph", default=None)
 
 
 def default_graph():
-    """The graph new variables and constants go into: the innermost ``use_graph``, else a global one."""
+    """The graph new variables and constants go into: the innermost ``use_graph``, else a global one.
+
+    >>> import symgrad as sg
+    >>> with sg.use_graph() as graph:
+    ...     sg.default_graph() is graph and sg.var("x").graph is graph
+    True
+    """
     graph = _CURRENT_GRAPH.get()
     return _DEFAULT_GRAPH if graph is None else graph
 

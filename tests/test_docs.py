@@ -3,8 +3,10 @@ examples of the documentation site's own pages, and every public function carrie
 
 import doctest
 import importlib
+import inspect
 import pathlib
 import pkgutil
+import re
 
 import pytest
 
@@ -34,6 +36,24 @@ def test_docstring_example(test):
 def test_every_module_is_documented():
     missing = [name for name in MODULES if not importlib.import_module(name).__doc__]
     assert not missing
+
+
+# The op table writes the docstrings of the functions it makes (defop's public=, elementwise's
+# unary): one line naming the NumPy or SciPy function whose values they compute, which is their
+# documentation. Every other public function of sg carries a runnable example of its own.
+GENERATED_DOCSTRING = re.compile(r"(Element-wise ``np\.\w+``|The op \w+), differentiable\.")
+
+
+def test_every_public_function_has_an_example():
+    missing = []
+    for name in sg.__all__:
+        function = getattr(sg, name)
+        if not inspect.isroutine(function):
+            continue          # classes, constants, the op table
+        doc = inspect.getdoc(function) or ""
+        if not GENERATED_DOCSTRING.fullmatch(doc) and ">>>" not in doc:
+            missing.append(name)
+    assert not missing, f"public functions without a docstring example: {missing}"
 
 
 # the pages of docs/ whose examples are doctests (the others include the README or list the API)

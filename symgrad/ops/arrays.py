@@ -99,14 +99,24 @@ def _at_least(x, ndim):
 @public("vstack")
 @op_function("vstack", operands="list")
 def vstack(tup):
-    """Stack arrays row-wise (vectors become rows), as ``np.vstack``."""
+    """Stack arrays row-wise (vectors become rows), as ``np.vstack``.
+
+    >>> import symgrad as sg
+    >>> sg.vstack([sg.var("a", shape=(3,)), sg.var("b", shape=(3,))]).shape
+    (2, 3)
+    """
     return concatenate([_at_least(p, 2) for p in _parts(tup, "vstack")], axis=0)
 
 
 @public("hstack")
 @op_function("hstack", operands="list")
 def hstack(tup):
-    """Stack arrays column-wise (vectors are joined end to end), as ``np.hstack``."""
+    """Stack arrays column-wise (vectors are joined end to end), as ``np.hstack``.
+
+    >>> import symgrad as sg
+    >>> sg.hstack([sg.var("a", shape=(2,)), sg.var("b", shape=(3,))]).shape
+    (5,)
+    """
     parts = [_at_least(p, 1) for p in _parts(tup, "hstack")]
     return concatenate(parts, axis=0 if parts[0].ndim == 1 else 1)
 
@@ -114,7 +124,12 @@ def hstack(tup):
 @public("dstack")
 @op_function("dstack", operands="list")
 def dstack(tup):
-    """Stack arrays along a third axis, as ``np.dstack``."""
+    """Stack arrays along a third axis, as ``np.dstack``.
+
+    >>> import symgrad as sg
+    >>> sg.dstack([sg.var("a", shape=(2, 3)), sg.var("b", shape=(2, 3))]).shape
+    (2, 3, 2)
+    """
     return concatenate([_at_least(p, 3) for p in _parts(tup, "dstack")], axis=2)
 
 
@@ -122,7 +137,12 @@ def dstack(tup):
 @op_function("column_stack", operands="list")
 def column_stack(tup):
     """Stack vectors as the columns of a matrix (matrices join as they are), as
-    ``np.column_stack``."""
+    ``np.column_stack``.
+
+    >>> import symgrad as sg
+    >>> sg.column_stack([sg.var("a", shape=(3,)), sg.var("b", shape=(3,))]).shape
+    (3, 2)
+    """
     parts = [insert_axes(p, -1) if p.ndim < 2 else p for p in _parts(tup, "column_stack")]
     return concatenate([_at_least(p, 2) for p in parts], axis=1)
 
@@ -130,7 +150,13 @@ def column_stack(tup):
 @public("append", static=("axis",))
 @op_function("append", operands=2)
 def append(arr, values, axis=None):
-    """``values`` appended to ``arr``: both flattened when ``axis`` is None, as ``np.append``."""
+    """``values`` appended to ``arr``: both flattened when ``axis`` is None, as ``np.append``.
+
+    >>> import symgrad as sg
+    >>> v = sg.var("v", shape=(3,))
+    >>> sg.append(v, [0.0, 1.0]).shape
+    (5,)
+    """
     arr, values = _lifted(arr, values)
     if axis is None:
         return concatenate([ravel(arr), ravel(values)], axis=0)
@@ -165,14 +191,24 @@ def _split(ary, indices_or_sections, axis, equal):
 @op_function("split")
 def split(ary, indices_or_sections, axis=0):
     """A list of parts of ``ary`` along ``axis``: ``indices_or_sections`` equal ones, or cut at
-    the given indices, as ``np.split``."""
+    the given indices, as ``np.split``.
+
+    >>> import symgrad as sg
+    >>> [part.shape for part in sg.split(sg.var("v", shape=(6,)), [1, 4])]
+    [(1,), (3,), (2,)]
+    """
     return _split(ary, indices_or_sections, axis, equal=True)
 
 
 @public("array_split", static=("indices_or_sections", "axis"))
 @op_function("array_split")
 def array_split(ary, indices_or_sections, axis=0):
-    """As split, the sections' lengths differing by at most one, as ``np.array_split``."""
+    """As split, the sections' lengths differing by at most one, as ``np.array_split``.
+
+    >>> import symgrad as sg
+    >>> [part.shape for part in sg.array_split(sg.var("v", shape=(7,)), 3)]
+    [(3,), (2,), (2,)]
+    """
     return _split(ary, indices_or_sections, axis, equal=False)
 
 
@@ -182,7 +218,12 @@ def array_split(ary, indices_or_sections, axis=0):
 @public("squeeze", static=("axis",))
 @op_function("squeeze")
 def squeeze(a, axis=None):
-    """``a`` without its size-one axes (all of them, or those of ``axis``), as ``np.squeeze``."""
+    """``a`` without its size-one axes (all of them, or those of ``axis``), as ``np.squeeze``.
+
+    >>> import symgrad as sg
+    >>> sg.squeeze(sg.var("A", shape=(1, 3, 1))).shape
+    (3,)
+    """
     (a,) = _lifted(a)
     if axis is None:
         axis = tuple(i for i, d in enumerate(a.shape) if d == 1)
@@ -195,7 +236,12 @@ def squeeze(a, axis=None):
 @op_function("expand_dims")
 def expand_dims(a, axis):
     """``a`` with size-one axes inserted at ``axis`` (positions in the result), as
-    ``np.expand_dims``."""
+    ``np.expand_dims``.
+
+    >>> import symgrad as sg
+    >>> sg.expand_dims(sg.var("v", shape=(3,)), axis=(0, 2)).shape
+    (1, 3, 1)
+    """
     (a,) = _lifted(a)
     return insert_axes(a, axis)
 
@@ -203,7 +249,12 @@ def expand_dims(a, axis):
 @public("ravel")
 @op_function("ravel")
 def ravel(a):
-    """``a`` as a vector, as ``np.ravel``."""
+    """``a`` as a vector, as ``np.ravel``.
+
+    >>> import symgrad as sg
+    >>> sg.ravel(sg.var("A", shape=(2, 3))).shape
+    (6,)
+    """
     (a,) = _lifted(a)
     return reshape(a, (-1,))
 
@@ -212,7 +263,12 @@ def ravel(a):
 @op_function("moveaxis")
 def moveaxis(a, source, destination):
     """``a`` with the axes ``source`` moved to ``destination``, the others keeping their order,
-    as ``np.moveaxis``."""
+    as ``np.moveaxis``.
+
+    >>> import symgrad as sg
+    >>> sg.moveaxis(sg.var("A", shape=(2, 3, 4)), 0, -1).shape
+    (3, 4, 2)
+    """
     (a,) = _lifted(a)
     sources, destinations = ([_axis(axis, a.ndim) % a.ndim
                               for axis in (axes if isinstance(axes, (list, tuple)) else [axes])]
@@ -230,7 +286,12 @@ def moveaxis(a, source, destination):
 @public("swapaxes", static=("axis1", "axis2"))
 @op_function("swapaxes")
 def swapaxes(a, axis1, axis2):
-    """``a`` with two axes exchanged, as ``np.swapaxes``."""
+    """``a`` with two axes exchanged, as ``np.swapaxes``.
+
+    >>> import symgrad as sg
+    >>> sg.swapaxes(sg.var("A", shape=(2, 3, 4)), 0, 2).shape
+    (4, 3, 2)
+    """
     (a,) = _lifted(a)
     order = list(range(a.ndim))
     first, second = _axis(axis1, a.ndim) % a.ndim, _axis(axis2, a.ndim) % a.ndim
@@ -245,7 +306,13 @@ def swapaxes(a, axis1, axis2):
 @op_function("flip")
 def flip(m, axis=None):
     """``m`` with the order of its entries reversed along ``axis`` (every axis by default), as
-    ``np.flip``: a slice of step -1, whose adjoint is the same slice."""
+    ``np.flip``: a slice of step -1, whose adjoint is the same slice.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> sg.compile(sg.flip(sg.var("v", shape=(3,))))(np.array([1.0, 2.0, 3.0]))
+    array([3., 2., 1.])
+    """
     (m,) = _lifted(m)
     axes = set(normalize_axes(axis, m.ndim))
     return apply("getitem", m, index=tuple(("slice", None, None, -1) if a in axes else _FULL
@@ -255,7 +322,13 @@ def flip(m, axis=None):
 @public("fliplr")
 @op_function("fliplr")
 def fliplr(m):
-    """``m`` with its columns in reverse order, as ``np.fliplr``."""
+    """``m`` with its columns in reverse order, as ``np.fliplr``.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> sg.compile(sg.fliplr(sg.var("A", shape=(1, 3))))(np.array([[1.0, 2.0, 3.0]]))
+    array([[3., 2., 1.]])
+    """
     (m,) = _lifted(m)
     if m.ndim < 2:
         raise ShapeError("needs at least two dimensions")
@@ -265,7 +338,13 @@ def fliplr(m):
 @public("flipud")
 @op_function("flipud")
 def flipud(m):
-    """``m`` with its rows in reverse order, as ``np.flipud``."""
+    """``m`` with its rows in reverse order, as ``np.flipud``.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> sg.compile(sg.flipud(sg.var("A", shape=(3, 1))))(np.array([[1.0], [2.0], [3.0]])).ravel()
+    array([3., 2., 1.])
+    """
     (m,) = _lifted(m)
     if m.ndim < 1:
         raise ShapeError("needs at least one dimension")
@@ -351,7 +430,12 @@ defop("broadcast_to", 1, _broadcast_to_shape,
 @public("broadcast_to", static=("shape",))
 @op_function("broadcast_to")
 def broadcast_to(array, shape):
-    """``array`` broadcast to ``shape`` (which may name dimensions), as ``np.broadcast_to``."""
+    """``array`` broadcast to ``shape`` (which may name dimensions), as ``np.broadcast_to``.
+
+    >>> import symgrad as sg
+    >>> sg.broadcast_to(sg.var("v", shape=(3,)), ("n", 3)).shape
+    ('n', 3)
+    """
     (array,) = _lifted(array)
     if isinstance(shape, (numbers.Integral, str)):
         shape = (shape,)
@@ -393,7 +477,12 @@ def _replicated(x, copies):
 @public("tile", static=("reps",))
 @op_function("tile")
 def tile(A, reps):
-    """``A`` repeated ``reps`` times along each axis, as ``np.tile``."""
+    """``A`` repeated ``reps`` times along each axis, as ``np.tile``.
+
+    >>> import symgrad as sg
+    >>> sg.tile(sg.var("A", shape=(2, 3)), (2, 1)).shape
+    (4, 3)
+    """
     (A,) = _lifted(A)
     reps = tuple(_int(r, "a repetition count") for r in
                  (reps if isinstance(reps, (list, tuple)) else (reps,)))
@@ -410,7 +499,14 @@ def tile(A, reps):
 @op_function("repeat")
 def repeat(a, repeats, axis=None):
     """Each entry of ``a`` repeated ``repeats`` times along ``axis`` (of the flattened array
-    when None), as ``np.repeat`` with one count for every entry."""
+    when None), as ``np.repeat`` with one count for every entry.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> v = sg.var("v", shape=(2,))
+    >>> sg.compile(sg.repeat(v, 2))(np.array([1.0, 2.0]))
+    array([1., 1., 2., 2.])
+    """
     (a,) = _lifted(a)
     if isinstance(repeats, bool) or not isinstance(repeats, numbers.Integral):
         raise ArgumentError(f"repeat: repeats must be one int, a count for every entry, got "
@@ -538,7 +634,12 @@ def _diagonal_slice(rows, columns, offset):
 def diagonal(a, offset=0, axis1=0, axis2=1):
     """The ``offset`` diagonal of the matrices ``a`` holds in axes ``axis1`` and ``axis2``, last
     in the result, as ``np.diagonal``: a strided slice of the matrices flattened, whose adjoint
-    writes the cotangent back onto the diagonal. Those two axes must have static lengths."""
+    writes the cotangent back onto the diagonal. Those two axes must have static lengths.
+
+    >>> import symgrad as sg
+    >>> sg.diagonal(sg.var("A", shape=(2, 3, 3)), axis1=1, axis2=2).shape
+    (2, 3)
+    """
     (a,) = _lifted(a)
     if a.ndim < 2:
         raise ShapeError("needs at least two dimensions")
@@ -557,7 +658,15 @@ def diagonal(a, offset=0, axis1=0, axis2=1):
 @public("trace", static=("offset", "axis1", "axis2"))
 @op_function("trace")
 def trace(a, offset=0, axis1=0, axis2=1):
-    """The sum of the ``offset`` diagonal of the matrices in ``a``, as ``np.trace``."""
+    """The sum of the ``offset`` diagonal of the matrices in ``a``, as ``np.trace``.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> A = sg.var("A", shape=(2, 2))
+    >>> sg.compile(sg.grad(sg.trace(A), A))(np.ones((2, 2)))
+    array([[1., 0.],
+           [0., 1.]])
+    """
     return reduce_sum(diagonal(a, offset, axis1, axis2), axis=-1)
 
 
@@ -566,7 +675,12 @@ def trace(a, offset=0, axis1=0, axis2=1):
 def diag(v, k=0):
     """For a vector, the square matrix with ``v`` on its ``k`` diagonal; for a matrix, its
     ``k`` diagonal, as ``np.diag``. The matrix is ``v`` broadcast against a constant of ones
-    on that diagonal, so its derivative is one product."""
+    on that diagonal, so its derivative is one product.
+
+    >>> import symgrad as sg
+    >>> sg.diag(sg.var("v", shape=(3,))).shape, sg.diag(sg.var("A", shape=(3, 3))).shape
+    ((3, 3), (3,))
+    """
     (v,) = _lifted(v)
     k = _int(k, "k")
     if v.ndim == 2:
@@ -598,14 +712,28 @@ def _triangle(m, k, lower):
 @public("triu", static=("k",))
 @op_function("triu")
 def triu(m, k=0):
-    """``m`` with the entries below its ``k`` diagonal zeroed, as ``np.triu``."""
+    """``m`` with the entries below its ``k`` diagonal zeroed, as ``np.triu``.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> sg.compile(sg.triu(sg.var("A", shape=(2, 2)), k=1))(np.ones((2, 2)))
+    array([[0., 1.],
+           [0., 0.]])
+    """
     return _triangle(m, k, lower=False)
 
 
 @public("tril", static=("k",))
 @op_function("tril")
 def tril(m, k=0):
-    """``m`` with the entries above its ``k`` diagonal zeroed, as ``np.tril``."""
+    """``m`` with the entries above its ``k`` diagonal zeroed, as ``np.tril``.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> sg.compile(sg.tril(sg.var("A", shape=(2, 2))))(np.ones((2, 2)))
+    array([[1., 0.],
+           [1., 1.]])
+    """
     return _triangle(m, k, lower=True)
 
 
@@ -656,7 +784,13 @@ def array(object):
 
 @public("asarray")
 def asarray(a):
-    """As ``array``: an expression is returned as it is."""
+    """As ``array``: an expression is returned as it is.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> sg.asarray(x) is x
+    True
+    """
     return array(a)
 
 
@@ -678,7 +812,12 @@ def atleast_1d(ary):
 
 @public("atleast_2d")
 def atleast_2d(ary):
-    """``ary`` with at least two axes (a vector becomes a row), as ``np.atleast_2d``."""
+    """``ary`` with at least two axes (a vector becomes a row), as ``np.atleast_2d``.
+
+    >>> import symgrad as sg
+    >>> sg.atleast_2d(sg.var("v", shape=(3,))).shape
+    (1, 3)
+    """
     (ary,) = _lifted(ary)
     return _at_least(ary, 2)
 
@@ -686,7 +825,12 @@ def atleast_2d(ary):
 @public("atleast_3d")
 def atleast_3d(ary):
     """``ary`` with at least three axes (a vector v becomes v[None, :, None], a matrix
-    M[:, :, None]), as ``np.atleast_3d``."""
+    M[:, :, None]), as ``np.atleast_3d``.
+
+    >>> import symgrad as sg
+    >>> sg.atleast_3d(sg.var("v", shape=(3,))).shape
+    (1, 3, 1)
+    """
     (ary,) = _lifted(ary)
     return _at_least(ary, 3)
 
@@ -695,7 +839,12 @@ def atleast_3d(ary):
 @op_function("rollaxis")
 def rollaxis(a, axis, start=0):
     """``a`` with ``axis`` moved to stand before ``start``, the others keeping their order, as
-    ``np.rollaxis``."""
+    ``np.rollaxis``.
+
+    >>> import symgrad as sg
+    >>> sg.rollaxis(sg.var("A", shape=(2, 3, 4)), 2).shape
+    (4, 2, 3)
+    """
     (a,) = _lifted(a)
     axis = _axis(axis, a.ndim) % a.ndim
     start = _int(start, "start")
@@ -719,21 +868,36 @@ def _split_along(ary, indices_or_sections, axis, ndim):
 @public("vsplit", static=("indices_or_sections",))
 @op_function("vsplit")
 def vsplit(ary, indices_or_sections):
-    """``split`` along the first axis, of an array of at least two, as ``np.vsplit``."""
+    """``split`` along the first axis, of an array of at least two, as ``np.vsplit``.
+
+    >>> import symgrad as sg
+    >>> [part.shape for part in sg.vsplit(sg.var("A", shape=(4, 2)), 2)]
+    [(2, 2), (2, 2)]
+    """
     return _split_along(ary, indices_or_sections, 0, 2)
 
 
 @public("hsplit", static=("indices_or_sections",))
 @op_function("hsplit")
 def hsplit(ary, indices_or_sections):
-    """``split`` along the second axis (a vector's only one), as ``np.hsplit``."""
+    """``split`` along the second axis (a vector's only one), as ``np.hsplit``.
+
+    >>> import symgrad as sg
+    >>> [part.shape for part in sg.hsplit(sg.var("A", shape=(2, 4)), 2)]
+    [(2, 2), (2, 2)]
+    """
     return _split_along(ary, indices_or_sections, 1, 1)
 
 
 @public("dsplit", static=("indices_or_sections",))
 @op_function("dsplit")
 def dsplit(ary, indices_or_sections):
-    """``split`` along the third axis, of an array of at least three, as ``np.dsplit``."""
+    """``split`` along the third axis, of an array of at least three, as ``np.dsplit``.
+
+    >>> import symgrad as sg
+    >>> [part.shape for part in sg.dsplit(sg.var("A", shape=(2, 2, 4)), 2)]
+    [(2, 2, 2), (2, 2, 2)]
+    """
     return _split_along(ary, indices_or_sections, 2, 3)
 
 
@@ -741,7 +905,14 @@ def dsplit(ary, indices_or_sections):
 @op_function("rot90")
 def rot90(m, k=1, axes=(0, 1)):
     """``m`` turned ``k`` quarter turns in the plane of ``axes``, from the first axis towards
-    the second, as ``np.rot90``: flips and a swap of the two axes."""
+    the second, as ``np.rot90``: flips and a swap of the two axes.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> sg.compile(sg.rot90(sg.var("A", shape=(2, 2))))(np.array([[1.0, 2.0], [3.0, 4.0]]))
+    array([[2., 4.],
+           [1., 3.]])
+    """
     (m,) = _lifted(m)
     if not isinstance(axes, (list, tuple)) or len(axes) != 2:
         raise ArgumentError(f"rot90: axes must be two axes, got {axes!r}")
@@ -769,7 +940,13 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, axis=0):
     """``num`` evenly spaced values from ``start`` to ``stop`` (included when ``endpoint``), as
     ``np.linspace`` computes them (start plus multiples of the step, the last one ``stop``
     itself), differentiable in both ends; arrays of ends give a new first axis. With
-    ``retstep``, the values and the step."""
+    ``retstep``, the values and the step.
+
+    >>> import symgrad as sg
+    >>> a, b = sg.var("a"), sg.var("b")
+    >>> sg.compile(sg.linspace(a, b, num=3))(0.0, 1.0)
+    array([0. , 0.5, 1. ])
+    """
     start, stop = _lifted(start, stop)
     num = _int(num, "num")
     if num < 0:
@@ -799,7 +976,14 @@ def gradient(f, *spacing, axis=None, edge_order=1):
     ones of first or second order (``edge_order``) at the two ends, along each axis of
     ``axis`` (all by default) with one uniform spacing h per axis (default 1); a list of
     results for several axes, one array for one. Each axis needs a static length of at least
-    ``edge_order + 1``."""
+    ``edge_order + 1``.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> f = sg.var("f", shape=(4,))
+    >>> sg.compile(sg.gradient(f))(np.array([0.0, 1.0, 4.0, 9.0]))
+    array([1., 2., 4., 5.])
+    """
     (f,) = _lifted(f)
     axes = [_axis(a, f.ndim) for a in ((axis,) if isinstance(axis, numbers.Integral)
                                        else range(f.ndim) if axis is None else axis)]

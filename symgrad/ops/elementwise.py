@@ -296,20 +296,42 @@ def sigmoid(x):
 
 @public("softplus")
 def softplus(x):
-    """``log(1 + exp(x))`` without overflow; its derivative is ``sigmoid(x)``."""
+    """``log(1 + exp(x))`` without overflow; its derivative is ``sigmoid(x)``.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> float(sg.compile(sg.softplus(x))(1000.0))
+    1000.0
+    >>> float(sg.compile(sg.grad(sg.softplus(x), x))(0.0))
+    0.5
+    """
     return apply("softplus", x)
 
 
 @public("relu")
 def relu(x):
-    """``maximum(x, 0)``; the derivative at 0 is 0, as PyTorch, JAX and TensorFlow compute it."""
+    """``maximum(x, 0)``; the derivative at 0 is 0, as PyTorch, JAX and TensorFlow compute it.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> x = sg.var("x", shape=(3,))
+    >>> sg.compile(sg.grad(sg.sum(sg.relu(x)), x))(np.array([-1.0, 0.0, 2.0]))
+    array([0., 0., 1.])
+    """
     return apply("relu", x)
 
 
 @public("leaky_relu", static=("alpha",))
 def leaky_relu(x, alpha=0.01):
     """``x`` where positive, ``alpha * x`` elsewhere; the derivative at 0 is ``alpha``, as
-    PyTorch and TensorFlow compute it (JAX's is 1)."""
+    PyTorch and TensorFlow compute it (JAX's is 1).
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> x = sg.var("x", shape=(3,))
+    >>> sg.compile(sg.grad(sg.sum(sg.leaky_relu(x, alpha=0.1)), x))(np.array([-1.0, 0.0, 2.0]))
+    array([0.1, 0.1, 1. ])
+    """
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise ArgumentError(f"leaky_relu: the slope alpha must be a real number, got {alpha!r}")
     return apply("leaky_relu", x, alpha=float(alpha))
@@ -464,14 +486,27 @@ def maximum(x, y):
 
 @public("minimum")
 def minimum(x, y):
-    """Element-wise minimum; at a tie each operand gets half the gradient."""
+    """Element-wise minimum; at a tie each operand gets half the gradient.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> float(sg.compile(sg.grad(sg.minimum(x, 1.0), x))(1.0))
+    0.5
+    """
     return apply("minimum", x, y)
 
 
 @public("clip")
 @op_function("clip", operands=3)
 def clip(x, lower, upper):
-    """``minimum(maximum(x, lower), upper)``; at a bound the derivative is 1/2 (the tie rule)."""
+    """``minimum(maximum(x, lower), upper)``; at a bound the derivative is 1/2 (the tie rule).
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> x = sg.var("x", shape=(3,))
+    >>> sg.compile(sg.grad(sg.sum(sg.clip(x, 0.0, 1.0)), x))(np.array([-1.0, 0.5, 1.0]))
+    array([0. , 1. , 0.5])
+    """
     return minimum(maximum(x, lower), upper)
 
 
@@ -498,7 +533,15 @@ defop("where", 3, broadcast_shape, "np.where({0}, {1}, {2})", _where_vjp,
 
 @public("where")
 def where(condition, x, y):
-    """``x`` where ``condition`` holds, else ``y``; the gradient goes only to the branch taken."""
+    """``x`` where ``condition`` holds, else ``y``; the gradient goes only to the branch taken.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> x = sg.var("x", shape=(3,))
+    >>> f = sg.sum(sg.where(x > 0, x ** 2, -x))
+    >>> sg.compile(sg.grad(f, x))(np.array([-1.0, 0.0, 2.0]))
+    array([-1., -1.,  4.])
+    """
     return apply("where", condition, x, y)
 
 
@@ -647,7 +690,14 @@ defop("round", 1, same_shape, _round_numpy, lambda g, out, x, decimals: [None],
 @public("round", static=("decimals",))
 def round_(a, decimals=0):
     """``np.round``: to the nearest multiple of ``10**-decimals``, ties to even; its derivative is
-    zero (a step function, almost everywhere)."""
+    zero (a step function, almost everywhere).
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> v = sg.var("v", shape=(3,))
+    >>> sg.compile(sg.round(v))(np.array([0.5, 1.5, 2.25]))     # ties to even
+    array([0., 2., 2.])
+    """
     if isinstance(decimals, bool) or not isinstance(decimals, numbers.Integral):
         raise ArgumentError(f"round: decimals must be an int, got {decimals!r}")
     return apply("round", a, decimals=int(decimals))
@@ -657,43 +707,84 @@ def round_(a, decimals=0):
 # emission, np.reciprocal is 1/x, deg2rad multiplies by pi/180), so they are that op
 @public("square")
 def square(x):
-    """``x ** 2``, emitted as ``np.square``."""
+    """``x ** 2``, emitted as ``np.square``.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> float(sg.compile(sg.grad(sg.square(x), x))(3.0))
+    6.0
+    """
     return apply("power", x, 2.0)
 
 
 @public("reciprocal")
 def reciprocal(x):
-    """``1 / x``."""
+    """``1 / x``.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> float(sg.compile(sg.grad(sg.reciprocal(x), x))(2.0))     # -1 / x**2
+    -0.25
+    """
     return apply("divide", 1.0, x)
 
 
 @public("fabs")
 def fabs(x):
-    """``np.fabs``: the absolute value (``abs``'s op)."""
+    """``np.fabs``: the absolute value (``abs``'s op).
+
+    >>> import symgrad as sg
+    >>> float(sg.compile(sg.fabs(sg.var("x")))(-2.5))
+    2.5
+    """
     return apply("absolute", x)
 
 
 @public("exp2")
 def exp2(x):
-    """``2 ** x`` (NumPy's power, within an ulp of ``np.exp2``)."""
+    """``2 ** x`` (NumPy's power, within an ulp of ``np.exp2``).
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> float(sg.compile(sg.exp2(x))(10.0))
+    1024.0
+    """
     return apply("power", 2.0, x)
 
 
 @public("deg2rad")
 def deg2rad(x):
-    """``x * (pi / 180)``, as ``np.deg2rad`` computes it."""
+    """``x * (pi / 180)``, as ``np.deg2rad`` computes it.
+
+    >>> import symgrad as sg
+    >>> float(sg.compile(sg.deg2rad(sg.var("x")))(180.0))
+    3.141592653589793
+    """
     return apply("multiply", x, np.pi / 180.0)
 
 
 @public("rad2deg")
 def rad2deg(x):
-    """``x * (180 / pi)``, as ``np.rad2deg`` computes it."""
+    """``x * (180 / pi)``, as ``np.rad2deg`` computes it.
+
+    >>> import math
+    >>> import symgrad as sg
+    >>> float(sg.compile(sg.rad2deg(sg.var("x")))(math.pi))
+    180.0
+    """
     return apply("multiply", x, 180.0 / np.pi)
 
 
 @public("mod")
 def mod(x, y):
-    """``np.mod``, the remainder of floor division (``%``), with the divisor's sign."""
+    """``np.mod``, the remainder of floor division (``%``), with the divisor's sign.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> y = sg.mod(x, 3.0)
+    >>> [float(r) for r in sg.compile([y, sg.grad(y, x)], inputs=[x])(-1.0)]
+    [2.0, 1.0]
+    """
     return apply("remainder", x, y)
 
 
@@ -901,7 +992,13 @@ def astype(x, dtype, copy=True):
 
 @public("silu")
 def silu(x):
-    """The sigmoid linear unit (swish) ``x * sigmoid(x)``."""
+    """The sigmoid linear unit (swish) ``x * sigmoid(x)``.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> float(sg.compile(sg.grad(sg.silu(x), x))(0.0))      # sigmoid(0) + 0
+    0.5
+    """
     return x * sigmoid(x)
 
 
@@ -909,7 +1006,13 @@ def silu(x):
 def elu(x, alpha=1.0):
     """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere; the derivative at 0 is the
     left one, ``alpha``, as PyTorch and JAX compute it (1 for the default alpha, where elu is
-    smooth)."""
+    smooth).
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> float(sg.compile(sg.grad(sg.elu(x, alpha=0.5), x))(0.0))
+    0.5
+    """
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise ArgumentError(f"elu: alpha must be a real number, got {alpha!r}")
     positive = apply("greater", x, 0.0)         # refuses what cannot be an operand, first
@@ -925,13 +1028,25 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 @public("selu")
 def selu(x):
     """The scaled ELU, ``scale * elu(x, alpha)`` with the constants of Klambauer et al. (as in
-    PyTorch and JAX)."""
+    PyTorch and JAX).
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> round(float(sg.compile(sg.grad(sg.selu(x), x))(1.0)), 10)    # the scale
+    1.0507009874
+    """
     return _SELU_SCALE * elu(x, _SELU_ALPHA)
 
 
 @public("softsign")
 def softsign(x):
-    """``x / (1 + |x|)``."""
+    """``x / (1 + |x|)``.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> float(sg.compile(sg.grad(sg.softsign(x), x))(1.0))     # 1 / (1 + |x|)**2
+    0.25
+    """
     return x / (1.0 + absolute(x))
 
 
@@ -939,7 +1054,16 @@ def softsign(x):
 def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
     """``np.nan_to_num`` (``copy`` aside): nan, inf and -inf replaced, by default by 0 and the
     largest finite numbers of x's dtype. The gradient flows where x is finite and is 0 where an
-    entry was replaced."""
+    entry was replaced.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> v = sg.var("v", shape=(3,))
+    >>> sg.compile(sg.nan_to_num(v, posinf=1.0))(np.array([np.nan, np.inf, 2.0]))
+    array([0., 1., 2.])
+    >>> sg.compile(sg.grad(sg.sum(sg.nan_to_num(v)), v))(np.array([np.nan, np.inf, 2.0]))
+    array([0., 0., 1.])
+    """
     # every argument checked before a node is built: a refusal leaves the graph as it was
     finfo = np.finfo(x.dtype if isinstance(x, Expr) else "float64")
     replacements = []

@@ -94,7 +94,12 @@ def inner(a, b):
 @op_function("dot", operands=2)
 def dot(a, b):
     """``np.dot``: a product with a scalar, matmul for operands of at most two dimensions, and
-    NumPy's own rule beyond (dot_n_dimensional)."""
+    NumPy's own rule beyond (dot_n_dimensional).
+
+    >>> import symgrad as sg
+    >>> sg.dot(sg.var("A", shape=(2, 3)), sg.var("v", shape=(3,))).shape
+    (2,)
+    """
     a_ndim, b_ndim = (len(getattr(e, "shape", ())) for e in (a, b))
     if a_ndim == 0 or b_ndim == 0:
         return apply("multiply", a, b)

@@ -228,14 +228,28 @@ defop("min", 1, _nonempty_reduced_shape,
 @public("max", static=("axis", "keepdims"))
 @op_function("max")
 def max(x, axis=None, keepdims=False):
-    """Largest entry over ``axis`` (all by default); tied maxima share the gradient evenly."""
+    """Largest entry over ``axis`` (all by default); tied maxima share the gradient evenly.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> v = sg.var("v", shape=(3,))
+    >>> sg.compile(sg.grad(sg.max(v), v))(np.array([1.0, 3.0, 3.0]))
+    array([0. , 0.5, 0.5])
+    """
     return _reduce("max", x, axis, keepdims)
 
 
 @public("min", static=("axis", "keepdims"))
 @op_function("min")
 def min(x, axis=None, keepdims=False):
-    """Smallest entry over ``axis`` (all by default); tied minima share the gradient evenly."""
+    """Smallest entry over ``axis`` (all by default); tied minima share the gradient evenly.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> A = sg.var("A", shape=(2, 2))
+    >>> sg.compile(sg.min(A, axis=1))(np.array([[1.0, 2.0], [4.0, 3.0]]))
+    array([1., 3.])
+    """
     return _reduce("min", x, axis, keepdims)
 
 
@@ -277,7 +291,14 @@ defop("logsumexp", 1, _nonempty_reduced_shape, _emit_logsumexp,
 @op_function("logsumexp")
 def logsumexp(x, axis=None, keepdims=False, b=None):
     """``log(sum(exp(x), axis))`` computed without overflow; its gradient is ``softmax(x)``.
-    With weights ``b`` (broadcast against ``x``), ``log(sum(b * exp(x), axis))``, as SciPy's."""
+    With weights ``b`` (broadcast against ``x``), ``log(sum(b * exp(x), axis))``, as SciPy's.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> z = sg.var("z", shape=(2,))
+    >>> sg.compile(sg.grad(sg.logsumexp(z), z))(np.array([0.0, np.log(3.0)]))   # softmax(z)
+    array([0.25, 0.75])
+    """
     if b is not None:
         return _weighted_logsumexp(x, b, axis, keepdims)
     return _reduce("logsumexp", x, axis, keepdims)
@@ -344,7 +365,14 @@ def softmax(x, axis=-1):
 @public("log_softmax", static=("axis",))
 @op_function("log_softmax")
 def log_softmax(x, axis=-1):
-    """``x - logsumexp(x, axis, keepdims=True)``, stable for any magnitude of ``x``."""
+    """``x - logsumexp(x, axis, keepdims=True)``, stable for any magnitude of ``x``.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> z = sg.var("z", shape=(2,))
+    >>> sg.compile(sg.log_softmax(z))(np.array([1000.0, 1000.0]))     # no overflow
+    array([-0.69314718, -0.69314718])
+    """
     return apply("log_softmax", x, axis=_normalised_axes(x, axis))
 
 
@@ -463,7 +491,16 @@ defop("cumprod", 1, _scan_shape, emit_scan("multiply"), _cumprod_vjp, reduces_ma
 @op_function("cumprod")
 def cumprod(x, axis=None):
     """Running product along ``axis`` (of the flattened operand by default), as ``np.cumprod``;
-    its derivative is exact with zeros among the entries (it never divides by one)."""
+    its derivative is exact with zeros among the entries (it never divides by one).
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> v = sg.var("v", shape=(3,))
+    >>> sg.compile(sg.cumprod(v))(np.array([1.0, 2.0, 3.0]))
+    array([1., 2., 6.])
+    >>> sg.compile(sg.grad(sg.cumprod(v)[2], v))(np.array([1.0, 2.0, 3.0]))
+    array([6., 3., 2.])
+    """
     x = x if isinstance(x, Expr) else apply("stop_gradient", x)
     x, axis = _scan_axis(x, axis)
     return apply("cumprod", x, axis=axis)
@@ -566,7 +603,16 @@ def variance(x, axis=None, ddof=0, keepdims=False):
 @op_function("std")
 def std(x, axis=None, ddof=0, keepdims=False):
     """Standard deviation over ``axis`` (all axes by default), as ``np.std``: the square root of
-    ``variance``; its derivative at a zero deviation is nan, as sqrt's at zero."""
+    ``variance``; its derivative at a zero deviation is nan, as sqrt's at zero.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> v = sg.var("v", shape=(2,))
+    >>> float(sg.compile(sg.std(v))(np.array([1.0, 3.0])))
+    1.0
+    >>> sg.compile(sg.grad(sg.std(v), v))(np.array([1.0, 3.0]))      # (v - mean) / (n std)
+    array([-0.5,  0.5])
+    """
     return apply("std", x, axis=normalize_axes(axis, x.ndim), keepdims=bool(keepdims),
                  ddof=_ddof(ddof))
 
@@ -638,7 +684,14 @@ def average(a, axis=None, weights=None, keepdims=False):
 @op_function("ptp")
 def ptp(x, axis=None, keepdims=False):
     """Range (largest minus smallest entry) over ``axis``, as ``np.ptp``; tied extremes share
-    the gradient evenly, as max's and min's."""
+    the gradient evenly, as max's and min's.
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> v = sg.var("v", shape=(3,))
+    >>> sg.compile(sg.grad(sg.ptp(v), v))(np.array([2.0, -1.0, 5.0]))
+    array([ 0., -1.,  1.])
+    """
     return max(x, axis, keepdims) - min(x, axis, keepdims)
 
 

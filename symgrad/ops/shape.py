@@ -292,7 +292,12 @@ defop("transpose", 1, _transposed_shape, _emit_transpose, _transpose_vjp, dtype=
 @public("transpose", static=("axes",))
 @op_function("transpose")
 def transpose(x, axes=None):
-    """Permute axes (reverse them by default), as ``np.transpose``."""
+    """Permute axes (reverse them by default), as ``np.transpose``.
+
+    >>> import symgrad as sg
+    >>> sg.transpose(sg.var("A", shape=(2, 3, 4)), (1, 0, 2)).shape
+    (3, 2, 4)
+    """
     if axes is None:
         axes = tuple(range(x.ndim - 1, -1, -1))
     if not isinstance(axes, (tuple, list)) or not all(
@@ -605,7 +610,12 @@ defop("concatenate", None, _concatenated_shape, _emit_concatenate, _concatenate_
 @public("concatenate", static=("axis",))
 @op_function("concatenate", operands="list")
 def concatenate(parts, axis=0):
-    """Join expressions along an existing axis, as ``np.concatenate``."""
+    """Join expressions along an existing axis, as ``np.concatenate``.
+
+    >>> import symgrad as sg
+    >>> sg.concatenate([sg.var("a", shape=(2, 3)), sg.var("b", shape=(4, 3))]).shape
+    (6, 3)
+    """
     parts = list(parts)
     if not parts:
         raise ShapeError("needs at least one operand")

@@ -104,7 +104,13 @@ def xlogy(x, y): return apply("xlogy", x, y)
 
 @public("expit")
 def expit(x):
-    """SciPy's logistic function, ``1 / (1 + exp(-x))``: sigmoid's op."""
+    """SciPy's logistic function, ``1 / (1 + exp(-x))``: sigmoid's op.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> float(sg.compile(sg.grad(sg.expit(x), x))(0.0))      # expit' = expit (1 - expit)
+    0.25
+    """
     return sigmoid(x)
 
 
@@ -117,7 +123,13 @@ def gelu(x, approximate="none"):
     """The Gaussian error linear unit ``x Φ(x)``, as PyTorch's: exact (``approximate="none"``),
     written ``x erfc(-x / √2) / 2``, which keeps its relative accuracy for negative x where
     ``1 + erf`` cancels; or ``approximate="tanh"``,
-    ``x (1 + tanh(√(2/π) (x + 0.044715 x³))) / 2``."""
+    ``x (1 + tanh(√(2/π) (x + 0.044715 x³))) / 2``.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> float(sg.compile(sg.grad(sg.gelu(x), x))(0.0))       # Φ(0) + 0 φ(0)
+    0.5
+    """
     if approximate not in ("none", "tanh"):
         raise ArgumentError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     half_x = apply("multiply", 0.5, x)          # refuses what cannot be an operand, first
@@ -209,7 +221,12 @@ def digamma(x): return apply("digamma", x)
 
 @public("psi")
 def psi(x):
-    """SciPy's other name for ``digamma``."""
+    """SciPy's other name for ``digamma``.
+
+    >>> import symgrad as sg
+    >>> round(float(sg.compile(sg.psi(sg.var("x")))(1.0)), 10)     # -Euler's gamma
+    -0.5772156649
+    """
     return digamma(x)
 
 
@@ -234,7 +251,15 @@ def _nonnegative_ints(n, function):
 @public("polygamma", static=("n",))
 def polygamma(n, x):
     """SciPy's ``polygamma(n, x)``, the n-th derivative of digamma; ``n`` is a non-negative int,
-    or an array of them, whose entries select an order each (it has no derivative)."""
+    or an array of them, whose entries select an order each (it has no derivative).
+
+    >>> import math
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> trigamma = float(sg.compile(sg.polygamma(1, x))(1.0))
+    >>> math.isclose(trigamma, math.pi ** 2 / 6)
+    True
+    """
     orders = _nonnegative_ints(n, "polygamma")
     return _each_order(orders, x, "polygamma", _polygamma_of_order, integer=True)
 
@@ -281,7 +306,15 @@ _special("gammasgn", 1, lambda g, out, x: [None], lambda sympy, x: sympy.sign(sy
 def multigammaln(a, d):
     """SciPy's multivariate log-gamma ``log Γ_d(a) = d(d-1)/4 log π + Σ_j gammaln(a - j/2)``,
     j = 0 ... d-1. SciPy refuses a <= (d-1)/2, where a symbolic ``a`` cannot be checked: there
-    the terms are log|Γ| of negative numbers."""
+    the terms are log|Γ| of negative numbers.
+
+    >>> import math
+    >>> import symgrad as sg
+    >>> a = sg.var("a")
+    >>> value = float(sg.compile(sg.multigammaln(a, 1))(3.0))    # d = 1: gammaln
+    >>> math.isclose(value, math.lgamma(3.0))
+    True
+    """
     if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
         raise ArgumentError(f"multigammaln: the dimension d must be a positive int, got {d!r}")
     total = gammaln(a) + d * (d - 1) / 4.0 * math.log(math.pi)
@@ -363,7 +396,14 @@ _special("betainc", 3, _betainc_vjp,
 
 @public("betainc")
 def betainc(a, b, x):
-    """SciPy's regularized incomplete beta function I_x(a, b), differentiable in x."""
+    """SciPy's regularized incomplete beta function I_x(a, b), differentiable in x.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> dI = sg.compile(sg.grad(sg.betainc(2.0, 3.0, x), x))
+    >>> round(float(dI(0.5)), 12)      # the Beta(2, 3) density at 0.5: 12 x (1 - x)**2
+    1.5
+    """
     return apply("betainc", a, b, x)
 
 
@@ -456,34 +496,64 @@ _special("ive", 1,
 @public("jv", static=("v",))
 def jv(v, x):
     """SciPy's Bessel function of the first kind J_v(x) of real order ``v`` (a number or an
-    array of them: it has no derivative), differentiable in x."""
+    array of them: it has no derivative), differentiable in x.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> round(float(sg.compile(sg.grad(sg.jv(0.0, x), x))(1.0)), 10)   # J_0' = -J_1
+    -0.4400505857
+    """
     return _each_order(v, x, "jv", _jv)
 
 
 @public("jn", static=("n",))
 def jn(n, x):
-    """SciPy's ``jn``, its other name for ``jv``."""
+    """SciPy's ``jn``, its other name for ``jv``.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> round(float(sg.compile(sg.grad(sg.jn(0, x), x))(1.0)), 10)     # J_0' = -J_1
+    -0.4400505857
+    """
     return _each_order(n, x, "jn", _jv)
 
 
 @public("yn", static=("n",))
 def yn(n, x):
     """SciPy's Bessel function of the second kind Y_n(x) of integer order ``n`` (a number: it has
-    no derivative), differentiable in x."""
+    no derivative), differentiable in x.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> round(float(sg.compile(sg.grad(sg.yn(0, x), x))(1.0)), 10)     # Y_0' = -Y_1
+    0.7812128213
+    """
     return _each_order(n, x, "yn", _yn, integer=True)
 
 
 @public("iv", static=("v",))
 def iv(v, x):
     """SciPy's modified Bessel function of the first kind I_v(x) of real order ``v`` (a number:
-    it has no derivative), differentiable in x."""
+    it has no derivative), differentiable in x.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> d = sg.compile(sg.grad(sg.iv(1.0, x), x))      # I_1' = (I_0 + I_2) / 2
+    >>> round(float(d(1.0)), 10)
+    0.7009067738
+    """
     return _each_order(v, x, "iv", _iv)
 
 
 @public("ive", static=("v",))
 def ive(v, x):
     """SciPy's exponentially scaled I_v(x) e^{-|x|} of real order ``v`` (a number: it has no
-    derivative), differentiable in x; its derivative at the kink x = 0 uses sign(0) = 0."""
+    derivative), differentiable in x; its derivative at the kink x = 0 uses sign(0) = 0.
+
+    >>> import symgrad as sg
+    >>> round(float(sg.compile(sg.ive(0.0, sg.var("x")))(1000.0)), 6)   # I_0(1000) e^-1000
+    0.012617
+    """
     return _each_order(v, x, "ive", _ive)
 
 
