@@ -7,6 +7,7 @@ Stores each node's op as a string and never imports ops (see STYLE.md, section 1
 import contextlib
 import contextvars
 import threading
+import weakref
 
 import networkx as nx
 
@@ -15,6 +16,40 @@ from .naming import check_name, derivative_name
 
 # one shared tuple per operand position instead of one per edge (most edges have one position)
 _POSITIONS = tuple((position,) for position in range(8))
+
+# A constant of at least this many bytes, and every node built on one, is released by a graph
+# that releases (the default graph, use_graph's) once no expression refers to it: a loop that
+# rebuilds its loss with each minibatch as a constant then holds one minibatch, not all of them.
+RELEASED_CONSTANT_BYTES = 1024
+
+
+class _Pin:
+    """What every Expr on a released node holds, holding in turn its operands' pins: the node is
+    in use while its pin lives, and Python's reference counts say when it dies."""
+
+    __slots__ = ("operands", "__weakref__")
+
+    def __init__(self, operands):
+        self.operands = operands
+
+
+class _PinRef(weakref.ref):
+    """The graph's weak reference to a node's pin; its death queues the node for release."""
+
+    __slots__ = ("node", "queue")
+
+    def __new__(cls, pin, node, queue):
+        return super().__new__(cls, pin, _queue_release)
+
+    def __init__(self, pin, node, queue):
+        super().__init__(pin, _queue_release)
+        self.node, self.queue = node, queue
+
+
+def _queue_release(ref):
+    # runs wherever the last Expr died, perhaps inside another thread's build: only note it
+    # (list.append is atomic); the graph releases at its next safe point
+    ref.queue.append(ref.node)
 
 
 class Graph(nx.DiGraph):
@@ -33,10 +68,19 @@ class Graph(nx.DiGraph):
     >>> x = g.variable("x", ())
     >>> g.add("sin", (x,), {}, (), "float64") == g.add("sin", (x,), {}, (), "float64")
     True
+
+    ``Graph(release=True)`` (the default graph and ``use_graph()``'s are such graphs) releases
+    each constant of at least RELEASED_CONSTANT_BYTES, with every node built on it, once no
+    expression refers to any of them: a training loop that rebuilds its loss with each minibatch
+    as a constant stays bounded. A plain ``Graph()`` keeps every node it is given.
     """
 
-    def __init__(self, incoming_graph_data=None, **attr):
+    def __init__(self, incoming_graph_data=None, release=False, **attr):
         super().__init__(incoming_graph_data, **attr)
+        self.release = release
+        self._pins = {}         # released node -> _PinRef to its pin (None until an Expr asks)
+        self._released = []     # nodes whose pin died, to look at at the next safe point
+        self._derivatives_of = {}   # released node -> the derivative nodes saying grad_of it
         self._cons = {}
         self._variables = {}
         self._next_key = 0
@@ -57,11 +101,16 @@ class Graph(nx.DiGraph):
             state = dict(self.__dict__)
         del state["lock"]
         state["_atomic_depth"], state["_undo"] = 0, []
+        # weak references do not pickle: the copy keeps every node it is given
+        state["_pins"], state["_released"], state["_derivatives_of"] = {}, [], {}
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.lock = threading.RLock()
+        for name, empty in (("release", False), ("_pins", {}), ("_released", []),
+                            ("_derivatives_of", {})):
+            self.__dict__.setdefault(name, empty)       # pickled before graphs released nodes
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -105,7 +154,92 @@ class Graph(nx.DiGraph):
                     incoming[operand] = edge
             nx._clear_cache(self)
             self._cons[key] = node
+            if self.release:
+                pins = self._pins
+                if op == "const" and value is not None and value.nbytes >= RELEASED_CONSTANT_BYTES \
+                        or pins and any(operand in pins for operand in inputs):
+                    pins[node] = None
+                if self._grad_of in pins:
+                    self._derivatives_of.setdefault(self._grad_of, []).append(node)
             return node
+
+    def pin(self, node):
+        """The pin an Expr on released ``node`` holds, made anew (with its operands') if it died."""
+        ref = self._pins[node]
+        pin = None if ref is None else ref()
+        if pin is not None:
+            return pin
+        with self.lock:
+            pins = self._pins
+            # operands first, each pinned once: only released ancestors whose pin died are walked.
+            # Each pin takes its operands' pins as it is made (a live one could die meanwhile).
+            stack, made = [node], {}
+            while stack:
+                top = stack[-1]
+                if top in made:
+                    stack.pop()
+                    continue
+                operands, waiting = [], []
+                for operand in self._node[top]["inputs"]:
+                    if operand in pins:
+                        pin = made.get(operand)
+                        if pin is None and pins[operand] is not None:
+                            pin = pins[operand]()
+                        if pin is None:
+                            waiting.append(operand)
+                        else:
+                            operands.append(pin)
+                if waiting:
+                    stack.extend(waiting)
+                    continue
+                stack.pop()
+                made[top] = _Pin(tuple(operands))
+                pins[top] = _PinRef(made[top], top, self._released)
+            return made[node]
+
+    def release_unused(self):
+        """Remove the released nodes no expression refers to any more, directly or through the
+        nodes built on them. Runs by itself when a build ends (outside every atomic block)."""
+        with self.lock:
+            pins, queue = self._pins, self._released
+            doomed = set()
+            stack = []
+            while queue:
+                node = queue.pop()
+                ref = pins.get(node)
+                if node not in doomed and ref is not None and ref() is None:
+                    stack.append(node)
+            # whatever is built on an unpinned node has no live pin either (a pin holds its
+            # operands'), so it goes too; then each operand left with no reader and no pin
+            while stack:
+                node = stack.pop()
+                if node in doomed:
+                    continue
+                doomed.add(node)
+                stack.extend(self._succ[node])
+            stack = list(doomed)
+            while stack:
+                for operand in self._node[stack.pop()]["inputs"]:
+                    ref = pins.get(operand, False)
+                    if ref is not False and operand not in doomed \
+                            and (ref is None or ref() is None) \
+                            and all(reader in doomed for reader in self._succ[operand]):
+                        doomed.add(operand)
+                        stack.append(operand)
+            if any(pins[node] is not None and pins[node]() is not None for node in doomed):
+                return      # never reached while every pin holds its operands'; never free a live node
+            for node in doomed:
+                # a derivative node that outlives the node whose rule built it keeps its op's
+                # name, as the optimiser's copies do, for the comment in the emitted code
+                for derivative in self._derivatives_of.pop(node, ()):
+                    if derivative not in doomed and derivative in self._node:
+                        self._node[derivative]["grad_of"] = self._node[node]["op"]
+            for node in doomed:
+                self._cons.pop(self._node[node]["key"], None)
+                self.name_hints.pop(node, None)
+                self.rewrites.pop(node, None)
+                pins.pop(node, None)
+            self.remove_nodes_from(doomed)
 
     def find(self, op, inputs, attrs):
         """The node ``add`` would return for these, if it exists already; else None."""
@@ -181,6 +315,8 @@ class Graph(nx.DiGraph):
                 self._variables.pop(data["attrs"]["name"], None)
             self.name_hints.pop(node, None)
             self.rewrites.pop(node, None)
+            self._pins.pop(node, None)
+            self._derivatives_of.pop(node, None)
         # keys are not handed out again: an Expr that escaped the failed block must not come to
         # denote some later node
         self.remove_nodes_from(doomed)
@@ -196,7 +332,8 @@ class Graph(nx.DiGraph):
         wrt_chain = list(wrt)
         seen = set()
         # a gradient can be a node of its own function (d/dy of sin(x) * exp(y)): stop at a repeat
-        while kind != "hvp" and of not in seen:
+        # ... or at a node no longer in the graph (released: no expression refers to it)
+        while kind != "hvp" and of not in seen and of in self._node:
             seen.add(of)
             if self.nodes[of]["op"] == "sum" and self.name_hints.get(
                     self.nodes[of]["inputs"][0], ("",))[0] in ("grad", "jacobian"):
@@ -210,7 +347,8 @@ class Graph(nx.DiGraph):
                                [self._variable_name(w) for w in wrt_chain])
 
     def _variable_name(self, node):
-        return self.nodes[node]["attrs"]["name"] if self.nodes[node]["op"] == "var" else None
+        data = self._node.get(node)
+        return data["attrs"]["name"] if data is not None and data["op"] == "var" else None
 
     # -- walking ----------------------------------------------------------------------------------
 
@@ -270,6 +408,9 @@ class _Atomic:
             graph._atomic_depth -= 1
             if not graph._atomic_depth:
                 graph._undo.clear()
+                # the build is over: no node key is held outside an Expr any more
+                if kind is None and graph._released:
+                    graph.release_unused()
             graph.lock.release()
         return False
 
@@ -293,7 +434,7 @@ class _Deriving:
         return False
 
 
-_DEFAULT_GRAPH = Graph()
+_DEFAULT_GRAPH = Graph(release=True)
 _CURRENT_GRAPH = contextvars.ContextVar("symgrad_current_graph", default=None)
 
 
@@ -311,13 +452,14 @@ def default_graph():
 
 @contextlib.contextmanager
 def use_graph(graph=None):
-    """Build into ``graph`` (a new one by default) inside the block.
+    """Build into ``graph`` (a new one by default, which releases nodes no expression refers to,
+    as the default graph does) inside the block.
 
     >>> with use_graph() as g:
     ...     default_graph() is g
     True
     """
-    graph = Graph() if graph is None else graph
+    graph = Graph(release=True) if graph is None else graph
     if not isinstance(graph, Graph):
         raise SymgradError(f"use_graph takes a symgrad Graph (or nothing), got "
                            f"{type(graph).__name__}")

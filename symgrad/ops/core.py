@@ -484,12 +484,18 @@ class Expr:
     ()
     """
 
-    __slots__ = ("graph", "node")
+    __slots__ = ("graph", "node", "_pin")
     __hash__ = None                 # == builds a comparison node, like NumPy's
 
     def __init__(self, graph, node):
         self.graph = graph
         self.node = node
+        if node in graph._pins:     # a node the graph releases when no Expr holds it
+            self._pin = graph.pin(node)
+
+    def __reduce__(self):
+        # made again through __init__: the copy's graph decides what to pin
+        return Expr, (self.graph, self.node)
 
     @property
     def data(self):
