@@ -44,7 +44,8 @@ def wait_until_drawn(driver, timeout_polls=6000):
     """Wait until the viewer has drawn its first frame (window.symgradViewer.rendered)."""
     import time
     for _ in range(timeout_polls):
-        if driver.execute_script("return !!(window.symgradViewer && window.symgradViewer.rendered)"):
+        if driver.execute_script("return !!(window.symgradViewer"
+                                 " && window.symgradViewer.rendered)"):
             return
         time.sleep(0.05)
     raise AssertionError("the viewer never drew its first frame; console: "

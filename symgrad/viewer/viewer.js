@@ -69,7 +69,8 @@
       "label": "data(label)", "text-wrap": "wrap", "text-valign": "center", "text-halign": "center",
       "font-size": 12, "font-family": "Helvetica, Arial, sans-serif", "min-zoomed-font-size": 7,
       "border-width": 1, "border-color": "#333", "background-color": data.fill.forward}},
-    {selector: "node.input", style: {"background-color": data.fill.input, "shape": "round-rectangle",
+    {selector: "node.input", style: {"background-color": data.fill.input,
+                                     "shape": "round-rectangle",
                                      "corner-radius": 14}},
     {selector: "node.const", style: {"background-color": data.fill["const"]}},
     // dashed strokes cost a software-drawn canvas ten times solid ones: large graphs tell
@@ -210,7 +211,8 @@
     var index = Number(id.slice(1));
     if (id.charAt(0) === "c") {
       var k = clusters[index];
-      return [k.count + " derivative nodes appended for " + k.of + (k.of_op ? " (" + k.of_op + ")" : ""),
+      return [k.count + " derivative nodes appended for " + k.of +
+              (k.of_op ? " (" + k.of_op + ")" : ""),
               "click to unfold"];
     }
     var n = nodes[index];
@@ -237,7 +239,9 @@
     event.target.connectedEdges().not(cy.nodes(":selected").connectedEdges()).removeClass("near");
   });
   cy.on("select", "node", function (event) { event.target.connectedEdges().addClass("near"); });
-  cy.on("unselect", "node", function (event) { event.target.connectedEdges().removeClass("near"); });
+  cy.on("unselect", "node", function (event) {
+    event.target.connectedEdges().removeClass("near");
+  });
   cy.on("viewport", function () { tooltip.hidden = true; });
 
   cy.on("tap", "node.cluster", function (event) {
@@ -249,8 +253,12 @@
     if (id.charAt(0) === "n" && fold(nodes[Number(id.slice(1))].cluster)) showCount();
   });
 
-  document.getElementById("fold-all").addEventListener("click", function () { setAllFolded(true); });
-  document.getElementById("unfold-all").addEventListener("click", function () { setAllFolded(false); });
+  document.getElementById("fold-all").addEventListener("click", function () {
+    setAllFolded(true);
+  });
+  document.getElementById("unfold-all").addEventListener("click", function () {
+    setAllFolded(false);
+  });
   document.getElementById("fit").addEventListener("click", function () { view(); });
   Array.prototype.forEach.call(document.querySelectorAll(".swatch"), function (swatch) {
     swatch.style.backgroundColor = data.fill[swatch.classList[1]];
