@@ -31,6 +31,7 @@ from .parse import from_sympy, parse, to_sympy  # noqa: F401
 from .ops.core import DISPLAY
 from .render import (boxes, describe, dot_source, format_value, picture, table,  # noqa: F401
                      write_picture)
+from .viewer import write_page
 
 __version__ = "0.1.0"
 DTYPES = ("float64", "float32", "int64", "bool")
@@ -520,8 +521,10 @@ def to_dot(outputs, inputs=None, at=None, labels=None):
 def draw(outputs, path, inputs=None, at=None, labels=None):
     """Write a picture of the graph behind ``outputs``: .svg, .png or .pdf, through Graphviz when
     it is installed (and the graph not too large for it), else drawn by symgrad (SVG) or
-    matplotlib (PNG, PDF). ``at`` adds every node's value, ``labels`` (one string per output,
-    such as "d/dx") what each output is.
+    matplotlib (PNG, PDF); or .html, one self-contained page to explore it (pan, zoom, fold,
+    search, details on hover), for graphs too large to read in a picture. ``at`` adds every
+    node's value, ``labels`` (one string per output, such as "d/dx") what each output is.
+    Returns the number of nodes drawn.
 
     >>> import os, tempfile
     >>> import symgrad as sg
@@ -529,7 +532,7 @@ def draw(outputs, path, inputs=None, at=None, labels=None):
     >>> f = sg.sin(x) * x
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     path = os.path.join(folder, "graph.svg")
-    ...     sg.draw([f, sg.grad(f, x)], path, labels=["value", "d/dx"])
+    ...     drawn = sg.draw([f, sg.grad(f, x)], path, labels=["value", "d/dx"])
     ...     open(path).read().lstrip().startswith("<")
     True
     """
@@ -538,9 +541,13 @@ def draw(outputs, path, inputs=None, at=None, labels=None):
     except TypeError:
         path = None
     if not isinstance(path, str):
-        raise SymgradError("draw needs a file path ending in .svg, .png or .pdf")
+        raise SymgradError("draw needs a file path ending in .svg, .png, .pdf or .html")
     graph, rows = _rows(outputs, inputs, at, "draw", labels)
-    write_picture(graph, rows, path)
+    if path.lower().endswith(".html"):
+        write_page(graph, rows, path)
+    else:
+        write_picture(graph, rows, path)
+    return len(rows)
 
 
 # a scalar expression of more nodes than this shows no LaTeX: SymPy prints a tree, and the tree of

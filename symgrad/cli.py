@@ -23,6 +23,9 @@ from .errors import SymgradError
 # time to build it) grows with every one, soon past what a command line should wait for
 # (tests/benchmarks/README.md)
 MAX_ORDER = 10
+# a picture of more nodes than this is hard to read: the command suggests the page to explore
+# instead
+HTML_HINT_ABOVE = 150
 
 
 class UsageError(SymgradError):
@@ -138,7 +141,7 @@ def build_parser():
                              "from --at when given there)")
         command.add_argument("--format", choices=["text", "dot", "code", "json"], default="text")
         command.add_argument("-o", "--output", help="write a picture of the graph (.svg, .png, "
-                             ".pdf) instead of printing")
+                             ".pdf) or a page to explore it (.html) instead of printing")
         command.add_argument("--explain", action="store_true",
                              help="list every rewrite the optimiser and the stability rules made")
         command.add_argument("--stats", action="store_true",
@@ -284,7 +287,10 @@ def run(argv):
                   file=sys.stderr if machine else sys.stdout)
         labels = _labels(f, wrt, report)
         if args.output:
-            api.draw(outputs, args.output, inputs=inputs, at=at, labels=labels)
+            drawn = api.draw(outputs, args.output, inputs=inputs, at=at, labels=labels)
+            if drawn > HTML_HINT_ABOVE and not args.output.lower().endswith(".html"):
+                print(f"symgrad: the graph has {drawn} nodes: -o FILE.html writes a page that "
+                      f"pans, zooms, folds and searches them", file=sys.stderr)
             return f"wrote {args.output}"
         if args.format == "dot":
             return api.to_dot(outputs, inputs=inputs, at=at, labels=labels).rstrip("\n")

@@ -257,7 +257,8 @@ def write_picture(graph, rows, path):
     """Render the graph to ``path`` (.svg, .png or .pdf): see ``picture``."""
     suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if suffix not in ("svg", "png", "pdf"):
-        raise SymgradError(f"cannot tell the picture format of {path!r}: use .svg, .png or .pdf")
+        raise SymgradError(f"cannot tell the picture format of {path!r}: use .svg, .png or .pdf "
+                           f"(or .html for a page to explore)")
     drawn = picture(graph, rows, suffix)
     try:
         if isinstance(drawn, str):

@@ -1,7 +1,7 @@
 """The import order of STYLE.md section 1, read from the source with ast (nothing is imported).
 
 naming <- graph <- ops <- numpy <- (scipy) <- parse <- differentiate <- (optimize) <- codegen
-<- (fuse) <- (array_api) <- render <- api <- cli: a module imports only from modules to its left.
+<- (fuse) <- (array_api) <- render <- viewer <- api <- cli: a module imports only from modules to its left.
 errors is a leaf anyone may import; cli imports only api and errors; the package __init__ is the
 facade on top. Inside ops/ the same rule holds for OPS_ORDER: core <- shape <- elementwise
 <- special <- reduce <- linalg <- arrays <- order <- matrix <- convolution <- decompositions
@@ -21,7 +21,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / "symgrad"
 
 # numpy (symgrad.numpy) and scipy (symgrad.scipy.special) offer ops under NumPy's and SciPy's names
 ORDER = ["naming", "graph", "ops", "numpy", "scipy", "parse", "differentiate", "optimize", "codegen",
-         "fuse", "array_api", "render", "api", "cli"]
+         "fuse", "array_api", "render", "viewer", "api", "cli"]
 RANK = {layer: rank for rank, layer in enumerate(ORDER)}
 # Expr (core) gets the methods that build ops of later families from methods, which __init__ runs
 OPS_ORDER = ["core", "shape", "elementwise", "special", "reduce", "linalg", "arrays", "order",

@@ -1,0 +1,336 @@
+"""The HTML view (symgrad/viewer): the page's data, layout and clusters from Python, and the page
+itself opened in headless Chromium: it draws, logs no error, finds a node, folds and unfolds."""
+
+import json
+import re
+import sys
+from fnmatch import fnmatch
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad import render, viewer
+from symgrad.cli import HTML_HINT_ABOVE, main
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import headless_chromium  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rnn_gradient(steps, hidden=4):
+    """The loss of an unrolled tanh RNN and its gradients in its four weights (the issue's
+    example of a graph that pictures cannot show), with values for every input."""
+    W = sg.var("W", shape=(hidden, hidden))
+    U = sg.var("U", shape=(hidden, 2))
+    b = sg.var("b", shape=(hidden,))
+    V = sg.var("V", shape=(1, hidden))
+    X = sg.var("X", shape=(steps, 2))
+    h = sg.tanh(U @ X[0] + b)
+    for t in range(1, steps):
+        h = sg.tanh(W @ h + U @ X[t] + b)
+    loss = sg.sum((V @ h) ** 2)
+    rng = np.random.default_rng(0)
+    at = {"W": rng.normal(size=(hidden, hidden)) * 0.5, "U": rng.normal(size=(hidden, 2)),
+          "b": rng.normal(size=hidden), "V": rng.normal(size=(1, hidden)),
+          "X": rng.normal(size=(steps, 2))}
+    return [loss, *sg.grad(loss, [W, U, b, V])], at
+
+
+def data_of(outputs, at=None, labels=None):
+    graph, rows = sg.api._rows(outputs, None, at, labels=labels)
+    return graph, rows, viewer.page_data(graph, rows)
+
+
+# -- the page's data, without a browser ----------------------------------------------------------
+
+
+def test_every_node_is_placed_below_its_operands_without_overlapping_its_layer():
+    outputs, _ = rnn_gradient(6)
+    graph, rows, data = data_of(outputs)
+    nodes = data["nodes"]
+    assert len(nodes) == len(rows)
+    assert all(nodes[a]["y"] < nodes[b]["y"] for a, b in data["edges"])
+    layers = {}
+    for n in nodes:
+        layers.setdefault(n["y"], []).append(n)
+    assert len(layers) > 10
+    for layer in layers.values():
+        layer.sort(key=lambda n: n["x"])
+        for left, right in zip(layer, layer[1:]):
+            assert right["x"] - left["x"] >= (left["w"] + right["w"]) / 2 + viewer.BOX_GAP - 0.2
+
+
+def test_the_edges_are_the_graphs():
+    outputs, _ = rnn_gradient(3)
+    graph, rows, data = data_of(outputs)
+    keys = [row["node"] for row in rows]
+    shown = set(keys)
+    expected = {(keys.index(i), keys.index(row["node"])) for row in rows
+                for i in graph.nodes[row["node"]]["inputs"] if i in shown}
+    assert {tuple(e) for e in data["edges"]} == expected
+
+
+def test_an_input_read_late_is_drawn_just_above_its_first_reader():
+    x, y = sg.var("x"), sg.var("y")
+    chain = x
+    for _ in range(5):
+        chain = sg.sin(chain)
+    f = chain * y                   # y is read only by the last node
+    _, _, data = data_of([f])
+    by_name = {n["name"]: n for n in data["nodes"]}
+    reader = max(data["nodes"], key=lambda n: n["y"])
+    assert by_name["y"]["y"] == reader["y"] - viewer.LAYER_HEIGHT
+    assert by_name["x"]["y"] == min(n["y"] for n in data["nodes"])
+
+
+def test_the_pooled_placement_keeps_order_and_gaps_and_is_least_squares():
+    desired = [5.0, 0.0, 0.0, 40.0, 41.0]
+    widths = [10.0, 20.0, 10.0, 30.0, 10.0]
+    placed = viewer._closest_in_order(desired, widths)
+    for k in range(len(placed) - 1):
+        assert placed[k + 1] - placed[k] >= (widths[k] + widths[k + 1]) / 2 + viewer.BOX_GAP - 1e-9
+    # the least squares solution under the same constraints, by SciPy's SLSQP
+    from scipy.optimize import minimize
+    gaps = [(widths[k] + widths[k + 1]) / 2 + viewer.BOX_GAP for k in range(len(widths) - 1)]
+    constraints = [{"type": "ineq", "fun": lambda x, k=k: x[k + 1] - x[k] - gaps[k]}
+                   for k in range(len(gaps))]
+    reference = minimize(lambda x: np.sum((x - desired) ** 2), np.cumsum([0.0] + gaps),
+                         constraints=constraints, method="SLSQP", options={"ftol": 1e-12})
+    assert np.allclose(placed, reference.x, atol=1e-5)
+    assert viewer._closest_in_order([3.0, 500.0], [10.0, 10.0]) == [3.0, 500.0]
+
+
+def test_clusters_are_the_derivative_nodes_appended_for_one_node():
+    outputs, _ = rnn_gradient(4)
+    graph, rows, data = data_of(outputs)
+    keys = [row["node"] for row in rows]
+    names = {row["node"]: row["name"] for row in rows}
+    seen = set()
+    assert len(data["clusters"]) > 5
+    for c, cluster in enumerate(data["clusters"]):
+        members = [keys[i] for i in cluster["members"]]
+        assert len(members) >= 2 and cluster["count"] == len(members)
+        assert {graph.nodes[m]["grad_of"] for m in members} == {
+            next(k for k, name in names.items() if name == cluster["of"])}
+        assert all(graph.nodes[m]["derivative"] for m in members)
+        assert all(data["nodes"][i]["cluster"] == c for i in cluster["members"])
+        assert not seen & set(members)
+        seen |= set(members)
+        assert f"{len(members)} nodes" in cluster["label"]
+    # a derivative node left out of every cluster is the only one appended for its node
+    alone = [row["node"] for row in rows if row["kind"] == "grad" and row["node"] not in seen]
+    of = [graph.nodes[n]["grad_of"] for n in alone]
+    assert all(sum(graph.nodes[m]["grad_of"] == o for m in keys
+                   if graph.nodes[m]["derivative"]) == 1 for o in of)
+
+
+def test_the_details_are_the_tables():
+    outputs, at = rnn_gradient(2)
+    labels = ["value", "d/dW", "d/dU", "d/db", "d/dV"]
+    graph, rows, data = data_of(outputs, at=at, labels=labels)
+    for row, node in zip(rows, data["nodes"]):
+        assert node["op"] == row["op"] and node["kind"] == row["kind"]
+        assert node["from"] == row["grad_of"]
+        assert node["value"] == render.format_value(row["value"], width=200) != ""
+        assert node["code"] == row["code"]
+    outputs_shown = {label for node in data["nodes"] for label in node["outputs"]}
+    assert outputs_shown == set(labels)
+    loss = next(node for node in data["nodes"] if "value" in node["outputs"])
+    assert float(loss["value"]) == pytest.approx(float(sg.compile(outputs[0])(
+        **{k: at[k] for k in outputs[0].variables})), rel=1e-8)
+
+
+def test_a_large_page_opens_folded_and_a_small_one_unfolded():
+    small, _ = rnn_gradient(3)
+    assert not data_of(small)[2]["folded"]
+    with sg.use_graph():
+        large, _ = rnn_gradient(30)
+        graph, rows, data = data_of(large)
+        assert len(rows) > viewer.FOLD_ABOVE and data["folded"]
+
+
+def test_the_data_cannot_close_its_script_element():
+    hostile = {"name": "</script><script>alert(1)</script>", "other": "a & b <!-- c -->"}
+    text = viewer._script_json(hostile)
+    assert not set("<>&") & set(text)
+    assert json.loads(text) == hostile
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_the_page_is_self_contained(tmp_path):
+    outputs, at = rnn_gradient(2)
+    path = tmp_path / "graph.html"
+    assert sg.draw(outputs, path, at=at) == len(sg.api._rows(outputs, None, at)[1])
+    page = path.read_text(encoding="utf-8")
+    parser = _Tags()
+    parser.feed(page)
+    # nothing is fetched when the page opens: no script, style sheet, image or frame by address
+    assert not [(tag, attrs) for tag, attrs in parser.tags if {"src", "href"} & set(attrs)]
+    assert [attrs.get("type") for tag, attrs in parser.tags if tag == "script"] == \
+        [None, "application/json", None]
+    assert "@@" not in page.replace(viewer._asset("vendor/cytoscape.min.js"), "")
+    match = re.search(r'<script type="application/json" id="symgrad-data">(.*?)</script>', page,
+                      re.S)
+    assert len(json.loads(match.group(1))["nodes"]) > 10
+
+
+def test_the_vendored_library_is_package_data_with_its_licence():
+    tomllib = pytest.importorskip("tomllib")        # Python 3.11
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["symgrad.viewer"]
+    package = ROOT / "symgrad" / "viewer"
+    data_files = [p.relative_to(package).as_posix() for p in package.rglob("*")
+                  if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts]
+    assert {"page.html", "viewer.js", "viewer.css", "vendor/cytoscape.min.js", "vendor/LICENSE",
+            "vendor/README.md"} <= set(data_files)
+    assert all(any(fnmatch(name, pattern) for pattern in patterns) for name in data_files)
+    assert "MIT" in (package / "vendor" / "README.md").read_text(encoding="utf-8")
+    assert "Permission is hereby granted" in (package / "vendor" / "LICENSE").read_text()
+
+
+def test_draw_and_the_command_line_write_html(tmp_path, capsys):
+    x, y = sg.var("x"), sg.var("y")
+    sg.draw(sg.grad(sg.sin(x) * y, x), tmp_path / "g.html")
+    assert (tmp_path / "g.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    path = tmp_path / "cli.html"
+    assert main(["grad", "(x + y) * max(y, z)", "--at", "x=-2,y=5,z=-4", "-o", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == f"wrote {path}" and err == ""
+    data = json.loads(re.search(r'id="symgrad-data">(.*?)</script>', path.read_text(), re.S)[1])
+    by_name = {n["name"]: n for n in data["nodes"]}
+    assert by_name["d_out_d_y"]["value"] == "8" and by_name["d_out_d_y"]["outputs"] == ["d/dy"]
+    assert by_name["t3"]["from"] == "t1"
+
+
+
+
+@pytest.mark.parametrize("suffix, hint", [(".svg", True), (".html", False)])
+def test_the_command_line_suggests_html_for_a_large_picture(suffix, hint, tmp_path, capsys):
+    # the fifth derivative: about 220 nodes
+    argv = ["grad", "tanh(tanh(x * y))", "--wrt", "x", "--order", "5", "-o",
+            str(tmp_path / f"g{suffix}")]
+    assert main(argv) == 0
+    _, err = capsys.readouterr()
+    assert ("-o FILE.html" in err) == hint
+    if hint:
+        nodes = int(re.search(r"the graph has (\d+) nodes", err)[1])
+        assert nodes > HTML_HINT_ABOVE and err.count("\n") == 1
+
+
+def test_no_hint_for_a_small_picture(tmp_path, capsys):
+    assert main(["grad", "sin(x) * y", "-o", str(tmp_path / "g.svg")]) == 0
+    assert capsys.readouterr().err == ""
+
+
+# -- the page in headless Chromium --------------------------------------------------------------
+
+needs_chromium = pytest.mark.skipif(headless_chromium.missing() is not None,
+                                    reason=f"the HTML view's browser tests: "
+                                           f"{headless_chromium.missing()}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = headless_chromium.open_chromium()
+    yield driver
+    driver.quit()
+
+
+def opened(browser, path):
+    browser.get(path.as_uri())
+    headless_chromium.wait_until_drawn(browser)
+    return browser
+
+
+def errors_in(browser):
+    return [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+@needs_chromium
+def test_the_page_draws_finds_and_shows_details(browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    outputs, at = rnn_gradient(5)
+    path = tmp_path / "rnn.html"
+    drawn = sg.draw(outputs, path, at=at, labels=["value", "d/dW", "d/dU", "d/db", "d/dV"])
+    page = opened(browser, path)
+    assert page.execute_script("return window.symgradViewer.visible()") == drawn
+    assert page.execute_script("return window.symgradViewer.cy.edges().length") > drawn
+    assert page.find_elements(By.CSS_SELECTOR, "#graph canvas")
+    assert errors_in(page) == []
+
+    search = page.find_element(By.ID, "search")
+    search.send_keys("d_out_d_W", Keys.ENTER)
+    selected = page.execute_script(
+        "var s = window.symgradViewer.cy.nodes(':selected'); return [s.length, s.data('label'),"
+        " s.hasClass('found'), s.renderedPosition(), window.symgradViewer.cy.width(),"
+        " window.symgradViewer.cy.height()]")
+    count, label, found, position, width, height = selected
+    assert count == 1 and label.splitlines()[0] == "d_out_d_W" and found
+    assert abs(position["x"] - width / 2) < 2 and abs(position["y"] - height / 2) < 2
+    assert page.find_element(By.ID, "status").text == "d_out_d_W: 1 of 1"
+    search.clear()
+    search.send_keys("no_such_node", Keys.ENTER)
+    assert "no node" in page.find_element(By.ID, "status").text
+
+    # hovering the found node (at the window's centre) shows its op, shape, value and origin
+    canvas = page.find_element(By.ID, "graph")
+    ActionChains(page).move_to_element_with_offset(canvas, 0, 0).perform()
+    tooltip = page.find_element(By.ID, "tooltip")
+    assert tooltip.is_displayed()
+    assert "d_out_d_W" in tooltip.text and "op:    add" in tooltip.text
+    assert "shape: (4, 4)" in tooltip.text and "from:  W" in tooltip.text
+    assert "value: [[" in tooltip.text and "output: d/dW" in tooltip.text
+    assert errors_in(page) == []
+
+
+@needs_chromium
+def test_folding_a_cluster_changes_what_is_shown_and_search_unfolds_it(browser, tmp_path):
+    outputs, _ = rnn_gradient(4)
+    path = tmp_path / "rnn.html"
+    drawn = sg.draw(outputs, path)
+    page = opened(browser, path)
+    data = viewer.page_data(*sg.api._rows(outputs, None, None))
+    cluster = max(range(len(data["clusters"])), key=lambda c: data["clusters"][c]["count"])
+    members = data["clusters"][cluster]["count"]
+    assert page.execute_script(f"return window.symgradViewer.fold({cluster})")
+    assert page.execute_script("return window.symgradViewer.visible()") == drawn - members + 1
+    # the folded box's edges are its members' edges to the rest, once each
+    member_set = set(data["clusters"][cluster]["members"])
+    expected = {("c" if a in member_set else a, "c" if b in member_set else b)
+                for a, b in data["edges"]} - {("c", "c")}
+    assert page.execute_script("return window.symgradViewer.cy.edges().length") == len(expected)
+    name = data["nodes"][data["clusters"][cluster]["members"][0]]["name"]
+    assert page.execute_script(f"return window.symgradViewer.find({json.dumps(name)})") == name
+    assert page.execute_script("return window.symgradViewer.visible()") == drawn
+    page.execute_script("window.symgradViewer.setAllFolded(true)")
+    folded_count = drawn - sum(c["count"] - 1 for c in data["clusters"])
+    assert page.execute_script("return window.symgradViewer.visible()") == folded_count
+    page.execute_script("window.symgradViewer.setAllFolded(false)")
+    assert page.execute_script("return window.symgradViewer.visible()") == drawn
+    assert errors_in(page) == []
+
+
+@needs_chromium
+def test_a_large_page_opens_folded_in_the_browser(browser, tmp_path):
+    outputs, _ = rnn_gradient(30)
+    path = tmp_path / "large.html"
+    drawn = sg.draw(outputs, path)
+    page = opened(browser, path)
+    shown = page.execute_script("return window.symgradViewer.visible()")
+    assert drawn > viewer.FOLD_ABOVE and shown < drawn
+    assert page.execute_script("return window.symgradViewer.find('d_out_d_W')") == "d_out_d_W"
+    assert errors_in(page) == []
