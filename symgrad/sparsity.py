@@ -222,11 +222,14 @@ def _greedy(adjacency, order):
     """Greedy colouring of the graph of ``adjacency`` (CSR, symmetric) visiting ``order``: each
     vertex takes the least colour none of its neighbours has."""
     indptr, indices = adjacency.indptr.tolist(), adjacency.indices.tolist()
-    colors = [-1] * adjacency.shape[0]
+    n = adjacency.shape[0]
+    colors = [n] * n                # n: not coloured yet, a colour no vertex takes
+    marked = [-1] * (n + 1)         # marked[c] == v: a neighbour of v has colour c
     for v in order:
-        used = {colors[w] for w in indices[indptr[v]:indptr[v + 1]]}
+        for w in indices[indptr[v]:indptr[v + 1]]:
+            marked[colors[w]] = v
         color = 0
-        while color in used:
+        while marked[color] == v:
             color += 1
         colors[v] = color
     return np.array(colors, dtype=np.int64)
@@ -240,8 +243,9 @@ def _fewest_colors(adjacency):
     adjacency.eliminate_zeros()
     n = adjacency.shape[0]
     degrees = np.diff(adjacency.indptr)
-    candidates = [_greedy(adjacency, range(n)),
-                  _greedy(adjacency, np.argsort(-degrees, kind="stable").tolist())]
+    candidates = [_greedy(adjacency, range(n))]
+    if degrees.min(initial=0) != degrees.max(initial=0):
+        candidates.append(_greedy(adjacency, np.argsort(-degrees, kind="stable").tolist()))
     if adjacency.nnz <= NETWORKX_COLORING_LIMIT:
         network = nx.from_scipy_sparse_array(adjacency)
         found = nx.coloring.greedy_color(network, strategy="smallest_last")
@@ -320,7 +324,10 @@ def sparse_jacobian(y, x, disconnected="raise"):
     with graph.atomic():
         pattern = _pattern(y, x)
         column_colors = _fewest_colors((pattern.T @ pattern).astype(bool))
-        row_colors = _fewest_colors((pattern @ pattern.T).astype(bool))
+        symmetric = pattern.shape[0] == pattern.shape[1] and (pattern != pattern.T).nnz == 0
+        # a symmetric pattern's rows conflict as its columns do
+        row_colors = column_colors if symmetric else _fewest_colors(
+            (pattern @ pattern.T).astype(bool))
         rows = np.repeat(np.arange(pattern.shape[0]), np.diff(pattern.indptr))
         if column_colors.max(initial=-1) < row_colors.max(initial=-1):
             colors, method = column_colors, "columns"
