@@ -10,7 +10,8 @@
 
 from .api import (CompiledFunction, __version__, check_grad, compile, defop, draw, graph_stats,
                   show_graph, to_dot, var)
-from .differentiate import DisconnectedWarning, grad, hessian, hvp, jacobian, jvp, vjp
+from .api import draw_sparsity, hessian, jacobian, sparsity
+from .differentiate import DisconnectedWarning, grad, hvp, jvp, vjp
 from .errors import ArgumentError, ParseError, ShapeError, SymgradError, UndefinedGradientError
 from .graph import Graph, default_graph, use_graph
 from .ops import OPS, PUBLIC, Expr, const, custom_gradient
@@ -34,5 +35,5 @@ __all__ = sorted([
     "ParseError", "ShapeError", "SymgradError", "UndefinedGradientError", "check_grad",
     "compile", "custom_gradient", "defop", "const", "default_graph", "draw", "graph_stats",
     "show_graph", "to_dot", "from_sympy", "grad", "hessian", "hvp", "jacobian", "jvp", "parse",
-    "to_sympy", "use_graph", "var", "vjp", "__version__", *PUBLIC,
+    "to_sympy", "use_graph", "var", "vjp", "__version__", "sparsity", "draw_sparsity", *PUBLIC,
 ])

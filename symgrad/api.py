@@ -22,7 +22,8 @@ from .codegen import (LIBRARIES, build_function, check_least_lengths, generate, 
                       generate_scalar, least_dimension_lengths, real_argument)
 from .fuse import generate_fused, load_kernels, numba_available
 from .optimize import optimize as run_optimizer
-from .differentiate import grad, hessian, hvp, jacobian, jvp, vjp  # noqa: F401 (public names)
+from . import differentiate
+from .differentiate import grad, hvp, jvp, vjp  # noqa: F401 (public names)
 from .errors import ParseError, ShapeError, SymgradError  # noqa: F401
 from .graph import Graph, default_graph, use_graph  # noqa: F401
 from .naming import RESERVED
@@ -32,6 +33,7 @@ from .ops.core import DISPLAY
 from .render import (boxes, describe, dot_source, format_value, picture, table,  # noqa: F401
                      write_picture)
 from .viewer import write_page
+from .sparsity import draw_sparsity, sparse_hessian, sparse_jacobian, sparsity  # noqa: F401
 
 __version__ = "0.1.0"
 DTYPES = ("float64", "float32", "int64", "bool")
@@ -106,6 +108,7 @@ class CompiledFunction(Protocol):
     scalar_source: str | None   # the Python-float fast path of an all-scalar graph, if any
     entry_source: str | None    # the generated argument checks in front of the body, if any
     kernel_source: str          # backend="numba": the module of fused loops ``source`` calls
+    colors: tuple               # per output, the colours of a sparse one's compressed pass, or None
 
     def __call__(self, *args, **kwargs): ...
 
@@ -186,6 +189,7 @@ class Assembly:
         entry.scalar_source = parts["entry_source"] if parts["scalar"] else None
         entry.entry_source = parts["entry_source"]
         entry.kernel_source = parts["kernel_source"]
+        entry.colors = parts.get("colors")
         entry._function = binding.body if not array_api else body._body  # for tests
         # what help() and Jupyter show: the inputs by name, not the entry's own parameters
         # (inspect drops the first, the assembly a bound method is called with)
@@ -334,6 +338,7 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
                            f"{', '.join(sorted(RESERVED))}, not starting with _sg_ or __")
     single, outputs, inputs = _checked(outputs, inputs, "compile")
     graph = graph_of(*outputs, *inputs)
+    colors = tuple(o.data["attrs"]["colors"] if o.op == "csr_matrix" else None for o in outputs)
     output_nodes, input_nodes = [o.node for o in outputs], [e.node for e in inputs]
     with graph.lock, _collector_paused():
         log = construction_rewrites(graph, output_nodes)
@@ -365,7 +370,7 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
     parts = dict(name=name, backend=backend, single=single, outputs=len(outputs),
                  input_names=[e.name for e in inputs], rewrites=rewrites, source=source,
                  namespace=dict(namespace), kernel_source=kernel_source, least=least,
-                 entry_source=entry_source, scalar=scalar,
+                 entry_source=entry_source, scalar=scalar, colors=colors,
                  entry_namespace=None if entry_namespace is None else dict(entry_namespace))
     if backend == "array_api":
         output_dtypes = [graph.nodes[n]["dtype"] for n in output_nodes]
@@ -376,6 +381,34 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
     if explain:
         print(explain_text(rewrites))
     return compiled
+
+
+def jacobian(y, wrt, disconnected="raise", sparse=False):
+    """The Jacobian, shape ``y.shape + wrt.shape`` (symgrad.differentiate.jacobian). With
+    ``sparse=True``, for 1-D ``y`` and a 1-D variable ``wrt``: an expression whose compiled
+    value is a SciPy CSR array of shape ``(y.size, wrt.size)``, computed in one compressed pass
+    over a colouring of its structural pattern (sg.sparsity), found now, once.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x", shape=(5,))
+    >>> fn = sg.compile(sg.jacobian(sg.sin(x[1:]) * x[:-1], x, sparse=True), [x])
+    >>> J = fn(np.zeros(5))
+    >>> J.format, J.shape, J.nnz, fn.colors
+    ('csr', (4, 5), 8, (2,))
+    """
+    if sparse:
+        return sparse_jacobian(y, wrt, disconnected)
+    return differentiate.jacobian(y, wrt, disconnected)
+
+
+def hessian(f, wrt, disconnected="raise", sparse=False):
+    """Second derivatives of scalar ``f`` (symgrad.differentiate.hessian). With ``sparse=True``,
+    for a 1-D variable ``wrt``: an expression whose compiled value is a SciPy CSR array of shape
+    ``(wrt.size, wrt.size)``, computed in one compressed pass over a symmetric (star) colouring
+    of its pattern."""
+    if sparse:
+        return sparse_hessian(f, wrt, disconnected)
+    return differentiate.hessian(f, wrt, disconnected)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from .errors import SymgradError
 
 # Names the emitted source itself relies on; a variable with one of these names is renamed.
 RESERVED = frozenset({"np", "special", "linalg", "stride_tricks", "float", "_sg_ws", "_sg_take",
-                      "_sg_give", "_sg_compress"})
+                      "_sg_give", "_sg_compress", "sparse"})
 # The entries' own names (an input with one of them is renamed in the entry).
 SCALAR_NAMES = frozenset({"math", "_sg_self", "_sg_missing", "_sg_float", "_sg_general",
                           "_sg_extra", "_sg_unexpected", "_sg_refusals", "type", "_sg_body", "_sg_ndarray",

@@ -1,11 +1,11 @@
 """The import order of STYLE.md section 1, read from the source with ast (nothing is imported).
 
 naming <- graph <- ops <- numpy <- (scipy) <- parse <- differentiate <- (optimize) <- codegen
-<- (fuse) <- (array_api) <- render <- viewer <- api <- cli: a module imports only from modules to its left.
+<- (fuse) <- (array_api) <- render <- viewer <- sparsity <- api <- cli: a module imports only from modules to its left.
 errors is a leaf anyone may import; cli imports only api and errors; the package __init__ is the
 facade on top. Inside ops/ the same rule holds for OPS_ORDER: core <- shape <- elementwise
 <- special <- reduce <- linalg <- arrays <- order <- matrix <- convolution <- decompositions
-<- stability <- custom <- printing <- methods <- ops/__init__, and inside codegen/ for CODEGEN_ORDER: emission
+<- sparse <- stability <- custom <- printing <- methods <- ops/__init__, and inside codegen/ for CODEGEN_ORDER: emission
 <- entry <- plan <- memory <- numpy <- scalar <- numba <- array_api <- codegen/__init__. The
 modules of another package (optimize/) may import each other, but no module imports one that
 imports it back, at any depth of its source: an import inside a function is an import.
@@ -21,11 +21,11 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / "symgrad"
 
 # numpy (symgrad.numpy) and scipy (symgrad.scipy.special) offer ops under NumPy's and SciPy's names
 ORDER = ["naming", "graph", "ops", "numpy", "scipy", "parse", "differentiate", "optimize", "codegen",
-         "fuse", "array_api", "render", "viewer", "api", "cli"]
+         "fuse", "array_api", "render", "viewer", "sparsity", "api", "cli"]
 RANK = {layer: rank for rank, layer in enumerate(ORDER)}
 # Expr (core) gets the methods that build ops of later families from methods, which __init__ runs
 OPS_ORDER = ["core", "shape", "elementwise", "special", "reduce", "linalg", "arrays", "order",
-             "matrix", "convolution", "decompositions", "stability", "custom", "printing",
+             "matrix", "convolution", "decompositions", "sparse", "stability", "custom", "printing",
              "methods", "__init__"]
 # code generation: what emitters see and the entries, the plan, the memory passes on it, then the
 # renderers (numba and array_api build on numpy's), then the package's exports

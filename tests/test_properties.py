@@ -985,6 +985,7 @@ OP_TABLE_EXCLUDED = {
     "const": "constants are every graph's leaves",
     "stop_gradient": PUBLIC_EXCLUDED["stop_gradient"],
     "custom_gradient": "a user's rule (sg.custom_gradient), tested against its own rule",
+    "csr_matrix": "a SciPy CSR matrix, no array: tests/test_sparse.py draws its own graphs",
     "heaviside": "only the differentiator creates it (the derivative of relu, abs, max...)",
     "index_grad": "only the differentiator creates it (the derivative of getitem)",
     "index_add": "only the differentiator creates it (the derivative of getitem)",

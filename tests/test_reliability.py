@@ -704,6 +704,16 @@ _add("compress by a condition of another length than the axis", "compress", SH,
      lambda e, o: functools.partial(sg.compress, e.v > 0.0, e.W, axis=0, length="k"))
 _add("compress by a symbolic condition without a length", "compress", SE,
      lambda e, o: functools.partial(sg.compress, e.v > 0.0, e.W, axis=1))
+_add("sparsity of a matrix", "sparsity", SH,
+     lambda e, o: functools.partial(sg.sparsity, e.W * 2.0, e.W))
+_add("sparsity with respect to an expression", "sparsity", SE,
+     lambda e, o: functools.partial(sg.sparsity, e.v, e.v * 2.0))
+_add("sparse jacobian of a matrix", "jacobian", SH,
+     lambda e, o: functools.partial(sg.jacobian, e.W * 2.0, e.W, sparse=True))
+_add("sparse hessian of a vector", "hessian", SH,
+     lambda e, o: functools.partial(sg.hessian, e.v * 2.0, e.v, sparse=True))
+_add("draw_sparsity of an expression that is no sparse result", "draw_sparsity", SE,
+     lambda e, o: functools.partial(sg.draw_sparsity, e.v * 2.0, "spy.png"))
 
 # Public callables with no entry above, and why.
 EXEMPT = {
@@ -1368,6 +1378,8 @@ UNREACHABLE_RAISES = {
                                                                     "(the rule of windows)",
     ("decompositions.py", "the packed QR op takes"): "qr factors a wide matrix's square part",
     ("shape.py", "compressed along axis"): "compress_grad is internal (compress's rule)",
+    ("sparse.py", "a CSR matrix of shape"): "csr_matrix is internal (symgrad.sparsity builds "
+                                            "its structure with it)",
 }
 
 

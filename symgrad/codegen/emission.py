@@ -47,14 +47,30 @@ class SciPyLinalg:
         return function
 
 
+class SciPySparse:
+    """``scipy.sparse``, imported when generated code first builds a sparse matrix (a sparse
+    Jacobian's or Hessian's, ops.sparse), as SciPySpecial imports scipy.special; bound as
+    ``sparse``."""
+
+    def __getattr__(self, attribute):
+        if attribute.startswith("_"):
+            raise AttributeError(attribute)
+        import scipy.sparse
+        function = getattr(scipy.sparse, attribute)
+        setattr(self, attribute, function)
+        return function
+
+
 # The libraries an emission may ask for by name (EmitContext.library), besides np, which every
 # function has; naming.RESERVED keeps variables off their names
 LIBRARIES = {"special": SciPySpecial(), "linalg": SciPyLinalg(),
-             "stride_tricks": np.lib.stride_tricks, "_sg_compress": SelectedCount()}
+             "stride_tricks": np.lib.stride_tricks, "_sg_compress": SelectedCount(),
+             "sparse": SciPySparse()}
 # what each library offers, for the backends that have no counterpart to say what they lack
 LIBRARY_CONTENTS = {"special": "SciPy's functions", "linalg": "SciPy's linear algebra",
                     "stride_tricks": "NumPy's strided views",
-                    "_sg_compress": "selections whose length depends on the data"}
+                    "_sg_compress": "selections whose length depends on the data",
+                    "sparse": "SciPy's sparse matrices"}
 
 
 def scalar_type(dtype):

@@ -292,6 +292,8 @@ class NumpyRenderer(FunctionNames):
         """Whether an output is returned as a copy: a view of an argument or of a constant, or
         the read-only result of a broadcast, never is itself."""
         data = self.plan.nodes[node]
+        if OPS[data["op"]].emit.fresh:
+            return False
         return OPS[data["op"]].emit.view or self.names.get(node) in self.input_names \
             or self.names.get(node) in self.namespace
 

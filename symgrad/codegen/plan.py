@@ -86,6 +86,10 @@ class Plan:
             if data["op"] == "var" and node not in input_set:
                 raise SymgradError(f"the outputs depend on variable {data['attrs']['name']!r}, "
                                    f"which is not among the inputs")
+            if data["op"] == "csr_matrix" and node not in self.output_set:
+                raise SymgradError("a sparse matrix (sg.jacobian or sg.hessian with sparse=True) "
+                                   "is a result of its own: compile it as an output, and "
+                                   "compute with it after the call")
         self.float64_only = all(self.nodes[n]["dtype"] == "float64" for n in self.inputs)
         self.folded = {}            # node -> its value, computed from constant operands
         self.group_of = {}          # node -> the group computing it (codegen.numba)

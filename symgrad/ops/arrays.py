@@ -370,7 +370,7 @@ def _emit_roll(ctx):
 
 defop("roll", 1, _rolled_shape, _emit_roll,
       lambda g, out, x, shift, axis: [apply("roll", g, shift=tuple(-s for s in shift), axis=axis)],
-      dtype=same_dtype)
+      dtype=same_dtype, sparsity="moves")
 
 
 @public("roll", static=("shift", "axis"))
@@ -423,7 +423,7 @@ def _broadcast_to_shape(shapes, shape):
 defop("broadcast_to", 1, _broadcast_to_shape,
       lambda ctx: f"np.broadcast_to({ctx.args[0]}, {_emit_shape(ctx, ctx.attrs['shape'])})",
       lambda g, out, x, shape: [unbroadcast(g, x.shape, _leading_axes(g, out))],
-      dtype=same_dtype, view=True,
+      dtype=same_dtype, view=True, sparsity="moves",
       simplify=lambda inputs, shape: inputs[0] if inputs[0].shape == shape else None)
 
 

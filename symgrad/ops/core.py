@@ -74,6 +74,9 @@ class Emission:
                 True for a user's op (api.defop), whose emission symgrad cannot vouch for.
     foldable:   whether codegen may compute the op at compile time when every operand is a
                 constant; False for a user's op, which may have effects.
+    fresh:      whether the result is a new object at every call though it holds an operand's
+                array (a sparse matrix around its nonzeros, which are read-only when constant):
+                an output returned as it is, where a view is copied.
     users:      whether the emission is a user's own source (api.defop). symgrad's emissions
                 write indexing through the emission context and use names the array-API
                 namespace offers (tests/test_array_api.py holds every op to that); a user's is
@@ -92,6 +95,7 @@ class Emission:
     view: bool = False
     foldable: bool = True
     users: bool = False
+    fresh: bool = False
 
     @property
     def step(self):
@@ -121,6 +125,17 @@ class Op:
                 reads that function back as the op), or a function (sympy, *operands, **attrs)
                 -> SymPy expression, handed the sympy module so that ops need not import it;
                 None when SymPy has no counterpart
+    sparsity:   which entries of each operand each entry of the result depends on, for the
+                structural pattern of a Jacobian (symgrad.sparsity): "elementwise" (entry i of
+                each broadcast operand), "moves" (the op only moves entries, or fills in
+                constants, and the operands it takes no gradient through lend their shape or are
+                constant index arrays: the pattern is found by running the op's own NumPy form on
+                the entries' positions), or a function (operand shapes, result shape, operand
+                values (None where not constant), **attrs) -> per operand None (no dependence),
+                "dense", or a pair of int arrays (result entries, operand entries), flat
+                indices. None: every result entry depends on every operand entry, which never
+                misses one. defop gives the ops whose shape rule is same_shape or
+                broadcast_shape "elementwise".
     """
 
     name: str
@@ -132,6 +147,7 @@ class Op:
     nondifferentiable: tuple = field(default=())
     emit: Emission = field(default=Emission())
     sympy: str | Callable | None = None
+    sparsity: str | Callable | None = None
 
 
 OPS: dict[str, Op] = {}
@@ -291,7 +307,8 @@ def sympy_operand(sympy, x, *rest, **attrs):
 
 
 def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=(),
-          nondifferentiable=(), public=None, sympy=None, loop=_SCALAR_FORM, **emission):
+          nondifferentiable=(), public=None, sympy=None, loop=_SCALAR_FORM, sparsity=None,
+          **emission):
     """Register a primitive; see Op for the meaning of each field. ``simplify`` is the op's local
     simplifications, one rule or a tuple of them, registered with register_build_rule.
     ``public`` names the op's public function (PUBLIC), which takes its operands and applies
@@ -303,8 +320,10 @@ def defop(name, arity, shape, numpy, vjp=None, dtype=float_dtype, simplify=(),
         raise SymgradError(f"public function {public!r} is already defined")
     if loop is _SCALAR_FORM:
         loop = emission.get("scalar")
+    if sparsity is None and shape in (same_shape, broadcast_shape) and not emission.get("users"):
+        sparsity = "elementwise"
     op = Op(name, arity, shape, numpy, vjp, dtype, tuple(nondifferentiable),
-            Emission(loop=loop, **emission), sympy)
+            Emission(loop=loop, **emission), sympy, sparsity)
     builder = None if public is None else _builder(name, public, arity)
     OPS[name] = op
     if builder is not None:

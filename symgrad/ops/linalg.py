@@ -49,7 +49,37 @@ def _matmul_vjp(g, out, a, b):
     return [unbroadcast(grad_a, a.shape, leading), unbroadcast(grad_b, b.shape, leading)]
 
 
-defop("matmul", 2, _matmul_shape, "{0} @ {1}", _matmul_vjp)
+# Past this many (result entry, operand entry) pairs, a product's pattern is taken as dense
+MATMUL_PAIRS_LIMIT = 10**7
+
+
+def _matmul_sparsity(shapes, out_shape, values):
+    """Entry (i, j) of a @ b depends on a[i, k] and b[k, j] for the k where the other operand
+    can be nonzero: where it is a constant, its nonzeros; otherwise every k. Batched products
+    are taken as dense."""
+    a, b = shapes
+    if len(a) > 2 or len(b) > 2:
+        return ["dense", "dense"]
+    rows, inner = (1,) + tuple(a) if len(a) == 1 else tuple(a)
+    columns = 1 if len(b) == 1 else b[1]
+
+    def nonzeros(value, shape):
+        if value is None:
+            return np.nonzero(np.ones(shape, dtype=bool))
+        return np.nonzero(np.reshape(value, shape))
+    a_rows, a_inner = nonzeros(values[0], (rows, inner))
+    b_inner, b_columns = nonzeros(values[1], (inner, columns))
+    if max(a_rows.size * columns, b_inner.size * rows) > MATMUL_PAIRS_LIMIT:
+        return ["dense", "dense"]
+    j = np.arange(columns)
+    i = np.arange(rows)
+    through_b = ((a_rows[:, None] * columns + j).ravel(), (a_inner[:, None] * columns + j).ravel())
+    through_a = ((i[:, None] * columns + b_columns).ravel(),
+                 (i[:, None] * inner + b_inner).ravel())
+    return [through_a, through_b]
+
+
+defop("matmul", 2, _matmul_shape, "{0} @ {1}", _matmul_vjp, sparsity=_matmul_sparsity)
 
 
 @public("matmul")

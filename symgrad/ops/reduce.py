@@ -27,6 +27,36 @@ def _kept(e, axis, keepdims):
     return e if keepdims or not e.ndim else expand_dims(e, axis)
 
 
+# -- which entries a reduction's result depends on (Op.sparsity) -------------------------------------
+
+
+def _groups_along(shape, axis):
+    """The operand's flat indices as rows of a (groups, group size) array: each row the entries
+    that differ only along ``axis`` (negative axes), in ascending order along them."""
+    ndim = len(shape)
+    kept = [a for a in range(-ndim, 0) if a not in axis]
+    order = tuple(a + ndim for a in kept) + tuple(a + ndim for a in axis)
+    size = math.prod(shape[a] for a in axis)
+    return np.transpose(np.arange(math.prod(shape)).reshape(shape), order).reshape(-1, size)
+
+
+def along_axes_sparsity(shapes, out_shape, values, axis, **attrs):
+    """A reduction over ``axis``: result entry k (the kept axes in order) depends on the entries
+    of the k-th group; a normaliser (softmax: the operand's shape) on every entry of its own."""
+    groups = _groups_along(shapes[0], axis)
+    if math.prod(out_shape) == groups.shape[0]:
+        return [(np.repeat(np.arange(groups.shape[0]), groups.shape[1]), groups.ravel())]
+    return [(np.repeat(groups, groups.shape[1], axis=1).ravel(),
+             np.tile(groups, (1, groups.shape[1])).ravel())]
+
+
+def scan_sparsity(shapes, out_shape, values, axis):
+    """A running sum or product: entry p along the axis depends on the entries up to p."""
+    groups = _groups_along(shapes[0], (axis,))
+    later, earlier = np.tril_indices(groups.shape[1])
+    return [(groups[:, later].ravel(), groups[:, earlier].ravel())]
+
+
 # -- sum, whose adjoint is broadcast_to_like (ops.shape) ---------------------------------------------
 
 
@@ -95,7 +125,7 @@ def _sum_simplify(inputs, axis, keepdims):
 _emit_sum = emit_reduction("sum", "add")
 
 defop("sum", 1, reduced_shape, _emit_sum, _sum_vjp, simplify=_sum_simplify, reduces_masks=True,
-      sympy=sympy_operand)
+      sympy=sympy_operand, sparsity=along_axes_sparsity)
 
 
 # -- mean ------------------------------------------------------------------------------------------
@@ -146,7 +176,8 @@ def _emit_mean(ctx):
 
 
 defop("mean", 1, reduced_shape, _emit_mean, _mean_vjp, reduces_masks=True,
-      simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None, sympy=sympy_operand)
+      simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None, sympy=sympy_operand,
+      sparsity=along_axes_sparsity)
 
 
 @public("mean", static=("axis", "keepdims"))
@@ -217,11 +248,11 @@ def _extremum_vjp(g, out, x, axis, keepdims):
 
 defop("max", 1, _nonempty_reduced_shape,
       emit_reduction("max", "maximum", initial=_identity_over_named_axes(lowest=True)),
-      _extremum_vjp, dtype=same_dtype, sympy=sympy_operand,
+      _extremum_vjp, dtype=same_dtype, sympy=sympy_operand, sparsity=along_axes_sparsity,
       simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
 defop("min", 1, _nonempty_reduced_shape,
       emit_reduction("min", "minimum", initial=_identity_over_named_axes(lowest=False)),
-      _extremum_vjp, dtype=same_dtype, sympy=sympy_operand,
+      _extremum_vjp, dtype=same_dtype, sympy=sympy_operand, sparsity=along_axes_sparsity,
       simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
 
 
@@ -284,7 +315,7 @@ def _emit_logsumexp(ctx, weights=None):
 defop("logsumexp", 1, _nonempty_reduced_shape, _emit_logsumexp,
       lambda g, out, x, axis, keepdims: [_kept(g, axis, keepdims)
                                          * exp(x - _kept(out, axis, keepdims))],
-      sympy=sympy_operand)
+      sympy=sympy_operand, sparsity=along_axes_sparsity)
 
 
 @public("logsumexp", static=("axis", "keepdims"))
@@ -342,9 +373,11 @@ def _normaliser_shape(shapes, axis):
 
 # d softmax = diag(p) - p p^T applied to g; d log_softmax = I - 1 p^T applied to g
 defop("softmax", 1, _normaliser_shape, _emit_softmax,
-      lambda g, out, x, axis: [out * (g - apply("sum", g * out, axis=axis, keepdims=True))])
+      lambda g, out, x, axis: [out * (g - apply("sum", g * out, axis=axis, keepdims=True))],
+      sparsity=along_axes_sparsity)
 defop("log_softmax", 1, _normaliser_shape, _emit_log_softmax,
-      lambda g, out, x, axis: [g - exp(out) * apply("sum", g, axis=axis, keepdims=True)])
+      lambda g, out, x, axis: [g - exp(out) * apply("sum", g, axis=axis, keepdims=True)],
+      sparsity=along_axes_sparsity)
 
 
 @public("softmax", static=("axis",))
@@ -443,7 +476,7 @@ def _scan_axis(x, axis):
 # the adjoint of a running sum is the running sum from the other end
 defop("cumsum", 1, _scan_shape, emit_scan("add"),
       lambda g, out, x, axis: [_flip(apply("cumsum", _flip(g, axis), axis=axis), axis)],
-      reduces_masks=True)
+      reduces_masks=True, sparsity=scan_sparsity)
 
 
 @public("cumsum", static=("axis",))
@@ -484,7 +517,8 @@ def _cumprod_vjp(g, out, x, axis):
     return [before * _suffix_weighted_sums(g, x, axis)]
 
 
-defop("cumprod", 1, _scan_shape, emit_scan("multiply"), _cumprod_vjp, reduces_masks=True)
+defop("cumprod", 1, _scan_shape, emit_scan("multiply"), _cumprod_vjp, reduces_masks=True,
+      sparsity=scan_sparsity)
 
 
 @public("cumprod", static=("axis",))
@@ -524,7 +558,7 @@ def _others_product(x, axis):
 
 defop("prod", 1, reduced_shape, emit_reduction("prod", "multiply"),
       lambda g, out, x, axis, keepdims: [_kept(g, axis, keepdims) * _others_product(x, axis)],
-      reduces_masks=True, sympy=sympy_operand,
+      reduces_masks=True, sympy=sympy_operand, sparsity=along_axes_sparsity,
       simplify=lambda inputs, axis, keepdims: inputs[0] if not axis else None)
 
 
@@ -576,8 +610,9 @@ def _std_vjp(g, out, x, axis, keepdims, ddof):
     return [_kept(g, axis, keepdims) * centred / (dof * _kept(out, axis, keepdims))]
 
 
-defop("variance", 1, reduced_shape, _emit_spread("var"), _variance_vjp)
-defop("std", 1, reduced_shape, _emit_spread("std"), _std_vjp)
+defop("variance", 1, reduced_shape, _emit_spread("var"), _variance_vjp,
+      sparsity=along_axes_sparsity)
+defop("std", 1, reduced_shape, _emit_spread("std"), _std_vjp, sparsity=along_axes_sparsity)
 
 
 def _ddof(ddof):
@@ -740,7 +775,7 @@ def _norm_vjp(g, out, x, axis, keepdims):
     return [_kept(g, axis, keepdims) * (x / positive)]
 
 
-defop("norm", 1, reduced_shape, _emit_norm, _norm_vjp)
+defop("norm", 1, reduced_shape, _emit_norm, _norm_vjp, sparsity=along_axes_sparsity)
 
 
 def _matrix_norm(x, order, rows, columns):

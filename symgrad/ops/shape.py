@@ -47,7 +47,7 @@ def _broadcast_simplify(inputs):
 
 defop("broadcast_to_like", 2, _broadcast_shape, _emit_broadcast, _broadcast_vjp,
       dtype=same_dtype, simplify=_broadcast_simplify, nondifferentiable=(1,), view=True,
-      sympy=sympy_operand)
+      sympy=sympy_operand, sparsity="moves")
 
 
 def broadcast_to_like(x, like):
@@ -115,7 +115,7 @@ def _emit_expand_dims(ctx):
 
 defop("expand_dims", 1, _expanded_shape, _emit_expand_dims,
       lambda g, out, x, axis: [squeeze(g, axis)], dtype=same_dtype,
-      simplify=_view_simplify(np.expand_dims), view=True, sympy=sympy_operand)
+      simplify=_view_simplify(np.expand_dims), view=True, sympy=sympy_operand, sparsity="moves")
 
 
 @op_function("expand_dims")
@@ -135,7 +135,7 @@ def _squeezed_shape(shapes, axis, **_):
 
 defop("squeeze", 1, _squeezed_shape, "np.squeeze({0}, {axis})",
       lambda g, out, x, axis: [expand_dims(g, axis)], dtype=same_dtype,
-      simplify=_view_simplify(np.squeeze), view=True, sympy=sympy_operand)
+      simplify=_view_simplify(np.squeeze), view=True, sympy=sympy_operand, sparsity="moves")
 
 
 @op_function("squeeze")
@@ -198,7 +198,7 @@ def _emit_shape(ctx, shape):
 defop("reshape", 1, lambda shapes, shape: shape,
       lambda ctx: f"np.reshape({ctx.args[0]}, {_emit_shape(ctx, ctx.attrs['shape'])})",
       lambda g, out, x, shape: [reshape_like(g, x, _leading_axes(g, out))], dtype=same_dtype,
-      view=True, sympy=sympy_operand)
+      view=True, sympy=sympy_operand, sparsity="moves")
 
 
 def _reshape_like_shape(shapes, keep):
@@ -218,7 +218,7 @@ def _emit_reshape_like(ctx):
 
 defop("reshape_like", 2, _reshape_like_shape, _emit_reshape_like,
       lambda g, out, x, like, keep: [reshape_like(g, x, _leading_axes(g, out)), None],
-      dtype=same_dtype, nondifferentiable=(1,), view=True, sympy=sympy_operand,
+      dtype=same_dtype, nondifferentiable=(1,), view=True, sympy=sympy_operand, sparsity="moves",
       simplify=lambda inputs, keep: inputs[0] if inputs[0].shape == tuple(
           inputs[0].shape[:keep]) + tuple(inputs[1].shape) else None)
 
@@ -286,7 +286,7 @@ def _transpose_simplify(inputs, axes):
 
 
 defop("transpose", 1, _transposed_shape, _emit_transpose, _transpose_vjp, dtype=same_dtype,
-      simplify=_transpose_simplify, view=True, sympy=sympy_operand)
+      simplify=_transpose_simplify, view=True, sympy=sympy_operand, sparsity="moves")
 
 
 @public("transpose", static=("axes",))
@@ -411,7 +411,7 @@ defop("getitem", 1, _indexed_shape, _emit_getitem,
       lambda g, out, x, index: [apply("index_grad", g, x, index=index,
                                       keep=_leading_axes(g, out))],
       dtype=same_dtype, simplify=lambda inputs, index: _getitem_simplify(inputs[0], index),
-      view=True, sympy=sympy_operand)
+      view=True, sympy=sympy_operand, sparsity="moves")
 
 
 def _python_index(index):
@@ -497,7 +497,7 @@ def _index_grad_vjp(g, out, x, like, index, keep):
 
 defop("index_grad", 2,
       lambda shapes, index, keep: tuple(shapes[0][:keep]) + tuple(shapes[1]),
-      _emit_index_grad, _index_grad_vjp, nondifferentiable=(1,))
+      _emit_index_grad, _index_grad_vjp, nondifferentiable=(1,), sparsity="moves")
 
 
 def _index_add_shape(shapes, index, keep):
@@ -524,7 +524,7 @@ defop("index_add", 2, _index_add_shape,
       lambda ctx: [f"{ctx.out} = np.array({ctx.args[0]})", *_added_into(ctx, ctx.out)],
       _index_add_vjp,
       numpy_into=lambda ctx: [*_added_into(ctx, ctx.into), f"{ctx.out} = {ctx.into}"],
-      into_positions=(0,))
+      into_positions=(0,), sparsity="moves")
 
 
 def least_lengths(op, shapes, attrs):
@@ -604,7 +604,8 @@ def _concatenate_vjp(g, out, *parts, axis):
 
 
 defop("concatenate", None, _concatenated_shape, _emit_concatenate, _concatenate_vjp,
-      simplify=lambda inputs, axis: inputs[0] if len(inputs) == 1 else None, sympy=sympy_operand)
+      simplify=lambda inputs, axis: inputs[0] if len(inputs) == 1 else None, sympy=sympy_operand,
+      sparsity="moves")
 
 
 @public("concatenate", static=("axis",))
@@ -798,7 +799,7 @@ def _gather_vjp(g, out, x, *indices, index):
 
 
 defop("gather", None, _gather_shape, _emit_gather, _gather_vjp, dtype=same_dtype,
-      nondifferentiable=_INDEX_OPERANDS, loop=None)
+      nondifferentiable=_INDEX_OPERANDS, loop=None, sparsity="moves")
 
 
 def _scatter_add_shape(shapes, index):

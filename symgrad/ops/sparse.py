@@ -1,0 +1,34 @@
+"""Sparse results: csr_matrix, a SciPy CSR matrix made of its nonzeros and a structure fixed when
+the graph is built (a sparse Jacobian's or Hessian's: symgrad.sparsity builds them).
+Imports ops.core.
+"""
+
+from ..errors import ShapeError
+from .core import defop, literal
+
+
+def _csr_shape(shapes, shape, colors, method):
+    data, indices, indptr = shapes
+    if len(data) != 1 or tuple(indices) != tuple(data) or tuple(indptr) != (shape[0] + 1,):
+        raise ShapeError(f"a CSR matrix of shape {shape} takes its nonzeros and their columns "
+                         f"as 1-D arrays of one length and {shape[0] + 1} row pointers, got "
+                         f"{data}, {indices} and {indptr}")
+    return tuple(shape)
+
+
+def _emit_csr(ctx):
+    # the structure in arrays of the matrix's own, so that no call's matrix shares them with the
+    # next, and as int32 where it fits, as SciPy makes them (its solvers convert int64 ones)
+    data, indices, indptr = ctx.args
+    sparse = ctx.library("sparse")
+    wide = max(ctx.shapes[0][0], ctx.shape[1]) >= 2**31
+    index_type = "np.int64" if wide else "np.int32"
+    return (f"{sparse}.csr_array(({data}, {indices}.astype({index_type}), "
+            f"{indptr}.astype({index_type})), shape={literal(ctx.shape)})")
+
+
+# A terminal value: no op reads it (codegen refuses one that does) and no gradient flows
+# through it; its matrix holds the nonzeros' array, a view in codegen's sense. ``colors`` and
+# ``method`` say how its nonzeros were computed (symgrad.sparsity).
+defop("csr_matrix", 3, _csr_shape, _emit_csr, None, nondifferentiable=(1, 2), view=True,
+      fresh=True, foldable=False, loop=None)
