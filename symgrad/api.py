@@ -297,8 +297,8 @@ def _entry(binding, name, entry_source, namespace):
 _MISSING = type("Missing", (), {"__repr__": lambda self: "<missing>"})()
 
 
-# "numba" (symgrad.fuse) when Numba is installed: pip install 'symgrad[numba]'; "array_api"
-# (symgrad.array_api) when array-api-compat is: pip install 'symgrad[array-api]'
+# "numba" (symgrad.fuse) when Numba is installed: pip install -e ".[numba]"; "array_api"
+# (symgrad.array_api) when array-api-compat is: pip install -e ".[array-api]"
 BACKENDS = ("numpy",) + (("numba",) if numba_available() else ()) \
     + (("array_api",) if array_api_available() else ())
 EXTRAS = {"numba": ("Numba", "numba"), "array_api": ("array-api-compat", "array-api")}
@@ -326,7 +326,7 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
     if backend in EXTRAS and backend not in BACKENDS:
         package, extra = EXTRAS[backend]
         raise SymgradError(f"backend {backend!r} needs {package}, which is not installed: "
-                           f"pip install 'symgrad[{extra}]'")
+                           f"pip install -e '.[{extra}]' in a clone of symgrad")
     if backend not in BACKENDS:
         raise SymgradError(f"backend {backend!r} is not available; available: "
                            f"{', '.join(BACKENDS)}")
@@ -405,7 +405,17 @@ def hessian(f, wrt, disconnected="raise", sparse=False):
     """Second derivatives of scalar ``f`` (symgrad.differentiate.hessian). With ``sparse=True``,
     for a 1-D variable ``wrt``: an expression whose compiled value is a SciPy CSR array of shape
     ``(wrt.size, wrt.size)``, computed in one compressed pass over a symmetric (star) colouring
-    of its pattern."""
+    of its pattern.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x", shape=(2,))
+    >>> sg.compile(sg.hessian(x[0] ** 2 * x[1], x), [x])(np.array([1.0, 3.0]))
+    array([[6., 2.],
+           [2., 0.]])
+    >>> H = sg.compile(sg.hessian(sg.sum(x ** 3), x, sparse=True), [x])(np.array([1.0, 2.0]))
+    >>> H.format, H.nnz, H.toarray().tolist()
+    ('csr', 2, [[6.0, 0.0], [0.0, 12.0]])
+    """
     if sparse:
         return sparse_hessian(f, wrt, disconnected)
     return differentiate.hessian(f, wrt, disconnected)

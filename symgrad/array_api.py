@@ -596,7 +596,7 @@ def _compat():
         import array_api_compat
     except ImportError:
         raise SymgradError("backend 'array_api' needs array-api-compat: "
-                           "pip install 'symgrad[array-api]'") from None
+                           "pip install -e '.[array-api]' in a clone of symgrad") from None
     return array_api_compat
 
 

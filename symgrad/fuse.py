@@ -157,7 +157,8 @@ def generate_fused(graph, outputs, inputs, function_name):
     try:
         import numba  # noqa: F401 (imported for its availability; the kernel module uses it)
     except ImportError:
-        raise SymgradError("backend 'numba' needs Numba: pip install 'symgrad[numba]'") from None
+        raise SymgradError("backend 'numba' needs Numba: "
+                           "pip install -e '.[numba]' in a clone of symgrad") from None
     source, namespace, module_source, kernels = generate_numba(graph, outputs, inputs,
                                                                function_name)
     if module_source:

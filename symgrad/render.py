@@ -378,7 +378,7 @@ def matplotlib_picture(drawn, target, image_format):
         from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
     except ImportError:
         raise SymgradError(f"drawing .{image_format} without Graphviz's 'dot' needs matplotlib: "
-                           f"pip install 'symgrad[pictures]'") from None
+                           f"pip install -e '.[pictures]' in a clone of symgrad") from None
     placed, width, height = _layout(drawn)
     dpi = min(100.0, 100.0 * _MAX_PIXELS / max(width, height))    # the layout is at 100 dpi
     figure = Figure(figsize=(width / 100.0, height / 100.0), dpi=dpi)

@@ -420,15 +420,25 @@ def pattern_of(matrix):
 def draw_sparsity(matrix, path, title=None):
     """Draw the nonzero pattern of ``matrix`` (a sparse result of sg.jacobian or sg.hessian, a
     pattern of sg.sparsity, any SciPy sparse matrix or NumPy array) as a spy plot to ``path``
-    (.png, .svg or .pdf: matplotlib, ``pip install 'symgrad[pictures]'``); the title says its
-    shape, its nonzeros and, for a sparse result, its colours."""
+    (.png, .svg or .pdf: matplotlib, ``pip install -e ".[pictures]"``); the title says its
+    shape, its nonzeros and, for a sparse result, its colours.
+
+    >>> import os, tempfile
+    >>> import symgrad as sg
+    >>> x = sg.var("x", shape=(6,))
+    >>> J = sg.jacobian(x[1:] * x[:-1], x, sparse=True)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     sg.draw_sparsity(J, os.path.join(folder, "spy.png"))
+    ...     os.listdir(folder)
+    ['spy.png']
+    """
     try:
         import matplotlib
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
     except ImportError:
-        raise SymgradError("draw_sparsity needs matplotlib: pip install "
-                           "'symgrad[pictures]'") from None
+        raise SymgradError("draw_sparsity needs matplotlib: pip install -e "
+                           "'.[pictures]' in a clone of symgrad") from None
     pattern = pattern_of(matrix)
     if title is None:
         title = f"{pattern.shape[0]} x {pattern.shape[1]}, {pattern.nnz:,} nonzeros"
