@@ -3,7 +3,7 @@ and then gives Expr the methods that build ops of those families.
 
 Its modules import only those before them in this order (tests/test_layering.py checks it):
 core <- shape <- elementwise <- special <- reduce <- linalg <- arrays <- order <- matrix
-<- convolution <- decompositions <- stability <- custom <- printing <- methods.
+<- convolution <- decompositions <- stability <- custom <- loops <- printing <- methods.
 """
 
 from .core import (OPS, PUBLIC, Emission, Expr, Op, Public, apply, broadcast_shapes, check_name, check_shape, const, defop, graph_of,
@@ -14,6 +14,7 @@ from . import matrix  # noqa: F401 (registers the solves, inverses, determinants
 from . import convolution  # noqa: F401 (registers convolution and pooling)
 from . import decompositions  # noqa: F401 (registers eigh, svd, qr, expm, norm's ord 2)
 from .custom import custom_gradient
+from .loops import fori_loop, scan
 from .elementwise import (absolute, add, clip, cos, divide, exp, expm1, heaviside, leaky_relu, log,
                           log1p, maximum, minimum, multiply, negative, power, relu, sigmoid, sign,
                           sin, softplus, sqrt, subtract, tan, tanh, where)
