@@ -374,3 +374,87 @@ def test_pickled_loops_compile_in_the_copy():
     expected = sg.compile([final, sg.grad(sg.sum(ys), x)], inputs=[x])(value)
     for a, b in zip(pickle.loads(pickle.dumps(fn))(value), expected):
         np.testing.assert_allclose(a, b)
+
+
+# -- the other backends -----------------------------------------------------------------------------
+
+
+def test_array_api_and_numba_backends_agree_with_numpy():
+    with sg.use_graph():
+        loss, grads, inputs = char_rnn(6, looped=True)
+        functions = {backend: sg.compile([loss, *grads], inputs=inputs, backend=backend)
+                     for backend in ("numpy", "array_api", "numba")}
+    data = rnn_data(6)
+    expected = functions["numpy"](*data)
+    for backend in ("array_api", "numba"):
+        for a, b in zip(functions[backend](*data), expected):
+            np.testing.assert_allclose(np.asarray(a), b, rtol=1e-12, atol=1e-14)
+
+
+def test_array_api_loops_on_immutable_arrays():
+    xp = pytest.importorskip("array_api_strict")
+    xs, w = sg.var("xs", shape=(5, 3)), sg.var("w", shape=(3,))
+    final, ys = sg.scan(lambda c, x: (sg.tanh(c * w + x), c * x), w, xs, reverse=True)
+    outputs = [final, ys, sg.grad(sg.sum(ys) + sg.sum(final), w)]
+    api = sg.compile(outputs, inputs=[xs, w], backend="array_api")
+    reference = sg.compile(outputs, inputs=[xs, w])
+    rng = np.random.default_rng(5)
+    data = [rng.standard_normal((5, 3)), rng.standard_normal(3)]
+    for a, b in zip(api(*[xp.asarray(d) for d in data]), reference(*data)):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-13)
+    empty = sg.scan(lambda c, x: (c + x, c * x), w, xs[:0])[1]
+    got = sg.compile(empty, inputs=[xs, w], backend="array_api")(*[xp.asarray(d) for d in data])
+    assert tuple(got.shape) == (0, 3)
+
+
+# -- the optimiser inside loops ---------------------------------------------------------------------
+
+
+def test_explain_names_what_was_hoisted_and_the_optimiser_keeps_the_numbers():
+    with sg.use_graph():
+        loss, grads, inputs = char_rnn(7, looped=True)
+        optimized = sg.compile([loss, grads[1]], inputs=inputs)
+        plain = sg.compile([loss, grads[1]], inputs=inputs, optimize=False)
+    assert "hoist_loop_invariant: transpose(Wh) computed once, outside the loop" \
+        in optimized.rewrites
+    data = rnn_data(7)
+    for a, b in zip(optimized(*data), plain(*data)):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    # only Wh's gradient is read: the other accumulators (all but it and the state's
+    # cotangent) and what only they read are dropped
+    assert any(r.startswith("drop_unread_loop_results: scan: 3 of 5 carries")
+               for r in optimized.rewrites), optimized.rewrites
+    assert "Wx.T" in plain.source and "Wx.T" not in optimized.source
+
+
+def test_a_loop_built_in_a_loop():
+    # c_{t+1} = sum over an inner loop of three steps: nested bodies, differentiated twice
+    x = sg.var("x")
+    w = sg.var("w", shape=(3,))
+
+    def outer(c, _):
+        inner, ys = sg.scan(lambda d, v: (d * v + c, d), c, w)
+        return sg.sin(inner) + sg.sum(ys), None
+    final, _ = sg.scan(outer, x, length=2)
+    first = sg.grad(final, [x, w])
+    second = sg.grad(first[0], x)
+    fn = sg.compile([final, *first, second], inputs=[x, w])
+
+    def reference(x, w):
+        c = x
+        for _ in range(2):
+            d, total = c, 0.0
+            for v in w:
+                total += d
+                d = d * v + c
+            c = np.sin(d) + total
+        return c
+    value = np.array([0.3, -0.5, 0.8])
+    got = fn(0.4, value)
+    assert got[0] == pytest.approx(reference(0.4, value))
+    assert got[1] == pytest.approx((reference(0.4 + 1e-6, value) - reference(0.4 - 1e-6, value))
+                                   / 2e-6, rel=1e-6)
+    np.testing.assert_allclose(got[2], central(lambda v: reference(0.4, v), value), rtol=1e-6)
+    eps = 1e-4
+    assert got[3] == pytest.approx((fn(0.4 + eps, value)[1] - fn(0.4 - eps, value)[1])
+                                   / (2 * eps), rel=1e-6)

@@ -120,7 +120,8 @@ def render_loop(renderer, step, lines):
     for k, placeholder in enumerate(body.xs):
         name = renderer.claim(naming.SLICE)
         names[placeholder] = name
-        step_lines.append(f"{name} = {renderer.operand(inputs[count_carries + k])}[{index}]")
+        scanned = renderer.operand(inputs[count_carries + k])
+        step_lines.append(f"{name} = {renderer.loop_slice(scanned, index)}")
     inner = renderer.nested(inner_plan, names)
     step_lines.extend(inner.body())
     for value, name in stacks.items():
@@ -133,7 +134,10 @@ def render_loop(renderer, step, lines):
         step_lines.append("pass")
     loop_lines.extend(f"    {line}" for line in step_lines)
     for value, name in stacks.items():
-        loop_lines.extend(renderer.loop_stack_end(name, backwards))
+        value_data = body.graph._node[value]
+        shape = [steps, *(str(d) if isinstance(d, int) else renderer.dim(d)
+                          for d in value_data["shape"])]
+        loop_lines.extend(renderer.loop_stack_end(name, backwards, shape, value_data["dtype"]))
     for position, j in enumerate(carries):
         for member in finals.get(j, ()):
             renderer.names[member] = carry_names[position]
@@ -144,18 +148,47 @@ def render_loop(renderer, step, lines):
     lines.extend(loop_lines)
 
 
+def numpy_slice(array, index):
+    """Source of the slice a step reads of a scanned array."""
+    return f"{array}[{index}]"
+
+
+def array_api_slice(array, index):
+    return f"{array}[{index}, ...]"    # the standard leaves the other axes' slices implicit
+
+
 def numpy_stack_start(name, shape, dtype):
     """The statements allocating a stacked result before its loop (NumPy: one array)."""
-    dims = ", ".join(shape) + ("," if len(shape) == 1 else "")
-    return [f"{name} = np.empty(({dims}), {scalar_type(dtype)})"]
+    return [f"{name} = np.empty({_tuple_source(shape)}, {scalar_type(dtype)})"]
 
 
 def numpy_stack_put(name, index, value):
     return [f"{name}[{index}] = {value}"]
 
 
-def numpy_stack_end(name, backwards):
+def numpy_stack_end(name, backwards, shape, dtype):
     return []
+
+
+def _tuple_source(shape):
+    return "(" + ", ".join(shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def list_stack_start(name, shape, dtype):
+    """The same for arrays that may be immutable (the array API's): a list of the slices,
+    stacked after the loop."""
+    return [f"{name} = []"]
+
+
+def list_stack_put(name, index, value):
+    return [f"{name}.append({value})"]
+
+
+def list_stack_end(name, backwards, shape, dtype):
+    stacked = f"np.get_at(np.stack({name}), np.s_[::-1, ...])" if backwards \
+        else f"np.stack({name})"
+    empty = f"np.empty({_tuple_source(shape)}, dtype=np.{dtype})"
+    return [f"{name} = {stacked} if {name} else {empty}"]
 
 
 __all__ = ["BODY_PASSES", "OPS", "is_loop", "render_loop"]

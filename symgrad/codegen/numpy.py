@@ -162,6 +162,7 @@ class NumpyRenderer(FunctionNames):
         return inner
 
     # a stacked result of a loop: allocated before it, one slice written a step
+    loop_slice = staticmethod(loops.numpy_slice)
     loop_stack_start = staticmethod(loops.numpy_stack_start)
     loop_stack_put = staticmethod(loops.numpy_stack_put)
     loop_stack_end = staticmethod(loops.numpy_stack_end)

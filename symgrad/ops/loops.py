@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import ShapeError, SymgradError
 from ..graph import Graph
 from .arrays import moveaxis
-from .core import Expr, apply, const, defop, graph_of, lift, static_shape
+from .core import Applied, Expr, apply, const, defop, graph_of, lift, static_shape
 from .shape import broadcast_to_like, expand_dims, zeros_like
 from .reduce import sum as reduce_sum
 
@@ -396,7 +396,25 @@ def scan(step, init, xs=None, length=None, reverse=False):
                         length=steps) for k in range(len(carries))]
         stacked = [apply("scan", *operands, body=body, output=("stacked", node),
                          reverse=bool(reverse), length=steps) for node in body.ys]
+        _note_hoisted(graph, finals + stacked, [v for v in closed_values if v >= mark_traced])
     return _unflatten(init_structure, finals), _unflatten(y_structure, stacked)
+
+
+def _note_hoisted(graph, results, hoisted):
+    """Say in the loop's rewrite log (compile's explain) which values its step computes were
+    computed once, outside it."""
+    if not hoisted:
+        return
+    nodes = graph._node
+
+    def named(node):
+        data = nodes[node]
+        return data["attrs"]["name"] if data["op"] == "var" else data["op"]
+    records = [Applied("hoist_loop_invariant",
+                       f"{nodes[n]['op']}({', '.join(named(i) for i in nodes[n]['inputs'])}) "
+                       f"computed once, outside the loop") for n in hoisted]
+    for result in results:
+        graph.note_rewrites(result.node, records)
 
 
 def _discard_trace(graph, mark, kept, placeholders):
@@ -602,6 +620,11 @@ def _reverse_scan(g, out, inputs, body, output, reverse, length):
     for (i, _), node in zip(recipe.x_bars, reverse_body.ys):
         stacked = result("stacked", node)
         gradients[count_carries + i] = moveaxis(stacked, 0, leading) if leading else stacked
+    substituted = set(substitute.values())
+    made = [result("final", k) for k in range(len(reverse_body.carries))] + \
+        [result("stacked", node) for node in reverse_body.ys]
+    _note_hoisted(graph, made, [v for v in closed_values if v not in substituted
+                                and graph._node[v]["op"] != "const"])
     return gradients
 
 
