@@ -458,3 +458,69 @@ def test_a_loop_built_in_a_loop():
     eps = 1e-4
     assert got[3] == pytest.approx((fn(0.4 + eps, value)[1] - fn(0.4 - eps, value)[1])
                                    / (2 * eps), rel=1e-6)
+
+
+# -- random loops against the unrolled loop (Hypothesis) -------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from test_properties import GraphDrawer  # noqa: E402
+
+
+def replay(graph, output, bound):
+    """``output`` of ``graph`` built again in the current graph, its variables ``bound`` (name
+    -> Expr) and its constants copied."""
+    built = {}
+    for node in graph.ancestors_in_order([output]):
+        data = graph.nodes[node]
+        if data["op"] == "var":
+            built[node] = bound[data["attrs"]["name"]]
+        elif data["op"] == "const":
+            built[node] = sg.const(data["value"])
+        else:
+            built[node] = sg.ops.apply(data["op"], *[built[i] for i in data["inputs"]],
+                                       **data["attrs"])
+    return built[output]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_random_loops_match_the_unrolled_loop(data):
+    """A body drawn by the property tests' generator from the carry, the slice and weights;
+    1 to 5 steps; values and gradients against the loop written out."""
+    shapes = [(), (3,), (2, 3)]
+    carry_shape = data.draw(st.sampled_from(shapes), label="carry")
+    slice_shape = data.draw(st.sampled_from(shapes), label="slice")
+    with sg.use_graph() as drawn:
+        drawer = GraphDrawer(data.draw)
+        drawer.pool += [drawer.variable(carry_shape), drawer.variable(slice_shape)]
+        y = drawer.build(data.draw(st.integers(1, 6), label="ops"))
+    names = list(drawer.variables)
+    specs = {name: drawer.variables[name].shape for name in names}
+    steps = data.draw(st.integers(1, 5), label="steps")
+    batch = data.draw(st.integers(1, 3), label="batch")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+
+    def concrete(shape):
+        return tuple(batch if d == "b" else d for d in shape)
+    values = [rng.uniform(-1.0, 1.0, concrete(specs[names[0]])),
+              rng.uniform(-1.0, 1.0, (steps, *concrete(specs[names[1]])))] + \
+        [rng.uniform(-1.0, 1.0, concrete(specs[n])) for n in names[2:]]
+
+    results = []
+    for scan in (sg.scan, unrolled_scan):
+        with sg.use_graph():
+            init = sg.var("init", shape=specs[names[0]])
+            xs = sg.var("xs", shape=(steps, *specs[names[1]]))
+            weights = {n: sg.var(n, shape=specs[n]) for n in names[2:]}
+
+            def step(c, x):
+                out = replay(drawn, y.node, {names[0]: c, names[1]: x, **weights})
+                return 0.5 * c + 0.5 * sg.tanh(sg.sum(out)), sg.tanh(out)
+            final, ys = scan(step, init, xs)
+            f = sg.sum(final) + 0.5 * sg.sum(ys)
+            inputs = [init, xs, *weights.values()]
+            grads = sg.grad(f, inputs, disconnected="zero")
+            results.append(sg.compile([f, final, ys, *grads], inputs=inputs)(*values))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True)
