@@ -165,7 +165,7 @@ def test_rk4_gradient_and_hvp_against_differences():
     np.testing.assert_allclose(hz, (plus[2] - minus[2]) / (2 * eps), rtol=1e-5)
 
 
-# -- values against the unrolled loop ---------------------------------------------------------------
+# -- values against the unrolled loop --------------------------------------------------------------
 
 
 def compare(build, inputs, data, **compile_options):
@@ -286,7 +286,7 @@ def test_jacobian_hessian_and_jvp_against_the_unrolled_graph():
     compare(build, inputs, [rng.standard_normal(s) for _, s in inputs])
 
 
-# -- errors: a failed call leaves the graph as it was -------------------------------------------------
+# -- errors: a failed call leaves the graph as it was ----------------------------------------------
 
 
 def graph_state(graph):
@@ -294,7 +294,8 @@ def graph_state(graph):
 
 
 @pytest.mark.parametrize("step, message", [
-    (lambda c, x: (c[:2], x), r"carry \(h\) enters the step with shape \(3,\).*leaves it with shape \(2,\)"),
+    (lambda c, x: (c[:2], x),
+     r"carry \(h\) enters the step with shape \(3,\).*leaves it with shape \(2,\)"),
     (lambda c, x: (c.astype("float32"), x), r"carry \(h\) .* dtype float64 .* dtype float32"),
     (lambda c, x: ((c, c), x), r"another structure"),
 ])
@@ -376,7 +377,7 @@ def test_pickled_loops_compile_in_the_copy():
         np.testing.assert_allclose(a, b)
 
 
-# -- the other backends -----------------------------------------------------------------------------
+# -- the other backends ----------------------------------------------------------------------------
 
 
 def test_array_api_and_numba_backends_agree_with_numpy():
@@ -407,7 +408,7 @@ def test_array_api_loops_on_immutable_arrays():
     assert tuple(got.shape) == (0, 3)
 
 
-# -- the optimiser inside loops ---------------------------------------------------------------------
+# -- the optimiser inside loops --------------------------------------------------------------------
 
 
 def test_explain_names_what_was_hoisted_and_the_optimiser_keeps_the_numbers():

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import ShapeError, SymgradError
 from ..graph import Graph
 from .arrays import moveaxis
-from .core import Applied, Expr, apply, const, defop, graph_of, lift, static_shape
+from .core import Applied, Expr, apply, const, defop, graph_of, lift, located, static_shape
 from .shape import broadcast_to_like, expand_dims, zeros_like
 from .reduce import sum as reduce_sum
 
@@ -309,8 +309,25 @@ def _scan_length(xs, length):
                              f"{lengths[0]!r} long")
         return length
     if not lengths:
-        raise ShapeError("scan needs xs to scan over or a length")
+        raise ShapeError("needs xs to scan over or a length")
     return lengths[0]
+
+
+def _checked_carries(carry_out, init_structure, carries, graph):
+    """The carry a step returned, as expressions, each of its carry's shape and dtype."""
+    out_leaves, out_structure = _flatten(carry_out, "carry")
+    if not _same_structure(out_structure, init_structure):
+        raise ShapeError(f"the step returns a carry of another structure than init's: "
+                         f"{len(out_leaves)} value(s) for {len(carries)}")
+    carry_out = [lift(leaf, graph, c.data["dtype"]) for leaf, c in zip(out_leaves, carries)]
+    for path, before, after in zip(_leaf_paths(init_structure), carries, carry_out):
+        if before.shape != after.shape or before.data["dtype"] != after.data["dtype"]:
+            name = f" ({before.name})" if before.name else ""
+            raise ShapeError(f"{_carry_label(path)}{name} enters the step with shape "
+                             f"{before.shape} and dtype {before.data['dtype']} and leaves it "
+                             f"with shape {after.shape} and dtype {after.data['dtype']}: a "
+                             f"carry keeps its shape and dtype")
+    return carry_out
 
 
 def _placeholder(graph, shape, dtype):
@@ -349,7 +366,7 @@ def scan(step, init, xs=None, length=None, reverse=False):
     >>> x = sg.var("x")
     >>> final, ys = scan(lambda c, _: (c * x, c), 1.0 * x, length=3)
     >>> sg.compile([final, ys], inputs=[x])(2.0)
-    (array(16.), array([2., 4., 8.]))
+    (np.float64(16.0), array([2., 4., 8.]))
     """
     if not callable(step):
         raise SymgradError("scan needs a callable step(carry, x) -> (carry, y)")
@@ -357,10 +374,12 @@ def scan(step, init, xs=None, length=None, reverse=False):
     xs_leaves, xs_structure = _flatten(xs, "xs")
     graph = graph_of(*init_leaves, *xs_leaves)
     with graph.atomic():
-        mark = graph.next_key
         carries = [lift(leaf, graph) for leaf in init_leaves]
         scanned = [lift(leaf, graph) for leaf in xs_leaves]
-        steps = _scan_length(scanned, length)
+        try:
+            steps = _scan_length(scanned, length)
+        except ShapeError as error:
+            raise located(error, "scan", carries + scanned) from None
         carry_in = [_placeholder(graph, c.shape, c.data["dtype"]) for c in carries]
         x_in = [_placeholder(graph, x.shape[1:], x.data["dtype"]) for x in scanned]
         mark_traced = graph.next_key
@@ -368,19 +387,11 @@ def scan(step, init, xs=None, length=None, reverse=False):
                       None if xs is None else _unflatten(xs_structure, x_in))
         if not isinstance(result, (tuple, list)) or len(result) != 2:
             raise SymgradError(f"a scan's step returns (carry, y), got {type(result).__name__}")
-        carry_out, ys = result
-        out_leaves, out_structure = _flatten(carry_out, "carry")
-        if not _same_structure(out_structure, init_structure):
-            raise ShapeError(f"the step returns a carry of another structure than init's: "
-                             f"{len(out_leaves)} value(s) for {len(carries)}")
-        carry_out = [lift(leaf, graph, c.data["dtype"]) for leaf, c in zip(out_leaves, carries)]
-        for path, before, after in zip(_leaf_paths(init_structure), carries, carry_out):
-            if before.shape != after.shape or before.data["dtype"] != after.data["dtype"]:
-                name = f" ({before.name})" if before.name else ""
-                raise ShapeError(f"{_carry_label(path)}{name} enters the step with shape "
-                                 f"{before.shape} and dtype {before.data['dtype']} and leaves "
-                                 f"it with shape {after.shape} and dtype {after.data['dtype']}: "
-                                 f"a carry keeps its shape and dtype")
+        try:
+            carry_out = _checked_carries(result[0], init_structure, carries, graph)
+        except ShapeError as error:
+            raise located(error, "scan", carries + scanned) from None
+        ys = result[1]
         y_leaves, y_structure = _flatten(ys, "y")
         y_out = [lift(leaf, graph) for leaf in y_leaves]
         loop = [e.node for e in carry_in + x_in]
@@ -439,17 +450,19 @@ def fori_loop(lower, upper, body, init):
     >>> import symgrad as sg
     >>> x = sg.var("x")
     >>> sg.compile(fori_loop(0, 4, lambda i, v: v * x + i, 0.0 * x), inputs=[x])(2.0)
-    array(11.)
+    np.float64(11.0)
     """
+    leaves, _ = _flatten(init, "init")
     for bound in (lower, upper):
         if isinstance(bound, bool) or not isinstance(bound, numbers.Integral):
-            raise ShapeError(f"fori_loop's bounds are ints (its number of steps is static), "
-                             f"got {bound!r}")
-    leaves, _ = _flatten(init, "init")
+            error = ShapeError(f"the bounds are ints (the number of steps is static), "
+                               f"got {bound!r}")
+            raise located(error, "fori_loop", leaves) from None
     graph = graph_of(*leaves)
-    indices = const(np.arange(int(lower), max(int(lower), int(upper)), dtype=np.int64), graph,
-                    dtype="int64")
-    final, _ = scan(lambda value, i: (body(i, value), None), init, indices)
+    with graph.atomic():        # a failed loop takes its indices back with it
+        indices = const(np.arange(int(lower), max(int(lower), int(upper)), dtype=np.int64),
+                        graph, dtype="int64")
+        final, _ = scan(lambda value, i: (body(i, value), None), init, indices)
     return final
 
 
