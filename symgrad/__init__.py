@@ -14,7 +14,7 @@ from .api import draw_sparsity, hessian, jacobian, sparsity
 from .differentiate import DisconnectedWarning, grad, hvp, jvp, vjp
 from .errors import ArgumentError, ParseError, ShapeError, SymgradError, UndefinedGradientError
 from .graph import Graph, default_graph, use_graph
-from .ops import OPS, PUBLIC, Expr, const, custom_gradient
+from .ops import OPS, PUBLIC, Expr, const, custom_gradient, fori_loop, scan
 from .parse import from_sympy, parse, to_sympy
 from . import numpy  # NumPy's functions on expressions: symgrad.numpy and symgrad.numpy.linalg
 
@@ -35,5 +35,6 @@ __all__ = sorted([
     "ParseError", "ShapeError", "SymgradError", "UndefinedGradientError", "check_grad",
     "compile", "custom_gradient", "defop", "const", "default_graph", "draw", "graph_stats",
     "show_graph", "to_dot", "from_sympy", "grad", "hessian", "hvp", "jacobian", "jvp", "parse",
-    "to_sympy", "use_graph", "var", "vjp", "__version__", "sparsity", "draw_sparsity", *PUBLIC,
+    "to_sympy", "use_graph", "var", "vjp", "__version__", "sparsity", "draw_sparsity", "scan",
+    "fori_loop", *PUBLIC,
 ])

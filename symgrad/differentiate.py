@@ -13,6 +13,7 @@ import numpy as np
 from .errors import InternalError, ShapeError, SymgradError, UndefinedGradientError
 from .ops import (OPS, Expr, broadcast_to_like, const, expand_dims, graph_of, identity_like,
                   static_shape, stop_gradient, sum, zeros_like)
+from .ops import loops
 from .ops.printing import to_text
 
 DISCONNECTED_POLICIES = ("raise", "warn", "zero")
@@ -45,23 +46,34 @@ def backprop(graph, output, cotangent, wrt):
     2. Keep the nodes on a differentiable path from a ``wrt`` node to the output.
     3. Visit them in reverse, summing each node's incoming contributions and calling its op's rule.
     """
+    return backprop_seeds(graph, [(output, cotangent)], wrt)
+
+
+def backprop_seeds(graph, seeds, wrt):
+    """backprop from several outputs at once: ``seeds`` is a list of (output node, its
+    cotangent), the cotangents with the same leading batch axes (a loop's body, whose carries
+    and stacked values each have one)."""
     nodes = graph._node             # networkx's node dicts, read directly in these linear loops
-    order = graph.ancestors_in_order([output])
+    outputs = [output for output, _ in seeds]
+    order = graph.ancestors_in_order(outputs)
     wrt = set(wrt)
     reaches_wrt = set()
     for node in order:
         data = nodes[node]
         if node in wrt or any(i in reaches_wrt for _, i in _differentiable_inputs(data)):
             reaches_wrt.add(node)
-    feeds_output = {output}
+    feeds_output = set(outputs)
     for node in reversed(order):
         if node in feeds_output:
             feeds_output.update(i for _, i in _differentiable_inputs(nodes[node]))
     on_path = reaches_wrt & feeds_output
 
-    level = max(nodes[output]["order"], cotangent.data["order"]) + 1
+    output, cotangent = seeds[0]
+    level = max(max(nodes[o]["order"], c.data["order"]) for o, c in seeds) + 1
     leading = cotangent.ndim - len(nodes[output]["shape"])
-    contributions = {output: [cotangent]}
+    contributions = {}
+    for seed, seed_cotangent in seeds:
+        contributions.setdefault(seed, []).append(seed_cotangent)
     gradients = {}
     for node in reversed(order):
         if node not in on_path or node not in contributions:
@@ -97,6 +109,13 @@ def backprop(graph, output, cotangent, wrt):
     connected = {w for w in wrt if w in feeds_output}
     return {w: gradients.get(w) for w in wrt}, connected
 
+
+def _loop_backprop(graph, seeds, wrt):
+    return backprop_seeds(graph, seeds, wrt)[0]
+
+
+# the derivative of a loop (ops.loops) differentiates its body with the same driver
+loops.DIFFERENTIATE["backprop"] = _loop_backprop
 
 
 def _rule_error(op, what):

@@ -321,6 +321,23 @@ class Graph(nx.DiGraph):
         # denote some later node
         self.remove_nodes_from(doomed)
 
+    def discard(self, doomed):
+        """Remove the nodes ``doomed`` (none of which a kept node reads), as a failed block's
+        rollback would: a loop's body, traced in this graph, moves to a graph of its own.
+        Their keys are not handed out again."""
+        doomed = set(doomed)
+        with self.lock:
+            self._undo = [(node, count) for node, count in self._undo if node not in doomed]
+            for node in doomed:
+                data = self.nodes[node]
+                if self._cons.get(data["key"]) == node:
+                    del self._cons[data["key"]]
+                if data["op"] == "var" and self._variables.get(data["attrs"]["name"]) == node:
+                    del self._variables[data["attrs"]["name"]]
+                self.name_hints.pop(node, None)
+                self.rewrites.pop(node, None)
+            self.remove_nodes_from(doomed)
+
     def readable_name(self, node):
         """The name a derivative result suggests for itself: ``d_out_d_x`` for a gradient,
         ``d2_out_d_x_d_y`` for a second derivative, ``hvp_out_x``; None for other nodes. The chain

@@ -12,7 +12,7 @@ from .errors import SymgradError
 
 # Names the emitted source itself relies on; a variable with one of these names is renamed.
 RESERVED = frozenset({"np", "special", "linalg", "stride_tricks", "float", "_sg_ws", "_sg_take",
-                      "_sg_give", "_sg_compress", "sparse"})
+                      "_sg_give", "_sg_compress", "sparse", "range"})
 # The entries' own names (an input with one of them is renamed in the entry).
 SCALAR_NAMES = frozenset({"math", "_sg_self", "_sg_missing", "_sg_float", "_sg_general",
                           "_sg_extra", "_sg_unexpected", "_sg_refusals", "type", "_sg_body", "_sg_ndarray",
@@ -22,6 +22,8 @@ FUNCTION_LABEL = "out"
 EXPRESSION_LABEL = "t"
 # The variables of the loops over blocks of rows (codegen's blocked sums)
 BLOCK_LOOP = ("rows", "block")
+# The names of a loop's (ops.loops' scan) step index, carries, slices of xs and stacked results
+STEP, CARRY, SLICE, STACKED = "step", "carry", "x_step", "stacked"
 
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 

@@ -5,8 +5,8 @@ naming <- graph <- ops <- numpy <- (scipy) <- parse <- differentiate <- (optimiz
 errors is a leaf anyone may import; cli imports only api and errors; the package __init__ is the
 facade on top. Inside ops/ the same rule holds for OPS_ORDER: core <- shape <- elementwise
 <- special <- reduce <- linalg <- arrays <- order <- matrix <- convolution <- decompositions
-<- sparse <- stability <- custom <- printing <- methods <- ops/__init__, and inside codegen/ for CODEGEN_ORDER: emission
-<- entry <- plan <- memory <- numpy <- scalar <- numba <- array_api <- codegen/__init__. The
+<- sparse <- stability <- custom <- loops <- printing <- methods <- ops/__init__, and inside codegen/ for
+CODEGEN_ORDER: emission <- entry <- plan <- memory <- loops <- numpy <- scalar <- numba <- array_api <- codegen/__init__. The
 modules of another package (optimize/) may import each other, but no module imports one that
 imports it back, at any depth of its source: an import inside a function is an import.
 """
@@ -25,12 +25,12 @@ ORDER = ["naming", "graph", "ops", "numpy", "scipy", "parse", "differentiate", "
 RANK = {layer: rank for rank, layer in enumerate(ORDER)}
 # Expr (core) gets the methods that build ops of later families from methods, which __init__ runs
 OPS_ORDER = ["core", "shape", "elementwise", "special", "reduce", "linalg", "arrays", "order",
-             "matrix", "convolution", "decompositions", "sparse", "stability", "custom", "printing",
-             "methods", "__init__"]
+             "matrix", "convolution", "decompositions", "sparse", "stability", "custom", "loops",
+             "printing", "methods", "__init__"]
 # code generation: what emitters see and the entries, the plan, the memory passes on it, then the
 # renderers (numba and array_api build on numpy's), then the package's exports
-CODEGEN_ORDER = ["emission", "entry", "plan", "memory", "numpy", "scalar", "numba", "array_api",
-                 "__init__"]
+CODEGEN_ORDER = ["emission", "entry", "plan", "memory", "loops", "numpy", "scalar", "numba",
+                 "array_api", "__init__"]
 # the packages whose modules keep an order among themselves
 INNER_ORDERS = {"ops": OPS_ORDER, "codegen": CODEGEN_ORDER}
 INNER_RANKS = {package: {name: rank for rank, name in enumerate(order)}

@@ -1128,6 +1128,34 @@ def decomposition_case(op, label, build, shapes, reference, domain=normal, kink=
     return Composed(op, label, build, shapes, reference, (domain,) * len(shapes), kink)
 
 
+def _scan_step(c, x, w):
+    """A loop's step for the cases of scan: a carry mixed with a row of the scanned array."""
+    return np.sin(c) * x + w * c, c * x
+
+
+def _scan_reference(result):
+    def reference(xs, init, w):
+        carry, ys = init, []
+        for x in xs:
+            carry, y = _scan_step(carry, x, w)
+            ys.append(y)
+        return carry if result == "final" else np.stack(ys)
+    return reference
+
+
+def _scan_case(result, label, shapes):
+    def build(xs, init, w):
+        final, ys = sg.scan(lambda c, x: (sg.sin(c) * x + w * c, c * x), init, xs)
+        return final if result == "final" else ys
+    return Case("scan", f"{result}-{label}", build, shapes, _scan_reference(result))
+
+
+LOOPS = [*[_scan_case(result, label, shapes) for result in ("final", "stacked")
+           for label, shapes in [("rows", ((4, 3), (3,), (3,))),
+                                 ("batch", (("n", 2), (2,), ())),
+                                 ("matrices", ((3, 2, 2), (2, 2), (2, 1)))]]]
+
+
 DECOMPOSITIONS_MORE = [     # eigh, svd, qr, expm and the norms of singular values
     *[decomposition_case("eigh", f"packed-{label}",
                          lambda a: apply("eigh", symmetric_expr(a), UPLO="L"), (shape,),
@@ -1318,6 +1346,7 @@ CASES = [
     *CONVOLUTION_MORE,
     *SPECIAL_MORE,
     *DECOMPOSITIONS_MORE,
+    *LOOPS,
 ]
 
 def derived_cases(name):
@@ -1400,6 +1429,7 @@ NO_SYMPY.update(dict.fromkeys(["eigh", "eigvalsh", "svd", "svdvals", "qr", "expm
                               "a function of a matrix"))
 NO_SYMPY.update(dict.fromkeys(["compress", "compress_grad"],
                               "selects entries of an array along an axis by a mask"))
+NO_SYMPY["scan"] = "a loop over the first axis of arrays"
 
 
 def sympy_checked():

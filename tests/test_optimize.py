@@ -1342,8 +1342,9 @@ def test_a_build_rule_of_a_new_op_applies_in_stage_order_without_replacing_its_o
 
 
 def test_optimize_runs_exactly_the_passes_listed():
-    from symgrad.optimize import PASSES, Pass, optimize, polynomial
-    assert [step.run for step in PASSES if step.run is not None] == [polynomial.canonicalize]
+    from symgrad.optimize import PASSES, Pass, optimize, optimize_loop_bodies, polynomial
+    assert [step.run for step in PASSES if step.run is not None] == [polynomial.canonicalize,
+                                                                       optimize_loop_bodies]
     x = sg.var("x", shape=("n",))
     d = tanh_derivatives(x, 4)[-1]
     graph, outputs, inputs = x.graph, [d.node], [x.node]

@@ -1010,6 +1010,8 @@ OP_TABLE_EXCLUDED = {
     "unwindows": "only the differentiator creates it (the derivative of the pools' windows)",
     "compress": PUBLIC_EXCLUDED["compress"],
     "compress_grad": "only the differentiator creates it (the derivative of compress)",
+    "scan": "sg.scan takes a Python step, no operand the generator draws: tests/test_loops.py "
+            "draws random bodies with this generator and checks them against the unrolled loop",
 }
 
 

@@ -473,6 +473,20 @@ _add("quantile at a level above one", "quantile", AE,
 _add("percentile by another method", "percentile", AE,
      lambda e, o: functools.partial(sg.percentile, e.v, 50, method="nearest"))
 
+# loops
+_add("scan whose step changes the carry's shape", "scan", SH,
+     lambda e, o: functools.partial(sg.scan, lambda c, x: (sg.sin(c[:2]), x), e.v, e.W))
+_add("scan with a length disagreeing with xs", "scan", SH,
+     lambda e, o: functools.partial(sg.scan, lambda c, x: (c + x, None), e.v, e.W, length=5))
+_add("scan whose step returns no (carry, y) pair", "scan", SE,
+     lambda e, o: functools.partial(sg.scan, lambda c, x: sg.exp(c) + x, e.v, e.W))
+_add("scan across two graphs", "scan", SE,
+     lambda e, o: functools.partial(sg.scan, lambda c, x: (c, None), e.x, e.other, length=2))
+_add("fori_loop with a bound that is not an int", "fori_loop", SH,
+     lambda e, o: functools.partial(sg.fori_loop, 0, 2.5, lambda i, v: v, e.v))
+_add("fori_loop whose body changes the value's shape", "fori_loop", SH,
+     lambda e, o: functools.partial(sg.fori_loop, 0, 3, lambda i, v: sg.sum(v * i), e.v))
+
 # user rules
 _add("custom_gradient with a rule that is not callable", "custom_gradient", SE,
      lambda e, o: functools.partial(sg.custom_gradient, e.vx, [e.v], "rule"))
@@ -1336,10 +1350,23 @@ SHAPE_MESSAGES = [
     ("eigh", [(3,)], lambda e: sg.eigh(e.v)),
     ("svd", [("n", 3)], lambda e: sg.svd(e.X, full_matrices=False)),
     ("expm", [(2, 3)], lambda e: sg.expm(e.W)),
+    # loops (ops/loops.py): the operands are init's and xs' expressions
+    ("scan", [(3,), (2, 3)], lambda e: sg.scan(lambda c, x: (c[:2], x), e.v, e.W)),
+    ("scan", [(3,), (2, 3)], lambda e: sg.scan(lambda c, x: ((c, c), x), e.v, e.W)),
+    ("scan", [(3,), (2, 3)], lambda e: sg.scan(lambda c, x: (c, x), e.v, e.W, length=5)),
+    ("scan", [(3,), (2, 3)], lambda e: sg.scan(lambda c, x: (c, x), e.v, e.W, length=-1)),
+    ("scan", [(3,), (2, 3), (4,)], lambda e: sg.scan(lambda c, x: (c, None), e.v, (e.W, e.u4))),
+    ("scan", [(3,), ()], lambda e: sg.scan(lambda c, x: (c, None), e.v, e.x)),
+    ("scan", [(3,)], lambda e: sg.scan(lambda c, x: (c, None), e.v)),
+    ("fori_loop", [(3,)], lambda e: sg.fori_loop(0, 2.5, lambda i, v: v, e.v)),
 ]
 
 # ShapeError raise sites in symgrad/ops that no public call can reach, and why
 UNREACHABLE_RAISES = {
+    ("loops.py", "the loop takes"): "a scan node's shape rule: sg.scan builds its operands from "
+                                    "the body it traced, so they always fit",
+    ("loops.py", "scanned, has shape"): "as above",
+    ("loops.py", "the loop's body takes"): "as above",
     ("core.py", "dimension name"): "check_shape: variable declarations, not ops (the message "
                                    "names the variable; see test_a_bad_variable_shape_names_it)",
     ("core.py", "must be a non-negative int"): "check_shape, as above",

@@ -34,6 +34,7 @@ from .. import naming
 from ..errors import SymgradError
 from ..ops import OPS
 from ..ops.shape import index_source
+from . import loops
 from .emission import LIBRARY_CONTENTS, NumpySyntax
 from .memory import release_dead_arrays
 from .numpy import NumpyRenderer, planned
@@ -97,6 +98,11 @@ class ArrayAPIRenderer(NumpyRenderer):
     constants parameters of the function."""
 
     syntax = ArrayAPISyntax()
+    body_passes = (release_dead_arrays,)        # a loop's body, as the function: no writes
+    loop_slice = staticmethod(loops.array_api_slice)
+    loop_stack_start = staticmethod(loops.list_stack_start)
+    loop_stack_put = staticmethod(loops.list_stack_put)
+    loop_stack_end = staticmethod(loops.list_stack_end)
 
     def __init__(self, plan, function_name="f"):
         super().__init__(plan, function_name)

@@ -27,6 +27,7 @@ from .. import naming
 from ..errors import SymgradError
 from ..ops import OPS, static_shape
 from .emission import LazyLiterals, number_source, plain, statements
+from . import loops
 from .memory import PASSES
 from .plan import Step
 from .numpy import NumpyRenderer, planned
@@ -291,6 +292,8 @@ class _Fusion:
 class NumbaRenderer(NumpyRenderer):
     """The NumPy renderer with each group of the plan written as a call of a Numba kernel."""
 
+    body_passes = None          # a loop's body fuses as the function does (set below)
+
     def __init__(self, plan, function_name="f"):
         super().__init__(plan, function_name)
         self.kernels = []       # (name, Kernel)
@@ -443,6 +446,9 @@ class _KernelContext:
 
     def temp(self, suffix):
         return naming.suffixed(self.out, suffix)
+
+
+NumbaRenderer.body_passes = (fuse_loops, *loops.BODY_PASSES)
 
 
 def generate_numba(graph, outputs, inputs, function_name):

@@ -7,6 +7,7 @@ The numba and array-API renderers build on it.
 Imports ops, naming and errors, and codegen's emission, plan and memory.
 """
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..ops import OPS
 from ..ops.shape import index_grad_target
 from .emission import (LIBRARIES, NUMPY_SYNTAX, EmitContext, LazyLiterals, numpy_emitter,
                        scalar_type, statements, statements_into)
+from . import loops
 from .memory import (PASSES, block_rows, array_made_by_its_cotangent, number_workspace_slots,
                      update_in_place)
 from .plan import Plan, operand_forms
@@ -31,6 +33,7 @@ class FunctionNames:
     its operands (their source, dtypes and the context its emitter sees)."""
 
     syntax = NUMPY_SYNTAX   # how emitters index, transpose and reshape (EmitContext)
+    enclosing = None        # the function's names, for those of a loop's body (codegen.loops)
 
     def __init__(self, plan, function_name="f", taken=()):
         self.plan = plan
@@ -51,6 +54,8 @@ class FunctionNames:
     def dim(self, name):
         """The variable holding the run-time length of dimension ``name``, read from the first
         input that has it."""
+        if self.enclosing is not None:
+            return self.enclosing.dim(name)
         if name not in self._dims:
             for node in self.plan.inputs:
                 shape = self.plan.nodes[node]["shape"]
@@ -76,6 +81,8 @@ class FunctionNames:
 
     def namespace_constant(self, value):
         """The name of ``value`` put in the function's namespace."""
+        if self.enclosing is not None:
+            return self.enclosing.namespace_constant(value)
         name = self.namer.claim(naming.constant(self._constants))
         self._constants += 1
         self.namespace[name] = value
@@ -138,9 +145,27 @@ class NumpyRenderer(FunctionNames):
     nodes): the statements of each step, as the plan's memory decisions say, and the function
     around them."""
 
+    body_passes = loops.BODY_PASSES     # the memory decisions a loop's body takes
+
     def __init__(self, plan, function_name="f", taken=()):
         super().__init__(plan, function_name, taken)
         self._block_names = None    # the variables of the loops over blocks (blocked sums)
+
+    def nested(self, plan, names):
+        """A renderer of ``plan``, a loop's body, writing into this function: it shares its
+        names, namespace and dimensions; ``names`` names the body's placeholders."""
+        inner = copy.copy(self)
+        inner.plan, inner.graph = plan, plan.graph
+        inner.names = dict(names)
+        inner.enclosing = self
+        inner._loops = None
+        return inner
+
+    # a stacked result of a loop: allocated before it, one slice written a step
+    loop_slice = staticmethod(loops.numpy_slice)
+    loop_stack_start = staticmethod(loops.numpy_stack_start)
+    loop_stack_put = staticmethod(loops.numpy_stack_put)
+    loop_stack_end = staticmethod(loops.numpy_stack_end)
 
     # -- operands ------------------------------------------------------------------------------------
 
@@ -180,6 +205,9 @@ class NumpyRenderer(FunctionNames):
             return
         if step.in_blocks or array_made_by_its_cotangent(self.plan, step):
             return                  # made by the sum reading it, or with its value's step
+        if loops.is_loop(self.plan.nodes[step.node]):
+            loops.render_loop(self, step, lines)
+            return
         if step.blocked_term is not None:
             self.render_blocked_sum(step, lines)
         elif step.node in self.plan.into_slice:

@@ -3,7 +3,8 @@ and then gives Expr the methods that build ops of those families.
 
 Its modules import only those before them in this order (tests/test_layering.py checks it):
 core <- shape <- elementwise <- special <- reduce <- linalg <- arrays <- order <- matrix
-<- convolution <- decompositions <- sparse <- stability <- custom <- printing <- methods.
+<- convolution <- decompositions <- sparse <- stability <- custom <- loops <- printing
+<- methods.
 """
 
 from .core import (OPS, PUBLIC, Emission, Expr, Op, Public, apply, broadcast_shapes, check_name, check_shape, const, defop, graph_of,
@@ -15,6 +16,7 @@ from . import convolution  # noqa: F401 (registers convolution and pooling)
 from . import decompositions  # noqa: F401 (registers eigh, svd, qr, expm, norm's ord 2)
 from . import sparse  # noqa: F401 (registers csr_matrix, the sparse Jacobians' result)
 from .custom import custom_gradient
+from .loops import fori_loop, scan
 from .elementwise import (absolute, add, clip, cos, divide, exp, expm1, heaviside, leaky_relu, log,
                           log1p, maximum, minimum, multiply, negative, power, relu, sigmoid, sign,
                           sin, softplus, sqrt, subtract, tan, tanh, where)

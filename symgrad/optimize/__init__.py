@@ -8,7 +8,7 @@ Imports graph and ops; codegen imports it.
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import algebra, polynomial
+from . import algebra, loops, polynomial
 from .rebuild import Applied, index_rules, rebuild
 
 MAX_ROUNDS = 8
@@ -32,6 +32,14 @@ PASSES = [
     # one copy more offers the algebra rules the nodes the Horner forms were built from
     Pass("algebra after horner", rules=tuple(algebra.RULES), rounds=1),
 ]
+
+
+def optimize_loop_bodies(graph, outputs, inputs, log):
+    """Each loop's body (ops.loops) reduced to what is read of it, optimised by these passes."""
+    return loops.optimize_loops(graph, outputs, inputs, log, optimize)
+
+
+PASSES.append(Pass("loop bodies", run=optimize_loop_bodies))
 
 
 @dataclass

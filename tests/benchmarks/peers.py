@@ -138,6 +138,17 @@ def chain(steps, ns, y):
 
 # -- hand-written NumPy references: what a careful person writes -------------------------------
 
+def rnn_loss(ns, X, Y, Wx, Wh, b, Wy, h0):
+    """The char-RNN of issue 21: a tanh cell over one-hot characters, the mean cross-entropy of
+    its next-character predictions, its loop the framework's own (sg.scan, jax.lax.scan)."""
+    def step(h, xy):
+        x, y = xy
+        h = ns.tanh(x @ Wx + h @ Wh + b)
+        return h, -ns.sum(y * ns.log_softmax(h @ Wy, axis=-1))
+    _, losses = ns.scan(step, h0, (X, Y))
+    return ns.sum(losses) / X.shape[0]
+
+
 def hand_rosen_grad(x):
     xm = x[:-1]
     d = x[1:] - xm * xm
@@ -271,6 +282,31 @@ def hand_gp(distances, y, theta):
     return value, gradient
 
 
+def hand_rnn(X, Y, Wx, Wh, b, Wy, h0):
+    """The char-RNN's loss and gradients by backpropagation through time, written by hand."""
+    steps = X.shape[0]
+    hs = np.empty((steps + 1, *h0.shape))
+    hs[0] = h0
+    logp = np.empty(Y.shape)
+    for t in range(steps):
+        hs[t + 1] = np.tanh(X[t] @ Wx + hs[t] @ Wh + b)
+        logits = hs[t + 1] @ Wy
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        logp[t] = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    loss = -np.sum(Y * logp) / steps
+    gWx, gWh, gb, gWy = np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b), np.zeros_like(Wy)
+    gh = np.zeros_like(h0)
+    for t in range(steps - 1, -1, -1):
+        glogits = (np.exp(logp[t]) * Y[t].sum(axis=-1, keepdims=True) - Y[t]) / steps
+        gWy += hs[t + 1].T @ glogits
+        gpre = (gh + glogits @ Wy.T) * (1.0 - hs[t + 1] ** 2)
+        gWx += X[t].T @ gpre
+        gWh += hs[t].T @ gpre
+        gb += gpre.sum(axis=0)
+        gh = gpre @ Wh.T
+    return loss, gWx, gWh, gb, gWy, gh
+
+
 def conv_layer_reference(X, W, b):
     """conv_layer's value and gradients, offset by offset (no windows): the check."""
     kh, kw = W.shape[2:]
@@ -373,7 +409,7 @@ class Jax(Adapter):
             relu=jax.nn.relu, logsumexp=logsumexp, log_softmax=jax.nn.log_softmax,
             const=jnp.asarray, conv=self._conv, exp=jnp.exp, log=jnp.log,
             cholesky=jnp.linalg.cholesky, diagonal=jnp.diagonal,
-            solve_triangular=jax.scipy.linalg.solve_triangular)
+            solve_triangular=jax.scipy.linalg.solve_triangular, scan=jax.lax.scan)
 
     def _conv(self, X, W, b, padding):
         out = self.jax.lax.conv_general_dilated(X, W, (1, 1), [(padding, padding)] * 2)
@@ -677,6 +713,38 @@ def gp_cases(cfg):
                partial(hand_gp, distances, y, theta), hand_gp(distances, y, theta), setups)
 
 
+RNN_PEERS = ("symgrad", "symgrad numba", "JAX")    # those with a scan in ns
+RNN_BATCH, RNN_HIDDEN, RNN_VOCABULARY = 8, 32, 32
+
+
+def rnn_problem(rng, steps):
+    one_hot = np.eye(RNN_VOCABULARY)
+    return (one_hot[rng.integers(0, RNN_VOCABULARY, (steps, RNN_BATCH))],
+            one_hot[rng.integers(0, RNN_VOCABULARY, (steps, RNN_BATCH))],
+            rng.normal(0, 0.3, (RNN_VOCABULARY, RNN_HIDDEN)),
+            rng.normal(0, 0.1, (RNN_HIDDEN, RNN_HIDDEN)), rng.normal(0, 0.1, RNN_HIDDEN),
+            rng.normal(0, 0.3, (RNN_HIDDEN, RNN_VOCABULARY)),
+            rng.normal(0, 0.1, (RNN_BATCH, RNN_HIDDEN)))
+
+
+def rnn_cold_start(adapter, args):
+    """A run that builds, differentiates and compiles the char-RNN, then calls it once."""
+    return lambda: adapter.grad(rnn_loss, args, range(2, 7), True)()
+
+
+def rnn_scan_cases(cfg):
+    for steps in (50, 200):
+        args = rnn_problem(cfg.rng, steps)
+        setups = {a.label: partial(a.grad, rnn_loss, args, range(2, 7), True)
+                  if a.label in RNN_PEERS else "n/a (no scan here)" for a in cfg.adapters}
+        name = f"char-RNN T={steps}, batch {RNN_BATCH}, hidden {RNN_HIDDEN}, loss+gradient"
+        yield Case("rnn_scan", name, partial(hand_rnn, *args), hand_rnn(*args), setups)
+        cold = {a.label: partial(rnn_cold_start, a, args)
+                if a.label in RNN_PEERS else "n/a (no scan here)" for a in cfg.adapters}
+        yield Case("rnn_scan", f"char-RNN T={steps}: cold start, build to first call (s)", None,
+                   hand_rnn(*args), cold)
+
+
 def cold_start(adapter, f, args):
     """A run that builds, differentiates and compiles f, then calls it once."""
     return lambda: adapter.grad(f, args, (0,), value=True)()
@@ -708,7 +776,8 @@ def compile_cases(cfg):
 
 WORKLOADS = {"rosenbrock": rosenbrock_cases, "mlp": mlp_cases, "tanh": tanh_cases,
              "hessian": hessian_cases, "scalar": scalar_cases, "map": map_cases,
-             "compile": compile_cases, "conv": conv_cases, "gp": gp_cases}
+             "compile": compile_cases, "conv": conv_cases, "gp": gp_cases,
+             "rnn_scan": rnn_scan_cases}
 
 
 # -- measuring ---------------------------------------------------------------------------------
