@@ -25,7 +25,8 @@ MARKER = re.compile(r"^<!-- list: ([\w-]+) -->$", re.MULTILINE)
 # the names the page api/symgrad.md documents in its own sections
 API_NAMES = {"var", "const", "parse", "from_sympy", "to_sympy", "grad", "jacobian", "hessian",
              "hvp", "jvp", "vjp", "stop_gradient", "custom_gradient", "compile", "check_grad",
-             "use_graph", "default_graph", "show_graph", "to_dot", "draw", "graph_stats", "defop"}
+             "use_graph", "default_graph", "show_graph", "to_dot", "draw", "graph_stats", "defop",
+             "scan", "fori_loop", "sparsity", "draw_sparsity"}
 
 
 def command_help(command):
