@@ -1,0 +1,122 @@
+"""Higher orders: how the built graph grows with the order of a derivative (issue 23, item 2).
+
+Run with ``python tests/benchmarks/higher_order.py`` (see README.md in this folder); ``--max-order
+20`` goes past the default 14, ``--memory`` adds each order's peak memory (tracemalloc, which
+slows the build: the seconds of that run are not the ones to quote), ``--only tanh,sigmoid``
+picks functions, ``--budget S`` stops a function once one order took more than S seconds.
+
+For each function, in a fresh graph, d_0 = f and d_n = grad(d_{n-1}, x) (the 2-variable case
+differentiates by x and y in turn), one order after the other as ``symgrad grad --order`` does.
+After each order the table gives the nodes of the whole built graph and of the n-th derivative's
+own ancestors, the seconds that order's grad took, the seconds to compile d_n alone
+(optimize=True), the assignment statements of its source, and with ``--memory`` the peak bytes
+allocated while building and compiling that order. Every d_n is checked against SymPy's n-th
+derivative at 50 digits at points where tanh and sigmoid saturate and near 0 (relative to
+max(|exact|, 1)); the script fails if one differs by more than RTOL.
+"""
+
+import argparse
+import time
+import tracemalloc
+
+import mpmath
+import numpy as np
+import sympy
+
+from _common import statement_count, table
+
+import symgrad as sg
+
+RTOL = 1e-9
+POINTS = (0.5, -1.3, 1e-3, 3.0, 20.0, -30.0)
+SX, SY = sympy.symbols("x y")
+
+
+def _sympy_sigmoid(z):
+    return 1 / (1 + sympy.exp(-z))
+
+
+# key -> (title, build with symgrad, build with SymPy, variables differentiated by in turn)
+FUNCTIONS = {
+    "tanh": ("tanh(x)", lambda x, y: sg.tanh(x), lambda: sympy.tanh(SX), "x"),
+    "sigmoid": ("sigmoid(x)", lambda x, y: sg.sigmoid(x), lambda: _sympy_sigmoid(SX), "x"),
+    "expsin": ("exp(sin(x))", lambda x, y: sg.exp(sg.sin(x)), lambda: sympy.exp(sympy.sin(SX)),
+               "x"),
+    "xtanh": ("x * tanh(x)", lambda x, y: x * sg.tanh(x), lambda: SX * sympy.tanh(SX), "x"),
+    "tanhxy": ("tanh(x * y), by x and y in turn", lambda x, y: sg.tanh(x * y),
+               lambda: sympy.tanh(SX * SY), "xy"),
+}
+
+
+def _reference(expression, points):
+    function = sympy.lambdify((SX, SY), expression, modules="mpmath")
+    with mpmath.workdps(50):
+        return np.array([float(function(mpmath.mpf(p), mpmath.mpf(q))) for p, q in points])
+
+
+def run(name, max_order, memory, budget):
+    title, build, build_sympy, turns = FUNCTIONS[name]
+    points = [(p, 0.7 if p != 0.5 else -0.4) for p in POINTS]
+    rows, worst, stopped = [], 0.0, ""
+    expression = build_sympy()
+    with sg.use_graph() as graph:
+        x, y = sg.var("x"), sg.var("y")
+        inputs = [x, y] if "y" in turns else [x]
+        d = build(x, y)
+        for order in range(1, max_order + 1):
+            by = (x, y)[(order - 1) % len(turns)]
+            if memory:
+                tracemalloc.start()
+            start = time.perf_counter()
+            d = sg.grad(d, by, disconnected="zero")
+            grad_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            fn = sg.compile(d, inputs=inputs)
+            compile_seconds = time.perf_counter() - start
+            peak = None
+            if memory:
+                peak = tracemalloc.get_traced_memory()[1]
+                tracemalloc.stop()
+            # expanded, SymPy's own derivatives stay small; exact, and evaluated at 50 digits
+            expression = sympy.expand(sympy.diff(expression, (SX, SY)[(order - 1) % len(turns)]))
+            want = _reference(expression, points)
+            got = np.array([float(fn(*(p[:len(inputs)]))) for p in points])
+            error = float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1.0)))
+            worst = max(worst, error)
+            own = len(graph.ancestors_in_order([d.node]))
+            rows.append([order, graph.number_of_nodes(), own, f"{grad_seconds:.3f}",
+                         f"{compile_seconds:.3f}", statement_count(fn.source),
+                         "-" if peak is None else f"{peak / 2**20:.1f}", f"{error:.1e}"])
+            if grad_seconds + compile_seconds > budget:
+                stopped = f"(stopped: order {order} took more than {budget:g} s)\n"
+                break
+    print(f"\n{title}\n")
+    print(table(["order", "graph nodes", "d_n's nodes", "grad s", "compile s", "stmts",
+                 "peak MiB", "rel. error"], rows))
+    print(stopped, end="")
+    return worst
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-order", type=int, default=14)
+    parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--only", default="", help=f"comma-separated, of {', '.join(FUNCTIONS)}")
+    parser.add_argument("--budget", type=float, default=60.0)
+    args = parser.parse_args()
+    names = args.only.split(",") if args.only else list(FUNCTIONS)
+    unknown = [n for n in names if n not in FUNCTIONS]
+    if unknown:
+        parser.error(f"--only: no function {', '.join(unknown)}; choose from {', '.join(FUNCTIONS)}")
+    failed = []
+    for name in names:
+        worst = run(name, args.max_order, args.memory, args.budget)
+        if worst > RTOL:
+            failed.append(f"{name}: {worst:.1e}")
+    if failed:
+        raise SystemExit(f"FAILED: a derivative disagrees with SymPy's: {'; '.join(failed)}")
+    print(f"\nevery derivative within {RTOL:g} of SymPy's (relative to max(|exact|, 1))")
+
+
+if __name__ == "__main__":
+    main()
