@@ -166,3 +166,74 @@ def test_a_pass_refuses_to_run_after_one_it_must_precede():
         plan_of(outputs, inputs, (memory.release_dead_arrays, memory.release_dead_arrays))
     plan = plan_of(outputs, inputs, (partial(memory.workspace, minimum=1), memory.reuse_buffers))
     assert plan.decided == ["workspace", "reuse_buffers"]
+
+
+def inlining(maximum):
+    """The passes with small values (at most ``maximum`` entries) written into their readers."""
+    return tuple(partial(memory.inline_small_values, maximum=maximum)
+                 if p is memory.inline_small_values else p for p in memory.PASSES)
+
+
+def tanh_cell_program(n=8, m=32):
+    """An RNN cell's step and its backward step: h = tanh(x @ W + b), the cotangent of its input
+    (1 - h * h) * (g @ V.T) summed two ways, on small arrays."""
+    x, W = sg.var("x", shape=(n, m)), sg.var("W", shape=(m, m))
+    b, g, V = sg.var("b", shape=(m,)), sg.var("g", shape=(n, m)), sg.var("V", shape=(m, m))
+    h = sg.tanh(x @ W + b)
+    dpre = (1.0 - h * h) * (g @ V.T)
+    rng = np.random.default_rng(3)
+    at = [rng.standard_normal(shape) for shape in ((n, m), (m, m), (m,), (n, m), (m, m))]
+    return [h, sg.sum(dpre, axis=0) + sg.sum(dpre, axis=1).sum()], [x, W, b, g, V], at
+
+
+def test_inline_small_values():
+    outputs, inputs, at = tanh_cell_program()
+    assert memory.SMALL_ARRAY_MAX == 0      # off by default: every statement as before
+    assert not any(step.inlined for step in plan_of(outputs, inputs).steps)
+    plan = plan_of(outputs, inputs, inlining(1024))
+    inlined = [step for step in plan.steps if step.inlined]
+    assert inlined and all(not step.released and step.reuses is None for step in inlined)
+    fused, fused_source = compiled(outputs, inputs, inlining(1024))
+    for passes in (memory.PASSES, ()):
+        function, source = compiled(outputs, inputs, passes)
+        for got, want in zip(fused(*at), function(*at)):
+            assert np.array_equal(got, want), source
+    # the chains read as one expression each: a call's argument whole, an operator's operands
+    # in brackets
+    assert "t0 = np.tanh((x @ W) + b)\n" in fused_source
+    assert "t1 = (1.0 - (t0 * t0)) * (g @ (V.T))\n" in fused_source
+    assert fused_source.count("\n") < source.count("\n")
+    # an 8x32 array is too large for a threshold of 255 entries (the pass's own parameter): of
+    # the statements reading or making one, none is joined; the sum of the 8-entry sum is
+    plan_255 = plan_of(outputs, inputs, inlining(255))
+    assert {plan_255.nodes[step.node]["shape"] for step in plan_255.steps if step.inlined} \
+        == {()}
+    # an output, and a value read twice (h), keep theirs
+    assert all(step.node not in plan.output_set for step in inlined)
+
+
+def test_inlined_values_compute_what_their_statements_computed():
+    """Random graphs of the property tests (tests/test_properties.py), and their gradients, with
+    every value the pass can write into its reader inlined and without: bit for bit."""
+    from hypothesis import event, given, settings, strategies as st
+    from test_properties import ALL_KINDS, draw_case
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.data())
+    def check(data):
+        with sg.use_graph():
+            f, _, inputs, point = draw_case(data, kinds=ALL_KINDS)
+            outputs = [f, *sg.grad(f, inputs, disconnected="zero")]
+            graph, nodes = f.graph, [y.node for y in outputs]
+            variables = [x.node for x in inputs]
+            plan = planned(graph, nodes, variables, inlining(1 << 20))
+            event(f"inlined: {any(step.inlined for step in plan.steps)}")
+            functions = [codegen.build_function(*codegen.generate(graph, nodes, variables,
+                                                                  passes=passes))
+                         for passes in (inlining(1 << 20), memory.PASSES)]
+        args = point.split(point.flat)
+        with np.errstate(all="ignore"):
+            fused, plain = [function(*args) for function in functions]
+        for got, want in zip(fused, plain):
+            assert np.array_equal(got, want, equal_nan=True)
+    check()

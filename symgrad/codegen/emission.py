@@ -246,6 +246,44 @@ def statements_into(op_name, ctx, attrs, buffer):
     return statements(OPS[op_name].emit.numpy_into, ctx, attrs)
 
 
+def binds_tightest(template):
+    """Whether a template's expression is one call (``np.tanh({0})``), or its first operand with
+    attributes and items after it (``{0}.T``, ``{0}[1:]``): as an operand of another expression
+    it needs no parentheses. Read from the op's template, never from emitted source."""
+    if template.startswith("{0}"):
+        rest = template[3:]
+        if not rest:
+            return False        # an identity's operand, whatever its form
+    else:
+        head = len(template) - len(template.lstrip("abcdefghijklmnopqrstuvwxyz"
+                                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ_.0123456789"))
+        if head == 0 or template[head:head + 1] != "(" or template[0].isdigit():
+            return False
+        rest = template[head:]
+    depth = 0
+    for character in rest:
+        if character in "([":
+            depth += 1
+        elif character in ")]":
+            depth -= 1
+        elif depth == 0 and not (character.isalnum() or character in "._"):
+            return False        # an operator, a space or a quote outside every bracket
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def whole_argument(template, slot):
+    """Whether operand ``slot`` of a template is a whole argument of a call (``np.tanh({0})``,
+    ``np.add({0}, {1}, out={out})``), where an expression needs no parentheses."""
+    field = "{" + str(slot) + "}"
+    start = template.find(field)
+    if start < 0:
+        return False
+    before, after = template[:start].rstrip(" "), template[start + len(field):].lstrip(" ")
+    return before.endswith(("(", ",")) and after.startswith((")", ","))
+
+
 def numpy_emitter(op_name, dtype):
     """The op's NumPy emission; an identity (stop_gradient) of an inlined number gives it a
     NumPy type, as ops expect arrays."""

@@ -8,6 +8,7 @@ tests/test_memory.py.
 - writes_into_slices: slicing's cotangent is written straight into the slice of its gradient.
 - blocked_sums: a large sum of an array and a term of inputs alone is made in blocks of rows.
 - workspace: large intermediates live in arrays the function keeps between calls.
+- inline_small_values: a small value read once is written into its reader's expression.
 - reuse_buffers: a result is written into the array of an operand dying there (``out=``).
 - update_in_place: ... as an augmented assignment (``t1 *= 2.0``) where the op has one.
 - release_dead_arrays: an array is released (``del``) right after its last use.
@@ -19,10 +20,11 @@ Imports ops and errors, and codegen.emission; the plan it decides on is codegen.
 
 import functools
 import math
+import string
 
-from ..errors import InternalError
+from ..errors import InternalError, SymgradError
 from ..ops import OPS, static_shape
-from .emission import fills_any_buffer
+from .emission import EmitContext, LazyLiterals, emitted, fills_any_buffer, numpy_emitter
 
 # Intermediate arrays of at least this many float64 entries (128 KiB, glibc's default threshold
 # for serving an allocation from fresh mmap'd pages) live in a workspace the compiled function
@@ -37,13 +39,22 @@ WORKSPACE_MIN = 1 << 14
 # (its gain on the MLP: tests/benchmarks/README.md).
 BLOCKED_SUM_MIN = 1 << 17
 BLOCK_ENTRIES = 1 << 15
+# Values of at most this many entries, read by one statement whose arrays are all that small, are
+# written into its expression (inline_small_values): an element-wise chain reads as one line, and
+# the unrolled char-RNN of tests/benchmarks/small_arrays.py has 2.8 times fewer statements with
+# 1024. Off (0) by default: its time per call there moved within the shared machine's noise
+# either way (python tests/benchmarks/small_arrays.py), so programs keep their statements.
+SMALL_ARRAY_MAX = 0
+# ... and so into one statement of at most this many ops: a sum over an unrolled loop stays a few
+# lines, not one line of hundreds of terms that keeps each of them alive until it is read.
+SMALL_EXPRESSION_OPS = 6
 
 
 # The order the decisions are taken in: each reads what those before it decided (reuse_buffers
 # keeps a workspace array from an output, release_dead_arrays follows the arrays an update hands
 # on...), so a pass refuses to run after one that comes later (decision).
-ORDER = ("boolean_masks", "writes_into_slices", "blocked_sums", "workspace", "reuse_buffers",
-         "update_in_place", "release_dead_arrays")
+ORDER = ("boolean_masks", "writes_into_slices", "blocked_sums", "workspace",
+         "inline_small_values", "reuse_buffers", "update_in_place", "release_dead_arrays")
 
 
 def decision(memory_pass):
@@ -68,7 +79,7 @@ def plain_compute(plan, step):
     """Whether ``step`` computes one node by the op's own emission: not as a mask, not into a
     slice, not in blocks, not as a slice's array made by its value."""
     return (step.kind == "compute" and not step.mask and step.blocked_term is None
-            and not step.in_blocks and step.node not in plan.into_slice
+            and not step.in_blocks and not step.inlined and step.node not in plan.into_slice
             and not array_made_by_its_cotangent(plan, step))
 
 
@@ -98,7 +109,7 @@ def fresh_arrays(plan, step):
             return [n for n in step.group.outputs if n not in step.group.reductions]
         return []
     node = step.node
-    if step.in_blocks:
+    if step.in_blocks or step.inlined:
         return []
     if step.blocked_term is not None:
         return [node, step.blocked_term]
@@ -295,6 +306,102 @@ def _reads_a_transpose(plan, data):
     return False
 
 
+# -- small values inlined --------------------------------------------------------------------------
+
+@decision
+def inline_small_values(plan, maximum=None):
+    """Write a value into the expression of the one statement reading it, where both are plain
+    statements of one NumPy expression on static shapes of at most ``maximum``
+    (SMALL_ARRAY_MAX) entries, the value is no output and has no readable name of its own, and
+    the reader's templates name it once, up to SMALL_EXPRESSION_OPS ops a statement:
+    ``t5 = (1.0 - (t3 * t3)) * t4`` where there were three statements. The same operations run
+    on the same operands in the same order, so the numbers are those of the separate statements
+    (tests/test_memory.py compares random programs bit for bit); each operand of the value is
+    read by the reader's step from then on, so no array it reads is released or updated before."""
+    maximum = SMALL_ARRAY_MAX if maximum is None else maximum
+    if maximum <= 0:
+        return plan
+    nodes = plan.nodes
+    ops = {}            # step -> the ops its statement makes, itself and the values written in
+
+    def small(node):
+        shape = nodes[node]["shape"]
+        return static_shape(shape) and math.prod(shape) <= maximum
+
+    for step in plan.node_steps():
+        node = step.node
+        readers = plan.readers.get(node, ())
+        if len(readers) != 1 or node in plan.output_set or node in plan.workspace_eligible \
+                or not plain_compute(plan, step) \
+                or plan.graph.readable_name(node) or not _one_expression(plan, node) \
+                or not small(node) or not all(small(operand) for operand in step.operands):
+            continue
+        reader = readers[0]
+        joined = ops.get(id(step), 1) + ops.get(id(reader), 1)
+        if not plain_compute(plan, reader) or not small(reader.node) \
+                or not all(small(operand) for operand in reader.operands) \
+                or joined > SMALL_EXPRESSION_OPS or not _names_once(nodes[reader.node], node):
+            continue
+        ops[id(reader)] = joined
+        step.inlined = True
+        reader.operands = (*(o for o in reader.operands if o != node), *step.operands)
+        step.operands = ()
+    plan.update_liveness()
+    return plan
+
+
+def _one_expression(plan, node):
+    """Whether the node is emitted as one expression: its NumPy emission is a template, or an
+    emitter giving one expression for these operands (asked with stand-in names for arrays)."""
+    data = plan.nodes[node]
+    emitter = numpy_emitter(data["op"], data["dtype"])
+    if isinstance(emitter, str):
+        return True
+    args = [plan.literal(i) if plan.is_literal(i) else f"_sg_operand_{k}"
+            for k, i in enumerate(data["inputs"])]
+    ctx = EmitContext(_StandInNames(), plan.nodes, node, args, "_sg_value",
+                      [plan.operand_dtype(i) for i in data["inputs"]])
+    try:
+        return isinstance(emitted(emitter, ctx, LazyLiterals(data["attrs"])), str)
+    except SymgradError:        # an emission refused here is refused when rendered
+        return False
+
+
+class _StandInNames:
+    """The naming services of an emission asked for its form only."""
+
+    def dim(self, name):
+        raise SymgradError(f"dimension {name!r} is not static")
+
+    def claim(self, wanted):
+        return wanted
+
+    def library(self, name, op_name):
+        return name
+
+
+def _names_once(data, operand):
+    """Whether the node's templates (its emission, and that into an existing array) read
+    ``operand`` once: written in, it is computed once."""
+    inputs = data["inputs"]
+    template = numpy_emitter(data["op"], data["dtype"])
+    if inputs.count(operand) != 1 or not isinstance(template, str):
+        return False
+    slot = str(inputs.index(operand))
+    into = OPS[data["op"]].emit.numpy_into
+    templates = [template]
+    if into is not None:
+        if not isinstance(into, str):
+            return False
+        templates.append(into)
+    for template in templates:
+        fields = [field.split(".")[0].split("[")[0]
+                  for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+        if fields.count(slot) != 1:
+            return False
+    return True
+
+
 # -- buffer reuse and updates in place --------------------------------------------------------------
 
 @decision
@@ -419,5 +526,5 @@ def number_workspace_slots(plan):
 
 # The decisions in the order they run; a backend runs those it can honour. The workspace slots
 # are numbered after them all (codegen.numpy.planned), whichever ran.
-PASSES = (boolean_masks, writes_into_slices, blocked_sums, workspace, reuse_buffers,
-          update_in_place, release_dead_arrays)
+PASSES = (boolean_masks, writes_into_slices, blocked_sums, workspace, inline_small_values,
+          reuse_buffers, update_in_place, release_dead_arrays)

@@ -17,11 +17,12 @@ from ..errors import InternalError, SymgradError
 from ..naming import Namer
 from ..ops import OPS
 from ..ops.shape import index_grad_target
-from .emission import (LIBRARIES, NUMPY_SYNTAX, EmitContext, LazyLiterals, numpy_emitter,
-                       scalar_type, statements, statements_into)
+from .emission import (LIBRARIES, NUMPY_SYNTAX, EmitContext, LazyLiterals, binds_tightest,
+                       emitted, numpy_emitter, scalar_type, statements, statements_into,
+                       whole_argument)
 from . import loops
-from .memory import (PASSES, block_rows, array_made_by_its_cotangent, number_workspace_slots,
-                     update_in_place)
+from .memory import (PASSES, block_rows, array_made_by_its_cotangent, inline_small_values,
+                     number_workspace_slots, update_in_place)
 from .plan import Plan, operand_forms
 
 
@@ -150,6 +151,7 @@ class NumpyRenderer(FunctionNames):
     def __init__(self, plan, function_name="f", taken=()):
         super().__init__(plan, function_name, taken)
         self._block_names = None    # the variables of the loops over blocks (blocked sums)
+        self._bare = set()          # inlined values whose expressions need parentheses as operands
 
     def nested(self, plan, names):
         """A renderer of ``plan``, a loop's body, writing into this function: it shares its
@@ -203,6 +205,9 @@ class NumpyRenderer(FunctionNames):
         if step.kind == "group":
             self.render_group(step, lines)
             return
+        if step.inlined:
+            self.names[step.node] = self.inlined_expression(step.node)
+            return
         if step.in_blocks or array_made_by_its_cotangent(self.plan, step):
             return                  # made by the sum reading it, or with its value's step
         if loops.is_loop(self.plan.nodes[step.node]):
@@ -250,6 +255,34 @@ class NumpyRenderer(FunctionNames):
         body = (statements(emitter, ctx, attrs) if buffer is None
                 else statements_into(data["op"], ctx, attrs, buffer))
         self.record(step, node, body, lines)
+
+    def inlined_expression(self, node):
+        """The source of ``node``'s value, written into the expression reading it; its reader
+        parenthesises it (args) unless its template is a call, an attribute or an item of its
+        first operand, which bind tighter than any operator."""
+        data = self.plan.nodes[node]
+        template = self.emitter(data)
+        ctx = EmitContext(self, self.plan.nodes, node, self.args(data), None,
+                          [self.operand_dtype(i) for i in data["inputs"]], self.syntax)
+        expression = emitted(template, ctx, LazyLiterals(data["attrs"]))
+        if not isinstance(expression, str):
+            raise InternalError(f"the emission of inlined node {node!r} is not one expression")
+        if not (isinstance(template, str) and binds_tightest(template)):
+            self._bare.add(node)        # an emitter's expression: parenthesised, whatever it is
+        return expression
+
+    def args(self, data):
+        """The operands' source as the op's emission takes them; an inlined expression in
+        parentheses unless it is a whole argument of a call in each of the op's templates."""
+        args = super().args(data)
+        if not self._bare.intersection(data["inputs"]):
+            return args
+        emit = OPS[data["op"]].emit
+        templates = [self.emitter(data), emit.numpy_into]
+        return [f"({arg})" if operand in self._bare
+                and not all(isinstance(t, str) and whole_argument(t, k) for t in templates
+                            if t is not None) else arg
+                for k, (operand, arg) in enumerate(zip(data["inputs"], args))]
 
     def slice_view(self, node, lines):
         """Emit the array of ``node``'s index_grad reader (whose own step then emits nothing)
@@ -406,7 +439,8 @@ def planned(graph, outputs, inputs, passes=PASSES):
 
 # what the table of a graph shows (render.describe): every node under a name of its own, so no
 # update in place; a trace keeps every value as computed and named, so no memory decision at all
-TABLE_PASSES = tuple(p for p in PASSES if p is not update_in_place)
+# (nor an inlined value, which has no statement of its own)
+TABLE_PASSES = tuple(p for p in PASSES if p not in (update_in_place, inline_small_values))
 
 
 @dataclass

@@ -36,7 +36,8 @@ class Step:
     # a plan holds one step per node: slots keep a large plan's memory (and its collector's work)
     # down
     __slots__ = ("kind", "node", "group", "operands", "alias_of", "mask", "blocked_term",
-                 "in_blocks", "reuses", "updates", "block_slot", "released", "statements")
+                 "in_blocks", "reuses", "updates", "block_slot", "released", "statements",
+                 "inlined")
 
     def __init__(self, kind, node=None, operands=(), group=None):
         self.kind = kind
@@ -53,6 +54,7 @@ class Step:
         self.block_slot = None      # a blocked sum's workspace slot of one block of its term
         self.released = ()          # the nodes whose arrays are released (del) after the step
         self.statements = None      # node -> its statements, as the renderer wrote them
+        self.inlined = False        # the value is written into its one reader's expression
 
     def __repr__(self):
         return f"<step {self.kind} {self.node if self.group is None else self.group}>"
