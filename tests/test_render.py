@@ -88,7 +88,7 @@ def test_png_without_graphviz_or_matplotlib_is_a_clear_error(textbook, tmp_path,
     outputs, _ = textbook
     monkeypatch.setattr(render.shutil, "which", lambda name: None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)     # import fails
-    with pytest.raises(sg.SymgradError, match=r"matplotlib: pip install 'symgrad\[pictures\]'"):
+    with pytest.raises(sg.SymgradError, match=r"matplotlib: pip install -e '\.\[pictures\]' in a clone"):
         sg.draw(outputs, str(tmp_path / "graph.png"))
     assert not (tmp_path / "graph.png").exists()
 
