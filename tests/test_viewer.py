@@ -493,4 +493,6 @@ def test_search_finds_a_folded_node_outside_the_window_and_hover_shows_it(browse
                         " window.symgradViewer.follow()")
     assert page.execute_script(f"var n = window.symgradViewer.cy.getElementById('n{index}');"
                                " return [n.hasClass('found'), n.selected()]") == [True, True]
+    # moving the window keeps the search's result in the status line
+    assert page.find_element(By.ID, "status").text == f"{name}: 1 of 1"
     assert errors_in(page) == []

@@ -150,16 +150,21 @@
 
   // the boxes Cytoscape should hold: all of them on a small page; else those in the view and its
   // margin, or in the view alone, or none when even those are too many or too small to read
+  var unreadable = false;           // the view shows too many boxes, or too small, to name
+
   function wanted() {
     var all = boxes();
+    unreadable = false;
     if (all.length <= WINDOW_ALL) return all;
-    if (cy.zoom() < WINDOW_ZOOM) return [];
-    var margin = [WINDOW_MARGIN, 0];
-    for (var m = 0; m < margin.length; m++) {
-      var area = viewArea(margin[m]);
-      var inside = all.filter(function (id) { return overlaps(place(id), area); });
-      if (inside.length <= WINDOW_LIMIT) return inside;
+    if (cy.zoom() >= WINDOW_ZOOM) {
+      var margin = [WINDOW_MARGIN, 0];
+      for (var m = 0; m < margin.length; m++) {
+        var area = viewArea(margin[m]);
+        var inside = all.filter(function (id) { return overlaps(place(id), area); });
+        if (inside.length <= WINDOW_LIMIT) return inside;
+      }
     }
+    unreadable = true;
     return [];
   }
 
@@ -206,8 +211,10 @@
   function follow() {
     clearTimeout(windowTimer);
     windowTimer = null;
+    var wasUnreadable = unreadable;
     hold(wanted());
-    showCount();
+    // the status tells when names are too small to show, and otherwise keeps a search's result
+    if (unreadable !== wasUnreadable) showCount();
   }
 
   function followSoon() {
@@ -247,33 +254,41 @@
     if (held.size === all.length) return;
     var zoom = cy.zoom(), pan = cy.pan(), area = viewArea(0);
     context.setTransform(zoom * ratio, 0, 0, zoom * ratio, pan.x * ratio, pan.y * ratio);
-    context.lineWidth = 1 / zoom;
-    // edges first, beneath the boxes: one path for each look
-    var paths = {plain: new Path2D(), faint: new Path2D(), grad: new Path2D(),
-                 faintGrad: new Path2D(), near: new Path2D()};
+    // edges first, beneath the boxes: one path for each look, as Cytoscape's style draws it
+    // (an edge of the node found or hovered in full, dashed into a derivative node on a page
+    // small enough to afford dashes)
+    var looks = [
+      {name: "", colour: "#777", alpha: 1, width: 1},
+      {name: "grad", colour: GRAD_STROKE, alpha: 1, width: 1},
+      {name: " faint", colour: "#777", alpha: 0.15, width: 1},
+      {name: "grad faint", colour: GRAD_STROKE, alpha: 0.15, width: 1},
+      {name: " near", colour: "#777", alpha: 1, width: 2},
+      {name: "grad near", colour: GRAD_STROKE, alpha: 1, width: 2, dashed: !large}];
+    var paths = {};
+    looks.forEach(function (look) { paths[look.name] = new Path2D(); });
     data.edges.forEach(function (edge, k) {
       var source = shown(edge[0]), target = shown(edge[1]);
       if (source === target || (held.has(source) && held.has(target))) return;
       var a = place(source), b = place(target);
       if (Math.max(a.x, b.x) < area.x1 || Math.min(a.x, b.x) > area.x2 ||
           Math.max(a.y, b.y) < area.y1 || Math.min(a.y, b.y) > area.y2) return;
-      var classes = edgeClasses(k, source, target), path;
+      var classes = edgeClasses(k, source, target);
       if (source === found || target === found || source === hovered || target === hovered) {
-        path = paths.near;
-      } else if (classes.indexOf("faint") >= 0) {
-        path = classes.indexOf("grad") >= 0 ? paths.faintGrad : paths.faint;
-      } else {
-        path = classes.indexOf("grad") >= 0 ? paths.grad : paths.plain;
+        classes = classes.replace(" faint", "") + " near";
       }
+      var path = paths[classes];
       path.moveTo(a.x, a.y);
       path.lineTo(b.x, b.y);
     });
-    [["plain", "#777", 1], ["grad", GRAD_STROKE, 1], ["faint", "#777", 0.15],
-     ["faintGrad", GRAD_STROKE, 0.15], ["near", "#1565c0", 1]].forEach(function (look) {
-      context.globalAlpha = look[2];
-      context.strokeStyle = look[1];
-      context.stroke(paths[look[0]]);
+    looks.forEach(function (look) {
+      context.globalAlpha = look.alpha;
+      context.strokeStyle = look.colour;
+      context.lineWidth = look.width / zoom;
+      context.setLineDash(look.dashed ? [6 / zoom, 3 / zoom] : []);
+      context.stroke(paths[look.name]);
     });
+    context.setLineDash([]);
+    context.lineWidth = 1 / zoom;
     context.globalAlpha = 1;
     // boxes: one path for each fill; borders only when they are more than a few pixels wide
     var fills = {};
@@ -318,7 +333,7 @@
   function showCount() {
     var count = boxes().length;
     status.textContent = count + " boxes shown, " + folded.size + " of " + clusters.length +
-      " clusters folded" + (held.size < count && held.size === 0 ? "; zoom in for names" : "");
+      " clusters folded" + (unreadable ? "; zoom in for names" : "");
   }
 
   // -- search -------------------------------------------------------------------------------------
@@ -489,6 +504,7 @@
   folded = new Set(data.folded ? clusters.map(function (_, c) { return c; }) : []);
   view();
   follow();
+  showCount();
   window.symgradViewer = {
     cy: cy, find: find, fold: fold, unfold: unfold, setAllFolded: setAllFolded,
     clusters: clusters.length, nodes: nodes.length,
