@@ -14,8 +14,8 @@
   var LONG_EDGE = 2.5 * data.layerHeight;
   // a page of at most this many boxes is held whole, as one that opens unfolded
   var WINDOW_ALL = 300;
-  // the most boxes Cytoscape holds at once: setting one up costs about a millisecond on a
-  // software-drawn canvas, so a thousand keep the first drawing and every fold near a second
+  // the most boxes Cytoscape holds at once: setting each up is its main cost on a software-drawn
+  // canvas, and a thousand fill several views at a zoom where names can be read
   var WINDOW_LIMIT = 1000;
   // the window reaches this fraction of the view's size beyond each side, so a short pan shows
   // boxes already made
@@ -148,10 +148,10 @@
             y2: y1 + (1 + margin) * h};
   }
 
-  // the boxes Cytoscape should hold: all of them on a small page; else those in the view and its
-  // margin, or in the view alone, or none when even those are too many or too small to read
   var unreadable = false;           // the view shows too many boxes, or too small, to name
 
+  // the boxes Cytoscape should hold: all of them on a small page; else those in the view and its
+  // margin, or in the view alone, or none when even those are too many or too small to read
   function wanted() {
     var all = boxes();
     unreadable = false;
@@ -185,8 +185,8 @@
           var edgeId = source + ">" + target;
           if (source === target || edges.has(edgeId) || !next.has(source) ||
               !next.has(target)) return;
-          // an edge to a box held before is new too: that box's edges to this one went with
-          // this one, or never were
+          // every edge of a joining box is new: Cytoscape removed it with the box, or never
+          // held it
           edges.add(edgeId);
           var classes = edgeClasses(k, source, target);
           if (source === found || target === found) classes += " near";
@@ -447,7 +447,11 @@
   cy.on("tap", function (event) {
     if (event.target === cy && found !== null) forget();
   });
-  cy.on("viewport", function () { tooltip.hidden = true; });
+  // a box under the pointer may leave the window without a mouseout
+  cy.on("viewport", function () {
+    tooltip.hidden = true;
+    hovered = null;
+  });
 
   cy.on("tap", "node.cluster", function (event) {
     unfold(Number(event.target.id().slice(1)));
