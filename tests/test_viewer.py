@@ -4,6 +4,7 @@ itself opened in headless Chromium: it draws, logs no error, finds a node, folds
 import json
 import re
 import sys
+import time
 from fnmatch import fnmatch
 from html.parser import HTMLParser
 from pathlib import Path
@@ -333,4 +334,165 @@ def test_a_large_page_opens_folded_in_the_browser(browser, tmp_path):
     shown = page.execute_script("return window.symgradViewer.visible()")
     assert drawn > viewer.FOLD_ABOVE and shown < drawn
     assert page.execute_script("return window.symgradViewer.find('d_out_d_W')") == "d_out_d_W"
+    assert errors_in(page) == []
+
+
+# -- a page larger than the window of boxes Cytoscape holds -------------------------------------
+
+
+def held_and_expected(page, data):
+    """The boxes and edges Cytoscape holds, and the edges it should hold between those boxes in
+    the page's present folding (each member's edge drawn to its folded cluster, once)."""
+    held, edges, folded = page.execute_script(
+        "var v = window.symgradViewer; return [v.cy.nodes().map(function (n) { return n.id(); }),"
+        " v.cy.edges().map(function (e) { return [e.source().id(), e.target().id()]; }),"
+        " v.folded()]")
+    folded = set(folded)
+
+    def shown(i):
+        c = data["nodes"][i]["cluster"]
+        return f"c{c}" if c >= 0 and c in folded else f"n{i}"
+    held_set = set(held)
+    expected = {(shown(a), shown(b)) for a, b in data["edges"]} - {(s, s) for s in held_set}
+    expected = {(a, b) for a, b in expected if a in held_set and b in held_set and a != b}
+    return held, [tuple(e) for e in edges], expected, folded
+
+
+def in_view(page, data, held, folded):
+    """The boxes of the present folding that overlap the view, from the page's own data."""
+    zoom, pan, width, height = page.execute_script(
+        "var cy = window.symgradViewer.cy; return [cy.zoom(), cy.pan(), cy.width(), cy.height()]")
+    x1, y1 = -pan["x"] / zoom, -pan["y"] / zoom
+    x2, y2 = x1 + width / zoom, y1 + height / zoom
+    boxes = [(f"n{i}", n) for i, n in enumerate(data["nodes"])
+             if not (n["cluster"] >= 0 and n["cluster"] in folded)]
+    boxes += [(f"c{c}", k) for c, k in enumerate(data["clusters"]) if c in folded]
+    return {key for key, b in boxes if b["x"] + b["w"] / 2 >= x1 and b["x"] - b["w"] / 2 <= x2
+            and b["y"] + b["h"] / 2 >= y1 and b["y"] - b["h"] / 2 <= y2}
+
+
+@pytest.fixture(scope="module")
+def long_page(tmp_path_factory):
+    """A page of more boxes, unfolded, than Cytoscape holds at once: ~1,300 nodes."""
+    with sg.use_graph():
+        outputs, at = rnn_gradient(80)
+        path = tmp_path_factory.mktemp("long") / "long.html"
+        drawn = sg.draw(outputs, path, at=at)
+        data = viewer.page_data(*sg.api._rows(outputs, None, at))
+    return path, drawn, data
+
+
+@needs_chromium
+def test_cytoscape_holds_the_boxes_in_view_and_their_edges_as_the_view_moves(browser,
+                                                                             long_page):
+    path, drawn, data = long_page
+    page = opened(browser, path)
+    limit = page.execute_script("return window.symgradViewer.windowLimit")
+    assert drawn > limit > page.execute_script("return window.symgradViewer.windowAll")
+    page.execute_script("window.symgradViewer.setAllFolded(false)")
+    assert page.execute_script("return window.symgradViewer.visible()") == drawn
+    for step in range(4):
+        held, edges, expected, folded = held_and_expected(page, data)
+        assert not folded and 0 < len(held) <= limit
+        assert in_view(page, data, held, folded) <= set(held)
+        assert len(edges) == len(set(edges)) and set(edges) == expected
+        # a view down the graph: the boxes above leave, those below join
+        page.execute_script("var cy = window.symgradViewer.cy; cy.panBy({x: 0, y: -cy.height()});"
+                            " window.symgradViewer.follow()")
+        assert set(held) != set(held_and_expected(page, data)[0])
+    # folding every cluster, in view of one, swaps the members held for their clusters, edges
+    # included: a cluster of the backward pass whose members are close, so its box is in view
+    def span(c):
+        ys = [data["nodes"][i]["y"] for i in data["clusters"][c]["members"]]
+        return max(ys) - min(ys)
+    middle = min(range(len(data["clusters"]) // 2, len(data["clusters"])), key=span)
+    name = data["nodes"][data["clusters"][middle]["members"][0]]["name"]
+    assert page.execute_script(f"return window.symgradViewer.find({json.dumps(name)})") == name
+    page.execute_script("window.symgradViewer.setAllFolded(true)")
+    held, edges, expected, folded = held_and_expected(page, data)
+    assert folded == set(range(len(data["clusters"])))
+    assert f"c{middle}" in held and set(edges) == expected
+    assert in_view(page, data, held, folded) <= set(held)
+    assert errors_in(page) == []
+
+
+@needs_chromium
+def test_the_window_follows_the_view_once_it_rests(browser, long_page):
+    path, drawn, data = long_page
+    page = opened(browser, path)
+    page.execute_script("window.symgradViewer.setAllFolded(false)")
+    before = set(held_and_expected(page, data)[0])
+    assert len(before) < drawn
+    page.execute_script("var cy = window.symgradViewer.cy; cy.panBy({x: 0, y: -3 * cy.height()})")
+    # no call to follow: the page's own timer moves the window after the view rests
+    for _ in range(100):
+        held, _, _, folded = held_and_expected(page, data)
+        if set(held) != before:
+            break
+        time.sleep(0.05)
+    assert set(held) != before and in_view(page, data, held, folded) <= set(held)
+
+
+@needs_chromium
+def test_zoomed_out_far_the_canvas_beneath_draws_what_cytoscape_does_not_hold(browser, long_page):
+    from selenium.webdriver.common.by import By
+    path, drawn, data = long_page
+    page = opened(browser, path)
+    page.execute_script("window.symgradViewer.setAllFolded(false)")
+    zoom = page.execute_script("return window.symgradViewer.windowZoom") / 2
+    page.execute_script(f"var cy = window.symgradViewer.cy; cy.zoom({{level: {zoom},"
+                        f" renderedPosition: {{x: 0, y: 0}}}}); window.symgradViewer.follow()")
+    assert page.execute_script("return window.symgradViewer.held()") == 0
+    assert "zoom in" in page.find_element(By.ID, "status").text
+
+    # the sketch is drawn on the next frame: count its painted pixels, by colour
+    painted = page.execute_async_script("""
+        var done = arguments[0];
+        requestAnimationFrame(function () { requestAnimationFrame(function () {
+          var canvas = document.getElementById('sketch');
+          var pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width,
+                                                            canvas.height).data;
+          var count = 0;
+          for (var k = 3; k < pixels.length; k += 4) if (pixels[k] > 0) count++;
+          done(count);
+        }); });""")
+    assert painted > 1000
+    assert errors_in(page) == []
+
+
+@needs_chromium
+def test_search_finds_a_folded_node_outside_the_window_and_hover_shows_it(browser, long_page):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    path, drawn, data = long_page
+    page = opened(browser, path)
+    # a member of the last cluster: far down the graph, folded, not held at first
+    last = len(data["clusters"]) - 1
+    index = data["clusters"][last]["members"][0]
+    name = data["nodes"][index]["name"]
+    page.execute_script(f"window.symgradViewer.setAllFolded(false);"
+                        f" window.symgradViewer.fold({last})")
+    held, _, _, folded = held_and_expected(page, data)
+    assert folded == {last} and f"n{index}" not in held and f"c{last}" not in held
+    assert page.execute_script(f"return window.symgradViewer.find({json.dumps(name)})") == name
+    count, found, position, width, height = page.execute_script(
+        "var cy = window.symgradViewer.cy, s = cy.nodes(':selected');"
+        " return [s.length, s.id(), s.renderedPosition(), cy.width(), cy.height()]")
+    assert count == 1 and found == f"n{index}"
+    assert abs(position["x"] - width / 2) < 2 and abs(position["y"] - height / 2) < 2
+    ActionChains(page).move_to_element_with_offset(page.find_element(By.ID, "graph"), 0, 0) \
+        .perform()
+    tooltip = page.find_element(By.ID, "tooltip")
+    assert tooltip.is_displayed() and tooltip.text.startswith(name + "  (grad)")
+    # the found mark stays with the node when its box leaves the window and comes back
+    page.execute_script("var cy = window.symgradViewer.cy; cy.panBy({x: 0, y: 20 * cy.height()});"
+                        " window.symgradViewer.follow()")
+    assert page.execute_script(f"return window.symgradViewer.cy.getElementById('n{index}')"
+                               ".empty()")
+    page.execute_script("var cy = window.symgradViewer.cy; cy.panBy({x: 0, y: -20 * cy.height()});"
+                        " window.symgradViewer.follow()")
+    assert page.execute_script(f"var n = window.symgradViewer.cy.getElementById('n{index}');"
+                               " return [n.hasClass('found'), n.selected()]") == [True, True]
+    # moving the window keeps the search's result in the status line
+    assert page.find_element(By.ID, "status").text == f"{name}: 1 of 1"
     assert errors_in(page) == []

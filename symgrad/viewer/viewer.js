@@ -1,5 +1,8 @@
 // symgrad's graph viewer: draws the positions symgrad computed with Cytoscape.js, folds and
 // unfolds clusters (the derivative nodes appended for one node), finds nodes, shows details.
+// Cytoscape's cost is per element it holds, so it holds only the boxes in and around the view
+// (all of them on a page of at most WINDOW_ALL boxes); a plain canvas beneath it draws the rest
+// as coloured boxes and lines, and the window follows the view once it rests.
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("symgrad-data").textContent);
@@ -9,58 +12,77 @@
   // an edge across more than two layers draws faintly: an activation read back by the backward
   // pass, a weight read at every step; hovering or finding a node draws its own in full
   var LONG_EDGE = 2.5 * data.layerHeight;
+  // a page of at most this many boxes is held whole, as one that opens unfolded
+  var WINDOW_ALL = 300;
+  // the most boxes Cytoscape holds at once: setting each up is its main cost on a software-drawn
+  // canvas, and a thousand fill several views at a zoom where names can be read
+  var WINDOW_LIMIT = 1000;
+  // the window reaches this fraction of the view's size beyond each side, so a short pan shows
+  // boxes already made
+  var WINDOW_MARGIN = 0.5;
+  // below this zoom a box is a few pixels across, too small to point at: Cytoscape holds none
+  var WINDOW_ZOOM = 0.15;
+  // milliseconds the view must rest before the window follows it: a drag or a wheel zoom moves
+  // the view every frame and only the canvas beneath follows it live
+  var WINDOW_DELAY = 150;
 
   var folded = new Set();
-  // the edges touching each node, to redraw only those when a cluster folds or unfolds
+  // the edges touching each node, to make a box's edges when it joins the window
   var incident = nodes.map(function () { return []; });
   data.edges.forEach(function (edge, k) {
     incident[edge[0]].push(k);
     incident[edge[1]].push(k);
   });
 
+  // what shows node i: its own box ("n" + i) or its folded cluster's ("c" + c)
   function shown(i) {
     var c = nodes[i].cluster;
     return c >= 0 && folded.has(c) ? "c" + c : "n" + i;
-  }
-
-  function nodeElement(i) {
-    var n = nodes[i];
-    return {group: "nodes", data: {id: "n" + i, label: n.label, w: n.w, h: n.h},
-            position: {x: n.x, y: n.y}, classes: n.kind + (n.output ? " output" : "")};
-  }
-
-  function clusterElement(c) {
-    var k = clusters[c];
-    return {group: "nodes", data: {id: "c" + c, label: k.label, w: k.w, h: k.h},
-            position: {x: k.x, y: k.y}, classes: "grad cluster" + (k.output ? " output" : "")};
   }
 
   function place(id) {
     return (id.charAt(0) === "c" ? clusters : nodes)[Number(id.slice(1))];
   }
 
-  // edge k between what shows its ends (a folded cluster stands for its members), or null
-  function edgeElement(k) {
-    var source = shown(data.edges[k][0]), target = shown(data.edges[k][1]);
-    if (source === target) return null;
+  // the boxes shown in the present folding: nodes outside folded clusters, and folded clusters
+  function boxes() {
+    var ids = [];
+    nodes.forEach(function (n, i) {
+      if (!(n.cluster >= 0 && folded.has(n.cluster))) ids.push("n" + i);
+    });
+    folded.forEach(function (c) { ids.push("c" + c); });
+    return ids;
+  }
+
+  // the node found last: it keeps its mark when its box leaves the window and comes back
+  var found = null, hovered = null;
+
+  function nodeElement(id) {
+    var index = Number(id.slice(1)), element;
+    if (id.charAt(0) === "c") {
+      var k = clusters[index];
+      element = {group: "nodes", data: {id: id, label: k.label, w: k.w, h: k.h},
+                 position: {x: k.x, y: k.y},
+                 classes: "grad cluster" + (k.output ? " output" : "")};
+    } else {
+      var n = nodes[index];
+      element = {group: "nodes", data: {id: id, label: n.label, w: n.w, h: n.h},
+                 position: {x: n.x, y: n.y}, classes: n.kind + (n.output ? " output" : "")};
+    }
+    if (id === found) {
+      element.classes += " found";
+      element.selected = true;
+    }
+    return element;
+  }
+
+  // the kind of edge k between what shows its ends: "grad" into a derivative node, "faint" from
+  // an input or across many layers
+  function edgeClasses(k, source, target) {
     var grad = target.charAt(0) === "c" || nodes[data.edges[k][1]].kind === "grad";
     var input = nodes[data.edges[k][0]].kind === "input";
     var long = Math.abs(place(target).y - place(source).y) > LONG_EDGE;
-    return {group: "edges", data: {id: source + ">" + target, source: source, target: target},
-            classes: (grad ? "grad" : "") + (input || long ? " faint" : "")};
-  }
-
-  function edgesOf(indices) {
-    var found = new Map();
-    indices.forEach(function (i) {
-      incident[i].forEach(function (k) {
-        var edge = edgeElement(k);
-        if (edge && !found.has(edge.data.id) && cy.getElementById(edge.data.id).empty()) {
-          found.set(edge.data.id, edge);
-        }
-      });
-    });
-    return Array.from(found.values());
+    return (grad ? "grad" : "") + (input || long ? " faint" : "");
   }
 
   var style = [
@@ -92,8 +114,14 @@
     {selector: "edge.near", style: {"opacity": 1, "width": 2, "z-index": 10}}
   ];
 
+  var container = document.getElementById("graph");
+  // the boxes and edges outside the window, beneath Cytoscape's own (transparent) canvases
+  var sketch = document.createElement("canvas");
+  sketch.id = "sketch";
+  container.appendChild(sketch);
+
   var cy = cytoscape({
-    container: document.getElementById("graph"),
+    container: container,
     elements: [],
     style: style,
     layout: {name: "preset"},
@@ -104,55 +132,208 @@
     pixelRatio: large ? 1 : "auto"
   });
 
+  // -- the window: the boxes Cytoscape holds ------------------------------------------------------
+  var held = new Set();             // ids of the boxes Cytoscape holds
+
+  function overlaps(box, area) {
+    return box.x + box.w / 2 >= area.x1 && box.x - box.w / 2 <= area.x2 &&
+      box.y + box.h / 2 >= area.y1 && box.y - box.h / 2 <= area.y2;
+  }
+
+  // the part of the page in view, grown by ``margin`` of its size beyond each side
+  function viewArea(margin) {
+    var zoom = cy.zoom(), pan = cy.pan(), w = cy.width() / zoom, h = cy.height() / zoom;
+    var x1 = -pan.x / zoom, y1 = -pan.y / zoom;
+    return {x1: x1 - margin * w, y1: y1 - margin * h, x2: x1 + (1 + margin) * w,
+            y2: y1 + (1 + margin) * h};
+  }
+
+  var unreadable = false;           // the view shows too many boxes, or too small, to name
+
+  // the boxes Cytoscape should hold: all of them on a small page; else those in the view and its
+  // margin, or in the view alone, or none when even those are too many or too small to read
+  function wanted() {
+    var all = boxes();
+    unreadable = false;
+    if (all.length <= WINDOW_ALL) return all;
+    if (cy.zoom() >= WINDOW_ZOOM) {
+      var margin = [WINDOW_MARGIN, 0];
+      for (var m = 0; m < margin.length; m++) {
+        var area = viewArea(margin[m]);
+        var inside = all.filter(function (id) { return overlaps(place(id), area); });
+        if (inside.length <= WINDOW_LIMIT) return inside;
+      }
+    }
+    unreadable = true;
+    return [];
+  }
+
+  // Cytoscape made to hold exactly ``ids`` and the edges between them: one removal and one
+  // addition, whatever changed (the view, or the folding)
+  function hold(ids) {
+    var next = new Set(ids);
+    var leaving = [];
+    held.forEach(function (id) { if (!next.has(id)) leaving.push(id); });
+    var joining = ids.filter(function (id) { return !held.has(id); });
+    var elements = joining.map(nodeElement), edges = new Set();
+    joining.forEach(function (id) {
+      var members = id.charAt(0) === "c" ? clusters[Number(id.slice(1))].members
+        : [Number(id.slice(1))];
+      members.forEach(function (i) {
+        incident[i].forEach(function (k) {
+          var source = shown(data.edges[k][0]), target = shown(data.edges[k][1]);
+          var edgeId = source + ">" + target;
+          if (source === target || edges.has(edgeId) || !next.has(source) ||
+              !next.has(target)) return;
+          // every edge of a joining box is new: Cytoscape removed it with the box, or never
+          // held it
+          edges.add(edgeId);
+          var classes = edgeClasses(k, source, target);
+          if (source === found || target === found) classes += " near";
+          elements.push({group: "edges", data: {id: edgeId, source: source, target: target},
+                         classes: classes});
+        });
+      });
+    });
+    if (!leaving.length && !elements.length) return;
+    cy.batch(function () {
+      if (leaving.length) {
+        cy.collection(leaving.map(function (id) { return cy.getElementById(id); })).remove();
+      }
+      if (elements.length) cy.add(elements);
+    });
+    held = next;
+    sketchSoon();
+  }
+
+  var windowTimer = null;
+
+  function follow() {
+    clearTimeout(windowTimer);
+    windowTimer = null;
+    var wasUnreadable = unreadable;
+    hold(wanted());
+    // the status tells when names are too small to show, and otherwise keeps a search's result
+    if (unreadable !== wasUnreadable) showCount();
+  }
+
+  function followSoon() {
+    clearTimeout(windowTimer);
+    windowTimer = setTimeout(follow, WINDOW_DELAY);
+    sketchSoon();
+  }
+
+  cy.on("viewport", followSoon);
+  window.addEventListener("resize", followSoon);
+
+  // -- the sketch: what Cytoscape does not hold, as plain boxes and lines ----------------------
+  var sketchPending = false;
+
+  function sketchSoon() {
+    if (sketchPending) return;
+    sketchPending = true;
+    requestAnimationFrame(function () {
+      sketchPending = false;
+      drawSketch();
+    });
+  }
+
+  function drawSketch() {
+    var ratio = window.devicePixelRatio || 1, width = cy.width(), height = cy.height();
+    var pixelsWide = Math.round(width * ratio), pixelsHigh = Math.round(height * ratio);
+    if (sketch.width !== pixelsWide || sketch.height !== pixelsHigh) {
+      sketch.width = pixelsWide;
+      sketch.height = pixelsHigh;
+      sketch.style.width = width + "px";
+      sketch.style.height = height + "px";
+    }
+    var context = sketch.getContext("2d");
+    context.setTransform(1, 0, 0, 1, 0, 0);
+    context.clearRect(0, 0, sketch.width, sketch.height);
+    var all = boxes();
+    if (held.size === all.length) return;
+    var zoom = cy.zoom(), pan = cy.pan(), area = viewArea(0);
+    context.setTransform(zoom * ratio, 0, 0, zoom * ratio, pan.x * ratio, pan.y * ratio);
+    // edges first, beneath the boxes: one path for each look, as Cytoscape's style draws it
+    // (an edge of the node found or hovered in full, dashed into a derivative node on a page
+    // small enough to afford dashes)
+    var looks = [
+      {name: "", colour: "#777", alpha: 1, width: 1},
+      {name: "grad", colour: GRAD_STROKE, alpha: 1, width: 1},
+      {name: " faint", colour: "#777", alpha: 0.15, width: 1},
+      {name: "grad faint", colour: GRAD_STROKE, alpha: 0.15, width: 1},
+      {name: " near", colour: "#777", alpha: 1, width: 2},
+      {name: "grad near", colour: GRAD_STROKE, alpha: 1, width: 2, dashed: !large}];
+    var paths = {};
+    looks.forEach(function (look) { paths[look.name] = new Path2D(); });
+    data.edges.forEach(function (edge, k) {
+      var source = shown(edge[0]), target = shown(edge[1]);
+      if (source === target || (held.has(source) && held.has(target))) return;
+      var a = place(source), b = place(target);
+      if (Math.max(a.x, b.x) < area.x1 || Math.min(a.x, b.x) > area.x2 ||
+          Math.max(a.y, b.y) < area.y1 || Math.min(a.y, b.y) > area.y2) return;
+      var classes = edgeClasses(k, source, target);
+      if (source === found || target === found || source === hovered || target === hovered) {
+        classes = classes.replace(" faint", "") + " near";
+      }
+      var path = paths[classes];
+      path.moveTo(a.x, a.y);
+      path.lineTo(b.x, b.y);
+    });
+    looks.forEach(function (look) {
+      context.globalAlpha = look.alpha;
+      context.strokeStyle = look.colour;
+      context.lineWidth = look.width / zoom;
+      context.setLineDash(look.dashed ? [6 / zoom, 3 / zoom] : []);
+      context.stroke(paths[look.name]);
+    });
+    context.setLineDash([]);
+    context.lineWidth = 1 / zoom;
+    context.globalAlpha = 1;
+    // boxes: one path for each fill; borders only when they are more than a few pixels wide
+    var fills = {};
+    all.forEach(function (id) {
+      if (held.has(id)) return;
+      var box = place(id);
+      if (!overlaps(box, area)) return;
+      var kind = id.charAt(0) === "c" ? "grad" : box.kind;
+      (fills[kind] = fills[kind] || new Path2D()).rect(box.x - box.w / 2, box.y - box.h / 2,
+                                                       box.w, box.h);
+    });
+    Object.keys(fills).forEach(function (kind) {
+      context.fillStyle = data.fill[kind] || data.fill.forward;
+      context.fill(fills[kind]);
+      if (zoom > 0.05) {
+        context.strokeStyle = kind === "grad" ? GRAD_STROKE : "#333";
+        context.stroke(fills[kind]);
+      }
+    });
+  }
+
   function fold(c) {
     if (c < 0 || c >= clusters.length || folded.has(c)) return false;
-    var members = clusters[c].members;
-    cy.batch(function () {
-      folded.add(c);
-      cy.collection(members.map(function (i) { return cy.getElementById("n" + i); })).remove();
-      cy.add(clusterElement(c));
-      cy.add(edgesOf(members));
-    });
+    folded.add(c);
+    hold(wanted());
     return true;
   }
 
   function unfold(c) {
     if (!folded.has(c)) return false;
-    var members = clusters[c].members;
-    cy.batch(function () {
-      folded.delete(c);
-      cy.getElementById("c" + c).remove();
-      cy.add(members.map(nodeElement));
-      cy.add(edgesOf(members));
-    });
+    folded.delete(c);
+    hold(wanted());
     return true;
   }
 
   function setAllFolded(fold) {
-    cy.batch(function () {
-      cy.elements().remove();
-      folded = new Set(fold ? clusters.map(function (_, c) { return c; }) : []);
-      var elements = [];
-      nodes.forEach(function (n, i) {
-        if (!(n.cluster >= 0 && folded.has(n.cluster))) elements.push(nodeElement(i));
-      });
-      folded.forEach(function (c) { elements.push(clusterElement(c)); });
-      var seen = new Set();
-      data.edges.forEach(function (_, k) {
-        var edge = edgeElement(k);
-        if (edge && !seen.has(edge.data.id)) {
-          seen.add(edge.data.id);
-          elements.push(edge);
-        }
-      });
-      cy.add(elements);
-    });
+    folded = new Set(fold ? clusters.map(function (_, c) { return c; }) : []);
+    hold(wanted());
     showCount();
   }
 
   function showCount() {
-    status.textContent = cy.nodes().length + " boxes shown, " + folded.size + " of " +
-      clusters.length + " clusters folded";
+    var count = boxes().length;
+    status.textContent = count + " boxes shown, " + folded.size + " of " + clusters.length +
+      " clusters folded" + (unreadable ? "; zoom in for names" : "");
   }
 
   // -- search -------------------------------------------------------------------------------------
@@ -170,13 +351,17 @@
 
   function focus(i) {
     var c = nodes[i].cluster;
-    if (c >= 0) unfold(c);
+    if (c >= 0) folded.delete(c);
     cy.nodes(".found").removeClass("found");
     cy.nodes(":selected").unselect();
-    var element = cy.getElementById("n" + i);
+    found = "n" + i;
+    // centred on its place: its box may not exist until the window has moved there
+    var zoom = Math.max(cy.zoom(), 1);
+    cy.viewport({zoom: zoom, pan: {x: cy.width() / 2 - nodes[i].x * zoom,
+                                   y: cy.height() / 2 - nodes[i].y * zoom}});
+    follow();
+    var element = cy.getElementById(found);
     element.addClass("found").select();
-    cy.zoom(Math.max(cy.zoom(), 1));
-    cy.center(element);
     return element;
   }
 
@@ -233,16 +418,40 @@
     tooltip.style.top = (box.top + event.renderedPosition.y + 14) + "px";
     tooltip.hidden = false;
   });
-  cy.on("mouseover", "node", function (event) { event.target.connectedEdges().addClass("near"); });
+  cy.on("mouseover", "node", function (event) {
+    event.target.connectedEdges().addClass("near");
+    hovered = event.target.id();
+    sketchSoon();
+  });
   cy.on("mouseout", "node", function (event) {
     tooltip.hidden = true;
     event.target.connectedEdges().not(cy.nodes(":selected").connectedEdges()).removeClass("near");
+    hovered = null;
+    sketchSoon();
   });
-  cy.on("select", "node", function (event) { event.target.connectedEdges().addClass("near"); });
+  cy.on("select", "node", function (event) {
+    event.target.connectedEdges().addClass("near");
+    // a box picked by hand replaces the node found
+    if (found !== null && event.target.id() !== found) forget();
+  });
   cy.on("unselect", "node", function (event) {
     event.target.connectedEdges().removeClass("near");
   });
-  cy.on("viewport", function () { tooltip.hidden = true; });
+  // the node found keeps its mark when its box leaves the window and comes back, until a click
+  // on the background or on another box
+  function forget() {
+    found = null;
+    cy.nodes(".found").removeClass("found");
+    sketchSoon();
+  }
+  cy.on("tap", function (event) {
+    if (event.target === cy && found !== null) forget();
+  });
+  // a box under the pointer may leave the window without a mouseout
+  cy.on("viewport", function () {
+    tooltip.hidden = true;
+    hovered = null;
+  });
 
   cy.on("tap", "node.cluster", function (event) {
     unfold(Number(event.target.id().slice(1)));
@@ -259,7 +468,10 @@
   document.getElementById("unfold-all").addEventListener("click", function () {
     setAllFolded(false);
   });
-  document.getElementById("fit").addEventListener("click", function () { view(); });
+  document.getElementById("fit").addEventListener("click", function () {
+    view();
+    follow();
+  });
   Array.prototype.forEach.call(document.querySelectorAll(".swatch"), function (swatch) {
     swatch.style.backgroundColor = data.fill[swatch.classList[1]];
   });
@@ -274,26 +486,38 @@
     extent.y2 = Math.max(extent.y2, n.y + n.h / 2);
   });
 
-  // the whole graph when that leaves its boxes readable; else its top, as wide as fits
+  // the whole graph when that leaves its boxes readable; else its top, as wide as fits, centred
+  // on the median box of the rows in view (a long graph's first rows may be far from its middle)
   function view() {
     var margin = 20, w = extent.x2 - extent.x1, h = extent.y2 - extent.y1;
     var zoom = Math.min((cy.width() - 2 * margin) / w, (cy.height() - 2 * margin) / h, 1.5);
-    var top = margin;
+    var top = margin, middle = (extent.x1 + extent.x2) / 2;
     if (zoom < 0.3) {
       zoom = Math.min(1, Math.max(0.3, (cy.width() - 2 * margin) / w));
+      var bottom = extent.y1 + (cy.height() - margin) / zoom;
+      var xs = nodes.filter(function (n) { return n.y - n.h / 2 <= bottom; })
+        .map(function (n) { return n.x; }).sort(function (a, b) { return a - b; });
+      if (xs.length) middle = xs[Math.floor(xs.length / 2)];
     } else {
       top = (cy.height() - h * zoom) / 2;
     }
-    cy.viewport({zoom: zoom, pan: {x: (cy.width() - w * zoom) / 2 - extent.x1 * zoom,
+    cy.viewport({zoom: zoom, pan: {x: cy.width() / 2 - middle * zoom,
                                    y: top - extent.y1 * zoom}});
   }
 
-  setAllFolded(data.folded);
+  folded = new Set(data.folded ? clusters.map(function (_, c) { return c; }) : []);
   view();
+  follow();
+  showCount();
   window.symgradViewer = {
     cy: cy, find: find, fold: fold, unfold: unfold, setAllFolded: setAllFolded,
     clusters: clusters.length, nodes: nodes.length,
-    visible: function () { return cy.nodes().length; }, rendered: false
+    // the boxes shown in the present folding, and how many of them Cytoscape holds
+    visible: function () { return boxes().length; },
+    held: function () { return cy.nodes().length; },
+    // the window moved to the view now, as it does once the view rests
+    follow: follow, windowAll: WINDOW_ALL, windowLimit: WINDOW_LIMIT, windowZoom: WINDOW_ZOOM,
+    folded: function () { return Array.from(folded); }, rendered: false
   };
   // two frames on: Cytoscape has drawn the graph once
   requestAnimationFrame(function () {
