@@ -53,7 +53,66 @@ def describe(graph, outputs, inputs, values=None):
                      "value": computed.get(name) if values is not None else None,
                      "grad_of": rendered.names.get(data["grad_of"]) if data["derivative"]
                      else None})
+    _attach_loops(rows, graph, rendered.loops)
     return rows, rendered
+
+
+def _attach_loops(rows, graph, loops):
+    """Give the row of each loop's first scan node a "loop": its view, the statements before its
+    steps, and its body's rows (kind "body", each with its own "loop" when it is a loop), once
+    however many steps it takes: the body is rendered once."""
+    pending = [(rows, graph)]
+    while pending:
+        scope_rows, scope_graph = pending.pop()
+        for row in scope_rows:
+            view = loops.get((id(scope_graph), row["node"]))
+            if view is None:
+                continue
+            body_rows = _body_rows(view)
+            row["loop"] = {"view": view, "header": view.header, "rows": body_rows}
+            pending.append((body_rows, view.plan.graph))
+
+
+def _body_rows(view):
+    """The rows of one step of ``view``'s loop: the slices it reads, the body's nodes in
+    evaluation order, and the statements ending the step (the stacked slices, the new carries)."""
+    nodes = view.plan.nodes
+
+    def row(node, name, op, shape, code, derivative=False):
+        return {"node": node, "name": name, "kind": "body", "op": op, "shape": shape,
+                "code": code, "output": False, "value": None, "grad_of": None,
+                "derivative": derivative}
+    rows = [row(node, view.names[node], "slice", nodes[node]["shape"],
+                statement.split(" = ", 1)[-1]) for node, statement in view.slices]
+    for node in view.plan.order:
+        data = nodes[node]
+        statements = view.statements.get(node)
+        if data["op"] == "var" or not statements and node not in view.names:
+            continue        # a placeholder (named in the loop's line) or a value never read
+        name = view.names.get(node)
+        code = "; ".join(statements or [])
+        if name is not None and code.startswith(f"{name} = "):
+            code = code[len(name) + 3:]
+        rows.append(row(node, name, data["op"], data["shape"], code, data["derivative"]))
+    if view.tail:
+        rows.append(row(None, "", "", None, "; ".join(view.tail)))
+    return rows
+
+
+def _expanded(rows):
+    """(depth, row) of ``rows`` with each loop's header and body rows after its row (iterative)."""
+    out = []
+    stack = [(0, iter(rows))]
+    while stack:
+        depth, pending = stack[-1]
+        row = next(pending, None)
+        if row is None:
+            stack.pop()
+            continue
+        out.append((depth, row))
+        if row.get("loop") is not None:
+            stack.append((depth + 1, iter(row["loop"]["rows"])))
+    return out
 
 
 def format_value(value, width=60):
@@ -72,12 +131,16 @@ def table(rows, show_values):
     """The rows as aligned text; derivative nodes are marked 'grad' and say where they come from."""
     header = ["name", "kind", "op", "shape"] + (["value"] if show_values else []) + ["code"]
     lines = []
-    for row in rows:
+    for depth, row in _expanded(rows):
         code = row["code"]
+        if row.get("loop") is not None:     # its body's rows follow, one step of the loop
+            code = "; ".join(row["loop"]["header"])
         if row["grad_of"]:
             code += f"    (from {row['grad_of']})"
-        shape = "()" if row["shape"] == () else "(" + ", ".join(map(str, row["shape"])) + ")"
-        cells = [row["name"] + (" *" if row["output"] else ""), row["kind"], row["op"], shape]
+        shape = "" if row["shape"] is None else "()" if row["shape"] == () \
+            else "(" + ", ".join(map(str, row["shape"])) + ")"
+        cells = ["  │ " * depth + (row["name"] or "") + (" *" if row["output"] else ""),
+                 row["kind"], row["op"], shape]
         if show_values:
             cells.append(format_value(row["value"]))
         lines.append(cells + [code])
@@ -88,6 +151,9 @@ def table(rows, show_values):
     out = [join(header), join(["-" * w for w in widths] + ["-" * 4])]
     out += [join(line).rstrip() for line in lines]
     out.append("(* marks the outputs; kind 'grad' marks the derivative nodes appended to the graph)")
+    if any(row.get("loop") is not None for row in rows):
+        out.append("(kind 'body' marks one step of a loop, written once however many steps it "
+                   "takes)")
     named = sorted((k, f"{row['name']} ({label})") for row in rows
                    for k, label in row.get("labels", ()))
     if named:
