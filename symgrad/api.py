@@ -558,7 +558,7 @@ def to_dot(outputs, inputs=None, at=None, labels=None):
     True
     """
     graph, rows = _rows(outputs, inputs, at, "to_dot", labels)
-    return dot_source(boxes(graph, rows))
+    return dot_source(boxes(graph, rows, bodies=True))
 
 
 def draw(outputs, path, inputs=None, at=None, labels=None):

@@ -53,7 +53,66 @@ def describe(graph, outputs, inputs, values=None):
                      "value": computed.get(name) if values is not None else None,
                      "grad_of": rendered.names.get(data["grad_of"]) if data["derivative"]
                      else None})
+    _attach_loops(rows, graph, rendered.loops)
     return rows, rendered
+
+
+def _attach_loops(rows, graph, loops):
+    """Give the row of each loop's first scan node a "loop": its view, the statements before its
+    steps, and its body's rows (kind "body", each with its own "loop" when it is a loop), once
+    however many steps it takes: the body is rendered once."""
+    pending = [(rows, graph)]
+    while pending:
+        scope_rows, scope_graph = pending.pop()
+        for row in scope_rows:
+            view = loops.get((id(scope_graph), row["node"]))
+            if view is None:
+                continue
+            body_rows = _body_rows(view)
+            row["loop"] = {"view": view, "header": view.header, "rows": body_rows}
+            pending.append((body_rows, view.plan.graph))
+
+
+def _body_rows(view):
+    """The rows of one step of ``view``'s loop: the slices it reads, the body's nodes in
+    evaluation order, and the statements ending the step (the stacked slices, the new carries)."""
+    nodes = view.plan.nodes
+
+    def row(node, name, op, shape, code, derivative=False):
+        return {"node": node, "name": name, "kind": "body", "op": op, "shape": shape,
+                "code": code, "output": False, "value": None, "grad_of": None,
+                "derivative": derivative}
+    rows = [row(node, view.names[node], "slice", nodes[node]["shape"],
+                statement.split(" = ", 1)[-1]) for node, statement in view.slices]
+    for node in view.plan.order:
+        data = nodes[node]
+        statements = view.statements.get(node)
+        if data["op"] == "var" or not statements and node not in view.names:
+            continue        # a placeholder (named in the loop's line) or a value never read
+        name = view.names.get(node)
+        code = "; ".join(statements or [])
+        if name is not None and code.startswith(f"{name} = "):
+            code = code[len(name) + 3:]
+        rows.append(row(node, name, data["op"], data["shape"], code, data["derivative"]))
+    if view.tail:
+        rows.append(row(None, "", "", None, "; ".join(view.tail)))
+    return rows
+
+
+def _expanded(rows):
+    """(depth, row) of ``rows`` with each loop's header and body rows after its row (iterative)."""
+    out = []
+    stack = [(0, iter(rows))]
+    while stack:
+        depth, pending = stack[-1]
+        row = next(pending, None)
+        if row is None:
+            stack.pop()
+            continue
+        out.append((depth, row))
+        if row.get("loop") is not None:
+            stack.append((depth + 1, iter(row["loop"]["rows"])))
+    return out
 
 
 def format_value(value, width=60):
@@ -72,12 +131,16 @@ def table(rows, show_values):
     """The rows as aligned text; derivative nodes are marked 'grad' and say where they come from."""
     header = ["name", "kind", "op", "shape"] + (["value"] if show_values else []) + ["code"]
     lines = []
-    for row in rows:
+    for depth, row in _expanded(rows):
         code = row["code"]
+        if row.get("loop") is not None:     # its body's rows follow, one step of the loop
+            code = "; ".join(row["loop"]["header"])
         if row["grad_of"]:
             code += f"    (from {row['grad_of']})"
-        shape = "()" if row["shape"] == () else "(" + ", ".join(map(str, row["shape"])) + ")"
-        cells = [row["name"] + (" *" if row["output"] else ""), row["kind"], row["op"], shape]
+        shape = "" if row["shape"] is None else "()" if row["shape"] == () \
+            else "(" + ", ".join(map(str, row["shape"])) + ")"
+        cells = ["  │ " * depth + (row["name"] or "") + (" *" if row["output"] else ""),
+                 row["kind"], row["op"], shape]
         if show_values:
             cells.append(format_value(row["value"]))
         lines.append(cells + [code])
@@ -88,6 +151,9 @@ def table(rows, show_values):
     out = [join(header), join(["-" * w for w in widths] + ["-" * 4])]
     out += [join(line).rstrip() for line in lines]
     out.append("(* marks the outputs; kind 'grad' marks the derivative nodes appended to the graph)")
+    if any(row.get("loop") is not None for row in rows):
+        out.append("(kind 'body' marks one step of a loop, written once however many steps it "
+                   "takes)")
     named = sorted((k, f"{row['name']} ({label})") for row in rows
                    for k, label in row.get("labels", ()))
     if named:
@@ -114,11 +180,16 @@ class Box:
     operands: list = field(default_factory=list)    # keys of the boxes feeding it
     ops: Counter = field(default_factory=Counter)   # the ops of the nodes it stands for
     names: tuple = ()       # the names of its first and last node
+    cluster: tuple = ()     # the loops it is drawn in, outermost first: (DOT id, label) each
 
 
-def boxes(graph, rows, fold_above=FOLD_ABOVE):
+def boxes(graph, rows, fold_above=FOLD_ABOVE, bodies=False):
     """The boxes of a picture of ``rows`` (describe's), in evaluation order; folded when there
-    are more than ``fold_above``."""
+    are more than ``fold_above``. With ``bodies``, a graph drawn unfolded shows each loop as a
+    cluster holding its body's boxes, its placeholders fed by the loop's operands and its scan
+    nodes by the body's results; a folded one shows each scan node as one box."""
+    if bodies and len(rows) <= fold_above and any(row.get("loop") for row in rows):
+        return _boxes_with_bodies(graph, rows)
     shown = {row["node"] for row in rows}
     found = []
     for row in rows:
@@ -139,6 +210,83 @@ def boxes(graph, rows, fold_above=FOLD_ABOVE):
         folded = _in_dependency_order(_fold_blocks(found, size))
         size += 1
     return folded
+
+
+_PLACEHOLDER_ROLES = {"carry": "carry in", "x": "slice of a step", "closed": "closed over"}
+
+
+def _loop_label(view):
+    carries = [view.names[p] for p, (role, _) in view.operands.items()
+               if role == "carry" and p in view.names]
+    label = f"scan over {view.length} steps" + (", last to first" if view.reverse else "")
+    return label + (f"\ncarries: {', '.join(carries)}" if carries else "")
+
+
+def _body_entries(view, body_rows, prefix, outer_prefix):
+    """(key, kind, output, lines, operand keys, loop) of a loop body's boxes, in evaluation
+    order: its placeholders (fed by the loop's operands) and the nodes it computes."""
+    nodes = view.plan.nodes
+    loop_of = {row["node"]: row.get("loop") for row in body_rows if row["node"] is not None}
+    entries = []
+    for node in view.plan.order:
+        data = nodes[node]
+        name = view.names.get(node)
+        if data["op"] == "var":
+            role, outer = view.operands[node]
+            entries.append((f"{prefix}{node}", "input", False, [name, _PLACEHOLDER_ROLES[role]],
+                            [_scoped(outer_prefix, outer)], None))
+        elif name is not None or node in view.statements:
+            entries.append((f"{prefix}{node}", _kind(data), False,
+                            [name or naming.constant(node), data["op"]],
+                            [f"{prefix}{i}" for i in dict.fromkeys(data["inputs"])],
+                            loop_of.get(node)))
+    return entries
+
+
+def _scoped(prefix, node):
+    return f"{prefix}{node}" if prefix else node
+
+
+def _boxes_with_bodies(graph, rows):
+    """Boxes of ``rows`` with every loop's body in a cluster (iterative over nested loops): the
+    body's boxes come before the loop's first scan node, whose box (and its other scan nodes')
+    reads the body's results."""
+    shown = {row["node"] for row in rows}
+    top = [(row["node"], row["kind"], row["output"], _label_lines(row),
+            [i for i in dict.fromkeys(graph.nodes[row["node"]]["inputs"]) if i in shown],
+            row.get("loop")) for row in rows]
+    found, emitted, redirected, waiting = [], set(), {}, []
+    stack = [(iter(top), "", ())]
+    while stack:
+        entries, prefix, path = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            if waiting:         # a body ends: its loop's scan node follows, reading its results
+                box = waiting.pop()
+                box.operands = [k for k in redirected.get(box.key, box.operands) if k in emitted]
+                found.append(box)
+                emitted.add(box.key)
+            continue
+        key, kind, output, lines, operands, loop = entry
+        if loop is not None:
+            view = loop["view"]
+            body_prefix = f"{prefix}L{key}_"
+            for member, result in view.results.items():
+                redirected[_scoped(prefix, member)] = [f"{body_prefix}{result}"]
+        box = Box(key, kind, output, lines,
+                  operands if loop is not None else
+                  [k for k in redirected.get(key, operands) if k in emitted],
+                  Counter([lines[-1]]), (lines[0], lines[0]), path)
+        if loop is None:
+            found.append(box)
+            emitted.add(key)
+            continue
+        waiting.append(box)
+        cluster = path + ((f"cluster_{body_prefix}", _loop_label(view)),)
+        stack.append((iter(_body_entries(view, loop["rows"], body_prefix, prefix)),
+                      body_prefix, cluster))
+    return found
 
 
 def _in_dependency_order(found):
@@ -233,14 +381,26 @@ _DOT_STYLES = {"input": 'shape=ellipse, style=filled, fillcolor="#e8f5e9"',
 
 def dot_source(drawn, title="symgrad"):
     """Graphviz DOT of ``drawn`` (boxes): forward nodes as blue boxes, derivative nodes as dashed
-    orange boxes, inputs as ellipses; the outputs have a double border. Operands feed their
-    consumers in evaluation order."""
+    orange boxes, inputs as ellipses; the outputs have a double border; a loop's body is a
+    cluster. Operands feed their consumers in evaluation order."""
     lines = [f"digraph {_quote(title)} {{", "  rankdir=TB;",
              '  node [fontname="Helvetica", fontsize=11];']
+    open_clusters = ()
     for box in drawn:
+        shared = 0
+        while shared < min(len(open_clusters), len(box.cluster)) \
+                and open_clusters[shared] == box.cluster[shared]:
+            shared += 1
+        lines += ["  " * depth + "  }" for depth in range(len(open_clusters), shared, -1)]
+        for depth, (identifier, label) in enumerate(box.cluster[shared:], start=shared + 1):
+            lines.append("  " * depth + f"subgraph {identifier} {{ label={_quote(label)}; "
+                         f'style="rounded"; color="#6a1b9a"; fontname="Helvetica";')
+        open_clusters = box.cluster
         extra = ", peripheries=2" if box.output else ""
-        lines.append(f"  n{box.key} [label={_quote(chr(10).join(box.lines))}, "
+        lines.append("  " * len(box.cluster)
+                     + f"  n{box.key} [label={_quote(chr(10).join(box.lines))}, "
                      f"{_DOT_STYLES[box.kind]}{extra}];")
+    lines += ["  " * depth + "  }" for depth in range(len(open_clusters), 0, -1)]
     for box in drawn:
         style = ' [style=dashed, color="#e65100"]' if box.kind == "grad" else ""
         lines += [f"  n{operand} -> n{box.key}{style};" for operand in box.operands]
@@ -275,7 +435,7 @@ def picture(graph, rows, image_format):
     """The graph as "svg" (text), "png" or "pdf" (bytes): by Graphviz's dot when it is installed
     and the picture small enough for it, else drawn here (SVG) or by matplotlib (PNG, PDF), so
     that pictures need nothing beyond pip-installed packages."""
-    drawn = boxes(graph, rows)
+    drawn = boxes(graph, rows, bodies=True)
     executable = shutil.which("dot")
     if executable is None or len(drawn) > DOT_LIMIT:
         if image_format == "svg":
@@ -307,7 +467,8 @@ def _layers(drawn):
     for layer in layers:
         def barycentre(box):
             return sum(rank[k] for k in box.operands) / len(box.operands) if box.operands else 0.0
-        layer.sort(key=barycentre)
+        # a loop's boxes side by side in each layer, so that a frame can hold them
+        layer.sort(key=lambda box: ([c for c, _ in box.cluster], barycentre(box)))
         for position, box in enumerate(layer):
             rank[box.key] = position - len(layer) / 2
     return layers
@@ -330,6 +491,22 @@ def _layout(drawn):
     return placed, width, len(layers) * _ROW_HEIGHT + _GAP
 
 
+def _frames(placed):
+    """(x, y, width, height, label) of a frame around each loop's boxes, outer loops first."""
+    spans = {}
+    for x, y, w, h, box in placed.values():
+        for depth, (identifier, label) in enumerate(box.cluster):
+            x0, y0, x1, y1, _, _ = spans.get(identifier, (x, y, x + w, y + h, depth, label))
+            spans[identifier] = (min(x0, x), min(y0, y), max(x1, x + w), max(y1, y + h), depth,
+                                 label)
+    frames = []
+    for x0, y0, x1, y1, depth, label in sorted(spans.values(), key=lambda span: span[4]):
+        pad = 8 + 2 * _LINE - depth * 4     # room for the label above the boxes
+        frames.append((x0 - 10 + depth * 2, y0 - pad, x1 - x0 + 20 - depth * 4, y1 - y0 + pad + 8,
+                       label))
+    return frames
+
+
 def _edges(placed):
     """(operand's place, reader's place) for every edge of the picture."""
     return [(placed[operand], place) for place in placed.values()
@@ -346,6 +523,12 @@ def svg_source(drawn):
            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
            'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker>'
            '</defs>']
+    for x, y, w, h, label in _frames(placed):
+        out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="10" '
+                   f'fill="none" stroke="#6a1b9a"/>')
+        for i, text in enumerate(label.split("\n")):
+            out.append(f'<text x="{x + 8:.1f}" y="{y + _LINE * (i + 1):.1f}" fill="#6a1b9a">'
+                       f'{escape(text)}</text>')
     for (ox, oy, ow, oh, _), (x, y, w, h, box) in _edges(placed):
         dash = ' stroke-dasharray="5,3" stroke="#e65100"' if box.kind == "grad" \
             else ' stroke="#555"'
@@ -387,6 +570,12 @@ def matplotlib_picture(drawn, target, image_format):
     axes.set_ylim(height, 0)            # evaluation order runs downwards, as in the SVG
     axes.set_axis_off()
     points = 72.0 / 100.0               # one layout pixel in points, at the figure's own scale
+    for x, y, w, h, label in _frames(placed):
+        axes.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0", fill=False,
+                                      edgecolor="#6a1b9a", linewidth=points))
+        for i, text in enumerate(label.split("\n")):
+            axes.text(x + 8, y + _LINE * (i + 0.5), text, ha="left", va="center",
+                      fontsize=12 * points, family="sans-serif", color="#6a1b9a")
     for (ox, oy, ow, oh, _), (x, y, w, h, box) in _edges(placed):
         grad = box.kind == "grad"
         axes.add_patch(FancyArrowPatch((ox + ow / 2, oy + oh), (x + w / 2, y),

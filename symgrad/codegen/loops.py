@@ -10,6 +10,8 @@ read value depends on, is dropped from the loop (a gradient's accumulator that i
 Imports ops, naming and errors, and codegen's emission, plan and memory.
 """
 
+from dataclasses import dataclass
+
 from .. import naming
 from ..ops import OPS
 from .emission import scalar_type
@@ -21,6 +23,31 @@ from .plan import Plan
 # slots are the function's, and no blocked sums, which take one)
 BODY_PASSES = (boolean_masks, writes_into_slices, reuse_buffers, update_in_place,
                release_dead_arrays)
+
+
+@dataclass
+class LoopView:
+    """What views of a graph (symgrad.render) show of a rendered loop: the statements before its
+    steps (the ``for`` line last), the body's plan with each body node's name and statements,
+    the statements reading a step's slices and those ending a step, which outer node each
+    placeholder stands for (role "carry", "x" or "closed"), and which body node each scan node
+    of the loop reads."""
+    length: object
+    reverse: bool
+    header: list
+    plan: Plan
+    names: dict
+    statements: dict
+    slices: list
+    tail: list
+    operands: dict
+    results: dict
+
+
+def loop_views(renderer):
+    """(id of a plan's graph, scan node) -> LoopView of every loop the renderer wrote, nested ones
+    too: the renderers of bodies share the dict with their function's."""
+    return renderer.__dict__.setdefault("loop_views", {})
 
 
 def is_loop(data):
@@ -122,8 +149,11 @@ def render_loop(renderer, step, lines):
         names[placeholder] = name
         scanned = renderer.operand(inputs[count_carries + k])
         step_lines.append(f"{name} = {renderer.loop_slice(scanned, index)}")
+    slice_lines = list(step_lines)
+    views = loop_views(renderer)
     inner = renderer.nested(inner_plan, names)
     step_lines.extend(inner.body())
+    body_length = len(step_lines)
     for value, name in stacks.items():
         step_lines.extend(renderer.loop_stack_put(name, index, inner.operand(value)))
     if carries:
@@ -146,6 +176,17 @@ def render_loop(renderer, step, lines):
             renderer.names[member] = name
     step.statements[node] = loop_lines
     lines.extend(loop_lines)
+    header_length = loop_lines.index(next(line for line in loop_lines if line.startswith("for ")))
+    roles = ["carry"] * count_carries + ["x"] * count_xs + ["closed"] * len(body.closed)
+    results = {member: body.carry_out[j] for j in carries for member in finals.get(j, ())}
+    results.update((member, value) for value in stacked for member in stacked[value])
+    views[(id(plan.graph), node)] = LoopView(
+        length, backwards, loop_lines[:header_length + 1], inner_plan, inner.names,
+        {n: s for inner_step in inner_plan.steps if inner_step.statements
+         for n, s in inner_step.statements.items()},
+        list(zip(body.xs, slice_lines)), step_lines[body_length:],
+        {placeholder: (role, operand) for placeholder, role, operand
+         in zip(body.placeholders, roles, inputs)}, results)
 
 
 def numpy_slice(array, index):

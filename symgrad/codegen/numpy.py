@@ -8,7 +8,7 @@ Imports ops, naming and errors, and codegen's emission, plan and memory.
 """
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -446,14 +446,15 @@ TABLE_PASSES = tuple(p for p in PASSES if p not in (update_in_place, inline_smal
 @dataclass
 class Rendered:
     """A function as rendered, for views of it (symgrad.render): its source and namespace, every
-    node's name and statements, the nodes in evaluation order, and those computed at compile
-    time (folded)."""
+    node's name and statements, the nodes in evaluation order, those computed at compile
+    time (folded), and what each loop rendered (codegen.loops.loop_views)."""
     source: str
     namespace: dict
     names: dict
     statements: dict
     order: list
     folded: frozenset
+    loops: dict = field(default_factory=dict)
 
 
 def tabulated(graph, outputs, inputs, trace=False):
@@ -465,7 +466,7 @@ def tabulated(graph, outputs, inputs, trace=False):
     statements = {node: body for step in plan.steps if step.statements
                   for node, body in step.statements.items()}
     return Rendered(source, renderer.namespace, renderer.names, statements, plan.order,
-                    frozenset(plan.folded))
+                    frozenset(plan.folded), loops.loop_views(renderer))
 
 
 def generate(graph, outputs, inputs, function_name="f", passes=PASSES):
