@@ -8,6 +8,7 @@ import shutil
 
 BROWSERS = ("chromium", "chromium-browser")
 DRIVER = "chromedriver"
+STARTS = 3          # attempts to start the browser
 
 
 def missing():
@@ -34,8 +35,17 @@ def open_chromium(width=1400, height=900):
                      "--disable-gpu", f"--window-size={width},{height}"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # the system's driver: Selenium would otherwise try to download one
-    driver = webdriver.Chrome(service=Service(shutil.which(DRIVER)), options=options)
+    from selenium.common.exceptions import WebDriverException
+    # On a loaded machine Chromium sometimes fails to start ("DevToolsActivePort file doesn't
+    # exist", "chrome not reachable"): that says nothing of the page, so starting is tried again.
+    for attempt in range(STARTS):
+        try:
+            # the system's driver: Selenium would otherwise try to download one
+            driver = webdriver.Chrome(service=Service(shutil.which(DRIVER)), options=options)
+            break
+        except WebDriverException:
+            if attempt == STARTS - 1:
+                raise
     driver.set_script_timeout(600)
     return driver
 
