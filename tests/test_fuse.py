@@ -31,11 +31,13 @@ LONG = numba_renderer.PARALLEL_MIN + 17       # loops this long run in parallel 
 
 @pytest.fixture(autouse=True, scope="module")
 def fuse_small_arrays():
-    """The tests' small arrays fuse too (by default, static shapes under FUSE_MIN entries stay
-    NumPy: see test_small_static_arrays_stay_numpy)."""
-    saved, numba_renderer.FUSE_MIN = numba_renderer.FUSE_MIN, 1
+    """The tests' small arrays fuse too (by default, static shapes under FUSE_MIN entries, and
+    groups too small to pay by the cost model, stay NumPy: see
+    test_small_static_arrays_stay_numpy and test_groups_too_small_to_pay_stay_numpy)."""
+    saved = numba_renderer.FUSE_MIN, numba_renderer.COST_MODEL
+    numba_renderer.FUSE_MIN, numba_renderer.COST_MODEL = 1, False
     yield
-    numba_renderer.FUSE_MIN = saved
+    numba_renderer.FUSE_MIN, numba_renderer.COST_MODEL = saved
 
 
 def kernel_count(fn):
@@ -483,3 +485,27 @@ def test_a_boolean_scalar_read_by_a_loop():
         numpy_fn, numba_fn = both_backends([y, sg.grad(sg.sum(y), x)], [x])
     for at in (np.linspace(-1, 1, 6).reshape(2, 3), -np.linspace(-1, 1, 6).reshape(2, 3) - 3.0):
         assert_same(numba_fn(at), numpy_fn(at))
+
+
+def test_groups_too_small_to_pay_stay_numpy(monkeypatch):
+    """The cost model: a group's loop replaces one NumPy call per op, costs FUSE_ARGUMENT calls
+    per array passed and saves one per FUSE_ENTRIES entries times ops. A tanh layer's backward
+    product on 8 x 32 entries (4 ops, 4 arrays) stays NumPy; on 2048 x 32 entries, or at a named
+    length, it is a loop, and so is a chain of 8 ops reading one small matrix. Values as
+    NumPy's."""
+    monkeypatch.setattr(numba_renderer, "COST_MODEL", True)
+    rng = np.random.default_rng(7)
+    for rows, loops in ((8, 1), (2048, 2)):
+        with sg.use_graph():
+            x, y, z = (sg.var(name, shape=(rows, 32)) for name in "xyz")
+            w = chain = sg.var("w", shape=(8, 16))
+            for _ in range(4):
+                chain = sg.maximum(chain * 0.5, -1.0)
+            numpy_fn, numba_fn = both_backends([(x + y) * (1.0 - z * z), chain], [x, y, z, w])
+        assert kernel_count(numba_fn) == loops, rows
+        args = [rng.standard_normal((rows, 32)) for _ in range(3)] + [rng.standard_normal((8, 16))]
+        assert_same(numba_fn(*args), numpy_fn(*args))
+    with sg.use_graph():
+        x, y, z = (sg.var(name, shape=("n", 32)) for name in "xyz")
+        numba_fn = sg.compile((x + y) * (1.0 - z * z), inputs=[x, y, z], backend="numba")
+    assert kernel_count(numba_fn) == 1
