@@ -1,9 +1,9 @@
-"""The fusing backend (``sg.compile(..., backend="numba")``) at run time: the kernels the Numba
-renderer (symgrad.codegen.numba) writes are kept in a cache directory (``SYMGRAD_CACHE_DIR``, else
-the user's cache) as a module named by the hash of its source, and compiled with ``cache=True``: a
-later process that compiles the same function loads Numba's machine code from disk instead of
-compiling again.
-Imports codegen and errors; Numba only when this backend is asked for.
+"""The fusing backend (``sg.compile(..., backend="numba")``) at run time: each distinct loop the
+Numba renderer (symgrad.codegen.numba) writes is kept in a cache directory (``SYMGRAD_CACHE_DIR``,
+else the user's cache) as a module named by the hash of its source, imported once a process and
+compiled with ``cache=True``: a loop that several functions have (the same body at other sizes) is
+compiled once, and a later process loads Numba's machine code from disk instead of compiling again.
+Imports codegen, naming and errors; Numba only when this backend is asked for.
 """
 
 import atexit
@@ -16,12 +16,16 @@ import sys
 import tempfile
 import threading
 
+from . import naming
 from .codegen import generate_numba
+from .codegen.numba import KERNEL_HEADER
 from .errors import SymgradError
 
 
 
 _modules = {}                   # source hash -> imported kernel module, for this process
+# the first line of every kernel module: where one module of a function's kernels ends
+_MODULE_START = KERNEL_HEADER.partition("\n")[0] + "\n"
 _modules_lock = threading.Lock()
 
 
@@ -85,7 +89,16 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def load_kernels(module_source):
+def load_kernels(kernel_source):
+    """{name in the generated function's namespace: kernel} for the kernel modules that
+    ``kernel_source`` holds one after another (NumbaRenderer.kernel_module), the k-th module's
+    kernel being naming.kernel(k)."""
+    modules = kernel_source.split(_MODULE_START)[1:]
+    return {naming.kernel(k): getattr(_load_module(_MODULE_START + text), naming.KERNEL)
+            for k, text in enumerate(modules)}
+
+
+def _load_module(module_source):
     """Import the kernel module with ``module_source`` (written to the cache directory once,
     under the hash of its text) and return it."""
     digest = hashlib.sha256(module_source.encode()).hexdigest()[:32]
@@ -158,13 +171,10 @@ def generate_fused(graph, outputs, inputs, function_name):
         import numba  # noqa: F401 (imported for its availability; the kernel module uses it)
     except ImportError:
         raise SymgradError("backend 'numba' needs Numba: pip install 'symgrad[numba]'") from None
-    source, namespace, module_source, kernels = generate_numba(graph, outputs, inputs,
-                                                               function_name)
-    if module_source:
-        module = load_kernels(module_source)
-        for name in kernels:
-            namespace[name] = getattr(module, name)
-    return source, namespace, module_source
+    source, namespace, kernel_source, _ = generate_numba(graph, outputs, inputs, function_name)
+    if kernel_source:
+        namespace.update(load_kernels(kernel_source))
+    return source, namespace, kernel_source
 
 
 __all__ = ["generate_fused", "cache_directory", "load_kernels", "numba_available", "PARALLEL"]

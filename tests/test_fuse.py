@@ -41,7 +41,8 @@ def fuse_small_arrays():
 
 
 def kernel_count(fn):
-    return fn.kernel_source.count("def _sg_kernel_") // 3    # serial, parallel, their caller
+    """The loops the function runs (a loop met twice is one kernel called twice)."""
+    return fn.source.count("# fused:")
 
 
 def ulps(got, want):
@@ -341,7 +342,7 @@ def test_a_second_process_loads_the_compiled_loops(tmp_path):
         fn(np.ones(64))
         from symgrad import fuse
         (module,) = fuse._modules.values()
-        loop = module._sg_kernel_0_serial
+        loop = module._sg_kernel_serial
         print(sum(loop.stats.cache_hits.values()), sum(loop.stats.cache_misses.values()))
     """)
     env = {"SYMGRAD_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
@@ -391,7 +392,7 @@ CACHED_FUNCTION = textwrap.dedent(f"""
         at = np.linspace(-1.0, 1.0, n)
         np.testing.assert_allclose(fn(at), 3.0 * (np.cos(at) * at + np.sin(at)), rtol=1e-12)
     (module,) = fuse._modules.values()
-    loops = module._sg_kernel_0_serial, module._sg_kernel_0_parallel
+    loops = module._sg_kernel_serial, module._sg_kernel_parallel
     print(*(sum(loop.stats.cache_misses.values()) for loop in loops))
 """)
 
@@ -509,3 +510,31 @@ def test_groups_too_small_to_pay_stay_numpy(monkeypatch):
         x, y, z = (sg.var(name, shape=("n", 32)) for name in "xyz")
         numba_fn = sg.compile((x + y) * (1.0 - z * z), inputs=[x, y, z], backend="numba")
     assert kernel_count(numba_fn) == 1
+
+
+def test_a_loop_met_again_is_one_kernel_compiled_once(tmp_path, monkeypatch):
+    """Two groups with the same body at other lengths call one kernel, and another function
+    with that body too: one module, one compiled loop (the dispatcher's one signature)."""
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fuse, "_modules", {})
+
+    def body(a):
+        return sg.sin(a) * 0.5 + a
+
+    with sg.use_graph():
+        x, y = sg.var("x", shape=(100,)), sg.var("y", shape=(300,))
+        twice = sg.compile([body(x), body(y)], inputs=[x, y], backend="numba")
+    with sg.use_graph():
+        z = sg.var("z", shape=(1000,))
+        other = sg.compile(body(z), inputs=[z], backend="numba")
+    assert kernel_count(twice) == 2 and twice.kernel_source.count("def _sg_kernel_serial") == 1
+    assert other.kernel_source == twice.kernel_source
+    assert len(list((tmp_path / "kernels").glob("sg_*.py"))) == 1
+    kernel = twice._function.__globals__["_sg_kernel_0"]
+    assert other._function.__globals__["_sg_kernel_0"] is kernel
+    rng = np.random.default_rng(8)
+    at_x, at_y, at_z = rng.standard_normal(100), rng.standard_normal(300), rng.standard_normal(1000)
+    for got, at in zip([*twice(at_x, at_y), other(at_z)], (at_x, at_y, at_z)):
+        np.testing.assert_allclose(got, np.sin(at) * 0.5 + at, rtol=1e-15)
+    (module,) = (m for m in fuse._modules.values() if m._sg_kernel is kernel)
+    assert len(module._sg_kernel_serial.overloads) == 1

@@ -344,7 +344,8 @@ class NumbaRenderer(NumpyRenderer):
 
     def __init__(self, plan, function_name="f"):
         super().__init__(plan, function_name)
-        self.kernels = []       # (name, Kernel)
+        self.kernels = []       # (name, module source): one per distinct loop
+        self._kernel_names = {}     # module source -> its name in the namespace
 
     def render_group(self, step, lines):
         """The group's results: arrays allocated here (or kept in the workspace) that its kernel
@@ -374,9 +375,12 @@ class NumbaRenderer(NumpyRenderer):
             filled.append(self.names[node] if len(group.shape) == 1
                           else f"np.ravel({self.names[node]})")
         kernel, arguments = self._kernel(group)
-        name = self.namer.claim(naming.kernel(len(self.kernels)))
-        self.kernels.append((name, kernel))
-        self.namespace[name] = None         # bound to the compiled kernel by generate_fused
+        module = kernel.module()
+        name = self._kernel_names.get(module)
+        if name is None:        # a loop met before, at other arrays, is called again
+            name = self._kernel_names[module] = self.namer.claim(naming.kernel(len(self.kernels)))
+            self.kernels.append((name, module))
+            self.namespace[name] = None     # bound to the compiled kernel by generate_fused
         call = f"{name}({', '.join(arguments + filled)})  # fused: {len(group.members)} ops"
         lines.append(f"{', '.join(summed)}, = {call}" if summed else call)
         for node in group.reductions:
@@ -436,26 +440,15 @@ class NumbaRenderer(NumpyRenderer):
         return Kernel(params, setup, body, returned, length), arguments
 
     def kernel_module(self):
-        """Source of the module holding every kernel of the function (empty: none).
+        """Source of the modules holding the function's kernels, one after another, one per
+        distinct loop (empty: none): symgrad.fuse.load_kernels splits them, and a loop another
+        function has too is compiled once.
 
-        The generated function calls each kernel through a plain function of this module: a
+        The generated function calls each kernel through a plain function of its module: a
         Numba dispatcher pickles (its disk cache) and pickle imports through the calling frame's
         builtins, which the generated function does not have.
         """
-        if not self.kernels:
-            return ""
-        parts = [KERNEL_HEADER]
-        for name, kernel in self.kernels:
-            params = ", ".join(kernel.params)
-            parts.append(f"@njit({KERNEL_OPTIONS})\ndef {name}_serial({params}):\n"
-                         f"{kernel.source('range')}\n"
-                         f"@njit({KERNEL_OPTIONS}, parallel=True)\n"
-                         f"def {name}_parallel({params}):\n{kernel.source('prange')}\n"
-                         f"def {name}({params}):\n"
-                         f"    if {kernel.length}.shape[0] >= {PARALLEL_MIN} and PARALLEL.allowed:\n"
-                         f"        return {name}_parallel({params})\n"
-                         f"    return {name}_serial({params})\n")
-        return "\n\n".join(parts)
+        return "".join(module for _, module in self.kernels)
 
 
 @dataclass
@@ -467,6 +460,21 @@ class Kernel:
     body: list
     returned: list
     length: str
+
+    def module(self):
+        """The source of a module of its own holding this kernel (naming.KERNEL), its serial
+        loop and its parallel loop: the same text for the same loop at other arrays."""
+        params = ", ".join(self.params)
+        name = naming.KERNEL
+        return (f"{KERNEL_HEADER}\n\n"
+                f"@njit({KERNEL_OPTIONS})\ndef {name}_serial({params}):\n"
+                f"{self.source('range')}\n"
+                f"@njit({KERNEL_OPTIONS}, parallel=True)\n"
+                f"def {name}_parallel({params}):\n{self.source('prange')}\n"
+                f"def {name}({params}):\n"
+                f"    if {self.length}.shape[0] >= {PARALLEL_MIN} and PARALLEL.allowed:\n"
+                f"        return {name}_parallel({params})\n"
+                f"    return {name}_serial({params})\n")
 
     def source(self, loop_range):
         """The body of the kernel's def, its loop over ``loop_range`` (range, or prange to run
