@@ -2,6 +2,7 @@
 (SciPy's Rosenbrock derivatives, closed forms, np.tanh) and against the NumPy backend on random
 graphs; how it groups; its disk cache; and what it leaves to NumPy."""
 
+import importlib.metadata
 import pathlib
 import py_compile
 import shutil
@@ -538,3 +539,49 @@ def test_a_loop_met_again_is_one_kernel_compiled_once(tmp_path, monkeypatch):
         np.testing.assert_allclose(got, np.sin(at) * 0.5 + at, rtol=1e-15)
     (module,) = (m for m in fuse._modules.values() if m._sg_kernel is kernel)
     assert len(module._sg_kernel_serial.overloads) == 1
+
+
+# a parallel loop (LONG entries); prints Numba's threading layer and the OpenMP wait policy
+LAYER_SCRIPT = textwrap.dedent(f"""
+    import importlib.metadata, os, sys
+    if sys.argv[1] == "without-tbb":        # as where pip did not install TBB
+        found = importlib.metadata.distribution
+
+        def distribution(name):
+            if name == "tbb":
+                raise importlib.metadata.PackageNotFoundError(name)
+            return found(name)
+        importlib.metadata.distribution = distribution
+    import numba, numpy as np, symgrad as sg
+    x = sg.var("x", shape=("n",))
+    fn = sg.compile(sg.sin(x) * x * 3.0, inputs=[x], backend="numba")
+    at = np.linspace(-1.0, 1.0, {LONG})
+    np.testing.assert_allclose(fn(at), np.sin(at) * at * 3.0, rtol=1e-15)
+    print(numba.threading_layer(), os.environ.get("OMP_WAIT_POLICY"))
+""")
+
+
+@pytest.mark.parametrize("case", ["as installed", "without-tbb", "policy set"])
+def test_the_threading_layer_lets_idle_workers_sleep(tmp_path, case):
+    """TBB where pip installed it (found by its path), else GNU OpenMP with a passive wait
+    policy, unless the user chose one: workers spinning after a loop stall the next BLAS call
+    (tests/benchmarks/fusing.py threads)."""
+    env = {"SYMGRAD_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    if case == "policy set":
+        env["OMP_WAIT_POLICY"] = "active"
+    elif case == "without-tbb":     # Numba may still find TBB by the interpreter's own paths
+        env["NUMBA_THREADING_LAYER"] = "omp"
+    done = subprocess.run([sys.executable, "-c", LAYER_SCRIPT, case], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    layer, policy = done.stdout.split()
+    try:
+        tbb = importlib.metadata.distribution("tbb") is not None
+    except importlib.metadata.PackageNotFoundError:
+        tbb = False
+    if case == "as installed" and tbb:
+        assert (layer, policy) == ("tbb", "None")
+    elif case == "policy set":
+        assert policy == "active"
+    else:
+        assert (layer, policy) == ("omp", "passive")

@@ -180,7 +180,9 @@ def cold(names):
 # -- threads: a parallel loop, then BLAS -------------------------------------------------------
 
 THREADS_CHILD = """
-import sys, time, statistics
+import ctypes, os, sys, time, statistics
+if os.environ["NUMBA_THREADING_LAYER"] == "tbb":    # pip's TBB, beside Python's own libraries
+    ctypes.CDLL(os.path.join(sys.prefix, "lib", "libtbb.so.12"), mode=ctypes.RTLD_GLOBAL)
 import numpy as np
 import numba
 from threadpoolctl import threadpool_info
@@ -203,10 +205,16 @@ def product_after_loop():
     start = time.perf_counter(); A @ B; return time.perf_counter() - start
 for _ in range(5):
     product_alone(); product_after_loop()
+def spun_after_loop():
+    # CPU time the process burns while its main thread sleeps 20 ms after the loop: workers
+    # waiting actively for the next loop (a measure the machine's load does not distort)
+    scale(x, out)
+    start = time.process_time(); time.sleep(0.02); return time.process_time() - start
 alone = statistics.median(product_alone() for _ in range(101))
 after = statistics.median(product_after_loop() for _ in range(101))
+spun = statistics.median(spun_after_loop() for _ in range(21))
 blas = [p for p in threadpool_info() if p["user_api"] == "blas"][0]
-print(numba.threading_layer(), blas["num_threads"], numba.get_num_threads(), alone, after)
+print(numba.threading_layer(), blas["num_threads"], numba.get_num_threads(), alone, after, spun)
 """
 
 
@@ -215,7 +223,7 @@ def threads():
     print("\na parallel Numba loop (2^20 entries), then a 128x784 @ 784x500 OpenBLAS product; "
           "2 threads each, medians of 101\n")
     header = ["layer", "settings", "BLAS threads", "Numba threads", "product alone ms",
-              "product after the loop ms", "ratio"]
+              "product after the loop ms", "ratio", "CPU ms spun in 20 ms idle"]
     rows = []
     for layer, extra in (("omp", {}), ("omp", {"OMP_WAIT_POLICY": "passive"}),
                          ("workqueue", {}), ("tbb", {})):
@@ -225,13 +233,13 @@ def threads():
         done = subprocess.run([sys.executable, "-c", THREADS_CHILD], capture_output=True,
                               text=True, env=environment)
         if done.returncode != 0:
-            rows.append([layer, str(extra or ""), "-", "-", "-", "-",
+            rows.append([layer, str(extra or ""), "-", "-", "-", "-", "-",
                          done.stderr.strip().splitlines()[-1][:60]])
             continue
-        used, blas, numba_threads, alone, after = done.stdout.split()
+        used, blas, numba_threads, alone, after, spun = done.stdout.split()
         rows.append([used, " ".join(f"{k}={v}" for k, v in extra.items()) or "default", blas,
                      numba_threads, f"{float(alone) * 1e3:.3g}", f"{float(after) * 1e3:.3g}",
-                     f"{float(after) / float(alone):.2f}"])
+                     f"{float(after) / float(alone):.2f}", f"{float(spun) * 1e3:.3g}"])
     print(_common.table(header, rows))
 
 
