@@ -246,7 +246,7 @@ def _portable(parts):
                 raise SymgradError(f"cannot pickle a compiled function reading module "
                                    f"{value.__name__!r}")
             return _Reference("module", value.__name__)
-        if kernels is not None and getattr(kernels, name, None) is value:
+        if kernels is not None and kernels.get(name) is value:
             return _Reference("kernel", name)
         return value
 
@@ -270,7 +270,7 @@ def _resolved(parts):
             return LIBRARIES[value.name]
         if not kernels:
             kernels.append(load_kernels(parts["kernel_source"]))
-        return getattr(kernels[0], value.name)
+        return kernels[0][value.name]
 
     for key in ("namespace", "entry_namespace"):
         namespace = parts[key]

@@ -1,9 +1,9 @@
-"""The fusing backend (``sg.compile(..., backend="numba")``) at run time: the kernels the Numba
-renderer (symgrad.codegen.numba) writes are kept in a cache directory (``SYMGRAD_CACHE_DIR``, else
-the user's cache) as a module named by the hash of its source, and compiled with ``cache=True``: a
-later process that compiles the same function loads Numba's machine code from disk instead of
-compiling again.
-Imports codegen and errors; Numba only when this backend is asked for.
+"""The fusing backend (``sg.compile(..., backend="numba")``) at run time: each distinct loop the
+Numba renderer (symgrad.codegen.numba) writes is kept in a cache directory (``SYMGRAD_CACHE_DIR``,
+else the user's cache) as a module named by the hash of its source, imported once a process and
+compiled with ``cache=True``: a loop that several functions have (the same body at other sizes) is
+compiled once, and a later process loads Numba's machine code from disk instead of compiling again.
+Imports codegen, naming and errors; Numba only when this backend is asked for.
 """
 
 import atexit
@@ -16,12 +16,16 @@ import sys
 import tempfile
 import threading
 
+from . import naming
 from .codegen import generate_numba
+from .codegen.numba import KERNEL_HEADER
 from .errors import SymgradError
 
 
 
 _modules = {}                   # source hash -> imported kernel module, for this process
+# the first line of every kernel module: where one module of a function's kernels ends
+_MODULE_START = KERNEL_HEADER.partition("\n")[0] + "\n"
 _modules_lock = threading.Lock()
 
 
@@ -59,8 +63,9 @@ class _Parallel:
     module's entries, KERNEL_HEADER in codegen/numba.py). Not in a process forked after GNU
     OpenMP (Numba's threading layer where TBB is absent) started its threads: OpenMP kills such
     a process at its first parallel loop, and a ``multiprocessing`` pool of them waits forever.
-    There the serial loops run. The other layers survive a fork, and GNU OpenMP is kept
-    otherwise: Numba's fork-safe work queue may not run two threads' loops at once."""
+    There the serial loops run. The other layers survive a fork (TBB, preferred: see
+    _cooperative_threads), and GNU OpenMP is kept otherwise: Numba's fork-safe work queue may
+    not run two threads' loops at once."""
 
     allowed = True
 
@@ -85,7 +90,46 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def load_kernels(module_source):
+@functools.cache
+def _cooperative_threads():
+    """Before Numba starts the threads of its first parallel loop: make TBB its layer where
+    pip installed it (the 'numba' extra does), else let GNU OpenMP's idle workers sleep.
+
+    A layer's workers that wait actively after a loop take the cores from the next BLAS call:
+    GNU OpenMP's spin a few milliseconds (a two-thread OpenBLAS product after a parallel loop
+    took about ten times as long), TBB's a fraction of one and the work queue's not at all
+    (tests/benchmarks/fusing.py threads). TBB also survives a fork and runs two threads' loops
+    at once, where GNU OpenMP does not survive a fork and the work queue refuses concurrent
+    loops. Numba looks for TBB by its library's name, which the dynamic linker does not find
+    in pip's folder: the library is loaded here by its path, and Numba's look-up then finds it
+    loaded. Where it is absent, OMP_WAIT_POLICY=passive is set unless the user set a policy or
+    a spin count (it is read when OpenMP starts, so it also reaches libraries that start it
+    later in this process, and child processes)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+        import ctypes
+        tbb = distribution("tbb")
+        library = next(f for f in tbb.files or () if f.name == "libtbb.so.12")
+        ctypes.CDLL(str(tbb.locate_file(library)), mode=ctypes.RTLD_GLOBAL)
+        return "tbb"
+    except (PackageNotFoundError, StopIteration, OSError):
+        pass
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "passive"
+    return "omp"
+
+
+def load_kernels(kernel_source):
+    """{name in the generated function's namespace: kernel} for the kernel modules that
+    ``kernel_source`` holds one after another (NumbaRenderer.kernel_module), the k-th module's
+    kernel being naming.kernel(k)."""
+    _cooperative_threads()
+    modules = kernel_source.split(_MODULE_START)[1:]
+    return {naming.kernel(k): getattr(_load_module(_MODULE_START + text), naming.KERNEL)
+            for k, text in enumerate(modules)}
+
+
+def _load_module(module_source):
     """Import the kernel module with ``module_source`` (written to the cache directory once,
     under the hash of its text) and return it."""
     digest = hashlib.sha256(module_source.encode()).hexdigest()[:32]
@@ -159,13 +203,10 @@ def generate_fused(graph, outputs, inputs, function_name):
     except ImportError:
         raise SymgradError("backend 'numba' needs Numba: "
                            "pip install -e '.[numba]' in a clone of symgrad") from None
-    source, namespace, module_source, kernels = generate_numba(graph, outputs, inputs,
-                                                               function_name)
-    if module_source:
-        module = load_kernels(module_source)
-        for name in kernels:
-            namespace[name] = getattr(module, name)
-    return source, namespace, module_source
+    source, namespace, kernel_source, _ = generate_numba(graph, outputs, inputs, function_name)
+    if kernel_source:
+        namespace.update(load_kernels(kernel_source))
+    return source, namespace, kernel_source
 
 
 __all__ = ["generate_fused", "cache_directory", "load_kernels", "numba_available", "PARALLEL"]

@@ -118,6 +118,10 @@ def kernel(index):
     return f"_sg_kernel_{index}"
 
 
+# the kernel in its own module (one module per distinct loop body), and its two loops
+KERNEL = "_sg_kernel"
+
+
 # a fused loop's own names (codegen.numba): a kernel's parameters and locals are made here alone,
 # so no user text reaches a kernel
 LOOP_INDEX = "i"

@@ -2,6 +2,7 @@
 (SciPy's Rosenbrock derivatives, closed forms, np.tanh) and against the NumPy backend on random
 graphs; how it groups; its disk cache; and what it leaves to NumPy."""
 
+import importlib.metadata
 import pathlib
 import py_compile
 import shutil
@@ -31,15 +32,18 @@ LONG = numba_renderer.PARALLEL_MIN + 17       # loops this long run in parallel 
 
 @pytest.fixture(autouse=True, scope="module")
 def fuse_small_arrays():
-    """The tests' small arrays fuse too (by default, static shapes under FUSE_MIN entries stay
-    NumPy: see test_small_static_arrays_stay_numpy)."""
-    saved, numba_renderer.FUSE_MIN = numba_renderer.FUSE_MIN, 1
+    """The tests' small arrays fuse too (by default, static shapes under FUSE_MIN entries, and
+    groups too small to pay by the cost model, stay NumPy: see
+    test_small_static_arrays_stay_numpy and test_groups_too_small_to_pay_stay_numpy)."""
+    saved = numba_renderer.FUSE_MIN, numba_renderer.COST_MODEL
+    numba_renderer.FUSE_MIN, numba_renderer.COST_MODEL = 1, False
     yield
-    numba_renderer.FUSE_MIN = saved
+    numba_renderer.FUSE_MIN, numba_renderer.COST_MODEL = saved
 
 
 def kernel_count(fn):
-    return fn.kernel_source.count("def _sg_kernel_") // 3    # serial, parallel, their caller
+    """The loops the function runs (a loop met twice is one kernel called twice)."""
+    return fn.source.count("# fused:")
 
 
 def ulps(got, want):
@@ -339,7 +343,7 @@ def test_a_second_process_loads_the_compiled_loops(tmp_path):
         fn(np.ones(64))
         from symgrad import fuse
         (module,) = fuse._modules.values()
-        loop = module._sg_kernel_0_serial
+        loop = module._sg_kernel_serial
         print(sum(loop.stats.cache_hits.values()), sum(loop.stats.cache_misses.values()))
     """)
     env = {"SYMGRAD_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
@@ -389,7 +393,7 @@ CACHED_FUNCTION = textwrap.dedent(f"""
         at = np.linspace(-1.0, 1.0, n)
         np.testing.assert_allclose(fn(at), 3.0 * (np.cos(at) * at + np.sin(at)), rtol=1e-12)
     (module,) = fuse._modules.values()
-    loops = module._sg_kernel_0_serial, module._sg_kernel_0_parallel
+    loops = module._sg_kernel_serial, module._sg_kernel_parallel
     print(*(sum(loop.stats.cache_misses.values()) for loop in loops))
 """)
 
@@ -483,3 +487,101 @@ def test_a_boolean_scalar_read_by_a_loop():
         numpy_fn, numba_fn = both_backends([y, sg.grad(sg.sum(y), x)], [x])
     for at in (np.linspace(-1, 1, 6).reshape(2, 3), -np.linspace(-1, 1, 6).reshape(2, 3) - 3.0):
         assert_same(numba_fn(at), numpy_fn(at))
+
+
+def test_groups_too_small_to_pay_stay_numpy(monkeypatch):
+    """The cost model: a group's loop replaces one NumPy call per op, costs FUSE_ARGUMENT calls
+    per array passed and saves one per FUSE_ENTRIES entries times ops. A tanh layer's backward
+    product on 8 x 32 entries (4 ops, 4 arrays) stays NumPy; on 2048 x 32 entries, or at a named
+    length, it is a loop, and so is a chain of 8 ops reading one small matrix. Values as
+    NumPy's."""
+    monkeypatch.setattr(numba_renderer, "COST_MODEL", True)
+    rng = np.random.default_rng(7)
+    for rows, loops in ((8, 1), (2048, 2)):
+        with sg.use_graph():
+            x, y, z = (sg.var(name, shape=(rows, 32)) for name in "xyz")
+            w = chain = sg.var("w", shape=(8, 16))
+            for _ in range(4):
+                chain = sg.maximum(chain * 0.5, -1.0)
+            numpy_fn, numba_fn = both_backends([(x + y) * (1.0 - z * z), chain], [x, y, z, w])
+        assert kernel_count(numba_fn) == loops, rows
+        args = [rng.standard_normal((rows, 32)) for _ in range(3)] + [rng.standard_normal((8, 16))]
+        assert_same(numba_fn(*args), numpy_fn(*args))
+    with sg.use_graph():
+        x, y, z = (sg.var(name, shape=("n", 32)) for name in "xyz")
+        numba_fn = sg.compile((x + y) * (1.0 - z * z), inputs=[x, y, z], backend="numba")
+    assert kernel_count(numba_fn) == 1
+
+
+def test_a_loop_met_again_is_one_kernel_compiled_once(tmp_path, monkeypatch):
+    """Two groups with the same body at other lengths call one kernel, and another function
+    with that body too: one module, one compiled loop (the dispatcher's one signature)."""
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fuse, "_modules", {})
+
+    def body(a):
+        return sg.sin(a) * 0.5 + a
+
+    with sg.use_graph():
+        x, y = sg.var("x", shape=(100,)), sg.var("y", shape=(300,))
+        twice = sg.compile([body(x), body(y)], inputs=[x, y], backend="numba")
+    with sg.use_graph():
+        z = sg.var("z", shape=(1000,))
+        other = sg.compile(body(z), inputs=[z], backend="numba")
+    assert kernel_count(twice) == 2 and twice.kernel_source.count("def _sg_kernel_serial") == 1
+    assert other.kernel_source == twice.kernel_source
+    assert len(list((tmp_path / "kernels").glob("sg_*.py"))) == 1
+    kernel = twice._function.__globals__["_sg_kernel_0"]
+    assert other._function.__globals__["_sg_kernel_0"] is kernel
+    rng = np.random.default_rng(8)
+    at_x, at_y, at_z = rng.standard_normal(100), rng.standard_normal(300), rng.standard_normal(1000)
+    for got, at in zip([*twice(at_x, at_y), other(at_z)], (at_x, at_y, at_z)):
+        np.testing.assert_allclose(got, np.sin(at) * 0.5 + at, rtol=1e-15)
+    (module,) = (m for m in fuse._modules.values() if m._sg_kernel is kernel)
+    assert len(module._sg_kernel_serial.overloads) == 1
+
+
+# a parallel loop (LONG entries); prints Numba's threading layer and the OpenMP wait policy
+LAYER_SCRIPT = textwrap.dedent(f"""
+    import importlib.metadata, os, sys
+    if sys.argv[1] == "without-tbb":        # as where pip did not install TBB
+        found = importlib.metadata.distribution
+
+        def distribution(name):
+            if name == "tbb":
+                raise importlib.metadata.PackageNotFoundError(name)
+            return found(name)
+        importlib.metadata.distribution = distribution
+    import numba, numpy as np, symgrad as sg
+    x = sg.var("x", shape=("n",))
+    fn = sg.compile(sg.sin(x) * x * 3.0, inputs=[x], backend="numba")
+    at = np.linspace(-1.0, 1.0, {LONG})
+    np.testing.assert_allclose(fn(at), np.sin(at) * at * 3.0, rtol=1e-15)
+    print(numba.threading_layer(), os.environ.get("OMP_WAIT_POLICY"))
+""")
+
+
+@pytest.mark.parametrize("case", ["as installed", "without-tbb", "policy set"])
+def test_the_threading_layer_lets_idle_workers_sleep(tmp_path, case):
+    """TBB where pip installed it (found by its path), else GNU OpenMP with a passive wait
+    policy, unless the user chose one: workers spinning after a loop stall the next BLAS call
+    (tests/benchmarks/fusing.py threads)."""
+    env = {"SYMGRAD_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    if case == "policy set":
+        env["OMP_WAIT_POLICY"] = "active"
+    elif case == "without-tbb":     # Numba may still find TBB by the interpreter's own paths
+        env["NUMBA_THREADING_LAYER"] = "omp"
+    done = subprocess.run([sys.executable, "-c", LAYER_SCRIPT, case], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    layer, policy = done.stdout.split()
+    try:
+        tbb = importlib.metadata.distribution("tbb") is not None
+    except importlib.metadata.PackageNotFoundError:
+        tbb = False
+    if case == "as installed" and tbb:
+        assert (layer, policy) == ("tbb", "None")
+    elif case == "policy set":
+        assert policy == "active"
+    else:
+        assert (layer, policy) == ("omp", "passive")

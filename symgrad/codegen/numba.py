@@ -44,6 +44,19 @@ GROUP_LIMIT = 200
 # Arrays of a static shape with fewer entries stay NumPy: compiling a loop costs more than calls
 # on such arrays ever win back (tests/benchmarks/README.md).
 FUSE_MIN = 64
+# The cost model deciding whether a group of a static shape becomes a loop, in units of one
+# NumPy call on a small array: the NumPy statements cost one call per op, the kernel's call
+# FUSE_ARGUMENT calls per array it takes (the dispatcher reads each one's type, and a matrix
+# is raveled first), and the loop spares one call per FUSE_ENTRIES entries of each temporary
+# NumPy would write and read back (about one per op beyond the arrays read: a sum of many
+# arrays spares none). A group is a loop where
+#     ops + (ops - arrays read) * entries / FUSE_ENTRIES >= FUSE_ARGUMENT * arrays passed.
+# Fitted on this project's machine to `python tests/benchmarks/fusing.py threshold`, chains of
+# ops on three matrices and sums of many (tests/benchmarks/README.md). COST_MODEL = False fuses
+# every group (the tests' small arrays).
+FUSE_ARGUMENT = 1.3
+FUSE_ENTRIES = 2900
+COST_MODEL = True
 
 
 def _horner(variable, coefficients):
@@ -114,20 +127,23 @@ class Group:
         return f"<fused group of {len(self.members)} nodes>"
 
 
-def fuse_loops(plan, minimum=None):
+def fuse_loops(plan, minimum=None, cost_model=None):
     """The plan with fusable nodes of one shape gathered into groups, each group one step
     (``_Fusion.groups_in_order``); arrays of a static shape with fewer than ``minimum``
-    (FUSE_MIN) entries stay NumPy."""
-    _Fusion(plan, FUSE_MIN if minimum is None else minimum).regroup()
+    (FUSE_MIN) entries stay NumPy, and so do groups of a static shape too small to pay (by
+    the cost model, unless ``cost_model`` (COST_MODEL) is False)."""
+    _Fusion(plan, FUSE_MIN if minimum is None else minimum,
+            COST_MODEL if cost_model is None else cost_model).regroup()
     return plan
 
 
 class _Fusion:
     """Gathers a plan's element-wise nodes into groups."""
 
-    def __init__(self, plan, minimum):
+    def __init__(self, plan, minimum, cost_model):
         self.plan = plan
         self.minimum = minimum
+        self.cost_model = cost_model
         self._groups = []
 
     def regroup(self):
@@ -234,10 +250,45 @@ class _Fusion:
                 upstream[node] = frozenset(needs)
             read.update(group_of[i] for i in data["inputs"]
                         if i in group_of and group_of[i] is not group_of.get(node))
+        arrays = self._arrays_passed(group_of)
         for group in self._groups:
-            if len(group.members) == 1 and not group.reductions:
-                del group_of[group.members[0]]      # a loop of one op gains nothing
+            if (len(group.members) == 1 and not group.reductions) \
+                    or not self._pays(group, arrays[group]):
+                # its members split up keep an order that runs: with each group contracted to
+                # one step, the steps had one without cycles
+                for node in group.members:
+                    del group_of[node]
         return self._ordered(group_of)
+
+    def _arrays_passed(self, group_of):
+        """How many arrays each group's kernel takes: those its members read from outside it
+        (not one number) and those it fills for readers outside it."""
+        operands = {group: set() for group in self._groups}
+        filled = {group: set() for group in self._groups}
+        for node in self.plan.order:
+            group = group_of.get(node)
+            for operand in self.plan.nodes[node]["inputs"]:
+                source = group_of.get(operand)
+                if group is not None and source is not group \
+                        and not _single(self.plan.nodes[operand]["shape"]):
+                    operands[group].add(operand)
+                if source is not None and source is not group:
+                    filled[source].add(operand)
+            if group is not None and node in self.plan.output_set:
+                filled[group].add(node)
+        return {group: (len(operands[group]), len(filled[group] - group.reductions))
+                for group in self._groups}
+
+    def _pays(self, group, arrays):
+        """Whether the group's loop is faster than the NumPy statements it replaces, by the
+        cost model of FUSE_ARGUMENT and FUSE_ENTRIES; a group whose length is named may be long,
+        and is a loop."""
+        if not self.cost_model or not static_shape(group.shape):
+            return True
+        read, filled = arrays
+        ops = len(group.members)
+        spared = max(ops - read, 0) * math.prod(group.shape) / FUSE_ENTRIES
+        return ops + spared >= FUSE_ARGUMENT * (read + filled)
 
     @staticmethod
     def _waited_for(needs, upstream, grown):
@@ -296,7 +347,8 @@ class NumbaRenderer(NumpyRenderer):
 
     def __init__(self, plan, function_name="f"):
         super().__init__(plan, function_name)
-        self.kernels = []       # (name, Kernel)
+        self.kernels = []       # (name, module source): one per distinct loop
+        self._kernel_names = {}     # module source -> its name in the namespace
 
     def render_group(self, step, lines):
         """The group's results: arrays allocated here (or kept in the workspace) that its kernel
@@ -326,9 +378,12 @@ class NumbaRenderer(NumpyRenderer):
             filled.append(self.names[node] if len(group.shape) == 1
                           else f"np.ravel({self.names[node]})")
         kernel, arguments = self._kernel(group)
-        name = self.namer.claim(naming.kernel(len(self.kernels)))
-        self.kernels.append((name, kernel))
-        self.namespace[name] = None         # bound to the compiled kernel by generate_fused
+        module = kernel.module()
+        name = self._kernel_names.get(module)
+        if name is None:        # a loop met before, at other arrays, is called again
+            name = self._kernel_names[module] = self.namer.claim(naming.kernel(len(self.kernels)))
+            self.kernels.append((name, module))
+            self.namespace[name] = None     # bound to the compiled kernel by generate_fused
         call = f"{name}({', '.join(arguments + filled)})  # fused: {len(group.members)} ops"
         lines.append(f"{', '.join(summed)}, = {call}" if summed else call)
         for node in group.reductions:
@@ -388,26 +443,15 @@ class NumbaRenderer(NumpyRenderer):
         return Kernel(params, setup, body, returned, length), arguments
 
     def kernel_module(self):
-        """Source of the module holding every kernel of the function (empty: none).
+        """Source of the modules holding the function's kernels, one after another, one per
+        distinct loop (empty: none): symgrad.fuse.load_kernels splits them, and a loop another
+        function has too is compiled once.
 
-        The generated function calls each kernel through a plain function of this module: a
+        The generated function calls each kernel through a plain function of its module: a
         Numba dispatcher pickles (its disk cache) and pickle imports through the calling frame's
         builtins, which the generated function does not have.
         """
-        if not self.kernels:
-            return ""
-        parts = [KERNEL_HEADER]
-        for name, kernel in self.kernels:
-            params = ", ".join(kernel.params)
-            parts.append(f"@njit({KERNEL_OPTIONS})\ndef {name}_serial({params}):\n"
-                         f"{kernel.source('range')}\n"
-                         f"@njit({KERNEL_OPTIONS}, parallel=True)\n"
-                         f"def {name}_parallel({params}):\n{kernel.source('prange')}\n"
-                         f"def {name}({params}):\n"
-                         f"    if {kernel.length}.shape[0] >= {PARALLEL_MIN} and PARALLEL.allowed:\n"
-                         f"        return {name}_parallel({params})\n"
-                         f"    return {name}_serial({params})\n")
-        return "\n\n".join(parts)
+        return "".join(module for _, module in self.kernels)
 
 
 @dataclass
@@ -419,6 +463,21 @@ class Kernel:
     body: list
     returned: list
     length: str
+
+    def module(self):
+        """The source of a module of its own holding this kernel (naming.KERNEL), its serial
+        loop and its parallel loop: the same text for the same loop at other arrays."""
+        params = ", ".join(self.params)
+        name = naming.KERNEL
+        return (f"{KERNEL_HEADER}\n\n"
+                f"@njit({KERNEL_OPTIONS})\ndef {name}_serial({params}):\n"
+                f"{self.source('range')}\n"
+                f"@njit({KERNEL_OPTIONS}, parallel=True)\n"
+                f"def {name}_parallel({params}):\n{self.source('prange')}\n"
+                f"def {name}({params}):\n"
+                f"    if {self.length}.shape[0] >= {PARALLEL_MIN} and PARALLEL.allowed:\n"
+                f"        return {name}_parallel({params})\n"
+                f"    return {name}_serial({params})\n")
 
     def source(self, loop_range):
         """The body of the kernel's def, its loop over ``loop_range`` (range, or prange to run

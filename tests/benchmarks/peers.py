@@ -136,6 +136,16 @@ def chain(steps, ns, y):
     return ns.sum(y)
 
 
+def rnn_unrolled(steps, ns, X, Y, Wx, Wh, b, Wy, h0):
+    """A char-RNN's mean cross-entropy over ``steps`` one-hot characters (tanh cell), unrolled
+    with Python's operators: the sizes of the char-RNN of tests/test_loops.py."""
+    h, total = h0, 0.0
+    for t in range(steps):
+        h = ns.tanh(X[t] @ Wx + h @ Wh + b)
+        total = total - ns.sum(Y[t] * ns.log_softmax(h @ Wy, axis=1))
+    return total / steps
+
+
 # -- hand-written NumPy references: what a careful person writes -------------------------------
 
 def rnn_loss(ns, X, Y, Wx, Wh, b, Wy, h0):
@@ -176,6 +186,40 @@ def hand_rosen_hvp(x, p):
     hp[:-1] += off * p[1:]
     hp[1:] += off * p[:-1]
     return hp
+
+
+def hand_rnn(X, Y, Wx, Wh, b, Wy, h0):
+    """rnn_unrolled's value and gradients in Wx, Wh, b, Wy and h0: backpropagation through
+    time, the states kept from the forward pass."""
+    steps = X.shape[0]
+    states, probabilities, total = [h0], [], 0.0
+    for t in range(steps):
+        h = X[t] @ Wx
+        h += states[-1] @ Wh
+        h += b
+        np.tanh(h, out=h)
+        logits = h @ Wy
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        normaliser = p.sum(axis=1, keepdims=True)
+        p /= normaliser
+        total -= np.vdot(Y[t], logits - np.log(normaliser))
+        states.append(h)
+        probabilities.append(p)
+    dWx, dWh, dWy = np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(Wy)
+    db, dh = np.zeros_like(b), np.zeros_like(h0)
+    for t in reversed(range(steps)):
+        h = states[t + 1]
+        dlogits = probabilities[t] * Y[t].sum(axis=1, keepdims=True) - Y[t]
+        dlogits /= steps
+        dWy += h.T @ dlogits
+        dh += dlogits @ Wy.T
+        dh *= 1.0 - h * h
+        dWx += X[t].T @ dh
+        dWh += states[t].T @ dh
+        db += dh.sum(axis=0)
+        dh = dh @ Wh.T
+    return total / steps, dWx, dWh, db, dWy, dh
 
 
 def tanh_derivative_coefficients(n):
@@ -644,6 +688,25 @@ def mlp_cases(cfg):
                cfg.setups("grad", mlp_loss, values, range(2, 8), True))
 
 
+RNN_STEPS = 50
+RNN_BATCH, RNN_HIDDEN, RNN_VOCABULARY = 8, 32, 32
+
+
+def rnn_unrolled_cases(cfg):
+    one_hot = np.eye(RNN_VOCABULARY)
+    shape = (RNN_STEPS, RNN_BATCH)
+    args = (one_hot[cfg.rng.integers(0, RNN_VOCABULARY, shape)],
+            one_hot[cfg.rng.integers(0, RNN_VOCABULARY, shape)],
+            cfg.rng.normal(0.0, 0.3, (RNN_VOCABULARY, RNN_HIDDEN)),
+            cfg.rng.normal(0.0, 0.1, (RNN_HIDDEN, RNN_HIDDEN)),
+            cfg.rng.normal(0.0, 0.1, RNN_HIDDEN),
+            cfg.rng.normal(0.0, 0.3, (RNN_HIDDEN, RNN_VOCABULARY)),
+            cfg.rng.normal(0.0, 0.1, (RNN_BATCH, RNN_HIDDEN)))
+    yield Case("rnn_unrolled", f"char-RNN unrolled T={RNN_STEPS}, batch {RNN_BATCH}, hidden "
+               f"{RNN_HIDDEN}, loss+gradient", partial(hand_rnn, *args), hand_rnn(*args),
+               cfg.setups("grad", partial(rnn_unrolled, RNN_STEPS), args, range(2, 7), True))
+
+
 def tanh_cases(cfg):
     x = cfg.rng.uniform(-2.0, 2.0, TANH_POINTS)
     for n in TANH_ORDERS:
@@ -777,7 +840,7 @@ def compile_cases(cfg):
 WORKLOADS = {"rosenbrock": rosenbrock_cases, "mlp": mlp_cases, "tanh": tanh_cases,
              "hessian": hessian_cases, "scalar": scalar_cases, "map": map_cases,
              "compile": compile_cases, "conv": conv_cases, "gp": gp_cases,
-             "rnn_scan": rnn_scan_cases}
+             "rnn_scan": rnn_scan_cases, "rnn_unrolled": rnn_unrolled_cases}
 
 
 # -- measuring ---------------------------------------------------------------------------------
