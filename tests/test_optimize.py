@@ -1367,3 +1367,130 @@ def test_optimize_runs_exactly_the_passes_listed():
     # whole-graph passes alone still hand on a private copy, never the user's graph
     assert optimize(graph, outputs, inputs, passes=[Pass("only", run=recorder("only"))]).graph \
         is not graph
+
+
+# -- issue 23: what a rebuild learns (faithful copies, rewrites declined) changes nothing ---------
+
+def _optimised_fingerprint(outputs, inputs):
+    """Everything the optimiser hands on: each node of its graph in key order (expression, shape,
+    dtype, order, derivative stamp, origin), the outputs, names, rewrite records and the log."""
+    from symgrad.optimize import optimize
+    graph = outputs[0].graph
+    result = optimize(graph, [o.node for o in outputs], [i.node for i in inputs])
+    nodes = [(key, data["key"], data["shape"], data["dtype"], data["order"], data["derivative"],
+              data["grad_of"]) for key, data in sorted(result.graph.nodes(data=True))]
+    return (nodes, result.outputs, result.inputs, sorted(result.graph.name_hints.items()),
+            sorted(result.graph.rewrites.items()), [str(a) for a in result.applied])
+
+
+class _Forgetful(dict):
+    """A stand-in for the table of what rebuilds learnt that keeps nothing."""
+
+    def __setitem__(self, graph, learnt):
+        pass
+
+
+def _through_apply(target, data, images):
+    from symgrad.ops import Expr, apply
+    return apply(data["op"], *(Expr(target, i) for i in images), **data["attrs"]).node
+
+
+def _as_before(patched, rebuild_module):
+    """Every rebuild copies each node through apply and offers it every rewrite (as before
+    issue 23): nothing learnt is kept, and copies alike their operands are not built directly."""
+    patched.setattr(rebuild_module, "_LEARNT", _Forgetful())
+    patched.setattr(rebuild_module, "_simplified_or_added", _through_apply)
+
+
+def _programs_for_the_optimiser():
+    import peers
+    programs = dict(ALGEBRA_CASES)
+
+    def tanh_order(order):
+        x = sg.var("x", shape=("n",))
+        return [tanh_derivatives(x, order)[-1]], [x]
+
+    def rosenbrock_hvp():
+        x, v = sg.var("x", shape=(50,)), sg.var("v", shape=(50,))
+        f = peers.rosenbrock(sg, x)
+        return [f, sg.grad(f, x), sg.hvp(f, x, v)], [x, v]
+
+    def logsumexp_hessian():
+        A = np.random.default_rng(RNG_SEED).standard_normal((12, 6)) / 10.0
+        x = sg.var("x", shape=(6,))
+        return [sg.hessian(peers.logsumexp_quadratic(A, sg, x), x)], [x]
+
+    def chain():
+        x, W = sg.var("x", shape=(4,)), sg.var("W", shape=(4, 4))
+        y = x
+        for _ in range(20):
+            y = sg.tanh(W @ (sg.sin(y) * 0.5 + x))
+            y = y - sg.mean(y)
+            y = sg.exp(y) * y
+        f = sg.sum(y)
+        return [f, *sg.grad(f, [x, W])], [x, W]
+
+    for order in (4, 8):
+        programs[f"tanh order {order}"] = lambda order=order: tanh_order(order)
+    def a_product_read_elsewhere_until_round_two():
+        # round 1 declines p + 2 p (2 p has another reader) and drops that reader (the sum of a
+        # broadcast scalar): round 2 must offer the sum to factor_out_a_common_factor again
+        p, c = sg.var("p", shape=(5,)), sg.var("c")
+        b = p * 2.0
+        return [p + b, sg.sum(broadcast_to_like(c, b))], [p, c]
+
+    programs.update(rosenbrock_hvp=rosenbrock_hvp, logsumexp_hessian=logsumexp_hessian,
+                    chain=chain, a_product_read_elsewhere_until_round_two=(
+                        a_product_read_elsewhere_until_round_two))
+    return programs
+
+
+def test_what_rebuilds_learn_changes_no_optimised_graph(monkeypatch):
+    """Copies alike their operands skip apply's shape and dtype rules; rounds after the first
+    build faithful copies straight into the graph and skip the structural rewrites their nodes
+    declined before: the graph handed on is the one rebuilding everything through apply and
+    every rewrite makes, node for node, and so is the log."""
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent / "benchmarks"))
+    rebuild_module = sys.modules["symgrad.optimize.rebuild"]
+    for name, build in _programs_for_the_optimiser().items():
+        fingerprints = []
+        for before in (False, True):
+            with monkeypatch.context() as patched:
+                if before:
+                    _as_before(patched, rebuild_module)
+                with sg.use_graph():
+                    fingerprints.append(_optimised_fingerprint(*build()))
+        assert fingerprints[0] == fingerprints[1], name
+
+
+def test_what_rebuilds_learn_changes_no_random_graph(monkeypatch):
+    """The same for graphs of the property generator (tests/test_properties.py) with their
+    gradients, as the emitted corpus draws them."""
+    import sys
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    import test_properties
+    rebuild_module = sys.modules["symgrad.optimize.rebuild"]
+
+    @settings(max_examples=400, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def check(data):
+        with sg.use_graph():
+            drawer = test_properties.GraphDrawer(data.draw)
+            drawer.build(data.draw(st.integers(1, 8)))
+            sinks = drawer.sinks()
+            inputs = [drawer.variables[name] for name in sorted(drawer.variables)]
+            total = sum(sg.sum(e) for e in sinks)
+            if not isinstance(total, sg.Expr):
+                return      # nothing built on the variables (a transpose left unread)
+            outputs = sinks + sg.grad(total, inputs, disconnected="zero")
+            fingerprints = []
+            for before in (False, True):
+                with monkeypatch.context() as patched:
+                    if before:
+                        _as_before(patched, rebuild_module)
+                    fingerprints.append(_optimised_fingerprint(outputs, inputs))
+            assert fingerprints[0] == fingerprints[1]
+
+    check()

@@ -27,13 +27,13 @@ def _read_once(expr):
     return expr.graph.out_degree(expr.node) <= 1
 
 
-@rewrite("log")
+@rewrite("log", structural=True)
 def cancel_log_exp(data, inputs):
     (x,) = inputs
     return _same_dtype(x.inputs[0], data) if x.op == "exp" else None
 
 
-@rewrite("exp")
+@rewrite("exp", structural=True)
 def cancel_exp_log(data, inputs):
     # exp(log x) = x for x > 0, the only inputs where the original is defined
     (x,) = inputs
@@ -68,13 +68,13 @@ def _same_dtype(candidate, data):
     return candidate if candidate.dtype == data["dtype"] else None
 
 
-@rewrite("multiply")
+@rewrite("multiply", structural=True)
 def square_product_of_equals(data, inputs):
     x, y = inputs
     return apply("power", x, 2.0) if x.node == y.node else None
 
 
-@rewrite("multiply")
+@rewrite("multiply", structural=True)
 def gather_constant_factors(data, inputs):
     """(x * a) * b -> x * (a b) and (-x) * a -> x * (-a): constants meet and fold, and equal
     products written in different orders become one node."""
@@ -96,7 +96,7 @@ def gather_constant_factors(data, inputs):
     return None
 
 
-@rewrite("multiply")
+@rewrite("multiply", structural=True)
 def negate_instead_of_times_minus_one(data, inputs):
     x, y = inputs
     for minus_one, other in ((y, x), (x, y)):
@@ -115,7 +115,7 @@ def _representable(product, *factors):
     return math.isfinite(product) and abs(product) > 1e-300
 
 
-@rewrite("negative")
+@rewrite("negative", structural=True)
 def negate_constant_factor(data, inputs):
     (x,) = inputs
     if x.op == "multiply":
@@ -127,7 +127,7 @@ def negate_constant_factor(data, inputs):
     return None
 
 
-@rewrite("add")
+@rewrite("add", structural=True)
 def subtract_a_negation(data, inputs):
     x, y = inputs
     if y.op == "negative":
@@ -137,13 +137,13 @@ def subtract_a_negation(data, inputs):
     return None
 
 
-@rewrite("subtract")
+@rewrite("subtract", structural=True)
 def add_a_negation(data, inputs):
     x, y = inputs
     return apply("add", x, y.inputs[0]) if y.op == "negative" else None
 
 
-@rewrite("multiply")
+@rewrite("multiply", structural=True)
 def fold_mul_by_zero_in_derivatives(data, inputs):
     # only in derivatives: there 0 * (anything) is the exact zero of a missing contribution,
     # while a forward 0 * inf must stay nan
@@ -156,7 +156,7 @@ def fold_mul_by_zero_in_derivatives(data, inputs):
     return None
 
 
-@rewrite("matmul")
+@rewrite("matmul", structural=True)
 def identity_products_in_derivatives(data, inputs):
     """I @ B -> B and B @ I in derivatives, where the identity is the seed of a Jacobian's batch
     of cotangents (a Hessian's rows): there its zeros times an inf are the exact zeros of
@@ -178,7 +178,7 @@ def _is_identity(expr):
         and np.count_nonzero(value) == value.shape[0] and bool(np.all(np.diagonal(value) == 1))
 
 
-@rewrite("add", "subtract")
+@rewrite("add", "subtract", structural=True)
 def drop_added_zeros(data, inputs):
     x, y = inputs
     # x - 0 is x, -0.0 included; 0 - x is not -x (0 - 0.0 is 0.0)
@@ -189,7 +189,7 @@ def drop_added_zeros(data, inputs):
     return None
 
 
-@rewrite("sum")
+@rewrite("sum", structural=True)
 def sum_of_a_broadcast_scalar(data, inputs, axis, keepdims):
     """sum(broadcast(c, like)) over every axis = c * size(like), with no array in between."""
     (x,) = inputs
@@ -207,7 +207,7 @@ def sum_of_a_broadcast_scalar(data, inputs, axis, keepdims):
     return apply("multiply", value, apply("axis_size", like, axis=tuple(range(-like.ndim, 0))))
 
 
-@rewrite("add")
+@rewrite("add", structural=True)
 def add_into_the_slice(data, inputs):
     """a + index_grad(g, index) -> index_add(a, g, index): g added into the slice of (a copy of,
     or the dying buffer of) a, with no array of zeros spread around it (slicing's gradient).
@@ -240,7 +240,7 @@ def _ops_up_to(expr, limit=64):
     return len(seen)
 
 
-@rewrite("sum")
+@rewrite("sum", structural=True)
 def negate_after_summing(data, inputs, axis, keepdims):
     """sum(-x) -> -sum(x): the negation runs on the (smaller) sum, not on every entry."""
     (x,) = inputs
@@ -249,7 +249,7 @@ def negate_after_summing(data, inputs, axis, keepdims):
     return apply("negative", apply("sum", x.inputs[0], axis=axis, keepdims=keepdims))
 
 
-@rewrite("sum")
+@rewrite("sum", structural=True)
 def sum_of_products_as_inner_product(data, inputs, axis, keepdims):
     """sum(a * b) and sum(a ** 2) over every axis -> inner(a, b), one np.vdot: no array of
     products (an L2 penalty on a weight matrix, a squared norm, a dot product written out)."""
@@ -342,7 +342,7 @@ def rank_one_update_through_a_matmul(data, inputs, uses):
     return None
 
 
-@rewrite("add", "subtract", "multiply", "divide", "power")
+@rewrite("add", "subtract", "multiply", "divide", "power", structural=True)
 def scalar_arithmetic_before_broadcast(data, inputs):
     """broadcast(a, like) * s -> broadcast(a * s, like) for a scalar s: one multiplication
     instead of one per entry, and the broadcast may then vanish into a later op."""

@@ -3,26 +3,36 @@ order, offering each node to the pass's rewrites before building it as it was.
 
 Building through ``apply`` in a hash-consed graph does three things on the way: merges common
 subexpressions, runs every op's local simplifications, and drops dead nodes (only ancestors of the
-outputs are copied). Imports graph and ops.
+outputs are copied). A copy is faithful when its operands are faithful copies and it is built as
+the node was: the same expression, which the local simplifications declined when the node was
+first built, and which the structural rewrites declined in the copy before if they did then.
+Such nodes are built straight into the graph, and offered only the rewrites that read more than
+their operands' expressions (the graphs a rebuild makes are remembered with what it learnt), so
+that a round after the first costs little where nothing changed. Imports graph and ops.
 """
 
+import weakref
 from collections import Counter
 
 from ..graph import Graph
 from ..ops import Expr, apply, const
-from ..ops.core import Applied
+from ..ops.core import BUILD_RULES, Applied
 
 
-def rewrite(*ops, uses=False, readers=False):
+def rewrite(*ops, uses=False, readers=False, structural=False):
     """Mark a function ``rule(node, inputs, **attrs) -> Expr | None`` as a rewrite of ``ops``;
     with ``uses`` it is also given ``uses=[...]``, how many nodes (and outputs) read each of its
     operands in the graph being rebuilt, for rewrites that pay off only when an operand dies;
     with ``readers``, ``readers(expr)``, the same count for any node built so far (an operand's
-    operand, say)."""
+    operand, say). ``structural`` declares that its answer depends on nothing but the node
+    (op, attributes, shape, dtype, whether it is a derivative) and its operands' expressions, and
+    that it builds nothing when it answers None: a node it declined is not offered to it again
+    while its operands are copied faithfully."""
     def register(rule):
         rule.ops = ops
         rule.wants_uses = uses
         rule.wants_readers = readers
+        rule.structural = structural and not uses and not readers
         return rule
     return register
 
@@ -33,6 +43,22 @@ def index_rules(rules):
         for op in rule.ops:
             by_op.setdefault(op, []).append(rule)
     return by_op
+
+
+class _Learnt:
+    """What a rebuild knows of the graph it made: that every node in it was built by ``apply``
+    under ``build_rules`` (the local simplifications then in force), and which nodes the
+    structural rewrites of ``rules`` declined with their operands as they are (``declined``)."""
+
+    __slots__ = ("build_rules", "rules", "declined")
+
+    def __init__(self, build_rules, rules, declined):
+        self.build_rules, self.rules, self.declined = build_rules, rules, declined
+
+
+# the graphs rebuild made, with what it learnt: a later rebuild of one of them skips what it
+# would only find again (a user's graph is not in it: its nodes may predate a build rule)
+_LEARNT = weakref.WeakKeyDictionary()
 
 
 def rebuild(source, outputs, inputs, rules, log, replace=None):
@@ -47,6 +73,18 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
         uses.update(source.nodes[node]["inputs"])
     # the readers of each copy: those of every source node it copies (merged or not)
     copy_uses = Counter()
+    rule_set = frozenset(rule for offered in rules.values() for rule in offered)
+    learnt = _LEARNT.get(source)
+    build_rules = dict(BUILD_RULES)
+    # the source's nodes were built by apply under the build rules now in force: a faithful copy
+    # of one is what apply would build again, with nothing for them to simplify
+    ours = learnt is not None and learnt.build_rules == build_rules
+    declined_before = learnt.declined if ours and learnt.rules == (rule_set or learnt.rules) \
+        else frozenset()
+    declined = set()
+    faithful = {}
+    alike = {}          # whether each copy has its node's shape, dtype and numberness
+    source_nodes, target_nodes = source._node, target._node
 
     def readers(expr):
         return copy_uses[expr.node]
@@ -56,42 +94,99 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
         copy_uses[copy] += uses[node]
     with target.lock:
         for node in inputs:
-            data = source.nodes[node]
+            data = source_nodes[node]
             place(node, target.variable(data["attrs"]["name"], data["shape"], data["dtype"]))
+            faithful[node] = alike[node] = True
         for node in needed:
             if node in mapping:
                 continue
-            data = source.nodes[node]
-            if data["op"] == "var":
+            data = source_nodes[node]
+            op = data["op"]
+            if op == "var":
                 place(node, target.variable(data["attrs"]["name"], data["shape"], data["dtype"]))
+                faithful[node] = alike[node] = True
                 continue
-            if data["op"] == "const":
+            if op == "const":
                 place(node, const(data["value"], target, dtype=data["dtype"]).node)
+                faithful[node] = alike[node] = True
                 continue
-            operands = [Expr(target, mapping[i]) for i in data["inputs"]]
+            images = tuple(mapping[i] for i in data["inputs"])
+            intact = all(faithful[i] for i in data["inputs"])
             # a node the user built on a derivative keeps its order without becoming one
             stamp = data["order"] if data["derivative"] else 0
+            fired = False
             with target.deriving(stamp, grad_of=carried_grad_of(source, data, mapping)):
                 result = replace(node, lambda key: Expr(target, mapping[key])) if replace else None
-                for rule in rules.get(data["op"], ()) if result is None else ():
-                    extra = {"uses": [uses[i] for i in data["inputs"]]} if rule.wants_uses else {}
-                    if rule.wants_readers:
-                        extra["readers"] = readers
-                    result = rule(data, operands, **data["attrs"], **extra)
-                    if result is not None:
-                        log.append(Applied(rule.__name__, _where(source, node)))
-                        break
-                if result is None:
-                    result = apply(data["op"], *operands, **data["attrs"])
-            place(node, result.node)
+                offered = rules.get(op, ()) if result is None else ()
+                if offered:
+                    operands = [Expr(target, i) for i in images]
+                    skip_structural = intact and node in declined_before
+                    for rule in offered:
+                        if skip_structural and rule.structural:
+                            continue
+                        extra = {"uses": [uses[i] for i in data["inputs"]]} \
+                            if rule.wants_uses else {}
+                        if rule.wants_readers:
+                            extra["readers"] = readers
+                        result = rule(data, operands, **data["attrs"], **extra)
+                        if result is not None:
+                            log.append(Applied(rule.__name__, _where(source, node)))
+                            fired = True
+                            break
+                if result is not None:
+                    copy = result.node
+                elif intact and ours:
+                    copy = target.add(op, images, data["attrs"], data["shape"], data["dtype"])
+                elif all(alike[i] for i in data["inputs"]):
+                    copy = _simplified_or_added(target, data, images)
+                else:
+                    copy = apply(op, *(Expr(target, i) for i in images), **data["attrs"]).node
+            place(node, copy)
+            copied = target_nodes[copy]
+            own_form = not fired and result is None \
+                and copied["key"] == (op, images, data["key"][2]) \
+                and copied["shape"] == data["shape"] and copied["dtype"] == data["dtype"]
+            faithful[node] = intact and own_form
+            alike[node] = faithful[node] or _alike(copied, data)
+            if own_form and copied["derivative"] == data["derivative"]:
+                if rule_set:
+                    declined.add(copy)
+                elif intact and node in declined_before:
+                    declined.add(copy)      # no rules offered: the earlier answers still hold
             name = source.readable_name(node) if data["derivative"] else None
-            if name and result.node not in target.name_hints:
-                target.name_hints[result.node] = name
+            if name and copy not in target.name_hints:
+                target.name_hints[copy] = name
             if node in source.rewrites:
-                records = target.rewrites.setdefault(result.node, [])
+                records = target.rewrites.setdefault(copy, [])
                 records.extend(r for r in source.rewrites[node] if r not in records)
     name_outputs(source, outputs, target, mapping)
+    _LEARNT[target] = _Learnt(build_rules, rule_set or (learnt.rules if ours else rule_set),
+                              declined)
     return target, mapping
+
+
+def _alike(copied, data):
+    """Whether a copy has the shape and dtype of the node it copies, and is a number (a 0-d
+    constant, weak in NumPy's promotion) when the node is: then an op reading it has the shape
+    and dtype it had, without apply working them out again."""
+    return copied["shape"] == data["shape"] and copied["dtype"] == data["dtype"] \
+        and (copied["op"] == "const" and copied["shape"] == ()) \
+        == (data["op"] == "const" and data["shape"] == ())
+
+
+def _simplified_or_added(target, data, images):
+    """What apply would build of ``data``'s op on ``images``, copies alike its operands: the
+    op's local simplifications are offered the operands, and the node otherwise has the shape
+    and dtype it had (a function of its operands' shapes, dtypes and numberness)."""
+    attrs = data["attrs"]
+    rules = BUILD_RULES.get(data["op"])
+    if rules:
+        operands = [Expr(target, i) for i in images]
+        for rule in rules:
+            simpler = rule(operands, **attrs)
+            if simpler is not None:
+                return simpler.node
+    return target.add(data["op"], images, attrs, data["shape"], data["dtype"])
 
 
 def _where(source, node):
