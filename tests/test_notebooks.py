@@ -46,7 +46,8 @@ def executed(tmp_path_factory):
     def run(name):
         if name not in cache:
             notebook = nbformat.read(EXAMPLES / name, as_version=4)
-            client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+            # a cell's timeout only stops a hung kernel, however loaded the machine
+            client = nbclient.NotebookClient(notebook, timeout=1200, kernel_name="python3",
                                              resources={"metadata": {"path": str(workdir)}})
             client.execute()
             cache[name] = notebook
