@@ -395,10 +395,18 @@ def _node_jacobian(graph, node, data, op, positions, jacobians, emitter, columns
             values = emitter.times(values, partial if isinstance(partial, np.ndarray) and
                                    partial.size == 1 else emitter.take(partial, result_rows))
         terms.append((keys, values))
-    keys = np.unique(np.concatenate([k for k, _ in terms]))
+    keys = _sorted_unique(np.concatenate([k for k, _ in terms]))
     values = emitter.combine(keys.size, [(np.searchsorted(keys, k), v) for k, v in terms],
                              data["dtype"])
     return _Nonzeros(keys, values, out_size, columns)
+
+
+def _sorted_unique(keys):
+    """The distinct ``keys``, sorted (by a sort: np.unique's hashing is slower on these)."""
+    if keys.size and np.all(keys[1:] > keys[:-1]):
+        return keys
+    keys = np.sort(keys)
+    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
 
 
 def _selection(moved):
