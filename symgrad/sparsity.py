@@ -19,10 +19,10 @@ from .graph import Graph
 from .ops import OPS, Expr, apply, const, static_shape, stop_gradient, zeros_like
 
 # A greedy colouring in Python visits each vertex's neighbours; the dynamic orders also push
-# each adjacency entry on a heap. Up to this many entries, saturation degree (DSATUR) is tried
-# besides the natural and largest-first orders (about 3 s at a million), and up to a tenth of
-# it smallest last and incidence degree.
-ORDERINGS_LIMIT = 2_000_000
+# each adjacency entry on a heap (about 3 s a million entries on the shared machine). Up to this
+# many entries, saturation degree (DSATUR) is tried besides the natural and largest-first
+# orders, and up to a tenth of it smallest last and incidence degree.
+ORDERINGS_LIMIT = 300_000
 # The star colouring visits the neighbours of neighbours of neighbours: it is tried up to this
 # many such visits (a distance-2 colouring, always tried, is also a star colouring).
 STAR_COLORING_LIMIT = 3_000_000

@@ -466,3 +466,20 @@ def test_solve_ivp_bdf_takes_the_sparse_jacobian_of_a_stiff_system():
         assert calls["exact"] < calls["differences"]
         assert exact.njev <= differences.njev
         assert jac.colors[0] <= 5        # a band of half-width 2
+
+
+def test_put_add_adds_at_repeated_positions_and_its_gradient_is_the_gather():
+    with sg.use_graph() as graph:
+        x = sg.var("x", shape=(3,))
+        positions = np.array([0, 2, 2])
+        y = sg.ops.apply("put_add", sg.ops.const(np.arange(5.0), graph), sg.sin(x),
+                         sg.ops.const(positions, graph, dtype="int64"))
+        f = sg.sum(y * y)
+        fn = sg.compile([y, sg.grad(f, x)], [x])
+        at = np.array([0.3, -0.7, 1.1])
+        expected = np.arange(5.0)
+        np.add.at(expected, positions, np.sin(at))
+        value, gradient = fn(at)
+        np.testing.assert_array_equal(value, expected)
+        np.testing.assert_allclose(gradient, central_gradient(sg.compile(f, [x]), at),
+                                   rtol=1e-7, atol=1e-9)
