@@ -386,15 +386,16 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
 def jacobian(y, wrt, disconnected="raise", sparse=False):
     """The Jacobian, shape ``y.shape + wrt.shape`` (symgrad.differentiate.jacobian). With
     ``sparse=True``, for 1-D ``y`` and a 1-D variable ``wrt``: an expression whose compiled
-    value is a SciPy CSR array of shape ``(y.size, wrt.size)``, computed in one compressed pass
-    over a colouring of its structural pattern (sg.sparsity), found now, once.
+    value is a SciPy CSR array of shape ``(y.size, wrt.size)`` with the structural pattern
+    (sg.sparsity) found now, once: its nonzeros computed directly (``fn.colors`` 0), or in one
+    compressed pass over a colouring of the pattern, whichever computes fewer entries.
 
     >>> import symgrad as sg
     >>> x = sg.var("x", shape=(5,))
     >>> fn = sg.compile(sg.jacobian(sg.sin(x[1:]) * x[:-1], x, sparse=True), [x])
     >>> J = fn(np.zeros(5))
     >>> J.format, J.shape, J.nnz, fn.colors
-    ('csr', (4, 5), 8, (2,))
+    ('csr', (4, 5), 8, (0,))
     """
     if sparse:
         return sparse_jacobian(y, wrt, disconnected)
@@ -404,8 +405,8 @@ def jacobian(y, wrt, disconnected="raise", sparse=False):
 def hessian(f, wrt, disconnected="raise", sparse=False):
     """Second derivatives of scalar ``f`` (symgrad.differentiate.hessian). With ``sparse=True``,
     for a 1-D variable ``wrt``: an expression whose compiled value is a SciPy CSR array of shape
-    ``(wrt.size, wrt.size)``, computed in one compressed pass over a symmetric (star) colouring
-    of its pattern.
+    ``(wrt.size, wrt.size)``: the gradient's sparse Jacobian by direct emission, or one
+    compressed pass over a symmetric (star) colouring of its pattern, whichever is cheaper.
 
     >>> import symgrad as sg
     >>> x = sg.var("x", shape=(2,))

@@ -7,21 +7,22 @@ own NumPy form, on the positions of its operand's entries. Imports graph, ops, d
 codegen (whose plan evaluates an op); api exposes it.
 """
 
+import heapq
 import math
 
-import networkx as nx
 import numpy as np
 
 from .codegen.plan import Plan
 from .differentiate import _as_list, _check_policy, _vjp, grad
-from .errors import ShapeError, SymgradError
+from .errors import InternalError, ShapeError, SymgradError
 from .graph import Graph
 from .ops import OPS, Expr, apply, const, static_shape, stop_gradient, zeros_like
 
-# A greedy colouring in Python visits each vertex's neighbours: up to this many adjacency
-# entries, networkx's smallest-last ordering is tried besides the natural and largest-first ones,
-# which symgrad runs over the arrays itself (networkx's graph costs more than they do)
-NETWORKX_COLORING_LIMIT = 50_000
+# A greedy colouring in Python visits each vertex's neighbours; the dynamic orders also push
+# each adjacency entry on a heap (about 3 s a million entries on the shared machine). Up to this
+# many entries, saturation degree (DSATUR) is tried besides the natural and largest-first
+# orders, and up to a tenth of it smallest last and incidence degree.
+ORDERINGS_LIMIT = 300_000
 # The star colouring visits the neighbours of neighbours of neighbours: it is tried up to this
 # many such visits (a distance-2 colouring, always tried, is also a star colouring).
 STAR_COLORING_LIMIT = 3_000_000
@@ -215,6 +216,266 @@ def _evaluate(data, values):
     return plan._evaluate(node, scratch._node[node])
 
 
+# -- direct emission of the nonzeros ---------------------------------------------------------------
+
+# Linear ops whose local Jacobian is constant when every operand but the one a gradient flows
+# through is constant: their weights are read by running the op on probes.
+LINEAR_OPS = frozenset({"sum", "mean", "cumsum", "matmul", "inner", "einsum"})
+
+
+class _Abandoned(Exception):
+    """Direct emission does not serve here: an op it has no rule for. The nodes it built are
+    removed (Graph.atomic) and the compressed pass is built instead."""
+
+
+class _Nonzeros:
+    """A node's Jacobian with respect to the variable: its pattern as sorted flat keys (row *
+    columns + column), and the values of those nonzeros, a NumPy array when they are constants
+    (folded now), else a 1-D Expr of the same length."""
+
+    __slots__ = ("keys", "rows", "columns", "values", "starts", "lengths")
+
+    def __init__(self, keys, values, size, columns):
+        self.keys, self.values = keys, values
+        self.rows, self.columns = np.divmod(keys, columns)
+        self.lengths = np.bincount(self.rows, minlength=size)
+        self.starts = np.cumsum(self.lengths) - self.lengths
+
+
+class _Emitter:
+    """Builds the nonzeros' values as expressions of the graph, folding constants, and counts
+    the entries the compiled code will compute (``cost``)."""
+
+    def __init__(self, graph):
+        self.graph, self.cost = graph, 0
+
+    def take(self, values, index):
+        if isinstance(values, np.ndarray):
+            return values[index]
+        if index.size == values.shape[0] and np.array_equal(index, np.arange(index.size)):
+            return values
+        self.cost += index.size
+        return values[index]
+
+    def times(self, values, factor):
+        """``values * factor``: either a NumPy array or an Expr."""
+        if isinstance(factor, np.ndarray) and isinstance(values, np.ndarray):
+            return values * factor
+        if isinstance(values, np.ndarray):
+            values, factor = factor, values
+        if isinstance(factor, np.ndarray):
+            if factor.size and np.all(factor == factor.flat[0]):
+                if factor.flat[0] == 1.0:
+                    return values
+                factor = float(factor.flat[0])
+            else:
+                factor = const(factor, self.graph, dtype=values.dtype)
+        self.cost += values.shape[0]
+        return values * factor
+
+    def combine(self, size, parts, dtype):
+        """The sum of ``parts``, (positions, values) pairs, as one vector of ``size``: the
+        constant parts added now, the others added into it at their positions."""
+        base = None
+        symbolic = []
+        for positions, values in parts:
+            if isinstance(values, np.ndarray):
+                if base is None:
+                    base = np.zeros(size, dtype=dtype)
+                np.add.at(base, positions, values)
+            else:
+                whole = positions.size == size and np.array_equal(positions, np.arange(size))
+                symbolic.append((not whole, positions, values))
+        if not symbolic:
+            return np.zeros(size, dtype=dtype) if base is None else base
+        symbolic.sort(key=lambda part: part[0])     # whole vectors first: the others add into them
+        total = base
+        for partial, positions, values in symbolic:
+            self.cost += values.shape[0]
+            if partial:
+                if total is None:
+                    total = np.zeros(size, dtype=dtype)
+                if isinstance(total, np.ndarray):
+                    total = const(total, self.graph, dtype=values.dtype)
+                    self.cost += size
+                total = apply("put_add", total, values,
+                              const(positions, self.graph, dtype="int64"))
+            elif total is None:
+                total = values
+            elif isinstance(total, np.ndarray) and not total.any():
+                total = values
+            else:
+                total = values + (const(total, self.graph, dtype=values.dtype)
+                                  if isinstance(total, np.ndarray) else total)
+        return total
+
+
+def _direct(y, x):
+    """The nonzeros of dy/dx by forward accumulation of sparse Jacobians with fixed patterns:
+    (y's _Nonzeros, the _Emitter that counted the entries the compiled code computes, the
+    total size of the nodes between x and y). Raises _Abandoned at an op it has no rule for."""
+    graph, nodes = y.graph, y.graph._node
+    order = graph.ancestors_in_order([y.node])
+    readers = {}
+    for node in order:
+        for operand in set(nodes[node]["inputs"]):
+            readers[operand] = readers.get(operand, 0) + 1
+    columns = x.size
+    emitter = _Emitter(graph)
+    jacobians = {x.node: _Nonzeros(np.arange(columns, dtype=np.int64) * (columns + 1),
+                                   np.ones(columns, dtype=x.dtype), columns, columns)}
+    level = nodes[y.node]["order"] + 1
+    path_size = 0
+    for node in order:
+        data = nodes[node]
+        if node != x.node and data["inputs"] and data["dtype"] not in ("int64", "bool"):
+            op = OPS[data["op"]]
+            positions = [p for p, operand in enumerate(data["inputs"])
+                         if p not in op.nondifferentiable and operand in jacobians]
+            if positions and op.vjp is None:
+                raise _Abandoned(data["op"])    # the compressed pass says it has no rule
+            if positions:
+                if not static_shape(data["shape"]):
+                    raise ShapeError(f"sparsity: op {data['op']!r} gives shape "
+                                     f"{data['shape']}, whose length is known only at the call")
+                with graph.deriving(level, grad_of=node):
+                    found = _node_jacobian(graph, node, data, op, positions, jacobians,
+                                           emitter, columns)
+                if found.keys.size:
+                    jacobians[node] = found
+                    path_size += math.prod(data["shape"])
+        for operand in set(data["inputs"]):
+            readers[operand] -= 1
+            if not readers[operand] and operand != y.node:
+                jacobians.pop(operand, None)
+    found = jacobians.get(y.node)
+    if found is None:
+        raise _Abandoned("no nonzero")
+    return found, emitter, path_size
+
+
+def _node_jacobian(graph, node, data, op, positions, jacobians, emitter, columns):
+    """The _Nonzeros of ``node``: one term per operand, (how its entries take the operand's
+    entries, as a constant matrix) times (the operand's Jacobian) times (the op's partial
+    derivative at each entry, for an element-wise op), the terms summed on their patterns'
+    union."""
+    out_size = math.prod(data["shape"])
+    rule = op.sparsity
+    local = {}
+    if rule == "elementwise":
+        for p in positions:
+            shape = graph._node[data["inputs"][p]]["shape"]
+            local[p] = (_selection(_broadcast_map(shape, data["shape"])),
+                        _elementwise_partial(graph, node, data, op, p))
+    elif rule == "moves":
+        for p, moved in _moved(graph, data, positions).items():
+            if isinstance(moved, str):
+                raise _Abandoned(data["op"])
+            local[p] = (_selection(moved), None)
+    elif data["op"] in LINEAR_OPS and len(positions) == 1 and all(
+            graph._node[i]["op"] == "const" for q, i in enumerate(data["inputs"])
+            if q != positions[0]):
+        local[positions[0]] = (_linear_weights(graph, data, positions[0]), None)
+    else:
+        raise _Abandoned(data["op"])
+    terms = []
+    for p in positions:
+        (rows, entries, weights), partial = local[p]
+        operand = jacobians[data["inputs"][p]]
+        lengths = operand.lengths[entries]
+        total = int(lengths.sum())
+        offsets = np.cumsum(lengths) - lengths
+        taken = np.repeat(operand.starts[entries] - offsets, lengths) + np.arange(total)
+        result_rows = np.repeat(rows, lengths)
+        keys = result_rows * columns + operand.columns[taken]
+        values = emitter.take(operand.values, taken)
+        if weights is not None:
+            values = emitter.times(values, np.repeat(weights, lengths))
+        if partial is not None:
+            values = emitter.times(values, partial if isinstance(partial, np.ndarray) and
+                                   partial.size == 1 else emitter.take(partial, result_rows))
+        terms.append((keys, values))
+    keys = _sorted_unique(np.concatenate([k for k, _ in terms]))
+    values = emitter.combine(keys.size, [(np.searchsorted(keys, k), v) for k, v in terms],
+                             data["dtype"])
+    return _Nonzeros(keys, values, out_size, columns)
+
+
+def _sorted_unique(keys):
+    """The distinct ``keys``, sorted (by a sort: np.unique's hashing is slower on these)."""
+    if keys.size and np.all(keys[1:] > keys[:-1]):
+        return keys
+    keys = np.sort(keys)
+    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+
+
+def _selection(moved):
+    """(result entries, operand entries, weights None) of a map: entry k of the result is
+    operand entry map[k], none where map[k] is -1."""
+    rows = np.flatnonzero(moved >= 0)
+    return rows, moved[rows], None
+
+
+def _elementwise_partial(graph, node, data, op, p):
+    """The partial derivative of each entry of an element-wise op's result with respect to the
+    operand entry it reads, flat: a NumPy array (a constant, of one entry when uniform), or an
+    Expr; from the op's own derivative rule, handed a cotangent of one."""
+    inputs = [Expr(graph, i) for i in data["inputs"]]
+    out = Expr(graph, node)
+    if tuple(inputs[p].shape) != tuple(data["shape"]):
+        # the rule would sum the result's entries over the axes the operand is broadcast along
+        inputs[p] = apply("broadcast_to", inputs[p], shape=data["shape"])
+        out = apply(data["op"], *inputs, **data["attrs"])
+    # a cotangent of ones with the result's axes, each of length 1: rules read its number of
+    # axes, and g * f' is then f' with no product
+    ones = const(np.ones((1,) * len(data["shape"])), graph, dtype=data["dtype"])
+    partial = op.vjp(ones, out, *inputs, **data["attrs"])[p]
+    if partial is None:
+        return np.zeros(1, dtype=data["dtype"])
+    if isinstance(partial, Exception):
+        raise partial
+    value = partial.data.get("value") if partial.op == "const" else None
+    if value is not None:
+        if value.size == 1:
+            return value.reshape(1).astype(data["dtype"])
+        return np.broadcast_to(value, data["shape"]).ravel()
+    if tuple(partial.shape) != tuple(data["shape"]):
+        partial = apply("broadcast_to", partial, shape=data["shape"])
+    return partial.reshape(-1)
+
+
+def _linear_weights(graph, data, p):
+    """(result entries, operand entries, weights) of a linear op's constant local Jacobian:
+    its structure from the op's sparsity rule, its values from the op run on one probe per
+    colour of a colouring of that structure's columns."""
+    sparse = _scipy_sparse()
+    operands = [graph._node[i] for i in data["inputs"]]
+    shapes = [o["shape"] for o in operands]
+    values = [o.get("value") if o["op"] == "const" else None for o in operands]
+    dependence = OPS[data["op"]].sparsity(shapes, data["shape"], values, **data["attrs"])[p]
+    out_size, size = math.prod(data["shape"]), math.prod(shapes[p])
+    if dependence is None:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0)
+    if isinstance(dependence, str):
+        rows, entries = np.divmod(np.arange(out_size * size, dtype=np.int64), size)
+    else:
+        rows, entries = (np.asarray(d, dtype=np.int64) for d in dependence)
+    structure = sparse.csr_array((np.ones(rows.size, dtype=bool), (rows, entries)),
+                                 shape=(out_size, size))
+    colors = _greedy((structure.T @ structure).astype(bool).tocsr(), range(size))
+    weights = np.zeros(rows.size)
+    for color in range(int(colors.max(initial=-1)) + 1):
+        probe = (colors == color).astype(np.float64).reshape(shapes[p])
+        arguments = [probe if q == p else values[q] for q in range(len(operands))]
+        result = _evaluate(data, arguments)
+        if result is None:
+            raise _Abandoned(data["op"])
+        chosen = colors[entries] == color
+        weights[chosen] = np.asarray(result, dtype=np.float64).ravel()[rows[chosen]]
+    return rows, entries, weights
+
+
 # -- colourings ------------------------------------------------------------------------------------
 
 
@@ -236,8 +497,10 @@ def _greedy(adjacency, order):
 
 
 def _fewest_colors(adjacency):
-    """The colouring with the fewest colours among greedy ones in several orders: natural,
-    largest degree first, and networkx's smallest-last on small graphs."""
+    """The colouring with the fewest colours among greedy ones in several vertex orders:
+    natural, largest degree first, and up to ORDERINGS_LIMIT adjacency entries smallest degree
+    last and incidence degree, and saturation degree (DSATUR), whose dynamic orders cost a heap
+    operation per entry."""
     adjacency = adjacency.tocsr()
     adjacency.setdiag(False)
     adjacency.eliminate_zeros()
@@ -246,11 +509,85 @@ def _fewest_colors(adjacency):
     candidates = [_greedy(adjacency, range(n))]
     if degrees.min(initial=0) != degrees.max(initial=0):
         candidates.append(_greedy(adjacency, np.argsort(-degrees, kind="stable").tolist()))
-    if adjacency.nnz <= NETWORKX_COLORING_LIMIT:
-        network = nx.from_scipy_sparse_array(adjacency)
-        found = nx.coloring.greedy_color(network, strategy="smallest_last")
-        candidates.append(np.array([found[v] for v in range(n)], dtype=np.int64))
+    if adjacency.nnz <= ORDERINGS_LIMIT // 10:
+        candidates.append(_greedy(adjacency, _smallest_last(adjacency)))
+        candidates.append(_greedy(adjacency, _incidence_degree(adjacency)))
+    if adjacency.nnz <= ORDERINGS_LIMIT:
+        candidates.append(_saturation_coloring(adjacency))
     return min(candidates, key=lambda colors: colors.max(initial=-1))
+
+
+def _smallest_last(adjacency):
+    """Matula and Beck's order: a vertex of least degree among those left goes last, then the
+    same for the rest (a heap with stale entries skipped)."""
+    indptr, indices = adjacency.indptr.tolist(), adjacency.indices.tolist()
+    n = adjacency.shape[0]
+    degree = np.diff(adjacency.indptr).tolist()
+    heap = [(degree[v], v) for v in range(n)]
+    heapq.heapify(heap)
+    removed = [False] * n
+    order = []
+    while heap:
+        d, v = heapq.heappop(heap)
+        if removed[v] or d != degree[v]:
+            continue
+        removed[v] = True
+        order.append(v)
+        for w in indices[indptr[v]:indptr[v + 1]]:
+            if not removed[w]:
+                degree[w] -= 1
+                heapq.heappush(heap, (degree[w], w))
+    order.reverse()
+    return order
+
+
+def _incidence_degree(adjacency):
+    """The incidence-degree order: next, a vertex with the most neighbours already ordered
+    (Coleman and Moré), the first one on ties."""
+    indptr, indices = adjacency.indptr.tolist(), adjacency.indices.tolist()
+    n = adjacency.shape[0]
+    count = [0] * n
+    heap = [(0, v) for v in range(n)]
+    placed = [False] * n
+    order = []
+    while heap:
+        c, v = heapq.heappop(heap)
+        if placed[v] or -c != count[v]:
+            continue
+        placed[v] = True
+        order.append(v)
+        for w in indices[indptr[v]:indptr[v + 1]]:
+            if not placed[w]:
+                count[w] += 1
+                heapq.heappush(heap, (-count[w], w))
+    return order
+
+
+def _saturation_coloring(adjacency):
+    """Brélaz's DSATUR: next, the uncoloured vertex whose neighbours have the most distinct
+    colours (then the highest degree, then the first), given the least colour they lack."""
+    indptr, indices = adjacency.indptr.tolist(), adjacency.indices.tolist()
+    n = adjacency.shape[0]
+    degree = np.diff(adjacency.indptr).tolist()
+    colors = [-1] * n
+    seen = [0] * n                  # bit c: a neighbour has colour c
+    saturation = [0] * n
+    heap = [(0, -degree[v], v) for v in range(n)]
+    heapq.heapify(heap)
+    while heap:
+        _, _, v = heapq.heappop(heap)
+        if colors[v] >= 0:
+            continue                # a stale entry: v was reached again with more colours
+        mask = seen[v]
+        color = (~mask & (mask + 1)).bit_length() - 1
+        colors[v] = color
+        bit = 1 << color
+        for w in indices[indptr[v]:indptr[v + 1]]:
+            if colors[w] < 0 and not seen[w] & bit:
+                seen[w] |= bit
+                saturation[w] += 1
+                heapq.heappush(heap, (-saturation[w], -degree[w], w))
+    return np.array(colors, dtype=np.int64)
 
 
 def _star_coloring(adjacency):
@@ -312,17 +649,38 @@ def _symmetric_recovery(pattern, colors):
 # -- sparse Jacobians and Hessians -----------------------------------------------------------------
 
 
-def sparse_jacobian(y, x, disconnected="raise"):
+METHODS = (None, "direct", "compressed")
+
+
+def _method(method):
+    if method not in METHODS:
+        raise SymgradError(f"method must be one of {', '.join(map(repr, METHODS))}, got "
+                           f"{method!r}")
+
+
+def sparse_jacobian(y, x, disconnected="raise", method=None):
     """``dy/dx`` as an expression whose compiled value is a SciPy CSR array of shape
-    ``(y.size, x.size)``: the pattern and a colouring of its columns (one forward pass of
-    ``J S``) or of its rows (one reverse pass of ``W^T J``), whichever has fewer colours, are
-    found now, and the compiled function computes the compressed product in one batched pass
-    and gathers the nonzeros from it."""
+    ``(y.size, x.size)``, by one of two methods chosen now (``method=None``), whichever
+    computes fewer entries per call, or the one ``method`` names:
+
+    "direct": each node's Jacobian is carried forward with its pattern fixed now and its
+    nonzeros as expressions (_direct), so the compiled code computes only the nonzeros.
+    "compressed": a colouring of the pattern's columns (one forward pass of ``J S``) or of its
+    rows (one reverse pass of ``W^T J``), whichever has fewer colours; the compiled function
+    computes the compressed product in one batched pass and gathers the nonzeros from it."""
     y, x = _vectors(y, x, "jacobian")
     _check_policy(disconnected)
+    _method(method)
     graph = y.graph
     with graph.atomic():
         pattern = _pattern(y, x)
+        # a compressed pass takes at least as many colours as a row (columns) or a column
+        # (rows) has nonzeros
+        least = min(np.diff(pattern.indptr).max(initial=0),
+                    np.bincount(pattern.indices, minlength=x.size).max(initial=0))
+        direct = _direct_csr(y, x, pattern, least, method)
+        if direct is not None:
+            return direct
         column_colors = _fewest_colors((pattern.T @ pattern).astype(bool))
         symmetric = pattern.shape[0] == pattern.shape[1] and (pattern != pattern.T).nnz == 0
         # a symmetric pattern's rows conflict as its columns do
@@ -347,16 +705,19 @@ def sparse_jacobian(y, x, disconnected="raise"):
         return _csr(compressed, flat, pattern, count, method)
 
 
-def sparse_hessian(f, x, disconnected="raise"):
-    """The Hessian of scalar ``f`` as an expression whose compiled value is a SciPy CSR array:
-    its pattern (symmetrised) and a symmetric colouring, a star colouring or a distance-2 one,
-    whichever has fewer colours, are found now; the compiled function computes ``S^T H`` in one
-    batched reverse pass over the gradient and reads each nonzero where it is alone of its
-    colour, in its row or in its column."""
+def sparse_hessian(f, x, disconnected="raise", method=None):
+    """The Hessian of scalar ``f`` as an expression whose compiled value is a SciPy CSR array
+    with the gradient's pattern, symmetrised, by one of two methods chosen now as for
+    sparse_jacobian: "direct", the gradient's Jacobian by direct emission; "compressed", a
+    symmetric colouring, a star colouring or a distance-2 one, whichever has fewer colours,
+    found now, and the compiled function computes ``S^T H`` in one batched reverse pass over
+    the gradient and reads each nonzero where it is alone of its colour, in its row or in its
+    column."""
     if not isinstance(f, Expr) or f.shape != ():
         raise ShapeError(f"hessian needs a scalar output, got "
                          f"{f.shape if isinstance(f, Expr) else type(f).__name__}")
     _check_policy(disconnected)
+    _method(method)
     graph = f.graph
     with graph.atomic():
         gradient = grad(f, x, disconnected)
@@ -364,6 +725,11 @@ def sparse_hessian(f, x, disconnected="raise"):
         pattern = _pattern(gradient, x)
         pattern = (pattern + pattern.T).tocsr()
         pattern.sort_indices()
+        # a symmetric colouring takes at least the nonzeros of a row, less one, over two, plus one
+        least = (np.diff(pattern.indptr).max(initial=0) + 2) // 2
+        direct = _direct_csr(gradient, x, pattern, least, method)
+        if direct is not None:
+            return direct
         adjacency = pattern.copy()
         adjacency.setdiag(False)
         adjacency.eliminate_zeros()
@@ -382,6 +748,40 @@ def sparse_hessian(f, x, disconnected="raise"):
                           "zero")[0]
         read_rows, read_colors = recovery
         return _csr(compressed, read_colors * x.size + read_rows, pattern, count, method)
+
+
+def _direct_csr(y, x, pattern, least_colors, method):
+    """The csr_matrix node of dy/dx with ``pattern`` (which holds the pattern direct emission
+    finds) by direct emission, or None where the compressed pass is to be built: the method
+    is "compressed", direct emission has no rule for an op on the way, or (method None) it
+    would compute more entries per call than a compressed pass of ``least_colors`` colours
+    over the nodes between x and y, each a product and a sum per colour and entry."""
+    if method == "compressed" or not pattern.nnz:
+        return None
+    graph = y.graph
+    try:
+        with graph.atomic():
+            found, emitter, path_size = _direct(y, x)
+            keys = (np.repeat(np.arange(pattern.shape[0], dtype=np.int64),
+                              np.diff(pattern.indptr)) * x.size + pattern.indices)
+            values = found.values
+            if not np.array_equal(found.keys, keys):
+                positions = np.searchsorted(keys, found.keys)
+                if np.any(positions >= keys.size) or np.any(keys[positions] != found.keys):
+                    raise InternalError("direct emission found a nonzero outside the pattern")
+                values = emitter.combine(keys.size, [(positions, values)], y.dtype)
+            if method is None and emitter.cost > 2 * least_colors * path_size:
+                raise _Abandoned("cost")
+            if isinstance(values, np.ndarray):
+                values = const(values, graph, dtype=y.dtype)
+            return apply("csr_matrix", values, const(pattern.indices, graph, dtype="int64"),
+                         const(pattern.indptr, graph, dtype="int64"), shape=pattern.shape,
+                         colors=0, method="direct")
+    except _Abandoned as reason:
+        if method == "direct":
+            raise SymgradError(f"direct emission of the sparse derivative has no rule for op "
+                               f"{reason.args[0]!r}; method='compressed' computes it") from None
+        return None
 
 
 def _seeds(colors, count, dtype):
@@ -444,7 +844,8 @@ def draw_sparsity(matrix, path, title=None):
         title = f"{pattern.shape[0]} x {pattern.shape[1]}, {pattern.nnz:,} nonzeros"
         if isinstance(matrix, Expr):
             attrs = matrix.data["attrs"]
-            title += f", {attrs['colors']} colours ({attrs['method']})"
+            title += (", nonzeros computed directly" if attrs["method"] == "direct" else
+                      f", {attrs['colors']} colours ({attrs['method']})")
     figure, axes = plt.subplots(figsize=(5, 5))
     try:
         axes.spy(pattern, markersize=max(0.5, min(6.0, 300.0 / max(pattern.shape))))

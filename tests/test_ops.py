@@ -568,6 +568,14 @@ INDEXING_MORE += [
     scatter_add_case("non-adjacent", (2, 4), (3, 4, 5), (np.array([0, 2]), slice(None),
                                                         np.array([1, 1]))),
     scatter_add_case("batch", ("n", 3), ("n", 4), (slice(None), np.array([1, 1, 0]))),
+    # put_add: a sparse Jacobian's nonzeros added at constant positions (symgrad.sparsity)
+    Case("put_add", "repeated", lambda base, values: apply(
+        "put_add", base, values, sg.ops.const(np.array([4, 0, 4]), values.graph, dtype="int64")),
+         ((6,), (3,)), lambda base, values: base + np.bincount(np.array([4, 0, 4]), values, 6)),
+    Case("put_add", "batch", lambda base, values: apply(
+        "put_add", base, values, sg.ops.const(np.array([1, 3]), values.graph, dtype="int64")),
+         (("n",), (2,)), lambda base, values: base + np.bincount(np.array([1, 3]), values,
+                                                                   base.size)),
 ]
 
 ORDER_STATISTICS = []        # sort, argsort, partition, argmax, argmin, median, quantile
@@ -1416,6 +1424,7 @@ NO_SYMPY = {
     **dict.fromkeys(["roll", "broadcast_to"], "moves or replicates entries of an array"),
 }
 NO_SYMPY.update(dict.fromkeys(["gather", "scatter_add"], "moves entries of an array by an index"))
+NO_SYMPY["put_add"] = "adds into entries of a 1-D array by an index"
 NO_SYMPY.update(dict.fromkeys(["sort", "argsort", "argmax", "argmin"],
                               "orders or searches entries along an axis"))
 NO_SYMPY["astype"] = "changes the dtype only: SymPy's numbers have none"

@@ -990,6 +990,7 @@ OP_TABLE_EXCLUDED = {
     "index_grad": "only the differentiator creates it (the derivative of getitem)",
     "index_add": "only the differentiator creates it (the derivative of getitem)",
     "scatter_add": "only the differentiator creates it (the derivative of gather)",
+    "put_add": "only a sparse derivative's direct emission creates it (tests/test_sparse.py)",
     "zeros_like": "only the differentiator creates it (a gradient that is zero)",
     "identity_like": "only the differentiator creates it (the seed of a Jacobian)",
     "reshape_like": "only the differentiator creates it (the adjoint of a reshape)",

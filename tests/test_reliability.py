@@ -1407,6 +1407,8 @@ UNREACHABLE_RAISES = {
     ("shape.py", "compressed along axis"): "compress_grad is internal (compress's rule)",
     ("sparse.py", "a CSR matrix of shape"): "csr_matrix is internal (symgrad.sparsity builds "
                                             "its structure with it)",
+    ("sparse.py", "put_add takes a 1-D base"): "put_add is internal (symgrad.sparsity's direct "
+                                               "emission builds it on 1-D values)",
 }
 
 

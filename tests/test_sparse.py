@@ -10,7 +10,7 @@ import scipy.sparse
 from hypothesis import assume, given, settings, strategies as st
 
 import symgrad as sg
-from symgrad.sparsity import _symmetric_recovery, _star_coloring
+from symgrad.sparsity import _symmetric_recovery, _star_coloring, sparse_hessian, sparse_jacobian
 
 from finite_differences import central_gradient
 from test_properties import ALL_KINDS, GraphDrawer, BATCH
@@ -26,11 +26,44 @@ def central_jacobian(fn, x, step=1e-6):
     return np.stack(columns, axis=1)
 
 
-def dense_and_sparse(y, x, at):
-    """(dense Jacobian, the CSR array, the compiled sparse function) of y at ``at``."""
+def dense_and_sparse(y, x, at, direct=True):
+    """(dense Jacobian, the CSR array, the compiled sparse function) of y at ``at``, the sparse
+    one by the compressed pass; the direct emission's (unless ``direct`` is False) and the one
+    sg.jacobian chooses are checked against it: the same pattern, the dense values."""
     dense = sg.compile(sg.jacobian(y, x, disconnected="zero"), [x])(at)
-    fn = sg.compile(sg.jacobian(y, x, sparse=True, disconnected="zero"), [x])
-    return dense, fn(at), fn
+    fn = sg.compile(sparse_jacobian(y, x, "zero", method="compressed"), [x])
+    chosen = sg.compile(sg.jacobian(y, x, sparse=True, disconnected="zero"), [x])
+    results = [chosen]
+    if direct:
+        results.append(sg.compile(sparse_jacobian(y, x, "zero", method="direct"), [x]))
+        assert results[-1].colors == (0,)
+    J = fn(at)
+    for other in results:
+        K = other(at)
+        assert K.format == "csr" and K.has_sorted_indices
+        np.testing.assert_array_equal(K.indptr, J.indptr)
+        np.testing.assert_array_equal(K.indices, J.indices)
+        np.testing.assert_allclose(K.toarray(), dense, rtol=1e-12, atol=1e-12)
+    return dense, J, fn
+
+
+def hessians(f, x, at, direct=True):
+    """(the dense Hessian, the compressed pass's CSR array and compiled function) at ``at``;
+    the direct emission's (unless ``direct`` is False) and the one sg.hessian chooses are
+    checked against them."""
+    dense = sg.compile(sg.hessian(f, x), [x])(at)
+    fn = sg.compile(sparse_hessian(f, x, method="compressed"), [x])
+    H = fn(at)
+    results = [sg.compile(sg.hessian(f, x, sparse=True), [x])]
+    if direct:
+        results.append(sg.compile(sparse_hessian(f, x, method="direct"), [x]))
+        assert results[-1].colors == (0,)
+    for other in results:
+        K = other(at)
+        np.testing.assert_array_equal(K.indptr, H.indptr)
+        np.testing.assert_array_equal(K.indices, H.indices)
+        np.testing.assert_allclose(K.toarray(), dense, rtol=1e-12, atol=1e-12)
+    return dense, H, fn
 
 
 def bratu(n, lam=6.0):
@@ -86,12 +119,17 @@ def test_bratu_residual_and_energy_have_the_five_point_pattern(n):
         at = np.random.default_rng(n).uniform(0.0, 1.0, n * n)
         dense, J, fn = dense_and_sparse(residual, u, at)
         np.testing.assert_array_equal(J.toarray(), dense)
-        hessian = sg.compile(sg.hessian(energy, u, sparse=True), [u])
-        H = hessian(at)
+        _, H, hessian = hessians(energy, u, at)
         assert (H.astype(bool) != expected).nnz == 0
         np.testing.assert_allclose(H.toarray(), dense, rtol=1e-13, atol=1e-9)
-        # greedy colourings: 5 is optimal on large grids, symmetry helps the Hessian's
-        assert hessian.colors[0] <= fn.colors[0] <= 7
+        # the distance-2 graph of the grid holds 5 mutually adjacent columns; (i + 2 j) mod 5
+        # colours it with 5, which the saturation order finds
+        assert fn.colors == (5,)
+        assert hessian.colors[0] <= 5
+        # the residual's Jacobian is its constant Laplacian plus the exponential's diagonal:
+        # direct emission computes n entries where the compressed pass computes 5 n at each node
+        assert sg.jacobian(residual, u, sparse=True).data["attrs"]["method"] == "direct"
+        assert sg.hessian(energy, u, sparse=True).data["attrs"]["method"] == "direct"
 
 
 def test_the_chained_rosenbrock_hessian_is_tridiagonal():
@@ -99,11 +137,9 @@ def test_the_chained_rosenbrock_hessian_is_tridiagonal():
         x = sg.var("x", shape=(12,))
         f = sg.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
         residuals = sg.concatenate([10.0 * (x[1:] - x[:-1] ** 2), 1.0 - x[:-1]])
-        H = sg.hessian(f, x, sparse=True)
-        fn = sg.compile([H, sg.hessian(f, x)], [x])
         at = np.random.default_rng(3).uniform(-1.2, 1.2, 12)
-        sparse, dense = fn(at)
-        assert fn.colors == (3, None)
+        dense, sparse, fn = hessians(f, x, at)
+        assert fn.colors == (3,)
         assert sparse.nnz == 12 + 2 * 11
         np.testing.assert_allclose(sparse.toarray(), dense, rtol=1e-13, atol=1e-12)
         gradient = sg.compile(sg.grad(f, x), [x])
@@ -120,12 +156,13 @@ def test_a_block_diagonal_sum_of_independent_terms():
         x = sg.var("x", shape=(12,))
         blocks = x.reshape(4, 3)
         f = sg.sum(sg.logsumexp(blocks, axis=1)) + sg.sum(sg.sin(x) ** 2)
-        H = sg.hessian(f, x, sparse=True)
-        fn = sg.compile([H, sg.hessian(f, x)], [x])
-        sparse, dense = fn(np.linspace(-2.0, 2.0, 12))
+        dense, sparse, fn = hessians(f, x, np.linspace(-2.0, 2.0, 12), direct=False)
         expected = scipy.sparse.block_diag([np.ones((3, 3), dtype=bool)] * 4)
         assert (sparse.astype(bool) != expected).nnz == 0
-        assert fn.colors == (3,) + (None,)
+        assert fn.colors == (3,)
+        # logsumexp is no element-wise, moving or linear op: sg.hessian compresses
+        with pytest.raises(sg.SymgradError, match="no rule for op 'logsumexp'"):
+            sparse_hessian(f, x, method="direct")
         np.testing.assert_allclose(sparse.toarray(), dense, rtol=1e-13, atol=1e-14)
 
 
@@ -133,14 +170,13 @@ def test_an_arrowhead_hessian_takes_two_star_colours_where_columns_take_n():
     with sg.use_graph():
         x = sg.var("x", shape=(9,))
         f = x[0] * sg.sum(sg.sin(x[1:])) + sg.sum(x ** 4)
-        H = sg.hessian(f, x, sparse=True)
+        H = sparse_hessian(f, x, method="compressed")
         assert H.data["attrs"]["method"] == "star"
-        fn = sg.compile([H, sg.hessian(f, x)], [x])
-        sparse, dense = fn(np.linspace(-1.0, 1.5, 9))
+        dense, sparse, fn = hessians(f, x, np.linspace(-1.0, 1.5, 9))
         assert fn.colors[0] == 2
         np.testing.assert_allclose(sparse.toarray(), dense, rtol=1e-13, atol=1e-14)
         # the Jacobian of its gradient, not symmetric in its method, needs 2 colours by rows
-        J = sg.compile(sg.jacobian(sg.grad(f, x), x, sparse=True), [x])
+        J = sg.compile(sparse_jacobian(sg.grad(f, x), x, method="compressed"), [x])
         np.testing.assert_allclose(J(np.linspace(-1.0, 1.5, 9)).toarray(), dense, rtol=1e-13)
 
 
@@ -157,7 +193,7 @@ def test_a_dense_row_makes_columns_worse_than_rows_and_the_other_way_round():
         dense, J, fn = dense_and_sparse(z, x, np.linspace(0.0, 1.0, 8))
         assert fn.colors == (2,)
         np.testing.assert_array_equal(J.toarray(), dense)
-        assert sg.jacobian(z, x, sparse=True).data["attrs"]["method"] == "columns"
+        assert sparse_jacobian(z, x, method="compressed").data["attrs"]["method"] == "columns"
 
 
 def test_where_and_maximum_keep_both_branches():
@@ -191,8 +227,12 @@ def test_reductions_scans_products_and_gathers_are_exact():
         for name, (y, expected) in cases.items():
             np.testing.assert_array_equal(sg.sparsity(y, x).toarray(), np.asarray(expected, bool),
                                           err_msg=name)
-            dense, J, _ = dense_and_sparse(y, x, at)
+            # direct emission takes sums, scans and products with constants; max and softmax
+            # are no linear ops
+            linear = name not in ("column max", "softmax")
+            dense, J, _ = dense_and_sparse(y, x, at, direct=linear)
             np.testing.assert_allclose(J.toarray(), dense, rtol=1e-14, atol=1e-15, err_msg=name)
+            assert (sg.jacobian(y, x, sparse=True).data["attrs"]["method"] == "direct") == linear
 
 
 def test_an_op_without_a_rule_is_dense_and_never_misses_a_nonzero():
@@ -201,8 +241,12 @@ def test_an_op_without_a_rule_is_dense_and_never_misses_a_nonzero():
         y = sg.sort(x[:3]) * x[3]
         pattern = sg.sparsity(y, x).toarray()
         assert pattern.all()
-        dense, J, _ = dense_and_sparse(y, x, np.array([0.3, -1.0, 2.0, 0.5]))
+        dense, J, _ = dense_and_sparse(y, x, np.array([0.3, -1.0, 2.0, 0.5]), direct=False)
         np.testing.assert_array_equal(J.toarray(), dense)
+        # direct emission has no rule for sort: sg.jacobian takes the compressed pass
+        assert sg.jacobian(y, x, sparse=True).data["attrs"]["method"] != "direct"
+        with pytest.raises(sg.SymgradError, match="no rule for op 'sort'"):
+            sparse_jacobian(y, x, method="direct")
 
 
 def test_the_star_colouring_recovers_every_nonzero_or_says_it_cannot():
@@ -256,10 +300,11 @@ def test_a_disconnected_output_follows_the_policy():
         assert J.shape == (2, 3) and J.nnz == 0
 
 
-def test_each_call_returns_a_matrix_of_its_own_and_it_pickles():
+@pytest.mark.parametrize("method", ["direct", "compressed"])
+def test_each_call_returns_a_matrix_of_its_own_and_it_pickles(method):
     with sg.use_graph():
         x = sg.var("x", shape=(5,))
-        fn = sg.compile(sg.jacobian(x[1:] * x[:-1], x, sparse=True), [x])
+        fn = sg.compile(sparse_jacobian(x[1:] * x[:-1], x, method=method), [x])
         first, second = fn(np.ones(5)), fn(np.full(5, 2.0))
         first.data[:] = 7.0
         first.indices[:] = 0
@@ -267,9 +312,10 @@ def test_each_call_returns_a_matrix_of_its_own_and_it_pickles():
         assert np.shares_memory(first.data, second.data) is False
         again = pickle.loads(pickle.dumps(fn))
         np.testing.assert_array_equal(again(np.full(5, 2.0)).toarray(), second.toarray())
-        assert again.colors == fn.colors == (2,)
+        assert again.colors == fn.colors == ((0,) if method == "direct" else (2,))
         if "numba" in sg.api.BACKENDS:
-            fused = sg.compile(sg.jacobian(x[1:] * x[:-1], x, sparse=True), [x], backend="numba")
+            fused = sg.compile(sparse_jacobian(x[1:] * x[:-1], x, method=method), [x],
+                               backend="numba")
             np.testing.assert_array_equal(fused(np.full(5, 2.0)).toarray(), second.toarray())
 
 
@@ -328,11 +374,16 @@ def test_sparse_jacobians_of_random_graphs_equal_the_dense_ones(data):
         assume(np.all(np.isfinite(dense)))
         pattern = sg.sparsity(y, z).toarray()
         assert not np.any((dense != 0) & ~pattern), "a nonzero outside the pattern"
-        fn = sg.compile(sg.jacobian(y, z, sparse=True, disconnected="zero"), [z])
-        J = fn(at)
-        np.testing.assert_array_equal(J.astype(bool).toarray() | pattern, pattern)
-        assert J.nnz == pattern.sum()
-        np.testing.assert_allclose(J.toarray(), dense, rtol=1e-12, atol=1e-12)
+        for method in ("compressed", "direct"):
+            try:
+                fn = sg.compile(sparse_jacobian(y, z, "zero", method=method), [z])
+            except sg.SymgradError as error:
+                assert method == "direct" and "no rule for op" in str(error)
+                continue
+            J = fn(at)
+            np.testing.assert_array_equal(J.astype(bool).toarray() | pattern, pattern)
+            assert J.nnz == pattern.sum()
+            np.testing.assert_allclose(J.toarray(), dense, rtol=1e-12, atol=1e-12)
 
 
 # -- SciPy's solvers -----------------------------------------------------------------------------
@@ -380,7 +431,7 @@ def test_minimize_trust_constr_takes_the_sparse_hessian():
         x = sg.var("x", shape=(40,))
         f = sg.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
         value_and_gradient = sg.compile([f, sg.grad(f, x)], [x])
-        hessian = sg.compile(sg.hessian(f, x, sparse=True), [x])
+        hessian = sg.compile(sparse_hessian(f, x, method="compressed"), [x])
         start = np.linspace(0.0, 0.6, 40)
         result = optimize.minimize(value_and_gradient, start, jac=True, hess=hessian,
                                    method="trust-constr", options={"gtol": 1e-10})
@@ -396,7 +447,7 @@ def test_solve_ivp_bdf_takes_the_sparse_jacobian_of_a_stiff_system():
     with sg.use_graph():
         y, rate, start = brusselator(5000)
         rhs = sg.compile(rate, [y])
-        jac = sg.compile(sg.jacobian(rate, y, sparse=True), [y])
+        jac = sg.compile(sparse_jacobian(rate, y, method="compressed"), [y])
         calls = {"exact": 0, "differences": 0}
 
         def counted(run):
@@ -415,3 +466,20 @@ def test_solve_ivp_bdf_takes_the_sparse_jacobian_of_a_stiff_system():
         assert calls["exact"] < calls["differences"]
         assert exact.njev <= differences.njev
         assert jac.colors[0] <= 5        # a band of half-width 2
+
+
+def test_put_add_adds_at_repeated_positions_and_its_gradient_is_the_gather():
+    with sg.use_graph() as graph:
+        x = sg.var("x", shape=(3,))
+        positions = np.array([0, 2, 2])
+        y = sg.ops.apply("put_add", sg.ops.const(np.arange(5.0), graph), sg.sin(x),
+                         sg.ops.const(positions, graph, dtype="int64"))
+        f = sg.sum(y * y)
+        fn = sg.compile([y, sg.grad(f, x)], [x])
+        at = np.array([0.3, -0.7, 1.1])
+        expected = np.arange(5.0)
+        np.add.at(expected, positions, np.sin(at))
+        value, gradient = fn(at)
+        np.testing.assert_array_equal(value, expected)
+        np.testing.assert_allclose(gradient, central_gradient(sg.compile(f, [x]), at),
+                                   rtol=1e-7, atol=1e-9)

@@ -1,10 +1,12 @@
 """Sparse Jacobians and Hessians at scale (issue 22): the 2-D Bratu problem on an n x n grid.
 
-Measures, for the residual's sparse Jacobian and the energy's sparse Hessian: seconds to build
-(sg.jacobian / sg.hessian with sparse=True: pattern and colouring) and to compile, colours, and
-the time per call as a ratio to a hand-written NumPy assembly of the same CSR matrix (its
-structure made once, its values per call) and to CasADi's sparse Jacobian and Hessian (when
-installed: pip install casadi). Then a stiff 1-D Brusselator (10,000 unknowns) solved by
+Measures, for the residual's sparse Jacobian and the energy's sparse Hessian, by each method
+(direct emission of the nonzeros, and the compressed pass over a colouring; "chosen" marks the
+one sg.jacobian / sg.hessian with sparse=True picks): seconds to build (pattern, colouring or
+direct emission) and to compile, colours, and the time per call as a ratio to a hand-written
+NumPy assembly of the same CSR matrix (its structure made once, its values per call) and to
+CasADi's sparse Jacobian and Hessian (when installed: pip install casadi). Then the same two
+methods on a tridiagonal Jacobian and the chained Rosenbrock Hessian of as many unknowns. Then a stiff 1-D Brusselator (10,000 unknowns) solved by
 solve_ivp(method="BDF") with symgrad's sparse Jacobian against SciPy's differences over the
 pattern (jac_sparsity). Every result is checked against the hand-written one (1e-9 relative).
 
@@ -23,6 +25,7 @@ import scipy.sparse
 
 import _common  # noqa: F401 (puts the checkout on sys.path)
 import symgrad as sg
+from symgrad.sparsity import sparse_hessian, sparse_jacobian
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_sparse import bratu, brusselator  # noqa: E402
@@ -86,52 +89,97 @@ def casadi_functions(n):
     return jacobian, hessian, built
 
 
+def build(make, method, variable):
+    """(built seconds, compiled seconds, compiled function) of make(method)."""
+    start = time.perf_counter()
+    result = make(method)
+    built = time.perf_counter() - start
+    start = time.perf_counter()
+    fn = sg.compile(result, [variable])
+    return built, time.perf_counter() - start, fn
+
+
 def bratu_rows(n, rounds):
     rng = np.random.default_rng(0)
     at = rng.uniform(0.0, 1.0, n * n)
     assemble = hand_written(n)
     reference = assemble(at)
     hand = best_of(lambda: assemble(at), rounds)
-    rows = []
-    with sg.use_graph():
-        start = time.perf_counter()
-        u, residual, energy = bratu(n, LAMBDA)
-        J = sg.jacobian(residual, u, sparse=True)
-        built_j = time.perf_counter() - start
-        start = time.perf_counter()
-        jacobian = sg.compile(J, [u])
-        compiled_j = time.perf_counter() - start
-        start = time.perf_counter()
-        H = sg.hessian(energy, u, sparse=True)
-        built_h = time.perf_counter() - start
-        start = time.perf_counter()
-        hessian = sg.compile(H, [u])
-        compiled_h = time.perf_counter() - start
     peers = casadi_functions(n)
-    for name, fn, built, compiled in (("Jacobian of the residual", jacobian, built_j, compiled_j),
-                                      ("Hessian of the energy", hessian, built_h, compiled_h)):
-        result = fn(at)
-        error = abs(result - reference).max() / abs(reference).max()
-        if error > 1e-9 or (result.astype(bool) != reference.astype(bool)).nnz:
-            print(f"FAILED: {name} differs from the hand-written assembly ({error:.1e})")
-            sys.exit(1)
-        per_call = best_of(lambda: fn(at), rounds)
-        row = [name, f"{built:.2f}", f"{compiled:.2f}", fn.colors[0], f"{per_call * 1e3:.2f}",
-               f"{per_call / hand:.2f}"]
-        if peers is not None:
-            peer = peers[0] if name.startswith("Jacobian") else peers[1]
-            peer_value = scipy.sparse.csr_array(peer(at).sparse())
-            peer_error = abs(peer_value - reference).max() / abs(reference).max()
-            peer_time = best_of(lambda: scipy.sparse.csr_array(peer(at).sparse()), rounds)
-            row += [f"{peers[2]:.2f}", f"{peer_time * 1e3:.2f}", f"{per_call / peer_time:.2f}",
-                    f"{max(error, peer_error):.0e}"]
-        else:
-            row += ["n/a", "n/a", "n/a", f"{error:.0e}"]
-        rows.append(row)
-    header = ["n = %d (%d unknowns)" % (n, n * n), "build s", "compile s", "colours",
+    rows = []
+    for name, hessian in (("Jacobian of the residual", False), ("Hessian of the energy", True)):
+        for method in ("direct", "compressed"):
+            with sg.use_graph():
+                u, residual, energy = bratu(n, LAMBDA)
+                chosen = (sg.hessian(energy, u, sparse=True) if hessian else
+                          sg.jacobian(residual, u, sparse=True)).data["attrs"]["method"]
+                built, compiled, fn = build(
+                    lambda method: sparse_hessian(energy, u, method=method) if hessian
+                    else sparse_jacobian(residual, u, method=method), method, u)
+            result = fn(at)
+            error = abs(result - reference).max() / abs(reference).max()
+            if error > 1e-9 or (result.astype(bool) != reference.astype(bool)).nnz:
+                print(f"FAILED: {name} differs from the hand-written assembly ({error:.1e})")
+                sys.exit(1)
+            per_call = best_of(lambda: fn(at), rounds)
+            row = [name, method + (" (chosen)" if chosen == method or chosen != "direct"
+                                   and method == "compressed" else ""),
+                   f"{built:.2f}", f"{compiled:.2f}", fn.colors[0], f"{per_call * 1e3:.2f}",
+                   f"{per_call / hand:.2f}"]
+            if peers is not None:
+                peer = peers[1] if hessian else peers[0]
+                peer_value = scipy.sparse.csr_array(peer(at).sparse())
+                peer_error = abs(peer_value - reference).max() / abs(reference).max()
+                peer_time = best_of(lambda: scipy.sparse.csr_array(peer(at).sparse()), rounds)
+                row += [f"{peers[2]:.2f}", f"{peer_time * 1e3:.2f}",
+                        f"{per_call / peer_time:.3f}", f"{max(error, peer_error):.0e}"]
+            else:
+                row += ["n/a", "n/a", "n/a", f"{error:.0e}"]
+            rows.append(row)
+    header = ["n = %d (%d unknowns)" % (n, n * n), "method", "build s", "compile s", "colours",
               "per call ms", "vs hand", "CasADi build s", "CasADi ms", "vs CasADi", "rel. error"]
     print(_common.table(header, rows))
     print(f"hand-written assembly: {hand * 1e3:.2f} ms per call")
+
+
+def chains(size, rounds):
+    """A tridiagonal residual's Jacobian and the chained Rosenbrock function's Hessian by both
+    methods, each checked against the other (1e-12 relative)."""
+    at = np.random.default_rng(1).uniform(-1.0, 1.0, size)
+    rows = []
+    for name in ("tridiagonal Jacobian", "chained Rosenbrock Hessian"):
+        results = {}
+        for method in ("direct", "compressed"):
+            with sg.use_graph():
+                x = sg.var("x", shape=(size,))
+                if name.startswith("tridiagonal"):
+                    padded = sg.pad(x, 1)
+                    y = padded[:-2] - 2.0 * sg.sin(x) + padded[2:] ** 3
+
+                    def make(method):
+                        return sparse_jacobian(y, x, method=method)
+                    chosen = sg.jacobian(y, x, sparse=True)
+                else:
+                    f = sg.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+                    def make(method):
+                        return sparse_hessian(f, x, method=method)
+                    chosen = sg.hessian(f, x, sparse=True)
+                chosen = chosen.data["attrs"]["method"]
+                built, compiled, fn = build(make, method, x)
+            results[method] = fn(at)
+            per_call = best_of(lambda: fn(at), rounds)
+            rows.append([name, method + (" (chosen)" if chosen == method or chosen != "direct"
+                                         and method == "compressed" else ""),
+                         f"{built:.2f}", f"{compiled:.2f}", fn.colors[0],
+                         f"{per_call * 1e3:.2f}"])
+        direct, compressed = results["direct"], results["compressed"]
+        gap = abs(direct - compressed).max() / abs(compressed).max()
+        if gap > 1e-12 or (direct.indices != compressed.indices).any():
+            print(f"FAILED: the two methods differ on the {name} ({gap:.1e})")
+            sys.exit(1)
+    print(_common.table([f"{size} unknowns", "method", "build s", "compile s", "colours",
+                         "per call ms"], rows))
 
 
 def brusselator_rows(points):
@@ -172,6 +220,8 @@ def main():
     parser.add_argument("--points", type=int, default=5000)
     options = parser.parse_args()
     bratu_rows(options.n, options.rounds)
+    print()
+    chains(options.n * options.n, options.rounds)
     print()
     brusselator_rows(options.points)
 
