@@ -137,8 +137,8 @@ def test_the_rewrite_safety_corpus_is_as_described():
 def test_the_rewrite_safety_points_and_tolerance_are_as_described():
     (fewest_ulps, most_ulps, smallest_offset, largest_offset, smallest_shift, largest_shift,
      smallest_magnitude, largest_magnitude) = quoted(
-        r"near roots \(at, ([\d,]+) to ([\d,]+) ulps and relative offsets of (\S+) to (\S+) away\), "
-        r"under shifts of (\S+) to (\S+), at magnitudes (\S+) to (\S+) of both signs")
+        r"near roots \(at, ([\d,]+) to ([\d,]+) ulps and relative offsets of (\S+) to (\S+) "
+        r"away\), under shifts of (\S+) to (\S+), at magnitudes (\S+) to (\S+) of both signs")
     factor, ulps = quoted(r"The optimised error must stay within (\d+)x the unoptimised graph's "
                           r"error around the point plus (\d+) ulps")
     # near the top of a binade the smallest relative offset, 1e-12, is some 9,000 ulps: the
