@@ -129,6 +129,13 @@ def test_cnn_digits_trains_to_97_percent():
     assert len(accuracies) == 12
     final = re.search(r"^test accuracy (\S+) after 12 epochs", out, re.M)
     assert final and float(final[1]) == accuracies[-1] >= 0.97, out
+    # the README quotes this run's accuracy, rounded as it writes it
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    quoted = re.findall(r"`examples/cnn_digits\.py` trains one on scikit-learn's digits to "
+                        r"([\d.]+) %", readme)
+    assert len(quoted) == 1, quoted
+    decimals = len(quoted[0].partition(".")[2])
+    assert f"{100 * accuracies[-1]:.{decimals}f}" == quoted[0], (accuracies[-1], quoted)
 
 
 def test_cnn_digits_gradients_of_every_layer_match_central_differences():

@@ -1,0 +1,158 @@
+"""The figures README.md quotes in its prose are the ones the code produces: each test recomputes a
+figure from the code the sentence describes and reads the figure out of the sentence itself, so
+editing either side fails here. (Figures after an output block are checked by tests/test_readme.py;
+the CNN example's accuracy by tests/test_examples.py and the executed notebook's by
+tests/test_notebooks.py, which run them anyway. Benchmark timings are not tested: the README names
+the script that measures them.)"""
+
+import math
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "benchmarks"))
+from _common import statement_count  # noqa: E402  (the rule graph_economy.py counts by)
+
+import test_rewrite_safety as rewrite_safety  # noqa: E402
+
+
+def readme_text():
+    """README.md with every run of whitespace as one space: prose is wrapped anywhere."""
+    return " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+
+
+def quoted(pattern):
+    """The groups of the one sentence of README.md that ``pattern`` matches."""
+    matches = [match.groups() for match in re.finditer(pattern, readme_text())]
+    assert len(matches) == 1, f"README.md: {len(matches)} sentences match {pattern!r}"
+    return matches[0]
+
+
+def number(text):
+    return float(text.replace(",", ""))
+
+
+def rounded_as_quoted(value, figure):
+    """``value`` rounded to as many decimals as ``figure`` (a string) shows."""
+    decimals = len(figure.partition(".")[2])
+    return f"{value:.{decimals}f}"
+
+
+# -- the optimiser: statements of tanh's n-th derivative -------------------------------------------
+
+def tanh_derivative_statements(order):
+    """Statements of the compiled n-th derivative of tanh, built as graph_economy.py builds it."""
+    with sg.use_graph():
+        x = sg.var("x", shape=("n",))
+        d = sg.tanh(x)
+        for _ in range(order):
+            d = sg.grad(sg.sum(d), x)
+        return statement_count(sg.compile(d, inputs=[x]).source)
+
+
+def test_tanh_derivative_statement_counts():
+    low, high, first, last, at_eight, eight = map(int, quoted(
+        r"The n-th derivative of `tanh` then costs (\d+) to (\d+) statements at orders (\d+) to "
+        r"(\d+) and (\d+) at order (\d+), as before the check"))
+    at_seven, seven, again_at_eight, again_eight = map(int, quoted(
+        r"graph_economy\.py`: (\d+) statements at order (\d+), (\d+) at order (\d+), against"))
+    counts = {order: tanh_derivative_statements(order)
+              for order in {*range(first, last + 1), eight, seven, again_eight, 9}}
+    assert [counts[first], counts[last]] == [low, high]
+    assert all(low <= counts[order] <= high for order in range(first, last + 1)), counts
+    assert counts[eight] == at_eight and counts[again_eight] == again_at_eight
+    assert counts[seven] == at_seven
+    # "at order 7 and from order 9 ... the tree is kept: ... doubling with every order"
+    assert seven == 7 and counts[9] >= 2 * counts[7], counts
+
+
+def test_the_horner_accuracy_factor():
+    from symgrad.optimize.polynomial import ACCURACY_FACTOR
+
+    factor, = quoted(r"the running error bound of Horner's rule must be within (\d+)x of what")
+    again, = quoted(r"at order 7 and from order 9 neither form is within (\d+)x of the product")
+    assert number(factor) == number(again) == ACCURACY_FACTOR
+
+
+# -- the fusing backend: tanh in a loop ----------------------------------------------------------
+
+def test_tanh_in_loops_is_as_close_to_numpy_as_quoted():
+    pytest.importorskip("numba")
+    figure, = quoted(r"`tanh` in a loop is symgrad's own vectorisable form, within ([\d.]+) ulp of "
+                     r"`np.tanh`")
+    n = 200_000
+    with sg.use_graph():
+        x = sg.var("x", shape=(n,))
+        t = sg.tanh(x)
+        fn = sg.compile([t, t > 2.0], inputs=[x], backend="numba")     # two ops: one loop
+    assert "_sg_tanh(" in fn.kernel_source
+    rng = np.random.default_rng(20)
+    worst = 0.0
+    for scale in (1e-12, 1e-3, 0.3466, 1.0, 2.0, 5.0, 25.0):
+        at = rng.uniform(-scale, scale, n)
+        want = np.tanh(at)
+        worst = max(worst, float(np.max(np.abs(fn(at)[0] - want) / np.spacing(np.abs(want)))))
+    # the README's figure is a bound the loop meets, and no looser than the loop needs
+    assert worst <= number(figure) < worst + 0.5, worst
+
+
+# -- the examples' notebooks ---------------------------------------------------------------------
+
+def test_the_digits_notebook_reached_the_quoted_accuracy():
+    nbformat = pytest.importorskip("nbformat")
+    figure, = quoted(r"`mlp_digits\.ipynb` \| an MLP trained with minibatch SGD on scikit-learn's "
+                     r"digits \(([\d.]+) % test accuracy\)")
+    notebook = nbformat.read(ROOT / "examples" / "mlp_digits.ipynb", as_version=4)
+    printed = "".join(output.text for cell in notebook.cells if cell.cell_type == "code"
+                      for output in cell.outputs
+                      if output.output_type == "stream" and output.name == "stdout")
+    accuracy = re.findall(r"^test accuracy: (\d\.\d+)$", printed, re.M)
+    assert len(accuracy) == 1
+    assert rounded_as_quoted(100 * float(accuracy[0]), figure) == figure, accuracy
+
+
+# -- the rewrite-safety harness --------------------------------------------------------------------
+
+def test_the_rewrite_safety_corpus_is_as_described():
+    programs, orders, fewest, most, default, long = quoted(
+        r"The corpus is (\d+) programs at (\d+) derivative orders, (\d+) to (\d+) points each; the "
+        r"default profile draws ([\d,]+) polynomials, the long one ([\d,]+)")
+    corpus = rewrite_safety.CORPUS
+    points = [len(rewrite_safety.adversarial_points(roots, kinks))
+              for _, _, roots, kinks in corpus.values()]
+    assert int(programs) == len(corpus)
+    assert int(orders) == sum(len(program[1]) for program in corpus.values())
+    assert [int(fewest), int(most)] == [min(points), max(points)]
+    from hypothesis import settings
+    assert number(default) == settings.get_profile("ci").max_examples
+    assert number(long) == settings.get_profile("long").max_examples
+
+
+def test_the_rewrite_safety_points_and_tolerance_are_as_described():
+    (fewest_ulps, most_ulps, smallest_offset, largest_offset, smallest_shift, largest_shift,
+     smallest_magnitude, largest_magnitude) = quoted(
+        r"near roots \(at, ([\d,]+) to ([\d,]+) ulps and relative offsets of (\S+) to (\S+) "
+        r"away\), under shifts of (\S+) to (\S+), at magnitudes (\S+) to (\S+) of both signs")
+    factor, ulps = quoted(r"The optimised error must stay within (\d+)x the unoptimised graph's "
+                          r"error around the point plus (\d+) ulps")
+    # near the top of a binade the smallest relative offset, 1e-12, is some 9,000 ulps: the
+    # neighbours counted in ulps (up to 4,096) and the relative offsets fall apart at 8,000
+    root, apart = 1.99, 8000 * math.ulp(1.99)
+    distances = [abs(p - root) for p in rewrite_safety.near(root) if p != root]
+    in_ulps = sorted({round(d / math.ulp(root)) for d in distances if d < apart})
+    offsets = sorted({d / root for d in distances if d >= apart})
+    assert [in_ulps[0], in_ulps[-1]] == [number(fewest_ulps), number(most_ulps)]
+    assert np.allclose([offsets[0], offsets[-1]], [number(smallest_offset), number(largest_offset)],
+                       rtol=1e-6)
+    shifts = [abs(s) for s in rewrite_safety.SHIFTS]
+    assert [min(shifts), max(shifts)] == [number(smallest_shift), number(largest_shift)]
+    magnitudes = rewrite_safety.MAGNITUDES
+    assert [min(magnitudes), max(magnitudes)] == [number(smallest_magnitude),
+                                                  number(largest_magnitude)]
+    assert number(factor) == rewrite_safety.ERROR_FACTOR and number(ulps) == rewrite_safety.ULPS
