@@ -73,25 +73,6 @@ def loops_of(renderer):
     return found
 
 
-def needed_carries(body, finals, stacked):
-    """The carries the loop must update: those whose final values are read, and those the
-    values it must compute depend on, step after step."""
-    nodes = body.graph._node
-    needed = set(finals)
-    while True:
-        wanted = [body.carry_out[j] for j in needed] + list(stacked)
-        reached, pending = set(), list(wanted)
-        while pending:
-            node = pending.pop()
-            if node not in reached:
-                reached.add(node)
-                pending.extend(nodes[node]["inputs"])
-        more = {j for j, placeholder in enumerate(body.carries) if placeholder in reached}
-        if more <= needed:
-            return sorted(needed)
-        needed |= more
-
-
 def render_loop(renderer, step, lines):
     """Write the loop of ``step``'s scan node, naming every result of it the plan reads; the
     steps of its other results then write nothing."""
@@ -108,7 +89,7 @@ def render_loop(renderer, step, lines):
     for member in members:
         kind, which = plan.nodes[member]["attrs"]["output"]
         (finals if kind == "final" else stacked).setdefault(which, []).append(member)
-    carries = needed_carries(body, finals, stacked)
+    carries = body.needed_carries(finals, stacked)
     inputs = data["inputs"]
     count_carries, count_xs = len(body.carries), len(body.xs)
     outputs = [body.carry_out[j] for j in carries] + list(stacked)

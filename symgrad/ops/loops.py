@@ -75,6 +75,24 @@ class Body:
     def placeholders(self):
         return self.carries + self.xs + self.closed
 
+    def needed_carries(self, finals, stacked):
+        """The carries a loop must update when ``finals`` (indices of carries) and ``stacked``
+        (results stacked step by step) are read: those, and the carries their values depend on,
+        step after step."""
+        nodes = self.graph._node
+        needed = set(finals)
+        while True:
+            reached, pending = set(), [self.carry_out[j] for j in needed] + list(stacked)
+            while pending:
+                node = pending.pop()
+                if node not in reached:
+                    reached.add(node)
+                    pending.extend(nodes[node]["inputs"])
+            more = {j for j, placeholder in enumerate(self.carries) if placeholder in reached}
+            if more <= needed:
+                return sorted(needed)
+            needed |= more
+
 
 def _digest(body):
     """A fingerprint of the body's nodes, placeholders and results (nested bodies by theirs)."""

@@ -29,22 +29,6 @@ def _read_results(graph, outputs):
     return read
 
 
-def _carries_needed(body, finals, stacked):
-    nodes = body.graph._node
-    needed = set(finals)
-    while True:
-        reached, pending = set(), [body.carry_out[j] for j in needed] + list(stacked)
-        while pending:
-            node = pending.pop()
-            if node not in reached:
-                reached.add(node)
-                pending.extend(nodes[node]["inputs"])
-        more = {j for j, placeholder in enumerate(body.carries) if placeholder in reached}
-        if more <= needed:
-            return sorted(needed)
-        needed |= more
-
-
 def optimize_loops(graph, outputs, inputs, log, optimize):
     """The ``run`` of the optimiser's pass "loop bodies": ``optimize`` is the optimiser itself,
     run on each body."""
@@ -74,7 +58,7 @@ def optimize_loops(graph, outputs, inputs, log, optimize):
 def _rebuilt_loop(data, read, lookup, log, optimize):
     body = data["attrs"]["body"]
     finals, stacked = read
-    carries = _carries_needed(body, finals, stacked)
+    carries = body.needed_carries(finals, stacked)
     wanted = [body.carry_out[j] for j in carries] + sorted(stacked)
     placeholders = [body.carries[j] for j in carries] + list(body.xs) + list(body.closed)
     applied = []
