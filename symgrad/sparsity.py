@@ -68,16 +68,24 @@ def _vectors(y, x, what):
     return y, x
 
 
+def _evaluation_order(y):
+    """The nodes ``y`` is computed from, in evaluation order, and how many of them read each one
+    (once per reader), so that a node's pattern or nonzeros can be dropped after its last reader."""
+    nodes = y.graph._node
+    order = y.graph.ancestors_in_order([y.node])
+    readers = {}
+    for node in order:
+        for operand in set(nodes[node]["inputs"]):
+            readers[operand] = readers.get(operand, 0) + 1
+    return order, readers
+
+
 def _pattern(y, x):
     """The pattern of dy/dx (CSR, bool, sorted indices), one op at a time in evaluation order;
     a node's pattern is dropped once its last reader has been visited."""
     sparse = _scipy_sparse()
     graph, nodes = y.graph, y.graph._node
-    order = graph.ancestors_in_order([y.node])
-    readers = {}
-    for node in order:
-        for operand in set(nodes[node]["inputs"]):
-            readers[operand] = readers.get(operand, 0) + 1
+    order, readers = _evaluation_order(y)
     patterns = {x.node: sparse.identity(x.size, dtype=bool, format="csr")}
     for node in order:
         data = nodes[node]
@@ -315,11 +323,7 @@ def _direct(y, x):
     (y's _Nonzeros, the _Emitter that counted the entries the compiled code computes, the
     total size of the nodes between x and y). Raises _Abandoned at an op it has no rule for."""
     graph, nodes = y.graph, y.graph._node
-    order = graph.ancestors_in_order([y.node])
-    readers = {}
-    for node in order:
-        for operand in set(nodes[node]["inputs"]):
-            readers[operand] = readers.get(operand, 0) + 1
+    order, readers = _evaluation_order(y)
     columns = x.size
     emitter = _Emitter(graph)
     jacobians = {x.node: _Nonzeros(np.arange(columns, dtype=np.int64) * (columns + 1),
