@@ -68,6 +68,13 @@ def _vectors(y, x, what):
     return y, x
 
 
+def _reached_operands(op, data, known):
+    """The positions of the node's differentiable operands that depend on x (those in ``known``,
+    the patterns or Jacobians found so far)."""
+    return [p for p, operand in enumerate(data["inputs"])
+            if p not in op.nondifferentiable and operand in known]
+
+
 def _evaluation_order(y):
     """The nodes ``y`` is computed from, in evaluation order, and how many of them read each one
     (once per reader), so that a node's pattern or nonzeros can be dropped after its last reader."""
@@ -91,8 +98,7 @@ def _pattern(y, x):
         data = nodes[node]
         if node != x.node and data["inputs"] and data["dtype"] not in ("int64", "bool"):
             op = OPS[data["op"]]
-            positions = [p for p, operand in enumerate(data["inputs"])
-                         if p not in op.nondifferentiable and operand in patterns]
+            positions = _reached_operands(op, data, patterns)
             if positions:
                 if not static_shape(data["shape"]):
                     raise ShapeError(f"sparsity: op {data['op']!r} gives shape {data['shape']}, "
@@ -334,8 +340,7 @@ def _direct(y, x):
         data = nodes[node]
         if node != x.node and data["inputs"] and data["dtype"] not in ("int64", "bool"):
             op = OPS[data["op"]]
-            positions = [p for p, operand in enumerate(data["inputs"])
-                         if p not in op.nondifferentiable and operand in jacobians]
+            positions = _reached_operands(op, data, jacobians)
             if positions and op.vjp is None:
                 raise _Abandoned(data["op"])    # the compressed pass says it has no rule
             if positions:
