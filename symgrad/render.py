@@ -234,9 +234,10 @@ def _body_entries(view, body_rows, prefix, outer_prefix):
         name = view.names.get(node)
         if data["op"] == "var":
             role, outer = view.operands[node]
-            row = {"node": node, "name": name, "kind": "input", "op": "var",
-                   "shape": data["shape"], "code": _PLACEHOLDER_ROLES[role], "output": False,
-                   "value": None, "grad_of": None}
+            # a slice of a step has its row in the table; a carry or a closed-over value not
+            row = row_of.get(node) or {"node": node, "name": name, "kind": "input", "op": "var",
+                                       "shape": data["shape"], "code": _PLACEHOLDER_ROLES[role],
+                                       "output": False, "value": None, "grad_of": None}
             entries.append((f"{prefix}{node}", "input", False, [name, _PLACEHOLDER_ROLES[role]],
                             [_scoped(outer_prefix, outer)], None, row))
         elif name is not None or node in view.statements:
