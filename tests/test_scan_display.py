@@ -177,3 +177,25 @@ def test_each_box_sits_in_the_frames_of_its_loops_and_no_other(build):
                 for k in box.operands if placed[k][4].cluster != box.cluster]
     assert any(len(inner) > len(outer) for outer, inner in crossing)
     assert any(len(inner) < len(outer) for outer, inner in crossing)
+
+
+def test_the_readmes_loop_picture_is_what_symgrad_draws_now():
+    """examples/scan_rnn.svg (the README's 'A loop in pictures') is symgrad's own SVG of the RNN
+    there; redraw it when the renderer changes."""
+    from pathlib import Path
+
+    from symgrad import render
+    with sg.use_graph():
+        X, h0 = sg.var("X", shape=(10, 3)), sg.var("h0", shape=(4,))
+        Wx, Wh = sg.var("Wx", shape=(3, 4)), sg.var("Wh", shape=(4, 4))
+
+        def step(h, x):
+            h = sg.tanh(x @ Wx + h @ Wh)
+            return h, sg.sum(h)
+        h, ys = sg.scan(step, h0, X)
+        loss = sg.sum(ys)
+        graph, rows = sg.api._rows([loss, *sg.grad(loss, [Wx, Wh])], None, None)
+    committed = Path(__file__).resolve().parent.parent / "examples" / "scan_rnn.svg"
+    drawn = render.svg_source(render.boxes(graph, rows, bodies=True))
+    assert committed.read_text(encoding="utf-8") == drawn
+    assert drawn.count('fill="none" stroke="#6a1b9a"') == 2 and "last to first" in drawn
