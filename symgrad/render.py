@@ -181,6 +181,7 @@ class Box:
     ops: Counter = field(default_factory=Counter)   # the ops of the nodes it stands for
     names: tuple = ()       # the names of its first and last node
     cluster: tuple = ()     # the loops it is drawn in, outermost first: (DOT id, label) each
+    row: dict = None        # what the HTML page tells of a box in a loop's body (describe's keys)
 
 
 def boxes(graph, rows, fold_above=FOLD_ABOVE, bodies=False):
@@ -223,23 +224,30 @@ def _loop_label(view):
 
 
 def _body_entries(view, body_rows, prefix, outer_prefix):
-    """(key, kind, output, lines, operand keys, loop) of a loop body's boxes, in evaluation
-    order: its placeholders (fed by the loop's operands) and the nodes it computes."""
+    """(key, kind, output, lines, operand keys, loop, row) of a loop body's boxes, in
+    evaluation order: its placeholders (fed by the loop's operands) and the nodes it computes."""
     nodes = view.plan.nodes
-    loop_of = {row["node"]: row.get("loop") for row in body_rows if row["node"] is not None}
+    row_of = {row["node"]: row for row in body_rows if row["node"] is not None}
     entries = []
     for node in view.plan.order:
         data = nodes[node]
         name = view.names.get(node)
         if data["op"] == "var":
             role, outer = view.operands[node]
+            # a slice of a step has its row in the table; a carry or a closed-over value not
+            row = row_of.get(node) or {"node": node, "name": name, "kind": "input", "op": "var",
+                                       "shape": data["shape"], "code": _PLACEHOLDER_ROLES[role],
+                                       "output": False, "value": None, "grad_of": None}
             entries.append((f"{prefix}{node}", "input", False, [name, _PLACEHOLDER_ROLES[role]],
-                            [_scoped(outer_prefix, outer)], None))
+                            [_scoped(outer_prefix, outer)], None, row))
         elif name is not None or node in view.statements:
+            row = row_of.get(node) or {"node": node, "name": name, "kind": "body",
+                                       "op": data["op"], "shape": data["shape"], "code": "",
+                                       "output": False, "value": None, "grad_of": None}
             entries.append((f"{prefix}{node}", _kind(data), False,
                             [name or naming.constant(node), data["op"]],
                             [f"{prefix}{i}" for i in dict.fromkeys(data["inputs"])],
-                            loop_of.get(node)))
+                            row.get("loop"), row))
     return entries
 
 
@@ -254,7 +262,7 @@ def _boxes_with_bodies(graph, rows):
     shown = {row["node"] for row in rows}
     top = [(row["node"], row["kind"], row["output"], _label_lines(row),
             [i for i in dict.fromkeys(graph.nodes[row["node"]]["inputs"]) if i in shown],
-            row.get("loop")) for row in rows]
+            row.get("loop"), None) for row in rows]
     found, emitted, redirected, waiting = [], set(), {}, []
     stack = [(iter(top), "", ())]
     while stack:
@@ -268,7 +276,7 @@ def _boxes_with_bodies(graph, rows):
                 found.append(box)
                 emitted.add(box.key)
             continue
-        key, kind, output, lines, operands, loop = entry
+        key, kind, output, lines, operands, loop, row = entry
         if loop is not None:
             view = loop["view"]
             body_prefix = f"{prefix}L{key}_"
@@ -277,7 +285,7 @@ def _boxes_with_bodies(graph, rows):
         box = Box(key, kind, output, lines,
                   operands if loop is not None else
                   [k for k in redirected.get(key, operands) if k in emitted],
-                  Counter([lines[-1]]), (lines[0], lines[0]), path)
+                  Counter([lines[-1]]), (lines[0], lines[0]), path, row)
         if loop is None:
             found.append(box)
             emitted.add(key)
@@ -454,57 +462,126 @@ _FILL = {"input": "#e8f5e9", "const": "#ffffff", "forward": "#e3f2fd", "grad": "
 _ROW_HEIGHT, _GAP, _CHAR, _LINE = 90, 24, 7.2, 15
 
 
-def _layers(drawn):
-    """Boxes by depth (1 + the deepest operand), each layer ordered by its operands' mean position
-    (one barycentre sweep, enough to keep most edges from crossing)."""
+def box_size(box):
+    """Width and height of a box in pixels, from its label."""
+    return max(len(t) for t in box.lines) * _CHAR + 24, len(box.lines) * _LINE + 14
+
+
+# a frame's margin around its boxes, and the height of its label's lines above them
+_FRAME_PAD, _FRAME_LABEL = 10, 12
+
+
+def _frame_size(content_width, content_height, label):
+    lines = label.split("\n")
+    width = max(content_width, max(len(t) for t in lines) * _CHAR + 8)
+    return width + 2 * _FRAME_PAD, content_height + len(lines) * _LINE + _FRAME_LABEL + _FRAME_PAD
+
+
+def _arrange(order, operands, widths):
+    """Layers of the keys ``order`` (topological) by depth (1 + the deepest operand), each
+    ordered by its operands' mean position (one barycentre sweep, enough to keep most edges
+    from crossing) and packed from the left: (layers, {key: centre x})."""
     depth, layers = {}, []
-    for box in drawn:
-        depth[box.key] = 1 + max((depth[k] for k in box.operands), default=-1)
-        while len(layers) <= depth[box.key]:
+    for key in order:
+        depth[key] = 1 + max((depth[k] for k in operands[key]), default=-1)
+        while len(layers) <= depth[key]:
             layers.append([])
-        layers[depth[box.key]].append(box)
-    rank = {}
+        layers[depth[key]].append(key)
+    rank, centre = {}, {}
     for layer in layers:
-        def barycentre(box):
-            return sum(rank[k] for k in box.operands) / len(box.operands) if box.operands else 0.0
-        # a loop's boxes side by side in each layer, so that a frame can hold them
-        layer.sort(key=lambda box: ([c for c, _ in box.cluster], barycentre(box)))
-        for position, box in enumerate(layer):
-            rank[box.key] = position - len(layer) / 2
-    return layers
+        def barycentre(key):
+            around = operands[key]
+            return sum(rank[k] for k in around) / len(around) if around else 0.0
+        layer.sort(key=barycentre)
+        x = 0.0
+        for position, key in enumerate(layer):
+            rank[key] = position - len(layer) / 2
+            centre[key] = x + widths[key] / 2
+            x += widths[key] + _GAP
+    return layers, centre
 
 
-def _layout(drawn):
-    """Boxes in evaluation order from top to bottom, in pixels: {key: (x, y, width, height,
-    box)}, and the picture's width and height."""
-    placed = {}
-    width = 0
-    layers = _layers(drawn)
-    for depth, layer in enumerate(layers):
-        x = _GAP
-        for box in layer:
-            size = max(len(t) for t in box.lines) * _CHAR + 24
-            placed[box.key] = (x, depth * _ROW_HEIGHT + _GAP, size, len(box.lines) * _LINE + 14,
-                               box)
-            x += size + _GAP
-        width = max(width, x)
-    return placed, width, len(layers) * _ROW_HEIGHT + _GAP
+def nested_layout(drawn, arrange=_arrange, centred=False, origin=(_GAP, _GAP)):
+    """Places of ``drawn`` with every loop's boxes in a frame of their own, nested loops' frames
+    in their loop's: ({key: (x, y, width, height, box)}, {frame id: (x, y, width, height,
+    label)} outer frames first, width, height), x and y at the top left, in pixels.
 
-
-def _frames(placed):
-    """(x, y, width, height, label) of a frame around each loop's boxes, outer loops first."""
-    spans = {}
-    for x, y, w, h, box in placed.values():
-        for depth, (identifier, label) in enumerate(box.cluster):
-            x0, y0, x1, y1, _, _ = spans.get(identifier, (x, y, x + w, y + h, depth, label))
-            spans[identifier] = (min(x0, x), min(y0, y), max(x1, x + w), max(y1, y + h), depth,
-                                 label)
-    frames = []
-    for x0, y0, x1, y1, depth, label in sorted(spans.values(), key=lambda span: span[4]):
-        pad = 8 + 2 * _LINE - depth * 4     # room for the label above the boxes
-        frames.append((x0 - 10 + depth * 2, y0 - pad, x1 - x0 + 20 - depth * 4, y1 - y0 + pad + 8,
-                       label))
-    return frames
+    Each loop is laid out alone, innermost first, and stands in its enclosing loop (or the
+    graph) as one block as large as its frame, read by what reads its boxes and reading what
+    they read; ``arrange(order, operands, widths)`` lays out the boxes and blocks of one level
+    ((layers, centre x of each)). A layer holding a block is as tall as it needs; boxes sit at
+    the top of their layer, or centred on its first _ROW_HEIGHT when ``centred``. So frames
+    neither overlap each other nor any box outside them."""
+    size = {box.key: box_size(box) for box in drawn}
+    parent, label, level = {None: None}, {}, {None: 0}
+    for box in drawn:
+        for depth, (identifier, text) in enumerate(box.cluster):
+            parent.setdefault(identifier, box.cluster[depth - 1][0] if depth else None)
+            label[identifier] = text
+            level[identifier] = depth + 1
+    # each box and each frame is one item of the level it sits in; an edge belongs to the
+    # deepest level holding both its ends, between the items holding them there
+    items = {scope: [] for scope in parent}
+    operands = {}
+    for box in drawn:
+        scope = box.cluster[-1][0] if box.cluster else None
+        for identifier, _ in box.cluster:
+            if identifier not in operands:
+                items[parent[identifier]].append(identifier)
+                operands[identifier] = []
+        items[scope].append(box.key)
+        operands[box.key] = []
+    position = {box.key: box for box in drawn}
+    for box in drawn:
+        for key in box.operands:
+            other = position[key].cluster
+            shared = 0
+            while shared < min(len(other), len(box.cluster)) \
+                    and other[shared] == box.cluster[shared]:
+                shared += 1
+            reader = box.cluster[shared][0] if shared < len(box.cluster) else box.key
+            source = other[shared][0] if shared < len(other) else key
+            if source not in operands[reader]:
+                operands[reader].append(source)
+    inner = {}              # scope -> ({item: (x, y) in it}, width, height)
+    for scope in sorted(items, key=lambda s: -level[s]):     # innermost first
+        graph = nx.DiGraph()
+        first = {key: k for k, key in enumerate(items[scope])}
+        graph.add_nodes_from(first)
+        graph.add_edges_from((k, key) for key in items[scope] for k in operands[key])
+        order = list(nx.lexicographical_topological_sort(graph, key=first.get))
+        layers, centre = arrange(order, operands, {key: size[key][0] for key in order})
+        places, top = {}, 0
+        for layer in layers:
+            for key in layer:
+                width, height = size[key]
+                offset = (_ROW_HEIGHT - height) / 2 if centred and key not in label else 0
+                places[key] = (centre[key] - width / 2, top + offset)
+            # a layer holding a frame leaves room below it for the edges leaving it
+            top += max([_ROW_HEIGHT] + [size[key][1] + 2 * _GAP for key in layer if key in label])
+        left = min((x for x, _ in places.values()), default=0.0)
+        places = {key: (x - left, y) for key, (x, y) in places.items()}
+        width = max((x + size[key][0] for key, (x, _) in places.items()), default=0.0)
+        if scope is not None:
+            height = max(y + size[key][1] for key, (_, y) in places.items())
+            size[scope] = _frame_size(width, height, label[scope])
+        inner[scope] = places, width, top
+    placed, frames = {}, {}
+    pending = [(None, origin)]
+    while pending:
+        scope, (x0, y0) = pending.pop()
+        for key, (x, y) in inner[scope][0].items():
+            width, height = size[key]
+            if key in label:
+                frames[key] = (x0 + x, y0 + y, width, height, label[key])
+                pending.append((key, (x0 + x + _FRAME_PAD,
+                                      y0 + y + label[key].count("\n") * _LINE + _LINE
+                                      + _FRAME_LABEL)))
+            else:
+                placed[key] = (x0 + x, y0 + y, width, height, position[key])
+    frames = dict(sorted(frames.items(), key=lambda item: level[item[0]]))
+    _, width, height = inner[None]
+    return placed, frames, origin[0] + width + _GAP, origin[1] + height
 
 
 def _edges(placed):
@@ -517,13 +594,13 @@ def svg_source(drawn):
     """The graph as standalone SVG in evaluation order from top to bottom: forward nodes blue,
     derivative nodes dashed orange, inputs green, outputs with a double border."""
     from xml.sax.saxutils import escape
-    placed, width, height = _layout(drawn)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height}" '
+    placed, frames, width, height = nested_layout(drawn)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
            f'font-family="Helvetica, Arial, sans-serif" font-size="12">',
            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
            'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker>'
            '</defs>']
-    for x, y, w, h, label in _frames(placed):
+    for x, y, w, h, label in frames.values():
         out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="10" '
                    f'fill="none" stroke="#6a1b9a"/>')
         for i, text in enumerate(label.split("\n")):
@@ -562,7 +639,7 @@ def matplotlib_picture(drawn, target, image_format):
     except ImportError:
         raise SymgradError(f"drawing .{image_format} without Graphviz's 'dot' needs matplotlib: "
                            f"pip install -e '.[pictures]' in a clone of symgrad") from None
-    placed, width, height = _layout(drawn)
+    placed, frames, width, height = nested_layout(drawn)
     dpi = min(100.0, 100.0 * _MAX_PIXELS / max(width, height))    # the layout is at 100 dpi
     figure = Figure(figsize=(width / 100.0, height / 100.0), dpi=dpi)
     axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
@@ -570,7 +647,7 @@ def matplotlib_picture(drawn, target, image_format):
     axes.set_ylim(height, 0)            # evaluation order runs downwards, as in the SVG
     axes.set_axis_off()
     points = 72.0 / 100.0               # one layout pixel in points, at the figure's own scale
-    for x, y, w, h, label in _frames(placed):
+    for x, y, w, h, label in frames.values():
         axes.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0", fill=False,
                                       edgecolor="#6a1b9a", linewidth=points))
         for i, text in enumerate(label.split("\n")):

@@ -5,6 +5,7 @@ import json
 import re
 import sys
 import time
+from collections import Counter
 from fnmatch import fnmatch
 from html.parser import HTMLParser
 from pathlib import Path
@@ -495,4 +496,198 @@ def test_search_finds_a_folded_node_outside_the_window_and_hover_shows_it(browse
                                " return [n.hasClass('found'), n.selected()]") == [True, True]
     # moving the window keeps the search's result in the status line
     assert page.find_element(By.ID, "status").text == f"{name}: 1 of 1"
+    assert errors_in(page) == []
+
+
+# -- loops: a compound node holding one step of the body -----------------------------------------
+
+
+def scan_gradient_data(steps=4):
+    """The char RNN of tests/test_loops.py as a scan and its gradient: a forward loop and its
+    reverse loop, and the page's data of it."""
+    from test_loops import char_rnn
+    with sg.use_graph():
+        loss, grads, inputs = char_rnn(steps, looped=True)
+        graph, rows = sg.api._rows([loss, *grads], inputs, None)
+        return [loss, *grads], inputs, graph, rows, viewer.page_data(graph, rows)
+
+
+def nested_scan_data():
+    from test_scan_display import nested_scans_and_gradient
+    with sg.use_graph():
+        outputs = nested_scans_and_gradient()
+        graph, rows = sg.api._rows(outputs, None, None)
+        return outputs, graph, rows, viewer.page_data(graph, rows)
+
+
+def test_a_loop_holds_its_body_with_the_labels_of_the_table_and_the_pictures():
+    outputs, inputs, graph, rows, data = scan_gradient_data()
+    loops = data["loops"]
+    drawn = render.boxes(graph, rows, bodies=True)
+    labels = list(dict.fromkeys(label for box in drawn for _, label in box.cluster))
+    assert [loop["label"] for loop in loops] == labels and len(loops) == 2
+    assert "last to first" not in loops[0]["label"] and "last to first" in loops[1]["label"]
+    assert all(loop["parent"] == -1 for loop in loops)
+    for k, loop in enumerate(loops):
+        assert loop["members"] == [i for i, n in enumerate(data["nodes"]) if n["loop"] == k]
+        assert loop["count"] == len(loop["members"]) > 5
+    # each body node's details are its row of the table (kind 'body', one step of the loop)
+    body_rows = {(row["name"], row["op"], row["code"]) for _, row in render._expanded(rows)
+                 if row["kind"] == "body" and row["node"] is not None}
+    shown = {(n["name"], n["op"], n["code"]) for n in data["nodes"]
+             if n["loop"] >= 0 and n["op"] != "var"}
+    assert shown == body_rows
+    assert {"X[step]", "Y[step]"} <= {n["code"] for n in data["nodes"] if n["op"] == "slice"}
+    tanh = [n for n in data["nodes"] if n["op"] == "tanh"]
+    assert len(tanh) == 1 and tanh[0]["loop"] == 0 and tanh[0]["shape"] == "(8, 32)"
+    placeholders = [n for n in data["nodes"] if n["loop"] >= 0 and n["op"] == "var"]
+    assert {n["code"] for n in placeholders} == {"carry in", "closed over"}
+    # a frame holds its nodes' boxes and keeps clear of every other box
+    for k, loop in enumerate(loops):
+        x1, x2 = loop["x"] - loop["w"] / 2, loop["x"] + loop["w"] / 2
+        y1, y2 = loop["y"] - loop["h"] / 2, loop["y"] + loop["h"] / 2
+        for n in data["nodes"]:
+            within = x1 <= n["x"] - n["w"] / 2 and n["x"] + n["w"] / 2 <= x2 \
+                and y1 <= n["y"] - n["h"] / 2 and n["y"] + n["h"] / 2 <= y2
+            apart = n["x"] + n["w"] / 2 < x1 or n["x"] - n["w"] / 2 > x2 \
+                or n["y"] + n["h"] / 2 < y1 or n["y"] - n["h"] / 2 > y2
+            assert within if n["loop"] == k else apart, (k, n["name"])
+
+
+def test_a_nested_loop_is_a_frame_inside_its_loops_frame():
+    _, graph, rows, data = nested_scan_data()
+    loops = data["loops"]
+    inner = [k for k, loop in enumerate(loops) if loop["parent"] >= 0]
+    assert inner and len(inner) < len(loops)
+    for k in inner:
+        outer = loops[loops[k]["parent"]]
+        assert set(loops[k]["members"]) < set(outer["members"])
+        assert outer["x"] - outer["w"] / 2 < loops[k]["x"] - loops[k]["w"] / 2
+        assert loops[k]["y"] + loops[k]["h"] / 2 < outer["y"] + outer["h"] / 2
+        assert loops[k]["parent"] < k             # outer loops come first
+
+
+def page_of_loops(browser, tmp_path, outputs, inputs=None):
+    path = tmp_path / "loops.html"
+    sg.draw(outputs, path, inputs)
+    return opened(browser, path)
+
+
+def compounds(page):
+    """{frame id: (label, sorted child ids, parent id or None)} of the compound nodes held."""
+    return {key: (label, sorted(children), parent) for key, label, children, parent in
+            page.execute_script(
+                "return window.symgradViewer.cy.nodes(':parent').map(function (p) {"
+                " return [p.id(), p.data('label'), p.children().map(function (c) {"
+                " return c.id(); }), p.isChild() ? p.parent().id() : null]; })")}
+
+
+@needs_chromium
+def test_the_page_shows_the_forward_and_the_reverse_loop_as_compound_nodes(browser, tmp_path):
+    pil = pytest.importorskip("PIL.Image")
+    import io
+    outputs, inputs, graph, rows, data = scan_gradient_data()
+    page = page_of_loops(browser, tmp_path, outputs, inputs)
+    assert page.execute_script("return window.symgradViewer.visible()") == len(data["nodes"])
+    frames = compounds(page)
+    assert set(frames) == {"l0", "l1"}
+    for k, loop in enumerate(data["loops"]):
+        label, children, parent = frames[f"l{k}"]
+        assert label == loop["label"] and parent is None
+        assert children == sorted(f"n{i}" for i in loop["members"])
+    assert "last to first" in frames["l1"][0] and "last to first" not in frames["l0"][0]
+    # the body's tanh is a child of the forward loop
+    tanh = next(i for i, n in enumerate(data["nodes"]) if n["op"] == "tanh")
+    assert f"n{tanh}" in frames["l0"][1]
+    # the picture is not blank: many pixels of the frames' purple and of the boxes' fills
+    page.execute_script("var cy = window.symgradViewer.cy; cy.fit(cy.getElementById('l0'), 10);"
+                        " window.symgradViewer.follow()")
+    time.sleep(0.3)
+    image = pil.open(io.BytesIO(page.get_screenshot_as_png())).convert("RGB")
+    image.save(tmp_path / "loops.png")
+    colours = {colour: n for n, colour in image.getcolors(image.width * image.height)}
+    # the frame's purple border and label (#6a1b9a, anti-aliased), and the forward boxes' fill
+    frame_purple = sum(n for (r, g, b), n in colours.items() if b - g > 40 and r - g > 20)
+    forward_blue = colours.get((0xe3, 0xf2, 0xfd), 0)
+    assert frame_purple > 1500 and forward_blue > 2000
+    assert len(colours) > 50
+    assert errors_in(page) == []
+
+
+@needs_chromium
+def test_a_loop_folds_into_one_box_and_unfolds(browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    outputs, inputs, graph, rows, data = scan_gradient_data()
+    page = page_of_loops(browser, tmp_path, outputs, inputs)
+    total = len(data["nodes"])
+    members = set(data["loops"][1]["members"])
+    assert page.execute_script("return window.symgradViewer.foldLoop(1)")
+    assert page.execute_script("return window.symgradViewer.visible()") == \
+        total - len(members) + 1
+    folded, is_parent, label = page.execute_script(
+        "var f = window.symgradViewer.cy.getElementById('f1'); return [f.length,"
+        " f.isParent(), f.data('label')]")
+    assert folded == 1 and not is_parent and label.startswith(data["loops"][1]["label"])
+    assert set(compounds(page)) == {"l0"}
+    # the folded loop's edges are its members' edges to the rest, once each
+    expected = {("f1" if a in members else f"n{a}", "f1" if b in members else f"n{b}")
+                for a, b in data["edges"]} - {("f1", "f1")}
+    edges = page.execute_script("return window.symgradViewer.cy.edges().map(function (e) {"
+                                " return [e.source().id(), e.target().id()]; })")
+    assert {tuple(e) for e in edges} == expected and len(edges) == len(expected)
+    assert "1 of 2 loops" in page.find_element(By.ID, "status").text
+    # finding a node inside it unfolds it
+    name = data["nodes"][min(members)]["name"]
+    assert page.execute_script(f"return window.symgradViewer.find({json.dumps(name)})") == name
+    assert page.execute_script("return window.symgradViewer.foldedLoops()") == []
+    assert page.execute_script("return window.symgradViewer.visible()") == total
+    # a double-click on a body node folds its loop, a click on the folded box unfolds it
+    tanh = next(i for i, n in enumerate(data["nodes"]) if n["op"] == "tanh")
+
+    def click_node(element_id, double):
+        position = page.execute_script(
+            f"return window.symgradViewer.cy.getElementById('{element_id}').renderedPosition()")
+        graph_area = page.find_element(By.ID, "graph")
+        size = graph_area.size
+        chain = ActionChains(page).move_to_element_with_offset(
+            graph_area, position["x"] - size["width"] / 2, position["y"] - size["height"] / 2)
+        (chain.double_click() if double else chain.click()).perform()
+    page.execute_script(f"var cy = window.symgradViewer.cy; cy.zoom(1);"
+                        f" cy.center(cy.getElementById('n{tanh}')); window.symgradViewer.follow()")
+    # hovering a body node shows its own details, not its loop's
+    click_node(f"n{tanh}", double=False)
+    tooltip = page.find_element(By.ID, "tooltip")
+    assert tooltip.is_displayed() and "op:    tanh" in tooltip.text
+    assert "shape: (8, 32)" in tooltip.text and "in a loop" in tooltip.text
+    click_node(f"n{tanh}", double=True)
+    assert page.execute_script("return window.symgradViewer.foldedLoops()") == [0]
+    click_node("f0", double=False)
+    assert page.execute_script("return window.symgradViewer.foldedLoops()") == []
+    assert errors_in(page) == []
+
+
+@needs_chromium
+def test_a_nested_loop_is_a_compound_node_inside_its_loops(browser, tmp_path):
+    outputs, graph, rows, data = nested_scan_data()
+    page = page_of_loops(browser, tmp_path, outputs)
+    frames = compounds(page)
+    assert set(frames) == {f"l{k}" for k in range(len(data["loops"]))}
+    for k, loop in enumerate(data["loops"]):
+        label, children, parent = frames[f"l{k}"]
+        assert parent == (f"l{loop['parent']}" if loop["parent"] >= 0 else None)
+        assert children == sorted([f"n{i}" for i, n in enumerate(data["nodes"])
+                                   if n["loop"] == k] +
+                                  [f"l{j}" for j, inner in enumerate(data["loops"])
+                                   if inner["parent"] == k])
+    # folding an outer loop hides the loops inside it; unfolding shows them again
+    outer = next(k for k, loop in enumerate(data["loops"])
+                 if any(inner["parent"] == k for inner in data["loops"]))
+    page.execute_script(f"window.symgradViewer.foldLoop({outer})")
+    assert not {f"l{j}" for j, inner in enumerate(data["loops"]) if inner["parent"] == outer} \
+        & set(compounds(page))
+    assert page.execute_script("return window.symgradViewer.visible()") == \
+        len(data["nodes"]) - data["loops"][outer]["count"] + 1
+    page.execute_script(f"window.symgradViewer.unfoldLoop({outer})")
+    assert set(compounds(page)) == set(frames)
     assert errors_in(page) == []

@@ -29,19 +29,19 @@ def _shape_text(shape):
     return "(" + ", ".join(map(str, shape)) + ")"
 
 
-def _layers(drawn, readers):
-    """Boxes by depth: 1 + the deepest operand, then each box that is not a result (sinks keep
+def _layers(order, operands, readers):
+    """Keys by depth: 1 + the deepest operand, then each key that is not a result (sinks keep
     their depth) moved down to just above its first reader, so that a value computed early but
     read late (an input, a slice of one) does not draw a long edge."""
     depth = {}
-    for box in drawn:
-        depth[box.key] = 1 + max((depth[k] for k in box.operands), default=-1)
-    for box in reversed(drawn):
-        if readers[box.key]:
-            depth[box.key] = min(depth[r] for r in readers[box.key]) - 1
+    for key in order:
+        depth[key] = 1 + max((depth[k] for k in operands[key]), default=-1)
+    for key in reversed(order):
+        if readers[key]:
+            depth[key] = min(depth[r] for r in readers[key]) - 1
     layers = [[] for _ in range(1 + max(depth.values(), default=0))]
-    for box in drawn:
-        layers[depth[box.key]].append(box.key)
+    for key in order:
+        layers[depth[key]].append(key)
     return [layer for layer in layers if layer]
 
 
@@ -86,28 +86,41 @@ def _closest_in_order(desired, widths):
     return [x + offset for x, offset in zip(placed, offsets)]
 
 
-def layout(drawn):
-    """Centres of ``drawn`` (render's boxes) in page pixels, {key: (x, y)}: layers from top to
-    bottom in evaluation order, ordered by barycentres, each box then pulled towards the mean
-    x of its operands and of its readers in turn."""
-    operands = {box.key: box.operands for box in drawn}
-    readers = {box.key: [] for box in drawn}
-    for box in drawn:
-        for k in box.operands:
-            readers[k].append(box.key)
-    width = {box.key: _box_size(box)[0] for box in drawn}
-    layers = _ordered(_layers(drawn, readers), operands, readers)
+def _arrange(order, operands, widths):
+    """Layers of the keys ``order`` (topological), ordered by barycentres, each key then pulled
+    towards the mean x of its operands and of its readers in turn: (layers, {key: centre x})."""
+    readers = {key: [] for key in order}
+    for key in order:
+        for k in operands[key]:
+            readers[k].append(key)
+    layers = _ordered(_layers(order, operands, readers), operands, readers)
     x = {}
     for layer in layers:
-        x.update(zip(layer, _closest_in_order([0.0] * len(layer), [width[k] for k in layer])))
+        x.update(zip(layer, _closest_in_order([0.0] * len(layer), [widths[k] for k in layer])))
     for sweep in range(PLACE_SWEEPS):
         neighbours = operands if sweep % 2 == 0 else readers
         for layer in (layers if sweep % 2 == 0 else reversed(layers)):
             desired = [sum(x[k] for k in neighbours[key]) / len(neighbours[key])
                        if neighbours[key] else x[key] for key in layer]
-            x.update(zip(layer, _closest_in_order(desired, [width[k] for k in layer])))
-    return {key: (x[key], depth * LAYER_HEIGHT) for depth, layer in enumerate(layers)
-            for key in layer}
+            x.update(zip(layer, _closest_in_order(desired, [widths[k] for k in layer])))
+    return layers, x
+
+
+def _placed(drawn):
+    """Centres of ``drawn`` (render's boxes) in page pixels, {key: (x, y)}, and each loop's
+    frame, {frame id: (x, y, width, height, label)} with x and y at its top left: see layout."""
+    placed, frames, _, _ = render.nested_layout(drawn, _arrange, centred=True,
+                                                origin=(0.0, -render._ROW_HEIGHT / 2))
+    return {key: (x + width / 2, y + height / 2) for key, (x, y, width, height, _) in
+            placed.items()}, frames
+
+
+def layout(drawn):
+    """Centres of ``drawn`` (render's boxes) in page pixels, {key: (x, y)}: layers from top to
+    bottom in evaluation order, ordered by barycentres, each box then pulled towards the mean
+    x of its operands and of its readers in turn; each loop's boxes laid out alone, in a frame
+    that stands in its layer as one block."""
+    return _placed(drawn)[0]
 
 
 def _box_size(box):
@@ -118,22 +131,33 @@ def _box_size(box):
 
 def page_data(graph, rows):
     """What the page shows, as plain data: nodes with their label, details and position,
-    edges as pairs of node indices, and clusters (the derivative nodes appended for one node,
-    when there are two or more) with their members."""
-    drawn = render.boxes(graph, rows, fold_above=max(1, len(rows)))      # unfolded
-    place = layout(drawn)
+    edges as pairs of node indices, clusters (the derivative nodes appended for one node,
+    when there are two or more) with their members, and loops (a frame holding one step of a
+    loop's body, its label the pictures', its members every node in it, nested loops' too)."""
+    drawn = render.boxes(graph, rows, fold_above=max(1, len(rows)), bodies=True)  # unfolded
+    place, frames = _placed(drawn)
     index = {box.key: k for k, box in enumerate(drawn)}
     row_of = {row["node"]: row for row in rows}
     members = {}
     for box in drawn:
+        if box.cluster:
+            continue        # a loop's body: its nodes are not the graph's
         data = graph.nodes[box.key]
         if data["derivative"] and data.get("grad_of") is not None:
             members.setdefault(data["grad_of"], []).append(box)
     clusters = [(of, group) for of, group in members.items() if len(group) > 1]
     cluster_of = {box.key: c for c, (_, group) in enumerate(clusters) for box in group}
+    loop_of = {identifier: k for k, identifier in enumerate(frames)}     # outer loops first
+    loops = [{"label": label, "parent": -1, "members": [], "x": round(x + width / 2, 1),
+              "y": round(y + height / 2, 1), "w": round(width, 1), "h": round(height, 1)}
+             for x, y, width, height, label in frames.values()]
     nodes = []
     for box in drawn:
-        row = row_of[box.key]
+        for depth, (identifier, _) in enumerate(box.cluster):
+            loops[loop_of[identifier]]["members"].append(len(nodes))
+            if depth:
+                loops[loop_of[identifier]]["parent"] = loop_of[box.cluster[depth - 1][0]]
+        row = box.row if box.row is not None else row_of[box.key]
         width, height = _box_size(box)
         nodes.append({"name": box.lines[0], "label": "\n".join(box.lines), "kind": box.kind,
                       "op": row["op"], "shape": _shape_text(row["shape"]),
@@ -142,7 +166,10 @@ def page_data(graph, rows):
                       "outputs": [label for _, label in row.get("labels", ())],
                       "output": box.output, "x": round(place[box.key][0], 1),
                       "y": place[box.key][1], "w": round(width, 1), "h": height,
-                      "cluster": cluster_of.get(box.key, -1)})
+                      "cluster": cluster_of.get(box.key, -1),
+                      "loop": loop_of[box.cluster[-1][0]] if box.cluster else -1})
+    for loop in loops:
+        loop["count"] = len(loop["members"])
     folds = []
     for of, group in clusters:
         merged = render._merged(group)
@@ -159,11 +186,13 @@ def page_data(graph, rows):
                       "w": round(width, 1), "h": len(lines) * render._LINE + 14})
     edges = [[index[k], index[box.key]] for box in drawn for k in box.operands]
     kinds = Counter(box.kind for box in drawn)
-    return {"nodes": nodes, "edges": edges, "clusters": folds, "fill": render._FILL,
-            "layerHeight": LAYER_HEIGHT,
-            "folded": len(nodes) > FOLD_ABOVE,
-            "title": f"symgrad graph: {len(nodes)} nodes ({kinds['forward']} forward, "
-                     f"{kinds['grad']} derivative, {kinds['input']} inputs)"}
+    title = f"symgrad graph: {len(nodes)} nodes ({kinds['forward']} forward, " \
+        f"{kinds['grad']} derivative, {kinds['input']} inputs)"
+    if loops:
+        title += f", {len(loops)} loop{'s' if len(loops) > 1 else ''} (one step each)"
+    return {"nodes": nodes, "edges": edges, "clusters": folds, "loops": loops,
+            "fill": render._FILL, "layerHeight": LAYER_HEIGHT,
+            "folded": len(nodes) > FOLD_ABOVE, "title": title}
 
 
 def _script_json(data):

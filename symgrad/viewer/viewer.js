@@ -1,12 +1,13 @@
 // symgrad's graph viewer: draws the positions symgrad computed with Cytoscape.js, folds and
-// unfolds clusters (the derivative nodes appended for one node), finds nodes, shows details.
+// unfolds clusters (the derivative nodes appended for one node) and loops (a compound node
+// holding one step of a loop's body), finds nodes, shows details.
 // Cytoscape's cost is per element it holds, so it holds only the boxes in and around the view
 // (all of them on a page of at most WINDOW_ALL boxes); a plain canvas beneath it draws the rest
 // as coloured boxes and lines, and the window follows the view once it rests.
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("symgrad-data").textContent);
-  var nodes = data.nodes, clusters = data.clusters;
+  var nodes = data.nodes, clusters = data.clusters, loops = data.loops;
   var large = nodes.length > 2000;
   var GRAD_STROKE = "#e65100";
   // an edge across more than two layers draws faintly: an activation read back by the backward
@@ -27,6 +28,9 @@
   var WINDOW_DELAY = 150;
 
   var folded = new Set();
+  // the loops folded into one box each (a loop inside a folded loop is hidden with it)
+  var foldedLoops = new Set();
+  var LOOP_COLOUR = "#6a1b9a";
   // the edges touching each node, to make a box's edges when it joins the window
   var incident = nodes.map(function () { return []; });
   data.edges.forEach(function (edge, k) {
@@ -34,39 +38,79 @@
     incident[edge[1]].push(k);
   });
 
-  // what shows node i: its own box ("n" + i) or its folded cluster's ("c" + c)
+  // the outermost folded loop among loop k and the loops around it, or -1
+  function foldedAround(k) {
+    var outermost = -1;
+    for (; k >= 0; k = loops[k].parent) if (foldedLoops.has(k)) outermost = k;
+    return outermost;
+  }
+
+  // what shows node i: its own box ("n" + i), its folded cluster's ("c" + c) or the box of the
+  // folded loop holding it ("f" + k)
   function shown(i) {
+    var k = foldedAround(nodes[i].loop);
+    if (k >= 0) return "f" + k;
     var c = nodes[i].cluster;
     return c >= 0 && folded.has(c) ? "c" + c : "n" + i;
   }
 
   function place(id) {
-    return (id.charAt(0) === "c" ? clusters : nodes)[Number(id.slice(1))];
+    var kind = id.charAt(0);
+    return (kind === "c" ? clusters : kind === "f" || kind === "l" ? loops : nodes)[
+      Number(id.slice(1))];
   }
 
-  // the boxes shown in the present folding: nodes outside folded clusters, and folded clusters
+  // the boxes shown in the present folding: nodes outside folded clusters and loops, folded
+  // clusters, and folded loops not inside another
   function boxes() {
     var ids = [];
     nodes.forEach(function (n, i) {
-      if (!(n.cluster >= 0 && folded.has(n.cluster))) ids.push("n" + i);
+      if (shown(i) === "n" + i) ids.push("n" + i);
     });
     folded.forEach(function (c) { ids.push("c" + c); });
+    foldedLoops.forEach(function (k) { if (foldedAround(k) === k) ids.push("f" + k); });
     return ids;
+  }
+
+  // the frames ("l" + k, outer loops first) around the boxes ``ids``: Cytoscape draws a compound
+  // node around its children, and holds a child only with its parent
+  function framesAround(ids) {
+    var around = new Set();
+    ids.forEach(function (id) {
+      var kind = id.charAt(0), k = -1;
+      if (kind === "n") k = nodes[Number(id.slice(1))].loop;
+      else if (kind === "f") k = loops[Number(id.slice(1))].parent;
+      for (; k >= 0; k = loops[k].parent) around.add(k);
+    });
+    return Array.from(around).sort(function (a, b) { return a - b; })
+      .map(function (k) { return "l" + k; });
+  }
+
+  function parentOf(k) {
+    return k >= 0 ? "l" + k : undefined;
   }
 
   // the node found last: it keeps its mark when its box leaves the window and comes back
   var found = null, hovered = null;
 
   function nodeElement(id) {
-    var index = Number(id.slice(1)), element;
-    if (id.charAt(0) === "c") {
+    var index = Number(id.slice(1)), element, kind = id.charAt(0);
+    if (kind === "l" || kind === "f") {
+      var loop = loops[index];
+      element = {group: "nodes", data: {id: id, w: loop.w, h: loop.h, parent: parentOf(loop.parent),
+                                        label: kind === "l" ? loop.label :
+                                          loop.label + "\n" + loop.count + " nodes, folded"},
+                 position: {x: loop.x, y: loop.y},
+                 classes: kind === "l" ? "loop" : "loop folded"};
+    } else if (kind === "c") {
       var k = clusters[index];
       element = {group: "nodes", data: {id: id, label: k.label, w: k.w, h: k.h},
                  position: {x: k.x, y: k.y},
                  classes: "grad cluster" + (k.output ? " output" : "")};
     } else {
       var n = nodes[index];
-      element = {group: "nodes", data: {id: id, label: n.label, w: n.w, h: n.h},
+      element = {group: "nodes", data: {id: id, label: n.label, w: n.w, h: n.h,
+                                        parent: parentOf(n.loop)},
                  position: {x: n.x, y: n.y}, classes: n.kind + (n.output ? " output" : "")};
     }
     if (id === found) {
@@ -101,6 +145,14 @@
                                     "border-style": large ? "solid" : "dashed"}},
     {selector: "node.cluster", style: {"border-width": 2, "font-weight": "bold"}},
     {selector: "node.output", style: {"border-width": 3}},
+    // a loop: a frame around one step of its body, its label above it, as in the pictures
+    {selector: "node.loop", style: {
+      "shape": "round-rectangle", "background-color": "#f3e5f5", "background-opacity": 0.4,
+      "border-color": LOOP_COLOUR, "border-width": 1.5, "color": LOOP_COLOUR,
+      "text-valign": "top", "text-halign": "center", "text-justification": "left",
+      "padding": 10}},
+    {selector: "node.loop.folded", style: {"text-valign": "center", "background-opacity": 1,
+                                           "border-width": 2, "font-weight": "bold"}},
     {selector: "node.found", style: {"overlay-color": "#ffd600", "overlay-opacity": 0.45,
                                      "overlay-padding": 6}},
     {selector: "node:selected", style: {"border-color": "#1565c0", "border-width": 3}},
@@ -171,14 +223,17 @@
   // Cytoscape made to hold exactly ``ids`` and the edges between them: one removal and one
   // addition, whatever changed (the view, or the folding)
   function hold(ids) {
+    ids = framesAround(ids).concat(ids);      // parents first: a child joins with its parent
     var next = new Set(ids);
     var leaving = [];
     held.forEach(function (id) { if (!next.has(id)) leaving.push(id); });
     var joining = ids.filter(function (id) { return !held.has(id); });
     var elements = joining.map(nodeElement), edges = new Set();
     joining.forEach(function (id) {
-      var members = id.charAt(0) === "c" ? clusters[Number(id.slice(1))].members
-        : [Number(id.slice(1))];
+      var kind = id.charAt(0);
+      if (kind === "l") return;         // a frame: its children's edges are their own
+      var members = kind === "c" ? clusters[Number(id.slice(1))].members
+        : kind === "f" ? loops[Number(id.slice(1))].members : [Number(id.slice(1))];
       members.forEach(function (i) {
         incident[i].forEach(function (k) {
           var source = shown(data.edges[k][0]), target = shown(data.edges[k][1]);
@@ -296,18 +351,28 @@
       if (held.has(id)) return;
       var box = place(id);
       if (!overlaps(box, area)) return;
-      var kind = id.charAt(0) === "c" ? "grad" : box.kind;
+      var kind = id.charAt(0) === "c" ? "grad" : id.charAt(0) === "f" ? "loop" : box.kind;
       (fills[kind] = fills[kind] || new Path2D()).rect(box.x - box.w / 2, box.y - box.h / 2,
                                                        box.w, box.h);
     });
     Object.keys(fills).forEach(function (kind) {
-      context.fillStyle = data.fill[kind] || data.fill.forward;
+      context.fillStyle = kind === "loop" ? "#f3e5f5" : data.fill[kind] || data.fill.forward;
       context.fill(fills[kind]);
       if (zoom > 0.05) {
-        context.strokeStyle = kind === "grad" ? GRAD_STROKE : "#333";
+        context.strokeStyle = kind === "grad" ? GRAD_STROKE : kind === "loop" ? LOOP_COLOUR
+          : "#333";
         context.stroke(fills[kind]);
       }
     });
+    // the frames of the loops shown unfolded that Cytoscape does not hold
+    var frames = new Path2D();
+    loops.forEach(function (loop, k) {
+      if (foldedAround(k) < 0 && !held.has("l" + k) && overlaps(loop, area)) {
+        frames.rect(loop.x - loop.w / 2, loop.y - loop.h / 2, loop.w, loop.h);
+      }
+    });
+    context.strokeStyle = LOOP_COLOUR;
+    context.stroke(frames);
   }
 
   function fold(c) {
@@ -324,6 +389,22 @@
     return true;
   }
 
+  function foldLoop(k) {
+    if (k < 0 || k >= loops.length || foldedLoops.has(k)) return false;
+    foldedLoops.add(k);
+    hold(wanted());
+    showCount();
+    return true;
+  }
+
+  function unfoldLoop(k) {
+    if (!foldedLoops.has(k)) return false;
+    foldedLoops.delete(k);
+    hold(wanted());
+    showCount();
+    return true;
+  }
+
   function setAllFolded(fold) {
     folded = new Set(fold ? clusters.map(function (_, c) { return c; }) : []);
     hold(wanted());
@@ -333,7 +414,8 @@
   function showCount() {
     var count = boxes().length;
     status.textContent = count + " boxes shown, " + folded.size + " of " + clusters.length +
-      " clusters folded" + (unreadable ? "; zoom in for names" : "");
+      " clusters folded" + (loops.length ? ", " + foldedLoops.size + " of " + loops.length +
+      " loops" : "") + (unreadable ? "; zoom in for names" : "");
   }
 
   // -- search -------------------------------------------------------------------------------------
@@ -352,6 +434,7 @@
   function focus(i) {
     var c = nodes[i].cluster;
     if (c >= 0) folded.delete(c);
+    for (var k = nodes[i].loop; k >= 0; k = loops[k].parent) foldedLoops.delete(k);
     cy.nodes(".found").removeClass("found");
     cy.nodes(":selected").unselect();
     found = "n" + i;
@@ -393,8 +476,14 @@
   var tooltip = document.getElementById("tooltip");
 
   function details(id) {
-    var index = Number(id.slice(1));
-    if (id.charAt(0) === "c") {
+    var index = Number(id.slice(1)), kind = id.charAt(0);
+    if (kind === "l" || kind === "f") {
+      var loop = loops[index];
+      return [loop.label, loop.count + " nodes: one step of the loop, drawn once however many " +
+              "steps it takes", kind === "l" ? "double-click to fold the loop into one box"
+                : "click to unfold"];
+    }
+    if (kind === "c") {
       var k = clusters[index];
       return [k.count + " derivative nodes appended for " + k.of +
               (k.of_op ? " (" + k.of_op + ")" : ""),
@@ -408,6 +497,7 @@
     if (n.outputs.length) lines.push("output: " + n.outputs.join(", "));
     if (n.cluster >= 0) lines.push("double-click to fold the " + clusters[n.cluster].count +
                                    " nodes appended for " + clusters[n.cluster].of);
+    else if (n.loop >= 0) lines.push("in a loop: double-click to fold it into one box");
     return lines;
   }
 
@@ -457,9 +547,18 @@
     unfold(Number(event.target.id().slice(1)));
     showCount();
   });
-  cy.on("dbltap", "node", function (event) {
-    var id = event.target.id();
-    if (id.charAt(0) === "n" && fold(nodes[Number(id.slice(1))].cluster)) showCount();
+  cy.on("tap", "node.loop.folded", function (event) {
+    unfoldLoop(Number(event.target.id().slice(1)));
+  });
+  // on the core, which an event reaches once, after it has bubbled up through a box's frames:
+  // a double-click folds the box's cluster, else the innermost loop around it
+  cy.on("dbltap", function (event) {
+    var target = event.target;
+    if (target === cy) return;
+    var id = target.id(), kind = id.charAt(0), index = Number(id.slice(1));
+    if (kind === "l") foldLoop(index);
+    else if (kind === "n" && fold(nodes[index].cluster)) showCount();
+    else if (kind === "n") foldLoop(nodes[index].loop);
   });
 
   document.getElementById("fold-all").addEventListener("click", function () {
@@ -479,7 +578,7 @@
   // the extent of the graph from the data: asking Cytoscape measures every label, seconds on
   // large graphs
   var extent = {x1: Infinity, y1: Infinity, x2: -Infinity, y2: -Infinity};
-  nodes.forEach(function (n) {
+  nodes.concat(loops).forEach(function (n) {
     extent.x1 = Math.min(extent.x1, n.x - n.w / 2);
     extent.x2 = Math.max(extent.x2, n.x + n.w / 2);
     extent.y1 = Math.min(extent.y1, n.y - n.h / 2);
@@ -512,6 +611,8 @@
   window.symgradViewer = {
     cy: cy, find: find, fold: fold, unfold: unfold, setAllFolded: setAllFolded,
     clusters: clusters.length, nodes: nodes.length,
+    foldLoop: foldLoop, unfoldLoop: unfoldLoop, loops: loops.length,
+    foldedLoops: function () { return Array.from(foldedLoops); },
     // the boxes shown in the present folding, and how many of them Cytoscape holds
     visible: function () { return boxes().length; },
     held: function () { return cy.nodes().length; },
