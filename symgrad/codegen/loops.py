@@ -335,14 +335,19 @@ def _replay_segment(renderer, segments, replayed, steps, backwards):
         segment_lines.append(f"{names[body.carries[j]]} = {kept[j]}[{segment}]")
     for i, placeholder in enumerate(body.closed):
         names[placeholder] = renderer.operand(inputs[count_carries + count_xs + i])
-    buffers = {}
+    # arrays written at a position are made once, for the longest segment (views of their rows
+    # outlive a segment); lists filled by appending start again with each segment
+    appended = renderer.loop_stack_put is list_stack_put
+    longest = str(min(k, length)) if isinstance(length, int) \
+        else f"{k} if {steps} > {k} else {steps}"
+    buffers, made = {}, []
     for value in values:
         value_data = body.graph._node[value]
-        shape = [f"{stop} - {start}", *(str(d) if isinstance(d, int) else renderer.dim(d)
-                                        for d in value_data["shape"])]
+        shape = [f"{stop} - {start}" if appended else longest,
+                 *(str(d) if isinstance(d, int) else renderer.dim(d) for d in value_data["shape"])]
         buffers[value] = renderer.claim(naming.RECOMPUTED)
-        segment_lines.extend(renderer.loop_stack_start(buffers[value], shape,
-                                                       value_data["dtype"]))
+        (segment_lines if appended else made).extend(renderer.loop_stack_start(
+            buffers[value], shape, value_data["dtype"]))
     index = renderer.claim(naming.STEP)
     segment_lines.append(f"for {index} in range({again}):  # the segment's steps again, from its "
                          f"first carry")
@@ -367,7 +372,7 @@ def _replay_segment(renderer, segments, replayed, steps, backwards):
     segment_lines.extend(f"    {line}" for line in step_lines or ["pass"])
     lines.extend(f"    {line}" for line in segment_lines)
     read = {k_x: buffers[plan.nodes[node]["attrs"]["output"][1]] for k_x, node in replayed}
-    return lines, span, position, closing, read
+    return made + lines, span, position, closing, read
 
 
 def numpy_slice(array, index):

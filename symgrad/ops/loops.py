@@ -11,7 +11,9 @@ The derivative of a scan is a scan running the other way (``_scan_vjp``): the bo
 differentiated once, symbolically, into a reverse body that reads what the forward loop stored
 of each step (the values its derivative needs: residuals) and accumulates the gradients of the
 closed-over inputs as carries. Being a scan, it is differentiated the same way: grad of grad,
-and jvp (which differentiate.py derives by transposing vjp), need nothing more.
+and jvp (which differentiate.py derives by transposing vjp), need nothing more. A loop's
+``checkpoint`` is an attribute of its scan nodes, passed on to its reverse loop: what it changes
+is how codegen.loops writes them (residuals recomputed segment by segment), not their values.
 
 Imports ops.core, ops.shape and ops.arrays; differentiate registers its backprop (DIFFERENTIATE).
 """
@@ -386,10 +388,12 @@ def scan(step, init, xs=None, length=None, reverse=False, checkpoint=None):
     the forward loop stores only the carry entering every k-th step; the reverse loop runs
     segment by segment, last to first, recomputing each segment's k steps from its carry into
     a buffer of k steps and then running their reverse steps. Memory goes from T steps of
-    residuals to T/k carries and k steps of residuals (k near sqrt(T) is the least); time grows
-    by one more forward pass of the step. The gradient is the same to the last bit: the same
-    operations on the same numbers. Residuals also read by anything else than a loop running
-    the other way (ys the function returns) are stored as before.
+    residuals to T/k carries and k steps of residuals, the least near k = sqrt(T c / r) for a
+    carry of c numbers and r numbers of residuals a step; time grows by one more forward pass
+    of the step. The gradient is the same to the last bit: the same operations on the same
+    numbers. Residuals also read by anything else than a loop running the other way (ys the
+    function returns) are stored as before; in a second derivative, a loop reading recomputed
+    values stores its own.
 
     >>> import symgrad as sg
     >>> x = sg.var("x")
