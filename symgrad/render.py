@@ -219,7 +219,7 @@ def _loop_label(view):
     carries = [view.names[p] for p, (role, _) in view.operands.items()
                if role == "carry" and p in view.names]
     label = f"scan over {view.length} steps" + (", last to first" if view.reverse else "") \
-        + (f", {view.checkpointing}" if getattr(view, "checkpointing", None) else "")
+        + (f", {view.checkpointing}" if view.checkpointing else "")
     return label + (f"\ncarries: {', '.join(carries)}" if carries else "")
 
 

@@ -3,35 +3,24 @@ a loop keeping every k-th carry and recomputing each segment of k steps is the d
 stores every step's residuals, bit for bit, for less memory."""
 
 import pickle
-import tracemalloc
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import symgrad as sg
-from test_loops import BATCH, HIDDEN, VOCABULARY, central, rnn_data
+from test_loops import central, char_rnn, rnn_data
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
+from scan_checkpoint import peak_bytes  # noqa: E402  (tracemalloc's peak of a call, warmed up)
 
 
 def checkpointed_rnn(steps, checkpoint, reverse=False):
     """The char-RNN of tests/test_loops.py, its loss and gradient in the weights and the initial
     state, its loop checkpointed every ``checkpoint`` steps."""
-    X = sg.var("X", shape=(steps, BATCH, VOCABULARY))
-    Y = sg.var("Y", shape=(steps, BATCH, VOCABULARY))
-    Wx = sg.var("Wx", shape=(VOCABULARY, HIDDEN))
-    Wh = sg.var("Wh", shape=(HIDDEN, HIDDEN))
-    b = sg.var("b", shape=(HIDDEN,))
-    Wy = sg.var("Wy", shape=(HIDDEN, VOCABULARY))
-    h0 = sg.var("h0", shape=(BATCH, HIDDEN))
-
-    def step(h, xy):
-        x, y = xy
-        h = sg.tanh(x @ Wx + h @ Wh + b)
-        return h, -sg.sum(y * sg.log_softmax(h @ Wy, axis=-1))
-
-    _, losses = sg.scan(step, h0, (X, Y), reverse=reverse, checkpoint=checkpoint)
-    loss = sg.sum(losses) / steps
-    params = [Wx, Wh, b, Wy, h0]
-    return [loss, *sg.grad(loss, params)], [X, Y, *params]
+    loss, grads, inputs = char_rnn(steps, True, checkpoint, reverse)
+    return [loss, *grads], inputs
 
 
 def compiled(build, *args, backend="numpy"):
@@ -84,16 +73,6 @@ def test_the_numpy_source_is_nested_loops_over_segments():
     assert source.count("for ") == 4
     # the residuals are not stacked over the 20 steps any more: only the losses are
     assert source.count("np.empty((20") == 1
-
-
-def peak_bytes(fn, data):
-    fn(*data)       # the first call builds what is cached (lazy constants)
-    tracemalloc.start()
-    try:
-        fn(*data)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def test_a_checkpointed_gradient_takes_a_fraction_of_the_memory():
@@ -223,9 +202,8 @@ def test_the_other_backends(backend):
     data = rnn_data(17)
     expected = compiled(checkpointed_rnn, 17, None, backend=backend)(*data)
     for k in (4, 17):
-        got = compiled(checkpointed_rnn, 17, k, backend=backend)(*data)
-        for a, b in zip(got, expected):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-13, atol=1e-15)
+        # the same statements recomputed as first computed (Numba's kernels included)
+        assert_identical(compiled(checkpointed_rnn, 17, k, backend=backend)(*data), expected)
 
 
 def test_array_api_on_immutable_arrays():
@@ -291,8 +269,7 @@ def test_the_table_and_the_picture_say_so():
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-from test_loops import replay  # noqa: E402
-from test_properties import GraphDrawer  # noqa: E402
+from test_loops import RandomLoop  # noqa: E402
 
 
 @settings(max_examples=100, deadline=None)
@@ -301,42 +278,15 @@ def test_random_loops_are_identical_with_a_random_checkpoint(data):
     """A body drawn by the property tests' generator from the carry, the slice and weights; 1 to
     12 steps in either direction, a checkpoint every 1 to 13 steps; values, gradients and a
     Hessian-vector product against the loop that stores its residuals."""
-    shapes = [(), (3,), (2, 3)]
-    carry_shape = data.draw(st.sampled_from(shapes), label="carry")
-    slice_shape = data.draw(st.sampled_from(shapes), label="slice")
-    with sg.use_graph() as drawn:
-        drawer = GraphDrawer(data.draw)
-        drawer.pool += [drawer.variable(carry_shape), drawer.variable(slice_shape)]
-        y = drawer.build(data.draw(st.integers(1, 6), label="ops"))
-    names = list(drawer.variables)
-    specs = {name: drawer.variables[name].shape for name in names}
-    steps = data.draw(st.integers(1, 12), label="steps")
+    loop = RandomLoop(data, 12)
     checkpoint = data.draw(st.integers(1, 13), label="checkpoint")
     reverse = data.draw(st.booleans(), label="reverse")
-    batch = data.draw(st.integers(1, 3), label="batch")
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
-
-    def concrete(shape):
-        return tuple(batch if d == "b" else d for d in shape)
-    values = [rng.uniform(-1.0, 1.0, concrete(specs[names[0]])),
-              rng.uniform(-1.0, 1.0, (steps, *concrete(specs[names[1]])))] + \
-        [rng.uniform(-1.0, 1.0, concrete(specs[n])) for n in names[2:]] + \
-        [rng.uniform(-1.0, 1.0, concrete(specs[names[0]]))]
+    values = [*loop.values, loop.rng.uniform(-1.0, 1.0, loop.shape(loop.names[0]))]
 
     def build(k):
-        init = sg.var("init", shape=specs[names[0]])
-        xs = sg.var("xs", shape=(steps, *specs[names[1]]))
-        weights = {n: sg.var(n, shape=specs[n]) for n in names[2:]}
-
-        def step(c, x):
-            out = replay(drawn, y.node, {names[0]: c, names[1]: x, **weights})
-            return 0.5 * c + 0.5 * sg.tanh(sg.sum(out)), sg.tanh(out)
-        final, ys = sg.scan(step, init, xs, reverse=reverse, checkpoint=k)
-        f = sg.sum(final) + 0.5 * sg.sum(ys)
-        inputs = [init, xs, *weights.values()]
-        grads = sg.grad(f, inputs, disconnected="zero")
-        direction = sg.var("direction", shape=specs[names[0]])
-        products = sg.hvp(f, [init], [direction], disconnected="zero")
-        return [f, final, ys, *grads, *products], [*inputs, direction]
+        f, outputs, inputs = loop.build(sg.scan, reverse=reverse, checkpoint=k)
+        direction = sg.var("direction", shape=inputs[0].shape)
+        products = sg.hvp(f, inputs[:1], [direction], disconnected="zero")
+        return [*outputs, *products], [*inputs, direction]
     with np.errstate(all="ignore"):
         assert_identical(compiled(build, checkpoint)(*values), compiled(build, None)(*values))
