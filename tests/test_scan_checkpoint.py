@@ -197,6 +197,38 @@ def test_ys_the_function_returns_are_stored_and_the_rest_recomputed():
     assert fn.source.count("= stacked[step") == 1 and fn.source.count("np.sin(") == 2
 
 
+def test_loops_in_loops_jacobians_and_hessians():
+    def nested(inner_k, outer_k):
+        x, w = sg.var("x"), sg.var("w", shape=(5,))
+
+        def outer(c, _):
+            inner, ys = sg.scan(lambda d, v: (sg.sin(d * v) + c, d), c, w, checkpoint=inner_k)
+            return sg.sin(inner) + sg.sum(ys), None
+        final, _ = sg.scan(outer, x, length=7, checkpoint=outer_k)
+        first = sg.grad(final, [x, w])
+        return [final, *first, *sg.grad(first[0], [x, w])], [x, w]
+
+    def batched(k):
+        xs, w = sg.var("xs", shape=(6, 3)), sg.var("w", shape=(3,))
+        final, ys = sg.scan(lambda h, x: (sg.tanh(h * w + x), sg.sin(h) * x), w * 0.5, xs,
+                            checkpoint=k)
+        loss = sg.sum(ys ** 2) + sg.sum(final)
+        return [sg.jacobian(ys, w), sg.jacobian(final, xs), sg.hessian(loss, w),
+                sg.hessian(loss, xs), sg.jvp(ys, w, np.array([0.2, -0.3, 0.5]))], [xs, w]
+    rng = np.random.default_rng(10)
+    data = [0.4, rng.uniform(-1, 1, 5)]
+    expected = compiled(nested, None, None)(*data)
+    for ks in [(2, None), (None, 3), (2, 3), (1, 1), (5, 7)]:
+        assert_identical(compiled(nested, *ks)(*data), expected)
+    data = [rng.uniform(-1, 1, (6, 3)), rng.uniform(-1, 1, 3)]
+    expected = compiled(batched, None)(*data)
+    for k in (1, 2, 4, 6):
+        assert_identical(compiled(batched, k)(*data), expected)
+    with sg.use_graph():
+        outputs, inputs = batched(4)
+        assert_identical(sg.compile(outputs, inputs=inputs, optimize=False)(*data), expected)
+
+
 @pytest.mark.parametrize("backend", ["numba", "array_api"])
 def test_the_other_backends(backend):
     data = rnn_data(17)
