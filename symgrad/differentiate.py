@@ -75,21 +75,42 @@ def backprop_seeds(graph, seeds, wrt):
     for seed, seed_cotangent in seeds:
         contributions.setdefault(seed, []).append(seed_cotangent)
     gradients = {}
+    loop_results = _loop_results(nodes, order, on_path)
     for node in reversed(order):
-        if node not in on_path or node not in contributions:
+        if node not in on_path:
+            continue
+        results_of_loop = loop_results.get(node)
+        if results_of_loop is not None:
+            if node != results_of_loop[-1]:
+                continue        # one reverse loop for all of them, at the last one reached
+            seeded = [r for r in results_of_loop if r in contributions]
+            if not seeded:
+                continue
+        elif node not in contributions:
             continue
         data = nodes[node]
+        op = OPS[data["op"]]
+        inputs = [Expr(graph, i) for i in data["inputs"]]
         with graph.deriving(level, grad_of=node):
-            g = _total(contributions.pop(node))
-            if node in wrt:
-                gradients[node] = g
-            if not data["inputs"]:
-                continue
-            op = OPS[data["op"]]
-            if op.vjp is None:
-                raise UndefinedGradientError(_no_rule_message(graph, node, wrt, output))
-            inputs = [Expr(graph, i) for i in data["inputs"]]
-            results = list(op.vjp(g, Expr(graph, node), *inputs, **data["attrs"]))
+            if results_of_loop is not None:
+                cotangents = []
+                for result in seeded:
+                    g = _total(contributions.pop(result))
+                    if result in wrt:
+                        gradients[result] = g
+                    cotangents.append((nodes[result]["attrs"]["output"], g))
+                attrs = data["attrs"]
+                results = loops.loop_vjp(cotangents, inputs, attrs["body"], attrs["reverse"],
+                                         attrs["length"], attrs.get("checkpoint"))
+            else:
+                g = _total(contributions.pop(node))
+                if node in wrt:
+                    gradients[node] = g
+                if not data["inputs"]:
+                    continue
+                if op.vjp is None:
+                    raise UndefinedGradientError(_no_rule_message(graph, node, wrt, output))
+                results = list(op.vjp(g, Expr(graph, node), *inputs, **data["attrs"]))
         if len(results) != len(inputs):
             raise _rule_error(data["op"], f"returned {len(results)} gradients for "
                                           f"{len(inputs)} operands")
@@ -108,6 +129,22 @@ def backprop_seeds(graph, seeds, wrt):
             contributions.setdefault(operand, []).append(result)
     connected = {w for w in wrt if w in feeds_output}
     return {w: gradients.get(w) for w in wrt}, connected
+
+
+def _loop_results(nodes, order, on_path):
+    """{scan node: the results of its loop on the path, in the order backprop reaches them}, for
+    loops with more than one result there (the same body, inputs and direction): their
+    cotangents are pulled back together, by one reverse loop."""
+    by_loop = {}
+    for node in reversed(order):
+        data = nodes[node]
+        if node in on_path and data["op"] == "scan":
+            attrs = data["attrs"]
+            key = (tuple(data["inputs"]), attrs["body"], attrs["reverse"], attrs["length"],
+                   attrs.get("checkpoint"))
+            by_loop.setdefault(key, []).append(node)
+    return {node: results for results in by_loop.values() if len(results) > 1
+            for node in results}
 
 
 def _loop_backprop(graph, seeds, wrt):

@@ -362,6 +362,30 @@ def test_numpy_code_is_a_loop_with_the_stacked_results_allocated_first():
     assert transposes and all(line.startswith("    t") for line in transposes), transposes
 
 
+def test_a_loop_whose_results_are_all_read_has_one_reverse_loop():
+    # the final carries and the stacked values of one loop are pulled back together: reading
+    # more of a loop's results must not add a reverse loop for each (useless work)
+    def build(scan, a, b, w):
+        results = tuples_of_carries(scan, a, b, w)
+        total = sum(sg.sum(r * r) for r in results)
+        return [total, *sg.grad(total, [a, b, w])]
+    rng = np.random.default_rng(5)
+    inputs = [("a", (5, 3)), ("b", (5, 3)), ("w", (3, 3))]
+    fn = compare(build, inputs, [rng.standard_normal(s) for _, s in inputs])
+    loops = [line for line in fn.source.splitlines() if "for step" in line]
+    assert len(loops) == 2, loops           # the forward loop and one reverse loop
+
+
+def test_hvp_through_a_loop_whose_results_are_all_read():
+    def build(scan, a, b, w):
+        results = tuples_of_carries(scan, a, b, w)
+        total = sum(sg.sum(sg.sin(r)) for r in results)
+        return [sg.hvp(total, w, a[:3, :])]
+    rng = np.random.default_rng(6)
+    inputs = [("a", (5, 3)), ("b", (5, 3)), ("w", (3, 3))]
+    compare(build, inputs, [rng.standard_normal(s) for _, s in inputs])
+
+
 def test_the_same_loop_built_twice_is_one_node():
     x = sg.var("x", shape=(3,))
     first = sg.scan(lambda c, _: (sg.sin(c), None), x, length=4)[0]

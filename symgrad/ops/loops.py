@@ -260,7 +260,16 @@ def _emit_scan(ctx):
 
 
 def _scan_vjp(g, out, *inputs, body, output, reverse, length, checkpoint=None):
-    return _reverse_scan(g, out, inputs, body, output, reverse, length, checkpoint)
+    return _reverse_scan([(output, g)], inputs, body, reverse, length, checkpoint)
+
+
+def loop_vjp(cotangents, inputs, body, reverse, length, checkpoint=None):
+    """The gradients of several results of one loop (scan nodes of the same body and inputs),
+    ``cotangents`` a list of (output attribute, cotangent), pulled back by one reverse loop: one
+    gradient per input. differentiate calls it when a loop has more than one result on the path,
+    so reading a loop's final carry and its stacked values costs one reverse loop, not two."""
+    return _reverse_scan(sorted(cotangents, key=lambda pair: pair[0]), inputs, body, reverse,
+                         length, checkpoint)
 
 
 defop("scan", None, _scan_shape, _emit_scan, _scan_vjp, dtype=_scan_dtype, loop=None,
@@ -523,13 +532,13 @@ class _Recipe:
     the placeholders of the carried cotangents (one per floating carry, then one accumulator per
     differentiated closed-over input), the residuals (forward values of a step that the
     derivative reads: each a placeholder of the body, or a node stacked by the forward loop),
-    the cotangent of the stacked output (or None), and the results."""
+    the cotangents of the stacked outputs, and the results."""
 
-    def __init__(self, graph, carried, residuals, y_bar, carry_out, x_bars, closed):
+    def __init__(self, graph, carried, residuals, y_bars, carry_out, x_bars, closed):
         self.graph = graph
         self.carried = carried          # scratch placeholders, in the reverse loop's carry order
         self.residuals = residuals      # scratch nodes, forward values the derivative reads
-        self.y_bar = y_bar
+        self.y_bars = y_bars            # scratch placeholders, one per stacked output seeded
         self.carry_out = carry_out      # scratch nodes: the next carried cotangents
         self.x_bars = x_bars            # (xs position, scratch node) of each x's cotangent
         self.closed = closed            # scratch copies of the forward closed placeholders
@@ -560,10 +569,11 @@ def _zeros(like):
     return zeros_like(like)
 
 
-def _reverse_recipe(body, output, batch, differentiated):
-    """The _Recipe of ``body`` for a cotangent of ``output`` with ``batch`` leading axes, the
-    gradients of the closed-over inputs at the positions ``differentiated`` accumulated."""
-    key = (output, batch, differentiated)
+def _reverse_recipe(body, outputs, batch, differentiated):
+    """The _Recipe of ``body`` for cotangents of ``outputs`` (final carries and stacked values)
+    with ``batch`` leading axes, the gradients of the closed-over inputs at the positions
+    ``differentiated`` accumulated."""
+    key = (outputs, batch, differentiated)
     recipe = body.derived.get(key)
     if recipe is not None:
         return recipe
@@ -580,10 +590,10 @@ def _reverse_recipe(body, output, batch, differentiated):
 
     carry_bars = [placeholder(body.carries[j]) for j in floating]
     accumulators = [placeholder(body.closed[k]) for k in differentiated]
-    y_bar = placeholder(output[1]) if output[0] == "stacked" else None
+    stacked = [which for kind, which in outputs if kind == "stacked"]
+    y_bars = [placeholder(node) for node in stacked]
     seeds = [(body.carry_out[j], bar) for j, bar in zip(floating, carry_bars)]
-    if y_bar is not None:
-        seeds.append((output[1], y_bar))
+    seeds += list(zip(stacked, y_bars))
     floating_xs = [i for i, x in enumerate(body.xs) if _floating(body.data(x))]
     wrt = [body.carries[j] for j in floating] + [body.xs[i] for i in floating_xs] \
         + [body.closed[k] for k in differentiated]
@@ -601,7 +611,7 @@ def _reverse_recipe(body, output, batch, differentiated):
     results = [e.node for e in carry_out] + [g.node for _, g in x_bars]
     residuals = _residuals(scratch, body, forward_end, results)
     recipe = _Recipe(scratch, [e.node for e in carry_bars + accumulators], residuals,
-                     None if y_bar is None else y_bar.node, [e.node for e in carry_out],
+                     [e.node for e in y_bars], [e.node for e in carry_out],
                      [(i, g.node) for i, g in x_bars], list(body.closed))
     body.derived[key] = recipe
     return recipe
@@ -625,24 +635,28 @@ def _residuals(scratch, body, forward_end, results):
     return sorted(found)
 
 
-def _reverse_scan(g, out, inputs, body, output, reverse, length, checkpoint=None):
-    """The gradients of a scan's ``output`` pulled back by ``g``: one per input, from one scan
+def _reverse_scan(cotangents, inputs, body, reverse, length, checkpoint=None):
+    """The gradients of a loop's results pulled back by their cotangents (a list of (output
+    attribute, cotangent) with the same leading batch axes): one per input, from one scan
     running the other way. A checkpointed loop's reverse loop is checkpointed too: its own
     residuals (read by a derivative of it) are recomputed the same way."""
+    outputs = tuple(output for output, _ in cotangents)
+    seeded = dict(cotangents)
+    output, g = cotangents[0]
     graph = g.graph
     segments = {} if checkpoint is None else {"checkpoint": checkpoint}
     count_carries, count_xs = len(body.carries), len(body.xs)
     init = inputs[:count_carries]
     scanned = inputs[count_carries:count_carries + count_xs]
     closed = inputs[count_carries + count_xs:]
-    leading = g.ndim - out.ndim
+    data, final = _result_data(body, output)
+    leading = g.ndim - len(data["shape"]) - (final is None)
     batch = tuple(g.shape[:leading])
     differentiated = tuple(k for k, value in enumerate(closed)
                            if value.op != "const" and value.data["dtype"] in ("float64", "float32"))
-    recipe = _reverse_recipe(body, output, batch, differentiated)
+    recipe = _reverse_recipe(body, outputs, batch, differentiated)
     scratch = recipe.graph
-    loop = [*recipe.carried, *recipe.residuals] + ([recipe.y_bar] if recipe.y_bar is not None
-                                                   else [])
+    loop = [*recipe.carried, *recipe.residuals, *recipe.y_bars]
     names = [f"c{k}" for k in range(len(recipe.carried))] + \
         [f"x{k}" for k in range(len(loop) - len(recipe.carried))]
     results = recipe.carry_out + [node for _, node in recipe.x_bars]
@@ -656,8 +670,8 @@ def _reverse_scan(g, out, inputs, body, output, reverse, length, checkpoint=None
     floating = [j for j, c in enumerate(body.carries) if _floating(body.data(c))]
     starts = []
     for j in floating:
-        if output == ("final", j):
-            starts.append(g)
+        if ("final", j) in seeded:
+            starts.append(seeded["final", j])
         else:
             starts.append(_batched_zeros(g, leading, init[j]))
     starts += [_batched_zeros(g, leading, closed[k]) for k in differentiated]
@@ -668,8 +682,10 @@ def _reverse_scan(g, out, inputs, body, output, reverse, length, checkpoint=None
         else:
             residual_values.append(apply("scan", *inputs, body=body, output=("stacked", node),
                                          reverse=reverse, length=length, **segments))
-    if recipe.y_bar is not None:
-        residual_values.append(moveaxis(g, leading, 0) if leading else g)
+    for output in outputs:
+        if output[0] == "stacked":
+            y_g = seeded[output]
+            residual_values.append(moveaxis(y_g, leading, 0) if leading else y_g)
     operands = starts + residual_values + [Expr(graph, v) for v in closed_values]
 
     def result(kind, which):
