@@ -101,7 +101,7 @@ def backprop_seeds(graph, seeds, wrt):
                     cotangents.append((nodes[result]["attrs"]["output"], g))
                 attrs = data["attrs"]
                 results = loops.loop_vjp(cotangents, inputs, attrs["body"], attrs["reverse"],
-                                         attrs["length"])
+                                         attrs["length"], attrs.get("checkpoint"))
             else:
                 g = _total(contributions.pop(node))
                 if node in wrt:
@@ -140,7 +140,8 @@ def _loop_results(nodes, order, on_path):
         data = nodes[node]
         if node in on_path and data["op"] == "scan":
             attrs = data["attrs"]
-            key = (tuple(data["inputs"]), attrs["body"], attrs["reverse"], attrs["length"])
+            key = (tuple(data["inputs"]), attrs["body"], attrs["reverse"], attrs["length"],
+                   attrs.get("checkpoint"))
             by_loop.setdefault(key, []).append(node)
     return {node: results for results in by_loop.values() if len(results) > 1
             for node in results}

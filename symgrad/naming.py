@@ -24,6 +24,8 @@ EXPRESSION_LABEL = "t"
 BLOCK_LOOP = ("rows", "block")
 # The names of a loop's (ops.loops' scan) step index, carries, slices of xs and stacked results
 STEP, CARRY, SLICE, STACKED = "step", "carry", "x_step", "stacked"
+# ... and those of a checkpointed loop's kept carries, segment bounds and recomputed residuals
+CHECKPOINTS, SEGMENT_START, SEGMENT_STOP, RECOMPUTED = "checkpoints", "start", "stop", "recomputed"
 
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 

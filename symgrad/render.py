@@ -219,7 +219,8 @@ _PLACEHOLDER_ROLES = {"carry": "carry in", "x": "slice of a step", "closed": "cl
 def _loop_label(view):
     carries = [view.names[p] for p, (role, _) in view.operands.items()
                if role == "carry" and p in view.names]
-    label = f"scan over {view.length} steps" + (", last to first" if view.reverse else "")
+    label = f"scan over {view.length} steps" + (", last to first" if view.reverse else "") \
+        + (f", {view.checkpointing}" if view.checkpointing else "")
     return label + (f"\ncarries: {', '.join(carries)}" if carries else "")
 
 

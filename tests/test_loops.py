@@ -43,9 +43,10 @@ def flat(value):
 BATCH, HIDDEN, VOCABULARY = 8, 32, 32
 
 
-def char_rnn(steps, looped):
+def char_rnn(steps, looped, checkpoint=None, reverse=False):
     """The mean cross-entropy of a tanh RNN over ``steps`` one-hot characters, and its gradient
-    in the weights and the initial state, as a scan (``looped``) or unrolled."""
+    in the weights and the initial state, as a scan (``looped``, checkpointed every
+    ``checkpoint`` steps) or unrolled; ``reverse`` runs the characters last to first."""
     X = sg.var("X", shape=(steps, BATCH, VOCABULARY))
     Y = sg.var("Y", shape=(steps, BATCH, VOCABULARY))
     Wx = sg.var("Wx", shape=(VOCABULARY, HIDDEN))
@@ -59,7 +60,9 @@ def char_rnn(steps, looped):
         h = sg.tanh(x @ Wx + h @ Wh + b)
         return h, -sg.sum(y * sg.log_softmax(h @ Wy, axis=-1))
 
-    _, losses = (sg.scan if looped else unrolled_scan)(step, h0, (X, Y))
+    options = dict(checkpoint=checkpoint) if looped else {}
+    _, losses = (sg.scan if looped else unrolled_scan)(step, h0, (X, Y), reverse=reverse,
+                                                       **options)
     loss = sg.sum(losses) / steps
     params = [Wx, Wh, b, Wy, h0]
     return loss, sg.grad(loss, params), [X, Y, *params]
@@ -508,44 +511,56 @@ def replay(graph, output, bound):
     return built[output]
 
 
+class RandomLoop:
+    """A body drawn by the property tests' generator from the carry, the slice and weights, 1 to
+    ``max_steps`` steps, and values of its inputs (``rng`` draws more)."""
+
+    def __init__(self, data, max_steps):
+        shapes = [(), (3,), (2, 3)]
+        carry_shape = data.draw(st.sampled_from(shapes), label="carry")
+        slice_shape = data.draw(st.sampled_from(shapes), label="slice")
+        with sg.use_graph() as self.drawn:
+            drawer = GraphDrawer(data.draw)
+            drawer.pool += [drawer.variable(carry_shape), drawer.variable(slice_shape)]
+            self.y = drawer.build(data.draw(st.integers(1, 6), label="ops"))
+        self.names = list(drawer.variables)
+        self.specs = {name: drawer.variables[name].shape for name in self.names}
+        self.steps = data.draw(st.integers(1, max_steps), label="steps")
+        batch = data.draw(st.integers(1, 3), label="batch")
+        self.rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+        self.shape = lambda name: tuple(batch if d == "b" else d for d in self.specs[name])
+        names = self.names
+        self.values = [self.rng.uniform(-1.0, 1.0, self.shape(names[0])),
+                       self.rng.uniform(-1.0, 1.0, (self.steps, *self.shape(names[1])))] + \
+            [self.rng.uniform(-1.0, 1.0, self.shape(n)) for n in names[2:]]
+
+    def build(self, scan, **options):
+        """(f, [f, the final carry, ys, the gradient of f in every input], the inputs) of the
+        loop made by ``scan``, in the current graph."""
+        names, specs = self.names, self.specs
+        init = sg.var("init", shape=specs[names[0]])
+        xs = sg.var("xs", shape=(self.steps, *specs[names[1]]))
+        weights = {n: sg.var(n, shape=specs[n]) for n in names[2:]}
+
+        def step(c, x):
+            out = replay(self.drawn, self.y.node, {names[0]: c, names[1]: x, **weights})
+            return 0.5 * c + 0.5 * sg.tanh(sg.sum(out)), sg.tanh(out)
+        final, ys = scan(step, init, xs, **options)
+        f = sg.sum(final) + 0.5 * sg.sum(ys)
+        inputs = [init, xs, *weights.values()]
+        return f, [f, final, ys, *sg.grad(f, inputs, disconnected="zero")], inputs
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_random_loops_match_the_unrolled_loop(data):
     """A body drawn by the property tests' generator from the carry, the slice and weights;
     1 to 5 steps; values and gradients against the loop written out."""
-    shapes = [(), (3,), (2, 3)]
-    carry_shape = data.draw(st.sampled_from(shapes), label="carry")
-    slice_shape = data.draw(st.sampled_from(shapes), label="slice")
-    with sg.use_graph() as drawn:
-        drawer = GraphDrawer(data.draw)
-        drawer.pool += [drawer.variable(carry_shape), drawer.variable(slice_shape)]
-        y = drawer.build(data.draw(st.integers(1, 6), label="ops"))
-    names = list(drawer.variables)
-    specs = {name: drawer.variables[name].shape for name in names}
-    steps = data.draw(st.integers(1, 5), label="steps")
-    batch = data.draw(st.integers(1, 3), label="batch")
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
-
-    def concrete(shape):
-        return tuple(batch if d == "b" else d for d in shape)
-    values = [rng.uniform(-1.0, 1.0, concrete(specs[names[0]])),
-              rng.uniform(-1.0, 1.0, (steps, *concrete(specs[names[1]])))] + \
-        [rng.uniform(-1.0, 1.0, concrete(specs[n])) for n in names[2:]]
-
+    loop = RandomLoop(data, 5)
     results = []
     for scan in (sg.scan, unrolled_scan):
         with sg.use_graph():
-            init = sg.var("init", shape=specs[names[0]])
-            xs = sg.var("xs", shape=(steps, *specs[names[1]]))
-            weights = {n: sg.var(n, shape=specs[n]) for n in names[2:]}
-
-            def step(c, x):
-                out = replay(drawn, y.node, {names[0]: c, names[1]: x, **weights})
-                return 0.5 * c + 0.5 * sg.tanh(sg.sum(out)), sg.tanh(out)
-            final, ys = scan(step, init, xs)
-            f = sg.sum(final) + 0.5 * sg.sum(ys)
-            inputs = [init, xs, *weights.values()]
-            grads = sg.grad(f, inputs, disconnected="zero")
-            results.append(sg.compile([f, final, ys, *grads], inputs=inputs)(*values))
+            _, outputs, inputs = loop.build(scan)
+            results.append(sg.compile(outputs, inputs=inputs)(*loop.values))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True)

@@ -156,3 +156,29 @@ def test_the_rewrite_safety_points_and_tolerance_are_as_described():
     assert [min(magnitudes), max(magnitudes)] == [number(smallest_magnitude),
                                                   number(largest_magnitude)]
     assert number(factor) == rewrite_safety.ERROR_FACTOR and number(ulps) == rewrite_safety.ULPS
+
+
+# -- scan's checkpoint=: peak memory of the char-RNN gradient -------------------------------------
+
+def test_checkpointed_scan_peak_memory():
+    import scan_checkpoint      # tests/benchmarks/scan_checkpoint.py, which measures them
+
+    steps, stored, at_sqrt, sqrt_k, at_tenth, tenth_k = quoted(
+        r"at T = ([\d,]+) steps, the peak memory of a gradient call is ([\d.]+) MiB when every "
+        r"step is stored, ([\d.]+) MiB with `checkpoint=(\d+)` \(about √T\) and ([\d.]+) MiB "
+        r"with `checkpoint=(\d+)`")
+    at_best, best = quoted(r"The least memory is near k = √\(T c / r\), for a carry of c numbers "
+                           r"and residuals of r numbers a step: ([\d.]+) MiB at k = (\d+) here")
+    steps = int(number(steps))
+    assert int(sqrt_k) == math.isqrt(steps) and int(tenth_k) == steps // 10
+    # the carry is (8, 32); a step's residuals are the carry, the new carry and the log-softmax
+    assert int(best) == round(math.sqrt(steps / 3))
+    args = scan_checkpoint.data(steps)
+
+    def mib(k):
+        return scan_checkpoint.peak_bytes(scan_checkpoint.build(steps, k), args) / 2 ** 20
+    figures = {None: stored, int(sqrt_k): at_sqrt, int(tenth_k): at_tenth, int(best): at_best}
+    peaks = {k: mib(k) for k in [*figures, int(best) // 2, 2 * int(best)]}
+    for k, figure in figures.items():
+        assert float(f"{peaks[k]:.2g}") == number(figure), (k, peaks[k], figure)
+    assert peaks[int(best)] == min(peaks.values()), peaks

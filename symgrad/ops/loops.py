@@ -11,7 +11,9 @@ The derivative of a scan is a scan running the other way (``_scan_vjp``): the bo
 differentiated once, symbolically, into a reverse body that reads what the forward loop stored
 of each step (the values its derivative needs: residuals) and accumulates the gradients of the
 closed-over inputs as carries. Being a scan, it is differentiated the same way: grad of grad,
-and jvp (which differentiate.py derives by transposing vjp), need nothing more.
+and jvp (which differentiate.py derives by transposing vjp), need nothing more. A loop's
+``checkpoint`` is an attribute of its scan nodes, passed on to its reverse loop: what it changes
+is how codegen.loops writes them (residuals recomputed segment by segment), not their values.
 
 Imports ops.core, ops.shape and ops.arrays; differentiate registers its backprop (DIFFERENTIATE).
 """
@@ -22,7 +24,7 @@ import numbers
 
 import numpy as np
 
-from ..errors import ShapeError, SymgradError
+from ..errors import ArgumentError, ShapeError, SymgradError
 from ..graph import Graph
 from .arrays import moveaxis
 from .core import Applied, Expr, apply, const, defop, graph_of, lift, located, static_shape
@@ -231,7 +233,7 @@ def _result_data(body, output):
     raise SymgradError(f"a scan result is ('final', carry) or ('stacked', node), got {output!r}")
 
 
-def _scan_shape(shapes, body, output, reverse, length):
+def _scan_shape(shapes, body, output, reverse, length, checkpoint=None):
     placeholders = body.placeholders
     if len(shapes) != len(placeholders):
         raise ShapeError(f"the loop takes {len(placeholders)} operands, got {len(shapes)}")
@@ -248,7 +250,7 @@ def _scan_shape(shapes, body, output, reverse, length):
     return data["shape"] if final is not None else (length, *data["shape"])
 
 
-def _scan_dtype(dtypes, body, output, reverse, length):
+def _scan_dtype(dtypes, body, output, reverse, length, checkpoint=None):
     return _result_data(body, output)[0]["dtype"]
 
 
@@ -257,17 +259,17 @@ def _emit_scan(ctx):
     raise SymgradError("a scan node is written by codegen.loops, not by an emission template")
 
 
-def _scan_vjp(g, out, *inputs, body, output, reverse, length):
-    return _reverse_scan([(output, g)], inputs, body, reverse, length)
+def _scan_vjp(g, out, *inputs, body, output, reverse, length, checkpoint=None):
+    return _reverse_scan([(output, g)], inputs, body, reverse, length, checkpoint)
 
 
-def loop_vjp(cotangents, inputs, body, reverse, length):
+def loop_vjp(cotangents, inputs, body, reverse, length, checkpoint=None):
     """The gradients of several results of one loop (scan nodes of the same body and inputs),
     ``cotangents`` a list of (output attribute, cotangent), pulled back by one reverse loop: one
     gradient per input. differentiate calls it when a loop has more than one result on the path,
     so reading a loop's final carry and its stacked values costs one reverse loop, not two."""
     return _reverse_scan(sorted(cotangents, key=lambda pair: pair[0]), inputs, body, reverse,
-                         length)
+                         length, checkpoint)
 
 
 defop("scan", None, _scan_shape, _emit_scan, _scan_vjp, dtype=_scan_dtype, loop=None,
@@ -381,7 +383,7 @@ def _leaf_paths(structure, prefix=()):
     return paths
 
 
-def scan(step, init, xs=None, length=None, reverse=False):
+def scan(step, init, xs=None, length=None, reverse=False, checkpoint=None):
     """A loop kept as one node, as ``jax.lax.scan``: ``step(carry, x) -> (carry, y)`` is built
     once, and ``scan`` returns ``(final carry, ys)``, the ``y`` of every step stacked along a
     new first axis. ``carry``, ``x`` and ``y`` are expressions or tuples (lists) of them; ``xs``
@@ -389,14 +391,38 @@ def scan(step, init, xs=None, length=None, reverse=False):
     steps); with ``reverse`` the steps go from the last slice to the first (ys keep the order
     of xs). Expressions the step reads from outside (weights) are inputs of the loop.
 
+    ``checkpoint=k`` (a positive int) trades time for memory in the loop's derivative. Without
+    it, the forward loop stores what the reverse loop reads of every step (its residuals: for
+    a tanh RNN the state, the activation and the log-probabilities), T steps of them. With it,
+    the forward loop stores only the carry entering every k-th step; the reverse loop runs
+    segment by segment, last to first, recomputing each segment's k steps from its carry into
+    a buffer of k steps and then running their reverse steps. Memory goes from T steps of
+    residuals to T/k carries and k steps of residuals, the least near k = sqrt(T c / r) for a
+    carry of c numbers and r numbers of residuals a step; time grows by one more forward pass
+    of the step. The gradient is the same to the last bit: the same operations on the same
+    numbers. Residuals also read by anything else than a loop running the other way (ys the
+    function returns) are stored as before; in a second derivative, a loop reading recomputed
+    values stores its own.
+
     >>> import symgrad as sg
     >>> x = sg.var("x")
     >>> final, ys = scan(lambda c, _: (c * x, c), 1.0 * x, length=3)
     >>> sg.compile([final, ys], inputs=[x])(2.0)
     (np.float64(16.0), array([2., 4., 8.]))
+    >>> final, _ = scan(lambda c, _: (sg.sin(c) * x, None), x, length=100, checkpoint=10)
+    >>> d = sg.grad(final, x)
+    >>> d_stored = sg.grad(scan(lambda c, _: (sg.sin(c) * x, None), x, length=100)[0], x)
+    >>> sg.compile(d, inputs=[x])(0.5) == sg.compile(d_stored, inputs=[x])(0.5)
+    np.True_
     """
     if not callable(step):
         raise SymgradError("scan needs a callable step(carry, x) -> (carry, y)")
+    if checkpoint is not None and (isinstance(checkpoint, bool) or not isinstance(
+            checkpoint, numbers.Integral) or checkpoint < 1):
+        raise ArgumentError(f"scan: checkpoint must be None or a positive int (the number of "
+                            f"steps between the carries kept for the derivative), got "
+                            f"{checkpoint!r}")
+    segments = {} if checkpoint is None else {"checkpoint": int(checkpoint)}
     init_leaves, init_structure = _flatten(init, "init")
     xs_leaves, xs_structure = _flatten(xs, "xs")
     graph = graph_of(*init_leaves, *xs_leaves)
@@ -431,9 +457,9 @@ def scan(step, init, xs=None, length=None, reverse=False):
         _discard_trace(graph, mark_traced, closed_values, [e.node for e in carry_in + x_in])
         operands = carries + scanned + [Expr(graph, v) for v in closed_values]
         finals = [apply("scan", *operands, body=body, output=("final", k), reverse=bool(reverse),
-                        length=steps) for k in range(len(carries))]
+                        length=steps, **segments) for k in range(len(carries))]
         stacked = [apply("scan", *operands, body=body, output=("stacked", node),
-                         reverse=bool(reverse), length=steps) for node in body.ys]
+                         reverse=bool(reverse), length=steps, **segments) for node in body.ys]
         _note_hoisted(graph, finals + stacked, [v for v in closed_values if v >= mark_traced])
     return _unflatten(init_structure, finals), _unflatten(y_structure, stacked)
 
@@ -470,14 +496,18 @@ def _discard_trace(graph, mark, kept, placeholders):
     graph.discard(doomed + list(placeholders))
 
 
-def fori_loop(lower, upper, body, init):
+def fori_loop(lower, upper, body, init, checkpoint=None):
     """``body(i, value)`` applied for i = lower, ..., upper - 1, as ``jax.lax.fori_loop``: a scan
     over the indices (int64 scalars), ``value`` an expression or a tuple of them.
+    ``checkpoint=k`` is scan's: the derivative keeps every k-th value and recomputes the rest.
 
     >>> import symgrad as sg
     >>> x = sg.var("x")
     >>> sg.compile(fori_loop(0, 4, lambda i, v: v * x + i, 0.0 * x), inputs=[x])(2.0)
     np.float64(11.0)
+    >>> v = fori_loop(0, 4, lambda i, v: v * x + i, 0.0 * x, checkpoint=2)
+    >>> sg.compile(sg.grad(v, x), inputs=[x])(2.0)
+    np.float64(6.0)
     """
     leaves, _ = _flatten(init, "init")
     for bound in (lower, upper):
@@ -489,7 +519,8 @@ def fori_loop(lower, upper, body, init):
     with graph.atomic():        # a failed loop takes its indices back with it
         indices = const(np.arange(int(lower), max(int(lower), int(upper)), dtype=np.int64),
                         graph, dtype="int64")
-        final, _ = scan(lambda value, i: (body(i, value), None), init, indices)
+        final, _ = scan(lambda value, i: (body(i, value), None), init, indices,
+                        checkpoint=checkpoint)
     return final
 
 
@@ -604,14 +635,16 @@ def _residuals(scratch, body, forward_end, results):
     return sorted(found)
 
 
-def _reverse_scan(cotangents, inputs, body, reverse, length):
+def _reverse_scan(cotangents, inputs, body, reverse, length, checkpoint=None):
     """The gradients of a loop's results pulled back by their cotangents (a list of (output
     attribute, cotangent) with the same leading batch axes): one per input, from one scan
-    running the other way."""
+    running the other way. A checkpointed loop's reverse loop is checkpointed too: its own
+    residuals (read by a derivative of it) are recomputed the same way."""
     outputs = tuple(output for output, _ in cotangents)
     seeded = dict(cotangents)
     output, g = cotangents[0]
     graph = g.graph
+    segments = {} if checkpoint is None else {"checkpoint": checkpoint}
     count_carries, count_xs = len(body.carries), len(body.xs)
     init = inputs[:count_carries]
     scanned = inputs[count_carries:count_carries + count_xs]
@@ -648,7 +681,7 @@ def _reverse_scan(cotangents, inputs, body, reverse, length):
             residual_values.append(scanned[body.xs.index(node)])
         else:
             residual_values.append(apply("scan", *inputs, body=body, output=("stacked", node),
-                                         reverse=reverse, length=length))
+                                         reverse=reverse, length=length, **segments))
     for output in outputs:
         if output[0] == "stacked":
             y_g = seeded[output]
@@ -657,7 +690,7 @@ def _reverse_scan(cotangents, inputs, body, reverse, length):
 
     def result(kind, which):
         return apply("scan", *operands, body=reverse_body, output=(kind, which),
-                     reverse=not reverse, length=length)
+                     reverse=not reverse, length=length, **segments)
 
     gradients = [None] * len(inputs)
     for position, j in enumerate(floating):

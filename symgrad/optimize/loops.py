@@ -14,7 +14,8 @@ from .rebuild import rebuild
 
 def _loop_key(data):
     attrs = data["attrs"]
-    return (data["inputs"], attrs["body"], attrs["reverse"], attrs["length"])
+    return (data["inputs"], attrs["body"], attrs["reverse"], attrs["length"],
+            attrs.get("checkpoint"))
 
 
 def _read_results(graph, outputs):
