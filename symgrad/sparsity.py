@@ -130,6 +130,8 @@ def _propagated(graph, node, data, op, positions, patterns, columns):
         local = {p: _broadcast_map(operand_shapes[p], out_shape) for p in positions}
     elif rule == "moves":
         local = _moved(graph, data, positions)
+    elif rule == "adds":
+        local = _added(graph, data, positions)
     elif callable(rule):
         values = [graph._node[i].get("value") if graph._node[i]["op"] == "const" else None
                   for i in data["inputs"]]
@@ -217,6 +219,52 @@ def _moved(graph, data, positions):
         else:
             maps[p] = codes.astype(np.int64) - 1
     return maps
+
+
+def _added(graph, data, positions):
+    """{operand position: (result entries, operand entries)} for an op that adds each entry of
+    an operand into one entry of the result (a scatter, whose derivative rule is a move): the
+    rule, handed the positions (1, 2, ...) of the result's entries as its cotangent, moves them
+    back, so that evaluated it names the result entry each operand entry is added into. As for
+    _moved, an unknown integer or boolean operand (an index) makes the op dense."""
+    op = OPS[data["op"]]
+    scratch = Graph()
+    operands = []
+    for operand in (graph._node[i] for i in data["inputs"]):
+        if operand["op"] == "const":
+            value = np.asarray(operand["value"])
+        elif operand["dtype"] in ("float64", "float32"):
+            value = np.zeros(operand["shape"], dtype=operand["dtype"])
+        else:
+            return {p: "dense" for p in positions}
+        operands.append(const(value, scratch, dtype=value.dtype))
+    out = apply(data["op"], *operands, **data["attrs"])
+    size = math.prod(data["shape"])
+    cotangent = const(np.arange(1.0, size + 1.0).reshape(data["shape"]), scratch)
+    pulled = op.vjp(cotangent, out, *operands, **data["attrs"])
+    found = {}
+    for p in positions:
+        moved = pulled[p]
+        if moved is None:
+            found[p] = None
+            continue
+        if moved.op == "const":
+            codes = moved.data["value"]
+        elif all(scratch._node[i]["op"] == "const" for i in moved.data["inputs"]):
+            codes = _evaluate(moved.data, [scratch._node[i]["value"]
+                                           for i in moved.data["inputs"]])
+        else:
+            codes = None
+        if codes is None:
+            found[p] = "dense"
+            continue
+        codes = np.asarray(codes, dtype=np.float64).ravel()
+        if codes.size != math.prod(graph._node[data["inputs"][p]]["shape"]) or not np.array_equal(
+                codes, np.round(codes)) or codes.min(initial=1) < 1 or codes.max(initial=1) > size:
+            found[p] = "dense"      # not one place per entry after all: never miss an entry
+        else:
+            found[p] = (codes.astype(np.int64) - 1, np.arange(codes.size, dtype=np.int64))
+    return found
 
 
 def _evaluate(data, values):
