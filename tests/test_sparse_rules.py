@@ -1,7 +1,7 @@
 """The sparsity rules of the ops a user of sparse derivatives meets (symgrad.sparsity): einsum and
-inner on random subscripts and shapes, the scatters a gradient of indexing holds, sort. Each
-pattern is checked against the dense Jacobian's nonzeros at random points: it never misses one,
-and where the rule is exact it holds no more. Then the colourings: the 5-point stencil's optimum
+inner on random subscripts and shapes, the scatters a gradient of indexing holds, convolutions
+and pooling, sort. Each pattern is checked against the dense Jacobian's nonzeros at random
+points: it never misses one, and where the rule is exact it holds no more. Then the colourings: the 5-point stencil's optimum
 at 90,000 columns, DSATUR proper on random graphs and exact on bipartite ones."""
 
 import numpy as np
@@ -193,6 +193,62 @@ def test_put_add_adds_each_value_at_its_position():
                                                             [0, 1, 0, 0, 0, 0, 0, 0],
                                                             [0, 0, 1, 0, 0, 0, 0, 0],
                                                             [0, 0, 0, 1, 1, 0, 1, 0]])
+
+
+# -- convolutions ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, dilation, groups", [
+    ((2, 2, 5), (3, 2, 2), 1, 1, 1),
+    ((1, 4, 7), (4, 2, 3), 2, 1, 2),
+    ((2, 1, 5, 6), (2, 1, 2, 3), (1, 2), (2, 1), 1),
+    ((3, 4, 4, 4), (2, 2, 2, 2), 1, 1, 2),
+], ids=["1-D", "strided, 2 groups", "2-D strided and dilated", "2-D, 2 groups"])
+@pytest.mark.parametrize("constant_filters", [False, True], ids=["filters", "constant filters"])
+def test_convolutions_and_their_adjoints_are_exact(x_shape, w_shape, stride, dilation, groups,
+                                                   constant_filters):
+    # conv's Jacobian, and the Hessian of a function of it, whose gradient holds conv_transpose
+    # and conv_weight: each against the dense Jacobian's nonzeros
+    rng = np.random.default_rng(8)
+    with sg.use_graph():
+        inputs, weights = int(np.prod(x_shape)), int(np.prod(w_shape))
+        x = sg.var("x", shape=(inputs + weights,))
+        w = (rng.normal(size=w_shape) * (rng.uniform(size=w_shape) < 0.5) if constant_filters
+             else x[inputs:].reshape(w_shape))
+        y = sg.conv(x[:inputs].reshape(x_shape), w, stride=stride, dilation=dilation,
+                    groups=groups)
+        check_pattern(y.reshape(-1), x, rng)
+        g = sg.grad(sg.sum(sg.sin(y)), x)
+        assert {"conv_transpose", "conv_weight"} <= {d["op"] for d in x.graph._node.values()}
+        check_pattern(g, x, rng)
+
+
+def test_numpy_convolve_with_a_constant_kernel_is_banded():
+    rng = np.random.default_rng(9)
+    with sg.use_graph():
+        x = sg.var("x", shape=(12,))
+        for mode in ("full", "same", "valid"):
+            y = sg.convolve(x, np.array([1.0, -2.0, 1.0]), mode=mode)
+            pattern = check_pattern(y, x, rng)
+            assert pattern.sum(axis=1).max() == 3
+            hessians(sg.sum(sg.exp(y)), x, rng.normal(size=12), direct=False)
+
+
+@pytest.mark.parametrize("pool", [sg.avg_pool, sg.max_pool], ids=["average", "max"])
+def test_pooling_and_its_gradient_stay_in_their_windows(pool):
+    # windows moves entries, unwindows (its adjoint, in the gradient) adds them back
+    rng = np.random.default_rng(10)
+    with sg.use_graph():
+        x = sg.var("x", shape=(2 * 6 * 6,))
+        y = pool(x.reshape(2, 1, 6, 6), 2).reshape(-1)
+        windows = (np.arange(72).reshape(2, 6, 6) // 2 % 3 + 3 * (np.arange(6)[:, None] // 2)
+                   + 9 * np.arange(2)[:, None, None]).ravel()
+        expected = np.arange(18)[:, None] == windows[None, :]
+        np.testing.assert_array_equal(sg.sparsity(y, x).toarray(), expected)
+        g = sg.grad(sg.sum(sg.sin(y) * np.arange(1.0, 19.0)), x)
+        assert "unwindows" in {d["op"] for d in x.graph._node.values()}
+        pattern = check_pattern(g, x, rng, exact=pool is sg.avg_pool)
+        np.testing.assert_array_equal(pattern, expected.T @ expected)
 
 
 # -- sort ------------------------------------------------------------------------------------------
