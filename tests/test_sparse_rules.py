@@ -305,3 +305,40 @@ def test_dsatur_colours_properly_and_bipartite_graphs_with_two(left, right, dens
     colors = _saturation_coloring(bipartite)
     assert proper(bipartite, colors)
     assert colors.max() + 1 == (2 if block.nnz else 1)
+
+
+# -- stacks of matrices ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build, size", [
+    (lambda x: sg.inv(x.reshape(3, 2, 2) + 3.0 * np.eye(2)), 12),
+    (lambda x: sg.det(x.reshape(3, 2, 2) + 3.0 * np.eye(2)), 12),
+    (lambda x: sg.slogdet(x.reshape(3, 2, 2) + 3.0 * np.eye(2))[1], 12),
+    (lambda x: sg.solve(x[:8].reshape(2, 2, 2) + 3.0 * np.eye(2),
+                               x[8:].reshape(2, 2, 2)), 16),
+    (lambda x: sg.solve(x[:4].reshape(2, 2) + 3.0 * np.eye(2),
+                               x[4:].reshape(3, 2, 1)), 10),
+    (lambda x: sg.eigvalsh(x.reshape(3, 2, 2) + x.reshape(3, 2, 2).swapaxes(-1, -2)), 12),
+    (lambda x: sg.expm(0.3 * x.reshape(3, 2, 2)), 12),
+], ids=["inv", "det", "slogdet", "solve", "solve, b stacked", "eigvalsh", "expm"])
+def test_a_function_of_each_matrix_of_a_stack_is_block_diagonal(build, size):
+    # a finite-element energy sums one term per element matrix (a log det of its deformation
+    # gradient): its Hessian is block diagonal, not dense
+    rng = np.random.default_rng(11)
+    with sg.use_graph():
+        x = sg.var("x", shape=(size,))
+        y = build(x).reshape(-1)
+        check_pattern(y, x, rng)
+        assert not sg.sparsity(y, x).toarray().all()
+
+
+def test_the_hessian_of_a_sum_of_log_determinants_is_block_diagonal():
+    rng = np.random.default_rng(12)
+    with sg.use_graph():
+        x = sg.var("x", shape=(5 * 4,))
+        f = sg.sum(sg.slogdet(x.reshape(5, 2, 2) + 3.0 * np.eye(2))[1])
+        expected = np.kron(np.eye(5), np.ones((4, 4))).astype(bool)
+        np.testing.assert_array_equal(sg.sparsity(sg.grad(f, x), x).toarray(), expected)
+        dense, H, fn = hessians(f, x, 0.3 * rng.normal(size=20), direct=False)
+        assert fn.colors[0] == 4
+
