@@ -342,3 +342,13 @@ def test_the_hessian_of_a_sum_of_log_determinants_is_block_diagonal():
         dense, H, fn = hessians(f, x, 0.3 * rng.normal(size=20), direct=False)
         assert fn.colors[0] == 4
 
+
+# -- showing ---------------------------------------------------------------------------------------
+
+
+def test_a_table_with_values_shows_a_sparse_result_by_its_shape_and_nonzeros():
+    with sg.use_graph():
+        x = sg.var("x", shape=(6,))
+        J = sg.jacobian(x[1:] * x[:-1], x, sparse=True)
+        shown = sg.show_graph(J, [x], at={"x": np.arange(1.0, 7.0)})
+        assert "csr 5 x 6, 10 nonzeros" in shown
