@@ -307,6 +307,18 @@ def test_dsatur_colours_properly_and_bipartite_graphs_with_two(left, right, dens
     assert colors.max() + 1 == (2 if block.nnz else 1)
 
 
+
+def test_a_weighted_logsumexp_depends_on_its_group_and_the_weights_over_it():
+    rng = np.random.default_rng(13)
+    with sg.use_graph():
+        x = sg.var("x", shape=(12 + 4,))
+        values, weights = x[:12].reshape(3, 4), sg.exp(x[12:])
+        for axis, expected_row_nonzeros in ((1, 4 + 4), (0, 3 + 1)):
+            y = sg.logsumexp(values, axis=axis, b=weights)
+            assert y.op == "weighted_logsumexp"
+            pattern = check_pattern(y, x, rng)
+            assert pattern.sum(axis=1).max() == expected_row_nonzeros
+
 # -- stacks of matrices ------------------------------------------------------------------------------
 
 
