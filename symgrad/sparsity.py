@@ -627,10 +627,11 @@ def _incidence_degree(adjacency):
 
 def _saturation_coloring(adjacency):
     """Brélaz's DSATUR: next, an uncoloured vertex whose neighbours have the most distinct
-    colours, given the least colour they lack. The vertices wait in one bucket per saturation,
-    the largest degree first and then the one whose saturation rose last, which keeps the
-    colouring on a front as the heap of (saturation, degree) did, in a list operation per
-    rise instead of a heap operation (linear in the adjacency entries)."""
+    colours, given the least colour they lack. The vertices wait in one list per saturation:
+    at saturation 0 the largest degree first, then in each list the vertex whose saturation
+    rose last, next to the ones just coloured. A rise costs a list append where a heap of
+    (saturation, degree) cost a heap push, so the colouring is linear in the adjacency
+    entries."""
     indptr, indices = adjacency.indptr.tolist(), adjacency.indices.tolist()
     n = adjacency.shape[0]
     colors = [-1] * n
