@@ -119,6 +119,8 @@ def format_value(value, width=60):
     """A compact rendering of a scalar or an array."""
     if value is None:
         return ""
+    if hasattr(value, "nnz"):       # a SciPy sparse matrix (sg.jacobian(..., sparse=True))
+        return f"{value.format} {' x '.join(map(str, value.shape))}, {value.nnz} nonzeros"
     array = np.asarray(value)
     if array.shape == ():
         return f"{float(array):.10g}" if array.dtype != bool else str(bool(array))

@@ -18,10 +18,9 @@ from .errors import InternalError, ShapeError, SymgradError
 from .graph import Graph
 from .ops import OPS, Expr, apply, const, static_shape, stop_gradient, zeros_like
 
-# A greedy colouring in Python visits each vertex's neighbours; the dynamic orders also push
-# each adjacency entry on a heap (about 3 s a million entries on the shared machine). Up to this
-# many entries, saturation degree (DSATUR) is tried besides the natural and largest-first
-# orders, and up to a tenth of it smallest last and incidence degree.
+# A greedy colouring in Python visits each vertex's neighbours; the smallest-last and
+# incidence-degree orders also push each adjacency entry on a heap (about 3 s a million entries
+# on the shared machine): they are tried up to a tenth of this many entries.
 ORDERINGS_LIMIT = 300_000
 # The star colouring visits the neighbours of neighbours of neighbours: it is tried up to this
 # many such visits (a distance-2 colouring, always tried, is also a star colouring).
@@ -130,6 +129,8 @@ def _propagated(graph, node, data, op, positions, patterns, columns):
         local = {p: _broadcast_map(operand_shapes[p], out_shape) for p in positions}
     elif rule == "moves":
         local = _moved(graph, data, positions)
+    elif rule == "adds":
+        local = _added(graph, data, positions)
     elif callable(rule):
         values = [graph._node[i].get("value") if graph._node[i]["op"] == "const" else None
                   for i in data["inputs"]]
@@ -217,6 +218,52 @@ def _moved(graph, data, positions):
         else:
             maps[p] = codes.astype(np.int64) - 1
     return maps
+
+
+def _added(graph, data, positions):
+    """{operand position: (result entries, operand entries)} for an op that adds each entry of
+    an operand into one entry of the result (a scatter, whose derivative rule is a move): the
+    rule, handed the positions (1, 2, ...) of the result's entries as its cotangent, moves them
+    back, so that evaluated it names the result entry each operand entry is added into. As for
+    _moved, an unknown integer or boolean operand (an index) makes the op dense."""
+    op = OPS[data["op"]]
+    scratch = Graph()
+    operands = []
+    for operand in (graph._node[i] for i in data["inputs"]):
+        if operand["op"] == "const":
+            value = np.asarray(operand["value"])
+        elif operand["dtype"] in ("float64", "float32"):
+            value = np.zeros(operand["shape"], dtype=operand["dtype"])
+        else:
+            return {p: "dense" for p in positions}
+        operands.append(const(value, scratch, dtype=value.dtype))
+    out = apply(data["op"], *operands, **data["attrs"])
+    size = math.prod(data["shape"])
+    cotangent = const(np.arange(1.0, size + 1.0).reshape(data["shape"]), scratch)
+    pulled = op.vjp(cotangent, out, *operands, **data["attrs"])
+    found = {}
+    for p in positions:
+        moved = pulled[p]
+        if moved is None:
+            found[p] = None
+            continue
+        if moved.op == "const":
+            codes = moved.data["value"]
+        elif all(scratch._node[i]["op"] == "const" for i in moved.data["inputs"]):
+            codes = _evaluate(moved.data, [scratch._node[i]["value"]
+                                           for i in moved.data["inputs"]])
+        else:
+            codes = None
+        if codes is None:
+            found[p] = "dense"
+            continue
+        codes = np.asarray(codes, dtype=np.float64).ravel()
+        if codes.size != math.prod(graph._node[data["inputs"][p]]["shape"]) or not np.array_equal(
+                codes, np.round(codes)) or codes.min(initial=1) < 1 or codes.max(initial=1) > size:
+            found[p] = "dense"      # not one place per entry after all: never miss an entry
+        else:
+            found[p] = (codes.astype(np.int64) - 1, np.arange(codes.size, dtype=np.int64))
+    return found
 
 
 def _evaluate(data, values):
@@ -505,25 +552,31 @@ def _greedy(adjacency, order):
     return np.array(colors, dtype=np.int64)
 
 
-def _fewest_colors(adjacency):
+def _fewest_colors(adjacency, least=0):
     """The colouring with the fewest colours among greedy ones in several vertex orders:
-    natural, largest degree first, and up to ORDERINGS_LIMIT adjacency entries smallest degree
-    last and incidence degree, and saturation degree (DSATUR), whose dynamic orders cost a heap
-    operation per entry."""
+    saturation degree (DSATUR), natural, largest degree first, and up to ORDERINGS_LIMIT
+    adjacency entries smallest degree last and incidence degree, whose heaps cost more per
+    entry. The first to take ``least`` colours, a lower bound the caller knows (the nonzeros of
+    a row, all of whose columns conflict), is taken: no order does better."""
     adjacency = adjacency.tocsr()
     adjacency.setdiag(False)
     adjacency.eliminate_zeros()
     n = adjacency.shape[0]
     degrees = np.diff(adjacency.indptr)
-    candidates = [_greedy(adjacency, range(n))]
+    orders = [lambda: _saturation_coloring(adjacency), lambda: _greedy(adjacency, range(n))]
     if degrees.min(initial=0) != degrees.max(initial=0):
-        candidates.append(_greedy(adjacency, np.argsort(-degrees, kind="stable").tolist()))
+        orders.append(lambda: _greedy(adjacency, np.argsort(-degrees, kind="stable").tolist()))
     if adjacency.nnz <= ORDERINGS_LIMIT // 10:
-        candidates.append(_greedy(adjacency, _smallest_last(adjacency)))
-        candidates.append(_greedy(adjacency, _incidence_degree(adjacency)))
-    if adjacency.nnz <= ORDERINGS_LIMIT:
-        candidates.append(_saturation_coloring(adjacency))
-    return min(candidates, key=lambda colors: colors.max(initial=-1))
+        orders.append(lambda: _greedy(adjacency, _smallest_last(adjacency)))
+        orders.append(lambda: _greedy(adjacency, _incidence_degree(adjacency)))
+    best = None
+    for order in orders:
+        colors = order()
+        if best is None or colors.max(initial=-1) < best.max(initial=-1):
+            best = colors
+        if best.max(initial=-1) + 1 <= least:
+            break
+    return best
 
 
 def _smallest_last(adjacency):
@@ -573,29 +626,43 @@ def _incidence_degree(adjacency):
 
 
 def _saturation_coloring(adjacency):
-    """Brélaz's DSATUR: next, the uncoloured vertex whose neighbours have the most distinct
-    colours (then the highest degree, then the first), given the least colour they lack."""
+    """Brélaz's DSATUR: next, an uncoloured vertex whose neighbours have the most distinct
+    colours, given the least colour they lack. The vertices wait in one list per saturation:
+    at saturation 0 the largest degree first, then in each list the vertex whose saturation
+    rose last, next to the ones just coloured. A rise costs a list append where a heap of
+    (saturation, degree) cost a heap push, so the colouring is linear in the adjacency
+    entries."""
     indptr, indices = adjacency.indptr.tolist(), adjacency.indices.tolist()
     n = adjacency.shape[0]
-    degree = np.diff(adjacency.indptr).tolist()
     colors = [-1] * n
-    seen = [0] * n                  # bit c: a neighbour has colour c
+    # bit c: a neighbour has colour c; every bit once coloured, so that no colour adds to it
+    seen = [0] * n
     saturation = [0] * n
-    heap = [(0, -degree[v], v) for v in range(n)]
-    heapq.heapify(heap)
-    while heap:
-        _, _, v = heapq.heappop(heap)
-        if colors[v] >= 0:
-            continue                # a stale entry: v was reached again with more colours
+    # popped from the end: the largest degree, the first vertex among equals
+    degree = np.diff(adjacency.indptr)
+    buckets = [np.lexsort((-np.arange(n), degree)).tolist()]
+    top = 0
+    for _ in range(n):
+        while True:
+            while not buckets[top]:
+                top -= 1
+            v = buckets[top].pop()
+            if seen[v] != -1 and saturation[v] == top:
+                break               # else a stale entry: v rose to a later bucket
         mask = seen[v]
         color = (~mask & (mask + 1)).bit_length() - 1
         colors[v] = color
+        seen[v] = -1
         bit = 1 << color
         for w in indices[indptr[v]:indptr[v + 1]]:
-            if colors[w] < 0 and not seen[w] & bit:
+            if not seen[w] & bit:
                 seen[w] |= bit
-                saturation[w] += 1
-                heapq.heappush(heap, (-saturation[w], -degree[w], w))
+                rise = saturation[w] = saturation[w] + 1
+                if rise == len(buckets):
+                    buckets.append([])
+                buckets[rise].append(w)
+                if rise > top:
+                    top = rise
     return np.array(colors, dtype=np.int64)
 
 
@@ -690,11 +757,13 @@ def sparse_jacobian(y, x, disconnected="raise", method=None):
         direct = _direct_csr(y, x, pattern, least, method)
         if direct is not None:
             return direct
-        column_colors = _fewest_colors((pattern.T @ pattern).astype(bool))
+        column_colors = _fewest_colors((pattern.T @ pattern).astype(bool),
+                                       np.diff(pattern.indptr).max(initial=0))
         symmetric = pattern.shape[0] == pattern.shape[1] and (pattern != pattern.T).nnz == 0
         # a symmetric pattern's rows conflict as its columns do
         row_colors = column_colors if symmetric else _fewest_colors(
-            (pattern @ pattern.T).astype(bool))
+            (pattern @ pattern.T).astype(bool),
+            np.bincount(pattern.indices, minlength=x.size).max(initial=0))
         rows = np.repeat(np.arange(pattern.shape[0]), np.diff(pattern.indptr))
         if column_colors.max(initial=-1) < row_colors.max(initial=-1):
             colors, method = column_colors, "columns"
@@ -742,7 +811,8 @@ def sparse_hessian(f, x, disconnected="raise", method=None):
         adjacency = pattern.copy()
         adjacency.setdiag(False)
         adjacency.eliminate_zeros()
-        choices = [(_fewest_colors((pattern @ pattern).astype(bool)), "distance2")]
+        choices = [(_fewest_colors((pattern @ pattern).astype(bool),
+                                   np.diff(pattern.indptr).max(initial=0)), "distance2")]
         degrees = np.diff(adjacency.indptr)
         if int(np.sum(degrees.astype(np.int64) ** 3)) <= STAR_COLORING_LIMIT:
             choices.insert(0, (_star_coloring(adjacency), "star"))

@@ -40,8 +40,8 @@ def load_example(name):
 
 def test_every_example_is_tested():
     scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
-    assert scripts == ["cnn_digits.py", "hessian_and_hvp.py", "mlp.py", "mnist_idx.py",
-                       "textbook_gradients.py"]
+    assert scripts == ["cnn_digits.py", "hessian_and_hvp.py", "ipopt_bratu.py", "mlp.py",
+                       "mnist_idx.py", "textbook_gradients.py"]
 
 
 def test_textbook_gradients():
@@ -171,3 +171,54 @@ def test_cnn_digits_gradients_of_every_layer_match_central_differences():
         for direction in directions:
             np.testing.assert_allclose(np.vdot(gradient, direction), loss_along(k, direction),
                                        rtol=1e-5, atol=1e-8, err_msg=parameter.name)
+
+
+def test_ipopt_example_hands_ipopt_the_hand_assembled_jacobian_and_hessian():
+    # without IPOPT: the matrices the example gives it, at the known solution, against the
+    # Jacobian [A - lam diag(exp u), -I] and the Lagrangian's Hessian, block diagonal
+    # (I - lam diag(p exp u), alpha I + beta A), assembled with SciPy; IPOPT's lower triangle
+    import scipy.sparse
+    example = load_example("ipopt_bratu.py")
+    n = 10
+    u, f, p, target = example.known_solution(n)
+    problem = example.BratuControl(n, target)
+    x = np.concatenate([u, f])
+    A = example.laplacian(n)
+    eye = scipy.sparse.identity(n * n)
+    jacobian = scipy.sparse.hstack([A - example.LAM * scipy.sparse.diags_array(np.exp(u)), -eye])
+    hessian = scipy.sparse.block_diag([eye - example.LAM * scipy.sparse.diags_array(p * np.exp(u)),
+                                       example.ALPHA * eye + example.BETA * A])
+    rows, columns = problem.jacobianstructure()
+    mine = scipy.sparse.coo_array((problem.jacobian(x), (rows, columns)), shape=jacobian.shape)
+    np.testing.assert_allclose(mine.toarray(), jacobian.toarray(), rtol=1e-12, atol=1e-9)
+    rows, columns = problem.hessianstructure()
+    assert np.all(rows >= columns)
+    mine = scipy.sparse.coo_array((problem.hessian(x, p, 1.0), (rows, columns)),
+                                  shape=hessian.shape).toarray()
+    np.testing.assert_allclose(mine, np.tril(hessian.toarray()), rtol=1e-12, atol=1e-9)
+    # the optimality conditions hold at the known solution: the example's problem is right
+    _, gradient = problem.value_and_gradient(x)
+    np.testing.assert_allclose(gradient + jacobian.T @ p, 0.0, atol=1e-9)
+    np.testing.assert_allclose(problem.constraints(x), 0.0, atol=1e-9)
+    assert np.linalg.eigvalsh(hessian.toarray()).min() > 0
+
+
+def test_ipopt_example_finds_the_known_solution():
+    pytest.importorskip("cyipopt")
+    out = run_example("ipopt_bratu.py")
+    assert "IPOPT status 0:" in out
+    assert "n = 40: 3200 unknowns, 1600 constraints; Jacobian 9440 nonzeros" in out
+    differences = [float(v) for v in re.findall(r"largest difference .*: (\S+) \(relative\)", out)]
+    assert len(differences) == 2 and max(differences) < 1e-8
+
+
+def test_ipopt_example_without_cyipopt_builds_the_problem_and_says_so():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    hidden = ("import runpy, sys; sys.modules['cyipopt'] = None; "
+              "runpy.run_path('examples/ipopt_bratu.py', run_name='__main__')")
+    completed = subprocess.run([sys.executable, "-c", hidden], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=1800)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "n = 40: 3200 unknowns, 1600 constraints" in completed.stdout
+    assert "IPOPT not run: this example needs cyipopt" in completed.stdout

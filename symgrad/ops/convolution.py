@@ -17,6 +17,8 @@ Imports ops.core, ops.shape, ops.reduce and ops.arrays.
 import math
 import numbers
 
+import numpy as np
+
 from ..errors import ArgumentError, ShapeError
 from .arrays import flip, pad
 from .core import Expr, apply, defop, graph_of, lift, literal, op_function, public
@@ -359,19 +361,88 @@ def _emit_unwindows(ctx):
             f"del {columns}"]
 
 
-defop("conv", 2, _conv_shape, _emit_conv, _conv_vjp, loop=None)
+# -- which entries each result entry depends on (Op.sparsity) -----------------------------------------
+
+# Past this many (result entry, operand entry) pairs, a convolution's pattern is taken as dense
+CONV_PAIRS_LIMIT = 10**7
+
+
+def _conv_terms(x, w, stride, dilation, groups):
+    """The terms of a convolution of an input of shape ``x`` with filters of shape ``w``, flat
+    indices of the three arrays each term multiplies: (result entry, input entry, filter
+    entry), one per (batch index, output channel, output position, input channel of the group,
+    kernel offset); None past CONV_PAIRS_LIMIT of them. conv sums them into its result,
+    conv_transpose into its input-shaped result, conv_weight into its filter-shaped one."""
+    out_channels, per_group, kernel = w[0], w[1], tuple(w[2:])
+    nd = len(kernel)
+    result = _conv_shape([x, w], stride, dilation, groups)
+    if math.prod(result) * per_group * math.prod(kernel) > CONV_PAIRS_LIMIT:
+        return None
+    batch, spatial = math.prod(x[:-nd - 1]), tuple(result[-nd:])
+    positions = np.arange(math.prod(x)).reshape((batch, x[-nd - 1]) + tuple(x[-nd:]))
+    extent = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    windows = np.lib.stride_tricks.sliding_window_view(
+        positions, extent, axis=tuple(range(2, 2 + nd)))
+    windows = windows[(Ellipsis,) + tuple(slice(None, None, s) for s in stride)
+                      + tuple(slice(None, None, d) for d in dilation)]
+    # (batch, groups, in channels of the group, *positions, *kernel)
+    windows = windows.reshape((batch, groups, per_group) + spatial + kernel)
+    group_of = np.arange(out_channels) // (out_channels // groups)
+    # axes of the terms: (batch, output channel, *positions, input channel, *kernel)
+    inputs = np.moveaxis(windows[:, group_of], 2, 2 + nd)
+    shape = inputs.shape
+    outputs = np.arange(math.prod(result)).reshape((batch, out_channels) + spatial)
+    outputs = outputs.reshape(outputs.shape + (1,) * (1 + nd))
+    filters = np.arange(math.prod(w)).reshape(w)
+    filters = filters.reshape((1, out_channels) + (1,) * nd + (per_group,) + kernel)
+    return tuple(np.broadcast_to(a, shape).ravel() for a in (outputs, inputs, filters))
+
+
+def _conv_sparsity_rule(result_term, operand_terms):
+    """The sparsity rule of one of the three convolutions: its result sums the terms at index
+    ``result_term`` (0 result, 1 input, 2 filters), its operands are the arrays at
+    ``operand_terms``; each operand's entry counts where the other operand can be nonzero."""
+    def rule(shapes, out_shape, values, stride, dilation, groups, **attrs):
+        x, w = _conv_operand_shapes(shapes, out_shape, operand_terms, attrs, groups)
+        terms = _conv_terms(x, w, stride, dilation, groups)
+        if terms is None:
+            return ["dense", "dense"]
+        found = []
+        for p, q in ((0, 1), (1, 0)):
+            rows, entries = terms[result_term], terms[operand_terms[p]]
+            if values[q] is not None:
+                kept = np.asarray(values[q]).ravel()[terms[operand_terms[q]]] != 0
+                rows, entries = rows[kept], entries[kept]
+            pairs = np.unique(rows * math.prod(shapes[p]) + entries)
+            found.append(np.divmod(pairs, math.prod(shapes[p])))
+        return found
+    return rule
+
+
+def _conv_operand_shapes(shapes, out_shape, operand_terms, attrs, groups):
+    """(input shape, filters shape) of a convolution given one of its three ops' shapes."""
+    if operand_terms == (1, 2):                 # conv(x, w)
+        return shapes
+    if operand_terms == (0, 2):                 # conv_transpose(g, w): an input's shape
+        return out_shape, shapes[1]
+    return shapes[0], out_shape                 # conv_weight(x, g): the filters'
+
+
+defop("conv", 2, _conv_shape, _emit_conv, _conv_vjp, loop=None,
+      sparsity=_conv_sparsity_rule(0, (1, 2)))
 defop("conv_transpose", 2, _conv_transpose_shape, _emit_conv_transpose, _conv_transpose_vjp,
-      loop=None)
-defop("conv_weight", 2, _conv_weight_shape, _emit_conv_weight, _conv_weight_vjp, loop=None)
+      loop=None, sparsity=_conv_sparsity_rule(1, (0, 2)))
+defop("conv_weight", 2, _conv_weight_shape, _emit_conv_weight, _conv_weight_vjp, loop=None,
+      sparsity=_conv_sparsity_rule(2, (1, 0)))
 defop("windows", 1, _windows_shape, _emit_windows,
       lambda g, out, x, window, stride, dilation: [
           apply("unwindows", g, window=window, stride=stride, dilation=dilation,
                 size=tuple(x.shape[x.ndim - len(window):]))],
-      loop=None, view=True)
+      loop=None, view=True, sparsity="moves")
 defop("unwindows", 1, _unwindows_shape, _emit_unwindows,
       lambda g, out, x, window, stride, dilation, size: [
           apply("windows", g, window=window, stride=stride, dilation=dilation)],
-      loop=None)
+      loop=None, sparsity="adds")
 
 
 # -- the public functions ------------------------------------------------------------------------------

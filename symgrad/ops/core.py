@@ -130,12 +130,14 @@ class Op:
                 each broadcast operand), "moves" (the op only moves entries, or fills in
                 constants, and the operands it takes no gradient through lend their shape or are
                 constant index arrays: the pattern is found by running the op's own NumPy form on
-                the entries' positions), or a function (operand shapes, result shape, operand
-                values (None where not constant), **attrs) -> per operand None (no dependence),
-                "dense", or a pair of int arrays (result entries, operand entries), flat
-                indices. None: every result entry depends on every operand entry, which never
-                misses one. defop gives the ops whose shape rule is same_shape or
-                broadcast_shape "elementwise".
+                the entries' positions), "adds" (the op adds each entry of an operand into one
+                entry of the result, a scatter whose derivative rule is a move: the rule, run on
+                the result's positions, says where), or a function (operand shapes, result
+                shape, operand values (None where not constant), **attrs) -> per operand None
+                (no dependence), "dense", or a pair of int arrays (result entries, operand
+                entries), flat indices. None: every result entry depends on every operand
+                entry, which never misses one. defop gives the ops whose shape rule is
+                same_shape or broadcast_shape "elementwise".
     """
 
     name: str

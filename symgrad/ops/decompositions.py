@@ -25,6 +25,7 @@ from ..errors import ArgumentError, ShapeError
 from .arrays import moveaxis
 from .core import Expr, apply, defop, graph_of, lift, literal, op_function, public
 from .elementwise import where
+from .matrix import per_matrix_sparsity
 from .reduce import MATRIX_NORMS_OF_SINGULAR_VALUES, max as reduce_max, min as reduce_min
 from .reduce import sum as reduce_sum
 from .shape import (_FULL, broadcast_to_like, concatenate, expand_dims, swap_last_axes,
@@ -123,7 +124,7 @@ def _eigh_vjp(g, out, a, UPLO):
     return [_symmetric_part(v @ inner @ vt)]
 
 
-defop("eigh", 1, _eigh_shape, _emit_eigh, _eigh_vjp, loop=None)
+defop("eigh", 1, _eigh_shape, _emit_eigh, _eigh_vjp, loop=None, sparsity=per_matrix_sparsity)
 
 
 def _uplo(UPLO):
@@ -174,7 +175,8 @@ def _emit_eigvalsh(ctx):
     return f"np.linalg.eigvalsh({ctx.args[0]}, UPLO={ctx.attrs['UPLO']!r})"
 
 
-defop("eigvalsh", 1, _eigvalsh_shape, _emit_eigvalsh, _eigvalsh_vjp, loop=None)
+defop("eigvalsh", 1, _eigvalsh_shape, _emit_eigvalsh, _eigvalsh_vjp, loop=None,
+      sparsity=per_matrix_sparsity)
 
 
 @public("eigvalsh", static=("UPLO",))
@@ -237,7 +239,7 @@ def _svd_vjp(g, out, a):
     return [grad]
 
 
-defop("svd", 1, _svd_shape, _emit_svd, _svd_vjp, loop=None)
+defop("svd", 1, _svd_shape, _emit_svd, _svd_vjp, loop=None, sparsity=per_matrix_sparsity)
 
 
 @public("svd", static=("full_matrices", "compute_uv", "hermitian"))
@@ -285,7 +287,7 @@ def _svdvals_vjp(g, out, a):
 
 
 defop("svdvals", 1, _svdvals_shape, "np.linalg.svd({0}, compute_uv=False)", _svdvals_vjp,
-      loop=None)
+      loop=None, sparsity=per_matrix_sparsity)
 
 
 @public("svdvals")
@@ -350,7 +352,7 @@ def _qr_vjp(g, out, a):
     return [(q_bar + q @ n_matrix) @ r_inverse_t]
 
 
-defop("qr", 1, _qr_shape, _emit_qr, _qr_vjp, loop=None)
+defop("qr", 1, _qr_shape, _emit_qr, _qr_vjp, loop=None, sparsity=per_matrix_sparsity)
 
 
 @public("qr", static=("mode",))
@@ -407,7 +409,7 @@ def _expm_vjp(g, out, a):
     return [_columns(_rows(apply("expm", block), 0, n), n)]
 
 
-defop("expm", 1, _expm_shape, _emit_expm, _expm_vjp, loop=None)
+defop("expm", 1, _expm_shape, _emit_expm, _expm_vjp, loop=None, sparsity=per_matrix_sparsity)
 
 
 @public("expm")

@@ -5,6 +5,7 @@ it (tensordot, outer, NumPy's inner, kron, cross, N-D dot).
 Imports ops.core and ops.shape.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -55,11 +56,19 @@ MATMUL_PAIRS_LIMIT = 10**7
 
 def _matmul_sparsity(shapes, out_shape, values):
     """Entry (i, j) of a @ b depends on a[i, k] and b[k, j] for the k where the other operand
-    can be nonzero: where it is a constant, its nonzeros; otherwise every k. Batched products
-    are taken as dense."""
+    can be nonzero: where it is a constant, its nonzeros; otherwise every k. A batched
+    product is the einsum it equals, its batch axes broadcast."""
     a, b = shapes
     if len(a) > 2 or len(b) > 2:
-        return ["dense", "dense"]
+        batch = len(out_shape) - (len(a) >= 2) - (len(b) >= 2)
+        rows, inner, columns = batch, batch + 1, batch + 2
+        a_labels = tuple(range(batch - len(a) + 2, batch)) + (rows, inner) if len(a) >= 2 \
+            else (inner,)
+        b_labels = tuple(range(batch - len(b) + 2, batch)) + (inner, columns) if len(b) >= 2 \
+            else (inner,)
+        output = tuple(range(batch)) + ((rows,) if len(a) >= 2 else ()) + \
+            ((columns,) if len(b) >= 2 else ())
+        return _einsum_sparsity(shapes, out_shape, values, ((a_labels, b_labels), output))
     rows, inner = (1,) + tuple(a) if len(a) == 1 else tuple(a)
     columns = 1 if len(b) == 1 else b[1]
 
@@ -106,7 +115,17 @@ def _inner_vjp(g, out, a, b):
     return [g * b, g * a]
 
 
-defop("inner", 2, _inner_shape, "np.vdot({0}, {1})", _inner_vjp)
+def _inner_sparsity(shapes, out_shape, values):
+    """The scalar depends on each entry of one operand where the other can be nonzero."""
+    def reached(other):
+        if other is None:
+            return np.arange(math.prod(shapes[0]))
+        return np.flatnonzero(other)
+    return [(np.zeros(reached(values[1 - p]).size, dtype=np.int64), reached(values[1 - p]))
+            for p in range(2)]
+
+
+defop("inner", 2, _inner_shape, "np.vdot({0}, {1})", _inner_vjp, sparsity=_inner_sparsity)
 
 
 def inner(a, b):
@@ -332,6 +351,47 @@ def _einsum_simplify(inputs, subscripts):
     return None
 
 
+def _einsum_sparsity(shapes, out_shape, values, subscripts):
+    """Result entry o depends on entry e of operand p where o and e agree on the labels they
+    share and the other operands, contracted over the remaining labels, can be nonzero there:
+    their nonzeros where constant, else every entry. The contraction runs on 0/1 masks, whose
+    sums of products cannot cancel, over the labels of the result and of p alone; past
+    MATMUL_PAIRS_LIMIT of those, p is taken as dense."""
+    labels, output = subscripts
+    sizes = _label_sizes(labels, shapes)
+    found = []
+    for p, shape in enumerate(shapes):
+        own = tuple(dict.fromkeys(labels[p]))
+        kept = tuple(output) + tuple(c for c in own if c not in output)
+        if math.prod(sizes[c] for c in kept) > MATMUL_PAIRS_LIMIT:
+            found.append("dense")
+            continue
+        others = [q for q in range(len(shapes)) if q != p]
+        reachable = {c for q in others for c in labels[q]}
+        contracted = tuple(c for c in kept if c in reachable)
+        if others:
+            masks = [np.ones(shapes[q]) if values[q] is None else
+                     (np.asarray(values[q]) != 0).astype(np.float64) for q in others]
+            mask = np.einsum(subscripts_text([labels[q] for q in others], contracted), *masks)
+        else:
+            mask = np.ones(())
+        # the labels no other operand has (or has of length 1): each value, the same mask
+        laid = [mask.shape[contracted.index(c)] if c in contracted else 1 for c in kept]
+        full = [sizes[c] for c in kept]
+        flat = np.flatnonzero(np.broadcast_to(mask.reshape(laid), full))
+        index = dict(zip(kept, np.unravel_index(flat, full))) if kept else {}
+        zero = np.zeros(flat.size, dtype=np.int64)
+        rows = np.ravel_multi_index([index[c] for c in output], out_shape) if output else zero
+        # a length of 1 on p that the label stretches elsewhere: every value reads entry 0
+        entries = np.ravel_multi_index([index[c] if dim != 1 else zero
+                                        for c, dim in zip(labels[p], shape)], shape) \
+            if shape else zero
+        if any(dim == 1 and sizes[c] != 1 for c, dim in zip(labels[p], shape)):
+            rows, entries = np.unique(np.stack([rows, entries]), axis=1)
+        found.append((np.asarray(rows, dtype=np.int64), np.asarray(entries, dtype=np.int64)))
+    return found
+
+
 # The emitted contraction: one einsum_path at compile time orders the operands' pairwise
 # contractions, and each pair is written as a person would, a matrix product (or a broadcast
 # product) after transposes, where it is one; np.einsum otherwise. NumPy's einsum spends more
@@ -473,7 +533,7 @@ def _emit_einsum(ctx):
 # it, which codegen must neither update in place nor hand its buffer on: written into, the
 # caller's argument changed (a vjp's cotangent came back with the signs of another)
 defop("einsum", None, _einsum_shape, _emit_einsum, _einsum_vjp, simplify=_einsum_simplify,
-      loop=None, view=True)
+      loop=None, view=True, sparsity=_einsum_sparsity)
 
 
 @public("einsum", static=("subscripts", "optimize"))

@@ -11,6 +11,7 @@ Imports ops.core, ops.shape, ops.elementwise, ops.reduce, ops.linalg and ops.arr
 """
 
 import collections
+import math
 import numbers
 
 import numpy as np
@@ -52,6 +53,56 @@ def _scaled(g, matrix):
     return expand_dims(g, (-2, -1)) * matrix
 
 
+# -- which entries each result entry depends on (Op.sparsity) ------------------------------------------
+
+# Past this many (result entry, operand entry) pairs, a stack of matrices is taken as dense
+MATRIX_PAIRS_LIMIT = 10**7
+
+
+def _block_pairs(row_starts, row_offsets, column_starts, column_offsets):
+    """(rows, columns): every row of each block with every column of it, block k holding rows
+    row_starts[k] + row_offsets and columns column_starts[k] + column_offsets."""
+    rows = row_starts[:, None, None] + row_offsets[None, :, None]
+    columns = column_starts[:, None, None] + column_offsets[None, None, :]
+    rows, columns = np.broadcast_arrays(rows, columns)
+    return rows.ravel(), columns.ravel()
+
+
+def per_matrix_sparsity(shapes, out_shape, values, **attrs):
+    """A function of each matrix of a stack (the last two axes): each entry of a matrix's result
+    depends on every entry of that matrix, and on no other matrix's."""
+    shape = shapes[0]
+    batch = math.prod(shape[:-2])
+    out_core, in_core = math.prod(out_shape[len(shape) - 2:]), math.prod(shape[-2:])
+    if batch * out_core * in_core > MATRIX_PAIRS_LIMIT:
+        return ["dense"]
+    return [_block_pairs(np.arange(batch) * out_core, np.arange(out_core),
+                         np.arange(batch) * in_core, np.arange(in_core))]
+
+
+def _solve_sparsity(shapes, out_shape, values, **attrs):
+    """X = A^-1 B over broadcast stacks: each column of X depends on all of its A and on the
+    same column of its B."""
+    a, b = shapes
+    n, k = b[-2], b[-1]
+    batch = out_shape[:-2]
+    count = math.prod(batch)
+    if count * n * k * max(n * n, n) > MATRIX_PAIRS_LIMIT:
+        return ["dense", "dense"]
+
+    def stack_of(shape):
+        # out stack entry -> the operand's matrix, broadcast
+        own = tuple(shape[:-2])
+        return np.broadcast_to(np.arange(math.prod(own)).reshape(own), batch).ravel()
+    through_a = _block_pairs(np.arange(count) * (n * k), np.arange(n * k),
+                             stack_of(a) * (n * n), np.arange(n * n))
+    column = np.arange(k)[None, :]
+    through_b = _block_pairs((np.arange(count)[:, None] * (n * k) + column).ravel(),
+                             np.arange(n) * k,
+                             (stack_of(b)[:, None] * (n * k) + column).ravel(), np.arange(n) * k)
+    return [through_a, through_b]
+
+
 # -- solving and inverting -----------------------------------------------------------------------------
 
 
@@ -74,7 +125,8 @@ def _solve_vjp(g, out, a, b):
     return [unbroadcast(grad_a, a.shape, leading), unbroadcast(grad_b, b.shape, leading)]
 
 
-defop("solve", 2, _solve_shape, "np.linalg.solve({0}, {1})", _solve_vjp, loop=None)
+defop("solve", 2, _solve_shape, "np.linalg.solve({0}, {1})", _solve_vjp, loop=None,
+      sparsity=_solve_sparsity)
 
 
 def _as_matrices(b, what="b"):
@@ -117,7 +169,7 @@ def _inv_vjp(g, out, a):
 
 
 defop("inv", 1, lambda shapes: _square(shapes[0]) + shapes[0][-2:],
-      "np.linalg.inv({0})", _inv_vjp, loop=None)
+      "np.linalg.inv({0})", _inv_vjp, loop=None, sparsity=per_matrix_sparsity)
 
 
 @public("inv")
@@ -141,7 +193,8 @@ def _det_vjp(g, out, a):
     return [_scaled(g * out, swap_last_axes(apply("inv", a)))]
 
 
-defop("det", 1, lambda shapes: _square(shapes[0]), "np.linalg.det({0})", _det_vjp, loop=None)
+defop("det", 1, lambda shapes: _square(shapes[0]), "np.linalg.det({0})", _det_vjp, loop=None,
+      sparsity=per_matrix_sparsity)
 
 
 @public("det")
@@ -167,7 +220,7 @@ def _slogdet_vjp(g, out, a):
 
 
 defop("slogdet", 1, lambda shapes: _square(shapes[0]) + (2,), _emit_slogdet, _slogdet_vjp,
-      loop=None)
+      loop=None, sparsity=per_matrix_sparsity)
 
 SlogdetResult = collections.namedtuple("SlogdetResult", ["sign", "logabsdet"])
 
@@ -208,7 +261,7 @@ def _cholesky_vjp(g, out, a):
 
 
 defop("cholesky", 1, lambda shapes: _square(shapes[0]) + shapes[0][-2:],
-      "np.linalg.cholesky({0})", _cholesky_vjp, loop=None)
+      "np.linalg.cholesky({0})", _cholesky_vjp, loop=None, sparsity=per_matrix_sparsity)
 
 
 @public("cholesky", static=("upper",))
@@ -260,7 +313,7 @@ def _solve_triangular_vjp(g, out, a, b, trans, lower, unit_diagonal):
 
 
 defop("solve_triangular", 2, _solve_shape, _emit_solve_triangular, _solve_triangular_vjp,
-      loop=None)
+      loop=None, sparsity=_solve_sparsity)
 
 _TRANS = {0: 0, 1: 1, 2: 1, "N": 0, "T": 1, "C": 1}
 
@@ -320,7 +373,8 @@ def _pinv_vjp(g, out, a):
     return [-(p_t @ g @ p_t) + left - a @ (p @ left) + right - (right @ p) @ a]
 
 
-defop("pinv", 1, _pinv_shape, "np.linalg.pinv({0})", _pinv_vjp, loop=None)
+defop("pinv", 1, _pinv_shape, "np.linalg.pinv({0})", _pinv_vjp, loop=None,
+      sparsity=per_matrix_sparsity)
 
 
 @public("pinv")

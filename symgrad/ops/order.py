@@ -18,6 +18,7 @@ from .arrays import _lifted
 from .core import (Expr, apply, const, defop, literal, normalize_axes, op_function, public,
                    same_dtype)
 from .elementwise import where
+from .reduce import along_axes_sparsity
 from .shape import getitem, reshape, take, transpose
 
 
@@ -53,8 +54,13 @@ def _sort_simplify(inputs, axis):
     return inputs[0] if inputs[0].shape[axis] in (0, 1) else None
 
 
+def _sort_sparsity(shapes, out_shape, values, axis):
+    # which entry lands where depends on the values: each entry of a lane on every entry of it
+    return along_axes_sparsity(shapes, out_shape, values, axis=(axis,))
+
+
 defop("sort", 1, _axis_shape, "np.sort({0}, axis={axis})", _sort_vjp, dtype=same_dtype,
-      simplify=_sort_simplify, loop=None)
+      simplify=_sort_simplify, loop=None, sparsity=_sort_sparsity)
 # the stable order on every backend: ties keep their order, and sort's rule names the same
 # permutation whatever sort kind the NumPy call asked for
 defop("argsort", 1, _axis_shape, "np.argsort({0}, axis={axis}, kind='stable')", _no_gradient,

@@ -678,8 +678,17 @@ def _weighted_logsumexp_vjp(g, out, x, b, axis, keepdims):
     return [shares * b, unbroadcast(shares, b.shape, g.ndim - out.ndim)]
 
 
+def _weighted_logsumexp_sparsity(shapes, out_shape, values, axis, keepdims):
+    """Each result entry depends on its group of x and on the weights broadcast over it."""
+    x, b = shapes
+    (through_x,) = along_axes_sparsity([x], out_shape, values[:1], axis)
+    weight_of = np.broadcast_to(np.arange(math.prod(b)).reshape(b), x).ravel()
+    rows, entries = np.unique(np.stack([through_x[0], weight_of[through_x[1]]]), axis=1)
+    return [through_x, (rows, entries)]
+
+
 defop("weighted_logsumexp", 2, _weighted_logsumexp_shape, _emit_weighted_logsumexp,
-      _weighted_logsumexp_vjp)
+      _weighted_logsumexp_vjp, sparsity=_weighted_logsumexp_sparsity)
 
 
 def _weighted_logsumexp(x, b, axis, keepdims):

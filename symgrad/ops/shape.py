@@ -840,7 +840,7 @@ def _scatter_add_vjp(g, out, cotangent, like, *indices, index):
 
 defop("scatter_add", None, _scatter_add_shape, _emit_scatter_add, _scatter_add_vjp,
       dtype=same_dtype, nondifferentiable=(1,) + tuple(k + 1 for k in _INDEX_OPERANDS),
-      loop=None)
+      loop=None, sparsity="adds")
 
 
 def _index_operand(item, graph):

@@ -57,4 +57,4 @@ defop("put_add", 3, _put_add_shape,
       lambda ctx: [f"{ctx.out} = np.array({ctx.args[0]})", *_put_added(ctx, ctx.out)],
       _put_add_vjp, dtype=same_dtype, nondifferentiable=(2,),
       numpy_into=lambda ctx: [*_put_added(ctx, ctx.into), f"{ctx.out} = {ctx.into}"],
-      into_positions=(0,), loop=None)
+      into_positions=(0,), loop=None, sparsity="adds")
