@@ -83,6 +83,60 @@ def bratu(n, lam=6.0):
     return u, residual, energy
 
 
+def tridiagonal(size):
+    x = sg.var("x", shape=(size,))
+    padded = sg.pad(x, 1)
+    return "jacobian", padded[:-2] - 2.0 * sg.sin(x) + padded[2:] ** 3, x
+
+
+def chained_rosenbrock(size):
+    x = sg.var("x", shape=(size,))
+    return "hessian", sg.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2), x
+
+
+def block_diagonal(size):
+    """Independent terms of three unknowns each: a Hessian of 3 x 3 blocks."""
+    x = sg.var("x", shape=(size - size % 3,))
+    blocks = x.reshape(-1, 3)
+    return "hessian", sg.sum(sg.log(1.0 + sg.sum(blocks * blocks, axis=1))) \
+        + sg.sum(sg.sin(x) ** 2), x
+
+
+def arrowhead(size):
+    """One unknown coupled to every other: a Hessian with one dense row and column."""
+    x = sg.var("x", shape=(size,))
+    return "hessian", x[0] * sg.sum(sg.sin(x[1:])) + sg.sum(x ** 4), x
+
+
+def composed_band(hessian):
+    """A band through two layers of a three-point stencil (five colours), and the Hessian of
+    its sum of squares (nine): a deep pattern, where the compressed pass wins."""
+    def build(size):
+        x = sg.var("x", shape=(size,))
+        y = x
+        for _ in range(2):
+            padded = sg.pad(y, 1)
+            y = sg.sin(padded[:-2] + padded[2:] * y)
+        return ("hessian", sg.sum(y * y), x) if hessian else ("jacobian", y, x)
+    return build
+
+
+def bratu_structure(hessian):
+    def build(size):
+        u, residual, energy = bratu(round(size ** 0.5))
+        return ("hessian", energy, u) if hessian else ("jacobian", residual, u)
+    return build
+
+
+# name -> size -> ("jacobian" or "hessian", the output, the variable) of about size unknowns:
+# the structures the choice between the two methods is measured on
+# (tests/benchmarks/sparse_chooser.py)
+STRUCTURES = {"tridiagonal": tridiagonal, "Bratu residual": bratu_structure(False),
+              "Bratu energy": bratu_structure(True), "chained Rosenbrock": chained_rosenbrock,
+              "block diagonal": block_diagonal, "arrowhead": arrowhead,
+              "composed band": composed_band(False), "composed band Hessian": composed_band(True)}
+
+
 def five_point(n):
     one = np.ones(n - 1)
     path = scipy.sparse.diags_array([one, np.ones(n), one], offsets=[-1, 0, 1], dtype=bool)
