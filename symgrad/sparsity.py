@@ -235,6 +235,8 @@ def _evaluate(data, values, dtype="float64"):
 # Linear ops whose local Jacobian is constant when every operand but the one a gradient flows
 # through is constant: their weights are read by running the op on probes.
 LINEAR_OPS = frozenset({"sum", "mean", "cumsum", "matmul", "inner", "einsum"})
+# Those of them whose weights are one number per row of the result (1, or 1 over the count)
+UNIFORM_ROWS = frozenset({"sum", "mean"})
 
 
 class _Abandoned(Exception):
@@ -640,6 +642,16 @@ def _linear_weights(graph, data, p):
         rows, entries = np.divmod(np.arange(out_size * size, dtype=np.int64), size)
     else:
         rows, entries = (np.asarray(d, dtype=np.int64) for d in dependence)
+    if data["op"] in UNIFORM_ROWS:
+        # one probe of ones gives each row's weight times its count: a sum over a whole
+        # vector, whose entries all conflict, would otherwise take one probe per entry
+        counts = np.bincount(rows, minlength=out_size)
+        result = _evaluate(data, [np.ones(shapes[q]) if q == p else values[q]
+                                  for q in range(len(operands))])
+        if result is None:
+            raise _Abandoned(data["op"])
+        return rows, entries, (np.asarray(result, dtype=np.float64).ravel()
+                               / np.maximum(counts, 1))[rows]
     structure = sparse.csr_array((np.ones(rows.size, dtype=bool), (rows, entries)),
                                  shape=(out_size, size))
     colors = _greedy((structure.T @ structure).astype(bool).tocsr(), range(size))

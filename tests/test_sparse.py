@@ -352,6 +352,21 @@ def test_the_choice_is_the_method_measured_faster(name):
         np.testing.assert_allclose(values[0].data, values[1].data, rtol=1e-12, atol=1e-12)
 
 
+def test_a_sum_over_a_whole_long_vector_is_one_probe():
+    """The arrowhead's sum over 20,000 entries: its weights come from one probe of ones, where a
+    colouring of its columns (all in conflict) made a 20,000-squared matrix and 20,000 probes."""
+    with sg.use_graph():
+        _, f, x = STRUCTURES["arrowhead"](20_000)
+        at = np.random.default_rng(4).uniform(-1.0, 1.0, 20_000)
+        H = sg.compile(sg.hessian(f, x, sparse=True), [x])(at)
+        assert H.nnz == 20_000 + 2 * 19_999
+        np.testing.assert_allclose(H[[0], :].toarray().ravel(),
+                                   np.concatenate([[12.0 * at[0] ** 2], np.cos(at[1:])]),
+                                   rtol=1e-15)
+        np.testing.assert_allclose(H.diagonal()[1:], -at[0] * np.sin(at[1:]) + 12.0 * at[1:] ** 2,
+                                   rtol=1e-13)
+
+
 @pytest.mark.parametrize("method", [None, "direct", "compressed"])
 @pytest.mark.parametrize("name", ["Bratu residual", "Bratu energy", "chained Rosenbrock",
                                   "arrowhead", "composed band Hessian"])
