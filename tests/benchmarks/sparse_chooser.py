@@ -8,7 +8,7 @@ Hessian (3 x 3 blocks), an arrowhead Hessian (its compressed pass only where the
 runs). Each result is checked against the other method's (1e-12 relative, the same pattern).
 
     python tests/benchmarks/sparse_chooser.py                   # sizes 1,000, 10,000, 90,000
-    python tests/benchmarks/sparse_chooser.py --sizes 900,10000 --rounds 5
+    python tests/benchmarks/sparse_chooser.py --sizes 900,10000 --rounds 5 --only tridiagonal,arrowhead
 """
 
 import argparse
@@ -30,25 +30,29 @@ from test_sparse import STRUCTURES  # noqa: E402
 ARROWHEAD_COMPRESSED = 10_000
 
 
-def per_call(fn, at, rounds):
-    """The best of ``rounds`` rounds, each the mean of enough calls to take about 0.1 s."""
-    start = time.perf_counter()
-    fn(at)
-    once = max(time.perf_counter() - start, 1e-6)
-    calls = max(1, int(0.1 / once))
-    best = float("inf")
-    for _ in range(rounds):
+def per_call(functions, at, rounds):
+    """{method: the best of ``rounds`` rounds, each the mean of enough calls to take about
+    5 ms}; the methods take turns within each round, so that both meet the same load, and
+    short rounds let the best of them miss the other jobs of a shared machine."""
+    calls = {}
+    for method, fn in functions.items():
         start = time.perf_counter()
-        for _ in range(calls):
-            fn(at)
-        best = min(best, (time.perf_counter() - start) / calls)
+        fn(at)
+        calls[method] = max(1, int(0.005 / max(time.perf_counter() - start, 1e-6)))
+    best = dict.fromkeys(functions, float("inf"))
+    for _ in range(rounds):
+        for method, fn in functions.items():
+            start = time.perf_counter()
+            for _ in range(calls[method]):
+                fn(at)
+            best[method] = min(best[method], (time.perf_counter() - start) / calls[method])
     return best
 
 
 def measure(name, size, rounds):
     """A table row: the structure, its unknowns, the chosen method, both methods' ms per call,
     compressed / direct, and whether the chosen one is the faster."""
-    times, results, chosen = {}, {}, None
+    functions, results, chosen = {}, {}, None
     for method in ("direct", "compressed"):
         with sg.use_graph():
             kind, y, x = STRUCTURES[name](size)
@@ -59,10 +63,10 @@ def measure(name, size, rounds):
                 chosen = "direct" if chosen == "direct" else "compressed"
             if method == "compressed" and name == "arrowhead" and size > ARROWHEAD_COMPRESSED:
                 continue
-            fn = sg.compile(make(y, x, method=method), [x])
-            at = np.random.default_rng(size).uniform(-1.0, 1.0, x.size)
-            results[method] = fn(at)
-            times[method] = per_call(fn, at, rounds)
+            functions[method] = sg.compile(make(y, x, method=method), [x])
+    at = np.random.default_rng(size).uniform(-1.0, 1.0, x.size)
+    results = {method: fn(at) for method, fn in functions.items()}
+    times = per_call(functions, at, rounds)
     if len(results) == 2:
         direct, compressed = results["direct"], results["compressed"]
         gap = abs(direct - compressed).max() / max(abs(compressed).max(), 1e-300)
@@ -83,7 +87,7 @@ def measure(name, size, rounds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,90000")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=25)
     parser.add_argument("--only", default=",".join(STRUCTURES))
     options = parser.parse_args()
     rows = []
