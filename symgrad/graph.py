@@ -336,6 +336,9 @@ class Graph(nx.DiGraph):
                     del self._variables[data["attrs"]["name"]]
                 self.name_hints.pop(node, None)
                 self.rewrites.pop(node, None)
+                # no pin of theirs may queue them for release once they are gone
+                self._pins.pop(node, None)
+                self._derivatives_of.pop(node, None)
             self.remove_nodes_from(doomed)
 
     def readable_name(self, node):

@@ -14,7 +14,7 @@ import numpy as np
 
 from .codegen.plan import Plan
 from .differentiate import _as_list, _check_policy, _vjp, grad
-from .errors import InternalError, ShapeError, SymgradError
+from .errors import ShapeError, SymgradError
 from .graph import Graph
 from .ops import OPS, Expr, apply, const, static_shape, stop_gradient, zeros_like
 
@@ -266,13 +266,13 @@ def _added(graph, data, positions):
     return found
 
 
-def _evaluate(data, values):
+def _evaluate(data, values, dtype="float64"):
     """The op of node ``data`` applied to constant ``values`` by the emission compiled code runs
-    (codegen's folding), in float64; None when that fails."""
+    (codegen's folding), in ``dtype``; None when that fails."""
     scratch = Graph()
     operands = [const(np.asarray(v), scratch, dtype=np.asarray(v).dtype) for v in values]
     node = scratch.add(data["op"], [o.node for o in operands], data["attrs"], data["shape"],
-                       "float64")
+                       dtype)
     plan = Plan(scratch, [o.node for o in operands], [])
     return plan._evaluate(node, scratch._node[node])
 
@@ -282,6 +282,8 @@ def _evaluate(data, values):
 # Linear ops whose local Jacobian is constant when every operand but the one a gradient flows
 # through is constant: their weights are read by running the op on probes.
 LINEAR_OPS = frozenset({"sum", "mean", "cumsum", "matmul", "inner", "einsum"})
+# Those of them whose weights are one number per row of the result (1, or 1 over the count)
+UNIFORM_ROWS = frozenset({"sum", "mean"})
 
 
 class _Abandoned(Exception):
@@ -289,33 +291,43 @@ class _Abandoned(Exception):
     removed (Graph.atomic) and the compressed pass is built instead."""
 
 
-class _Nonzeros:
-    """A node's Jacobian with respect to the variable: its pattern as sorted flat keys (row *
-    columns + column), and the values of those nonzeros, a NumPy array when they are constants
-    (folded now), else a 1-D Expr of the same length."""
+class _Structure:
+    """A node's Jacobian pattern with respect to the variable, carried forward by direct
+    emission: each nonzero's row (an entry of the node) and column (an entry of the variable),
+    in row-major order, and where each row's nonzeros start."""
 
-    __slots__ = ("keys", "rows", "columns", "values", "starts", "lengths")
+    __slots__ = ("rows", "columns", "lengths", "starts")
 
-    def __init__(self, keys, values, size, columns):
-        self.keys, self.values = keys, values
-        self.rows, self.columns = np.divmod(keys, columns)
-        self.lengths = np.bincount(self.rows, minlength=size)
+    def __init__(self, rows, columns, size):
+        self.rows, self.columns = rows, columns
+        self.lengths = np.bincount(rows, minlength=size)
         self.starts = np.cumsum(self.lengths) - self.lengths
 
 
+class _Term:
+    """What one operand adds to a node's Jacobian: the operand's nonzero ``taken[k]``, times
+    ``weights[k]`` (a linear op's) and times the op's partial derivative at the entry it lands
+    in (an element-wise op's; a NumPy array, of one entry when uniform, or a flat Expr), is
+    added to the node's nonzero ``positions[k]``."""
+
+    __slots__ = ("operand", "taken", "positions", "weights", "partial")
+
+    def __init__(self, operand, taken, weights, partial):
+        self.operand, self.taken, self.weights, self.partial = operand, taken, weights, partial
+        self.positions = None
+
+
 class _Emitter:
-    """Builds the nonzeros' values as expressions of the graph, folding constants, and counts
-    the entries the compiled code will compute (``cost``)."""
+    """Builds the nonzeros' values as expressions of the graph, folding constants."""
 
     def __init__(self, graph):
-        self.graph, self.cost = graph, 0
+        self.graph = graph
 
     def take(self, values, index):
         if isinstance(values, np.ndarray):
             return values[index]
         if index.size == values.shape[0] and np.array_equal(index, np.arange(index.size)):
             return values
-        self.cost += index.size
         return values[index]
 
     def times(self, values, factor):
@@ -331,7 +343,6 @@ class _Emitter:
                 factor = float(factor.flat[0])
             else:
                 factor = const(factor, self.graph, dtype=values.dtype)
-        self.cost += values.shape[0]
         return values * factor
 
     def combine(self, size, parts, dtype):
@@ -352,13 +363,11 @@ class _Emitter:
         symbolic.sort(key=lambda part: part[0])     # whole vectors first: the others add into them
         total = base
         for partial, positions, values in symbolic:
-            self.cost += values.shape[0]
             if partial:
                 if total is None:
                     total = np.zeros(size, dtype=dtype)
                 if isinstance(total, np.ndarray):
                     total = const(total, self.graph, dtype=values.dtype)
-                    self.cost += size
                 total = apply("put_add", total, values,
                               const(positions, self.graph, dtype="int64"))
             elif total is None:
@@ -371,23 +380,31 @@ class _Emitter:
         return total
 
 
-def _direct(y, x):
-    """The nonzeros of dy/dx by forward accumulation of sparse Jacobians with fixed patterns:
-    (y's _Nonzeros, the _Emitter that counted the entries the compiled code computes, the
-    total size of the nodes between x and y). Raises _Abandoned at an op it has no rule for."""
+def _direct(y, x, wanted=None):
+    """The nonzeros of dy/dx by forward accumulation of sparse Jacobians with patterns fixed
+    now, in three passes over the nodes between x and y: each node's pattern and how its
+    operands' nonzeros make it (_Term); backwards, which nonzeros y's ``wanted`` ones (a
+    function of y's _Structure giving a boolean mask; all by default) are made of; forwards,
+    the expressions of those nonzeros only, constants folded. Returns (y's _Structure, its
+    mask of wanted nonzeros, the (positions among the wanted, values) parts that sum to them,
+    the _Emitter that built them, the entries of the operands the nodes between x and y read
+    from x: what a compressed pass computes per colour). Raises _Abandoned at an op it has no
+    rule for."""
     graph, nodes = y.graph, y.graph._node
     order, readers = _evaluation_order(y)
+    remaining = dict(readers)
     columns = x.size
-    emitter = _Emitter(graph)
-    jacobians = {x.node: _Nonzeros(np.arange(columns, dtype=np.int64) * (columns + 1),
-                                   np.ones(columns, dtype=x.dtype), columns, columns)}
+    identity = np.arange(columns, dtype=np.int64)
+    structures = {x.node: _Structure(identity, identity, columns)}
+    rows_of, terms_of = {x.node: identity}, {}
     level = nodes[y.node]["order"] + 1
+    folded = {}
     path_size = 0
     for node in order:
         data = nodes[node]
         if node != x.node and data["inputs"] and data["dtype"] not in ("int64", "bool"):
             op = OPS[data["op"]]
-            positions = _reached_operands(op, data, jacobians)
+            positions = _reached_operands(op, data, structures)
             if positions and op.vjp is None:
                 raise _Abandoned(data["op"])    # the compressed pass says it has no rule
             if positions:
@@ -395,34 +412,40 @@ def _direct(y, x):
                     raise ShapeError(f"sparsity: op {data['op']!r} gives shape "
                                      f"{data['shape']}, whose length is known only at the call")
                 with graph.deriving(level, grad_of=node):
-                    found = _node_jacobian(graph, node, data, op, positions, jacobians,
-                                           emitter, columns)
-                if found.keys.size:
-                    jacobians[node] = found
-                    path_size += math.prod(data["shape"])
+                    structure, terms = _node_terms(graph, node, data, op, positions,
+                                                   structures, columns, folded)
+                if structure.rows.size:
+                    structures[node], rows_of[node], terms_of[node] = \
+                        structure, structure.rows, terms
+                    path_size += sum(math.prod(nodes[data["inputs"][p]]["shape"])
+                                     for p in positions)
         for operand in set(data["inputs"]):
-            readers[operand] -= 1
-            if not readers[operand] and operand != y.node:
-                jacobians.pop(operand, None)
-    found = jacobians.get(y.node)
+            remaining[operand] -= 1
+            if not remaining[operand] and operand != y.node:
+                structures.pop(operand, None)
+    found = structures.get(y.node)
     if found is None:
         raise _Abandoned("no nonzero")
-    return found, emitter, path_size
+    mask = np.ones(found.rows.size, dtype=bool) if wanted is None else wanted(found)
+    needed = _needed(order, terms_of, rows_of, y.node, mask)
+    emitter = _Emitter(graph)
+    parts = _emitted(graph, order, readers, terms_of, rows_of, needed, x, y, emitter,
+                     level)
+    return found, mask, parts, emitter, path_size
 
 
-def _node_jacobian(graph, node, data, op, positions, jacobians, emitter, columns):
-    """The _Nonzeros of ``node``: one term per operand, (how its entries take the operand's
-    entries, as a constant matrix) times (the operand's Jacobian) times (the op's partial
-    derivative at each entry, for an element-wise op), the terms summed on their patterns'
+def _node_terms(graph, node, data, op, positions, structures, columns, folded):
+    """The _Structure of ``node`` and its _Terms, one per operand: (how its entries take the
+    operand's entries, as a constant matrix) times (the operand's Jacobian) times (the op's
+    partial derivative at each entry, for an element-wise op), summed on their patterns'
     union."""
-    out_size = math.prod(data["shape"])
     rule = op.sparsity
     local = {}
     if rule == "elementwise":
         for p in positions:
             shape = graph._node[data["inputs"][p]]["shape"]
             local[p] = (_selection(_broadcast_map(shape, data["shape"])),
-                        _elementwise_partial(graph, node, data, op, p))
+                        _elementwise_partial(graph, node, data, op, p, folded))
     elif rule == "moves":
         for p, moved in _moved(graph, data, positions).items():
             if isinstance(moved, str):
@@ -434,35 +457,141 @@ def _node_jacobian(graph, node, data, op, positions, jacobians, emitter, columns
         local[positions[0]] = (_linear_weights(graph, data, positions[0]), None)
     else:
         raise _Abandoned(data["op"])
-    terms = []
+    out_size = math.prod(data["shape"])
+    terms, term_rows, term_columns, ordered = [], [], [], []
     for p in positions:
         (rows, entries, weights), partial = local[p]
-        operand = jacobians[data["inputs"][p]]
-        lengths = operand.lengths[entries]
-        total = int(lengths.sum())
-        offsets = np.cumsum(lengths) - lengths
-        taken = np.repeat(operand.starts[entries] - offsets, lengths) + np.arange(total)
-        result_rows = np.repeat(rows, lengths)
-        keys = result_rows * columns + operand.columns[taken]
-        values = emitter.take(operand.values, taken)
-        if weights is not None:
-            values = emitter.times(values, np.repeat(weights, lengths))
-        if partial is not None:
-            values = emitter.times(values, partial if isinstance(partial, np.ndarray) and
-                                   partial.size == 1 else emitter.take(partial, result_rows))
-        terms.append((keys, values))
-    keys = _sorted_unique(np.concatenate([k for k, _ in terms]))
-    values = emitter.combine(keys.size, [(np.searchsorted(keys, k), v) for k, v in terms],
-                             data["dtype"])
-    return _Nonzeros(keys, values, out_size, columns)
+        operand = structures[data["inputs"][p]]
+        if weights is None and rows.size == out_size == operand.lengths.size and \
+                np.array_equal(entries, np.arange(entries.size)):
+            # entry k of the result is entry k of the operand (an element-wise op on operands
+            # of its shape, a reshape): the operand's pattern as it is
+            taken = np.arange(operand.rows.size)
+            term_rows.append(operand.rows)
+            term_columns.append(operand.columns)
+        else:
+            lengths = operand.lengths[entries]
+            total = int(lengths.sum())
+            offsets = np.cumsum(lengths) - lengths
+            taken = np.repeat(operand.starts[entries] - offsets, lengths) + np.arange(total)
+            term_rows.append(np.repeat(rows, lengths))
+            term_columns.append(operand.columns[taken])
+            weights = None if weights is None else np.repeat(weights, lengths)
+        # a selection takes at most one operand entry per result entry: its pairs come in
+        # row-major order, each once, as the operand's do
+        ordered.append(weights is None)
+        terms.append(_Term(data["inputs"][p], taken, weights, partial))
+    rows, columns_found, placed = _union(term_rows, term_columns, ordered, columns)
+    for term, positions_found in zip(terms, placed):
+        term.positions = positions_found
+    return _Structure(rows, columns_found, math.prod(data["shape"])), terms
 
 
-def _sorted_unique(keys):
-    """The distinct ``keys``, sorted (by a sort: np.unique's hashing is slower on these)."""
-    if keys.size and np.all(keys[1:] > keys[:-1]):
-        return keys
-    keys = np.sort(keys)
-    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+def _union(rows, columns, ordered, width):
+    """The distinct (row, column) pairs of several terms in row-major order, as (rows, columns),
+    and where each term's pairs are among them. ``ordered`` says of each term whether its pairs
+    come in row-major order, each once already; others are merged by a stable sort, which
+    merges sorted runs."""
+    identity = np.arange(rows[0].size)
+    if all(ordered) and all(r is rows[0] or np.array_equal(r, rows[0]) for r in rows[1:]) and \
+            all(c is columns[0] or np.array_equal(c, columns[0]) for c in columns[1:]):
+        return rows[0], columns[0], [identity] * len(rows)
+    keys = np.concatenate([r * width + c for r, c in zip(rows, columns)])
+    order = np.argsort(keys, kind="stable")
+    ordered_keys = keys[order]
+    fresh = np.empty(ordered_keys.size, dtype=bool)
+    fresh[:1] = True
+    np.not_equal(ordered_keys[1:], ordered_keys[:-1], out=fresh[1:])
+    placed = np.empty(keys.size, dtype=np.int64)
+    placed[order] = np.cumsum(fresh) - 1
+    chosen = order[fresh]
+    return (np.concatenate(rows)[chosen], np.concatenate(columns)[chosen],
+            np.split(placed, np.cumsum([r.size for r in rows])[:-1]))
+
+
+def _needed(order, terms_of, rows_of, y_node, mask):
+    """Node -> the mask of its nonzeros that y's nonzeros in ``mask`` are made of, walking the
+    terms backwards."""
+    needed = {y_node: mask}
+    for node in reversed(order):
+        mask = needed.get(node)
+        terms = terms_of.get(node)
+        if mask is None or terms is None:
+            continue
+        for term in terms:
+            operand_mask = needed.get(term.operand)
+            if operand_mask is None:
+                operand_mask = needed[term.operand] = np.zeros(rows_of[term.operand].size,
+                                                                dtype=bool)
+            operand_mask[term.taken[mask[term.positions]]] = True
+    return needed
+
+
+class _Parts:
+    """A node's needed nonzeros as the parts that sum to them, (positions, values) pairs, summed
+    into one vector only when a reader needs one: a reader that takes them all as they are (a
+    reshape) takes the parts instead, so that constant parts stay constants and a Hessian's
+    mirror images are taken of the parts that are expressions only."""
+
+    __slots__ = ("parts", "size", "dtype", "node", "summed")
+
+    def __init__(self, parts, size, dtype, node):
+        self.parts, self.size, self.dtype, self.node, self.summed = parts, size, dtype, node, None
+
+    def vector(self, graph, emitter, level):
+        if self.summed is None:
+            with graph.deriving(level, grad_of=self.node):
+                self.summed = emitter.combine(self.size, self.parts, self.dtype)
+        return self.summed
+
+
+def _emitted(graph, order, readers, terms_of, rows_of, needed, x, y, emitter, level):
+    """The expressions of the needed nonzeros, node by node in evaluation order, as the _Parts
+    of each node (y's for the caller to place), dropped after their last reader."""
+    nodes = graph._node
+    mask = needed.get(x.node)
+    size = 0 if mask is None else int(mask.sum())
+    values_of = {x.node: _Parts([(np.arange(size), np.ones(size, dtype=x.dtype))], size,
+                                x.dtype, x.node)}
+    compact_of = {x.node: None if mask is None else np.cumsum(mask) - 1}
+    for node in order:
+        data = nodes[node]
+        terms, mask = terms_of.get(node), needed.get(node)
+        if terms is not None and mask is not None and mask.any():
+            compact = np.cumsum(mask) - 1
+            parts = []
+            with graph.deriving(level, grad_of=node):
+                for term in terms:
+                    chosen = mask[term.positions]
+                    if not chosen.any():
+                        continue
+                    operand = values_of[term.operand]
+                    taken = compact_of[term.operand][term.taken[chosen]]
+                    placed = compact[term.positions[chosen]]
+                    if term.weights is None and term.partial is None and \
+                            taken.size == operand.size and np.array_equal(
+                                taken, np.arange(taken.size)):
+                        parts.extend((placed[positions], values)
+                                     for positions, values in operand.parts)
+                        continue
+                    values = emitter.take(operand.vector(graph, emitter, level), taken)
+                    if term.weights is not None:
+                        values = emitter.times(values, term.weights[chosen])
+                    partial = term.partial
+                    if partial is not None:
+                        if not (isinstance(partial, np.ndarray) and partial.size == 1):
+                            partial = emitter.take(partial,
+                                                   rows_of[node][term.positions[chosen]])
+                        values = emitter.times(values, partial)
+                    parts.append((placed, values))
+            values_of[node] = _Parts(parts, int(compact[-1]) + 1, data["dtype"], node)
+            compact_of[node] = compact
+        for operand in set(data["inputs"]):
+            readers[operand] -= 1
+            if not readers[operand] and operand != y.node:
+                values_of.pop(operand, None)
+                compact_of.pop(operand, None)
+    return values_of[y.node].parts
 
 
 def _selection(moved):
@@ -472,7 +601,7 @@ def _selection(moved):
     return rows, moved[rows], None
 
 
-def _elementwise_partial(graph, node, data, op, p):
+def _elementwise_partial(graph, node, data, op, p, folded):
     """The partial derivative of each entry of an element-wise op's result with respect to the
     operand entry it reads, flat: a NumPy array (a constant, of one entry when uniform), or an
     Expr; from the op's own derivative rule, handed a cotangent of one."""
@@ -490,14 +619,57 @@ def _elementwise_partial(graph, node, data, op, p):
         return np.zeros(1, dtype=data["dtype"])
     if isinstance(partial, Exception):
         raise partial
-    value = partial.data.get("value") if partial.op == "const" else None
+    value = _constant_value(graph, partial.node, folded)
     if value is not None:
-        if value.size == 1:
-            return value.reshape(1).astype(data["dtype"])
+        if value.size and np.all(value == value.flat[0]):
+            return value.reshape(-1)[:1].astype(data["dtype"])
         return np.broadcast_to(value, data["shape"]).ravel()
     if tuple(partial.shape) != tuple(data["shape"]):
         partial = apply("broadcast_to", partial, shape=data["shape"])
     return partial.reshape(-1)
+
+
+# ops whose listed operands lend only their shape: a value made of constants through them is a
+# constant (the gradient of a sum seeds ones broadcast like the summed node)
+_SHAPE_ONLY = {"broadcast_to_like": (1,), "zeros_like": (0,), "identity_like": (0,)}
+
+
+def _constant_value(graph, node, folded):
+    """The value of ``node`` when it is made of constants only (operands that lend only their
+    shape aside), computed now by its own emission; else None. ``folded`` remembers every node
+    looked at, so that a whole direct emission looks at each node once."""
+    nodes = graph._node
+    stack = [node]
+    while stack:
+        top = stack[-1]
+        if top in folded:
+            stack.pop()
+            continue
+        data = nodes[top]
+        if data["op"] == "const":
+            folded[stack.pop()] = data.get("value")
+            continue
+        shape_only = _SHAPE_ONLY.get(data["op"], ())
+        operands = [o for k, o in enumerate(data["inputs"]) if k not in shape_only]
+        if not OPS[data["op"]].emit.foldable or not static_shape(data["shape"]) or (
+                not operands and not shape_only):
+            folded[stack.pop()] = None
+            continue
+        waiting = [o for o in operands if o not in folded]
+        if waiting:
+            stack.extend(waiting)
+            continue
+        stack.pop()
+        values = [folded[o] for o in operands]
+        if any(v is None for v in values):
+            folded[top] = None
+        elif shape_only:
+            folded[top] = _evaluate(data, [
+                np.zeros(nodes[o]["shape"], dtype=nodes[o]["dtype"]) if k in shape_only
+                else folded[o] for k, o in enumerate(data["inputs"])], data["dtype"])
+        else:
+            folded[top] = _evaluate(data, values, data["dtype"])
+    return folded[node]
 
 
 def _linear_weights(graph, data, p):
@@ -517,6 +689,16 @@ def _linear_weights(graph, data, p):
         rows, entries = np.divmod(np.arange(out_size * size, dtype=np.int64), size)
     else:
         rows, entries = (np.asarray(d, dtype=np.int64) for d in dependence)
+    if data["op"] in UNIFORM_ROWS:
+        # one probe of ones gives each row's weight times its count: a sum over a whole
+        # vector, whose entries all conflict, would otherwise take one probe per entry
+        counts = np.bincount(rows, minlength=out_size)
+        result = _evaluate(data, [np.ones(shapes[q]) if q == p else values[q]
+                                  for q in range(len(operands))])
+        if result is None:
+            raise _Abandoned(data["op"])
+        return rows, entries, (np.asarray(result, dtype=np.float64).ravel()
+                               / np.maximum(counts, 1))[rows]
     structure = sparse.csr_array((np.ones(rows.size, dtype=bool), (rows, entries)),
                                  shape=(out_size, size))
     colors = _greedy((structure.T @ structure).astype(bool).tocsr(), range(size))
@@ -749,14 +931,11 @@ def sparse_jacobian(y, x, disconnected="raise", method=None):
     _method(method)
     graph = y.graph
     with graph.atomic():
+        mark = graph.next_key
+        direct = _direct_csr(y, x, method, symmetric=False)
+        if _chosen(direct, method, mark):
+            return _without_unread(direct[0], mark)
         pattern = _pattern(y, x)
-        # a compressed pass takes at least as many colours as a row (columns) or a column
-        # (rows) has nonzeros
-        least = min(np.diff(pattern.indptr).max(initial=0),
-                    np.bincount(pattern.indices, minlength=x.size).max(initial=0))
-        direct = _direct_csr(y, x, pattern, least, method)
-        if direct is not None:
-            return direct
         column_colors = _fewest_colors((pattern.T @ pattern).astype(bool),
                                        np.diff(pattern.indptr).max(initial=0))
         symmetric = pattern.shape[0] == pattern.shape[1] and (pattern != pattern.T).nnz == 0
@@ -780,7 +959,8 @@ def sparse_jacobian(y, x, disconnected="raise", method=None):
             compressed = _vjp(y, [x], const(_seeds(colors, count, y.dtype), graph),
                               disconnected)[0]
             flat = colors[rows] * x.size + pattern.indices
-        return _csr(compressed, flat, pattern, count, method)
+        return _without_unread(_cheaper(direct, _csr(compressed, flat, pattern, count, method),
+                                        mark), mark)
 
 
 def sparse_hessian(f, x, disconnected="raise", method=None):
@@ -798,16 +978,15 @@ def sparse_hessian(f, x, disconnected="raise", method=None):
     _method(method)
     graph = f.graph
     with graph.atomic():
+        mark = graph.next_key
         gradient = grad(f, x, disconnected)
         gradient, x = _vectors(gradient, x, "hessian")
+        direct = _direct_csr(gradient, x, method, symmetric=True)
+        if _chosen(direct, method, mark):
+            return _without_unread(direct[0], mark)
         pattern = _pattern(gradient, x)
         pattern = (pattern + pattern.T).tocsr()
         pattern.sort_indices()
-        # a symmetric colouring takes at least the nonzeros of a row, less one, over two, plus one
-        least = (np.diff(pattern.indptr).max(initial=0) + 2) // 2
-        direct = _direct_csr(gradient, x, pattern, least, method)
-        if direct is not None:
-            return direct
         adjacency = pattern.copy()
         adjacency.setdiag(False)
         adjacency.eliminate_zeros()
@@ -826,41 +1005,140 @@ def sparse_hessian(f, x, disconnected="raise", method=None):
         compressed = _vjp(gradient, [x], const(_seeds(colors, count, x.dtype), graph),
                           "zero")[0]
         read_rows, read_colors = recovery
-        return _csr(compressed, read_colors * x.size + read_rows, pattern, count, method)
+        result = _csr(compressed, read_colors * x.size + read_rows, pattern, count, method)
+        return _without_unread(_cheaper(direct, result, mark), mark)
 
 
-def _direct_csr(y, x, pattern, least_colors, method):
-    """The csr_matrix node of dy/dx with ``pattern`` (which holds the pattern direct emission
-    finds) by direct emission, or None where the compressed pass is to be built: the method
-    is "compressed", direct emission has no rule for an op on the way, or (method None) it
-    would compute more entries per call than a compressed pass of ``least_colors`` colours
-    over the nodes between x and y, each a product and a sum per colour and entry."""
-    if method == "compressed" or not pattern.nnz:
+class _LowerTriangle:
+    """Which nonzeros of a Hessian direct emission computes: where the pattern it finds is
+    symmetric, those on and below the diagonal, and ``mirror`` holds the position of each
+    nonzero's mirror image; else (``mirror`` None) every one."""
+
+    def __init__(self, size):
+        self.size, self.mirror = size, None
+
+    def __call__(self, found):
+        indptr = np.concatenate([[0], np.cumsum(found.lengths)])
+        # each nonzero's position, transposed: at (j, i) the position of (i, j)
+        transposed = _scipy_sparse().csr_array(
+            (np.arange(found.rows.size, dtype=np.int64), found.columns, indptr),
+            shape=(self.size, self.size)).T.tocsr()
+        transposed.sort_indices()
+        if np.array_equal(transposed.indptr, indptr) and np.array_equal(
+                transposed.indices, found.columns):
+            self.mirror = transposed.data
+            return found.rows >= found.columns
+        return np.ones(found.rows.size, dtype=bool)
+
+
+def _direct_csr(y, x, method, symmetric):
+    """(the csr_matrix node of dy/dx by direct emission, a lower bound of the work of a
+    compressed pass: the least colours its pattern allows times the operand entries of the
+    nodes between x and y), or None: the method is "compressed", dy/dx has no nonzero, or
+    direct emission has no rule for an op on the way. ``symmetric`` (y a gradient, dy/dx a
+    Hessian): the pattern is symmetrised, and when the one direct emission finds is symmetric
+    already, only the nonzeros on and below the diagonal are computed, each one below written
+    to its mirror image too."""
+    if method == "compressed":
         return None
     graph = y.graph
+    sparse = _scipy_sparse()
+    lower = _LowerTriangle(x.size) if symmetric else None
     try:
         with graph.atomic():
-            found, emitter, path_size = _direct(y, x)
-            keys = (np.repeat(np.arange(pattern.shape[0], dtype=np.int64),
-                              np.diff(pattern.indptr)) * x.size + pattern.indices)
-            values = found.values
-            if not np.array_equal(found.keys, keys):
-                positions = np.searchsorted(keys, found.keys)
-                if np.any(positions >= keys.size) or np.any(keys[positions] != found.keys):
-                    raise InternalError("direct emission found a nonzero outside the pattern")
-                values = emitter.combine(keys.size, [(positions, values)], y.dtype)
-            if method is None and emitter.cost > 2 * least_colors * path_size:
-                raise _Abandoned("cost")
+            found, mask, parts, emitter, path_size = _direct(y, x, lower)
+            wanted = np.flatnonzero(mask)
+            mirror = strict = None
+            pattern = sparse.csr_array(
+                (np.ones(found.rows.size, dtype=bool), found.columns,
+                 np.concatenate([[0], np.cumsum(found.lengths)])), shape=(y.size, x.size))
+            if symmetric and lower.mirror is None:
+                # a pattern found asymmetric is symmetrised: every nonzero is computed and
+                # placed among the symmetrised pattern's
+                pattern = (pattern + pattern.T).tocsr()
+                pattern.sort_indices()
+                keys = np.repeat(np.arange(y.size, dtype=np.int64),
+                                 np.diff(pattern.indptr)) * x.size + pattern.indices
+                target = np.searchsorted(keys, found.rows * x.size + found.columns)
+            else:
+                target = wanted
+                if symmetric:
+                    mirror = lower.mirror[wanted]
+                    strict = (found.rows != found.columns)[wanted]
+            if symmetric:
+                # a symmetric colouring takes at least the nonzeros of a row, less one, over
+                # two, plus one
+                least = (np.diff(pattern.indptr).max(initial=0) + 2) // 2
+            else:
+                # a compressed pass takes at least as many colours as a row (columns) or a
+                # column (rows) has nonzeros
+                least = min(np.diff(pattern.indptr).max(initial=0),
+                            np.bincount(pattern.indices, minlength=x.size).max(initial=0))
+            placed = []
+            for positions, values in parts:
+                placed.append((target[positions], values))
+                if strict is not None and strict[positions].any():
+                    below = np.flatnonzero(strict[positions])
+                    placed.append((mirror[positions[below]], emitter.take(values, below)))
+            values = emitter.combine(pattern.nnz, placed, y.dtype)
             if isinstance(values, np.ndarray):
                 values = const(values, graph, dtype=y.dtype)
             return apply("csr_matrix", values, const(pattern.indices, graph, dtype="int64"),
                          const(pattern.indptr, graph, dtype="int64"), shape=pattern.shape,
-                         colors=0, method="direct")
+                         colors=0, method="direct"), least * path_size
     except _Abandoned as reason:
-        if method == "direct":
+        if method == "direct" and reason.args[0] != "no nonzero":
             raise SymgradError(f"direct emission of the sparse derivative has no rule for op "
                                f"{reason.args[0]!r}; method='compressed' computes it") from None
         return None
+
+
+# What an entry costs NumPy, relative to an element-wise op's, in a method's work: a gather
+# reads scattered entries; put_add copies its base and adds at scattered positions (fitted to
+# the timings of tests/benchmarks/sparse_chooser.py)
+WORK_WEIGHTS = {"gather": 2, "put_add": 3}
+
+
+def _work(result, mark):
+    """The entries computed per call by the nodes added since key ``mark`` that ``result``
+    reads, weighted by WORK_WEIGHTS."""
+    nodes = result.graph._node
+    return sum(WORK_WEIGHTS.get(nodes[node]["op"], 1) * math.prod(nodes[node]["shape"])
+               for node in result.graph.ancestors_in_order([result.node])
+               if node >= mark and nodes[node]["op"] not in ("const", "csr_matrix"))
+
+
+def _chosen(direct, method, mark):
+    """Whether direct emission's result (_direct_csr's) is taken without building the
+    compressed pass: the method is "direct", or (method None) its work is at most half the
+    least a compressed pass could do, the compressed pass's work per colour having measured
+    at least two thirds of its bound's on the structures of tests/benchmarks/sparse_chooser.py."""
+    return direct is not None and (method == "direct" or 2 * _work(direct[0], mark) <= direct[1])
+
+
+def _cheaper(direct, compressed, mark):
+    """Of direct emission's result (or None) and the compressed pass's, the one whose nodes
+    do less work per call (_work); the other's nodes are left unread."""
+    if direct is not None and _work(direct[0], mark) <= _work(compressed, mark):
+        return direct[0]
+    return compressed
+
+
+def _without_unread(result, mark):
+    """``result``, with the nodes added since key ``mark`` that it does not read removed (the
+    partial derivatives and terms direct emission or a compressed pass built and left unused)."""
+    graph, nodes = result.graph, result.graph._node
+    read = set(graph.ancestors_in_order([result.node]))
+    added = [node for node in range(mark, graph.next_key) if node in nodes]
+    unread = {node for node in added if node not in read}
+    if unread:
+        for node in added:
+            # a kept derivative node built by the rule of a node that goes keeps that op's
+            # name, as Graph.release_unused leaves it, for the comment in the emitted code
+            if nodes[node]["grad_of"] in unread and node not in unread:
+                nodes[node]["grad_of"] = nodes[nodes[node]["grad_of"]]["op"]
+        graph.discard(unread)
+    return result
 
 
 def _seeds(colors, count, dtype):

@@ -83,6 +83,60 @@ def bratu(n, lam=6.0):
     return u, residual, energy
 
 
+def tridiagonal(size):
+    x = sg.var("x", shape=(size,))
+    padded = sg.pad(x, 1)
+    return "jacobian", padded[:-2] - 2.0 * sg.sin(x) + padded[2:] ** 3, x
+
+
+def chained_rosenbrock(size):
+    x = sg.var("x", shape=(size,))
+    return "hessian", sg.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2), x
+
+
+def block_diagonal(size):
+    """Independent terms of three unknowns each: a Hessian of 3 x 3 blocks."""
+    x = sg.var("x", shape=(size - size % 3,))
+    blocks = x.reshape(-1, 3)
+    return "hessian", sg.sum(sg.log(1.0 + sg.sum(blocks * blocks, axis=1))) \
+        + sg.sum(sg.sin(x) ** 2), x
+
+
+def arrowhead(size):
+    """One unknown coupled to every other: a Hessian with one dense row and column."""
+    x = sg.var("x", shape=(size,))
+    return "hessian", x[0] * sg.sum(sg.sin(x[1:])) + sg.sum(x ** 4), x
+
+
+def composed_band(hessian):
+    """A band through two layers of a three-point stencil (five colours), and the Hessian of
+    its sum of squares (nine): a deep pattern, where the compressed pass wins."""
+    def build(size):
+        x = sg.var("x", shape=(size,))
+        y = x
+        for _ in range(2):
+            padded = sg.pad(y, 1)
+            y = sg.sin(padded[:-2] + padded[2:] * y)
+        return ("hessian", sg.sum(y * y), x) if hessian else ("jacobian", y, x)
+    return build
+
+
+def bratu_structure(hessian):
+    def build(size):
+        u, residual, energy = bratu(round(size ** 0.5))
+        return ("hessian", energy, u) if hessian else ("jacobian", residual, u)
+    return build
+
+
+# name -> size -> ("jacobian" or "hessian", the output, the variable) of about size unknowns:
+# the structures the choice between the two methods is measured on
+# (tests/benchmarks/sparse_chooser.py)
+STRUCTURES = {"tridiagonal": tridiagonal, "Bratu residual": bratu_structure(False),
+              "Bratu energy": bratu_structure(True), "chained Rosenbrock": chained_rosenbrock,
+              "block diagonal": block_diagonal, "arrowhead": arrowhead,
+              "composed band": composed_band(False), "composed band Hessian": composed_band(True)}
+
+
 def five_point(n):
     one = np.ones(n - 1)
     path = scipy.sparse.diags_array([one, np.ones(n), one], offsets=[-1, 0, 1], dtype=bool)
@@ -247,6 +301,109 @@ def test_an_op_without_a_rule_is_dense_and_never_misses_a_nonzero():
         assert sg.jacobian(y, x, sparse=True).data["attrs"]["method"] != "direct"
         with pytest.raises(sg.SymgradError, match="no rule for op 'sort'"):
             sparse_jacobian(y, x, method="direct")
+
+
+def test_a_direct_hessian_is_its_lower_triangle_mirrored():
+    """Direct emission computes the nonzeros on and below the diagonal and writes each one below
+    to its mirror image too: the result is symmetric to the last bit, where the Jacobian of the
+    gradient, upper triangle included, is not (sin(x_i x_{i+1}) e^{0.3 x_{i+1}} rounds
+    differently across the diagonal), equals the dense Hessian to rounding, with its pattern,
+    and central differences of the gradient."""
+    with sg.use_graph():
+        x = sg.var("x", shape=(9,))
+        f = sg.sum(sg.sin(x[:-1] * x[1:]) * sg.exp(x[1:] * 0.3)) + sg.sum(sg.tanh(x) ** 3)
+        at = np.random.default_rng(1).uniform(-1.0, 1.0, 9)
+        H = sg.compile(sparse_hessian(f, x, method="direct"), [x])(at)
+        assert (H != H.T).nnz == 0
+        J = sg.compile(sparse_jacobian(sg.grad(f, x), x, method="direct"), [x])(at)
+        assert (J != J.T).nnz > 0
+        dense, _, _ = hessians(f, x, at)
+        np.testing.assert_allclose(H.toarray(), dense, rtol=1e-15, atol=1e-15)
+        assert H.nnz == 9 + 2 * 8
+        np.testing.assert_allclose(H.toarray(), central_jacobian(
+            sg.compile(sg.grad(f, x), [x]), at), rtol=1e-7, atol=1e-8)
+    # where both compute the same products, in the same order, they agree to the last bit
+    with sg.use_graph():
+        x = sg.var("x", shape=(9,))
+        f = x[0] * sg.sum(sg.sin(x[1:])) + sg.sum(x ** 4)
+        at = np.linspace(-1.0, 1.5, 9)
+        H = sg.compile(sparse_hessian(f, x, method="direct"), [x])(at)
+        np.testing.assert_array_equal(H.toarray(), sg.compile(sg.hessian(f, x), [x])(at))
+
+
+@pytest.mark.parametrize("name", ["tridiagonal", "Bratu residual", "Bratu energy",
+                                  "chained Rosenbrock", "block diagonal", "arrowhead",
+                                  "composed band", "composed band Hessian"])
+def test_the_choice_is_the_method_measured_faster(name):
+    """The method sg.jacobian / sg.hessian pick on the structures both were timed on
+    (tests/benchmarks/sparse_chooser.py: 1,000 to 90,000 unknowns): direct emission, but where
+    composed stencils widen the band (5 and 9 colours), the compressed pass."""
+    expected = "compressed" if name.startswith("composed") else "direct"
+    with sg.use_graph():
+        kind, y, x = STRUCTURES[name](1000)
+        result = (sg.hessian if kind == "hessian" else sg.jacobian)(y, x, sparse=True)
+        method = result.data["attrs"]["method"]
+        assert (method if method == "direct" else "compressed") == expected
+        at = np.random.default_rng(0).uniform(-1.0, 1.0, x.size)
+        other = (sparse_hessian if kind == "hessian" else sparse_jacobian)(
+            y, x, method="compressed" if expected == "direct" else "direct")
+        values = sg.compile([result, other], [x])(at)
+        np.testing.assert_array_equal(values[0].indices, values[1].indices)
+        np.testing.assert_allclose(values[0].data, values[1].data, rtol=1e-12, atol=1e-12)
+
+
+def test_a_sum_over_a_whole_long_vector_is_one_probe():
+    """The arrowhead's sum over 20,000 entries: its weights come from one probe of ones, where a
+    colouring of its columns (all in conflict) made a 20,000-squared matrix and 20,000 probes."""
+    with sg.use_graph():
+        _, f, x = STRUCTURES["arrowhead"](20_000)
+        at = np.random.default_rng(4).uniform(-1.0, 1.0, 20_000)
+        H = sg.compile(sg.hessian(f, x, sparse=True), [x])(at)
+        assert H.nnz == 20_000 + 2 * 19_999
+        np.testing.assert_allclose(H[[0], :].toarray().ravel(),
+                                   np.concatenate([[12.0 * at[0] ** 2], np.cos(at[1:])]),
+                                   rtol=1e-15)
+        np.testing.assert_allclose(H.diagonal()[1:], -at[0] * np.sin(at[1:]) + 12.0 * at[1:] ** 2,
+                                   rtol=1e-13)
+
+
+@pytest.mark.parametrize("method", [None, "direct", "compressed"])
+@pytest.mark.parametrize("name", ["Bratu residual", "Bratu energy", "chained Rosenbrock",
+                                  "arrowhead", "composed band Hessian"])
+def test_a_sparse_call_adds_only_the_nodes_its_result_reads(name, method):
+    with sg.use_graph() as graph:
+        kind, y, x = STRUCTURES[name](16)
+        mark = graph.next_key
+        result = (sparse_hessian if kind == "hessian" else sparse_jacobian)(y, x, method=method)
+        added = {node for node in graph.nodes if node >= mark}
+        assert added and added <= set(graph.ancestors_in_order([result.node]))
+        for node in added:
+            assert graph.nodes[node]["grad_of"] is None or isinstance(
+                graph.nodes[node]["grad_of"], str) or graph.nodes[node]["grad_of"] in graph
+        at = np.random.default_rng(2).uniform(-1.0, 1.0, x.size)
+        dense = sg.compile(sg.hessian(y, x) if kind == "hessian" else sg.jacobian(y, x),
+                           [x])(at)
+        np.testing.assert_allclose(sg.compile(result, [x])(at).toarray(), dense, rtol=1e-12,
+                                   atol=1e-12)
+        # the graph releases as before: dropped expressions take their nodes with them
+        del result, y
+        sg.exp(sg.const(np.ones(200), graph) * x[0]).node
+
+
+def test_a_failed_sparse_call_leaves_the_graph_as_it_was():
+    """Direct emission fails at logsumexp after building the gradient and the partial
+    derivatives on the way: every node it built goes, and the hash-consing table with them."""
+    with sg.use_graph() as graph:
+        kind, f, x = STRUCTURES["block diagonal"](12)
+        f = f + sg.sum(sg.logsumexp(x.reshape(4, 3), axis=1))
+        nodes = {node: dict(data) for node, data in graph.nodes(data=True)}
+        cons, mark = dict(graph._cons), graph.next_key
+        with pytest.raises(sg.SymgradError, match="no rule for op 'logsumexp'"):
+            sparse_hessian(f, x, method="direct")
+        with pytest.raises(sg.SymgradError, match="no rule for op 'logsumexp'"):
+            sparse_jacobian(sg.logsumexp(x.reshape(4, 3), axis=1), x, method="direct")
+        assert {node: dict(data) for node, data in graph.nodes(data=True)} == nodes
+        assert graph._cons == cons and graph.next_key > mark
 
 
 def test_the_star_colouring_recovers_every_nonzero_or_says_it_cannot():
