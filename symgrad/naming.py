@@ -146,6 +146,11 @@ def loop_index(depth):
     return f"i{depth}"
 
 
+def axis_length(index):
+    """The ``index``-th length of an axis a whole loop's kernel takes: ``length0``."""
+    return f"length{index}"
+
+
 def suffixed(name, suffix):
     """A name derived from ``name``: a helper of its value (``t3_mask``, ``t1_float64``) or the
     next candidate when it is taken (``x_2``).

@@ -117,7 +117,8 @@ def test_named_lengths_and_no_steps():
         h0 = sg.var("h0", shape=("b", 3))
 
         def step(h, x):
-            h = sg.tanh(x @ w + h * sg.sum(h, axis=1, keepdims=True))
+            h = sg.tanh(x @ w + h * sg.mean(h, axis=0, keepdims=True)
+                        + sg.sum(h, axis=1, keepdims=True))
             return h, sg.log_softmax(h, axis=-1)[:, 1:]
         final, ys = sg.scan(step, h0, xs)
         loss = sg.sum(final) + sg.sum(ys)

@@ -20,6 +20,7 @@ them to 1e-12 relative.
 Imports ops, naming and errors, and codegen's emission, plan and loops.
 """
 
+import math
 from dataclasses import dataclass
 
 from .. import naming
@@ -37,9 +38,11 @@ from .plan import Plan
 SCALAR_FORMS = frozenset({"exp", "expm1", "log", "log1p", "tan", "sigmoid", "softplus",
                           "logaddexp"})
 # the ops a kernel writes otherwise, each by its own method of _LoopWriter
-OTHER_OPS = ("sum", "max", "min", "log_softmax", "softmax", "matmul", "inner", "transpose",
-             "getitem", "index_grad", "index_add", "expand_dims", "squeeze", "concatenate",
-             "broadcast_to")
+OTHER_OPS = ("sum", "mean", "max", "min", "log_softmax", "softmax", "matmul", "inner",
+             "transpose", "getitem", "index_grad", "index_add", "expand_dims", "squeeze",
+             "concatenate", "broadcast_to", "broadcast_to_like", "axis_size")
+# reductions over axes, which join the nest computing their operand
+REDUCTIONS = ("sum", "max", "min")
 # the names of a kernel module's own (codegen.numba.KERNEL_HEADER), which no local may take
 MODULE_NAMES = ("math", "np", "ir", "njit", "prange", "types", "intrinsic", "PARALLEL",
                 "_sg_power_of_two", "_sg_tanh")
@@ -77,6 +80,7 @@ class _Nest:
     def __init__(self, shape):
         self.shape = shape
         self.members = set()
+        self.partial = set()        # reductions accumulating in it: complete when it ends
         self.allocations = []
         self.body = []
 
@@ -131,7 +135,7 @@ class _LoopWriter:
         self.step_name = self.namer.claim(naming.STEP)
         self.names = {}
         self.fresh = set()
-        self.dims = {}              # named dimension -> its parameter
+        self.dims = {}              # an axis's length (an int, or a name) -> its parameter
         self.constants = {}         # body node -> the parameter of its array
         self.placeholders = {}      # body placeholder -> its parameter
         self.lines = []             # the statements of one step
@@ -143,10 +147,15 @@ class _LoopWriter:
     # -- what the kernel reads -----------------------------------------------------------------------
 
     def dim(self, length):
-        if isinstance(length, int):
-            return str(length)
+        """The source of an axis's length: a parameter, named for a named dimension, else
+        numbered (the call passes the length: one kernel for the body at every size); a
+        length 1, which broadcasting reads, is written."""
+        if length == 1:
+            return "1"
         if length not in self.dims:
-            self.dims[length] = self.namer.claim(naming.dimension(length))
+            self.dims[length] = self.namer.claim(
+                naming.axis_length(len(self.dims)) if isinstance(length, int)
+                else naming.dimension(length))
         return self.dims[length]
 
     def shape_source(self, shape):
@@ -251,7 +260,7 @@ class _LoopWriter:
             return self.elementwise(node, data, elementwise_form(op))
         if op not in OTHER_OPS:
             return False
-        if not self._writes_nothing(node):
+        if not self._writes_nothing(node) and op not in REDUCTIONS:
             self.close_nest()
         return getattr(self, f"write_{op}")(node, data)
 
@@ -269,7 +278,8 @@ class _LoopWriter:
             ctx = _KernelContext(data, args, self.local(node))
             self.lines.extend(statements(form, ctx, LazyLiterals(data["attrs"])))
             return True
-        if self.nest is None or self.nest.shape != shape:
+        if self.nest is None or self.nest.shape != shape \
+                or self.nest.partial.intersection(data["inputs"]):
             self.close_nest()
             self.nest = _Nest(shape)
         at = self.indices(len(shape))
@@ -293,14 +303,15 @@ class _LoopWriter:
         return True
 
     def read_in_nest_only(self, node):
-        """Whether every reader of ``node`` joins its nest: element-wise steps of its shape
-        right after it (steps writing nothing in between), and ``node`` no result of the step."""
+        """Whether every reader of ``node`` joins its nest: element-wise steps of its shape and
+        reductions of its members right after it (steps writing nothing in between, and no
+        member reading such a reduction), and ``node`` no result of the step."""
         if node in self.plan.output_set:
             return False
         shape = self.nodes[node]["shape"]
         readers = {step.node for step in self.plan.readers.get(node, ())}
-        position = self.position[node]
-        for later in self.plan.order[position + 1:]:
+        members, partial = self.nest.members | {node}, set(self.nest.partial)
+        for later in self.plan.order[self.position[node] + 1:]:
             if not readers:
                 return True
             step = self.plan.step_of[later]
@@ -309,8 +320,13 @@ class _LoopWriter:
                     return False    # an alias or a transpose names the array
                 continue
             data = self.nodes[later]
-            if elementwise_form(data["op"]) is None or data["shape"] != shape:
+            if data["op"] in REDUCTIONS and data["inputs"][0] in members:
+                partial.add(later)
+            elif elementwise_form(data["op"]) is None or data["shape"] != shape \
+                    or partial.intersection(data["inputs"]):
                 return False
+            else:
+                members.add(later)
             readers.discard(later)
         return not readers
 
@@ -344,20 +360,54 @@ class _LoopWriter:
         operand, own, axes, keepdims = reduced
         at = self.indices(len(own))
         value = self.entry(operand, own, at)
+        nest = self.nest
+        # a reduction of a value of the open nest takes each entry as the nest makes it; the
+        # result is complete when the nest ends, so no later member may read it
+        joins = nest is not None and operand in nest.members
+        if not joins:
+            self.close_nest()
         if data["shape"] == ():
             name = self.local(node)
-            self.lines.append(f"{name} = {start}")
-            self.lines.extend(self.loops(own, update(name, value)))
-            return True
-        name = self.new_array(node)
-        kept = [("0" if keepdims else None) if k in axes else index for k, index in enumerate(at)]
-        target = f"{name}[{', '.join(k for k in kept if k is not None)}]"
-        self.lines.append(self.empty(node, start))
-        self.lines.extend(self.loops(own, update(target, value)))
+            start_line, target = f"{name} = {start}", name
+        else:
+            name = self.new_array(node)
+            kept = [("0" if keepdims else None) if k in axes else index
+                    for k, index in enumerate(at)]
+            start_line = self.empty(node, start)
+            target = f"{name}[{', '.join(k for k in kept if k is not None)}]"
+        if joins:
+            nest.allocations.append(start_line)
+            nest.body.extend(update(target, value))
+            nest.partial.add(node)
+        else:
+            self.lines.append(start_line)
+            self.lines.extend(self.loops(own, update(target, value)))
         return True
 
     def write_sum(self, node, data):
         return self._reduction(node, data, "0.0", lambda target, value: [f"{target} += {value}"])
+
+    def write_mean(self, node, data):
+        """The sum over the axes divided by their count, as NumPy's mean (ops.reduce)."""
+        if not self.write_sum(node, data):
+            return False
+        own = self.nodes[data["inputs"][0]]["shape"]
+        lengths = [own[a % len(own)] for a in data["attrs"]["axis"]]
+        count = (repr(float(math.prod(lengths))) if all(isinstance(d, int) for d in lengths)
+                 else f"float({' * '.join(self.dim(d) for d in lengths)})")   # as _emit_mean
+        name = self.names[node]
+        if data["shape"] == ():
+            self.lines.append(f"{name} /= {count}")
+        else:
+            at = self.indices(len(data["shape"]))
+            self.lines.extend(self.loops(data["shape"], [f"{name}[{', '.join(at)}] /= {count}"]))
+        return True
+
+    def write_axis_size(self, node, data):
+        own = self.nodes[data["inputs"][0]]["shape"]
+        lengths = [self.dim(own[a % len(own)]) for a in data["attrs"]["axis"]]
+        self.lines.append(f"{self.local(node)} = float({' * '.join(lengths) or '1'})")
+        return True
 
     def _extreme(self, node, data, start, beyond):
         # a nan reached stays: nothing is beyond it, and it is not itself
@@ -562,6 +612,9 @@ class _LoopWriter:
                                              f"{self.entry(source, shape, at)}"]))
         return True
 
+    def write_broadcast_to_like(self, node, data):
+        return self.write_broadcast_to(node, data)
+
     def write_concatenate(self, node, data):
         shape = data["shape"]
         axis = data["attrs"]["axis"] % len(shape)
@@ -633,7 +686,7 @@ class _LoopWriter:
             arguments.append(f"np.ascontiguousarray({value})")
         for dim, local in self.dims.items():
             params.append(local)
-            arguments.append(renderer.dim(dim))
+            arguments.append(str(dim) if isinstance(dim, int) else renderer.dim(dim))
         update = []
         if carries:
             # a carry takes a new array of the step as it is, anything else (a placeholder, a
