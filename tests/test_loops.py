@@ -484,11 +484,10 @@ def replay(graph, output, bound):
     return built[output]
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.data())
-def test_random_loops_match_the_unrolled_loop(data):
-    """A body drawn by the property tests' generator from the carry, the slice and weights;
-    1 to 5 steps; values and gradients against the loop written out."""
+def draw_random_loop(data):
+    """A random loop: a body drawn by the property tests' generator from the carry, the slice
+    and weights, 1 to 5 steps. (the arguments, a function building the loop's value, final
+    carry, stacked results and gradients with a scan function: (outputs, inputs))."""
     shapes = [(), (3,), (2, 3)]
     carry_shape = data.draw(st.sampled_from(shapes), label="carry")
     slice_shape = data.draw(st.sampled_from(shapes), label="slice")
@@ -508,20 +507,31 @@ def test_random_loops_match_the_unrolled_loop(data):
               rng.uniform(-1.0, 1.0, (steps, *concrete(specs[names[1]])))] + \
         [rng.uniform(-1.0, 1.0, concrete(specs[n])) for n in names[2:]]
 
+    def build(scan):
+        init = sg.var("init", shape=specs[names[0]])
+        xs = sg.var("xs", shape=(steps, *specs[names[1]]))
+        weights = {n: sg.var(n, shape=specs[n]) for n in names[2:]}
+
+        def step(c, x):
+            out = replay(drawn, y.node, {names[0]: c, names[1]: x, **weights})
+            return 0.5 * c + 0.5 * sg.tanh(sg.sum(out)), sg.tanh(out)
+        final, ys = scan(step, init, xs)
+        f = sg.sum(final) + 0.5 * sg.sum(ys)
+        inputs = [init, xs, *weights.values()]
+        grads = sg.grad(f, inputs, disconnected="zero")
+        return [f, final, ys, *grads], inputs
+    return values, build
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_random_loops_match_the_unrolled_loop(data):
+    """Random loops (draw_random_loop): values and gradients against the loop written out."""
+    values, build = draw_random_loop(data)
     results = []
     for scan in (sg.scan, unrolled_scan):
         with sg.use_graph():
-            init = sg.var("init", shape=specs[names[0]])
-            xs = sg.var("xs", shape=(steps, *specs[names[1]]))
-            weights = {n: sg.var(n, shape=specs[n]) for n in names[2:]}
-
-            def step(c, x):
-                out = replay(drawn, y.node, {names[0]: c, names[1]: x, **weights})
-                return 0.5 * c + 0.5 * sg.tanh(sg.sum(out)), sg.tanh(out)
-            final, ys = scan(step, init, xs)
-            f = sg.sum(final) + 0.5 * sg.sum(ys)
-            inputs = [init, xs, *weights.values()]
-            grads = sg.grad(f, inputs, disconnected="zero")
-            results.append(sg.compile([f, final, ys, *grads], inputs=inputs)(*values))
+            outputs, inputs = build(scan)
+            results.append(sg.compile(outputs, inputs=inputs)(*values))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True)

@@ -10,8 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 import symgrad as sg
 from symgrad import api
-from test_loops import THETA, Z0, char_rnn, replay, rk4_final_loss, rnn_data
-from test_properties import GraphDrawer
+from test_loops import THETA, Z0, char_rnn, draw_random_loop, rk4_final_loss, rnn_data
 
 pytestmark = pytest.mark.skipif("numba" not in api.BACKENDS, reason="Numba is not installed")
 
@@ -137,39 +136,11 @@ def test_named_lengths_and_no_steps():
 @settings(max_examples=30, deadline=None)
 @given(st.data())
 def test_random_bodies_against_the_numpy_backend(data):
-    """The random loops of tests/test_loops.py (a body drawn by the property tests' generator, 1
-    to 5 steps), compiled by both backends: kernels where Numba can run the body."""
-    shapes = [(), (3,), (2, 3)]
-    carry_shape = data.draw(st.sampled_from(shapes), label="carry")
-    slice_shape = data.draw(st.sampled_from(shapes), label="slice")
-    with sg.use_graph() as drawn:
-        drawer = GraphDrawer(data.draw)
-        drawer.pool += [drawer.variable(carry_shape), drawer.variable(slice_shape)]
-        y = drawer.build(data.draw(st.integers(1, 6), label="ops"))
-    names = list(drawer.variables)
-    specs = {name: drawer.variables[name].shape for name in names}
-    steps = data.draw(st.integers(1, 5), label="steps")
-    batch = data.draw(st.integers(1, 3), label="batch")
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
-
-    def concrete(shape):
-        return tuple(batch if d == "b" else d for d in shape)
-    values = [rng.uniform(-1.0, 1.0, concrete(specs[names[0]])),
-              rng.uniform(-1.0, 1.0, (steps, *concrete(specs[names[1]])))] + \
-        [rng.uniform(-1.0, 1.0, concrete(specs[n])) for n in names[2:]]
+    """The random loops of tests/test_loops.py (draw_random_loop), compiled by both backends:
+    kernels where Numba can run the body."""
+    values, build = draw_random_loop(data)
     with sg.use_graph():
-        init = sg.var("init", shape=specs[names[0]])
-        xs = sg.var("xs", shape=(steps, *specs[names[1]]))
-        weights = {n: sg.var(n, shape=specs[n]) for n in names[2:]}
-
-        def step(c, x):
-            out = replay(drawn, y.node, {names[0]: c, names[1]: x, **weights})
-            return 0.5 * c + 0.5 * sg.tanh(sg.sum(out)), sg.tanh(out)
-        final, ys = sg.scan(step, init, xs)
-        f = sg.sum(final) + 0.5 * sg.sum(ys)
-        inputs = [init, xs, *weights.values()]
-        grads = sg.grad(f, inputs, disconnected="zero")
-        numpy_fn, numba_fn = both([f, final, ys, *grads], inputs)
+        numpy_fn, numba_fn = both(*build(sg.scan))
     with np.errstate(all="ignore"):
         expected = numpy_fn(*values)
         got = numba_fn(*values)
