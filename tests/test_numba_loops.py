@@ -145,3 +145,21 @@ def test_random_bodies_against_the_numpy_backend(data):
         expected = numpy_fn(*values)
         got = numba_fn(*values)
     assert_agree(got, expected, rtol=1e-12, atol=1e-13)
+
+
+def test_a_long_chain_is_cut_into_nests_of_at_most_nest_limit_nodes():
+    with sg.use_graph():
+        xs = sg.var("xs", shape=(3, 4))
+        h0 = sg.var("h0", shape=(4,))
+
+        def step(h, x):
+            for _ in range(70):         # 210 element-wise ops of one shape
+                h = sg.sin(h) * 0.9 + x
+            return h, None
+        final, _ = sg.scan(step, h0, xs)
+        numpy_fn, numba_fn = both([final], [xs, h0])
+    assert kernels(numba_fn) == 1
+    assert numba_fn.kernel_source.count("for i0 in range(") == 2
+    rng = np.random.default_rng(4)
+    data = [rng.standard_normal((3, 4)), rng.standard_normal(4)]
+    assert_agree(numba_fn(*data), numpy_fn(*data))

@@ -41,6 +41,10 @@ SCALAR_FORMS = frozenset({"exp", "expm1", "log", "log1p", "tan", "sigmoid", "sof
 OTHER_OPS = ("sum", "mean", "max", "min", "log_softmax", "softmax", "matmul", "inner",
              "transpose", "getitem", "index_grad", "index_add", "expand_dims", "squeeze",
              "concatenate", "broadcast_to", "broadcast_to_like", "axis_size")
+# a nest holds at most this many nodes, as a fused loop (codegen.numba's GROUP_LIMIT): LLVM's
+# time grows faster than a loop's body, and deciding whether a value is read in its nest only
+# looks this far ahead
+NEST_LIMIT = 200
 # reductions over axes, which join the nest computing their operand
 REDUCTIONS = ("sum", "max", "min")
 # the names of a kernel module's own (codegen.numba.KERNEL_HEADER), which no local may take
@@ -144,7 +148,7 @@ class _LoopWriter:
         self.position = {node: k for k, node in enumerate(plan.order)}
         self._indices = []          # the loops' index variables, i0, i1, ...
 
-    # -- what the kernel reads -----------------------------------------------------------------------
+    # -- what the kernel reads ------------------------------------------------------------------
 
     def dim(self, length):
         """The source of an axis's length: a parameter, named for a named dimension, else
@@ -278,8 +282,9 @@ class _LoopWriter:
             ctx = _KernelContext(data, args, self.local(node))
             self.lines.extend(statements(form, ctx, LazyLiterals(data["attrs"])))
             return True
-        if self.nest is None or self.nest.shape != shape \
-                or self.nest.partial.intersection(data["inputs"]):
+        nest = self.nest
+        if nest is None or nest.shape != shape or len(nest.members) >= NEST_LIMIT \
+                or nest.partial.intersection(data["inputs"]):
             self.close_nest()
             self.nest = _Nest(shape)
         at = self.indices(len(shape))
@@ -327,6 +332,8 @@ class _LoopWriter:
                 return False
             else:
                 members.add(later)
+            if len(members) > NEST_LIMIT:
+                return False        # the reader opens the next nest
             readers.discard(later)
         return not readers
 
@@ -706,7 +713,8 @@ class _LoopWriter:
                  *(f"    {line}" for line in step_lines),
                  f"return {', '.join([*carry_locals, *stacks])},"]
         results = [(naming.CARRY, finals.get(j, []), body.data(body.carries[j])["shape"] == ())
-                   for j in carries] + [(naming.STACKED, stacked[value], False) for value in stacked]
+                   for j in carries]
+        results += [(naming.STACKED, stacked[value], False) for value in stacked]
         return WholeLoop(params, "".join(f"    {line}\n" for line in lines), arguments, results)
 
 
