@@ -137,6 +137,22 @@ def kernel_local(kind, index):
     return f"{_KERNEL_LOCALS[kind]}{index}"
 
 
+# a whole loop's kernel (codegen.numba_loop): its number of steps, what its locals add to the
+# names of the body's placeholders (the array a slice is read from, the value a carry starts
+# from), an array constant, a number of a loop's pass, and the loops' indices
+STEPS, SCANNED, START, CONSTANT, ENTRY = "steps", "scanned", "start", "constant", "entry"
+
+
+def loop_index(depth):
+    """The index of the loop over the ``depth``-th axis in a whole loop's kernel: ``i0``."""
+    return f"i{depth}"
+
+
+def axis_length(index):
+    """The ``index``-th length of an axis a whole loop's kernel takes: ``length0``."""
+    return f"length{index}"
+
+
 def suffixed(name, suffix):
     """A name derived from ``name``: a helper of its value (``t3_mask``, ``t1_float64``) or the
     next candidate when it is taken (``x_2``).

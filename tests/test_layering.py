@@ -6,7 +6,7 @@ errors is a leaf anyone may import; cli imports only api and errors; the package
 facade on top. Inside ops/ the same rule holds for OPS_ORDER: core <- shape <- elementwise
 <- special <- reduce <- linalg <- arrays <- order <- matrix <- convolution <- decompositions
 <- sparse <- stability <- custom <- loops <- printing <- methods <- ops/__init__, and inside codegen/ for
-CODEGEN_ORDER: emission <- entry <- plan <- memory <- loops <- numpy <- scalar <- numba <- array_api <- codegen/__init__. The
+CODEGEN_ORDER: emission <- entry <- plan <- memory <- loops <- numpy <- scalar <- numba_loop <- numba <- array_api <- codegen/__init__. The
 modules of another package (optimize/) may import each other, but no module imports one that
 imports it back, at any depth of its source: an import inside a function is an import.
 """
@@ -29,7 +29,7 @@ OPS_ORDER = ["core", "shape", "elementwise", "special", "reduce", "linalg", "arr
              "printing", "methods", "__init__"]
 # code generation: what emitters see and the entries, the plan, the memory passes on it, then the
 # renderers (numba and array_api build on numpy's), then the package's exports
-CODEGEN_ORDER = ["emission", "entry", "plan", "memory", "loops", "numpy", "scalar", "numba",
+CODEGEN_ORDER = ["emission", "entry", "plan", "memory", "loops", "numpy", "scalar", "numba_loop", "numba",
                  "array_api", "__init__"]
 # the packages whose modules keep an order among themselves
 INNER_ORDERS = {"ops": OPS_ORDER, "codegen": CODEGEN_ORDER}

@@ -14,8 +14,10 @@ calls (their loop form is None) whose results the loops read, except tanh, whose
 arithmetic LLVM vectorises (``_sg_tanh``); sin and cos cost the same either way and sqrt is
 faster in a loop, so those fuse (measurements: tests/benchmarks/README.md).
 
+A loop (sg.scan) whose body Numba can run whole is one kernel running every step
+(codegen.numba_loop); any other loop is a Python loop whose body fuses as the function does.
 The kernels' module is compiled and cached by symgrad.fuse.
-Imports ops, naming and errors, and codegen's emission, plan, memory and numpy.
+Imports ops and naming, and codegen's emission, plan, memory, loops, numba_loop and numpy.
 """
 
 import math
@@ -24,11 +26,11 @@ from dataclasses import dataclass
 import networkx as nx
 
 from .. import naming
-from ..errors import SymgradError
 from ..ops import OPS, static_shape
-from .emission import LazyLiterals, number_source, plain, statements
+from .emission import LazyLiterals, number_source, statements
 from . import loops
 from .memory import PASSES
+from .numba_loop import _KernelContext, whole_loop
 from .plan import Step
 from .numpy import NumpyRenderer, planned
 
@@ -378,17 +380,57 @@ class NumbaRenderer(NumpyRenderer):
             filled.append(self.names[node] if len(group.shape) == 1
                           else f"np.ravel({self.names[node]})")
         kernel, arguments = self._kernel(group)
-        module = kernel.module()
-        name = self._kernel_names.get(module)
-        if name is None:        # a loop met before, at other arrays, is called again
-            name = self._kernel_names[module] = self.namer.claim(naming.kernel(len(self.kernels)))
-            self.kernels.append((name, module))
-            self.namespace[name] = None     # bound to the compiled kernel by generate_fused
+        name = self.kernel_name(kernel.module())
         call = f"{name}({', '.join(arguments + filled)})  # fused: {len(group.members)} ops"
         lines.append(f"{', '.join(summed)}, = {call}" if summed else call)
         for node in group.reductions:
             if node in self.plan.output_set:
                 lines.append(f"{self.names[node]} = np.float64({self.names[node]})")
+
+    def kernel_name(self, module):
+        """The name the function calls the kernel of ``module`` (its source) by: a loop met
+        before, at other arrays, is called again."""
+        name = self._kernel_names.get(module)
+        if name is None:
+            name = self._kernel_names[module] = self.namer.claim(naming.kernel(len(self.kernels)))
+            self.kernels.append((name, module))
+            self.namespace[name] = None     # bound to the compiled kernel by generate_fused
+        return name
+
+    def render_step(self, step, lines):
+        if step.kind == "compute" and loops.is_loop(self.plan.nodes[step.node]) \
+                and step.node not in self.names and self.render_whole_loop(step, lines):
+            return
+        super().render_step(step, lines)
+
+    def render_whole_loop(self, step, lines):
+        """Write the loop of ``step``'s scan node as one call of a kernel running every step
+        (codegen.numba_loop), naming every result of it the plan reads; False, writing nothing,
+        when Numba cannot run its body."""
+        loop = whole_loop(self, step.node)
+        if loop is None:
+            return False
+        params = ", ".join(loop.params)
+        module = (f"{KERNEL_HEADER}\n\n@njit({KERNEL_OPTIONS})\n"
+                  f"def {naming.KERNEL}_loop({params}):\n{loop.source}\n"
+                  f"def {naming.KERNEL}({params}):\n"
+                  f"    return {naming.KERNEL}_loop({params})\n")
+        name = self.kernel_name(module)
+        targets, numbers = [], []
+        for suggested, members, number in loop.results:
+            target = self.claim(suggested)
+            targets.append(target)
+            if number:
+                numbers.append(target)
+            for member in members:
+                self.names[member] = target
+        body = [f"{', '.join(targets)}, = {name}({', '.join(loop.arguments)})"
+                f"  # the whole loop: one Numba kernel"]
+        # a kernel's number is a Python float, which raises where NumPy's gives inf or nan
+        body += [f"{target} = np.float64({target})" for target in numbers]
+        step.statements = {step.node: body}
+        lines.extend(body)
+        return True
 
     def _kernel(self, group):
         """A kernel (Kernel) and the argument expressions of its call (the arrays it fills come
@@ -488,23 +530,6 @@ class Kernel:
         if self.returned:
             lines.append(f"    return {', '.join(self.returned)},")
         return "\n".join(lines) + "\n"
-
-
-class _KernelContext:
-    """What an op's Python-float emitter sees inside a kernel (the EmitContext it expects)."""
-
-    def __init__(self, data, args, out):
-        self.args = args
-        self.attrs = {key: plain(value) for key, value in data["attrs"].items()}
-        self.shape = ()
-        self.shapes = [() for _ in args]
-        self.out = out
-
-    def dim(self, name):
-        raise SymgradError("a fused element-wise op cannot ask for a dimension's length")
-
-    def temp(self, suffix):
-        return naming.suffixed(self.out, suffix)
 
 
 NumbaRenderer.body_passes = (fuse_loops, *loops.BODY_PASSES)

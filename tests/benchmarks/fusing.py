@@ -45,6 +45,7 @@ import peers
 from memory import problem as mlp_problem
 
 import symgrad as sg
+from symgrad import fuse
 
 RTOL = 1e-9
 ROUNDS = 7
@@ -104,6 +105,9 @@ def workloads():
         "Rosenbrock HVP n=1e5": ("hvp", (peers.rosenbrock, rng.uniform(-2, 2, 100_000),
                                          rng.standard_normal(100_000))),
         "tanh order 3, 1e6": ("derivative", (peers.tanh, tanh_x, 3)),
+        "rnn_scan T=50": ("grad", (peers.rnn_loss, peers.rnn_problem(rng, 50), range(2, 7), True)),
+        "rnn_scan T=200": ("grad", (peers.rnn_loss, peers.rnn_problem(rng, 200), range(2, 7),
+                                    True)),
     }
 
 
@@ -143,8 +147,8 @@ def cold_child(name):
         runs[backend] = run
         if backend == "numba":
             fn = run.func
-            sites = fn.source.count("# fused:")
-            bodies = fn.kernel_source.count("@njit(cache") // 2
+            sites = fn.source.count("# fused:") + fn.source.count("# the whole loop")
+            bodies = fn.kernel_source.count(fuse._MODULE_START)
     want = flat(runs["numpy"]())
     for g, w in zip(flat(runs["numba"]()), want, strict=True):
         scale = max(float(np.max(np.abs(w), initial=0.0)), 1e-300)
