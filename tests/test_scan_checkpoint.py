@@ -236,8 +236,15 @@ def test_the_other_backends(backend):
     data = rnn_data(17)
     expected = compiled(checkpointed_rnn, 17, None, backend=backend)(*data)
     for k in (4, 17):
-        # the same statements recomputed as first computed (Numba's kernels included)
-        assert_identical(compiled(checkpointed_rnn, 17, k, backend=backend)(*data), expected)
+        got = compiled(checkpointed_rnn, 17, k, backend=backend)(*data)
+        if backend == "array_api":
+            # the same statements recomputed as first computed
+            assert_identical(got, expected)
+        else:
+            # Numba runs a stored loop as one kernel (codegen.numba_loop, within 1e-12 of NumPy)
+            # and a checkpointed one as a Python loop of NumPy statements and small kernels
+            for a, b in zip(got, expected):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 def test_array_api_on_immutable_arrays():
