@@ -14,7 +14,7 @@ import sympy
 
 import symgrad as sg
 from symgrad import cli
-from symgrad.ops import broadcast_to_like, const, stability
+from symgrad.ops import apply, broadcast_to_like, const, identity, stability
 from symgrad.optimize import algebra
 
 RNG_SEED = 20240604
@@ -300,6 +300,21 @@ def _identity_products_in_derivatives():
     return [sg.hessian(sg.logsumexp(A @ x), x)], [A, x]
 
 
+def _negate_the_factor_of_an_identity_part():
+    # a Hessian's rows through a difference: the seed's part times a factor, negated
+    a = sg.var("a", shape=(1, 4, 1, 3))
+    part = identity((3,))[:, None, :, None]
+    return [-(sg.tanh(a) * part)], [a]
+
+
+def _pad_the_factor_of_an_identity_part():
+    # a Hessian's rows through a slice: the zeros around it made for the factor, not the product
+    a, u = sg.var("a", shape=(1, 4, 3, 3)), sg.var("u", shape=(3, 4))
+    part = identity((3,))[:, None, :, None]
+    index = (("slice", None, None, None), ("slice", 1, None, None))
+    return [apply("index_grad", sg.tanh(a) * part, u, index=index, keep=2)], [a, u]
+
+
 def _rank_one_update_through_a_matmul():
     # the Hessian of logsumexp(A x) is A.T (diag(p) - p p.T) A; and both sides of the rule
     A, x = sg.var("A", shape=(6, 4)), sg.var("x", shape=(4,))
@@ -333,6 +348,8 @@ ALGEBRA_CASES = {
     "constants_of_two_products_meet": _constants_of_two_products_meet,
     "sum_of_products_as_a_matvec": _sum_of_products_as_a_matvec,
     "rank_one_update_through_a_matmul": _rank_one_update_through_a_matmul,
+    "negate_the_factor_of_an_identity_part": _negate_the_factor_of_an_identity_part,
+    "pad_the_factor_of_an_identity_part": _pad_the_factor_of_an_identity_part,
 }
 
 

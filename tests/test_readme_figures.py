@@ -156,3 +156,12 @@ def test_the_rewrite_safety_points_and_tolerance_are_as_described():
     assert [min(magnitudes), max(magnitudes)] == [number(smallest_magnitude),
                                                   number(largest_magnitude)]
     assert number(factor) == rewrite_safety.ERROR_FACTOR and number(ulps) == rewrite_safety.ULPS
+
+
+# -- code generation: which intermediates the workspace holds ---------------------------------------
+
+def test_the_workspace_bounds_are_as_quoted():
+    from symgrad.codegen.memory import WORKSPACE_MAX, WORKSPACE_MIN
+    least, most = map(number, quoted(r"float64 intermediates of ([\d,]+) to ([\d,]+) entries are "
+                                     r"written into a \*\*workspace\*\*"))
+    assert (least, most) == (WORKSPACE_MIN, WORKSPACE_MAX)

@@ -32,6 +32,11 @@ from .emission import EmitContext, LazyLiterals, emitted, fills_any_buffer, nump
 # hands such memory back to the system as soon as a few of them are freed together (what it
 # costs a large Rosenbrock HVP: tests/benchmarks/README.md).
 WORKSPACE_MIN = 1 << 14
+# ... and of at most this many (32 MiB): a workspace array is held from the start of a call to its
+# end and between calls, so larger ones (a dense Hessian's n^4-entry intermediates) are fresh
+# arrays, released when they die, and the call's peak memory is what is alive at once
+# (tests/benchmarks/dense_hessian.py).
+WORKSPACE_MAX = 1 << 22
 # A sum of a large array and a term computed from inputs alone (a weight decay's 2 c W added to
 # W's gradient) of at least this many entries (1 MiB of float64, a core's L2 cache here) is made
 # in blocks of rows of about BLOCK_ENTRIES entries: each block of the term is made and added
@@ -276,7 +281,8 @@ def block_rows(shape):
 @decision
 def workspace(plan, minimum=None):
     """Let new arrays of float64 intermediates (not outputs, which the caller keeps) of a static
-    shape with at least ``minimum`` (WORKSPACE_MIN) entries live in the workspace:
+    shape with at least ``minimum`` (WORKSPACE_MIN) and at most WORKSPACE_MAX entries live in the
+    workspace:
     ``plan.workspace_eligible``.
     Not a value read from a transposition: NumPy lays the result out as the transposed operand
     is (K order), which the matrix product reading it next takes faster than a C-ordered buffer
@@ -288,7 +294,7 @@ def workspace(plan, minimum=None):
         data = plan.nodes[node]
         shape = data["shape"]
         if not shape or node in plan.output_set or data["dtype"] != "float64" \
-                or not static_shape(shape) or math.prod(shape) < minimum \
+                or not static_shape(shape) or not minimum <= math.prod(shape) <= WORKSPACE_MAX \
                 or _reads_a_transpose(plan, data):
             continue
         plan.workspace_eligible.add(node)
