@@ -436,13 +436,27 @@ def _identity_part(identity_expr, index):
     trailing d axes (where a Jacobian's rules slice its seed), as the product of one part of
     eye(nk) per axis: [i1..id, j1..jd] is 1 where every ik equals jk. The n^2d-entry identity
     is then never made for the part, and the factors are small; their product is exact."""
+    factors = identity_factors(identity_expr, index)
+    if factors is None:
+        return None
+    product = factors[0]
+    for factor in factors[1:]:
+        product = apply("multiply", product, factor)
+    return product
+
+
+def identity_factors(identity_expr, index=None):
+    """The factors of ``identity_expr[index]`` (_identity_part; the whole identity for None), one
+    part of eye(nk) per axis of its half, each with ones along the others; None where the
+    identity's half has one axis or the index reads its leading axes or adds some."""
     half = identity_expr.data["attrs"]["shape"]
     d = len(half)
+    index = (_FULL,) * 2 * d if index is None else index
     if d < 2 or _NEWAXIS in index or any(item != _FULL for item in index[:d]):
         return None
     trailing = index[d:]
     kept = [k for k, item in enumerate(trailing) if not isinstance(item, int)]
-    product = None
+    factors = []
     for k, n in enumerate(half):
         leading = tuple(_FULL if axis == k else _NEWAXIS for axis in range(d))
         if isinstance(trailing[k], int):     # it takes the factor's second axis away
@@ -450,9 +464,8 @@ def _identity_part(identity_expr, index):
         else:
             rest = tuple(trailing[k] if j == k else _NEWAXIS for j in kept)
         eye = identity((n,), identity_expr.data["dtype"], identity_expr.graph)
-        part = apply("getitem", eye, index=leading + rest)
-        product = part if product is None else apply("multiply", product, part)
-    return product
+        factors.append(apply("getitem", eye, index=leading + rest))
+    return factors
 
 
 # an index_grad's array of at least this many entries starts empty, the entries its cotangent

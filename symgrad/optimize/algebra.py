@@ -11,6 +11,7 @@ import numpy as np
 
 from ..ops import apply, broadcast_shapes, const, static_shape
 from ..ops.core import constant_value, existing_const, is_scalar_constant
+from ..ops.shape import identity_factors
 from .rebuild import rewrite
 
 
@@ -284,6 +285,60 @@ def pad_the_factor_of_an_identity_part(data, inputs, index, keep):
         other = apply("broadcast_to", other, shape=spread)
     return _scaled(apply("multiply", apply("index_grad", other, like, index=index, keep=keep),
                          part), scale)
+
+
+@rewrite("multiply", structural=True)
+def spread_a_multiple_of_the_identity(data, inputs):
+    """(+-I) * x -> (+-p1) * (p2 * x) for the identity I on an array of shape (n1, n2) (and so
+    on for more axes) and an array x smaller than I, or ((+-p1) * c) * p2 for a number c: I is
+    the product of parts of eye(nk) (identity_factors), 0 and 1, which meet x one at a time, so
+    that the product is made from small operands (in blocks where a sum reads it:
+    codegen.memory.blocked_sums) instead of from an n^4-entry identity. Exact: each entry is x
+    times 1, or a zero times x, as before."""
+    for seed, x in (inputs, inputs[::-1]):
+        negated = seed.op == "negative"
+        identity_expr = seed.inputs[0] if negated else seed
+        if identity_expr.op != "identity" or _part_of_an_identity(x) \
+                or not seed.data["dtype"] == x.data["dtype"] == data["dtype"] \
+                or broadcast_shapes(seed.shape, x.shape) != seed.shape \
+                or not static_shape(x.shape) or math.prod(x.shape) >= math.prod(seed.shape):
+            continue
+        factors = identity_factors(identity_expr)
+        if factors is None:
+            continue
+        first = apply("negative", factors[0]) if negated else factors[0]
+        if x.shape == ():
+            product = apply("multiply", first, x)
+            for factor in factors[1:]:
+                product = apply("multiply", product, factor)
+            return product
+        product = x
+        for factor in reversed(factors[1:]):
+            product = apply("multiply", factor, product)
+        return apply("multiply", first, product)
+    return None
+
+
+@rewrite("multiply", structural=True)
+def spread_a_product_with_a_part_of_the_seed(data, inputs):
+    """(s * p) * y -> s * (p * y) where p is a part of a dense Jacobian's seed (entries 0 and 1)
+    and s and p * y are smaller than the product: it is then made from small operands (in
+    blocks where a sum reads it) rather than from an array its size. Exact: where p is 1 both
+    are s * y, and where it is 0 both are a zero (of the same sign), or nan where s or y is not
+    finite."""
+    for inner, y in (inputs, inputs[::-1]):
+        if inner.op != "multiply" or _part_of_an_identity(y) or not static_shape(data["shape"]):
+            continue
+        size = math.prod(data["shape"])
+        for s, p in (inner.inputs, inner.inputs[::-1]):
+            if not _part_of_an_identity(p) or not static_shape(s.shape) \
+                    or not s.data["dtype"] == p.data["dtype"] == y.data["dtype"] == data["dtype"]:
+                continue
+            spread = broadcast_shapes(p.shape, y.shape)
+            if math.prod(s.shape) < size and math.prod(spread) < size \
+                    and broadcast_shapes(s.shape, spread) == data["shape"]:
+                return apply("multiply", s, apply("multiply", p, y))
+    return None
 
 
 @rewrite("add", "subtract", structural=True)
@@ -642,6 +697,7 @@ RULES = [cancel_log_exp, cancel_exp_log, softmax_of_a_shift_by_logsumexp,
          negate_instead_of_times_minus_one, negate_constant_factor, subtract_a_negation, add_a_negation,
          fold_mul_by_zero_in_derivatives, identity_products_in_derivatives, drop_added_zeros,
          negate_the_factor_of_an_identity_part, pad_the_factor_of_an_identity_part,
+         spread_a_multiple_of_the_identity, spread_a_product_with_a_part_of_the_seed,
          sum_of_a_broadcast_scalar,
          negate_after_summing, add_into_the_slice,
          sum_of_products_as_inner_product, scalar_arithmetic_before_broadcast,
