@@ -185,17 +185,32 @@ def _is_identity(expr):
 def _part_of_an_identity(expr):
     """Whether ``expr`` is the identity op, a part of one or a product of such parts (a dense
     Jacobian's seed as its rules slice it): entries 0 and 1, never inf or nan."""
-    stack, seen = [expr], 0
+    return _identity_part_kind(expr) is not None
+
+
+def _factor_of_a_larger_identity(expr):
+    """Whether ``expr`` is a part of an identity with ones along some axes: a factor of the
+    identity on an array of two or more axes (ops.shape.identity_factors), or a product of
+    such. The rules below spread those; a Jacobian's seed in a vector is left as it was."""
+    return _identity_part_kind(expr) == "factor"
+
+
+def _identity_part_kind(expr):
+    """None when ``expr`` is not a part of an identity (_part_of_an_identity), "factor" when it
+    is one with an axis added (_factor_of_a_larger_identity), else "part"."""
+    stack, seen, kind = [expr], 0, "part"
     while stack and seen < 16:
         expr = stack.pop()
         seen += 1
         if expr.op == "multiply":
             stack.extend(expr.inputs)
         elif expr.op == "getitem":
+            if ("newaxis",) in expr.data["attrs"]["index"]:
+                kind = "factor"
             stack.append(expr.inputs[0])
         elif expr.op != "identity":
-            return False
-    return not stack
+            return None
+    return None if stack else kind
 
 
 def _factor_and_part(product):
@@ -214,7 +229,7 @@ def _factor_and_part(product):
         return None
     x, y = product.inputs
     for other, part in ((x, y), (y, x)):
-        if _part_of_an_identity(part) and not _part_of_an_identity(other):
+        if _factor_of_a_larger_identity(part) and not _part_of_an_identity(other):
             return other, part, scale
     return None
 
@@ -232,7 +247,7 @@ def _spreads_an_identity_part(index_grad):
     while stack and seen < 16:      # the seed's part reached through the linear ops between
         expr = stack.pop()
         seen += 1
-        if _part_of_an_identity(expr) or _factor_and_part(expr) is not None:
+        if _factor_of_a_larger_identity(expr) or _factor_and_part(expr) is not None:
             return True
         if expr.op in ("negative", "add", "subtract", "multiply"):
             stack.extend(expr.inputs)
@@ -331,7 +346,7 @@ def spread_a_product_with_a_part_of_the_seed(data, inputs):
             continue
         size = math.prod(data["shape"])
         for s, p in (inner.inputs, inner.inputs[::-1]):
-            if not _part_of_an_identity(p) or not static_shape(s.shape) \
+            if not _factor_of_a_larger_identity(p) or not static_shape(s.shape) \
                     or not s.data["dtype"] == p.data["dtype"] == y.data["dtype"] == data["dtype"]:
                 continue
             spread = broadcast_shapes(p.shape, y.shape)
