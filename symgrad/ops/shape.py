@@ -728,7 +728,11 @@ defop("identity", 0, _identity_shape, _emit_identity, dtype=lambda dtypes, shape
 
 def identity(shape, dtype="float64", graph=None):
     """The identity map on the entries of an array of static ``shape``, of shape ``shape +
-    shape`` (``np.eye(size).reshape(shape + shape)``), computed when the function runs."""
+    shape`` (``np.eye(size).reshape(shape + shape)``), computed when the function runs.
+
+    >>> identity((2, 3)).shape
+    (2, 3, 2, 3)
+    """
     graph = default_graph() if graph is None else graph
     shape = check_shape(shape)
     node = graph.add("identity", (), {"shape": shape, "dtype": str(np.dtype(dtype))},
