@@ -11,9 +11,10 @@ import networkx as nx
 import numpy as np
 
 from .errors import InternalError, ShapeError, SymgradError, UndefinedGradientError
-from .ops import (OPS, Expr, broadcast_to_like, const, expand_dims, graph_of, identity_like,
-                  static_shape, stop_gradient, sum, zeros_like)
+from .ops import (OPS, Expr, broadcast_to_like, const, expand_dims, graph_of, identity,
+                  identity_like, static_shape, stop_gradient, sum, zeros_like)
 from .ops import loops
+from .ops.core import float_dtype
 from .ops.printing import to_text
 
 DISCONNECTED_POLICIES = ("raise", "warn", "zero")
@@ -347,12 +348,13 @@ def jacobian(y, wrt, disconnected="raise"):
         _refuse_dense(shape, "jacobian")
     with graph.atomic():
         mark = graph.next_key
-        if static_shape(y.shape):
-            size = int(np.prod(y.shape, dtype=np.int64))
-            identity = const(np.eye(size, dtype=y.dtype).reshape(y.shape + y.shape), graph)
+        if y.shape == ():
+            seed = const(np.ones((), dtype=y.dtype), graph)
+        elif static_shape(y.shape):
+            seed = identity(y.shape, float_dtype([y.data["dtype"]]), graph)
         else:                           # a named dimension's size is known only at run time
-            identity = identity_like(y)
-        results = vjp(y, wrts, identity, disconnected)
+            seed = identity_like(y)
+        results = vjp(y, wrts, seed, disconnected)
         for w, j in zip(wrts, results):
             _name(graph, j.node, ("jacobian", y.node, w.node), mark)
     return results[0] if single else results

@@ -145,6 +145,10 @@ COMPOSITES = [
         lambda x: sg.sum(sg.softmax(x) * x) + sg.mean(x * 3.0) + sg.max(x[::-1])), [("n",)], [_X, _V]),
     Program("scalar", lambda x: ([x], [x * 1.0, 2.0 * x, x ** 2, sg.grad(sg.sin(x) * 3.0, x),
                                   sg.grad(sg.grad(x ** 3.0, x), x)]), [()], [np.float32(0.7)]),
+    # a dense Hessian in a matrix: the identity op is its seed, made in float32 in parts
+    Program("grid-hessian", lambda u: ([u], [sg.hessian(
+        sg.sum((u[1:] - u[:-1]) ** 2) - 1.5 * sg.sum(sg.exp(u) * u[::-1]), u)]),
+        [(3, 4)], [np.arange(12.0).reshape(3, 4) / 12.0]),
 ]
 
 PROGRAMS = [_case_program(case) for case in CASES] + COMPOSITES
@@ -204,7 +208,8 @@ def test_float32_values_are_the_float64_values_rounded(program, backend):
 
 def test_every_op_and_backend_is_covered():
     assert {case.op for case in CASES} >= set(sg.OPS) - {"var", "const", "custom_gradient",
-                                                          "csr_matrix"}
+                                                          "csr_matrix", "identity"}
+    assert "grid-hessian" in {program.label for program in COMPOSITES}   # covers identity
     assert set(BACKENDS) >= {"numpy", "numpy-unoptimized", "array_api-numpy", "array_api-strict",
                              "array_api-dask"}
 

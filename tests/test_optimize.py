@@ -14,7 +14,7 @@ import sympy
 
 import symgrad as sg
 from symgrad import cli
-from symgrad.ops import broadcast_to_like, const, stability
+from symgrad.ops import apply, broadcast_to_like, const, identity, stability
 from symgrad.optimize import algebra
 
 RNG_SEED = 20240604
@@ -300,6 +300,35 @@ def _identity_products_in_derivatives():
     return [sg.hessian(sg.logsumexp(A @ x), x)], [A, x]
 
 
+def _negate_the_factor_of_an_identity_part():
+    # a Hessian's rows through a difference: the seed's part times a factor, negated
+    a = sg.var("a", shape=(1, 4, 1, 3))
+    part = identity((3,))[:, None, :, None]
+    return [-(sg.tanh(a) * part)], [a]
+
+
+def _pad_the_factor_of_an_identity_part():
+    # a Hessian's rows through a slice: the zeros around it made for the factor, not the product
+    a, u = sg.var("a", shape=(1, 4, 3, 3)), sg.var("u", shape=(3, 4))
+    part = identity((3,))[:, None, :, None]
+    index = (("slice", None, None, None), ("slice", 1, None, None))
+    return [apply("index_grad", sg.tanh(a) * part, u, index=index, keep=2)], [a, u]
+
+
+def _spread_a_multiple_of_the_identity():
+    # the Hessian of sum(exp(u)) on a grid: the identity seed times e^u, made from parts of eye(n)
+    u = sg.var("u", shape=(3, 4))
+    dx, dy = u[1:, :] - u[:-1, :], u[:, 1:] - u[:, :-1]
+    return [sg.hessian(sg.sum(dx * dx) + sg.sum(dy * dy) - 1.5 * sg.sum(sg.exp(u)), u)], [u]
+
+
+def _spread_a_product_with_a_part_of_the_seed():
+    # a factor times the seed's part, then times a value of the variable's shape
+    a, b = sg.var("a", shape=(3, 1, 3, 1)), sg.var("b", shape=(3, 3))
+    part = identity((3,))[None, :, None, :]
+    return [(sg.tanh(a) * part) * b], [a, b]
+
+
 def _rank_one_update_through_a_matmul():
     # the Hessian of logsumexp(A x) is A.T (diag(p) - p p.T) A; and both sides of the rule
     A, x = sg.var("A", shape=(6, 4)), sg.var("x", shape=(4,))
@@ -333,6 +362,10 @@ ALGEBRA_CASES = {
     "constants_of_two_products_meet": _constants_of_two_products_meet,
     "sum_of_products_as_a_matvec": _sum_of_products_as_a_matvec,
     "rank_one_update_through_a_matmul": _rank_one_update_through_a_matmul,
+    "negate_the_factor_of_an_identity_part": _negate_the_factor_of_an_identity_part,
+    "pad_the_factor_of_an_identity_part": _pad_the_factor_of_an_identity_part,
+    "spread_a_multiple_of_the_identity": _spread_a_multiple_of_the_identity,
+    "spread_a_product_with_a_part_of_the_seed": _spread_a_product_with_a_part_of_the_seed,
 }
 
 
@@ -358,6 +391,8 @@ def test_algebra_rule_fires_and_keeps_values_and_gradients(rule):
 GROWS_BY_ONE = {
     # one vector-matrix product more, for an outer product and a sum on the smaller result
     "rank_one_update_through_a_matmul",
+    # one product more: the parts of eye(n) meet x one at a time, where np.eye(n^2) was made
+    "spread_a_multiple_of_the_identity",
 }
 
 

@@ -993,6 +993,7 @@ OP_TABLE_EXCLUDED = {
     "put_add": "only a sparse derivative's direct emission creates it (tests/test_sparse.py)",
     "zeros_like": "only the differentiator creates it (a gradient that is zero)",
     "identity_like": "only the differentiator creates it (the seed of a Jacobian)",
+    "identity": "only the differentiator creates it (the seed of a dense Jacobian of a known shape)",
     "reshape_like": "only the differentiator creates it (the adjoint of a reshape)",
     "axis_size": "only the differentiator creates it (a named dimension's length in a mean's "
                  "derivative)",

@@ -182,3 +182,18 @@ def test_checkpointed_scan_peak_memory():
     for k, figure in figures.items():
         assert float(f"{peaks[k]:.2g}") == number(figure), (k, peaks[k], figure)
     assert peaks[int(best)] == min(peaks.values()), peaks
+
+
+# -- code generation: which intermediates the workspace holds ---------------------------------------
+
+def test_the_workspace_bounds_are_as_quoted():
+    from symgrad.codegen.memory import WORKSPACE_MAX, WORKSPACE_MIN
+    least, most = map(number, quoted(r"float64 intermediates of ([\d,]+) to ([\d,]+) entries are "
+                                     r"written into a \*\*workspace\*\*"))
+    assert (least, most) == (WORKSPACE_MIN, WORKSPACE_MAX)
+
+
+def test_the_spread_terms_made_in_blocks_are_as_quoted():
+    from symgrad.codegen.memory import SPREAD_MIN
+    (fraction,) = quoted(r"a term broadcast from arrays an (\w+) its size or less")
+    assert {"half": 2, "quarter": 4, "eighth": 8, "sixteenth": 16}[fraction] == SPREAD_MIN

@@ -1409,6 +1409,9 @@ UNREACHABLE_RAISES = {
                                             "its structure with it)",
     ("sparse.py", "put_add takes a 1-D base"): "put_add is internal (symgrad.sparsity's direct "
                                                "emission builds it on 1-D values)",
+    ("shape.py", "a named dimension needs identity_like"): "identity is internal (the seed of a "
+                                                           "dense Jacobian of a static shape; "
+                                                           "tests/test_dense_seed.py)",
 }
 
 

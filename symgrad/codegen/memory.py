@@ -32,6 +32,11 @@ from .emission import EmitContext, LazyLiterals, emitted, fills_any_buffer, nump
 # hands such memory back to the system as soon as a few of them are freed together (what it
 # costs a large Rosenbrock HVP: tests/benchmarks/README.md).
 WORKSPACE_MIN = 1 << 14
+# ... and of at most this many (32 MiB): a workspace array is held from the start of a call to its
+# end and between calls, so larger ones (a dense Hessian's n^4-entry intermediates) are fresh
+# arrays, released when they die, and the call's peak memory is what is alive at once
+# (tests/benchmarks/dense_hessian.py).
+WORKSPACE_MAX = 1 << 22
 # A sum of a large array and a term computed from inputs alone (a weight decay's 2 c W added to
 # W's gradient) of at least this many entries (1 MiB of float64, a core's L2 cache here) is made
 # in blocks of rows of about BLOCK_ENTRIES entries: each block of the term is made and added
@@ -39,6 +44,9 @@ WORKSPACE_MIN = 1 << 14
 # (its gain on the MLP: tests/benchmarks/README.md).
 BLOCKED_SUM_MIN = 1 << 17
 BLOCK_ENTRIES = 1 << 15
+# ... and so is one of more than WORKSPACE_MAX entries with a term broadcast from operands of at
+# most 1/SPREAD_MIN of its entries each, which would otherwise be a fresh array of the sum's size
+SPREAD_MIN = 8
 # Values of at most this many entries, read by one statement whose arrays are all that small, are
 # written into its expression (inline_small_values): an element-wise chain reads as one line, and
 # the unrolled char-RNN of tests/benchmarks/small_arrays.py has 2.8 times fewer statements with
@@ -218,12 +226,14 @@ def writes_into_slices(plan):
 def blocked_sums(plan):
     """Make in blocks of rows (BLOCKED_SUM_MIN) a float64 sum or difference, not written into a
     slice, of an array of its shape computed here (not one broadcast) and a term that is an
-    element-wise op (Emission.scalar) on inputs of the sum's shape and numbers, read only there.
-    The term's step then computes nothing: the sum's makes it, block by block."""
+    element-wise op (Emission.scalar) on inputs of the sum's shape and numbers, or on values
+    much smaller than it (_spread_from_small_values), read only there. The term's step then
+    computes nothing: the sum's makes it, block by block."""
     if not plan.float64_only:
         return plan
     nodes = plan.nodes
     step_of_node = {step.node: step for step in plan.steps if step.kind != "group"}
+    spread_terms = False
     for step in plan.node_steps():
         data = nodes[step.node]
         if data["op"] not in ("add", "subtract") or step.node in plan.into_slice \
@@ -236,12 +246,38 @@ def blocked_sums(plan):
             if term != other and term in step_of_node and len(plan.readers[term]) == 1 \
                     and term not in plan.output_set and nodes[other]["op"] not in ("var", "const") \
                     and nodes[other]["shape"] == data["shape"] \
-                    and nodes[other]["dtype"] == "float64" \
-                    and _elementwise_on_inputs(plan, term, data["shape"]):
+                    and nodes[other]["dtype"] == "float64":
+                spread = _spread_from_small_values(plan, term, data["shape"])
+                if not spread and not _elementwise_on_inputs(plan, term, data["shape"]):
+                    continue
                 step.blocked_term = term
                 step_of_node[term].in_blocks = True
+                if spread:      # the term's operands are now read where the sum is made
+                    step.operands = list(step.operands) + list(nodes[term]["inputs"])
+                    spread_terms = True
                 break
+    if spread_terms:
+        plan.update_liveness()
     return plan
+
+
+def _spread_from_small_values(plan, node, shape):
+    """Whether ``node`` is a float64 element-wise op of ``shape``, of more than WORKSPACE_MAX
+    entries, on values (and numbers) broadcast to it that each have at most 1/SPREAD_MIN as
+    many: made whole, it would be a fresh array the sum's size where each block of it is made
+    from a few rows of small arrays (a dense Hessian's terms, a part of its identity seed
+    times a small factor)."""
+    nodes = plan.nodes
+    data = nodes[node]
+    emit = OPS[data["op"]].emit
+    size = math.prod(shape)
+    if emit.scalar is None or emit.numpy_into is None or emit.into_positions not in (None, ()) \
+            or data["shape"] != shape or data["dtype"] != "float64" or size <= WORKSPACE_MAX:
+        return False
+    operands = [nodes[i] for i in data["inputs"]]
+    return all(o["dtype"] == "float64" and static_shape(o["shape"])
+               and math.prod(o["shape"]) * SPREAD_MIN <= size for o in operands) \
+        and any(o["shape"] != () for o in operands)
 
 
 def _elementwise_on_inputs(plan, node, shape):
@@ -276,7 +312,8 @@ def block_rows(shape):
 @decision
 def workspace(plan, minimum=None):
     """Let new arrays of float64 intermediates (not outputs, which the caller keeps) of a static
-    shape with at least ``minimum`` (WORKSPACE_MIN) entries live in the workspace:
+    shape with at least ``minimum`` (WORKSPACE_MIN) and at most WORKSPACE_MAX entries live in the
+    workspace:
     ``plan.workspace_eligible``.
     Not a value read from a transposition: NumPy lays the result out as the transposed operand
     is (K order), which the matrix product reading it next takes faster than a C-ordered buffer
@@ -288,7 +325,7 @@ def workspace(plan, minimum=None):
         data = plan.nodes[node]
         shape = data["shape"]
         if not shape or node in plan.output_set or data["dtype"] != "float64" \
-                or not static_shape(shape) or math.prod(shape) < minimum \
+                or not static_shape(shape) or not minimum <= math.prod(shape) <= WORKSPACE_MAX \
                 or _reads_a_transpose(plan, data):
             continue
         plan.workspace_eligible.add(node)

@@ -322,7 +322,9 @@ class NumpyRenderer(FunctionNames):
         if self._block_names is None:     # the loops' variables, one pair for every loop
             self._block_names = tuple(self.namer.claim(name) for name in naming.BLOCK_LOOP)
         rows, block = self._block_names
-        args = [f"{self.operand(i)}[{rows}]" if nodes[i]["shape"] == shape else self.operand(i)
+        # an operand spread along the rows (a number, fewer axes, or one row) is read whole
+        args = [f"{self.operand(i)}[{rows}]" if len(nodes[i]["shape"]) == len(shape)
+                and nodes[i]["shape"][0] == shape[0] else self.operand(i)
                 for i in nodes[term]["inputs"]]
         self.names[term] = self.new_name(term)
         ctx = self.context(term, args)

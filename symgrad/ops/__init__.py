@@ -27,8 +27,8 @@ from .reduce import log_softmax, logsumexp, max, mean, min, softmax, sum
 from .reduce import average, cumprod, cumsum, diff, norm, prod, ptp, select, std, variance
 from . import stability  # noqa: F401 (registers the stability rewrites)
 from .special import erf, erfc, expit, gelu, logit, xlogy
-from .shape import (broadcast_to_like, concatenate, expand_dims, getitem, identity_like, reshape,
-                    squeeze, stop_gradient, transpose, unbroadcast, zeros_like)
+from .shape import (broadcast_to_like, concatenate, expand_dims, getitem, identity, identity_like,
+                    reshape, squeeze, stop_gradient, transpose, unbroadcast, zeros_like)
 
 # core's Expr cannot import the families that import core: it gets their methods now they are loaded
 attach_methods()

@@ -1,5 +1,6 @@
 """Ops that move and replicate entries: broadcast and its adjoint unbroadcast, expand_dims/squeeze,
-reshape, transpose, indexing and its adjoint scatter, concatenate, zeros_like, identity_like, stop_gradient.
+reshape, transpose, indexing and its adjoint scatter, concatenate, zeros_like, identity_like,
+identity, stop_gradient.
 
 Imports only ops.core (ops' import order: see ops/__init__).
 """
@@ -425,7 +426,46 @@ def _getitem_simplify(x, index):
     if x.op == "const":
         # also keeps a subscript off an inlined scalar literal (2.0[None] is not Python)
         return const(x.data["value"][_python_index(index)], x.graph)
+    if x.op == "identity":
+        return _identity_part(x, index)
     return None
+
+
+def _identity_part(identity_expr, index):
+    """A part of the identity on an array of shape (n1, ..., nd), d > 1, selected along its
+    trailing d axes (where a Jacobian's rules slice its seed), as the product of one part of
+    eye(nk) per axis: [i1..id, j1..jd] is 1 where every ik equals jk. The n^2d-entry identity
+    is then never made for the part, and the factors are small; their product is exact."""
+    factors = identity_factors(identity_expr, index)
+    if factors is None:
+        return None
+    product = factors[0]
+    for factor in factors[1:]:
+        product = apply("multiply", product, factor)
+    return product
+
+
+def identity_factors(identity_expr, index=None):
+    """The factors of ``identity_expr[index]`` (_identity_part; the whole identity for None), one
+    part of eye(nk) per axis of its half, each with ones along the others; None where the
+    identity's half has one axis or the index reads its leading axes or adds some."""
+    half = identity_expr.data["attrs"]["shape"]
+    d = len(half)
+    index = (_FULL,) * 2 * d if index is None else index
+    if d < 2 or _NEWAXIS in index or any(item != _FULL for item in index[:d]):
+        return None
+    trailing = index[d:]
+    kept = [k for k, item in enumerate(trailing) if not isinstance(item, int)]
+    factors = []
+    for k, n in enumerate(half):
+        leading = tuple(_FULL if axis == k else _NEWAXIS for axis in range(d))
+        if isinstance(trailing[k], int):     # it takes the factor's second axis away
+            rest = (trailing[k],) + (_NEWAXIS,) * len(kept)
+        else:
+            rest = tuple(trailing[k] if j == k else _NEWAXIS for j in kept)
+        eye = identity((n,), identity_expr.data["dtype"], identity_expr.graph)
+        factors.append(apply("getitem", eye, index=leading + rest))
+    return factors
 
 
 # an index_grad's array of at least this many entries starts empty, the entries its cotangent
@@ -664,6 +704,40 @@ def identity_like(x):
     """The identity map on ``x``'s entries, shape ``x.shape + x.shape``; a named dimension's size
     is read from ``x`` at run time (``x`` only lends its shape)."""
     return apply("identity_like", x)
+
+
+def _emit_identity(ctx):
+    half = ctx.attrs["shape"]
+    eye = f"np.eye({math.prod(half)}{dtype_keyword(ctx)})"
+    return eye if len(half) == 1 else ctx.reshape(eye, literal(ctx.shape))
+
+
+def _identity_shape(shapes, shape, dtype):
+    shape = check_shape(shape)
+    if not static_shape(shape):
+        raise ShapeError(f"identity of shape {shape}: a named dimension needs identity_like")
+    return shape + shape
+
+
+# The seed of a dense Jacobian of a known shape: made when the function runs, where a constant
+# would be stored, hashed and copied into every slice of it while the graph is built (an n^4 seed
+# for the Hessian in an (n, n) variable). No operand, so computing it waits for nothing.
+defop("identity", 0, _identity_shape, _emit_identity, dtype=lambda dtypes, shape, dtype: dtype,
+      scalar="1.0", loop=None)
+
+
+def identity(shape, dtype="float64", graph=None):
+    """The identity map on the entries of an array of static ``shape``, of shape ``shape +
+    shape`` (``np.eye(size).reshape(shape + shape)``), computed when the function runs.
+
+    >>> identity((2, 3)).shape
+    (2, 3, 2, 3)
+    """
+    graph = default_graph() if graph is None else graph
+    shape = check_shape(shape)
+    node = graph.add("identity", (), {"shape": shape, "dtype": str(np.dtype(dtype))},
+                     _identity_shape([], shape, dtype), str(np.dtype(dtype)))
+    return Expr(graph, node)
 
 
 defop("stop_gradient", 1, lambda shapes: shapes[0], "{0}", lambda g, out, x: [None],

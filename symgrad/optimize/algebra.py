@@ -11,6 +11,7 @@ import numpy as np
 
 from ..ops import apply, broadcast_shapes, const, static_shape
 from ..ops.core import constant_value, existing_const, is_scalar_constant
+from ..ops.shape import identity_factors
 from .rebuild import rewrite
 
 
@@ -172,10 +173,187 @@ def identity_products_in_derivatives(data, inputs):
 
 
 def _is_identity(expr):
-    """Whether ``expr`` is a constant identity matrix (checked without building one)."""
+    """Whether ``expr`` is an identity matrix: the seed op, or a constant (checked without
+    building one)."""
+    if expr.op == "identity":
+        return True
     value = constant_value(expr)
     return value is not None and value.shape[0] == value.shape[1] \
         and np.count_nonzero(value) == value.shape[0] and bool(np.all(np.diagonal(value) == 1))
+
+
+def _part_of_an_identity(expr):
+    """Whether ``expr`` is the identity op, a part of one or a product of such parts (a dense
+    Jacobian's seed as its rules slice it): entries 0 and 1, never inf or nan."""
+    return _identity_part_kind(expr) is not None
+
+
+def _factor_of_a_larger_identity(expr):
+    """Whether ``expr`` is a part of an identity with ones along some axes: a factor of the
+    identity on an array of two or more axes (ops.shape.identity_factors), or a product of
+    such. The rules below spread those; a Jacobian's seed in a vector is left as it was."""
+    return _identity_part_kind(expr) == "factor"
+
+
+def _identity_part_kind(expr):
+    """None when ``expr`` is not a part of an identity (_part_of_an_identity), "factor" when it
+    is one with an axis added (_factor_of_a_larger_identity), else "part"."""
+    stack, seen, kind = [expr], 0, "part"
+    while stack and seen < 16:
+        expr = stack.pop()
+        seen += 1
+        if expr.op == "multiply":
+            stack.extend(expr.inputs)
+        elif expr.op == "getitem":
+            if ("newaxis",) in expr.data["attrs"]["index"]:
+                kind = "factor"
+            stack.append(expr.inputs[0])
+        elif expr.op != "identity":
+            return None
+    return None if stack else kind
+
+
+def _factor_and_part(product):
+    """(the other factor, the identity part, a finite number the two's product is then
+    multiplied by, or None) of a product with a part of an identity, (a * p) * c, or None."""
+    scale = None
+    if product.op == "multiply":
+        x, y = product.inputs
+        for number, rest in ((y, x), (x, y)):
+            value = _scalar(number)
+            if value is not None and math.isfinite(value) and number.shape == () \
+                    and rest.op == "multiply" and rest.shape == product.shape:
+                scale, product = number, rest
+                break
+    if product.op != "multiply":
+        return None
+    x, y = product.inputs
+    for other, part in ((x, y), (y, x)):
+        if _factor_of_a_larger_identity(part) and not _part_of_an_identity(other):
+            return other, part, scale
+    return None
+
+
+def _scaled(product, scale):
+    return product if scale is None else apply("multiply", product, scale)
+
+
+def _spreads_an_identity_part(index_grad):
+    """Whether pad_the_factor_of_an_identity_part may rewrite ``index_grad`` once the other
+    rules have brought its operand to a product with a part of the seed: add_into_the_slice
+    then leaves it to that rule, so that a sum of such terms keeps the part as a common
+    factor."""
+    stack, seen = [index_grad.inputs[0]], 0
+    while stack and seen < 16:      # the seed's part reached through the linear ops between
+        expr = stack.pop()
+        seen += 1
+        if _factor_of_a_larger_identity(expr) or _factor_and_part(expr) is not None:
+            return True
+        if expr.op in ("negative", "add", "subtract", "multiply"):
+            stack.extend(expr.inputs)
+    return False
+
+
+@rewrite("negative", structural=True)
+def negate_the_factor_of_an_identity_part(data, inputs):
+    """-(a * p) -> (-a) * p for a part p of a dense Jacobian's seed (and -((a * p) * c) ->
+    ((-a) * p) * c for a number c): a, often much smaller than the product (p spreads it), is
+    negated instead of the product; a negation moves through products exactly, signed zeros
+    included."""
+    pair = _factor_and_part(inputs[0])
+    if pair is None:
+        return None
+    other, part, scale = pair
+    if broadcast_shapes(other.shape, part.shape) != data["shape"] \
+            or not other.data["dtype"] == part.data["dtype"] == data["dtype"]:
+        return None
+    return _scaled(apply("multiply", apply("negative", other), part), scale)
+
+
+@rewrite("index_grad", structural=True)
+def pad_the_factor_of_an_identity_part(data, inputs, index, keep):
+    """index_grad(a * p) -> index_grad(a) * p where p, a part of a dense Jacobian's seed, is
+    spread along every axis the index slices (and index_grad((a * p) * c) -> (index_grad(a) * p)
+    * c for a finite number c): the zeros around the slice are made for a (spread over the
+    sliced axes only) instead of for the whole product. The slice's entries are computed as
+    before, and 0 * p * c is a zero. With the seed of the Hessian in an (n, n) variable, a is
+    n^3 where the product is n^4."""
+    g, like = inputs
+    pair = _factor_and_part(g)
+    if pair is None or g.ndim != len(data["shape"]) or not static_shape(data["shape"]):
+        return None
+    other, part, scale = pair
+    if not other.data["dtype"] == part.data["dtype"] == data["dtype"]:
+        return None
+    sliced = [keep + axis for axis, item in enumerate(i for i in index if i != ("newaxis",))
+              if item != ("slice", None, None, None)]
+    offset = g.ndim - part.ndim
+    if ("newaxis",) in index or any(axis < offset or part.shape[axis - offset] != 1
+                                    for axis in sliced):
+        return None
+    leading = tuple(broadcast_shapes(other.shape, (1,) * g.ndim)[:keep])
+    spread = leading + tuple(g.shape[keep:])
+    if math.prod(spread) >= math.prod(g.shape) \
+            or broadcast_shapes(leading + tuple(like.shape), part.shape) != data["shape"]:
+        return None
+    if other.shape != spread:
+        other = apply("broadcast_to", other, shape=spread)
+    return _scaled(apply("multiply", apply("index_grad", other, like, index=index, keep=keep),
+                         part), scale)
+
+
+@rewrite("multiply", structural=True)
+def spread_a_multiple_of_the_identity(data, inputs):
+    """(+-I) * x -> (+-p1) * (p2 * x) for the identity I on an array of shape (n1, n2) (and so
+    on for more axes) and an array x smaller than I, or ((+-p1) * c) * p2 for a number c: I is
+    the product of parts of eye(nk) (identity_factors), 0 and 1, which meet x one at a time, so
+    that the product is made from small operands (in blocks where a sum reads it:
+    codegen.memory.blocked_sums) instead of from an n^4-entry identity. Exact: each entry is x
+    times 1, or a zero times x, as before."""
+    for seed, x in (inputs, inputs[::-1]):
+        negated = seed.op == "negative"
+        identity_expr = seed.inputs[0] if negated else seed
+        if identity_expr.op != "identity" or _part_of_an_identity(x) \
+                or not seed.data["dtype"] == x.data["dtype"] == data["dtype"] \
+                or broadcast_shapes(seed.shape, x.shape) != seed.shape \
+                or not static_shape(x.shape) or math.prod(x.shape) >= math.prod(seed.shape):
+            continue
+        factors = identity_factors(identity_expr)
+        if factors is None:
+            continue
+        first = apply("negative", factors[0]) if negated else factors[0]
+        if x.shape == ():
+            product = apply("multiply", first, x)
+            for factor in factors[1:]:
+                product = apply("multiply", product, factor)
+            return product
+        product = x
+        for factor in reversed(factors[1:]):
+            product = apply("multiply", factor, product)
+        return apply("multiply", first, product)
+    return None
+
+
+@rewrite("multiply", structural=True)
+def spread_a_product_with_a_part_of_the_seed(data, inputs):
+    """(s * p) * y -> s * (p * y) where p is a part of a dense Jacobian's seed (entries 0 and 1)
+    and s and p * y are smaller than the product: it is then made from small operands (in
+    blocks where a sum reads it) rather than from an array its size. Exact: where p is 1 both
+    are s * y, and where it is 0 both are a zero (of the same sign), or nan where s or y is not
+    finite."""
+    for inner, y in (inputs, inputs[::-1]):
+        if inner.op != "multiply" or _part_of_an_identity(y) or not static_shape(data["shape"]):
+            continue
+        size = math.prod(data["shape"])
+        for s, p in (inner.inputs, inner.inputs[::-1]):
+            if not _factor_of_a_larger_identity(p) or not static_shape(s.shape) \
+                    or not s.data["dtype"] == p.data["dtype"] == y.data["dtype"] == data["dtype"]:
+                continue
+            spread = broadcast_shapes(p.shape, y.shape)
+            if math.prod(s.shape) < size and math.prod(spread) < size \
+                    and broadcast_shapes(s.shape, spread) == data["shape"]:
+                return apply("multiply", s, apply("multiply", p, y))
+    return None
 
 
 @rewrite("add", "subtract", structural=True)
@@ -221,7 +399,7 @@ def add_into_the_slice(data, inputs):
         candidates = candidates[::-1]
     for base, spread in candidates:
         if spread.op == "index_grad" and base.shape == spread.shape == data["shape"] \
-                and base.dtype == data["dtype"]:
+                and base.dtype == data["dtype"] and not _spreads_an_identity_part(spread):
             update = spread.inputs[0]
             return apply("index_add", base, update, index=spread.attrs["index"],
                          keep=spread.attrs["keep"])
@@ -533,6 +711,8 @@ RULES = [cancel_log_exp, cancel_exp_log, softmax_of_a_shift_by_logsumexp,
          square_product_of_equals, gather_constant_factors,
          negate_instead_of_times_minus_one, negate_constant_factor, subtract_a_negation, add_a_negation,
          fold_mul_by_zero_in_derivatives, identity_products_in_derivatives, drop_added_zeros,
+         negate_the_factor_of_an_identity_part, pad_the_factor_of_an_identity_part,
+         spread_a_multiple_of_the_identity, spread_a_product_with_a_part_of_the_seed,
          sum_of_a_broadcast_scalar,
          negate_after_summing, add_into_the_slice,
          sum_of_products_as_inner_product, scalar_arithmetic_before_broadcast,

@@ -110,6 +110,10 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
                 place(node, const(data["value"], target, dtype=data["dtype"]).node)
                 faithful[node] = alike[node] = True
                 continue
+            if not data["inputs"]:      # an op of no operand (identity): apply has no graph for it
+                place(node, target.add(op, (), data["attrs"], data["shape"], data["dtype"]))
+                faithful[node] = alike[node] = True
+                continue
             images = tuple(mapping[i] for i in data["inputs"])
             intact = all(faithful[i] for i in data["inputs"])
             # a node the user built on a derivative keeps its order without becoming one

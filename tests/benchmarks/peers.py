@@ -99,6 +99,13 @@ def logsumexp_quadratic(A, ns, x):
     return ns.logsumexp(ns.const(A) @ x) + 0.5 * ns.sum(x * x)
 
 
+def grid_energy(ns, u):
+    """The 2-D Bratu energy on a grid (tests/benchmarks/dense_hessian.py: its Hessian cold)."""
+    dx = u[1:, :] - u[:-1, :]
+    dy = u[:, 1:] - u[:, :-1]
+    return 0.5 * ns.sum(dx * dx) + 0.5 * ns.sum(dy * dy) - ns.sum(ns.exp(u))
+
+
 def scalar_max(ns, x, y, z):
     return (x + y) * ns.maximum(y, z)
 
@@ -254,6 +261,19 @@ def hand_hessian(x, A):
     H -= np.outer(Ap, Ap)
     H.flat[::H.shape[0] + 1] += 1.0
     return H
+
+
+def grid_laplacian(n):
+    """The Hessian of the grid energy's quadratic part, dense, of an n x n grid flattened."""
+    differences = np.diff(np.eye(n), axis=0)
+    second = differences.T @ differences
+    return np.kron(second, np.eye(n)) + np.kron(np.eye(n), second)
+
+
+def hand_grid_hessian(u, laplacian):
+    H = laplacian.copy()
+    H.flat[::H.shape[0] + 1] -= np.exp(u).ravel()
+    return H.reshape(u.shape * 2)
 
 
 def hand_scalar_max(x, y, z):
@@ -551,7 +571,7 @@ class Autograd(Adapter):
             sum=anp.sum, mean=anp.mean, tanh=anp.tanh, sin=anp.sin, maximum=anp.maximum,
             relu=lambda a: anp.maximum(a, 0.0), logsumexp=logsumexp,
             log_softmax=lambda a, axis: a - logsumexp(a, axis=axis, keepdims=True),
-            const=lambda a: a)
+            const=lambda a: a, exp=anp.exp)
 
     def grad(self, f, args, wrt, value=False):
         differentiate = self.autograd.value_and_grad if value else self.autograd.grad
@@ -589,7 +609,7 @@ class PyTensor(Adapter):
         self.ns = SimpleNamespace(
             sum=pt.sum, mean=pt.mean, tanh=pt.tanh, sin=pt.sin, maximum=pt.maximum,
             relu=lambda a: pt.maximum(a, 0.0), logsumexp=pt.logsumexp, log_softmax=log_softmax,
-            const=pt.constant)
+            const=pt.constant, exp=pt.exp)
 
     def _function(self, build, args):
         variables = [self.pt.tensor(f"a{i}", dtype="float64", shape=np.shape(a))
@@ -726,6 +746,15 @@ def hessian_cases(cfg):
     yield Case("hessian", f"dense Hessian {n}x{n}, logsumexp(Ax) + x·x/2",
                partial(hand_hessian, x, A), (want,),
                cfg.setups("hessian", partial(logsumexp_quadratic, A), x))
+    side = 30
+    u = 0.1 * cfg.rng.standard_normal((side, side))
+    laplacian = grid_laplacian(side)
+    want = (laplacian - np.diag(np.exp(u).ravel())).reshape(u.shape * 2)
+    setups = cfg.setups("hessian", grid_energy, u)
+    if "PyTensor" in setups:    # its jacobian of a matrix raises StopIteration
+        setups["PyTensor"] = "no Jacobian of a matrix"
+    yield Case("hessian", f"dense Hessian of a {side}x{side}-grid energy (Bratu)",
+               partial(hand_grid_hessian, u, laplacian), (want,), setups)
 
 
 def scalar_cases(cfg):
