@@ -898,12 +898,19 @@ def disagreement(got, want, floor=0.0):
 
 
 def sample(run, number):
-    """Seconds per call of ``number`` calls of ``run``, garbage collection off (as timeit)."""
+    """Seconds per call of ``number`` calls of ``run``, garbage collection off (as timeit).
+
+    Each call's results are kept until the next call returns, as a loop using them keeps them
+    (``grads = step(params)``). Dropped at once, they leave the top of glibc's heap free at the end
+    of every call, which glibc returns to the system and the next call faults back in, page by
+    page, a cost of NumPy code in a loop that drops its results, not of NumPy code in a training
+    loop (the MLP's figures: README.md in this folder)."""
     gc.disable()
     try:
         start = time.perf_counter()
+        result = None
         for _ in range(number):
-            run()
+            result = run()      # noqa: F841 (held until the next call has returned)
         return (time.perf_counter() - start) / number
     finally:
         gc.enable()
