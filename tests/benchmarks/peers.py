@@ -1024,11 +1024,15 @@ def run_thread_settings(settings, argv):
     for threads in settings:
         allowed = {idlest_cpu(cpus)} if threads == 1 else cpus
         print(f"\n## {threads} thread{'s' if threads > 1 else ''}\n", flush=True)
-        done = subprocess.run([sys.executable, os.path.abspath(__file__), *argv,
-                               "--in-process", str(threads)],
+        # faulthandler: a crash in a native library says where it happened
+        done = subprocess.run([sys.executable, "-X", "faulthandler", os.path.abspath(__file__),
+                               *argv, "--in-process", str(threads)],
                               env=thread_environment(threads),
                               preexec_fn=partial(os.sched_setaffinity, 0, allowed))
-        passed &= done.returncode == 0
+        if done.returncode != 0:
+            print(f"FAILED: the run on {threads} thread(s) exited with status {done.returncode}",
+                  flush=True)
+            passed = False
     return passed
 
 
@@ -1218,7 +1222,8 @@ def main(argv=None):
                         + load_average())
     print("\n".join(header_lines), flush=True)
     gemm_lines, disobeying = gemm_check(found, threads)
-    print("\n".join(gemm_lines), flush=True)
+    pool_lines = thread_lines(threads)[1:]
+    print("\n".join(gemm_lines + pool_lines), flush=True)
     cfg = Config(found, opts.quick)
     rows = []
     for name in names:
@@ -1228,12 +1233,13 @@ def main(argv=None):
 
     labels = [a.label for a in found]
     header, lines = results_table(rows, labels)
-    # the pools once every library has loaded its own (Numba's, PyTorch's OpenMP...)
-    pool_lines = thread_lines(threads)[1:] + [f"at the end: {load_average()}"]
+    # pools loaded since the start (Numba's threading layer, PyTorch's OpenMP...)
+    pool_lines += [line for line in thread_lines(threads)[1:] if line not in pool_lines]
+    pool_lines.append(f"at the end: {load_average()}")
     print("\n".join(pool_lines))
     print("\nmedian time per call relative to hand-written NumPy (lower is faster); "
           "cold start rows in seconds\n")
-    print(markdown(header, lines))
+    print(markdown(header, lines), flush=True)
     failures = [f for row in rows for f in row.failures]
     elapsed = time.perf_counter() - started
     print(f"\nwhole run: {elapsed:.0f} s")
