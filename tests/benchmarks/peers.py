@@ -852,6 +852,11 @@ def compile_cases(cfg):
             setups[a.label] = "n/a (no compile step)"
         elif cfg.quick and a.label == "PyTensor":
             setups[a.label] = "skipped (--quick)"
+        elif a.label == "PyTensor":
+            # its rewriter runs past the time limit on this chain (tests/benchmarks/README.md),
+            # and the alarm that stops it landed in JAX's garbage-collection callback, after
+            # which a two-thread run hung; a one-thread run that met it crashed at its end
+            setups[a.label] = "> 120 s (not run: see README)"
         else:
             setups[a.label] = partial(cold_start, a, f, (y,))
     # the chain settles on +-pi, where each link halves the gradient: after ~1,100 links the
