@@ -19,6 +19,7 @@ import math
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 
@@ -26,38 +27,22 @@ from _common import table
 
 import symgrad as sg
 
-BATCH, HIDDEN, VOCABULARY = 8, 32, 32
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from test_loops import char_rnn, rnn_data  # noqa: E402
+
 MIB = 2.0 ** 20
 
 
 def build(steps, checkpoint):
+    """The char-RNN's loss and gradient (tests/test_loops.py's), as one scan checkpointed every
+    ``checkpoint`` steps, compiled."""
     with sg.use_graph():
-        X = sg.var("X", shape=(steps, BATCH, VOCABULARY))
-        Y = sg.var("Y", shape=(steps, BATCH, VOCABULARY))
-        Wx = sg.var("Wx", shape=(VOCABULARY, HIDDEN))
-        Wh = sg.var("Wh", shape=(HIDDEN, HIDDEN))
-        b = sg.var("b", shape=(HIDDEN,))
-        Wy = sg.var("Wy", shape=(HIDDEN, VOCABULARY))
-        h0 = sg.var("h0", shape=(BATCH, HIDDEN))
-
-        def step(h, xy):
-            x, y = xy
-            h = sg.tanh(x @ Wx + h @ Wh + b)
-            return h, -sg.sum(y * sg.log_softmax(h @ Wy, axis=-1))
-        _, losses = sg.scan(step, h0, (X, Y), checkpoint=checkpoint)
-        loss = sg.sum(losses) / steps
-        params = [Wx, Wh, b, Wy, h0]
-        return sg.compile([loss, *sg.grad(loss, params)], inputs=[X, Y, *params])
+        loss, gradients, inputs = char_rnn(steps, looped=True, checkpoint=checkpoint)
+        return sg.compile([loss, *gradients], inputs=inputs)
 
 
 def data(steps, seed=0):
-    rng = np.random.default_rng(seed)
-    one_hot = np.eye(VOCABULARY)
-    return [one_hot[rng.integers(0, VOCABULARY, (steps, BATCH))],
-            one_hot[rng.integers(0, VOCABULARY, (steps, BATCH))],
-            rng.normal(0, 0.3, (VOCABULARY, HIDDEN)), rng.normal(0, 0.1, (HIDDEN, HIDDEN)),
-            rng.normal(0, 0.1, HIDDEN), rng.normal(0, 0.3, (HIDDEN, VOCABULARY)),
-            rng.normal(0, 0.1, (BATCH, HIDDEN))]
+    return rnn_data(steps, seed)
 
 
 def peak_bytes(fn, args):
