@@ -513,9 +513,11 @@ def canonicalize(graph, outputs, inputs, applied):
         written = None
         plans = _horner_plans(polynomial)
         if exact:
+            # the written form is the polynomial nodes' factored forms: a plan costing more
+            # than the whole polynomial's is no gain
             plans.append(FactoredPlan(factored_form(*_integers(coefficients))))
         for plan in plans:
-            if plan.cost >= removable and not exact:
+            if plan.cost > plans[-1].cost if exact else plan.cost >= removable:
                 continue
             if written is None:
                 written = _written_accuracy(graph, node, members, polynomials, leaf)
