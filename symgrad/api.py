@@ -30,6 +30,7 @@ from .naming import RESERVED
 from .ops import Expr, check_name, check_shape, graph_of
 from .parse import from_sympy, parse, to_sympy  # noqa: F401
 from .ops.core import DISPLAY
+from .ops.elementwise import factored_form
 from .render import (boxes, describe, dot_source, format_value, picture, table,  # noqa: F401
                      write_picture)
 from .viewer import write_page
@@ -735,8 +736,17 @@ def _nodes_by_order(graph, outputs):
     for node in graph.ancestors_in_order(outputs):
         data = graph.nodes[node]
         if data["op"] not in ("var", "const"):
-            counts[data["order"]] = counts.get(data["order"], 0) + 1
+            counts[data["order"]] = counts.get(data["order"], 0) + _operations(data)
     return counts
+
+
+def _operations(data):
+    """1 for a node, the operations of its written product for a polynomial node of exact
+    coefficients (one node standing for them, optimize.compaction)."""
+    if data["op"] != "polynomial":
+        return 1
+    attrs = data["attrs"]
+    return max(factored_form(attrs["coefficients"], attrs["denominator"]).cost, 1)
 
 
 def graph_stats(outputs, inputs=None):

@@ -25,6 +25,11 @@ BUILTIN_RULES = frozenset(OPS) - {"custom_gradient"}
 # this are refused before anything is built: 10**8 float64 entries take 800 MB. hvp, vjp and jvp
 # never form them.
 DENSE_LIMIT = 10**8
+# Functions (graph, gradient, mark) -> an Expr computing the same values as ``gradient``, whose
+# nodes from key ``mark`` on the current grad built; run on the gradient of a derivative, where
+# the product rule makes each order a constant factor larger than the last. The optimiser
+# registers its compaction here (optimize/compaction.py): this module cannot import it.
+DERIVATIVE_SIMPLIFICATIONS = []
 
 
 class DisconnectedWarning(UserWarning):
@@ -292,9 +297,17 @@ def grad(f, wrt, disconnected="raise"):
         mark = graph.next_key
         seed = const(np.ones((), dtype=f.dtype), graph)
         results = _vjp_nodes(f, wrts, seed, disconnected)
+        if f.data["order"]:
+            results = [_simplified_derivative(graph, g, mark) for g in results]
         for w, g in zip(wrts, results):
             _name(graph, g.node, ("grad", f.node, w.node), mark)
     return results[0] if single else results
+
+
+def _simplified_derivative(graph, gradient, mark):
+    for simplify in DERIVATIVE_SIMPLIFICATIONS:
+        gradient = simplify(graph, gradient, mark)
+    return gradient
 
 
 def vjp(y, wrt, u, disconnected="raise"):

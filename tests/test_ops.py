@@ -25,6 +25,7 @@ import symgrad.scipy.signal as sg_signal
 from symgrad.ops import apply, expand_dims, heaviside, squeeze
 from symgrad.ops.shape import fancy_index, normalize_index
 from symgrad.ops import matrix
+from symgrad.ops.elementwise import polynomial as sg_polynomial
 from symgrad.ops.convolution import USES_WINDOWS
 from symgrad.ops.shape import USES_DATA_LENGTHS
 from symgrad.ops.decompositions import USES_SCIPY as USES_SCIPY_LINALG
@@ -695,6 +696,18 @@ MISC_MORE = [               # sinc (and its derivatives, one op), casts, boolean
                 lambda a: a[:, ROWS_MASK[:3]]),
     gather_case("mask-ellipsis", (2, 3, 4), lambda a: a[..., ROWS_MASK],
                 lambda a: a[..., ROWS_MASK]),
+]
+
+# the exact polynomials higher derivatives are kept as (optimize.compaction): an odd one with
+# real roots (written in t * t), a general one, and one with complex roots
+POLYNOMIALS = {"odd": ((0, 3, 0, -7, 0, 2), 4), "general": ((3, -2, 0, 5), 2),
+               "complex-roots": ((5, 2, 1), 1)}
+MISC_MORE += [
+    Case("polynomial", f"{label}-{shape_label}",
+         lambda a, c=coefficients, d=denominator: sg_polynomial(a, c, d), (shape,),
+         lambda a, c=coefficients, d=denominator: np.polynomial.polynomial.polyval(a, c) / d)
+    for label, (coefficients, denominator) in POLYNOMIALS.items()
+    for shape_label, shape in [("matrix", (3, 4)), ("batch", ("n", 3))]
 ]
 
 

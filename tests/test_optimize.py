@@ -517,7 +517,11 @@ def test_horner_form_fires_and_keeps_values(order):
 
 
 @pytest.mark.parametrize("order", [1, 3, 5, 8])
-def test_horner_form_never_grows_the_program(order):
+def test_horner_form_never_grows_the_program(order, monkeypatch):
+    # the pass on the product-rule tree: a grad of a derivative is built as one polynomial node
+    # (optimize.compaction), whose written form is one statement of many operations
+    from symgrad import differentiate
+    monkeypatch.setattr(differentiate, "DERIVATIVE_SIMPLIFICATIONS", [])
     x = sg.var("x", shape=("n",))
     d = tanh_derivatives(x, order)[-1]
     outputs = [d, sg.grad(sg.sum(d), x)]
@@ -527,10 +531,13 @@ def test_horner_form_never_grows_the_program(order):
     assert sum(a for _, a in stats.values()) <= sum(b for b, _ in stats.values())
 
 
-def test_tanh_derivatives_past_order_6_keep_the_written_form():
+def test_tanh_derivatives_past_order_6_keep_the_written_form(monkeypatch):
     # from order 7, Horner's rule in tanh(x) ** 2 rounds more than 16 times worse than the
     # product-rule tree near |tanh(x)| = 1 (its alternating coefficients cancel there), so the
-    # pass leaves the tree as written: larger, but as accurate as the graph
+    # pass leaves the tree as written: larger, but as accurate as the graph. (Built, a grad of a
+    # derivative is one polynomial node: tests/test_compaction.py)
+    from symgrad import differentiate
+    monkeypatch.setattr(differentiate, "DERIVATIVE_SIMPLIFICATIONS", [])
     counts = {}
     for order in (6, 7):
         with sg.use_graph():
@@ -732,8 +739,16 @@ def _textbook_power():
 
 
 def _tanh_derivatives():
-    x = sg.var("x", shape=(4,))
-    return tanh_derivatives(x, 6), [x]
+    # the product-rule tree, for the optimiser to shrink: a grad of a derivative is built as one
+    # polynomial node (optimize.compaction), whose written form is one statement
+    from symgrad import differentiate
+    compaction = differentiate.DERIVATIVE_SIMPLIFICATIONS[:]
+    differentiate.DERIVATIVE_SIMPLIFICATIONS[:] = []
+    try:
+        x = sg.var("x", shape=(4,))
+        return tanh_derivatives(x, 6), [x]
+    finally:
+        differentiate.DERIVATIVE_SIMPLIFICATIONS[:] = compaction
 
 
 def _rosenbrock_hessian():

@@ -1014,6 +1014,8 @@ OP_TABLE_EXCLUDED = {
     "compress_grad": "only the differentiator creates it (the derivative of compress)",
     "scan": "sg.scan takes a Python step, no operand the generator draws: tests/test_loops.py "
             "draws random bodies with this generator and checks them against the unrolled loop",
+    "polynomial": "only the differentiator creates it (a derivative of a derivative kept as "
+                  "exact coefficients): tests/test_compaction.py",
 }
 
 

@@ -7,12 +7,15 @@ its bounds; the activations take the one-sided derivative those libraries (and T
 Imports ops.core and ops.shape.
 """
 
+import functools
 import math
 import numbers
+from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, InternalError
 from .core import (FOLD_LIMIT, Expr, apply, bool_dtype, broadcast_shape, const,
                    constant_value, defop, float_dtype, is_scalar_constant, literal, op_function,
                    promoted_dtypes, public, same_shape, PUBLIC)
@@ -1078,6 +1081,187 @@ def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
     # x != x holds only for nan
     return where(x != x, nan, where(x == np.inf, posinf, where(x == -np.inf, neginf, x)))
 
+
+
+# -- polynomials with exact coefficients -----------------------------------------------------------
+#
+# A derivative of a derivative is a polynomial in one node more often than not (every derivative
+# of tanh is one in tanh(x)); differentiation keeps it as one node holding its exact integer
+# coefficients (optimize.compaction), so that the next order is computed exactly from them and
+# the graph grows by a few nodes per order instead of doubling. The node is written as the
+# product of its factors, each root rounded once (factored_form): no two terms of it cancel, so
+# it rounds within a few units of the value's own error from the rounding of t itself. The
+# optimiser writes it by Horner's rule instead where that rounds no worse (optimize.polynomial).
+
+
+@dataclass(frozen=True)
+class Factors:
+    """p(t) = leading * t**odd * v**zeros * prod(v - real) * prod((v - a)**2 + b2 for (a, b2)
+    in pairs), with v = t * t when ``squared`` (p even or odd, as every derivative of tanh is)
+    and v = t otherwise; each number rounded once from the exact polynomial. ``exact`` says
+    which of leading, the real roots and the pairs' numbers are that exactly (a rounded one
+    carries its rounding)."""
+    leading: float
+    zeros: int
+    real: tuple
+    pairs: tuple
+    exact: tuple        # (leading exact, (each real root exact), ((a exact, b2 exact), ...))
+    squared: bool = False
+    odd: bool = False
+
+    @property
+    def cost(self):
+        """Operations of the written product: one per factor after the first, one per root,
+        three per pair, one for t * t."""
+        factors = (self.odd + self.zeros + len(self.real) + len(self.pairs)
+                   + (self.leading != 1.0))
+        return factors - 1 + len(self.real) + 3 * len(self.pairs) + self.squared
+
+
+ROOT_DIGITS = 40
+
+
+@functools.lru_cache(maxsize=512)
+def factored_form(coefficients, denominator=1):
+    """The Factors of sum(c_k t**k) / denominator, ``coefficients`` exact integers, lowest
+    degree first (degree at least 1). An even or odd p is factored in v = t * t: half the
+    factors, each of which a rounding of t moves as little as it moves p. Roots come once per
+    multiplicity, found exactly (factorisation over the rationals: a rational root is exact),
+    and each irrational one is computed to ROOT_DIGITS digits before it is rounded to a float."""
+    present = [k for k, c in enumerate(coefficients) if c]
+    if len(present) > 1 and len({k % 2 for k in present}) == 1:
+        odd = present[0] % 2
+        halved = _factors(tuple(coefficients[odd::2]), denominator)
+        return Factors(halved.leading, halved.zeros, halved.real, halved.pairs, halved.exact,
+                       squared=True, odd=bool(odd))
+    return _factors(tuple(coefficients), denominator)
+
+
+def _factors(coefficients, denominator):
+    import sympy        # only when a polynomial node is written: the package imports sympy late
+    variable = sympy.Symbol("v")
+    zeros = next(k for k, c in enumerate(coefficients) if c)
+    polynomial = sympy.Poly([sympy.Integer(c) for c in reversed(coefficients[zeros:])],
+                            variable)
+    leading = Fraction(int(polynomial.LC()), denominator)
+    real, real_exact, pairs, pairs_exact = [], [], [], []
+    for factor, multiplicity in polynomial.factor_list()[1] if polynomial.degree() else ():
+        if factor.degree() == 1:
+            c1, c0 = (Fraction(int(c)) for c in factor.all_coeffs())
+            roots, exact = [float(-c0 / c1)], [Fraction(float(-c0 / c1)) == -c0 / c1]
+            complex_roots = []
+        else:
+            found = _roots([int(c) for c in factor.all_coeffs()])
+            if found is None:
+                found = [complex(r) if not r.is_real else float(r)
+                         for r in factor.nroots(n=ROOT_DIGITS, maxsteps=500)]
+            roots = [float(r) for r in found if not isinstance(r, complex)]
+            exact = [False] * len(roots)
+            complex_roots = [r for r in found if isinstance(r, complex) and r.imag > 0]
+        for _ in range(multiplicity):
+            real += roots
+            real_exact += exact
+            for root in complex_roots:
+                pairs.append((root.real, root.imag * root.imag))
+                pairs_exact.append((False, False))
+    order = sorted(range(len(real)), key=lambda k: real[k])
+    return Factors(float(leading), zeros, tuple(real[k] for k in order), tuple(pairs),
+                   (Fraction(float(leading)) == leading, tuple(real_exact[k] for k in order),
+                    tuple(pairs_exact)))
+
+
+def _roots(coefficients):
+    """The roots of the irreducible integer polynomial ``coefficients`` (highest degree first),
+    each a float, or a complex of floats rounded from a complex root: NumPy's approximations
+    refined by Newton's method at ROOT_DIGITS + 20 digits. None when the refined roots are not
+    all distinct and converged (SymPy's nroots, much slower, then finds them)."""
+    import mpmath
+    with mpmath.workdps(ROOT_DIGITS + 20):
+        tolerance = mpmath.mpf(10) ** -(ROOT_DIGITS + 5)
+        derivative = [c * k for c, k in zip(coefficients, range(len(coefficients) - 1, 0, -1))]
+        refined = []
+        for start in np.roots([float(c) for c in coefficients]):
+            root = mpmath.mpc(complex(start))
+            for _ in range(200):
+                step = mpmath.polyval(coefficients, root) / mpmath.polyval(derivative, root)
+                root -= step
+                if abs(step) <= tolerance * max(abs(root), 1):
+                    break
+            else:
+                return None
+            refined.append(root)
+        scale = max(max(abs(r) for r in refined), 1)
+        if any(abs(a - b) <= 10 ** -ROOT_DIGITS * scale
+               for k, a in enumerate(refined) for b in refined[:k]):
+            return None
+        return [float(r.real) if abs(r.imag) <= tolerance * scale
+                else complex(float(r.real), float(r.imag)) for r in refined]
+
+
+def factored_terms(factors, t, v, constant, shift, square, plus):
+    """The terms of ``factors`` over ``t`` (and ``v``, its square when squared), in the order
+    they are multiplied, each made by the given functions: ``constant(value, exact)``,
+    ``shift(v, root, exact)`` for v - root, ``square(x)``, ``plus(x, value, exact)``. One
+    recipe for the node's source, the optimiser's nodes and its error bound."""
+    _, real_exact, pairs_exact = factors.exact
+    terms = [t] * factors.odd + [v] * factors.zeros
+    terms += [shift(v, r, e) for r, e in zip(factors.real, real_exact)]
+    terms += [plus(square(shift(v, a, ea)), b2, eb)
+              for (a, b2), (ea, eb) in zip(factors.pairs, pairs_exact)]
+    if factors.leading != 1.0 or not terms:
+        terms.insert(0, constant(factors.leading, factors.exact[0]))
+    return terms
+
+
+def _factored_source(t, factors):
+    """``factors`` written over the source ``t`` (Python operators: every backend's form)."""
+    terms = factored_terms(
+        factors, t, f"({t} ** 2)" if factors.squared else t,
+        constant=lambda value, exact: "(-1.0)" if value == -1.0 else f"({value!r})",
+        shift=lambda v, r, exact: f"({v} - {r!r})" if r > 0.0 else f"({v} + {-r!r})",
+        square=lambda x: f"{x} ** 2", plus=lambda x, value, exact: f"({x} + {value!r})")
+    return "(" + " * ".join(terms) + ")"
+
+
+def _polynomial_emission(ctx):
+    t = ctx.args[0] if ctx.args[0].isidentifier() else f"({ctx.args[0]})"
+    return _factored_source(t, factored_form(ctx.attrs["coefficients"],
+                                             ctx.attrs["denominator"]))
+
+
+def polynomial(t, coefficients, denominator=1):
+    """Internal: the polynomial sum(coefficients[k] * t**k) / denominator in the node ``t``,
+    with exact integer coefficients (lowest degree first), reduced to lowest terms; a constant
+    shaped like ``t`` when its degree is 0.
+
+    >>> from symgrad import var
+    >>> str(polynomial(var("t"), (2, 0, -2), 4))      # (1 - t**2) / 2
+    'polynomial(t, coefficients=(1, 0, -1), denominator=2)'
+    """
+    coefficients = [int(c) for c in coefficients]
+    while len(coefficients) > 1 and coefficients[-1] == 0:
+        coefficients.pop()
+    common = math.gcd(*coefficients, int(denominator))
+    coefficients = tuple(c // common for c in coefficients)
+    denominator = int(denominator) // common
+    if len(coefficients) < 2:
+        raise InternalError(f"polynomial of degree 0 in {t!r}: build the constant instead")
+    return apply("polynomial", t, coefficients=coefficients, denominator=denominator)
+
+
+def _polynomial_vjp(g, out, t, coefficients, denominator):
+    derivative = tuple(k * c for k, c in enumerate(coefficients))[1:]
+    if len(derivative) == 1:
+        return [g * float(Fraction(derivative[0], denominator))]
+    return [g * polynomial(t, derivative, denominator)]
+
+
+def _polynomial_sympy(sympy, t, coefficients, denominator):
+    return sum(sympy.Integer(c) * t ** k for k, c in enumerate(coefficients)) / denominator
+
+
+defop("polynomial", 1, same_shape, _polynomial_emission, _polynomial_vjp,
+      scalar=_polynomial_emission, sympy=_polynomial_sympy)
 
 __all__ = ["sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "sign", "absolute",
            "negative", "heaviside", "sigmoid", "softplus", "relu", "leaky_relu", "add", "subtract",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import algebra, loops, polynomial
+from . import compaction  # noqa: F401 (registers the compaction of derivatives as they are built)
 from .rebuild import Applied, index_rules, rebuild
 
 MAX_ROUNDS = 8

@@ -20,9 +20,11 @@ import numpy as np
 import sympy
 
 from ..ops import apply, const
+from ..ops.elementwise import Factors, factored_form, factored_terms
 from .rebuild import Applied, rebuild
 
-POLYNOMIAL_OPS = ("add", "subtract", "multiply", "negative", "power")
+# "polynomial" is a node of exact coefficients that differentiation made (optimize.compaction)
+POLYNOMIAL_OPS = ("add", "subtract", "multiply", "negative", "power", "polynomial")
 MAX_CLUSTER = 50_000
 MAX_DEGREE = 40
 LARGEST_COEFFICIENT = Fraction(np.finfo(np.float64).max)
@@ -101,6 +103,8 @@ def _coefficients(graph, root, members, leaf_values):
             value = _multiply(args[0], args[1])
         elif op == "negative":
             value = [-c for c in args[0]]
+        elif op == "polynomial":
+            value = _composed(data["attrs"], args[0])
         else:
             value = [Fraction(1)]
             for _ in range(_integer_exponent(graph, node)):
@@ -111,6 +115,15 @@ def _coefficients(graph, root, members, leaf_values):
             return None     # a coefficient past float64 could be neither checked nor emitted
         values[node] = value
     return values
+
+
+def _composed(attrs, inner):
+    """The coefficients of a polynomial node's polynomial of ``inner`` (coefficients), by
+    Horner's rule in exact arithmetic."""
+    value = [Fraction(0)]
+    for coefficient in reversed(attrs["coefficients"]):
+        value = _add(_multiply(value, inner), [Fraction(coefficient, attrs["denominator"])])
+    return value
 
 
 def _leaf_values(graph, leaves):
@@ -178,6 +191,18 @@ def _horner_plans(polynomial):
     return plans
 
 
+@dataclass(frozen=True)
+class FactoredPlan:
+    """p(t) written as the product of its factors, as a polynomial node writes itself
+    (ops.elementwise.factored_form): no cancellation between terms, each root rounded once.
+    The form a polynomial node keeps when no Horner form rounds as well."""
+    factors: Factors
+
+    @property
+    def cost(self):
+        return self.factors.cost
+
+
 # -- accuracy: a Horner form replaces a cluster only where it provably rounds no worse -------------
 #
 # Expanding a polynomial and evaluating it by Horner's rule can cancel catastrophically where the
@@ -239,19 +264,35 @@ def _to_the(a, exponent):
     return _rounded(a[0] ** exponent, exponent * np.abs(a[0]) ** (exponent - 1) * a[1])
 
 
+def _operands(graph, node):
+    data = graph.nodes[node]
+    return data["inputs"][:1] if data["op"] == "power" else data["inputs"]
+
+
 def _written_bound(graph, root, members, polynomials, leaf, t):
     """The value and running error bound of ``root`` evaluated as the graph writes it; the
     cluster's constant leaves are the one-coefficient entries of ``polynomials``."""
     exact = np.zeros_like(t)
     values = {leaf: (t, exact)}
-    for node in sorted(members):
+    order = sorted(members)
+    # each member's arrays are dropped after their last reader: the live ones are the cluster's
+    # width, not its size (a product-rule tree of thousands of nodes at thousands of points)
+    unread = {}
+    for node in order:
+        for operand in _operands(graph, node):
+            unread[operand] = unread.get(operand, 0) + 1
+    for node in order:
         data = graph.nodes[node]
-        operands = data["inputs"][:1] if data["op"] == "power" else data["inputs"]
+        operands = _operands(graph, node)
         args = []
         for operand in operands:
             if operand not in values:
                 values[operand] = (np.full_like(t, float(polynomials[operand][0])), exact)
             args.append(values[operand])
+        for operand in operands:
+            unread[operand] -= 1
+            if not unread[operand] and operand != leaf:
+                del values[operand]
         op = data["op"]
         if op == "add":
             values[node] = _plus(*args)
@@ -261,15 +302,39 @@ def _written_bound(graph, root, members, polynomials, leaf, t):
             values[node] = _times(*args)
         elif op == "negative":
             values[node] = (-args[0][0], args[0][1])
+        elif op == "polynomial":
+            attrs = data["attrs"]
+            values[node] = _factored_bound(
+                factored_form(attrs["coefficients"], attrs["denominator"]), args[0])
         else:
             values[node] = _to_the(args[0], _integer_exponent(graph, node))
     return values[root]
+
+
+def _factored_bound(factors, variable):
+    """The value and running error bound of ``factors`` written over ``variable`` (a value and
+    its bound), step for step as ops.elementwise writes them; a rounded root or leading
+    coefficient carries its own rounding."""
+    def constant(value, exact):
+        return np.full_like(variable[0], value), np.full_like(variable[0], 0.0 if exact else
+                                                              abs(value))
+    terms = factored_terms(
+        factors, variable, _to_the(variable, 2) if factors.squared else variable, constant,
+        shift=lambda v, r, exact: _plus(v, constant(r, exact), sign=-1.0),
+        square=lambda x: _to_the(x, 2), plus=lambda x, value, exact: _plus(x, constant(value,
+                                                                                       exact)))
+    result = terms[0]
+    for term in terms[1:]:
+        result = _times(result, term)
+    return result
 
 
 def _horner_bound(plan, t):
     """The value and running error bound of the form _build_horner makes, step for step."""
     exact = np.zeros_like(t)
     leaf = (t, exact)
+    if isinstance(plan, FactoredPlan):
+        return _factored_bound(plan.factors, leaf)
     one = (np.ones_like(t), exact)
     variable = _to_the(leaf, 2) if plan.squared else leaf
     if plan.complement:
@@ -353,7 +418,22 @@ def _as_accurate_as_the_graph(plan, written):
                        | (~np.isfinite(written.exact))))
 
 
+def _build_factored(factors, leaf):
+    terms = factored_terms(
+        factors, leaf, apply("power", leaf, 2.0) if factors.squared else leaf,
+        constant=lambda value, exact: const(value, leaf.graph),
+        shift=lambda v, r, exact: apply("subtract", v, r) if r > 0.0 else apply("add", v, -r),
+        square=lambda x: apply("power", x, 2.0),
+        plus=lambda x, value, exact: apply("add", x, value))
+    result = terms[0]
+    for term in terms[1:]:
+        result = apply("multiply", result, term)
+    return result
+
+
 def _build_horner(plan, leaf):
+    if isinstance(plan, FactoredPlan):
+        return _build_factored(plan.factors, leaf)
     variable = apply("power", leaf, 2.0) if plan.squared else leaf
     if plan.complement:
         variable = apply("subtract", 1.0, variable)
@@ -373,6 +453,12 @@ def _build_horner(plan, leaf):
             complement = apply("power", complement, float(plan.vanishing))
         result = apply("multiply", result, complement)
     return apply("multiply", leaf, result) if plan.odd else result
+
+
+def _integers(coefficients):
+    """Exact coefficients (Fractions, lowest degree first) as (integers, common denominator)."""
+    denominator = math.lcm(*(c.denominator for c in coefficients))
+    return tuple(int(c * denominator) for c in coefficients), denominator
 
 
 def _removable(candidates, root, consumers):
@@ -410,7 +496,9 @@ def canonicalize(graph, outputs, inputs, applied):
             continue
         members, leaves = _cluster(graph, node)
         budget -= MAX_CLUSTER if members is None else len(members)
-        if members is None or len(members) < 4:
+        # a polynomial node is a cluster of its own, as costly as its factored form
+        exact = members is not None and any(graph.nodes[m]["op"] == "polynomial" for m in members)
+        if members is None or len(members) < 4 and not exact:
             continue
         leaf_values, leaf = _leaf_values(graph, leaves)
         if leaf is None or graph.nodes[leaf]["shape"] != shape:
@@ -423,8 +511,13 @@ def canonicalize(graph, outputs, inputs, applied):
         seeds = {k for k in leaves if k != leaf and graph.nodes[k]["op"] == "broadcast_to_like"}
         removable = len(_removable(members | seeds, node, consumers))
         written = None
-        for plan in _horner_plans(polynomial):
-            if plan.cost >= removable:
+        plans = _horner_plans(polynomial)
+        if exact:
+            # the written form is the polynomial nodes' factored forms: a plan costing more
+            # than the whole polynomial's is no gain
+            plans.append(FactoredPlan(factored_form(*_integers(coefficients))))
+        for plan in plans:
+            if plan.cost > plans[-1].cost if exact else plan.cost >= removable:
                 continue
             if written is None:
                 written = _written_accuracy(graph, node, members, polynomials, leaf)
