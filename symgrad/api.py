@@ -404,7 +404,8 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
                  entry_source=entry_source, scalar=scalar, colors=colors,
                  entry_namespace=None if entry_namespace is None else dict(entry_namespace),
                  fallback_source=fallback_source,
-                 fallback_namespace=None if fallback_namespace is None else dict(fallback_namespace))
+                 fallback_namespace=(None if fallback_namespace is None
+                                     else dict(fallback_namespace)))
     if backend == "array_api":
         output_dtypes = [graph.nodes[n]["dtype"] for n in output_nodes]
         parts.update(specs=specs, constants=constants, output_dtypes=output_dtypes)

@@ -1,5 +1,5 @@
-"""The Numba backend's whole-loop kernels compiled in the background (symgrad.fuse.BackgroundCompile):
-the first calls run the NumPy backend's program, later ones the kernels; wait_compiled, a failed
+"""The Numba backend's whole-loop kernels compiled in the background (fuse.BackgroundCompile): the
+first calls run the NumPy backend's program, later ones the kernels; wait_compiled, a failed
 compile, pickling and fork. The compile is held back by a gate in front of load_kernels, so that
 "before the kernels are ready" does not depend on how fast the machine is."""
 
@@ -117,6 +117,8 @@ def test_pickled_before_and_after_the_kernels_are_ready(gate):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+# JAX warns of any fork where another test imported it
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_a_process_forked_while_the_kernels_compile_compiles_them_again(gate):
     numpy_fn, fn = rnn_functions()
     data = rnn_data(STEPS)
