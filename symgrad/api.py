@@ -20,7 +20,8 @@ import numpy as np
 from .array_api import ArrayAPIEntry, array_api_available, checked_source
 from .codegen import (LIBRARIES, build_function, check_least_lengths, generate, generate_entry,
                       generate_scalar, least_dimension_lengths, real_argument)
-from .fuse import generate_fused, load_kernels, numba_available
+from .fuse import (BackgroundCompile, compiles_in_background, generate_fused, load_kernels,
+                   numba_available)
 from .optimize import optimize as run_optimizer
 from . import differentiate
 from .differentiate import grad, hvp, jvp, vjp  # noqa: F401 (public names)
@@ -175,7 +176,12 @@ class Assembly:
     def __init__(self, parts):
         self._sg_parts = parts = _resolved(parts)
         array_api = parts["backend"] == "array_api"
-        body = build_function(parts["source"], dict(parts["namespace"]), parts["name"])
+        body = fused = build_function(parts["source"], dict(parts["namespace"]), parts["name"])
+        background = None
+        if parts.get("fallback_source") is not None:
+            plain = build_function(parts["fallback_source"], dict(parts["fallback_namespace"]),
+                                   parts["name"])
+            body = background = BackgroundCompile(fused, plain, parts["kernel_source"])
         if array_api:       # the arguments stay arrays of their own library
             body = ArrayAPIEntry(body, parts["specs"], parts["constants"],
                                  parts["output_dtypes"], parts["least"])
@@ -191,7 +197,9 @@ class Assembly:
         entry.entry_source = parts["entry_source"]
         entry.kernel_source = parts["kernel_source"]
         entry.colors = parts.get("colors")
-        entry._function = binding.body if not array_api else body._body  # for tests
+        entry._function = fused if not array_api else body._body  # for tests
+        entry._sg_background = background       # for tests
+        entry.wait_compiled = _ready if background is None else background.wait
         # what help() and Jupyter show: the inputs by name, not the entry's own parameters
         # (inspect drops the first, the assembly a bound method is called with)
         by_name = inspect.Parameter.POSITIONAL_OR_KEYWORD
@@ -215,6 +223,25 @@ class Assembly:
 
     def __repr__(self):
         return f"<symgrad compiled function {self._sg_parts['name']!r}>"
+
+
+def _ready(timeout=None):
+    """Wait until this function's calls run its compiled Numba kernels; True when they do.
+
+    A function of the Numba backend with the kernel of a whole loop (sg.scan) runs the NumPy
+    backend's program for its first calls while a thread compiles the kernels for the types of
+    the first call's arguments, and the kernels once they are ready. ``wait_compiled`` returns
+    True then, False when ``timeout`` seconds pass first or no call has started the compile,
+    and raises SymgradError when compiling failed (the function keeps running NumPy). Any other
+    function is ready at once.
+
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> fn = sg.compile(x * x, [x])
+    >>> fn(3.0), fn.wait_compiled()
+    (9.0, True)
+    """
+    return True
 
 
 class _Reference:
@@ -252,8 +279,8 @@ def _portable(parts):
         return value
 
     copy = dict(parts)
-    for key in ("namespace", "entry_namespace"):
-        if copy[key] is not None:
+    for key in ("namespace", "entry_namespace", "fallback_namespace"):
+        if copy.get(key) is not None:
             copy[key] = {name: portable(name, value) for name, value in copy[key].items()}
     return copy
 
@@ -273,8 +300,8 @@ def _resolved(parts):
             kernels.append(load_kernels(parts["kernel_source"]))
         return kernels[0][value.name]
 
-    for key in ("namespace", "entry_namespace"):
-        namespace = parts[key]
+    for key in ("namespace", "entry_namespace", "fallback_namespace"):
+        namespace = parts.get(key)
         if namespace is not None and any(isinstance(v, _Reference) for v in namespace.values()):
             parts = dict(parts, **{key: {n: resolved(v) for n, v in namespace.items()}})
     return parts
@@ -349,6 +376,7 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
                                                 optimized.inputs)
         rewrites = [str(applied) for applied in log]
         kernel_source = ""
+        fallback_source = fallback_namespace = None
         least = least_dimension_lengths(graph, output_nodes)
         if backend == "array_api":
             source, namespace, constants = checked_source(graph, output_nodes, input_nodes, name)
@@ -357,6 +385,9 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
         elif backend == "numba":
             source, namespace, kernel_source = generate_fused(graph, output_nodes, input_nodes,
                                                               name)
+            if compiles_in_background(kernel_source):   # the first calls' program
+                fallback_source, fallback_namespace = generate(graph, output_nodes,
+                                                               input_nodes, name)
         else:
             source, namespace = generate(graph, output_nodes, input_nodes, name)
         if backend == "array_api":      # no fast paths: they would make NumPy of the arguments
@@ -372,7 +403,10 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
                  input_names=[e.name for e in inputs], rewrites=rewrites, source=source,
                  namespace=dict(namespace), kernel_source=kernel_source, least=least,
                  entry_source=entry_source, scalar=scalar, colors=colors,
-                 entry_namespace=None if entry_namespace is None else dict(entry_namespace))
+                 entry_namespace=None if entry_namespace is None else dict(entry_namespace),
+                 fallback_source=fallback_source,
+                 fallback_namespace=(None if fallback_namespace is None
+                                     else dict(fallback_namespace)))
     if backend == "array_api":
         output_dtypes = [graph.nodes[n]["dtype"] for n in output_nodes]
         parts.update(specs=specs, constants=constants, output_dtypes=output_dtypes)

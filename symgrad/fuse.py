@@ -15,6 +15,8 @@ import shutil
 import sys
 import tempfile
 import threading
+import warnings
+import weakref
 
 from . import naming
 from .codegen import generate_numba
@@ -197,16 +199,144 @@ def _recovering_cache():
 def generate_fused(graph, outputs, inputs, function_name):
     """(source, namespace, kernel module source) of the fused function; the namespace's kernel
     entries are bound to Numba dispatchers (compiled at their first call, or loaded from the
-    disk cache)."""
-    try:
-        import numba  # noqa: F401 (imported for its availability; the kernel module uses it)
-    except ImportError:
+    disk cache), except in a function with a whole loop's kernel (has_whole_loops), whose
+    kernels a BackgroundCompile loads and compiles: there they stay None, and Numba is not
+    even imported here."""
+    if not numba_available():
         raise SymgradError("backend 'numba' needs Numba: "
-                           "pip install -e '.[numba]' in a clone of symgrad") from None
+                           "pip install -e '.[numba]' in a clone of symgrad")
     source, namespace, kernel_source, _ = generate_numba(graph, outputs, inputs, function_name)
-    if kernel_source:
+    if kernel_source and not compiles_in_background(kernel_source):
         namespace.update(load_kernels(kernel_source))
     return source, namespace, kernel_source
 
 
-__all__ = ["generate_fused", "cache_directory", "load_kernels", "numba_available", "PARALLEL"]
+# Whether a function with the kernel of a whole loop compiles its kernels in the background
+# (BackgroundCompile); False compiles them at its first call, as any other function's: the tests
+# that compare the kernels' results with NumPy's set it (tests/conftest.py).
+BACKGROUND = True
+
+
+def compiles_in_background(kernel_source):
+    """Whether a function's kernel modules hold the kernel of a whole loop (codegen.numba's
+    render_whole_loop), seconds of compiling, and BACKGROUND is set: such a function's first
+    calls run the NumPy backend's program while a BackgroundCompile compiles its kernels."""
+    return BACKGROUND and f"def {naming.KERNEL}_loop(" in kernel_source
+
+
+# the compiles under way in this process (BackgroundCompile.start), which a fork abandons
+_under_way = weakref.WeakSet()
+
+
+class BackgroundCompile:
+    """The body of a compiled function whose kernels are compiled by a daemon thread: until they
+    are ready, each call runs ``plain`` (the NumPy backend's program of the same graph, which
+    needs no Numba: a program calling small kernels would wait on Numba's compiler lock while
+    the big one compiles); after, ``fused``.
+
+    The first call starts the thread. It loads the kernel modules (importing Numba; a kernel
+    cached on disk is loaded, not compiled) and runs ``fused`` once on copies of that call's
+    arguments, which compiles every kernel for their types. An error there keeps ``plain`` for
+    good: ``wait`` raises it, and the next call warns once. A process forked while the thread
+    works starts it again at its next call."""
+
+    __slots__ = ("fused", "plain", "kernel_source", "ready", "error", "plain_calls", "_done",
+                 "_started", "_warned", "_lock", "__weakref__")
+
+    def __init__(self, fused, plain, kernel_source):
+        self.fused, self.plain, self.kernel_source = fused, plain, kernel_source
+        self.ready = False
+        self.error = None
+        self.plain_calls = 0        # calls that ran ``plain`` (tests watch it)
+        self._done = threading.Event()
+        self._started = self._warned = False
+        self._lock = threading.Lock()
+
+    def __call__(self, *args):
+        if self.ready:
+            return self.fused(*args)
+        return self._before_ready(args)
+
+    def _before_ready(self, args):
+        self.plain_calls += 1
+        if not self._started:
+            self.start(args)
+        elif self.error is not None and not self._warned:
+            self._warned = True
+            warnings.warn(f"symgrad: compiling the Numba kernels failed; this function keeps "
+                          f"running NumPy: {self.error!r}", RuntimeWarning, stacklevel=4)
+        return self.plain(*args)
+
+    def start(self, args):
+        """Start compiling for the types of ``args`` (the body's arguments), once."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            _under_way.add(self)
+        # copies: the caller may change its arrays while the thread runs
+        copies = tuple(a.copy() if hasattr(a, "copy") else a for a in args)
+        threading.Thread(target=self._compile, args=(copies,), daemon=True,
+                         name="symgrad-numba-compile").start()
+
+    def _compile(self, args):
+        try:
+            self.fused.__globals__.update(load_kernels(self.kernel_source))
+            self.fused(*args)
+            self.ready = True
+        except BaseException as error:     # noqa: BLE001 (recorded, raised by wait)
+            self.error = error
+        finally:
+            _under_way.discard(self)
+            self._done.set()
+
+    def wait(self, timeout=None):
+        """True once calls run the kernels; False when ``timeout`` seconds pass first, or when
+        no call has started the compile. Raises SymgradError when compiling failed."""
+        if not self._started:
+            return False
+        self._done.wait(timeout)
+        if self.error is not None:
+            raise SymgradError(f"compiling the Numba kernels of this function failed (it runs "
+                               f"the NumPy backend's program): {self.error!r}") from self.error
+        return self.ready
+
+    def _abandon(self):
+        """In a forked child: the thread is gone; the next call starts it again."""
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._started = False
+
+
+_held_over_fork = []
+
+
+def _before_fork():
+    # a thread that holds a lock at the fork leaves it held for good in the child: the fork
+    # waits until no compile holds the module cache's lock or Numba's compiler lock
+    _modules_lock.acquire()
+    _held_over_fork.append(_modules_lock)
+    module = sys.modules.get("numba.core.compiler_lock")
+    if module is not None:
+        module.global_compiler_lock.acquire()
+        _held_over_fork.append(module.global_compiler_lock)
+
+
+def _after_fork():
+    while _held_over_fork:
+        _held_over_fork.pop().release()
+
+
+def _after_fork_in_child_compiles():
+    _after_fork()
+    for compiling in list(_under_way):
+        compiling._abandon()
+    _under_way.clear()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
+                    after_in_child=_after_fork_in_child_compiles)
+
+
+__all__ = ["BackgroundCompile", "compiles_in_background", "generate_fused", "cache_directory",
+           "load_kernels", "numba_available", "PARALLEL"]

@@ -16,6 +16,11 @@ settings.register_profile("long", max_examples=5000, deadline=None,
                           suppress_health_check=_SLOW_IS_FINE, print_blob=True)
 settings.load_profile(os.environ.get("SYMGRAD_HYPOTHESIS_PROFILE", "ci"))
 
+# The Numba backend's whole loops compile at the first call here, so that the tests comparing
+# their results with NumPy's run the kernels; tests/test_background_compile.py turns the
+# background compile (its default) back on.
+sg.fuse.BACKGROUND = False
+
 
 @pytest.fixture(autouse=True)
 def fresh_graph():

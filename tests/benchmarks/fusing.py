@@ -147,6 +147,7 @@ def cold_child(name):
         runs[backend] = run
         if backend == "numba":
             fn = run.func
+            fn.wait_compiled()      # a whole loop's kernels compile in the background
             sites = fn.source.count("# fused:") + fn.source.count("# the whole loop")
             bodies = fn.kernel_source.count(fuse._MODULE_START)
     want = flat(runs["numpy"]())

@@ -51,6 +51,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -848,15 +849,65 @@ def rnn_cold_start(adapter, args):
     return lambda: adapter.grad(rnn_loss, args, range(2, 7), True)()
 
 
+def rnn_steady(adapter, args):
+    """The char-RNN's run once the numba backend's kernels are compiled (in the background,
+    from the first call on: fn.wait_compiled)."""
+    run = adapter.grad(rnn_loss, args, range(2, 7), True)
+    wait_compiled = getattr(getattr(run, "func", None), "wait_compiled", None)
+    if wait_compiled is not None:
+        run()
+        wait_compiled()
+    return run
+
+
+class FreshProcessColdStart:
+    """The numba backend's cold start of the char-RNN in a new process with empty kernel caches
+    (in this one the warm row compiled the kernels): a call returns the first result, ``timed``
+    the new process's seconds from building to that result (imports excluded, as here)."""
+
+    def __init__(self, args):
+        self.args = args
+
+    def __call__(self):
+        return self.run()[0]
+
+    def timed(self):
+        return self.run()[1]
+
+    def run(self):
+        with tempfile.TemporaryDirectory(prefix="symgrad-cold-") as cache:
+            np.savez(os.path.join(cache, "args.npz"), *self.args)
+            environment = dict(os.environ, SYMGRAD_CACHE_DIR=cache, NUMBA_CACHE_DIR=cache)
+            done = subprocess.run([sys.executable, __file__, "--rnn-cold-child", cache],
+                                  env=environment, capture_output=True, text=True, check=True)
+            with np.load(os.path.join(cache, "result.npz")) as saved:
+                result = tuple(saved[f"arr_{k}"] for k in range(len(saved.files)))
+        return result, float(done.stdout.split()[-1])
+
+
+def rnn_cold_child(directory):
+    """FreshProcessColdStart's new process: the numba backend's cold start at the arguments
+    saved in ``directory``, its result saved there and its seconds printed."""
+    with np.load(os.path.join(directory, "args.npz")) as saved:
+        args = tuple(saved[f"arr_{k}"] for k in range(len(saved.files)))
+    start = time.perf_counter()
+    result = Symgrad("numba").grad(rnn_loss, args, range(2, 7), True)()
+    seconds = time.perf_counter() - start
+    np.savez(os.path.join(directory, "result.npz"), *Adapter().numpy(result))
+    print(seconds)
+
+
 def rnn_scan_cases(cfg):
     for steps in (50, 200):
         args = rnn_problem(cfg.rng, steps)
-        setups = {a.label: partial(a.grad, rnn_loss, args, range(2, 7), True)
+        setups = {a.label: partial(rnn_steady, a, args)
                   if a.label in RNN_PEERS else "n/a (no scan here)" for a in cfg.adapters}
         name = f"char-RNN T={steps}, batch {RNN_BATCH}, hidden {RNN_HIDDEN}, loss+gradient"
         yield Case("rnn_scan", name, partial(hand_rnn, *args), hand_rnn(*args), setups)
         cold = {a.label: partial(rnn_cold_start, a, args)
                 if a.label in RNN_PEERS else "n/a (no scan here)" for a in cfg.adapters}
+        if "symgrad numba" in cold:
+            cold["symgrad numba"] = partial(FreshProcessColdStart, args)
         yield Case("rnn_scan", f"char-RNN T={steps}: cold start, build to first call (s)", None,
                    hand_rnn(*args), cold)
 
@@ -932,13 +983,16 @@ def disagreement(got, want, floor=0.0):
 
 
 def sample(run, number):
-    """Seconds per call of ``number`` calls of ``run``, garbage collection off (as timeit).
+    """Seconds per call of ``number`` calls of ``run``, garbage collection off (as timeit), or
+    as ``run.timed`` measures them where it has it (FreshProcessColdStart).
 
     Each call's results are kept until the next call returns, as a loop using them keeps them
     (``grads = step(params)``). Dropped at once, they leave the top of glibc's heap free at the end
     of every call, which glibc returns to the system and the next call faults back in, page by
     page, a cost of NumPy code in a loop that drops its results, not of NumPy code in a training
     loop (the MLP's figures: README.md in this folder)."""
+    if hasattr(run, "timed"):
+        return sum(run.timed() for _ in range(number)) / number
     gc.disable()
     try:
         start = time.perf_counter()
@@ -1308,4 +1362,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--rnn-cold-child"]:
+        rnn_cold_child(sys.argv[2])
+    else:
+        main()
