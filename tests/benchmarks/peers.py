@@ -202,40 +202,6 @@ def hand_rosen_hvp(x, p):
     return hp
 
 
-def hand_rnn(X, Y, Wx, Wh, b, Wy, h0):
-    """rnn_unrolled's value and gradients in Wx, Wh, b, Wy and h0: backpropagation through
-    time, the states kept from the forward pass."""
-    steps = X.shape[0]
-    states, probabilities, total = [h0], [], 0.0
-    for t in range(steps):
-        h = X[t] @ Wx
-        h += states[-1] @ Wh
-        h += b
-        np.tanh(h, out=h)
-        logits = h @ Wy
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        normaliser = p.sum(axis=1, keepdims=True)
-        p /= normaliser
-        total -= np.vdot(Y[t], logits - np.log(normaliser))
-        states.append(h)
-        probabilities.append(p)
-    dWx, dWh, dWy = np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(Wy)
-    db, dh = np.zeros_like(b), np.zeros_like(h0)
-    for t in reversed(range(steps)):
-        h = states[t + 1]
-        dlogits = probabilities[t] * Y[t].sum(axis=1, keepdims=True) - Y[t]
-        dlogits /= steps
-        dWy += h.T @ dlogits
-        dh += dlogits @ Wy.T
-        dh *= 1.0 - h * h
-        dWx += X[t].T @ dh
-        dWh += states[t].T @ dh
-        db += dh.sum(axis=0)
-        dh = dh @ Wh.T
-    return total / steps, dWx, dWh, db, dWy, dh
-
-
 def tanh_derivative_coefficients(n):
     """d^n tanh / dx^n = t^odd * Q(t^2), t = tanh(x): (coefficients of Q, low first; odd)."""
     p = Polynomial([0.0, 1.0])
