@@ -74,6 +74,16 @@ def _reached_operands(op, data, known):
             if p not in op.nondifferentiable and operand in known]
 
 
+def _count_reads(data, readers, held, kept):
+    """Count the read of each operand of node ``data``: what no reader waits for any more is
+    dropped from ``held`` (both passes keep a value per node only while it is needed), except
+    ``kept``, the result."""
+    for operand in set(data["inputs"]):
+        readers[operand] -= 1
+        if not readers[operand] and operand != kept:
+            held.pop(operand, None)
+
+
 def _evaluation_order(y):
     """The nodes ``y`` is computed from, in evaluation order, and how many of them read each one
     (once per reader), so that a node's pattern or nonzeros can be dropped after its last reader."""
@@ -105,10 +115,7 @@ def _pattern(y, x):
                 pattern = _propagated(graph, node, data, op, positions, patterns, x.size)
                 if pattern.nnz:
                     patterns[node] = pattern
-        for operand in set(data["inputs"]):
-            readers[operand] -= 1
-            if not readers[operand] and operand != y.node:
-                patterns.pop(operand, None)
+        _count_reads(data, readers, patterns, y.node)
     result = patterns.get(y.node)
     if result is None:
         return sparse.csr_array((y.size, x.size), dtype=bool)
@@ -419,10 +426,7 @@ def _direct(y, x, wanted=None):
                         structure, structure.rows, terms
                     path_size += sum(math.prod(nodes[data["inputs"][p]]["shape"])
                                      for p in positions)
-        for operand in set(data["inputs"]):
-            remaining[operand] -= 1
-            if not remaining[operand] and operand != y.node:
-                structures.pop(operand, None)
+        _count_reads(data, remaining, structures, y.node)
     found = structures.get(y.node)
     if found is None:
         raise _Abandoned("no nonzero")

@@ -260,6 +260,16 @@ def chain_of(ops, x, y, z):
     return out
 
 
+def numba_over_numpy(out, inputs, shape, rng):
+    """The fused program's time per call over the NumPy backend's, for ``out`` of ``inputs``
+    (each of ``shape``), after checking the two agree."""
+    fns = {b: sg.compile(out, inputs=inputs, backend=b) for b in ("numpy", "numba")}
+    at = [rng.standard_normal(shape) for _ in inputs]
+    np.testing.assert_allclose(fns["numba"](*at), fns["numpy"](*at), rtol=RTOL)
+    seconds = timed_per_call({b: partial(fn, *at) for b, fn in fns.items()})
+    return seconds["numba"] / seconds["numpy"]
+
+
 def threshold():
     print("\n".join(thread_settings()))
     check_threads(int(THREADS))
@@ -278,11 +288,7 @@ def threshold():
             with sg.use_graph():
                 inputs = [sg.var(name, shape=shape) for name in "xyz"]
                 out = chain_of(ops, *inputs)
-                fns = {b: sg.compile(out, inputs=inputs, backend=b) for b in ("numpy", "numba")}
-            at = [rng.standard_normal(shape) for _ in inputs]
-            np.testing.assert_allclose(fns["numba"](*at), fns["numpy"](*at), rtol=RTOL)
-            seconds = timed_per_call({b: partial(fn, *at) for b, fn in fns.items()})
-            row.append(f"{seconds['numba'] / seconds['numpy']:.2f}")
+                row.append(f"{numba_over_numpy(out, inputs, shape, rng):.2f}")
         rows.append(row)
     print(_common.table(["ops \\ entries", *entries_grid], rows))
     print("\nfused / numpy per call; a sum of `arrays` (entries / 32, 32) matrices\n")
@@ -296,11 +302,7 @@ def threshold():
                 out = inputs[0] * 0.5
                 for x in inputs[1:]:
                     out = out + x
-                fns = {b: sg.compile(out, inputs=inputs, backend=b) for b in ("numpy", "numba")}
-            at = [rng.standard_normal(shape) for _ in inputs]
-            np.testing.assert_allclose(fns["numba"](*at), fns["numpy"](*at), rtol=RTOL)
-            seconds = timed_per_call({b: partial(fn, *at) for b, fn in fns.items()})
-            row.append(f"{seconds['numba'] / seconds['numpy']:.2f}")
+                row.append(f"{numba_over_numpy(out, inputs, shape, rng):.2f}")
         rows.append(row)
     print(_common.table(["arrays \\ entries", *entries_grid[1:]], rows))
 
