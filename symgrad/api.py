@@ -3,8 +3,6 @@
 Imports everything to its left (graph, ops, parse, differentiate, codegen); cli imports only this.
 """
 
-import contextlib
-import gc
 import inspect
 import keyword
 import math
@@ -26,7 +24,7 @@ from .optimize import optimize as run_optimizer
 from . import differentiate
 from .differentiate import grad, hvp, jvp, vjp  # noqa: F401 (public names)
 from .errors import ParseError, ShapeError, SymgradError  # noqa: F401
-from .graph import Graph, default_graph, use_graph  # noqa: F401
+from .graph import Graph, collector_paused, default_graph, use_graph  # noqa: F401
 from .naming import RESERVED
 from .ops import Expr, check_name, check_shape, graph_of
 from .parse import from_sympy, parse, to_sympy  # noqa: F401
@@ -368,7 +366,7 @@ def compile(outputs, inputs=None, name="f", backend="numpy", optimize=True, expl
     graph = graph_of(*outputs, *inputs)
     colors = tuple(o.data["attrs"]["colors"] if o.op == "csr_matrix" else None for o in outputs)
     output_nodes, input_nodes = [o.node for o in outputs], [e.node for e in inputs]
-    with graph.lock, _collector_paused():
+    with graph.lock, collector_paused():
         log = construction_rewrites(graph, output_nodes)
         if optimize:
             optimized = run_optimizer(graph, output_nodes, input_nodes, log=log)
@@ -455,22 +453,6 @@ def hessian(f, wrt, disconnected="raise", sparse=False):
     if sparse:
         return sparse_hessian(f, wrt, disconnected)
     return differentiate.hessian(f, wrt, disconnected)
-
-
-@contextlib.contextmanager
-def _collector_paused():
-    """Python's cycle collector paused while a function is compiled, and restored after unless
-    the caller had it off. Optimising and generating code allocate containers by the hundred
-    thousand that live until compiling ends, and each full collection they trigger walks every
-    object alive, the user's graph included: on a 100k-node graph most of the time code
-    generation took (tests/benchmarks/README.md). Cycles made meanwhile are collected after."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def construction_rewrites(graph, outputs):

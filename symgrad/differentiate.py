@@ -11,6 +11,7 @@ import networkx as nx
 import numpy as np
 
 from .errors import InternalError, ShapeError, SymgradError, UndefinedGradientError
+from .graph import collector_paused
 from .ops import (OPS, Expr, broadcast_to_like, const, expand_dims, graph_of, identity,
                   identity_like, static_shape, stop_gradient, sum, zeros_like)
 from .ops import loops
@@ -59,6 +60,11 @@ def backprop_seeds(graph, seeds, wrt):
     """backprop from several outputs at once: ``seeds`` is a list of (output node, its
     cotangent), the cotangents with the same leading batch axes (a loop's body, whose carries
     and stacked values each have one)."""
+    with collector_paused():
+        return _backprop_seeds(graph, seeds, wrt)
+
+
+def _backprop_seeds(graph, seeds, wrt):
     nodes = graph._node             # networkx's node dicts, read directly in these linear loops
     outputs = [output for output, _ in seeds]
     order = graph.ancestors_in_order(outputs)

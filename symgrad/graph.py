@@ -6,6 +6,7 @@ Stores each node's op as a string and never imports ops (see STYLE.md, section 1
 
 import contextlib
 import contextvars
+import gc
 import threading
 import weakref
 
@@ -452,6 +453,22 @@ class _Deriving:
         graph._order, graph._grad_of = self.saved
         graph.lock.release()
         return False
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Python's cycle collector paused while a derivative is built or a function compiled, and
+    restored after unless the caller had it off. Both allocate containers by the hundred
+    thousand that live on, and each full collection they trigger walks every object alive, the
+    user's graph included: on the 100k-op chain of tests/benchmarks/compile_time.py a third of
+    sg.grad's time and most of code generation's. Cycles made meanwhile are collected after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 _DEFAULT_GRAPH = Graph(release=True)

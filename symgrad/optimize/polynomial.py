@@ -32,7 +32,7 @@ EXPLORATION_BUDGET = 1_000_000    # cluster nodes visited per graph: keeps the p
 
 
 def _integer_exponent(graph, node):
-    exponent = graph.nodes[graph.nodes[node]["inputs"][1]]
+    exponent = graph._node[graph._node[node]["inputs"][1]]
     if exponent["op"] != "const" or exponent["value"].size != 1:
         return None
     value = float(exponent["value"].reshape(()))
@@ -40,7 +40,7 @@ def _integer_exponent(graph, node):
 
 
 def _is_polynomial(graph, node, shape):
-    data = graph.nodes[node]
+    data = graph._node[node]
     if data["op"] not in POLYNOMIAL_OPS or data["shape"] != shape or data["dtype"] == "bool":
         return False
     return data["op"] != "power" or _integer_exponent(graph, node) is not None
@@ -48,8 +48,9 @@ def _is_polynomial(graph, node, shape):
 
 def _cluster(graph, root):
     """The polynomial nodes under ``root`` (same shape) and the leaves feeding them."""
-    shape = graph.nodes[root]["shape"]
-    members, leaves, stack = set(), [], [root]
+    shape = graph._node[root]["shape"]
+    # leaves: an ordered set, since a gradient's sum over thousands of terms is one cluster
+    members, leaves, stack = set(), {}, [root]
     while stack:
         node = stack.pop()
         if node in members:
@@ -57,14 +58,14 @@ def _cluster(graph, root):
         members.add(node)
         if len(members) > MAX_CLUSTER:
             return None, None
-        data = graph.nodes[node]
+        data = graph._node[node]
         operands = data["inputs"][:1] if data["op"] == "power" else data["inputs"]
         for operand in operands:
             if _is_polynomial(graph, operand, shape):
                 stack.append(operand)
-            elif operand not in leaves:
-                leaves.append(operand)
-    return members, leaves
+            else:
+                leaves[operand] = None
+    return members, list(leaves)
 
 
 def _add(a, b, sign=1):
@@ -92,7 +93,7 @@ def _coefficients(graph, root, members, leaf_values):
     MAX_DEGREE or past the largest float64."""
     values = dict(leaf_values)
     for node in sorted(members):            # keys ascend in evaluation order
-        data = graph.nodes[node]
+        data = graph._node[node]
         op = data["op"]
         args = [values[i] for i in (data["inputs"][:1] if op == "power" else data["inputs"])]
         if op == "add":
@@ -131,9 +132,9 @@ def _leaf_values(graph, leaves):
     are numbers; every other leaf is the variable t. None when there is not exactly one."""
     values, variables = {}, []
     for leaf in leaves:
-        data = graph.nodes[leaf]
+        data = graph._node[leaf]
         if data["op"] == "broadcast_to_like":
-            data = graph.nodes[data["inputs"][0]]
+            data = graph._node[data["inputs"][0]]
         if data["op"] == "const" and data["value"].size == 1 and data["dtype"] != "bool" \
                 and np.isfinite(data["value"]).all():
             values[leaf] = [Fraction(float(data["value"].reshape(())))]
@@ -265,7 +266,7 @@ def _to_the(a, exponent):
 
 
 def _operands(graph, node):
-    data = graph.nodes[node]
+    data = graph._node[node]
     return data["inputs"][:1] if data["op"] == "power" else data["inputs"]
 
 
@@ -282,7 +283,7 @@ def _written_bound(graph, root, members, polynomials, leaf, t):
         for operand in _operands(graph, node):
             unread[operand] = unread.get(operand, 0) + 1
     for node in order:
-        data = graph.nodes[node]
+        data = graph._node[node]
         operands = _operands(graph, node)
         args = []
         for operand in operands:
@@ -389,13 +390,13 @@ class WrittenAccuracy:
 
 
 def _written_accuracy(graph, root, members, polynomials, leaf):
-    low, high = ROUNDED_LEAF_RANGES.get(graph.nodes[leaf]["op"], (-np.inf, np.inf))
+    low, high = ROUNDED_LEAF_RANGES.get(graph._node[leaf]["op"], (-np.inf, np.inf))
     t = _sample_points([polynomials[m] for m in members], low, high)
     coefficients = [float(c) for c in reversed(polynomials[root])]
     exact = _exact_values(polynomials[root], t)
     with np.errstate(all="ignore"):
         written_value, written = _written_bound(graph, root, members, polynomials, leaf, t)
-        if graph.nodes[leaf]["op"] in ROUNDED_LEAF_RANGES:
+        if graph._node[leaf]["op"] in ROUNDED_LEAF_RANGES:
             achievable = written + np.abs(t * np.polyval(np.polyder(coefficients), t))
         else:
             achievable = np.abs(np.polyval(coefficients, t))
@@ -477,7 +478,7 @@ def canonicalize(graph, outputs, inputs, applied):
     order = graph.ancestors_in_order(outputs)
     consumers = {}
     for node in order:
-        for operand in graph.nodes[node]["inputs"]:
+        for operand in graph._node[node]["inputs"]:
             consumers.setdefault(operand, set()).add(node)
     output_set = set(outputs)
     replacements = {}
@@ -485,9 +486,9 @@ def canonicalize(graph, outputs, inputs, applied):
     for node in order:
         if budget <= 0:
             break
-        shape = graph.nodes[node]["shape"]
+        shape = graph._node[node]["shape"]
         # derivatives only: a forward p * 0.0 must keep its nan at p = inf, which expanding drops
-        if not graph.nodes[node]["derivative"] or not _is_polynomial(graph, node, shape):
+        if not graph._node[node]["derivative"] or not _is_polynomial(graph, node, shape):
             continue
         is_root = node in output_set or any(
             not _is_polynomial(graph, c, shape) or c in replacements
@@ -497,18 +498,18 @@ def canonicalize(graph, outputs, inputs, applied):
         members, leaves = _cluster(graph, node)
         budget -= MAX_CLUSTER if members is None else len(members)
         # a polynomial node is a cluster of its own, as costly as its factored form
-        exact = members is not None and any(graph.nodes[m]["op"] == "polynomial" for m in members)
+        exact = members is not None and any(graph._node[m]["op"] == "polynomial" for m in members)
         if members is None or len(members) < 4 and not exact:
             continue
         leaf_values, leaf = _leaf_values(graph, leaves)
-        if leaf is None or graph.nodes[leaf]["shape"] != shape:
+        if leaf is None or graph._node[leaf]["shape"] != shape:
             continue        # several leaves (or none): no cheap canonical form to aim for
         polynomials = _coefficients(graph, node, members, leaf_values)
         if polynomials is None or len(polynomials[node]) < 2:
             continue
         coefficients = polynomials[node]
         polynomial = sympy.Poly(list(reversed(coefficients)), sympy.Symbol("t"))
-        seeds = {k for k in leaves if k != leaf and graph.nodes[k]["op"] == "broadcast_to_like"}
+        seeds = {k for k in leaves if k != leaf and graph._node[k]["op"] == "broadcast_to_like"}
         removable = len(_removable(members | seeds, node, consumers))
         written = None
         plans = _horner_plans(polynomial)
