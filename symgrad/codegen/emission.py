@@ -4,6 +4,7 @@ source, and the statements a template or an emitter gives.
 Imports ops, naming and errors.
 """
 
+import functools
 import numbers
 import string
 
@@ -229,8 +230,24 @@ class EmitContext:
 def emitted(emitter, ctx, attrs):
     """An op's emission: its template formatted with the operands and ``attrs``, or what its
     emitter, called with ``ctx``, gives (an expression, or a list of statements)."""
-    return _FORMATTER.vformat(emitter, ctx.args, attrs) if isinstance(emitter, str) \
-        else emitter(ctx)
+    if not isinstance(emitter, str):
+        return emitter(ctx)
+    # str.format with the attributes the template names, as string.Formatter.vformat would
+    # look them up in ``attrs``: the same text, at a tenth of the pure-Python formatter's cost
+    return emitter.format(*ctx.args, **{name: attrs[name] for name in _named_fields(emitter)})
+
+
+@functools.lru_cache(maxsize=None)
+def _named_fields(template):
+    """The attribute names a template's fields read ({axis}, {out}; not {0})."""
+    names = []
+    for _, field, _, _ in _FORMATTER.parse(template):
+        if field is None:
+            continue
+        name = field.split(".", 1)[0].split("[", 1)[0]
+        if name and not name.isdigit() and name not in names:
+            names.append(name)
+    return tuple(names)
 
 
 def statements(emitter, ctx, attrs):
