@@ -75,3 +75,26 @@ def test_the_hand_written_bratu_assembly_is_the_residuals_jacobian():
     np.testing.assert_allclose(colouring.csr(compressed[colouring.colour_of, colouring.rows])
                                .toarray(), dense, rtol=1e-12, atol=0)
     assert colouring.seeds.shape[0] == 5        # the five-point stencil's optimum
+
+
+@pytest.mark.parametrize("workload", ["sparse", "gaussians", "attention"])
+def test_symgrads_results_on_the_rows_are_their_references(workload):
+    cfg = peers.Config([peers.Symgrad()], quick=True)
+    for case in peers.WORKLOADS[workload](cfg):
+        got = peers.Adapter().numpy(case.setups["symgrad"]()())
+        assert len(got) == len(case.want)
+        assert max(peers.disagreement(g, w) for g, w in zip(got, case.want)) <= peers.RTOL
+
+
+@pytest.mark.parametrize("module, adapter", [("jax", "Jax"), ("torch", "Torch")])
+def test_a_peers_compressed_jacobian_is_the_assembled_one(module, adapter):
+    import sparse_bratu
+    peer = getattr(peers, adapter)(pytest.importorskip(module), 1)
+    side = 6
+    at = np.random.default_rng(4).uniform(0.0, 1.0, side * side)
+    assembled = sparse_bratu.hand_written(side)(at)
+    colouring = peers.ColumnColouring.of(assembled)
+    got = peer.sparse_jacobian(peers.partial(peers.bratu_residual, side, sparse_bratu.LAMBDA),
+                               at, colouring)()
+    assert got.format == "csr" and (got.indices == assembled.indices).all()
+    np.testing.assert_allclose(got.toarray(), assembled.toarray(), rtol=1e-13, atol=0)
