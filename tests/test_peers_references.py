@@ -87,6 +87,7 @@ def test_symgrads_results_on_the_rows_are_their_references(workload):
 
 
 @pytest.mark.parametrize("module, adapter", [("jax", "Jax"), ("torch", "Torch")])
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")    # PyTorch's import's own
 def test_a_peers_compressed_jacobian_is_the_assembled_one(module, adapter):
     import sparse_bratu
     peer = getattr(peers, adapter)(pytest.importorskip(module), 1)
