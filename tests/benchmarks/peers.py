@@ -36,7 +36,11 @@ figure is the median per call. JAX results are waited for (``block_until_ready``
 The MLP is the model of memory.py, with its data and its hand-written backprop as the reference;
 its loss is written here once over ``ns`` like every other workload, symgrad included, rather
 than taken from memory.build (which compiles for one backend only). The tanh, iterated-map and
-chain references come from graph_economy.py.
+chain references come from graph_economy.py. The sparse Bratu Jacobian's reference is
+sparse_bratu.py's hand-written CSR assembly; JAX and PyTorch, which have no sparse Jacobian,
+compute it compressed (a vmap of jvp over the seeds of symgrad's colouring, then a gather of the
+nonzeros). The Gaussians' and the attention block's hand-written references are checked against
+SciPy and central differences by tests/test_peers_references.py.
 """
 
 import argparse
@@ -62,6 +66,7 @@ from typing import Callable
 import numpy as np
 import scipy
 import scipy.linalg
+import scipy.sparse
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.polynomial import Polynomial
 from scipy.optimize import rosen_der, rosen_hess_prod
@@ -158,6 +163,40 @@ def rnn_unrolled(steps, ns, X, Y, Wx, Wh, b, Wy, h0):
         h = ns.tanh(X[t] @ Wx + h @ Wh + b)
         total = total - ns.sum(Y[t] * ns.log_softmax(h @ Wy, axis=1))
     return total / steps
+
+
+def bratu_residual(n, lam, ns, u):
+    """The 2-D Bratu residual -Δu - λ e^u of the flattened n x n grid ``u``, zero on the
+    boundary, five-point Laplacian (tests/test_sparse.py's bratu, written over ``ns``)."""
+    grid = u.reshape(n, n)
+    padded = ns.pad(grid, 1)
+    h2 = (1.0 / (n + 1)) ** 2
+    laplacian = (4 * grid - padded[:-2, 1:-1] - padded[2:, 1:-1] - padded[1:-1, :-2]
+                 - padded[1:-1, 2:]) / h2
+    return (laplacian - lam * ns.exp(grid)).reshape(-1)
+
+
+def gaussians_negative_log_likelihood(X, ns, A, mu):
+    """The negative log likelihood of the points ``X`` (N, d) under each of k Gaussians of mean
+    ``mu[j]`` and full covariance ``A[j] A[j]ᵀ + I``, summed over the k: a batched slogdet and a
+    batched solve, as a Gaussian mixture's M step or a multivariate normal's fit writes it."""
+    (points, dimension), components = X.shape, mu.shape[0]
+    covariance = A @ ns.swapaxes(A, -1, -2) + ns.const(np.eye(dimension))
+    centred = ns.const(X.T) - mu[:, :, None]                                # (k, d, N)
+    logdet = ns.slogdet(covariance)[1]
+    return (0.5 * points * ns.sum(logdet) + 0.5 * ns.sum(centred * ns.solve(covariance, centred))
+            + 0.5 * components * points * dimension * np.log(2.0 * np.pi))
+
+
+def attention_loss(tokens, targets, mask, ns, E, Wq, Wk, Wv, Wo):
+    """An embedding gather and one causal softmax-attention head over it (einsum), then the mean
+    cross-entropy of each position's next token through ``Wo``, the targets gathered too."""
+    x = ns.take(E, tokens, axis=0)                                         # (B, T, D)
+    q, k, v = x @ Wq, x @ Wk, x @ Wv
+    scores = ns.einsum("btd,bsd->bts", q, k) * (1.0 / np.sqrt(E.shape[1])) + ns.const(mask)
+    attended = ns.einsum("bts,bsd->btd", ns.softmax(scores, axis=-1), v)
+    logp = ns.log_softmax(attended @ Wo, axis=-1)
+    return -ns.mean(ns.take_along_axis(logp, targets[..., None], axis=-1))
 
 
 # -- hand-written NumPy references: what a careful person writes -------------------------------
@@ -362,6 +401,66 @@ def conv_layer_reference(X, W, b):
     return 0.5 * np.sum(Y * Y), dpadded[:, :, 1:-1, 1:-1], dW, Y.sum(axis=(0, 2, 3))
 
 
+def hand_gaussians(X, A, mu):
+    """gaussians_negative_log_likelihood's value and gradients in A and mu by hand: with
+    P = Σ⁻¹ and Z = P (X - mu), dL/dΣ = G = (N P - Z Zᵀ) / 2, so dL/dA = 2 G A (G symmetric) and
+    dL/dmu = -Σ_n Z."""
+    (points, dimension), components = X.shape, mu.shape[0]
+    covariance = A @ np.swapaxes(A, -1, -2)
+    covariance += np.eye(dimension)
+    logdet = np.linalg.slogdet(covariance)[1]
+    precision = np.linalg.inv(covariance)
+    centred = X.T - mu[:, :, None]
+    whitened = precision @ centred
+    value = (0.5 * points * logdet.sum() + 0.5 * np.vdot(centred, whitened)
+             + 0.5 * components * points * dimension * np.log(2.0 * np.pi))
+    G = precision
+    G *= 0.5 * points
+    G -= 0.5 * (whitened @ np.swapaxes(whitened, -1, -2))
+    return value, 2.0 * (G @ A), -whitened.sum(axis=-1)
+
+
+def hand_attention(tokens, targets, mask, E, Wq, Wk, Wv, Wo):
+    """attention_loss's value and gradients in E, Wq, Wk, Wv and Wo by backpropagation written
+    by hand: batched matmuls where the workload has einsum, the embedding's gradient added at the
+    tokens with np.add.at."""
+    batch, steps = tokens.shape
+    scale = 1.0 / np.sqrt(E.shape[1])
+    x = E[tokens]
+    q, k, v = x @ Wq, x @ Wk, x @ Wv
+    scores = q @ np.swapaxes(k, 1, 2)
+    scores *= scale
+    scores += mask
+    weights = softmax(scores, axis=-1)
+    attended = weights @ v
+    logits = attended @ Wo
+    logits -= logits.max(axis=-1, keepdims=True)
+    probabilities = np.exp(logits)
+    probabilities /= probabilities.sum(axis=-1, keepdims=True)
+    rows = np.arange(batch)[:, None], np.arange(steps)[None, :], targets
+    count = batch * steps
+    value = -np.sum(np.log(probabilities[rows])) / count
+    glogits = probabilities
+    glogits[rows] -= 1.0
+    glogits /= count
+    gWo = attended.reshape(count, -1).T @ glogits.reshape(count, -1)
+    gattended = glogits @ Wo.T
+    gweights = gattended @ np.swapaxes(v, 1, 2)
+    gv = np.swapaxes(weights, 1, 2) @ gattended
+    gweights -= np.sum(gweights * weights, axis=-1, keepdims=True)
+    gscores = gweights
+    gscores *= weights
+    gscores *= scale
+    gq = gscores @ k
+    gk = np.swapaxes(gscores, 1, 2) @ q
+    flat_x = x.reshape(count, -1)
+    gWq, gWk, gWv = (flat_x.T @ g.reshape(count, -1) for g in (gq, gk, gv))
+    gx = gq @ Wq.T + gk @ Wk.T + gv @ Wv.T
+    gE = np.zeros_like(E)
+    np.add.at(gE, tokens.ravel(), gx.reshape(count, -1))
+    return value, gE, gWq, gWk, gWv, gWo
+
+
 # -- adapters: one per framework ---------------------------------------------------------------
 
 class Adapter:
@@ -387,10 +486,20 @@ class Adapter:
         """Elementwise n-th derivative of an elementwise f."""
         raise NotImplementedError
 
+    def sparse_jacobian(self, f, x, colouring):
+        """The Jacobian of f at x as a SciPy CSR array of ``colouring``'s pattern, computed as
+        this framework computes a sparse Jacobian (a ColumnColouring's seeds, where it has no
+        sparse Jacobian of its own)."""
+        raise NotImplementedError
+
     def numpy(self, result):
         """The results of ``run`` as a flat tuple of NumPy arrays."""
         if isinstance(result, (tuple, list)):
             return tuple(a for r in result for a in self.numpy(r))
+        if scipy.sparse.issparse(result):       # compared in one canonical CSR form
+            canonical = scipy.sparse.csr_array(result, copy=True)
+            canonical.sum_duplicates()
+            return canonical.data, canonical.indices, canonical.indptr
         return (np.asarray(result, dtype=np.float64),)
 
     def gemm(self, a, b):
@@ -434,6 +543,10 @@ class Symgrad(Adapter):
             return [d]
         return self._compiled(build, (x,))
 
+    def sparse_jacobian(self, f, x, colouring):
+        # its own method (direct emission or a colouring of its own), as sg.jacobian chooses
+        return self._compiled(lambda x: [sg.jacobian(f(sg, x), x, sparse=True)], (x,))
+
 
 class Jax(Adapter):
     compiles = True
@@ -451,7 +564,10 @@ class Jax(Adapter):
             relu=jax.nn.relu, logsumexp=logsumexp, log_softmax=jax.nn.log_softmax,
             const=jnp.asarray, conv=self._conv, exp=jnp.exp, log=jnp.log,
             cholesky=jnp.linalg.cholesky, diagonal=jnp.diagonal,
-            solve_triangular=jax.scipy.linalg.solve_triangular, scan=jax.lax.scan)
+            solve_triangular=jax.scipy.linalg.solve_triangular, scan=jax.lax.scan,
+            pad=jnp.pad, swapaxes=jnp.swapaxes, slogdet=jnp.linalg.slogdet,
+            solve=jnp.linalg.solve, take=jnp.take, einsum=jnp.einsum,
+            take_along_axis=jnp.take_along_axis, softmax=jax.nn.softmax)
 
     def _conv(self, X, W, b, padding):
         out = self.jax.lax.conv_general_dilated(X, W, (1, 1), [(padding, padding)] * 2)
@@ -482,6 +598,17 @@ class Jax(Adapter):
             d = self.jax.grad(d)
         return self._run(self.jax.jit(self.jax.vmap(d)), (x,))
 
+    def sparse_jacobian(self, f, x, colouring):
+        f = partial(f, self.ns)
+
+        def nonzeros(x, seeds, colour_of, rows):
+            compressed = self.jax.vmap(lambda seed: self.jax.jvp(f, (x,), (seed,))[1])(seeds)
+            return compressed[colour_of, rows]
+        native = [self.jnp.asarray(a) for a in (x, colouring.seeds, colouring.colour_of,
+                                                colouring.rows)]
+        fn = self.jax.jit(nonzeros)
+        return lambda: colouring.csr(np.asarray(fn(*native)))
+
 
 class Torch(Adapter):
     def __init__(self, torch, threads):
@@ -499,7 +626,13 @@ class Torch(Adapter):
             conv=torch.nn.functional.conv2d, exp=torch.exp, log=torch.log,
             cholesky=torch.linalg.cholesky, diagonal=torch.diagonal,
             solve_triangular=lambda a, b, lower: torch.linalg.solve_triangular(
-                a, b[:, None], upper=not lower)[:, 0])
+                a, b[:, None], upper=not lower)[:, 0],
+            pad=lambda a, width: torch.nn.functional.pad(a, (width,) * (2 * a.ndim)),
+            swapaxes=torch.swapaxes, slogdet=torch.linalg.slogdet, solve=torch.linalg.solve,
+            take=lambda a, indices, axis: a[(slice(None),) * axis + (torch.from_numpy(indices),)],
+            einsum=torch.einsum, softmax=lambda a, axis: torch.softmax(a, dim=axis),
+            take_along_axis=lambda a, indices, axis: torch.take_along_dim(
+                a, torch.from_numpy(indices), dim=axis))
 
     def _tensors(self, args, wrt=()):
         return [self.torch.from_numpy(np.asarray(a, dtype=np.float64)).requires_grad_(i in wrt)
@@ -538,6 +671,15 @@ class Torch(Adapter):
             return d
         return run
 
+    def sparse_jacobian(self, f, x, colouring):
+        func = self.torch.func
+        f = partial(f, self.ns)
+        x, seeds = self._tensors((x, colouring.seeds))
+        colour_of, rows = (self.torch.from_numpy(a) for a in (colouring.colour_of,
+                                                              colouring.rows))
+        compressed = func.vmap(lambda seed: func.jvp(f, (x,), (seed,))[1])
+        return lambda: colouring.csr(compressed(seeds)[colour_of, rows].numpy())
+
     def gemm(self, a, b):
         a, b = self._tensors((a, b))
         return lambda: self.torch.mm(a, b)
@@ -546,6 +688,14 @@ class Torch(Adapter):
         if isinstance(result, self.torch.Tensor):
             return (result.detach().numpy(),)
         return super().numpy(result)
+
+
+def take_along_axis_by_indexing(anp, a, indices, axis):
+    """np.take_along_axis as integer-array indexing, for autograd, whose take_along_axis has no
+    gradient in the array and whose indexing has."""
+    index = list(np.ogrid[tuple(slice(n) for n in indices.shape)])
+    index[axis] = indices
+    return a[tuple(index)]
 
 
 class Autograd(Adapter):
@@ -558,7 +708,11 @@ class Autograd(Adapter):
             sum=anp.sum, mean=anp.mean, tanh=anp.tanh, sin=anp.sin, maximum=anp.maximum,
             relu=lambda a: anp.maximum(a, 0.0), logsumexp=logsumexp,
             log_softmax=lambda a, axis: a - logsumexp(a, axis=axis, keepdims=True),
-            const=lambda a: a, exp=anp.exp)
+            const=lambda a: a, exp=anp.exp, swapaxes=anp.swapaxes, slogdet=anp.linalg.slogdet,
+            solve=anp.linalg.solve, einsum=anp.einsum,
+            take=lambda a, indices, axis: a[(slice(None),) * axis + (indices,)],    # as above
+            take_along_axis=partial(take_along_axis_by_indexing, anp),
+            softmax=lambda a, axis: anp.exp(a - logsumexp(a, axis=axis, keepdims=True)))
 
     def grad(self, f, args, wrt, value=False):
         differentiate = self.autograd.value_and_grad if value else self.autograd.grad
@@ -586,7 +740,7 @@ class PyTensor(Adapter):
     def __init__(self, pytensor, threads):
         import pytensor.gradient
         import pytensor.tensor as pt
-        from pytensor.tensor.special import log_softmax
+        from pytensor.tensor.special import log_softmax, softmax
         # PyTensor's gradient and rewrites recurse about once per level of the graph
         sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
         self.pytensor, self.pt = pytensor, pt
@@ -596,7 +750,9 @@ class PyTensor(Adapter):
         self.ns = SimpleNamespace(
             sum=pt.sum, mean=pt.mean, tanh=pt.tanh, sin=pt.sin, maximum=pt.maximum,
             relu=lambda a: pt.maximum(a, 0.0), logsumexp=pt.logsumexp, log_softmax=log_softmax,
-            const=pt.constant, exp=pt.exp)
+            const=pt.constant, exp=pt.exp, swapaxes=pt.swapaxes, slogdet=pt.linalg.slogdet,
+            solve=lambda a, b: pt.linalg.solve(a, b, b_ndim=2), take=pt.take, einsum=pt.einsum,
+            take_along_axis=pt.take_along_axis, softmax=softmax)
 
     def _function(self, build, args):
         variables = [self.pt.tensor(f"a{i}", dtype="float64", shape=np.shape(a))
@@ -878,6 +1034,112 @@ def rnn_scan_cases(cfg):
                    hand_rnn(*args), cold)
 
 
+SPARSE_PEERS = ("symgrad", "symgrad numba", "JAX", "PyTorch")     # those with forward mode
+SPARSE_SIDES = (100, 300)
+
+
+@dataclass
+class ColumnColouring:
+    """A Jacobian's pattern (CSR, indices sorted) and a colouring of its columns in which no two
+    columns of a colour share a row (symgrad's, the fewest it finds): the seeds of the compressed
+    product, one row per colour, each nonzero's colour and row, and the CSR array of given
+    nonzeros. A peer without sparse Jacobians computes ``seeds @ J.T`` (jvp's of the seeds) and
+    gathers the nonzeros from it: the compressed method a careful user writes."""
+    pattern: object
+    colours: np.ndarray
+
+    @classmethod
+    def of(cls, matrix):
+        from symgrad.sparsity import _fewest_colors
+        pattern = scipy.sparse.csr_array(matrix, dtype=bool, copy=True)
+        pattern.sort_indices()
+        least = np.diff(pattern.indptr).max(initial=0)   # a row's columns all conflict
+        return cls(pattern, _fewest_colors((pattern.T @ pattern).astype(bool), least))
+
+    @property
+    def seeds(self):
+        seeds = np.zeros((self.colours.max(initial=-1) + 1, self.colours.size))
+        seeds[self.colours, np.arange(self.colours.size)] = 1.0
+        return seeds
+
+    @property
+    def colour_of(self):
+        return self.colours[self.pattern.indices]
+
+    @property
+    def rows(self):
+        return np.repeat(np.arange(self.pattern.shape[0]), np.diff(self.pattern.indptr))
+
+    def csr(self, data):
+        """The CSR array of nonzeros ``data``; its index arrays copied, as the hand-written
+        assembly's and symgrad's are, so no two results share them."""
+        return scipy.sparse.csr_array((data, self.pattern.indices.copy(),
+                                       self.pattern.indptr.copy()), shape=self.pattern.shape)
+
+
+def sparse_cases(cfg):
+    from sparse_bratu import LAMBDA, hand_written     # its Laplacian assembled by hand
+    for side in SPARSE_SIDES[:1] if cfg.quick else SPARSE_SIDES:
+        u = cfg.rng.uniform(0.0, 1.0, side * side)
+        assemble = hand_written(side)
+        colouring = ColumnColouring.of(assemble(u))
+        f = partial(bratu_residual, side, LAMBDA)
+        setups = {a.label: partial(a.sparse_jacobian, f, u, colouring)
+                  if a.label in SPARSE_PEERS else "n/a (no forward mode here)"
+                  for a in cfg.adapters}
+        yield Case("sparse", f"Bratu residual's sparse Jacobian, {side * side:,} unknowns, CSR "
+                   f"(JAX, PyTorch: vmap of jvp on {colouring.seeds.shape[0]} colour seeds, "
+                   "gather)", partial(assemble, u), Adapter().numpy(assemble(u)), setups)
+
+
+GAUSSIANS_SIZES = dict(components=8, dimension=64, points=1_000)
+
+
+def gaussians_problem(rng, components, dimension, points):
+    """(X, A, mu): points, the covariances' factors (near the identity) and the means."""
+    X = rng.standard_normal((points, dimension))
+    A = np.eye(dimension) + rng.standard_normal((components, dimension, dimension)) \
+        / (2.0 * np.sqrt(dimension))
+    return X, A, 0.3 * rng.standard_normal((components, dimension))
+
+
+def gaussians_cases(cfg):
+    X, A, mu = gaussians_problem(cfg.rng, **GAUSSIANS_SIZES)
+    f = partial(gaussians_negative_log_likelihood, X)
+    # PyTensor compiles for longer than --quick allows
+    setups = cfg.setups("grad", f, (A, mu), (0, 1), True, skip=("PyTensor",) * cfg.quick)
+    sizes = GAUSSIANS_SIZES
+    yield Case("gaussians", f"{sizes['components']} Gaussians, full covariance "
+               f"{sizes['dimension']}x{sizes['dimension']} (slogdet, solve), {sizes['points']:,} "
+               "points, value+gradient", partial(hand_gaussians, X, A, mu),
+               hand_gaussians(X, A, mu), setups)
+
+
+ATTENTION_SIZES = dict(batch=16, steps=64, width=64, vocabulary=256)
+
+
+def attention_problem(rng, batch, steps, width, vocabulary):
+    """((tokens, targets, causal mask), (E, Wq, Wk, Wv, Wo)): the targets the next tokens, the
+    mask -1e9 above the diagonal (finite, so no peer meets inf - inf)."""
+    sequence = rng.integers(0, vocabulary, (batch, steps + 1))
+    mask = np.triu(np.full((steps, steps), -1e9), k=1)
+    weights = (rng.standard_normal((vocabulary, width)),
+               *(rng.standard_normal((width, width)) / np.sqrt(width) for _ in range(3)),
+               rng.standard_normal((width, vocabulary)) / np.sqrt(width))
+    return (sequence[:, :-1], sequence[:, 1:], mask), weights
+
+
+def attention_cases(cfg):
+    fixed, weights = attention_problem(cfg.rng, **ATTENTION_SIZES)
+    f = partial(attention_loss, *fixed)
+    setups = cfg.setups("grad", f, weights, range(5), True, skip=("PyTensor",) * cfg.quick)
+    sizes = ATTENTION_SIZES
+    yield Case("attention", f"embedding gather + causal attention (einsum), batch "
+               f"{sizes['batch']}, T={sizes['steps']}, width {sizes['width']}, vocabulary "
+               f"{sizes['vocabulary']}, loss+gradients", partial(hand_attention, *fixed, *weights),
+               hand_attention(*fixed, *weights), setups)
+
+
 def cold_start(adapter, f, args):
     """A run that builds, differentiates and compiles f, then calls it once."""
     return lambda: adapter.grad(f, args, (0,), value=True)()
@@ -915,7 +1177,8 @@ def compile_cases(cfg):
 WORKLOADS = {"rosenbrock": rosenbrock_cases, "mlp": mlp_cases, "tanh": tanh_cases,
              "hessian": hessian_cases, "scalar": scalar_cases, "map": map_cases,
              "compile": compile_cases, "conv": conv_cases, "gp": gp_cases,
-             "rnn_scan": rnn_scan_cases, "rnn_unrolled": rnn_unrolled_cases}
+             "rnn_scan": rnn_scan_cases, "rnn_unrolled": rnn_unrolled_cases,
+             "sparse": sparse_cases, "gaussians": gaussians_cases, "attention": attention_cases}
 
 
 # -- measuring ---------------------------------------------------------------------------------
