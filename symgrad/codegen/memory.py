@@ -242,17 +242,12 @@ def diagonal_sums(plan):
     (only a zero's sign may differ); on it, the term is 1.0 * values (or -1.0 * values, and x +
     -v is x - v). Values of inf or nan made 0 * inf = nan off the diagonal: the emitted code
     checks them, and adds such a term whole."""
-    if not plan.float64_only:
-        return plan
     nodes = plan.nodes
     step_of_node = {step.node: step for step in plan.steps if step.kind != "group"}
     decided = False
-    for step in plan.node_steps():
-        data = nodes[step.node]
+    for step, data in _large_sums(plan):
         shape = data["shape"]
-        if data["op"] not in ("add", "subtract") or step.node in plan.into_slice \
-                or not data["derivative"] or data["dtype"] != "float64" \
-                or not static_shape(shape) or math.prod(shape) < BLOCKED_SUM_MIN:
+        if not data["derivative"]:
             continue
         first, second = data["inputs"]
         if first == second:
@@ -280,6 +275,20 @@ def diagonal_sums(plan):
     if decided:
         plan.update_liveness()
     return plan
+
+
+def _large_sums(plan):
+    """(step, node data) of each float64 sum or difference of a static shape of at least
+    BLOCKED_SUM_MIN entries, not written into a slice nor made on diagonals; none unless every
+    input is float64."""
+    if not plan.float64_only:
+        return
+    for step in plan.node_steps():
+        data = plan.nodes[step.node]
+        if data["op"] in ("add", "subtract") and step.node not in plan.into_slice \
+                and not step.diagonal_terms and data["dtype"] == "float64" \
+                and static_shape(data["shape"]) and math.prod(data["shape"]) >= BLOCKED_SUM_MIN:
+            yield step, data
 
 
 def _diagonal_term(plan, node, shape):
@@ -341,17 +350,10 @@ def blocked_sums(plan):
     element-wise op (Emission.scalar) on inputs of the sum's shape and numbers, or on values
     much smaller than it (_spread_from_small_values), read only there. The term's step then
     computes nothing: the sum's makes it, block by block."""
-    if not plan.float64_only:
-        return plan
     nodes = plan.nodes
     step_of_node = {step.node: step for step in plan.steps if step.kind != "group"}
     spread_terms = False
-    for step in plan.node_steps():
-        data = nodes[step.node]
-        if data["op"] not in ("add", "subtract") or step.node in plan.into_slice \
-                or data["dtype"] != "float64" or not static_shape(data["shape"]) \
-                or math.prod(data["shape"]) < BLOCKED_SUM_MIN or step.diagonal_terms:
-            continue
+    for step, data in _large_sums(plan):
         first, second = data["inputs"]
         # first - term, or either order of a sum (exactly commutative in floating point)
         for term, other in ((second, first), (first, second))[:2 if data["op"] == "add" else 1]:
