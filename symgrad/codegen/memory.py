@@ -562,8 +562,9 @@ def reuse_buffers(plan):
     result's shape and dtype, and dies at this very step: saves an allocation, and for large
     arrays the page faults of touching new memory. A blocked sum takes its other operand's array
     the same way, and so does a sum adding one term on its diagonal. An array of the workspace
-    is never passed on to an output: the caller keeps what it is given. With float32 inputs a Python-number constant keeps float32 at run time,
-    so the buffer's dtype there is not the one the graph records: no reuse."""
+    is never passed on to an output: the caller keeps what it is given. With float32 inputs a
+    Python-number constant keeps float32 at run time, so the buffer's dtype there is not the one
+    the graph records: no reuse."""
     if not plan.float64_only:
         return plan
     owned, in_workspace = set(), set()
