@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 import symgrad as sg
+from symgrad import codegen
 from symgrad.api import BACKENDS
+from symgrad.codegen import memory
 from symgrad.ops import identity
+from symgrad.optimize import optimize as run_optimizer
 
 from finite_differences import central_gradient
 
@@ -86,6 +89,41 @@ def test_a_grid_hessian_matches_its_closed_form_and_central_differences(n, backe
     for row in [(0, 0), (2, 3), (n - 1, n - 1)]:
         by_differences = central_gradient(lambda v: np.asarray(gradient(v))[row], x)
         np.testing.assert_allclose(got[row], by_differences, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_large_grid_hessian_adds_its_terms_on_their_diagonals(backend):
+    """Past BLOCKED_SUM_MIN entries, each term of the Hessian (a part of eye(n) times values) is
+    added on its diagonal of the result, where the term would be an array of the result's
+    size: the same numbers as the sums of whole terms, bit for bit (but a zero's sign), nan
+    where e^u overflows included."""
+    n = 20
+    assert n ** 4 >= memory.BLOCKED_SUM_MIN
+    with sg.use_graph():
+        u = sg.var("u", shape=(n, n))
+        energy = grid_energy(u)
+        hessian = sg.hessian(energy, u)
+        fn = sg.compile(hessian, inputs=[u], backend=backend)
+        gradient = sg.compile(sg.grad(energy, u), inputs=[u])
+        optimized = run_optimizer(u.graph, [hessian.node], [u.node])
+        whole_terms = codegen.build_function(*codegen.generate(
+            optimized.graph, optimized.outputs, optimized.inputs,
+            passes=tuple(p for p in memory.PASSES if p is not memory.diagonal_sums)))
+    x = _grid_point(n)
+    got = np.asarray(fn(x))
+    np.testing.assert_allclose(got, grid_hessian_by_hand(x), rtol=1e-14, atol=1e-14)
+    for row in [(0, 0), (7, 12), (n - 1, 3)]:
+        by_differences = central_gradient(lambda v: np.asarray(gradient(v))[row], x)
+        np.testing.assert_allclose(got[row], by_differences, rtol=1e-6, atol=1e-6)
+    if backend == "array_api":      # which takes no memory decision
+        return
+    assert "np.einsum" in fn.source and f"np.eye({n * n})" not in fn.source
+    np.testing.assert_array_equal(got, whole_terms(x)[0])
+    x[3, 4] = 800.0         # e^u = inf: the term of e^u's values is added whole, 0 * inf = nan
+    with np.errstate(over="ignore", invalid="ignore"):
+        got, (want,) = np.asarray(fn(x)), whole_terms(x)
+    assert np.isnan(want).any()
+    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -3,6 +3,7 @@ pass, a program where it decides something; the plan shows the decision with the
 without it, and the function compiled with every pass, with every pass but that one, and with
 none computes the same numbers (bit for bit: no pass changes how a value is computed)."""
 
+import math
 from functools import partial
 
 import numpy as np
@@ -12,6 +13,7 @@ import symgrad as sg
 from symgrad import codegen
 from symgrad.codegen import memory
 from symgrad.codegen.numpy import planned
+from symgrad.ops import identity
 
 
 @pytest.fixture(autouse=True)
@@ -99,6 +101,54 @@ def test_blocked_sums():
                    for s in plan_of(outputs, inputs, without(memory.blocked_sums)).steps)
     with_blocks, without_blocks, _ = assert_same_values(outputs, inputs, at, memory.blocked_sums)
     assert "in blocks of rows" in with_blocks and "in blocks of rows" not in without_blocks
+
+
+def diagonal_program():
+    """A derivative's sums, of BLOCKED_SUM_MIN entries, with terms that are parts of eye(n) times
+    values: an array plus one (the array taken over, or copied where it is the workspace's and
+    the sum an output), a difference with a negated one, and a difference of two."""
+    n = 20
+    u, w = sg.var("u", shape=(n, n)), sg.var("w", shape=(n, n))
+    eye = identity((n,), graph=u.graph)
+    with u.graph.deriving(1):
+        rows, columns = eye[:, None, :, None], eye[None, :, None, :]
+        array = sg.sin(u)[:, :, None, None] * sg.cos(w)
+        plus = array + rows * sg.exp(u)[None, :, None, :]
+        minus = plus - (-columns) * sg.cos(u)[:, None, :, None]
+        both = rows * sg.tanh(w)[None, :, None, :] - columns * u[:, None, :, None]
+        again = array * 2.0 + rows * w[None, :, None, :]
+    rng = np.random.default_rng(5)
+    return [minus, both, again], [u, w], [rng.standard_normal((n, n)) for _ in range(2)]
+
+
+def test_diagonal_sums():
+    outputs, inputs, at = diagonal_program()
+    assert math.prod(outputs[0].shape) >= memory.BLOCKED_SUM_MIN
+    plan = plan_of(outputs, inputs)
+    assert len(plan.diagonal_terms) == 5
+    assert not plan_of(outputs, inputs, without(memory.diagonal_sums)).diagonal_terms
+    on_diagonals, dense, _ = assert_same_values(outputs, inputs, at, memory.diagonal_sums)
+    assert on_diagonals.count("np.einsum") == 10 and "np.einsum" not in dense
+    # the sums start from zeros, a copy of the array, or the array dying there
+    assert "np.zeros((20, 20, 20, 20))" in on_diagonals and ".copy()" in on_diagonals
+    assert "-= np.einsum" in on_diagonals and "+= np.einsum" in on_diagonals
+    # values of inf or nan: 0 * inf off the diagonal is nan, and the term is added whole
+    u, w = at
+    u, w = u.copy(), w.copy()
+    u[2, 3], w[4, 5] = np.inf, np.nan
+    with np.errstate(invalid="ignore", over="ignore"):
+        results = [compiled(outputs, inputs, passes)[0](u, w)
+                   for passes in (memory.PASSES, without(memory.diagonal_sums))]
+    for got, want in zip(*results):
+        assert np.isnan(want).any()
+        np.testing.assert_array_equal(got, want)
+    # the same sums built by the user are not derivatives: the pass leaves them alone
+    with sg.use_graph():
+        n = 20
+        u = sg.var("u", shape=(n, n))
+        eye = identity((n,), graph=u.graph)
+        forward = sg.sin(u)[:, :, None, None] * u + eye[:, None, :, None] * sg.exp(u)
+        assert not plan_of([forward], [u]).diagonal_terms
 
 
 def test_workspace():

@@ -219,3 +219,10 @@ def test_the_spread_terms_made_in_blocks_are_as_quoted():
     from symgrad.codegen.memory import SPREAD_MIN
     (fraction,) = quoted(r"a term broadcast from arrays an (\w+) its size or less")
     assert {"half": 2, "quarter": 4, "eighth": 8, "sixteenth": 16}[fraction] == SPREAD_MIN
+
+
+def test_the_sums_on_diagonals_are_as_large_as_quoted():
+    from symgrad.codegen.memory import BLOCKED_SUM_MIN
+    (mib,) = quoted(r"In a derivative's sum of ([\d.]+) MiB or more, a term that is a part of the "
+                    r"identity seed times values is added on the diagonal")
+    assert number(mib) == BLOCKED_SUM_MIN * 8 / 2 ** 20

@@ -6,6 +6,8 @@ tests/test_memory.py.
 
 - boolean_masks: a unit step read only by products is a boolean mask, a byte an entry.
 - writes_into_slices: slicing's cotangent is written straight into the slice of its gradient.
+- diagonal_sums: a large derivative's term, a part of eye(n) times values, is added on its
+  diagonal alone.
 - blocked_sums: a large sum of an array and a term of inputs alone is made in blocks of rows.
 - workspace: large intermediates live in arrays the function keeps between calls.
 - inline_small_values: a small value read once is written into its reader's expression.
@@ -24,6 +26,7 @@ import string
 
 from ..errors import InternalError, SymgradError
 from ..ops import OPS, static_shape
+from ..ops.shape import _FULL, _NEWAXIS
 from .emission import EmitContext, LazyLiterals, emitted, fills_any_buffer, numpy_emitter
 
 # Intermediate arrays of at least this many float64 entries (128 KiB, glibc's default threshold
@@ -61,7 +64,7 @@ SMALL_EXPRESSION_OPS = 6
 # The order the decisions are taken in: each reads what those before it decided (reuse_buffers
 # keeps a workspace array from an output, release_dead_arrays follows the arrays an update hands
 # on...), so a pass refuses to run after one that comes later (decision).
-ORDER = ("boolean_masks", "writes_into_slices", "blocked_sums", "workspace",
+ORDER = ("boolean_masks", "writes_into_slices", "diagonal_sums", "blocked_sums", "workspace",
          "inline_small_values", "reuse_buffers", "update_in_place", "release_dead_arrays")
 
 
@@ -88,7 +91,8 @@ def plain_compute(plan, step):
     slice, not in blocks, not as a slice's array made by its value."""
     return (step.kind == "compute" and not step.mask and step.blocked_term is None
             and not step.in_blocks and not step.inlined and step.node not in plan.into_slice
-            and not array_made_by_its_cotangent(plan, step))
+            and not array_made_by_its_cotangent(plan, step) and not step.diagonal_terms
+            and step.node not in plan.diagonal_terms)
 
 
 def array_made_by_its_cotangent(plan, step):
@@ -117,8 +121,10 @@ def fresh_arrays(plan, step):
             return [n for n in step.group.outputs if n not in step.group.reductions]
         return []
     node = step.node
-    if step.in_blocks or step.inlined:
+    if step.in_blocks or step.inlined or node in plan.diagonal_terms:
         return []
+    if step.diagonal_terms:
+        return [node]
     if step.blocked_term is not None:
         return [node, step.blocked_term]
     if step.mask or node in plan.into_slice or array_made_by_its_cotangent(plan, step):
@@ -220,6 +226,121 @@ def writes_into_slices(plan):
     return plan
 
 
+# -- sums on diagonals -------------------------------------------------------------------------------
+
+@decision
+def diagonal_sums(plan):
+    """Make a float64 derivative's sum (or difference) of at least BLOCKED_SUM_MIN entries whose
+    term is a part of eye(n) times values (a dense Hessian's term, its identity seed spread over
+    a factor) by adding the values on the diagonal the part selects, a view of the sum's array,
+    where the term would be an array of the sum's size to make, read and add, zeros nearly all
+    of it. The other operand is the zeros of a new array when it is such a term too (added on its
+    own diagonal), else its array, taken over or copied. Records ``plan.diagonal_terms`` {term:
+    (the part of eye(n), the values, the two axes, negated)} and the terms on the sum's step.
+
+    Each entry is what the sum's was: off the diagonal the term adds a zero, and x + 0 is x
+    (only a zero's sign may differ); on it, the term is 1.0 * values (or -1.0 * values, and x +
+    -v is x - v). Values of inf or nan made 0 * inf = nan off the diagonal: the emitted code
+    checks them, and adds such a term whole."""
+    nodes = plan.nodes
+    step_of_node = {step.node: step for step in plan.steps if step.kind != "group"}
+    decided = False
+    for step, data in _large_sums(plan):
+        shape = data["shape"]
+        if not data["derivative"]:
+            continue
+        first, second = data["inputs"]
+        if first == second:
+            continue
+        terms = {operand: _diagonal_term(plan, operand, shape)
+                 for operand in (first, second) if operand in step_of_node
+                 and step_of_node[operand].kind == "compute"
+                 and operand not in plan.output_set and len(plan.readers[operand]) == 1}
+        terms = {term: found for term, found in terms.items() if found is not None}
+        if not terms or (data["op"] == "subtract" and first in terms and second not in terms):
+            continue            # term - other would start from other's negation: left as it is
+        if len(terms) == 1:
+            other = first if second in terms else second
+            if nodes[other]["op"] in ("var", "const") or nodes[other]["shape"] != shape \
+                    or nodes[other]["dtype"] != "float64":
+                continue
+        step.diagonal_terms = tuple(term for term in (first, second) if term in terms)
+        for term, found in terms.items():
+            plan.diagonal_terms[term] = found
+            step_of_node[term].operands = ()
+        # the terms' operands are read where the sum is made, the terms are not
+        step.operands = tuple(operand for operand in step.operands if operand not in terms) \
+            + tuple(operand for term in terms for operand in nodes[term]["inputs"])
+        decided = True
+    if decided:
+        plan.update_liveness()
+    return plan
+
+
+def _large_sums(plan):
+    """(step, node data) of each float64 sum or difference of a static shape of at least
+    BLOCKED_SUM_MIN entries, not written into a slice nor made on diagonals; none unless every
+    input is float64."""
+    if not plan.float64_only:
+        return
+    for step in plan.node_steps():
+        data = plan.nodes[step.node]
+        if data["op"] in ("add", "subtract") and step.node not in plan.into_slice \
+                and not step.diagonal_terms and data["dtype"] == "float64" \
+                and static_shape(data["shape"]) and math.prod(data["shape"]) >= BLOCKED_SUM_MIN:
+            yield step, data
+
+
+def _diagonal_term(plan, node, shape):
+    """(the part, values, (a, b), negated) when ``node`` is a float64 derivative's product of
+    ``shape`` of a part of eye(m) (_identity_on_axes), meeting the result's axes a < b, and
+    values, any float64 operand; None otherwise."""
+    nodes = plan.nodes
+    data = nodes[node]
+    if data["op"] != "multiply" or not data["derivative"] or data["dtype"] != "float64" \
+            or data["shape"] != shape or len(shape) > len(EINSUM_LETTERS):
+        return None
+    x, y = data["inputs"]
+    for factor, values in ((x, y), (y, x)):
+        found = _identity_on_axes(plan, factor)
+        if found is not None and nodes[values]["dtype"] == "float64":
+            (a, b), negated = found
+            skipped = len(shape) - len(nodes[factor]["shape"])
+            return factor, values, (a + skipped, b + skipped), negated
+    return None
+
+
+def _identity_on_axes(plan, node):
+    """((a, b), negated) when ``node`` is eye(m) with axes added (m > 1: ones along axes a < b
+    where their indices are equal, zeros elsewhere), or its negation; None otherwise."""
+    nodes = plan.nodes
+    data = nodes[node]
+    negated = data["op"] == "negative"
+    if negated:
+        data = nodes[data["inputs"][0]]
+    if data["op"] != "getitem" or nodes[data["inputs"][0]]["op"] != "identity" \
+            or len(nodes[data["inputs"][0]]["attrs"]["shape"]) != 1 \
+            or not all(item in (_FULL, _NEWAXIS) for item in data["attrs"]["index"]):
+        return None
+    axes = tuple(k for k, length in enumerate(data["shape"]) if length != 1)
+    return (axes, negated) if len(axes) == 2 else None
+
+
+# the subscripts a diagonal of an array is written with, np.einsum("ijkj->ikj", t): NumPy's
+# einsum gives a writable view of its operand's diagonal
+EINSUM_LETTERS = "ijklmnopqrstuvwxyzabcdefgh"
+
+
+def diagonal_subscripts(ndim, axes):
+    """np.einsum's subscripts of the diagonal along ``axes`` (a, b) of an array of ``ndim``
+    axes, the diagonal's axis last as in np.diagonal: "ijkj->ikj" for (1, 3) of 4."""
+    a, b = axes
+    letters = list(EINSUM_LETTERS[:ndim])
+    letters[b] = letters[a]
+    rest = [letter for k, letter in enumerate(letters) if k not in axes]
+    return f"{''.join(letters)}->{''.join(rest)}{letters[a]}"
+
+
 # -- blocked sums -------------------------------------------------------------------------------------
 
 @decision
@@ -229,21 +350,15 @@ def blocked_sums(plan):
     element-wise op (Emission.scalar) on inputs of the sum's shape and numbers, or on values
     much smaller than it (_spread_from_small_values), read only there. The term's step then
     computes nothing: the sum's makes it, block by block."""
-    if not plan.float64_only:
-        return plan
     nodes = plan.nodes
     step_of_node = {step.node: step for step in plan.steps if step.kind != "group"}
     spread_terms = False
-    for step in plan.node_steps():
-        data = nodes[step.node]
-        if data["op"] not in ("add", "subtract") or step.node in plan.into_slice \
-                or data["dtype"] != "float64" or not static_shape(data["shape"]) \
-                or math.prod(data["shape"]) < BLOCKED_SUM_MIN:
-            continue
+    for step, data in _large_sums(plan):
         first, second = data["inputs"]
         # first - term, or either order of a sum (exactly commutative in floating point)
         for term, other in ((second, first), (first, second))[:2 if data["op"] == "add" else 1]:
             if term != other and term in step_of_node and len(plan.readers[term]) == 1 \
+                    and term not in plan.diagonal_terms \
                     and term not in plan.output_set and nodes[other]["op"] not in ("var", "const") \
                     and nodes[other]["shape"] == data["shape"] \
                     and nodes[other]["dtype"] == "float64":
@@ -446,15 +561,18 @@ def reuse_buffers(plan):
     """Write a result into the array of an operand (Emission.numpy_into) that is fresh, of the
     result's shape and dtype, and dies at this very step: saves an allocation, and for large
     arrays the page faults of touching new memory. A blocked sum takes its other operand's array
-    the same way. An array of the workspace is never passed on to an output: the caller keeps
-    what it is given. With float32 inputs a Python-number constant keeps float32 at run time,
-    so the buffer's dtype there is not the one the graph records: no reuse."""
+    the same way, and so does a sum adding one term on its diagonal. An array of the workspace
+    is never passed on to an output: the caller keeps what it is given. With float32 inputs a
+    Python-number constant keeps float32 at run time, so the buffer's dtype there is not the one
+    the graph records: no reuse."""
     if not plan.float64_only:
         return plan
     owned, in_workspace = set(), set()
     for k, step in enumerate(plan.steps):
-        if step.kind == "compute" and step.blocked_term is not None:
-            other = next(i for i in plan.nodes[step.node]["inputs"] if i != step.blocked_term)
+        if step.kind == "compute" and (step.blocked_term is not None
+                                       or len(step.diagonal_terms) == 1):
+            other = next(i for i in plan.nodes[step.node]["inputs"]
+                         if i not in (step.blocked_term, *step.diagonal_terms))
             if other in owned and plan.last_use.get(other) == k \
                     and (other not in in_workspace or step.node not in plan.output_set):
                 step.reuses = other
@@ -499,7 +617,8 @@ def update_in_place(plan):
     a readable name, and only where the dying operand is the first, or the op commutes exactly
     in floating point (add, multiply)."""
     for step in plan.steps:
-        if step.reuses is None or step.kind != "compute" or step.blocked_term is not None:
+        if step.reuses is None or step.kind != "compute" or step.blocked_term is not None \
+                or step.diagonal_terms:
             continue
         data = plan.nodes[step.node]
         if OPS[data["op"]].emit.augmented is None or step.node in plan.output_set \
@@ -563,5 +682,5 @@ def number_workspace_slots(plan):
 
 # The decisions in the order they run; a backend runs those it can honour. The workspace slots
 # are numbered after them all (codegen.numpy.planned), whichever ran.
-PASSES = (boolean_masks, writes_into_slices, blocked_sums, workspace, inline_small_values,
-          reuse_buffers, update_in_place, release_dead_arrays)
+PASSES = (boolean_masks, writes_into_slices, diagonal_sums, blocked_sums, workspace,
+          inline_small_values, reuse_buffers, update_in_place, release_dead_arrays)

@@ -22,7 +22,7 @@ from .emission import (LIBRARIES, NUMPY_SYNTAX, EmitContext, LazyLiterals, binds
                        whole_argument)
 from . import loops
 from .memory import (PASSES, block_rows, array_made_by_its_cotangent, inline_small_values,
-                     number_workspace_slots, update_in_place)
+                     number_workspace_slots, update_in_place, diagonal_subscripts)
 from .plan import Plan, operand_forms
 
 
@@ -208,12 +208,15 @@ class NumpyRenderer(FunctionNames):
         if step.inlined:
             self.names[step.node] = self.inlined_expression(step.node)
             return
-        if step.in_blocks or array_made_by_its_cotangent(self.plan, step):
+        if step.in_blocks or step.node in self.plan.diagonal_terms \
+                or array_made_by_its_cotangent(self.plan, step):
             return                  # made by the sum reading it, or with its value's step
         if loops.is_loop(self.plan.nodes[step.node]):
             loops.render_loop(self, step, lines)
             return
-        if step.blocked_term is not None:
+        if step.diagonal_terms:
+            self.render_diagonal_sum(step, lines)
+        elif step.blocked_term is not None:
             self.render_blocked_sum(step, lines)
         elif step.node in self.plan.into_slice:
             self.render_into_slice(step, lines)
@@ -348,6 +351,52 @@ class NumpyRenderer(FunctionNames):
         if takes_other:
             step.statements[node].append(f"{self.names[node]} = {self.names[other]}")
             lines.append(step.statements[node][-1] + comment)
+
+    def render_diagonal_sum(self, step, lines):
+        """Emit ``node`` = other + term (or other - term, or a sum of two terms) by adding each
+        term's values on its diagonal, a view of the sum's array: the other operand's array when
+        the plan has it taken over, else its copy, or new zeros when both operands are terms.
+        Values of inf or nan make the term's zeros nan: such a term is added whole."""
+        nodes = self.plan.nodes
+        node = step.node
+        data = nodes[node]
+        shape = tuple(data["shape"])
+        others = [i for i in data["inputs"] if i not in step.diagonal_terms]
+        name = self.new_name(node)
+        array = name if step.reuses is None else self.names[step.reuses]
+        start = [] if step.reuses is not None else [
+            f"{name} = {self.operand(others[0])}.copy()" if others
+            else f"{name} = np.zeros({shape!r})"]
+        diagonal = self.namer.claim(naming.suffixed(array, "diagonal"))
+        made = {}
+        for position, term in enumerate(data["inputs"]):
+            if term not in step.diagonal_terms:
+                continue
+            factor, values, axes, negated = self.plan.diagonal_terms[term]
+            sign = "-" if data["op"] == "subtract" and position == 1 else "+"
+            on_diagonal = "-" if negated != (sign == "-") else "+"
+            subscripts = diagonal_subscripts(len(shape), axes)
+            source = self.operand(values)
+            spread = source if tuple(nodes[values]["shape"]) == shape \
+                else f"np.broadcast_to({source}, {shape!r})"
+            made[term] = [
+                f"if np.all(np.isfinite({source})):  # else 0 * {source} is nan off the diagonal",
+                f'    {diagonal} = np.einsum("{subscripts}", {array})',
+                f'    {diagonal} {on_diagonal}= np.einsum("{subscripts}", {spread})',
+                f"    del {diagonal}",
+                "else:",
+                f"    {array} {sign}= {self.operand(factor)} * {source}"]
+        end = [] if step.reuses is None else [f"{name} = {array}"]
+        self.names[node] = name
+        comment = self.comment(data)
+        for statement in start + [line for term in step.diagonal_terms for line in made[term]] \
+                + end:
+            lines.append(statement if statement.startswith(("if ", "else:"))
+                         else statement + comment)
+        # a term's row in the table of the graph: its values added on the diagonal
+        step.statements.update({term: [line.strip() for line in made[term][1:3]]
+                                for term in made})
+        step.statements[node] = start + end
 
     # -- the function ----------------------------------------------------------------------------------
 

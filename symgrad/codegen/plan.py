@@ -37,7 +37,7 @@ class Step:
     # down
     __slots__ = ("kind", "node", "group", "operands", "alias_of", "mask", "blocked_term",
                  "in_blocks", "reuses", "updates", "block_slot", "released", "statements",
-                 "inlined")
+                 "inlined", "diagonal_terms")
 
     def __init__(self, kind, node=None, operands=(), group=None):
         self.kind = kind
@@ -55,6 +55,7 @@ class Step:
         self.released = ()          # the nodes whose arrays are released (del) after the step
         self.statements = None      # node -> its statements, as the renderer wrote them
         self.inlined = False        # the value is written into its one reader's expression
+        self.diagonal_terms = ()    # this sum's terms added on their diagonals (read only here)
 
     def __repr__(self):
         return f"<step {self.kind} {self.node if self.group is None else self.group}>"
@@ -98,6 +99,9 @@ class Plan:
         # the memory decisions that concern nodes, grouped or not (codegen.memory)
         self.into_slice = {}        # value -> the index_grad whose array's slice it is written to
         self.slice_arrays = set()   # those index_grads, whose arrays their values' steps make
+        # term -> (its part of eye(n), its values, the axes of its diagonal, negated), added on
+        # the diagonal by the sum reading it
+        self.diagonal_terms = {}
         self.workspace_eligible = set()     # nodes whose new arrays may live in the workspace
         self.decided = []           # the memory passes taken, in order
         self.slots = {}             # node -> the workspace slot its array lives in

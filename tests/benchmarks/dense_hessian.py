@@ -13,6 +13,7 @@ vectors, 1e-9 relative. Each row is the least seconds and the largest peak of --
 
     python tests/benchmarks/dense_hessian.py                  # n = 50, 70, 100; ~1 min
     python tests/benchmarks/dense_hessian.py --sizes 70 --peers ""
+    python tests/benchmarks/dense_hessian.py --sizes 70 --touch   # and the page faults alone
 """
 
 import argparse
@@ -67,8 +68,23 @@ def run_jax(n):
     return np.asarray(jax.jit(jax.hessian(lambda u: energy(jnp, u)))(point(n)))
 
 
+def run_touch(n, hugepages):
+    """A fresh array of the result's size, made as zeros and every page of it written: the least
+    a cold call returning it can cost here, with NumPy's advice that its memory be huge pages
+    (its default for large arrays) or without it, in 4 KiB pages as JAX's buffers are."""
+    np._core.multiarray._set_madvise_hugepage(hugepages)
+    result = np.zeros((n, n, n, n))
+    result.reshape(-1)[::512] = 0.0
+    return result
+
+
 def child(tool, n, traced):
     """One measurement in this fresh interpreter: a JSON line on standard output."""
+    if tool.startswith("touch"):
+        start = time.perf_counter()
+        run_touch(n, tool == "touch-huge")
+        print(json.dumps({"seconds": time.perf_counter() - start}))
+        return
     if tool == "jax":
         import jax
         jax.config.update("jax_enable_x64", True)
@@ -99,6 +115,8 @@ def measure(tool, n, rounds, traced=False):
         if done.returncode != 0:
             return {"failed": (done.stderr.strip().splitlines() or ["?"])[-1]}
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    if tool.startswith("touch"):
+        return {"seconds": min(r["seconds"] for r in results)}
     return {"seconds": min(r["seconds"] for r in results),
             "peak": max(r["peak"] for r in results),
             "traced": None if traced is False else max(r["traced"] for r in results),
@@ -111,6 +129,10 @@ def main():
     parser.add_argument("--peers", default="jax", help="'jax' or '' (none)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="fresh interpreters per row: the least seconds, the largest peak")
+    parser.add_argument("--touch", action="store_true",
+                        help="also time writing a fresh array of the result's size, its memory "
+                             "advised to be huge pages (NumPy's default) and not: the page "
+                             "faults every cold call pays, which vary from run to run here")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -138,12 +160,18 @@ def main():
                 if label == "symgrad" and "failed" not in traced else ""
             rows.append((f"{n}x{n} {label}", f"{result['seconds']:.2f}", ratio,
                          f"{result['peak'] / dense:.2f}", memory, f"{result['error']:.1e}"))
+        touches = [("touch, huge pages", "touch-huge"), ("touch, 4 KiB pages", "touch")]
+        for label, tool in touches if args.touch else []:
+            touched = measure(tool, n, args.rounds)
+            rows.append((f"{n}x{n} {label}", f"{touched['seconds']:.2f}", "", "", "", ""))
     print(_common.table(("grid", "cold s", "/ jax", "peak rss / result", "traced / result",
                          "error"), rows))
     print(f"\ncold: build + differentiate + compile + first call (JAX: trace, compile, call), least "
           f"of {args.rounds} fresh interpreters; peak: growth of ru_maxrss after the imports, "
           f"in multiples of the dense result (8 n^4 bytes), largest of them; traced: "
-          f"tracemalloc's peak, symgrad only")
+          f"tracemalloc's peak, symgrad only"
+          + ("; touch: np.zeros of the result's size with every page written, NumPy's memory "
+             "advised to be huge pages or not" if args.touch else ""))
     if failed:
         print("FAILED: a symgrad run failed or a Hessian disagrees with the closed form")
         return 1
