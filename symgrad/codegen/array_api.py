@@ -181,7 +181,7 @@ def generate_array_api(graph, outputs, inputs, function_name, offered=None):
         t1 = np.sin(t0)
         return t1,
     """
-    plan = planned(graph, outputs, inputs, passes=(release_dead_arrays,))
+    plan = planned(graph, outputs, inputs, passes=(release_dead_arrays,), reorder=False)
     renderer = ArrayAPIRenderer(plan, function_name)
     source = renderer.source()
     for step in plan.steps:

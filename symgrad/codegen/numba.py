@@ -538,7 +538,7 @@ NumbaRenderer.body_passes = (fuse_loops, *loops.BODY_PASSES)
 def generate_numba(graph, outputs, inputs, function_name):
     """(source, namespace, kernel module source) of the fused function; the namespace's kernel
     entries are None, for symgrad.fuse to bind to the compiled kernels."""
-    plan = planned(graph, outputs, inputs, passes=(fuse_loops, *PASSES))
+    plan = planned(graph, outputs, inputs, passes=(fuse_loops, *PASSES), reorder=False)
     renderer = NumbaRenderer(plan, function_name)
     source = renderer.source()
     names = [name for name, _ in renderer.kernels]

@@ -479,10 +479,12 @@ def _workspace_pool(shapes):
     return {"_sg_take": take, "_sg_give": pool.append}
 
 
-def planned(graph, outputs, inputs, passes=PASSES):
+def planned(graph, outputs, inputs, passes=PASSES, reorder=True):
     """The plan of ``outputs`` with ``passes`` (codegen.memory) taken, in their order, and its
-    workspace slots numbered."""
-    plan = Plan(graph, outputs, inputs)
+    workspace slots numbered; with ``reorder``, its statements first put in an order that reads
+    values soon after making them when codegen.plan.LOCALITY is on (codegen.plan.locality_order;
+    the fused and array API backends keep the depth-first order)."""
+    plan = Plan(graph, outputs, inputs, locality=reorder)
     for memory_pass in passes:
         plan = memory_pass(plan)
     return number_workspace_slots(plan)

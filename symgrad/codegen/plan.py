@@ -8,6 +8,8 @@ the plan holds their values and no step computes them.
 Imports ops, naming and errors, and codegen.emission and codegen.entry.
 """
 
+import heapq
+import itertools
 import math
 
 import numpy as np
@@ -73,7 +75,7 @@ class Plan:
 
     python_floats = False
 
-    def __init__(self, graph, outputs, inputs):
+    def __init__(self, graph, outputs, inputs, locality=False):
         self.graph = graph
         # the node data by key: networkx's own dict, read directly (its NodeView is a
         # function call per lookup, and a plan reads node data a few times per step)
@@ -108,6 +110,8 @@ class Plan:
         self.slot_shapes = []       # workspace slot -> the shape of its array
         self.steps = [self._step(node) for node in self.order]
         self.step_of = {step.node: step for step in self.steps}
+        if locality:
+            locality_order(self)
         self.readers = {}
         self.last_use = {}
         self.update_liveness()
@@ -315,3 +319,221 @@ def outputs_by_reach(graph, outputs):
     key = {node: (1, len(graph.ancestors_in_order([node]))) if nodes[node]["derivative"]
            else (0, 0) for node in set(outputs)}
     return sorted(outputs, key=key.__getitem__)
+
+
+# -- statement order for locality -------------------------------------------------------------------
+
+# Whether the NumPy backend orders its statements for locality (locality_order). Off: the
+# unrolled char-RNN's call moved within the shared machine's noise at 50 steps and gained a few
+# percent at 200, while the order, a Python pass over every statement, made emitting the 10k-op
+# chain of tests/benchmarks/compile_time.py markedly slower (tests/benchmarks/small_arrays.py
+# compares the two orders; its README has the figures).
+LOCALITY = False
+# A derivative's statement whose operands were just made is taken ahead of the depth-first order
+# when at most this many statements it waits for are not made yet (they are taken with it):
+# enough for one step of an unrolled loop's backward pass (the cotangent of a tanh cell waits for
+# 1 - h * h, a step's gradient of the logits for a few ops of its targets), few enough that the
+# look-ahead stays a constant cost per offer.
+PULL_LIMIT = 8
+# A value read by more statements than this offers none of them: they are many independent
+# pieces of work (a loss's cotangent read by every step of an unrolled loop), and offered at once
+# each would be made as soon as it can be, and held until its step comes.
+OFFER_LIMIT = 8
+# A named dimension counts as this many entries when two orders' memory is compared: their sizes
+# are unknown until the call, and the comparison needs one number.
+NOMINAL_DIM = 1 << 10
+# The estimated peak of live arrays may exceed the depth-first order's by this fraction: an
+# unrolled loop's backward pass, step by step, starts its gradients' sums at its first step while
+# the stored forward pass is all alive (and the estimate does not see the arrays the memory passes
+# reuse).
+PEAK_TOLERANCE = 1 / 32
+
+
+def locality_order(plan):
+    """Put ``plan``'s steps in locality_schedule's order when no value lives longer in total
+    there (bytes times statements) and the estimated peak of live arrays is at most
+    PEAK_TOLERANCE above the depth-first order's: a pure reordering, each statement computing
+    what it did. The plan's liveness is then out of date (Plan.update_liveness)."""
+    schedule = locality_schedule(plan) if LOCALITY else None
+    if schedule is not None and _costs_no_more(plan, *schedule):
+        plan.steps = [plan.steps[k] for k in schedule[0]]
+        plan.order = [step.node for step in plan.steps]
+    return plan
+
+
+def locality_schedule(plan):
+    """(order, operands, sizes, views, start): the positions of ``plan``'s steps in an order
+    that reads a value soon after making it, with what _costs_no_more needs (each step's
+    operands from ``start`` on, as positions, the estimated bytes of each array, which steps
+    are views); None when that order is the depth-first one.
+
+    The depth-first order (Graph.ancestors_in_order over the outputs) makes each derivative
+    output's statements together: the gradients of an unrolled loop's weights are then one
+    sweep over all the steps each, and every step's cotangent is kept from the first sweep to
+    the last, out of the cache by then. Here, the statements of the value outputs (a forward
+    pass) keep their order and come first (``start`` is where they end). Then each derivative
+    statement made (but for those of inputs and constants alone, and those of many readers:
+    OFFER_LIMIT) offers its readers, the latest made first: one whose other operands are made
+    is made next; one that waits for at most PULL_LIMIT statements more is made with them once
+    no reader is ready (those waiting for fewest first, then the latest offered). When none is
+    offered, the next statement of the depth-first order is made. A list scheduler preferring
+    the operands made most recently, with a bounded look-ahead.
+
+    Iterative, and n log n in the plan's size: each edge offers its reader once, an offer looks
+    at most PULL_LIMIT statements ahead, and those that must look ahead wait in a heap.
+    """
+    steps = plan.steps
+    count = len(steps)
+    nodes = plan.nodes
+    start = 1 + max((k for k, step in enumerate(steps) if step.node in plan.output_set
+                     and not nodes[step.node]["derivative"]), default=-1)
+    if count - start < 3:
+        return None
+    position = {step.node: k for k, step in enumerate(steps)}
+    made = [True] * start + [False] * (count - start)
+    operands = [()] * count
+    readers = [[] for _ in range(count)]
+    sizes = [0] * count
+    # statements of inputs and constants alone, and views of them (an input's slice, and its
+    # transpose), are made when a statement taken ahead reads them, and count for nothing in its
+    # look-ahead; they offer no reader (nothing of theirs is in the cache for the readers)
+    cheap = [False] * count
+    views = [False] * count
+    itemsize = {}
+    described = [False] * count
+
+    def describe(k, ahead):
+        """Fill in cheap, views and sizes for step ``k`` reading ``ahead``."""
+        described[k] = True
+        step = steps[k]
+        if step.kind == "input" or step.kind == "constant":
+            cheap[k] = True
+            return
+        data = nodes[step.node]
+        view = views[k] = step.kind == "alias" or OPS[data["op"]].emit.view
+        if all(cheap[o] for o in ahead) and (view or all(steps[o].kind in ("input", "constant")
+                                                         for o in ahead)):
+            cheap[k] = True
+        if not view and data["shape"] != ():
+            dtype = data["dtype"]
+            if dtype not in itemsize:
+                itemsize[dtype] = np.dtype(dtype).itemsize
+            sizes[k] = itemsize[dtype] * math.prod(
+                d if isinstance(d, int) else NOMINAL_DIM for d in data["shape"])
+
+    for k in range(start, count):
+        ahead = operands[k] = [position[o] for o in steps[k].operands]
+        for operand in ahead:
+            if operand >= start:
+                readers[operand].append(k)
+            elif not described[operand]:
+                # a value made before, read here: its own operands' cheapness is not needed
+                # (it is made, and never waited for)
+                describe(operand, ())
+        describe(k, ahead)
+    offers = [not cheap[k] and len(readers[k]) <= OFFER_LIMIT for k in range(count)]
+
+    order = list(range(start))
+    offered = []            # readers offered, the latest on top
+    # readers offered that wait for statements not made yet, those waiting for fewest first,
+    # then the latest offered: a statement waiting for one transpose is not left behind by a
+    # chain of others, each waiting for a few
+    waiting = []
+
+    def make(k):
+        made[k] = True
+        order.append(k)
+        if offers[k]:
+            offered.extend(reader for reader in reversed(readers[k]) if not made[reader])
+
+    def waited_for(k):
+        """The steps not made yet that ``k`` waits for, in depth-first order, and how many of
+        them count; None when that is more than PULL_LIMIT."""
+        found, pending, counted = set(), [k], 0
+        while pending:
+            for operand in operands[pending.pop()]:
+                if not made[operand] and operand not in found:
+                    if not cheap[operand]:
+                        counted += 1
+                        if counted > PULL_LIMIT:
+                            return None
+                    found.add(operand)
+                    pending.append(operand)
+        return sorted(found), counted
+
+    following = start
+    while len(order) < count:
+        if offered:
+            k = offered.pop()
+            if made[k]:
+                continue
+            if all(made[o] for o in operands[k]):
+                make(k)
+                continue
+            ahead = waited_for(k)
+            if ahead is None:
+                continue
+            if ahead[1]:        # those ready now go first
+                heapq.heappush(waiting, (ahead[1], -len(order), k))
+                continue
+        elif waiting:
+            k = heapq.heappop(waiting)[2]
+            if made[k]:
+                continue
+            ahead = waited_for(k)
+            if ahead is None:
+                continue
+        else:
+            while made[following]:
+                following += 1
+            make(following)
+            continue
+        for earlier in ahead[0]:
+            make(earlier)
+        make(k)
+    if order == list(range(count)):
+        return None
+    return order, operands, sizes, views, start
+
+
+def _costs_no_more(plan, order, operands, sizes, views, start):
+    """Whether the steps in ``order`` (positions in ``plan.steps``, the same up to ``start``,
+    with the operands of those after it) keep values alive no longer in total (bytes times
+    statements) than in the steps' own order, with an estimated peak of live arrays at most
+    PEAK_TOLERANCE above it. Only the statements from ``start`` on move: the arrays they make,
+    and those made before that they read, are counted from ``start`` to their last use."""
+    count = len(order)
+    lengths = np.fromiter(map(len, operands), dtype=np.int64, count=count)
+    readers = np.repeat(np.arange(count), lengths)
+    operand_of = np.fromiter(itertools.chain.from_iterable(operands), dtype=np.int64,
+                             count=int(lengths.sum()))
+    view_edges = np.array(views, dtype=bool)[readers]
+    views, bases = readers[view_edges], operand_of[view_edges]
+    counted = np.unique(np.concatenate([operand_of, np.arange(start, count)]))
+    output_positions = np.array([k for k in counted.tolist()
+                                 if plan.steps[k].node in plan.output_set], dtype=np.int64)
+    size = np.array(sizes, dtype=np.float64)[counted]
+
+    def costs(place):
+        """(total of bytes times statements alive, peak of live bytes) from ``start`` on, with
+        step k at place[k]."""
+        last = np.full(count, -1, dtype=np.int64)
+        np.maximum.at(last, operand_of, place[readers])
+        last[output_positions] = count
+        while views.size:       # a view keeps its base alive (Plan.update_liveness)
+            extended = np.maximum(last[bases], last[views])
+            if np.array_equal(extended, last[bases]):
+                break
+            np.maximum.at(last, bases, last[views])
+        made = np.maximum(place[counted], start)
+        died = np.maximum(last[counted], made)
+        change = np.zeros(count + 2)
+        np.add.at(change, made, size)
+        np.add.at(change, died + 1, -size)
+        return float(size @ (died - made)), float(np.cumsum(change).max())
+
+    place = np.empty(count, dtype=np.int64)
+    place[np.array(order, dtype=np.int64)] = np.arange(count)
+    old_total, old_peak = costs(np.arange(count))
+    new_total, new_peak = costs(place)
+    return new_total < old_total and new_peak <= old_peak * (1 + PEAK_TOLERANCE)

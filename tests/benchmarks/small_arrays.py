@@ -11,8 +11,11 @@ point rotated each round) and their ratio to the hand-written BPTT, and the emit
 count, for symgrad's emission with small values written into their readers' expressions
 (``small``: codegen.memory.inline_small_values with SMALL_ARRAY_MAX set to ``--small`` while
 compiling) and without (``large``: SMALL_ARRAY_MAX 0, every statement as the memory passes plan
-it for large arrays). Both emissions must agree bit for bit, and with the hand-written BPTT to
-1e-9 (scale-relative), or the run fails.
+it for large arrays), and the large-array emission with its statements ordered for locality
+(``locality order``: codegen.plan.LOCALITY on while compiling, the backward pass run step by
+step, where the default depth-first order makes one sweep over all the steps per gradient). All
+emissions must agree bit for bit, and with the hand-written BPTT to 1e-9 (scale-relative), or the
+run fails.
 
 BLAS runs on one thread for all (threadpoolctl), as in peers.py; the script prints the BLAS
 library and its thread count.
@@ -30,7 +33,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import _common  # first: puts the checkout on sys.path
 
 import symgrad as sg
-from symgrad.codegen import memory
+from symgrad.codegen import memory, plan
 
 BATCH, HIDDEN, VOCABULARY = 8, 32, 32
 SEED = 0
@@ -101,6 +104,17 @@ def hand_bptt(X, Y, Wx, Wh, b, Wy, h0):
 
 
 @contextmanager
+def locality_order():
+    """Plan (while compiling) with the statements ordered for locality."""
+    saved = plan.LOCALITY
+    plan.LOCALITY = True
+    try:
+        yield
+    finally:
+        plan.LOCALITY = saved
+
+
+@contextmanager
 def small_array_emission(maximum):
     """Plan (while compiling) with arrays of at most ``maximum`` entries taken as small; 0 gives
     the large-array emission everywhere."""
@@ -145,26 +159,31 @@ def rnn_rows(steps, repeats, small_max):
         large = compiled_rnn(steps)
     with small_array_emission(small_max):
         small = compiled_rnn(steps)
+    with small_array_emission(0), locality_order():
+        local = compiled_rnn(steps)
     got_large, got_small = large(*args), small(*args)
-    if not all(np.array_equal(a, b) for a, b in zip(got_large, got_small)):
-        raise SystemExit(f"FAILED: T = {steps}: the two emissions disagree")
+    for other in (got_small, local(*args)):
+        if not all(np.array_equal(a, b) for a, b in zip(got_large, other)):
+            raise SystemExit(f"FAILED: T = {steps}: the emissions disagree")
     error = disagreement(got_small, want)
     if error > RTOL:
         raise SystemExit(f"FAILED: T = {steps}: symgrad and the hand-written BPTT differ by "
                          f"{error:.1e}")
     functions = {"hand-written BPTT": lambda: hand_bptt(*args),
                  "symgrad, large-array emission": lambda: large(*args),
-                 "symgrad, small-array emission": lambda: small(*args)}
+                 "symgrad, small-array emission": lambda: small(*args),
+                 "symgrad, large, locality order": lambda: local(*args)}
     # round robin, the starting point rotated, so that a busy spell of the machine is shared
     times = {name: [] for name in functions}
     names = list(functions)
     for round_ in range(repeats):
-        for name in names[round_ % 3:] + names[:round_ % 3]:
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
             times[name].append(per_call(functions[name], 1))
     medians = {name: statistics.median(samples) for name, samples in times.items()}
     base = medians["hand-written BPTT"]
     counts = {"symgrad, large-array emission": _common.statement_count(large.source),
-              "symgrad, small-array emission": _common.statement_count(small.source)}
+              "symgrad, small-array emission": _common.statement_count(small.source),
+              "symgrad, large, locality order": _common.statement_count(local.source)}
     return [(f"T = {steps}: {name}", f"{seconds * 1e3:.3f}", f"{seconds / base:.2f}",
              counts.get(name, ""), f"{error:.1e}" if name in counts else "")
             for name, seconds in medians.items()]
