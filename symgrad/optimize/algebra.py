@@ -668,6 +668,9 @@ def _positive_constant(sign, term):
     return sign, term
 
 
+_FACTORED_OPS = frozenset(("multiply", "power", "negative"))     # the ops _term_factorings opens
+
+
 @rewrite("add", "subtract", uses=True)
 def factor_out_a_common_factor(data, inputs, uses):
     """g * a + g * b -> g * (a + b), and likewise for -, and for x * a + x ** 2 -> x * (a + x):
@@ -679,6 +682,13 @@ def factor_out_a_common_factor(data, inputs, uses):
     if data["dtype"] == "bool":
         return None
     graph = inputs[0].graph
+    nodes = graph._node
+    x_node, y_node = inputs[0].node, inputs[1].node
+    # a term that is no product, power or negation is its only factor: then the two pair only
+    # when they are the same node (x + x), and most sums are declined here, before the lists
+    if x_node != y_node and nodes[x_node]["op"] not in _FACTORED_OPS \
+            and nodes[y_node]["op"] not in _FACTORED_OPS:
+        return None
     (sign_a, a, once_a), (sign_b, b, once_b) = _signed_terms(data, inputs, uses)
     # only terms of the sum's shape and dtype can pair
     wanted = (tuple(data["shape"]), data["dtype"])
