@@ -1310,3 +1310,21 @@ def test_review_regressions_of_the_codegen_package():
     v = sg.var("v_lse", shape=(3,))
     row = [line for line in sg.show_graph(sg.logsumexp(v), [v]).splitlines() if "logsumexp" in line]
     assert row and "_max = np.maximum.reduce(" in row[0], row
+
+
+def test_outputs_by_reach_counts_what_each_output_needs():
+    """The derivatives are ordered by how many nodes each needs: the unordered count agrees
+    with the ordered walk on every node of a graph with shared operands, and a gradient
+    needing fewer nodes comes first."""
+    from symgrad.codegen.plan import _ancestor_count, outputs_by_reach
+    with sg.use_graph() as graph:
+        x, W = sg.var("x", shape=(3,)), sg.var("W", shape=(3, 3))
+        hidden = sg.tanh(W @ x)
+        loss = sg.sum(sg.exp(hidden) * hidden + x)
+        gx, gW = sg.grad(loss, [x, W])
+        for node in graph._node:
+            assert _ancestor_count(graph._node, node) == len(graph.ancestors_in_order([node]))
+        reach = {n: len(graph.ancestors_in_order([n])) for n in (gx.node, gW.node)}
+        ordered = outputs_by_reach(graph, [gx.node, gW.node, loss.node])
+        assert ordered[0] == loss.node
+        assert [reach[n] for n in ordered[1:]] == sorted(reach.values()), reach

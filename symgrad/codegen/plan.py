@@ -278,29 +278,34 @@ def operand_forms(plan, data, args, named):
 
     ``named(operand)`` says whether an operand is a name (an array) rather than a number.
     """
+    dtype = data["dtype"]
+    if dtype not in ("float64", "float32"):
+        return args
     scalar = plan.python_floats
     op = OPS[data["op"]]
     inputs = data["inputs"]
-    if data["dtype"] in ("float64", "float32") and not op.emit.reduces_masks:
+    operand_dtypes = [plan.operand_dtype(operand) for operand in inputs]
+    if not op.emit.reduces_masks:
         masks = op.nondifferentiable
         booleans = [k for k in range(len(args)) if k not in masks
-                    and plan.operand_dtype(inputs[k]) in ("bool", "int64")]
+                    and operand_dtypes[k] in ("bool", "int64")]
         if booleans and (scalar or len(booleans) >= len(args) - len(masks)):
-            floating = "float" if scalar else scalar_type(data["dtype"])
+            floating = "float" if scalar else scalar_type(dtype)
             args = [f"{floating}({a})" if k in booleans else a for k, a in enumerate(args)]
-    dtype = data["dtype"]
-    if scalar or dtype not in ("float32", "float64"):
+    if scalar:
         return args
     numbers, arrays = [], []
     for k, operand in enumerate(inputs):
         if k in op.nondifferentiable:
             continue
         if named(operand):
-            if plan.operand_dtype(operand) != "bool":
-                arrays.append(plan.operand_dtype(operand))
+            if operand_dtypes[k] != "bool":
+                arrays.append(operand_dtypes[k])
         elif plan.nodes[operand]["dtype"] != "bool":
             numbers.append(k)
-    if not numbers or (np.result_type(*arrays).name if arrays else "float64") == dtype:
+    # arrays all of the node's dtype promote a number to it: NumPy's promotion is not needed
+    if not numbers or arrays and all(name == dtype for name in arrays) \
+            or (np.result_type(*arrays).name if arrays else "float64") == dtype:
         return args
     return [f"{scalar_type(dtype)}({a})" if k in numbers else a for k, a in enumerate(args)]
 
@@ -315,10 +320,22 @@ def outputs_by_reach(graph, outputs):
     caller's order stands, and the cost stays linear in the graph."""
     if len(outputs) < 2 or len(outputs) > REACH_ORDER_LIMIT:
         return outputs
-    nodes = graph.nodes
-    key = {node: (1, len(graph.ancestors_in_order([node]))) if nodes[node]["derivative"]
+    nodes = graph._node
+    key = {node: (1, _ancestor_count(nodes, node)) if nodes[node]["derivative"]
            else (0, 0) for node in set(outputs)}
     return sorted(outputs, key=key.__getitem__)
+
+
+def _ancestor_count(nodes, root):
+    """How many nodes ``root`` needs, itself included: the length of
+    graph.ancestors_in_order([root]), counted by a walk that keeps no order (and so is cheaper)."""
+    seen, stack = {root}, [root]
+    while stack:
+        for operand in nodes[stack.pop()]["inputs"]:
+            if operand not in seen:
+                seen.add(operand)
+                stack.append(operand)
+    return len(seen)
 
 
 # -- statement order for locality -------------------------------------------------------------------

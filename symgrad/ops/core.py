@@ -526,7 +526,9 @@ class Expr:
 
     @property
     def op(self):
-        return self.data["op"]
+        # read straight from the node's dict, not through .data: rules ask for it a million
+        # times in the optimisation of a 10k-op gradient
+        return self.graph._node[self.node]["op"]
 
     @property
     def attrs(self):
@@ -538,7 +540,7 @@ class Expr:
 
     @property
     def shape(self):
-        return self.data["shape"]
+        return self.graph._node[self.node]["shape"]
 
     @property
     def ndim(self):
@@ -733,7 +735,8 @@ def lift(value, graph, float_hint="float64"):
 
 def constant_value(expr):
     """The value of a constant node, else None."""
-    return expr.data.get("value") if expr.op == "const" else None
+    data = expr.graph._node[expr.node]
+    return data.get("value") if data["op"] == "const" else None
 
 
 def static_length(x, axis, what):

@@ -79,6 +79,8 @@ def square_product_of_equals(data, inputs):
 def gather_constant_factors(data, inputs):
     """(x * a) * b -> x * (a b) and (-x) * a -> x * (-a): constants meet and fold, and equal
     products written in different orders become one node."""
+    if inputs[0].op != "const" and inputs[1].op != "const":
+        return None     # declined on the operands' ops alone, as most nodes are
     x, y = inputs
     if _scalar(x) is not None and _scalar(y) is None:
         x, y = y, x
@@ -99,6 +101,8 @@ def gather_constant_factors(data, inputs):
 
 @rewrite("multiply", structural=True)
 def negate_instead_of_times_minus_one(data, inputs):
+    if inputs[0].op != "const" and inputs[1].op != "const":
+        return None     # declined on the operands' ops alone, as most nodes are
     x, y = inputs
     for minus_one, other in ((y, x), (x, y)):
         if is_scalar_constant(minus_one, -1) and other.dtype == data["dtype"] \
@@ -341,6 +345,8 @@ def spread_a_product_with_a_part_of_the_seed(data, inputs):
     blocks where a sum reads it) rather than from an array its size. Exact: where p is 1 both
     are s * y, and where it is 0 both are a zero (of the same sign), or nan where s or y is not
     finite."""
+    if inputs[0].op != "multiply" and inputs[1].op != "multiply":
+        return None     # declined on the operands' ops alone, as most nodes are
     for inner, y in (inputs, inputs[::-1]):
         if inner.op != "multiply" or _part_of_an_identity(y) or not static_shape(data["shape"]):
             continue
@@ -524,6 +530,8 @@ def rank_one_update_through_a_matmul(data, inputs, uses):
 def scalar_arithmetic_before_broadcast(data, inputs):
     """broadcast(a, like) * s -> broadcast(a * s, like) for a scalar s: one multiplication
     instead of one per entry, and the broadcast may then vanish into a later op."""
+    if inputs[0].op != "broadcast_to_like" and inputs[1].op != "broadcast_to_like":
+        return None     # declined on the operands' ops alone, as most nodes are
     x, y = inputs
     for position, (spread, scalar) in enumerate(((x, y), (y, x))):
         if spread.op == "broadcast_to_like" and scalar.shape == () and \
@@ -551,6 +559,8 @@ def constants_of_two_products_meet(data, inputs, uses):
     """(a * c) * (b * d) -> (a * b) * cd, and (a * (b * d)) * c -> (a * b) * cd, for scalar
     constants c and d in products nothing else reads: the chain rule's -200 * r times 2 * x is
     (r * x) * -400, one pass fewer. (gather_constant_factors handles (a * c) * d.)"""
+    if inputs[0].op != "multiply" and inputs[1].op != "multiply":
+        return None     # declined on the operands' ops alone, as most nodes are
     x, y = inputs
     first, second = _constant_factor(x, uses[0] == 1), _constant_factor(y, uses[1] == 1)
     if first is not None and second is not None:
@@ -581,6 +591,8 @@ def constants_of_two_products_meet(data, inputs, uses):
 def one_number_as_a_scalar(data, inputs):
     """x * c -> x * 2.0 for a constant c holding one number in an array of ones (a seed of
     shape (1,)): the emitted code reads a literal instead of an array broadcast over x."""
+    if inputs[0].op != "const" and inputs[1].op != "const":
+        return None     # declined on the operands' ops alone, as most nodes are
     for position, number in enumerate(inputs):
         value = constant_value(number)
         other = inputs[1 - position]
@@ -668,6 +680,9 @@ def _positive_constant(sign, term):
     return sign, term
 
 
+_FACTORED_OPS = frozenset(("multiply", "power", "negative"))     # the ops _term_factorings opens
+
+
 @rewrite("add", "subtract", uses=True)
 def factor_out_a_common_factor(data, inputs, uses):
     """g * a + g * b -> g * (a + b), and likewise for -, and for x * a + x ** 2 -> x * (a + x):
@@ -679,6 +694,13 @@ def factor_out_a_common_factor(data, inputs, uses):
     if data["dtype"] == "bool":
         return None
     graph = inputs[0].graph
+    nodes = graph._node
+    x_node, y_node = inputs[0].node, inputs[1].node
+    # a term that is no product, power or negation is its only factor: then the two pair only
+    # when they are the same node (x + x), and most sums are declined here, before the lists
+    if x_node != y_node and nodes[x_node]["op"] not in _FACTORED_OPS \
+            and nodes[y_node]["op"] not in _FACTORED_OPS:
+        return None
     (sign_a, a, once_a), (sign_b, b, once_b) = _signed_terms(data, inputs, uses)
     # only terms of the sum's shape and dtype can pair
     wanted = (tuple(data["shape"]), data["dtype"])

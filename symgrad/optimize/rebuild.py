@@ -70,7 +70,7 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
     needed = source.ancestors_in_order(outputs)
     uses = Counter(outputs)
     for node in needed:
-        uses.update(source.nodes[node]["inputs"])
+        uses.update(source._node[node]["inputs"])
     # the readers of each copy: those of every source node it copies (merged or not)
     copy_uses = Counter()
     rule_set = frozenset(rule for offered in rules.values() for rule in offered)
@@ -125,14 +125,21 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
                 if offered:
                     operands = [Expr(target, i) for i in images]
                     skip_structural = intact and node in declined_before
+                    operand_uses = None
                     for rule in offered:
                         if skip_structural and rule.structural:
                             continue
-                        extra = {"uses": [uses[i] for i in data["inputs"]]} \
-                            if rule.wants_uses else {}
-                        if rule.wants_readers:
-                            extra["readers"] = readers
-                        result = rule(data, operands, **data["attrs"], **extra)
+                        if rule.wants_uses or rule.wants_readers:
+                            extra = {}
+                            if rule.wants_uses:
+                                if operand_uses is None:
+                                    operand_uses = [uses[i] for i in data["inputs"]]
+                                extra["uses"] = operand_uses
+                            if rule.wants_readers:
+                                extra["readers"] = readers
+                            result = rule(data, operands, **data["attrs"], **extra)
+                        else:
+                            result = rule(data, operands, **data["attrs"])
                         if result is not None:
                             log.append(Applied(rule.__name__, _where(source, node)))
                             fired = True
