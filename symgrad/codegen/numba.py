@@ -34,10 +34,10 @@ from .numba_loop import _KernelContext, whole_loop
 from .plan import Step
 from .numpy import NumpyRenderer, planned
 
-# Loops at least this long run on every core (Numba's prange); shorter ones stay on one, where
-# waking the thread pool (some microseconds) would cost more than it saves. Each kernel is
-# compiled twice, lazily: its serial loop at the first short call, its parallel loop (slower to
-# compile) at the first long one.
+# Loops at least this long run on every core (Numba's prange over one chunk a thread); shorter
+# ones stay on one, where waking the thread pool (some microseconds) would cost more than it
+# saves. The loop is compiled once, over a range of entries, at the first call; the parallel
+# loop that calls it once a chunk at the first long call.
 PARALLEL_MIN = 1 << 16
 KERNEL_OPTIONS = "cache=True, error_model='numpy', nogil=True, fastmath={'contract'}"
 # LLVM's time grows faster than the loop body (tests/benchmarks/README.md), so a group takes at
@@ -80,7 +80,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 from numba.core import types
 from numba.extending import intrinsic
 
@@ -473,7 +473,7 @@ class NumbaRenderer(NumpyRenderer):
             ctx = _KernelContext(data, args, local[node])
             form = OPS[data["op"]].emit.loop
             body.extend(statements(form, ctx, LazyLiterals(data["attrs"])))
-        setup, returned = [f"{naming.LOOP_LENGTH} = {length}.shape[0]"], []
+        setup, returned = [], []
         for node in group.outputs:
             k = group.members.index(node)
             if node in group.reductions:
@@ -507,29 +507,52 @@ class Kernel:
     length: str
 
     def module(self):
-        """The source of a module of its own holding this kernel (naming.KERNEL), its serial
-        loop and its parallel loop: the same text for the same loop at other arrays."""
+        """The source of a module of its own holding this kernel (naming.KERNEL): its serial loop
+        over a range of the entries, and a parallel loop over chunks of them, each chunk the
+        serial loop (Numba's parallel passes then see a call, not the body, and the body is
+        compiled once); the same text for the same loop at other arrays."""
         params = ", ".join(self.params)
         name = naming.KERNEL
+        start, stop, count = naming.LOOP_START, naming.LOOP_STOP, naming.LOOP_CHUNKS
         return (f"{KERNEL_HEADER}\n\n"
-                f"@njit({KERNEL_OPTIONS})\ndef {name}_serial({params}):\n"
-                f"{self.source('range')}\n"
+                f"@njit({KERNEL_OPTIONS})\ndef {name}_serial({params}, {start}, {stop}):\n"
+                f"{self.source()}\n"
                 f"@njit({KERNEL_OPTIONS}, parallel=True)\n"
-                f"def {name}_parallel({params}):\n{self.source('prange')}\n"
+                f"def {name}_parallel({params}, {count}):\n{self.chunks()}\n"
                 f"def {name}({params}):\n"
                 f"    if {self.length}.shape[0] >= {PARALLEL_MIN} and PARALLEL.allowed:\n"
-                f"        return {name}_parallel({params})\n"
-                f"    return {name}_serial({params})\n")
+                f"        return {name}_parallel({params}, get_num_threads())\n"
+                f"    return {name}_serial({params}, 0, {self.length}.shape[0])\n")
 
-    def source(self, loop_range):
-        """The body of the kernel's def, its loop over ``loop_range`` (range, or prange to run
-        on every core)."""
+    def source(self):
+        """The body of the serial loop's def, over the entries from start to stop."""
         lines = [*(f"    {s}" for s in self.setup),
-                 f"    for {naming.LOOP_INDEX} in {loop_range}({naming.LOOP_LENGTH}):",
+                 f"    for {naming.LOOP_INDEX} in "
+                 f"range({naming.LOOP_START}, {naming.LOOP_STOP}):",
                  *(f"        {s}" for s in self.body)]
         if self.returned:
             lines.append(f"    return {', '.join(self.returned)},")
         return "\n".join(lines) + "\n"
+
+    def chunks(self):
+        """The body of the parallel loop's def: one serial loop per chunk of the entries, a
+        chunk per thread, each chunk's sums added in the chunks' order."""
+        n, chunk, count = naming.LOOP_LENGTH, naming.LOOP_CHUNK, naming.LOOP_CHUNKS
+        params = ", ".join(self.params)
+        call = (f"{naming.KERNEL}_serial({params}, {n} * {chunk} // {count}, "
+                f"{n} * ({chunk} + 1) // {count})")
+        lines = [f"{n} = {self.length}.shape[0]"]
+        if not self.returned:
+            lines += [f"for {chunk} in prange({count}):", f"    {call}"]
+            return "".join(f"    {line}\n" for line in lines)
+        partial = naming.LOOP_PARTIAL
+        sums = range(len(self.returned))
+        lines += [f"{partial} = np.empty(({count}, {len(self.returned)}))",
+                  f"for {chunk} in prange({count}):",
+                  f"    {', '.join(self.returned)}, = {call}",
+                  *(f"    {partial}[{chunk}, {k}] = {self.returned[k]}" for k in sums),
+                  f"return {', '.join(f'{partial}[:, {k}].sum()' for k in sums)},"]
+        return "".join(f"    {line}\n" for line in lines)
 
 
 NumbaRenderer.body_passes = (fuse_loops, *loops.BODY_PASSES)
