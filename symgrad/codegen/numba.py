@@ -40,9 +40,11 @@ from .numpy import NumpyRenderer, planned
 # loop that calls it once a chunk at the first long call.
 PARALLEL_MIN = 1 << 16
 KERNEL_OPTIONS = "cache=True, error_model='numpy', nogil=True, fastmath={'contract'}"
-# LLVM's time grows faster than the loop body (tests/benchmarks/README.md), so a group takes at
-# most this many ops; a longer chain becomes several loops.
-GROUP_LIMIT = 200
+# LLVM's time grows faster than the loop body beyond a few thousand ops, so a group takes at most
+# this many; a longer chain becomes several loops. Below that, splitting costs more: the loops
+# then pass each other the values they share, a hundred arrays and more, and Numba's compile
+# time grows faster with a loop's array arguments than with its body (tests/benchmarks/README.md).
+GROUP_LIMIT = 3000
 # Arrays of a static shape with fewer entries stay NumPy: compiling a loop costs more than calls
 # on such arrays ever win back (tests/benchmarks/README.md).
 FUSE_MIN = 64
