@@ -221,9 +221,11 @@ def test_a_parallel_loop_runs_the_serial_loop_once_a_chunk(threads, monkeypatch,
         numba.set_num_threads(saved)
     (module,) = (m for m in fuse._modules.values()
                  if m._sg_kernel is fn._function.__globals__["_sg_kernel_0"])
-    assert len(module._sg_kernel_serial.overloads) == 1
+    short = at[:64]
+    np.testing.assert_allclose(fn(short)[0], np.sin(short) * short * 3.0, rtol=1e-15)
+    assert len(module._sg_kernel_serial.overloads) == 1     # chunks and short calls alike
     bounds = [LONG * c // chunks for c in range(chunks + 1)]
-    parts = [module._sg_kernel_serial(at, np.empty(LONG), lo, hi)[0]
+    parts = [module._sg_kernel_serial(at[lo:hi], np.empty(hi - lo))[0]
              for lo, hi in zip(bounds, bounds[1:])]
     assert total == sum(parts)
     np.testing.assert_allclose(values, np.sin(at) * at * 3.0, rtol=1e-15)

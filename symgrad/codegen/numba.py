@@ -438,7 +438,7 @@ class NumbaRenderer(NumpyRenderer):
         """A kernel (Kernel) and the argument expressions of its call (the arrays it fills come
         after them). Its names are its own (naming.kernel_local): no user text reaches it."""
         local = {}
-        params, arguments, loads = [], [], []
+        params, arguments, loads, numbers = [], [], [], set()
         index = naming.LOOP_INDEX
         length = None                       # the first array parameter: its length is the loop's
         for operand in group.operands:
@@ -454,6 +454,7 @@ class NumbaRenderer(NumpyRenderer):
                 if data["shape"] != ():
                     source = f"np.ravel({source})[0]"
                 name = naming.kernel_local("number", len(params))
+                numbers.add(name)
                 arguments.append(f"{'np.bool_' if data['dtype'] == 'bool' else 'float'}({source})")
                 local[operand] = name
             else:
@@ -475,7 +476,7 @@ class NumbaRenderer(NumpyRenderer):
             ctx = _KernelContext(data, args, local[node])
             form = OPS[data["op"]].emit.loop
             body.extend(statements(form, ctx, LazyLiterals(data["attrs"])))
-        setup, returned = [], []
+        setup, returned = [f"{naming.LOOP_LENGTH} = {length}.shape[0]"], []
         for node in group.outputs:
             k = group.members.index(node)
             if node in group.reductions:
@@ -484,7 +485,8 @@ class NumbaRenderer(NumpyRenderer):
             else:
                 params.append(naming.kernel_local("output", k))
                 body.append(f"{naming.kernel_local('output', k)}[{index}] = {local[node]}")
-        return Kernel(params, setup, body, returned, length), arguments
+        arrays = [p for p in params if p not in numbers]
+        return Kernel(params, setup, body, returned, length, arrays), arguments
 
     def kernel_module(self):
         """Source of the modules holding the function's kernels, one after another, one per
@@ -507,50 +509,52 @@ class Kernel:
     body: list
     returned: list
     length: str
+    arrays: list        # the parameters that are arrays, a chunk of which each thread takes
 
     def module(self):
-        """The source of a module of its own holding this kernel (naming.KERNEL): its serial loop
-        over a range of the entries, and a parallel loop over chunks of them, each chunk the
-        serial loop (Numba's parallel passes then see a call, not the body, and the body is
-        compiled once); the same text for the same loop at other arrays."""
+        """The source of a module of its own holding this kernel (naming.KERNEL): its serial loop,
+        and a parallel loop running the serial loop on one chunk of the arrays a thread
+        (Numba's parallel passes then see a call, not the body, and the body is compiled
+        once); the same text for the same loop at other arrays."""
         params = ", ".join(self.params)
         name = naming.KERNEL
-        start, stop, count = naming.LOOP_START, naming.LOOP_STOP, naming.LOOP_CHUNKS
         return (f"{KERNEL_HEADER}\n\n"
-                f"@njit({KERNEL_OPTIONS})\ndef {name}_serial({params}, {start}, {stop}):\n"
+                f"@njit({KERNEL_OPTIONS})\ndef {name}_serial({params}):\n"
                 f"{self.source()}\n"
                 f"@njit({KERNEL_OPTIONS}, parallel=True)\n"
-                f"def {name}_parallel({params}, {count}):\n{self.chunks()}\n"
+                f"def {name}_parallel({params}, {naming.LOOP_CHUNKS}):\n{self.chunks()}\n"
                 f"def {name}({params}):\n"
                 f"    if {self.length}.shape[0] >= {PARALLEL_MIN} and PARALLEL.allowed:\n"
                 f"        return {name}_parallel({params}, get_num_threads())\n"
-                f"    return {name}_serial({params}, 0, {self.length}.shape[0])\n")
+                f"    return {name}_serial({params})\n")
 
     def source(self):
-        """The body of the serial loop's def, over the entries from start to stop."""
+        """The body of the serial loop's def."""
         lines = [*(f"    {s}" for s in self.setup),
-                 f"    for {naming.LOOP_INDEX} in "
-                 f"range({naming.LOOP_START}, {naming.LOOP_STOP}):",
+                 f"    for {naming.LOOP_INDEX} in range({naming.LOOP_LENGTH}):",
                  *(f"        {s}" for s in self.body)]
         if self.returned:
             lines.append(f"    return {', '.join(self.returned)},")
         return "\n".join(lines) + "\n"
 
     def chunks(self):
-        """The body of the parallel loop's def: one serial loop per chunk of the entries, a
-        chunk per thread, each chunk's sums added in the chunks' order."""
+        """The body of the parallel loop's def: the serial loop on one chunk a thread, each
+        chunk's sums added in the chunks' order."""
         n, chunk, count = naming.LOOP_LENGTH, naming.LOOP_CHUNK, naming.LOOP_CHUNKS
-        params = ", ".join(self.params)
-        call = (f"{naming.KERNEL}_serial({params}, {n} * {chunk} // {count}, "
-                f"{n} * ({chunk} + 1) // {count})")
+        start, stop = naming.LOOP_START, naming.LOOP_STOP
+        chunked = ", ".join(f"{p}[{start}:{stop}]" if p in self.arrays else p
+                            for p in self.params)
+        call = f"{naming.KERNEL}_serial({chunked})"
         lines = [f"{n} = {self.length}.shape[0]"]
+        loop = [f"for {chunk} in prange({count}):",
+                f"    {start} = {n} * {chunk} // {count}",
+                f"    {stop} = {n} * ({chunk} + 1) // {count}"]
         if not self.returned:
-            lines += [f"for {chunk} in prange({count}):", f"    {call}"]
+            lines += [*loop, f"    {call}"]
             return "".join(f"    {line}\n" for line in lines)
         partial = naming.LOOP_PARTIAL
         sums = range(len(self.returned))
-        lines += [f"{partial} = np.empty(({count}, {len(self.returned)}))",
-                  f"for {chunk} in prange({count}):",
+        lines += [f"{partial} = np.empty(({count}, {len(self.returned)}))", *loop,
                   f"    {', '.join(self.returned)}, = {call}",
                   *(f"    {partial}[{chunk}, {k}] = {self.returned[k]}" for k in sums),
                   f"return {', '.join(f'{partial}[:, {k}].sum()' for k in sums)},"]
