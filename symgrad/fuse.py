@@ -211,17 +211,27 @@ def generate_fused(graph, outputs, inputs, function_name):
     return source, namespace, kernel_source
 
 
-# Whether a function with the kernel of a whole loop compiles its kernels in the background
-# (BackgroundCompile); False compiles them at its first call, as any other function's: the tests
-# that compare the kernels' results with NumPy's set it (tests/conftest.py).
+# Whether a function with the kernel of a whole loop, or of a long fused loop, compiles its
+# kernels in the background (BackgroundCompile); False compiles them at its first call, as any
+# other function's: the tests that compare the kernels' results with NumPy's set it
+# (tests/conftest.py).
 BACKGROUND = True
+# A kernel module with this many lines beyond its header (a fused loop of as many ops) takes a
+# second or more to compile (tests/benchmarks/README.md).
+BACKGROUND_LINES = 200
+_HEADER_LINES = KERNEL_HEADER.count("\n")
 
 
 def compiles_in_background(kernel_source):
     """Whether a function's kernel modules hold the kernel of a whole loop (codegen.numba's
-    render_whole_loop), seconds of compiling, and BACKGROUND is set: such a function's first
-    calls run the NumPy backend's program while a BackgroundCompile compiles its kernels."""
-    return BACKGROUND and f"def {naming.KERNEL}_loop(" in kernel_source
+    render_whole_loop) or a fused loop of BACKGROUND_LINES lines or more, seconds of compiling,
+    and BACKGROUND is set: such a function's first calls run the NumPy backend's program while
+    a BackgroundCompile compiles its kernels."""
+    if not BACKGROUND:
+        return False
+    return f"def {naming.KERNEL}_loop(" in kernel_source or any(
+        module.count("\n") - _HEADER_LINES >= BACKGROUND_LINES
+        for module in kernel_source.split(_MODULE_START)[1:])
 
 
 # the compiles under way in this process (BackgroundCompile.start), which a fork abandons

@@ -128,6 +128,10 @@ KERNEL = "_sg_kernel"
 # so no user text reaches a kernel
 LOOP_INDEX = "i"
 LOOP_LENGTH = "n"
+# a fused loop's parallel form: the range of entries of a chunk, the chunk a thread runs, the
+# number of chunks and the chunks' sums
+LOOP_START, LOOP_STOP, LOOP_CHUNK, LOOP_CHUNKS, LOOP_PARTIAL = \
+    "start", "stop", "chunk", "chunks", "partial"
 _KERNEL_LOCALS = {"array": "a", "number": "s", "value": "v", "output": "o", "sum": "r"}
 
 

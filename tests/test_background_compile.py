@@ -100,6 +100,28 @@ def test_a_function_without_a_whole_loop_is_ready_at_once(monkeypatch):
     assert fn._sg_background is None and fn.wait_compiled(timeout=0) is True
 
 
+def test_a_long_fused_loop_compiles_in_the_background(gate):
+    """The gradient of 40 steps of x <- sin(x) x + x^2: one fused loop of some 360 ops,
+    seconds of compiling, which the first calls do not wait for."""
+    with sg.use_graph():
+        x = value = sg.var("x", shape=("n",))
+        for _ in range(40):
+            value = sg.sin(value) * value + value ** 2
+        outputs = [sg.sum(value), sg.grad(sg.sum(value), x)]
+        numpy_fn = sg.compile(outputs, [x])
+        fn = sg.compile(outputs, [x], backend="numba")
+    assert fn.source.count("# fused:") == 1 and fn._sg_background is not None
+    at = np.random.default_rng(2).uniform(-0.5, 0.5, 1000)
+    expected = numpy_fn(at)
+    for a, b in zip(fn(at), expected, strict=True):      # the NumPy backend's program
+        np.testing.assert_array_equal(a, b)
+    assert fn._function.__globals__["_sg_kernel_0"] is None
+    gate.set()
+    assert fn.wait_compiled() is True
+    assert_agree(fn(at), expected)
+    assert fn._sg_background.plain_calls == 1
+
+
 def test_pickled_before_and_after_the_kernels_are_ready(gate):
     numpy_fn, fn = rnn_functions()
     data = rnn_data(STEPS)

@@ -198,6 +198,40 @@ def test_a_sum_is_complete_before_anything_reads_it():
     assert kernel_count(numba_fn) == 2
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_parallel_loop_runs_the_serial_loop_once_a_chunk(threads, monkeypatch, tmp_path):
+    """A long loop runs its serial loop's one compiled body on each thread's chunk of the
+    entries (it was a prange over its own copy of the body, compiled anew); a sum adds the
+    chunks' sums in order, which is the serial loop's result split at the chunks. (An empty
+    cache: a parallel loop loaded from disk holds its serial loop's machine code.)"""
+    import numba
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fuse, "_modules", {})
+    with sg.use_graph():
+        x = sg.var("x", shape=("n",))
+        product = sg.sin(x) * x
+        fn = sg.compile([product * 3.0, sg.sum(product)], inputs=[x], backend="numba")
+    at = np.random.default_rng(6).uniform(-2.0, 2.0, LONG)
+    saved = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        values, total = fn(at)
+        chunks = numba.get_num_threads()
+    finally:
+        numba.set_num_threads(saved)
+    (module,) = (m for m in fuse._modules.values()
+                 if m._sg_kernel is fn._function.__globals__["_sg_kernel_0"])
+    short = at[:64]
+    np.testing.assert_allclose(fn(short)[0], np.sin(short) * short * 3.0, rtol=1e-15)
+    assert len(module._sg_kernel_serial.overloads) == 1     # chunks and short calls alike
+    bounds = [LONG * c // chunks for c in range(chunks + 1)]
+    parts = [module._sg_kernel_serial(at[lo:hi], np.empty(hi - lo))[0]
+             for lo, hi in zip(bounds, bounds[1:])]
+    assert total == sum(parts)
+    np.testing.assert_allclose(values, np.sin(at) * at * 3.0, rtol=1e-15)
+    assert total == pytest.approx(np.sum(np.sin(at) * at), rel=1e-12)
+
+
 def test_float32_and_scalar_graphs_stay_with_numpy():
     with sg.use_graph():
         x = sg.var("x", shape=(10,), dtype="float32")

@@ -34,15 +34,17 @@ from .numba_loop import _KernelContext, whole_loop
 from .plan import Step
 from .numpy import NumpyRenderer, planned
 
-# Loops at least this long run on every core (Numba's prange); shorter ones stay on one, where
-# waking the thread pool (some microseconds) would cost more than it saves. Each kernel is
-# compiled twice, lazily: its serial loop at the first short call, its parallel loop (slower to
-# compile) at the first long one.
+# Loops at least this long run on every core (Numba's prange over one chunk a thread); shorter
+# ones stay on one, where waking the thread pool (some microseconds) would cost more than it
+# saves. The loop is compiled once, over a range of entries, at the first call; the parallel
+# loop that calls it once a chunk at the first long call.
 PARALLEL_MIN = 1 << 16
 KERNEL_OPTIONS = "cache=True, error_model='numpy', nogil=True, fastmath={'contract'}"
-# LLVM's time grows faster than the loop body (tests/benchmarks/README.md), so a group takes at
-# most this many ops; a longer chain becomes several loops.
-GROUP_LIMIT = 200
+# LLVM's time grows faster than the loop body beyond a few thousand ops, so a group takes at most
+# this many; a longer chain becomes several loops. Below that, splitting costs more: the loops
+# then pass each other the values they share, a hundred arrays and more, and Numba's compile
+# time grows faster with a loop's array arguments than with its body (tests/benchmarks/README.md).
+GROUP_LIMIT = 3000
 # Arrays of a static shape with fewer entries stay NumPy: compiling a loop costs more than calls
 # on such arrays ever win back (tests/benchmarks/README.md).
 FUSE_MIN = 64
@@ -80,7 +82,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 from numba.core import types
 from numba.extending import intrinsic
 
@@ -436,7 +438,7 @@ class NumbaRenderer(NumpyRenderer):
         """A kernel (Kernel) and the argument expressions of its call (the arrays it fills come
         after them). Its names are its own (naming.kernel_local): no user text reaches it."""
         local = {}
-        params, arguments, loads = [], [], []
+        params, arguments, loads, numbers = [], [], [], set()
         index = naming.LOOP_INDEX
         length = None                       # the first array parameter: its length is the loop's
         for operand in group.operands:
@@ -452,6 +454,7 @@ class NumbaRenderer(NumpyRenderer):
                 if data["shape"] != ():
                     source = f"np.ravel({source})[0]"
                 name = naming.kernel_local("number", len(params))
+                numbers.add(name)
                 arguments.append(f"{'np.bool_' if data['dtype'] == 'bool' else 'float'}({source})")
                 local[operand] = name
             else:
@@ -482,7 +485,8 @@ class NumbaRenderer(NumpyRenderer):
             else:
                 params.append(naming.kernel_local("output", k))
                 body.append(f"{naming.kernel_local('output', k)}[{index}] = {local[node]}")
-        return Kernel(params, setup, body, returned, length), arguments
+        arrays = [p for p in params if p not in numbers]
+        return Kernel(params, setup, body, returned, length, arrays), arguments
 
     def kernel_module(self):
         """Source of the modules holding the function's kernels, one after another, one per
@@ -505,31 +509,56 @@ class Kernel:
     body: list
     returned: list
     length: str
+    arrays: list        # the parameters that are arrays, a chunk of which each thread takes
 
     def module(self):
-        """The source of a module of its own holding this kernel (naming.KERNEL), its serial
-        loop and its parallel loop: the same text for the same loop at other arrays."""
+        """The source of a module of its own holding this kernel (naming.KERNEL): its serial loop,
+        and a parallel loop running the serial loop on one chunk of the arrays a thread
+        (Numba's parallel passes then see a call, not the body, and the body is compiled
+        once); the same text for the same loop at other arrays."""
         params = ", ".join(self.params)
         name = naming.KERNEL
         return (f"{KERNEL_HEADER}\n\n"
                 f"@njit({KERNEL_OPTIONS})\ndef {name}_serial({params}):\n"
-                f"{self.source('range')}\n"
+                f"{self.source()}\n"
                 f"@njit({KERNEL_OPTIONS}, parallel=True)\n"
-                f"def {name}_parallel({params}):\n{self.source('prange')}\n"
+                f"def {name}_parallel({params}, {naming.LOOP_CHUNKS}):\n{self.chunks()}\n"
                 f"def {name}({params}):\n"
                 f"    if {self.length}.shape[0] >= {PARALLEL_MIN} and PARALLEL.allowed:\n"
-                f"        return {name}_parallel({params})\n"
+                f"        return {name}_parallel({params}, get_num_threads())\n"
                 f"    return {name}_serial({params})\n")
 
-    def source(self, loop_range):
-        """The body of the kernel's def, its loop over ``loop_range`` (range, or prange to run
-        on every core)."""
+    def source(self):
+        """The body of the serial loop's def."""
         lines = [*(f"    {s}" for s in self.setup),
-                 f"    for {naming.LOOP_INDEX} in {loop_range}({naming.LOOP_LENGTH}):",
+                 f"    for {naming.LOOP_INDEX} in range({naming.LOOP_LENGTH}):",
                  *(f"        {s}" for s in self.body)]
         if self.returned:
             lines.append(f"    return {', '.join(self.returned)},")
         return "\n".join(lines) + "\n"
+
+    def chunks(self):
+        """The body of the parallel loop's def: the serial loop on one chunk a thread, each
+        chunk's sums added in the chunks' order."""
+        n, chunk, count = naming.LOOP_LENGTH, naming.LOOP_CHUNK, naming.LOOP_CHUNKS
+        start, stop = naming.LOOP_START, naming.LOOP_STOP
+        chunked = ", ".join(f"{p}[{start}:{stop}]" if p in self.arrays else p
+                            for p in self.params)
+        call = f"{naming.KERNEL}_serial({chunked})"
+        lines = [f"{n} = {self.length}.shape[0]"]
+        loop = [f"for {chunk} in prange({count}):",
+                f"    {start} = {n} * {chunk} // {count}",
+                f"    {stop} = {n} * ({chunk} + 1) // {count}"]
+        if not self.returned:
+            lines += [*loop, f"    {call}"]
+            return "".join(f"    {line}\n" for line in lines)
+        partial = naming.LOOP_PARTIAL
+        sums = range(len(self.returned))
+        lines += [f"{partial} = np.empty(({count}, {len(self.returned)}))", *loop,
+                  f"    {', '.join(self.returned)}, = {call}",
+                  *(f"    {partial}[{chunk}, {k}] = {self.returned[k]}" for k in sums),
+                  f"return {', '.join(f'{partial}[:, {k}].sum()' for k in sums)},"]
+        return "".join(f"    {line}\n" for line in lines)
 
 
 NumbaRenderer.body_passes = (fuse_loops, *loops.BODY_PASSES)

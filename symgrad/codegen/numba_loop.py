@@ -49,7 +49,7 @@ NEST_LIMIT = 200
 REDUCTIONS = ("sum", "max", "min")
 # the names of a kernel module's own (codegen.numba.KERNEL_HEADER), which no local may take
 MODULE_NAMES = ("math", "np", "ir", "njit", "prange", "types", "intrinsic", "PARALLEL",
-                "_sg_power_of_two", "_sg_tanh")
+                "_sg_power_of_two", "_sg_tanh", "get_num_threads")
 
 
 def elementwise_form(op_name):

@@ -919,7 +919,10 @@ def map_cases(cfg):
     for steps in MAP_STEPS:
         yield Case("map", f"iterated map K={steps}, {MAP_POINTS:,} points",
                    partial(hand_iterated_map, x, steps), (iterated_map_reference(x, steps)[1],),
-                   cfg.setups("grad", partial(iterated_map, steps), (x,), (0,)))
+                   {label: (lambda setup=setup: with_kernels_compiled(setup()))
+                    if callable(setup) else setup
+                    for label, setup in cfg.setups("grad", partial(iterated_map, steps), (x,),
+                                                   (0,)).items()})
 
 
 CONV_PEERS = ("symgrad", "symgrad numba", "JAX", "PyTorch")    # those with a conv in ns
@@ -972,9 +975,13 @@ def rnn_cold_start(adapter, args):
 
 
 def rnn_steady(adapter, args):
-    """The char-RNN's run once the numba backend's kernels are compiled (in the background,
+    """The char-RNN's run once the numba backend's kernels are compiled."""
+    return with_kernels_compiled(adapter.grad(rnn_loss, args, range(2, 7), True))
+
+
+def with_kernels_compiled(run):
+    """``run`` once the numba backend's kernels of its function are compiled (in the background,
     from the first call on: fn.wait_compiled)."""
-    run = adapter.grad(rnn_loss, args, range(2, 7), True)
     wait_compiled = getattr(getattr(run, "func", None), "wait_compiled", None)
     if wait_compiled is not None:
         run()
