@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
+from symgrad import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "benchmarks"))
@@ -219,3 +220,7 @@ def test_the_spread_terms_made_in_blocks_are_as_quoted():
     from symgrad.codegen.memory import SPREAD_MIN
     (fraction,) = quoted(r"a term broadcast from arrays an (\w+) its size or less")
     assert {"half": 2, "quarter": 4, "eighth": 8, "sixteenth": 16}[fraction] == SPREAD_MIN
+
+
+def test_the_orders_node_budget_is_the_commands():
+    assert f"derivatives' graph past {cli.NODE_BUDGET:,} nodes is refused" in readme_text()
