@@ -20,7 +20,7 @@ Imports graph, ops, differentiate and optimize.polynomial.
 from fractions import Fraction
 
 from ..differentiate import DERIVATIVE_SIMPLIFICATIONS
-from ..ops import Expr, apply, const
+from ..ops import Expr, apply
 from ..ops.elementwise import polynomial as polynomial_node
 from . import polynomial
 
@@ -183,8 +183,9 @@ class GroupedPolynomial:
     """A polynomial in several leaves as it is written: ``common`` (the powers of the leaves
     every term has, the main leaf's left to its polynomial nodes) times the sum of ``groups``,
     each (powers of the other leaves, exact coefficients of a polynomial in the main leaf,
-    lowest degree first), plus the constant term. A group whose polynomial in the main leaf is a constant holds it in a
-    polynomial node of another of its leaves, so that every coefficient stays exact."""
+    lowest degree first), plus the constant term. A group whose polynomial in the main leaf is
+    a constant holds it in a polynomial node of another of its leaves, so that every
+    coefficient stays exact."""
 
     def __init__(self, leaves, main, common, groups, constant):
         self.leaves, self.main, self.common, self.groups = leaves, main, common, groups

@@ -11,12 +11,13 @@ After each order the table gives the nodes of the whole built graph and of the n
 own ancestors, the seconds that order's grad took, the seconds to compile d_n alone
 (optimize=True), the assignment statements of its source, and with ``--memory`` the peak bytes
 allocated while building and compiling that order. Every d_n is checked against its exact value
-at 50 digits at points where tanh and sigmoid saturate and near 0 (relative to max(|exact|, 1));
-the script fails if one errs by more than UNITS_PER_ORDER (n + 2) roundings of the exact value
-plus what the rounding of each leaf moves it by (column "in leaf u": tanh(x * y) at x * y = 14
-loses half its digits in 1 - t**2 of the rounded t, in the product rule's tree as here). The exact n-th derivatives are the polynomials
-in the functions' leaves of tests/leaf_polynomials.py (SymPy's expanded derivatives of sigmoid
-take minutes past order 6).
+at 50 digits at points where tanh and sigmoid saturate and near 0: the table gives the error
+relative to max(|exact|, 1), and in roundings of |exact| plus what the rounding of each leaf
+moves the value by ("in leaf u"); the script fails if that passes UNITS_PER_ORDER (n + 2).
+tanh(x * y) at x * y = 14 loses its digits to 1 - t**2 of the rounded, saturated t, in the
+product rule's tree as here. The exact n-th derivatives are the polynomials in the functions'
+leaves of tests/leaf_polynomials.py (SymPy's expanded derivatives of sigmoid take minutes past
+order 6).
 """
 
 import argparse
