@@ -283,3 +283,17 @@ def test_several_leaves_as_accurate_as_the_product_rule_tree(name, monkeypatch):
         for fn in compact:
             assert judge_functions(f"{name}, order {order}", fn, tree, reference,
                                    leaf_polynomials.X, points) > 40
+
+
+def test_a_second_derivative_in_several_leaves_is_built_as_before(fresh_graph):
+    # Rosenbrock's Hessian-vector product is a polynomial in x and v: it does not swell, and its
+    # program stays the product rule's (compaction of several leaves starts at the third order)
+    x, v = sg.var("x", shape=(6,)), sg.var("v", shape=(6,))
+    f = sg.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    product = sg.hvp(f, x, v)
+    ops = {fresh_graph.nodes[n]["op"] for n in fresh_graph.ancestors_in_order([product.node])}
+    assert "polynomial" not in ops
+    with sg.use_graph() as graph:
+        _, third = several_derivatives("sigmoid", 3)
+        ops = {graph.nodes[n]["op"] for n in graph.ancestors_in_order([third[-1].node])}
+    assert "polynomial" in ops

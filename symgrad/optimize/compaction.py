@@ -29,6 +29,10 @@ SMALLEST_CLUSTER = 4        # as the optimiser's (polynomial.canonicalize): smal
 # (terms x terms) per product, and a sum of that many groups is no compaction
 MAX_LEAVES = 6
 MAX_TERMS = 2_000
+# a second derivative (a Hessian-vector product of Rosenbrock's, polynomial in x and v) does not
+# swell: its product-rule program is kept as it was; from the third order on, where each order
+# is the product rule applied to the last, clusters in several leaves are compacted
+SEVERAL_LEAVES_FROM_ORDER = 3
 
 
 def compact_derivative(graph, gradient, mark):
@@ -85,6 +89,8 @@ def _exact_polynomial(graph, root, shape, copies):
         return None
     leaf_values, leaf = polynomial._leaf_values(graph, leaves)
     if leaf is None:
+        if graph.nodes[root]["order"] < SEVERAL_LEAVES_FROM_ORDER:
+            return None
         return _grouped_polynomial(graph, root, shape, members, leaves)
     if graph.nodes[leaf]["shape"] != shape:
         return None
