@@ -1,6 +1,7 @@
 """The `symgrad` command: print, draw and evaluate derivatives of a formula.
 
-argparse over api only (it never touches a Graph). User mistakes exit with status 2 and one line
+argparse over api only (it never builds or edits a Graph; --order counts the nodes of the one
+api built). User mistakes exit with status 2 and one line
 on standard error; anything else is a symgrad bug: its traceback is printed, with a request to
 report it, and the status is 1.
 """
@@ -19,10 +20,14 @@ from . import api
 from .errors import SymgradError
 
 
-# --order's bound: each order differentiates the last derivative again, and the graph (and the
-# time to build it) grows with every one, soon past what a command line should wait for
-# (tests/benchmarks/README.md)
-MAX_ORDER = 10
+# --order's bound: each order differentiates the last derivative again. Where each order is a
+# polynomial in a few leaves (tanh, sigmoid, exp(sin x), ...) the graph grows by a few nodes an
+# order (optimize/compaction.py); elsewhere it can double with every order, soon past what a
+# command line should wait for. The graph is counted as each order is built, and the command
+# refuses before an order that would take it past NODE_BUDGET nodes: a swelling function stops
+# within a second or two instead of eating memory. MAX_ORDER only bounds the loop itself.
+NODE_BUDGET = 50_000
+MAX_ORDER = 1_000
 # a picture of more nodes than this is hard to read: the command suggests the page to explore
 # instead
 HTML_HINT_ABOVE = 150
@@ -149,7 +154,8 @@ def build_parser():
         if name == "grad":
             command.add_argument("--order", type=int, default=1,
                                  help=f"derivatives of order 1..N (one --wrt variable; N at "
-                                 f"most {MAX_ORDER})")
+                                 f"most {MAX_ORDER}; refused when the derivatives' graph would "
+                                 f"pass {NODE_BUDGET:,} nodes)")
     return parser
 
 
@@ -202,11 +208,29 @@ def _derivatives(args, f, wrt):
         return [f, *gradients], {"grad": gradients}
     if len(wrt) != 1 or wrt[0].shape != ():
         raise UsageError("--order N needs exactly one scalar --wrt variable")
+    sizes = [f.graph.number_of_nodes()]
     derivatives = [api.grad(f, wrt[0])]
-    for _ in range(args.order - 1):
+    sizes.append(f.graph.number_of_nodes())
+    for order in range(2, args.order + 1):
+        _check_node_budget(args.order, order, sizes)
         # a derivative that has become constant is differentiated to zero, not refused
         derivatives.append(api.grad(derivatives[-1], wrt[0], disconnected="zero"))
+        sizes.append(f.graph.number_of_nodes())
     return [f, *derivatives], {"derivatives": derivatives}
+
+
+def _check_node_budget(requested, order, sizes):
+    """Refuse before building ``order`` when the graph (``sizes``: its nodes before the first
+    derivative and after each order) would pass NODE_BUDGET: the next order is expected to add
+    what the last one did, times the last order's growth (at least 1)."""
+    added = [b - a for a, b in zip(sizes, sizes[1:])]
+    growth = max(added[-1] / added[-2], 1.0) if len(added) > 1 and added[-2] > 0 else 1.0
+    expected = sizes[-1] + added[-1] * growth
+    if sizes[-1] > NODE_BUDGET or expected > NODE_BUDGET:
+        raise UsageError(
+            f"--order {requested}: the derivatives' graph would pass {NODE_BUDGET:,} nodes at "
+            f"order {order} (it has {sizes[-1]:,} after order {order - 1} and grew "
+            f"{growth:.1f}x with it); ask for order {order - 1} or less")
 
 
 def _labels(f, wrt, report):

@@ -1,13 +1,17 @@
 """The `symgrad` command: formats, values against closed forms, and one-line errors."""
 
 import json
+import math
+import re
 import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import sympy
 
+from symgrad import cli
 from symgrad.cli import main
 
 TEXTBOOK = ["grad", "(x + y) * max(y, z)", "--at", "x=-2,y=5,z=-4"]
@@ -133,12 +137,41 @@ def test_hessian_over_a_named_dimension_takes_its_length_from_at(capsys):
     assert report["hessian"] == [[6.0, 0.0, 1.0], [0.0, 12.0, 0.0], [1.0, 0.0, 0.0]]
 
 
-def test_order_is_bounded_and_the_help_says_so(capsys):
-    assert len(run_json(capsys, "grad", "x**12", "--order", "10", "--at", "x=1")
-               ["derivatives"]) == 10
+def test_high_orders_run_where_the_graph_stays_small(capsys):
+    # the bound was order 10; sigmoid's 20th derivative is a polynomial in sigmoid(x) and
+    # sigmoid(-x) (the Eulerian numbers: at 0 the odd orders are -tanh's over 2 ** (n + 1))
+    report = run_json(capsys, "grad", "sigmoid(x)", "--order", "25", "--at", "x=0")
+    # tanh's n-th derivative is P_n(tanh x), P_{n+1} = P_n' * (1 - t**2) (sympy.diff of tanh
+    # itself takes minutes at order 25)
+    t = sympy.Symbol("t")
+    polynomial, tanh_at_0 = sympy.Poly(t, t), []
+    for _ in range(25):
+        polynomial = sympy.Poly(polynomial.diff(t) * (1 - t ** 2), t)
+        tanh_at_0.append(float(polynomial.eval(0)))
+    assert len(report["derivatives"]) == 25
+    for n, value in enumerate(report["derivatives"], start=1):
+        # the even orders are 0, a sum of terms s**k * sigmoid(-x)**(n + 1 - k) whose
+        # magnitudes (Eulerian numbers over 2 ** (n + 1)) add up to n! / 2 ** (n + 1)
+        terms = math.factorial(n) / 2 ** (n + 1)
+        assert value == pytest.approx(tanh_at_0[n - 1] / 2 ** (n + 1), rel=1e-12,
+                                      abs=16 * (n + 2) * np.finfo(float).eps * terms)
+
+
+def test_an_order_whose_graph_would_pass_the_budget_is_refused_before_it_is_built(
+        capsys, monkeypatch):
+    monkeypatch.setattr(cli, "NODE_BUDGET", 2_000)
+    code, out, err = run(capsys, "grad", "log(x) * sin(x)", "--order", "30", "--at", "x=0.5")
+    assert code == 2 and out == ""
+    stopped = int(re.search(r"at order (\d+)", err).group(1))
+    assert err.startswith("symgrad: error: --order 30: the derivatives' graph would pass 2,000 "
+                          "nodes at order ") and f"ask for order {stopped - 1} or less" in err
+    # the orders below it run, within the budget
+    report = run_json(capsys, "grad", "log(x) * sin(x)", "--order", str(stopped - 1), "--at",
+                      "x=0.5")
+    assert len(report["derivatives"]) == stopped - 1
     with pytest.raises(SystemExit):
         main(["grad", "--help"])
-    assert "at most 10" in " ".join(capsys.readouterr().out.split())
+    assert "pass 2,000 nodes" in " ".join(capsys.readouterr().out.split())
 
 
 # -- dot and code ----------------------------------------------------------------------------------
@@ -216,7 +249,7 @@ BAD = {
                                                 "--at", "x=[]", "--format", "json"],
     "dense hessian too large": ["hessian", "sum(x*x)", "--shape", "x=1000000000"],
     "--order too large": ["grad", "x * x", "--order", "99999999999999999999"],
-    "--order past its bound": ["grad", "x * x", "--order", "11"],
+    "--order past its bound": ["grad", "x * x", "--order", "1001"],
     "--at number that overflows": ["grad", "x * 2", "--at", "x=1e400"],
     "--at integer that overflows": ["grad", "sum(x)", "--shape", "x=2", "--at",
                                     "x=[1, " + "9" * 400 + "]"],

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
+from symgrad import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "benchmarks"))
@@ -226,3 +227,7 @@ def test_the_sums_on_diagonals_are_as_large_as_quoted():
     (mib,) = quoted(r"In a derivative's sum of ([\d.]+) MiB or more, a term that is a part of the "
                     r"identity seed times values is added on the diagonal")
     assert number(mib) == BLOCKED_SUM_MIN * 8 / 2 ** 20
+
+
+def test_the_orders_node_budget_is_the_commands():
+    assert f"derivatives' graph past {cli.NODE_BUDGET:,} nodes is refused" in readme_text()

@@ -87,35 +87,61 @@ def _multiply(a, b):
     return result
 
 
-def _coefficients(graph, root, members, leaf_values):
+def _coefficients(graph, root, members, leaf_values, arithmetic=None):
     """Every member of the cluster as exact coefficients in its one variable leaf, lowest degree
     first, computed bottom-up (never expanding a tree of products term by term); None past
-    MAX_DEGREE or past the largest float64."""
+    MAX_DEGREE or past the largest float64. ``arithmetic`` (UNIVARIATE by default) says what a
+    value is: optimize.compaction reads clusters in several leaves with its own."""
+    arithmetic = arithmetic or UNIVARIATE
     values = dict(leaf_values)
     for node in sorted(members):            # keys ascend in evaluation order
         data = graph._node[node]
         op = data["op"]
         args = [values[i] for i in (data["inputs"][:1] if op == "power" else data["inputs"])]
-        if op == "add":
-            value = _add(args[0], args[1])
-        elif op == "subtract":
-            value = _add(args[0], args[1], sign=-1)
-        elif op == "multiply":
-            value = _multiply(args[0], args[1])
-        elif op == "negative":
-            value = [-c for c in args[0]]
-        elif op == "polynomial":
-            value = _composed(data["attrs"], args[0])
+        if op == "polynomial":
+            value = arithmetic.composed(data["attrs"], args[0])
+        elif op == "power":
+            value = arithmetic.power(args[0], _integer_exponent(graph, node))
         else:
-            value = [Fraction(1)]
-            for _ in range(_integer_exponent(graph, node)):
-                value = _multiply(value, args[0])
-        while len(value) > 1 and value[-1] == 0:
-            value.pop()
-        if len(value) - 1 > MAX_DEGREE or any(abs(c) > LARGEST_COEFFICIENT for c in value):
+            value = getattr(arithmetic, op)(*args)
+        value = arithmetic.checked(value)
+        if value is None:
             return None     # a coefficient past float64 could be neither checked nor emitted
         values[node] = value
     return values
+
+
+class UNIVARIATE:
+    """Coefficient lists in one variable, lowest degree first (Fractions)."""
+    add = staticmethod(_add)
+    multiply = staticmethod(_multiply)
+
+    @staticmethod
+    def subtract(a, b):
+        return _add(a, b, sign=-1)
+
+    @staticmethod
+    def negative(a):
+        return [-c for c in a]
+
+    @staticmethod
+    def power(a, exponent):
+        value = [Fraction(1)]
+        for _ in range(exponent):
+            value = _multiply(value, a)
+        return value
+
+    @staticmethod
+    def composed(attrs, inner):
+        return _composed(attrs, inner)
+
+    @staticmethod
+    def checked(value):
+        while len(value) > 1 and value[-1] == 0:
+            value.pop()
+        if len(value) - 1 > MAX_DEGREE or any(abs(c) > LARGEST_COEFFICIENT for c in value):
+            return None
+        return value
 
 
 def _composed(attrs, inner):
@@ -127,17 +153,26 @@ def _composed(attrs, inner):
     return value
 
 
+def _leaf_constant(graph, leaf):
+    """The number a constant leaf holds (also a broadcast seed such as ones(x.shape)), exactly;
+    None for any other leaf (a variable of the polynomial)."""
+    data = graph.nodes[leaf]
+    if data["op"] == "broadcast_to_like":
+        data = graph.nodes[data["inputs"][0]]
+    if data["op"] == "const" and data["value"].size == 1 and data["dtype"] != "bool" \
+            and np.isfinite(data["value"]).all():
+        return Fraction(float(data["value"].reshape(())))
+    return None
+
+
 def _leaf_values(graph, leaves):
     """Coefficient lists for the leaves: constants (also broadcast seeds such as ones(x.shape))
     are numbers; every other leaf is the variable t. None when there is not exactly one."""
     values, variables = {}, []
     for leaf in leaves:
-        data = graph._node[leaf]
-        if data["op"] == "broadcast_to_like":
-            data = graph._node[data["inputs"][0]]
-        if data["op"] == "const" and data["value"].size == 1 and data["dtype"] != "bool" \
-                and np.isfinite(data["value"]).all():
-            values[leaf] = [Fraction(float(data["value"].reshape(())))]
+        constant = _leaf_constant(graph, leaf)
+        if constant is not None:
+            values[leaf] = [constant]
         else:
             values[leaf] = [Fraction(0), Fraction(1)]
             variables.append(leaf)
