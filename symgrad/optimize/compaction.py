@@ -105,13 +105,7 @@ def _grouped_polynomial(graph, root, shape, members, leaves):
     """The GroupedPolynomial of the cluster ``members`` rooted at ``root`` in its variable
     ``leaves`` (at least two, each of the cluster's shape), when it has fewer operations than
     the cluster; else None."""
-    constants, variables = {}, []
-    for leaf in leaves:
-        value = polynomial._leaf_constant(graph, leaf)
-        if value is not None:
-            constants[leaf] = value
-        else:
-            variables.append(leaf)
+    constants, variables = polynomial.split_leaves(graph, leaves)
     if not 2 <= len(variables) <= MAX_LEAVES or any(
             graph.nodes[v]["shape"] != shape for v in variables):
         return None

@@ -153,30 +153,31 @@ def _composed(attrs, inner):
     return value
 
 
-def _leaf_constant(graph, leaf):
-    """The number a constant leaf holds (also a broadcast seed such as ones(x.shape)), exactly;
-    None for any other leaf (a variable of the polynomial)."""
-    data = graph.nodes[leaf]
-    if data["op"] == "broadcast_to_like":
-        data = graph.nodes[data["inputs"][0]]
-    if data["op"] == "const" and data["value"].size == 1 and data["dtype"] != "bool" \
-            and np.isfinite(data["value"]).all():
-        return Fraction(float(data["value"].reshape(())))
-    return None
+def split_leaves(graph, leaves):
+    """({constant leaf: the number it holds, exactly}, [the other leaves, the variables]):
+    constants include broadcast seeds such as ones(x.shape)."""
+    constants, variables = {}, []
+    for leaf in leaves:
+        data = graph._node[leaf]
+        if data["op"] == "broadcast_to_like":
+            data = graph._node[data["inputs"][0]]
+        if data["op"] == "const" and data["value"].size == 1 and data["dtype"] != "bool" \
+                and np.isfinite(data["value"]).all():
+            constants[leaf] = Fraction(float(data["value"].reshape(())))
+        else:
+            variables.append(leaf)
+    return constants, variables
 
 
 def _leaf_values(graph, leaves):
-    """Coefficient lists for the leaves: constants (also broadcast seeds such as ones(x.shape))
-    are numbers; every other leaf is the variable t. None when there is not exactly one."""
-    values, variables = {}, []
-    for leaf in leaves:
-        constant = _leaf_constant(graph, leaf)
-        if constant is not None:
-            values[leaf] = [constant]
-        else:
-            values[leaf] = [Fraction(0), Fraction(1)]
-            variables.append(leaf)
-    return (values, variables[0]) if len(variables) == 1 else (None, None)
+    """Coefficient lists for the leaves: constants are numbers; every other leaf is the
+    variable t. None when there is not exactly one."""
+    constants, variables = split_leaves(graph, leaves)
+    if len(variables) != 1:
+        return None, None
+    values = {leaf: [constant] for leaf, constant in constants.items()}
+    values[variables[0]] = [Fraction(0), Fraction(1)]
+    return values, variables[0]
 
 
 @dataclass(frozen=True)
