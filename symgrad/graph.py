@@ -118,7 +118,7 @@ class Graph(nx.DiGraph):
     def add(self, op, inputs, attrs, shape, dtype, value=None):
         """Return the node for ``op(*inputs, **attrs)``, creating it only if it does not exist."""
         inputs = tuple(inputs)
-        key = (op, inputs, tuple(sorted(attrs.items())))
+        key = (op, inputs, tuple(sorted(attrs.items())) if attrs else ())
         with self.lock:
             node = self._cons.get(key)
             if node is not None:
@@ -132,17 +132,23 @@ class Graph(nx.DiGraph):
             # are shared by all orders: a 2.0 first built in a derivative says nothing). It is
             # still not a derivative node: rewrites that hold only in derivatives (0 * inf is
             # 0 there) must not touch what the user built.
-            order = self._order or max((self._node[i]["order"] for i in inputs
-                                        if self._node[i]["op"] != "const"), default=0)
+            nodes = self._node
+            order = self._order
+            if not order:
+                for operand in inputs:
+                    operand_data = nodes[operand]
+                    if operand_data["order"] > order and operand_data["op"] != "const":
+                        order = operand_data["order"]
             # networkx's own storage, written as add_node and add_edge would write it: this runs
             # once per node built, and the two calls cost more than the rest of building one
-            data = {"op": op, "inputs": inputs, "attrs": dict(attrs), "shape": tuple(shape),
-                    "dtype": dtype, "order": order, "derivative": self._order > 0,
-                    "grad_of": self._grad_of, "key": key}
+            data = {"op": op, "inputs": inputs, "attrs": dict(attrs) if attrs else {},
+                    "shape": tuple(shape), "dtype": dtype, "order": order,
+                    "derivative": self._order > 0, "grad_of": self._grad_of, "key": key}
             if value is not None:
                 data["value"] = value
-            self._node[node] = data
-            self._succ[node] = {}
+            nodes[node] = data
+            successors = self._succ
+            successors[node] = {}
             incoming = self._pred[node] = {}
             for position, operand in enumerate(inputs):
                 edge = incoming.get(operand)
@@ -151,9 +157,12 @@ class Graph(nx.DiGraph):
                 else:
                     edge = {"positions": _POSITIONS[position] if position < len(_POSITIONS)
                             else (position,)}
-                    self._succ[operand][node] = edge
+                    successors[operand][node] = edge
                     incoming[operand] = edge
-            nx._clear_cache(self)
+            # nx._clear_cache(self), inlined: a call per node built
+            cache = getattr(self, "__networkx_cache__", None)
+            if cache:
+                cache.clear()
             self._cons[key] = node
             if self.release:
                 pins = self._pins
