@@ -306,6 +306,32 @@ class Graph(nx.DiGraph):
         rewrite record it noted)."""
         return _Atomic(self)
 
+    def atomically(self, function, *args, **kwargs):
+        """``function(*args, **kwargs)`` inside ``atomic()``: the same block without a context
+        manager's object and two calls, for apply, through which every node is built."""
+        with self.lock:
+            mark, undo_mark = self._next_key, len(self._undo)
+            self._atomic_depth += 1
+            failed = True
+            try:
+                result = function(*args, **kwargs)
+                failed = False
+            finally:
+                self._leave_atomic(mark, undo_mark, failed)
+            return result
+
+    def _leave_atomic(self, mark, undo_mark, failed):
+        try:
+            if failed:
+                self._rollback(mark, undo_mark)
+        finally:
+            self._atomic_depth -= 1
+            if not self._atomic_depth:
+                self._undo.clear()
+                # the build is over: no node key is held outside an Expr any more
+                if not failed and self._released:
+                    self.release_unused()
+
     def deriving(self, order, grad_of=None):
         """Stamp nodes created inside the block as derivative nodes of ``order``."""
         return _Deriving(self, order, grad_of)
@@ -432,15 +458,8 @@ class _Atomic:
     def __exit__(self, kind, error, traceback):
         graph = self.graph
         try:
-            if kind is not None:
-                graph._rollback(self.mark, self.undo_mark)
+            graph._leave_atomic(self.mark, self.undo_mark, kind is not None)
         finally:
-            graph._atomic_depth -= 1
-            if not graph._atomic_depth:
-                graph._undo.clear()
-                # the build is over: no node key is held outside an Expr any more
-                if kind is None and graph._released:
-                    graph.release_unused()
             graph.lock.release()
         return False
 

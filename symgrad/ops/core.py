@@ -281,8 +281,8 @@ def promoted_dtypes(exprs, excluded=()):
     numbers alone, a float64 one (a Python number) takes a float32 one's dtype (codegen writes
     that one np.float32(...)). Operands at the ``excluded`` positions (masks, shape donors)
     have no say."""
-    dtypes = [e.data["dtype"] for e in exprs]
-    if len(set(dtypes)) == 1:
+    dtypes = [e.graph._node[e.node]["dtype"] for e in exprs]
+    if dtypes and dtypes.count(dtypes[0]) == len(dtypes):
         return dtypes       # a number meets only its own dtype (the common case: all float64)
     floating = [(e, d) for k, (e, d) in enumerate(zip(exprs, dtypes))
                 if k not in excluded and d != "bool"]
@@ -793,7 +793,10 @@ def static_shape(shape):
 
 def is_scalar_constant(expr, number):
     """Whether ``expr`` is a constant holding the single value ``number`` (any all-ones shape)."""
-    value = constant_value(expr)
+    data = expr.graph._node[expr.node]      # constant_value, inlined: asked of most operands
+    if data["op"] != "const":
+        return False
+    value = data.get("value")
     return value is not None and value.size == 1 and value.reshape(()) == number
 
 
@@ -816,26 +819,30 @@ def apply(name, *operands, **attrs):
             lifted = True
     if graph is None:
         graph = default_graph()
-    # under the lock: a failure leaves no lifted constant behind, and the derivative-only
-    # rewrites see only the derivatives this thread is building
+    # atomically, under the lock: a failure leaves no lifted constant behind, and the
+    # derivative-only rewrites see only the derivatives this thread is building
     try:
-        with graph.atomic():
-            exprs = list(operands)
-            if lifted:                  # lift passes Exprs through
-                hint = next((o.data["dtype"] for o in operands
-                             if isinstance(o, Expr) and o.data["dtype"] in ("float64", "float32")),
-                            "float64")
-                exprs = [lift(o, graph, hint) for o in operands]
-            nodes = graph._node
-            shape = op.shape([nodes[e.node]["shape"] for e in exprs], **attrs)
-            for rule in BUILD_RULES.get(name, ()):
-                simpler = rule(exprs, **attrs)
-                if simpler is not None:
-                    return simpler
-            dtype = op.dtype(promoted_dtypes(exprs, op.nondifferentiable), **attrs)
-            return Expr(graph, graph.add(name, [e.node for e in exprs], attrs, shape, dtype))
+        return graph.atomically(_build, graph, name, op, operands, lifted, attrs)
     except ShapeError as error:
         raise located(error, name, operands) from None
+
+
+def _build(graph, name, op, operands, lifted, attrs):
+    """apply's work inside its atomic block."""
+    exprs = list(operands)
+    if lifted:                  # lift passes Exprs through
+        hint = next((o.data["dtype"] for o in operands
+                     if isinstance(o, Expr) and o.data["dtype"] in ("float64", "float32")),
+                    "float64")
+        exprs = [lift(o, graph, hint) for o in operands]
+    nodes = graph._node
+    shape = op.shape([nodes[e.node]["shape"] for e in exprs], **attrs)
+    for rule in BUILD_RULES.get(name, ()):
+        simpler = rule(exprs, **attrs)
+        if simpler is not None:
+            return simpler
+    dtype = op.dtype(promoted_dtypes(exprs, op.nondifferentiable), **attrs)
+    return Expr(graph, graph.add(name, [e.node for e in exprs], attrs, shape, dtype))
 
 
 # -- shape errors that say which op, on what, and where ------------------------------------------------
