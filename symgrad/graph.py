@@ -159,10 +159,7 @@ class Graph(nx.DiGraph):
                             else (position,)}
                     successors[operand][node] = edge
                     incoming[operand] = edge
-            # nx._clear_cache(self), inlined: a call per node built
-            cache = getattr(self, "__networkx_cache__", None)
-            if cache:
-                cache.clear()
+            nx._clear_cache(self)
             self._cons[key] = node
             if self.release:
                 pins = self._pins
@@ -306,7 +303,7 @@ class Graph(nx.DiGraph):
         rewrite record it noted)."""
         return _Atomic(self)
 
-    def atomically(self, function, *args, **kwargs):
+    def atomically(self, function, /, *args, **kwargs):
         """``function(*args, **kwargs)`` inside ``atomic()``: the same block without a context
         manager's object and two calls, for apply, through which every node is built."""
         with self.lock:

@@ -899,8 +899,7 @@ def op_function(name, operands=1):
                 given = list(given[0]) if isinstance(given[0], (list, tuple)) else []
             graph = graph_of(*given)
             try:
-                with graph.atomic():
-                    return function(*args, **kwargs)
+                return graph.atomically(function, *args, **kwargs)
             except ShapeError as error:
                 raise located(error, name, given) from None
         return build
