@@ -69,20 +69,23 @@ def _backprop_seeds(graph, seeds, wrt):
     outputs = [output for output, _ in seeds]
     order = graph.ancestors_in_order(outputs)
     wrt = set(wrt)
+    # each node's differentiable operands, asked for by both passes below
+    operands_of = [[i for _, i in _differentiable_inputs(nodes[node])] for node in order]
     reaches_wrt = set()
-    for node in order:
-        data = nodes[node]
-        if node in wrt or any(i in reaches_wrt for _, i in _differentiable_inputs(data)):
+    for node, operands in zip(order, operands_of):
+        if node in wrt or any(i in reaches_wrt for i in operands):
             reaches_wrt.add(node)
     feeds_output = set(outputs)
-    for node in reversed(order):
+    for node, operands in zip(reversed(order), reversed(operands_of)):
         if node in feeds_output:
-            feeds_output.update(i for _, i in _differentiable_inputs(nodes[node]))
+            feeds_output.update(operands)
+    del operands_of
     on_path = reaches_wrt & feeds_output
 
     output, cotangent = seeds[0]
     level = max(max(nodes[o]["order"], c.data["order"]) for o, c in seeds) + 1
     leading = cotangent.ndim - len(nodes[output]["shape"])
+    batch = cotangent.shape[:leading]
     contributions = {}
     for seed, seed_cotangent in seeds:
         contributions.setdefault(seed, []).append(seed_cotangent)
@@ -131,7 +134,7 @@ def _backprop_seeds(graph, seeds, wrt):
                 continue
             if isinstance(result, UndefinedGradientError):
                 raise result        # a gradient through an operand the rule has none for
-            expected = cotangent.shape[:leading] + nodes[operand]["shape"]
+            expected = batch + nodes[operand]["shape"]
             if not isinstance(result, Expr) or result.graph is not graph:
                 raise _rule_error(data["op"], f"gave operand {position} {result!r}, not an "
                                               f"expression of this graph")
@@ -178,6 +181,8 @@ def _rule_error(op, what):
 def _total(terms):
     """The sum of ``terms``; a term that comes k times (x * x gives g x twice) is added once, as
     k times it: one pass instead of k, and exact (k x is as close to x + ... + x as can be)."""
+    if len(terms) == 1:
+        return terms[0]     # the common case, without the bookkeeping below
     counts = {}
     for term in terms:
         counts.setdefault(term.node, [term, 0])[1] += 1

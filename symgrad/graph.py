@@ -118,7 +118,7 @@ class Graph(nx.DiGraph):
     def add(self, op, inputs, attrs, shape, dtype, value=None):
         """Return the node for ``op(*inputs, **attrs)``, creating it only if it does not exist."""
         inputs = tuple(inputs)
-        key = (op, inputs, tuple(sorted(attrs.items())))
+        key = (op, inputs, tuple(sorted(attrs.items())) if attrs else ())
         with self.lock:
             node = self._cons.get(key)
             if node is not None:
@@ -132,17 +132,23 @@ class Graph(nx.DiGraph):
             # are shared by all orders: a 2.0 first built in a derivative says nothing). It is
             # still not a derivative node: rewrites that hold only in derivatives (0 * inf is
             # 0 there) must not touch what the user built.
-            order = self._order or max((self._node[i]["order"] for i in inputs
-                                        if self._node[i]["op"] != "const"), default=0)
+            nodes = self._node
+            order = self._order
+            if not order:
+                for operand in inputs:
+                    operand_data = nodes[operand]
+                    if operand_data["order"] > order and operand_data["op"] != "const":
+                        order = operand_data["order"]
             # networkx's own storage, written as add_node and add_edge would write it: this runs
             # once per node built, and the two calls cost more than the rest of building one
-            data = {"op": op, "inputs": inputs, "attrs": dict(attrs), "shape": tuple(shape),
-                    "dtype": dtype, "order": order, "derivative": self._order > 0,
-                    "grad_of": self._grad_of, "key": key}
+            data = {"op": op, "inputs": inputs, "attrs": dict(attrs) if attrs else {},
+                    "shape": tuple(shape), "dtype": dtype, "order": order,
+                    "derivative": self._order > 0, "grad_of": self._grad_of, "key": key}
             if value is not None:
                 data["value"] = value
-            self._node[node] = data
-            self._succ[node] = {}
+            nodes[node] = data
+            successors = self._succ
+            successors[node] = {}
             incoming = self._pred[node] = {}
             for position, operand in enumerate(inputs):
                 edge = incoming.get(operand)
@@ -151,7 +157,7 @@ class Graph(nx.DiGraph):
                 else:
                     edge = {"positions": _POSITIONS[position] if position < len(_POSITIONS)
                             else (position,)}
-                    self._succ[operand][node] = edge
+                    successors[operand][node] = edge
                     incoming[operand] = edge
             nx._clear_cache(self)
             self._cons[key] = node
@@ -297,6 +303,32 @@ class Graph(nx.DiGraph):
         rewrite record it noted)."""
         return _Atomic(self)
 
+    def atomically(self, function, /, *args, **kwargs):
+        """``function(*args, **kwargs)`` inside ``atomic()``: the same block without a context
+        manager's object and two calls, for apply, through which every node is built."""
+        with self.lock:
+            mark, undo_mark = self._next_key, len(self._undo)
+            self._atomic_depth += 1
+            failed = True
+            try:
+                result = function(*args, **kwargs)
+                failed = False
+            finally:
+                self._leave_atomic(mark, undo_mark, failed)
+            return result
+
+    def _leave_atomic(self, mark, undo_mark, failed):
+        try:
+            if failed:
+                self._rollback(mark, undo_mark)
+        finally:
+            self._atomic_depth -= 1
+            if not self._atomic_depth:
+                self._undo.clear()
+                # the build is over: no node key is held outside an Expr any more
+                if not failed and self._released:
+                    self.release_unused()
+
     def deriving(self, order, grad_of=None):
         """Stamp nodes created inside the block as derivative nodes of ``order``."""
         return _Deriving(self, order, grad_of)
@@ -423,15 +455,8 @@ class _Atomic:
     def __exit__(self, kind, error, traceback):
         graph = self.graph
         try:
-            if kind is not None:
-                graph._rollback(self.mark, self.undo_mark)
+            graph._leave_atomic(self.mark, self.undo_mark, kind is not None)
         finally:
-            graph._atomic_depth -= 1
-            if not graph._atomic_depth:
-                graph._undo.clear()
-                # the build is over: no node key is held outside an Expr any more
-                if kind is None and graph._released:
-                    graph.release_unused()
             graph.lock.release()
         return False
 

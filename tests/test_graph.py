@@ -66,6 +66,58 @@ def test_constants_with_the_same_value_are_one_node():
     assert sg.const(np.zeros(2)).node != sg.const(np.zeros((2, 1))).node
 
 
+def test_a_lifted_number_is_the_constant_const_makes_of_it():
+    # lift remembers the constant of each Python number per graph: the node must be the one
+    # sg.const builds, of the dtype the other operand asks for, and 0.0 and -0.0 stay apart
+    # (a comparison: no build rule drops its operand)
+    with sg.use_graph():
+        x, x32 = sg.var("x", shape=(2,)), sg.var("x32", shape=(2,), dtype="float32")
+        for number in (0.5, 2, 2.0, 0.0, -0.0, float("inf"), -3):
+            for operand in (x, x32):
+                lifted = (operand < number).inputs[1]
+                again = (operand < number).inputs[1]
+                made = sg.const(number, dtype=operand.data["dtype"])
+                assert lifted.node == again.node == made.node
+                assert lifted.data["value"].dtype == operand.dtype
+                assert np.array_equal(lifted.data["value"], number)
+                assert np.signbit(lifted.data["value"]) == np.signbit(number)
+        assert (x < 0.0).inputs[1].node != (x < -0.0).inputs[1].node
+        assert (x < 2).inputs[1].node == (x < 2.0).inputs[1].node
+        nan = (x < float("nan")).inputs[1]
+        assert nan.op == "const" and np.isnan(nan.data["value"])
+
+
+def test_a_lifted_number_whose_constant_was_rolled_back_is_made_again():
+    with sg.use_graph() as g:
+        v = sg.var("v", shape=(3,))
+        before = g.number_of_nodes()
+        with pytest.raises(sg.ShapeError):
+            v @ 0.25                            # lifts 0.25, then refuses the scalar operand
+        assert g.number_of_nodes() == before    # the constant went with the failed call
+        quarter = (v * 0.25).inputs[1]
+        assert quarter.node in g and quarter.op == "const"
+        assert quarter.data["value"] == 0.25
+        assert quarter.node == sg.const(0.25).node
+
+
+def test_atomically_keeps_a_success_and_rolls_back_a_failure():
+    g = Graph()
+    x = g.variable("x", ())
+
+    def build(operand, fail):
+        node = g.add("sin", (operand,), {}, (), "float64")
+        if fail:
+            raise RuntimeError("boom")
+        return node
+
+    before = snapshot(g)
+    with pytest.raises(RuntimeError):
+        g.atomically(build, x, fail=True)
+    assert snapshot(g) == before and g.find("sin", (x,), {}) is None
+    node = g.atomically(build, x, fail=False)
+    assert node in g and g.find("sin", (x,), {}) == node
+
+
 def test_attributes_are_part_of_the_key():
     v = sg.var("v", shape=(3, 4))
     assert v.sum(axis=0).node == v.sum(axis=0).node

@@ -1973,3 +1973,22 @@ def test_a_new_op_defined_in_one_record_parses_exports_compiles_and_is_tested():
         sg.parse("softsign_example(x)")
     assert all(case.op != "softsign_example" for case in op_cases())
     assert "softsign_example" not in sympy_checked()
+
+
+def test_broadcast_shapes_agrees_with_numpy_on_every_pair_of_small_shapes():
+    # equal shapes and a number's () take a short way through broadcast_shapes: every pair
+    # of shapes of up to 3 axes of lengths 1, 2 and 3 must still get NumPy's answer or error
+    shapes = [()] + [shape for ndim in (1, 2, 3)
+                     for shape in itertools.product((1, 2, 3), repeat=ndim)]
+    for a, b in itertools.product(shapes, repeat=2):
+        try:
+            want = np.broadcast_shapes(a, b)
+        except ValueError:
+            with pytest.raises(sg.ShapeError):
+                sg.ops.broadcast_shapes(a, b)
+            continue
+        got = sg.ops.broadcast_shapes(a, b)
+        assert type(got) is tuple and got == want, (a, b)
+    assert sg.ops.broadcast_shapes(("n", 1), ("n", 1)) == ("n", 1)
+    assert sg.ops.broadcast_shapes(("n", 3), ()) == ("n", 3)
+    assert sg.ops.broadcast_shapes((), ()) == ()

@@ -14,6 +14,7 @@ import numbers
 import os
 import re
 import sys
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -280,8 +281,8 @@ def promoted_dtypes(exprs, excluded=()):
     numbers alone, a float64 one (a Python number) takes a float32 one's dtype (codegen writes
     that one np.float32(...)). Operands at the ``excluded`` positions (masks, shape donors)
     have no say."""
-    dtypes = [e.data["dtype"] for e in exprs]
-    if len(set(dtypes)) == 1:
+    dtypes = [e.graph._node[e.node]["dtype"] for e in exprs]
+    if dtypes and dtypes.count(dtypes[0]) == len(dtypes):
         return dtypes       # a number meets only its own dtype (the common case: all float64)
     floating = [(e, d) for k, (e, d) in enumerate(zip(exprs, dtypes))
                 if k not in excluded and d != "bool"]
@@ -410,6 +411,14 @@ def broadcast_shapes(*shapes):
     >>> broadcast_shapes(("n", 1), (3,))
     ('n', 3)
     """
+    if len(shapes) == 2:
+        # the common cases, answered as the loop below answers them: equal shapes, or a
+        # number's () against an array's shape (elementwise ops and their rules, every node)
+        first, second = shapes
+        if type(first) is tuple and (not second or first == second):
+            return first
+        if type(second) is tuple and not first:
+            return second
     ndim = max((len(s) for s in shapes), default=0)
     result = []
     for axis in range(-ndim, 0):
@@ -724,6 +733,9 @@ def lift(value, graph, float_hint="float64"):
         if value.graph is not graph:
             raise SymgradError("cannot combine expressions from two different graphs")
         return value
+    number_type = type(value)
+    if (number_type is float or number_type is int) and value == value:
+        return _number_const(value, graph, float_hint)
     if isinstance(value, (bool, np.bool_)):
         return const(bool(value), graph)
     if isinstance(value, numbers.Real) and not isinstance(value, np.generic):
@@ -731,6 +743,31 @@ def lift(value, graph, float_hint="float64"):
     if isinstance(value, (np.ndarray, np.generic, list, tuple, numbers.Number)):
         return const(value, graph)
     raise SymgradError(f"cannot use {type(value).__name__} {value!r} in an expression")
+
+
+# graph -> {(Python number, float dtype, negative zero): (its constant's node, that node's data
+# dict)}: the numbers operators lift (x * 0.5, 1.0 - out ** 2), found again without hashing an
+# array. An entry counts only while that very data dict is the node's, so one outliving its node
+# (rolled back, released) is never used. Kept off the graph, which it is no part of: a failed
+# call leaves the graph's attributes exactly as they were.
+_NUMBER_NODES = weakref.WeakKeyDictionary()
+
+
+def _number_const(value, graph, float_hint):
+    """const(value, graph, dtype=float_hint) for a Python int or float (not nan), remembered per
+    graph: rules lift the same few numbers at every node they build, and a constant's digest
+    costs more than the node that uses it. Numbers equal as Python compares them (2 and 2.0)
+    are the same constant; 0.0 and -0.0 are not."""
+    key = (value, float_hint, value == 0 and math.copysign(1.0, value) < 0)
+    known = _NUMBER_NODES.get(graph)
+    if known is None:
+        known = _NUMBER_NODES.setdefault(graph, {})
+    entry = known.get(key)
+    if entry is not None and graph._node.get(entry[0]) is entry[1]:
+        return Expr(graph, entry[0])
+    expr = const(value, graph, dtype=float_hint)
+    known[key] = (expr.node, graph._node[expr.node])
+    return expr
 
 
 def constant_value(expr):
@@ -756,7 +793,10 @@ def static_shape(shape):
 
 def is_scalar_constant(expr, number):
     """Whether ``expr`` is a constant holding the single value ``number`` (any all-ones shape)."""
-    value = constant_value(expr)
+    data = expr.graph._node[expr.node]      # constant_value, inlined: asked of most operands
+    if data["op"] != "const":
+        return False
+    value = data.get("value")
     return value is not None and value.size == 1 and value.reshape(()) == number
 
 
@@ -766,26 +806,43 @@ def apply(name, *operands, **attrs):
     op = OPS[name]
     if op.arity is not None and len(operands) != op.arity:
         raise SymgradError(f"{name} takes {op.arity} operands, got {len(operands)}")
-    graph = graph_of(*operands)
-    # under the lock: a failure leaves no lifted constant behind, and the derivative-only
-    # rewrites see only the derivatives this thread is building
+    # graph_of(*operands), and whether any operand is to be lifted, in one pass: apply runs
+    # for every node built
+    graph, lifted = None, False
+    for operand in operands:
+        if isinstance(operand, Expr):
+            if graph is None:
+                graph = operand.graph
+            elif operand.graph is not graph:
+                raise SymgradError("cannot combine expressions from two different graphs")
+        else:
+            lifted = True
+    if graph is None:
+        graph = default_graph()
+    # atomically, under the lock: a failure leaves no lifted constant behind, and the
+    # derivative-only rewrites see only the derivatives this thread is building
     try:
-        with graph.atomic():
-            exprs = list(operands)
-            if not all(isinstance(o, Expr) for o in exprs):    # lift passes Exprs through
-                hint = next((o.data["dtype"] for o in operands
-                             if isinstance(o, Expr) and o.data["dtype"] in ("float64", "float32")),
-                            "float64")
-                exprs = [lift(o, graph, hint) for o in operands]
-            shape = op.shape([e.shape for e in exprs], **attrs)
-            for rule in BUILD_RULES.get(name, ()):
-                simpler = rule(exprs, **attrs)
-                if simpler is not None:
-                    return simpler
-            dtype = op.dtype(promoted_dtypes(exprs, op.nondifferentiable), **attrs)
-            return Expr(graph, graph.add(name, [e.node for e in exprs], attrs, shape, dtype))
+        return graph.atomically(_build, graph, name, op, operands, lifted, attrs)
     except ShapeError as error:
         raise located(error, name, operands) from None
+
+
+def _build(graph, name, op, operands, lifted, attrs):
+    """apply's work inside its atomic block."""
+    exprs = list(operands)
+    if lifted:                  # lift passes Exprs through
+        hint = next((o.data["dtype"] for o in operands
+                     if isinstance(o, Expr) and o.data["dtype"] in ("float64", "float32")),
+                    "float64")
+        exprs = [lift(o, graph, hint) for o in operands]
+    nodes = graph._node
+    shape = op.shape([nodes[e.node]["shape"] for e in exprs], **attrs)
+    for rule in BUILD_RULES.get(name, ()):
+        simpler = rule(exprs, **attrs)
+        if simpler is not None:
+            return simpler
+    dtype = op.dtype(promoted_dtypes(exprs, op.nondifferentiable), **attrs)
+    return Expr(graph, graph.add(name, [e.node for e in exprs], attrs, shape, dtype))
 
 
 # -- shape errors that say which op, on what, and where ------------------------------------------------
@@ -842,8 +899,7 @@ def op_function(name, operands=1):
                 given = list(given[0]) if isinstance(given[0], (list, tuple)) else []
             graph = graph_of(*given)
             try:
-                with graph.atomic():
-                    return function(*args, **kwargs)
+                return graph.atomically(function, *args, **kwargs)
             except ShapeError as error:
                 raise located(error, name, given) from None
         return build

@@ -82,7 +82,11 @@ def _through_broadcasts(name):
     """A build rule that feeds ``name`` the operands of explicit broadcasts directly when the
     result keeps its shape: NumPy broadcasts inside the element-wise op for free."""
     def simplify(inputs, **attrs):
-        if not any(x.op in ("broadcast_to_like", "expand_dims") for x in inputs):
+        nodes = inputs[0].graph._node       # asked of every element-wise node built
+        for x in inputs:
+            if nodes[x.node]["op"] in ("broadcast_to_like", "expand_dims"):
+                break
+        else:
             return None
         inner = [_unspread(x) for x in inputs]
         if all(a.node == b.node for a, b in zip(inner, inputs)):

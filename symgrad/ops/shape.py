@@ -61,6 +61,9 @@ def unbroadcast(g, shape, leading=0):
 
     Every tensor rule ends with this, as autograd's do: broadcasting copies, so its adjoint sums.
     """
+    g_shape = g.shape
+    if len(g_shape) == leading + len(shape) and g_shape[leading:] == tuple(shape):
+        return g            # already shaped like ``shape``: nothing to sum (most rules' case)
     extra = g.ndim - leading - len(shape)
     if extra < 0:
         raise InternalError(f"a cotangent of shape {g.shape} is smaller than {shape}")
