@@ -171,7 +171,8 @@ class EmitContext:
     def __init__(self, names, nodes, node, args, out, operand_dtypes, syntax=NUMPY_SYNTAX):
         data = nodes[node]
         self.args = args
-        self.attrs = {key: plain(value) for key, value in data["attrs"].items()}
+        attrs = data["attrs"]
+        self.attrs = {key: plain(value) for key, value in attrs.items()} if attrs else {}
         self.shape = data["shape"]
         self.shapes = [nodes[i]["shape"] for i in data["inputs"]]
         self.dtypes = operand_dtypes
@@ -234,7 +235,10 @@ def emitted(emitter, ctx, attrs):
         return emitter(ctx)
     # str.format with the attributes the template names, as string.Formatter.vformat would
     # look them up in ``attrs``: the same text, at a tenth of the pure-Python formatter's cost
-    return emitter.format(*ctx.args, **{name: attrs[name] for name in _named_fields(emitter)})
+    fields = _named_fields(emitter)
+    if not fields:
+        return emitter.format(*ctx.args)
+    return emitter.format(*ctx.args, **{name: attrs[name] for name in fields})
 
 
 @functools.lru_cache(maxsize=None)

@@ -51,6 +51,7 @@ class FunctionNames:
         self.namespace = {"np": np, "float": float, "__builtins__": {}}
         self._dims = {}
         self._constants = 0
+        self._comments = {}         # label -> the comment of a derivative's statements
 
     def dim(self, name):
         """The variable holding the run-time length of dimension ``name``, read from the first
@@ -93,8 +94,9 @@ class FunctionNames:
 
     def operand(self, node):
         """Source for a node used as an operand: its name, or a literal for a number known now."""
-        if node in self.names:
-            return self.names[node]
+        name = self.names.get(node)
+        if name is not None:
+            return name
         if self.plan.is_literal(node):
             return self.plan.literal(node)
         name = self.namespace_constant(self.plan.value(node))
@@ -109,10 +111,16 @@ class FunctionNames:
         """The dtype of ``node``'s value as the emitted code holds it."""
         return self.plan.operand_dtype(node)
 
-    def args(self, data):
-        """The operands' source as the op's emission takes them (plan.operand_forms)."""
+    def operand_dtypes(self, data):
+        """The dtypes of the operands of ``data``'s node as the emitted code holds them."""
+        return [self.operand_dtype(i) for i in data["inputs"]]
+
+    def args(self, data, operand_dtypes=None):
+        """The operands' source as the op's emission takes them (plan.operand_forms);
+        ``operand_dtypes`` when the caller has them."""
         args = [self.operand(i) for i in data["inputs"]]
-        return operand_forms(self, data, args, named=lambda operand: operand in self.names)
+        return operand_forms(self, data, args, named=lambda operand: operand in self.names,
+                             operand_dtypes=operand_dtypes)
 
     @property
     def python_floats(self):
@@ -122,23 +130,30 @@ class FunctionNames:
     def nodes(self):
         return self.plan.nodes
 
-    def context(self, node, args):
-        data = self.plan.nodes[node]
-        return EmitContext(self, self.plan.nodes, node, args, self.names[node],
-                           [self.operand_dtype(i) for i in data["inputs"]], self.syntax)
+    def context(self, node, args, operand_dtypes=None):
+        if operand_dtypes is None:
+            operand_dtypes = self.operand_dtypes(self.plan.nodes[node])
+        return EmitContext(self, self.plan.nodes, node, args, self.names[node], operand_dtypes,
+                           self.syntax)
 
     def comment(self, data):
+        if not data["derivative"]:
+            return ""
         source = data.get("grad_of")
-        if not data["derivative"] or source is None:
+        if source is None:
             return ""
         if isinstance(source, str):         # the optimiser keeps only the op of a pruned node
             label = source
-        elif source in self.names:
-            label = self.names[source]
         else:
-            label = self.plan.nodes[source]["op"]
-        # a newline in an op name would end the comment and start a statement
-        return f"  # grad of {label}" if naming.is_identifier(label) else ""
+            label = self.names.get(source)
+            if label is None:
+                label = self.plan.nodes[source]["op"]
+        comment = self._comments.get(label)
+        if comment is None:
+            # a newline in an op name would end the comment and start a statement
+            comment = self._comments[label] = (f"  # grad of {label}"
+                                               if naming.is_identifier(label) else "")
+        return comment
 
 
 class NumpyRenderer(FunctionNames):
@@ -176,7 +191,10 @@ class NumpyRenderer(FunctionNames):
         each with the node's comment."""
         step.statements[node] = body
         comment = self.comment(self.plan.nodes[node])
-        lines.extend(statement + comment for statement in body)
+        if len(body) == 1:
+            lines.append(body[0] + comment)
+        else:
+            lines.extend(statement + comment for statement in body)
 
     # -- the body ------------------------------------------------------------------------------------
 
@@ -238,7 +256,8 @@ class NumpyRenderer(FunctionNames):
     def render_compute(self, step, lines):
         node = step.node
         data = self.plan.nodes[node]
-        args = self.args(data)
+        dtypes = self.operand_dtypes(data)
+        args = self.args(data, dtypes)
         if step.updates is not None:
             # the dying operand's array carries on, updated, as node's
             position = data["inputs"].index(step.updates)
@@ -251,7 +270,7 @@ class NumpyRenderer(FunctionNames):
         emitter = self.emitter(data)
         buffer = None if step.reuses is None else self.names[step.reuses]
         self.names[node] = self.new_name(node)
-        ctx = self.context(node, args)
+        ctx = self.context(node, args, dtypes)
         attrs = LazyLiterals(data["attrs"])
         if buffer is None and node in self.plan.slots:
             buffer = f"_sg_ws[{self.plan.slots[node]}]"
@@ -274,11 +293,11 @@ class NumpyRenderer(FunctionNames):
             self._bare.add(node)        # an emitter's expression: parenthesised, whatever it is
         return expression
 
-    def args(self, data):
+    def args(self, data, operand_dtypes=None):
         """The operands' source as the op's emission takes them; an inlined expression in
         parentheses unless it is a whole argument of a call in each of the op's templates."""
-        args = super().args(data)
-        if not self._bare.intersection(data["inputs"]):
+        args = super().args(data, operand_dtypes)
+        if not self._bare or self._bare.isdisjoint(data["inputs"]):
             return args
         emit = OPS[data["op"]].emit
         templates = [self.emitter(data), emit.numpy_into]
