@@ -90,8 +90,7 @@ def scalar_type(dtype):
 class LazyLiterals(dict):
     """Attribute values turned into source only when a template names them."""
 
-    def __init__(self, attrs):
-        super().__init__()
+    def __init__(self, attrs):      # (empty: dict.__new__ made it so)
         self.attrs = attrs
 
     def __missing__(self, key):

@@ -201,11 +201,13 @@ class NumpyRenderer(FunctionNames):
     def body(self):
         """The statements of every step, each step's dead arrays released (``del``) after it."""
         lines = []
+        render_step, released_names = self.render_step, self.released_names
         for step in self.plan.steps:
-            self.render_step(step, lines)
-            released = self.released_names(step)
-            if released:
-                lines.append(f"del {', '.join(sorted(released))}")
+            render_step(step, lines)
+            if step.released:
+                released = released_names(step)
+                if released:
+                    lines.append(f"del {', '.join(sorted(released))}")
         return lines
 
     def released_names(self, step):
@@ -213,30 +215,32 @@ class NumpyRenderer(FunctionNames):
         return [self.names[node] for node in step.released]
 
     def render_step(self, step, lines):
-        if step.kind in ("input", "constant"):
+        kind = step.kind
+        if kind == "input" or kind == "constant":
             return                  # named when read: a number is written where it is read
         if step.statements is None:
             step.statements = {}
-        if step.kind == "alias":
+        if kind == "alias":
             self.names[step.node] = self.operand(step.alias_of)
             return
-        if step.kind == "group":
+        if kind == "group":
             self.render_group(step, lines)
             return
         if step.inlined:
             self.names[step.node] = self.inlined_expression(step.node)
             return
-        if step.in_blocks or step.node in self.plan.diagonal_terms \
-                or array_made_by_its_cotangent(self.plan, step):
+        plan = self.plan
+        if step.in_blocks or step.node in plan.diagonal_terms \
+                or array_made_by_its_cotangent(plan, step):
             return                  # made by the sum reading it, or with its value's step
-        if loops.is_loop(self.plan.nodes[step.node]):
+        if loops.is_loop(plan.nodes[step.node]):
             loops.render_loop(self, step, lines)
             return
         if step.diagonal_terms:
             self.render_diagonal_sum(step, lines)
         elif step.blocked_term is not None:
             self.render_blocked_sum(step, lines)
-        elif step.node in self.plan.into_slice:
+        elif step.node in plan.into_slice:
             self.render_into_slice(step, lines)
         elif step.mask:
             data = self.plan.nodes[step.node]

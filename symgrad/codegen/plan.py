@@ -309,7 +309,7 @@ def operand_forms(plan, data, args, named, operand_dtypes=None):
     inputs = data["inputs"]
     if operand_dtypes is None:
         operand_dtypes = [plan.operand_dtype(operand) for operand in inputs]
-    if dtype == "float64" and all(name == "float64" for name in operand_dtypes):
+    if dtype == "float64" and operand_dtypes.count("float64") == len(operand_dtypes):
         return args         # no boolean to make floating, and nothing to promote
     scalar = plan.python_floats
     op = OPS[data["op"]]
