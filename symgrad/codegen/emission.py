@@ -173,13 +173,18 @@ class EmitContext:
         attrs = data["attrs"]
         self.attrs = {key: plain(value) for key, value in attrs.items()} if attrs else {}
         self.shape = data["shape"]
-        self.shapes = [nodes[i]["shape"] for i in data["inputs"]]
+        self._nodes, self._inputs = nodes, data["inputs"]
         self.dtypes = operand_dtypes
         self.dtype = data["dtype"]
         self.op = data["op"]
         self.out = out
         self._names = names
         self._syntax = syntax
+
+    @functools.cached_property
+    def shapes(self):
+        """The operands' shapes (looked up when an emitter asks: a template never does)."""
+        return [self._nodes[i]["shape"] for i in self._inputs]
 
     def dim(self, name):
         """Source for the run-time length of dimension ``name``."""

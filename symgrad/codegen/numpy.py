@@ -118,8 +118,11 @@ class FunctionNames:
     def args(self, data, operand_dtypes=None):
         """The operands' source as the op's emission takes them (plan.operand_forms);
         ``operand_dtypes`` when the caller has them."""
-        args = [self.operand(i) for i in data["inputs"]]
-        return operand_forms(self, data, args, named=lambda operand: operand in self.names,
+        names, args = self.names, []
+        for i in data["inputs"]:        # (a loop: a comprehension costs a call per statement)
+            name = names.get(i)
+            args.append(self.operand(i) if name is None else name)
+        return operand_forms(self, data, args, named=names.__contains__,
                              operand_dtypes=operand_dtypes)
 
     @property

@@ -83,8 +83,7 @@ class Plan:
         self.outputs = list(outputs)
         self.output_set = set(self.outputs)
         self.inputs = list(inputs)
-        # the walk asks once per reading of a node: each answer is worked out once
-        alone = _Remembered(self._an_array_of_inputs_alone)
+        alone = _ArraysOfInputsAlone(self.nodes)
         self.order = graph.ancestors_in_order(outputs_by_reach(graph, self.outputs),
                                               visit_last=alone.__getitem__)
         input_set = set(self.inputs)
@@ -120,21 +119,6 @@ class Plan:
         self.update_liveness()
 
     # -- building -----------------------------------------------------------------------------------
-
-    def _an_array_of_inputs_alone(self, node):
-        """Whether ``node`` is an array computed from inputs and constants alone. Such a value
-        is computed just before its first reader, after the reader's other operands: computed
-        ahead of them, it would be held while they are made and have left the cache when read
-        (a weight decay's 2 c W, made before the whole backward pass its gradient waits for). A
-        number costs nothing to hold and keeps its place."""
-        nodes = self.nodes
-        data = nodes[node]
-        if data["shape"] == () or data["op"] in ("var", "const"):
-            return False
-        for i in data["inputs"]:
-            if nodes[i]["op"] not in ("var", "const"):
-                return False
-        return True
 
     def _step(self, node):
         data = self.nodes[node]
@@ -367,16 +351,30 @@ def _ancestor_count(nodes, root):
     return len(seen)
 
 
-class _Remembered(dict):
-    """A one-argument function's answers, each worked out on its first lookup."""
+class _ArraysOfInputsAlone(dict):
+    """{node: whether it is an array computed from inputs and constants alone}, each answer
+    worked out when first looked up (the walk of Plan asks once per reading of a node).
 
-    def __init__(self, function):
+    Such a value is computed just before its first reader, after the reader's other operands:
+    computed ahead of them, it would be held while they are made and have left the cache when
+    read (a weight decay's 2 c W, made before the whole backward pass its gradient waits for). A
+    number costs nothing to hold and keeps its place."""
+
+    def __init__(self, nodes):
         super().__init__()
-        self.function = function
+        self.nodes = nodes
 
-    def __missing__(self, key):
-        value = self[key] = self.function(key)
-        return value
+    def __missing__(self, node):
+        nodes = self.nodes
+        data = nodes[node]
+        alone = data["shape"] != () and data["op"] not in ("var", "const")
+        if alone:
+            for i in data["inputs"]:
+                if nodes[i]["op"] not in ("var", "const"):
+                    alone = False
+                    break
+        self[node] = alone
+        return alone
 
 
 # -- statement order for locality -------------------------------------------------------------------
