@@ -671,7 +671,7 @@ def release_dead_arrays(plan):
         if step.updates is not None:
             handed_on.add(step.updates)
         last_read = dying.pop(k, None)
-        step.released = [] if last_read is None else [n for n in last_read
+        step.released = () if last_read is None else [n for n in last_read
                                                       if n not in handed_on]
     return plan
 

@@ -474,7 +474,8 @@ class NumpyRenderer(FunctionNames):
             # on the way out; concurrent calls each hold their own
             lines.append("    _sg_ws = _sg_take()")
             self.namespace.update(_workspace_pool(self.plan.slot_shapes))
-        lines += [f"    {line}" for line in body]
+        if body:        # indented as one string: no second copy of every statement
+            lines.append("    " + "\n    ".join(body))
         if self.plan.slot_shapes:
             lines.append("    _sg_give(_sg_ws)")
         lines.append(f"    return {', '.join(returned)}" + ("," if len(returned) == 1 else ""))
