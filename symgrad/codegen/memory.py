@@ -180,10 +180,13 @@ def _masks_after_their_operands(plan):
     its buffer (a ReLU's pre-activation becomes its activation, in place) or release it, where
     otherwise the operand would live until the backward pass reads it. An operand computed
     inside a group of steps (codegen.numba) keeps its mask where it was."""
+    masks = [step for step in plan.steps if step.mask]
+    if not masks:
+        return
     computed_alone = {step.node for step in plan.steps if step.kind != "group"}
     following = {}      # node -> the mask steps moved right after its step
-    for step in plan.steps:
-        if step.mask and plan.nodes[step.node]["inputs"][0] in computed_alone:
+    for step in masks:
+        if plan.nodes[step.node]["inputs"][0] in computed_alone:
             following.setdefault(plan.nodes[step.node]["inputs"][0], []).append(step)
     if not following:
         return
@@ -696,7 +699,7 @@ def number_workspace_slots(plan):
         taken_over = step.reuses if step.reuses is not None else step.updates
         if taken_over is not None and taken_over in slot_of:
             slot_of[step.node] = plan.slots[step.node] = slot_of.pop(taken_over)
-        for node in new_workspace_arrays(plan, step):
+        for node in new_workspace_arrays(plan, step) if plan.workspace_eligible else ():
             slot_of[node] = plan.slots[node] = take(plan.nodes[node]["shape"])
         if step.block_slot is not None:
             free.setdefault(plan.slot_shapes[step.block_slot], []).append(step.block_slot)
