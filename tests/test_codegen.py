@@ -493,6 +493,36 @@ def test_an_index_past_a_named_dimension_names_the_argument(backend):
         sg.show_graph(x[-2], at={"x": np.ones(1)})
 
 
+def test_least_lengths_are_those_of_the_ordered_walk():
+    """least_dimension_lengths walks in order only when an index needs a length: the first index
+    in Graph.ancestors_in_order's order wins a tie, and the dimensions come in that order."""
+    from symgrad.codegen.entry import INDEXING_OPS, least_dimension_lengths
+    from symgrad.ops.shape import least_lengths
+
+    def ordered(graph, outputs):        # the walk as it was, over every node in order
+        needs = {}
+        for node in graph.ancestors_in_order(outputs):
+            data = graph.nodes[node]
+            if data["op"] in INDEXING_OPS:
+                shapes = [graph.nodes[i]["shape"] for i in data["inputs"]]
+                for dim, (least, index) in least_lengths(data["op"], shapes,
+                                                         data["attrs"]).items():
+                    if least > needs.get(dim, (0, None))[0]:
+                        needs[dim] = (least, index)
+        return needs
+
+    x, M = sg.var("x", shape=("n",)), sg.var("M", shape=(2, "m"))
+    v = sg.var("v", shape=(7,))
+    cases = [[x[-6] * x[5], M[1, 3]], [M[0, -4] + x[5], x[-6] * M[1, 3]], [v[3] * v[-2]],
+             [sg.sum(x) * v[2]], [sg.grad(sg.sum(M[:, 3]) * x[4], M)]]
+    for outputs in cases:
+        graph, nodes = outputs[0].graph, [o.node for o in outputs]
+        assert least_dimension_lengths(graph, nodes) == ordered(graph, nodes)
+        assert list(least_dimension_lengths(graph, nodes)) == list(ordered(graph, nodes))
+    assert least_dimension_lengths(v.graph, [(v[3] * v[-2]).node]) == {}
+    assert least_dimension_lengths(x.graph, [(x[-6] * x[5]).node]) == {"n": (6, -6)}
+
+
 # -- constants computed at compile time ---------------------------------------------------------------
 
 

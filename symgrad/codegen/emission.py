@@ -90,8 +90,7 @@ def scalar_type(dtype):
 class LazyLiterals(dict):
     """Attribute values turned into source only when a template names them."""
 
-    def __init__(self, attrs):
-        super().__init__()
+    def __init__(self, attrs):      # (empty: dict.__new__ made it so)
         self.attrs = attrs
 
     def __missing__(self, key):
@@ -171,15 +170,21 @@ class EmitContext:
     def __init__(self, names, nodes, node, args, out, operand_dtypes, syntax=NUMPY_SYNTAX):
         data = nodes[node]
         self.args = args
-        self.attrs = {key: plain(value) for key, value in data["attrs"].items()}
+        attrs = data["attrs"]
+        self.attrs = {key: plain(value) for key, value in attrs.items()} if attrs else {}
         self.shape = data["shape"]
-        self.shapes = [nodes[i]["shape"] for i in data["inputs"]]
+        self._nodes, self._inputs = nodes, data["inputs"]
         self.dtypes = operand_dtypes
         self.dtype = data["dtype"]
         self.op = data["op"]
         self.out = out
         self._names = names
         self._syntax = syntax
+
+    @functools.cached_property
+    def shapes(self):
+        """The operands' shapes (looked up when an emitter asks: a template never does)."""
+        return [self._nodes[i]["shape"] for i in self._inputs]
 
     def dim(self, name):
         """Source for the run-time length of dimension ``name``."""
@@ -234,7 +239,10 @@ def emitted(emitter, ctx, attrs):
         return emitter(ctx)
     # str.format with the attributes the template names, as string.Formatter.vformat would
     # look them up in ``attrs``: the same text, at a tenth of the pure-Python formatter's cost
-    return emitter.format(*ctx.args, **{name: attrs[name] for name in _named_fields(emitter)})
+    fields = _named_fields(emitter)
+    if not fields:
+        return emitter.format(*ctx.args)
+    return emitter.format(*ctx.args, **{name: attrs[name] for name in fields})
 
 
 @functools.lru_cache(maxsize=None)

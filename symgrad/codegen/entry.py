@@ -72,16 +72,41 @@ INDEXING_OPS = frozenset({"getitem", "index_grad", "index_add"})
 def least_dimension_lengths(graph, outputs):
     """{named dimension: (least length, an index needing it)} over the nodes computing
     ``outputs``: ``x[5]`` with ``x`` of shape ("n",) needs n >= 6, which only a call can tell."""
+    nodes = graph._node         # networkx's own dict: its NodeView is a call per lookup
     needs = {}
+    if not any(_least_lengths(nodes, node) for node in _indexing_ancestors(nodes, outputs)):
+        return needs        # no index needs a length: the order of the walk cannot matter
     for node in graph.ancestors_in_order(outputs):
-        data = graph.nodes[node]
-        if data["op"] not in INDEXING_OPS:
+        if nodes[node]["op"] not in INDEXING_OPS:
             continue
-        shapes = [graph.nodes[operand]["shape"] for operand in data["inputs"]]
-        for dim, (least, index) in least_lengths(data["op"], shapes, data["attrs"]).items():
+        for dim, (least, index) in _least_lengths(nodes, node).items():
             if least > needs.get(dim, (0, None))[0]:
                 needs[dim] = (least, index)
     return needs
+
+
+def _indexing_ancestors(nodes, roots):
+    """The indexing nodes (INDEXING_OPS) among ``roots`` and their ancestors, in no particular
+    order: a walk that keeps no order is cheaper than Graph.ancestors_in_order."""
+    seen = set(roots)
+    stack, found = list(seen), []
+    while stack:
+        node = stack.pop()
+        data = nodes[node]
+        if data["op"] in INDEXING_OPS:
+            found.append(node)
+        for operand in data["inputs"]:
+            if operand not in seen:
+                seen.add(operand)
+                stack.append(operand)
+    return found
+
+
+def _least_lengths(nodes, node):
+    """ops.shape.least_lengths of indexing node ``node``: {dimension: (least length, index)}."""
+    data = nodes[node]
+    shapes = [nodes[operand]["shape"] for operand in data["inputs"]]
+    return least_lengths(data["op"], shapes, data["attrs"])
 
 
 def check_least_lengths(bound, least):

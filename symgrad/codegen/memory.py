@@ -180,10 +180,13 @@ def _masks_after_their_operands(plan):
     its buffer (a ReLU's pre-activation becomes its activation, in place) or release it, where
     otherwise the operand would live until the backward pass reads it. An operand computed
     inside a group of steps (codegen.numba) keeps its mask where it was."""
+    masks = [step for step in plan.steps if step.mask]
+    if not masks:
+        return
     computed_alone = {step.node for step in plan.steps if step.kind != "group"}
     following = {}      # node -> the mask steps moved right after its step
-    for step in plan.steps:
-        if step.mask and plan.nodes[step.node]["inputs"][0] in computed_alone:
+    for step in masks:
+        if plan.nodes[step.node]["inputs"][0] in computed_alone:
             following.setdefault(plan.nodes[step.node]["inputs"][0], []).append(step)
     if not following:
         return
@@ -243,9 +246,11 @@ def diagonal_sums(plan):
     -v is x - v). Values of inf or nan made 0 * inf = nan off the diagonal: the emitted code
     checks them, and adds such a term whole."""
     nodes = plan.nodes
-    step_of_node = {step.node: step for step in plan.steps if step.kind != "group"}
+    step_of_node = None
     decided = False
     for step, data in _large_sums(plan):
+        if step_of_node is None:
+            step_of_node = _steps_by_node(plan)
         shape = data["shape"]
         if not data["derivative"]:
             continue
@@ -277,18 +282,28 @@ def diagonal_sums(plan):
     return plan
 
 
+def _steps_by_node(plan):
+    """{node: the step computing it alone} (not in a group of steps); made only when a large sum
+    needs it, as most plans have none."""
+    return {step.node: step for step in plan.steps if step.kind != "group"}
+
+
 def _large_sums(plan):
     """(step, node data) of each float64 sum or difference of a static shape of at least
     BLOCKED_SUM_MIN entries, not written into a slice nor made on diagonals; none unless every
     input is float64."""
     if not plan.float64_only:
         return
+    large = {}              # shape -> whether it is static and that large
     for step in plan.node_steps():
         data = plan.nodes[step.node]
         if data["op"] in ("add", "subtract") and step.node not in plan.into_slice \
-                and not step.diagonal_terms and data["dtype"] == "float64" \
-                and static_shape(data["shape"]) and math.prod(data["shape"]) >= BLOCKED_SUM_MIN:
-            yield step, data
+                and not step.diagonal_terms and data["dtype"] == "float64":
+            shape = data["shape"]
+            if shape not in large:
+                large[shape] = static_shape(shape) and math.prod(shape) >= BLOCKED_SUM_MIN
+            if large[shape]:
+                yield step, data
 
 
 def _diagonal_term(plan, node, shape):
@@ -351,9 +366,11 @@ def blocked_sums(plan):
     much smaller than it (_spread_from_small_values), read only there. The term's step then
     computes nothing: the sum's makes it, block by block."""
     nodes = plan.nodes
-    step_of_node = {step.node: step for step in plan.steps if step.kind != "group"}
+    step_of_node = None
     spread_terms = False
     for step, data in _large_sums(plan):
+        if step_of_node is None:
+            step_of_node = _steps_by_node(plan)
         first, second = data["inputs"]
         # first - term, or either order of a sum (exactly commutative in floating point)
         for term, other in ((second, first), (first, second))[:2 if data["op"] == "add" else 1]:
@@ -436,14 +453,18 @@ def workspace(plan, minimum=None):
     if not plan.float64_only:
         return plan
     minimum = WORKSPACE_MIN if minimum is None else minimum
+    sized = {}              # shape -> whether its arrays have a workspace's size
     for node in plan.order:
         data = plan.nodes[node]
         shape = data["shape"]
-        if not shape or node in plan.output_set or data["dtype"] != "float64" \
-                or not static_shape(shape) or not minimum <= math.prod(shape) <= WORKSPACE_MAX \
-                or _reads_a_transpose(plan, data):
+        if not shape or node in plan.output_set or data["dtype"] != "float64":
             continue
-        plan.workspace_eligible.add(node)
+        fits = sized.get(shape)
+        if fits is None:
+            fits = sized[shape] = static_shape(shape) \
+                and minimum <= math.prod(shape) <= WORKSPACE_MAX
+        if fits and not _reads_a_transpose(plan, data):
+            plan.workspace_eligible.add(node)
     return plan
 
 
@@ -582,7 +603,8 @@ def reuse_buffers(plan):
             step.reuses = _dying_operand(plan, step, k, owned, in_workspace)
             if step.reuses is not None and step.reuses in in_workspace:
                 in_workspace.add(step.node)
-        in_workspace.update(new_workspace_arrays(plan, step))
+        if plan.workspace_eligible:
+            in_workspace.update(new_workspace_arrays(plan, step))
         owned.update(fresh_arrays(plan, step))
     return plan
 
@@ -596,10 +618,11 @@ def _dying_operand(plan, step, k, owned, in_workspace):
     for position, operand in enumerate(data["inputs"]):
         if positions is not None and position not in positions:
             continue
+        if operand not in owned or plan.last_use.get(operand) != k:
+            continue        # (most operands: looked at first)
         operand_data = plan.nodes[operand]
         operand_step = plan.step_of.get(operand)
-        if (operand in owned and plan.last_use.get(operand) == k
-                and not (operand_step is not None and operand_step.mask)
+        if (not (operand_step is not None and operand_step.mask)
                 and operand_data["shape"] == data["shape"]
                 and operand_data["dtype"] == data["dtype"]):
             if operand in in_workspace and node in plan.output_set:
@@ -638,14 +661,21 @@ def update_in_place(plan):
 def release_dead_arrays(plan):
     """Release each fresh array (``del``) right after the step that reads it last; an array an
     update in place handed on lives on under its new node."""
-    dying = {}
+    dying = {}              # step index -> the fresh arrays read last there
     handed_on = set()
+    last_use = plan.last_use
     for k, step in enumerate(plan.steps):
         for node in fresh_arrays(plan, step):
-            dying.setdefault(plan.last_use.get(node, k), []).append(node)
+            last = last_use.get(node, k)
+            if last in dying:
+                dying[last].append(node)
+            else:
+                dying[last] = [node]
         if step.updates is not None:
             handed_on.add(step.updates)
-        step.released = [n for n in dying.pop(k, ()) if n not in handed_on]
+        last_read = dying.pop(k, None)
+        step.released = () if last_read is None else [n for n in last_read
+                                                      if n not in handed_on]
     return plan
 
 
@@ -669,7 +699,7 @@ def number_workspace_slots(plan):
         taken_over = step.reuses if step.reuses is not None else step.updates
         if taken_over is not None and taken_over in slot_of:
             slot_of[step.node] = plan.slots[step.node] = slot_of.pop(taken_over)
-        for node in new_workspace_arrays(plan, step):
+        for node in new_workspace_arrays(plan, step) if plan.workspace_eligible else ():
             slot_of[node] = plan.slots[node] = take(plan.nodes[node]["shape"])
         if step.block_slot is not None:
             free.setdefault(plan.slot_shapes[step.block_slot], []).append(step.block_slot)

@@ -51,6 +51,7 @@ class FunctionNames:
         self.namespace = {"np": np, "float": float, "__builtins__": {}}
         self._dims = {}
         self._constants = 0
+        self._comments = {}         # label -> the comment of a derivative's statements
 
     def dim(self, name):
         """The variable holding the run-time length of dimension ``name``, read from the first
@@ -93,8 +94,9 @@ class FunctionNames:
 
     def operand(self, node):
         """Source for a node used as an operand: its name, or a literal for a number known now."""
-        if node in self.names:
-            return self.names[node]
+        name = self.names.get(node)
+        if name is not None:
+            return name
         if self.plan.is_literal(node):
             return self.plan.literal(node)
         name = self.namespace_constant(self.plan.value(node))
@@ -109,10 +111,19 @@ class FunctionNames:
         """The dtype of ``node``'s value as the emitted code holds it."""
         return self.plan.operand_dtype(node)
 
-    def args(self, data):
-        """The operands' source as the op's emission takes them (plan.operand_forms)."""
-        args = [self.operand(i) for i in data["inputs"]]
-        return operand_forms(self, data, args, named=lambda operand: operand in self.names)
+    def operand_dtypes(self, data):
+        """The dtypes of the operands of ``data``'s node as the emitted code holds them."""
+        return [self.operand_dtype(i) for i in data["inputs"]]
+
+    def args(self, data, operand_dtypes=None):
+        """The operands' source as the op's emission takes them (plan.operand_forms);
+        ``operand_dtypes`` when the caller has them."""
+        names, args = self.names, []
+        for i in data["inputs"]:        # (a loop: a comprehension costs a call per statement)
+            name = names.get(i)
+            args.append(self.operand(i) if name is None else name)
+        return operand_forms(self, data, args, named=names.__contains__,
+                             operand_dtypes=operand_dtypes)
 
     @property
     def python_floats(self):
@@ -122,23 +133,30 @@ class FunctionNames:
     def nodes(self):
         return self.plan.nodes
 
-    def context(self, node, args):
-        data = self.plan.nodes[node]
-        return EmitContext(self, self.plan.nodes, node, args, self.names[node],
-                           [self.operand_dtype(i) for i in data["inputs"]], self.syntax)
+    def context(self, node, args, operand_dtypes=None):
+        if operand_dtypes is None:
+            operand_dtypes = self.operand_dtypes(self.plan.nodes[node])
+        return EmitContext(self, self.plan.nodes, node, args, self.names[node], operand_dtypes,
+                           self.syntax)
 
     def comment(self, data):
+        if not data["derivative"]:
+            return ""
         source = data.get("grad_of")
-        if not data["derivative"] or source is None:
+        if source is None:
             return ""
         if isinstance(source, str):         # the optimiser keeps only the op of a pruned node
             label = source
-        elif source in self.names:
-            label = self.names[source]
         else:
-            label = self.plan.nodes[source]["op"]
-        # a newline in an op name would end the comment and start a statement
-        return f"  # grad of {label}" if naming.is_identifier(label) else ""
+            label = self.names.get(source)
+            if label is None:
+                label = self.plan.nodes[source]["op"]
+        comment = self._comments.get(label)
+        if comment is None:
+            # a newline in an op name would end the comment and start a statement
+            comment = self._comments[label] = (f"  # grad of {label}"
+                                               if naming.is_identifier(label) else "")
+        return comment
 
 
 class NumpyRenderer(FunctionNames):
@@ -176,18 +194,23 @@ class NumpyRenderer(FunctionNames):
         each with the node's comment."""
         step.statements[node] = body
         comment = self.comment(self.plan.nodes[node])
-        lines.extend(statement + comment for statement in body)
+        if len(body) == 1:
+            lines.append(body[0] + comment)
+        else:
+            lines.extend(statement + comment for statement in body)
 
     # -- the body ------------------------------------------------------------------------------------
 
     def body(self):
         """The statements of every step, each step's dead arrays released (``del``) after it."""
         lines = []
+        render_step, released_names = self.render_step, self.released_names
         for step in self.plan.steps:
-            self.render_step(step, lines)
-            released = self.released_names(step)
-            if released:
-                lines.append(f"del {', '.join(sorted(released))}")
+            render_step(step, lines)
+            if step.released:
+                released = released_names(step)
+                if released:
+                    lines.append(f"del {', '.join(sorted(released))}")
         return lines
 
     def released_names(self, step):
@@ -195,30 +218,32 @@ class NumpyRenderer(FunctionNames):
         return [self.names[node] for node in step.released]
 
     def render_step(self, step, lines):
-        if step.kind in ("input", "constant"):
+        kind = step.kind
+        if kind == "input" or kind == "constant":
             return                  # named when read: a number is written where it is read
         if step.statements is None:
             step.statements = {}
-        if step.kind == "alias":
+        if kind == "alias":
             self.names[step.node] = self.operand(step.alias_of)
             return
-        if step.kind == "group":
+        if kind == "group":
             self.render_group(step, lines)
             return
         if step.inlined:
             self.names[step.node] = self.inlined_expression(step.node)
             return
-        if step.in_blocks or step.node in self.plan.diagonal_terms \
-                or array_made_by_its_cotangent(self.plan, step):
+        plan = self.plan
+        if step.in_blocks or step.node in plan.diagonal_terms \
+                or array_made_by_its_cotangent(plan, step):
             return                  # made by the sum reading it, or with its value's step
-        if loops.is_loop(self.plan.nodes[step.node]):
+        if loops.is_loop(plan.nodes[step.node]):
             loops.render_loop(self, step, lines)
             return
         if step.diagonal_terms:
             self.render_diagonal_sum(step, lines)
         elif step.blocked_term is not None:
             self.render_blocked_sum(step, lines)
-        elif step.node in self.plan.into_slice:
+        elif step.node in plan.into_slice:
             self.render_into_slice(step, lines)
         elif step.mask:
             data = self.plan.nodes[step.node]
@@ -238,7 +263,8 @@ class NumpyRenderer(FunctionNames):
     def render_compute(self, step, lines):
         node = step.node
         data = self.plan.nodes[node]
-        args = self.args(data)
+        dtypes = self.operand_dtypes(data)
+        args = self.args(data, dtypes)
         if step.updates is not None:
             # the dying operand's array carries on, updated, as node's
             position = data["inputs"].index(step.updates)
@@ -251,7 +277,7 @@ class NumpyRenderer(FunctionNames):
         emitter = self.emitter(data)
         buffer = None if step.reuses is None else self.names[step.reuses]
         self.names[node] = self.new_name(node)
-        ctx = self.context(node, args)
+        ctx = self.context(node, args, dtypes)
         attrs = LazyLiterals(data["attrs"])
         if buffer is None and node in self.plan.slots:
             buffer = f"_sg_ws[{self.plan.slots[node]}]"
@@ -274,11 +300,11 @@ class NumpyRenderer(FunctionNames):
             self._bare.add(node)        # an emitter's expression: parenthesised, whatever it is
         return expression
 
-    def args(self, data):
+    def args(self, data, operand_dtypes=None):
         """The operands' source as the op's emission takes them; an inlined expression in
         parentheses unless it is a whole argument of a call in each of the op's templates."""
-        args = super().args(data)
-        if not self._bare.intersection(data["inputs"]):
+        args = super().args(data, operand_dtypes)
+        if not self._bare or self._bare.isdisjoint(data["inputs"]):
             return args
         emit = OPS[data["op"]].emit
         templates = [self.emitter(data), emit.numpy_into]
@@ -448,7 +474,8 @@ class NumpyRenderer(FunctionNames):
             # on the way out; concurrent calls each hold their own
             lines.append("    _sg_ws = _sg_take()")
             self.namespace.update(_workspace_pool(self.plan.slot_shapes))
-        lines += [f"    {line}" for line in body]
+        if body:        # indented as one string: no second copy of every statement
+            lines.append("    " + "\n    ".join(body))
         if self.plan.slot_shapes:
             lines.append("    _sg_give(_sg_ws)")
         lines.append(f"    return {', '.join(returned)}" + ("," if len(returned) == 1 else ""))

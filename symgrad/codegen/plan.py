@@ -83,8 +83,9 @@ class Plan:
         self.outputs = list(outputs)
         self.output_set = set(self.outputs)
         self.inputs = list(inputs)
+        alone = _ArraysOfInputsAlone(self.nodes)
         self.order = graph.ancestors_in_order(outputs_by_reach(graph, self.outputs),
-                                              visit_last=self._an_array_of_inputs_alone)
+                                              visit_last=alone.__getitem__)
         input_set = set(self.inputs)
         for node in self.order:
             data = self.nodes[node]
@@ -97,6 +98,7 @@ class Plan:
                                    "compute with it after the call")
         self.float64_only = all(self.nodes[n]["dtype"] == "float64" for n in self.inputs)
         self.folded = {}            # node -> its value, computed from constant operands
+        self._literals = {}         # node -> the source of its number (literal)
         self.group_of = {}          # node -> the group computing it (codegen.numba)
         # the memory decisions that concern nodes, grouped or not (codegen.memory)
         self.into_slice = {}        # value -> the index_grad whose array's slice it is written to
@@ -117,16 +119,6 @@ class Plan:
         self.update_liveness()
 
     # -- building -----------------------------------------------------------------------------------
-
-    def _an_array_of_inputs_alone(self, node):
-        """Whether ``node`` is an array computed from inputs and constants alone. Such a value
-        is computed just before its first reader, after the reader's other operands: computed
-        ahead of them, it would be held while they are made and have left the cache when read
-        (a weight decay's 2 c W, made before the whole backward pass its gradient waits for). A
-        number costs nothing to hold and keeps its place."""
-        data = self.nodes[node]
-        return data["shape"] != () and data["op"] not in ("var", "const") and all(
-            self.nodes[i]["op"] in ("var", "const") for i in data["inputs"])
 
     def _step(self, node):
         data = self.nodes[node]
@@ -162,8 +154,13 @@ class Plan:
     def constant_operands(self, data):
         """Whether ``data``'s node can be computed now: a built-in op on constants only, with a
         result of at most FOLD_LIMIT entries."""
-        if not data["inputs"] or not all(self.is_constant(i) for i in data["inputs"]):
+        inputs = data["inputs"]
+        if not inputs:
             return False
+        folded, nodes = self.folded, self.nodes
+        for i in inputs:        # is_constant, for every operand of every node
+            if i not in folded and nodes[i]["op"] != "const":
+                return False
         return OPS[data["op"]].emit.foldable and static_shape(data["shape"]) \
             and math.prod(data["shape"]) <= FOLD_LIMIT
 
@@ -179,9 +176,14 @@ class Plan:
         return self.is_constant(node) and self.value(node).shape == ()
 
     def literal(self, node):
-        """Source of a number known now, as an operand."""
-        value = self.value(node)
-        return number_source(bool(value) if value.dtype == bool else float(value))
+        """Source of a number known now, as an operand (worked out once: a value known now never
+        changes)."""
+        text = self._literals.get(node)
+        if text is None:
+            value = self.value(node)
+            text = self._literals[node] = number_source(bool(value) if value.dtype == bool
+                                                        else float(value))
+        return text
 
     def _evaluate(self, node, data):
         """The node's value, computed once by its own emission on the constants, or None when
@@ -227,19 +229,25 @@ class Plan:
         """Who reads each node (once per reading step) and the index of the last step reading
         it; an output is read at the end, and an array lives as long as any view of it: writing
         into it or releasing it earlier would change (or keep alive) what the view shows."""
-        self.readers, self.last_use = {}, {}
+        self.readers, self.last_use = readers, last_use = {}, {}
         for k, step in enumerate(self.steps):
             for operand in step.operands:
-                self.readers.setdefault(operand, []).append(step)
-                self.last_use[operand] = k
+                reading = readers.get(operand)
+                if reading is None:
+                    readers[operand] = [step]
+                else:
+                    reading.append(step)
+                last_use[operand] = k
         for node in self.outputs:
-            self.last_use[node] = len(self.steps)
+            last_use[node] = len(self.steps)
+        # views, aliases, and ops symgrad cannot vouch for
+        views = {name for name, op in OPS.items() if op.emit.view}
+        nodes = self.nodes
         for node in reversed(self.order):
-            data = self.nodes[node]
-            if OPS[data["op"]].emit.view:       # views, aliases, and ops symgrad cannot vouch for
+            data = nodes[node]
+            if data["op"] in views:
                 for base in data["inputs"]:
-                    self.last_use[base] = max(self.last_use.get(base, -1),
-                                              self.last_use.get(node, -1))
+                    last_use[base] = max(last_use.get(base, -1), last_use.get(node, -1))
 
     def node_steps(self):
         """The steps computing one node each."""
@@ -260,7 +268,7 @@ class _FoldingNames:
         return name         # the folding namespace has every library
 
 
-def operand_forms(plan, data, args, named):
+def operand_forms(plan, data, args, named, operand_dtypes=None):
     """``args`` (the operands' source) as the op's emission takes them:
 
     - boolean (and int64) operands made floating when the node is floating and none of its
@@ -276,15 +284,19 @@ def operand_forms(plan, data, args, named):
       ``np.where(c, np.float32(1.0), np.float32(0.0))``. Operands that have no say in the dtype
       (masks, shape donors) count as in ops.promoted_dtypes.
 
-    ``named(operand)`` says whether an operand is a name (an array) rather than a number.
+    ``named(operand)`` says whether an operand is a name (an array) rather than a number;
+    ``operand_dtypes`` are the operands' (plan.operand_dtype), when the caller has them.
     """
     dtype = data["dtype"]
     if dtype not in ("float64", "float32"):
         return args
+    inputs = data["inputs"]
+    if operand_dtypes is None:
+        operand_dtypes = [plan.operand_dtype(operand) for operand in inputs]
+    if dtype == "float64" and operand_dtypes.count("float64") == len(operand_dtypes):
+        return args         # no boolean to make floating, and nothing to promote
     scalar = plan.python_floats
     op = OPS[data["op"]]
-    inputs = data["inputs"]
-    operand_dtypes = [plan.operand_dtype(operand) for operand in inputs]
     if not op.emit.reduces_masks:
         masks = op.nondifferentiable
         booleans = [k for k in range(len(args)) if k not in masks
@@ -330,12 +342,39 @@ def _ancestor_count(nodes, root):
     """How many nodes ``root`` needs, itself included: the length of
     graph.ancestors_in_order([root]), counted by a walk that keeps no order (and so is cheaper)."""
     seen, stack = {root}, [root]
+    see, push, pop = seen.add, stack.append, stack.pop
     while stack:
-        for operand in nodes[stack.pop()]["inputs"]:
+        for operand in nodes[pop()]["inputs"]:
             if operand not in seen:
-                seen.add(operand)
-                stack.append(operand)
+                see(operand)
+                push(operand)
     return len(seen)
+
+
+class _ArraysOfInputsAlone(dict):
+    """{node: whether it is an array computed from inputs and constants alone}, each answer
+    worked out when first looked up (the walk of Plan asks once per reading of a node).
+
+    Such a value is computed just before its first reader, after the reader's other operands:
+    computed ahead of them, it would be held while they are made and have left the cache when
+    read (a weight decay's 2 c W, made before the whole backward pass its gradient waits for). A
+    number costs nothing to hold and keeps its place."""
+
+    def __init__(self, nodes):
+        super().__init__()
+        self.nodes = nodes
+
+    def __missing__(self, node):
+        nodes = self.nodes
+        data = nodes[node]
+        alone = data["shape"] != () and data["op"] not in ("var", "const")
+        if alone:
+            for i in data["inputs"]:
+                if nodes[i]["op"] not in ("var", "const"):
+                    alone = False
+                    break
+        self[node] = alone
+        return alone
 
 
 # -- statement order for locality -------------------------------------------------------------------

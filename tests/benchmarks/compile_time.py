@@ -2,7 +2,9 @@
 
 Run with ``python tests/benchmarks/compile_time.py`` (see README.md in this folder); ``--large``
 adds the 100k-op chain, ``--no-memory`` skips the tracemalloc runs, ``--only chain,tanh``
-picks workloads.
+picks workloads. ``--profile emit --size 100000`` profiles one phase (build, grad, optimise or
+emit) of the first workload of ``--only`` at that size (chain ops or tanh order) in this process,
+and prints cProfile's top functions by their own time.
 
 1. A chain of N forward ops (N = 1k, 10k; 100k with ``--large``) on a vector ``x`` of 16 and a
    matrix ``W`` (16, 16), repeating the nine-op link
@@ -25,8 +27,10 @@ comes from a second run under tracemalloc (which slows Python code, so it is not
 """
 
 import argparse
+import cProfile
 import gc
 import json
+import pstats
 import subprocess
 import sys
 import time
@@ -52,8 +56,9 @@ PHASES = ("build", "grad", "optimise", "emit")
 class Phases:
     """Seconds and (under tracemalloc) peak bytes of each phase, in the order they ran."""
 
-    def __init__(self, trace):
+    def __init__(self, trace, profile=None):
         self.trace, self.seconds, self.peaks = trace, {}, {}
+        self.profile = profile      # (phase, cProfile.Profile) of the phase profiled, if any
 
     def run(self, phase, work, paused=False):
         if self.trace:
@@ -62,10 +67,15 @@ class Phases:
         enabled = gc.isenabled()
         if paused:
             gc.disable()
+        profiler = self.profile[1] if self.profile and self.profile[0] == phase else None
         start = time.process_time()
         try:
+            if profiler is not None:
+                profiler.enable()
             result = work()
         finally:
+            if profiler is not None:
+                profiler.disable()
             self.seconds[phase] = time.process_time() - start
             if paused and enabled:
                 gc.enable()
@@ -96,9 +106,9 @@ def chain_forward(x, W, links):
     return np.sum(y)
 
 
-def chain(size, trace):
+def chain(size, trace, profile=None):
     links = size // OPS_PER_LINK
-    phases = Phases(trace)
+    phases = Phases(trace, profile)
     with sg.use_graph() as graph:
         def build():
             x, W = sg.var("x", shape=(VECTOR,)), sg.var("W", shape=(VECTOR, VECTOR))
@@ -142,8 +152,8 @@ def tanh_reference(x, n):
     return p(np.tanh(x))
 
 
-def tanh_order(order, trace):
-    phases = Phases(trace)
+def tanh_order(order, trace, profile=None):
+    phases = Phases(trace, profile)
     with sg.use_graph() as graph:
         x = phases.run("build", lambda: sg.var("x", shape=("n",)))
 
@@ -185,16 +195,30 @@ def row(workload, size, trace):
     print(json.dumps(WORKLOADS[workload](size, trace)))
 
 
+def profiled(workload, size, phase):
+    """Run one row here with ``phase`` under cProfile; print its seconds and top functions."""
+    profiler = cProfile.Profile()
+    result = WORKLOADS[workload](size, False, (phase, profiler))
+    print(f"{result['label']}: {phase} {result['seconds'][phase]:.2f} s under cProfile "
+          f"(error {result['error']:.0e})")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", action="store_true", help="add the 100k-op chain")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")
     parser.add_argument("--only", default="chain,tanh", help="workloads: chain,tanh")
+    parser.add_argument("--profile", choices=PHASES, help="profile this phase of one row")
+    parser.add_argument("--size", type=int, default=10_000,
+                        help="the row --profile runs: chain ops or tanh order (10000)")
     parser.add_argument("--row", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row:
         return row(args.row[0], int(args.row[1]), args.trace)
+    if args.profile:
+        return profiled(args.only.split(",")[0], args.size, args.profile)
     sizes = {"chain": CHAIN_SIZES + (LARGE_CHAIN_SIZES if args.large else ()),
              "tanh": tuple(TANH_ORDERS)}
     failed = False
