@@ -1422,15 +1422,32 @@ def test_optimize_runs_exactly_the_passes_listed():
 # -- issue 23: what a rebuild learns (faithful copies, rewrites declined) changes nothing ---------
 
 def _optimised_fingerprint(outputs, inputs):
-    """Everything the optimiser hands on: each node of its graph in key order (expression, shape,
-    dtype, order, derivative stamp, origin), the outputs, names, rewrite records and the log."""
+    """Everything the optimiser hands on: each node the outputs and inputs need, in evaluation
+    order (expression, shape, dtype, order, derivative stamp), the outputs, names, rewrite
+    records and the log. Nodes are numbered by that order, not by their keys: a pass finished
+    in place (optimize.inplace) keeps the keys of the copy it started from, where copies made
+    round after round renumber them. The forward node a derivative node names in its comment
+    (grad_of) is left out, as a node a rewrite builds in place can exist already with its own,
+    and the log keeps the rules that fired, in order, without where: a copy describes a node
+    by its operands in the graph it copies, the pass in place by those it has now."""
     from symgrad.optimize import optimize
     graph = outputs[0].graph
     result = optimize(graph, [o.node for o in outputs], [i.node for i in inputs])
-    nodes = [(key, data["key"], data["shape"], data["dtype"], data["order"], data["derivative"],
-              data["grad_of"]) for key, data in sorted(result.graph.nodes(data=True))]
-    return (nodes, result.outputs, result.inputs, sorted(result.graph.name_hints.items()),
-            sorted(result.graph.rewrites.items()), [str(a) for a in result.applied])
+    nodes = result.graph._node
+    number = {}
+    rows = []
+    for node in result.graph.ancestors_in_order(result.inputs + result.outputs):
+        data = nodes[node]
+        number[node] = len(number)
+        rows.append((number[node], data["op"], tuple(number[i] for i in data["inputs"]),
+                     data["key"][2], data["shape"], data["dtype"], data["order"],
+                     data["derivative"]))
+    return (rows, [number[o] for o in result.outputs], [number[i] for i in result.inputs],
+            sorted((number[n], name) for n, name in result.graph.name_hints.items()
+                   if n in number),
+            sorted((number[n], records) for n, records in result.graph.rewrites.items()
+                   if n in number),
+            [a.rule for a in result.applied])
 
 
 class _Forgetful(dict):

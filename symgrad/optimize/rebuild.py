@@ -45,6 +45,31 @@ def index_rules(rules):
     return by_op
 
 
+def offer(offered, data, operands, skip_structural, operand_uses, readers):
+    """Offer the node ``data`` (its operands being ``operands``) each rewrite of ``offered`` in
+    turn, but the structural ones when ``skip_structural``; ``operand_uses()`` is the reader
+    count of each operand, for the rules that ask. Returns (the rule that fired, its result), or
+    (None, None) when every one declined."""
+    counted = None
+    for rule in offered:
+        if skip_structural and rule.structural:
+            continue
+        if rule.wants_uses or rule.wants_readers:
+            extra = {}
+            if rule.wants_uses:
+                if counted is None:
+                    counted = operand_uses()
+                extra["uses"] = counted
+            if rule.wants_readers:
+                extra["readers"] = readers
+            result = rule(data, operands, **data["attrs"], **extra)
+        else:
+            result = rule(data, operands, **data["attrs"])
+        if result is not None:
+            return rule, result
+    return None, None
+
+
 class _Learnt:
     """What a rebuild knows of the graph it made: that every node in it was built by ``apply``
     under ``build_rules`` (the local simplifications then in force), and which nodes the
@@ -59,6 +84,12 @@ class _Learnt:
 # the graphs rebuild made, with what it learnt: a later rebuild of one of them skips what it
 # would only find again (a user's graph is not in it: its nodes may predate a build rule)
 _LEARNT = weakref.WeakKeyDictionary()
+
+
+def is_private(graph):
+    """Whether ``graph`` is a copy rebuild made: the optimiser's own, which nobody else holds, so
+    that a pass may change it in place."""
+    return graph in _LEARNT
 
 
 def rebuild(source, outputs, inputs, rules, log, replace=None):
@@ -123,27 +154,13 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
                 result = replace(node, lambda key: Expr(target, mapping[key])) if replace else None
                 offered = rules.get(op, ()) if result is None else ()
                 if offered:
-                    operands = [Expr(target, i) for i in images]
-                    skip_structural = intact and node in declined_before
-                    operand_uses = None
-                    for rule in offered:
-                        if skip_structural and rule.structural:
-                            continue
-                        if rule.wants_uses or rule.wants_readers:
-                            extra = {}
-                            if rule.wants_uses:
-                                if operand_uses is None:
-                                    operand_uses = [uses[i] for i in data["inputs"]]
-                                extra["uses"] = operand_uses
-                            if rule.wants_readers:
-                                extra["readers"] = readers
-                            result = rule(data, operands, **data["attrs"], **extra)
-                        else:
-                            result = rule(data, operands, **data["attrs"])
-                        if result is not None:
-                            log.append(Applied(rule.__name__, _where(source, node)))
-                            fired = True
-                            break
+                    fired_rule, result = offer(
+                        offered, data, [Expr(target, i) for i in images],
+                        skip_structural=intact and node in declined_before,
+                        operand_uses=lambda: [uses[i] for i in data["inputs"]], readers=readers)
+                    if fired_rule is not None:
+                        log.append(Applied(fired_rule.__name__, _where(source, node)))
+                        fired = True
                 if result is not None:
                     copy = result.node
                 elif intact and ours:
