@@ -11,7 +11,7 @@ from typing import Callable
 from . import algebra, loops, polynomial
 from . import compaction  # noqa: F401 (registers the compaction of derivatives as they are built)
 from .inplace import NotInPlace, rewrite_in_place
-from .rebuild import Applied, index_rules, is_private, rebuild
+from .rebuild import Applied, index_rules, is_private, rebuild, renumbered
 
 MAX_ROUNDS = 8
 
@@ -75,8 +75,7 @@ def optimize(graph, outputs, inputs, passes=None, log=None):
                 try:
                     if rewrite_in_place(current, current_outputs, current_inputs, rules, applied):
                         # renumbered, so that its keys are an evaluation order again
-                        current, mapping = rebuild(current, current_outputs, current_inputs, {},
-                                                   applied)
+                        current, mapping = renumbered(current, current_outputs, current_inputs)
                         current_outputs = [mapping[o] for o in current_outputs]
                         current_inputs = [mapping[i] for i in current_inputs]
                     break

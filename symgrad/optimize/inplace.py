@@ -59,16 +59,33 @@ class _InPlace:
         self.position = {node: (k,) for k, node in enumerate(needed)}
         learnt = _LEARNT.get(graph)
         self.rule_set = frozenset(rule for offered in rules.values() for rule in offered)
-        # what the copy's structural rewrites declined, with the operands they still have
-        self.declined = set(learnt.declined) \
-            if learnt is not None and learnt.rules == self.rule_set else set()
+        # what the copy's rewrites declined, with the operands they still have, and the
+        # operands' reader counts then
+        known = learnt is not None and learnt.rules == self.rule_set
+        self.declined = set(learnt.declined) if known else set()
+        self.declined_uses = dict(learnt.declined_uses) if known else {}
         self.fired = 0
         self.removed_ops = {}   # node removed -> its op
         self.limit = REWRITES_PER_NODE * (len(needed) + 1)
         self._drop_unneeded(set(needed) | self.inputs)
-        self.queue = [(self.position[node], node) for node in needed
-                      if self.nodes[node]["inputs"] and self.nodes[node]["op"] in rules]
+        self.queue = [(self.position[node], node) for node in needed if self._undecided(node)]
         self.queued = {node for _, node in self.queue}
+
+    def _undecided(self, node):
+        """Whether a rewrite of ``rules`` could answer otherwise at ``node`` than it did in the
+        copy: the node was not declined there, or it was by rewrites that read reader counts,
+        and these have changed (or are not known)."""
+        data = self.nodes[node]
+        offered = self.rules.get(data["op"])
+        if not offered or not data["inputs"]:
+            return False
+        if node not in self.declined:
+            return True
+        if any(rule.wants_readers for rule in offered):
+            return True
+        if any(rule.wants_uses for rule in offered):
+            return self.declined_uses.get(node) != tuple(self.uses[i] for i in data["inputs"])
+        return False     # the others' answers depend on the node and its operands alone
 
     # -- the worklist ---------------------------------------------------------------------------
 
@@ -102,6 +119,7 @@ class _InPlace:
             learnt = _LEARNT.get(self.graph)
             if learnt is not None:
                 learnt.rules, learnt.declined = self.rule_set, frozenset(self.declined)
+                learnt.declined_uses = self.declined_uses
         return self.fired
 
     def _push(self, node):
@@ -126,6 +144,8 @@ class _InPlace:
         if rule is None or result.node == node:
             self._drop_new(mark, keep=())
             self.declined.add(node)
+            if any(rule.wants_uses for rule in offered):
+                self.declined_uses[node] = tuple(self.uses[i] for i in data["inputs"])
             return
         if not _alike(self.nodes[result.node], data):
             raise NotInPlace(rule.__name__)
@@ -172,6 +192,7 @@ class _InPlace:
                 data["inputs"], data["key"] = inputs, key
                 self._link(new, reader, edge["positions"])
                 self.declined.discard(reader)
+                self.declined_uses.pop(reader, None)
                 if existing is not None and existing != reader:
                     self.position.setdefault(existing, self.position[reader])
                     pending.append((reader, existing))
@@ -296,6 +317,7 @@ class _InPlace:
             graph.name_hints.pop(node, None)
             graph.rewrites.pop(node, None)
             self.declined.discard(node)
+            self.declined_uses.pop(node, None)
             self.position.pop(node, None)
             self.kept.pop(node, None)
             self.uses.pop(node, None)

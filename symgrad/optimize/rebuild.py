@@ -73,12 +73,15 @@ def offer(offered, data, operands, skip_structural, operand_uses, readers):
 class _Learnt:
     """What a rebuild knows of the graph it made: that every node in it was built by ``apply``
     under ``build_rules`` (the local simplifications then in force), and which nodes the
-    structural rewrites of ``rules`` declined with their operands as they are (``declined``)."""
+    structural rewrites of ``rules`` declined with their operands as they are (``declined``), and
+    how many readers the operands had when the rewrites that ask declined (``declined_uses``)."""
 
-    __slots__ = ("build_rules", "rules", "declined")
+    __slots__ = ("build_rules", "rules", "declined", "declined_uses")
 
-    def __init__(self, build_rules, rules, declined):
+    def __init__(self, build_rules, rules, declined, declined_uses):
         self.build_rules, self.rules, self.declined = build_rules, rules, declined
+        # for a declined node offered rewrites that read reader counts: its operands' counts then
+        self.declined_uses = declined_uses
 
 
 # the graphs rebuild made, with what it learnt: a later rebuild of one of them skips what it
@@ -113,6 +116,8 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
     declined_before = learnt.declined if ours and learnt.rules == (rule_set or learnt.rules) \
         else frozenset()
     declined = set()
+    declined_uses = {}
+    asks_uses = {op for op, offered in rules.items() if any(rule.wants_uses for rule in offered)}
     faithful = {}
     alike = {}          # whether each copy has its node's shape, dtype and numberness
     source_nodes, target_nodes = source._node, target._node
@@ -179,8 +184,12 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
             if own_form and copied["derivative"] == data["derivative"]:
                 if rule_set:
                     declined.add(copy)
+                    if op in asks_uses:
+                        declined_uses[copy] = tuple(uses[i] for i in data["inputs"])
                 elif intact and node in declined_before:
                     declined.add(copy)      # no rules offered: the earlier answers still hold
+                    if node in learnt.declined_uses:
+                        declined_uses[copy] = learnt.declined_uses[node]
             name = source.readable_name(node) if data["derivative"] else None
             if name and copy not in target.name_hints:
                 target.name_hints[copy] = name
@@ -189,7 +198,57 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
                 records.extend(r for r in source.rewrites[node] if r not in records)
     name_outputs(source, outputs, target, mapping)
     _LEARNT[target] = _Learnt(build_rules, rule_set or (learnt.rules if ours else rule_set),
-                              declined)
+                              declined, declined_uses)
+    return target, mapping
+
+
+def renumbered(source, outputs, inputs):
+    """The copy ``rebuild(source, outputs, inputs, {}, log)`` makes of a graph a pass finished in
+    place (optimize.inplace), whose every node is as apply builds it: what the outputs need,
+    keyed in evaluation order again, with the names, records and declined rewrites the copy
+    would carry. Built straight into the new graph, without the checks rebuild makes of each
+    node, which such a graph passes. Returns the new graph and the map from old keys to new."""
+    learnt = _LEARNT[source]
+    target = Graph()
+    mapping = {}
+    declined, declined_uses = set(), {}
+    source_nodes = source._node
+    for node in inputs:
+        data = source_nodes[node]
+        mapping[node] = target.variable(data["attrs"]["name"], data["shape"], data["dtype"])
+    for node in source.ancestors_in_order(outputs):
+        if node in mapping:
+            continue
+        data = source_nodes[node]
+        op = data["op"]
+        if op == "var":
+            mapping[node] = target.variable(data["attrs"]["name"], data["shape"], data["dtype"])
+            continue
+        if op == "const":
+            mapping[node] = const(data["value"], target, dtype=data["dtype"]).node
+            continue
+        if not data["inputs"]:
+            mapping[node] = target.add(op, (), data["attrs"], data["shape"], data["dtype"])
+            continue
+        # the stamp target.deriving would set, set directly: this runs once per node
+        target._order = data["order"] if data["derivative"] else 0
+        target._grad_of = carried_grad_of(source, data, mapping)
+        copy = mapping[node] = target.add(op, tuple(mapping[i] for i in data["inputs"]),
+                                          data["attrs"], data["shape"], data["dtype"])
+        target._order, target._grad_of = 0, None
+        if node in learnt.declined:
+            declined.add(copy)
+            if node in learnt.declined_uses:
+                declined_uses[copy] = learnt.declined_uses[node]
+        name = source.readable_name(node) if data["derivative"] else None
+        if name and copy not in target.name_hints:
+            target.name_hints[copy] = name
+        if node in source.rewrites:
+            records = target.rewrites.setdefault(copy, [])
+            records.extend(r for r in source.rewrites[node] if r not in records)
+    name_outputs(source, outputs, target, mapping)
+    _LEARNT[target] = _Learnt(learnt.build_rules, learnt.rules, frozenset(declined),
+                              declined_uses)
     return target, mapping
 
 
