@@ -138,7 +138,7 @@ class _InPlace:
         mark = graph.next_key
         stamp = data["order"] if data["derivative"] else 0
         with graph.deriving(stamp, grad_of=data["grad_of"]):
-            rule, result = offer(offered, data, [Expr(graph, i) for i in data["inputs"]],
+            rule, result = offer(offered, data, graph, data["inputs"],
                                  skip_structural, lambda: [self._uses(i) for i in data["inputs"]],
                                  lambda expr: self._uses(expr.node))
         if rule is None or result.node == node:
@@ -303,7 +303,9 @@ class _InPlace:
             for operand in pred[node]:
                 del succ[operand][node]
                 if succ[operand]:
-                    if notify:
+                    # the rewrites that read counts ask whether an operand has one reader: only
+                    # an operand left with one is news (an operand of thousands is not walked)
+                    if notify and self.uses[operand] == 1:
                         for reader in succ[operand]:
                             self._push(reader)
                 else:

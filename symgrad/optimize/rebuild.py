@@ -19,17 +19,22 @@ from ..ops import Expr, apply, const
 from ..ops.core import BUILD_RULES, Applied
 
 
-def rewrite(*ops, uses=False, readers=False, structural=False):
+def rewrite(*ops, uses=False, readers=False, structural=False, operand_ops=None):
     """Mark a function ``rule(node, inputs, **attrs) -> Expr | None`` as a rewrite of ``ops``;
     with ``uses`` it is also given ``uses=[...]``, how many nodes (and outputs) read each of its
     operands in the graph being rebuilt, for rewrites that pay off only when an operand dies;
     with ``readers``, ``readers(expr)``, the same count for any node built so far (an operand's
-    operand, say). ``structural`` declares that its answer depends on nothing but the node
+    operand, say). Such a rewrite asks whether a count is one (whether a node dies with the one
+    it replaces): the pass in place (optimize.inplace) offers the rewrites again to the reader of
+    an operand left with one reader, not to those of an operand losing one of many. ``structural`` declares that its answer depends on nothing but the node
     (op, attributes, shape, dtype, whether it is a derivative) and its operands' expressions, and
     that it builds nothing when it answers None: a node it declined is not offered to it again
-    while its operands are copied faithfully."""
+    while its operands are copied faithfully. ``operand_ops`` says that it declines, before it
+    builds anything, every node none of whose operands is of one of these ops: it is then not
+    called for such a node (most nodes are declined so, and a call costs more than the test)."""
     def register(rule):
         rule.ops = ops
+        rule.operand_ops = None if operand_ops is None else frozenset(operand_ops)
         rule.wants_uses = uses
         rule.wants_readers = readers
         rule.structural = structural and not uses and not readers
@@ -45,15 +50,22 @@ def index_rules(rules):
     return by_op
 
 
-def offer(offered, data, operands, skip_structural, operand_uses, readers):
-    """Offer the node ``data`` (its operands being ``operands``) each rewrite of ``offered`` in
-    turn, but the structural ones when ``skip_structural``; ``operand_uses()`` is the reader
-    count of each operand, for the rules that ask. Returns (the rule that fired, its result), or
-    (None, None) when every one declined."""
-    counted = None
+def offer(offered, data, graph, operand_nodes, skip_structural, operand_uses, readers):
+    """Offer the node ``data``, whose operands are ``operand_nodes`` of ``graph``, each rewrite
+    of ``offered`` in turn, but the structural ones when ``skip_structural``; ``operand_uses()``
+    is the reader count of each operand, for the rules that ask. Returns (the rule that fired,
+    its result), or (None, None) when every one declined."""
+    counted = present = operands = None
     for rule in offered:
         if skip_structural and rule.structural:
             continue
+        if rule.operand_ops is not None:
+            if present is None:
+                present = {graph._node[i]["op"] for i in operand_nodes}
+            if rule.operand_ops.isdisjoint(present):
+                continue
+        if operands is None:
+            operands = [Expr(graph, i) for i in operand_nodes]
         if rule.wants_uses or rule.wants_readers:
             extra = {}
             if rule.wants_uses:
@@ -160,7 +172,7 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
                 offered = rules.get(op, ()) if result is None else ()
                 if offered:
                     fired_rule, result = offer(
-                        offered, data, [Expr(target, i) for i in images],
+                        offered, data, target, images,
                         skip_structural=intact and node in declined_before,
                         operand_uses=lambda: [uses[i] for i in data["inputs"]], readers=readers)
                     if fired_rule is not None:
