@@ -1576,33 +1576,78 @@ def test_a_rewrite_in_place_that_changes_a_shape_hands_over_to_a_copy(monkeypatc
         assert got[:-1] == want[:-1] and sorted(got[-1]) == sorted(want[-1]), name
 
 
-def test_what_rebuilds_learn_changes_no_random_graph(monkeypatch):
-    """The same for graphs of the property generator (tests/test_properties.py) with their
-    gradients, as the emitted corpus draws them."""
-    import sys
+def _random_programs(examples):
+    """A decorator running a check on ``examples`` graphs of the property generator
+    (tests/test_properties.py) with their gradients, as the emitted corpus draws them: the check
+    gets (outputs, inputs)."""
     from hypothesis import HealthCheck, given, settings, strategies as st
     import test_properties
-    rebuild_module = sys.modules["symgrad.optimize.rebuild"]
 
-    @settings(max_examples=400, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
-    @given(st.data())
-    def check(data):
-        with sg.use_graph():
-            drawer = test_properties.GraphDrawer(data.draw)
-            drawer.build(data.draw(st.integers(1, 8)))
-            sinks = drawer.sinks()
-            inputs = [drawer.variables[name] for name in sorted(drawer.variables)]
-            total = sum(sg.sum(e) for e in sinks)
-            if not isinstance(total, sg.Expr):
-                return      # nothing built on the variables (a transpose left unread)
-            outputs = sinks + sg.grad(total, inputs, disconnected="zero")
-            fingerprints = []
-            for before in (False, True):
-                with monkeypatch.context() as patched:
-                    if before:
-                        _as_before(patched, rebuild_module)
-                    fingerprints.append(_optimised_fingerprint(outputs, inputs))
-            assert fingerprints[0] == fingerprints[1]
+    def run(check):
+        @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(st.data())
+        def drawn(data):
+            with sg.use_graph():
+                drawer = test_properties.GraphDrawer(data.draw)
+                drawer.build(data.draw(st.integers(1, 8)))
+                sinks = drawer.sinks()
+                inputs = [drawer.variables[name] for name in sorted(drawer.variables)]
+                total = sum(sg.sum(e) for e in sinks)
+                if not isinstance(total, sg.Expr):
+                    return      # nothing built on the variables (a transpose left unread)
+                check(sinks + sg.grad(total, inputs, disconnected="zero"), inputs)
+        return drawn
+    return run
+
+
+def test_what_rebuilds_learn_changes_no_random_graph(monkeypatch):
+    """The same for random graphs, copies alone (the pass in place is checked below): what
+    rebuilds learn changes nothing, node for node, nor the log."""
+    import sys
+    rebuild_module = sys.modules["symgrad.optimize.rebuild"]
+    optimize_module = sys.modules["symgrad.optimize"]
+
+    @_random_programs(400)
+    def check(outputs, inputs):
+        fingerprints = []
+        for before in (False, True):
+            with monkeypatch.context() as patched:
+                patched.setattr(optimize_module, "is_private", lambda graph: False)
+                if before:
+                    _as_before(patched, rebuild_module)
+                fingerprints.append(_optimised_fingerprint(outputs, inputs))
+        assert fingerprints[0] == fingerprints[1]
+
+    check()
+
+
+def test_the_pass_in_place_ends_where_no_rewrite_fires(monkeypatch):
+    """On random graphs the pass in place hands on a graph in which no rewrite fires any more (a
+    further copy offering every node every rewrite fires none) and which is no larger than the
+    one copies made round after round reach. The two can differ: rewrites meeting nodes in
+    another order can leave a constant factor associated otherwise, (a * b) * c for a * (b * c),
+    each form a vetted rewrite's."""
+    import sys
+    from symgrad.optimize import optimize
+    from symgrad.optimize.rebuild import index_rules, rebuild
+    optimize_module = sys.modules["symgrad.optimize"]
+    rules = index_rules(tuple(algebra.RULES))
+
+    def size(result):
+        return len(result.graph.ancestors_in_order(result.inputs + result.outputs))
+
+    @_random_programs(400)
+    def check(outputs, inputs):
+        graph = outputs[0].graph
+        nodes, roots = [o.node for o in outputs], [i.node for i in inputs]
+        in_place = optimize(graph, nodes, roots)
+        fired = []
+        rebuild(in_place.graph, in_place.outputs, in_place.inputs, rules, fired)
+        assert fired == []
+        with monkeypatch.context() as patched:
+            patched.setattr(optimize_module, "is_private", lambda graph: False)
+            copies = optimize(graph, nodes, roots)
+        assert size(in_place) <= size(copies)
 
     check()

@@ -65,6 +65,7 @@ class _InPlace:
         self.declined = set(learnt.declined) if known else set()
         self.declined_uses = dict(learnt.declined_uses) if known else {}
         self.fired = 0
+        self.changed = set()    # nodes whose operands changed since the last downstream pass
         self.removed_ops = {}   # node removed -> its op
         self.limit = REWRITES_PER_NODE * (len(needed) + 1)
         self._drop_unneeded(set(needed) | self.inputs)
@@ -93,10 +94,12 @@ class _InPlace:
         nodes, queue = self.nodes, self.queue
         try:
             while queue:
-                _, node = heapq.heappop(queue)
-                self.queued.discard(node)
-                if node in nodes:
-                    self._visit(node)
+                while queue:
+                    _, node = heapq.heappop(queue)
+                    self.queued.discard(node)
+                    if node in nodes:
+                        self._visit(node)
+                self._offer_build_rules_downstream()
         finally:
             # a derivative node whose forward node is gone says its op, as the copy would; a
             # leaf (a constant a rewrite built in a derivative) belongs to no order, as the
@@ -156,6 +159,26 @@ class _InPlace:
         self._adopt_new(mark, result.node, self.position[node])
         self._replace(node, result.node)
 
+    def _offer_build_rules_downstream(self):
+        """Offer apply's local simplifications to every node downstream of one whose operands
+        changed, in evaluation order, as the next copy would (it rebuilds each such node through
+        them): some look through several nodes (a product of a scalar spread by a chain of
+        broadcasts and inserted axes is the product of the scalar). What they simplify is
+        replaced as a rewrite's result is, and offered the rewrites again."""
+        changed, self.changed = self.changed, set()
+        if not changed:
+            return
+        nodes = self.nodes
+        downstream = set()
+        for node in self.graph.ancestors_in_order(self.outputs):
+            if node not in nodes or not nodes[node]["inputs"]:
+                continue
+            if node in changed or not downstream.isdisjoint(nodes[node]["inputs"]):
+                downstream.add(node)
+                simpler = self._build_rules(node)
+                if simpler is not None:
+                    self._replace(node, simpler)
+
     def _uses(self, node):
         return self.uses[node]
 
@@ -190,6 +213,7 @@ class _InPlace:
                 if cons.get(data["key"]) == reader:
                     del cons[data["key"]]
                 data["inputs"], data["key"] = inputs, key
+                self.changed.add(reader)
                 self._link(new, reader, edge["positions"])
                 self.declined.discard(reader)
                 self.declined_uses.pop(reader, None)
@@ -320,6 +344,7 @@ class _InPlace:
             graph.rewrites.pop(node, None)
             self.declined.discard(node)
             self.declined_uses.pop(node, None)
+            self.changed.discard(node)
             self.position.pop(node, None)
             self.kept.pop(node, None)
             self.uses.pop(node, None)
