@@ -10,7 +10,8 @@ from typing import Callable
 
 from . import algebra, loops, polynomial
 from . import compaction  # noqa: F401 (registers the compaction of derivatives as they are built)
-from .rebuild import Applied, index_rules, rebuild
+from .inplace import NotInPlace, rewrite_in_place
+from .rebuild import Applied, index_rules, is_private, rebuild, renumbered
 
 MAX_ROUNDS = 8
 
@@ -70,6 +71,16 @@ def optimize(graph, outputs, inputs, passes=None, log=None):
             continue    # nothing fired since these rules last ran: the graph is as they left it
         rules = index_rules(key)
         for _ in range(step.rounds):
+            if is_private(current):     # a copy of the optimiser's own: finish the pass in it
+                try:
+                    if rewrite_in_place(current, current_outputs, current_inputs, rules, applied):
+                        # renumbered, so that its keys are an evaluation order again
+                        current, mapping = renumbered(current, current_outputs, current_inputs)
+                        current_outputs = [mapping[o] for o in current_outputs]
+                        current_inputs = [mapping[i] for i in current_inputs]
+                    break
+                except NotInPlace:
+                    pass        # a rewrite changed a shape or dtype: the copy works them out
             fired = len(applied)
             current, mapping = rebuild(current, current_outputs, current_inputs, rules, applied)
             current_outputs = [mapping[o] for o in current_outputs]

@@ -28,20 +28,20 @@ def _read_once(expr):
     return expr.graph.out_degree(expr.node) <= 1
 
 
-@rewrite("log", structural=True)
+@rewrite("log", structural=True, operand_ops=("exp",))
 def cancel_log_exp(data, inputs):
     (x,) = inputs
     return _same_dtype(x.inputs[0], data) if x.op == "exp" else None
 
 
-@rewrite("exp", structural=True)
+@rewrite("exp", structural=True, operand_ops=("log",))
 def cancel_exp_log(data, inputs):
     # exp(log x) = x for x > 0, the only inputs where the original is defined
     (x,) = inputs
     return _same_dtype(x.inputs[0], data) if x.op == "log" else None
 
 
-@rewrite("exp", readers=True)
+@rewrite("exp", readers=True, operand_ops=("subtract",))
 def softmax_of_a_shift_by_logsumexp(data, inputs, readers):
     """exp(x - logsumexp(x)) -> softmax(x) over the same axes, when nothing else reads the
     logsumexp or the shift: a logsumexp's gradient and Hessian are made of this, and softmax
@@ -75,7 +75,7 @@ def square_product_of_equals(data, inputs):
     return apply("power", x, 2.0) if x.node == y.node else None
 
 
-@rewrite("multiply", structural=True)
+@rewrite("multiply", structural=True, operand_ops=("const",))
 def gather_constant_factors(data, inputs):
     """(x * a) * b -> x * (a b) and (-x) * a -> x * (-a): constants meet and fold, and equal
     products written in different orders become one node."""
@@ -99,7 +99,7 @@ def gather_constant_factors(data, inputs):
     return None
 
 
-@rewrite("multiply", structural=True)
+@rewrite("multiply", structural=True, operand_ops=("const",))
 def negate_instead_of_times_minus_one(data, inputs):
     if inputs[0].op != "const" and inputs[1].op != "const":
         return None     # declined on the operands' ops alone, as most nodes are
@@ -120,7 +120,7 @@ def _representable(product, *factors):
     return math.isfinite(product) and abs(product) > 1e-300
 
 
-@rewrite("negative", structural=True)
+@rewrite("negative", structural=True, operand_ops=("multiply",))
 def negate_constant_factor(data, inputs):
     (x,) = inputs
     if x.op == "multiply":
@@ -132,7 +132,7 @@ def negate_constant_factor(data, inputs):
     return None
 
 
-@rewrite("add", structural=True)
+@rewrite("add", structural=True, operand_ops=("negative",))
 def subtract_a_negation(data, inputs):
     x, y = inputs
     if y.op == "negative":
@@ -142,13 +142,13 @@ def subtract_a_negation(data, inputs):
     return None
 
 
-@rewrite("subtract", structural=True)
+@rewrite("subtract", structural=True, operand_ops=("negative",))
 def add_a_negation(data, inputs):
     x, y = inputs
     return apply("add", x, y.inputs[0]) if y.op == "negative" else None
 
 
-@rewrite("multiply", structural=True)
+@rewrite("multiply", structural=True, operand_ops=("const",))
 def fold_mul_by_zero_in_derivatives(data, inputs):
     # only in derivatives: there 0 * (anything) is the exact zero of a missing contribution,
     # while a forward 0 * inf must stay nan
@@ -338,7 +338,7 @@ def spread_a_multiple_of_the_identity(data, inputs):
     return None
 
 
-@rewrite("multiply", structural=True)
+@rewrite("multiply", structural=True, operand_ops=("multiply",))
 def spread_a_product_with_a_part_of_the_seed(data, inputs):
     """(s * p) * y -> s * (p * y) where p is a part of a dense Jacobian's seed (entries 0 and 1)
     and s and p * y are smaller than the product: it is then made from small operands (in
@@ -373,7 +373,7 @@ def drop_added_zeros(data, inputs):
     return None
 
 
-@rewrite("sum", structural=True)
+@rewrite("sum", structural=True, operand_ops=("broadcast_to_like",))
 def sum_of_a_broadcast_scalar(data, inputs, axis, keepdims):
     """sum(broadcast(c, like)) over every axis = c * size(like), with no array in between."""
     (x,) = inputs
@@ -424,7 +424,7 @@ def _ops_up_to(expr, limit=64):
     return len(seen)
 
 
-@rewrite("sum", structural=True)
+@rewrite("sum", structural=True, operand_ops=("negative",))
 def negate_after_summing(data, inputs, axis, keepdims):
     """sum(-x) -> -sum(x): the negation runs on the (smaller) sum, not on every entry."""
     (x,) = inputs
@@ -433,7 +433,7 @@ def negate_after_summing(data, inputs, axis, keepdims):
     return apply("negative", apply("sum", x.inputs[0], axis=axis, keepdims=keepdims))
 
 
-@rewrite("sum", structural=True)
+@rewrite("sum", structural=True, operand_ops=("multiply", "power"))
 def sum_of_products_as_inner_product(data, inputs, axis, keepdims):
     """sum(a * b) and sum(a ** 2) over every axis -> inner(a, b), one np.vdot: no array of
     products (an L2 penalty on a weight matrix, a squared norm, a dot product written out)."""
@@ -451,7 +451,7 @@ def sum_of_products_as_inner_product(data, inputs, axis, keepdims):
     return apply("inner", a, b)
 
 
-@rewrite("sum")
+@rewrite("sum", operand_ops=("multiply",))
 def sum_of_products_as_a_matvec(data, inputs, axis, keepdims):
     """sum(M * v, axis=-1) -> M @ v for a matrix M and a vector v along its rows: one BLAS
     matrix-vector product, faster than a row-wise np.sum (tests/benchmarks/README.md) over an
@@ -526,7 +526,8 @@ def rank_one_update_through_a_matmul(data, inputs, uses):
     return None
 
 
-@rewrite("add", "subtract", "multiply", "divide", "power", structural=True)
+@rewrite("add", "subtract", "multiply", "divide", "power", structural=True,
+         operand_ops=("broadcast_to_like",))
 def scalar_arithmetic_before_broadcast(data, inputs):
     """broadcast(a, like) * s -> broadcast(a * s, like) for a scalar s: one multiplication
     instead of one per entry, and the broadcast may then vanish into a later op."""
@@ -554,7 +555,7 @@ def _constant_factor(product, single_use):
     return None
 
 
-@rewrite("multiply", uses=True)
+@rewrite("multiply", uses=True, operand_ops=("multiply",))
 def constants_of_two_products_meet(data, inputs, uses):
     """(a * c) * (b * d) -> (a * b) * cd, and (a * (b * d)) * c -> (a * b) * cd, for scalar
     constants c and d in products nothing else reads: the chain rule's -200 * r times 2 * x is
@@ -587,7 +588,8 @@ def constants_of_two_products_meet(data, inputs, uses):
     return result if result.shape == data["shape"] and result.dtype == data["dtype"] else None
 
 
-@rewrite("add", "subtract", "multiply", "divide", "power", "maximum", "minimum")
+@rewrite("add", "subtract", "multiply", "divide", "power", "maximum", "minimum",
+         operand_ops=("const",))
 def one_number_as_a_scalar(data, inputs):
     """x * c -> x * 2.0 for a constant c holding one number in an array of ones (a seed of
     shape (1,)): the emitted code reads a literal instead of an array broadcast over x."""
