@@ -417,7 +417,11 @@ class Graph(nx.DiGraph):
             inputs = nodes[node]["inputs"]
             if visit_last is None or len(inputs) < 2:
                 return iter(inputs)
-            return iter(sorted(inputs, key=visit_last))     # stable: False before True
+            last = [operand for operand in inputs if visit_last(operand)]
+            if not last or len(last) == len(inputs):
+                return iter(inputs)     # the order stands: most nodes, no sort made
+            # what a stable sort on visit_last gives: the others, then these, each in order
+            return iter([operand for operand in inputs if not visit_last(operand)] + last)
 
         for root in roots:
             if root in seen:
