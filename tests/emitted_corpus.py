@@ -162,6 +162,8 @@ def random_graph_texts():
     def draw(data):
         if len(texts) >= RANDOM_GRAPHS:
             return
+        # written out as test_properties.program_with_gradient draws it: Hypothesis derives a
+        # derandomized run's seed from this function's code, which so fixes the corpus
         with sg.use_graph():
             drawer = test_properties.GraphDrawer(data.draw)
             drawer.build(data.draw(st.integers(1, 8)))

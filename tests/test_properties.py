@@ -154,6 +154,20 @@ class GraphDrawer:
         return [e for e in self.pool if id(e) not in self.used]
 
 
+def program_with_gradient(draw):
+    """A random graph of 1 to 8 steps, in the current graph, as the emitted corpus and the
+    optimiser's tests draw it: (its sinks and the gradient of their summed sums in every
+    variable, the variables by name), or None when nothing was built on the variables."""
+    drawer = GraphDrawer(draw)
+    drawer.build(draw(st.integers(1, 8)))
+    sinks = drawer.sinks()
+    inputs = [drawer.variables[name] for name in sorted(drawer.variables)]
+    total = sum(sg.sum(e) for e in sinks)
+    if not isinstance(total, sg.Expr):
+        return None     # a transpose left unread, say
+    return sinks + sg.grad(total, inputs, disconnected="zero"), inputs
+
+
 def broadcasts(a, b):
     """Whether shapes ``a`` and ``b`` broadcast to ``b`` (symbolic dimensions match by name)."""
     if len(a) > len(b):

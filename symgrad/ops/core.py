@@ -674,14 +674,22 @@ class Expr:
 
 def graph_of(*operands):
     """The one graph the Expr operands live in (the default graph when there are none)."""
-    graph = None
+    return _graph_and_lifting(operands)[0]
+
+
+def _graph_and_lifting(operands):
+    """(graph_of(*operands), whether any operand is a number to be lifted into a constant), in
+    one pass: apply runs it for every node built."""
+    graph, lifted = None, False
     for operand in operands:
         if isinstance(operand, Expr):
             if graph is None:
                 graph = operand.graph
             elif operand.graph is not graph:
                 raise SymgradError("cannot combine expressions from two different graphs")
-    return default_graph() if graph is None else graph
+        else:
+            lifted = True
+    return (default_graph() if graph is None else graph), lifted
 
 
 def const(value, graph=None, dtype=None):
@@ -806,19 +814,7 @@ def apply(name, *operands, **attrs):
     op = OPS[name]
     if op.arity is not None and len(operands) != op.arity:
         raise SymgradError(f"{name} takes {op.arity} operands, got {len(operands)}")
-    # graph_of(*operands), and whether any operand is to be lifted, in one pass: apply runs
-    # for every node built
-    graph, lifted = None, False
-    for operand in operands:
-        if isinstance(operand, Expr):
-            if graph is None:
-                graph = operand.graph
-            elif operand.graph is not graph:
-                raise SymgradError("cannot combine expressions from two different graphs")
-        else:
-            lifted = True
-    if graph is None:
-        graph = default_graph()
+    graph, lifted = _graph_and_lifting(operands)
     # atomically, under the lock: a failure leaves no lifted constant behind, and the
     # derivative-only rewrites see only the derivatives this thread is building
     try:

@@ -202,12 +202,7 @@ def rebuild(source, outputs, inputs, rules, log, replace=None):
                     declined.add(copy)      # no rules offered: the earlier answers still hold
                     if node in learnt.declined_uses:
                         declined_uses[copy] = learnt.declined_uses[node]
-            name = source.readable_name(node) if data["derivative"] else None
-            if name and copy not in target.name_hints:
-                target.name_hints[copy] = name
-            if node in source.rewrites:
-                records = target.rewrites.setdefault(copy, [])
-                records.extend(r for r in source.rewrites[node] if r not in records)
+            _carry_records(source, node, target, copy)
     name_outputs(source, outputs, target, mapping)
     _LEARNT[target] = _Learnt(build_rules, rule_set or (learnt.rules if ours else rule_set),
                               declined, declined_uses)
@@ -252,16 +247,22 @@ def renumbered(source, outputs, inputs):
             declined.add(copy)
             if node in learnt.declined_uses:
                 declined_uses[copy] = learnt.declined_uses[node]
-        name = source.readable_name(node) if data["derivative"] else None
-        if name and copy not in target.name_hints:
-            target.name_hints[copy] = name
-        if node in source.rewrites:
-            records = target.rewrites.setdefault(copy, [])
-            records.extend(r for r in source.rewrites[node] if r not in records)
+        _carry_records(source, node, target, copy)
     name_outputs(source, outputs, target, mapping)
     _LEARNT[target] = _Learnt(learnt.build_rules, learnt.rules, frozenset(declined),
                               declined_uses)
     return target, mapping
+
+
+def _carry_records(source, node, target, copy):
+    """What a copy keeps of the node it copies: the name a derivative result suggested (read
+    out, so that it no longer depends on the nodes it was read through) and how it came to be."""
+    name = source.readable_name(node) if source._node[node]["derivative"] else None
+    if name and copy not in target.name_hints:
+        target.name_hints[copy] = name
+    if node in source.rewrites:
+        records = target.rewrites.setdefault(copy, [])
+        records.extend(r for r in source.rewrites[node] if r not in records)
 
 
 def _alike(copied, data):
