@@ -11,6 +11,14 @@ run (NumPy's arrays are traced, JAX's buffers are not). Each result is checked a
 closed form (the grid's Laplacian minus LAMBDA diag(e^u)) through its products with three random
 vectors, 1e-9 relative. Each row is the least seconds and the largest peak of --rounds runs.
 
+What varies from run to run is the first touch of the result's 192 MB (n = 70). NumPy advises
+huge pages for it; on a virtual machine whose balloon reports free memory to the host (virtio's
+free page reporting, in 2 MiB blocks a few seconds after they are freed), a huge page is such a
+block, and its first touch faults on the host too: 0.3 to 0.9 s for the 192 MB, where 4 KiB pages,
+taken first from memory not yet reported, cost 0.12 to 0.19 s. Run back to back, the children
+reuse the blocks the previous one freed and huge pages cost 0.03 s. --pause waits before each
+child, so the blocks are reported and every child meets the cold case.
+
     python tests/benchmarks/dense_hessian.py                  # n = 50, 70, 100; ~1 min
     python tests/benchmarks/dense_hessian.py --sizes 70 --peers ""
     python tests/benchmarks/dense_hessian.py --sizes 70 --touch   # and the page faults alone
@@ -105,10 +113,12 @@ def child(tool, n, traced):
                       "error": largest_disagreement(hessian, point(n))}))
 
 
-def measure(tool, n, rounds, traced=False):
-    """The least seconds and the largest peaks of ``rounds`` fresh interpreters."""
+def measure(tool, n, rounds, traced=False, pause=0.0, pick=min):
+    """The least seconds (``pick``: max, the largest) and the largest peaks of ``rounds`` fresh
+    interpreters, each started ``pause`` seconds after the previous one ended."""
     results = []
     for _ in range(rounds):
+        time.sleep(pause)
         done = subprocess.run([sys.executable, __file__, "--child", tool, str(n)]
                               + (["--traced"] if traced else []),
                               capture_output=True, text=True, cwd=_common.ROOT)
@@ -116,8 +126,8 @@ def measure(tool, n, rounds, traced=False):
             return {"failed": (done.stderr.strip().splitlines() or ["?"])[-1]}
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     if tool.startswith("touch"):
-        return {"seconds": min(r["seconds"] for r in results)}
-    return {"seconds": min(r["seconds"] for r in results),
+        return {"seconds": pick(r["seconds"] for r in results)}
+    return {"seconds": pick(r["seconds"] for r in results),
             "peak": max(r["peak"] for r in results),
             "traced": None if traced is False else max(r["traced"] for r in results),
             "error": max(r["error"] for r in results)}
@@ -133,6 +143,12 @@ def main():
                         help="also time writing a fresh array of the result's size, its memory "
                              "advised to be huge pages (NumPy's default) and not: the page "
                              "faults every cold call pays, which vary from run to run here")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds to wait before each fresh interpreter: memory freed by the "
+                             "previous one is then reported to a virtual machine's host (3 is "
+                             "enough), the cold case of a first call after a while")
+    parser.add_argument("--worst", action="store_true",
+                        help="rows of the largest seconds of --rounds runs, not the least")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -143,9 +159,11 @@ def main():
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         dense = (n * n) ** 2 * 8
-        ours = measure("symgrad", n, args.rounds)
+        timing = {"pause": args.pause, "pick": max if args.worst else min}
+        ours = measure("symgrad", n, args.rounds, **timing)
         traced = measure("symgrad", n, 1, traced=True)
-        theirs = measure("jax", n, args.rounds) if "jax" in args.peers.split(",") else None
+        theirs = (measure("jax", n, args.rounds, **timing) if "jax" in args.peers.split(",")
+                  else None)
         for label, result in [("symgrad", ours), ("jax", theirs)]:
             if result is None:
                 continue
@@ -162,12 +180,13 @@ def main():
                          f"{result['peak'] / dense:.2f}", memory, f"{result['error']:.1e}"))
         touches = [("touch, huge pages", "touch-huge"), ("touch, 4 KiB pages", "touch")]
         for label, tool in touches if args.touch else []:
-            touched = measure(tool, n, args.rounds)
+            touched = measure(tool, n, args.rounds, **timing)
             rows.append((f"{n}x{n} {label}", f"{touched['seconds']:.2f}", "", "", "", ""))
     print(_common.table(("grid", "cold s", "/ jax", "peak rss / result", "traced / result",
                          "error"), rows))
-    print(f"\ncold: build + differentiate + compile + first call (JAX: trace, compile, call), least "
-          f"of {args.rounds} fresh interpreters; peak: growth of ru_maxrss after the imports, "
+    print(f"\ncold: build + differentiate + compile + first call (JAX: trace, compile, call), "
+          f"{'largest' if args.worst else 'least'} of {args.rounds} fresh interpreters"
+          + (f", each {args.pause:g} s after the previous" if args.pause else "") + "; peak: growth of ru_maxrss after the imports, "
           f"in multiples of the dense result (8 n^4 bytes), largest of them; traced: "
           f"tracemalloc's peak, symgrad only"
           + ("; touch: np.zeros of the result's size with every page written, NumPy's memory "

@@ -914,7 +914,18 @@ def scalar_cases(cfg):
 
 def map_cases(cfg):
     # entries in (-0.5, 0.5) stay finite (the map's other fixed point, 0.511, repels); they fall
-    # to 0 quickly, so beyond K ~ 20 most gradient entries underflow to 0
+    # to 0 quickly, so beyond K ~ 20 most gradient entries underflow to 0.
+    # Where the fused loop's time goes at K = 80, one thread (CPU time, 2026-12-07): 62 of its
+    # 66 ms are the C library's sin and cos (the loop with them replaced by a product: 4 ms);
+    # XLA calls a scalar sin at float64 too (its results are NumPy's to the bit), and JAX's
+    # time is the same 67 ms. Tried and dropped: glibc's sincos for a sine and cosine of one
+    # argument (68 ms: the loop is no longer vectorised), a branch returning x (and 1.0) for
+    # |x| < 2^-26 (no faster; K = 80 compiles in 37 s, not 3), fdlibm's polynomials inlined
+    # (vectorised, slower, K = 20 compiles in 27 s). Intel's SVML needs an llvmlite built with
+    # its patch, which 0.47 is not (numba -s: SVML state False whatever icc_rt). What does pay:
+    # glibc's libmvec (_ZGVeN8v_sin), 67 -> 43 ms, up to 2.9 ulp for sin near pi/2, reached
+    # only through LLVM's process-wide -vector-library=LIBMVEC-X86 option (every Numba function
+    # of the process then calls it, and their cached code needs libmvec loaded).
     x = cfg.rng.uniform(-0.5, 0.5, MAP_POINTS)
     for steps in MAP_STEPS:
         yield Case("map", f"iterated map K={steps}, {MAP_POINTS:,} points",
