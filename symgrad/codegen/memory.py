@@ -246,11 +246,8 @@ def diagonal_sums(plan):
     -v is x - v). Values of inf or nan made 0 * inf = nan off the diagonal: the emitted code
     checks them, and adds such a term whole."""
     nodes = plan.nodes
-    step_of_node = None
     decided = False
-    for step, data in _large_sums(plan):
-        if step_of_node is None:
-            step_of_node = _steps_by_node(plan)
+    for step, data, step_of_node in _large_sums_and_steps(plan):
         shape = data["shape"]
         if not data["derivative"]:
             continue
@@ -286,6 +283,16 @@ def _steps_by_node(plan):
     """{node: the step computing it alone} (not in a group of steps); made only when a large sum
     needs it, as most plans have none."""
     return {step.node: step for step in plan.steps if step.kind != "group"}
+
+
+def _large_sums_and_steps(plan):
+    """_large_sums' (step, node data), each with the map from a node to its step, made at the
+    first such sum: most plans have none, and then pay nothing for it."""
+    step_of_node = None
+    for step, data in _large_sums(plan):
+        if step_of_node is None:
+            step_of_node = _steps_by_node(plan)
+        yield step, data, step_of_node
 
 
 def _large_sums(plan):
@@ -366,11 +373,8 @@ def blocked_sums(plan):
     much smaller than it (_spread_from_small_values), read only there. The term's step then
     computes nothing: the sum's makes it, block by block."""
     nodes = plan.nodes
-    step_of_node = None
     spread_terms = False
-    for step, data in _large_sums(plan):
-        if step_of_node is None:
-            step_of_node = _steps_by_node(plan)
+    for step, data, step_of_node in _large_sums_and_steps(plan):
         first, second = data["inputs"]
         # first - term, or either order of a sum (exactly commutative in floating point)
         for term, other in ((second, first), (first, second))[:2 if data["op"] == "add" else 1]:
