@@ -21,6 +21,8 @@ Imports graph, ops and optimize.rebuild.
 import heapq
 from collections import Counter
 
+import networkx as nx
+
 from ..ops import Expr
 from ..ops.core import BUILD_RULES, Applied
 from .rebuild import _LEARNT, _alike, _where, offer
@@ -93,37 +95,43 @@ class _InPlace:
     def run(self):
         nodes, queue = self.nodes, self.queue
         try:
-            while queue:
+            while True:
                 while queue:
                     _, node = heapq.heappop(queue)
                     self.queued.discard(node)
                     if node in nodes:
                         self._visit(node)
+                if not self.changed:
+                    break
                 self._offer_build_rules_downstream()
         finally:
-            # a derivative node whose forward node is gone says its op, as the copy would; a
-            # leaf (a constant a rewrite built in a derivative) belongs to no order, as the
-            # copy makes it outside every derivative
-            # names stay where a copy keeps them: on derivative nodes, leaves only when outputs
-            # (an output that became a variable or a forward node is named by that node)
-            hints = self.graph.name_hints
-            for node in [n for n in hints if n in nodes and not (
-                    nodes[n]["derivative"] and (nodes[n]["inputs"] or self.kept[n]))]:
-                del hints[node]
-            removed = self.removed_ops
-            for data in nodes.values():
-                if not data["inputs"]:
-                    data["order"], data["derivative"], data["grad_of"] = 0, False, None
-                    continue
-                origin = data["grad_of"]
-                if origin in removed and not isinstance(origin, str):
-                    data["grad_of"] = removed[origin]
-            # what the structural rewrites declined stays known to the copy that comes next
-            learnt = _LEARNT.get(self.graph)
-            if learnt is not None:
-                learnt.rules, learnt.declined = self.rule_set, frozenset(self.declined)
-                learnt.declined_uses = self.declined_uses
+            self._settle()
         return self.fired
+
+    def _settle(self):
+        """What the copy a pass ends with would hold of the nodes the pass leaves, where the
+        pass in place left it otherwise; and what the rewrites declined, for the copy that comes
+        next (rebuild reads it)."""
+        nodes = self.nodes
+        # names stay where a copy keeps them: on derivative nodes, on leaves only when outputs
+        # (an output that became a variable or a forward node is named by that node)
+        hints = self.graph.name_hints
+        for node in [n for n in hints if n in nodes and not (
+                nodes[n]["derivative"] and (nodes[n]["inputs"] or self.kept[n]))]:
+            del hints[node]
+        for data in nodes.values():
+            if not data["inputs"]:
+                # a leaf (a constant a rewrite built in a derivative) belongs to no order: the
+                # copy makes it outside every derivative
+                data["order"], data["derivative"], data["grad_of"] = 0, False, None
+            elif data["grad_of"] in self.removed_ops and not isinstance(data["grad_of"], str):
+                # a derivative node whose forward node is gone says its op, as the copy would
+                data["grad_of"] = self.removed_ops[data["grad_of"]]
+        nx._clear_cache(self.graph)
+        learnt = _LEARNT.get(self.graph)
+        if learnt is not None:
+            learnt.rules, learnt.declined = self.rule_set, frozenset(self.declined)
+            learnt.declined_uses = self.declined_uses
 
     def _push(self, node):
         if node not in self.queued and node in self.nodes and self.nodes[node]["inputs"] \
@@ -166,8 +174,6 @@ class _InPlace:
         broadcasts and inserted axes is the product of the scalar). What they simplify is
         replaced as a rewrite's result is, and offered the rewrites again."""
         changed, self.changed = self.changed, set()
-        if not changed:
-            return
         nodes = self.nodes
         downstream = set()
         for node in self.graph.ancestors_in_order(self.outputs):
