@@ -330,8 +330,11 @@ class _InPlace:
             if node in self.counted:
                 self.counted.discard(node)
                 self.uses.subtract(data["inputs"])
-            for operand in pred[node]:
-                del succ[operand][node]
+            operands = list(pred[node])
+            # the graph's own removal: its edges, hash-cons entry, name and records
+            graph.discard((node,))
+            self.removed_ops[node] = data["op"]
+            for operand in operands:
                 if succ[operand]:
                     # the rewrites that read counts ask whether an operand has one reader: only
                     # an operand left with one is news (an operand of thousands is not walked)
@@ -340,14 +343,6 @@ class _InPlace:
                             self._push(reader)
                 else:
                     stack.append(operand)
-            del pred[node], succ[node], nodes[node]
-            self.removed_ops[node] = data["op"]
-            if graph._cons.get(data["key"]) == node:
-                del graph._cons[data["key"]]
-            if data["op"] == "var" and graph._variables.get(data["attrs"]["name"]) == node:
-                del graph._variables[data["attrs"]["name"]]
-            graph.name_hints.pop(node, None)
-            graph.rewrites.pop(node, None)
             self.declined.discard(node)
             self.declined_uses.pop(node, None)
             self.changed.discard(node)
